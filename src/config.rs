@@ -1,0 +1,89 @@
+//! Limits and policies of one log, with Apache Kafka's defaults.
+
+use crate::error::{Error, Result};
+
+/// Kafka's `log.segment.bytes` default: 1 GiB.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 1 << 30;
+/// Kafka's `log.index.size.max.bytes` default: 10 MiB.
+pub const DEFAULT_INDEX_BYTES: u64 = 10 << 20;
+/// Kafka's `log.index.interval.bytes` default.
+pub const DEFAULT_INDEX_INTERVAL_BYTES: u64 = 4096;
+/// Kafka's `log.roll.ms` default: 7 days.
+pub const DEFAULT_SEGMENT_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+/// Kafka's `log.retention.ms` default: 7 days.
+pub const DEFAULT_RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+/// Kafka's `message.max.bytes` default (1 MiB plus the 12-byte log overhead).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_048_588;
+/// Kafka's `log.segment.delete.delay.ms` default.
+pub const DEFAULT_FILE_DELETE_DELAY_MS: i64 = 60_000;
+
+/// The configuration of one partition log. `Default` gives Kafka's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Roll to a new segment when the active one would exceed this size.
+    pub segment_bytes: u64,
+    /// Maximum size of each index file; an index that fills up also rolls the segment.
+    pub index_bytes_max: u64,
+    /// Bytes of appended data between two offset-index entries.
+    pub index_interval_bytes: u64,
+    /// Roll the active segment when its first batch is this old.
+    pub segment_ms: i64,
+    /// Delete segments whose newest timestamp is older than this; `-1` keeps forever.
+    pub retention_ms: i64,
+    /// Delete old segments while the log exceeds this size; `-1` means no limit.
+    pub retention_bytes: i64,
+    /// Largest batch accepted by an append.
+    pub max_message_bytes: usize,
+    /// How long a `.deleted` file lingers before removal.
+    pub file_delete_delay_ms: i64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            index_bytes_max: DEFAULT_INDEX_BYTES,
+            index_interval_bytes: DEFAULT_INDEX_INTERVAL_BYTES,
+            segment_ms: DEFAULT_SEGMENT_MS,
+            retention_ms: DEFAULT_RETENTION_MS,
+            retention_bytes: -1,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            file_delete_delay_ms: DEFAULT_FILE_DELETE_DELAY_MS,
+        }
+    }
+}
+
+impl LogConfig {
+    /// Checks the relations between limits that the engine relies on.
+    pub fn validate(&self) -> Result<()> {
+        // Segment positions are stored as i32 in the offset index.
+        if self.segment_bytes < 128 || self.segment_bytes > i32::MAX as u64 {
+            return Err(Error::InvalidConfig(format!(
+                "segment_bytes {} must be in [128, {}]",
+                self.segment_bytes,
+                i32::MAX
+            )));
+        }
+        // Room for at least a few entries of the larger (12-byte) time index.
+        if self.index_bytes_max < 4 * 12 || self.index_bytes_max > i32::MAX as u64 {
+            return Err(Error::InvalidConfig(format!(
+                "index_bytes_max {} must be in [48, {}]",
+                self.index_bytes_max,
+                i32::MAX
+            )));
+        }
+        if self.index_interval_bytes == 0 {
+            return Err(Error::InvalidConfig("index_interval_bytes must be positive".into()));
+        }
+        if self.segment_ms <= 0 {
+            return Err(Error::InvalidConfig("segment_ms must be positive".into()));
+        }
+        if self.max_message_bytes < crate::record::HEADER_LEN {
+            return Err(Error::InvalidConfig(format!(
+                "max_message_bytes {} is smaller than a batch header",
+                self.max_message_bytes
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,102 @@
+//! The one error type of partlog.
+//!
+//! Domain failures (an offset out of range, a corrupt batch, a locked directory) have their
+//! own variants so that a broker can map them to Kafka error codes; everything the operating
+//! system reports is `Io`.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// Result alias used throughout partlog.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong inside partlog.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The operating system (or the simulated backend) failed an I/O call.
+    Io { op: &'static str, path: PathBuf, source: io::Error },
+    /// Bytes from disk or from a caller are not a valid Kafka record batch.
+    InvalidBatch(crate::record::BatchError),
+    /// A file holds bytes that fail validation at a known place.
+    Corruption { file: PathBuf, position: u64, reason: String },
+    /// The requested offset lies outside `[log_start_offset, log_end_offset]`.
+    OffsetOutOfRange { offset: i64, log_start_offset: i64, log_end_offset: i64 },
+    /// A follower append carried offsets that do not continue the log.
+    InvalidOffset { base_offset: i64, log_end_offset: i64 },
+    /// One batch exceeds the configured maximum size.
+    RecordTooLarge { size: usize, max: usize },
+    /// Another process (or another `Log` in this process) holds the directory lock.
+    DirLocked { dir: PathBuf },
+    /// A file name or checkpoint line could not be parsed.
+    Parse { file: PathBuf, line: usize, reason: String },
+    /// A configuration value is out of its allowed range.
+    InvalidConfig(String),
+    /// An earlier write failed; the log refuses further writes until it is reopened, because
+    /// the state of the file after a failed write is unknown.
+    ReadOnly { cause: String },
+}
+
+impl Error {
+    /// Wraps an `io::Error` with the operation and path it came from.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io { op, path: path.into(), source }
+    }
+
+    /// True when the error is an `ENOSPC`-style "disk full".
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if source.kind() == io::ErrorKind::StorageFull)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io { op, path, source } => write!(f, "{op} {}: {source}", path.display()),
+            Error::InvalidBatch(e) => write!(f, "invalid record batch: {e}"),
+            Error::Corruption { file, position, reason } => {
+                write!(f, "corruption in {} at position {position}: {reason}", file.display())
+            }
+            Error::OffsetOutOfRange { offset, log_start_offset, log_end_offset } => write!(
+                f,
+                "offset {offset} is out of range [{log_start_offset}, {log_end_offset}]"
+            ),
+            Error::InvalidOffset { base_offset, log_end_offset } => write!(
+                f,
+                "batch base offset {base_offset} is below the log end offset {log_end_offset}"
+            ),
+            Error::RecordTooLarge { size, max } => {
+                write!(f, "batch of {size} bytes exceeds the maximum of {max} bytes")
+            }
+            Error::DirLocked { dir } => write!(
+                f,
+                "log dir {} is locked by another process or log instance",
+                dir.display()
+            ),
+            Error::Parse { file, line, reason } => {
+                write!(f, "cannot parse {} line {line}: {reason}", file.display())
+            }
+            Error::InvalidConfig(why) => write!(f, "invalid configuration: {why}"),
+            Error::ReadOnly { cause } => {
+                write!(f, "log is read-only after an earlier write failure: {cause}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            Error::InvalidBatch(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<crate::record::BatchError> for Error {
+    fn from(e: crate::record::BatchError) -> Self {
+        Error::InvalidBatch(e)
+    }
+}

@@ -1,0 +1,135 @@
+//! The only door to the disk.
+//!
+//! Every byte partlog reads or writes goes through [`Storage`] and [`StorageFile`]. Two
+//! backends implement them:
+//!
+//! - [`real::RealStorage`]: `std::fs` for files, `memmap2` for index maps, `fs2` for the
+//!   directory lock and preallocation.
+//! - [`sim::SimStorage`]: a deterministic, seeded, in-memory disk that keeps a *written* and a
+//!   *durable* image of every file and can crash, tear writes, flip bits and fail calls.
+//!
+//! Because nothing else in the crate names `std::fs`, a test run on the simulated backend
+//! proves that no file access bypasses it.
+//!
+//! ## Contract (both backends)
+//!
+//! - `write_at` either writes the whole buffer or returns an error; after an error the bytes
+//!   in the range are unspecified (the engine then refuses further writes, see
+//!   [`crate::Error::ReadOnly`]).
+//! - Nothing written is durable until `sync_data` returns; directory entries (create, rename,
+//!   remove) are durable only after `sync_dir` of their parent directory.
+//! - `rename` atomically replaces the destination.
+//! - A [`MapMut`] sees the file bytes at the time of mapping; its writes reach the file's
+//!   page-cache image when it is flushed or dropped, and are durable after `flush`.
+
+pub mod real;
+pub mod sim;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::Result;
+
+/// How to open a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Open an existing file for reading only.
+    Read,
+    /// Open an existing file for reading and writing.
+    ReadWrite,
+    /// Open for reading and writing, creating the file when it does not exist.
+    Create,
+    /// Create the file, failing if it already exists.
+    CreateNew,
+}
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    pub name: String,
+    pub is_dir: bool,
+}
+
+/// A file system: the real one, or the simulated one.
+pub trait Storage: Send + Sync + fmt::Debug + 'static {
+    /// Opens `path` as `mode` says. Missing files are an `Io` error of kind `NotFound`.
+    fn open(&self, path: &Path, mode: OpenMode) -> Result<Arc<dyn StorageFile>>;
+    /// True when `path` names an existing file or directory.
+    fn exists(&self, path: &Path) -> bool;
+    /// Creates `path` and its missing parents.
+    fn create_dir_all(&self, path: &Path) -> Result<()>;
+    /// Lists the entries of `dir`, sorted by name.
+    fn list_dir(&self, dir: &Path) -> Result<Vec<DirEntry>>;
+    /// Atomically renames `from` to `to`, replacing `to` if it exists.
+    fn rename(&self, from: &Path, to: &Path) -> Result<()>;
+    /// Removes a file.
+    fn remove_file(&self, path: &Path) -> Result<()>;
+    /// Removes an empty directory.
+    fn remove_dir(&self, path: &Path) -> Result<()>;
+    /// Makes the entries of `dir` (creates, renames, removes) durable.
+    fn sync_dir(&self, dir: &Path) -> Result<()>;
+    /// Takes the exclusive lock of `dir`; fails with [`crate::Error::DirLocked`] while another
+    /// holder (another process, or another guard in this one) has it. Released on drop.
+    fn lock_dir(&self, dir: &Path) -> Result<Box<dyn DirLock>>;
+}
+
+/// An open file.
+pub trait StorageFile: Send + Sync + fmt::Debug {
+    /// The path the file was opened with.
+    fn path(&self) -> &Path;
+    /// Current length in bytes.
+    fn len(&self) -> Result<u64>;
+    /// Reads up to `buf.len()` bytes at `pos`; returns fewer only at end of file.
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> Result<usize>;
+    /// Writes all of `buf` at `pos`, extending the file if needed.
+    fn write_at(&self, buf: &[u8], pos: u64) -> Result<()>;
+    /// Truncates or extends (with zeros) the file to `len`.
+    fn set_len(&self, len: u64) -> Result<()>;
+    /// Reserves `len` bytes of disk for the file and extends it to at least `len`.
+    fn allocate(&self, len: u64) -> Result<()>;
+    /// Makes the file's data durable.
+    fn sync_data(&self) -> Result<()>;
+    /// Maps the first `len` bytes of the file for reading and writing. The file must be at
+    /// least `len` bytes long.
+    fn map_mut(&self, len: usize) -> Result<Box<dyn MapMut>>;
+    /// The raw descriptor for zero-copy transfer (`sendfile`), when the backend has one.
+    fn raw_fd(&self) -> Option<i32> {
+        None
+    }
+
+    /// Reads exactly `buf.len()` bytes at `pos`, or fails with `UnexpectedEof`.
+    fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> Result<()> {
+        let mut done = 0;
+        while done < buf.len() {
+            let n = self.read_at(&mut buf[done..], pos + done as u64)?;
+            if n == 0 {
+                return Err(crate::Error::io(
+                    "read",
+                    self.path(),
+                    std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
+                ));
+            }
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+/// A writable memory map of the start of a file.
+pub trait MapMut: Send + Sync + fmt::Debug {
+    fn as_slice(&self) -> &[u8];
+    fn as_mut_slice(&mut self) -> &mut [u8];
+    /// Writes the mapped bytes back and makes them durable (`msync`).
+    fn flush(&self) -> Result<()>;
+}
+
+/// An exclusive directory lock, released on drop.
+pub trait DirLock: Send + Sync + fmt::Debug {
+    fn dir(&self) -> &Path;
+}
+
+/// Joins a directory and a file name; kept here so path building reads the same everywhere.
+pub fn join(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}

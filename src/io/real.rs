@@ -1,0 +1,208 @@
+//! The real backend: `std::fs`, `memmap2` and `fs2`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use fs2::FileExt as _;
+use memmap2::MmapMut;
+
+use super::{DirEntry, DirLock, MapMut, OpenMode, Storage, StorageFile};
+use crate::error::{Error, Result};
+
+/// Name of the lock file Kafka keeps in every log dir.
+pub const LOCK_FILE_NAME: &str = ".lock";
+
+/// The operating system's file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RealStorage;
+
+impl RealStorage {
+    /// A shared handle, the form the engine takes storage in.
+    pub fn shared() -> Arc<dyn Storage> {
+        Arc::new(RealStorage)
+    }
+}
+
+impl Storage for RealStorage {
+    fn open(&self, path: &Path, mode: OpenMode) -> Result<Arc<dyn StorageFile>> {
+        let mut opts = OpenOptions::new();
+        opts.read(true);
+        match mode {
+            OpenMode::Read => {}
+            OpenMode::ReadWrite => {
+                opts.write(true);
+            }
+            OpenMode::Create => {
+                opts.write(true).create(true);
+            }
+            OpenMode::CreateNew => {
+                opts.write(true).create_new(true);
+            }
+        }
+        let file = opts.open(path).map_err(|e| Error::io("open", path, e))?;
+        Ok(Arc::new(RealFile { file, path: path.to_path_buf() }))
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+
+    fn create_dir_all(&self, path: &Path) -> Result<()> {
+        fs::create_dir_all(path).map_err(|e| Error::io("create_dir", path, e))
+    }
+
+    fn list_dir(&self, dir: &Path) -> Result<Vec<DirEntry>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))? {
+            let entry = entry.map_err(|e| Error::io("list", dir, e))?;
+            let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            if let Ok(name) = entry.file_name().into_string() {
+                out.push(DirEntry { name, is_dir });
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> Result<()> {
+        fs::rename(from, to).map_err(|e| Error::io("rename", from, e))
+    }
+
+    fn remove_file(&self, path: &Path) -> Result<()> {
+        fs::remove_file(path).map_err(|e| Error::io("remove", path, e))
+    }
+
+    fn remove_dir(&self, path: &Path) -> Result<()> {
+        fs::remove_dir(path).map_err(|e| Error::io("remove_dir", path, e))
+    }
+
+    fn sync_dir(&self, dir: &Path) -> Result<()> {
+        let d = File::open(dir).map_err(|e| Error::io("open_dir", dir, e))?;
+        d.sync_all().map_err(|e| Error::io("sync_dir", dir, e))
+    }
+
+    fn lock_dir(&self, dir: &Path) -> Result<Box<dyn DirLock>> {
+        let path = dir.join(LOCK_FILE_NAME);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io("open", &path, e))?;
+        // flock locks belong to the open file description, so a second open of the same
+        // dir in this process conflicts just as another process would.
+        file.try_lock_exclusive().map_err(|e| {
+            if e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(11) {
+                Error::DirLocked { dir: dir.to_path_buf() }
+            } else {
+                Error::io("lock", &path, e)
+            }
+        })?;
+        Ok(Box::new(RealDirLock { _file: file, dir: dir.to_path_buf() }))
+    }
+}
+
+#[derive(Debug)]
+struct RealDirLock {
+    _file: File,
+    dir: PathBuf,
+}
+
+impl DirLock for RealDirLock {
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+#[derive(Debug)]
+struct RealFile {
+    file: File,
+    path: PathBuf,
+}
+
+impl StorageFile for RealFile {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn len(&self) -> Result<u64> {
+        self.file.metadata().map(|m| m.len()).map_err(|e| Error::io("stat", &self.path, e))
+    }
+
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> Result<usize> {
+        let mut done = 0;
+        while done < buf.len() {
+            match self.file.read_at(&mut buf[done..], pos + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io("read", &self.path, e)),
+            }
+        }
+        Ok(done)
+    }
+
+    fn write_at(&self, buf: &[u8], pos: u64) -> Result<()> {
+        self.file.write_all_at(buf, pos).map_err(|e| Error::io("write", &self.path, e))
+    }
+
+    fn set_len(&self, len: u64) -> Result<()> {
+        self.file.set_len(len).map_err(|e| Error::io("set_len", &self.path, e))
+    }
+
+    fn allocate(&self, len: u64) -> Result<()> {
+        // fallocate is not supported everywhere (tmpfs on old kernels); a sparse extension
+        // keeps the same contract minus the reservation.
+        if self.file.allocate(len).is_err() {
+            let cur = self.len()?;
+            if cur < len {
+                self.set_len(len)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn sync_data(&self) -> Result<()> {
+        self.file.sync_data().map_err(|e| Error::io("sync", &self.path, e))
+    }
+
+    fn map_mut(&self, len: usize) -> Result<Box<dyn MapMut>> {
+        // SAFETY: the mapping covers `len` bytes that the caller has made part of the file
+        // (it set the length first). partlog maps only index files, each mapped by exactly
+        // one owner (the index object) inside the locked log dir, so no other process or
+        // thread resizes or writes the file while it is mapped; the index shrinks the file
+        // only after dropping the mapping.
+        let map = unsafe { memmap2::MmapOptions::new().len(len).map_mut(&self.file) }
+            .map_err(|e| Error::io("mmap", &self.path, e))?;
+        Ok(Box::new(RealMap { map, path: self.path.clone() }))
+    }
+
+    fn raw_fd(&self) -> Option<i32> {
+        Some(self.file.as_raw_fd())
+    }
+}
+
+#[derive(Debug)]
+struct RealMap {
+    map: MmapMut,
+    path: PathBuf,
+}
+
+impl MapMut for RealMap {
+    fn as_slice(&self) -> &[u8] {
+        &self.map
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.map
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.map.flush().map_err(|e| Error::io("msync", &self.path, e))
+    }
+}

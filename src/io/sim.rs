@@ -1,0 +1,1 @@
+//! The deterministic, fault-injecting, in-memory backend (being written).

@@ -1,0 +1,16 @@
+//! partlog: a Kafka-compatible partition log storage engine.
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+pub mod checkpoint;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod index;
+pub mod io;
+pub mod log;
+pub mod record;
+pub mod segment;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::LogConfig;
+pub use error::{Error, Result};
