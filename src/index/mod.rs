@@ -1,1 +1,8 @@
-//! (being written)
+//! Sparse, memory-mapped indexes of a segment: offset → position and timestamp → offset.
+
+mod file;
+pub mod offset_index;
+pub mod time_index;
+
+pub use offset_index::{OffsetIndex, OffsetPosition, OFFSET_ENTRY_BYTES};
+pub use time_index::{TimeIndex, TimestampOffset, TIME_ENTRY_BYTES};

@@ -1,0 +1,147 @@
+//! The memory-mapped, preallocated file that both index kinds are stored in.
+//!
+//! An index file is an array of fixed-size entries. While its segment is active the file is
+//! preallocated to the configured maximum and mapped whole; entries past `entries` are zero.
+//! When the segment rolls (or the log closes) the file is trimmed to exactly the valid
+//! entries, as Kafka does, so a cleanly closed index's length gives its entry count.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::io::{MapMut, OpenMode, Storage, StorageFile};
+
+#[derive(Debug)]
+pub(crate) struct IndexFile {
+    path: PathBuf,
+    file: Arc<dyn StorageFile>,
+    /// `None` while the file is empty: nothing to map.
+    map: Option<Box<dyn MapMut>>,
+    entry_size: usize,
+    entries: usize,
+    capacity: usize,
+}
+
+impl IndexFile {
+    /// Opens (creating when missing) the index at `path`. When `max_bytes` is `Some`, the file
+    /// is extended to that size (rounded down to whole entries) so appends can go in place.
+    /// `valid_prefix` tells how many leading entries of the mapped bytes are valid.
+    pub(crate) fn open(
+        storage: &dyn Storage,
+        path: &Path,
+        entry_size: usize,
+        max_bytes: Option<u64>,
+        valid_prefix: impl Fn(&[u8]) -> usize,
+    ) -> Result<IndexFile> {
+        let file = storage.open(path, OpenMode::Create)?;
+        let len = file.len()?;
+        let mut index = IndexFile {
+            path: path.to_path_buf(),
+            file,
+            map: None,
+            entry_size,
+            entries: 0,
+            capacity: 0,
+        };
+        let existing = (len / entry_size as u64) as usize;
+        match max_bytes {
+            Some(max) => index.remap(round_down(max.max(len), entry_size))?,
+            None => index.remap(existing * entry_size)?,
+        }
+        index.entries = valid_prefix(&index.bytes()[..existing.min(index.capacity) * entry_size]);
+        Ok(index)
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn entries(&self) -> usize {
+        self.entries
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.entries >= self.capacity
+    }
+
+    /// The bytes of all mapped entries, valid or not.
+    fn bytes(&self) -> &[u8] {
+        self.map.as_ref().map(|m| m.as_slice()).unwrap_or(&[])
+    }
+
+    /// The bytes of entry `i`, which must be below `entries()`.
+    pub(crate) fn entry(&self, i: usize) -> &[u8] {
+        debug_assert!(i < self.entries);
+        &self.bytes()[i * self.entry_size..(i + 1) * self.entry_size]
+    }
+
+    /// Appends one entry; the caller checks `is_full` first.
+    pub(crate) fn push(&mut self, entry: &[u8]) -> Result<()> {
+        debug_assert_eq!(entry.len(), self.entry_size);
+        if self.is_full() {
+            return Err(Error::Corruption {
+                file: self.path.clone(),
+                position: (self.entries * self.entry_size) as u64,
+                reason: "index is full".into(),
+            });
+        }
+        let at = self.entries * self.entry_size;
+        if let Some(map) = self.map.as_mut() {
+            map.as_mut_slice()[at..at + self.entry_size].copy_from_slice(entry);
+        }
+        self.entries += 1;
+        Ok(())
+    }
+
+    /// Keeps the first `n` entries and zeroes the rest, so that a later open does not count
+    /// stale entries as valid.
+    pub(crate) fn truncate_entries(&mut self, n: usize) {
+        if n >= self.entries {
+            return;
+        }
+        let (from, to) = (n * self.entry_size, self.entries * self.entry_size);
+        if let Some(map) = self.map.as_mut() {
+            map.as_mut_slice()[from..to].fill(0);
+        }
+        self.entries = n;
+    }
+
+    /// Shrinks the file to exactly the valid entries (on roll and on close).
+    pub(crate) fn trim(&mut self) -> Result<()> {
+        self.remap(self.entries * self.entry_size)
+    }
+
+    /// Grows the file back to `max_bytes` so appends can continue (a trimmed segment that
+    /// becomes active again after truncation).
+    pub(crate) fn extend_to(&mut self, max_bytes: u64) -> Result<()> {
+        let want = round_down(max_bytes, self.entry_size).max(self.entries * self.entry_size);
+        if want != self.capacity * self.entry_size {
+            self.remap(want)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn flush(&self) -> Result<()> {
+        match &self.map {
+            Some(map) => map.flush(),
+            None => self.file.sync_data(),
+        }
+    }
+
+    fn remap(&mut self, len: usize) -> Result<()> {
+        if let Some(map) = self.map.take() {
+            map.flush()?;
+        }
+        self.file.set_len(len as u64)?;
+        if len > 0 {
+            self.map = Some(self.file.map_mut(len)?);
+        }
+        self.capacity = len / self.entry_size;
+        Ok(())
+    }
+}
+
+fn round_down(bytes: u64, entry_size: usize) -> usize {
+    let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+    bytes - bytes % entry_size
+}
