@@ -77,21 +77,32 @@ impl OffsetIndex {
 
     /// The largest entry whose offset is `<= target`, or the segment start.
     pub fn lookup(&self, target: i64) -> OffsetPosition {
-        let n = self.entries();
-        // Binary search for the count of entries with offset <= target.
-        let (mut lo, mut hi) = (0usize, n);
+        match self.count_where(|e| e.offset <= target) {
+            0 => OffsetPosition { offset: self.base_offset, position: 0 },
+            i => self.entry(i - 1),
+        }
+    }
+
+    /// The last entry at or below `position` whose offset is below `offset_limit`: a batch
+    /// boundary that a read can jump to without reading the headers before it.
+    pub fn floor_entry(&self, position: u64, offset_limit: i64) -> Option<OffsetPosition> {
+        let by_position = self.count_where(|e| (e.position as u64) <= position);
+        let by_offset = self.count_where(|e| e.offset < offset_limit);
+        by_position.min(by_offset).checked_sub(1).map(|i| self.entry(i))
+    }
+
+    /// Number of leading entries for which `pred` holds (`pred` must be monotone).
+    fn count_where(&self, pred: impl Fn(OffsetPosition) -> bool) -> usize {
+        let (mut lo, mut hi) = (0usize, self.entries());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            if self.entry(mid).offset <= target {
+            if pred(self.entry(mid)) {
                 lo = mid + 1;
             } else {
                 hi = mid;
             }
         }
-        match lo {
-            0 => OffsetPosition { offset: self.base_offset, position: 0 },
-            i => self.entry(i - 1),
-        }
+        lo
     }
 
     /// Appends `(offset, position)`; both must exceed the last entry's.
@@ -122,34 +133,18 @@ impl OffsetIndex {
 
     /// Removes every entry whose offset is `>= offset`.
     pub fn truncate_to(&mut self, offset: i64) {
-        let keep = self.lookup_count_below(offset);
+        let keep = self.count_where(|e| e.offset < offset);
         self.file.truncate_entries(keep);
     }
 
     /// Removes every entry whose position is `>= position`.
     pub fn truncate_to_position(&mut self, position: u32) {
-        let mut keep = self.entries();
-        while keep > 0 && self.entry(keep - 1).position >= position {
-            keep -= 1;
-        }
+        let keep = self.count_where(|e| e.position < position);
         self.file.truncate_entries(keep);
     }
 
     pub fn clear(&mut self) {
         self.file.truncate_entries(0);
-    }
-
-    fn lookup_count_below(&self, offset: i64) -> usize {
-        let (mut lo, mut hi) = (0usize, self.entries());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.entry(mid).offset < offset {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        lo
     }
 
     /// Checks the index against its segment: every position inside the log file.

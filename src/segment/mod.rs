@@ -1,1 +1,486 @@
-//! (being written)
+//! One segment: a `.log` file of consecutive record batches and its two indexes.
+//!
+//! A segment is shared by the log's single writer and any number of readers. Readers see
+//! only the first [`Segment::size`] bytes, which the writer publishes (release) after the
+//! bytes are written, so a reader never sees a partially written batch. The indexes sit
+//! behind a `RwLock` that the writer holds only to add one entry.
+
+pub mod files;
+mod recover;
+mod slice;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use crate::config::LogConfig;
+use crate::error::{Error, Result};
+use crate::index::{OffsetIndex, TimeIndex};
+use crate::io::{OpenMode, Storage, StorageFile};
+use crate::record::{BatchHeader, HEADER_LEN};
+
+pub use recover::{BatchScan, ScanStop};
+pub use slice::FileSlice;
+
+/// Positions inside a segment are `i32` in the offset index, so a segment can never grow
+/// past this.
+pub const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
+
+#[derive(Debug)]
+struct Indexes {
+    offset: OffsetIndex,
+    time: TimeIndex,
+}
+
+/// Writer-side bookkeeping (readers only look at the timestamps).
+#[derive(Debug, Clone, Copy)]
+struct Meta {
+    bytes_since_index: u64,
+    /// Largest batch max-timestamp in the segment, `-1` when none; `None` until loaded.
+    max_timestamp: Option<i64>,
+    offset_of_max_timestamp: i64,
+    /// Max timestamp of the first batch: the reference for time-based rolling.
+    first_batch_timestamp: Option<i64>,
+}
+
+/// One `.log` file and its `.index` / `.timeindex`.
+#[derive(Debug)]
+pub struct Segment {
+    base_offset: i64,
+    dir: PathBuf,
+    storage: Arc<dyn Storage>,
+    log: Arc<dyn StorageFile>,
+    size: AtomicU64,
+    indexes: RwLock<Option<Indexes>>,
+    meta: Mutex<Meta>,
+    /// Active segments keep their indexes preallocated to this size.
+    preallocate: AtomicBool,
+    index_bytes_max: u64,
+    index_interval_bytes: u64,
+    created_ms: i64,
+}
+
+impl Segment {
+    /// Creates a new, empty segment whose first offset will be `base_offset`. Files left
+    /// behind under the same names (by an earlier truncation) are reset.
+    pub fn create(
+        storage: Arc<dyn Storage>,
+        dir: &Path,
+        base_offset: i64,
+        config: &LogConfig,
+        now_ms: i64,
+    ) -> Result<Segment> {
+        let log = storage.open(&files::path(dir, base_offset, files::LOG_SUFFIX), OpenMode::Create)?;
+        log.set_len(0)?;
+        for suffix in [files::INDEX_SUFFIX, files::TIME_INDEX_SUFFIX] {
+            let path = files::path(dir, base_offset, suffix);
+            if storage.exists(&path) {
+                storage.remove_file(&path)?;
+            }
+        }
+        let segment = Segment::new(storage, dir, base_offset, config, log, 0, true, now_ms);
+        segment.meta_mut().max_timestamp = Some(-1);
+        segment.load_indexes(false)?;
+        Ok(segment)
+    }
+
+    /// Opens an existing segment. Indexes are opened on first use, so that opening a log
+    /// with many segments reads only their sizes; `active` preallocates them when they are.
+    pub fn open(
+        storage: Arc<dyn Storage>,
+        dir: &Path,
+        base_offset: i64,
+        config: &LogConfig,
+        active: bool,
+        now_ms: i64,
+    ) -> Result<Segment> {
+        let path = files::path(dir, base_offset, files::LOG_SUFFIX);
+        let log = storage.open(&path, OpenMode::ReadWrite)?;
+        let size = log.len()?;
+        if size > SEGMENT_BYTES_MAX {
+            return Err(Error::Corruption {
+                file: path,
+                position: SEGMENT_BYTES_MAX,
+                reason: format!("segment of {size} bytes exceeds the 2 GiB position limit"),
+            });
+        }
+        Ok(Segment::new(storage, dir, base_offset, config, log, size, active, now_ms))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        storage: Arc<dyn Storage>,
+        dir: &Path,
+        base_offset: i64,
+        config: &LogConfig,
+        log: Arc<dyn StorageFile>,
+        size: u64,
+        active: bool,
+        now_ms: i64,
+    ) -> Segment {
+        Segment {
+            base_offset,
+            dir: dir.to_path_buf(),
+            storage,
+            log,
+            size: AtomicU64::new(size),
+            indexes: RwLock::new(None),
+            meta: Mutex::new(Meta {
+                bytes_since_index: 0,
+                max_timestamp: None,
+                offset_of_max_timestamp: base_offset,
+                first_batch_timestamp: None,
+            }),
+            preallocate: AtomicBool::new(active),
+            index_bytes_max: config.index_bytes_max,
+            index_interval_bytes: config.index_interval_bytes,
+            created_ms: now_ms,
+        }
+    }
+
+    pub fn base_offset(&self) -> i64 {
+        self.base_offset
+    }
+
+    /// Bytes of whole batches readers may see.
+    pub fn size(&self) -> u64 {
+        self.size.load(Ordering::Acquire)
+    }
+
+    pub fn log_path(&self) -> &Path {
+        self.log.path()
+    }
+
+    pub fn path(&self, suffix: &str) -> PathBuf {
+        files::path(&self.dir, self.base_offset, suffix)
+    }
+
+    pub(crate) fn log_file(&self) -> &Arc<dyn StorageFile> {
+        &self.log
+    }
+
+    fn meta_mut(&self) -> MutexGuard<'_, Meta> {
+        // A poisoned lock means a panic elsewhere; the data (plain numbers) is still usable.
+        self.meta.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on the indexes, opening them first if needed.
+    fn with_indexes<R>(&self, f: impl FnOnce(&Indexes) -> R) -> Result<R> {
+        {
+            let guard = self.indexes.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(ix) = guard.as_ref() {
+                return Ok(f(ix));
+            }
+        }
+        self.with_indexes_mut(|ix| Ok(f(ix)))
+    }
+
+    fn with_indexes_mut<R>(&self, f: impl FnOnce(&mut Indexes) -> Result<R>) -> Result<R> {
+        self.load_indexes(true)?;
+        let mut guard = self.indexes.write().unwrap_or_else(|e| e.into_inner());
+        match guard.as_mut() {
+            Some(ix) => f(ix),
+            None => Err(Error::Corruption {
+                file: self.path(files::INDEX_SUFFIX),
+                position: 0,
+                reason: "index is not loaded".into(),
+            }),
+        }
+    }
+
+    /// Opens the index files; rebuilds them from the log when they are missing, fail their
+    /// sanity check, or have no entries although the log spans more than one interval.
+    fn load_indexes(&self, repair: bool) -> Result<()> {
+        let mut guard = self.indexes.write().unwrap_or_else(|e| e.into_inner());
+        if guard.is_some() {
+            return Ok(());
+        }
+        let max = self.preallocate.load(Ordering::Relaxed).then_some(self.index_bytes_max);
+        let offset_path = self.path(files::INDEX_SUFFIX);
+        let time_path = self.path(files::TIME_INDEX_SUFFIX);
+        let missing = !self.storage.exists(&offset_path) || !self.storage.exists(&time_path);
+        let storage = self.storage.as_ref();
+        let mut ix = Indexes {
+            offset: OffsetIndex::open(storage, &offset_path, self.base_offset, max)?,
+            time: TimeIndex::open(storage, &time_path, self.base_offset, max)?,
+        };
+        let size = self.size();
+        let sane = ix.offset.sanity_check(size).is_ok() && ix.time.sanity_check(i64::MAX).is_ok();
+        let sparse = ix.offset.entries() == 0 && size > self.index_interval_bytes * 2;
+        if repair && (missing || !sane || sparse) {
+            self.rebuild_indexes_by_headers(&mut ix, size)?;
+        }
+        *guard = Some(ix);
+        Ok(())
+    }
+
+    /// Rebuilds both indexes by hopping from batch header to batch header (no CRC: this is
+    /// for data below the recovery point, which was validated when it was written).
+    fn rebuild_indexes_by_headers(&self, ix: &mut Indexes, size: u64) -> Result<()> {
+        ix.offset.clear();
+        ix.time.clear();
+        let mut meta = *self.meta_mut();
+        meta.bytes_since_index = 0;
+        meta.max_timestamp = Some(-1);
+        let mut pos = 0u64;
+        while pos < size {
+            let header = self.read_header(pos, size)?;
+            index_batch(ix, &mut meta, self.index_interval_bytes, &header, pos)?;
+            pos += header.size() as u64;
+        }
+        *self.meta_mut() = meta;
+        Ok(())
+    }
+
+    /// Reads and checks the header of the batch at `pos`; the batch must end by `limit`.
+    pub fn read_header(&self, pos: u64, limit: u64) -> Result<BatchHeader> {
+        let corrupt = |reason: String| Error::Corruption {
+            file: self.log.path().to_path_buf(),
+            position: pos,
+            reason,
+        };
+        if pos + HEADER_LEN as u64 > limit {
+            return Err(corrupt(format!("incomplete batch header ({} bytes left)", limit - pos)));
+        }
+        let mut buf = [0u8; HEADER_LEN];
+        self.log.read_exact_at(&mut buf, pos)?;
+        let header = BatchHeader::parse(&buf).map_err(|e| corrupt(e.to_string()))?;
+        if pos + header.size() as u64 > limit {
+            return Err(corrupt(format!("batch of {} bytes runs past the end", header.size())));
+        }
+        Ok(header)
+    }
+
+    /// The position and header of the first batch holding an offset `>= offset`, within the
+    /// first `limit` bytes; `None` when there is none.
+    pub fn locate(&self, offset: i64, limit: u64) -> Result<Option<(u64, BatchHeader)>> {
+        let mut pos = self.with_indexes(|ix| ix.offset.lookup(offset).position as u64)?;
+        while pos < limit {
+            let header = self.read_header(pos, limit)?;
+            if header.last_offset() >= offset {
+                return Ok(Some((pos, header)));
+            }
+            pos += header.size() as u64;
+        }
+        Ok(None)
+    }
+
+    /// Whole batches starting with the one that holds `from`, at most `max_bytes` of them
+    /// (but always the first), leaving out batches whose last offset is `>= up_to`.
+    pub fn read(&self, from: i64, max_bytes: u64, up_to: i64) -> Result<Option<FileSlice>> {
+        let size = self.size();
+        let Some((start, first)) = self.locate(from, size)? else {
+            return Ok(None);
+        };
+        if first.last_offset() >= up_to {
+            return Ok(None);
+        }
+        let limit = start + max_bytes.max(first.size() as u64);
+        let mut end = start + first.size() as u64;
+        // Jump over whole batches with the index, then hop the last few headers.
+        let hint = self.with_indexes(|ix| ix.offset.floor_entry(limit.min(size), up_to))?;
+        if let Some(entry) = hint {
+            end = end.max(entry.position as u64);
+        }
+        while end < size {
+            let header = self.read_header(end, size)?;
+            let next = end + header.size() as u64;
+            if next > limit || header.last_offset() >= up_to {
+                break;
+            }
+            end = next;
+        }
+        Ok(Some(FileSlice::new(self.log.clone(), start, end - start)))
+    }
+
+    /// Appends already validated batches, whose offsets continue this segment, at the end
+    /// of the file, indexes them, then publishes the new size to readers.
+    pub fn append(&self, batches: &[u8]) -> Result<()> {
+        let pos = self.size();
+        self.log.write_at(batches, pos)?;
+        self.largest_timestamp()?; // loads the segment's timestamps if not yet known
+        let mut meta = *self.meta_mut();
+        let interval = self.index_interval_bytes;
+        self.with_indexes_mut(|ix| {
+            let mut at = 0usize;
+            while at < batches.len() {
+                let header = BatchHeader::parse(&batches[at..])?;
+                if meta.first_batch_timestamp.is_none() {
+                    meta.first_batch_timestamp = Some(header.max_timestamp);
+                }
+                index_batch(ix, &mut meta, interval, &header, pos + at as u64)?;
+                at += header.size();
+            }
+            Ok(())
+        })?;
+        *self.meta_mut() = meta;
+        self.size.store(pos + batches.len() as u64, Ordering::Release);
+        Ok(())
+    }
+
+    /// True when the indexes cannot take another entry (Kafka rolls then).
+    pub fn indexes_full(&self) -> Result<bool> {
+        self.with_indexes(|ix| ix.offset.is_full() || ix.time.is_full())
+    }
+
+    /// The timestamp time-based rolling measures from: the first batch's, else creation.
+    pub fn rolling_base_ms(&self) -> i64 {
+        self.meta_mut().first_batch_timestamp.unwrap_or(self.created_ms)
+    }
+
+    /// Largest timestamp of any batch in the segment, `-1` when empty.
+    pub fn largest_timestamp(&self) -> Result<i64> {
+        if let Some(ts) = self.meta_mut().max_timestamp {
+            return Ok(ts);
+        }
+        // Newest indexed timestamp, then the batches after the last indexed position.
+        let (last, start) = self.with_indexes(|ix| {
+            let last = ix.time.last_entry();
+            let start = last.map_or(0, |t| ix.offset.lookup(t.offset).position as u64);
+            (last, start)
+        })?;
+        let (mut ts, mut ts_offset) = last.map_or((-1, self.base_offset), |t| (t.timestamp, t.offset));
+        let size = self.size();
+        let mut pos = start;
+        while pos < size {
+            let header = self.read_header(pos, size)?;
+            if header.max_timestamp > ts {
+                ts = header.max_timestamp;
+                ts_offset = header.last_offset();
+            }
+            pos += header.size() as u64;
+        }
+        let mut meta = self.meta_mut();
+        meta.max_timestamp = Some(ts);
+        meta.offset_of_max_timestamp = ts_offset;
+        Ok(ts)
+    }
+
+    /// The position to scan from for the first batch whose timestamp may be `>= ts`.
+    pub fn time_lookup_position(&self, ts: i64) -> Result<u64> {
+        self.with_indexes(|ix| match ix.time.lookup(ts) {
+            Some(entry) => ix.offset.lookup(entry.offset).position as u64,
+            None => 0,
+        })
+    }
+
+    /// The offset after the last batch (scans from the last index entry), or `None` when
+    /// the segment is empty.
+    pub fn read_next_offset(&self) -> Result<Option<i64>> {
+        let size = self.size();
+        let mut pos = self.with_indexes(|ix| ix.offset.last_entry().map_or(0, |e| e.position))? as u64;
+        let mut next = None;
+        while pos < size {
+            let header = self.read_header(pos, size)?;
+            next = Some(header.next_offset());
+            pos += header.size() as u64;
+        }
+        Ok(next)
+    }
+
+    /// Cuts the segment at `position` (a batch boundary) and drops index entries past it.
+    pub fn truncate_at(&self, position: u64) -> Result<u64> {
+        let size = self.size();
+        if position >= size {
+            return Ok(0);
+        }
+        self.size.store(position, Ordering::Release);
+        self.log.set_len(position)?;
+        self.with_indexes_mut(|ix| {
+            ix.offset.truncate_to_position(position as u32);
+            let next_kept = ix.offset.last_entry().map_or(self.base_offset, |e| e.offset + 1);
+            ix.time.truncate_to(next_kept);
+            Ok(())
+        })?;
+        let mut meta = self.meta_mut();
+        meta.max_timestamp = None;
+        meta.bytes_since_index = 0;
+        if position == 0 {
+            meta.first_batch_timestamp = None;
+        }
+        Ok(size - position)
+    }
+
+    /// Makes the segment the active one again (its indexes grow back to full size).
+    pub fn make_active(&self) -> Result<()> {
+        self.preallocate.store(true, Ordering::Relaxed);
+        let max = self.index_bytes_max;
+        self.with_indexes_mut(|ix| {
+            ix.offset.extend_to(max)?;
+            ix.time.extend_to(max)
+        })
+    }
+
+    /// Shrinks the indexes to their entries: on roll and on close.
+    pub fn trim_indexes(&self) -> Result<()> {
+        self.preallocate.store(false, Ordering::Relaxed);
+        let mut guard = self.indexes.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(ix) = guard.as_mut() {
+            ix.offset.trim()?;
+            ix.time.trim()?;
+        }
+        Ok(())
+    }
+
+    /// Makes the log bytes and loaded indexes durable.
+    pub fn flush(&self) -> Result<()> {
+        self.log.sync_data()?;
+        let guard = self.indexes.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(ix) = guard.as_ref() {
+            ix.offset.flush()?;
+            ix.time.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Renames every file of the segment with `.deleted` appended; returns the new paths.
+    pub fn rename_to_deleted(&self) -> Result<Vec<PathBuf>> {
+        // Unmap first: the files are going away.
+        *self.indexes.write().unwrap_or_else(|e| e.into_inner()) = None;
+        let mut out = Vec::new();
+        for suffix in [files::LOG_SUFFIX, files::INDEX_SUFFIX, files::TIME_INDEX_SUFFIX] {
+            let from = self.path(suffix);
+            if self.storage.exists(&from) {
+                let to = self.path(&format!("{suffix}{}", files::DELETED_SUFFIX));
+                self.storage.rename(&from, &to)?;
+                out.push(to);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Adds index entries for one batch at `pos`, Kafka's way: an offset entry once more than
+/// `interval` bytes were appended since the last one, with a time entry beside it.
+fn index_batch(
+    ix: &mut Indexes,
+    meta: &mut Meta,
+    interval: u64,
+    header: &BatchHeader,
+    pos: u64,
+) -> Result<()> {
+    let max_ts = meta.max_timestamp.unwrap_or(-1);
+    if header.max_timestamp > max_ts {
+        meta.max_timestamp = Some(header.max_timestamp);
+        meta.offset_of_max_timestamp = header.last_offset();
+    }
+    if meta.bytes_since_index > interval {
+        ix.offset.append(header.last_offset(), pos as u32)?;
+        ix.time.maybe_append(meta.max_timestamp.unwrap_or(-1), meta.offset_of_max_timestamp)?;
+        meta.bytes_since_index = 0;
+    }
+    meta.bytes_since_index += header.size() as u64;
+    Ok(())
+}
+
+impl Segment {
+    /// Shortens the file to `position`, dropping whatever lies past it (recovery, after the
+    /// bytes were moved aside). Index entries past it must already be gone.
+    pub(crate) fn cut_file_at(&self, position: u64) -> Result<()> {
+        self.log.set_len(position)?;
+        if self.size() > position {
+            self.size.store(position, Ordering::Release);
+        }
+        Ok(())
+    }
+}

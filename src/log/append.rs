@@ -1,0 +1,189 @@
+//! Leader and follower appends, and rolling to a new segment.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::{Log, Writer};
+use crate::error::{Error, Result};
+use crate::record::{self, Batch, BatchError, TimestampType, HEADER_LEN};
+use crate::segment::Segment;
+
+/// What an append wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset of the first record appended.
+    pub first_offset: i64,
+    /// Offset of the last record appended.
+    pub last_offset: i64,
+    /// Largest timestamp among the appended batches.
+    pub max_timestamp: i64,
+    /// Number of batches.
+    pub batches: usize,
+    /// Bytes appended.
+    pub bytes: usize,
+}
+
+/// Byte range of `maxTimestamp` in the batch header.
+const MAX_TIMESTAMP_AT: std::ops::Range<usize> = 35..43;
+
+impl Log {
+    /// Appends batches as the leader: validates each one completely (CRC, records), then
+    /// assigns offsets from the log end offset and stamps `leader_epoch`, both in place
+    /// (they lie outside the CRC, so nothing is re-encoded). Batches with `LogAppendTime`
+    /// get the clock's time as their max timestamp.
+    pub fn append_as_leader(&self, batches: &mut [u8], leader_epoch: i32) -> Result<AppendInfo> {
+        let mut writer = self.writer()?;
+        let now_ms = self.clock.now_ms();
+        let first_offset = self.log_end_offset();
+        let mut info = self.scan_input(batches, |at, header, next| {
+            Batch::parse(&batches[at..])?.validate()?;
+            Ok(header.last_offset_delta as i64 + next)
+        })?;
+        info.first_offset = first_offset;
+        let mut next = first_offset;
+        let mut at = 0usize;
+        while at < batches.len() {
+            let batch = &mut batches[at..];
+            let header = record::BatchHeader::parse(batch)?;
+            record::set_base_offset(batch, next);
+            record::set_partition_leader_epoch(batch, leader_epoch);
+            if header.timestamp_type() == TimestampType::LogAppendTime {
+                batch[MAX_TIMESTAMP_AT].copy_from_slice(&now_ms.to_be_bytes());
+                record::recompute_crc(&mut batch[..header.size()]);
+                info.max_timestamp = info.max_timestamp.max(now_ms);
+            }
+            next += header.last_offset_delta as i64 + 1;
+            at += header.size();
+        }
+        info.last_offset = next - 1;
+        self.append_locked(&mut writer, batches, &info)?;
+        Ok(info)
+    }
+
+    /// Appends batches as a follower: offsets are kept as the leader assigned them. The
+    /// first batch must start at or above the log end offset and offsets must increase.
+    pub fn append_as_follower(&self, batches: &[u8]) -> Result<AppendInfo> {
+        let mut writer = self.writer()?;
+        let log_end_offset = self.log_end_offset();
+        let mut first = None;
+        let info = self.scan_input(batches, |at, header, next| {
+            Batch::parse(&batches[at..])?.verify_crc()?;
+            let min = if first.is_none() { log_end_offset } else { next };
+            if header.base_offset < min {
+                return Err(Error::InvalidOffset { base_offset: header.base_offset, log_end_offset: min });
+            }
+            first.get_or_insert(header.base_offset);
+            Ok(header.last_offset())
+        })?;
+        let info = AppendInfo { first_offset: first.unwrap_or(log_end_offset), ..info };
+        self.append_locked(&mut writer, batches, &info)?;
+        Ok(info)
+    }
+
+    /// Walks the batches of an append, checking sizes and calling `check(position, header,
+    /// next_offset)`, which returns the batch's last offset. Fills everything but
+    /// `first_offset` of the result.
+    fn scan_input(
+        &self,
+        batches: &[u8],
+        mut check: impl FnMut(usize, &record::BatchHeader, i64) -> Result<i64>,
+    ) -> Result<AppendInfo> {
+        if batches.len() < HEADER_LEN {
+            let e = BatchError::TooShort { needed: HEADER_LEN, available: batches.len() };
+            return Err(e.into());
+        }
+        if batches.len() as u64 > self.config.segment_bytes {
+            let max = self.config.segment_bytes as usize;
+            return Err(Error::RecordTooLarge { size: batches.len(), max });
+        }
+        let mut info = AppendInfo {
+            first_offset: 0,
+            last_offset: -1,
+            max_timestamp: -1,
+            batches: 0,
+            bytes: batches.len(),
+        };
+        let mut next = self.log_end_offset();
+        let mut at = 0usize;
+        while at < batches.len() {
+            let header = record::BatchHeader::parse(&batches[at..])?;
+            if header.size() > self.config.max_message_bytes {
+                return Err(Error::RecordTooLarge {
+                    size: header.size(),
+                    max: self.config.max_message_bytes,
+                });
+            }
+            let last = check(at, &header, next)?;
+            info.last_offset = last;
+            info.max_timestamp = info.max_timestamp.max(header.max_timestamp);
+            info.batches += 1;
+            next = last + 1;
+            at += header.size();
+        }
+        Ok(info)
+    }
+
+    /// Writes validated batches whose offsets are final, rolling first when needed, then
+    /// publishes the new log end offset.
+    fn append_locked(&self, writer: &mut Writer, batches: &[u8], info: &AppendInfo) -> Result<()> {
+        let active = match self.maybe_roll(writer, batches.len() as u64, info) {
+            Ok(active) => active,
+            Err(err) => return Self::fail(writer, err),
+        };
+        if let Err(err) = active.append(batches) {
+            return Self::fail(writer, err);
+        }
+        debug_assert!(info.last_offset >= self.log_end_offset(), "offsets must increase");
+        self.log_end_offset.store(info.last_offset + 1, Ordering::Release);
+        self.debug_check();
+        Ok(())
+    }
+
+    /// Rolls to a new segment when the append would not fit in the active one, its indexes
+    /// are full, it is older than `segment_ms`, or the offsets would overflow its index.
+    fn maybe_roll(&self, writer: &mut Writer, bytes: u64, info: &AppendInfo) -> Result<Arc<Segment>> {
+        let active = self.active_segment();
+        let size = active.size();
+        let now_ms = self.clock.now_ms();
+        let roll = size > 0
+            && (size + bytes > self.config.segment_bytes
+                || now_ms - active.rolling_base_ms() > self.config.segment_ms
+                || active.indexes_full()?
+                || info.last_offset - active.base_offset() > i32::MAX as i64);
+        if !roll {
+            return Ok(active);
+        }
+        self.roll(writer, info.first_offset.max(self.log_end_offset()))
+    }
+
+    /// Closes the active segment for appends and starts a new one at `base_offset`.
+    pub(super) fn roll(&self, writer: &mut Writer, base_offset: i64) -> Result<Arc<Segment>> {
+        let active = self.active_segment();
+        active.trim_indexes()?;
+        let segment = Arc::new(Segment::create(
+            self.storage.clone(),
+            &self.dir,
+            base_offset,
+            &self.config,
+            self.clock.now_ms(),
+        )?);
+        writer.dir_dirty = true;
+        let mut segments = Vec::clone(&self.segments());
+        segments.push(segment.clone());
+        self.set_segments(segments);
+        Ok(segment)
+    }
+
+    /// Starts a new segment now, even if the active one has room (operators and tests).
+    pub fn force_roll(&self) -> Result<()> {
+        let mut writer = self.writer()?;
+        if self.active_segment().size() == 0 {
+            return Ok(());
+        }
+        let base = self.log_end_offset();
+        match self.roll(&mut writer, base) {
+            Ok(_) => Ok(()),
+            Err(err) => Self::fail(&mut writer, err),
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Fetching by offset and finding offsets by time.
+
+use super::Log;
+use crate::error::{Error, Result};
+use crate::record::{Batch, Compression, TimestampType};
+use crate::segment::FileSlice;
+
+/// `offset_for_timestamp` target meaning "the log start offset" (Kafka's `EARLIEST`).
+pub const EARLIEST_TIMESTAMP: i64 = -2;
+/// `offset_for_timestamp` target meaning "the log end offset" (Kafka's `LATEST`).
+pub const LATEST_TIMESTAMP: i64 = -1;
+
+/// A record's offset and timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampOffset {
+    pub timestamp: i64,
+    pub offset: i64,
+}
+
+impl Log {
+    /// Reads whole batches starting with the one that holds `from_offset`: at most
+    /// `max_bytes` of them, but always at least one, and none whose last offset is at or
+    /// above `up_to_offset` (for example the high watermark; `None` means the log end).
+    ///
+    /// Returns `None` when there is nothing to read yet (`from_offset` is the log end or
+    /// beyond the bound). Offsets below the log start or above the log end are
+    /// [`Error::OffsetOutOfRange`]. The slice is zero-copy: bytes stay in the file.
+    pub fn read(
+        &self,
+        from_offset: i64,
+        max_bytes: u64,
+        up_to_offset: Option<i64>,
+    ) -> Result<Option<FileSlice>> {
+        // Load the end first: everything below it is fully written.
+        let log_end_offset = self.log_end_offset();
+        let log_start_offset = self.log_start_offset();
+        if from_offset < log_start_offset || from_offset > log_end_offset {
+            return Err(Error::OffsetOutOfRange {
+                offset: from_offset,
+                log_start_offset,
+                log_end_offset,
+            });
+        }
+        let bound = up_to_offset.map_or(log_end_offset, |u| u.min(log_end_offset));
+        if from_offset >= bound {
+            return Ok(None);
+        }
+        let segments = self.segments();
+        let first = segments.partition_point(|s| s.base_offset() <= from_offset).saturating_sub(1);
+        for segment in &segments[first..] {
+            if segment.base_offset() >= bound {
+                break;
+            }
+            // A segment may end before `from_offset` (a gap left by compaction): go on.
+            if let Some(slice) = segment.read(from_offset, max_bytes, bound)? {
+                return Ok(Some(slice));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The first offset whose record timestamp is `>= timestamp`, with that timestamp;
+    /// `None` when every record is older. [`EARLIEST_TIMESTAMP`] and [`LATEST_TIMESTAMP`]
+    /// give the log start and end offsets, as Kafka's ListOffsets does.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>> {
+        let start = self.log_start_offset();
+        match timestamp {
+            EARLIEST_TIMESTAMP => return Ok(Some(TimestampOffset { timestamp: -1, offset: start })),
+            LATEST_TIMESTAMP => {
+                let offset = self.log_end_offset();
+                return Ok(Some(TimestampOffset { timestamp: -1, offset }));
+            }
+            _ => {}
+        }
+        let end = self.log_end_offset();
+        for segment in self.segments().iter() {
+            if segment.largest_timestamp()? < timestamp {
+                continue;
+            }
+            let size = segment.size();
+            let mut pos = segment.time_lookup_position(timestamp)?;
+            while pos < size {
+                let header = segment.read_header(pos, size)?;
+                if header.last_offset() >= end {
+                    break;
+                }
+                if header.max_timestamp >= timestamp && header.last_offset() >= start {
+                    let mut bytes = vec![0u8; header.size()];
+                    segment.log_file().read_exact_at(&mut bytes, pos)?;
+                    if let Some(found) = first_in_batch(&bytes, timestamp, start)? {
+                        return Ok(Some(found));
+                    }
+                }
+                pos += header.size() as u64;
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The first record of a batch at or after `timestamp` and at or above `min_offset`.
+/// Compressed batches are not opened: their first eligible offset stands for them.
+fn first_in_batch(bytes: &[u8], timestamp: i64, min_offset: i64) -> Result<Option<TimestampOffset>> {
+    let batch = Batch::parse(bytes)?;
+    let header = *batch.header();
+    if header.compression() != Compression::None || header.timestamp_type() == TimestampType::LogAppendTime {
+        let offset = header.base_offset.max(min_offset);
+        return Ok(Some(TimestampOffset { timestamp: header.max_timestamp, offset }));
+    }
+    for record in batch.records()? {
+        let record = record?;
+        let offset = header.base_offset + record.offset_delta as i64;
+        let ts = header.base_timestamp + record.timestamp_delta;
+        if offset >= min_offset && ts >= timestamp {
+            return Ok(Some(TimestampOffset { timestamp: ts, offset }));
+        }
+    }
+    Ok(None)
+}

@@ -1,0 +1,304 @@
+//! Crash recovery: what [`Log::open`](super::Log::open) does before the log serves.
+//!
+//! 1. Leftovers of interrupted work are finished or undone: `.tmp` checkpoints, `.deleted`
+//!    and `.cleaned` files are removed; a `.swap` segment (a finished cleaning) replaces the
+//!    live segments it covers.
+//! 2. After a clean shutdown nothing is scanned. Otherwise every segment from the one that
+//!    holds the recovery point on is validated batch by batch (CRC-32C, bounds, offsets),
+//!    and its indexes are rebuilt.
+//! 3. At the first invalid batch the log is cut. The cut bytes, and any later segments, are
+//!    moved aside to `.corrupt` files, never deleted, so an operator or a replica can
+//!    salvage them. The report says whether this was a torn tail (unflushed data a crash
+//!    damaged, which is expected) or corruption of data that had been flushed, or that is
+//!    followed by valid batches (which no crash explains).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::open::LogOpenOptions;
+use crate::error::Result;
+use crate::io::{OpenMode, Storage};
+use crate::record::{BatchHeader, HEADER_LEN};
+use crate::segment::{files, Segment};
+
+/// Which kind of damage recovery found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DamageKind {
+    /// Unflushed bytes at the end of the log were lost or torn by a crash.
+    TornTail,
+    /// Bytes that were flushed, or that valid batches follow, are invalid: the media or
+    /// something outside partlog damaged them.
+    Corruption,
+}
+
+impl DamageKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DamageKind::TornTail => "torn-tail",
+            DamageKind::Corruption => "corruption",
+        }
+    }
+}
+
+/// Where recovery cut the log, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    pub kind: DamageKind,
+    /// The segment file holding the first invalid batch.
+    pub file: PathBuf,
+    /// Position of the first invalid batch in that file.
+    pub position: u64,
+    /// Bytes cut away, including later segments.
+    pub bytes: u64,
+    pub reason: String,
+    /// Where the cut bytes were moved.
+    pub moved_to: Vec<PathBuf>,
+}
+
+/// A leftover file of interrupted work and what recovery did with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    pub path: PathBuf,
+    pub action: &'static str,
+}
+
+/// What opening a log did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub clean_shutdown: bool,
+    /// Segments in the log after opening.
+    pub segments: usize,
+    /// Segments validated by scanning.
+    pub segments_scanned: usize,
+    /// Bytes validated by scanning (and kept).
+    pub recovered_bytes: u64,
+    pub damage: Option<Damage>,
+    pub leftovers: Vec<Leftover>,
+    /// Things worth an operator's attention that did not stop the open.
+    pub warnings: Vec<String>,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+}
+
+impl RecoveryReport {
+    /// Bytes cut away by recovery.
+    pub fn truncated_bytes(&self) -> u64 {
+        self.damage.as_ref().map_or(0, |d| d.bytes)
+    }
+}
+
+pub(super) struct Outcome {
+    pub log_end_offset: i64,
+    pub recovery_point: i64,
+}
+
+/// Step 1: finish or undo interrupted work.
+pub(super) fn finish_leftovers(storage: &dyn Storage, dir: &Path, report: &mut RecoveryReport) -> Result<()> {
+    let entries = storage.list_dir(dir)?;
+    let mut changed = false;
+    let mut remove = |path: PathBuf, action: &'static str, report: &mut RecoveryReport| -> Result<()> {
+        storage.remove_file(&path)?;
+        report.leftovers.push(Leftover { path, action });
+        changed = true;
+        Ok(())
+    };
+    let mut swaps = Vec::new();
+    for entry in entries.iter().filter(|e| !e.is_dir) {
+        let path = dir.join(&entry.name);
+        let name = entry.name.as_str();
+        if name.ends_with(".tmp") {
+            remove(path, "removed unfinished checkpoint", report)?;
+        } else if name.ends_with(files::DELETED_SUFFIX) {
+            remove(path, "removed file scheduled for deletion", report)?;
+        } else if name.ends_with(files::CLEANED_SUFFIX) {
+            remove(path, "removed unfinished cleaned segment", report)?;
+        } else if name.ends_with(files::SWAP_SUFFIX) {
+            match files::parse_name(name) {
+                Some((base, suffix)) if suffix == ".log.swap" => swaps.push((base, path)),
+                _ => remove(path, "removed swap index (rebuilt from the log)", report)?,
+            }
+        }
+    }
+    for (base, swap) in swaps {
+        complete_swap(storage, dir, base, &swap, report)?;
+        changed = true;
+    }
+    remove_orphan_indexes(storage, dir, report)?;
+    if changed {
+        storage.sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// A `.log.swap` is a cleaned segment that was complete before the crash: it replaces the
+/// live segments whose offsets it covers. An unreadable swap file is moved aside instead.
+fn complete_swap(storage: &dyn Storage, dir: &Path, base: i64, swap: &Path, report: &mut RecoveryReport) -> Result<()> {
+    let Some(next) = next_offset_by_headers(storage, swap)? else {
+        let aside = dir.join(format!("{}{}", files::file_name(base, ".log.swap"), files::CORRUPT_SUFFIX));
+        storage.rename(swap, &aside)?;
+        report.leftovers.push(Leftover { path: swap.to_path_buf(), action: "moved unreadable swap aside" });
+        return Ok(());
+    };
+    for entry in storage.list_dir(dir)? {
+        let Some((seg_base, suffix)) = files::parse_name(&entry.name) else { continue };
+        let covered = seg_base >= base && seg_base < next.max(base + 1);
+        let live = [files::LOG_SUFFIX, files::INDEX_SUFFIX, files::TIME_INDEX_SUFFIX].contains(&suffix);
+        if covered && live {
+            storage.remove_file(&dir.join(&entry.name))?;
+        }
+    }
+    storage.rename(swap, &files::path(dir, base, files::LOG_SUFFIX))?;
+    report.leftovers.push(Leftover { path: swap.to_path_buf(), action: "completed swap of cleaned segment" });
+    Ok(())
+}
+
+/// Index files without their `.log` are removed (a crash between deletions can leave them).
+fn remove_orphan_indexes(storage: &dyn Storage, dir: &Path, report: &mut RecoveryReport) -> Result<()> {
+    for entry in storage.list_dir(dir)? {
+        let Some((base, suffix)) = files::parse_name(&entry.name) else { continue };
+        let is_index = suffix == files::INDEX_SUFFIX || suffix == files::TIME_INDEX_SUFFIX;
+        if is_index && !storage.exists(&files::path(dir, base, files::LOG_SUFFIX)) {
+            let path = dir.join(&entry.name);
+            storage.remove_file(&path)?;
+            report.leftovers.push(Leftover { path, action: "removed index without a segment" });
+        }
+    }
+    Ok(())
+}
+
+/// The offset after the last batch of a file, hopping headers; `None` if any header is bad.
+fn next_offset_by_headers(storage: &dyn Storage, path: &Path) -> Result<Option<i64>> {
+    let file = storage.open(path, OpenMode::Read)?;
+    let len = file.len()?;
+    let (mut pos, mut next) = (0u64, None);
+    let mut buf = [0u8; HEADER_LEN];
+    while pos < len {
+        if pos + HEADER_LEN as u64 > len {
+            return Ok(None);
+        }
+        file.read_exact_at(&mut buf, pos)?;
+        let Ok(header) = BatchHeader::parse(&buf) else { return Ok(None) };
+        next = Some(header.next_offset());
+        pos += header.size() as u64;
+    }
+    Ok(if pos == len { next } else { None })
+}
+
+/// Steps 2 and 3.
+pub(super) fn recover_segments(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+    segments: &mut Vec<Arc<Segment>>,
+    options: &LogOpenOptions,
+    report: &mut RecoveryReport,
+) -> Result<Outcome> {
+    let last = segments.len() - 1;
+    let mut recovery_point = options.recovery_point;
+    let start = if options.clean_shutdown {
+        match segments[last].read_next_offset() {
+            Ok(next) => {
+                let end = next.unwrap_or(segments[last].base_offset());
+                return Ok(Outcome { log_end_offset: end, recovery_point: end });
+            }
+            Err(err) => {
+                // The shutdown was clean but the active segment does not read: validate it.
+                report.warnings.push(format!("clean shutdown but active segment unreadable: {err}"));
+                recovery_point = Some(segments[last].base_offset());
+                last
+            }
+        }
+    } else {
+        match recovery_point {
+            Some(rp) => segments.partition_point(|s| s.base_offset() <= rp).saturating_sub(1),
+            None => 0,
+        }
+    };
+    let mut scratch = Vec::new();
+    let mut end = segments[start].base_offset();
+    for i in start..segments.len() {
+        let segment = segments[i].clone();
+        let scan = segment.recover(&mut scratch)?;
+        report.segments_scanned += 1;
+        report.recovered_bytes += scan.valid_bytes;
+        end = scan.next_offset.unwrap_or(end.max(segment.base_offset()));
+        let Some(stop) = scan.stop else { continue };
+        let valid_end = scan.next_offset.unwrap_or(segment.base_offset());
+        let kind = match recovery_point {
+            Some(rp) if valid_end < rp => DamageKind::Corruption,
+            Some(_) => DamageKind::TornTail,
+            None => {
+                let later_valid = segment.find_valid_batch_after(stop.position, &mut scratch)?.is_some()
+                    || segments[i + 1..].iter().any(|s| s.size() > 0);
+                if later_valid { DamageKind::Corruption } else { DamageKind::TornTail }
+            }
+        };
+        let mut damage = Damage {
+            kind,
+            file: segment.log_path().to_path_buf(),
+            position: stop.position,
+            bytes: 0,
+            reason: stop.reason,
+            moved_to: Vec::new(),
+        };
+        let (bytes, aside) = move_aside(storage.as_ref(), &segment, stop.position, &mut scratch)?;
+        damage.bytes += bytes;
+        damage.moved_to.push(aside);
+        for later in segments.drain(i + 1..) {
+            let (bytes, aside) = move_aside(storage.as_ref(), &later, 0, &mut scratch)?;
+            damage.bytes += bytes;
+            damage.moved_to.push(aside);
+            for suffix in [files::INDEX_SUFFIX, files::TIME_INDEX_SUFFIX] {
+                let path = later.path(suffix);
+                if storage.exists(&path) {
+                    storage.remove_file(&path)?;
+                }
+            }
+            storage.remove_file(later.log_path())?;
+        }
+        report.damage = Some(damage);
+        break;
+    }
+    if let Some(rp) = recovery_point {
+        if end < rp {
+            report.warnings.push(format!(
+                "log ends at {end}, below the recovery point {rp}: flushed data is missing"
+            ));
+        }
+    }
+    // What was validated is now the truth on disk: make it durable before trusting it.
+    for segment in &segments[start.min(segments.len() - 1)..] {
+        segment.flush()?;
+    }
+    storage.sync_dir(dir)?;
+    Ok(Outcome { log_end_offset: end, recovery_point: end })
+}
+
+/// Copies the bytes of `segment` from `position` to its end into a new `.corrupt` file next
+/// to it, makes that durable, then cuts the segment at `position`.
+fn move_aside(storage: &dyn Storage, segment: &Segment, position: u64, scratch: &mut Vec<u8>) -> Result<(u64, PathBuf)> {
+    let source = segment.log_file();
+    let len = source.len()?;
+    let name = segment.log_path().file_name().and_then(|n| n.to_str()).unwrap_or("segment").to_string();
+    let dir = segment.log_path().parent().unwrap_or(Path::new(".")).to_path_buf();
+    let mut aside = dir.join(format!("{name}.{position}{}", files::CORRUPT_SUFFIX));
+    let mut n = 1;
+    while storage.exists(&aside) {
+        aside = dir.join(format!("{name}.{position}-{n}{}", files::CORRUPT_SUFFIX));
+        n += 1;
+    }
+    let target = storage.open(&aside, OpenMode::CreateNew)?;
+    if scratch.is_empty() {
+        scratch.resize(1 << 20, 0);
+    }
+    let mut pos = position;
+    while pos < len {
+        let n = ((len - pos) as usize).min(scratch.len());
+        source.read_exact_at(&mut scratch[..n], pos)?;
+        target.write_at(&scratch[..n], pos - position)?;
+        pos += n as u64;
+    }
+    target.sync_data()?;
+    storage.sync_dir(&dir)?;
+    segment.cut_file_at(position)?;
+    Ok((len.saturating_sub(position), aside))
+}

@@ -1,0 +1,66 @@
+//! Retention: deleting old segments by time, by size and below the log start offset.
+
+use std::sync::atomic::Ordering;
+
+use super::Log;
+use crate::error::{Error, Result};
+
+/// What one retention pass deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    pub segments_deleted: usize,
+    pub bytes_deleted: u64,
+}
+
+impl Log {
+    /// Moves the log start offset up to `offset` (Kafka's DeleteRecords); the segments wholly
+    /// below it go at the next retention pass.
+    pub fn advance_log_start_offset(&self, offset: i64) -> Result<()> {
+        let _writer = self.writer()?;
+        let end = self.log_end_offset();
+        if offset > end {
+            let start = self.log_start_offset();
+            return Err(Error::OffsetOutOfRange { offset, log_start_offset: start, log_end_offset: end });
+        }
+        self.log_start_offset.fetch_max(offset, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Deletes, oldest first, segments that are wholly below the log start offset, whose
+    /// newest record is older than `retention_ms`, or that the log can lose and still be at
+    /// least `retention_bytes` large. The active segment is never deleted.
+    pub fn delete_old_segments(&self) -> Result<RetentionOutcome> {
+        let mut writer = self.writer()?;
+        let now = self.clock.now_ms();
+        let segments = self.segments();
+        let mut total: u64 = segments.iter().map(|s| s.size()).sum();
+        let start = self.log_start_offset();
+        let mut doomed = 0usize;
+        let mut bytes_deleted = 0u64;
+        while doomed + 1 < segments.len() {
+            let segment = &segments[doomed];
+            let below_start = segments[doomed + 1].base_offset() <= start;
+            let expired = self.config.retention_ms >= 0
+                && now - segment.largest_timestamp()? > self.config.retention_ms;
+            let oversize = self.config.retention_bytes >= 0
+                && total - segment.size() >= self.config.retention_bytes as u64;
+            if !(below_start || expired || oversize) {
+                break;
+            }
+            total -= segment.size();
+            bytes_deleted += segment.size();
+            doomed += 1;
+        }
+        if doomed == 0 {
+            return Ok(RetentionOutcome::default());
+        }
+        let new_start = segments[doomed].base_offset();
+        self.log_start_offset.fetch_max(new_start, Ordering::AcqRel);
+        self.set_segments(segments[doomed..].to_vec());
+        if let Err(err) = self.schedule_deletion(&mut writer, &segments[..doomed]) {
+            return Self::fail(&mut writer, err);
+        }
+        self.debug_check();
+        Ok(RetentionOutcome { segments_deleted: doomed, bytes_deleted })
+    }
+}

@@ -1,0 +1,116 @@
+//! Truncation: cutting the log back (a follower diverged) or replacing it entirely.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::{Log, Writer};
+use crate::error::Result;
+use crate::segment::Segment;
+
+impl Log {
+    /// Removes every batch holding an offset `>= offset`. A batch that straddles `offset` is
+    /// removed whole, so the new log end is the base offset of the first removed batch (or
+    /// `offset` itself when it falls on a batch boundary). Returns the bytes removed.
+    ///
+    /// An `offset` below the log start truncates fully and starts the log at `offset`.
+    pub fn truncate_to(&self, offset: i64) -> Result<u64> {
+        if offset < self.log_start_offset() {
+            let removed = self.size_bytes();
+            self.truncate_fully_and_start_at(offset)?;
+            return Ok(removed);
+        }
+        let mut writer = self.writer()?;
+        if offset >= self.log_end_offset() {
+            return Ok(0);
+        }
+        match self.truncate_locked(&mut writer, offset) {
+            Ok(bytes) => Ok(bytes),
+            Err(err) => Self::fail(&mut writer, err),
+        }
+    }
+
+    fn truncate_locked(&self, writer: &mut Writer, offset: i64) -> Result<u64> {
+        let segments = self.segments();
+        // Keep segments that start at or below `offset`; the first is always kept.
+        let keep = segments.partition_point(|s| s.base_offset() <= offset).max(1);
+        let (kept, removed) = segments.split_at(keep);
+        let last = &kept[kept.len() - 1];
+        let cut = last.locate(offset, last.size())?;
+        let new_end = match cut {
+            Some((_, header)) => header.base_offset.min(offset),
+            None => last.read_next_offset()?.unwrap_or(last.base_offset()).min(offset),
+        };
+        // Readers must stop at the new end before the bytes go away.
+        self.log_end_offset.store(new_end, Ordering::Release);
+        self.recovery_point.fetch_min(new_end, Ordering::AcqRel);
+        let mut bytes: u64 = removed.iter().map(|s| s.size()).sum();
+        self.set_segments(kept.to_vec());
+        if let Some((position, _)) = cut {
+            bytes += last.truncate_at(position)?;
+        }
+        last.make_active()?;
+        self.schedule_deletion(writer, removed)?;
+        self.debug_check();
+        Ok(bytes)
+    }
+
+    /// Deletes every segment and starts an empty log at `offset` (a follower too far behind
+    /// the leader's log start).
+    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<()> {
+        let mut writer = self.writer()?;
+        let result = (|| {
+            let old = self.segments();
+            let fresh = Arc::new(Segment::create(
+                self.storage.clone(),
+                &self.dir,
+                offset,
+                &self.config,
+                self.clock.now_ms(),
+            )?);
+            // A segment file at `offset` may already exist; it was just reset, so leave it
+            // out of the deletion list.
+            let doomed: Vec<_> =
+                old.iter().filter(|s| s.base_offset() != offset).cloned().collect();
+            self.log_end_offset.store(offset, Ordering::Release);
+            self.log_start_offset.store(offset, Ordering::Release);
+            self.recovery_point.store(offset, Ordering::Release);
+            self.set_segments(vec![fresh]);
+            writer.dir_dirty = true;
+            self.schedule_deletion(&mut writer, &doomed)
+        })();
+        match result {
+            Ok(()) => Ok(()),
+            Err(err) => Self::fail(&mut writer, err),
+        }
+    }
+
+    /// Renames the segments' files `.deleted` and schedules their removal after
+    /// `file_delete_delay_ms` (readers holding slices keep their open files meanwhile).
+    pub(super) fn schedule_deletion(&self, writer: &mut Writer, segments: &[Arc<Segment>]) -> Result<()> {
+        let due = self.clock.now_ms().saturating_add(self.config.file_delete_delay_ms);
+        for segment in segments {
+            for path in segment.rename_to_deleted()? {
+                writer.pending_deletes.push((due, path));
+            }
+        }
+        if !segments.is_empty() {
+            writer.dir_dirty = true;
+        }
+        Ok(())
+    }
+
+    /// Removes `.deleted` files whose delay has passed; returns how many.
+    pub fn remove_expired_deleted_files(&self) -> Result<usize> {
+        let mut writer = self.writer()?;
+        let now = self.clock.now_ms();
+        let (due, later): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut writer.pending_deletes).into_iter().partition(|(t, _)| *t <= now);
+        writer.pending_deletes = later;
+        for (_, path) in &due {
+            if self.storage.exists(path) {
+                self.storage.remove_file(path)?;
+            }
+        }
+        Ok(due.len())
+    }
+}
