@@ -1,19 +1,54 @@
-//! Kafka RecordBatch v2 (being written).
+//! Kafka RecordBatch v2: parse, validate, iterate, build, patch in place.
+//!
+//! - [`batch_size`] hops from batch to batch reading only 17 bytes (recovery, reads).
+//! - [`BatchHeader`] / [`Batch`] / [`batches`] read and validate batches without copying.
+//! - [`Batch::records`] iterates records ([`Record`], [`RecordIter`]) without allocating.
+//! - [`BatchBuilder`] encodes batches; [`set_base_offset`], [`set_partition_leader_epoch`],
+//!   [`set_log_append_time`] and [`recompute_crc`] patch a finished batch in place.
+//!
+//! The byte layouts are documented on [`BatchHeader`] (batch) and [`Record`] (record).
+//! Compressed batches are checked at the header and CRC level only: partlog never
+//! decompresses (the broker stores producer bytes as they came).
 
-/// Size of the RecordBatch v2 header.
+mod batch;
+mod builder;
+mod error;
+mod fuzz;
+mod records;
+pub mod varint;
+
+pub use batch::{
+    batch_size, batches, recompute_crc, set_base_offset, set_log_append_time,
+    set_partition_leader_epoch, Batch, BatchHeader, BatchIter, Compression, TimestampType,
+};
+pub use builder::BatchBuilder;
+pub use error::{BatchError, RecordFault};
+pub use fuzz::fuzz_batch_decode;
+pub use records::{HeaderIter, Record, RecordIter};
+
+/// Size of the RecordBatch v2 header, from `baseOffset` through `recordsCount`.
 pub const HEADER_LEN: usize = 61;
 
-/// Why a batch is invalid.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum BatchError {
-    TooShort { needed: usize, available: usize },
-}
+/// Bytes before `batchLength` counts: `baseOffset` (8) + `batchLength` (4).
+pub const LOG_OVERHEAD: usize = 12;
 
-impl std::fmt::Display for BatchError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{self:?}")
-    }
-}
+/// The `magic` byte of a RecordBatch v2.
+pub const MAGIC_V2: i8 = 2;
 
-impl std::error::Error for BatchError {}
+/// Smallest legal `batchLength`: a header with no records.
+pub const MIN_BATCH_LENGTH: i32 = (HEADER_LEN - LOG_OVERHEAD) as i32;
+
+/// Bytes [`batch_size`] needs to see: up to and including `magic`.
+pub const BATCH_SIZE_PREFIX_LEN: usize = 17;
+
+/// Kafka's "no partition leader epoch" / "no producer id" / "no sequence" marker.
+pub const NO_PARTITION_LEADER_EPOCH: i32 = -1;
+/// Producer id of a batch written without an idempotent producer.
+pub const NO_PRODUCER_ID: i64 = -1;
+/// Producer epoch of a batch written without an idempotent producer.
+pub const NO_PRODUCER_EPOCH: i16 = -1;
+/// Base sequence of a batch written without an idempotent producer.
+pub const NO_SEQUENCE: i32 = -1;
+
+const _: () = assert!(LOG_OVERHEAD < BATCH_SIZE_PREFIX_LEN && BATCH_SIZE_PREFIX_LEN < HEADER_LEN);
+const _: () = assert!(MIN_BATCH_LENGTH == 49);
