@@ -40,7 +40,10 @@ pub struct TopicPartition {
 
 impl TopicPartition {
     pub fn new(topic: impl Into<String>, partition: i32) -> Self {
-        TopicPartition { topic: topic.into(), partition }
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
     }
 
     /// The partition directory name, `<topic>-<partition>`.
@@ -68,7 +71,9 @@ pub fn parse_offsets(file: &Path, text: &str) -> Result<Vec<(TopicPartition, i64
         let [topic, partition, offset] = fields else {
             return Err("expected `topic partition offset`".into());
         };
-        let partition = partition.parse::<i32>().map_err(|e| format!("partition: {e}"))?;
+        let partition = partition
+            .parse::<i32>()
+            .map_err(|e| format!("partition: {e}"))?;
         let offset = offset.parse::<i64>().map_err(|e| format!("offset: {e}"))?;
         Ok((TopicPartition::new(*topic, partition), offset))
     })
@@ -91,14 +96,23 @@ fn parse<T>(
     text: &str,
     entry: impl Fn(&[&str]) -> std::result::Result<T, String>,
 ) -> Result<Vec<T>> {
-    let err = |line: usize, reason: String| Error::Parse { file: file.to_path_buf(), line, reason };
+    let err = |line: usize, reason: String| Error::Parse {
+        file: file.to_path_buf(),
+        line,
+        reason,
+    };
     let mut lines = text.lines();
     let version = lines.next().ok_or_else(|| err(1, "empty file".into()))?;
     if version.trim() != CHECKPOINT_VERSION.to_string() {
         return Err(err(1, format!("unsupported version {version:?}")));
     }
-    let count = lines.next().ok_or_else(|| err(2, "missing entry count".into()))?;
-    let count: usize = count.trim().parse().map_err(|e| err(2, format!("entry count: {e}")))?;
+    let count = lines
+        .next()
+        .ok_or_else(|| err(2, "missing entry count".into()))?;
+    let count: usize = count
+        .trim()
+        .parse()
+        .map_err(|e| err(2, format!("entry count: {e}")))?;
     // The count comes from disk: never reserve more than the lines actually present.
     let mut out = Vec::new();
     for (i, line) in lines.enumerate() {
@@ -109,7 +123,10 @@ fn parse<T>(
         out.push(entry(&fields).map_err(|reason| err(i + 3, reason))?);
     }
     if out.len() != count {
-        return Err(err(2, format!("header says {count} entries, found {}", out.len())));
+        return Err(err(
+            2,
+            format!("header says {count} entries, found {}", out.len()),
+        ));
     }
     Ok(out)
 }
@@ -126,7 +143,9 @@ pub fn render<T>(entries: &[T], line: impl Fn(&T) -> String) -> String {
 
 /// Renders `topic partition offset` entries.
 pub fn render_offsets(entries: &[(TopicPartition, i64)]) -> String {
-    render(entries, |(tp, o)| format!("{} {} {o}", tp.topic, tp.partition))
+    render(entries, |(tp, o)| {
+        format!("{} {} {o}", tp.topic, tp.partition)
+    })
 }
 
 /// Reads a whole checkpoint file; `Ok(None)` when it does not exist.
@@ -169,7 +188,10 @@ pub fn write_atomic(storage: &dyn Storage, path: &Path, text: &str) -> Result<()
 
 /// The temp name a checkpoint is written under before its rename.
 pub fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".tmp");
     path.with_file_name(name)
 }
@@ -197,8 +219,15 @@ mod tests {
 
     #[test]
     fn malformed_checkpoints_are_typed_errors() {
-        for bad in ["", "1\n0\n", "0\n", "0\nx\n", "0\n2\na 0 1\n", "0\n1\na b 1\n", "0\n1\na 0\n"]
-        {
+        for bad in [
+            "",
+            "1\n0\n",
+            "0\n",
+            "0\nx\n",
+            "0\n2\na 0 1\n",
+            "0\n1\na b 1\n",
+            "0\n1\na 0\n",
+        ] {
             let e = parse_offsets(Path::new("x"), bad).unwrap_err();
             assert!(matches!(e, Error::Parse { .. }), "{bad:?}: {e}");
         }

@@ -8,6 +8,7 @@ pub mod error;
 pub mod index;
 pub mod io;
 pub mod log;
+pub mod manager;
 pub mod record;
 pub mod segment;
 

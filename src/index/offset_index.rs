@@ -67,7 +67,10 @@ impl OffsetIndex {
     /// Entry `i` as absolute offset and position.
     pub fn entry(&self, i: usize) -> OffsetPosition {
         let (rel, pos) = decode(self.file.entry(i));
-        OffsetPosition { offset: self.base_offset + rel as i64, position: pos as u32 }
+        OffsetPosition {
+            offset: self.base_offset + rel as i64,
+            position: pos as u32,
+        }
     }
 
     /// The last entry, if any.
@@ -78,7 +81,10 @@ impl OffsetIndex {
     /// The largest entry whose offset is `<= target`, or the segment start.
     pub fn lookup(&self, target: i64) -> OffsetPosition {
         match self.count_where(|e| e.offset <= target) {
-            0 => OffsetPosition { offset: self.base_offset, position: 0 },
+            0 => OffsetPosition {
+                offset: self.base_offset,
+                position: 0,
+            },
             i => self.entry(i - 1),
         }
     }
@@ -88,7 +94,10 @@ impl OffsetIndex {
     pub fn floor_entry(&self, position: u64, offset_limit: i64) -> Option<OffsetPosition> {
         let by_position = self.count_where(|e| (e.position as u64) <= position);
         let by_offset = self.count_where(|e| e.offset < offset_limit);
-        by_position.min(by_offset).checked_sub(1).map(|i| self.entry(i))
+        by_position
+            .min(by_offset)
+            .checked_sub(1)
+            .map(|i| self.entry(i))
     }
 
     /// Number of leading entries for which `pred` holds (`pred` must be monotone).

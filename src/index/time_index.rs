@@ -60,7 +60,10 @@ impl TimeIndex {
 
     pub fn entry(&self, i: usize) -> TimestampOffset {
         let (ts, rel) = decode(self.file.entry(i));
-        TimestampOffset { timestamp: ts, offset: self.base_offset + rel as i64 }
+        TimestampOffset {
+            timestamp: ts,
+            offset: self.base_offset + rel as i64,
+        }
     }
 
     pub fn last_entry(&self) -> Option<TimestampOffset> {
@@ -123,7 +126,8 @@ impl TimeIndex {
 
     pub fn sanity_check(&self, next_offset: i64) -> Result<()> {
         if let Some(last) = self.last_entry() {
-            if last.offset < self.base_offset || last.offset >= next_offset.max(self.base_offset + 1)
+            if last.offset < self.base_offset
+                || last.offset >= next_offset.max(self.base_offset + 1)
             {
                 return Err(Error::Corruption {
                     file: self.path().to_path_buf(),

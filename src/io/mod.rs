@@ -80,6 +80,10 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
     fn path(&self) -> &Path;
     /// Current length in bytes.
     fn len(&self) -> Result<u64>;
+    /// True when the file has no bytes.
+    fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
     /// Reads up to `buf.len()` bytes at `pos`; returns fewer only at end of file.
     fn read_at(&self, buf: &mut [u8], pos: u64) -> Result<usize>;
     /// Writes all of `buf` at `pos`, extending the file if needed.

@@ -68,14 +68,24 @@ impl Log {
         let mut first = None;
         let info = self.scan_input(batches, |at, header, next| {
             Batch::parse(&batches[at..])?.verify_crc()?;
-            let min = if first.is_none() { log_end_offset } else { next };
+            let min = if first.is_none() {
+                log_end_offset
+            } else {
+                next
+            };
             if header.base_offset < min {
-                return Err(Error::InvalidOffset { base_offset: header.base_offset, log_end_offset: min });
+                return Err(Error::InvalidOffset {
+                    base_offset: header.base_offset,
+                    log_end_offset: min,
+                });
             }
             first.get_or_insert(header.base_offset);
             Ok(header.last_offset())
         })?;
-        let info = AppendInfo { first_offset: first.unwrap_or(log_end_offset), ..info };
+        let info = AppendInfo {
+            first_offset: first.unwrap_or(log_end_offset),
+            ..info
+        };
         self.append_locked(&mut writer, batches, &info)?;
         Ok(info)
     }
@@ -89,12 +99,18 @@ impl Log {
         mut check: impl FnMut(usize, &record::BatchHeader, i64) -> Result<i64>,
     ) -> Result<AppendInfo> {
         if batches.len() < HEADER_LEN {
-            let e = BatchError::TooShort { needed: HEADER_LEN, available: batches.len() };
+            let e = BatchError::TooShort {
+                needed: HEADER_LEN,
+                available: batches.len(),
+            };
             return Err(e.into());
         }
         if batches.len() as u64 > self.config.segment_bytes {
             let max = self.config.segment_bytes as usize;
-            return Err(Error::RecordTooLarge { size: batches.len(), max });
+            return Err(Error::RecordTooLarge {
+                size: batches.len(),
+                max,
+            });
         }
         let mut info = AppendInfo {
             first_offset: 0,
@@ -133,15 +149,24 @@ impl Log {
         if let Err(err) = active.append(batches) {
             return Self::fail(writer, err);
         }
-        debug_assert!(info.last_offset >= self.log_end_offset(), "offsets must increase");
-        self.log_end_offset.store(info.last_offset + 1, Ordering::Release);
+        debug_assert!(
+            info.last_offset >= self.log_end_offset(),
+            "offsets must increase"
+        );
+        self.log_end_offset
+            .store(info.last_offset + 1, Ordering::Release);
         self.debug_check();
         Ok(())
     }
 
     /// Rolls to a new segment when the append would not fit in the active one, its indexes
     /// are full, it is older than `segment_ms`, or the offsets would overflow its index.
-    fn maybe_roll(&self, writer: &mut Writer, bytes: u64, info: &AppendInfo) -> Result<Arc<Segment>> {
+    fn maybe_roll(
+        &self,
+        writer: &mut Writer,
+        bytes: u64,
+        info: &AppendInfo,
+    ) -> Result<Arc<Segment>> {
         let active = self.active_segment();
         let size = active.size();
         let now_ms = self.clock.now_ms();

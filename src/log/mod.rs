@@ -21,7 +21,6 @@ pub mod recovery;
 mod retention;
 mod truncate;
 
-
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -94,7 +93,10 @@ impl Log {
 
     /// A snapshot of the segments, oldest first.
     pub fn segments(&self) -> SegmentList {
-        self.segments.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.segments
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn segment_count(&self) -> usize {
@@ -114,7 +116,9 @@ impl Log {
 
     fn set_segments(&self, segments: Vec<Arc<Segment>>) {
         debug_assert!(!segments.is_empty());
-        debug_assert!(segments.windows(2).all(|w| w[0].base_offset() < w[1].base_offset()));
+        debug_assert!(segments
+            .windows(2)
+            .all(|w| w[0].base_offset() < w[1].base_offset()));
         *self.segments.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(segments);
     }
 
@@ -122,7 +126,9 @@ impl Log {
     fn writer(&self) -> Result<MutexGuard<'_, Writer>> {
         let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         match &writer.failure {
-            Some(cause) => Err(Error::ReadOnly { cause: cause.clone() }),
+            Some(cause) => Err(Error::ReadOnly {
+                cause: cause.clone(),
+            }),
             None => Ok(writer),
         }
     }

@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::io::Storage;
 use crate::segment::{files, Segment};
 
-/// How to open one partition's log. The log dir (see [`crate::log_dir::LogDir`]) fills the
+/// How to open one partition's log. The log dir (see [`crate::manager::LogDir`]) fills the
 /// recovery hints from its checkpoint files and clean-shutdown marker.
 #[derive(Debug, Clone)]
 pub struct LogOpenOptions {
@@ -52,26 +52,52 @@ impl Log {
     /// and the log cut at the first invalid batch. The report says what was done.
     pub fn open(options: LogOpenOptions) -> Result<(Log, RecoveryReport)> {
         options.config.validate()?;
-        let LogOpenOptions { storage, dir, config, clock, .. } = options.clone();
+        let LogOpenOptions {
+            storage,
+            dir,
+            config,
+            clock,
+            ..
+        } = options.clone();
         storage.create_dir_all(&dir)?;
-        let mut report = RecoveryReport { clean_shutdown: options.clean_shutdown, ..Default::default() };
+        let mut report = RecoveryReport {
+            clean_shutdown: options.clean_shutdown,
+            ..Default::default()
+        };
         recovery::finish_leftovers(storage.as_ref(), &dir, &mut report)?;
         let now = clock.now_ms();
         let bases = segment_bases(storage.as_ref(), &dir)?;
         let mut segments = Vec::with_capacity(bases.len().max(1));
         for (i, &base) in bases.iter().enumerate() {
             let active = i + 1 == bases.len();
-            segments.push(Arc::new(Segment::open(storage.clone(), &dir, base, &config, active, now)?));
+            segments.push(Arc::new(Segment::open(
+                storage.clone(),
+                &dir,
+                base,
+                &config,
+                active,
+                now,
+            )?));
         }
         if segments.is_empty() {
             let base = options.log_start_offset.unwrap_or(0).max(0);
-            segments.push(Arc::new(Segment::create(storage.clone(), &dir, base, &config, now)?));
+            segments.push(Arc::new(Segment::create(
+                storage.clone(),
+                &dir,
+                base,
+                &config,
+                now,
+            )?));
         }
-        let outcome = recovery::recover_segments(&storage, &dir, &mut segments, &options, &mut report)?;
+        let outcome =
+            recovery::recover_segments(&storage, &dir, &mut segments, &options, &mut report)?;
         let first_base = segments[0].base_offset();
         let log_end_offset = outcome.log_end_offset;
-        let log_start_offset =
-            options.log_start_offset.unwrap_or(first_base).max(first_base).min(log_end_offset);
+        let log_start_offset = options
+            .log_start_offset
+            .unwrap_or(first_base)
+            .max(first_base)
+            .min(log_end_offset);
         let last = &segments[segments.len() - 1];
         last.make_active()?;
         report.segments = segments.len();

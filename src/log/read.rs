@@ -46,7 +46,9 @@ impl Log {
             return Ok(None);
         }
         let segments = self.segments();
-        let first = segments.partition_point(|s| s.base_offset() <= from_offset).saturating_sub(1);
+        let first = segments
+            .partition_point(|s| s.base_offset() <= from_offset)
+            .saturating_sub(1);
         for segment in &segments[first..] {
             if segment.base_offset() >= bound {
                 break;
@@ -65,10 +67,18 @@ impl Log {
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>> {
         let start = self.log_start_offset();
         match timestamp {
-            EARLIEST_TIMESTAMP => return Ok(Some(TimestampOffset { timestamp: -1, offset: start })),
+            EARLIEST_TIMESTAMP => {
+                return Ok(Some(TimestampOffset {
+                    timestamp: -1,
+                    offset: start,
+                }))
+            }
             LATEST_TIMESTAMP => {
                 let offset = self.log_end_offset();
-                return Ok(Some(TimestampOffset { timestamp: -1, offset }));
+                return Ok(Some(TimestampOffset {
+                    timestamp: -1,
+                    offset,
+                }));
             }
             _ => {}
         }
@@ -100,19 +110,31 @@ impl Log {
 
 /// The first record of a batch at or after `timestamp` and at or above `min_offset`.
 /// Compressed batches are not opened: their first eligible offset stands for them.
-fn first_in_batch(bytes: &[u8], timestamp: i64, min_offset: i64) -> Result<Option<TimestampOffset>> {
+fn first_in_batch(
+    bytes: &[u8],
+    timestamp: i64,
+    min_offset: i64,
+) -> Result<Option<TimestampOffset>> {
     let batch = Batch::parse(bytes)?;
     let header = *batch.header();
-    if header.compression() != Compression::None || header.timestamp_type() == TimestampType::LogAppendTime {
+    if header.compression() != Compression::None
+        || header.timestamp_type() == TimestampType::LogAppendTime
+    {
         let offset = header.base_offset.max(min_offset);
-        return Ok(Some(TimestampOffset { timestamp: header.max_timestamp, offset }));
+        return Ok(Some(TimestampOffset {
+            timestamp: header.max_timestamp,
+            offset,
+        }));
     }
     for record in batch.records()? {
         let record = record?;
         let offset = header.base_offset + record.offset_delta as i64;
         let ts = header.base_timestamp + record.timestamp_delta;
         if offset >= min_offset && ts >= timestamp {
-            return Ok(Some(TimestampOffset { timestamp: ts, offset }));
+            return Ok(Some(TimestampOffset {
+                timestamp: ts,
+                offset,
+            }));
         }
     }
     Ok(None)

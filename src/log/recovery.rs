@@ -93,15 +93,20 @@ pub(super) struct Outcome {
 }
 
 /// Step 1: finish or undo interrupted work.
-pub(super) fn finish_leftovers(storage: &dyn Storage, dir: &Path, report: &mut RecoveryReport) -> Result<()> {
+pub(super) fn finish_leftovers(
+    storage: &dyn Storage,
+    dir: &Path,
+    report: &mut RecoveryReport,
+) -> Result<()> {
     let entries = storage.list_dir(dir)?;
     let mut changed = false;
-    let mut remove = |path: PathBuf, action: &'static str, report: &mut RecoveryReport| -> Result<()> {
-        storage.remove_file(&path)?;
-        report.leftovers.push(Leftover { path, action });
-        changed = true;
-        Ok(())
-    };
+    let mut remove =
+        |path: PathBuf, action: &'static str, report: &mut RecoveryReport| -> Result<()> {
+            storage.remove_file(&path)?;
+            report.leftovers.push(Leftover { path, action });
+            changed = true;
+            Ok(())
+        };
     let mut swaps = Vec::new();
     for entry in entries.iter().filter(|e| !e.is_dir) {
         let path = dir.join(&entry.name);
@@ -114,7 +119,7 @@ pub(super) fn finish_leftovers(storage: &dyn Storage, dir: &Path, report: &mut R
             remove(path, "removed unfinished cleaned segment", report)?;
         } else if name.ends_with(files::SWAP_SUFFIX) {
             match files::parse_name(name) {
-                Some((base, suffix)) if suffix == ".log.swap" => swaps.push((base, path)),
+                Some((base, ".log.swap")) => swaps.push((base, path)),
                 _ => remove(path, "removed swap index (rebuilt from the log)", report)?,
             }
         }
@@ -132,35 +137,67 @@ pub(super) fn finish_leftovers(storage: &dyn Storage, dir: &Path, report: &mut R
 
 /// A `.log.swap` is a cleaned segment that was complete before the crash: it replaces the
 /// live segments whose offsets it covers. An unreadable swap file is moved aside instead.
-fn complete_swap(storage: &dyn Storage, dir: &Path, base: i64, swap: &Path, report: &mut RecoveryReport) -> Result<()> {
+fn complete_swap(
+    storage: &dyn Storage,
+    dir: &Path,
+    base: i64,
+    swap: &Path,
+    report: &mut RecoveryReport,
+) -> Result<()> {
     let Some(next) = next_offset_by_headers(storage, swap)? else {
-        let aside = dir.join(format!("{}{}", files::file_name(base, ".log.swap"), files::CORRUPT_SUFFIX));
+        let aside = dir.join(format!(
+            "{}{}",
+            files::file_name(base, ".log.swap"),
+            files::CORRUPT_SUFFIX
+        ));
         storage.rename(swap, &aside)?;
-        report.leftovers.push(Leftover { path: swap.to_path_buf(), action: "moved unreadable swap aside" });
+        report.leftovers.push(Leftover {
+            path: swap.to_path_buf(),
+            action: "moved unreadable swap aside",
+        });
         return Ok(());
     };
     for entry in storage.list_dir(dir)? {
-        let Some((seg_base, suffix)) = files::parse_name(&entry.name) else { continue };
+        let Some((seg_base, suffix)) = files::parse_name(&entry.name) else {
+            continue;
+        };
         let covered = seg_base >= base && seg_base < next.max(base + 1);
-        let live = [files::LOG_SUFFIX, files::INDEX_SUFFIX, files::TIME_INDEX_SUFFIX].contains(&suffix);
+        let live = [
+            files::LOG_SUFFIX,
+            files::INDEX_SUFFIX,
+            files::TIME_INDEX_SUFFIX,
+        ]
+        .contains(&suffix);
         if covered && live {
             storage.remove_file(&dir.join(&entry.name))?;
         }
     }
     storage.rename(swap, &files::path(dir, base, files::LOG_SUFFIX))?;
-    report.leftovers.push(Leftover { path: swap.to_path_buf(), action: "completed swap of cleaned segment" });
+    report.leftovers.push(Leftover {
+        path: swap.to_path_buf(),
+        action: "completed swap of cleaned segment",
+    });
     Ok(())
 }
 
 /// Index files without their `.log` are removed (a crash between deletions can leave them).
-fn remove_orphan_indexes(storage: &dyn Storage, dir: &Path, report: &mut RecoveryReport) -> Result<()> {
+fn remove_orphan_indexes(
+    storage: &dyn Storage,
+    dir: &Path,
+    report: &mut RecoveryReport,
+) -> Result<()> {
     for entry in storage.list_dir(dir)? {
-        let Some((base, suffix)) = files::parse_name(&entry.name) else { continue };
+        let Some((base, suffix)) = files::parse_name(&entry.name) else {
+            continue;
+        };
         let is_index = suffix == files::INDEX_SUFFIX || suffix == files::TIME_INDEX_SUFFIX;
         if is_index && !storage.exists(&files::path(dir, base, files::LOG_SUFFIX)) {
             let path = dir.join(&entry.name);
             storage.remove_file(&path)?;
-            report.leftovers.push(Leftover { path, action: "removed index without a segment" });
+            report.leftovers.push(Leftover {
+                path,
+                action: "removed index without a segment",
+            });
         }
     }
     Ok(())
@@ -177,7 +214,9 @@ fn next_offset_by_headers(storage: &dyn Storage, path: &Path) -> Result<Option<i
             return Ok(None);
         }
         file.read_exact_at(&mut buf, pos)?;
-        let Ok(header) = BatchHeader::parse(&buf) else { return Ok(None) };
+        let Ok(header) = BatchHeader::parse(&buf) else {
+            return Ok(None);
+        };
         next = Some(header.next_offset());
         pos += header.size() as u64;
     }
@@ -198,18 +237,25 @@ pub(super) fn recover_segments(
         match segments[last].read_next_offset() {
             Ok(next) => {
                 let end = next.unwrap_or(segments[last].base_offset());
-                return Ok(Outcome { log_end_offset: end, recovery_point: end });
+                return Ok(Outcome {
+                    log_end_offset: end,
+                    recovery_point: end,
+                });
             }
             Err(err) => {
                 // The shutdown was clean but the active segment does not read: validate it.
-                report.warnings.push(format!("clean shutdown but active segment unreadable: {err}"));
+                report.warnings.push(format!(
+                    "clean shutdown but active segment unreadable: {err}"
+                ));
                 recovery_point = Some(segments[last].base_offset());
                 last
             }
         }
     } else {
         match recovery_point {
-            Some(rp) => segments.partition_point(|s| s.base_offset() <= rp).saturating_sub(1),
+            Some(rp) => segments
+                .partition_point(|s| s.base_offset() <= rp)
+                .saturating_sub(1),
             None => 0,
         }
     };
@@ -227,9 +273,15 @@ pub(super) fn recover_segments(
             Some(rp) if valid_end < rp => DamageKind::Corruption,
             Some(_) => DamageKind::TornTail,
             None => {
-                let later_valid = segment.find_valid_batch_after(stop.position, &mut scratch)?.is_some()
+                let later_valid = segment
+                    .find_valid_batch_after(stop.position, &mut scratch)?
+                    .is_some()
                     || segments[i + 1..].iter().any(|s| s.size() > 0);
-                if later_valid { DamageKind::Corruption } else { DamageKind::TornTail }
+                if later_valid {
+                    DamageKind::Corruption
+                } else {
+                    DamageKind::TornTail
+                }
             }
         };
         let mut damage = Damage {
@@ -270,16 +322,33 @@ pub(super) fn recover_segments(
         segment.flush()?;
     }
     storage.sync_dir(dir)?;
-    Ok(Outcome { log_end_offset: end, recovery_point: end })
+    Ok(Outcome {
+        log_end_offset: end,
+        recovery_point: end,
+    })
 }
 
 /// Copies the bytes of `segment` from `position` to its end into a new `.corrupt` file next
 /// to it, makes that durable, then cuts the segment at `position`.
-fn move_aside(storage: &dyn Storage, segment: &Segment, position: u64, scratch: &mut Vec<u8>) -> Result<(u64, PathBuf)> {
+fn move_aside(
+    storage: &dyn Storage,
+    segment: &Segment,
+    position: u64,
+    scratch: &mut Vec<u8>,
+) -> Result<(u64, PathBuf)> {
     let source = segment.log_file();
     let len = source.len()?;
-    let name = segment.log_path().file_name().and_then(|n| n.to_str()).unwrap_or("segment").to_string();
-    let dir = segment.log_path().parent().unwrap_or(Path::new(".")).to_path_buf();
+    let name = segment
+        .log_path()
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("segment")
+        .to_string();
+    let dir = segment
+        .log_path()
+        .parent()
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
     let mut aside = dir.join(format!("{name}.{position}{}", files::CORRUPT_SUFFIX));
     let mut n = 1;
     while storage.exists(&aside) {

@@ -20,7 +20,11 @@ impl Log {
         let end = self.log_end_offset();
         if offset > end {
             let start = self.log_start_offset();
-            return Err(Error::OffsetOutOfRange { offset, log_start_offset: start, log_end_offset: end });
+            return Err(Error::OffsetOutOfRange {
+                offset,
+                log_start_offset: start,
+                log_end_offset: end,
+            });
         }
         self.log_start_offset.fetch_max(offset, Ordering::AcqRel);
         Ok(())
@@ -61,6 +65,9 @@ impl Log {
             return Self::fail(&mut writer, err);
         }
         self.debug_check();
-        Ok(RetentionOutcome { segments_deleted: doomed, bytes_deleted })
+        Ok(RetentionOutcome {
+            segments_deleted: doomed,
+            bytes_deleted,
+        })
     }
 }

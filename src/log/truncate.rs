@@ -32,13 +32,18 @@ impl Log {
     fn truncate_locked(&self, writer: &mut Writer, offset: i64) -> Result<u64> {
         let segments = self.segments();
         // Keep segments that start at or below `offset`; the first is always kept.
-        let keep = segments.partition_point(|s| s.base_offset() <= offset).max(1);
+        let keep = segments
+            .partition_point(|s| s.base_offset() <= offset)
+            .max(1);
         let (kept, removed) = segments.split_at(keep);
         let last = &kept[kept.len() - 1];
         let cut = last.locate(offset, last.size())?;
         let new_end = match cut {
             Some((_, header)) => header.base_offset.min(offset),
-            None => last.read_next_offset()?.unwrap_or(last.base_offset()).min(offset),
+            None => last
+                .read_next_offset()?
+                .unwrap_or(last.base_offset())
+                .min(offset),
         };
         // Readers must stop at the new end before the bytes go away.
         self.log_end_offset.store(new_end, Ordering::Release);
@@ -69,8 +74,11 @@ impl Log {
             )?);
             // A segment file at `offset` may already exist; it was just reset, so leave it
             // out of the deletion list.
-            let doomed: Vec<_> =
-                old.iter().filter(|s| s.base_offset() != offset).cloned().collect();
+            let doomed: Vec<_> = old
+                .iter()
+                .filter(|s| s.base_offset() != offset)
+                .cloned()
+                .collect();
             self.log_end_offset.store(offset, Ordering::Release);
             self.log_start_offset.store(offset, Ordering::Release);
             self.recovery_point.store(offset, Ordering::Release);
@@ -86,8 +94,15 @@ impl Log {
 
     /// Renames the segments' files `.deleted` and schedules their removal after
     /// `file_delete_delay_ms` (readers holding slices keep their open files meanwhile).
-    pub(super) fn schedule_deletion(&self, writer: &mut Writer, segments: &[Arc<Segment>]) -> Result<()> {
-        let due = self.clock.now_ms().saturating_add(self.config.file_delete_delay_ms);
+    pub(super) fn schedule_deletion(
+        &self,
+        writer: &mut Writer,
+        segments: &[Arc<Segment>],
+    ) -> Result<()> {
+        let due = self
+            .clock
+            .now_ms()
+            .saturating_add(self.config.file_delete_delay_ms);
         for segment in segments {
             for path in segment.rename_to_deleted()? {
                 writer.pending_deletes.push((due, path));
@@ -103,8 +118,9 @@ impl Log {
     pub fn remove_expired_deleted_files(&self) -> Result<usize> {
         let mut writer = self.writer()?;
         let now = self.clock.now_ms();
-        let (due, later): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut writer.pending_deletes).into_iter().partition(|(t, _)| *t <= now);
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut writer.pending_deletes)
+            .into_iter()
+            .partition(|(t, _)| *t <= now);
         writer.pending_deletes = later;
         for (_, path) in &due {
             if self.storage.exists(path) {

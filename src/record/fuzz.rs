@@ -79,7 +79,7 @@ fn walk_records(
             Err(e) => return (count, Some(e)),
         };
         assert!(
-            previous.map_or(true, |p| record.offset > p),
+            previous.is_none_or(|p| record.offset > p),
             "offsets not increasing"
         );
         assert!(

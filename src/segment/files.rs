@@ -42,7 +42,10 @@ mod tests {
     #[test]
     fn names_round_trip() {
         assert_eq!(file_name(42, LOG_SUFFIX), "00000000000000000042.log");
-        assert_eq!(parse_name("00000000000000000042.index.swap"), Some((42, ".index.swap")));
+        assert_eq!(
+            parse_name("00000000000000000042.index.swap"),
+            Some((42, ".index.swap"))
+        );
         assert_eq!(parse_name("0000000000000000004x.log"), None);
         assert_eq!(parse_name("short.log"), None);
         assert_eq!(parse_name("99999999999999999999.log"), None);

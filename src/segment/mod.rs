@@ -70,7 +70,10 @@ impl Segment {
         config: &LogConfig,
         now_ms: i64,
     ) -> Result<Segment> {
-        let log = storage.open(&files::path(dir, base_offset, files::LOG_SUFFIX), OpenMode::Create)?;
+        let log = storage.open(
+            &files::path(dir, base_offset, files::LOG_SUFFIX),
+            OpenMode::Create,
+        )?;
         log.set_len(0)?;
         for suffix in [files::INDEX_SUFFIX, files::TIME_INDEX_SUFFIX] {
             let path = files::path(dir, base_offset, suffix);
@@ -104,7 +107,16 @@ impl Segment {
                 reason: format!("segment of {size} bytes exceeds the 2 GiB position limit"),
             });
         }
-        Ok(Segment::new(storage, dir, base_offset, config, log, size, active, now_ms))
+        Ok(Segment::new(
+            storage,
+            dir,
+            base_offset,
+            config,
+            log,
+            size,
+            active,
+            now_ms,
+        ))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -195,7 +207,10 @@ impl Segment {
         if guard.is_some() {
             return Ok(());
         }
-        let max = self.preallocate.load(Ordering::Relaxed).then_some(self.index_bytes_max);
+        let max = self
+            .preallocate
+            .load(Ordering::Relaxed)
+            .then_some(self.index_bytes_max);
         let offset_path = self.path(files::INDEX_SUFFIX);
         let time_path = self.path(files::TIME_INDEX_SUFFIX);
         let missing = !self.storage.exists(&offset_path) || !self.storage.exists(&time_path);
@@ -240,13 +255,19 @@ impl Segment {
             reason,
         };
         if pos + HEADER_LEN as u64 > limit {
-            return Err(corrupt(format!("incomplete batch header ({} bytes left)", limit - pos)));
+            return Err(corrupt(format!(
+                "incomplete batch header ({} bytes left)",
+                limit - pos
+            )));
         }
         let mut buf = [0u8; HEADER_LEN];
         self.log.read_exact_at(&mut buf, pos)?;
         let header = BatchHeader::parse(&buf).map_err(|e| corrupt(e.to_string()))?;
         if pos + header.size() as u64 > limit {
-            return Err(corrupt(format!("batch of {} bytes runs past the end", header.size())));
+            return Err(corrupt(format!(
+                "batch of {} bytes runs past the end",
+                header.size()
+            )));
         }
         Ok(header)
     }
@@ -314,7 +335,8 @@ impl Segment {
             Ok(())
         })?;
         *self.meta_mut() = meta;
-        self.size.store(pos + batches.len() as u64, Ordering::Release);
+        self.size
+            .store(pos + batches.len() as u64, Ordering::Release);
         Ok(())
     }
 
@@ -325,7 +347,9 @@ impl Segment {
 
     /// The timestamp time-based rolling measures from: the first batch's, else creation.
     pub fn rolling_base_ms(&self) -> i64 {
-        self.meta_mut().first_batch_timestamp.unwrap_or(self.created_ms)
+        self.meta_mut()
+            .first_batch_timestamp
+            .unwrap_or(self.created_ms)
     }
 
     /// Largest timestamp of any batch in the segment, `-1` when empty.
@@ -339,7 +363,8 @@ impl Segment {
             let start = last.map_or(0, |t| ix.offset.lookup(t.offset).position as u64);
             (last, start)
         })?;
-        let (mut ts, mut ts_offset) = last.map_or((-1, self.base_offset), |t| (t.timestamp, t.offset));
+        let (mut ts, mut ts_offset) =
+            last.map_or((-1, self.base_offset), |t| (t.timestamp, t.offset));
         let size = self.size();
         let mut pos = start;
         while pos < size {
@@ -368,7 +393,8 @@ impl Segment {
     /// the segment is empty.
     pub fn read_next_offset(&self) -> Result<Option<i64>> {
         let size = self.size();
-        let mut pos = self.with_indexes(|ix| ix.offset.last_entry().map_or(0, |e| e.position))? as u64;
+        let mut pos =
+            self.with_indexes(|ix| ix.offset.last_entry().map_or(0, |e| e.position))? as u64;
         let mut next = None;
         while pos < size {
             let header = self.read_header(pos, size)?;
@@ -388,7 +414,10 @@ impl Segment {
         self.log.set_len(position)?;
         self.with_indexes_mut(|ix| {
             ix.offset.truncate_to_position(position as u32);
-            let next_kept = ix.offset.last_entry().map_or(self.base_offset, |e| e.offset + 1);
+            let next_kept = ix
+                .offset
+                .last_entry()
+                .map_or(self.base_offset, |e| e.offset + 1);
             ix.time.truncate_to(next_kept);
             Ok(())
         })?;
@@ -438,7 +467,11 @@ impl Segment {
         // Unmap first: the files are going away.
         *self.indexes.write().unwrap_or_else(|e| e.into_inner()) = None;
         let mut out = Vec::new();
-        for suffix in [files::LOG_SUFFIX, files::INDEX_SUFFIX, files::TIME_INDEX_SUFFIX] {
+        for suffix in [
+            files::LOG_SUFFIX,
+            files::INDEX_SUFFIX,
+            files::TIME_INDEX_SUFFIX,
+        ] {
             let from = self.path(suffix);
             if self.storage.exists(&from) {
                 let to = self.path(&format!("{suffix}{}", files::DELETED_SUFFIX));
@@ -466,7 +499,10 @@ fn index_batch(
     }
     if meta.bytes_since_index > interval {
         ix.offset.append(header.last_offset(), pos as u32)?;
-        ix.time.maybe_append(meta.max_timestamp.unwrap_or(-1), meta.offset_of_max_timestamp)?;
+        ix.time.maybe_append(
+            meta.max_timestamp.unwrap_or(-1),
+            meta.offset_of_max_timestamp,
+        )?;
         meta.bytes_since_index = 0;
     }
     meta.bytes_since_index += header.size() as u64;

@@ -52,7 +52,13 @@ impl<'a> Chunks<'a> {
         if buf.len() < RECOVERY_CHUNK_BYTES {
             buf.resize(RECOVERY_CHUNK_BYTES, 0);
         }
-        Chunks { file, file_len, buf, start: 0, filled: 0 }
+        Chunks {
+            file,
+            file_len,
+            buf,
+            start: 0,
+            filled: 0,
+        }
     }
 
     /// Bytes `[pos, pos + n)`, `n <= RECOVERY_CHUNK_BYTES`, which must lie in the file.
@@ -61,13 +67,18 @@ impl<'a> Chunks<'a> {
         let end = self.start + self.filled as u64;
         if pos < self.start || pos + n as u64 > end {
             // Keep what is already read past `pos`, then fill the rest of the chunk.
-            let keep = if pos >= self.start && pos < end { (end - pos) as usize } else { 0 };
+            let keep = if pos >= self.start && pos < end {
+                (end - pos) as usize
+            } else {
+                0
+            };
             if keep > 0 {
                 let from = (pos - self.start) as usize;
                 self.buf.copy_within(from..from + keep, 0);
             }
             let want = ((self.file_len - pos) as usize).min(self.buf.len());
-            self.file.read_exact_at(&mut self.buf[keep..want], pos + keep as u64)?;
+            self.file
+                .read_exact_at(&mut self.buf[keep..want], pos + keep as u64)?;
             self.start = pos;
             self.filled = want;
         }
@@ -135,20 +146,30 @@ impl Segment {
                 let header = match chunks.header(pos)? {
                     Ok(h) => h,
                     Err(reason) => {
-                        scan.stop = Some(ScanStop { position: pos, reason });
+                        scan.stop = Some(ScanStop {
+                            position: pos,
+                            reason,
+                        });
                         break;
                     }
                 };
                 if let Some(reason) = self.offset_problem(&header, scan.next_offset) {
-                    scan.stop = Some(ScanStop { position: pos, reason });
+                    scan.stop = Some(ScanStop {
+                        position: pos,
+                        reason,
+                    });
                     break;
                 }
                 if !chunks.crc_matches(pos, &header)? {
                     let reason = format!("CRC mismatch (stored {:#010x})", header.crc);
-                    scan.stop = Some(ScanStop { position: pos, reason });
+                    scan.stop = Some(ScanStop {
+                        position: pos,
+                        reason,
+                    });
                     break;
                 }
-                meta.first_batch_timestamp.get_or_insert(header.max_timestamp);
+                meta.first_batch_timestamp
+                    .get_or_insert(header.max_timestamp);
                 index_batch(ix, &mut meta, interval, &header, pos)?;
                 pos += header.size() as u64;
                 scan.valid_bytes = pos;
@@ -158,7 +179,8 @@ impl Segment {
             Ok(scan)
         })?;
         *self.meta_mut() = meta;
-        self.size.store(scan.valid_bytes, std::sync::atomic::Ordering::Release);
+        self.size
+            .store(scan.valid_bytes, std::sync::atomic::Ordering::Release);
         Ok(scan)
     }
 
@@ -180,7 +202,11 @@ impl Segment {
 
     /// The position of the first CRC-valid batch that starts after `position`, if any: a
     /// valid batch after a bad one means the bad one is corruption, not a torn write.
-    pub fn find_valid_batch_after(&self, position: u64, scratch: &mut Vec<u8>) -> Result<Option<u64>> {
+    pub fn find_valid_batch_after(
+        &self,
+        position: u64,
+        scratch: &mut Vec<u8>,
+    ) -> Result<Option<u64>> {
         let file_len = self.log.len()?;
         let mut chunks = Chunks::new(self.log.as_ref(), file_len, scratch);
         let mut candidates = 0usize;

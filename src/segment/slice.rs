@@ -17,7 +17,11 @@ pub struct FileSlice {
 
 impl FileSlice {
     pub(crate) fn new(file: Arc<dyn StorageFile>, position: u64, len: u64) -> Self {
-        FileSlice { file, position, len }
+        FileSlice {
+            file,
+            position,
+            len,
+        }
     }
 
     /// Start of the range in the file.

@@ -1,0 +1,242 @@
+//! One log directory: its lock, checkpoint files, clean-shutdown marker and partitions.
+//!
+//! ```text
+//! <log dir>/
+//!   .lock                              exclusive lock while open
+//!   .kafka_cleanshutdown               written last on close, removed on open
+//!   recovery-point-offset-checkpoint   `topic partition offset` per partition
+//!   log-start-offset-checkpoint        `topic partition offset` per partition
+//!   <topic>-<partition>/               one partition's segments
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::checkpoint::{self, TopicPartition, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE};
+use crate::clock::{Clock, SystemClock};
+use crate::config::LogConfig;
+use crate::error::Result;
+use crate::io::{DirLock, OpenMode, Storage};
+use crate::log::{Log, LogOpenOptions, RecoveryReport};
+
+/// The marker Kafka writes when a log dir was shut down cleanly.
+pub const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
+
+/// Settings shared by the partitions of a log dir.
+#[derive(Debug, Clone)]
+pub struct LogDirOptions {
+    pub config: LogConfig,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for LogDirOptions {
+    fn default() -> Self {
+        LogDirOptions {
+            config: LogConfig::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// An open, locked log directory.
+#[derive(Debug)]
+pub struct LogDir {
+    path: PathBuf,
+    storage: Arc<dyn Storage>,
+    options: LogDirOptions,
+    _lock: Box<dyn DirLock>,
+    clean_shutdown: bool,
+    recovery_points: BTreeMap<TopicPartition, i64>,
+    log_start_offsets: BTreeMap<TopicPartition, i64>,
+    logs: Mutex<BTreeMap<TopicPartition, Arc<Log>>>,
+    warnings: Vec<String>,
+}
+
+impl LogDir {
+    /// Locks and opens the log dir (creating it when missing). A second open of the same dir,
+    /// from this process or another, fails with [`crate::Error::DirLocked`]. The
+    /// clean-shutdown marker is read and removed, so a crash while loading counts as unclean.
+    /// A corrupt checkpoint is reported in [`LogDir::warnings`] and treated as absent: its
+    /// partitions recover from their first segment, the safe choice.
+    pub fn open(
+        storage: Arc<dyn Storage>,
+        path: impl Into<PathBuf>,
+        options: LogDirOptions,
+    ) -> Result<LogDir> {
+        let path = path.into();
+        storage.create_dir_all(&path)?;
+        let lock = storage.lock_dir(&path)?;
+        let marker = path.join(CLEAN_SHUTDOWN_FILE);
+        let clean_shutdown = storage.exists(&marker);
+        if clean_shutdown {
+            storage.remove_file(&marker)?;
+            storage.sync_dir(&path)?;
+        }
+        let mut warnings = Vec::new();
+        let recovery_points = read_offsets(
+            storage.as_ref(),
+            &path.join(RECOVERY_POINT_FILE),
+            &mut warnings,
+        );
+        let log_start_offsets = read_offsets(
+            storage.as_ref(),
+            &path.join(LOG_START_OFFSET_FILE),
+            &mut warnings,
+        );
+        Ok(LogDir {
+            path,
+            storage,
+            options,
+            _lock: lock,
+            clean_shutdown,
+            recovery_points,
+            log_start_offsets,
+            logs: Mutex::new(BTreeMap::new()),
+            warnings,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// True when the dir was shut down cleanly before this open.
+    pub fn was_clean_shutdown(&self) -> bool {
+        self.clean_shutdown
+    }
+
+    /// Problems met while opening that did not stop it (a corrupt checkpoint, say).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The partitions that have a directory here, sorted.
+    pub fn partitions(&self) -> Result<Vec<TopicPartition>> {
+        Ok(self
+            .storage
+            .list_dir(&self.path)?
+            .into_iter()
+            .filter(|e| e.is_dir)
+            .filter_map(|e| TopicPartition::from_dir_name(&e.name))
+            .collect())
+    }
+
+    /// Opens (recovering as needed) a partition's log with the dir's config, creating it
+    /// when missing. Opening an already open partition returns the same log and an empty
+    /// report.
+    pub fn open_log(&self, tp: &TopicPartition) -> Result<(Arc<Log>, RecoveryReport)> {
+        self.open_log_with(tp, self.options.config.clone())
+    }
+
+    /// Like [`LogDir::open_log`] with a per-partition config.
+    pub fn open_log_with(
+        &self,
+        tp: &TopicPartition,
+        config: LogConfig,
+    ) -> Result<(Arc<Log>, RecoveryReport)> {
+        let mut logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(log) = logs.get(tp) {
+            return Ok((log.clone(), RecoveryReport::default()));
+        }
+        let options = LogOpenOptions {
+            storage: self.storage.clone(),
+            dir: self.path.join(tp.dir_name()),
+            config,
+            clock: self.options.clock.clone(),
+            recovery_point: self.recovery_points.get(tp).copied(),
+            log_start_offset: self.log_start_offsets.get(tp).copied(),
+            clean_shutdown: self.clean_shutdown,
+        };
+        let (log, report) = Log::open(options)?;
+        let log = Arc::new(log);
+        logs.insert(tp.clone(), log.clone());
+        Ok((log, report))
+    }
+
+    /// An open partition's log.
+    pub fn log(&self, tp: &TopicPartition) -> Option<Arc<Log>> {
+        self.logs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tp)
+            .cloned()
+    }
+
+    /// Flushes every open log and checkpoints recovery points and log start offsets.
+    pub fn flush(&self) -> Result<()> {
+        for log in self.open_logs() {
+            log.flush()?;
+        }
+        self.write_checkpoints()
+    }
+
+    /// Writes the checkpoint files: entries of open logs, plus the old entries of
+    /// partitions not opened in this session (so they keep their recovery points).
+    pub fn write_checkpoints(&self) -> Result<()> {
+        let logs = self.logs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut points = self.recovery_points.clone();
+        let mut starts = self.log_start_offsets.clone();
+        for (tp, log) in &logs {
+            points.insert(tp.clone(), log.recovery_point());
+            starts.insert(tp.clone(), log.log_start_offset());
+        }
+        let storage = self.storage.as_ref();
+        let render = |m: BTreeMap<TopicPartition, i64>| {
+            checkpoint::render_offsets(&m.into_iter().collect::<Vec<_>>())
+        };
+        checkpoint::write_atomic(
+            storage,
+            &self.path.join(RECOVERY_POINT_FILE),
+            &render(points),
+        )?;
+        checkpoint::write_atomic(
+            storage,
+            &self.path.join(LOG_START_OFFSET_FILE),
+            &render(starts),
+        )
+    }
+
+    /// Closes every log, writes the checkpoints, then the clean-shutdown marker, and
+    /// releases the lock.
+    pub fn close(self) -> Result<()> {
+        for log in self.open_logs() {
+            log.close()?;
+        }
+        self.write_checkpoints()?;
+        let marker = self
+            .storage
+            .open(&self.path.join(CLEAN_SHUTDOWN_FILE), OpenMode::Create)?;
+        marker.sync_data()?;
+        self.storage.sync_dir(&self.path)
+    }
+
+    fn open_logs(&self) -> Vec<Arc<Log>> {
+        self.logs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+fn read_offsets(
+    storage: &dyn Storage,
+    path: &Path,
+    warnings: &mut Vec<String>,
+) -> BTreeMap<TopicPartition, i64> {
+    let parsed = checkpoint::read_text(storage, path).and_then(|text| {
+        text.map(|t| checkpoint::parse_offsets(path, &t))
+            .transpose()
+    });
+    match parsed {
+        Ok(entries) => entries.unwrap_or_default().into_iter().collect(),
+        Err(err) => {
+            warnings.push(format!(
+                "ignoring unreadable checkpoint ({err}); recovering from the start"
+            ));
+            BTreeMap::new()
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Log directories: the unit a broker configures (`log.dirs`), holding many partitions.
+
+mod log_dir;
+
+pub use log_dir::{LogDir, LogDirOptions, CLEAN_SHUTDOWN_FILE};

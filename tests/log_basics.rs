@@ -1,0 +1,188 @@
+//! The log's operations, each scenario run on the real and the simulated backend.
+
+mod common;
+
+use common::{backends, batch, open, read_all, small_config, Backend};
+use partlog::log::{Log, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
+use partlog::{Error, LogConfig};
+
+fn each(scenario: impl Fn(&Backend)) {
+    for backend in backends() {
+        scenario(&backend);
+    }
+}
+
+fn append(log: &Log, records: usize, ts: i64) -> (i64, i64) {
+    let mut b = batch(records, 100, ts);
+    let info = log.append_as_leader(&mut b, 3).expect("append");
+    (info.first_offset, info.last_offset)
+}
+
+#[test]
+fn leader_append_assigns_offsets_and_epoch() {
+    each(|backend| {
+        let (log, _) = open(backend, "t-0", LogConfig::default());
+        assert_eq!(append(&log, 3, 10), (0, 2));
+        assert_eq!(append(&log, 1, 20), (3, 3));
+        assert_eq!(log.log_end_offset(), 4);
+        let bytes = log.read(0, 1 << 20, None).unwrap().unwrap().to_vec().unwrap();
+        let first = partlog::record::Batch::parse(&bytes).unwrap();
+        assert_eq!(first.header().partition_leader_epoch, 3);
+        first.validate().unwrap();
+        assert_eq!(read_all(&log), vec![(0, 2), (3, 3)], "{}", backend.name);
+    });
+}
+
+#[test]
+fn follower_append_keeps_offsets_and_rejects_old_ones() {
+    each(|backend| {
+        let (log, _) = open(backend, "t-0", LogConfig::default());
+        let mut b = batch(2, 10, 0);
+        partlog::record::set_base_offset(&mut b, 0);
+        log.append_as_follower(&b).unwrap();
+        let mut later = batch(2, 10, 0);
+        partlog::record::set_base_offset(&mut later, 5);
+        assert_eq!(log.append_as_follower(&later).unwrap().first_offset, 5);
+        assert_eq!(log.log_end_offset(), 7);
+        let mut stale = batch(1, 10, 0);
+        partlog::record::set_base_offset(&mut stale, 6);
+        let err = log.append_as_follower(&stale).unwrap_err();
+        assert!(matches!(err, Error::InvalidOffset { base_offset: 6, log_end_offset: 7 }), "{err}");
+        assert_eq!(read_all(&log), vec![(0, 1), (5, 6)]);
+    });
+}
+
+#[test]
+fn invalid_input_is_rejected_and_changes_nothing() {
+    each(|backend| {
+        let (log, _) = open(backend, "t-0", LogConfig::default());
+        append(&log, 2, 0);
+        let mut bad = batch(2, 10, 0);
+        let last = bad.len() - 1;
+        bad[last] ^= 0xff;
+        assert!(matches!(log.append_as_leader(&mut bad, 0), Err(Error::InvalidBatch(_))));
+        let mut short = batch(1, 10, 0);
+        short.truncate(40);
+        assert!(matches!(log.append_as_leader(&mut short, 0), Err(Error::InvalidBatch(_))));
+        assert_eq!(log.log_end_offset(), 2);
+        assert_eq!(read_all(&log), vec![(0, 1)]);
+    });
+}
+
+#[test]
+fn read_bounds_and_sizes() {
+    each(|backend| {
+        let (log, _) = open(backend, "t-0", LogConfig::default());
+        for i in 0..10 {
+            append(&log, 2, i * 10);
+        }
+        let one_size = batch(2, 100, 0).len() as u64;
+        // max_bytes smaller than a batch still returns the whole first batch.
+        let slice = log.read(4, 1, None).unwrap().unwrap();
+        assert_eq!(slice.len(), one_size);
+        // Reading from the middle of a batch starts at that batch.
+        let bytes = log.read(5, 3 * one_size, None).unwrap().unwrap().to_vec().unwrap();
+        let got: Vec<i64> = partlog::record::batches(&bytes).map(|b| b.unwrap().header().base_offset).collect();
+        assert_eq!(got, vec![4, 6, 8]);
+        // The upper bound leaves out batches that reach it.
+        let bytes = log.read(0, 1 << 20, Some(5)).unwrap().unwrap().to_vec().unwrap();
+        assert_eq!(partlog::record::batches(&bytes).count(), 2);
+        assert!(log.read(20, 100, None).unwrap().is_none());
+        assert!(matches!(log.read(21, 100, None), Err(Error::OffsetOutOfRange { offset: 21, .. })));
+        assert!(matches!(log.read(-1, 100, None), Err(Error::OffsetOutOfRange { .. })));
+    });
+}
+
+#[test]
+fn rolls_and_reads_across_segments() {
+    each(|backend| {
+        let (log, _) = open(backend, "t-0", small_config());
+        for i in 0..100 {
+            append(&log, 3, i);
+        }
+        assert!(log.segment_count() > 5, "{} segments", log.segment_count());
+        let expected: Vec<(i64, i64)> = (0..100).map(|i| (i * 3, i * 3 + 2)).collect();
+        assert_eq!(read_all(&log), expected);
+        for offset in [0, 1, 77, 150, 299] {
+            let bytes = log.read(offset, 1, None).unwrap().unwrap().to_vec().unwrap();
+            let b = partlog::record::Batch::parse(&bytes).unwrap();
+            assert!(b.header().base_offset <= offset && offset <= b.header().last_offset());
+        }
+    });
+}
+
+#[test]
+fn offset_for_timestamp_finds_first_at_or_after() {
+    each(|backend| {
+        let (log, _) = open(backend, "t-0", small_config());
+        // Batch i holds records with timestamps 1000*i .. 1000*i+2.
+        for i in 0..50 {
+            append(&log, 3, 1000 * i);
+        }
+        let found = log.offset_for_timestamp(7001).unwrap().unwrap();
+        assert_eq!((found.offset, found.timestamp), (22, 7001));
+        let found = log.offset_for_timestamp(7003).unwrap().unwrap();
+        assert_eq!((found.offset, found.timestamp), (24, 8000));
+        assert_eq!(log.offset_for_timestamp(0).unwrap().unwrap().offset, 0);
+        assert!(log.offset_for_timestamp(49_003).unwrap().is_none());
+        assert_eq!(log.offset_for_timestamp(EARLIEST_TIMESTAMP).unwrap().unwrap().offset, 0);
+        assert_eq!(log.offset_for_timestamp(LATEST_TIMESTAMP).unwrap().unwrap().offset, 150);
+    });
+}
+
+#[test]
+fn truncate_to_removes_batches_and_later_segments() {
+    each(|backend| {
+        let (log, _) = open(backend, "t-0", small_config());
+        for i in 0..60 {
+            append(&log, 2, i);
+        }
+        let segments_before = log.segment_count();
+        log.truncate_to(51).unwrap();
+        // Offset 51 is inside batch 50..51: the batch goes whole.
+        assert_eq!(log.log_end_offset(), 50);
+        assert!(log.segment_count() < segments_before);
+        assert_eq!(read_all(&log).last(), Some(&(48, 49)));
+        assert_eq!(append(&log, 2, 0), (50, 51));
+        log.truncate_to(0).unwrap();
+        assert_eq!(log.log_end_offset(), 0);
+        assert_eq!(read_all(&log), vec![]);
+        assert_eq!(append(&log, 1, 0), (0, 0));
+    });
+}
+
+#[test]
+fn truncate_fully_and_start_at() {
+    each(|backend| {
+        let (log, _) = open(backend, "t-0", small_config());
+        for i in 0..30 {
+            append(&log, 2, i);
+        }
+        log.truncate_fully_and_start_at(1000).unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (1000, 1000));
+        assert_eq!(log.segment_count(), 1);
+        assert_eq!(append(&log, 2, 0), (1000, 1001));
+        assert!(matches!(log.read(0, 10, None), Err(Error::OffsetOutOfRange { .. })));
+        assert_eq!(read_all(&log), vec![(1000, 1001)]);
+    });
+}
+
+#[test]
+fn reopen_after_clean_close_and_after_crash_agree() {
+    each(|backend| {
+        let (log, _) = open(backend, "t-0", small_config());
+        for i in 0..40 {
+            append(&log, 2, i);
+        }
+        let expected = read_all(&log);
+        log.close().unwrap();
+        drop(log);
+        // Unclean (no hints): everything is scanned and nothing is lost.
+        let (log, report) = open(backend, "t-0", small_config());
+        assert!(report.damage.is_none(), "{report:?}");
+        assert_eq!(report.segments_scanned, report.segments);
+        assert_eq!(read_all(&log), expected);
+        assert_eq!(log.log_end_offset(), 80);
+        assert_eq!(append(&log, 1, 0), (80, 80));
+    });
+}
