@@ -30,7 +30,9 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn new(now_ms: i64) -> Self {
-        ManualClock { now_ms: AtomicI64::new(now_ms) }
+        ManualClock {
+            now_ms: AtomicI64::new(now_ms),
+        }
     }
 
     pub fn set_ms(&self, now_ms: i64) {

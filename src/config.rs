@@ -73,7 +73,9 @@ impl LogConfig {
             )));
         }
         if self.index_interval_bytes == 0 {
-            return Err(Error::InvalidConfig("index_interval_bytes must be positive".into()));
+            return Err(Error::InvalidConfig(
+                "index_interval_bytes must be positive".into(),
+            ));
         }
         if self.segment_ms <= 0 {
             return Err(Error::InvalidConfig("segment_ms must be positive".into()));

@@ -16,21 +16,40 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// The operating system (or the simulated backend) failed an I/O call.
-    Io { op: &'static str, path: PathBuf, source: io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
     /// Bytes from disk or from a caller are not a valid Kafka record batch.
     InvalidBatch(crate::record::BatchError),
     /// A file holds bytes that fail validation at a known place.
-    Corruption { file: PathBuf, position: u64, reason: String },
+    Corruption {
+        file: PathBuf,
+        position: u64,
+        reason: String,
+    },
     /// The requested offset lies outside `[log_start_offset, log_end_offset]`.
-    OffsetOutOfRange { offset: i64, log_start_offset: i64, log_end_offset: i64 },
+    OffsetOutOfRange {
+        offset: i64,
+        log_start_offset: i64,
+        log_end_offset: i64,
+    },
     /// A follower append carried offsets that do not continue the log.
-    InvalidOffset { base_offset: i64, log_end_offset: i64 },
+    InvalidOffset {
+        base_offset: i64,
+        log_end_offset: i64,
+    },
     /// One batch exceeds the configured maximum size.
     RecordTooLarge { size: usize, max: usize },
     /// Another process (or another `Log` in this process) holds the directory lock.
     DirLocked { dir: PathBuf },
     /// A file name or checkpoint line could not be parsed.
-    Parse { file: PathBuf, line: usize, reason: String },
+    Parse {
+        file: PathBuf,
+        line: usize,
+        reason: String,
+    },
     /// A configuration value is out of its allowed range.
     InvalidConfig(String),
     /// An earlier write failed; the log refuses further writes until it is reopened, because
@@ -41,12 +60,20 @@ pub enum Error {
 impl Error {
     /// Wraps an `io::Error` with the operation and path it came from.
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        Error::Io { op, path: path.into(), source }
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
     }
 
-    /// True when the error is an `ENOSPC`-style "disk full".
+    /// True when the error is an `ENOSPC` "disk full" (from the OS or the simulator).
+    ///
+    /// Matches the raw OS error (28 on Linux and macOS) rather than
+    /// `io::ErrorKind::StorageFull`, which is newer than the crate's MSRV.
     pub fn is_disk_full(&self) -> bool {
-        matches!(self, Error::Io { source, .. } if source.kind() == io::ErrorKind::StorageFull)
+        const ENOSPC: i32 = 28;
+        matches!(self, Error::Io { source, .. } if source.raw_os_error() == Some(ENOSPC))
     }
 }
 
@@ -55,19 +82,37 @@ impl fmt::Display for Error {
         match self {
             Error::Io { op, path, source } => write!(f, "{op} {}: {source}", path.display()),
             Error::InvalidBatch(e) => write!(f, "invalid record batch: {e}"),
-            Error::Corruption { file, position, reason } => {
-                write!(f, "corruption in {} at position {position}: {reason}", file.display())
+            Error::Corruption {
+                file,
+                position,
+                reason,
+            } => {
+                write!(
+                    f,
+                    "corruption in {} at position {position}: {reason}",
+                    file.display()
+                )
             }
-            Error::OffsetOutOfRange { offset, log_start_offset, log_end_offset } => write!(
+            Error::OffsetOutOfRange {
+                offset,
+                log_start_offset,
+                log_end_offset,
+            } => write!(
                 f,
                 "offset {offset} is out of range [{log_start_offset}, {log_end_offset}]"
             ),
-            Error::InvalidOffset { base_offset, log_end_offset } => write!(
+            Error::InvalidOffset {
+                base_offset,
+                log_end_offset,
+            } => write!(
                 f,
                 "batch base offset {base_offset} is below the log end offset {log_end_offset}"
             ),
             Error::RecordTooLarge { size, max } => {
-                write!(f, "batch of {size} bytes exceeds the maximum of {max} bytes")
+                write!(
+                    f,
+                    "batch of {size} bytes exceeds the maximum of {max} bytes"
+                )
             }
             Error::DirLocked { dir } => write!(
                 f,
@@ -79,7 +124,10 @@ impl fmt::Display for Error {
             }
             Error::InvalidConfig(why) => write!(f, "invalid configuration: {why}"),
             Error::ReadOnly { cause } => {
-                write!(f, "log is read-only after an earlier write failure: {cause}")
+                write!(
+                    f,
+                    "log is read-only after an earlier write failure: {cause}"
+                )
             }
         }
     }

@@ -44,7 +44,10 @@ impl Storage for RealStorage {
             }
         }
         let file = opts.open(path).map_err(|e| Error::io("open", path, e))?;
-        Ok(Arc::new(RealFile { file, path: path.to_path_buf() }))
+        Ok(Arc::new(RealFile {
+            file,
+            path: path.to_path_buf(),
+        }))
     }
 
     fn exists(&self, path: &Path) -> bool {
@@ -98,12 +101,17 @@ impl Storage for RealStorage {
         // dir in this process conflicts just as another process would.
         file.try_lock_exclusive().map_err(|e| {
             if e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(11) {
-                Error::DirLocked { dir: dir.to_path_buf() }
+                Error::DirLocked {
+                    dir: dir.to_path_buf(),
+                }
             } else {
                 Error::io("lock", &path, e)
             }
         })?;
-        Ok(Box::new(RealDirLock { _file: file, dir: dir.to_path_buf() }))
+        Ok(Box::new(RealDirLock {
+            _file: file,
+            dir: dir.to_path_buf(),
+        }))
     }
 }
 
@@ -131,7 +139,10 @@ impl StorageFile for RealFile {
     }
 
     fn len(&self) -> Result<u64> {
-        self.file.metadata().map(|m| m.len()).map_err(|e| Error::io("stat", &self.path, e))
+        self.file
+            .metadata()
+            .map(|m| m.len())
+            .map_err(|e| Error::io("stat", &self.path, e))
     }
 
     fn read_at(&self, buf: &mut [u8], pos: u64) -> Result<usize> {
@@ -148,11 +159,15 @@ impl StorageFile for RealFile {
     }
 
     fn write_at(&self, buf: &[u8], pos: u64) -> Result<()> {
-        self.file.write_all_at(buf, pos).map_err(|e| Error::io("write", &self.path, e))
+        self.file
+            .write_all_at(buf, pos)
+            .map_err(|e| Error::io("write", &self.path, e))
     }
 
     fn set_len(&self, len: u64) -> Result<()> {
-        self.file.set_len(len).map_err(|e| Error::io("set_len", &self.path, e))
+        self.file
+            .set_len(len)
+            .map_err(|e| Error::io("set_len", &self.path, e))
     }
 
     fn allocate(&self, len: u64) -> Result<()> {
@@ -168,7 +183,9 @@ impl StorageFile for RealFile {
     }
 
     fn sync_data(&self) -> Result<()> {
-        self.file.sync_data().map_err(|e| Error::io("sync", &self.path, e))
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io("sync", &self.path, e))
     }
 
     fn map_mut(&self, len: usize) -> Result<Box<dyn MapMut>> {
@@ -179,7 +196,10 @@ impl StorageFile for RealFile {
         // only after dropping the mapping.
         let map = unsafe { memmap2::MmapOptions::new().len(len).map_mut(&self.file) }
             .map_err(|e| Error::io("mmap", &self.path, e))?;
-        Ok(Box::new(RealMap { map, path: self.path.clone() }))
+        Ok(Box::new(RealMap {
+            map,
+            path: self.path.clone(),
+        }))
     }
 
     fn raw_fd(&self) -> Option<i32> {
@@ -203,6 +223,8 @@ impl MapMut for RealMap {
     }
 
     fn flush(&self) -> Result<()> {
-        self.map.flush().map_err(|e| Error::io("msync", &self.path, e))
+        self.map
+            .flush()
+            .map_err(|e| Error::io("msync", &self.path, e))
     }
 }
