@@ -161,8 +161,13 @@ impl Faults {
         let mut hit = None;
         for shot in self.one_shots.iter_mut().filter(|s| s.op == op) {
             shot.remaining -= 1;
-            if shot.remaining == 0 && hit.is_none() {
-                hit = Some(shot.kind);
+            if shot.remaining == 0 {
+                if hit.is_none() {
+                    hit = Some(shot.kind);
+                } else {
+                    // Two shots aimed at the same call: the later one hits the next call.
+                    shot.remaining = 1;
+                }
             }
         }
         self.one_shots.retain(|s| s.remaining > 0);

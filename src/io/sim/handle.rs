@@ -81,18 +81,22 @@ fn data(inner: &mut Inner, ino: Ino) -> io::Result<&mut FileData> {
     inner.files.get_mut(&ino).ok_or_else(stale_error)
 }
 
+/// Forgets one open handle or map of `ino` (unless a crash forgot them all already).
+fn release(inner: &mut Inner, ino: Ino, generation: u64) {
+    if inner.generation != generation {
+        return;
+    }
+    if let Some(n) = inner.open.get_mut(&ino) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            inner.open.remove(&ino);
+        }
+    }
+}
+
 impl Drop for SimFile {
     fn drop(&mut self) {
-        let mut inner = lock(&self.shared);
-        if inner.generation != self.generation {
-            return;
-        }
-        if let Some(n) = inner.open.get_mut(&self.ino) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                inner.open.remove(&self.ino);
-            }
-        }
+        release(&mut lock(&self.shared), self.ino, self.generation);
     }
 }
 
@@ -161,7 +165,10 @@ impl StorageFile for SimFile {
             if (len as u64) > f.len() {
                 return Err(os(EINVAL));
             }
-            Ok(f.written[..len].to_vec())
+            let buf = f.written[..len].to_vec();
+            // Like a real mapping, the map keeps the file alive after its name is gone.
+            *inner.open.entry(ino).or_insert(0) += 1;
+            Ok(buf)
         })?;
         Ok(Box::new(SimMap {
             shared: self.shared.clone(),
@@ -242,6 +249,7 @@ impl Drop for SimMap {
             // Dropping a map cannot report an error; a vanished inode just loses the bytes.
             self.write_back(&mut inner).ok();
         }
+        release(&mut inner, self.ino, self.generation);
     }
 }
 
@@ -262,14 +270,6 @@ impl SimDirLock {
             key,
             generation,
         }
-    }
-}
-
-impl std::fmt::Debug for Inner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inner")
-            .field("generation", &self.generation)
-            .finish_non_exhaustive()
     }
 }
 

@@ -92,6 +92,14 @@ struct Inner {
     faults: Faults,
 }
 
+impl fmt::Debug for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inner")
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
 type Shared = Arc<Mutex<Inner>>;
 
 fn lock(shared: &Mutex<Inner>) -> MutexGuard<'_, Inner> {

@@ -298,3 +298,52 @@ fn huge_positions_are_errors_not_aborts() {
     assert!(f.set_len(u64::MAX).is_err());
     assert!(sim.truncate_file(Path::new("/d/a"), u64::MAX).is_err());
 }
+
+/// Appending must cost per write, not per file size (no whole-image copies per sync).
+#[test]
+fn appends_and_syncs_are_not_quadratic() {
+    let total: u64 = if cfg!(debug_assertions) {
+        8 << 20
+    } else {
+        100 << 20
+    };
+    let sim = disk(9);
+    let f = create(&sim, "/d/0.log", b"");
+    let chunk = vec![0xABu8; 16 * 1024];
+    let start = std::time::Instant::now();
+    let mut pos = 0;
+    while pos < total {
+        f.write_at(&chunk, pos).unwrap();
+        f.sync_data().unwrap();
+        pos += chunk.len() as u64;
+    }
+    sim.crash();
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn two_one_shots_on_the_same_call_hit_consecutive_calls() {
+    let sim = disk(10);
+    let f = create(&sim, "/d/a", b"");
+    sim.fail_nth(SimOp::Sync, 1, FaultKind::Eio).unwrap();
+    sim.fail_nth(SimOp::Sync, 1, FaultKind::Enospc).unwrap();
+    assert!(!f.sync_data().unwrap_err().is_disk_full());
+    assert!(f.sync_data().unwrap_err().is_disk_full());
+    f.sync_data().unwrap();
+}
+
+#[test]
+fn a_map_keeps_a_removed_file_alive() {
+    let sim = disk(11);
+    let f = create(&sim, "/d/i", &[0u8; 16]);
+    let mut m = f.map_mut(16).unwrap();
+    drop(f);
+    sim.remove_file(Path::new("/d/i")).unwrap();
+    sim.sync_dir(Path::new("/d")).unwrap();
+    m.as_mut_slice()[0] = 1;
+    m.flush().unwrap();
+}
