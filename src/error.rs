@@ -67,9 +67,13 @@ impl Error {
         }
     }
 
-    /// True when the error is an `ENOSPC`-style "disk full".
+    /// True when the error is an `ENOSPC` "disk full" (from the OS or the simulator).
+    ///
+    /// Matches the raw OS error (28 on Linux and macOS) rather than
+    /// `io::ErrorKind::StorageFull`, which is newer than the crate's MSRV.
     pub fn is_disk_full(&self) -> bool {
-        matches!(self, Error::Io { source, .. } if source.kind() == io::ErrorKind::StorageFull)
+        const ENOSPC: i32 = 28;
+        matches!(self, Error::Io { source, .. } if source.raw_os_error() == Some(ENOSPC))
     }
 }
 

@@ -1,1 +1,0 @@
-//! The deterministic, fault-injecting, in-memory backend (being written).

@@ -1,0 +1,289 @@
+//! Open files, maps and directory locks of the simulated disk. Each remembers the crash
+//! generation it was made in; after a crash it is dead.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::file::FileData;
+use super::namespace::Ino;
+use super::{lock, os, stale_error, Inner, Shared, SimOp, EBADF, EINVAL};
+use crate::error::{Error, Result};
+use crate::io::{DirLock, MapMut, StorageFile};
+
+/// An open simulated file. It names an inode, so it keeps working after its path is
+/// renamed or removed, as a real descriptor does.
+pub(crate) struct SimFile {
+    shared: Shared,
+    path: PathBuf,
+    ino: Ino,
+    generation: u64,
+    writable: bool,
+}
+
+impl std::fmt::Debug for SimFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimFile")
+            .field("path", &self.path)
+            .field("ino", &self.ino)
+            .field("generation", &self.generation)
+            .finish()
+    }
+}
+
+impl SimFile {
+    pub(crate) fn new(
+        shared: Shared,
+        path: &Path,
+        ino: Ino,
+        generation: u64,
+        writable: bool,
+    ) -> Self {
+        SimFile {
+            shared,
+            path: path.to_path_buf(),
+            ino,
+            generation,
+            writable,
+        }
+    }
+
+    /// Runs `f` on the file's data after the staleness check, wrapping errors.
+    fn with<T>(
+        &self,
+        op: &'static str,
+        fault_op: Option<SimOp>,
+        f: impl FnOnce(&mut Inner, Ino) -> io::Result<T>,
+    ) -> Result<T> {
+        let mut inner = lock(&self.shared);
+        let run = |inner: &mut Inner| -> io::Result<T> {
+            inner.check_generation(self.generation)?;
+            if let Some(op) = fault_op {
+                if let Some(kind) = inner.roll(op, &self.path) {
+                    return Err(inner.fault(kind));
+                }
+            }
+            f(inner, self.ino)
+        };
+        run(&mut inner).map_err(|e| Error::io(op, &self.path, e))
+    }
+
+    fn check_writable(&self) -> io::Result<()> {
+        if self.writable {
+            Ok(())
+        } else {
+            Err(os(EBADF))
+        }
+    }
+}
+
+fn data(inner: &mut Inner, ino: Ino) -> io::Result<&mut FileData> {
+    // An open handle keeps its inode alive until a crash, which makes the handle stale.
+    inner.files.get_mut(&ino).ok_or_else(stale_error)
+}
+
+/// Forgets one open handle or map of `ino` (unless a crash forgot them all already).
+fn release(inner: &mut Inner, ino: Ino, generation: u64) {
+    if inner.generation != generation {
+        return;
+    }
+    if let Some(n) = inner.open.get_mut(&ino) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            inner.open.remove(&ino);
+        }
+    }
+}
+
+impl Drop for SimFile {
+    fn drop(&mut self) {
+        release(&mut lock(&self.shared), self.ino, self.generation);
+    }
+}
+
+impl StorageFile for SimFile {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn len(&self) -> Result<u64> {
+        self.with("stat", None, |inner, ino| Ok(data(inner, ino)?.len()))
+    }
+
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> Result<usize> {
+        self.with("read", Some(SimOp::Read), |inner, ino| {
+            Ok(data(inner, ino)?.read(buf, pos))
+        })
+    }
+
+    fn write_at(&self, buf: &[u8], pos: u64) -> Result<()> {
+        self.check_writable()
+            .map_err(|e| Error::io("write", &self.path, e))?;
+        self.with("write", None, |inner, ino| {
+            data(inner, ino)?;
+            if let Some(kind) = inner.roll(SimOp::Write, &self.path) {
+                // A failed write may have copied part of the buffer before failing.
+                let n = inner.rng.below(buf.len() as u64 + 1) as usize;
+                data(inner, ino)?.write(&buf[..n], pos).ok();
+                return Err(inner.fault(kind));
+            }
+            data(inner, ino)?.write(buf, pos)
+        })
+    }
+
+    fn set_len(&self, len: u64) -> Result<()> {
+        self.check_writable()
+            .map_err(|e| Error::io("set_len", &self.path, e))?;
+        self.with("set_len", Some(SimOp::Write), |inner, ino| {
+            data(inner, ino)?.set_len(len)
+        })
+    }
+
+    fn allocate(&self, len: u64) -> Result<()> {
+        self.check_writable()
+            .map_err(|e| Error::io("allocate", &self.path, e))?;
+        self.with("allocate", Some(SimOp::Write), |inner, ino| {
+            let f = data(inner, ino)?;
+            if f.len() < len {
+                f.set_len(len)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn sync_data(&self) -> Result<()> {
+        self.with("sync", Some(SimOp::Sync), |inner, ino| {
+            data(inner, ino)?.sync();
+            Ok(())
+        })
+    }
+
+    fn map_mut(&self, len: usize) -> Result<Box<dyn MapMut>> {
+        self.check_writable()
+            .map_err(|e| Error::io("mmap", &self.path, e))?;
+        let buf = self.with("mmap", None, |inner, ino| {
+            let f = data(inner, ino)?;
+            if (len as u64) > f.len() {
+                return Err(os(EINVAL));
+            }
+            let buf = f.written[..len].to_vec();
+            // Like a real mapping, the map keeps the file alive after its name is gone.
+            *inner.open.entry(ino).or_insert(0) += 1;
+            Ok(buf)
+        })?;
+        Ok(Box::new(SimMap {
+            shared: self.shared.clone(),
+            path: self.path.clone(),
+            ino: self.ino,
+            generation: self.generation,
+            buf,
+        }))
+    }
+}
+
+/// A map over a copy of the start of a file; written back on flush and on drop.
+pub(crate) struct SimMap {
+    shared: Shared,
+    path: PathBuf,
+    ino: Ino,
+    generation: u64,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for SimMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimMap")
+            .field("path", &self.path)
+            .field("len", &self.buf.len())
+            .finish()
+    }
+}
+
+impl SimMap {
+    /// Copies the bytes that differ into the written image. Only the part still inside the
+    /// file is written back (a real map past the end would fault instead).
+    fn write_back(&self, inner: &mut Inner) -> io::Result<usize> {
+        let f = data(inner, self.ino)?;
+        let n = self.buf.len().min(f.written.len());
+        let (new, old) = (&self.buf[..n], &f.written[..n]);
+        if let Some(first) = new.iter().zip(old).position(|(a, b)| a != b) {
+            let last = n - new
+                .iter()
+                .rev()
+                .zip(old.iter().rev())
+                .position(|(a, b)| a != b)
+                .unwrap_or(0);
+            f.write(&self.buf[first..last], first as u64)?;
+        }
+        Ok(n)
+    }
+}
+
+impl MapMut for SimMap {
+    fn as_slice(&self) -> &[u8] {
+        &self.buf
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+
+    fn flush(&self) -> Result<()> {
+        let mut inner = lock(&self.shared);
+        let run = |inner: &mut Inner| -> io::Result<()> {
+            inner.check_generation(self.generation)?;
+            if let Some(kind) = inner.roll(SimOp::Sync, &self.path) {
+                return Err(inner.fault(kind));
+            }
+            let n = self.write_back(inner)?;
+            data(inner, self.ino)?.sync_prefix(n);
+            Ok(())
+        };
+        run(&mut inner).map_err(|e| Error::io("msync", &self.path, e))
+    }
+}
+
+impl Drop for SimMap {
+    fn drop(&mut self) {
+        let mut inner = lock(&self.shared);
+        if inner.generation == self.generation {
+            // Dropping a map cannot report an error; a vanished inode just loses the bytes.
+            self.write_back(&mut inner).ok();
+        }
+        release(&mut inner, self.ino, self.generation);
+    }
+}
+
+/// A held directory lock; released on drop unless a crash released it first.
+#[derive(Debug)]
+pub(crate) struct SimDirLock {
+    shared: Shared,
+    dir: PathBuf,
+    key: PathBuf,
+    generation: u64,
+}
+
+impl SimDirLock {
+    pub(crate) fn new(shared: Shared, dir: &Path, key: PathBuf, generation: u64) -> Self {
+        SimDirLock {
+            shared,
+            dir: dir.to_path_buf(),
+            key,
+            generation,
+        }
+    }
+}
+
+impl DirLock for SimDirLock {
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for SimDirLock {
+    fn drop(&mut self) {
+        let mut inner = lock(&self.shared);
+        if inner.generation == self.generation {
+            inner.locks.remove(&self.key);
+        }
+    }
+}
