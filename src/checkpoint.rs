@@ -239,7 +239,7 @@ mod tests {
         assert_eq!(tp, TopicPartition::new("my-topic", 3));
         assert_eq!(tp.dir_name(), "my-topic-3");
         assert!(TopicPartition::from_dir_name("nodash").is_none());
-        assert!(TopicPartition::from_dir_name("t--1").is_none());
+        assert!(TopicPartition::from_dir_name("t-abc").is_none());
         assert!(TopicPartition::from_dir_name("-1").is_none());
     }
 }

@@ -25,7 +25,12 @@ fn leader_append_assigns_offsets_and_epoch() {
         assert_eq!(append(&log, 3, 10), (0, 2));
         assert_eq!(append(&log, 1, 20), (3, 3));
         assert_eq!(log.log_end_offset(), 4);
-        let bytes = log.read(0, 1 << 20, None).unwrap().unwrap().to_vec().unwrap();
+        let bytes = log
+            .read(0, 1 << 20, None)
+            .unwrap()
+            .unwrap()
+            .to_vec()
+            .unwrap();
         let first = partlog::record::Batch::parse(&bytes).unwrap();
         assert_eq!(first.header().partition_leader_epoch, 3);
         first.validate().unwrap();
@@ -47,7 +52,16 @@ fn follower_append_keeps_offsets_and_rejects_old_ones() {
         let mut stale = batch(1, 10, 0);
         partlog::record::set_base_offset(&mut stale, 6);
         let err = log.append_as_follower(&stale).unwrap_err();
-        assert!(matches!(err, Error::InvalidOffset { base_offset: 6, log_end_offset: 7 }), "{err}");
+        assert!(
+            matches!(
+                err,
+                Error::InvalidOffset {
+                    base_offset: 6,
+                    log_end_offset: 7
+                }
+            ),
+            "{err}"
+        );
         assert_eq!(read_all(&log), vec![(0, 1), (5, 6)]);
     });
 }
@@ -60,10 +74,16 @@ fn invalid_input_is_rejected_and_changes_nothing() {
         let mut bad = batch(2, 10, 0);
         let last = bad.len() - 1;
         bad[last] ^= 0xff;
-        assert!(matches!(log.append_as_leader(&mut bad, 0), Err(Error::InvalidBatch(_))));
+        assert!(matches!(
+            log.append_as_leader(&mut bad, 0),
+            Err(Error::InvalidBatch(_))
+        ));
         let mut short = batch(1, 10, 0);
         short.truncate(40);
-        assert!(matches!(log.append_as_leader(&mut short, 0), Err(Error::InvalidBatch(_))));
+        assert!(matches!(
+            log.append_as_leader(&mut short, 0),
+            Err(Error::InvalidBatch(_))
+        ));
         assert_eq!(log.log_end_offset(), 2);
         assert_eq!(read_all(&log), vec![(0, 1)]);
     });
@@ -81,15 +101,33 @@ fn read_bounds_and_sizes() {
         let slice = log.read(4, 1, None).unwrap().unwrap();
         assert_eq!(slice.len(), one_size);
         // Reading from the middle of a batch starts at that batch.
-        let bytes = log.read(5, 3 * one_size, None).unwrap().unwrap().to_vec().unwrap();
-        let got: Vec<i64> = partlog::record::batches(&bytes).map(|b| b.unwrap().header().base_offset).collect();
+        let bytes = log
+            .read(5, 3 * one_size, None)
+            .unwrap()
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        let got: Vec<i64> = partlog::record::batches(&bytes)
+            .map(|b| b.unwrap().header().base_offset)
+            .collect();
         assert_eq!(got, vec![4, 6, 8]);
         // The upper bound leaves out batches that reach it.
-        let bytes = log.read(0, 1 << 20, Some(5)).unwrap().unwrap().to_vec().unwrap();
+        let bytes = log
+            .read(0, 1 << 20, Some(5))
+            .unwrap()
+            .unwrap()
+            .to_vec()
+            .unwrap();
         assert_eq!(partlog::record::batches(&bytes).count(), 2);
         assert!(log.read(20, 100, None).unwrap().is_none());
-        assert!(matches!(log.read(21, 100, None), Err(Error::OffsetOutOfRange { offset: 21, .. })));
-        assert!(matches!(log.read(-1, 100, None), Err(Error::OffsetOutOfRange { .. })));
+        assert!(matches!(
+            log.read(21, 100, None),
+            Err(Error::OffsetOutOfRange { offset: 21, .. })
+        ));
+        assert!(matches!(
+            log.read(-1, 100, None),
+            Err(Error::OffsetOutOfRange { .. })
+        ));
     });
 }
 
@@ -104,7 +142,12 @@ fn rolls_and_reads_across_segments() {
         let expected: Vec<(i64, i64)> = (0..100).map(|i| (i * 3, i * 3 + 2)).collect();
         assert_eq!(read_all(&log), expected);
         for offset in [0, 1, 77, 150, 299] {
-            let bytes = log.read(offset, 1, None).unwrap().unwrap().to_vec().unwrap();
+            let bytes = log
+                .read(offset, 1, None)
+                .unwrap()
+                .unwrap()
+                .to_vec()
+                .unwrap();
             let b = partlog::record::Batch::parse(&bytes).unwrap();
             assert!(b.header().base_offset <= offset && offset <= b.header().last_offset());
         }
@@ -125,8 +168,20 @@ fn offset_for_timestamp_finds_first_at_or_after() {
         assert_eq!((found.offset, found.timestamp), (24, 8000));
         assert_eq!(log.offset_for_timestamp(0).unwrap().unwrap().offset, 0);
         assert!(log.offset_for_timestamp(49_003).unwrap().is_none());
-        assert_eq!(log.offset_for_timestamp(EARLIEST_TIMESTAMP).unwrap().unwrap().offset, 0);
-        assert_eq!(log.offset_for_timestamp(LATEST_TIMESTAMP).unwrap().unwrap().offset, 150);
+        assert_eq!(
+            log.offset_for_timestamp(EARLIEST_TIMESTAMP)
+                .unwrap()
+                .unwrap()
+                .offset,
+            0
+        );
+        assert_eq!(
+            log.offset_for_timestamp(LATEST_TIMESTAMP)
+                .unwrap()
+                .unwrap()
+                .offset,
+            150
+        );
     });
 }
 
@@ -162,7 +217,10 @@ fn truncate_fully_and_start_at() {
         assert_eq!((log.log_start_offset(), log.log_end_offset()), (1000, 1000));
         assert_eq!(log.segment_count(), 1);
         assert_eq!(append(&log, 2, 0), (1000, 1001));
-        assert!(matches!(log.read(0, 10, None), Err(Error::OffsetOutOfRange { .. })));
+        assert!(matches!(
+            log.read(0, 10, None),
+            Err(Error::OffsetOutOfRange { .. })
+        ));
         assert_eq!(read_all(&log), vec![(1000, 1001)]);
     });
 }

@@ -75,7 +75,6 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
 }
 
 /// An open file.
-#[allow(clippy::len_without_is_empty)] // a file's emptiness is never asked; `len` is I/O
 pub trait StorageFile: Send + Sync + fmt::Debug {
     /// The path the file was opened with.
     fn path(&self) -> &Path;

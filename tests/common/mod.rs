@@ -21,7 +21,12 @@ pub struct Backend {
 /// The real file system under a fresh temp dir.
 pub fn real() -> Backend {
     let tmp = tempfile::tempdir().expect("temp dir");
-    Backend { name: "real", storage: Arc::new(RealStorage), root: tmp.path().to_path_buf(), _tmp: Some(tmp) }
+    Backend {
+        name: "real",
+        storage: Arc::new(RealStorage),
+        root: tmp.path().to_path_buf(),
+        _tmp: Some(tmp),
+    }
 }
 
 /// Both backends, so a scenario is written once and run on each.
@@ -32,7 +37,12 @@ pub fn backends() -> Vec<Backend> {
 /// The simulated backend with `seed`.
 pub fn sim(seed: u64) -> Backend {
     let storage = partlog::io::sim::SimStorage::new(seed);
-    Backend { name: "sim", storage, root: PathBuf::from("/sim"), _tmp: None }
+    Backend {
+        name: "sim",
+        storage,
+        root: PathBuf::from("/sim"),
+        _tmp: None,
+    }
 }
 
 /// One batch of `records` records with `value_bytes`-byte values, keys `k<i>`, timestamps
@@ -49,10 +59,20 @@ pub fn batch(records: usize, value_bytes: usize, ts: i64) -> Vec<u8> {
 
 /// A small config that rolls often, for tests that need many segments.
 pub fn small_config() -> LogConfig {
-    LogConfig { segment_bytes: 4096, index_bytes_max: 1024, index_interval_bytes: 256, ..LogConfig::default() }
+    LogConfig {
+        segment_bytes: 4096,
+        index_bytes_max: 1024,
+        index_interval_bytes: 256,
+        ..LogConfig::default()
+    }
 }
 
-pub fn options(backend: &Backend, name: &str, config: LogConfig, clock: Arc<ManualClock>) -> LogOpenOptions {
+pub fn options(
+    backend: &Backend,
+    name: &str,
+    config: LogConfig,
+    clock: Arc<ManualClock>,
+) -> LogOpenOptions {
     LogOpenOptions {
         config,
         clock,
@@ -61,7 +81,13 @@ pub fn options(backend: &Backend, name: &str, config: LogConfig, clock: Arc<Manu
 }
 
 pub fn open(backend: &Backend, name: &str, config: LogConfig) -> (Log, RecoveryReport) {
-    Log::open(options(backend, name, config, Arc::new(ManualClock::new(1_000_000)))).expect("open log")
+    Log::open(options(
+        backend,
+        name,
+        config,
+        Arc::new(ManualClock::new(1_000_000)),
+    ))
+    .expect("open log")
 }
 
 /// Reads every batch from the log start, returning `(base offset, last offset)` pairs.
