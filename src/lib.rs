@@ -1,6 +1,8 @@
 //! partlog: a Kafka-compatible partition log storage engine.
 #![forbid(unsafe_op_in_unsafe_fn)]
 
+#[doc(hidden)]
+pub mod bench;
 pub mod checkpoint;
 pub mod clock;
 pub mod config;
