@@ -1,4 +1,4 @@
-//! partlog: a Kafka-compatible partition log storage engine.
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 #[doc(hidden)]

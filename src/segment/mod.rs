@@ -232,8 +232,7 @@ impl Segment {
     /// Rebuilds both indexes by hopping from batch header to batch header (no CRC: this is
     /// for data below the recovery point, which was validated when it was written).
     fn rebuild_indexes_by_headers(&self, ix: &mut Indexes, size: u64) -> Result<()> {
-        ix.offset.clear();
-        ix.time.clear();
+        self.reset_indexes_for_rebuild(ix)?;
         let mut meta = *self.meta_mut();
         meta.bytes_since_index = 0;
         meta.max_timestamp = Some(-1);
@@ -244,6 +243,23 @@ impl Segment {
             pos += header.size() as u64;
         }
         *self.meta_mut() = meta;
+        self.finish_rebuild(ix)
+    }
+
+    /// Empties both indexes and gives them full room, whatever size their files had.
+    fn reset_indexes_for_rebuild(&self, ix: &mut Indexes) -> Result<()> {
+        ix.offset.clear();
+        ix.time.clear();
+        ix.offset.extend_to(self.index_bytes_max)?;
+        ix.time.extend_to(self.index_bytes_max)
+    }
+
+    /// Trims rebuilt indexes of a segment that is not active back to their entries.
+    fn finish_rebuild(&self, ix: &mut Indexes) -> Result<()> {
+        if !self.preallocate.load(Ordering::Relaxed) {
+            ix.offset.trim()?;
+            ix.time.trim()?;
+        }
         Ok(())
     }
 
@@ -497,7 +513,10 @@ fn index_batch(
         meta.max_timestamp = Some(header.max_timestamp);
         meta.offset_of_max_timestamp = header.last_offset();
     }
-    if meta.bytes_since_index > interval {
+    // A full index (possible when rebuilding a segment written with a larger index limit)
+    // only makes lookups scan further; it is never wrong.
+    let room = !ix.offset.is_full() && !ix.time.is_full();
+    if meta.bytes_since_index > interval && room {
         ix.offset.append(header.last_offset(), pos as u32)?;
         ix.time.maybe_append(
             meta.max_timestamp.unwrap_or(-1),
