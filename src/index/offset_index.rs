@@ -212,3 +212,89 @@ fn valid_prefix(bytes: &[u8]) -> usize {
     }
     bytes.len() / OFFSET_ENTRY_BYTES
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::sim::SimStorage;
+    use std::path::PathBuf;
+
+    fn open(storage: &dyn Storage, max: Option<u64>) -> OffsetIndex {
+        storage.create_dir_all(&PathBuf::from("/d")).unwrap();
+        OffsetIndex::open(
+            storage,
+            &PathBuf::from("/d/00000000000000000100.index"),
+            100,
+            max,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn lookup_finds_the_floor_entry() {
+        let sim = SimStorage::new(1);
+        let mut ix = open(sim.as_ref(), Some(80));
+        assert_eq!(
+            ix.lookup(150),
+            OffsetPosition {
+                offset: 100,
+                position: 0
+            }
+        );
+        for (o, p) in [(110, 4096), (120, 8192), (130, 12288)] {
+            ix.append(o, p).unwrap();
+        }
+        assert_eq!(ix.lookup(99).position, 0);
+        assert_eq!(ix.lookup(110).position, 4096);
+        assert_eq!(ix.lookup(125).position, 8192);
+        assert_eq!(ix.lookup(1000).position, 12288);
+        assert_eq!(ix.floor_entry(9000, i64::MAX).map(|e| e.offset), Some(120));
+        assert_eq!(ix.floor_entry(100_000, 121).map(|e| e.offset), Some(120));
+        assert_eq!(ix.floor_entry(100, i64::MAX), None);
+    }
+
+    #[test]
+    fn appends_must_increase_and_stop_when_full() {
+        let sim = SimStorage::new(2);
+        let mut ix = open(sim.as_ref(), Some(16));
+        ix.append(101, 10).unwrap();
+        assert!(ix.append(101, 20).is_err());
+        assert!(ix.append(102, 10).is_err());
+        ix.append(102, 20).unwrap();
+        assert!(ix.is_full());
+        assert!(ix.append(103, 30).is_err());
+    }
+
+    #[test]
+    fn truncation_and_trimmed_reopen() {
+        let sim = SimStorage::new(3);
+        let mut ix = open(sim.as_ref(), Some(8000));
+        for i in 1..=10 {
+            ix.append(100 + i * 10, (i * 100) as u32).unwrap();
+        }
+        ix.truncate_to(150);
+        assert_eq!(ix.last_entry().map(|e| e.offset), Some(140));
+        ix.truncate_to_position(300);
+        assert_eq!(ix.last_entry().map(|e| e.offset), Some(120));
+        ix.trim().unwrap();
+        drop(ix);
+        let ix = open(sim.as_ref(), None);
+        assert_eq!(ix.entries(), 2);
+        ix.sanity_check(1000).unwrap();
+        assert!(
+            ix.sanity_check(150).is_err(),
+            "position 200 lies past a 150-byte log"
+        );
+    }
+
+    #[test]
+    fn preallocated_zero_tail_is_not_counted() {
+        let sim = SimStorage::new(4);
+        let mut ix = open(sim.as_ref(), Some(800));
+        ix.append(105, 50).unwrap();
+        ix.append(107, 90).unwrap();
+        ix.flush().unwrap();
+        drop(ix);
+        assert_eq!(open(sim.as_ref(), Some(800)).entries(), 2);
+    }
+}

@@ -180,3 +180,63 @@ fn valid_prefix(bytes: &[u8]) -> usize {
     }
     bytes.len() / TIME_ENTRY_BYTES
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::sim::SimStorage;
+    use std::path::PathBuf;
+
+    fn open(storage: &dyn Storage, max: Option<u64>) -> TimeIndex {
+        storage.create_dir_all(&PathBuf::from("/d")).unwrap();
+        let path = PathBuf::from("/d/00000000000000000100.timeindex");
+        TimeIndex::open(storage, &path, 100, max).unwrap()
+    }
+
+    #[test]
+    fn maybe_append_keeps_timestamps_increasing() {
+        let sim = SimStorage::new(1);
+        let mut ix = open(sim.as_ref(), Some(120));
+        ix.maybe_append(1000, 101).unwrap();
+        ix.maybe_append(900, 102).unwrap();
+        ix.maybe_append(1000, 103).unwrap();
+        assert_eq!(ix.entries(), 1);
+        ix.maybe_append(2000, 110).unwrap();
+        assert!(
+            ix.maybe_append(3000, 105).is_err(),
+            "offsets may not go back"
+        );
+        assert_eq!(ix.lookup(1000), None);
+        assert_eq!(
+            ix.lookup(1500),
+            Some(TimestampOffset {
+                timestamp: 1000,
+                offset: 101
+            })
+        );
+        assert_eq!(ix.lookup(5000).map(|e| e.offset), Some(110));
+    }
+
+    #[test]
+    fn truncate_and_reopen() {
+        let sim = SimStorage::new(2);
+        let mut ix = open(sim.as_ref(), Some(1200));
+        for i in 1..=5 {
+            ix.maybe_append(i * 100, 100 + i * 2).unwrap();
+        }
+        ix.truncate_to(106);
+        assert_eq!(
+            ix.last_entry(),
+            Some(TimestampOffset {
+                timestamp: 200,
+                offset: 104
+            })
+        );
+        ix.flush().unwrap();
+        drop(ix);
+        let ix = open(sim.as_ref(), Some(1200));
+        assert_eq!(ix.entries(), 2);
+        ix.sanity_check(110).unwrap();
+        assert!(ix.sanity_check(104).is_err());
+    }
+}

@@ -89,8 +89,7 @@ impl Log {
                 now,
             )?));
         }
-        let outcome =
-            recovery::recover_segments(&storage, &dir, &mut segments, &options, &mut report)?;
+        let outcome = recovery::recover_segments(&storage, &mut segments, &options, &mut report)?;
         let first_base = segments[0].base_offset();
         let log_end_offset = outcome.log_end_offset;
         let log_start_offset = options

@@ -226,7 +226,6 @@ fn next_offset_by_headers(storage: &dyn Storage, path: &Path) -> Result<Option<i
 /// Steps 2 and 3.
 pub(super) fn recover_segments(
     storage: &Arc<dyn Storage>,
-    dir: &Path,
     segments: &mut Vec<Arc<Segment>>,
     options: &LogOpenOptions,
     report: &mut RecoveryReport,
@@ -317,14 +316,14 @@ pub(super) fn recover_segments(
             ));
         }
     }
-    // What was validated is now the truth on disk: make it durable before trusting it.
-    for segment in &segments[start.min(segments.len() - 1)..] {
-        segment.flush()?;
-    }
-    storage.sync_dir(dir)?;
+    // The scanned bytes were read back but not necessarily from stable storage (a process
+    // crash leaves them in the page cache), so the recovery point stays where it was: the
+    // next flush moves it, and until then another crash rescans the same range.
+    let first_base = segments[0].base_offset();
+    let point = recovery_point.unwrap_or(first_base).clamp(first_base, end);
     Ok(Outcome {
         log_end_offset: end,
-        recovery_point: end,
+        recovery_point: point,
     })
 }
 

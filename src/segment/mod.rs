@@ -188,16 +188,21 @@ impl Segment {
     }
 
     fn with_indexes_mut<R>(&self, f: impl FnOnce(&mut Indexes) -> Result<R>) -> Result<R> {
-        self.load_indexes(true)?;
-        let mut guard = self.indexes.write().unwrap_or_else(|e| e.into_inner());
-        match guard.as_mut() {
-            Some(ix) => f(ix),
-            None => Err(Error::Corruption {
-                file: self.path(files::INDEX_SUFFIX),
-                position: 0,
-                reason: "index is not loaded".into(),
-            }),
+        for _ in 0..2 {
+            {
+                let mut guard = self.indexes.write().unwrap_or_else(|e| e.into_inner());
+                if let Some(ix) = guard.as_mut() {
+                    return f(ix);
+                }
+            }
+            self.load_indexes(true)?;
         }
+        // Only a concurrent `rename_to_deleted` unloads indexes: the segment is gone.
+        Err(Error::Corruption {
+            file: self.path(files::INDEX_SUFFIX),
+            position: 0,
+            reason: "segment was deleted while in use".into(),
+        })
     }
 
     /// Opens the index files; rebuilds them from the log when they are missing, fail their
@@ -291,6 +296,24 @@ impl Segment {
     /// The position and header of the first batch holding an offset `>= offset`, within the
     /// first `limit` bytes; `None` when there is none.
     pub fn locate(&self, offset: i64, limit: u64) -> Result<Option<(u64, BatchHeader)>> {
+        self.retry_with_rebuilt_index(|| self.locate_once(offset, limit))
+    }
+
+    /// Runs `op`; if it meets a bad batch header in a segment that is no longer written,
+    /// the index may be what is wrong (it pointed into the middle of a batch): rebuild the
+    /// index from the log once and try again. Real damage in the log fails both times.
+    fn retry_with_rebuilt_index<R>(&self, op: impl Fn() -> Result<R>) -> Result<R> {
+        match op() {
+            Err(Error::Corruption { .. }) if !self.preallocate.load(Ordering::Relaxed) => {
+                let size = self.size();
+                self.with_indexes_mut(|ix| self.rebuild_indexes_by_headers(ix, size))?;
+                op()
+            }
+            other => other,
+        }
+    }
+
+    fn locate_once(&self, offset: i64, limit: u64) -> Result<Option<(u64, BatchHeader)>> {
         let mut pos = self.with_indexes(|ix| ix.offset.lookup(offset).position as u64)?;
         while pos < limit {
             let header = self.read_header(pos, limit)?;
@@ -305,8 +328,12 @@ impl Segment {
     /// Whole batches starting with the one that holds `from`, at most `max_bytes` of them
     /// (but always the first), leaving out batches whose last offset is `>= up_to`.
     pub fn read(&self, from: i64, max_bytes: u64, up_to: i64) -> Result<Option<FileSlice>> {
+        self.retry_with_rebuilt_index(|| self.read_once(from, max_bytes, up_to))
+    }
+
+    fn read_once(&self, from: i64, max_bytes: u64, up_to: i64) -> Result<Option<FileSlice>> {
         let size = self.size();
-        let Some((start, first)) = self.locate(from, size)? else {
+        let Some((start, first)) = self.locate_once(from, size)? else {
             return Ok(None);
         };
         if first.last_offset() >= up_to {
