@@ -35,6 +35,8 @@ pub enum Error {
         log_start_offset: i64,
         log_end_offset: i64,
     },
+    /// The segment was deleted (retention, truncation) while a reader was using it.
+    SegmentDeleted { base_offset: i64 },
     /// A follower append carried offsets that do not continue the log.
     InvalidOffset {
         base_offset: i64,

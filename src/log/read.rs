@@ -54,8 +54,18 @@ impl Log {
                 break;
             }
             // A segment may end before `from_offset` (a gap left by compaction): go on.
-            if let Some(slice) = segment.read(from_offset, max_bytes, bound)? {
-                return Ok(Some(slice));
+            match segment.read(from_offset, max_bytes, bound) {
+                Ok(Some(slice)) => return Ok(Some(slice)),
+                Ok(None) => {}
+                // Retention or truncation removed the segment under the reader.
+                Err(Error::SegmentDeleted { .. }) => {
+                    return Err(Error::OffsetOutOfRange {
+                        offset: from_offset,
+                        log_start_offset: self.log_start_offset(),
+                        log_end_offset: self.log_end_offset(),
+                    })
+                }
+                Err(err) => return Err(err),
             }
         }
         Ok(None)

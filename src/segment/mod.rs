@@ -55,6 +55,8 @@ pub struct Segment {
     meta: Mutex<Meta>,
     /// Active segments keep their indexes preallocated to this size.
     preallocate: AtomicBool,
+    /// Set when the files were renamed `.deleted`: indexes must not be (re)created.
+    deleted: AtomicBool,
     index_bytes_max: u64,
     index_interval_bytes: u64,
     created_ms: i64,
@@ -144,6 +146,7 @@ impl Segment {
                 first_batch_timestamp: None,
             }),
             preallocate: AtomicBool::new(active),
+            deleted: AtomicBool::new(false),
             index_bytes_max: config.index_bytes_max,
             index_interval_bytes: config.index_interval_bytes,
             created_ms: now_ms,
@@ -197,11 +200,8 @@ impl Segment {
             }
             self.load_indexes(true)?;
         }
-        // Only a concurrent `rename_to_deleted` unloads indexes: the segment is gone.
-        Err(Error::Corruption {
-            file: self.path(files::INDEX_SUFFIX),
-            position: 0,
-            reason: "segment was deleted while in use".into(),
+        Err(Error::SegmentDeleted {
+            base_offset: self.base_offset,
         })
     }
 
@@ -211,6 +211,11 @@ impl Segment {
         let mut guard = self.indexes.write().unwrap_or_else(|e| e.into_inner());
         if guard.is_some() {
             return Ok(());
+        }
+        if self.deleted.load(Ordering::Acquire) {
+            return Err(Error::SegmentDeleted {
+                base_offset: self.base_offset,
+            });
         }
         let max = self
             .preallocate
@@ -507,8 +512,9 @@ impl Segment {
 
     /// Renames every file of the segment with `.deleted` appended; returns the new paths.
     pub fn rename_to_deleted(&self) -> Result<Vec<PathBuf>> {
-        // Unmap first: the files are going away.
-        *self.indexes.write().unwrap_or_else(|e| e.into_inner()) = None;
+        // Loaded indexes stay mapped for readers still holding this segment (a mapping
+        // outlives the rename and the removal); unloaded ones are never created again.
+        self.deleted.store(true, Ordering::Release);
         let mut out = Vec::new();
         for suffix in [
             files::LOG_SUFFIX,
