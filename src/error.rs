@@ -84,6 +84,9 @@ impl fmt::Display for Error {
         match self {
             Error::Io { op, path, source } => write!(f, "{op} {}: {source}", path.display()),
             Error::InvalidBatch(e) => write!(f, "invalid record batch: {e}"),
+            Error::SegmentDeleted { base_offset } => {
+                write!(f, "segment {base_offset} was deleted while in use")
+            }
             Error::Corruption {
                 file,
                 position,
