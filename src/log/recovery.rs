@@ -273,9 +273,9 @@ pub(super) fn recover_segments(
             Some(_) => DamageKind::TornTail,
             None => {
                 let later_valid = segment
-                    .find_valid_batch_after(stop.position, &mut scratch)?
+                    .find_valid_batch_in(stop.position + 1..u64::MAX, &mut scratch)?
                     .is_some()
-                    || segments[i + 1..].iter().any(|s| s.size() > 0);
+                    || first_batch_valid(&segments[i + 1..], &mut scratch)?;
                 if later_valid {
                     DamageKind::Corruption
                 } else {
@@ -325,6 +325,16 @@ pub(super) fn recover_segments(
         log_end_offset: end,
         recovery_point: point,
     })
+}
+
+/// True when any of `segments` starts with a CRC-valid batch.
+fn first_batch_valid(segments: &[Arc<Segment>], scratch: &mut Vec<u8>) -> Result<bool> {
+    for segment in segments {
+        if segment.find_valid_batch_in(0..1, scratch)?.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Copies the bytes of `segment` from `position` to its end into a new `.corrupt` file next

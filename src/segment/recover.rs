@@ -200,18 +200,21 @@ impl Segment {
         None
     }
 
-    /// The position of the first CRC-valid batch that starts after `position`, if any: a
+    /// The position of the first CRC-valid batch that starts within `starts`, if any: a
     /// valid batch after a bad one means the bad one is corruption, not a torn write.
-    pub fn find_valid_batch_after(
+    pub fn find_valid_batch_in(
         &self,
-        position: u64,
+        starts: std::ops::Range<u64>,
         scratch: &mut Vec<u8>,
     ) -> Result<Option<u64>> {
         let file_len = self.log.len()?;
         let mut chunks = Chunks::new(self.log.as_ref(), file_len, scratch);
         let mut candidates = 0usize;
-        let mut pos = position + 1;
-        while pos + HEADER_LEN as u64 <= file_len && candidates < LOOKAHEAD_CANDIDATES_MAX {
+        let mut pos = starts.start;
+        while pos < starts.end
+            && pos + HEADER_LEN as u64 <= file_len
+            && candidates < LOOKAHEAD_CANDIDATES_MAX
+        {
             // The magic byte is the cheapest filter; most positions fail it.
             if chunks.window(pos + 16, 1)?[0] == crate::record::MAGIC_V2 as u8 {
                 if let Ok(header) = chunks.header(pos)? {
