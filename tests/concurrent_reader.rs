@@ -21,10 +21,11 @@ const READS_PER_READER: usize = 3000;
 /// Checks one read from `from`: whole batches, CRC-valid, contiguous offsets; the first
 /// holds `from` unless the log start moved past `from` meanwhile.
 fn check_read(log: &Log, from: i64, max_bytes: u64) -> Result<(), Error> {
+    let end_before = log.log_end_offset();
     let Some(slice) = log.read(from, max_bytes, None)? else {
         assert!(
-            from >= log.log_end_offset().min(from),
-            "no data below the end"
+            from >= end_before,
+            "read {from}: nothing, below the end {end_before}"
         );
         return Ok(());
     };
