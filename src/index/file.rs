@@ -20,6 +20,9 @@ pub(crate) struct IndexFile {
     entry_size: usize,
     entries: usize,
     capacity: usize,
+    /// Set on open when the file held bytes that are not valid entries (a length that is not
+    /// a multiple of the entry size, or non-zero bytes after the valid entries).
+    damaged: bool,
 }
 
 impl IndexFile {
@@ -42,13 +45,18 @@ impl IndexFile {
             entry_size,
             entries: 0,
             capacity: 0,
+            damaged: len % entry_size as u64 != 0,
         };
         let existing = (len / entry_size as u64) as usize;
         match max_bytes {
             Some(max) => index.remap(round_down(max.max(len), entry_size))?,
             None => index.remap(existing * entry_size)?,
         }
-        index.entries = valid_prefix(&index.bytes()[..existing.min(index.capacity) * entry_size]);
+        let stored = &index.bytes()[..existing.min(index.capacity) * entry_size];
+        let entries = valid_prefix(stored);
+        let junk = stored[entries * entry_size..].iter().any(|&b| b != 0);
+        index.entries = entries;
+        index.damaged |= junk;
         Ok(index)
     }
 
@@ -58,6 +66,12 @@ impl IndexFile {
 
     pub(crate) fn entries(&self) -> usize {
         self.entries
+    }
+
+    /// True when the file held bytes past its valid entries that are not zero padding, or a
+    /// partial entry: it was damaged and should be rebuilt.
+    pub(crate) fn is_damaged(&self) -> bool {
+        self.damaged
     }
 
     pub(crate) fn is_full(&self) -> bool {
@@ -96,6 +110,15 @@ impl IndexFile {
     /// Keeps the first `n` entries and zeroes the rest, so that a later open does not count
     /// stale entries as valid.
     pub(crate) fn truncate_entries(&mut self, n: usize) {
+        if n == 0 && self.damaged {
+            // Cleared for a rebuild: the invalid bytes past the entries go too.
+            if let Some(map) = self.map.as_mut() {
+                map.as_mut_slice().fill(0);
+            }
+            self.entries = 0;
+            self.damaged = false;
+            return;
+        }
         if n >= self.entries {
             return;
         }

@@ -60,6 +60,12 @@ impl OffsetIndex {
         self.file.is_full()
     }
 
+    /// True when the file held invalid bytes besides its valid entries (see
+    /// [`OffsetIndex::sanity_check`] for the checks against the log).
+    pub fn is_damaged(&self) -> bool {
+        self.file.is_damaged()
+    }
+
     pub fn path(&self) -> &Path {
         self.file.path()
     }

@@ -133,6 +133,23 @@ pub trait DirLock: Send + Sync + fmt::Debug {
     fn dir(&self) -> &Path;
 }
 
+/// Creates `path` and its missing parents durably: each directory created is made durable by
+/// syncing its parent, so a crash after this returns cannot lose the directory (and with it
+/// everything synced inside it).
+pub fn create_dir_all_durable(storage: &dyn Storage, path: &Path) -> Result<()> {
+    let missing: Vec<&Path> = path
+        .ancestors()
+        .take_while(|p| !p.as_os_str().is_empty() && !storage.exists(p))
+        .collect();
+    storage.create_dir_all(path)?;
+    for dir in missing.iter().rev() {
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            storage.sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
 /// Joins a directory and a file name; kept here so path building reads the same everywhere.
 pub fn join(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)

@@ -59,7 +59,8 @@ impl Log {
             clock,
             ..
         } = options.clone();
-        storage.create_dir_all(&dir)?;
+        // Durably: the partition dir's entry in the log dir must survive a crash too.
+        crate::io::create_dir_all_durable(storage.as_ref(), &dir)?;
         let mut report = RecoveryReport {
             clean_shutdown: options.clean_shutdown,
             ..Default::default()

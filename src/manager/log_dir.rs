@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::checkpoint::{self, TopicPartition, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE};
+use crate::checkpoint::{
+    self, TopicPartition, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE, REPLICATION_FILE,
+};
 use crate::clock::{Clock, SystemClock};
 use crate::config::LogConfig;
 use crate::error::Result;
@@ -65,7 +67,7 @@ impl LogDir {
         options: LogDirOptions,
     ) -> Result<LogDir> {
         let path = path.into();
-        storage.create_dir_all(&path)?;
+        crate::io::create_dir_all_durable(storage.as_ref(), &path)?;
         let lock = storage.lock_dir(&path)?;
         let marker = path.join(CLEAN_SHUTDOWN_FILE);
         let clean_shutdown = storage.exists(&marker);
@@ -74,6 +76,7 @@ impl LogDir {
             storage.sync_dir(&path)?;
         }
         let mut warnings = Vec::new();
+        remove_unfinished_checkpoints(storage.as_ref(), &path, &mut warnings)?;
         let recovery_points = read_offsets(
             storage.as_ref(),
             &path.join(RECOVERY_POINT_FILE),
@@ -219,6 +222,28 @@ impl LogDir {
             .cloned()
             .collect()
     }
+}
+
+/// A crash while writing a checkpoint leaves its `.tmp`; the old checkpoint is still whole,
+/// so the temp file is only in the way.
+fn remove_unfinished_checkpoints(
+    storage: &dyn Storage,
+    dir: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<()> {
+    let mut removed = false;
+    for name in [RECOVERY_POINT_FILE, LOG_START_OFFSET_FILE, REPLICATION_FILE] {
+        let tmp = checkpoint::tmp_path(&dir.join(name));
+        if storage.exists(&tmp) {
+            storage.remove_file(&tmp)?;
+            warnings.push(format!("removed unfinished checkpoint {}", tmp.display()));
+            removed = true;
+        }
+    }
+    if removed {
+        storage.sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 fn read_offsets(

@@ -205,8 +205,9 @@ impl Segment {
         })
     }
 
-    /// Opens the index files; rebuilds them from the log when they are missing, fail their
-    /// sanity check, or have no entries although the log spans more than one interval.
+    /// Opens the index files; rebuilds them from the log when they are missing, damaged, fail
+    /// their checks against the log (see [`Segment::indexes_fit_log`]), or have no entry past
+    /// position 0 although the log spans more than one interval.
     fn load_indexes(&self, repair: bool) -> Result<()> {
         let mut guard = self.indexes.write().unwrap_or_else(|e| e.into_inner());
         if guard.is_some() {
@@ -230,19 +231,85 @@ impl Segment {
             time: TimeIndex::open(storage, &time_path, self.base_offset, max)?,
         };
         let size = self.size();
-        let sane = ix.offset.sanity_check(size).is_ok() && ix.time.sanity_check(i64::MAX).is_ok();
-        let sparse = ix.offset.entries() == 0 && size > self.index_interval_bytes * 2;
-        if repair && (missing || !sane || sparse) {
-            self.rebuild_indexes_by_headers(&mut ix, size)?;
+        if repair {
+            let damaged = ix.offset.is_damaged() || ix.time.is_damaged();
+            // A zeroed offset index still reads as one `(base, 0)` entry; partlog never
+            // writes an entry at position 0, so that alone is no index.
+            let sparse = ix.offset.last_entry().is_none_or(|e| e.position == 0)
+                && size > self.index_interval_bytes * 2;
+            // Time entries are written beside offset entries.
+            let no_times = ix.offset.entries() > 0 && ix.time.entries() == 0;
+            if missing || damaged || sparse || no_times || !self.indexes_fit_log(&ix, size) {
+                self.rebuild_indexes_by_headers(&mut ix, size)?;
+            }
         }
         *guard = Some(ix);
         Ok(())
     }
 
+    /// Cheap checks of loaded indexes against the log: the last offset entry lies inside the
+    /// file, starts a batch and names an offset of it or after it; hopping the headers from
+    /// there to the end gives the segment's next offset, and the last time entry must name an
+    /// offset below it. Entries before the last ones are not checked (that would read the
+    /// whole segment); an I/O error counts as a failed check, and the rebuild reports it.
+    fn indexes_fit_log(&self, ix: &Indexes, size: u64) -> bool {
+        if ix.offset.sanity_check(size).is_err() {
+            return false;
+        }
+        let last = ix.offset.last_entry();
+        let mut pos = last.map_or(0, |e| e.position as u64);
+        let mut next = self.base_offset;
+        let mut first = true;
+        while pos < size {
+            let Ok(header) = self.read_header(pos, size) else {
+                return false;
+            };
+            if first {
+                if let Some(e) = last {
+                    // The entry must not claim offsets below the batch it points at.
+                    if e.offset < header.base_offset && e.position > 0 {
+                        return false;
+                    }
+                }
+                first = false;
+            }
+            next = header.next_offset();
+            pos += header.size() as u64;
+        }
+        if let Some(e) = last {
+            if e.offset >= next.max(self.base_offset + 1) && size > 0 {
+                return false;
+            }
+        }
+        ix.time.sanity_check(next).is_ok()
+    }
+
+    /// Runs a rebuild of `ix` with room for every entry the log needs, then trims the files
+    /// back when the segment is not active (its files only hold their entries).
+    fn rebuild_with_room<R>(
+        &self,
+        ix: &mut Indexes,
+        rebuild: impl FnOnce(&mut Indexes) -> Result<R>,
+    ) -> Result<R> {
+        ix.offset.extend_to(self.index_bytes_max)?;
+        ix.time.extend_to(self.index_bytes_max)?;
+        let out = rebuild(ix)?;
+        if !self.preallocate.load(Ordering::Relaxed) {
+            ix.offset.trim()?;
+            ix.time.trim()?;
+        }
+        Ok(out)
+    }
+
     /// Rebuilds both indexes by hopping from batch header to batch header (no CRC: this is
     /// for data below the recovery point, which was validated when it was written).
     fn rebuild_indexes_by_headers(&self, ix: &mut Indexes, size: u64) -> Result<()> {
-        self.reset_indexes_for_rebuild(ix)?;
+        self.rebuild_with_room(ix, |ix| self.index_by_headers(ix, size))
+    }
+
+    fn index_by_headers(&self, ix: &mut Indexes, size: u64) -> Result<()> {
+        ix.offset.clear();
+        ix.time.clear();
         let mut meta = *self.meta_mut();
         meta.bytes_since_index = 0;
         meta.max_timestamp = Some(-1);
@@ -253,23 +320,6 @@ impl Segment {
             pos += header.size() as u64;
         }
         *self.meta_mut() = meta;
-        self.finish_rebuild(ix)
-    }
-
-    /// Empties both indexes and gives them full room, whatever size their files had.
-    fn reset_indexes_for_rebuild(&self, ix: &mut Indexes) -> Result<()> {
-        ix.offset.clear();
-        ix.time.clear();
-        ix.offset.extend_to(self.index_bytes_max)?;
-        ix.time.extend_to(self.index_bytes_max)
-    }
-
-    /// Trims rebuilt indexes of a segment that is not active back to their entries.
-    fn finish_rebuild(&self, ix: &mut Indexes) -> Result<()> {
-        if !self.preallocate.load(Ordering::Relaxed) {
-            ix.offset.trim()?;
-            ix.time.trim()?;
-        }
         Ok(())
     }
 

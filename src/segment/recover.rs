@@ -137,46 +137,48 @@ impl Segment {
         meta.first_batch_timestamp = None;
         self.load_indexes(false)?;
         let scan = self.with_indexes_mut(|ix| {
-            self.reset_indexes_for_rebuild(ix)?;
-            let mut chunks = Chunks::new(self.log.as_ref(), file_len, scratch);
-            let mut scan = BatchScan::default();
-            let mut pos = 0u64;
-            while pos < file_len {
-                let header = match chunks.header(pos)? {
-                    Ok(h) => h,
-                    Err(reason) => {
+            self.rebuild_with_room(ix, |ix| {
+                ix.offset.clear();
+                ix.time.clear();
+                let mut chunks = Chunks::new(self.log.as_ref(), file_len, scratch);
+                let mut scan = BatchScan::default();
+                let mut pos = 0u64;
+                while pos < file_len {
+                    let header = match chunks.header(pos)? {
+                        Ok(h) => h,
+                        Err(reason) => {
+                            scan.stop = Some(ScanStop {
+                                position: pos,
+                                reason,
+                            });
+                            break;
+                        }
+                    };
+                    if let Some(reason) = self.offset_problem(&header, scan.next_offset) {
                         scan.stop = Some(ScanStop {
                             position: pos,
                             reason,
                         });
                         break;
                     }
-                };
-                if let Some(reason) = self.offset_problem(&header, scan.next_offset) {
-                    scan.stop = Some(ScanStop {
-                        position: pos,
-                        reason,
-                    });
-                    break;
+                    if !chunks.crc_matches(pos, &header)? {
+                        let reason = format!("CRC mismatch (stored {:#010x})", header.crc);
+                        scan.stop = Some(ScanStop {
+                            position: pos,
+                            reason,
+                        });
+                        break;
+                    }
+                    meta.first_batch_timestamp
+                        .get_or_insert(header.max_timestamp);
+                    index_batch(ix, &mut meta, interval, &header, pos)?;
+                    pos += header.size() as u64;
+                    scan.valid_bytes = pos;
+                    scan.next_offset = Some(header.next_offset());
+                    scan.batches += 1;
                 }
-                if !chunks.crc_matches(pos, &header)? {
-                    let reason = format!("CRC mismatch (stored {:#010x})", header.crc);
-                    scan.stop = Some(ScanStop {
-                        position: pos,
-                        reason,
-                    });
-                    break;
-                }
-                meta.first_batch_timestamp
-                    .get_or_insert(header.max_timestamp);
-                index_batch(ix, &mut meta, interval, &header, pos)?;
-                pos += header.size() as u64;
-                scan.valid_bytes = pos;
-                scan.next_offset = Some(header.next_offset());
-                scan.batches += 1;
-            }
-            self.finish_rebuild(ix)?;
-            Ok(scan)
+                Ok(scan)
+            })
         })?;
         *self.meta_mut() = meta;
         self.size

@@ -105,3 +105,86 @@ pub fn read_all(log: &Log) -> Vec<(i64, i64)> {
     }
     out
 }
+
+/// The simulated backend and its disk, for tests that damage or crash it.
+pub fn sim_with_disk(seed: u64) -> (Backend, Arc<partlog::io::sim::SimStorage>) {
+    let disk = partlog::io::sim::SimStorage::new(seed);
+    let backend = Backend {
+        name: "sim",
+        storage: disk.clone(),
+        root: PathBuf::from("/sim"),
+        _tmp: None,
+    };
+    (backend, disk)
+}
+
+/// The whole file at `path`, read through the backend's io layer.
+pub fn file_bytes(backend: &Backend, path: &std::path::Path) -> Vec<u8> {
+    let file = backend
+        .storage
+        .open(path, partlog::io::OpenMode::Read)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut buf = vec![0u8; file.len().expect("len") as usize];
+    file.read_exact_at(&mut buf, 0).expect("read file");
+    buf
+}
+
+/// Creates or replaces the file at `path` with `bytes`, synced, through the io layer.
+pub fn write_file(backend: &Backend, path: &std::path::Path, bytes: &[u8]) {
+    let file = backend
+        .storage
+        .open(path, partlog::io::OpenMode::Create)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    file.set_len(0).expect("set_len");
+    file.write_at(bytes, 0).expect("write");
+    file.sync_data().expect("sync");
+}
+
+/// Names of the files (not directories) in `dir`, sorted.
+pub fn file_names(backend: &Backend, dir: &std::path::Path) -> Vec<String> {
+    backend
+        .storage
+        .list_dir(dir)
+        .expect("list dir")
+        .into_iter()
+        .filter(|e| !e.is_dir)
+        .map(|e| e.name)
+        .collect()
+}
+
+/// Copies every file of `from` into `to` (created), through the io layer. The copies are
+/// not synced (it is slow on a real disk): crash the sim only after the engine synced them.
+pub fn copy_dir(backend: &Backend, from: &std::path::Path, to: &std::path::Path) {
+    backend.storage.create_dir_all(to).expect("create dir");
+    for name in file_names(backend, from) {
+        let bytes = file_bytes(backend, &from.join(&name));
+        let file = backend
+            .storage
+            .open(&to.join(&name), partlog::io::OpenMode::CreateNew)
+            .expect("create copy");
+        file.write_at(&bytes, 0).expect("write copy");
+    }
+}
+
+/// Checks that `log` serves every offset in `[log start, log end)`: the first batch
+/// returned for offset `o` holds `o` and verifies. Returns the number of offsets read.
+pub fn check_every_offset(log: &Log) -> usize {
+    let (start, end) = (log.log_start_offset(), log.log_end_offset());
+    for offset in start..end {
+        let slice = log
+            .read(offset, 1, None)
+            .unwrap_or_else(|e| panic!("read {offset}: {e}"))
+            .unwrap_or_else(|| panic!("nothing at {offset} below the end {end}"));
+        let bytes = slice.to_vec().expect("slice bytes");
+        let b = partlog::record::Batch::parse(&bytes).expect("batch parses");
+        b.validate().expect("batch validates");
+        let h = b.header();
+        assert!(
+            h.base_offset <= offset && offset <= h.last_offset(),
+            "read {offset} returned batch {}..={}",
+            h.base_offset,
+            h.last_offset()
+        );
+    }
+    (end - start) as usize
+}

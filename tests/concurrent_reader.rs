@@ -1,0 +1,151 @@
+//! Readers share an `Arc<Log>` with a writer that appends and rolls, and with retention:
+//! every read returns whole, CRC-valid batches with contiguous offsets starting at the one
+//! asked for, or `OffsetOutOfRange` once retention moved the log start past it. Bounded by
+//! iteration counts, not time.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+use common::{backends, batch, small_config};
+use partlog::io::sim::SimRng;
+use partlog::log::Log;
+use partlog::record::batches;
+use partlog::{Error, LogConfig};
+
+const APPENDS: usize = 1500;
+const READS_PER_READER: usize = 3000;
+
+/// Checks one read from `from`: whole batches, CRC-valid, contiguous offsets; the first
+/// holds `from` unless the log start moved past `from` meanwhile.
+fn check_read(log: &Log, from: i64, max_bytes: u64) -> Result<(), Error> {
+    let end_before = log.log_end_offset();
+    let Some(slice) = log.read(from, max_bytes, None)? else {
+        assert!(
+            from >= end_before,
+            "read {from}: nothing, below the end {end_before}"
+        );
+        return Ok(());
+    };
+    let bytes = slice.to_vec()?;
+    let mut next = None;
+    let mut total = 0usize;
+    for (i, b) in batches(&bytes).enumerate() {
+        let b = b.unwrap_or_else(|e| panic!("read {from}: batch {i} does not parse: {e}"));
+        b.validate()
+            .unwrap_or_else(|e| panic!("read {from}: batch {i} is invalid: {e}"));
+        let h = b.header();
+        match next {
+            None => {
+                if h.base_offset > from {
+                    // Only retention explains a later first batch.
+                    assert!(
+                        log.log_start_offset() > from,
+                        "read {from} starts at {} with the log start at {}",
+                        h.base_offset,
+                        log.log_start_offset()
+                    );
+                } else {
+                    assert!(
+                        h.last_offset() >= from,
+                        "read {from}: batch ends at {}",
+                        h.last_offset()
+                    );
+                }
+            }
+            Some(n) => assert_eq!(h.base_offset, n, "read {from}: offsets not contiguous"),
+        }
+        next = Some(h.next_offset());
+        total += h.size();
+    }
+    assert_eq!(
+        total,
+        bytes.len(),
+        "read {from}: a partial batch at the end"
+    );
+    assert!(next.is_some(), "read {from}: an empty slice");
+    Ok(())
+}
+
+fn run(log: Arc<Log>, retention: bool, seed: u64) {
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let log = log.clone();
+        let done = done.clone();
+        thread::spawn(move || {
+            for i in 0..APPENDS {
+                log.append_as_leader(&mut batch(1 + i % 4, 50, i as i64), 1)
+                    .unwrap();
+                if retention && i % 50 == 49 {
+                    log.delete_old_segments().unwrap();
+                }
+            }
+            done.store(true, Ordering::Release);
+        })
+    };
+    let readers: Vec<_> = (0..3)
+        .map(|r| {
+            let log = log.clone();
+            thread::spawn(move || {
+                let mut rng = SimRng::new(seed + r);
+                let mut out_of_range = 0usize;
+                for _ in 0..READS_PER_READER {
+                    let (start, end) = (log.log_start_offset(), log.log_end_offset());
+                    let from = match rng.below(3) {
+                        0 => end, // the tail
+                        1 => end - 1,
+                        _ => start + rng.below((end - start + 1) as u64) as i64,
+                    }
+                    .max(start);
+                    let max_bytes = 1 + rng.below(3000);
+                    match check_read(&log, from, max_bytes) {
+                        Ok(()) => {}
+                        Err(Error::OffsetOutOfRange {
+                            offset,
+                            log_start_offset,
+                            ..
+                        }) if retention && offset < log_start_offset => out_of_range += 1,
+                        Err(e) => panic!("read {from}: {e}"),
+                    }
+                }
+                out_of_range
+            })
+        })
+        .collect();
+    writer.join().unwrap();
+    for r in readers {
+        r.join().unwrap();
+    }
+    assert!(done.load(Ordering::Acquire));
+    let expected: i64 = (0..APPENDS).map(|i| 1 + (i % 4) as i64).sum();
+    assert_eq!(log.log_end_offset(), expected);
+    common::check_every_offset(&log);
+}
+
+#[test]
+fn readers_race_a_rolling_writer() {
+    for backend in backends() {
+        let (log, _) = common::open(&backend, "t-0", small_config());
+        let log = Arc::new(log);
+        run(log.clone(), false, 1);
+        assert!(log.segment_count() > 10, "{}", log.segment_count());
+        assert_eq!(log.log_start_offset(), 0);
+    }
+}
+
+#[test]
+fn readers_race_retention() {
+    for backend in backends() {
+        let config = LogConfig {
+            retention_bytes: 16 * 1024,
+            ..small_config()
+        };
+        let (log, _) = common::open(&backend, "t-0", config);
+        let log = Arc::new(log);
+        run(log.clone(), true, 100);
+        assert!(log.log_start_offset() > 0);
+        assert!(log.size_bytes() <= 16 * 1024 + 4096);
+    }
+}

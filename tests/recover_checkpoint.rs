@@ -1,0 +1,142 @@
+//! A damaged `recovery-point-offset-checkpoint` or `log-start-offset-checkpoint` does not stop
+//! a log dir from opening: it is reported, treated as absent (recover from the first
+//! segment), and the data is intact. A leftover `.tmp` checkpoint is removed on open.
+//!
+//! What broke before this test: `LogDir::open` left `<checkpoint>.tmp` files of an
+//! interrupted checkpoint write in the log dir (only the next write removed them). Fixed in
+//! `manager::log_dir::LogDir::open`.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use common::{backends, batch, read_all, small_config, write_file, Backend};
+use partlog::checkpoint::{TopicPartition, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE};
+use partlog::manager::{LogDir, LogDirOptions};
+use partlog::ManualClock;
+
+fn dir_options() -> LogDirOptions {
+    LogDirOptions {
+        config: small_config(),
+        clock: Arc::new(ManualClock::new(1_000_000)),
+    }
+}
+
+fn tps() -> [TopicPartition; 2] {
+    [TopicPartition::new("t", 0), TopicPartition::new("u", 3)]
+}
+
+/// Two partitions with several segments, checkpointed, then more appends and a crash.
+fn build(backend: &Backend, root: &Path) -> Vec<Vec<(i64, i64)>> {
+    let dir = LogDir::open(backend.storage.clone(), root, dir_options()).unwrap();
+    let mut expected = Vec::new();
+    for tp in tps() {
+        let (log, _) = dir.open_log(&tp).unwrap();
+        for i in 0..60 {
+            log.append_as_leader(&mut batch(2, 60, i), 1).unwrap();
+        }
+        assert!(log.segment_count() >= 3);
+    }
+    dir.flush().unwrap();
+    for tp in tps() {
+        let log = dir.log(&tp).unwrap();
+        log.append_as_leader(&mut batch(2, 60, 100), 1).unwrap();
+        expected.push(read_all(&log));
+    }
+    // Dropped without close: unclean.
+    expected
+}
+
+const DAMAGED: [(&str, &[u8]); 8] = [
+    ("binary garbage", &[0xff, 0xfe, 0x00, 0x81, 0x7f, 0x10]),
+    ("text garbage", b"hello world\nthis is not a checkpoint\n"),
+    ("empty", b""),
+    ("truncated", b"0\n2\nt 0 12"),
+    ("wrong version", b"1\n2\nt 0 120\nu 3 120\n"),
+    ("absurd count", b"0\n99999999999\nt 0 120\nu 3 120\n"),
+    (
+        "count overflows",
+        b"0\n999999999999999999999999999\nt 0 120\n",
+    ),
+    ("bad entry", b"0\n2\nt 0 120\nu x 120\n"),
+];
+
+fn scenario(file: &str) {
+    for backend in backends() {
+        for (case, (what, bytes)) in DAMAGED.iter().enumerate() {
+            let root = backend.root.join(format!("dir{case}"));
+            let ctx = format!("{} {file} {what}", backend.name);
+            let expected = build(&backend, &root);
+            write_file(&backend, &root.join(file), bytes);
+            let dir = LogDir::open(backend.storage.clone(), &root, dir_options())
+                .unwrap_or_else(|e| panic!("{ctx}: {e}"));
+            assert!(
+                dir.warnings().iter().any(|w| w.contains(file)),
+                "{ctx}: {:?}",
+                dir.warnings()
+            );
+            for (tp, expected) in tps().iter().zip(&expected) {
+                let (log, report) = dir.open_log(tp).unwrap();
+                assert!(report.damage.is_none(), "{ctx}: {report:?}");
+                if file == RECOVERY_POINT_FILE {
+                    assert_eq!(report.segments_scanned, report.segments, "{ctx}");
+                }
+                assert_eq!(log.log_start_offset(), 0, "{ctx}");
+                assert_eq!(&read_all(&log), expected, "{ctx}");
+                assert_eq!(log.log_end_offset(), 122, "{ctx}");
+            }
+            // The next checkpoint is whole again.
+            dir.flush().unwrap();
+            drop(dir);
+            let dir = LogDir::open(backend.storage.clone(), &root, dir_options()).unwrap();
+            assert!(dir.warnings().is_empty(), "{ctx}: {:?}", dir.warnings());
+        }
+    }
+}
+
+#[test]
+fn damaged_recovery_point_checkpoint_recovers_from_zero() {
+    scenario(RECOVERY_POINT_FILE);
+}
+
+#[test]
+fn damaged_log_start_offset_checkpoint_is_ignored() {
+    scenario(LOG_START_OFFSET_FILE);
+}
+
+#[test]
+fn leftover_tmp_checkpoints_are_removed_on_open() {
+    for backend in backends() {
+        let root = backend.root.join("dir");
+        let expected = build(&backend, &root);
+        let tmps = [
+            root.join(format!("{RECOVERY_POINT_FILE}.tmp")),
+            root.join(format!("{LOG_START_OFFSET_FILE}.tmp")),
+        ];
+        for tmp in &tmps {
+            write_file(&backend, tmp, b"0\n1\nt 0 9");
+        }
+        let epoch_tmp = root.join("t-0").join("leader-epoch-checkpoint.tmp");
+        write_file(&backend, &epoch_tmp, b"0\n");
+        let dir = LogDir::open(backend.storage.clone(), &root, dir_options()).unwrap();
+        for tmp in &tmps {
+            assert!(
+                !backend.storage.exists(tmp),
+                "{}: {}",
+                backend.name,
+                tmp.display()
+            );
+        }
+        let (log, report) = dir.open_log(&tps()[0]).unwrap();
+        assert!(!backend.storage.exists(&epoch_tmp), "{}", backend.name);
+        assert!(
+            report.leftovers.iter().any(|l| l.path == epoch_tmp),
+            "{report:?}"
+        );
+        assert_eq!(read_all(&log), expected[0]);
+        // The real checkpoints were untouched: only the segments after the recovery point
+        // were scanned.
+        assert!(report.segments_scanned < report.segments, "{report:?}");
+    }
+}

@@ -1,0 +1,122 @@
+//! Files of interrupted work found on open: `.cleaned` and `.deleted` files go, a `.log.swap`
+//! (a finished cleaning) replaces the live segments it covers, index `.swap` files and
+//! indexes without a `.log` go, and the report lists each.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{backends, batch, file_names, open, read_all, small_config, write_file, Backend};
+use partlog::record::set_base_offset;
+
+/// Segments at 0, 10, 20 (10 offsets each, five 2-record batches) and an active one at 30.
+fn build(backend: &Backend, name: &str) -> Vec<(i64, i64)> {
+    let (log, _) = open(backend, name, small_config());
+    for segment in 0..4 {
+        for i in 0..5 {
+            log.append_as_leader(&mut batch(2, 20, segment * 100 + i), 1)
+                .unwrap();
+        }
+        if segment < 3 {
+            log.force_roll().unwrap();
+        }
+    }
+    let bases: Vec<i64> = log.segments().iter().map(|s| s.base_offset()).collect();
+    assert_eq!(bases, vec![0, 10, 20, 30]);
+    log.close().unwrap();
+    read_all(&log)
+}
+
+fn file(backend: &Backend, name: &str, file: &str) -> PathBuf {
+    backend.root.join(name).join(file)
+}
+
+#[test]
+fn swap_replaces_the_segments_it_covers() {
+    for backend in backends() {
+        let all = build(&backend, "t-0");
+        // A cleaned segment for offsets 0..20 keeping one record at each odd offset.
+        let mut swap = Vec::new();
+        for offset in (1..20).step_by(2) {
+            let mut b = batch(1, 7, offset);
+            set_base_offset(&mut b, offset);
+            swap.extend_from_slice(&b);
+        }
+        let swap_path = file(&backend, "t-0", "00000000000000000000.log.swap");
+        write_file(&backend, &swap_path, &swap);
+        let index_swap = file(&backend, "t-0", "00000000000000000000.index.swap");
+        write_file(&backend, &index_swap, &[1, 2, 3]);
+        let (log, report) = open(&backend, "t-0", small_config());
+        let ctx = format!("{}: {report:?}", backend.name);
+        let names = file_names(&backend, &backend.root.join("t-0"));
+        assert!(
+            !names.iter().any(|n| n.ends_with(".swap")),
+            "{ctx}: {names:?}"
+        );
+        assert!(
+            !names.iter().any(|n| n.starts_with("00000000000000000010")),
+            "{ctx}: {names:?}"
+        );
+        let logs: Vec<&String> = names.iter().filter(|n| n.ends_with(".log")).collect();
+        assert_eq!(logs.len(), 3, "{ctx}: {names:?}");
+        assert_eq!(log.segment_count(), 3, "{ctx}");
+        let mut expected: Vec<(i64, i64)> = (1..20).step_by(2).map(|o| (o, o)).collect();
+        expected.extend(all.iter().filter(|b| b.0 >= 20));
+        assert_eq!(read_all(&log), expected, "{ctx}");
+        assert_eq!(log.log_end_offset(), 40, "{ctx}");
+        assert!(
+            report.leftovers.iter().any(|l| l.path == swap_path),
+            "{ctx}"
+        );
+        assert!(
+            report.leftovers.iter().any(|l| l.path == index_swap),
+            "{ctx}"
+        );
+        assert_eq!(
+            log.append_as_leader(&mut batch(1, 1, 0), 1)
+                .unwrap()
+                .first_offset,
+            40
+        );
+    }
+}
+
+#[test]
+fn cleaned_deleted_and_orphan_files_are_removed() {
+    for backend in backends() {
+        let all = build(&backend, "t-0");
+        let leftovers = [
+            "00000000000000000000.log.cleaned",
+            "00000000000000000000.index.cleaned",
+            "00000000000000000005.log.deleted",
+            "00000000000000000005.index.deleted",
+            "00000000000000000005.timeindex.deleted",
+            "00000000000000000020.index.swap",
+            "00000000000000000020.timeindex.swap",
+            "00000000000000000999.index",
+            "00000000000000000999.timeindex",
+        ];
+        for name in leftovers {
+            write_file(&backend, &file(&backend, "t-0", name), &batch(1, 3, 0));
+        }
+        let (log, report) = open(&backend, "t-0", small_config());
+        let ctx = format!("{}: {report:?}", backend.name);
+        let names = file_names(&backend, &backend.root.join("t-0"));
+        for name in leftovers {
+            assert!(
+                !names.iter().any(|n| n == name),
+                "{ctx}: {name} in {names:?}"
+            );
+            let path = file(&backend, "t-0", name);
+            assert!(
+                report.leftovers.iter().any(|l| l.path == path),
+                "{ctx}: {name} not reported"
+            );
+        }
+        assert_eq!(report.leftovers.len(), leftovers.len(), "{ctx}");
+        // The live segments are untouched.
+        assert_eq!(read_all(&log), all, "{ctx}");
+        assert_eq!(log.segment_count(), 4, "{ctx}");
+        common::check_every_offset(&log);
+    }
+}

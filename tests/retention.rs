@@ -1,0 +1,188 @@
+//! Retention by time, by size and by log start offset: old segments are renamed `.deleted`,
+//! removed after `file_delete_delay_ms` (or on close / reopen), the active segment stays,
+//! and reads below the new log start are out of range.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{backends, batch, file_names, options, read_all, small_config, Backend};
+use partlog::log::Log;
+use partlog::{Error, LogConfig, ManualClock};
+
+const DELAY_MS: i64 = 60_000;
+
+fn open_with(backend: &Backend, name: &str, config: LogConfig) -> (Log, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let (log, _) = Log::open(options(backend, name, config, clock.clone())).unwrap();
+    (log, clock)
+}
+
+fn config(retention_ms: i64, retention_bytes: i64) -> LogConfig {
+    LogConfig {
+        retention_ms,
+        retention_bytes,
+        file_delete_delay_ms: DELAY_MS,
+        ..small_config()
+    }
+}
+
+/// Appends `segments` segments of 5 two-record batches with timestamp `ts`, rolling after
+/// before each but the first (the last one stays active).
+fn fill(log: &Log, segments: usize, ts: i64) {
+    for s in 0..segments {
+        if s > 0 || log.segments().last().unwrap().size() > 0 {
+            log.force_roll().unwrap();
+        }
+        for _ in 0..5 {
+            log.append_as_leader(&mut batch(2, 40, ts), 1).unwrap();
+        }
+    }
+}
+
+fn deleted_files(backend: &Backend, name: &str) -> Vec<String> {
+    file_names(backend, &backend.root.join(name))
+        .into_iter()
+        .filter(|n| n.ends_with(".deleted"))
+        .collect()
+}
+
+fn assert_out_of_range(log: &Log, offset: i64) {
+    assert!(
+        matches!(
+            log.read(offset, 100, None),
+            Err(Error::OffsetOutOfRange { .. })
+        ),
+        "read {offset} below the log start {}",
+        log.log_start_offset()
+    );
+}
+
+#[test]
+fn retention_by_time_deletes_expired_segments_after_a_delay() {
+    for backend in backends() {
+        let (log, clock) = open_with(&backend, "t-0", config(100_000, -1));
+        fill(&log, 3, 10); // offsets 0..30, expired
+        fill(&log, 2, 950_000); // offsets 30..50, fresh
+        assert_eq!(log.segment_count(), 5);
+        let outcome = log.delete_old_segments().unwrap();
+        assert_eq!(outcome.segments_deleted, 3, "{}", backend.name);
+        assert_eq!(log.log_start_offset(), 30);
+        assert_eq!(log.segment_count(), 2);
+        assert_out_of_range(&log, 0);
+        assert_out_of_range(&log, 29);
+        assert_eq!(read_all(&log).first(), Some(&(30, 31)));
+        let deleted = deleted_files(&backend, "t-0");
+        for base in [
+            "00000000000000000000",
+            "00000000000000000010",
+            "00000000000000000020",
+        ] {
+            assert!(
+                deleted.contains(&format!("{base}.log.deleted")),
+                "{deleted:?}"
+            );
+        }
+        // Not yet due.
+        assert_eq!(log.remove_expired_deleted_files().unwrap(), 0);
+        assert_eq!(deleted_files(&backend, "t-0"), deleted);
+        clock.advance_ms(DELAY_MS);
+        assert_eq!(log.remove_expired_deleted_files().unwrap(), deleted.len());
+        assert!(deleted_files(&backend, "t-0").is_empty());
+        assert_eq!(log.log_end_offset(), 50);
+    }
+}
+
+#[test]
+fn the_active_segment_is_never_deleted() {
+    for backend in backends() {
+        let (log, clock) = open_with(&backend, "t-0", config(100_000, 0));
+        fill(&log, 4, 10);
+        clock.advance_ms(10_000_000);
+        let outcome = log.delete_old_segments().unwrap();
+        assert_eq!(outcome.segments_deleted, 3);
+        assert_eq!(log.segment_count(), 1);
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (30, 40));
+        assert_eq!(read_all(&log).len(), 5);
+        assert_eq!(log.delete_old_segments().unwrap().segments_deleted, 0);
+        let info = log.append_as_leader(&mut batch(1, 1, 0), 1).unwrap();
+        assert_eq!(info.first_offset, 40);
+    }
+}
+
+#[test]
+fn retention_by_size_keeps_at_least_retention_bytes() {
+    for backend in backends() {
+        let (log, _) = open_with(&backend, "t-0", config(-1, 0));
+        fill(&log, 6, 10);
+        let segment_bytes = log.segments()[0].size();
+        assert!(log.segments().iter().all(|s| s.size() == segment_bytes));
+        drop(log);
+        let (log, _) = open_with(&backend, "t-0", config(-1, 3 * segment_bytes as i64));
+        let outcome = log.delete_old_segments().unwrap();
+        assert_eq!(outcome.segments_deleted, 3, "{}", backend.name);
+        assert_eq!(outcome.bytes_deleted, 3 * segment_bytes);
+        assert_eq!(log.size_bytes(), 3 * segment_bytes);
+        assert_eq!(log.log_start_offset(), 30);
+        assert_out_of_range(&log, 29);
+        assert_eq!(log.delete_old_segments().unwrap().segments_deleted, 0);
+    }
+}
+
+#[test]
+fn retention_below_an_advanced_log_start() {
+    for backend in backends() {
+        let (log, _) = open_with(&backend, "t-0", config(-1, -1));
+        fill(&log, 5, 10);
+        log.advance_log_start_offset(25).unwrap();
+        assert_eq!(log.log_start_offset(), 25);
+        assert_out_of_range(&log, 24);
+        let outcome = log.delete_old_segments().unwrap();
+        // Segments 0..10 and 10..20 lie wholly below 25; 20..30 holds it.
+        assert_eq!(outcome.segments_deleted, 2, "{}", backend.name);
+        assert_eq!(log.log_start_offset(), 25);
+        assert_eq!(log.segments()[0].base_offset(), 20);
+        assert_out_of_range(&log, 24);
+        let first = read_all(&log)[0];
+        assert!(first.0 <= 25 && 25 <= first.1, "{first:?}");
+        assert!(matches!(
+            log.advance_log_start_offset(51),
+            Err(Error::OffsetOutOfRange { .. })
+        ));
+        assert_eq!(log.log_start_offset(), 25);
+    }
+}
+
+#[test]
+fn deleted_files_go_on_close_and_on_reopen() {
+    for backend in backends() {
+        for close in [true, false] {
+            let name = format!("t{close}-0");
+            let (log, _) = open_with(&backend, &name, config(-1, -1));
+            fill(&log, 4, 10);
+            log.advance_log_start_offset(30).unwrap();
+            assert_eq!(log.delete_old_segments().unwrap().segments_deleted, 3);
+            assert_eq!(deleted_files(&backend, &name).len(), 9);
+            if close {
+                log.close().unwrap();
+                assert!(
+                    deleted_files(&backend, &name).is_empty(),
+                    "{}",
+                    backend.name
+                );
+            }
+            drop(log);
+            let (log, report) = common::open(&backend, &name, config(-1, -1));
+            assert!(
+                deleted_files(&backend, &name).is_empty(),
+                "{}",
+                backend.name
+            );
+            let expected_leftovers = if close { 0 } else { 9 };
+            assert_eq!(report.leftovers.len(), expected_leftovers, "{report:?}");
+            assert_eq!(log.segment_count(), 1);
+            assert_eq!(log.log_end_offset(), 40);
+            assert_eq!(read_all(&log).first(), Some(&(30, 31)));
+        }
+    }
+}
