@@ -82,8 +82,20 @@ fn produce(dir: &Path, records: u64, bytes: u64) -> String {
     let bytes = bytes.to_string();
     let lines = expect(
         &[
-            "produce", "--dir", s(dir), "--topic", "orders", "--partition", "0", "--records",
-            &records, "--record-bytes", &bytes, "--batch-records", "50", "--json",
+            "produce",
+            "--dir",
+            s(dir),
+            "--topic",
+            "orders",
+            "--partition",
+            "0",
+            "--records",
+            &records,
+            "--record-bytes",
+            &bytes,
+            "--batch-records",
+            "50",
+            "--json",
         ],
         0,
     );
@@ -92,7 +104,8 @@ fn produce(dir: &Path, records: u64, bytes: u64) -> String {
 }
 
 fn segment(dir: &Path, suffix: &str) -> PathBuf {
-    dir.join("orders-0").join(format!("00000000000000000000{suffix}"))
+    dir.join("orders-0")
+        .join(format!("00000000000000000000{suffix}"))
 }
 
 #[test]
@@ -115,7 +128,10 @@ fn produce_then_check() {
     assert_eq!(int(line, "truncated_bytes"), 0);
     assert!(field(line, "recovered_bytes").is_some());
     let text = expect(&["check", s(tmp.path())], 0);
-    assert!(text[0].starts_with("orders-0: offsets [0, 510)"), "{text:?}");
+    assert!(
+        text[0].starts_with("orders-0: offsets [0, 510)"),
+        "{text:?}"
+    );
 }
 
 fn three_batches() -> Vec<u8> {
@@ -138,18 +154,38 @@ fn append_from_file_and_stdin_and_reject_malformed_input() {
     let input = tmp.path().join("batches.bin");
     let bytes = three_batches();
     std::fs::write(&input, &bytes).unwrap();
-    let base = ["append", "--dir", s(&dir), "--topic", "orders", "--partition", "0"];
+    let base = [
+        "append",
+        "--dir",
+        s(&dir),
+        "--topic",
+        "orders",
+        "--partition",
+        "0",
+    ];
 
-    let args: Vec<&str> = base.iter().copied().chain(["--batches", s(&input), "--json"]).collect();
+    let args: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain(["--batches", s(&input), "--json"])
+        .collect();
     let lines = expect(&args, 0);
     assert_eq!(int(&lines[0], "first_offset"), 0);
     assert_eq!(int(&lines[0], "last_offset"), 5);
     assert_eq!(int(&lines[0], "batches"), 3);
     assert_eq!(int(&lines[0], "bytes"), bytes.len() as i64);
 
-    let args: Vec<&str> = base.iter().copied().chain(["--batches", "-", "--json"]).collect();
+    let args: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain(["--batches", "-", "--json"])
+        .collect();
     let out = partlog_with_stdin(&args, Some(&bytes));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(int(&stdout(&out), "first_offset"), 6);
     assert_eq!(int(&stdout(&out), "last_offset"), 11);
 
@@ -161,11 +197,17 @@ fn append_from_file_and_stdin_and_reject_malformed_input() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("batch 2") && err.contains("nothing appended"), "{err}");
+    assert!(
+        err.contains("batch 2") && err.contains("nothing appended"),
+        "{err}"
+    );
     // Trailing garbage is malformed too.
     let mut tail = bytes.clone();
     tail.extend_from_slice(b"garbage");
-    assert_eq!(partlog_with_stdin(&args, Some(&tail)).status.code(), Some(2));
+    assert_eq!(
+        partlog_with_stdin(&args, Some(&tail)).status.code(),
+        Some(2)
+    );
     assert_eq!(partlog_with_stdin(&args, Some(b"")).status.code(), Some(2));
 
     let lines = expect(&["check", s(&dir), "--json"], 0);
@@ -179,10 +221,17 @@ fn dump_produced_segment_index_timeindex_and_checkpoint() {
     let log = segment(tmp.path(), ".log");
 
     let text = expect(&["dump", s(&log), "--verify"], 0);
-    assert!(text[1].starts_with("baseOffset: 0 lastOffset: 49 count: 50"), "{}", text[1]);
+    assert!(
+        text[1].starts_with("baseOffset: 0 lastOffset: 49 count: 50"),
+        "{}",
+        text[1]
+    );
     assert!(text[1].contains("position: 0") && text[1].contains("isvalid: true"));
     let json = expect(&["dump", s(&log), "--json", "--records"], 0);
-    let batches: Vec<_> = json.iter().filter(|l| l.contains("\"type\":\"batch\"")).collect();
+    let batches: Vec<_> = json
+        .iter()
+        .filter(|l| l.contains("\"type\":\"batch\""))
+        .collect();
     assert_eq!(batches.len(), 40);
     assert_eq!(int(batches[1], "base_offset"), 50);
     assert_eq!(int(batches[1], "last_offset"), 99);
@@ -191,7 +240,10 @@ fn dump_produced_segment_index_timeindex_and_checkpoint() {
     assert_eq!(int(batches[1], "epoch"), 0);
     assert!(int(batches[1], "crc") > 0);
     assert_eq!(field(batches[1], "valid").as_deref(), Some("true"));
-    let records: Vec<_> = json.iter().filter(|l| l.contains("\"type\":\"record\"")).collect();
+    let records: Vec<_> = json
+        .iter()
+        .filter(|l| l.contains("\"type\":\"record\""))
+        .collect();
     assert_eq!(records.len(), 2_000);
     assert_eq!(field(records[7], "key").as_deref(), Some("key-7"));
     assert_eq!(int(records[7], "value_size"), 100);
@@ -203,12 +255,22 @@ fn dump_produced_segment_index_timeindex_and_checkpoint() {
     let index = expect(&["dump", s(&segment(tmp.path(), ".index")), "--verify"], 0);
     let entries: Vec<_> = index.iter().filter(|l| l.starts_with("offset: ")).collect();
     assert!(entries.len() > 10, "{index:?}");
-    assert!(entries[0].starts_with("offset: 99 position: "), "{}", entries[0]);
+    assert!(
+        entries[0].starts_with("offset: 99 position: "),
+        "{}",
+        entries[0]
+    );
     let json = expect(&["dump", s(&segment(tmp.path(), ".index")), "--json"], 0);
     assert_eq!(int(&json[0], "offset"), 99);
 
-    let time = expect(&["dump", s(&segment(tmp.path(), ".timeindex")), "--verify"], 0);
-    assert!(time.iter().any(|l| l.starts_with("timestamp: ")), "{time:?}");
+    let time = expect(
+        &["dump", s(&segment(tmp.path(), ".timeindex")), "--verify"],
+        0,
+    );
+    assert!(
+        time.iter().any(|l| l.starts_with("timestamp: ")),
+        "{time:?}"
+    );
 
     let checkpoint = tmp.path().join("recovery-point-offset-checkpoint");
     let lines = expect(&["dump", s(&checkpoint), "--verify", "--json"], 0);
@@ -233,7 +295,10 @@ fn dump_verify_fails_on_a_flipped_byte_and_bad_index() {
     let json = expect(&["dump", s(&copy), "--verify", "--json"], 1);
     assert_eq!(field(&json[0], "valid").as_deref(), Some("false"));
     assert!(field(&json[0], "reason").is_some());
-    assert_eq!(field(json.last().unwrap(), "valid").as_deref(), Some("false"));
+    assert_eq!(
+        field(json.last().unwrap(), "valid").as_deref(),
+        Some("false")
+    );
     // Without --verify the dump itself succeeds.
     expect(&["dump", s(&copy)], 0);
 
@@ -252,7 +317,13 @@ fn dump_verify_fails_on_a_flipped_byte_and_bad_index() {
     }
     std::fs::write(&index, &entries).unwrap();
     let lines = expect(&["dump", s(&index), "--verify", "--json"], 1);
-    assert_eq!(lines.iter().filter(|l| l.contains("\"valid\":false")).count(), 3);
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("\"valid\":false"))
+            .count(),
+        3
+    );
 
     // Garbage that is no known file.
     let junk = tmp.path().join("junk");
@@ -297,7 +368,10 @@ fn check_exits_non_zero_when_a_partition_cannot_be_opened() {
     let good = lines.iter().find(|l| l.contains("orders-0")).unwrap();
     assert_eq!(int(good, "log_end_offset"), 10);
     let text = expect(&["check", s(tmp.path())], 1);
-    assert!(text.iter().any(|l| l.starts_with("broken-0: cannot open")), "{text:?}");
+    assert!(
+        text.iter().any(|l| l.starts_with("broken-0: cannot open")),
+        "{text:?}"
+    );
 
     // A missing dir is an error, not a new empty dir.
     let missing = tmp.path().join("missing");
@@ -307,18 +381,35 @@ fn check_exits_non_zero_when_a_partition_cannot_be_opened() {
 
 #[test]
 fn dump_kafka_fixture_lists_its_batches() {
-    let lines = expect(&["dump", KAFKA_FIXTURE, "--json", "--verify", "--records"], 0);
-    let batches: Vec<_> = lines.iter().filter(|l| l.contains("\"type\":\"batch\"")).collect();
+    let lines = expect(
+        &["dump", KAFKA_FIXTURE, "--json", "--verify", "--records"],
+        0,
+    );
+    let batches: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("\"type\":\"batch\""))
+        .collect();
     let got: Vec<_> = batches
         .iter()
         .map(|b| {
             let base = int(b, "base_offset");
-            (base, int(b, "last_offset") - base, int(b, "count"), int(b, "epoch"))
+            (
+                base,
+                int(b, "last_offset") - base,
+                int(b, "count"),
+                int(b, "epoch"),
+            )
         })
         .collect();
     // From the fixture's README: (base offset, last offset delta, records, leader epoch).
     assert_eq!(got, vec![(0, 0, 1, 1), (1, 2, 3, 1)]);
-    assert_eq!(lines.iter().filter(|l| l.contains("\"type\":\"record\"")).count(), 4);
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("\"type\":\"record\""))
+            .count(),
+        4
+    );
     assert_eq!(int(lines.last().unwrap(), "bytes"), 331);
 }
 
@@ -339,7 +430,10 @@ fn demo_two_rounds_json() {
     assert_eq!(field(&lines[0], "type").as_deref(), Some("start"));
     for round in &lines[1..3] {
         assert_eq!(field(round, "ok").as_deref(), Some("true"), "{round}");
-        assert!(int(round, "recovered_end") >= int(round, "last_flushed"), "{round}");
+        assert!(
+            int(round, "recovered_end") >= int(round, "last_flushed"),
+            "{round}"
+        );
     }
     assert_eq!(field(&lines[3], "ok").as_deref(), Some("true"));
     let dir = field(&lines[0], "dir").unwrap();

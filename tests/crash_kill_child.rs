@@ -33,7 +33,11 @@ fn expected_record(offset: i64) -> (i64, Vec<u8>, Vec<u8>) {
     let value = (0..len)
         .map(|i| (seed >> ((i % 8) * 8)) as u8 ^ i as u8)
         .collect();
-    (DEMO_EPOCH_MS + offset, format!("key-{offset}").into_bytes(), value)
+    (
+        DEMO_EPOCH_MS + offset,
+        format!("key-{offset}").into_bytes(),
+        value,
+    )
 }
 
 /// Runs the writer on `dir`, kills it after `delay`, returns the last flushed offset it
@@ -42,7 +46,12 @@ fn write_and_kill(dir: &Path, flush_every: u64, delay: Duration) -> (Option<i64>
     let mut child = Command::new(env!("CARGO_BIN_EXE_partlog"))
         .args(["demo-writer", "--dir"])
         .arg(dir)
-        .args(["--flush-every", &flush_every.to_string(), "--max-ms", "10000"])
+        .args([
+            "--flush-every",
+            &flush_every.to_string(),
+            "--max-ms",
+            "10000",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -111,7 +120,11 @@ fn recover_and_verify(dir: &Path, last_flushed: Option<i64>, close: bool, contex
                 let (timestamp, key, value) = expected_record(next);
                 assert_eq!(record.timestamp, timestamp, "{context}: offset {next}");
                 assert_eq!(record.key, Some(key.as_slice()), "{context}: offset {next}");
-                assert_eq!(record.value, Some(value.as_slice()), "{context}: offset {next}");
+                assert_eq!(
+                    record.value,
+                    Some(value.as_slice()),
+                    "{context}: offset {next}"
+                );
                 next += 1;
             }
         }
@@ -151,5 +164,9 @@ fn kill_child_at_random_moments_then_recover_and_verify() {
             previous_end = end;
         }
     }
-    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
 }

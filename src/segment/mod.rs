@@ -229,11 +229,30 @@ impl Segment {
         Ok(())
     }
 
+    /// Empties both indexes and gives them room for `index_bytes_max`, as Kafka's index
+    /// `reset()` does. A rebuild counts bytes from the segment's first batch, so it can
+    /// place more entries than the live index did (whose count restarted at each reopen);
+    /// a trimmed file would be too small for them.
+    pub(super) fn widen_for_rebuild(&self, ix: &mut Indexes) -> Result<()> {
+        ix.offset.clear();
+        ix.time.clear();
+        ix.offset.extend_to(self.index_bytes_max)?;
+        ix.time.extend_to(self.index_bytes_max)
+    }
+
+    /// After a rebuild, shrinks the indexes of a segment that is not active to their entries.
+    pub(super) fn trim_after_rebuild(&self, ix: &mut Indexes) -> Result<()> {
+        if self.preallocate.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        ix.offset.trim()?;
+        ix.time.trim()
+    }
+
     /// Rebuilds both indexes by hopping from batch header to batch header (no CRC: this is
     /// for data below the recovery point, which was validated when it was written).
     fn rebuild_indexes_by_headers(&self, ix: &mut Indexes, size: u64) -> Result<()> {
-        ix.offset.clear();
-        ix.time.clear();
+        self.widen_for_rebuild(ix)?;
         let mut meta = *self.meta_mut();
         meta.bytes_since_index = 0;
         meta.max_timestamp = Some(-1);
@@ -244,7 +263,7 @@ impl Segment {
             pos += header.size() as u64;
         }
         *self.meta_mut() = meta;
-        Ok(())
+        self.trim_after_rebuild(ix)
     }
 
     /// Reads and checks the header of the batch at `pos`; the batch must end by `limit`.

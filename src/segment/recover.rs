@@ -137,8 +137,7 @@ impl Segment {
         meta.first_batch_timestamp = None;
         self.load_indexes(false)?;
         let scan = self.with_indexes_mut(|ix| {
-            ix.offset.clear();
-            ix.time.clear();
+            self.widen_for_rebuild(ix)?;
             let mut chunks = Chunks::new(self.log.as_ref(), file_len, scratch);
             let mut scan = BatchScan::default();
             let mut pos = 0u64;
@@ -176,6 +175,7 @@ impl Segment {
                 scan.next_offset = Some(header.next_offset());
                 scan.batches += 1;
             }
+            self.trim_after_rebuild(ix)?;
             Ok(scan)
         })?;
         *self.meta_mut() = meta;
