@@ -233,7 +233,7 @@ impl Segment {
     /// `reset()` does. A rebuild counts bytes from the segment's first batch, so it can
     /// place more entries than the live index did (whose count restarted at each reopen);
     /// a trimmed file would be too small for them.
-    pub(super) fn widen_for_rebuild(&self, ix: &mut Indexes) -> Result<()> {
+    fn widen_for_rebuild(&self, ix: &mut Indexes) -> Result<()> {
         ix.offset.clear();
         ix.time.clear();
         ix.offset.extend_to(self.index_bytes_max)?;
@@ -241,7 +241,7 @@ impl Segment {
     }
 
     /// After a rebuild, shrinks the indexes of a segment that is not active to their entries.
-    pub(super) fn trim_after_rebuild(&self, ix: &mut Indexes) -> Result<()> {
+    fn trim_after_rebuild(&self, ix: &mut Indexes) -> Result<()> {
         if self.preallocate.load(Ordering::Relaxed) {
             return Ok(());
         }
