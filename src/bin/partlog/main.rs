@@ -1,1 +1,156 @@
-fn main() {}
+//! `partlog`: the operator's tool for partlog log dirs and Kafka segment files.
+//!
+//! Every subcommand prints human-readable lines by default and, with `--json`, one JSON
+//! object per line. Errors print one line on stderr and exit non-zero.
+
+mod append;
+mod bench;
+mod check;
+mod demo;
+mod demo_writer;
+mod dump;
+mod dump_index;
+mod json;
+mod produce;
+mod progress;
+
+use std::fmt;
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use partlog::checkpoint::TopicPartition;
+use partlog::io::real::RealStorage;
+use partlog::io::Storage;
+use partlog::manager::{LogDir, LogDirOptions};
+
+/// Exit code of a run that found a problem it was asked to look for (invalid bytes, a
+/// partition that does not open, lost data).
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code of a run that could not do its work (bad arguments, unreadable input).
+pub const EXIT_ERROR: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "partlog",
+    version,
+    about = "Inspect, check and exercise partlog log dirs"
+)]
+struct Cli {
+    /// Print one JSON object per line instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Append synthetic keyed records to a partition.
+    Produce(produce::ProduceArgs),
+    /// Append Kafka v2 record batches read from a file (or `-` for stdin) as leader.
+    Append(append::AppendArgs),
+    /// Print a .log, .index, .timeindex or checkpoint file, like kafka-dump-log.
+    Dump(dump::DumpArgs),
+    /// Open (and so recover) every partition of a log dir and report on each.
+    Check(check::CheckArgs),
+    /// Kill a writing child process at random moments and verify that recovery keeps
+    /// every acknowledged-and-flushed record.
+    Demo(demo::DemoArgs),
+    /// The child process of `demo`: appends offset-derived records until killed.
+    #[command(hide = true)]
+    DemoWriter(demo_writer::DemoWriterArgs),
+    /// Measure the log against the raw disk.
+    Bench(bench::BenchArgs),
+}
+
+/// Why a subcommand could not do its work.
+#[derive(Debug)]
+pub enum CliError {
+    /// The engine failed (I/O, corruption, a locked dir, ...).
+    Engine(partlog::Error),
+    /// The input or the arguments are not usable; the message says why.
+    Input(String),
+    /// Reading stdin or writing stdout failed.
+    Stdio(std::io::Error),
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::Engine(e) => write!(f, "{e}"),
+            CliError::Input(why) => write!(f, "{why}"),
+            CliError::Stdio(e) => write!(f, "standard i/o: {e}"),
+        }
+    }
+}
+
+impl From<partlog::Error> for CliError {
+    fn from(e: partlog::Error) -> Self {
+        CliError::Engine(e)
+    }
+}
+
+impl From<partlog::record::BatchError> for CliError {
+    fn from(e: partlog::record::BatchError) -> Self {
+        CliError::Engine(e.into())
+    }
+}
+
+pub type CliResult<T = ExitCode> = Result<T, CliError>;
+
+/// Prints one line on stdout. A closed pipe (`partlog dump ... | head`) is an error the
+/// caller returns, not a panic.
+pub fn emit(line: &str) -> CliResult<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")
+        .and_then(|_| out.flush())
+        .map_err(CliError::Stdio)
+}
+
+/// The disk as every subcommand sees it: through partlog's io layer.
+pub fn storage() -> Arc<dyn Storage> {
+    RealStorage::shared()
+}
+
+/// Opens (creating when missing) the log dir and one partition of it.
+pub fn open_partition(
+    dir: &std::path::Path,
+    topic: &str,
+    partition: i32,
+) -> CliResult<(LogDir, Arc<partlog::log::Log>)> {
+    let tp = TopicPartition::new(topic, partition);
+    if TopicPartition::from_dir_name(&tp.dir_name()).as_ref() != Some(&tp) || topic.contains('/') {
+        return Err(CliError::Input(format!(
+            "invalid topic/partition {topic:?} {partition}"
+        )));
+    }
+    let log_dir = LogDir::open(storage(), dir, LogDirOptions::default())?;
+    let (log, _report) = log_dir.open_log(&tp)?;
+    Ok((log_dir, log))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    let result = match cli.command {
+        Command::Produce(args) => produce::run(&args, json),
+        Command::Append(args) => append::run(&args, json),
+        Command::Dump(args) => dump::run(&args, json),
+        Command::Check(args) => check::run(&args, json),
+        Command::Demo(args) => demo::run(&args, json),
+        Command::DemoWriter(args) => demo_writer::run(&args),
+        Command::Bench(args) => bench::run(&args, json),
+    };
+    match result {
+        Ok(code) => code,
+        Err(CliError::Stdio(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::from(EXIT_ERROR)
+        }
+        Err(e) => {
+            eprintln!("partlog: error: {e}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! `partlog append`: appends Kafka v2 batches from a file or stdin as the leader.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use partlog::io::OpenMode;
+
+use crate::json::Json;
+use crate::{emit, open_partition, storage, CliError, CliResult};
+
+/// Largest input read; more is refused rather than buffered (the whole input is validated
+/// before anything is appended, so it must fit in memory).
+const INPUT_BYTES_MAX: u64 = 1 << 30;
+
+#[derive(Debug, Args)]
+pub struct AppendArgs {
+    /// The log dir.
+    #[arg(long)]
+    dir: PathBuf,
+    #[arg(long)]
+    topic: String,
+    #[arg(long, value_parser = clap::value_parser!(i32).range(0..))]
+    partition: i32,
+    /// File of concatenated RecordBatch v2 batches, or `-` for stdin.
+    #[arg(long)]
+    batches: PathBuf,
+    /// Partition leader epoch stamped on the batches.
+    #[arg(long, default_value_t = 0)]
+    leader_epoch: i32,
+}
+
+pub fn run(args: &AppendArgs, json: bool) -> CliResult {
+    let mut input = read_input(&args.batches)?;
+    let count = check_batches(&input)?;
+    let (log_dir, log) = open_partition(&args.dir, &args.topic, args.partition)?;
+    let info = log.append_as_leader(&mut input, args.leader_epoch)?;
+    log_dir.close()?;
+    let line = if json {
+        Json::new()
+            .int("first_offset", info.first_offset)
+            .int("last_offset", info.last_offset)
+            .int("bytes", info.bytes as u64)
+            .int("batches", info.batches as u64)
+            .finish()
+    } else {
+        format!(
+            "appended {count} batches to {}-{}: offsets {}..={}, {} bytes",
+            args.topic, args.partition, info.first_offset, info.last_offset, info.bytes
+        )
+    };
+    emit(&line)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_input(path: &std::path::Path) -> CliResult<Vec<u8>> {
+    let too_large = || CliError::Input(format!("input is larger than {INPUT_BYTES_MAX} bytes"));
+    if path.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .lock()
+            .take(INPUT_BYTES_MAX + 1)
+            .read_to_end(&mut buf)
+            .map_err(CliError::Stdio)?;
+        if buf.len() as u64 > INPUT_BYTES_MAX {
+            return Err(too_large());
+        }
+        return Ok(buf);
+    }
+    let file = storage().open(path, OpenMode::Read)?;
+    let len = file.len()?;
+    if len > INPUT_BYTES_MAX {
+        return Err(too_large());
+    }
+    let mut buf = vec![0u8; len as usize];
+    file.read_exact_at(&mut buf, 0)?;
+    Ok(buf)
+}
+
+/// Checks that `input` is a sequence of whole, valid batches; returns how many.
+fn check_batches(input: &[u8]) -> CliResult<usize> {
+    if input.is_empty() {
+        return Err(CliError::Input("the input holds no batches".into()));
+    }
+    let mut iter = partlog::record::batches(input);
+    let mut count = 0;
+    loop {
+        let at = iter.position();
+        let Some(batch) = iter.next() else { break };
+        let invalid = |e: partlog::record::BatchError| {
+            CliError::Input(format!(
+                "input batch {count} at byte {at} is invalid: {e}; nothing appended"
+            ))
+        };
+        batch.and_then(|b| b.validate()).map_err(invalid)?;
+        count += 1;
+    }
+    Ok(count)
+}

@@ -1,0 +1,38 @@
+//! `partlog bench`: runs [`partlog::bench::run`] and prints its report.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use partlog::bench::BenchOptions;
+
+use crate::progress::Progress;
+use crate::{emit, CliResult};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Smaller data sizes, for a quick look.
+    #[arg(long)]
+    quick: bool,
+}
+
+pub fn run(args: &BenchArgs, json: bool) -> CliResult {
+    let options = BenchOptions {
+        quick: args.quick,
+        dir: None,
+    };
+    let mut progress = Progress::new(json);
+    let report = partlog::bench::run(&options, &mut |stage: &str| {
+        progress.force(&format!("bench: {stage}"));
+    });
+    progress.finish();
+    let report = report?;
+    emit(
+        if json {
+            report.to_json()
+        } else {
+            report.to_text()
+        }
+        .trim_end(),
+    )?;
+    Ok(ExitCode::SUCCESS)
+}

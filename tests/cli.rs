@@ -1,0 +1,441 @@
+//! The `partlog` binary, run as an operator would: every subcommand in text and JSON mode,
+//! on produced data, damaged data and a Kafka-written segment.
+//!
+//! Test scaffolding damages files with `std::fs` directly, as an outside agent would.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use partlog::record::BatchBuilder;
+
+const KAFKA_FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/fixtures/kafka/metadata-a-00000000000000000000.log"
+);
+
+fn partlog(args: &[&str]) -> Output {
+    partlog_with_stdin(args, None)
+}
+
+fn partlog_with_stdin(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_partlog"))
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn partlog");
+    if let Some(bytes) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin");
+        pipe.write_all(bytes).expect("write stdin");
+    }
+    child.wait_with_output().expect("partlog output")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).expect("utf-8 stdout")
+}
+
+/// Runs and expects exit code `code`, showing the output otherwise.
+fn expect(args: &[&str], code: i32) -> Vec<String> {
+    let out = partlog(args);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "partlog {args:?}\nstdout:\n{}\nstderr:\n{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout(&out).lines().map(str::to_string).collect()
+}
+
+/// The raw text of a top-level field of a one-line JSON object (numbers, booleans, and
+/// strings without their quotes). Good enough for the flat objects `partlog` prints.
+fn field(line: &str, name: &str) -> Option<String> {
+    let key = format!("\"{name}\":");
+    let at = line.find(&key)? + key.len();
+    let rest = &line[at..];
+    if let Some(s) = rest.strip_prefix('"') {
+        return s.find('"').map(|end| s[..end].to_string());
+    }
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    Some(rest[..end].to_string())
+}
+
+fn int(line: &str, name: &str) -> i64 {
+    field(line, name)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no integer {name} in {line}"))
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn produce(dir: &Path, records: u64, bytes: u64) -> String {
+    let records = records.to_string();
+    let bytes = bytes.to_string();
+    let lines = expect(
+        &[
+            "produce",
+            "--dir",
+            s(dir),
+            "--topic",
+            "orders",
+            "--partition",
+            "0",
+            "--records",
+            &records,
+            "--record-bytes",
+            &bytes,
+            "--batch-records",
+            "50",
+            "--json",
+        ],
+        0,
+    );
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    lines[0].clone()
+}
+
+fn segment(dir: &Path, suffix: &str) -> PathBuf {
+    dir.join("orders-0")
+        .join(format!("00000000000000000000{suffix}"))
+}
+
+#[test]
+fn produce_then_check() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = produce(tmp.path(), 500, 64);
+    assert_eq!(int(&first, "first_offset"), 0);
+    assert_eq!(int(&first, "last_offset"), 499);
+    assert!(int(&first, "bytes") > 500 * 64);
+    let second = produce(tmp.path(), 10, 8);
+    assert_eq!(int(&second, "first_offset"), 500);
+    assert_eq!(int(&second, "last_offset"), 509);
+
+    let lines = expect(&["check", s(tmp.path()), "--json"], 0);
+    let line = lines.iter().find(|l| l.contains("\"partition\"")).unwrap();
+    assert_eq!(field(line, "partition").as_deref(), Some("orders-0"));
+    assert_eq!(int(line, "log_start_offset"), 0);
+    assert_eq!(int(line, "log_end_offset"), 510);
+    assert_eq!(int(line, "segments"), 1);
+    assert_eq!(int(line, "truncated_bytes"), 0);
+    assert!(field(line, "recovered_bytes").is_some());
+    let text = expect(&["check", s(tmp.path())], 0);
+    assert!(
+        text[0].starts_with("orders-0: offsets [0, 510)"),
+        "{text:?}"
+    );
+}
+
+fn three_batches() -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut builder = BatchBuilder::new();
+    for (b, n) in [2, 3, 1].into_iter().enumerate() {
+        for i in 0..n {
+            let key = format!("k{b}-{i}");
+            builder.append(1_000 + i, Some(key.as_bytes()), Some(b"value"), &[]);
+        }
+        builder.build_into(&mut out).unwrap();
+    }
+    out
+}
+
+#[test]
+fn append_from_file_and_stdin_and_reject_malformed_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("logs");
+    let input = tmp.path().join("batches.bin");
+    let bytes = three_batches();
+    std::fs::write(&input, &bytes).unwrap();
+    let base = [
+        "append",
+        "--dir",
+        s(&dir),
+        "--topic",
+        "orders",
+        "--partition",
+        "0",
+    ];
+
+    let args: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain(["--batches", s(&input), "--json"])
+        .collect();
+    let lines = expect(&args, 0);
+    assert_eq!(int(&lines[0], "first_offset"), 0);
+    assert_eq!(int(&lines[0], "last_offset"), 5);
+    assert_eq!(int(&lines[0], "batches"), 3);
+    assert_eq!(int(&lines[0], "bytes"), bytes.len() as i64);
+
+    let args: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain(["--batches", "-", "--json"])
+        .collect();
+    let out = partlog_with_stdin(&args, Some(&bytes));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(int(&stdout(&out), "first_offset"), 6);
+    assert_eq!(int(&stdout(&out), "last_offset"), 11);
+
+    // A flipped byte in the last batch: a one-line error, and nothing appended.
+    let mut bad = bytes.clone();
+    let last = bad.len() - 3;
+    bad[last] ^= 0x40;
+    let out = partlog_with_stdin(&args, Some(&bad));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("batch 2") && err.contains("nothing appended"),
+        "{err}"
+    );
+    // Trailing garbage is malformed too.
+    let mut tail = bytes.clone();
+    tail.extend_from_slice(b"garbage");
+    assert_eq!(
+        partlog_with_stdin(&args, Some(&tail)).status.code(),
+        Some(2)
+    );
+    assert_eq!(partlog_with_stdin(&args, Some(b"")).status.code(), Some(2));
+
+    let lines = expect(&["check", s(&dir), "--json"], 0);
+    assert_eq!(int(&lines[0], "log_end_offset"), 12);
+}
+
+#[test]
+fn dump_produced_segment_index_timeindex_and_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    produce(tmp.path(), 2_000, 100);
+    let log = segment(tmp.path(), ".log");
+
+    let text = expect(&["dump", s(&log), "--verify"], 0);
+    assert!(
+        text[1].starts_with("baseOffset: 0 lastOffset: 49 count: 50"),
+        "{}",
+        text[1]
+    );
+    assert!(text[1].contains("position: 0") && text[1].contains("isvalid: true"));
+    let json = expect(&["dump", s(&log), "--json", "--records"], 0);
+    let batches: Vec<_> = json
+        .iter()
+        .filter(|l| l.contains("\"type\":\"batch\""))
+        .collect();
+    assert_eq!(batches.len(), 40);
+    assert_eq!(int(batches[1], "base_offset"), 50);
+    assert_eq!(int(batches[1], "last_offset"), 99);
+    assert_eq!(int(batches[1], "count"), 50);
+    assert_eq!(int(batches[1], "position"), int(batches[0], "size"));
+    assert_eq!(int(batches[1], "epoch"), 0);
+    assert!(int(batches[1], "crc") > 0);
+    assert_eq!(field(batches[1], "valid").as_deref(), Some("true"));
+    let records: Vec<_> = json
+        .iter()
+        .filter(|l| l.contains("\"type\":\"record\""))
+        .collect();
+    assert_eq!(records.len(), 2_000);
+    assert_eq!(field(records[7], "key").as_deref(), Some("key-7"));
+    assert_eq!(int(records[7], "value_size"), 100);
+    let summary = json.last().unwrap();
+    assert_eq!(field(summary, "type").as_deref(), Some("summary"));
+    assert_eq!(int(summary, "entries"), 40);
+    assert_eq!(field(summary, "valid").as_deref(), Some("true"));
+
+    let index = expect(&["dump", s(&segment(tmp.path(), ".index")), "--verify"], 0);
+    let entries: Vec<_> = index.iter().filter(|l| l.starts_with("offset: ")).collect();
+    assert!(entries.len() > 10, "{index:?}");
+    assert!(
+        entries[0].starts_with("offset: 99 position: "),
+        "{}",
+        entries[0]
+    );
+    let json = expect(&["dump", s(&segment(tmp.path(), ".index")), "--json"], 0);
+    assert_eq!(int(&json[0], "offset"), 99);
+
+    let time = expect(
+        &["dump", s(&segment(tmp.path(), ".timeindex")), "--verify"],
+        0,
+    );
+    assert!(
+        time.iter().any(|l| l.starts_with("timestamp: ")),
+        "{time:?}"
+    );
+
+    let checkpoint = tmp.path().join("recovery-point-offset-checkpoint");
+    let lines = expect(&["dump", s(&checkpoint), "--verify", "--json"], 0);
+    assert_eq!(field(&lines[0], "topic").as_deref(), Some("orders"));
+    assert_eq!(int(&lines[0], "offset"), 2_000);
+
+    let epochs = tmp.path().join("leader-epoch-checkpoint");
+    std::fs::write(&epochs, "0\n2\n0 0\n3 100\n").unwrap();
+    let lines = expect(&["dump", s(&epochs), "--verify"], 0);
+    assert_eq!(lines[2], "epoch: 3 startOffset: 100");
+}
+
+#[test]
+fn dump_verify_fails_on_a_flipped_byte_and_bad_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    produce(tmp.path(), 200, 100);
+    let log = segment(tmp.path(), ".log");
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes[200] ^= 0x01;
+    let copy = tmp.path().join("00000000000000000000.log");
+    std::fs::write(&copy, &bytes).unwrap();
+    let json = expect(&["dump", s(&copy), "--verify", "--json"], 1);
+    assert_eq!(field(&json[0], "valid").as_deref(), Some("false"));
+    assert!(field(&json[0], "reason").is_some());
+    assert_eq!(
+        field(json.last().unwrap(), "valid").as_deref(),
+        Some("false")
+    );
+    // Without --verify the dump itself succeeds.
+    expect(&["dump", s(&copy)], 0);
+
+    // Trailing garbage after the valid batches.
+    let mut tail = std::fs::read(&log).unwrap();
+    tail.extend_from_slice(&[0xAB; 100]);
+    std::fs::write(&copy, &tail).unwrap();
+    expect(&["dump", s(&copy), "--verify"], 1);
+
+    // Index entries that go backwards, and one past the end of the sibling .log.
+    let index = tmp.path().join("00000000000000000000.index");
+    let mut entries = Vec::new();
+    for (rel, pos) in [(10i32, 100i32), (5, 50), (20, 100_000_000)] {
+        entries.extend_from_slice(&rel.to_be_bytes());
+        entries.extend_from_slice(&pos.to_be_bytes());
+    }
+    std::fs::write(&index, &entries).unwrap();
+    let lines = expect(&["dump", s(&index), "--verify", "--json"], 1);
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("\"valid\":false"))
+            .count(),
+        3
+    );
+
+    // Garbage that is no known file.
+    let junk = tmp.path().join("junk");
+    std::fs::write(&junk, [0xFFu8; 64]).unwrap();
+    expect(&["dump", s(&junk)], 2);
+}
+
+#[test]
+fn check_cuts_a_corrupt_tail_and_reports_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    produce(tmp.path(), 300, 50);
+    let log = segment(tmp.path(), ".log");
+    let mut bytes = std::fs::read(&log).unwrap();
+    let valid = bytes.len();
+    bytes.extend_from_slice(&[0x5A; 333]);
+    std::fs::write(&log, &bytes).unwrap();
+    // An unclean shutdown: recovery scans the tail.
+    std::fs::remove_file(tmp.path().join(".kafka_cleanshutdown")).unwrap();
+    std::fs::remove_file(tmp.path().join("recovery-point-offset-checkpoint")).unwrap();
+
+    let lines = expect(&["check", s(tmp.path()), "--json"], 0);
+    let line = &lines[0];
+    assert_eq!(int(line, "log_end_offset"), 300, "{line}");
+    assert_eq!(int(line, "truncated_bytes"), 333, "{line}");
+    assert!(line.contains("\"damage\":{\"kind\":"), "{line}");
+    assert_eq!(std::fs::metadata(&log).unwrap().len(), valid as u64);
+    // The next check finds a clean dir.
+    let lines = expect(&["check", s(tmp.path()), "--json"], 0);
+    assert_eq!(int(&lines[0], "truncated_bytes"), 0);
+}
+
+#[test]
+fn check_exits_non_zero_when_a_partition_cannot_be_opened() {
+    let tmp = tempfile::tempdir().unwrap();
+    produce(tmp.path(), 10, 10);
+    let bad = tmp.path().join("broken-0");
+    std::fs::create_dir_all(bad.join("00000000000000000000.log")).unwrap();
+
+    let lines = expect(&["check", s(tmp.path()), "--json"], 1);
+    let broken = lines.iter().find(|l| l.contains("broken-0")).unwrap();
+    assert!(field(broken, "error").is_some(), "{broken}");
+    let good = lines.iter().find(|l| l.contains("orders-0")).unwrap();
+    assert_eq!(int(good, "log_end_offset"), 10);
+    let text = expect(&["check", s(tmp.path())], 1);
+    assert!(
+        text.iter().any(|l| l.starts_with("broken-0: cannot open")),
+        "{text:?}"
+    );
+
+    // A missing dir is an error, not a new empty dir.
+    let missing = tmp.path().join("missing");
+    expect(&["check", s(&missing)], 2);
+    assert!(!missing.exists());
+}
+
+#[test]
+fn dump_kafka_fixture_lists_its_batches() {
+    let lines = expect(
+        &["dump", KAFKA_FIXTURE, "--json", "--verify", "--records"],
+        0,
+    );
+    let batches: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("\"type\":\"batch\""))
+        .collect();
+    let got: Vec<_> = batches
+        .iter()
+        .map(|b| {
+            let base = int(b, "base_offset");
+            (
+                base,
+                int(b, "last_offset") - base,
+                int(b, "count"),
+                int(b, "epoch"),
+            )
+        })
+        .collect();
+    // From the fixture's README: (base offset, last offset delta, records, leader epoch).
+    assert_eq!(got, vec![(0, 0, 1, 1), (1, 2, 3, 1)]);
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("\"type\":\"record\""))
+            .count(),
+        4
+    );
+    assert_eq!(int(lines.last().unwrap(), "bytes"), 331);
+}
+
+#[test]
+fn bench_reports_its_error_on_one_line() {
+    let out = partlog(&["bench", "--quick"]);
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("partlog: error: "), "{err}");
+    }
+}
+
+#[test]
+fn demo_two_rounds_json() {
+    let lines = expect(&["demo", "--rounds", "2", "--json", "--seed", "42"], 0);
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(field(&lines[0], "type").as_deref(), Some("start"));
+    for round in &lines[1..3] {
+        assert_eq!(field(round, "ok").as_deref(), Some("true"), "{round}");
+        assert!(
+            int(round, "recovered_end") >= int(round, "last_flushed"),
+            "{round}"
+        );
+    }
+    assert_eq!(field(&lines[3], "ok").as_deref(), Some("true"));
+    let dir = field(&lines[0], "dir").unwrap();
+    assert!(!Path::new(&dir).exists(), "temp dir {dir} not removed");
+}
