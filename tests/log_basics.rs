@@ -244,3 +244,22 @@ fn reopen_after_clean_close_and_after_crash_agree() {
         assert_eq!(append(&log, 1, 0), (80, 80));
     });
 }
+
+/// Rolling measured "now minus the first batch's timestamp", so a producer sending
+/// timestamps older than `segment_ms` started a new segment on every append (thousands of
+/// segments, then "too many open files"). Kafka measures the new batch's timestamp against
+/// the first one's.
+#[test]
+fn old_timestamps_do_not_roll_every_append() {
+    each(|backend| {
+        let (log, _) = open(backend, "t-0", LogConfig::default());
+        let week_ms = 7 * 24 * 3600 * 1000;
+        for i in 0..20 {
+            append(&log, 2, 1_000 + i); // far older than the clock's "now"
+        }
+        assert_eq!(log.segment_count(), 1, "{}", backend.name);
+        // A batch a whole roll period newer than the first one does roll.
+        append(&log, 1, 1_000 + week_ms + 100);
+        assert_eq!(log.segment_count(), 2, "{}", backend.name);
+    });
+}

@@ -172,7 +172,8 @@ impl Log {
         let now_ms = self.clock.now_ms();
         let roll = size > 0
             && (size + bytes > self.config.segment_bytes
-                || now_ms - active.rolling_base_ms() > self.config.segment_ms
+                || active.time_waited_for_roll_ms(now_ms, info.max_timestamp)?
+                    > self.config.segment_ms
                 || active.indexes_full()?
                 || info.last_offset - active.base_offset() > i32::MAX as i64);
         if !roll {

@@ -443,11 +443,24 @@ impl Segment {
         self.with_indexes(|ix| ix.offset.is_full() || ix.time.is_full())
     }
 
-    /// The timestamp time-based rolling measures from: the first batch's, else creation.
-    pub fn rolling_base_ms(&self) -> i64 {
-        self.meta_mut()
-            .first_batch_timestamp
-            .unwrap_or(self.created_ms)
+    /// How long the segment has waited to roll, Kafka's way: the new batch's timestamp minus
+    /// the first batch's, so a producer writing old timestamps does not roll every append;
+    /// without a first batch timestamp, the time since the segment was created.
+    pub fn time_waited_for_roll_ms(&self, now_ms: i64, batch_timestamp: i64) -> Result<i64> {
+        let known = self.meta_mut().first_batch_timestamp;
+        let first = match known {
+            Some(ts) => Some(ts),
+            None if self.size() > 0 => {
+                let ts = self.read_header(0, self.size())?.max_timestamp;
+                self.meta_mut().first_batch_timestamp = Some(ts);
+                Some(ts)
+            }
+            None => None,
+        };
+        Ok(match first {
+            Some(ts) if ts >= 0 => batch_timestamp - ts,
+            _ => now_ms - self.created_ms,
+        })
     }
 
     /// Largest timestamp of any batch in the segment, `-1` when empty.
