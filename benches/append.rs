@@ -36,8 +36,9 @@ fn append(c: &mut Criterion) {
             for _ in 0..iters {
                 workload::remove_file(&raw).expect("clean");
                 let start = Instant::now();
-                workload::write_raw(&raw, &batch, count).expect("write");
+                let file = workload::write_raw(&raw, &batch, count).expect("write");
                 total += start.elapsed();
+                drop(file);
             }
             total
         })

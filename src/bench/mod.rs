@@ -96,8 +96,9 @@ fn run_in(
             if raw {
                 workload::remove_file(&raw_path)?;
                 let start = Instant::now();
-                workload::write_raw(&raw_path, &batch, count)?;
+                let file = workload::write_raw(&raw_path, &batch, count)?;
                 raw_best = raw_best.min(start.elapsed());
+                drop(file);
             } else {
                 drop(log.take());
                 workload::remove_tree(&log_root)?;

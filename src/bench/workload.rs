@@ -9,7 +9,7 @@ use crate::checkpoint::TopicPartition;
 use crate::config::LogConfig;
 use crate::error::Result;
 use crate::io::real::RealStorage;
-use crate::io::{OpenMode, Storage};
+use crate::io::{OpenMode, Storage, StorageFile};
 use crate::log::{Log, LogOpenOptions, RecoveryReport};
 use crate::manager::{LogDir, LogDirOptions};
 use crate::record::{self, BatchBuilder};
@@ -94,17 +94,18 @@ pub fn append_log(dir: &Path, batch: &[u8], count: usize) -> Result<Log> {
     Ok(log)
 }
 
-/// Writes `batch` `count` times at increasing positions into a fresh file: the raw twin of
-/// [`append_log`].
-pub fn write_raw(path: &Path, batch: &[u8], count: usize) -> Result<()> {
-    let file = storage().open(path, OpenMode::Create)?;
-    file.set_len(0)?;
+/// Writes `batch` `count` times at increasing positions into a new file: the raw twin of
+/// [`append_log`]. Returns the open file, so that callers can close it outside the timed
+/// part just as the log stays open (on ext4, closing a freshly written file may start
+/// allocating its blocks, which is not what the append is measured for).
+pub fn write_raw(path: &Path, batch: &[u8], count: usize) -> Result<Arc<dyn StorageFile>> {
+    let file = storage().open(path, OpenMode::CreateNew)?;
     let mut pos = 0u64;
     for _ in 0..count {
         file.write_at(batch, pos)?;
         pos += batch.len() as u64;
     }
-    Ok(())
+    Ok(file)
 }
 
 /// Fetches the whole log from its start with [`FETCH_BYTES`] fetches, copying each slice
