@@ -83,15 +83,45 @@ pub fn open_options(dir: &Path, config: LogConfig) -> LogOpenOptions {
     options
 }
 
-/// Appends `batch` `count` times to a fresh log in `dir`, one leader append per batch, no
-/// fsync. Returns the log (still open) so the read workload can use it.
-pub fn append_log(dir: &Path, batch: &[u8], count: usize) -> Result<Log> {
-    let (log, _) = Log::open(open_options(dir, LogConfig::default()))?;
-    let mut buf = batch.to_vec();
+/// Opens a fresh bench log in `dir` with Kafka's default config.
+pub fn create_log(dir: &Path) -> Result<Log> {
+    Ok(Log::open(open_options(dir, LogConfig::default()))?.0)
+}
+
+/// Appends `batch` `count` times to `log`, one leader append per batch. `buf` is the
+/// batch's working copy: the append patches offsets and epoch into it in place.
+pub fn append_batches(log: &Log, buf: &mut [u8], count: usize) -> Result<()> {
     for _ in 0..count {
-        log.append_as_leader(&mut buf, 1)?;
+        log.append_as_leader(buf, 1)?;
     }
+    Ok(())
+}
+
+/// Appends `batch` `count` times to a fresh log in `dir`, no fsync. Returns the log (still
+/// open) so the read workload can use it.
+pub fn append_log(dir: &Path, batch: &[u8], count: usize) -> Result<Log> {
+    let log = create_log(dir)?;
+    append_batches(&log, &mut batch.to_vec(), count)?;
     Ok(log)
+}
+
+/// Creates the raw twin's file at `path`, which must not exist.
+pub fn create_raw(path: &Path) -> Result<Arc<dyn StorageFile>> {
+    storage().open(path, OpenMode::CreateNew)
+}
+
+/// Writes `batch` `count` times into `file` from `pos` on; returns the position after.
+pub fn write_batches(
+    file: &dyn StorageFile,
+    mut pos: u64,
+    batch: &[u8],
+    count: usize,
+) -> Result<u64> {
+    for _ in 0..count {
+        file.write_at(batch, pos)?;
+        pos += batch.len() as u64;
+    }
+    Ok(pos)
 }
 
 /// Writes `batch` `count` times at increasing positions into a new file: the raw twin of
@@ -99,12 +129,8 @@ pub fn append_log(dir: &Path, batch: &[u8], count: usize) -> Result<Log> {
 /// part just as the log stays open (on ext4, closing a freshly written file may start
 /// allocating its blocks, which is not what the append is measured for).
 pub fn write_raw(path: &Path, batch: &[u8], count: usize) -> Result<Arc<dyn StorageFile>> {
-    let file = storage().open(path, OpenMode::CreateNew)?;
-    let mut pos = 0u64;
-    for _ in 0..count {
-        file.write_at(batch, pos)?;
-        pos += batch.len() as u64;
-    }
+    let file = create_raw(path)?;
+    write_batches(file.as_ref(), 0, batch, count)?;
     Ok(file)
 }
 
