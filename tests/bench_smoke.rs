@@ -27,6 +27,7 @@ fn bench_run_at_tiny_size_reports_finite_positive_figures() {
         report.recovery_mb_s,
         report.raw_crc_mb_s,
         report.validate_mb_s,
+        report.log_create_ms,
     ];
     for (i, f) in figures.iter().enumerate() {
         assert!(f.is_finite() && *f > 0.0, "figure {i} is {f}");

@@ -139,13 +139,22 @@ pub fn write_raw(path: &Path, batch: &[u8], count: usize) -> Result<Arc<dyn Stor
 pub fn read_log(log: &Log, buf: &mut [u8]) -> Result<u64> {
     let mut next = log.log_start_offset();
     let mut total = 0u64;
-    while let Some(slice) = log.read(next, FETCH_BYTES as u64, None)? {
-        let len = slice.len() as usize;
-        slice.read_to(&mut buf[..len])?;
-        next = next_offset_after(&buf[..len])?;
+    while let Some((len, after)) = fetch(log, next, buf)? {
+        next = after;
         total += len as u64;
     }
     Ok(total)
+}
+
+/// One fetch of up to [`FETCH_BYTES`] from `from`, copied into `buf`: the bytes read and
+/// the offset to fetch next, or `None` at the log end.
+pub fn fetch(log: &Log, from: i64, buf: &mut [u8]) -> Result<Option<(usize, i64)>> {
+    let Some(slice) = log.read(from, FETCH_BYTES as u64, None)? else {
+        return Ok(None);
+    };
+    let len = slice.len() as usize;
+    slice.read_to(&mut buf[..len])?;
+    Ok(Some((len, next_offset_after(&buf[..len])?)))
 }
 
 /// The offset after the last batch in `bytes` (whole batches), by hopping headers.
@@ -170,22 +179,50 @@ pub fn segment_files(dir: &Path) -> Result<Vec<PathBuf>> {
         .collect())
 }
 
-/// Reads `paths` whole with [`FETCH_BYTES`] preads into `buf`, handing each chunk to `f`:
-/// the raw twin of the read and recovery workloads. Returns the bytes read.
-pub fn pread_files(paths: &[PathBuf], buf: &mut [u8], mut f: impl FnMut(&[u8])) -> Result<u64> {
+/// The [`FETCH_BYTES`] pieces `paths` divide into, in order: what the raw twins read.
+pub fn raw_chunks(paths: &[PathBuf]) -> Result<Vec<RawChunk>> {
     let storage = storage();
-    let mut total = 0u64;
+    let mut out = Vec::new();
     for path in paths {
         let file = storage.open(path, OpenMode::Read)?;
         let len = file.len()?;
         let mut pos = 0u64;
         while pos < len {
-            let n = ((len - pos) as usize).min(FETCH_BYTES).min(buf.len());
-            file.read_exact_at(&mut buf[..n], pos)?;
-            f(&buf[..n]);
+            let n = ((len - pos) as usize).min(FETCH_BYTES);
+            out.push(RawChunk {
+                file: file.clone(),
+                pos,
+                len: n,
+            });
             pos += n as u64;
         }
-        total += len;
+    }
+    Ok(out)
+}
+
+/// One raw `pread` of the raw read twins.
+#[derive(Debug, Clone)]
+pub struct RawChunk {
+    pub file: Arc<dyn StorageFile>,
+    pub pos: u64,
+    pub len: usize,
+}
+
+impl RawChunk {
+    /// Reads the chunk into the start of `buf` and returns those bytes.
+    pub fn read<'b>(&self, buf: &'b mut [u8]) -> Result<&'b [u8]> {
+        self.file.read_exact_at(&mut buf[..self.len], self.pos)?;
+        Ok(&buf[..self.len])
+    }
+}
+
+/// Reads `paths` whole with [`FETCH_BYTES`] preads into `buf`, handing each chunk to `f`:
+/// the raw twin of the read and recovery workloads. Returns the bytes read.
+pub fn pread_files(paths: &[PathBuf], buf: &mut [u8], mut f: impl FnMut(&[u8])) -> Result<u64> {
+    let mut total = 0u64;
+    for chunk in raw_chunks(paths)? {
+        f(chunk.read(buf)?);
+        total += chunk.len as u64;
     }
     Ok(total)
 }
