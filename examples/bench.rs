@@ -1,6 +1,6 @@
 //! Runs the benchmark and prints its JSON report, plus the table on stderr.
 //!
-//! `cargo run --release --example bench -- [--quick] [--dir DIR]`
+//! `cargo run --release --example bench -- [--quick] [--dir DIR] [--data-mib N]`
 
 use partlog::bench::{run, BenchOptions};
 
@@ -11,8 +11,14 @@ fn main() {
         match arg.as_str() {
             "--quick" => options.quick = true,
             "--dir" => options.dir = args.next().map(Into::into),
+            "--data-mib" => {
+                let mib: Option<u64> = args.next().and_then(|v| v.parse().ok());
+                options.data_bytes = mib.map(|m| m << 20);
+            }
             other => {
-                eprintln!("unknown argument {other}; usage: bench [--quick] [--dir DIR]");
+                eprintln!(
+                    "unknown argument {other}; usage: bench [--quick] [--dir DIR] [--data-mib N]"
+                );
                 std::process::exit(2);
             }
         }

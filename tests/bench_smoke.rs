@@ -28,6 +28,7 @@ fn bench_run_at_tiny_size_reports_finite_positive_figures() {
         report.raw_crc_mb_s,
         report.validate_mb_s,
         report.log_create_ms,
+        report.recovery_first_mb_s,
     ];
     for (i, f) in figures.iter().enumerate() {
         assert!(f.is_finite() && *f > 0.0, "figure {i} is {f}");

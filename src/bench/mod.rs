@@ -146,7 +146,11 @@ fn run_in(
     drop((log, chunks));
 
     progress("recovery");
+    // Recovery ends by syncing what it validated. The first open finds the appended data
+    // still dirty and writes it to disk; later ones find it clean, and the best of them is
+    // the scan speed the floor is about. The first is reported on its own.
     let (mut log_best, mut raw_best) = (Duration::MAX, Duration::MAX);
+    let mut log_first = None;
     for rep in 0..READ_REPS {
         let raw_first = rep % 2 == 0;
         for raw in [raw_first, !raw_first] {
@@ -157,7 +161,9 @@ fn run_in(
                 check_bytes("raw read+crc", n, bytes)?;
             } else {
                 let (log, recovered) = workload::recover_log(&log_dir)?;
-                log_best = log_best.min(start.elapsed());
+                let took = start.elapsed();
+                log_first.get_or_insert(took);
+                log_best = log_best.min(took);
                 check_bytes("recovery", recovered.recovered_bytes, bytes)?;
                 drop(log);
             }
@@ -166,6 +172,7 @@ fn run_in(
     report.recovery_mb_s = mb_s(bytes, log_best);
     report.raw_crc_mb_s = mb_s(bytes, raw_best);
     report.recovery_ratio = report.recovery_mb_s / report.raw_crc_mb_s;
+    report.recovery_first_mb_s = mb_s(bytes, log_first.unwrap_or(log_best));
     workload::remove_tree(&log_root)?;
 
     progress("clean-open");
