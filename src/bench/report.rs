@@ -1,0 +1,188 @@
+//! The figures of one bench run, as JSON and as a table.
+
+use std::fmt::Write as _;
+
+/// Leader append must reach this fraction of raw sequential write throughput.
+pub const APPEND_RATIO_FLOOR: f64 = 0.8;
+/// A fetch scan must reach this fraction of raw `pread` throughput.
+pub const READ_RATIO_FLOOR: f64 = 0.8;
+/// Recovery must reach this fraction of raw read + CRC-32C throughput.
+pub const RECOVERY_RATIO_FLOOR: f64 = 0.5;
+/// A clean open of 1,000 segments must take less than this.
+pub const CLEAN_OPEN_MS_MAX: f64 = 50.0;
+
+/// Figures of one run; every ratio is log ÷ raw throughput, measured in the same run.
+/// Throughputs are MB/s (10^6 bytes per second).
+#[derive(Debug, Clone, Default)]
+pub struct BenchReport {
+    pub append_ratio: f64,
+    pub read_ratio: f64,
+    pub recovery_ratio: f64,
+    pub append_mb_s: f64,
+    pub raw_write_mb_s: f64,
+    pub clean_open_ms_1000_segments: f64,
+    pub read_mb_s: f64,
+    pub raw_read_mb_s: f64,
+    pub recovery_mb_s: f64,
+    pub raw_crc_mb_s: f64,
+    /// Batch validation alone (CRC-32C + record walk), in memory: the CPU cost a leader
+    /// append adds to the write, so the append ratio is at most about
+    /// `1 / (1 + raw_write_mb_s / validate_mb_s)`.
+    pub validate_mb_s: f64,
+    /// The first recovery of the run, which also syncs the unflushed data to disk (the
+    /// ratio uses the best one, where the data is already clean).
+    pub recovery_first_mb_s: f64,
+    /// Creating the log (first segment, indexes preallocated), which the append figures
+    /// leave out: it happens once per `segment_bytes` (1 GiB) of appends.
+    pub log_create_ms: f64,
+    /// Bytes of log data each throughput workload moved.
+    pub data_bytes: u64,
+    /// Segments the clean-open workload opened (1,000 unless a test asked for fewer).
+    pub clean_open_segments: usize,
+    /// True when run with the smaller `--quick` sizes.
+    pub quick: bool,
+}
+
+impl BenchReport {
+    /// One JSON object on one line.
+    pub fn to_json(&self) -> String {
+        format!(
+            concat!(
+                "{{\"append_ratio\":{:.3},\"read_ratio\":{:.3},\"recovery_ratio\":{:.3},",
+                "\"append_mb_s\":{:.1},\"raw_write_mb_s\":{:.1},",
+                "\"clean_open_ms_1000_segments\":{:.2},",
+                "\"read_mb_s\":{:.1},\"raw_read_mb_s\":{:.1},",
+                "\"recovery_mb_s\":{:.1},\"raw_crc_mb_s\":{:.1},\"validate_mb_s\":{:.1},\"log_create_ms\":{:.2},\"recovery_first_mb_s\":{:.1},",
+                "\"data_bytes\":{},\"clean_open_segments\":{},\"quick\":{},\"pass\":{}}}"
+            ),
+            self.append_ratio,
+            self.read_ratio,
+            self.recovery_ratio,
+            self.append_mb_s,
+            self.raw_write_mb_s,
+            self.clean_open_ms_1000_segments,
+            self.read_mb_s,
+            self.raw_read_mb_s,
+            self.recovery_mb_s,
+            self.raw_crc_mb_s,
+            self.validate_mb_s,
+            self.log_create_ms,
+            self.recovery_first_mb_s,
+            self.data_bytes,
+            self.clean_open_segments,
+            self.quick,
+            self.passes(),
+        )
+    }
+
+    /// True when every floor is met.
+    pub fn passes(&self) -> bool {
+        self.lines().iter().all(|l| l.pass)
+    }
+
+    fn lines(&self) -> [Line; 4] {
+        [
+            Line::ratio(
+                "append as leader",
+                self.append_mb_s,
+                self.raw_write_mb_s,
+                self.append_ratio,
+                APPEND_RATIO_FLOOR,
+            ),
+            Line::ratio(
+                "read by offset",
+                self.read_mb_s,
+                self.raw_read_mb_s,
+                self.read_ratio,
+                READ_RATIO_FLOOR,
+            ),
+            Line::ratio(
+                "recovery scan",
+                self.recovery_mb_s,
+                self.raw_crc_mb_s,
+                self.recovery_ratio,
+                RECOVERY_RATIO_FLOOR,
+            ),
+            Line {
+                name: "clean open",
+                log: format!("{:.2} ms", self.clean_open_ms_1000_segments),
+                raw: format!("{} segs", self.clean_open_segments),
+                value: String::new(),
+                floor: format!("< {CLEAN_OPEN_MS_MAX} ms"),
+                pass: self.clean_open_ms_1000_segments < CLEAN_OPEN_MS_MAX,
+            },
+        ]
+    }
+
+    /// Human-readable table: each workload, log and raw figures, the ratio, the floor and
+    /// whether it is met.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let size = self.data_bytes as f64 / (1 << 20) as f64;
+        let mode = if self.quick {
+            " (quick mode: smaller sizes than the floors are specified for)"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "partlog bench: {size:.0} MiB of 16 KiB batches{mode}");
+        let _ = writeln!(
+            out,
+            "{:<18} {:>14} {:>14} {:>7} {:>10}  result",
+            "workload", "log", "raw", "ratio", "floor"
+        );
+        for l in self.lines() {
+            let _ = writeln!(
+                out,
+                "{:<18} {:>14} {:>14} {:>7} {:>10}  {}",
+                l.name,
+                l.log,
+                l.raw,
+                l.value,
+                l.floor,
+                if l.pass { "pass" } else { "FAIL" }
+            );
+        }
+        let _ = writeln!(
+            out,
+            "batch validation alone (CRC-32C + records, in memory): {:.0} MB/s",
+            self.validate_mb_s
+        );
+        let _ = writeln!(
+            out,
+            "first recovery, which also syncs the unflushed data to disk: {:.0} MB/s",
+            self.recovery_first_mb_s
+        );
+        let _ = writeln!(
+            out,
+            "creating the log (segment + preallocated indexes, not in the append figure): {:.2} ms",
+            self.log_create_ms
+        );
+        let _ = writeln!(
+            out,
+            "raw twins: write = 16 KiB pwrites, read = 1 MiB preads, recovery = 1 MiB preads + CRC-32C"
+        );
+        out
+    }
+}
+
+struct Line {
+    name: &'static str,
+    log: String,
+    raw: String,
+    value: String,
+    floor: String,
+    pass: bool,
+}
+
+impl Line {
+    fn ratio(name: &'static str, log: f64, raw: f64, ratio: f64, floor: f64) -> Line {
+        Line {
+            name,
+            log: format!("{log:.0} MB/s"),
+            raw: format!("{raw:.0} MB/s"),
+            value: format!("{ratio:.2}"),
+            floor: format!(">= {floor:.1}"),
+            pass: ratio >= floor,
+        }
+    }
+}
