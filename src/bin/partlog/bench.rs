@@ -13,12 +13,16 @@ pub struct BenchArgs {
     /// Smaller data sizes, for a quick look.
     #[arg(long)]
     quick: bool,
+    /// Directory to put the data in (a temp dir by default); removed afterwards.
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: &BenchArgs, json: bool) -> CliResult {
     let options = BenchOptions {
         quick: args.quick,
-        dir: None,
+        dir: args.dir.clone(),
+        ..BenchOptions::default()
     };
     let mut progress = Progress::new(json);
     let report = partlog::bench::run(&options, &mut |stage: &str| {
