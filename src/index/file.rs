@@ -60,6 +60,37 @@ impl IndexFile {
         Ok(index)
     }
 
+    /// Opens (creating when missing) the index at `path` and empties it, without reading
+    /// what it held: for a rebuild, which replaces every entry anyway.
+    pub(crate) fn open_empty(
+        storage: &dyn Storage,
+        path: &Path,
+        entry_size: usize,
+        max_bytes: u64,
+    ) -> Result<IndexFile> {
+        let mut index = IndexFile {
+            path: path.to_path_buf(),
+            file: storage.open(path, OpenMode::Create)?,
+            map: None,
+            entry_size,
+            entries: 0,
+            capacity: 0,
+            damaged: false,
+        };
+        index.reset(max_bytes)?;
+        Ok(index)
+    }
+
+    /// Drops every entry and gives the file room for `max_bytes`. Shortening the file to
+    /// zero first discards the old bytes without touching them (Kafka's index `reset`).
+    pub(crate) fn reset(&mut self, max_bytes: u64) -> Result<()> {
+        self.map = None;
+        self.file.set_len(0)?;
+        self.entries = 0;
+        self.damaged = false;
+        self.remap(round_down(max_bytes, self.entry_size))
+    }
+
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }

@@ -52,6 +52,22 @@ impl OffsetIndex {
         self.base_offset
     }
 
+    /// Opens the index emptied, with room for `max_bytes`, for a rebuild.
+    pub fn open_empty(
+        storage: &dyn Storage,
+        path: &Path,
+        base_offset: i64,
+        max_bytes: u64,
+    ) -> Result<OffsetIndex> {
+        let file = IndexFile::open_empty(storage, path, OFFSET_ENTRY_BYTES, max_bytes)?;
+        Ok(OffsetIndex { base_offset, file })
+    }
+
+    /// Drops every entry and makes room for `max_bytes`, for a rebuild.
+    pub fn reset(&mut self, max_bytes: u64) -> Result<()> {
+        self.file.reset(max_bytes)
+    }
+
     pub fn entries(&self) -> usize {
         self.file.entries()
     }

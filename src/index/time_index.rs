@@ -46,6 +46,22 @@ impl TimeIndex {
         Ok(TimeIndex { base_offset, file })
     }
 
+    /// Opens the index emptied, with room for `max_bytes`, for a rebuild.
+    pub fn open_empty(
+        storage: &dyn Storage,
+        path: &Path,
+        base_offset: i64,
+        max_bytes: u64,
+    ) -> Result<TimeIndex> {
+        let file = IndexFile::open_empty(storage, path, TIME_ENTRY_BYTES, max_bytes)?;
+        Ok(TimeIndex { base_offset, file })
+    }
+
+    /// Drops every entry and makes room for `max_bytes`, for a rebuild.
+    pub fn reset(&mut self, max_bytes: u64) -> Result<()> {
+        self.file.reset(max_bytes)
+    }
+
     pub fn entries(&self) -> usize {
         self.file.entries()
     }

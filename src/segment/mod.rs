@@ -291,14 +291,39 @@ impl Segment {
         ix: &mut Indexes,
         rebuild: impl FnOnce(&mut Indexes) -> Result<R>,
     ) -> Result<R> {
-        ix.offset.extend_to(self.index_bytes_max)?;
-        ix.time.extend_to(self.index_bytes_max)?;
+        ix.offset.reset(self.index_bytes_max)?;
+        ix.time.reset(self.index_bytes_max)?;
         let out = rebuild(ix)?;
         if !self.preallocate.load(Ordering::Relaxed) {
             ix.offset.trim()?;
             ix.time.trim()?;
         }
         Ok(out)
+    }
+
+    /// Opens the indexes emptied, if they are not open yet, without reading their old
+    /// contents: recovery rebuilds them from the log.
+    fn load_indexes_empty(&self) -> Result<()> {
+        let mut guard = self.indexes.write().unwrap_or_else(|e| e.into_inner());
+        if guard.is_none() {
+            let storage = self.storage.as_ref();
+            let max = self.index_bytes_max;
+            *guard = Some(Indexes {
+                offset: OffsetIndex::open_empty(
+                    storage,
+                    &self.path(files::INDEX_SUFFIX),
+                    self.base_offset,
+                    max,
+                )?,
+                time: TimeIndex::open_empty(
+                    storage,
+                    &self.path(files::TIME_INDEX_SUFFIX),
+                    self.base_offset,
+                    max,
+                )?,
+            });
+        }
+        Ok(())
     }
 
     /// Rebuilds both indexes by hopping from batch header to batch header (no CRC: this is

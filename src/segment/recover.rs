@@ -135,7 +135,7 @@ impl Segment {
         meta.bytes_since_index = 0;
         meta.max_timestamp = Some(-1);
         meta.first_batch_timestamp = None;
-        self.load_indexes(false)?;
+        self.load_indexes_empty()?;
         let scan = self.with_indexes_mut(|ix| {
             self.rebuild_with_room(ix, |ix| {
                 ix.offset.clear();
