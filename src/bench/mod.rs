@@ -47,5 +47,7 @@ impl BenchReport {
 
 /// Runs every workload; `progress` is told the name of each stage as it starts.
 pub fn run(_options: &BenchOptions, _progress: &mut dyn FnMut(&str)) -> Result<BenchReport> {
-    Err(crate::Error::InvalidConfig("the benchmark is not written yet".into()))
+    Err(crate::Error::InvalidConfig(
+        "the benchmark is not written yet".into(),
+    ))
 }

@@ -128,15 +128,26 @@ impl IndexFile {
         }
     }
 
+    /// Resizes the file to `len` and maps it again. A failure leaves the index consistent
+    /// for readers: either the old map stays (the flush failed) or the index holds no
+    /// entries (lookups then scan from the segment start), never entries without a map.
     fn remap(&mut self, len: usize) -> Result<()> {
         if let Some(map) = self.map.take() {
-            map.flush()?;
+            if let Err(err) = map.flush() {
+                self.map = Some(map);
+                return Err(err);
+            }
+            // The old map is unmapped here, before the file may shrink under it.
         }
+        let entries = self.entries;
+        self.entries = 0;
+        self.capacity = 0;
         self.file.set_len(len as u64)?;
         if len > 0 {
             self.map = Some(self.file.map_mut(len)?);
         }
         self.capacity = len / self.entry_size;
+        self.entries = entries.min(self.capacity);
         Ok(())
     }
 }

@@ -498,11 +498,19 @@ fn index_batch(
         meta.offset_of_max_timestamp = header.last_offset();
     }
     if meta.bytes_since_index > interval {
-        ix.offset.append(header.last_offset(), pos as u32)?;
-        ix.time.maybe_append(
-            meta.max_timestamp.unwrap_or(-1),
-            meta.offset_of_max_timestamp,
-        )?;
+        // The indexes are sparse: a full one just leaves longer scans. Appends roll before
+        // an index fills, but one append of several batches, or a rebuild that places
+        // entries differently from the appends that wrote the segment, can need more
+        // entries than fit; failing there would fail the append or the recovery.
+        if !ix.offset.is_full() {
+            ix.offset.append(header.last_offset(), pos as u32)?;
+        }
+        if !ix.time.is_full() {
+            ix.time.maybe_append(
+                meta.max_timestamp.unwrap_or(-1),
+                meta.offset_of_max_timestamp,
+            )?;
+        }
         meta.bytes_since_index = 0;
     }
     meta.bytes_since_index += header.size() as u64;
