@@ -121,11 +121,14 @@ impl IndexFile {
         Ok(())
     }
 
+    /// Makes the entries and the file length durable. `msync` alone writes back the mapped
+    /// bytes but not a length changed by `trim`/`extend_to`: after a crash the file could
+    /// come back at its old length, with stale entries past the trimmed end counted valid.
     pub(crate) fn flush(&self) -> Result<()> {
-        match &self.map {
-            Some(map) => map.flush(),
-            None => self.file.sync_data(),
+        if let Some(map) = &self.map {
+            map.flush()?;
         }
+        self.file.sync_data()
     }
 
     /// Resizes the file to `len` and maps it again. A failure leaves the index consistent

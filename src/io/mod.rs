@@ -133,6 +133,31 @@ pub trait DirLock: Send + Sync + fmt::Debug {
     fn dir(&self) -> &Path;
 }
 
+/// Creates `path` and its missing parents durably: each new directory's entry is synced
+/// in its parent, so a crash cannot take back a directory that files were then synced into.
+pub fn create_dir_all_durably(storage: &dyn Storage, path: &Path) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut at = Some(path);
+    while let Some(dir) = at {
+        if dir.as_os_str().is_empty() || storage.exists(dir) {
+            break;
+        }
+        missing.push(dir);
+        at = dir.parent();
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    storage.create_dir_all(path)?;
+    // Outermost first, so that each parent is itself durable when its child's entry is.
+    for dir in missing.iter().rev() {
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            storage.sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
 /// Joins a directory and a file name; kept here so path building reads the same everywhere.
 pub fn join(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)

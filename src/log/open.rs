@@ -59,7 +59,7 @@ impl Log {
             clock,
             ..
         } = options.clone();
-        storage.create_dir_all(&dir)?;
+        crate::io::create_dir_all_durably(storage.as_ref(), &dir)?;
         let mut report = RecoveryReport {
             clean_shutdown: options.clean_shutdown,
             ..Default::default()

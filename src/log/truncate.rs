@@ -71,6 +71,7 @@ impl Log {
         }
         last.make_active()?;
         self.schedule_deletion(writer, removed)?;
+        self.make_truncation_durable(last)?;
         self.debug_check();
         Ok(Some(bytes))
     }
@@ -86,7 +87,12 @@ impl Log {
     }
 
     fn truncate_fully_locked(&self, writer: &mut Writer, offset: i64) -> Result<()> {
+        // The old segments go first, durably, and only then is the new one created: a
+        // crash in between must not leave the new segment among old ones whose offsets
+        // reach past its base.
         let old = self.segments();
+        self.schedule_deletion(writer, &old)?;
+        self.storage.sync_dir(&self.dir)?;
         let fresh = Arc::new(Segment::create(
             self.storage.clone(),
             &self.dir,
@@ -94,19 +100,21 @@ impl Log {
             &self.config,
             self.clock.now_ms(),
         )?);
-        // A segment file at `offset` may already exist; it was just reset, so leave it
-        // out of the deletion list.
-        let doomed: Vec<_> = old
-            .iter()
-            .filter(|s| s.base_offset() != offset)
-            .cloned()
-            .collect();
         self.log_end_offset.store(offset, Ordering::Release);
         self.log_start_offset.store(offset, Ordering::Release);
         self.recovery_point.store(offset, Ordering::Release);
-        self.set_segments(vec![fresh]);
+        self.set_segments(vec![fresh.clone()]);
         writer.dir_dirty = true;
-        self.schedule_deletion(writer, &doomed)
+        self.make_truncation_durable(&fresh)
+    }
+
+    /// Syncs the cut segment and the directory before the truncation returns. Otherwise a
+    /// crash could bring removed segments back next to batches appended after the
+    /// truncation (offsets would overlap), or leave those appends in a segment that
+    /// recovery skips because the checkpointed recovery point still lies above it.
+    fn make_truncation_durable(&self, segment: &Segment) -> Result<()> {
+        segment.flush()?;
+        self.storage.sync_dir(&self.dir)
     }
 
     /// Renames the segments' files `.deleted` and schedules their removal after

@@ -65,7 +65,7 @@ impl LogDir {
         options: LogDirOptions,
     ) -> Result<LogDir> {
         let path = path.into();
-        storage.create_dir_all(&path)?;
+        crate::io::create_dir_all_durably(storage.as_ref(), &path)?;
         let lock = storage.lock_dir(&path)?;
         let marker = path.join(CLEAN_SHUTDOWN_FILE);
         let clean_shutdown = storage.exists(&marker);

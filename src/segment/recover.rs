@@ -129,6 +129,17 @@ impl Segment {
     /// valid ones. Does not truncate: the log decides what happens to invalid bytes.
     /// `scratch` is reused across segments so that recovery allocates once.
     pub fn recover(&self, scratch: &mut Vec<u8>) -> Result<BatchScan> {
+        self.recover_below(scratch, None)
+    }
+
+    /// [`Segment::recover`] for a segment followed by one starting at `next_base`: a batch
+    /// reaching that offset is invalid too. A crash in the middle of a truncation can leave
+    /// a removed segment next to the one that replaced it, with overlapping offsets.
+    pub fn recover_below(
+        &self,
+        scratch: &mut Vec<u8>,
+        next_base: Option<i64>,
+    ) -> Result<BatchScan> {
         let file_len = self.log.len()?;
         let interval = self.index_interval_bytes;
         let mut meta = *self.meta_mut();
@@ -153,7 +164,17 @@ impl Segment {
                         break;
                     }
                 };
-                if let Some(reason) = self.offset_problem(&header, scan.next_offset) {
+                let problem = self.offset_problem(&header, scan.next_offset).or_else(|| {
+                    next_base
+                        .filter(|&next| header.last_offset() >= next)
+                        .map(|next| {
+                            format!(
+                                "offset {} reaches the next segment's base {next}",
+                                header.last_offset()
+                            )
+                        })
+                });
+                if let Some(reason) = problem {
                     scan.stop = Some(ScanStop {
                         position: pos,
                         reason,

@@ -288,8 +288,16 @@ impl World {
             if log.log_end_offset() > log.log_start_offset() {
                 let r = log.read(log.log_start_offset(), 1, None);
                 assert!(
-                    matches!(r, Ok(Some(_)) | Err(Error::Io { .. })),
-                    "{what}: read after a failed write: {r:?}"
+                    matches!(r, Ok(_) | Err(Error::Io { .. })),
+                    "{what}: read {} after a failed write: {r:?}; segments {:?}, model {:?}",
+                    log.log_start_offset(),
+                    log.segments()
+                        .iter()
+                        .map(|s| (s.base_offset(), s.size()))
+                        .collect::<Vec<_>>(),
+                    self.model
+                        .batch_at_or_after(log.log_start_offset())
+                        .map(|(_, b)| (b.base, b.last)),
                 );
             }
         }
