@@ -631,13 +631,21 @@ impl World {
             let lo = kept_next.map_or(i64::MIN, MBatch::next);
             let hi = first_removed.map_or(offset, |b| b.min(offset));
             let leo = self.log().log_end_offset();
-            assert!(
-                lo <= leo && leo <= hi,
-                "truncate_to {offset}: end {leo} outside [{lo}, {hi}]"
-            );
-            self.model.truncate_to(offset);
-            self.model.leo = leo;
-            self.model.forget_from(leo);
+            let emptied = self.log().size_bytes() == 0 && leo == start;
+            if emptied && lo < start {
+                // Offset in a gap above data that all lies below the log start: the log may
+                // empty and restart at its log start, as for a straddling batch.
+                self.model.batches.clear();
+                self.model.leo = start;
+            } else {
+                assert!(
+                    lo <= leo && leo <= hi && leo >= start,
+                    "truncate_to {offset}: end {leo} outside [{lo}, {hi}] or below {start}"
+                );
+                self.model.truncate_to(offset);
+                self.model.leo = leo;
+                self.model.forget_from(leo);
+            }
         }
         self.check_step();
     }
@@ -793,7 +801,16 @@ impl World {
         assert_eq!(
             log.size_bytes(),
             model_bytes,
-            "segment bytes differ from the model"
+            "segment bytes differ from the model: segments {:?}, model {:?}",
+            segments
+                .iter()
+                .map(|s| (s.base_offset(), s.size()))
+                .collect::<Vec<_>>(),
+            self.model
+                .batches
+                .iter()
+                .map(|b| (b.base, b.last, b.size()))
+                .collect::<Vec<_>>()
         );
     }
 
