@@ -3,7 +3,7 @@
 //! in-memory model after every step (DESIGN.md invariants 1, 2, 5 and 8; see `sim/world.rs`).
 //!
 //! ```text
-//! cargo test --release --test simulator                  # CI: 1,000 seeds x 200 steps
+//! cargo test --release --test simulator                  # CI: 2,000 seeds x 200 steps
 //! SIM_SEED=1234 cargo test --release --test simulator    # replay one seed, with its trace
 //! SIM_SEEDS=1000000 SIM_SEED_BASE=5000000 cargo test --release --test simulator -- --nocapture
 //! SIM_STEPS=1000 SIM_THREADS=8 ...                       # longer runs, more threads
@@ -31,7 +31,9 @@ use partlog::io::sim::{FaultKind, SimOp, SimRng};
 use partlog::LogConfig;
 use world::{Restart, Stats, Trace, World};
 
-const DEFAULT_SEEDS: u64 = 1_000;
+/// Seeds 0..2000 pass; 3051 and 3736 do not yet (see `open_bug_time_index_entry_survives_truncation`),
+/// so the default stays below them until that bug is fixed. Raise it then.
+const DEFAULT_SEEDS: u64 = 2_000;
 const DEFAULT_STEPS: u64 = 200;
 /// Failing seeds reported in full; the rest are only counted.
 const FAILURES_SHOWN: usize = 5;
@@ -340,6 +342,32 @@ fn crash_after_truncation_into_earlier_segment() {
                 panic_text(p.as_ref()),
                 ops.join("\n    ")
             );
+        }
+    }
+}
+
+/// `msync` of a trimmed index made its entries durable but not its new length: after a
+/// truncation into an older segment, a roll (trim) and power loss, the time index came back
+/// at its old length with a stale entry past the trim counted valid, and the next append
+/// into that segment failed with "time index offset 129 is below 147". Replays the seed
+/// that found it (fixed in `IndexFile::flush`, which now also syncs the file).
+#[test]
+fn stale_time_index_entry_after_truncate_roll_and_power_loss() {
+    if let Err(report) = run_seed(225, DEFAULT_STEPS) {
+        panic!("{report}");
+    }
+}
+
+/// OPEN BUG, not fixed yet: after `truncate_to` into the active segment (its time index is
+/// cut correctly), an append and a flush, a later append fails with "time index offset 227
+/// is below 230": a time-index entry from the truncated range is back. No crash is needed.
+/// Replays the two seeds (of 0..4000) that hit it; run with `--ignored`.
+#[test]
+#[ignore = "open bug: stale time-index entry after truncation (seeds 3051, 3736)"]
+fn open_bug_time_index_entry_survives_truncation() {
+    for seed in [3051, 3736] {
+        if let Err(report) = run_seed(seed, DEFAULT_STEPS) {
+            panic!("{report}");
         }
     }
 }
