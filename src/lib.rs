@@ -7,6 +7,8 @@ pub mod checkpoint;
 pub mod clock;
 pub mod config;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod index;
 pub mod io;
 pub mod log;

@@ -263,3 +263,22 @@ fn old_timestamps_do_not_roll_every_append() {
         assert_eq!(log.segment_count(), 2, "{}", backend.name);
     });
 }
+
+/// `Segment::read` added `max_bytes` to the batch position unchecked: `u64::MAX` ("no
+/// limit") from any batch but the first overflowed (a panic in debug builds, a wrapped
+/// limit that returned a single batch in release). Found by the `checkpoint_parse` fuzzer.
+#[test]
+fn read_with_unbounded_max_bytes_from_a_later_batch_returns_the_rest_of_the_segment() {
+    each(|backend| {
+        let (log, _) = open(backend, "t-0", LogConfig::default());
+        for ts in 0..4 {
+            append(&log, 2, ts);
+        }
+        let slice = log.read(3, u64::MAX, None).unwrap().unwrap();
+        let bytes = slice.to_vec().unwrap();
+        let got: Vec<i64> = partlog::record::batches(&bytes)
+            .map(|b| b.unwrap().header().base_offset)
+            .collect();
+        assert_eq!(got, vec![2, 4, 6], "{}", backend.name);
+    });
+}

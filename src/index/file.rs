@@ -175,22 +175,36 @@ impl IndexFile {
         Ok(())
     }
 
+    /// Makes the entries and the file length durable. `msync` alone writes back the mapped
+    /// bytes but not a length changed by `trim`/`extend_to`: after a crash the file could
+    /// come back at its old length, with stale entries past the trimmed end counted valid.
     pub(crate) fn flush(&self) -> Result<()> {
-        match &self.map {
-            Some(map) => map.flush(),
-            None => self.file.sync_data(),
-        }
-    }
-
-    fn remap(&mut self, len: usize) -> Result<()> {
-        if let Some(map) = self.map.take() {
+        if let Some(map) = &self.map {
             map.flush()?;
         }
+        self.file.sync_data()
+    }
+
+    /// Resizes the file to `len` and maps it again. A failure leaves the index consistent
+    /// for readers: either the old map stays (the flush failed) or the index holds no
+    /// entries (lookups then scan from the segment start), never entries without a map.
+    fn remap(&mut self, len: usize) -> Result<()> {
+        if let Some(map) = self.map.take() {
+            if let Err(err) = map.flush() {
+                self.map = Some(map);
+                return Err(err);
+            }
+            // The old map is unmapped here, before the file may shrink under it.
+        }
+        let entries = self.entries;
+        self.entries = 0;
+        self.capacity = 0;
         self.file.set_len(len as u64)?;
         if len > 0 {
             self.map = Some(self.file.map_mut(len)?);
         }
         self.capacity = len / self.entry_size;
+        self.entries = entries.min(self.capacity);
         Ok(())
     }
 }

@@ -186,6 +186,10 @@ impl Log {
     pub(super) fn roll(&self, writer: &mut Writer, base_offset: i64) -> Result<Arc<Segment>> {
         let active = self.active_segment();
         active.trim_indexes()?;
+        // Only the active segment may hold unsynced bytes: recovery trusts every segment
+        // before the one holding the recovery point, and after a truncation that point (as
+        // checkpointed) can lie above segments appended to since.
+        active.flush()?;
         let segment = Arc::new(Segment::create(
             self.storage.clone(),
             &self.dir,

@@ -89,6 +89,8 @@ impl Log {
                 &config,
                 now,
             )?));
+            // The first segment's files must outlive a crash once data in them is flushed.
+            storage.sync_dir(&dir)?;
         }
         let outcome = recovery::recover_segments(&storage, &mut segments, &options, &mut report)?;
         let first_base = segments[0].base_offset();

@@ -262,7 +262,8 @@ pub(super) fn recover_segments(
     let mut end = segments[start].base_offset();
     for i in start..segments.len() {
         let segment = segments[i].clone();
-        let scan = segment.recover(&mut scratch)?;
+        let next_base = segments.get(i + 1).map(|s| s.base_offset());
+        let scan = segment.recover_below(&mut scratch, next_base)?;
         report.segments_scanned += 1;
         report.recovered_bytes += scan.valid_bytes;
         end = scan.next_offset.unwrap_or(end.max(segment.base_offset()));

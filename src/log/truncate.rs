@@ -12,7 +12,9 @@ impl Log {
     /// removed whole, so the new log end is the base offset of the first removed batch (or
     /// `offset` itself when it falls on a batch boundary). Returns the bytes removed.
     ///
-    /// An `offset` below the log start truncates fully and starts the log at `offset`.
+    /// An `offset` below the log start truncates fully and starts the log at `offset`. When
+    /// the batch straddling `offset` starts below the log start, removing it leaves nothing
+    /// visible: the log is emptied and restarts at its log start, which does not move.
     pub fn truncate_to(&self, offset: i64) -> Result<u64> {
         if offset < self.log_start_offset() {
             let removed = self.size_bytes();
@@ -24,12 +26,22 @@ impl Log {
             return Ok(0);
         }
         match self.truncate_locked(&mut writer, offset) {
-            Ok(bytes) => Ok(bytes),
+            Ok(Some(bytes)) => Ok(bytes),
+            Ok(None) => {
+                let removed = self.size_bytes();
+                let start = self.log_start_offset();
+                match self.truncate_fully_locked(&mut writer, start) {
+                    Ok(()) => Ok(removed),
+                    Err(err) => Self::fail(&mut writer, err),
+                }
+            }
             Err(err) => Self::fail(&mut writer, err),
         }
     }
 
-    fn truncate_locked(&self, writer: &mut Writer, offset: i64) -> Result<u64> {
+    /// Cuts the log so that it ends below `offset`; `None` (and nothing changed) when the
+    /// new end would fall below the log start.
+    fn truncate_locked(&self, writer: &mut Writer, offset: i64) -> Result<Option<u64>> {
         let segments = self.segments();
         // Keep segments that start at or below `offset`; the first is always kept.
         let keep = segments
@@ -45,6 +57,10 @@ impl Log {
                 .unwrap_or(last.base_offset())
                 .min(offset),
         };
+        // Invariant 2: the end never drops below the log start.
+        if new_end < self.log_start_offset() {
+            return Ok(None);
+        }
         // Readers must stop at the new end before the bytes go away.
         self.log_end_offset.store(new_end, Ordering::Release);
         self.recovery_point.fetch_min(new_end, Ordering::AcqRel);
@@ -55,41 +71,50 @@ impl Log {
         }
         last.make_active()?;
         self.schedule_deletion(writer, removed)?;
+        self.make_truncation_durable(last)?;
         self.debug_check();
-        Ok(bytes)
+        Ok(Some(bytes))
     }
 
     /// Deletes every segment and starts an empty log at `offset` (a follower too far behind
     /// the leader's log start).
     pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<()> {
         let mut writer = self.writer()?;
-        let result = (|| {
-            let old = self.segments();
-            let fresh = Arc::new(Segment::create(
-                self.storage.clone(),
-                &self.dir,
-                offset,
-                &self.config,
-                self.clock.now_ms(),
-            )?);
-            // A segment file at `offset` may already exist; it was just reset, so leave it
-            // out of the deletion list.
-            let doomed: Vec<_> = old
-                .iter()
-                .filter(|s| s.base_offset() != offset)
-                .cloned()
-                .collect();
-            self.log_end_offset.store(offset, Ordering::Release);
-            self.log_start_offset.store(offset, Ordering::Release);
-            self.recovery_point.store(offset, Ordering::Release);
-            self.set_segments(vec![fresh]);
-            writer.dir_dirty = true;
-            self.schedule_deletion(&mut writer, &doomed)
-        })();
-        match result {
+        match self.truncate_fully_locked(&mut writer, offset) {
             Ok(()) => Ok(()),
             Err(err) => Self::fail(&mut writer, err),
         }
+    }
+
+    fn truncate_fully_locked(&self, writer: &mut Writer, offset: i64) -> Result<()> {
+        // The old segments go first, durably, and only then is the new one created: a
+        // crash in between must not leave the new segment among old ones whose offsets
+        // reach past its base.
+        let old = self.segments();
+        self.schedule_deletion(writer, &old)?;
+        self.storage.sync_dir(&self.dir)?;
+        let fresh = Arc::new(Segment::create(
+            self.storage.clone(),
+            &self.dir,
+            offset,
+            &self.config,
+            self.clock.now_ms(),
+        )?);
+        self.log_end_offset.store(offset, Ordering::Release);
+        self.log_start_offset.store(offset, Ordering::Release);
+        self.recovery_point.store(offset, Ordering::Release);
+        self.set_segments(vec![fresh.clone()]);
+        writer.dir_dirty = true;
+        self.make_truncation_durable(&fresh)
+    }
+
+    /// Syncs the cut segment and the directory before the truncation returns. Otherwise a
+    /// crash could bring removed segments back next to batches appended after the
+    /// truncation (offsets would overlap), or leave those appends in a segment that
+    /// recovery skips because the checkpointed recovery point still lies above it.
+    fn make_truncation_durable(&self, segment: &Segment) -> Result<()> {
+        segment.flush()?;
+        self.storage.sync_dir(&self.dir)
     }
 
     /// Renames the segments' files `.deleted` and schedules their removal after

@@ -419,7 +419,8 @@ impl Segment {
         if first.last_offset() >= up_to {
             return Ok(None);
         }
-        let limit = start + max_bytes.max(first.size() as u64);
+        // `max_bytes` comes from a caller (`u64::MAX` means "no limit"): never overflow.
+        let limit = start.saturating_add(max_bytes.max(first.size() as u64));
         let mut end = start + first.size() as u64;
         // Jump over whole batches with the index, then hop the last few headers.
         let hint = self.with_indexes(|ix| ix.offset.floor_entry(limit.min(size), up_to))?;

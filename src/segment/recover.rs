@@ -37,6 +37,15 @@ pub struct ScanStop {
     pub reason: String,
 }
 
+/// Why `header` cannot sit before a segment starting at `next_base`, if it cannot.
+fn reaches_next(header: &BatchHeader, next_base: Option<i64>) -> Option<String> {
+    let next = next_base.filter(|&next| header.last_offset() >= next)?;
+    Some(format!(
+        "offset {} reaches the next segment's base {next}",
+        header.last_offset()
+    ))
+}
+
 /// A window onto the file, refilled in chunks.
 struct Chunks<'a> {
     file: &'a dyn StorageFile,
@@ -129,6 +138,17 @@ impl Segment {
     /// valid ones. Does not truncate: the log decides what happens to invalid bytes.
     /// `scratch` is reused across segments so that recovery allocates once.
     pub fn recover(&self, scratch: &mut Vec<u8>) -> Result<BatchScan> {
+        self.recover_below(scratch, None)
+    }
+
+    /// [`Segment::recover`] for a segment followed by one starting at `next_base`: a batch
+    /// reaching that offset is invalid too. A crash in the middle of a truncation can leave
+    /// a removed segment next to the one that replaced it, with overlapping offsets.
+    pub fn recover_below(
+        &self,
+        scratch: &mut Vec<u8>,
+        next_base: Option<i64>,
+    ) -> Result<BatchScan> {
         let file_len = self.log.len()?;
         let interval = self.index_interval_bytes;
         let mut meta = *self.meta_mut();
@@ -138,8 +158,6 @@ impl Segment {
         self.load_indexes_empty()?;
         let scan = self.with_indexes_mut(|ix| {
             self.rebuild_with_room(ix, |ix| {
-                ix.offset.clear();
-                ix.time.clear();
                 let mut chunks = Chunks::new(self.log.as_ref(), file_len, scratch);
                 let mut scan = BatchScan::default();
                 let mut pos = 0u64;
@@ -154,7 +172,10 @@ impl Segment {
                             break;
                         }
                     };
-                    if let Some(reason) = self.offset_problem(&header, scan.next_offset) {
+                    let problem = self
+                        .offset_problem(&header, scan.next_offset)
+                        .or_else(|| reaches_next(&header, next_base));
+                    if let Some(reason) = problem {
                         scan.stop = Some(ScanStop {
                             position: pos,
                             reason,

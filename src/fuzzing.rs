@@ -1,0 +1,295 @@
+//! Bodies of the cargo-fuzz targets in `fuzz/`, one per on-disk structure.
+//!
+//! They live in the library so that `tests/fuzz_corpus.rs` runs them over the checked-in
+//! corpus (and mutations of it) on stable Rust in CI, and the libFuzzer targets stay
+//! one-line wrappers. Each body feeds arbitrary bytes to the engine through the simulated
+//! disk and panics only when an invariant breaks (DESIGN.md 1, 5 and 8): typed errors are
+//! fine, panics, invented data and unreadable offsets are not.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::checkpoint::{self, TopicPartition, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE};
+use crate::clock::ManualClock;
+use crate::config::LogConfig;
+use crate::io::sim::SimStorage;
+use crate::io::Storage;
+use crate::log::{Log, LogOpenOptions};
+use crate::manager::{LogDir, LogDirOptions};
+use crate::record::{batches, BatchBuilder};
+use crate::segment::files;
+
+pub use crate::record::fuzz_batch_decode as batch_decode;
+
+const LOG_DIR: &str = "/fuzz";
+const PARTITION: &str = "/fuzz/t-0";
+
+/// Small limits, so that indexes fill and the fuzzer reaches every path quickly.
+pub fn fuzz_config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 1 << 20,
+        index_bytes_max: 240,
+        index_interval_bytes: 64,
+        ..LogConfig::default()
+    }
+}
+
+fn open_options(
+    storage: Arc<dyn Storage>,
+    clean: bool,
+    recovery_point: Option<i64>,
+) -> LogOpenOptions {
+    LogOpenOptions {
+        config: fuzz_config(),
+        clock: Arc::new(ManualClock::new(1_700_000_000_000)),
+        recovery_point,
+        clean_shutdown: clean,
+        ..LogOpenOptions::new(storage, PARTITION)
+    }
+}
+
+fn segment_path(suffix: &str) -> PathBuf {
+    files::path(Path::new(PARTITION), 0, suffix)
+}
+
+/// The batches of the segment [`index_open`] puts next to the fuzzed indexes: twelve
+/// batches of one to four records, timestamps rising, base offsets from 0.
+pub fn fixture_segment() -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut b = BatchBuilder::new();
+    let mut offset = 0i64;
+    for i in 0..12i64 {
+        let records = 1 + i % 4;
+        b.base_offset(offset);
+        for r in 0..records {
+            let value = vec![b'a' + (i % 26) as u8; 10 + (i * 7 % 40) as usize];
+            b.append(1_000 + i * 10 + r, Some(b"key"), Some(&value), &[]);
+        }
+        b.build_into(&mut out).expect("fixture batch");
+        offset += records;
+    }
+    out
+}
+
+/// Checks an open log: offsets increase, the end is where the last batch ends, every
+/// readable byte is a CRC-valid batch, and every offset in range reads the batch holding it
+/// (or the next one after a gap). Returns the batches read, as `(base, last, bytes)`.
+fn check_log(log: &Log) -> Vec<(i64, i64, Vec<u8>)> {
+    let (start, end) = (log.log_start_offset(), log.log_end_offset());
+    assert!(start <= end, "log start {start} above end {end}");
+    assert!(log.recovery_point() <= end);
+    let mut found: Vec<(i64, i64, Vec<u8>)> = Vec::new();
+    let mut next = start;
+    while next < end {
+        let slice = log
+            .read(next, u64::MAX, None)
+            .unwrap_or_else(|e| panic!("read {next} in [{start}, {end}): {e}"));
+        let Some(slice) = slice else { break };
+        let bytes = slice.to_vec().expect("slice bytes");
+        assert!(!bytes.is_empty(), "empty read at {next}");
+        for batch in batches(&bytes) {
+            let batch = batch.unwrap_or_else(|e| panic!("read {next}: malformed batch: {e}"));
+            batch
+                .validate()
+                .unwrap_or_else(|e| panic!("read {next}: invalid batch served: {e}"));
+            let h = batch.header();
+            if let Some(prev) = found.last() {
+                assert!(h.base_offset > prev.1, "offsets do not increase");
+            }
+            found.push((h.base_offset, h.last_offset(), batch.as_bytes().to_vec()));
+            next = h.next_offset();
+        }
+    }
+    let derived = found.last().map(|b| b.1 + 1);
+    if let Some(d) = derived {
+        assert!(end >= d, "log end {end} inside the last batch");
+    }
+    // Every offset reads (sampled on long logs).
+    let stride = ((end - start) / 2_000).max(1);
+    let mut offset = start;
+    while offset < end {
+        let got = log
+            .read(offset, 1, None)
+            .unwrap_or_else(|e| panic!("read {offset} in [{start}, {end}): {e}"));
+        let want = found.iter().find(|b| b.1 >= offset);
+        match (got, want) {
+            (Some(s), Some(w)) => {
+                let bytes = s.to_vec().expect("slice bytes");
+                assert_eq!(bytes, w.2, "read {offset} returned the wrong batch");
+            }
+            (None, None) => {}
+            (got, want) => panic!(
+                "read {offset}: got {:?} bytes, expected batch {:?}",
+                got.map(|s| s.len()),
+                want.map(|w| (w.0, w.1))
+            ),
+        }
+        offset += stride;
+    }
+    found
+}
+
+/// Arbitrary bytes as the only segment of a partition, opened after an unclean shutdown:
+/// recovery must not panic, must keep only a CRC-valid prefix of the bytes, and the log
+/// must then read every offset and take appends.
+pub fn segment_recovery(data: &[u8]) {
+    let sim = SimStorage::new(data.len() as u64);
+    let log_path = segment_path(files::LOG_SUFFIX);
+    sim.write_raw(&log_path, data).expect("write fuzz segment");
+    let (log, report) = Log::open(open_options(sim.storage(), false, None))
+        .unwrap_or_else(|e| panic!("recovery of a fault-free disk failed: {e}"));
+    let found = check_log(&log);
+    let kept: usize = found.iter().map(|b| b.2.len()).sum();
+    assert_eq!(
+        log.size_bytes(),
+        kept as u64,
+        "unreadable bytes left in the log"
+    );
+    let on_disk = sim.read_raw(&log_path).expect("segment file");
+    assert_eq!(
+        on_disk.len(),
+        kept,
+        "segment not cut at the last valid batch"
+    );
+    assert_eq!(&on_disk[..], &data[..kept], "recovery changed kept bytes");
+    assert_eq!(report.truncated_bytes() as usize, data.len() - kept);
+    // The recovered log takes appends and serves them.
+    let end = log.log_end_offset();
+    let mut batch = BatchBuilder::new()
+        .append(2_000, Some(b"k"), Some(b"v"), &[])
+        .build()
+        .expect("batch");
+    let info = log
+        .append_as_leader(&mut batch, 1)
+        .unwrap_or_else(|e| panic!("append after recovery: {e}"));
+    assert_eq!(info.first_offset, end);
+    let read = log.read(end, u64::MAX, None).expect("read the append");
+    assert_eq!(read.map(|s| s.to_vec().expect("bytes")), Some(batch));
+}
+
+/// Arbitrary bytes as the `.index` and/or `.timeindex` of a valid segment (the first byte
+/// picks which: 0 the offset index, 1 the time index, 2 both, split in the middle). After an
+/// unclean open the indexes are rebuilt and every offset must read exactly; after a clean
+/// open they are trusted, and nothing may panic.
+pub fn index_open(data: &[u8]) {
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let segment = fixture_segment();
+    let expected: Vec<(i64, i64)> = batches(&segment)
+        .map(|b| {
+            let b = b.expect("fixture parses");
+            (b.header().base_offset, b.header().last_offset())
+        })
+        .collect();
+    for clean in [false, true] {
+        let sim = SimStorage::new(u64::from(selector));
+        sim.write_raw(&segment_path(files::LOG_SUFFIX), &segment)
+            .expect("write segment");
+        let (index, time) = match selector % 3 {
+            0 => (Some(rest), None),
+            1 => (None, Some(rest)),
+            _ => {
+                let (a, b) = rest.split_at(rest.len() / 2);
+                (Some(a), Some(b))
+            }
+        };
+        if let Some(bytes) = index {
+            sim.write_raw(&segment_path(files::INDEX_SUFFIX), bytes)
+                .expect("write index");
+        }
+        if let Some(bytes) = time {
+            sim.write_raw(&segment_path(files::TIME_INDEX_SUFFIX), bytes)
+                .expect("write time index");
+        }
+        let end = expected.last().map_or(0, |b| b.1 + 1);
+        let opened = Log::open(open_options(sim.storage(), clean, Some(end)));
+        let (log, _) = match opened {
+            Ok(opened) => opened,
+            Err(e) if clean => {
+                let _ = e; // a typed error is an acceptable answer to a corrupt index
+                continue;
+            }
+            Err(e) => panic!("unclean open with a corrupt index failed: {e}"),
+        };
+        assert_eq!(log.log_end_offset(), end);
+        if clean {
+            // Trusted indexes: reads may fail with a typed error, but must not panic.
+            for offset in 0..end {
+                let _ = log.read(offset, 1, None).map(|s| s.map(|s| s.to_vec()));
+            }
+            for ts in [-2, -1, 0, 1_000, 1_055, 1_200] {
+                let _ = log.offset_for_timestamp(ts);
+            }
+            continue;
+        }
+        let found = check_log(&log);
+        let got: Vec<(i64, i64)> = found.iter().map(|b| (b.0, b.1)).collect();
+        assert_eq!(got, expected, "rebuilt indexes lost or moved batches");
+        for ts in [1_000, 1_031, 1_055, 1_110] {
+            let found = log.offset_for_timestamp(ts).expect("time lookup");
+            let first = found.map(|f| f.offset);
+            let want = expected
+                .iter()
+                .enumerate()
+                .flat_map(|(i, &(base, last))| {
+                    (base..=last).map(move |o| (o, 1_000 + i as i64 * 10 + (o - base)))
+                })
+                .find(|&(_, t)| t >= ts)
+                .map(|(o, _)| o);
+            assert_eq!(first, want, "offset_for_timestamp({ts})");
+        }
+    }
+}
+
+/// Arbitrary bytes as a checkpoint: both parsers must return entries or a typed error, a
+/// parsed checkpoint must render back to itself, and a log dir holding it as its
+/// recovery-point and log-start checkpoints must open a valid partition log.
+pub fn checkpoint_parse(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let path = Path::new("cp");
+    if let Ok(entries) = checkpoint::parse_offsets(path, &text) {
+        let again = checkpoint::parse_offsets(path, &checkpoint::render_offsets(&entries));
+        assert_eq!(
+            again.ok().as_ref(),
+            Some(&entries),
+            "offsets do not round-trip"
+        );
+    }
+    if let Ok(entries) = checkpoint::parse_epochs(path, &text) {
+        let rendered = checkpoint::render(&entries, |(e, o)| format!("{e} {o}"));
+        let again = checkpoint::parse_epochs(path, &rendered);
+        assert_eq!(
+            again.ok().as_ref(),
+            Some(&entries),
+            "epochs do not round-trip"
+        );
+    }
+    let sim = SimStorage::new(data.len() as u64);
+    let segment = fixture_segment();
+    sim.write_raw(&segment_path(files::LOG_SUFFIX), &segment)
+        .expect("write segment");
+    for name in [RECOVERY_POINT_FILE, LOG_START_OFFSET_FILE] {
+        sim.write_raw(&Path::new(LOG_DIR).join(name), data)
+            .expect("write checkpoint");
+    }
+    let options = LogDirOptions {
+        config: fuzz_config(),
+        clock: Arc::new(ManualClock::new(1_700_000_000_000)),
+    };
+    let dir = LogDir::open(sim.storage(), LOG_DIR, options)
+        .unwrap_or_else(|e| panic!("log dir with a fuzzed checkpoint did not open: {e}"));
+    let (log, _) = dir
+        .open_log(&TopicPartition::new("t", 0))
+        .unwrap_or_else(|e| panic!("partition with a fuzzed checkpoint did not open: {e}"));
+    let found = check_log(&log);
+    // Whatever the checkpoint says, the segment's batches are all still there.
+    let all: usize = batches(&segment).count();
+    assert_eq!(log.log_end_offset(), {
+        let last = batches(&segment).last().expect("batches");
+        last.expect("fixture parses").header().next_offset()
+    });
+    assert!(found.len() <= all);
+    dir.flush()
+        .unwrap_or_else(|e| panic!("checkpoint rewrite failed: {e}"));
+}
