@@ -31,9 +31,9 @@ use partlog::io::sim::{FaultKind, SimOp, SimRng};
 use partlog::LogConfig;
 use world::{Restart, Stats, Trace, World};
 
-/// Seeds 0..2000 pass; 3051 and 3736 do not yet (see `open_bug_time_index_entry_survives_truncation`),
-/// so the default stays below them until that bug is fixed. Raise it then.
-const DEFAULT_SEEDS: u64 = 2_000;
+/// Seeds run by default (CI). The range includes 3051 and 3736, which once failed (see
+/// `stale_time_index_entry_after_truncation_append_and_flush`).
+const DEFAULT_SEEDS: u64 = 4_000;
 const DEFAULT_STEPS: u64 = 200;
 /// Failing seeds reported in full; the rest are only counted.
 const FAILURES_SHOWN: usize = 5;
@@ -358,13 +358,14 @@ fn stale_time_index_entry_after_truncate_roll_and_power_loss() {
     }
 }
 
-/// OPEN BUG, not fixed yet: after `truncate_to` into the active segment (its time index is
-/// cut correctly), an append and a flush, a later append fails with "time index offset 227
-/// is below 230": a time-index entry from the truncated range is back. No crash is needed.
-/// Replays the two seeds (of 0..4000) that hit it; run with `--ignored`.
+/// After `truncate_to` into the active segment (its time index cut correctly), an append and
+/// a flush, a later append failed with "time index offset 227 is below 230": a time-index
+/// entry from the truncated range was back. No crash was needed. It stopped failing with the
+/// change that made index rebuilds reset the file (shorten it to zero, then regrow) instead
+/// of zeroing entries through a map; the root cause was not isolated further, so the two
+/// seeds that hit it are replayed here.
 #[test]
-#[ignore = "open bug: stale time-index entry after truncation (seeds 3051, 3736)"]
-fn open_bug_time_index_entry_survives_truncation() {
+fn stale_time_index_entry_after_truncation_append_and_flush() {
     for seed in [3051, 3736] {
         if let Err(report) = run_seed(seed, DEFAULT_STEPS) {
             panic!("{report}");
