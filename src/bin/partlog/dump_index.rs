@@ -120,26 +120,15 @@ pub fn offset_index(path: &Path, json: bool) -> CliResult<Summary> {
             why = Some(format!("position beyond the .log size {len}"));
         }
         previous = Some((relative, position));
-        emit(&if json {
-            let mut j = Json::new()
-                .str("type", "index_entry")
-                .int("offset", offset)
-                .int("position", position)
-                .bool("valid", why.is_none());
-            if let Some(why) = &why {
-                j = j.str("reason", why);
-            }
-            j.finish()
-        } else {
-            let mut line = format!("offset: {offset} position: {position}");
-            if let Some(why) = &why {
-                line.push_str(&format!(" invalid: {why}"));
-            }
-            line
-        })?;
-        if let Some(why) = why {
-            problems.push(format!("entry {i} (offset {offset}): {why}"));
-        }
+        let fields = [("offset", offset), ("position", i64::from(position))];
+        emit_entry(
+            json,
+            "index_entry",
+            &fields,
+            (i, offset),
+            why,
+            &mut problems,
+        )?;
         Ok(true)
     })?;
     finish_entries(&mut summary, problems)
@@ -167,29 +156,51 @@ pub fn time_index(path: &Path, json: bool) -> CliResult<Summary> {
             ));
         }
         previous = Some((timestamp, relative));
-        emit(&if json {
-            let mut j = Json::new()
-                .str("type", "time_index_entry")
-                .int("timestamp", timestamp)
-                .int("offset", offset)
-                .bool("valid", why.is_none());
-            if let Some(why) = &why {
-                j = j.str("reason", why);
-            }
-            j.finish()
-        } else {
-            let mut line = format!("timestamp: {timestamp} offset: {offset}");
-            if let Some(why) = &why {
-                line.push_str(&format!(" invalid: {why}"));
-            }
-            line
-        })?;
-        if let Some(why) = why {
-            problems.push(format!("entry {i} (offset {offset}): {why}"));
-        }
+        let fields = [("timestamp", timestamp), ("offset", offset)];
+        emit_entry(
+            json,
+            "time_index_entry",
+            &fields,
+            (i, offset),
+            why,
+            &mut problems,
+        )?;
         Ok(true)
     })?;
     finish_entries(&mut summary, problems)
+}
+
+/// Prints one index entry, as `name: value` pairs or a JSON object of `kind`, and records
+/// why it is invalid, if it is. `at` is the entry's number and offset.
+fn emit_entry(
+    json: bool,
+    kind: &str,
+    fields: &[(&str, i64)],
+    at: (u64, i64),
+    why: Option<String>,
+    problems: &mut Vec<String>,
+) -> CliResult<()> {
+    emit(&if json {
+        let mut j = Json::new().str("type", kind);
+        for (key, value) in fields {
+            j = j.int(key, *value);
+        }
+        j = j.bool("valid", why.is_none());
+        if let Some(why) = &why {
+            j = j.str("reason", why);
+        }
+        j.finish()
+    } else {
+        let mut line: Vec<String> = fields.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        if let Some(why) = &why {
+            line.push(format!("invalid: {why}"));
+        }
+        line.join(" ")
+    })?;
+    if let Some(why) = why {
+        problems.push(format!("entry {} (offset {}): {why}", at.0, at.1));
+    }
+    Ok(())
 }
 
 fn finish_entries(summary: &mut Summary, problems: Vec<String>) -> CliResult<Summary> {
