@@ -2,7 +2,9 @@
 
 mod file;
 pub mod offset_index;
+pub mod sparse;
 pub mod time_index;
 
 pub use offset_index::{OffsetIndex, OffsetPosition, OFFSET_ENTRY_BYTES};
+pub use sparse::{IndexEntry, SparseIndex};
 pub use time_index::{TimeIndex, TimestampOffset, TIME_ENTRY_BYTES};

@@ -13,11 +13,8 @@
 //! offset is `o` starts at `p`, so a scan from `p` finds every offset `>= o`... and, for any
 //! target `t >= o`, starting the scan at `p` never skips the batch holding `t`.
 
-use std::path::Path;
-
-use super::file::IndexFile;
-use crate::error::{Error, Result};
-use crate::io::Storage;
+use super::sparse::{IndexEntry, SparseIndex};
+use crate::error::Result;
 
 /// Size of one offset-index entry.
 pub const OFFSET_ENTRY_BYTES: usize = 8;
@@ -29,82 +26,48 @@ pub struct OffsetPosition {
     pub position: u32,
 }
 
-/// The offset index of one segment.
-#[derive(Debug)]
-pub struct OffsetIndex {
-    base_offset: i64,
-    file: IndexFile,
-}
+impl IndexEntry for OffsetPosition {
+    const BYTES: usize = OFFSET_ENTRY_BYTES;
 
-impl OffsetIndex {
-    /// Opens or creates the index; `max_bytes` preallocates it for appends (active segment).
-    pub fn open(
-        storage: &dyn Storage,
-        path: &Path,
-        base_offset: i64,
-        max_bytes: Option<u64>,
-    ) -> Result<OffsetIndex> {
-        let file = IndexFile::open(storage, path, OFFSET_ENTRY_BYTES, max_bytes, valid_prefix)?;
-        Ok(OffsetIndex { base_offset, file })
-    }
-
-    pub fn base_offset(&self) -> i64 {
-        self.base_offset
-    }
-
-    /// Opens the index emptied, with room for `max_bytes`, for a rebuild.
-    pub fn open_empty(
-        storage: &dyn Storage,
-        path: &Path,
-        base_offset: i64,
-        max_bytes: u64,
-    ) -> Result<OffsetIndex> {
-        let file = IndexFile::open_empty(storage, path, OFFSET_ENTRY_BYTES, max_bytes)?;
-        Ok(OffsetIndex { base_offset, file })
-    }
-
-    /// Drops every entry and makes room for `max_bytes`, for a rebuild.
-    pub fn reset(&mut self, max_bytes: u64) -> Result<()> {
-        self.file.reset(max_bytes)
-    }
-
-    pub fn entries(&self) -> usize {
-        self.file.entries()
-    }
-
-    pub fn is_full(&self) -> bool {
-        self.file.is_full()
-    }
-
-    /// True when the file held invalid bytes besides its valid entries (see
-    /// [`OffsetIndex::sanity_check`] for the checks against the log).
-    pub fn is_damaged(&self) -> bool {
-        self.file.is_damaged()
-    }
-
-    pub fn path(&self) -> &Path {
-        self.file.path()
-    }
-
-    /// Entry `i` as absolute offset and position.
-    pub fn entry(&self, i: usize) -> OffsetPosition {
-        let (rel, pos) = decode(self.file.entry(i));
+    fn decode(bytes: &[u8], base_offset: i64) -> Self {
+        let (rel, pos) = decode(bytes);
         OffsetPosition {
-            offset: self.base_offset + rel as i64,
+            offset: base_offset + rel as i64,
             position: pos as u32,
         }
     }
 
-    /// The last entry, if any.
-    pub fn last_entry(&self) -> Option<OffsetPosition> {
-        self.entries().checked_sub(1).map(|i| self.entry(i))
+    /// Counts leading entries that are strictly increasing and non-negative. A preallocated
+    /// tail of zeros stops the count after the first entry (a lone `(0, 0)` is a true
+    /// statement: the base offset starts at position 0).
+    fn valid_prefix(bytes: &[u8]) -> usize {
+        let mut prev: Option<(i32, i32)> = None;
+        for (i, entry) in bytes.chunks_exact(OFFSET_ENTRY_BYTES).enumerate() {
+            let (rel, pos) = decode(entry);
+            let ok = rel >= 0
+                && pos >= 0
+                && match prev {
+                    None => true,
+                    Some((pr, pp)) => rel > pr && pos > pp,
+                };
+            if !ok {
+                return i;
+            }
+            prev = Some((rel, pos));
+        }
+        bytes.len() / OFFSET_ENTRY_BYTES
     }
+}
 
+/// The offset index of one segment.
+pub type OffsetIndex = SparseIndex<OffsetPosition>;
+
+impl SparseIndex<OffsetPosition> {
     /// The largest entry whose offset is `<= target`, or the segment start.
     pub fn lookup(&self, target: i64) -> OffsetPosition {
         match self.count_where(|e| e.offset <= target) {
             0 => OffsetPosition {
-                offset: self.base_offset,
+                offset: self.base_offset(),
                 position: 0,
             },
             i => self.entry(i - 1),
@@ -122,89 +85,55 @@ impl OffsetIndex {
             .map(|i| self.entry(i))
     }
 
-    /// Number of leading entries for which `pred` holds (`pred` must be monotone).
-    fn count_where(&self, pred: impl Fn(OffsetPosition) -> bool) -> usize {
-        let (mut lo, mut hi) = (0usize, self.entries());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if pred(self.entry(mid)) {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        lo
-    }
-
     /// Appends `(offset, position)`; both must exceed the last entry's.
     pub fn append(&mut self, offset: i64, position: u32) -> Result<()> {
-        let rel = offset - self.base_offset;
         if let Some(last) = self.last_entry() {
             if offset <= last.offset || position <= last.position {
-                return Err(Error::Corruption {
-                    file: self.path().to_path_buf(),
-                    position: (self.entries() * OFFSET_ENTRY_BYTES) as u64,
-                    reason: format!(
+                return Err(self.corrupt(
+                    self.entries(),
+                    format!(
                         "index entry ({offset}, {position}) does not follow ({}, {})",
                         last.offset, last.position
                     ),
-                });
+                ));
             }
         }
-        let rel = i32::try_from(rel).map_err(|_| Error::Corruption {
-            file: self.path().to_path_buf(),
-            position: 0,
-            reason: format!("offset {offset} is out of the index's range"),
-        })?;
+        let rel = self.relative(offset)?;
         let mut entry = [0u8; OFFSET_ENTRY_BYTES];
         entry[..4].copy_from_slice(&rel.to_be_bytes());
         entry[4..].copy_from_slice(&(position as i32).to_be_bytes());
-        self.file.push(&entry)
+        self.push(&entry)
     }
 
     /// Removes every entry whose offset is `>= offset`.
     pub fn truncate_to(&mut self, offset: i64) {
         let keep = self.count_where(|e| e.offset < offset);
-        self.file.truncate_entries(keep);
+        self.truncate_entries(keep);
     }
 
     /// Removes every entry whose position is `>= position`.
     pub fn truncate_to_position(&mut self, position: u32) {
         let keep = self.count_where(|e| e.position < position);
-        self.file.truncate_entries(keep);
-    }
-
-    pub fn clear(&mut self) {
-        self.file.truncate_entries(0);
+        self.truncate_entries(keep);
     }
 
     /// Checks the index against its segment: every position inside the log file.
     pub fn sanity_check(&self, log_bytes: u64) -> Result<()> {
         if let Some(last) = self.last_entry() {
-            if last.offset < self.base_offset || last.position as u64 >= log_bytes.max(1) {
-                return Err(Error::Corruption {
-                    file: self.path().to_path_buf(),
-                    position: ((self.entries() - 1) * OFFSET_ENTRY_BYTES) as u64,
-                    reason: format!(
+            if last.offset < self.base_offset() || last.position as u64 >= log_bytes.max(1) {
+                return Err(self.corrupt(
+                    self.entries() - 1,
+                    format!(
                         "last entry ({}, {}) lies outside the segment (base {}, {} bytes)",
-                        last.offset, last.position, self.base_offset, log_bytes
+                        last.offset,
+                        last.position,
+                        self.base_offset(),
+                        log_bytes
                     ),
-                });
+                ));
             }
         }
         Ok(())
-    }
-
-    pub fn trim(&mut self) -> Result<()> {
-        self.file.trim()
-    }
-
-    pub fn extend_to(&mut self, max_bytes: u64) -> Result<()> {
-        self.file.extend_to(max_bytes)
-    }
-
-    pub fn flush(&self) -> Result<()> {
-        self.file.flush()
     }
 }
 
@@ -214,31 +143,11 @@ fn decode(entry: &[u8]) -> (i32, i32) {
     (rel, pos)
 }
 
-/// Counts leading entries that are strictly increasing and non-negative. A preallocated tail
-/// of zeros stops the count after the first entry (a lone `(0, 0)` is a true statement: the
-/// base offset starts at position 0).
-fn valid_prefix(bytes: &[u8]) -> usize {
-    let mut prev: Option<(i32, i32)> = None;
-    for (i, entry) in bytes.chunks_exact(OFFSET_ENTRY_BYTES).enumerate() {
-        let (rel, pos) = decode(entry);
-        let ok = rel >= 0
-            && pos >= 0
-            && match prev {
-                None => true,
-                Some((pr, pp)) => rel > pr && pos > pp,
-            };
-        if !ok {
-            return i;
-        }
-        prev = Some((rel, pos));
-    }
-    bytes.len() / OFFSET_ENTRY_BYTES
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::io::sim::SimStorage;
+    use crate::io::Storage;
     use std::path::PathBuf;
 
     fn open(storage: &dyn Storage, max: Option<u64>) -> OffsetIndex {
