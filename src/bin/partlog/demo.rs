@@ -92,6 +92,9 @@ pub fn run(args: &DemoArgs, json: bool) -> CliResult {
             failures += 1;
         }
     }
+    if !crate::demo_power_loss::run(seed, json)? {
+        failures += 1;
+    }
     let kept = !temp || args.keep || failures > 0;
     if !kept {
         remove_tree(&dir)?;
@@ -106,13 +109,13 @@ pub fn run(args: &DemoArgs, json: bool) -> CliResult {
             .finish()
     } else if failures == 0 {
         format!(
-            "demo: ok, nothing acknowledged-and-flushed was lost in {} rounds",
+            "demo: ok, nothing acknowledged-and-flushed was lost in {} killed round(s) and a power loss",
             args.rounds
         )
     } else {
         format!(
             "demo: FAILED in {failures} of {} rounds (seed {seed}); data kept in {}",
-            args.rounds,
+            args.rounds + 1,
             dir.display()
         )
     })?;
@@ -247,7 +250,7 @@ fn read_lines(child: &mut Child) -> mpsc::Receiver<String> {
 }
 
 /// Reads the whole log back and checks it; returns the number of records.
-fn verify(log: &Log, last_flushed: Option<i64>) -> Result<u64, String> {
+pub fn verify(log: &Log, last_flushed: Option<i64>) -> Result<u64, String> {
     let start = log.log_start_offset();
     let end = log.log_end_offset();
     if let Some(flushed) = last_flushed.filter(|&f| end < f) {

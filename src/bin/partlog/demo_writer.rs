@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use partlog::checkpoint::TopicPartition;
 use partlog::config::LogConfig;
+use partlog::log::Log;
 use partlog::manager::{LogDir, LogDirOptions};
 use partlog::record::BatchBuilder;
 
@@ -92,18 +93,10 @@ pub fn run(args: &DemoWriterArgs) -> CliResult {
     let (log, _report) = log_dir.open_log(&demo_partition())?;
     emit(&format!("start {}", log.log_end_offset()))?;
     let deadline = Instant::now() + Duration::from_millis(args.max_ms);
-    let mut builder = BatchBuilder::new();
-    let (mut key, mut value, mut batch) = (Vec::new(), Vec::new(), Vec::new());
+    let mut writer = DemoBatches::default();
     let mut batches = 0u64;
     while Instant::now() < deadline {
-        let base = log.log_end_offset();
-        for offset in base..base + batch_records(base) as i64 {
-            let timestamp = expected_record(offset, &mut key, &mut value);
-            builder.append(timestamp, Some(&key), Some(&value), &[]);
-        }
-        batch.clear();
-        builder.build_into(&mut batch)?;
-        log.append_as_leader(&mut batch, args.epoch)?;
+        writer.append(&log, args.epoch)?;
         batches += 1;
         if batches % args.flush_every == 0 {
             log_dir.flush()?;
@@ -114,4 +107,29 @@ pub fn run(args: &DemoWriterArgs) -> CliResult {
     log_dir.close()?;
     emit(&format!("done {end}"))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Builds and appends demo batches, reusing its buffers.
+#[derive(Default)]
+pub struct DemoBatches {
+    builder: BatchBuilder,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    batch: Vec<u8>,
+}
+
+impl DemoBatches {
+    /// Appends the batch that starts at the log end: its records follow from their offsets.
+    pub fn append(&mut self, log: &Log, epoch: i32) -> CliResult<()> {
+        let base = log.log_end_offset();
+        for offset in base..base + batch_records(base) as i64 {
+            let timestamp = expected_record(offset, &mut self.key, &mut self.value);
+            self.builder
+                .append(timestamp, Some(&self.key), Some(&self.value), &[]);
+        }
+        self.batch.clear();
+        self.builder.build_into(&mut self.batch)?;
+        log.append_as_leader(&mut self.batch, epoch)?;
+        Ok(())
+    }
 }
