@@ -415,27 +415,35 @@ fn dump_kafka_fixture_lists_its_batches() {
 
 #[test]
 fn bench_reports_its_error_on_one_line() {
-    let out = partlog(&["bench", "--quick"]);
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(err.lines().count(), 1, "{err}");
-        assert!(err.starts_with("partlog: error: "), "{err}");
-    }
+    // A data dir under a regular file cannot be created: the bench must fail cleanly.
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let dir = file.join("bench");
+    let out = partlog(&["bench", "--quick", "--dir", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("partlog: error: "), "{err}");
 }
 
 #[test]
 fn demo_two_rounds_json() {
     let lines = expect(&["demo", "--rounds", "2", "--json", "--seed", "42"], 0);
-    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines.len(), 5, "{lines:?}");
     assert_eq!(field(&lines[0], "type").as_deref(), Some("start"));
-    for round in &lines[1..3] {
+    assert_eq!(
+        field(&lines[3], "type").as_deref(),
+        Some("power_loss_round")
+    );
+    for round in &lines[1..4] {
         assert_eq!(field(round, "ok").as_deref(), Some("true"), "{round}");
         assert!(
             int(round, "recovered_end") >= int(round, "last_flushed"),
             "{round}"
         );
     }
-    assert_eq!(field(&lines[3], "ok").as_deref(), Some("true"));
+    assert_eq!(field(&lines[4], "ok").as_deref(), Some("true"));
     let dir = field(&lines[0], "dir").unwrap();
     assert!(!Path::new(&dir).exists(), "temp dir {dir} not removed");
 }
