@@ -92,6 +92,12 @@ fn encode_unsigned(mut raw: u64, out: &mut Vec<u8>) {
 
 /// Reads at most `max_len` bytes; the value must fit in `bits` bits.
 fn decode_unsigned(buf: &[u8], max_len: usize, bits: u32) -> Result<(u64, usize), VarintError> {
+    // Most varints in a batch (lengths, deltas, counts) fit in one byte.
+    if let Some(&byte) = buf.first() {
+        if byte & 0x80 == 0 {
+            return Ok((u64::from(byte), 1));
+        }
+    }
     let mut raw = 0u64;
     for (i, &byte) in buf.iter().take(max_len).enumerate() {
         let shift = 7 * i as u32;

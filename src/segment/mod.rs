@@ -76,7 +76,11 @@ impl Segment {
             &files::path(dir, base_offset, files::LOG_SUFFIX),
             OpenMode::Create,
         )?;
-        log.set_len(0)?;
+        // Only a leftover file needs emptying; truncating a new one would make ext4 treat
+        // it as a replaced file and start writing it back at close.
+        if log.len()? > 0 {
+            log.set_len(0)?;
+        }
         for suffix in [files::INDEX_SUFFIX, files::TIME_INDEX_SUFFIX] {
             let path = files::path(dir, base_offset, suffix);
             if storage.exists(&path) {
