@@ -1,5 +1,5 @@
 //! What the offset index and the time index share: a [`SparseIndex`] of fixed-size entries
-//! in one mapped [`IndexFile`], searched by binary search.
+//! in one mapped index file, searched by binary search.
 
 use std::fmt;
 use std::marker::PhantomData;
