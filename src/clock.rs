@@ -49,3 +49,23 @@ impl Clock for ManualClock {
         self.now_ms.load(Ordering::SeqCst)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manual_clock_moves_only_when_told() {
+        let clock = ManualClock::new(1_000);
+        assert_eq!(clock.now_ms(), 1_000);
+        clock.advance_ms(500);
+        assert_eq!(clock.now_ms(), 1_500);
+        clock.set_ms(7);
+        assert_eq!(clock.now_ms(), 7);
+    }
+
+    #[test]
+    fn system_clock_is_past_2020() {
+        assert!(SystemClock.now_ms() > 1_577_836_800_000);
+    }
+}

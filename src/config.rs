@@ -89,3 +89,56 @@ impl LogConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_kafkas_and_valid() {
+        let c = LogConfig::default();
+        assert_eq!(c.segment_bytes, 1 << 30);
+        assert_eq!(c.index_bytes_max, 10 << 20);
+        assert_eq!(c.index_interval_bytes, 4096);
+        assert_eq!(c.segment_ms, 604_800_000);
+        assert_eq!(c.retention_ms, 604_800_000);
+        assert_eq!(c.retention_bytes, -1);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn out_of_range_limits_are_rejected() {
+        let bad = [
+            LogConfig {
+                segment_bytes: 3 << 30,
+                ..LogConfig::default()
+            },
+            LogConfig {
+                segment_bytes: 10,
+                ..LogConfig::default()
+            },
+            LogConfig {
+                index_bytes_max: 8,
+                ..LogConfig::default()
+            },
+            LogConfig {
+                index_interval_bytes: 0,
+                ..LogConfig::default()
+            },
+            LogConfig {
+                segment_ms: 0,
+                ..LogConfig::default()
+            },
+            LogConfig {
+                max_message_bytes: 10,
+                ..LogConfig::default()
+            },
+        ];
+        for c in bad {
+            assert!(
+                matches!(c.validate(), Err(Error::InvalidConfig(_))),
+                "{c:?}"
+            );
+        }
+    }
+}

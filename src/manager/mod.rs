@@ -3,3 +3,6 @@
 mod log_dir;
 
 pub use log_dir::{LogDir, LogDirOptions, CLEAN_SHUTDOWN_FILE};
+
+#[cfg(test)]
+mod tests;

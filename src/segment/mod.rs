@@ -665,3 +665,6 @@ impl Segment {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
