@@ -146,9 +146,9 @@ fn run_in(
     drop((log, chunks));
 
     progress("recovery");
-    // Recovery ends by syncing what it validated. The first open finds the appended data
-    // still dirty and writes it to disk; later ones find it clean, and the best of them is
-    // the scan speed the floor is about. The first is reported on its own.
+    // Every open rescans the whole log: recovery leaves the checkpointed recovery point
+    // where it was. The best repetition is the scan speed the floor is about; the first,
+    // which may meet the kernel still writing the appended data back, is reported apart.
     let (mut log_best, mut raw_best) = (Duration::MAX, Duration::MAX);
     let mut log_first = None;
     for rep in 0..READ_REPS {

@@ -29,8 +29,8 @@ pub struct BenchReport {
     /// append adds to the write, so the append ratio is at most about
     /// `1 / (1 + raw_write_mb_s / validate_mb_s)`.
     pub validate_mb_s: f64,
-    /// The first recovery of the run, which also syncs the unflushed data to disk (the
-    /// ratio uses the best one, where the data is already clean).
+    /// The first recovery of the run (the ratio uses the best one); it may meet the kernel
+    /// still writing the appended data back.
     pub recovery_first_mb_s: f64,
     /// Creating the log (first segment, indexes preallocated), which the append figures
     /// leave out: it happens once per `segment_bytes` (1 GiB) of appends.
@@ -149,7 +149,7 @@ impl BenchReport {
         );
         let _ = writeln!(
             out,
-            "first recovery, which also syncs the unflushed data to disk: {:.0} MB/s",
+            "first recovery of the run (writeback of the appends may still be going on): {:.0} MB/s",
             self.recovery_first_mb_s
         );
         let _ = writeln!(
