@@ -42,6 +42,9 @@ pub enum Error {
         base_offset: i64,
         log_end_offset: i64,
     },
+    /// An append carried a leader epoch below the latest one in the log: it comes from a
+    /// leader that has been replaced (Kafka's `FENCED_LEADER_EPOCH`).
+    FencedLeaderEpoch { epoch: i32, latest: i32 },
     /// One batch exceeds the configured maximum size.
     RecordTooLarge { size: usize, max: usize },
     /// Another process (or another `Log` in this process) holds the directory lock.
@@ -84,6 +87,10 @@ impl fmt::Display for Error {
         match self {
             Error::Io { op, path, source } => write!(f, "{op} {}: {source}", path.display()),
             Error::InvalidBatch(e) => write!(f, "invalid record batch: {e}"),
+            Error::FencedLeaderEpoch { epoch, latest } => write!(
+                f,
+                "leader epoch {epoch} is below the log's latest epoch {latest}"
+            ),
             Error::SegmentDeleted { base_offset } => {
                 write!(f, "segment {base_offset} was deleted while in use")
             }

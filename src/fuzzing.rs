@@ -159,8 +159,9 @@ pub fn segment_recovery(data: &[u8]) {
         .append(2_000, Some(b"k"), Some(b"v"), &[])
         .build()
         .expect("batch");
+    let epoch = log.latest_epoch().max(1);
     let info = log
-        .append_as_leader(&mut batch, 1)
+        .append_as_leader(&mut batch, epoch)
         .unwrap_or_else(|e| panic!("append after recovery: {e}"));
     assert_eq!(info.first_offset, end);
     let read = log.read(end, u64::MAX, None).expect("read the append");

@@ -75,13 +75,13 @@ fn invalid_input_is_rejected_and_changes_nothing() {
         let last = bad.len() - 1;
         bad[last] ^= 0xff;
         assert!(matches!(
-            log.append_as_leader(&mut bad, 0),
+            log.append_as_leader(&mut bad, 3),
             Err(Error::InvalidBatch(_))
         ));
         let mut short = batch(1, 10, 0);
         short.truncate(40);
         assert!(matches!(
-            log.append_as_leader(&mut short, 0),
+            log.append_as_leader(&mut short, 3),
             Err(Error::InvalidBatch(_))
         ));
         assert_eq!(log.log_end_offset(), 2);
@@ -280,5 +280,40 @@ fn read_with_unbounded_max_bytes_from_a_later_batch_returns_the_rest_of_the_segm
             .map(|b| b.unwrap().header().base_offset)
             .collect();
         assert_eq!(got, vec![2, 4, 6], "{}", backend.name);
+    });
+}
+
+/// Leader epochs never decrease along a log: a leader or follower append with a lower epoch
+/// is fenced and changes nothing.
+#[test]
+fn appends_from_an_older_leader_epoch_are_fenced() {
+    each(|backend| {
+        let (log, _) = open(backend, "t-0", LogConfig::default());
+        append(&log, 2, 0); // epoch 3
+        assert_eq!(log.latest_epoch(), 3);
+        let err = log.append_as_leader(&mut batch(1, 10, 0), 2).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::FencedLeaderEpoch {
+                    epoch: 2,
+                    latest: 3
+                }
+            ),
+            "{err}"
+        );
+        let mut stale = batch(1, 10, 0);
+        partlog::record::set_base_offset(&mut stale, 2);
+        partlog::record::set_partition_leader_epoch(&mut stale, 1);
+        let err = log.append_as_follower(&stale).unwrap_err();
+        assert!(matches!(err, Error::FencedLeaderEpoch { .. }), "{err}");
+        assert_eq!(log.log_end_offset(), 2);
+        // A newer epoch is taken, and survives a reopen.
+        log.append_as_leader(&mut batch(1, 10, 0), 4).unwrap();
+        assert_eq!(log.latest_epoch(), 4);
+        log.close().unwrap();
+        drop(log);
+        let (log, _) = open(backend, "t-0", LogConfig::default());
+        assert_eq!(log.latest_epoch(), 4);
     });
 }

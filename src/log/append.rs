@@ -33,6 +33,7 @@ impl Log {
     /// get the clock's time as their max timestamp.
     pub fn append_as_leader(&self, batches: &mut [u8], leader_epoch: i32) -> Result<AppendInfo> {
         let mut writer = self.writer()?;
+        self.check_epoch(leader_epoch, self.latest_epoch())?;
         let now_ms = self.clock.now_ms();
         let first_offset = self.log_end_offset();
         let mut info = self.scan_input(batches, |at, header, next| {
@@ -56,8 +57,17 @@ impl Log {
             at += header.size();
         }
         info.last_offset = next - 1;
-        self.append_locked(&mut writer, batches, &info)?;
+        self.append_locked(&mut writer, batches, &info, leader_epoch)?;
         Ok(info)
+    }
+
+    /// Epochs never decrease along the log: recovery relies on it to catch a torn epoch
+    /// field (which the CRC does not cover), and a lower epoch means a replaced leader.
+    fn check_epoch(&self, epoch: i32, latest: i32) -> Result<()> {
+        if epoch < latest {
+            return Err(Error::FencedLeaderEpoch { epoch, latest });
+        }
+        Ok(())
     }
 
     /// Appends batches as a follower: offsets are kept as the leader assigned them. The
@@ -66,8 +76,11 @@ impl Log {
         let mut writer = self.writer()?;
         let log_end_offset = self.log_end_offset();
         let mut first = None;
+        let mut epoch = self.latest_epoch();
         let info = self.scan_input(batches, |at, header, next| {
             Batch::parse(&batches[at..])?.verify_crc()?;
+            self.check_epoch(header.partition_leader_epoch, epoch)?;
+            epoch = header.partition_leader_epoch;
             let min = if first.is_none() {
                 log_end_offset
             } else {
@@ -86,7 +99,7 @@ impl Log {
             first_offset: first.unwrap_or(log_end_offset),
             ..info
         };
-        self.append_locked(&mut writer, batches, &info)?;
+        self.append_locked(&mut writer, batches, &info, epoch)?;
         Ok(info)
     }
 
@@ -141,7 +154,13 @@ impl Log {
 
     /// Writes validated batches whose offsets are final, rolling first when needed, then
     /// publishes the new log end offset.
-    fn append_locked(&self, writer: &mut Writer, batches: &[u8], info: &AppendInfo) -> Result<()> {
+    fn append_locked(
+        &self,
+        writer: &mut Writer,
+        batches: &[u8],
+        info: &AppendInfo,
+        last_epoch: i32,
+    ) -> Result<()> {
         let active = match self.maybe_roll(writer, batches.len() as u64, info) {
             Ok(active) => active,
             Err(err) => return Self::fail(writer, err),
@@ -155,6 +174,7 @@ impl Log {
         );
         self.log_end_offset
             .store(info.last_offset + 1, Ordering::Release);
+        self.latest_epoch.store(last_epoch, Ordering::Release);
         self.debug_check();
         Ok(())
     }

@@ -22,7 +22,7 @@ mod retention;
 mod truncate;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::clock::Clock;
@@ -38,6 +38,9 @@ pub use recovery::{Damage, DamageKind, Leftover, RecoveryReport};
 pub use retention::RetentionOutcome;
 
 type SegmentList = Arc<Vec<Arc<Segment>>>;
+
+/// [`Log::latest_epoch`] of a log without batches (Kafka's "no partition leader epoch").
+pub const NO_EPOCH: i32 = -1;
 
 /// State only the writer touches.
 #[derive(Debug, Default)]
@@ -61,6 +64,8 @@ pub struct Log {
     log_start_offset: AtomicI64,
     log_end_offset: AtomicI64,
     recovery_point: AtomicI64,
+    /// Partition leader epoch of the last batch; epochs never decrease along the log.
+    latest_epoch: AtomicI32,
     writer: Mutex<Writer>,
     /// Serializes flushes without blocking appends.
     flusher: Mutex<()>,
@@ -84,6 +89,12 @@ impl Log {
     /// The offset the next appended record will get.
     pub fn log_end_offset(&self) -> i64 {
         self.log_end_offset.load(Ordering::Acquire)
+    }
+
+    /// The partition leader epoch of the last batch in the log ([`NO_EPOCH`] when empty).
+    /// Appends with a lower epoch are refused.
+    pub fn latest_epoch(&self) -> i32 {
+        self.latest_epoch.load(Ordering::Acquire)
     }
 
     /// Everything below this offset is durable.

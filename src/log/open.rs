@@ -1,11 +1,11 @@
 //! Opening a log: finish leftovers, load segments, recover when the shutdown was not clean.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI32, AtomicI64};
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::recovery::{self, RecoveryReport};
-use super::{Log, Writer};
+use super::{Log, Writer, NO_EPOCH};
 use crate::clock::{Clock, SystemClock};
 use crate::config::LogConfig;
 use crate::error::Result;
@@ -105,6 +105,7 @@ impl Log {
         report.segments = segments.len();
         report.log_start_offset = log_start_offset;
         report.log_end_offset = log_end_offset;
+        let latest_epoch = recovery::last_epoch(&segments)?.unwrap_or(NO_EPOCH);
         let log = Log {
             dir,
             config,
@@ -114,6 +115,7 @@ impl Log {
             log_start_offset: AtomicI64::new(log_start_offset),
             log_end_offset: AtomicI64::new(log_end_offset),
             recovery_point: AtomicI64::new(outcome.recovery_point.min(log_end_offset)),
+            latest_epoch: AtomicI32::new(latest_epoch),
             writer: Mutex::new(Writer::default()),
             flusher: Mutex::new(()),
         };

@@ -19,7 +19,7 @@ use super::open::LogOpenOptions;
 use crate::error::Result;
 use crate::io::{OpenMode, Storage};
 use crate::record::{BatchHeader, HEADER_LEN};
-use crate::segment::{files, Segment};
+use crate::segment::{files, Segment, NO_EPOCH_FLOOR};
 
 /// Which kind of damage recovery found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,10 +260,12 @@ pub(super) fn recover_segments(
     };
     let mut scratch = Vec::new();
     let mut end = segments[start].base_offset();
+    let mut epoch_floor = last_epoch(&segments[..start])?.unwrap_or(NO_EPOCH_FLOOR);
     for i in start..segments.len() {
         let segment = segments[i].clone();
         let next_base = segments.get(i + 1).map(|s| s.base_offset());
-        let scan = segment.recover_below(&mut scratch, next_base)?;
+        let scan = segment.recover_below(&mut scratch, next_base, epoch_floor)?;
+        epoch_floor = scan.last_epoch.unwrap_or(epoch_floor);
         report.segments_scanned += 1;
         report.recovered_bytes += scan.valid_bytes;
         end = scan.next_offset.unwrap_or(end.max(segment.base_offset()));
@@ -326,6 +328,16 @@ pub(super) fn recover_segments(
         log_end_offset: end,
         recovery_point: point,
     })
+}
+
+/// The leader epoch of the last batch in `segments`, `None` when they hold no batch.
+pub(super) fn last_epoch(segments: &[Arc<Segment>]) -> Result<Option<i32>> {
+    for segment in segments.iter().rev() {
+        if let Some(header) = segment.last_batch()? {
+            return Ok(Some(header.partition_leader_epoch));
+        }
+    }
+    Ok(None)
 }
 
 /// True when any of `segments` starts with a CRC-valid batch.

@@ -70,6 +70,8 @@ impl Log {
             bytes += last.truncate_at(position)?;
         }
         last.make_active()?;
+        let epoch = super::recovery::last_epoch(kept)?.unwrap_or(super::NO_EPOCH);
+        self.latest_epoch.store(epoch, Ordering::Release);
         self.schedule_deletion(writer, removed)?;
         self.make_truncation_durable(last)?;
         self.debug_check();
@@ -103,6 +105,7 @@ impl Log {
         self.log_end_offset.store(offset, Ordering::Release);
         self.log_start_offset.store(offset, Ordering::Release);
         self.recovery_point.store(offset, Ordering::Release);
+        self.latest_epoch.store(super::NO_EPOCH, Ordering::Release);
         self.set_segments(vec![fresh.clone()]);
         writer.dir_dirty = true;
         self.make_truncation_durable(&fresh)

@@ -19,7 +19,7 @@ use crate::index::{OffsetIndex, TimeIndex};
 use crate::io::{OpenMode, Storage, StorageFile};
 use crate::record::{BatchHeader, HEADER_LEN};
 
-pub use recover::{BatchScan, ScanStop};
+pub use recover::{BatchScan, ScanStop, NO_EPOCH_FLOOR};
 pub use slice::FileSlice;
 
 /// Positions inside a segment are `i32` in the offset index, so a segment can never grow
@@ -533,16 +533,21 @@ impl Segment {
     /// The offset after the last batch (scans from the last index entry), or `None` when
     /// the segment is empty.
     pub fn read_next_offset(&self) -> Result<Option<i64>> {
+        Ok(self.last_batch()?.map(|h| h.next_offset()))
+    }
+
+    /// The header of the last batch (hopping from the last index entry), `None` when empty.
+    pub fn last_batch(&self) -> Result<Option<BatchHeader>> {
         let size = self.size();
         let mut pos =
             self.with_indexes(|ix| ix.offset.last_entry().map_or(0, |e| e.position))? as u64;
-        let mut next = None;
+        let mut last = None;
         while pos < size {
             let header = self.read_header(pos, size)?;
-            next = Some(header.next_offset());
             pos += header.size() as u64;
+            last = Some(header);
         }
-        Ok(next)
+        Ok(last)
     }
 
     /// Cuts the segment at `position` (a batch boundary) and drops index entries past it.

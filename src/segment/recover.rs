@@ -26,6 +26,8 @@ pub struct BatchScan {
     pub next_offset: Option<i64>,
     /// Number of valid batches.
     pub batches: u64,
+    /// Partition leader epoch of the last valid batch, `None` when there is none.
+    pub last_epoch: Option<i32>,
     /// Where and why the scan stopped before the end of the file.
     pub stop: Option<ScanStop>,
 }
@@ -35,6 +37,15 @@ pub struct BatchScan {
 pub struct ScanStop {
     pub position: u64,
     pub reason: String,
+}
+
+/// The epoch floor of a scan that knows nothing before its segment.
+pub const NO_EPOCH_FLOOR: i32 = i32::MIN;
+
+/// Why `header` cannot follow a batch of epoch `floor`, if it cannot.
+fn epoch_regresses(header: &BatchHeader, floor: i32) -> Option<String> {
+    let epoch = header.partition_leader_epoch;
+    (epoch < floor).then(|| format!("leader epoch {epoch} is below {floor} of an earlier batch"))
 }
 
 /// Why `header` cannot sit before a segment starting at `next_base`, if it cannot.
@@ -138,16 +149,21 @@ impl Segment {
     /// valid ones. Does not truncate: the log decides what happens to invalid bytes.
     /// `scratch` is reused across segments so that recovery allocates once.
     pub fn recover(&self, scratch: &mut Vec<u8>) -> Result<BatchScan> {
-        self.recover_below(scratch, None)
+        self.recover_below(scratch, None, NO_EPOCH_FLOOR)
     }
 
     /// [`Segment::recover`] for a segment followed by one starting at `next_base`: a batch
     /// reaching that offset is invalid too. A crash in the middle of a truncation can leave
     /// a removed segment next to the one that replaced it, with overlapping offsets.
+    ///
+    /// Leader epochs never decrease along a log, and the epoch field lies outside the CRC:
+    /// a batch whose epoch is below `epoch_floor` (the last epoch before this segment) or
+    /// below an earlier batch's is invalid too. A torn write can zero just that field.
     pub fn recover_below(
         &self,
         scratch: &mut Vec<u8>,
         next_base: Option<i64>,
+        epoch_floor: i32,
     ) -> Result<BatchScan> {
         let file_len = self.log.len()?;
         let interval = self.index_interval_bytes;
@@ -172,9 +188,11 @@ impl Segment {
                             break;
                         }
                     };
+                    let floor = scan.last_epoch.unwrap_or(epoch_floor);
                     let problem = self
                         .offset_problem(&header, scan.next_offset)
-                        .or_else(|| reaches_next(&header, next_base));
+                        .or_else(|| reaches_next(&header, next_base))
+                        .or_else(|| epoch_regresses(&header, floor));
                     if let Some(reason) = problem {
                         scan.stop = Some(ScanStop {
                             position: pos,
@@ -197,6 +215,7 @@ impl Segment {
                     scan.valid_bytes = pos;
                     scan.next_offset = Some(header.next_offset());
                     scan.batches += 1;
+                    scan.last_epoch = Some(header.partition_leader_epoch);
                 }
                 Ok(scan)
             })

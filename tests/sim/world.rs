@@ -754,7 +754,9 @@ impl World {
     /// One random operation.
     pub fn step(&mut self) {
         self.clock.advance_ms(self.rng.below(200) as i64);
-        match self.rng.below(1000) {
+        let pick = self.rng.below(1000);
+        self.note(format!("step {pick} at {} ms", self.clock.now_ms()));
+        match pick {
             0..=339 => self.append_leader(),
             340..=419 => self.append_follower(),
             420..=599 => self.read(),
@@ -906,6 +908,13 @@ impl World {
             .map_or(active_base, |b| b.next().max(active_base));
         assert_eq!(end, derived, "log end is not where the last batch ends");
         for b in &found {
+            if !self.model.is_candidate(b) {
+                eprintln!("DEBUG found {:?}", &b.bytes[..61.min(b.bytes.len())]);
+                eprintln!("DEBUG found len {}", b.bytes.len());
+                for c in self.model.debug_candidates(b.base) {
+                    eprintln!("DEBUG cand  {:?} len {}", &c[..61.min(c.len())], c.len());
+                }
+            }
             assert!(
                 self.model.is_candidate(b),
                 "recovered batch {}..={} was never written (invented or mangled)",
