@@ -66,13 +66,6 @@ impl Model {
         }
     }
 
-    pub fn debug_candidates(&self, base: i64) -> Vec<Vec<u8>> {
-        self.candidates
-            .get(&base)
-            .map(|s| s.iter().map(|b| b.to_vec()).collect())
-            .unwrap_or_default()
-    }
-
     pub fn is_candidate(&self, b: &MBatch) -> bool {
         self.candidates
             .get(&b.base)

@@ -908,13 +908,6 @@ impl World {
             .map_or(active_base, |b| b.next().max(active_base));
         assert_eq!(end, derived, "log end is not where the last batch ends");
         for b in &found {
-            if !self.model.is_candidate(b) {
-                eprintln!("DEBUG found {:?}", &b.bytes[..61.min(b.bytes.len())]);
-                eprintln!("DEBUG found len {}", b.bytes.len());
-                for c in self.model.debug_candidates(b.base) {
-                    eprintln!("DEBUG cand  {:?} len {}", &c[..61.min(c.len())], c.len());
-                }
-            }
             assert!(
                 self.model.is_candidate(b),
                 "recovered batch {}..={} was never written (invented or mangled)",
