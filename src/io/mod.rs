@@ -26,7 +26,7 @@ pub mod real;
 pub mod sim;
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::Result;
@@ -148,9 +148,4 @@ pub fn create_dir_all_durable(storage: &dyn Storage, path: &Path) -> Result<()> 
         }
     }
     Ok(())
-}
-
-/// Joins a directory and a file name; kept here so path building reads the same everywhere.
-pub fn join(dir: &Path, name: &str) -> PathBuf {
-    dir.join(name)
 }
