@@ -230,9 +230,10 @@ pub fn pread_files(paths: &[PathBuf], buf: &mut [u8], mut f: impl FnMut(&[u8])) 
 /// Raw read plus CRC-32C of `paths`: what recovery can at best do. Returns bytes read and
 /// the CRC (so the work cannot be optimised away).
 pub fn read_crc_raw(paths: &[PathBuf], buf: &mut [u8]) -> Result<(u64, u32)> {
-    let mut crc = 0u32;
-    let total = pread_files(paths, buf, |chunk| crc = crc32c::crc32c_append(crc, chunk))?;
-    Ok((total, crc))
+    // The same CRC-32C implementation the log uses, so the ratio compares like with like.
+    let mut crc = crate::record::Crc32c::new();
+    let total = pread_files(paths, buf, |chunk| crc.update(chunk))?;
+    Ok((total, crc.finish()))
 }
 
 /// Opens the log in `dir` as after a crash with no recovery point: every segment is

@@ -241,7 +241,7 @@ impl<'a> Batch<'a> {
 
     /// CRC-32C of bytes 21..end, what the `crc` field should hold.
     pub fn computed_crc(&self) -> u32 {
-        crc32c::crc32c(&self.bytes[ATTRIBUTES_AT..])
+        super::crc::crc32c(&self.bytes[ATTRIBUTES_AT..])
     }
 
     pub fn verify_crc(&self) -> Result<(), BatchError> {
@@ -361,7 +361,7 @@ pub fn recompute_crc(batch: &mut [u8]) {
     let size = batch_size(batch).ok().filter(|&s| s <= batch.len());
     debug_assert!(size.is_some(), "recompute_crc needs a whole batch");
     if let Some(size) = size {
-        let crc = crc32c::crc32c(&batch[ATTRIBUTES_AT..size]);
+        let crc = super::crc::crc32c(&batch[ATTRIBUTES_AT..size]);
         write_be(batch, CRC_AT, &crc.to_be_bytes());
     }
 }

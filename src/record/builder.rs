@@ -195,7 +195,7 @@ impl BatchBuilder {
         out.reserve(self.size_bytes());
         self.put_header(out);
         out.extend_from_slice(&self.records);
-        let crc = crc32c::crc32c(&out[start + ATTRIBUTES_AT..]);
+        let crc = super::crc::crc32c(&out[start + ATTRIBUTES_AT..]);
         out[start + 17..start + ATTRIBUTES_AT].copy_from_slice(&crc.to_be_bytes());
         debug_assert_eq!(out.len() - start, self.size_bytes());
         self.reset();

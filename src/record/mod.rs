@@ -12,6 +12,7 @@
 
 mod batch;
 mod builder;
+mod crc;
 mod error;
 mod fuzz;
 mod records;
@@ -22,6 +23,7 @@ pub use batch::{
     set_partition_leader_epoch, Batch, BatchHeader, BatchIter, Compression, TimestampType,
 };
 pub use builder::BatchBuilder;
+pub use crc::{crc32c, Crc32c};
 pub use error::{BatchError, RecordFault};
 pub use fuzz::fuzz_batch_decode;
 pub use records::{HeaderIter, Record, RecordIter};

@@ -8,7 +8,7 @@
 use super::{index_batch, Segment};
 use crate::error::Result;
 use crate::io::StorageFile;
-use crate::record::{BatchHeader, HEADER_LEN};
+use crate::record::{BatchHeader, Crc32c, HEADER_LEN};
 
 /// Bytes read per `pread` during recovery.
 pub const RECOVERY_CHUNK_BYTES: usize = 1 << 20;
@@ -108,14 +108,14 @@ impl<'a> Chunks<'a> {
 
     /// CRC-32C of `[from, to)`, read chunk by chunk.
     fn crc(&mut self, from: u64, to: u64) -> Result<u32> {
-        let mut crc = 0u32;
+        let mut crc = Crc32c::new();
         let mut pos = from;
         while pos < to {
             let n = ((to - pos) as usize).min(RECOVERY_CHUNK_BYTES);
-            crc = crc32c::crc32c_append(crc, self.window(pos, n)?);
+            crc.update(self.window(pos, n)?);
             pos += n as u64;
         }
-        Ok(crc)
+        Ok(crc.finish())
     }
 
     /// Parses and bounds-checks the batch header at `pos`.
