@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
-use partlog::log::Log;
+use partlog::log::{Log, RecoveryReport};
 use partlog::manager::LogDir;
 use partlog::record::{batches, Batch};
 
@@ -137,36 +137,51 @@ fn run_round(dir: &Path, round: u32, delay_ms: u64, json: bool) -> CliResult<boo
     let end = log.log_end_offset();
     log_dir.close()?;
     let what = if seen.killed { "killed" } else { "finished" };
+    let head = Json::new()
+        .str("type", "round")
+        .int("round", round)
+        .int("kill_delay_ms", seen.delay_ms)
+        .bool("killed", seen.killed)
+        .int("last_flushed", seen.last_flushed.unwrap_or(-1));
+    let line = format!(
+        "round {round}: writer {what} after {} ms; last flushed offset {}; recovered end {end}",
+        seen.delay_ms,
+        seen.last_flushed.map_or("none".into(), |o| o.to_string()),
+    );
+    emit_round(json, head, &line, end, &report, &verdict)?;
+    Ok(ok)
+}
+
+/// Prints what a round saw: `head` (JSON) or `line` (text), then the recovery report and
+/// the verdict of the verification.
+pub fn emit_round(
+    json: bool,
+    head: Json,
+    line: &str,
+    end: i64,
+    report: &RecoveryReport,
+    verdict: &Result<u64, String>,
+) -> CliResult<()> {
+    let name = demo_partition().dir_name();
     if json {
-        let mut j = Json::new()
-            .str("type", "round")
-            .int("round", round)
-            .int("kill_delay_ms", seen.delay_ms)
-            .bool("killed", seen.killed)
-            .int("last_flushed", seen.last_flushed.unwrap_or(-1))
+        let mut j = head
             .int("recovered_end", end)
-            .bool("ok", ok)
-            .raw("recovery", &partition_line(&tp.dir_name(), &report, true));
-        if let Err(why) = &verdict {
+            .bool("ok", verdict.is_ok())
+            .raw("recovery", &partition_line(&name, report, true));
+        if let Err(why) = verdict {
             j = j.str("error", why);
         }
-        emit(&j.finish())?;
-    } else {
-        emit(&format!(
-            "round {round}: writer {what} after {} ms; last flushed offset {}; recovered end {end}",
-            seen.delay_ms,
-            seen.last_flushed.map_or("none".into(), |o| o.to_string()),
-        ))?;
-        emit(&format!(
-            "  recovery: {}",
-            partition_line(&tp.dir_name(), &report, false)
-        ))?;
-        emit(&match &verdict {
-            Ok(records) => format!("  verified {records} records: ok"),
-            Err(why) => format!("  FAILED: {why}"),
-        })?;
+        return emit(&j.finish());
     }
-    Ok(ok)
+    emit(line)?;
+    emit(&format!(
+        "  recovery: {}",
+        partition_line(&name, report, false)
+    ))?;
+    emit(&match verdict {
+        Ok(records) => format!("  verified {records} records: ok"),
+        Err(why) => format!("  FAILED: {why}"),
+    })
 }
 
 /// Runs the writer and kills it after `delay_ms`; returns the last flushed offset it

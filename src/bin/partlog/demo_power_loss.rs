@@ -10,11 +10,10 @@ use std::path::Path;
 use partlog::io::sim::SimStorage;
 use partlog::manager::LogDir;
 
-use crate::check::partition_line;
-use crate::demo::verify;
+use crate::demo::{emit_round, verify};
 use crate::demo_writer::{demo_options, demo_partition, mix, DemoBatches};
 use crate::json::Json;
-use crate::{emit, CliResult};
+use crate::CliResult;
 
 /// Batches between flushes, as in the killed rounds.
 const FLUSH_EVERY: u64 = 16;
@@ -47,30 +46,13 @@ pub fn run(seed: u64, json: bool) -> CliResult<bool> {
     let verdict = verify(&log, last_flushed);
     let end = log.log_end_offset();
     let flushed = last_flushed.unwrap_or(0);
-    if json {
-        let mut j = Json::new()
-            .str("type", "power_loss_round")
-            .int("batches", batches)
-            .int("last_flushed", flushed)
-            .int("recovered_end", end)
-            .bool("ok", verdict.is_ok())
-            .raw("recovery", &partition_line(&tp.dir_name(), &report, true));
-        if let Err(why) = &verdict {
-            j = j.str("error", why);
-        }
-        emit(&j.finish())?;
-    } else {
-        emit(&format!(
-            "power loss (simulated disk): wrote {batches} batches; last flushed offset {flushed}; recovered end {end}"
-        ))?;
-        emit(&format!(
-            "  recovery: {}",
-            partition_line(&tp.dir_name(), &report, false)
-        ))?;
-        emit(&match &verdict {
-            Ok(records) => format!("  verified {records} records: ok"),
-            Err(why) => format!("  FAILED: {why}"),
-        })?;
-    }
+    let head = Json::new()
+        .str("type", "power_loss_round")
+        .int("batches", batches)
+        .int("last_flushed", flushed);
+    let line = format!(
+        "power loss (simulated disk): wrote {batches} batches; last flushed offset {flushed}; recovered end {end}"
+    );
+    emit_round(json, head, &line, end, &report, &verdict)?;
     Ok(verdict.is_ok())
 }
