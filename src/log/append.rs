@@ -206,10 +206,13 @@ impl Log {
     pub(super) fn roll(&self, writer: &mut Writer, base_offset: i64) -> Result<Arc<Segment>> {
         let active = self.active_segment();
         active.trim_indexes()?;
-        // Only the active segment may hold unsynced bytes: recovery trusts every segment
-        // before the one holding the recovery point, and after a truncation that point (as
-        // checkpointed) can lie above segments appended to since.
-        active.flush()?;
+        // Recovery trusts every segment that ends at or below the persisted recovery point.
+        // That point normally trails the log end, but after a truncation below it (until
+        // the next checkpoint) it can lie past the segment being closed: make the segment
+        // durable then, so that skipping it is safe.
+        if self.checkpointed_recovery_point.load(Ordering::Acquire) >= base_offset {
+            active.flush()?;
+        }
         let segment = Arc::new(Segment::create(
             self.storage.clone(),
             &self.dir,

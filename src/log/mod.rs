@@ -66,6 +66,9 @@ pub struct Log {
     recovery_point: AtomicI64,
     /// Partition leader epoch of the last batch; epochs never decrease along the log.
     latest_epoch: AtomicI32,
+    /// The recovery point as last persisted (the checkpoint file), which recovery will
+    /// trust; `i64::MIN` when none is.
+    checkpointed_recovery_point: AtomicI64,
     writer: Mutex<Writer>,
     /// Serializes flushes without blocking appends.
     flusher: Mutex<()>,
@@ -100,6 +103,16 @@ impl Log {
     /// Everything below this offset is durable.
     pub fn recovery_point(&self) -> i64 {
         self.recovery_point.load(Ordering::Acquire)
+    }
+
+    /// Tells the log that `recovery_point` is now what its checkpoint file says (the log
+    /// dir calls this after writing the file). A roll fsyncs the segment it closes only
+    /// while the persisted point lies at or past that segment's end: then the next
+    /// recovery would trust the segment without scanning it, which happens after a
+    /// truncation below the persisted point and until the next checkpoint.
+    pub fn recovery_point_checkpointed(&self, recovery_point: i64) {
+        self.checkpointed_recovery_point
+            .store(recovery_point, Ordering::Release);
     }
 
     /// A snapshot of the segments, oldest first.

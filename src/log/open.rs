@@ -116,6 +116,7 @@ impl Log {
             log_end_offset: AtomicI64::new(log_end_offset),
             recovery_point: AtomicI64::new(outcome.recovery_point.min(log_end_offset)),
             latest_epoch: AtomicI32::new(latest_epoch),
+            checkpointed_recovery_point: AtomicI64::new(options.recovery_point.unwrap_or(i64::MIN)),
             writer: Mutex::new(Writer::default()),
             flusher: Mutex::new(()),
         };

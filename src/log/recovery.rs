@@ -309,6 +309,11 @@ pub(super) fn recover_segments(
             }
             storage.remove_file(later.log_path())?;
         }
+        // The removals must be durable before anything is appended: a crash that brought
+        // a removed segment back would put its old batches after the new ones.
+        if let Some(dir) = segment.log_path().parent() {
+            storage.sync_dir(dir)?;
+        }
         report.damage = Some(damage);
         break;
     }

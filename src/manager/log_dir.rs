@@ -52,6 +52,8 @@ pub struct LogDir {
     recovery_points: BTreeMap<TopicPartition, i64>,
     log_start_offsets: BTreeMap<TopicPartition, i64>,
     logs: Mutex<BTreeMap<TopicPartition, Arc<Log>>>,
+    /// Serializes checkpoint writes (they share a temp file name).
+    checkpointing: Mutex<()>,
     warnings: Vec<String>,
 }
 
@@ -96,6 +98,7 @@ impl LogDir {
             recovery_points,
             log_start_offsets,
             logs: Mutex::new(BTreeMap::new()),
+            checkpointing: Mutex::new(()),
             warnings,
         })
     }
@@ -177,11 +180,15 @@ impl LogDir {
     /// Writes the checkpoint files: entries of open logs, plus the old entries of
     /// partitions not opened in this session (so they keep their recovery points).
     pub fn write_checkpoints(&self) -> Result<()> {
+        let _one_at_a_time = self.checkpointing.lock().unwrap_or_else(|e| e.into_inner());
         let logs = self.logs.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut points = self.recovery_points.clone();
         let mut starts = self.log_start_offsets.clone();
+        let mut written = Vec::with_capacity(logs.len());
         for (tp, log) in &logs {
-            points.insert(tp.clone(), log.recovery_point());
+            let point = log.recovery_point();
+            written.push((log, point));
+            points.insert(tp.clone(), point);
             starts.insert(tp.clone(), log.log_start_offset());
         }
         let storage = self.storage.as_ref();
@@ -193,6 +200,9 @@ impl LogDir {
             &self.path.join(RECOVERY_POINT_FILE),
             &render(points),
         )?;
+        for (log, point) in written {
+            log.recovery_point_checkpointed(point);
+        }
         checkpoint::write_atomic(
             storage,
             &self.path.join(LOG_START_OFFSET_FILE),

@@ -256,11 +256,22 @@ impl World {
             report.log_start_offset,
             report.log_end_offset,
             self.log().recovery_point(),
-            report
-                .damage
-                .as_ref()
-                .map(|d| (d.kind, d.position, d.bytes)),
+            report.damage.as_ref().map(|d| (
+                d.kind,
+                d.file.clone(),
+                d.position,
+                d.bytes,
+                d.reason.clone()
+            )),
             report.warnings
+        ));
+        self.note(format!(
+            "segments after reopen: {:?}",
+            self.log()
+                .segments()
+                .iter()
+                .map(|s| (s.base_offset(), s.size()))
+                .collect::<Vec<_>>()
         ));
         let strict = matches!(how, Restart::Clean | Restart::Kill) && !self.failed;
         self.check_recovered(strict);
