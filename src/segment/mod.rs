@@ -398,7 +398,24 @@ impl Segment {
     }
 
     fn locate_once(&self, offset: i64, limit: u64) -> Result<Option<(u64, BatchHeader)>> {
-        let mut pos = self.with_indexes(|ix| ix.offset.lookup(offset).position as u64)?;
+        let entry = self.with_indexes(|ix| ix.offset.lookup(offset))?;
+        let mut pos = entry.position as u64;
+        if pos > 0 && pos < limit {
+            // The batch an entry points at holds the entry's offset or ends before it (Kafka
+            // writes the last offset of the batch, or of the append it began). A batch that
+            // starts after it means the entry is wrong: the scan would skip `offset`.
+            let header = self.read_header(pos, limit)?;
+            if header.base_offset > entry.offset {
+                return Err(Error::Corruption {
+                    file: self.path(files::INDEX_SUFFIX),
+                    position: pos,
+                    reason: format!(
+                        "index entry for offset {} points at a batch starting at {}",
+                        entry.offset, header.base_offset
+                    ),
+                });
+            }
+        }
         while pos < limit {
             let header = self.read_header(pos, limit)?;
             if header.last_offset() >= offset {

@@ -133,3 +133,54 @@ fn a_deleted_segment_does_not_recreate_its_indexes() {
     let index = PathBuf::from(DIR).join(files::file_name(0, files::INDEX_SUFFIX));
     assert!(sim.read_raw(&index).is_none());
 }
+
+/// An index entry that points past the batch holding its offset (a corrupt but well-ordered
+/// index of a closed segment) would make a read skip that offset; the segment notices the
+/// mismatch at the entry's batch and rebuilds the index.
+#[test]
+fn a_wrong_index_entry_of_a_closed_segment_is_rebuilt() {
+    let (sim, storage) = storage();
+    let sparse = LogConfig {
+        index_interval_bytes: 700,
+        ..config()
+    };
+    let data = batches_from(0, 40, 2);
+    let starts: Vec<u64> = {
+        let mut at = 0usize;
+        let mut v = Vec::new();
+        for b in batches(&data) {
+            v.push(at as u64);
+            at += b.unwrap().header().size();
+        }
+        v
+    };
+    let seg = Segment::create(storage.clone(), Path::new(DIR), 0, &sparse, 0).unwrap();
+    seg.append(&data).unwrap();
+    seg.trim_indexes().unwrap();
+    seg.flush().unwrap();
+    drop(seg);
+    let index = PathBuf::from(DIR).join(files::file_name(0, files::INDEX_SUFFIX));
+    let mut bytes = sim.read_raw(&index).unwrap();
+    assert!(bytes.len() >= 24, "a few entries");
+    // Entry 1 keeps its offset but points at the next batch: still increasing and inside
+    // the log, so only the batch it points at can tell.
+    let pos = u32::from_be_bytes(bytes[12..16].try_into().unwrap()) as u64;
+    let next = starts[starts.iter().position(|&s| s == pos).unwrap() + 1];
+    let following = u32::from_be_bytes(bytes[20..24].try_into().unwrap()) as u64;
+    assert!(
+        next < following,
+        "the wrong position keeps the entries increasing"
+    );
+    bytes[12..16].copy_from_slice(&(next as u32).to_be_bytes());
+    sim.write_raw(&index, &bytes).unwrap();
+    let seg = Segment::open(storage, Path::new(DIR), 0, &sparse, false, 0).unwrap();
+    for offset in 0..80 {
+        let (_, h) = seg.locate(offset, seg.size()).unwrap().unwrap();
+        assert!(
+            h.base_offset <= offset && offset <= h.last_offset(),
+            "offset {offset} read from batch {}..={}",
+            h.base_offset,
+            h.last_offset()
+        );
+    }
+}
