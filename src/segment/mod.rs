@@ -400,12 +400,13 @@ impl Segment {
     fn locate_once(&self, offset: i64, limit: u64) -> Result<Option<(u64, BatchHeader)>> {
         let entry = self.with_indexes(|ix| ix.offset.lookup(offset))?;
         let mut pos = entry.position as u64;
-        if pos > 0 && pos < limit {
+        let mut check_entry = pos > 0;
+        while pos < limit {
+            let header = self.read_header(pos, limit)?;
             // The batch an entry points at holds the entry's offset or ends before it (Kafka
             // writes the last offset of the batch, or of the append it began). A batch that
             // starts after it means the entry is wrong: the scan would skip `offset`.
-            let header = self.read_header(pos, limit)?;
-            if header.base_offset > entry.offset {
+            if std::mem::take(&mut check_entry) && header.base_offset > entry.offset {
                 return Err(Error::Corruption {
                     file: self.path(files::INDEX_SUFFIX),
                     position: pos,
@@ -415,9 +416,6 @@ impl Segment {
                     ),
                 });
             }
-        }
-        while pos < limit {
-            let header = self.read_header(pos, limit)?;
             if header.last_offset() >= offset {
                 return Ok(Some((pos, header)));
             }
