@@ -23,9 +23,6 @@ pub struct AppendInfo {
     pub bytes: usize,
 }
 
-/// Byte range of `maxTimestamp` in the batch header.
-const MAX_TIMESTAMP_AT: std::ops::Range<usize> = 35..43;
-
 impl Log {
     /// Appends batches as the leader: validates each one completely (CRC, records), then
     /// assigns offsets from the log end offset and stamps `leader_epoch`, both in place
@@ -49,8 +46,7 @@ impl Log {
             record::set_base_offset(batch, next);
             record::set_partition_leader_epoch(batch, leader_epoch);
             if header.timestamp_type() == TimestampType::LogAppendTime {
-                batch[MAX_TIMESTAMP_AT].copy_from_slice(&now_ms.to_be_bytes());
-                record::recompute_crc(&mut batch[..header.size()]);
+                record::set_log_append_time(&mut batch[..header.size()], now_ms);
                 info.max_timestamp = info.max_timestamp.max(now_ms);
             }
             next += header.last_offset_delta as i64 + 1;

@@ -30,6 +30,9 @@ pub use records::{HeaderIter, Record, RecordIter};
 
 /// Size of the RecordBatch v2 header, from `baseOffset` through `recordsCount`.
 pub const HEADER_LEN: usize = 61;
+/// Offset of the first header byte the batch CRC covers (`attributes`): base offset,
+/// length, leader epoch, magic and the CRC itself lie before it.
+pub const CRC_START: u64 = batch::ATTRIBUTES_AT as u64;
 
 /// Bytes before `batchLength` counts: `baseOffset` (8) + `batchLength` (4).
 pub const LOG_OVERHEAD: usize = 12;

@@ -8,14 +8,14 @@
 use super::{index_batch, Segment};
 use crate::error::Result;
 use crate::io::StorageFile;
-use crate::record::{BatchHeader, Crc32c, HEADER_LEN};
+use crate::record::{BatchHeader, Crc32c, CRC_START, HEADER_LEN};
 
 /// Bytes read per `pread` during recovery.
 pub const RECOVERY_CHUNK_BYTES: usize = 1 << 20;
+// A header always fits one window.
+const _: () = assert!(RECOVERY_CHUNK_BYTES >= HEADER_LEN);
 /// Candidate batches checksummed while looking for valid data after a bad batch.
 const LOOKAHEAD_CANDIDATES_MAX: usize = 4096;
-/// Offset of the first byte the batch CRC covers (the attributes field).
-const CRC_START: usize = 21;
 
 /// What a validating scan found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -139,7 +139,7 @@ impl<'a> Chunks<'a> {
 
     /// Checks the CRC of the batch at `pos` whose header is `header`.
     fn crc_matches(&mut self, pos: u64, header: &BatchHeader) -> Result<bool> {
-        let computed = self.crc(pos + CRC_START as u64, pos + header.size() as u64)?;
+        let computed = self.crc(pos + CRC_START, pos + header.size() as u64)?;
         Ok(computed == header.crc)
     }
 }
