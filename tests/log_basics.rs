@@ -317,3 +317,31 @@ fn appends_from_an_older_leader_epoch_are_fenced() {
         assert_eq!(log.latest_epoch(), 4);
     });
 }
+
+/// A batch with `LogAppendTime` gets the broker's clock as its max timestamp (with a
+/// recomputed CRC), and time lookups use that time for all its records.
+#[test]
+fn log_append_time_batches_are_stamped_with_the_clock() {
+    each(|backend| {
+        let (log, _) = open(backend, "t-0", LogConfig::default()); // clock at 1,000,000
+        let mut builder = partlog::record::BatchBuilder::new();
+        builder.timestamp_type(partlog::record::TimestampType::LogAppendTime);
+        builder.append(5, Some(b"a"), Some(b"1"), &[]);
+        builder.append(6, Some(b"b"), Some(b"2"), &[]);
+        let mut b = builder.build().unwrap();
+        let info = log.append_as_leader(&mut b, 3).unwrap();
+        assert_eq!(info.max_timestamp, 1_000_000);
+        let bytes = log
+            .read(0, 1 << 20, None)
+            .unwrap()
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        let batch = partlog::record::Batch::parse(&bytes).unwrap();
+        batch.validate().unwrap();
+        assert_eq!(batch.header().max_timestamp, 1_000_000);
+        let found = log.offset_for_timestamp(999_999).unwrap().unwrap();
+        assert_eq!((found.offset, found.timestamp), (0, 1_000_000));
+        assert!(log.offset_for_timestamp(1_000_001).unwrap().is_none());
+    });
+}
