@@ -49,6 +49,12 @@ pub enum Error {
     RecordTooLarge { size: usize, max: usize },
     /// Another process (or another `Log` in this process) holds the directory lock.
     DirLocked { dir: PathBuf },
+    /// A file holds data in a format partlog does not read (yet); nothing was changed.
+    UnsupportedFormat {
+        file: PathBuf,
+        position: u64,
+        reason: String,
+    },
     /// A file name or checkpoint line could not be parsed.
     Parse {
         file: PathBuf,
@@ -90,6 +96,15 @@ impl fmt::Display for Error {
             Error::FencedLeaderEpoch { epoch, latest } => write!(
                 f,
                 "leader epoch {epoch} is below the log's latest epoch {latest}"
+            ),
+            Error::UnsupportedFormat {
+                file,
+                position,
+                reason,
+            } => write!(
+                f,
+                "{} at position {position}: {reason}; left unchanged",
+                file.display()
             ),
             Error::SegmentDeleted { base_offset } => {
                 write!(f, "segment {base_offset} was deleted while in use")

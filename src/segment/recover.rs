@@ -6,9 +6,10 @@
 //! pieces, so a corrupt length field cannot make it allocate.
 
 use super::{index_batch, Segment};
+use crate::error::Error;
 use crate::error::Result;
 use crate::io::StorageFile;
-use crate::record::{BatchHeader, Crc32c, CRC_START, HEADER_LEN};
+use crate::record::{legacy_message_size, BatchHeader, Crc32c, CRC_START, HEADER_LEN};
 
 /// Bytes read per `pread` during recovery.
 pub const RECOVERY_CHUNK_BYTES: usize = 1 << 20;
@@ -137,6 +138,13 @@ impl<'a> Chunks<'a> {
         Ok(Ok(header))
     }
 
+    /// True when a whole, CRC-valid legacy (magic 0/1) message starts at `pos`: old-format
+    /// data, which recovery must refuse rather than cut.
+    fn is_legacy_message(&mut self, pos: u64) -> Result<bool> {
+        let n = ((self.file_len - pos) as usize).min(RECOVERY_CHUNK_BYTES);
+        Ok(legacy_message_size(self.window(pos, n)?).is_some())
+    }
+
     /// Checks the CRC of the batch at `pos` whose header is `header`.
     fn crc_matches(&mut self, pos: u64, header: &BatchHeader) -> Result<bool> {
         let computed = self.crc(pos + CRC_START, pos + header.size() as u64)?;
@@ -181,6 +189,13 @@ impl Segment {
                     let header = match chunks.header(pos)? {
                         Ok(h) => h,
                         Err(reason) => {
+                            if chunks.is_legacy_message(pos)? {
+                                return Err(Error::UnsupportedFormat {
+                                    file: self.log_path().to_path_buf(),
+                                    position: pos,
+                                    reason: "Kafka legacy message set (magic 0/1)".into(),
+                                });
+                            }
                             scan.stop = Some(ScanStop {
                                 position: pos,
                                 reason,
