@@ -41,7 +41,7 @@ mod tests {
     use super::*;
 
     /// A magic-1 message with key `k` and value `value`, at `offset`.
-    pub(crate) fn message_v1(offset: i64, value: &[u8]) -> Vec<u8> {
+    fn message_v1(offset: i64, value: &[u8]) -> Vec<u8> {
         let mut body = vec![1u8, 0];
         body.extend_from_slice(&1_700_000_000_000i64.to_be_bytes());
         body.extend_from_slice(&1i32.to_be_bytes());
