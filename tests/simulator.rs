@@ -65,17 +65,19 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Runs `body` on a fresh world for `seed`; a panic becomes a report with the trace.
+/// Runs `body` on the world `make` builds for `seed`; a panic becomes a report with the
+/// trace and the `replay` hint.
 fn run_world(
     seed: u64,
     replay: &str,
-    body: impl FnOnce(&mut World, Trace),
+    make: fn(u64, Trace) -> World,
+    body: impl FnOnce(&mut World),
 ) -> Result<Stats, String> {
     let trace: Trace = Rc::new(RefCell::new(VecDeque::new()));
     let t = trace.clone();
     let result = catch_unwind(AssertUnwindSafe(move || {
-        let mut w = World::new(seed, t.clone());
-        body(&mut w, t);
+        let mut w = make(seed, t);
+        body(&mut w);
         w.stats
     }));
     result.map_err(|p| {
@@ -92,7 +94,7 @@ fn run_seed(seed: u64, steps: u64) -> Result<Stats, String> {
     let replay = format!(
         "SIM_SEED={seed} SIM_STEPS={steps} cargo test --release --test simulator random_seeds"
     );
-    run_world(seed, &replay, |w, _| {
+    run_world(seed, &replay, World::new, |w| {
         for _ in 0..steps {
             w.step();
         }
@@ -228,23 +230,16 @@ fn crash_at_every(op: SimOp, seed: u64, script: fn(&mut World)) {
     assert!(calls > 0, "the script makes no {op:?} calls");
     for k in 1..=calls {
         let replay = format!("crash at {op:?} call {k} of {calls} (seed {seed})");
-        let t: Trace = Rc::new(RefCell::new(VecDeque::new()));
-        let result = catch_unwind(AssertUnwindSafe(|| {
-            let mut w = script_world(seed, t.clone());
+        let result = run_world(seed, &replay, script_world, |w| {
             w.sim
                 .fail_nth(op, k, FaultKind::Crash)
                 .expect("arm the crash");
-            script(&mut w);
+            script(w);
             w.sim.clear_faults();
             w.finish();
-        }));
-        if let Err(p) = result {
-            let ops: Vec<String> = t.borrow().iter().cloned().collect();
-            panic!(
-                "{replay}: {}\n  last operations:\n    {}",
-                panic_text(p.as_ref()),
-                ops.join("\n    ")
-            );
+        });
+        if let Err(report) = result {
+            panic!("{report}");
         }
     }
 }
@@ -296,9 +291,8 @@ fn crash_at_every_rename_and_create_of_roll_and_truncate() {
 #[test]
 fn crash_right_after_roll_before_dir_sync() {
     for seed in 0..300 {
-        let trace: Trace = Rc::new(RefCell::new(VecDeque::new()));
-        let result = catch_unwind(AssertUnwindSafe(|| {
-            let mut w = script_world(seed, trace.clone());
+        let replay = format!("seed {seed} of this scripted test");
+        let result = run_world(seed, &replay, script_world, |w| {
             for _ in 0..5 {
                 w.append_leader();
             }
@@ -309,14 +303,9 @@ fn crash_right_after_roll_before_dir_sync() {
             w.restart(Restart::Power);
             w.append_leader();
             w.finish();
-        }));
-        if let Err(p) = result {
-            let ops: Vec<String> = trace.borrow().iter().cloned().collect();
-            panic!(
-                "seed {seed}: {}\n    {}",
-                panic_text(p.as_ref()),
-                ops.join("\n    ")
-            );
+        });
+        if let Err(report) = result {
+            panic!("{report}");
         }
     }
 }
@@ -327,9 +316,8 @@ fn crash_right_after_roll_before_dir_sync() {
 #[test]
 fn crash_after_truncation_into_earlier_segment() {
     for seed in 0..300 {
-        let trace: Trace = Rc::new(RefCell::new(VecDeque::new()));
-        let result = catch_unwind(AssertUnwindSafe(|| {
-            let mut w = script_world(seed, trace.clone());
+        let replay = format!("seed {seed} of this scripted test");
+        let result = run_world(seed, &replay, script_world, |w| {
             for _ in 0..12 {
                 w.append_leader();
             }
@@ -342,14 +330,9 @@ fn crash_after_truncation_into_earlier_segment() {
             w.restart(Restart::Power);
             w.append_leader();
             w.finish();
-        }));
-        if let Err(p) = result {
-            let ops: Vec<String> = trace.borrow().iter().cloned().collect();
-            panic!(
-                "seed {seed}: {}\n    {}",
-                panic_text(p.as_ref()),
-                ops.join("\n    ")
-            );
+        });
+        if let Err(report) = result {
+            panic!("{report}");
         }
     }
 }
