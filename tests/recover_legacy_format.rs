@@ -6,23 +6,9 @@ mod common;
 
 use common::{backends, file_bytes, file_names, options, small_config, write_file};
 use partlog::log::Log;
+use partlog::record::encode_message_v1;
 use partlog::{Error, ManualClock};
 use std::sync::Arc;
-
-/// A magic-1 message at `offset` with a small key and value; CRC-32 (IEEE) over magic on.
-fn message_v1(offset: i64, value: &[u8]) -> Vec<u8> {
-    let mut body = vec![1u8, 0];
-    body.extend_from_slice(&1_700_000_000_000i64.to_be_bytes());
-    body.extend_from_slice(&1i32.to_be_bytes());
-    body.push(b'k');
-    body.extend_from_slice(&(value.len() as i32).to_be_bytes());
-    body.extend_from_slice(value);
-    let mut out = offset.to_be_bytes().to_vec();
-    out.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-    out.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
-    out.extend_from_slice(&body);
-    out
-}
 
 #[test]
 fn legacy_segment_is_refused_and_left_unchanged() {
@@ -30,7 +16,9 @@ fn legacy_segment_is_refused_and_left_unchanged() {
         let dir = backend.root.join("old-0");
         backend.storage.create_dir_all(&dir).unwrap();
         let segment = dir.join("00000000000000000000.log");
-        let data: Vec<u8> = (0..3).flat_map(|o| message_v1(o, b"value")).collect();
+        let data: Vec<u8> = (0..3)
+            .flat_map(|o| encode_message_v1(o, b"k", b"value"))
+            .collect();
         write_file(&backend, &segment, &data);
         let clock = Arc::new(ManualClock::new(0));
         let err = Log::open(options(&backend, "old-0", small_config(), clock)).unwrap_err();

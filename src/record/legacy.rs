@@ -36,28 +36,30 @@ pub fn legacy_message_size(buf: &[u8]) -> Option<usize> {
     (crc32fast::hash(&message[MAGIC_AT..]) == stored).then_some(total)
 }
 
+/// Encodes one uncompressed magic-1 message: old-format input for tests (partlog never
+/// writes this format).
+#[doc(hidden)]
+pub fn encode_message_v1(offset: i64, key: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut body = vec![1u8, 0];
+    body.extend_from_slice(&1_700_000_000_000i64.to_be_bytes());
+    for part in [key, value] {
+        body.extend_from_slice(&(part.len() as i32).to_be_bytes());
+        body.extend_from_slice(part);
+    }
+    let mut out = offset.to_be_bytes().to_vec();
+    out.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    out.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A magic-1 message with key `k` and value `value`, at `offset`.
-    fn message_v1(offset: i64, value: &[u8]) -> Vec<u8> {
-        let mut body = vec![1u8, 0];
-        body.extend_from_slice(&1_700_000_000_000i64.to_be_bytes());
-        body.extend_from_slice(&1i32.to_be_bytes());
-        body.push(b'k');
-        body.extend_from_slice(&(value.len() as i32).to_be_bytes());
-        body.extend_from_slice(value);
-        let mut out = offset.to_be_bytes().to_vec();
-        out.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-        out.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
-        out.extend_from_slice(&body);
-        out
-    }
-
     #[test]
     fn recognises_whole_valid_messages_only() {
-        let m = message_v1(7, b"hello");
+        let m = encode_message_v1(7, b"k", b"hello");
         assert_eq!(legacy_message_size(&m), Some(m.len()));
         assert_eq!(legacy_message_size(&m[..m.len() - 1]), None);
         let mut bad = m.clone();

@@ -27,7 +27,7 @@ pub use builder::BatchBuilder;
 pub use crc::{crc32c, Crc32c};
 pub use error::{BatchError, RecordFault};
 pub use fuzz::fuzz_batch_decode;
-pub use legacy::legacy_message_size;
+pub use legacy::{encode_message_v1, legacy_message_size};
 pub use records::{HeaderIter, Record, RecordIter};
 
 /// Size of the RecordBatch v2 header, from `baseOffset` through `recordsCount`.
