@@ -33,9 +33,9 @@ impl Log {
         self.check_epoch(leader_epoch, self.latest_epoch())?;
         let now_ms = self.clock.now_ms();
         let first_offset = self.log_end_offset();
-        let mut info = self.scan_input(batches, |at, header, next| {
-            Batch::parse(&batches[at..])?.validate()?;
-            Ok(header.last_offset_delta as i64 + next)
+        let mut info = self.scan_input(batches, |batch, next| {
+            batch.validate()?;
+            Ok(batch.header().last_offset_delta as i64 + next)
         })?;
         info.first_offset = first_offset;
         let mut next = first_offset;
@@ -73,8 +73,9 @@ impl Log {
         let log_end_offset = self.log_end_offset();
         let mut first = None;
         let mut epoch = self.latest_epoch();
-        let info = self.scan_input(batches, |at, header, next| {
-            Batch::parse(&batches[at..])?.verify_crc()?;
+        let info = self.scan_input(batches, |batch, next| {
+            batch.verify_crc()?;
+            let header = batch.header();
             self.check_epoch(header.partition_leader_epoch, epoch)?;
             epoch = header.partition_leader_epoch;
             let min = if first.is_none() {
@@ -99,13 +100,13 @@ impl Log {
         Ok(info)
     }
 
-    /// Walks the batches of an append, checking sizes and calling `check(position, header,
-    /// next_offset)`, which returns the batch's last offset. Fills everything but
-    /// `first_offset` of the result.
+    /// Walks the batches of an append, parsing each once, checking sizes and calling
+    /// `check(batch, next_offset)`, which returns the batch's last offset. Fills everything
+    /// but `first_offset` of the result.
     fn scan_input(
         &self,
         batches: &[u8],
-        mut check: impl FnMut(usize, &record::BatchHeader, i64) -> Result<i64>,
+        mut check: impl FnMut(&Batch<'_>, i64) -> Result<i64>,
     ) -> Result<AppendInfo> {
         if batches.len() < HEADER_LEN {
             let e = BatchError::TooShort {
@@ -131,14 +132,15 @@ impl Log {
         let mut next = self.log_end_offset();
         let mut at = 0usize;
         while at < batches.len() {
-            let header = record::BatchHeader::parse(&batches[at..])?;
+            let batch = Batch::parse(&batches[at..])?;
+            let header = *batch.header();
             if header.size() > self.config.max_message_bytes {
                 return Err(Error::RecordTooLarge {
                     size: header.size(),
                     max: self.config.max_message_bytes,
                 });
             }
-            let last = check(at, &header, next)?;
+            let last = check(&batch, next)?;
             info.last_offset = last;
             info.max_timestamp = info.max_timestamp.max(header.max_timestamp);
             info.batches += 1;
