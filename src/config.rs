@@ -17,6 +17,33 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_048_588;
 /// Kafka's `log.segment.delete.delay.ms` default.
 pub const DEFAULT_FILE_DELETE_DELAY_MS: i64 = 60_000;
 
+/// Kafka's `cleanup.policy`: what happens to old data.
+///
+/// It also tells recovery and follower appends whether offsets may have gaps. Only
+/// compaction removes records from the middle of a log, so a log whose policy does not
+/// compact holds consecutive offsets: each batch starts at the offset after the previous
+/// one. partlog enforces that on such logs, which lets recovery catch a torn write that
+/// raised a base offset (the CRC does not cover it). A log that was ever compacted must
+/// therefore keep a compacting policy; switching one back to `Delete` makes its gaps look
+/// like damage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CleanupPolicy {
+    /// Old segments are deleted by time and size retention (Kafka's default).
+    #[default]
+    Delete,
+    /// Records are compacted by key; offsets may have gaps.
+    Compact,
+    /// Both: compacted, and old segments deleted by retention.
+    CompactDelete,
+}
+
+impl CleanupPolicy {
+    /// True when records may be removed from the middle of the log, leaving offset gaps.
+    pub fn compacts(self) -> bool {
+        !matches!(self, CleanupPolicy::Delete)
+    }
+}
+
 /// The configuration of one partition log. `Default` gives Kafka's defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
@@ -36,6 +63,8 @@ pub struct LogConfig {
     pub max_message_bytes: usize,
     /// How long a `.deleted` file lingers before removal.
     pub file_delete_delay_ms: i64,
+    /// Kafka's `cleanup.policy`; also decides whether offsets must be consecutive.
+    pub cleanup_policy: CleanupPolicy,
 }
 
 impl Default for LogConfig {
@@ -49,6 +78,7 @@ impl Default for LogConfig {
             retention_bytes: -1,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             file_delete_delay_ms: DEFAULT_FILE_DELETE_DELAY_MS,
+            cleanup_policy: CleanupPolicy::Delete,
         }
     }
 }

@@ -37,11 +37,13 @@ pub enum Error {
     },
     /// The segment was deleted (retention, truncation) while a reader was using it.
     SegmentDeleted { base_offset: i64 },
-    /// A follower append carried offsets that do not continue the log.
-    InvalidOffset {
-        base_offset: i64,
-        log_end_offset: i64,
-    },
+    /// A follower append carried offsets that do not continue the log: a base offset below
+    /// `expected` (the log end, or the previous batch's next offset), or, on a log that
+    /// does not compact, any base offset other than `expected`.
+    InvalidOffset { base_offset: i64, expected: i64 },
+    /// One append spans more offsets than a segment's relative (`i32`) index can address,
+    /// so no segment can hold it (Kafka's `ensureOffsetInRange`). Nothing was written.
+    OffsetSpanTooLarge { first_offset: i64, last_offset: i64 },
     /// An append carried a leader epoch below the latest one in the log: it comes from a
     /// leader that has been replaced (Kafka's `FENCED_LEADER_EPOCH`).
     FencedLeaderEpoch { epoch: i32, latest: i32 },
@@ -130,10 +132,18 @@ impl fmt::Display for Error {
             ),
             Error::InvalidOffset {
                 base_offset,
-                log_end_offset,
+                expected,
             } => write!(
                 f,
-                "batch base offset {base_offset} is below the log end offset {log_end_offset}"
+                "batch base offset {base_offset} does not continue the log at offset {expected}"
+            ),
+            Error::OffsetSpanTooLarge {
+                first_offset,
+                last_offset,
+            } => write!(
+                f,
+                "offsets {first_offset}..={last_offset} span more than one segment can index \
+                 (2^31 - 1 above its base)"
             ),
             Error::RecordTooLarge { size, max } => {
                 write!(

@@ -17,5 +17,5 @@ pub mod record;
 pub mod segment;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::LogConfig;
+pub use config::{CleanupPolicy, LogConfig};
 pub use error::{Error, Result};

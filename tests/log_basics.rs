@@ -4,7 +4,8 @@ mod common;
 
 use common::{backends, batch, open, read_all, small_config, Backend};
 use partlog::log::{Log, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
-use partlog::{Error, LogConfig};
+use partlog::record::BatchError;
+use partlog::{CleanupPolicy, Error, LogConfig};
 
 fn each(scenario: impl Fn(&Backend)) {
     for backend in backends() {
@@ -38,32 +39,160 @@ fn leader_append_assigns_offsets_and_epoch() {
     });
 }
 
+fn compacted() -> LogConfig {
+    LogConfig {
+        cleanup_policy: CleanupPolicy::Compact,
+        ..LogConfig::default()
+    }
+}
+
+fn follower_batch(records: usize, base_offset: i64) -> Vec<u8> {
+    let mut b = batch(records, 10, 0);
+    partlog::record::set_base_offset(&mut b, base_offset);
+    b
+}
+
 #[test]
 fn follower_append_keeps_offsets_and_rejects_old_ones() {
     each(|backend| {
-        let (log, _) = open(backend, "t-0", LogConfig::default());
-        let mut b = batch(2, 10, 0);
-        partlog::record::set_base_offset(&mut b, 0);
-        log.append_as_follower(&b).unwrap();
-        let mut later = batch(2, 10, 0);
-        partlog::record::set_base_offset(&mut later, 5);
+        let (log, _) = open(backend, "t-0", compacted());
+        log.append_as_follower(&follower_batch(2, 0)).unwrap();
+        // A compacted log may have gaps.
+        let later = follower_batch(2, 5);
         assert_eq!(log.append_as_follower(&later).unwrap().first_offset, 5);
         assert_eq!(log.log_end_offset(), 7);
-        let mut stale = batch(1, 10, 0);
-        partlog::record::set_base_offset(&mut stale, 6);
-        let err = log.append_as_follower(&stale).unwrap_err();
+        let err = log.append_as_follower(&follower_batch(1, 6)).unwrap_err();
         assert!(
             matches!(
                 err,
                 Error::InvalidOffset {
                     base_offset: 6,
-                    log_end_offset: 7
+                    expected: 7
                 }
             ),
             "{err}"
         );
         assert_eq!(read_all(&log), vec![(0, 1), (5, 6)]);
     });
+}
+
+#[test]
+fn follower_append_refuses_gaps_in_a_log_without_compaction() {
+    each(|backend| {
+        let (log, _) = open(backend, "t-0", LogConfig::default());
+        log.append_as_follower(&follower_batch(2, 0)).unwrap();
+        let err = log.append_as_follower(&follower_batch(2, 5)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidOffset {
+                    base_offset: 5,
+                    expected: 2
+                }
+            ),
+            "{err}"
+        );
+        // A gap between two batches of one append is refused too, and nothing is written.
+        let mut two = follower_batch(1, 2);
+        two.extend(follower_batch(1, 4));
+        assert!(matches!(
+            log.append_as_follower(&two),
+            Err(Error::InvalidOffset {
+                base_offset: 4,
+                expected: 3
+            })
+        ));
+        assert_eq!(log.log_end_offset(), 2);
+        log.append_as_follower(&follower_batch(1, 2)).unwrap();
+        assert_eq!(read_all(&log), vec![(0, 1), (2, 2)]);
+    });
+}
+
+#[test]
+fn follower_append_refuses_offsets_that_overflow() {
+    each(|backend| {
+        let (log, _) = open(backend, "t-0", compacted());
+        log.append_as_follower(&follower_batch(1, i64::MAX - 10))
+            .unwrap();
+        // Its last offset would be i64::MAX, so the next offset overflows.
+        let err = log
+            .append_as_follower(&follower_batch(3, i64::MAX - 2))
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidBatch(BatchError::OffsetOverflow { .. })),
+            "{err}"
+        );
+        assert_eq!(log.log_end_offset(), i64::MAX - 9);
+        assert_eq!(read_all(&log), vec![(i64::MAX - 10, i64::MAX - 10)]);
+    });
+}
+
+#[test]
+fn follower_append_beyond_the_segment_index_rolls_first() {
+    each(|backend| {
+        let (log, _) = open(backend, "t-0", compacted());
+        log.append_as_follower(&follower_batch(1, 0)).unwrap();
+        let far = i32::MAX as i64 + 10;
+        log.append_as_follower(&follower_batch(1, far)).unwrap();
+        let bases: Vec<i64> = log.segments().iter().map(|s| s.base_offset()).collect();
+        assert_eq!(bases, vec![0, far]);
+        assert_eq!(read_all(&log), vec![(0, 0), (far, far)]);
+    });
+}
+
+#[test]
+fn follower_append_far_past_an_empty_segment_replaces_it() {
+    each(|backend| {
+        let (log, _) = open(backend, "t-0", compacted());
+        let far = 3 * i32::MAX as i64;
+        log.append_as_follower(&follower_batch(2, far)).unwrap();
+        let bases: Vec<i64> = log.segments().iter().map(|s| s.base_offset()).collect();
+        assert_eq!(bases, vec![far]);
+        assert_eq!(read_all(&log), vec![(far, far + 1)]);
+    });
+}
+
+#[test]
+fn one_append_wider_than_a_segment_index_is_refused() {
+    each(|backend| {
+        let (log, _) = open(backend, "t-0", compacted());
+        let mut wide = follower_batch(1, 0);
+        wide.extend(follower_batch(1, i32::MAX as i64 + 1));
+        let err = log.append_as_follower(&wide).unwrap_err();
+        assert!(matches!(err, Error::OffsetSpanTooLarge { .. }), "{err}");
+        assert_eq!(log.log_end_offset(), 0);
+        // Refusing it is not an I/O failure: the log still takes writes.
+        log.append_as_follower(&follower_batch(1, 0)).unwrap();
+    });
+}
+
+#[test]
+fn leader_append_refuses_a_last_offset_delta_its_records_do_not_hold() {
+    each(|backend| {
+        let (log, _) = open(backend, "t-0", LogConfig::default());
+        append(&log, 1, 10);
+        let mut b = batch(1, 10, 10);
+        set_last_offset_delta(&mut b, i32::MAX);
+        let err = log.append_as_leader(&mut b, 3).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidBatch(BatchError::OffsetCountMismatch {
+                    last_offset_delta: i32::MAX,
+                    records_count: 1
+                })
+            ),
+            "{err}"
+        );
+        assert_eq!(log.log_end_offset(), 1);
+        assert_eq!(read_all(&log), vec![(0, 0)]);
+    });
+}
+
+/// Rewrites `lastOffsetDelta` and the CRC, as a buggy or hostile producer could.
+fn set_last_offset_delta(batch: &mut [u8], delta: i32) {
+    batch[23..27].copy_from_slice(&delta.to_be_bytes());
+    partlog::record::recompute_crc(batch);
 }
 
 #[test]

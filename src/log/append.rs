@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::{Log, Writer};
 use crate::error::{Error, Result};
-use crate::record::{self, Batch, BatchError, TimestampType, HEADER_LEN};
+use crate::record::{self, Batch, BatchError, BatchHeader, TimestampType, HEADER_LEN};
 use crate::segment::Segment;
 
 /// What an append wrote.
@@ -24,25 +24,31 @@ pub struct AppendInfo {
 }
 
 impl Log {
-    /// Appends batches as the leader: validates each one completely (CRC, records), then
+    /// Appends batches as the leader: validates each one completely (CRC, records, and the
+    /// header's offsets against its records, see [`Batch::validate_for_leader`]), then
     /// assigns offsets from the log end offset and stamps `leader_epoch`, both in place
     /// (they lie outside the CRC, so nothing is re-encoded). Batches with `LogAppendTime`
-    /// get the clock's time as their max timestamp.
+    /// get the clock's time as their max timestamp. A refused append writes nothing.
     pub fn append_as_leader(&self, batches: &mut [u8], leader_epoch: i32) -> Result<AppendInfo> {
         let mut writer = self.writer()?;
         self.check_epoch(leader_epoch, self.latest_epoch())?;
         let now_ms = self.clock.now_ms();
         let first_offset = self.log_end_offset();
         let mut info = self.scan_input(batches, |batch, next| {
-            batch.validate()?;
-            Ok(batch.header().last_offset_delta as i64 + next)
+            batch.validate_for_leader()?;
+            // The header says where the batch was built; the leader moves it to `next`.
+            let moved = BatchHeader {
+                base_offset: next,
+                ..*batch.header()
+            };
+            Ok(moved.checked_next_offset()? - 1)
         })?;
         info.first_offset = first_offset;
         let mut next = first_offset;
         let mut at = 0usize;
         while at < batches.len() {
             let batch = &mut batches[at..];
-            let header = record::BatchHeader::parse(batch)?;
+            let header = BatchHeader::parse(batch)?;
             record::set_base_offset(batch, next);
             record::set_partition_leader_epoch(batch, leader_epoch);
             if header.timestamp_type() == TimestampType::LogAppendTime {
@@ -52,7 +58,7 @@ impl Log {
             next += header.last_offset_delta as i64 + 1;
             at += header.size();
         }
-        info.last_offset = next - 1;
+        debug_assert_eq!(info.last_offset, next - 1);
         self.append_locked(&mut writer, batches, &info, leader_epoch)?;
         Ok(info)
     }
@@ -67,9 +73,15 @@ impl Log {
     }
 
     /// Appends batches as a follower: offsets are kept as the leader assigned them. The
-    /// first batch must start at or above the log end offset and offsets must increase.
+    /// first batch must start at or above the log end offset and offsets must increase; on
+    /// a log that does not compact ([`CleanupPolicy::compacts`]) every batch must start
+    /// exactly where the log, or the previous batch, ends. Offsets that overflow an `i64`
+    /// are refused.
+    ///
+    /// [`CleanupPolicy::compacts`]: crate::config::CleanupPolicy::compacts
     pub fn append_as_follower(&self, batches: &[u8]) -> Result<AppendInfo> {
         let mut writer = self.writer()?;
+        let gaps_allowed = self.config.cleanup_policy.compacts();
         let log_end_offset = self.log_end_offset();
         let mut first = None;
         let mut epoch = self.latest_epoch();
@@ -78,19 +90,24 @@ impl Log {
             let header = batch.header();
             self.check_epoch(header.partition_leader_epoch, epoch)?;
             epoch = header.partition_leader_epoch;
-            let min = if first.is_none() {
+            let expected = if first.is_none() {
                 log_end_offset
             } else {
                 next
             };
-            if header.base_offset < min {
+            let continues = if gaps_allowed {
+                header.base_offset >= expected
+            } else {
+                header.base_offset == expected
+            };
+            if !continues {
                 return Err(Error::InvalidOffset {
                     base_offset: header.base_offset,
-                    log_end_offset: min,
+                    expected,
                 });
             }
             first.get_or_insert(header.base_offset);
-            Ok(header.last_offset())
+            Ok(header.checked_next_offset()? - 1)
         })?;
         let info = AppendInfo {
             first_offset: first.unwrap_or(log_end_offset),
@@ -144,6 +161,7 @@ impl Log {
             info.last_offset = last;
             info.max_timestamp = info.max_timestamp.max(header.max_timestamp);
             info.batches += 1;
+            // `check` returns the last offset of a batch whose next offset fits an i64.
             next = last + 1;
             at += header.size();
         }
@@ -159,6 +177,12 @@ impl Log {
         info: &AppendInfo,
         last_epoch: i32,
     ) -> Result<()> {
+        if !fits_index(info, info.first_offset.max(self.log_end_offset())) {
+            return Err(Error::OffsetSpanTooLarge {
+                first_offset: info.first_offset,
+                last_offset: info.last_offset,
+            });
+        }
         let active = match self.maybe_roll(writer, batches.len() as u64, info) {
             Ok(active) => active,
             Err(err) => return Self::fail(writer, err),
@@ -178,31 +202,41 @@ impl Log {
     }
 
     /// Rolls to a new segment when the append would not fit in the active one, its indexes
-    /// are full, it is older than `segment_ms`, or the offsets would overflow its index.
+    /// are full, it is older than `segment_ms`, or the append's offsets would not fit its
+    /// relative (`i32`) index (Kafka's `ensureOffsetInRange`). An append whose own offsets
+    /// span more than any segment can index is refused before anything changes.
     fn maybe_roll(
         &self,
         writer: &mut Writer,
         bytes: u64,
         info: &AppendInfo,
     ) -> Result<Arc<Segment>> {
+        let base_offset = info.first_offset.max(self.log_end_offset());
         let active = self.active_segment();
         let size = active.size();
         let now_ms = self.clock.now_ms();
+        if !fits_index(info, active.base_offset()) {
+            // Even an empty active segment must go: its base is too far below.
+            return self.roll(writer, base_offset);
+        }
         let roll = size > 0
             && (size + bytes > self.config.segment_bytes
                 || active.time_waited_for_roll_ms(now_ms, info.max_timestamp)?
                     > self.config.segment_ms
-                || active.indexes_full()?
-                || info.last_offset - active.base_offset() > i32::MAX as i64);
+                || active.indexes_full()?);
         if !roll {
             return Ok(active);
         }
-        self.roll(writer, info.first_offset.max(self.log_end_offset()))
+        self.roll(writer, base_offset)
     }
 
-    /// Closes the active segment for appends and starts a new one at `base_offset`.
+    /// Closes the active segment for appends and starts a new one at `base_offset`. An
+    /// empty active segment is replaced rather than left behind.
     pub(super) fn roll(&self, writer: &mut Writer, base_offset: i64) -> Result<Arc<Segment>> {
         let active = self.active_segment();
+        if active.size() == 0 {
+            return self.replace_empty_active(writer, active, base_offset);
+        }
         active.trim_indexes()?;
         // Recovery trusts every segment that ends at or below the persisted recovery point.
         // That point normally trails the log end, but after a truncation below it (until
@@ -225,6 +259,27 @@ impl Log {
         Ok(segment)
     }
 
+    fn replace_empty_active(
+        &self,
+        writer: &mut Writer,
+        empty: Arc<Segment>,
+        base_offset: i64,
+    ) -> Result<Arc<Segment>> {
+        self.schedule_deletion(writer, std::slice::from_ref(&empty))?;
+        let segment = Arc::new(Segment::create(
+            self.storage.clone(),
+            &self.dir,
+            base_offset,
+            &self.config,
+            self.clock.now_ms(),
+        )?);
+        let mut segments = Vec::clone(&self.segments());
+        segments.pop();
+        segments.push(segment.clone());
+        self.set_segments(segments);
+        Ok(segment)
+    }
+
     /// Starts a new segment now, even if the active one has room (operators and tests).
     pub fn force_roll(&self) -> Result<()> {
         let mut writer = self.writer()?;
@@ -237,4 +292,10 @@ impl Log {
             Err(err) => Self::fail(&mut writer, err),
         }
     }
+}
+
+/// True when every offset of the append lies within a segment based at `base`'s relative
+/// (`i32`) index.
+fn fits_index(info: &AppendInfo, base: i64) -> bool {
+    info.first_offset >= base && info.last_offset - base <= i32::MAX as i64
 }

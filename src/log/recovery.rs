@@ -19,7 +19,7 @@ use super::open::LogOpenOptions;
 use crate::error::Result;
 use crate::io::{OpenMode, Storage};
 use crate::record::{BatchHeader, HEADER_LEN};
-use crate::segment::{files, Segment, NO_EPOCH_FLOOR};
+use crate::segment::{files, ScanRules, Segment, NO_EPOCH_FLOOR};
 
 /// Which kind of damage recovery found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,7 +217,10 @@ fn next_offset_by_headers(storage: &dyn Storage, path: &Path) -> Result<Option<i
         let Ok(header) = BatchHeader::parse(&buf) else {
             return Ok(None);
         };
-        next = Some(header.next_offset());
+        let Ok(after) = header.checked_next_offset() else {
+            return Ok(None);
+        };
+        next = Some(after);
         pos += header.size() as u64;
     }
     Ok(if pos == len { next } else { None })
@@ -264,7 +267,12 @@ pub(super) fn recover_segments(
     for i in start..segments.len() {
         let segment = segments[i].clone();
         let next_base = segments.get(i + 1).map(|s| s.base_offset());
-        let scan = segment.recover_below(&mut scratch, next_base, epoch_floor)?;
+        let rules = ScanRules {
+            next_base,
+            epoch_floor,
+            consecutive: !options.config.cleanup_policy.compacts(),
+        };
+        let scan = segment.recover_with(&mut scratch, &rules)?;
         epoch_floor = scan.last_epoch.unwrap_or(epoch_floor);
         report.segments_scanned += 1;
         report.recovered_bytes += scan.valid_bytes;

@@ -178,6 +178,18 @@ impl BatchHeader {
         self.last_offset().wrapping_add(1)
     }
 
+    /// [`BatchHeader::next_offset`] without wrapping: fails when the batch's offsets
+    /// overflow an `i64`, which no valid log holds.
+    pub fn checked_next_offset(&self) -> Result<i64, BatchError> {
+        self.base_offset
+            .checked_add(i64::from(self.last_offset_delta))
+            .and_then(|last| last.checked_add(1))
+            .ok_or(BatchError::OffsetOverflow {
+                base_offset: self.base_offset,
+                last_offset_delta: self.last_offset_delta,
+            })
+    }
+
     /// Bytes of the whole batch: `LOG_OVERHEAD + batch_length`.
     pub fn size(&self) -> usize {
         LOG_OVERHEAD + self.batch_length.max(0) as usize
@@ -269,6 +281,28 @@ impl<'a> Batch<'a> {
             record?;
         }
         Ok(())
+    }
+
+    /// What a leader checks before it assigns offsets (Kafka's `LogValidator`): everything
+    /// [`Batch::validate`] checks, plus at least one record and `lastOffsetDelta =
+    /// recordsCount - 1`. With the record walk's rule that deltas increase strictly within
+    /// `[0, lastOffsetDelta]`, that makes the deltas exactly `0..recordsCount`: the batch
+    /// claims no offsets its records do not hold.
+    ///
+    /// A compressed batch gets the CRC and both header rules, but its records' own deltas
+    /// are not seen: partlog does not decompress.
+    pub fn validate_for_leader(&self) -> Result<(), BatchError> {
+        let header = &self.header;
+        if header.records_count == 0 {
+            return Err(BatchError::Empty);
+        }
+        if i64::from(header.last_offset_delta) != i64::from(header.records_count) - 1 {
+            return Err(BatchError::OffsetCountMismatch {
+                last_offset_delta: header.last_offset_delta,
+                records_count: header.records_count,
+            });
+        }
+        self.validate()
     }
 
     /// Iterates the records of an uncompressed batch; [`BatchError::Compressed`] otherwise.

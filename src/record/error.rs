@@ -24,6 +24,17 @@ pub enum BatchError {
     InvalidLastOffsetDelta { last_offset_delta: i32 },
     /// `recordsCount` is negative.
     InvalidRecordsCount { records_count: i32 },
+    /// `lastOffsetDelta` is not `recordsCount - 1`: the offsets the header claims do not
+    /// match the records it holds. Refused by a leader append (Kafka's `LogValidator`).
+    OffsetCountMismatch {
+        last_offset_delta: i32,
+        records_count: i32,
+    },
+    /// `baseOffset + lastOffsetDelta + 1` does not fit an `i64`.
+    OffsetOverflow {
+        base_offset: i64,
+        last_offset_delta: i32,
+    },
     /// The batch bytes end after `actual` records although the header announced `header`.
     RecordCountMismatch { header: i32, actual: i32 },
     /// Record number `index` (0-based) inside the batch cannot be decoded.
@@ -91,6 +102,22 @@ impl fmt::Display for BatchError {
             BatchError::InvalidRecordsCount { records_count } => {
                 write!(f, "records count {records_count} is negative")
             }
+            BatchError::OffsetCountMismatch {
+                last_offset_delta,
+                records_count,
+            } => write!(
+                f,
+                "last offset delta {last_offset_delta} does not match {records_count} records \
+                 (it must be the record count minus one)"
+            ),
+            BatchError::OffsetOverflow {
+                base_offset,
+                last_offset_delta,
+            } => write!(
+                f,
+                "base offset {base_offset} plus last offset delta {last_offset_delta} \
+                 overflows a 64-bit offset"
+            ),
             BatchError::RecordCountMismatch { header, actual } => write!(
                 f,
                 "header announces {header} records but the batch holds {actual}"

@@ -43,6 +43,35 @@ pub struct ScanStop {
 /// The epoch floor of a scan that knows nothing before its segment.
 pub const NO_EPOCH_FLOOR: i32 = i32::MIN;
 
+/// What a validating scan knows about the log around its segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanRules {
+    /// Base offset of the next segment: a batch reaching it is invalid. A crash in the
+    /// middle of a truncation can leave a removed segment next to the one that replaced
+    /// it, with overlapping offsets.
+    pub next_base: Option<i64>,
+    /// Leader epoch of the last batch before this segment ([`NO_EPOCH_FLOOR`] if unknown).
+    /// Epochs never decrease along a log and the field lies outside the CRC, so a batch
+    /// below the floor, or below an earlier batch of the segment, is invalid: a torn write
+    /// can zero just that field.
+    pub epoch_floor: i32,
+    /// Offsets are consecutive (the log does not compact): the first batch starts at the
+    /// segment's base and each next one where the previous ends. The base offset lies
+    /// outside the CRC too; this catches a torn write that raised it.
+    pub consecutive: bool,
+}
+
+impl Default for ScanRules {
+    /// Nothing known: offsets may have gaps, epochs any value, no next segment.
+    fn default() -> Self {
+        ScanRules {
+            next_base: None,
+            epoch_floor: NO_EPOCH_FLOOR,
+            consecutive: false,
+        }
+    }
+}
+
 /// Why `header` cannot follow a batch of epoch `floor`, if it cannot.
 fn epoch_regresses(header: &BatchHeader, floor: i32) -> Option<String> {
     let epoch = header.partition_leader_epoch;
@@ -50,6 +79,7 @@ fn epoch_regresses(header: &BatchHeader, floor: i32) -> Option<String> {
 }
 
 /// Why `header` cannot sit before a segment starting at `next_base`, if it cannot.
+/// Runs after `offset_problem`, so the last offset does not wrap.
 fn reaches_next(header: &BatchHeader, next_base: Option<i64>) -> Option<String> {
     let next = next_base.filter(|&next| header.last_offset() >= next)?;
     Some(format!(
@@ -157,22 +187,12 @@ impl Segment {
     /// valid ones. Does not truncate: the log decides what happens to invalid bytes.
     /// `scratch` is reused across segments so that recovery allocates once.
     pub fn recover(&self, scratch: &mut Vec<u8>) -> Result<BatchScan> {
-        self.recover_below(scratch, None, NO_EPOCH_FLOOR)
+        self.recover_with(scratch, &ScanRules::default())
     }
 
-    /// [`Segment::recover`] for a segment followed by one starting at `next_base`: a batch
-    /// reaching that offset is invalid too. A crash in the middle of a truncation can leave
-    /// a removed segment next to the one that replaced it, with overlapping offsets.
-    ///
-    /// Leader epochs never decrease along a log, and the epoch field lies outside the CRC:
-    /// a batch whose epoch is below `epoch_floor` (the last epoch before this segment) or
-    /// below an earlier batch's is invalid too. A torn write can zero just that field.
-    pub fn recover_below(
-        &self,
-        scratch: &mut Vec<u8>,
-        next_base: Option<i64>,
-        epoch_floor: i32,
-    ) -> Result<BatchScan> {
+    /// [`Segment::recover`] with what is known of the log around the segment: a batch that
+    /// breaks one of `rules` is invalid too.
+    pub fn recover_with(&self, scratch: &mut Vec<u8>, rules: &ScanRules) -> Result<BatchScan> {
         let file_len = self.log.len()?;
         let interval = self.index_interval_bytes;
         let mut meta = *self.meta_mut();
@@ -203,10 +223,10 @@ impl Segment {
                             break;
                         }
                     };
-                    let floor = scan.last_epoch.unwrap_or(epoch_floor);
+                    let floor = scan.last_epoch.unwrap_or(rules.epoch_floor);
                     let problem = self
-                        .offset_problem(&header, scan.next_offset)
-                        .or_else(|| reaches_next(&header, next_base))
+                        .offset_problem(&header, scan.next_offset, rules.consecutive)
+                        .or_else(|| reaches_next(&header, rules.next_base))
                         .or_else(|| epoch_regresses(&header, floor));
                     if let Some(reason) = problem {
                         scan.stop = Some(ScanStop {
@@ -228,6 +248,7 @@ impl Segment {
                     index_batch(ix, &mut meta, interval, &header, pos)?;
                     pos += header.size() as u64;
                     scan.valid_bytes = pos;
+                    // `offset_problem` checked that this does not overflow.
                     scan.next_offset = Some(header.next_offset());
                     scan.batches += 1;
                     scan.last_epoch = Some(header.partition_leader_epoch);
@@ -241,16 +262,33 @@ impl Segment {
         Ok(scan)
     }
 
-    /// Why `header` cannot follow `prev_next` in this segment, if it cannot.
-    fn offset_problem(&self, header: &BatchHeader, prev_next: Option<i64>) -> Option<String> {
-        let min = prev_next.unwrap_or(self.base_offset);
-        if header.base_offset < min {
-            return Some(format!("base offset {} is below {min}", header.base_offset));
+    /// Why `header` cannot follow `prev_next` in this segment, if it cannot. Crafted
+    /// headers must not overflow the arithmetic.
+    fn offset_problem(
+        &self,
+        header: &BatchHeader,
+        prev_next: Option<i64>,
+        consecutive: bool,
+    ) -> Option<String> {
+        let expected = prev_next.unwrap_or(self.base_offset);
+        let base = header.base_offset;
+        if base < expected {
+            return Some(format!("base offset {base} is below {expected}"));
         }
-        if header.last_offset() - self.base_offset > i32::MAX as i64 {
+        if consecutive && base != expected {
+            return Some(format!(
+                "base offset {base} leaves a gap after {expected} in a log without compaction"
+            ));
+        }
+        let next = match header.checked_next_offset() {
+            Ok(next) => next,
+            Err(e) => return Some(e.to_string()),
+        };
+        // `base >= self.base_offset`, so `next - 1 - self.base_offset` cannot overflow.
+        if next - 1 - self.base_offset > i32::MAX as i64 {
             return Some(format!(
                 "offset {} is too far above the segment base {}",
-                header.last_offset(),
+                next - 1,
                 self.base_offset
             ));
         }

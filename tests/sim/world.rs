@@ -18,7 +18,7 @@ use partlog::io::Storage;
 use partlog::log::{Log, RecoveryReport, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
 use partlog::manager::{LogDir, LogDirOptions};
 use partlog::record::{batches, BatchBuilder, TimestampType};
-use partlog::{Clock, Error, LogConfig, ManualClock};
+use partlog::{CleanupPolicy, Clock, Error, LogConfig, ManualClock};
 
 use super::model::{split, MBatch, Model};
 
@@ -119,7 +119,13 @@ impl World {
     /// A fresh disk for `seed` with a random config, the log dir opened.
     pub fn new(seed: u64, trace: Trace) -> World {
         let mut rng = SimRng::new(seed ^ 0x5157_u64.rotate_left(40));
-        let config = random_config(&mut rng);
+        let mut config = random_config(&mut rng);
+        // Half the seeds compact (offsets may have gaps), half do not (offsets must be
+        // consecutive, which recovery checks). Chosen by the seed, not drawn, so that
+        // seeds found before the policy existed replay the same operations.
+        if seed % 2 == 1 {
+            config.cleanup_policy = CleanupPolicy::Compact;
+        }
         World::with_config(seed, config, rng, trace)
     }
 
@@ -431,9 +437,13 @@ impl World {
     }
 
     pub fn append_follower(&mut self) {
+        // Gaps are drawn for every policy, so that the random stream does not depend on
+        // it, but only a compacted log gets them.
+        let gaps = self.config.cleanup_policy.compacts();
         let mut base = self.model.leo;
         if self.rng.ratio(1, 4) {
-            base += self.rng.range_inclusive(1, 30) as i64;
+            let gap = self.rng.range_inclusive(1, 30) as i64;
+            base += if gaps { gap } else { 0 };
         }
         let stale = self.rng.ratio(1, 25) && self.model.leo > self.model.log_start;
         if stale {
@@ -443,7 +453,8 @@ impl World {
         let mut next = base;
         for _ in 0..self.rng.range_inclusive(1, 3) {
             let one = self.random_batch(next);
-            next = split(&one)[0].next() + self.rng.below(3) as i64;
+            let gap = self.rng.below(3) as i64;
+            next = split(&one)[0].next() + if gaps { gap } else { 0 };
             buf.extend_from_slice(&one);
         }
         let r = self.log().append_as_follower(&buf);
