@@ -45,10 +45,29 @@ impl Log {
         if from_offset >= bound {
             return Ok(None);
         }
-        let segments = self.segments();
-        let first = segments
-            .partition_point(|s| s.base_offset() <= from_offset)
-            .saturating_sub(1);
+        self.read_segments(&self.segments(), from_offset, max_bytes, bound)
+    }
+
+    /// The read itself, on a snapshot of the segments taken after the range check. Retention
+    /// may have removed the segment holding `from_offset` in between: then no segment of
+    /// the snapshot starts at or below it, and the answer is `OffsetOutOfRange`, never the
+    /// batches of a later segment.
+    fn read_segments(
+        &self,
+        segments: &[std::sync::Arc<crate::segment::Segment>],
+        from_offset: i64,
+        max_bytes: u64,
+        bound: i64,
+    ) -> Result<Option<FileSlice>> {
+        let out_of_range = || Error::OffsetOutOfRange {
+            offset: from_offset,
+            log_start_offset: self.log_start_offset(),
+            log_end_offset: self.log_end_offset(),
+        };
+        let first = match segments.partition_point(|s| s.base_offset() <= from_offset) {
+            0 => return Err(out_of_range()),
+            n => n - 1,
+        };
         for segment in &segments[first..] {
             if segment.base_offset() >= bound {
                 break;
@@ -58,13 +77,7 @@ impl Log {
                 Ok(Some(slice)) => return Ok(Some(slice)),
                 Ok(None) => {}
                 // Retention or truncation removed the segment under the reader.
-                Err(Error::SegmentDeleted { .. }) => {
-                    return Err(Error::OffsetOutOfRange {
-                        offset: from_offset,
-                        log_start_offset: self.log_start_offset(),
-                        log_end_offset: self.log_end_offset(),
-                    })
-                }
+                Err(Error::SegmentDeleted { .. }) => return Err(out_of_range()),
                 Err(err) => return Err(err),
             }
         }
@@ -148,4 +161,56 @@ fn first_in_batch(
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::io::sim::SimStorage;
+    use crate::log::{Log, LogOpenOptions};
+    use crate::record::BatchBuilder;
+    use crate::{Error, LogConfig, ManualClock};
+
+    /// A reader checks the range, then retention deletes the segment holding its offset
+    /// before the reader takes its snapshot of the segments. The read used to start at the
+    /// oldest remaining segment and return its batches, silently skipping the deleted ones.
+    #[test]
+    fn read_racing_retention_is_out_of_range_not_a_later_batch() {
+        let sim = SimStorage::new(1);
+        let config = LogConfig {
+            retention_bytes: 1,
+            index_bytes_max: 4096,
+            ..LogConfig::default()
+        };
+        let options = LogOpenOptions {
+            config,
+            clock: Arc::new(ManualClock::new(1_000)),
+            ..LogOpenOptions::new(sim.storage(), "/data/t-0")
+        };
+        let (log, _) = Log::open(options).expect("open");
+        for i in 0..3 {
+            let mut b = BatchBuilder::new()
+                .append(i, None, Some(b"v"), &[])
+                .build()
+                .expect("batch");
+            log.append_as_leader(&mut b, 0).expect("append");
+            log.force_roll().expect("roll");
+        }
+        // The reader's range check passes for offset 0 ...
+        assert_eq!(log.log_start_offset(), 0);
+        // ... then retention removes the oldest segments ...
+        log.delete_old_segments().expect("retention");
+        let start = log.log_start_offset();
+        assert!(start > 0, "{start}");
+        // ... and the read goes on with the new snapshot.
+        let bound = log.log_end_offset();
+        let err = log
+            .read_segments(&log.segments(), 0, 1 << 20, bound)
+            .expect_err("offset 0 is gone");
+        assert!(
+            matches!(err, Error::OffsetOutOfRange { offset: 0, log_start_offset, .. } if log_start_offset == start),
+            "{err}"
+        );
+    }
 }
