@@ -32,9 +32,13 @@ struct Indexes {
     time: TimeIndex,
 }
 
-/// Writer-side bookkeeping (readers only look at the timestamps).
+/// Writer-side bookkeeping. Readers fill in `max_timestamp` when it is unknown, and only
+/// then: see [`Segment::largest_timestamp`].
 #[derive(Debug, Clone, Copy)]
 struct Meta {
+    /// Bumped whenever the segment's bytes shrink or are re-indexed, so that a reader that
+    /// computed `max_timestamp` from older bytes does not store it.
+    generation: u64,
     bytes_since_index: u64,
     /// Largest batch max-timestamp in the segment, `-1` when none; `None` until loaded.
     max_timestamp: Option<i64>,
@@ -144,6 +148,7 @@ impl Segment {
             size: AtomicU64::new(size),
             indexes: RwLock::new(None),
             meta: Mutex::new(Meta {
+                generation: 0,
                 bytes_since_index: 0,
                 max_timestamp: None,
                 offset_of_max_timestamp: base_offset,
@@ -340,6 +345,7 @@ impl Segment {
         ix.offset.clear();
         ix.time.clear();
         let mut meta = *self.meta_mut();
+        meta.generation += 1;
         meta.bytes_since_index = 0;
         meta.max_timestamp = Some(-1);
         let mut pos = 0u64;
@@ -477,7 +483,17 @@ impl Segment {
             }
             Ok(())
         })?;
-        *self.meta_mut() = meta;
+        // Merge rather than overwrite: a reader may have filled in the timestamps since
+        // the copy was taken, and a copy must never lower them.
+        let mut current = self.meta_mut();
+        if meta.max_timestamp > current.max_timestamp {
+            current.max_timestamp = meta.max_timestamp;
+            current.offset_of_max_timestamp = meta.offset_of_max_timestamp;
+        }
+        current.first_batch_timestamp =
+            current.first_batch_timestamp.or(meta.first_batch_timestamp);
+        current.bytes_since_index = meta.bytes_since_index;
+        drop(current);
         self.size
             .store(pos + batches.len() as u64, Ordering::Release);
         Ok(())
@@ -509,11 +525,26 @@ impl Segment {
     }
 
     /// Largest timestamp of any batch in the segment, `-1` when empty.
+    ///
+    /// Computed on first use, possibly by a reader while the writer appends or truncates.
+    /// The result is stored only while the timestamp is still unknown and the segment has
+    /// not shrunk since (same generation): a value computed from stale bytes must never
+    /// overwrite a newer one, or time lookups would skip the segment and time retention
+    /// delete it early.
     pub fn largest_timestamp(&self) -> Result<i64> {
-        if let Some(ts) = self.meta_mut().max_timestamp {
-            return Ok(ts);
-        }
-        // Newest indexed timestamp, then the batches after the last indexed position.
+        let generation = {
+            let meta = self.meta_mut();
+            if let Some(ts) = meta.max_timestamp {
+                return Ok(ts);
+            }
+            meta.generation
+        };
+        let (ts, ts_offset) = self.compute_largest_timestamp()?;
+        Ok(self.store_largest_timestamp(generation, ts, ts_offset))
+    }
+
+    /// The newest indexed timestamp, then the batches after the last indexed position.
+    fn compute_largest_timestamp(&self) -> Result<(i64, i64)> {
         let (last, start) = self.with_indexes(|ix| {
             let last = ix.time.last_entry();
             let start = last.map_or(0, |t| ix.offset.lookup(t.offset).position as u64);
@@ -531,10 +562,23 @@ impl Segment {
             }
             pos += header.size() as u64;
         }
+        Ok((ts, ts_offset))
+    }
+
+    /// Stores a computed largest timestamp unless the segment changed since `generation` or
+    /// someone stored one first; returns the timestamp now known.
+    fn store_largest_timestamp(&self, generation: u64, ts: i64, ts_offset: i64) -> i64 {
         let mut meta = self.meta_mut();
-        meta.max_timestamp = Some(ts);
-        meta.offset_of_max_timestamp = ts_offset;
-        Ok(ts)
+        match meta.max_timestamp {
+            Some(known) => known,
+            None if meta.generation == generation => {
+                meta.max_timestamp = Some(ts);
+                meta.offset_of_max_timestamp = ts_offset;
+                ts
+            }
+            // The bytes changed under the computation: its result is of no use.
+            None => ts,
+        }
     }
 
     /// The position to scan from for the first batch whose timestamp may be `>= ts`.
@@ -583,6 +627,7 @@ impl Segment {
             Ok(())
         })?;
         let mut meta = self.meta_mut();
+        meta.generation += 1;
         meta.max_timestamp = None;
         meta.bytes_since_index = 0;
         if position == 0 {

@@ -196,6 +196,7 @@ impl Segment {
         let file_len = self.log.len()?;
         let interval = self.index_interval_bytes;
         let mut meta = *self.meta_mut();
+        meta.generation += 1;
         meta.bytes_since_index = 0;
         meta.max_timestamp = Some(-1);
         meta.first_batch_timestamp = None;

@@ -184,3 +184,42 @@ fn a_wrong_index_entry_of_a_closed_segment_is_rebuilt() {
         );
     }
 }
+
+/// A reader computing the largest timestamp (unknown after a truncation) races an append
+/// of a newer batch. Storing the reader's result after the append used to lower the
+/// segment's max timestamp: time lookups then skipped the new batch and time retention
+/// could delete the segment early.
+#[test]
+fn largest_timestamp_of_a_racing_reader_does_not_lower_the_appenders() {
+    let (_sim, storage) = storage();
+    let seg = Segment::create(storage, Path::new(DIR), 0, &config(), 0).unwrap();
+    seg.append(&batches_from(0, 4, 2)).unwrap();
+    let (pos, _) = seg.locate(4, seg.size()).unwrap().unwrap();
+    seg.truncate_at(pos).unwrap();
+    // The reader reads the generation and computes from the bytes it sees ...
+    let generation = seg.meta_mut().generation;
+    let (stale, stale_offset) = seg.compute_largest_timestamp().unwrap();
+    assert_eq!(stale, 30);
+    // ... the writer appends a newer batch ...
+    seg.append(&batches_from(4, 1, 2)).unwrap();
+    // ... and the reader stores what it computed.
+    seg.store_largest_timestamp(generation, stale, stale_offset);
+    assert_eq!(seg.largest_timestamp().unwrap(), 50);
+}
+
+/// The same race with a truncation in place of the append: a value computed from bytes
+/// that were cut must not be stored.
+#[test]
+fn largest_timestamp_computed_before_a_truncation_is_not_stored() {
+    let (_sim, storage) = storage();
+    let seg = Segment::create(storage, Path::new(DIR), 0, &config(), 0).unwrap();
+    seg.append(&batches_from(0, 4, 2)).unwrap();
+    let (pos, _) = seg.locate(6, seg.size()).unwrap().unwrap();
+    seg.meta_mut().max_timestamp = None; // unknown, as after an open
+    let generation = seg.meta_mut().generation;
+    let (stale, stale_offset) = seg.compute_largest_timestamp().unwrap();
+    assert_eq!(stale, 70);
+    seg.truncate_at(pos).unwrap();
+    seg.store_largest_timestamp(generation, stale, stale_offset);
+    assert_eq!(seg.largest_timestamp().unwrap(), 50);
+}
