@@ -50,8 +50,10 @@ impl Log {
 
     /// The read itself, on a snapshot of the segments taken after the range check. Retention
     /// may have removed the segment holding `from_offset` in between: then no segment of
-    /// the snapshot starts at or below it, and the answer is `OffsetOutOfRange`, never the
-    /// batches of a later segment.
+    /// the snapshot starts at or below it and the log start has moved past it (retention
+    /// publishes the start before the segments), and the answer is `OffsetOutOfRange`,
+    /// never the batches of a later segment. A compacted log may also start with a gap
+    /// below its first segment: that read goes on in the first segment.
     fn read_segments(
         &self,
         segments: &[std::sync::Arc<crate::segment::Segment>],
@@ -65,7 +67,8 @@ impl Log {
             log_end_offset: self.log_end_offset(),
         };
         let first = match segments.partition_point(|s| s.base_offset() <= from_offset) {
-            0 => return Err(out_of_range()),
+            0 if from_offset < self.log_start_offset() => return Err(out_of_range()),
+            0 => 0,
             n => n - 1,
         };
         for segment in &segments[first..] {
