@@ -242,7 +242,7 @@ impl Log {
         // That point normally trails the log end, but after a truncation below it (until
         // the next checkpoint) it can lie past the segment being closed: make the segment
         // durable then, so that skipping it is safe.
-        if self.checkpointed_recovery_point.load(Ordering::Acquire) >= base_offset {
+        if self.checkpoint_ceiling.load(Ordering::Acquire) >= base_offset {
             active.flush()?;
         }
         let segment = Arc::new(Segment::create(

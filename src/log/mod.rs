@@ -22,7 +22,7 @@ mod retention;
 mod truncate;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::clock::Clock;
@@ -53,6 +53,15 @@ struct Writer {
     pending_deletes: Vec<(i64, PathBuf)>,
 }
 
+/// The state a flush starts from.
+#[derive(Debug)]
+struct FlushTicket {
+    from: i64,
+    end: i64,
+    dir_dirty: bool,
+    truncations: u64,
+}
+
 /// One partition replica's log.
 #[derive(Debug)]
 pub struct Log {
@@ -66,9 +75,14 @@ pub struct Log {
     recovery_point: AtomicI64,
     /// Partition leader epoch of the last batch; epochs never decrease along the log.
     latest_epoch: AtomicI32,
-    /// The recovery point as last persisted (the checkpoint file), which recovery will
-    /// trust; `i64::MIN` when none is.
-    checkpointed_recovery_point: AtomicI64,
+    /// The highest recovery point the checkpoint file may hold now or once a checkpoint
+    /// being written lands; recovery will trust every segment below it. `i64::MIN` when
+    /// none is persisted. Raised before a checkpoint is written (under the writer lock, see
+    /// [`Log::begin_checkpoint`]) and set to the written value after.
+    checkpoint_ceiling: AtomicI64,
+    /// Bumped by every truncation (under the writer lock): a flush that raced one does not
+    /// move the recovery point, since the bytes it synced may have been cut and replaced.
+    truncations: AtomicU64,
     writer: Mutex<Writer>,
     /// Serializes flushes without blocking appends.
     flusher: Mutex<()>,
@@ -105,13 +119,26 @@ impl Log {
         self.recovery_point.load(Ordering::Acquire)
     }
 
-    /// Tells the log that `recovery_point` is now what its checkpoint file says (the log
-    /// dir calls this after writing the file). A roll fsyncs the segment it closes only
-    /// while the persisted point lies at or past that segment's end: then the next
-    /// recovery would trust the segment without scanning it, which happens after a
-    /// truncation below the persisted point and until the next checkpoint.
+    /// The recovery point to write into the checkpoint file. Call it right before writing
+    /// the file and [`Log::recovery_point_checkpointed`] after: from this call on, a roll
+    /// treats the returned point as persisted (see [`Log::recovery_point_checkpointed`]).
+    /// Reading the point and announcing it happen under the writer lock, so that no
+    /// truncation falls between them.
+    pub fn begin_checkpoint(&self) -> i64 {
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let point = self.recovery_point();
+        self.checkpoint_ceiling.fetch_max(point, Ordering::AcqRel);
+        point
+    }
+
+    /// Tells the log that its checkpoint file now holds `recovery_point` (from
+    /// [`Log::begin_checkpoint`]). Recovery trusts every segment that ends at or below the
+    /// persisted point. That point normally trails the log end, but after a truncation
+    /// below it, and until the next checkpoint, it can lie past segments written since: a
+    /// roll fsyncs the segment it closes while that segment lies below the point, so that
+    /// skipping it is safe.
     pub fn recovery_point_checkpointed(&self, recovery_point: i64) {
-        self.checkpointed_recovery_point
+        self.checkpoint_ceiling
             .store(recovery_point, Ordering::Release);
     }
 
@@ -167,26 +194,41 @@ impl Log {
     }
 
     /// Makes every appended byte durable and moves the recovery point to the log end.
-    /// Returns the new recovery point. Appends may go on meanwhile.
+    /// Returns the new recovery point. Appends may go on meanwhile. A truncation racing the
+    /// flush leaves the recovery point where the truncation put it: the bytes synced may
+    /// have been cut and replaced by unsynced ones.
     pub fn flush(&self) -> Result<i64> {
         let _flushing = self.flusher.lock().unwrap_or_else(|e| e.into_inner());
-        let (end, dir_dirty) = {
-            let mut writer = self.writer()?;
-            (self.log_end_offset(), std::mem::take(&mut writer.dir_dirty))
-        };
-        let from = self.recovery_point();
-        let result = self.flush_range(from, end, dir_dirty);
-        if let Err(err) = result {
-            let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-            writer.dir_dirty |= dir_dirty;
+        let ticket = self.flush_begin()?;
+        let result = self.flush_range(ticket.from, ticket.end, ticket.dir_dirty);
+        self.flush_finish(&ticket, result)
+    }
+
+    /// What a flush is about to make durable; read under the writer lock.
+    fn flush_begin(&self) -> Result<FlushTicket> {
+        let mut writer = self.writer()?;
+        Ok(FlushTicket {
+            from: self.recovery_point(),
+            end: self.log_end_offset(),
+            dir_dirty: std::mem::take(&mut writer.dir_dirty),
+            truncations: self.truncations.load(Ordering::Acquire),
+        })
+    }
+
+    /// Moves the recovery point after the syncs of `ticket` succeeded, unless a truncation
+    /// came in between.
+    fn flush_finish(&self, ticket: &FlushTicket, synced: Result<()>) -> Result<i64> {
+        let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(err) = synced {
+            writer.dir_dirty |= ticket.dir_dirty;
             return Self::fail(&mut writer, err);
         }
-        // A truncation while flushing may have moved the end below `end`.
-        let point = end.min(self.log_end_offset());
-        self.recovery_point.fetch_max(point, Ordering::AcqRel);
-        let point = self.recovery_point().min(self.log_end_offset());
-        self.recovery_point.store(point, Ordering::Release);
-        Ok(point)
+        if self.truncations.load(Ordering::Acquire) == ticket.truncations {
+            // No truncation since the ticket was taken: the log still holds every byte
+            // below its end, and they are durable now.
+            self.recovery_point.fetch_max(ticket.end, Ordering::AcqRel);
+        }
+        Ok(self.recovery_point())
     }
 
     fn flush_range(&self, from: i64, to: i64, dir_dirty: bool) -> Result<()> {
@@ -230,3 +272,6 @@ impl Log {
         debug_assert!(self.active_segment().base_offset() <= self.log_end_offset());
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,7 +1,7 @@
 //! Opening a log: finish leftovers, load segments, recover when the shutdown was not clean.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, AtomicI64};
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::recovery::{self, RecoveryReport};
@@ -116,7 +116,8 @@ impl Log {
             log_end_offset: AtomicI64::new(log_end_offset),
             recovery_point: AtomicI64::new(outcome.recovery_point.min(log_end_offset)),
             latest_epoch: AtomicI32::new(latest_epoch),
-            checkpointed_recovery_point: AtomicI64::new(options.recovery_point.unwrap_or(i64::MIN)),
+            checkpoint_ceiling: AtomicI64::new(options.recovery_point.unwrap_or(i64::MIN)),
+            truncations: AtomicU64::new(0),
             writer: Mutex::new(Writer::default()),
             flusher: Mutex::new(()),
         };

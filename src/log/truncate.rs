@@ -62,6 +62,7 @@ impl Log {
             return Ok(None);
         }
         // Readers must stop at the new end before the bytes go away.
+        self.truncations.fetch_add(1, Ordering::AcqRel);
         self.log_end_offset.store(new_end, Ordering::Release);
         self.recovery_point.fetch_min(new_end, Ordering::AcqRel);
         let mut bytes: u64 = removed.iter().map(|s| s.size()).sum();
@@ -102,6 +103,7 @@ impl Log {
             &self.config,
             self.clock.now_ms(),
         )?);
+        self.truncations.fetch_add(1, Ordering::AcqRel);
         self.log_end_offset.store(offset, Ordering::Release);
         self.log_start_offset.store(offset, Ordering::Release);
         self.recovery_point.store(offset, Ordering::Release);

@@ -186,7 +186,7 @@ impl LogDir {
         let mut starts = self.log_start_offsets.clone();
         let mut written = Vec::with_capacity(logs.len());
         for (tp, log) in &logs {
-            let point = log.recovery_point();
+            let point = log.begin_checkpoint();
             written.push((log, point));
             points.insert(tp.clone(), point);
             starts.insert(tp.clone(), log.log_start_offset());
