@@ -66,8 +66,9 @@ pub enum Error {
     /// A configuration value is out of its allowed range.
     InvalidConfig(String),
     /// An earlier write failed; the log refuses further writes until it is reopened, because
-    /// the state of the file after a failed write is unknown.
-    ReadOnly { cause: String },
+    /// the state of the file after a failed write is unknown. `cause` is that failure, with
+    /// its kind: for example [`Error::is_disk_full`] tells a full disk from a failing one.
+    ReadOnly { cause: std::sync::Arc<Error> },
 }
 
 impl Error {
@@ -80,13 +81,96 @@ impl Error {
         }
     }
 
-    /// True when the error is an `ENOSPC` "disk full" (from the OS or the simulator).
+    /// True when the error is an `ENOSPC` "disk full" (from the OS or the simulator), also
+    /// as the cause of [`Error::ReadOnly`].
     ///
     /// Matches the raw OS error (28 on Linux and macOS) rather than
     /// `io::ErrorKind::StorageFull`, which is newer than the crate's MSRV.
     pub fn is_disk_full(&self) -> bool {
         const ENOSPC: i32 = 28;
-        matches!(self, Error::Io { source, .. } if source.raw_os_error() == Some(ENOSPC))
+        match self {
+            Error::Io { source, .. } => source.raw_os_error() == Some(ENOSPC),
+            Error::ReadOnly { cause } => cause.is_disk_full(),
+            _ => false,
+        }
+    }
+
+    /// A copy of the error, for keeping a failure while returning it too. An I/O error keeps
+    /// its OS error code (or its kind) and message.
+    pub fn duplicate(&self) -> Error {
+        match self {
+            Error::Io { op, path, source } => Error::Io {
+                op,
+                path: path.clone(),
+                source: match source.raw_os_error() {
+                    Some(code) => io::Error::from_raw_os_error(code),
+                    None => io::Error::new(source.kind(), source.to_string()),
+                },
+            },
+            Error::InvalidBatch(e) => Error::InvalidBatch(e.clone()),
+            Error::Corruption {
+                file,
+                position,
+                reason,
+            } => Error::Corruption {
+                file: file.clone(),
+                position: *position,
+                reason: reason.clone(),
+            },
+            Error::OffsetOutOfRange {
+                offset,
+                log_start_offset,
+                log_end_offset,
+            } => Error::OffsetOutOfRange {
+                offset: *offset,
+                log_start_offset: *log_start_offset,
+                log_end_offset: *log_end_offset,
+            },
+            Error::SegmentDeleted { base_offset } => Error::SegmentDeleted {
+                base_offset: *base_offset,
+            },
+            Error::InvalidOffset {
+                base_offset,
+                expected,
+            } => Error::InvalidOffset {
+                base_offset: *base_offset,
+                expected: *expected,
+            },
+            Error::OffsetSpanTooLarge {
+                first_offset,
+                last_offset,
+            } => Error::OffsetSpanTooLarge {
+                first_offset: *first_offset,
+                last_offset: *last_offset,
+            },
+            Error::FencedLeaderEpoch { epoch, latest } => Error::FencedLeaderEpoch {
+                epoch: *epoch,
+                latest: *latest,
+            },
+            Error::RecordTooLarge { size, max } => Error::RecordTooLarge {
+                size: *size,
+                max: *max,
+            },
+            Error::DirLocked { dir } => Error::DirLocked { dir: dir.clone() },
+            Error::UnsupportedFormat {
+                file,
+                position,
+                reason,
+            } => Error::UnsupportedFormat {
+                file: file.clone(),
+                position: *position,
+                reason: reason.clone(),
+            },
+            Error::Parse { file, line, reason } => Error::Parse {
+                file: file.clone(),
+                line: *line,
+                reason: reason.clone(),
+            },
+            Error::InvalidConfig(why) => Error::InvalidConfig(why.clone()),
+            Error::ReadOnly { cause } => Error::ReadOnly {
+                cause: cause.clone(),
+            },
+        }
     }
 }
 
@@ -175,6 +259,7 @@ impl std::error::Error for Error {
         match self {
             Error::Io { source, .. } => Some(source),
             Error::InvalidBatch(e) => Some(e),
+            Error::ReadOnly { cause } => Some(cause.as_ref()),
             _ => None,
         }
     }

@@ -35,11 +35,13 @@ fn is_os_error(err: &Error, code: i32) -> bool {
     matches!(err, Error::Io { source, .. } if source.raw_os_error() == Some(code))
 }
 
-fn assert_read_only(log: &Log) {
+/// Checks that writes are refused; returns the refusal, which carries the first failure.
+fn assert_read_only(log: &Log) -> Error {
     let err = log.append_as_leader(&mut batch(1, 1, 0), 1).unwrap_err();
     assert!(matches!(err, Error::ReadOnly { .. }), "{err:?}");
     assert!(matches!(log.flush(), Err(Error::ReadOnly { .. })));
     assert!(matches!(log.truncate_to(0), Err(Error::ReadOnly { .. })));
+    err
 }
 
 /// Power loss, then a reopen: every flushed batch is back, and what else there is verifies.
@@ -60,7 +62,8 @@ fn crash_and_check(backend: &Backend, disk: &SimStorage, flushed: &[(i64, i64)])
     );
 }
 
-fn write_fault(kind: FaultKind) -> Error {
+/// The failed append's error, and the read-only refusal of a later write.
+fn write_fault(kind: FaultKind) -> (Error, Error) {
     let (backend, disk) = sim_with_disk(5);
     let (log, flushed) = build(&backend);
     let end = log.log_end_offset();
@@ -72,25 +75,31 @@ fn write_fault(kind: FaultKind) -> Error {
         end,
         "a failed append is not published"
     );
-    assert_read_only(&log);
+    let refusal = assert_read_only(&log);
     // Reads go on, up to the last published batch.
     assert_eq!(read_all(&log).len(), 33);
     check_every_offset(&log);
     crash_and_check(&backend, &disk, &flushed);
-    err
+    (err, refusal)
 }
 
 #[test]
 fn enospc_on_append_is_disk_full_and_makes_the_log_read_only() {
-    let err = write_fault(FaultKind::Enospc);
+    let (err, refusal) = write_fault(FaultKind::Enospc);
     assert!(err.is_disk_full(), "{err:?}");
+    // The refusal keeps its cause's kind: a broker tells a full disk from a failing one.
+    assert!(refusal.is_disk_full(), "{refusal:?}");
 }
 
 #[test]
 fn eio_on_append_makes_the_log_read_only() {
-    let err = write_fault(FaultKind::Eio);
+    let (err, refusal) = write_fault(FaultKind::Eio);
     assert!(is_os_error(&err, EIO), "{err:?}");
     assert!(!err.is_disk_full());
+    match refusal {
+        Error::ReadOnly { cause } => assert!(is_os_error(&cause, EIO), "{cause:?}"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

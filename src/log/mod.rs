@@ -46,7 +46,7 @@ pub const NO_EPOCH: i32 = -1;
 #[derive(Debug, Default)]
 struct Writer {
     /// Set by a failed write or sync: the log refuses writes until reopened.
-    failure: Option<String>,
+    failure: Option<Arc<Error>>,
     /// Segment files created or removed since the directory was last synced.
     dir_dirty: bool,
     /// Files renamed `.deleted`, with the time they may be removed.
@@ -178,7 +178,7 @@ impl Log {
         let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         match &writer.failure {
             Some(cause) => Err(Error::ReadOnly {
-                cause: cause.clone(),
+                cause: Arc::clone(cause),
             }),
             None => Ok(writer),
         }
@@ -188,7 +188,7 @@ impl Log {
     /// stops taking writes rather than pretend (reads go on).
     fn fail<T>(writer: &mut Writer, err: Error) -> Result<T> {
         if writer.failure.is_none() {
-            writer.failure = Some(err.to_string());
+            writer.failure = Some(Arc::new(err.duplicate()));
         }
         Err(err)
     }

@@ -3,11 +3,22 @@
 //! ```text
 //! <log dir>/
 //!   .lock                              exclusive lock while open
-//!   .kafka_cleanshutdown               written last on close, removed on open
+//!   .kafka_cleanshutdown               written last on a clean close, removed on open
 //!   recovery-point-offset-checkpoint   `topic partition offset` per partition
 //!   log-start-offset-checkpoint        `topic partition offset` per partition
 //!   <topic>-<partition>/               one partition's segments
 //! ```
+//!
+//! # The clean-shutdown marker
+//!
+//! The marker covers the whole dir: on the next open, every partition with it skips
+//! recovery. Kafka recovers all logs of a dir at startup, so its marker is always true.
+//! partlog opens partitions on demand, so a process may close a dir after recovering only
+//! some of them. [`LogDir::close`] therefore writes the marker only when the dir was clean
+//! when opened, or every partition in it was opened (and so recovered) by this process,
+//! and every open log closed cleanly. Otherwise the next open recovers again; partitions
+//! recovered now scan little, since their recovery points were checkpointed.
+//! [`LogDir::open_all`] recovers every partition.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -169,12 +180,32 @@ impl LogDir {
             .cloned()
     }
 
-    /// Flushes every open log and checkpoints recovery points and log start offsets.
-    pub fn flush(&self) -> Result<()> {
-        for log in self.open_logs() {
-            log.flush()?;
+    /// Opens (recovering as needed) every partition of the dir, in order; the reports of
+    /// the partitions that were not open yet.
+    pub fn open_all(&self) -> Result<Vec<(TopicPartition, RecoveryReport)>> {
+        let mut reports = Vec::new();
+        for tp in self.partitions()? {
+            let opened = self.log(&tp).is_none();
+            let (_, report) = self.open_log(&tp)?;
+            if opened {
+                reports.push((tp, report));
+            }
         }
-        self.write_checkpoints()
+        Ok(reports)
+    }
+
+    /// Flushes every open log and checkpoints recovery points and log start offsets. A log
+    /// that fails (it turns read-only) does not stop the others nor the checkpoints: its
+    /// recovery point still covers only durable bytes. Returns the first error.
+    pub fn flush(&self) -> Result<()> {
+        let mut first_error = None;
+        for log in self.open_logs() {
+            if let Err(err) = log.flush() {
+                first_error.get_or_insert(err);
+            }
+        }
+        self.write_checkpoints()?;
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Writes the checkpoint files: entries of open logs, plus the old entries of
@@ -210,18 +241,38 @@ impl LogDir {
         )
     }
 
-    /// Closes every log, writes the checkpoints, then the clean-shutdown marker, and
-    /// releases the lock.
+    /// Closes every log, writes the checkpoints, then the clean-shutdown marker when the
+    /// whole dir is clean (see the module docs), and releases the lock. A log that fails to
+    /// close does not stop the others nor the checkpoints, but the marker is then not
+    /// written. Returns the first error.
     pub fn close(self) -> Result<()> {
+        let mut first_error = None;
         for log in self.open_logs() {
-            log.close()?;
+            if let Err(err) = log.close() {
+                first_error.get_or_insert(err);
+            }
         }
         self.write_checkpoints()?;
-        let marker = self
-            .storage
-            .open(&self.path.join(CLEAN_SHUTDOWN_FILE), OpenMode::Create)?;
-        marker.sync_data()?;
+        if let Some(err) = first_error {
+            return Err(err);
+        }
+        if self.every_partition_recovered()? {
+            let marker = self
+                .storage
+                .open(&self.path.join(CLEAN_SHUTDOWN_FILE), OpenMode::Create)?;
+            marker.sync_data()?;
+        }
         self.storage.sync_dir(&self.path)
+    }
+
+    /// True when no partition of the dir may hold unrecovered data: the dir was clean when
+    /// opened, or every partition in it is open.
+    fn every_partition_recovered(&self) -> Result<bool> {
+        if self.clean_shutdown {
+            return Ok(true);
+        }
+        let logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(self.partitions()?.iter().all(|tp| logs.contains_key(tp)))
     }
 
     fn open_logs(&self) -> Vec<Arc<Log>> {

@@ -55,3 +55,89 @@ fn a_corrupt_checkpoint_is_a_warning_not_a_refusal() {
     let (log, report) = dir.open_log(&TopicPartition::new("t", 0)).unwrap();
     assert_eq!((report.segments_scanned, log.log_end_offset()), (1, 0));
 }
+
+fn marker_exists(sim: &SimStorage) -> bool {
+    sim.read_raw(Path::new("/d/.kafka_cleanshutdown")).is_some()
+}
+
+/// After an unclean stop, a process opened only partition A and closed cleanly. The
+/// dir-wide marker it wrote made the next open trust partition B, never recovered, which
+/// then served a torn batch whose CRC fails.
+#[test]
+fn clean_close_after_opening_one_partition_leaves_the_others_to_recovery() {
+    let sim = SimStorage::new(5);
+    let (a, b) = (TopicPartition::new("a", 0), TopicPartition::new("b", 0));
+    let dir = LogDir::open(sim.storage(), "/d", LogDirOptions::default()).unwrap();
+    for tp in [&a, &b] {
+        let (log, _) = dir.open_log(tp).unwrap();
+        log.append_as_leader(&mut batch(), 0).unwrap();
+    }
+    dir.flush().unwrap();
+    let (log_b, _) = dir.open_log(&b).unwrap();
+    log_b.append_as_leader(&mut batch(), 0).unwrap();
+    let torn_at = log_b.segments()[0].size() - 5;
+    let b_segment = log_b.segments()[0].log_path().to_path_buf();
+    drop((log_b, dir)); // an unclean stop
+    sim.flip_bit(&b_segment, torn_at, 1).unwrap();
+
+    let dir = LogDir::open(sim.storage(), "/d", LogDirOptions::default()).unwrap();
+    assert!(!dir.was_clean_shutdown());
+    let (log_a, _) = dir.open_log(&a).unwrap();
+    log_a.append_as_leader(&mut batch(), 0).unwrap();
+    drop(log_a);
+    dir.close().unwrap();
+    assert!(!marker_exists(&sim), "b was never recovered");
+
+    let dir = LogDir::open(sim.storage(), "/d", LogDirOptions::default()).unwrap();
+    let (log_b, report) = dir.open_log(&b).unwrap();
+    assert!(report.damage.is_some(), "{report:?}");
+    assert_eq!(log_b.log_end_offset(), 1);
+    drop(log_b);
+    // Every partition is recovered now: this close is clean.
+    dir.open_all().unwrap();
+    dir.close().unwrap();
+    assert!(marker_exists(&sim));
+    // A clean dir stays clean when only some partitions are opened.
+    let dir = LogDir::open(sim.storage(), "/d", LogDirOptions::default()).unwrap();
+    assert!(dir.was_clean_shutdown());
+    dir.open_log(&a).unwrap();
+    dir.close().unwrap();
+    assert!(marker_exists(&sim));
+}
+
+/// One read-only log (an earlier write failed) stopped `flush` and `close` before they
+/// checkpointed the others.
+#[test]
+fn a_read_only_log_does_not_stop_the_others_from_checkpointing() {
+    let sim = SimStorage::new(6);
+    let (a, b) = (TopicPartition::new("a", 0), TopicPartition::new("b", 0));
+    let dir = LogDir::open(sim.storage(), "/d", LogDirOptions::default()).unwrap();
+    let (log_a, _) = dir.open_log(&a).unwrap();
+    let (log_b, _) = dir.open_log(&b).unwrap();
+    sim.fail_nth(
+        crate::io::sim::SimOp::Write,
+        1,
+        crate::io::sim::FaultKind::Eio,
+    )
+    .unwrap();
+    assert!(log_b.append_as_leader(&mut batch(), 0).is_err());
+    sim.clear_faults();
+    // The checkpoints must be written although b's flush fails.
+    log_a.append_as_leader(&mut batch(), 0).unwrap();
+    assert!(matches!(dir.flush(), Err(Error::ReadOnly { .. })));
+    let text = sim
+        .read_raw(Path::new("/d/recovery-point-offset-checkpoint"))
+        .unwrap();
+    assert!(
+        String::from_utf8(text).unwrap().contains("a 0 1\n"),
+        "a's recovery point was not checkpointed"
+    );
+    log_a.append_as_leader(&mut batch(), 0).unwrap();
+    drop((log_a, log_b));
+    assert!(dir.close().is_err());
+    let text = sim
+        .read_raw(Path::new("/d/recovery-point-offset-checkpoint"))
+        .unwrap();
+    assert!(String::from_utf8(text).unwrap().contains("a 0 2\n"));
+    assert!(!marker_exists(&sim), "a failed log is not a clean shutdown");
+}
