@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use common::{backends, batch, file_names, options, read_all, small_config, Backend};
 use partlog::log::Log;
-use partlog::{Error, LogConfig, ManualClock};
+use partlog::{Clock, Error, LogConfig, ManualClock};
 
 const DELAY_MS: i64 = 60_000;
 
@@ -184,5 +184,43 @@ fn deleted_files_go_on_close_and_on_reopen() {
             assert_eq!(log.log_end_offset(), 40);
             assert_eq!(read_all(&log).first(), Some(&(30, 31)));
         }
+    }
+}
+
+/// A batch whose records all carry timestamp -1 (no timestamp, as old clients write).
+fn untimed_batch() -> Vec<u8> {
+    let mut builder = partlog::record::BatchBuilder::new();
+    for _ in 0..2 {
+        builder.append(-1, None, Some(&[b'v'; 40]), &[]);
+    }
+    builder.build().unwrap()
+}
+
+/// Segments whose records have no timestamp counted as written at -1 ms and were deleted
+/// by the first time-retention pass. They now age by the `.log` file's modification time.
+#[test]
+fn segments_without_timestamps_age_by_file_mtime_not_at_the_first_pass() {
+    let (sim, disk) = common::sim_with_disk(3);
+    let sim_clock = Arc::new(ManualClock::new(1_000_000));
+    disk.set_clock(sim_clock.clone());
+    let real = common::real();
+    let real_clock = Arc::new(ManualClock::new(partlog::SystemClock.now_ms()));
+    for (backend, clock) in [(sim, sim_clock), (real, real_clock)] {
+        let config = config(10_000, -1);
+        let (log, _) = Log::open(options(&backend, "t-0", config, clock.clone())).unwrap();
+        for _ in 0..2 {
+            for _ in 0..5 {
+                log.append_as_leader(&mut untimed_batch(), 1).unwrap();
+            }
+            log.force_roll().unwrap();
+        }
+        assert_eq!(log.segments()[0].largest_timestamp().unwrap(), -1);
+        let outcome = log.delete_old_segments().unwrap();
+        assert_eq!(outcome.segments_deleted, 0, "{}", backend.name);
+        assert_eq!(log.log_start_offset(), 0);
+        clock.advance_ms(60_000);
+        let outcome = log.delete_old_segments().unwrap();
+        assert_eq!(outcome.segments_deleted, 2, "{}", backend.name);
+        assert_eq!(log.log_start_offset(), 20);
     }
 }

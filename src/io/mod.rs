@@ -94,6 +94,10 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
     fn allocate(&self, len: u64) -> Result<()>;
     /// Makes the file's data durable.
     fn sync_data(&self) -> Result<()>;
+    /// When the file's bytes last changed, in milliseconds since the Unix epoch (the real
+    /// backend's mtime; the simulated disk stamps writes with its clock, see
+    /// [`sim::SimStorage::set_clock`]).
+    fn modified_ms(&self) -> Result<i64>;
     /// Maps the first `len` bytes of the file for reading and writing. The file must be at
     /// least `len` bytes long.
     fn map_mut(&self, len: usize) -> Result<Box<dyn MapMut>>;

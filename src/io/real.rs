@@ -182,6 +182,19 @@ impl StorageFile for RealFile {
         Ok(())
     }
 
+    fn modified_ms(&self) -> Result<i64> {
+        let modified = self
+            .file
+            .metadata()
+            .and_then(|m| m.modified())
+            .map_err(|e| Error::io("stat", &self.path, e))?;
+        // Before the epoch (a clock set wrong when written) counts as the epoch.
+        let since = modified
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Ok(i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
+    }
+
     fn sync_data(&self) -> Result<()> {
         self.file
             .sync_data()

@@ -45,7 +45,7 @@ impl Log {
             let segment = &segments[doomed];
             let below_start = segments[doomed + 1].base_offset() <= start;
             let expired = self.config.retention_ms >= 0
-                && now - segment.largest_timestamp()? > self.config.retention_ms;
+                && now - segment.retention_timestamp()? > self.config.retention_ms;
             let oversize = self.config.retention_bytes >= 0
                 && total - segment.size() >= self.config.retention_bytes as u64;
             if !(below_start || expired || oversize) {

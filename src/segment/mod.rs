@@ -543,6 +543,17 @@ impl Segment {
         Ok(self.store_largest_timestamp(generation, ts, ts_offset))
     }
 
+    /// The time retention ages the segment by (Kafka's `LogSegment.largestTimestamp`): its
+    /// largest record timestamp, or, when no batch carries one (all `-1`, as old clients
+    /// write), the `.log` file's modification time. Otherwise such a segment would look
+    /// older than any retention and be deleted on the first pass.
+    pub fn retention_timestamp(&self) -> Result<i64> {
+        match self.largest_timestamp()? {
+            ts if ts >= 0 => Ok(ts),
+            _ => self.log.modified_ms(),
+        }
+    }
+
     /// The newest indexed timestamp, then the batches after the last indexed position.
     fn compute_largest_timestamp(&self) -> Result<(i64, i64)> {
         let (last, start) = self.with_indexes(|ix| {

@@ -26,6 +26,8 @@ pub(crate) struct FileData {
     pub(crate) written: Vec<u8>,
     pub(crate) durable: Vec<u8>,
     dirty: Option<Range<usize>>,
+    /// The simulated clock's time of the last change (0 without a clock).
+    pub(crate) modified_ms: i64,
 }
 
 /// Checks that `pos + len` is a valid file size and returns the end.
@@ -51,6 +53,7 @@ impl FileData {
             written: bytes.clone(),
             durable: bytes,
             dirty: None,
+            modified_ms: 0,
         }
     }
 

@@ -126,7 +126,10 @@ impl StorageFile for SimFile {
                 data(inner, ino)?.write(&buf[..n], pos).ok();
                 return Err(inner.fault(kind));
             }
-            data(inner, ino)?.write(buf, pos)
+            let now = inner.now_ms();
+            let f = data(inner, ino)?;
+            f.modified_ms = now;
+            f.write(buf, pos)
         })
     }
 
@@ -134,7 +137,10 @@ impl StorageFile for SimFile {
         self.check_writable()
             .map_err(|e| Error::io("set_len", &self.path, e))?;
         self.with("set_len", Some(SimOp::Write), |inner, ino| {
-            data(inner, ino)?.set_len(len)
+            let now = inner.now_ms();
+            let f = data(inner, ino)?;
+            f.modified_ms = now;
+            f.set_len(len)
         })
     }
 
@@ -148,6 +154,10 @@ impl StorageFile for SimFile {
             }
             Ok(())
         })
+    }
+
+    fn modified_ms(&self) -> Result<i64> {
+        self.with("stat", None, |inner, ino| Ok(data(inner, ino)?.modified_ms))
     }
 
     fn sync_data(&self) -> Result<()> {

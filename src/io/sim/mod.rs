@@ -51,6 +51,7 @@ pub use file::{FILE_BYTES_MAX, SECTOR_BYTES};
 pub use rng::SimRng;
 
 use super::{DirEntry, DirLock, OpenMode, Storage, StorageFile};
+use crate::clock::Clock;
 use crate::error::{Error, Result};
 use faults::Faults;
 use file::FileData;
@@ -90,6 +91,8 @@ struct Inner {
     /// Normalized paths of locked directories.
     locks: BTreeSet<PathBuf>,
     faults: Faults,
+    /// Stamps file changes (see [`SimStorage::set_clock`]).
+    clock: Option<Arc<dyn Clock>>,
 }
 
 impl fmt::Debug for Inner {
@@ -108,6 +111,10 @@ fn lock(shared: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
 }
 
 impl Inner {
+    fn now_ms(&self) -> i64 {
+        self.clock.as_ref().map_or(0, |c| c.now_ms())
+    }
+
     fn check_generation(&self, generation: u64) -> io::Result<()> {
         if generation == self.generation {
             Ok(())
@@ -223,8 +230,15 @@ impl SimStorage {
                 open: BTreeMap::new(),
                 locks: BTreeSet::new(),
                 faults: Faults::default(),
+                clock: None,
             })),
         })
+    }
+
+    /// Files changed from now on get `clock`'s time as their modification time; without a
+    /// clock it is 0. Tests share the clock they give the engine.
+    pub fn set_clock(&self, clock: Arc<dyn Clock>) {
+        self.inner().clock = Some(clock);
     }
 
     /// The same disk as the `Arc<dyn Storage>` the engine takes.
