@@ -111,7 +111,9 @@ pub(super) fn finish_leftovers(
     for entry in entries.iter().filter(|e| !e.is_dir) {
         let path = dir.join(&entry.name);
         let name = entry.name.as_str();
-        if name.ends_with(".tmp") {
+        if name.ends_with(".corrupt.tmp") {
+            remove(path, "removed unfinished copy of damaged bytes", report)?;
+        } else if name.ends_with(".tmp") {
             remove(path, "removed unfinished checkpoint", report)?;
         } else if name.ends_with(files::DELETED_SUFFIX) {
             remove(path, "removed file scheduled for deletion", report)?;
@@ -283,10 +285,11 @@ pub(super) fn recover_segments(
             Some(rp) if valid_end < rp => DamageKind::Corruption,
             Some(_) => DamageKind::TornTail,
             None => {
+                let max = options.config.max_message_bytes;
                 let later_valid = segment
-                    .find_valid_batch_in(stop.position + 1..u64::MAX, &mut scratch)?
+                    .find_valid_batch_in(stop.position + 1..u64::MAX, max, &mut scratch)?
                     .is_some()
-                    || first_batch_valid(&segments[i + 1..], &mut scratch)?;
+                    || first_batch_valid(&segments[i + 1..], max, &mut scratch)?;
                 if later_valid {
                     DamageKind::Corruption
                 } else {
@@ -302,21 +305,17 @@ pub(super) fn recover_segments(
             reason: stop.reason,
             moved_to: Vec::new(),
         };
-        let (bytes, aside) = move_aside(storage.as_ref(), &segment, stop.position, &mut scratch)?;
+        // Copy the cut tail first: if that fails (a full disk), nothing has changed yet.
+        let (bytes, aside) =
+            copy_tail_aside(storage.as_ref(), &segment, stop.position, &mut scratch)?;
         damage.bytes += bytes;
         damage.moved_to.push(aside);
         for later in segments.drain(i + 1..) {
-            let (bytes, aside) = move_aside(storage.as_ref(), &later, 0, &mut scratch)?;
+            let (bytes, aside) = rename_aside(storage.as_ref(), &later)?;
             damage.bytes += bytes;
             damage.moved_to.push(aside);
-            for suffix in [files::INDEX_SUFFIX, files::TIME_INDEX_SUFFIX] {
-                let path = later.path(suffix);
-                if storage.exists(&path) {
-                    storage.remove_file(&path)?;
-                }
-            }
-            storage.remove_file(later.log_path())?;
         }
+        segment.cut_file_at(stop.position)?;
         // The removals must be durable before anything is appended: a crash that brought
         // a removed segment back would put its old batches after the new ones.
         if let Some(dir) = segment.log_path().parent() {
@@ -354,43 +353,83 @@ pub(super) fn last_epoch(segments: &[Arc<Segment>]) -> Result<Option<i32>> {
 }
 
 /// True when any of `segments` starts with a CRC-valid batch.
-fn first_batch_valid(segments: &[Arc<Segment>], scratch: &mut Vec<u8>) -> Result<bool> {
+fn first_batch_valid(
+    segments: &[Arc<Segment>],
+    max_batch_bytes: usize,
+    scratch: &mut Vec<u8>,
+) -> Result<bool> {
     for segment in segments {
-        if segment.find_valid_batch_in(0..1, scratch)?.is_some() {
+        if segment
+            .find_valid_batch_in(0..1, max_batch_bytes, scratch)?
+            .is_some()
+        {
             return Ok(true);
         }
     }
     Ok(false)
 }
 
-/// Copies the bytes of `segment` from `position` to its end into a new `.corrupt` file next
-/// to it, makes that durable, then cuts the segment at `position`.
-fn move_aside(
-    storage: &dyn Storage,
-    segment: &Segment,
-    position: u64,
-    scratch: &mut Vec<u8>,
-) -> Result<(u64, PathBuf)> {
-    let source = segment.log_file();
-    let len = source.len()?;
-    let name = segment
-        .log_path()
+/// A name for `<segment file>.<position>.corrupt` next to the segment that is not taken
+/// (an earlier recovery may have moved bytes from the same place).
+fn corrupt_path(storage: &dyn Storage, segment: &Segment, position: u64) -> (PathBuf, PathBuf) {
+    let path = segment.log_path();
+    let name = path
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("segment")
         .to_string();
-    let dir = segment
-        .log_path()
-        .parent()
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
+    let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
     let mut aside = dir.join(format!("{name}.{position}{}", files::CORRUPT_SUFFIX));
     let mut n = 1;
     while storage.exists(&aside) {
         aside = dir.join(format!("{name}.{position}-{n}{}", files::CORRUPT_SUFFIX));
         n += 1;
     }
-    let target = storage.open(&aside, OpenMode::CreateNew)?;
+    (dir, aside)
+}
+
+/// Copies the bytes of `segment` from `position` to its end into a new `.corrupt` file next
+/// to it and makes that durable; the caller then cuts the segment. The copy is written
+/// under a `.corrupt.tmp` name and renamed when complete, so a failed copy (a full disk)
+/// leaves nothing behind and a retry starts afresh; a crash mid-copy leaves a `.tmp` that
+/// the next open removes. At most one segment's tail is ever copied.
+fn copy_tail_aside(
+    storage: &dyn Storage,
+    segment: &Segment,
+    position: u64,
+    scratch: &mut Vec<u8>,
+) -> Result<(u64, PathBuf)> {
+    let (dir, aside) = corrupt_path(storage, segment, position);
+    let tmp = PathBuf::from(format!("{}{CORRUPT_TMP_TAIL}", aside.display()));
+    let copied = copy_range(storage, segment, position, &tmp, scratch)
+        .and_then(|len| storage.rename(&tmp, &aside).map(|()| len));
+    let len = match copied {
+        Ok(len) => len,
+        Err(err) => {
+            if storage.exists(&tmp) {
+                // Best effort: the error that matters is the copy's.
+                let _ = storage.remove_file(&tmp);
+            }
+            return Err(err);
+        }
+    };
+    storage.sync_dir(&dir)?;
+    Ok((len.saturating_sub(position), aside))
+}
+
+/// Copies `[position, len)` of the segment's file into a fresh, synced file at `to`;
+/// returns the segment file's length.
+fn copy_range(
+    storage: &dyn Storage,
+    segment: &Segment,
+    position: u64,
+    to: &Path,
+    scratch: &mut Vec<u8>,
+) -> Result<u64> {
+    let source = segment.log_file();
+    let len = source.len()?;
+    let target = storage.open(to, OpenMode::Create)?;
+    target.set_len(0)?;
     if scratch.is_empty() {
         scratch.resize(1 << 20, 0);
     }
@@ -402,7 +441,23 @@ fn move_aside(
         pos += n as u64;
     }
     target.sync_data()?;
-    storage.sync_dir(&dir)?;
-    segment.cut_file_at(position)?;
-    Ok((len.saturating_sub(position), aside))
+    Ok(len)
 }
+
+/// Moves a whole segment after the damage aside by renaming its `.log` to `.corrupt` (no
+/// copy, whatever its size) and removes its indexes. The caller syncs the directory.
+fn rename_aside(storage: &dyn Storage, segment: &Segment) -> Result<(u64, PathBuf)> {
+    let (_, aside) = corrupt_path(storage, segment, 0);
+    let len = segment.log_file().len()?;
+    for suffix in [files::INDEX_SUFFIX, files::TIME_INDEX_SUFFIX] {
+        let path = segment.path(suffix);
+        if storage.exists(&path) {
+            storage.remove_file(&path)?;
+        }
+    }
+    storage.rename(segment.log_path(), &aside)?;
+    Ok((len, aside))
+}
+
+/// What a copy of damaged bytes is called until it is complete.
+const CORRUPT_TMP_TAIL: &str = ".tmp";

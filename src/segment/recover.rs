@@ -17,6 +17,8 @@ pub const RECOVERY_CHUNK_BYTES: usize = 1 << 20;
 const _: () = assert!(RECOVERY_CHUNK_BYTES >= HEADER_LEN);
 /// Candidate batches checksummed while looking for valid data after a bad batch.
 const LOOKAHEAD_CANDIDATES_MAX: usize = 4096;
+/// Bytes checksummed, over all candidates, while looking for valid data after a bad batch.
+const LOOKAHEAD_CRC_BYTES_MAX: u64 = 64 << 20;
 
 /// What a validating scan found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -298,26 +300,39 @@ impl Segment {
 
     /// The position of the first CRC-valid batch that starts within `starts`, if any: a
     /// valid batch after a bad one means the bad one is corruption, not a torn write.
+    ///
+    /// The search is bounded, since damaged bytes can look like anything: a candidate is
+    /// checksummed only when its declared size is at most `max_batch_bytes` (a valid batch
+    /// is never larger), and the search gives up after `LOOKAHEAD_CANDIDATES_MAX`
+    /// candidates or `LOOKAHEAD_CRC_BYTES_MAX` checksummed bytes. Giving up only means the
+    /// damage is reported as a torn tail rather than corruption.
     pub fn find_valid_batch_in(
         &self,
         starts: std::ops::Range<u64>,
+        max_batch_bytes: usize,
         scratch: &mut Vec<u8>,
     ) -> Result<Option<u64>> {
         let file_len = self.log.len()?;
         let mut chunks = Chunks::new(self.log.as_ref(), file_len, scratch);
         let mut candidates = 0usize;
+        let mut crc_bytes = 0u64;
         let mut pos = starts.start;
         while pos < starts.end
             && pos + HEADER_LEN as u64 <= file_len
             && candidates < LOOKAHEAD_CANDIDATES_MAX
+            && crc_bytes < LOOKAHEAD_CRC_BYTES_MAX
         {
             // The magic byte is the cheapest filter; most positions fail it.
             if chunks.window(pos + 16, 1)?[0] == crate::record::MAGIC_V2 as u8 {
-                if let Ok(header) = chunks.header(pos)? {
-                    candidates += 1;
-                    if chunks.crc_matches(pos, &header)? {
-                        return Ok(Some(pos));
+                match chunks.header(pos)? {
+                    Ok(header) if header.size() <= max_batch_bytes => {
+                        candidates += 1;
+                        crc_bytes += header.size() as u64;
+                        if chunks.crc_matches(pos, &header)? {
+                            return Ok(Some(pos));
+                        }
                     }
+                    _ => {}
                 }
             }
             pos += 1;

@@ -110,7 +110,7 @@ fn recover_stops_at_the_first_bad_batch_and_rebuilds_indexes() {
     }
     // A valid batch follows the bad one: the lookahead finds it.
     let after = seg
-        .find_valid_batch_in(bad_pos + 1..u64::MAX, &mut Vec::new())
+        .find_valid_batch_in(bad_pos + 1..u64::MAX, usize::MAX, &mut Vec::new())
         .unwrap();
     assert!(after.is_some_and(|p| p > bad_pos));
 }
