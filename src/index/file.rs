@@ -185,12 +185,23 @@ impl IndexFile {
         self.file.sync_data()
     }
 
+    /// Puts the mapped entries into the file's page-cache image (no disk I/O) and returns
+    /// the file, which the caller syncs without holding the index's lock.
+    pub(crate) fn write_back(&self) -> Result<Arc<dyn StorageFile>> {
+        if let Some(map) = &self.map {
+            map.write_back()?;
+        }
+        Ok(self.file.clone())
+    }
+
     /// Resizes the file to `len` and maps it again. A failure leaves the index consistent
-    /// for readers: either the old map stays (the flush failed) or the index holds no
+    /// for readers: either the old map stays (the write-back failed) or the index holds no
     /// entries (lookups then scan from the segment start), never entries without a map.
+    /// Nothing is synced here: the map's bytes go to the page cache, and the next flush of
+    /// the segment makes them and the new length durable.
     fn remap(&mut self, len: usize) -> Result<()> {
         if let Some(map) = self.map.take() {
-            if let Err(err) = map.flush() {
+            if let Err(err) = map.write_back() {
                 self.map = Some(map);
                 return Err(err);
             }

@@ -136,6 +136,12 @@ impl<E: IndexEntry> SparseIndex<E> {
         self.file.flush()
     }
 
+    /// Puts the entries into the page cache and returns the file to sync (see
+    /// [`crate::io::MapMut::write_back`]).
+    pub fn write_back(&self) -> Result<std::sync::Arc<dyn crate::io::StorageFile>> {
+        self.file.write_back()
+    }
+
     /// `offset` relative to the base offset, as stored in an entry.
     pub(crate) fn relative(&self, offset: i64) -> Result<i32> {
         i32::try_from(offset - self.base_offset)

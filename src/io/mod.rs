@@ -20,7 +20,11 @@
 //!   remove) are durable only after `sync_dir` of their parent directory.
 //! - `rename` atomically replaces the destination.
 //! - A [`MapMut`] sees the file bytes at the time of mapping; its writes reach the file's
-//!   page-cache image when it is flushed or dropped, and are durable after `flush`.
+//!   page-cache image when it is written back, flushed or dropped, and are durable after
+//!   `flush`, or after `write_back` and then `sync_data` of the file. The second way lets
+//!   the engine sync an index without holding the lock that guards its map: on Linux a
+//!   shared mapping *is* the page cache, and `fdatasync` writes back the pages dirtied
+//!   through it (what `msync` does too).
 
 pub mod real;
 pub mod sim;
@@ -130,6 +134,10 @@ pub trait MapMut: Send + Sync + fmt::Debug {
     fn as_mut_slice(&mut self) -> &mut [u8];
     /// Writes the mapped bytes back and makes them durable (`msync`).
     fn flush(&self) -> Result<()>;
+    /// Makes the mapped bytes part of the file's page-cache image without waiting for the
+    /// disk; a `sync_data` of the file then makes them durable. No I/O on the real backend,
+    /// where the mapping already is the page cache.
+    fn write_back(&self) -> Result<()>;
 }
 
 /// An exclusive directory lock, released on drop.

@@ -668,13 +668,20 @@ impl Segment {
         Ok(())
     }
 
-    /// Makes the log bytes and loaded indexes durable.
+    /// Makes the log bytes and loaded indexes durable. The index lock is held only to
+    /// put the mapped entries into the page cache, never through a sync: readers and the
+    /// appender do not wait for the disk.
     pub fn flush(&self) -> Result<()> {
+        let index_files = {
+            let guard = self.indexes.read().unwrap_or_else(|e| e.into_inner());
+            match guard.as_ref() {
+                Some(ix) => Some([ix.offset.write_back()?, ix.time.write_back()?]),
+                None => None,
+            }
+        };
         self.log.sync_data()?;
-        let guard = self.indexes.read().unwrap_or_else(|e| e.into_inner());
-        if let Some(ix) = guard.as_ref() {
-            ix.offset.flush()?;
-            ix.time.flush()?;
+        for file in index_files.iter().flatten() {
+            file.sync_data()?;
         }
         Ok(())
     }

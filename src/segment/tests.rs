@@ -223,3 +223,25 @@ fn largest_timestamp_computed_before_a_truncation_is_not_stored() {
     seg.store_largest_timestamp(generation, stale, stale_offset);
     assert_eq!(seg.largest_timestamp().unwrap(), 50);
 }
+
+/// `Segment::flush` held the index lock while it synced the index files, so an append
+/// (which takes it to add an entry) and readers queued behind the disk. Syncs of the index
+/// files are held here while a flush runs: the lock must be free meanwhile.
+#[test]
+fn flush_syncs_the_indexes_without_holding_their_lock() {
+    let (sim, storage) = storage();
+    let seg = Arc::new(Segment::create(storage, Path::new(DIR), 0, &config(), 0).unwrap());
+    seg.append(&batches_from(0, 20, 2)).unwrap();
+    sim.hold_syncs("index");
+    let flusher = {
+        let seg = seg.clone();
+        std::thread::spawn(move || seg.flush())
+    };
+    while sim.syncs_waiting() == 0 {
+        std::thread::yield_now();
+    }
+    let free = seg.indexes.try_write().is_ok();
+    sim.release_syncs();
+    flusher.join().unwrap().unwrap();
+    assert!(free, "the index lock is held through a sync");
+}

@@ -81,6 +81,27 @@ fn data(inner: &mut Inner, ino: Ino) -> io::Result<&mut FileData> {
     inner.files.get_mut(&ino).ok_or_else(stale_error)
 }
 
+/// Blocks a sync of `path` while [`super::SimStorage::hold_syncs`] holds it, outside the
+/// disk's lock, so that other calls go on meanwhile.
+fn wait_while_held(shared: &Shared, path: &Path) {
+    let mut waiting = false;
+    loop {
+        let mut inner = lock(shared);
+        if !inner.sync_held(path) {
+            if waiting {
+                inner.syncs_waiting -= 1;
+            }
+            return;
+        }
+        if !waiting {
+            inner.syncs_waiting += 1;
+            waiting = true;
+        }
+        drop(inner);
+        std::thread::yield_now();
+    }
+}
+
 /// Forgets one open handle or map of `ino` (unless a crash forgot them all already).
 fn release(inner: &mut Inner, ino: Ino, generation: u64) {
     if inner.generation != generation {
@@ -161,6 +182,7 @@ impl StorageFile for SimFile {
     }
 
     fn sync_data(&self) -> Result<()> {
+        wait_while_held(&self.shared, &self.path);
         self.with("sync", Some(SimOp::Sync), |inner, ino| {
             data(inner, ino)?.sync();
             Ok(())
@@ -237,7 +259,17 @@ impl MapMut for SimMap {
         &mut self.buf
     }
 
+    fn write_back(&self) -> Result<()> {
+        let mut inner = lock(&self.shared);
+        let run = |inner: &mut Inner| -> io::Result<()> {
+            inner.check_generation(self.generation)?;
+            self.write_back(inner).map(|_| ())
+        };
+        run(&mut inner).map_err(|e| Error::io("write back map", &self.path, e))
+    }
+
     fn flush(&self) -> Result<()> {
+        wait_while_held(&self.shared, &self.path);
         let mut inner = lock(&self.shared);
         let run = |inner: &mut Inner| -> io::Result<()> {
             inner.check_generation(self.generation)?;

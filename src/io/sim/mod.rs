@@ -93,6 +93,10 @@ struct Inner {
     faults: Faults,
     /// Stamps file changes (see [`SimStorage::set_clock`]).
     clock: Option<Arc<dyn Clock>>,
+    /// Syncs of files whose name ends with this wait (see [`SimStorage::hold_syncs`]).
+    sync_hold: Option<String>,
+    /// Syncs waiting on `sync_hold`.
+    syncs_waiting: usize,
 }
 
 impl fmt::Debug for Inner {
@@ -111,6 +115,13 @@ fn lock(shared: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
 }
 
 impl Inner {
+    fn sync_held(&self, path: &Path) -> bool {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        self.sync_hold
+            .as_deref()
+            .is_some_and(|suffix| name.ends_with(suffix))
+    }
+
     fn now_ms(&self) -> i64 {
         self.clock.as_ref().map_or(0, |c| c.now_ms())
     }
@@ -231,6 +242,8 @@ impl SimStorage {
                 locks: BTreeSet::new(),
                 faults: Faults::default(),
                 clock: None,
+                sync_hold: None,
+                syncs_waiting: 0,
             })),
         })
     }
@@ -239,6 +252,22 @@ impl SimStorage {
     /// clock it is 0. Tests share the clock they give the engine.
     pub fn set_clock(&self, clock: Arc<dyn Clock>) {
         self.inner().clock = Some(clock);
+    }
+
+    /// Makes `sync_data` and map flushes of files whose name ends with `suffix` (every file
+    /// for `""`) wait, without holding the disk, until [`SimStorage::release_syncs`]: a
+    /// test can then look at what the engine holds while it syncs.
+    pub fn hold_syncs(&self, suffix: &str) {
+        self.inner().sync_hold = Some(suffix.to_string());
+    }
+
+    pub fn release_syncs(&self) {
+        self.inner().sync_hold = None;
+    }
+
+    /// How many syncs are waiting on [`SimStorage::hold_syncs`].
+    pub fn syncs_waiting(&self) -> usize {
+        self.inner().syncs_waiting
     }
 
     /// The same disk as the `Arc<dyn Storage>` the engine takes.
