@@ -147,3 +147,77 @@ fn lock_excludes_another_process() {
     assert!(status.success(), "the child could open the locked dir");
     dir.close().unwrap();
 }
+
+/// `Log::open` did not lock its partition: two `Log`s could write one partition's files,
+/// and one could shrink an index the other had mapped. A partition now has one owner.
+#[test]
+fn a_partition_has_one_owner_at_a_time() {
+    for backend in backends() {
+        let dir = open(&backend).unwrap();
+        let tp = TopicPartition::new("t", 0);
+        let (log, _) = dir.open_log(&tp).unwrap();
+        let direct = partlog::log::Log::open(common::options(
+            &backend,
+            "logs/t-0",
+            small_config(),
+            Arc::new(ManualClock::new(0)),
+        ));
+        assert!(
+            matches!(direct, Err(Error::DirLocked { .. })),
+            "{}: {direct:?}",
+            backend.name
+        );
+        drop(log);
+        dir.close().unwrap();
+        let (log, _) = common::open(&backend, "logs/t-0", small_config());
+        let again = partlog::log::Log::open(common::options(
+            &backend,
+            "logs/t-0",
+            small_config(),
+            Arc::new(ManualClock::new(0)),
+        ));
+        assert!(matches!(again, Err(Error::DirLocked { .. })));
+        drop(log);
+        common::open(&backend, "logs/t-0", small_config());
+    }
+}
+
+/// Index files were extended sparse and written through their map, so on a full disk a
+/// new entry was a SIGBUS instead of an error. The active segment's indexes are now
+/// allocated when created (on the real disk: blocks reserved with fallocate).
+#[test]
+fn active_index_files_are_allocated_not_sparse() {
+    use std::os::unix::fs::MetadataExt;
+    let backend = common::real();
+    let (log, _) = common::open(&backend, "t-0", small_config());
+    log.append_as_leader(&mut batch(1, 10, 0), 0).unwrap();
+    let segment = log.segments()[0].clone();
+    for suffix in [".index", ".timeindex"] {
+        let meta = std::fs::metadata(segment.path(suffix)).unwrap();
+        assert!(meta.len() > 0, "{suffix} is preallocated");
+        assert!(
+            meta.blocks() * 512 >= meta.len(),
+            "{suffix}: {} of {} bytes allocated",
+            meta.blocks() * 512,
+            meta.len()
+        );
+    }
+}
+
+/// The simulated disk fails the allocation of a new segment's indexes with ENOSPC: the
+/// roll fails with a disk-full error and the log stays readable.
+#[test]
+fn a_full_disk_while_allocating_indexes_is_an_error() {
+    let (backend, disk) = sim_with_disk(9);
+    let (log, _) = common::open(&backend, "t-0", small_config());
+    log.append_as_leader(&mut batch(2, 10, 0), 0).unwrap();
+    disk.set_faults(partlog::io::sim::FaultPlan {
+        write_enospc: 1.0,
+        path_suffix: Some("index".into()),
+        ..Default::default()
+    });
+    let err = log.force_roll().unwrap_err();
+    disk.clear_faults();
+    assert!(err.is_disk_full(), "{err}");
+    assert_eq!(read_all(&log), vec![(0, 1)]);
+}

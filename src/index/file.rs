@@ -210,7 +210,13 @@ impl IndexFile {
         let entries = self.entries;
         self.entries = 0;
         self.capacity = 0;
-        self.file.set_len(len as u64)?;
+        // Growing reserves the blocks (fallocate): entries are written through the map, and
+        // a write into a sparse hole on a full disk would be SIGBUS instead of an error.
+        if len as u64 > self.file.len()? {
+            self.file.allocate(len as u64)?;
+        } else {
+            self.file.set_len(len as u64)?;
+        }
         if len > 0 {
             self.map = Some(self.file.map_mut(len)?);
         }

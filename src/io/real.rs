@@ -133,6 +133,21 @@ struct RealFile {
     path: PathBuf,
 }
 
+impl RealFile {
+    /// Extends the file to `len` by writing zeros.
+    fn write_zeros_to(&self, len: u64) -> Result<()> {
+        const CHUNK: usize = 64 << 10;
+        let zeros = [0u8; CHUNK];
+        let mut pos = self.len()?;
+        while pos < len {
+            let n = ((len - pos) as usize).min(CHUNK);
+            self.write_at(&zeros[..n], pos)?;
+            pos += n as u64;
+        }
+        Ok(())
+    }
+}
+
 impl StorageFile for RealFile {
     fn path(&self) -> &Path {
         &self.path
@@ -171,15 +186,17 @@ impl StorageFile for RealFile {
     }
 
     fn allocate(&self, len: u64) -> Result<()> {
-        // fallocate is not supported everywhere (tmpfs on old kernels); a sparse extension
-        // keeps the same contract minus the reservation.
-        if self.file.allocate(len).is_err() {
-            let cur = self.len()?;
-            if cur < len {
-                self.set_len(len)?;
+        const ENOSYS: i32 = 38;
+        const EOPNOTSUPP: i32 = 95;
+        match self.file.allocate(len) {
+            Ok(()) => Ok(()),
+            // The file system cannot preallocate (tmpfs on old kernels): writing zeros
+            // allocates the blocks just as well, and a full disk fails here, not later.
+            Err(e) if matches!(e.raw_os_error(), Some(ENOSYS | EOPNOTSUPP)) => {
+                self.write_zeros_to(len)
             }
+            Err(e) => Err(Error::io("fallocate", &self.path, e)),
         }
-        Ok(())
     }
 
     fn modified_ms(&self) -> Result<i64> {

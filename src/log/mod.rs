@@ -86,6 +86,8 @@ pub struct Log {
     writer: Mutex<Writer>,
     /// Serializes flushes without blocking appends.
     flusher: Mutex<()>,
+    /// The partition directory's lock: one owner per partition (see [`Log::open`]).
+    _lock: Box<dyn crate::io::DirLock>,
 }
 
 impl Log {

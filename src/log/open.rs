@@ -50,6 +50,11 @@ impl Log {
     /// `.cleaned`/`.swap`/`.deleted` files are finished or undone, and after an unclean
     /// shutdown every segment from the recovery point on is validated, its indexes rebuilt,
     /// and the log cut at the first invalid batch. The report says what was done.
+    ///
+    /// The log locks its directory (a `.lock` file, as a log dir has) for as long as it
+    /// is open: a second open of the same partition, from this process or another, fails
+    /// with [`crate::Error::DirLocked`]. The memory maps of the indexes rely on it, since
+    /// another writer could shrink a mapped file.
     pub fn open(options: LogOpenOptions) -> Result<(Log, RecoveryReport)> {
         options.config.validate()?;
         let LogOpenOptions {
@@ -61,6 +66,7 @@ impl Log {
         } = options.clone();
         // Durably: the partition dir's entry in the log dir must survive a crash too.
         crate::io::create_dir_all_durable(storage.as_ref(), &dir)?;
+        let lock = storage.lock_dir(&dir)?;
         let mut report = RecoveryReport {
             clean_shutdown: options.clean_shutdown,
             ..Default::default()
@@ -120,6 +126,7 @@ impl Log {
             truncations: AtomicU64::new(0),
             writer: Mutex::new(Writer::default()),
             flusher: Mutex::new(()),
+            _lock: lock,
         };
         log.debug_check();
         Ok((log, report))

@@ -689,7 +689,10 @@ impl Segment {
     /// Renames every file of the segment with `.deleted` appended; returns the new paths.
     pub fn rename_to_deleted(&self) -> Result<Vec<PathBuf>> {
         // Loaded indexes stay mapped for readers still holding this segment (a mapping
-        // outlives the rename and the removal); unloaded ones are never created again.
+        // outlives the rename and the removal); unloaded ones are never created again. The
+        // index lock makes this exclusive with a lazy load, which could otherwise create
+        // index files under the old names after the rename.
+        let _no_loading = self.indexes.write().unwrap_or_else(|e| e.into_inner());
         self.deleted.store(true, Ordering::Release);
         let mut out = Vec::new();
         for suffix in [
