@@ -31,6 +31,33 @@ pub const REPLICATION_FILE: &str = "replication-offset-checkpoint";
 /// Name of the partition-dir file holding the leader-epoch cache.
 pub const LEADER_EPOCH_FILE: &str = "leader-epoch-checkpoint";
 
+/// Longest topic name Kafka accepts.
+pub const TOPIC_NAME_MAX_CHARS: usize = 249;
+
+/// Checks Kafka's topic name rule: 1 to 249 characters of `[a-zA-Z0-9._-]`, and not `.` or
+/// `..`. Other names would break the partition dir name or a checkpoint line (a space
+/// separates its fields).
+pub fn validate_topic(topic: &str) -> Result<()> {
+    let reason = if topic.is_empty() {
+        "is empty".to_string()
+    } else if topic == "." || topic == ".." {
+        "cannot be '.' or '..'".to_string()
+    } else if topic.len() > TOPIC_NAME_MAX_CHARS {
+        format!("is longer than {TOPIC_NAME_MAX_CHARS} characters")
+    } else if let Some(c) = topic
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        format!("contains {c:?}; only ASCII letters, digits, '.', '_' and '-' are allowed")
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidTopic {
+        topic: topic.to_string(),
+        reason,
+    })
+}
+
 /// A topic and partition number.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicPartition {
@@ -230,6 +257,19 @@ mod tests {
         ] {
             let e = parse_offsets(Path::new("x"), bad).unwrap_err();
             assert!(matches!(e, Error::Parse { .. }), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn topic_names_follow_kafkas_rule() {
+        for ok in ["orders", "a.b_c-D9", "__consumer_offsets", &"x".repeat(249)] {
+            validate_topic(ok).unwrap();
+        }
+        for bad in ["", ".", "..", "has space", "slash/", "ü", &"x".repeat(250)] {
+            assert!(
+                matches!(validate_topic(bad), Err(Error::InvalidTopic { .. })),
+                "{bad:?}"
+            );
         }
     }
 

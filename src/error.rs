@@ -65,6 +65,8 @@ pub enum Error {
     },
     /// A configuration value is out of its allowed range.
     InvalidConfig(String),
+    /// A topic name breaks Kafka's rule (see [`crate::checkpoint::validate_topic`]).
+    InvalidTopic { topic: String, reason: String },
     /// An earlier write failed; the log refuses further writes until it is reopened, because
     /// the state of the file after a failed write is unknown. `cause` is that failure, with
     /// its kind: for example [`Error::is_disk_full`] tells a full disk from a failing one.
@@ -167,6 +169,10 @@ impl Error {
                 reason: reason.clone(),
             },
             Error::InvalidConfig(why) => Error::InvalidConfig(why.clone()),
+            Error::InvalidTopic { topic, reason } => Error::InvalidTopic {
+                topic: topic.clone(),
+                reason: reason.clone(),
+            },
             Error::ReadOnly { cause } => Error::ReadOnly {
                 cause: cause.clone(),
             },
@@ -244,6 +250,9 @@ impl fmt::Display for Error {
                 write!(f, "cannot parse {} line {line}: {reason}", file.display())
             }
             Error::InvalidConfig(why) => write!(f, "invalid configuration: {why}"),
+            Error::InvalidTopic { topic, reason } => {
+                write!(f, "invalid topic name {topic:?}: it {reason}")
+            }
             Error::ReadOnly { cause } => {
                 write!(
                     f,

@@ -162,6 +162,7 @@ fn append_from_file_and_stdin_and_reject_malformed_input() {
         "orders",
         "--partition",
         "0",
+        "--create",
     ];
 
     let args: Vec<&str> = base
@@ -446,4 +447,175 @@ fn demo_two_rounds_json() {
     assert_eq!(field(&lines[4], "ok").as_deref(), Some("true"));
     let dir = field(&lines[0], "dir").unwrap();
     assert!(!Path::new(&dir).exists(), "temp dir {dir} not removed");
+}
+
+/// A user's first mistakes: a topic name Kafka refuses (a space broke the checkpoint
+/// lines), and a mistyped `--dir`. Both are refused with one clear line and write nothing.
+#[test]
+fn produce_refuses_bad_topics_and_missing_dirs_before_writing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("logs");
+    let run = |dir: &Path, topic: &str, create: bool| {
+        let mut args = vec![
+            "produce",
+            "--dir",
+            s(dir),
+            "--topic",
+            topic,
+            "--partition",
+            "0",
+            "--records",
+            "3",
+            "--record-bytes",
+            "10",
+        ];
+        if create {
+            args.push("--create");
+        }
+        partlog(&args)
+    };
+    let out = run(&dir, "orders", false);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("does not exist") && err.contains("--create"),
+        "{err}"
+    );
+    assert!(!dir.exists());
+
+    let long = "x".repeat(250);
+    for topic in ["has space", "..", "a/b", long.as_str(), ""] {
+        let out = run(&dir, topic, true);
+        assert_eq!(out.status.code(), Some(2), "{topic:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("invalid topic name"), "{topic:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(!dir.exists(), "{topic:?} created the dir");
+    }
+    let out = run(&dir, "orders.v2_x-1", true);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A Kafka-written partition has batches of a leader epoch above 0; produce and append
+/// used epoch 0 and were fenced. They now default to the log's latest epoch.
+#[test]
+fn produce_and_append_default_to_the_logs_latest_epoch() {
+    use partlog::checkpoint::TopicPartition;
+    use partlog::manager::{LogDir, LogDirOptions};
+    let tmp = tempfile::tempdir().unwrap();
+    let storage = partlog::io::real::RealStorage::shared();
+    let log_dir = LogDir::open(storage, tmp.path(), LogDirOptions::default()).unwrap();
+    let (log, _) = log_dir.open_log(&TopicPartition::new("orders", 0)).unwrap();
+    log.append_as_leader(&mut three_batches(), 7).unwrap();
+    drop(log);
+    log_dir.close().unwrap();
+
+    let lines = expect(
+        &[
+            "produce",
+            "--dir",
+            s(tmp.path()),
+            "--topic",
+            "orders",
+            "--partition",
+            "0",
+            "--records",
+            "4",
+            "--record-bytes",
+            "10",
+            "--json",
+        ],
+        0,
+    );
+    assert_eq!(int(&lines[0], "first_offset"), 6);
+    let input = tmp.path().join("batches.bin");
+    std::fs::write(&input, three_batches()).unwrap();
+    let lines = expect(
+        &[
+            "append",
+            "--dir",
+            s(tmp.path()),
+            "--topic",
+            "orders",
+            "--partition",
+            "0",
+            "--batches",
+            s(&input),
+            "--json",
+        ],
+        0,
+    );
+    assert_eq!(int(&lines[0], "first_offset"), 10);
+    // The old timestamps of `three_batches` make the log roll: dump every segment.
+    let mut epochs = Vec::new();
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(tmp.path().join("orders-0"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    for log in logs {
+        let dump = expect(&["dump", s(&log), "--json"], 0);
+        epochs.extend(
+            dump.iter()
+                .filter(|l| l.contains("\"type\":\"batch\""))
+                .map(|l| int(l, "epoch")),
+        );
+    }
+    assert_eq!(epochs.len(), 3 + 1 + 3);
+    assert!(epochs.iter().all(|&e| e == 7), "{epochs:?}");
+    // An explicit lower epoch is still fenced.
+    let out = partlog(&[
+        "append",
+        "--dir",
+        s(tmp.path()),
+        "--topic",
+        "orders",
+        "--partition",
+        "0",
+        "--batches",
+        s(&input),
+        "--leader-epoch",
+        "3",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// `dump` parsed any unknown file as a checkpoint; it now names the kinds it reads, and
+/// a checkpoint that does not parse is an invalid file (`--verify` exits 1), not a crash
+/// of the tool (exit 2).
+#[test]
+fn dump_names_unknown_kinds_and_verify_fails_on_a_bad_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let unknown = tmp.path().join("notes.txt");
+    std::fs::write(&unknown, "0\n1\nx 0 1\n").unwrap();
+    let out = partlog(&["dump", s(&unknown)]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown file kind") && err.contains(".timeindex"),
+        "{err}"
+    );
+    let snapshot = tmp.path().join("00000000000000000000.snapshot");
+    std::fs::write(&snapshot, [0u8; 8]).unwrap();
+    let out = partlog(&["dump", s(&snapshot)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("producer-state snapshot"));
+
+    let checkpoint = tmp.path().join("recovery-point-offset-checkpoint");
+    std::fs::write(&checkpoint, "0\n2\norders 0 5\n").unwrap();
+    let lines = expect(&["dump", s(&checkpoint), "--verify", "--json"], 1);
+    let summary = lines.last().unwrap();
+    assert_eq!(
+        field(summary, "valid").as_deref(),
+        Some("false"),
+        "{summary}"
+    );
+    expect(&["dump", s(&checkpoint)], 0);
+    std::fs::write(&checkpoint, "0\n1\norders 0 5\n").unwrap();
+    expect(&["dump", s(&checkpoint), "--verify"], 0);
 }

@@ -146,12 +146,20 @@ impl LogDir {
         self.open_log_with(tp, self.options.config.clone())
     }
 
-    /// Like [`LogDir::open_log`] with a per-partition config.
+    /// Like [`LogDir::open_log`] with a per-partition config. A topic name that breaks
+    /// Kafka's rule is refused before anything is written.
     pub fn open_log_with(
         &self,
         tp: &TopicPartition,
         config: LogConfig,
     ) -> Result<(Arc<Log>, RecoveryReport)> {
+        checkpoint::validate_topic(&tp.topic)?;
+        if tp.partition < 0 {
+            return Err(crate::Error::InvalidTopic {
+                topic: tp.topic.clone(),
+                reason: format!("has a negative partition {}", tp.partition),
+            });
+        }
         let mut logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(log) = logs.get(tp) {
             return Ok((log.clone(), RecoveryReport::default()));

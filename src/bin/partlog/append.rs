@@ -23,19 +23,24 @@ pub struct AppendArgs {
     topic: String,
     #[arg(long, value_parser = clap::value_parser!(i32).range(0..))]
     partition: i32,
+    /// Create the log dir when it does not exist.
+    #[arg(long)]
+    create: bool,
     /// File of concatenated RecordBatch v2 batches, or `-` for stdin.
     #[arg(long)]
     batches: PathBuf,
-    /// Partition leader epoch stamped on the batches.
-    #[arg(long, default_value_t = 0)]
-    leader_epoch: i32,
+    /// Partition leader epoch stamped on the batches [default: the log's latest epoch, or
+    /// 0 for an empty log].
+    #[arg(long)]
+    leader_epoch: Option<i32>,
 }
 
 pub fn run(args: &AppendArgs, json: bool) -> CliResult {
     let mut input = read_input(&args.batches)?;
     let count = check_batches(&input)?;
-    let (log_dir, log) = open_partition(&args.dir, &args.topic, args.partition)?;
-    let info = log.append_as_leader(&mut input, args.leader_epoch)?;
+    let (log_dir, log) = open_partition(&args.dir, &args.topic, args.partition, args.create)?;
+    let epoch = args.leader_epoch.unwrap_or(log.latest_epoch().max(0));
+    let info = log.append_as_leader(&mut input, epoch)?;
     log_dir.close()?;
     let line = if json {
         Json::new()

@@ -11,9 +11,16 @@ use clap::Args;
 use partlog::io::{OpenMode, StorageFile};
 use partlog::record::{Batch, BatchHeader, Compression, Record, TimestampType, HEADER_LEN};
 
-use crate::dump_index;
+use partlog::checkpoint::{
+    LEADER_EPOCH_FILE, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE, REPLICATION_FILE,
+};
+
+use crate::dump_index::{self, CheckpointKind};
 use crate::json::{self, Json};
-use crate::{emit, storage, CliResult, EXIT_FAILED};
+use crate::{emit, storage, CliError, CliResult, EXIT_FAILED};
+
+/// Kafka's log cleaner checkpoint (`topic partition offset` lines, like the others).
+const CLEANER_OFFSET_FILE: &str = "cleaner-offset-checkpoint";
 
 /// Largest batch the dump reads into memory; a header claiming more is reported invalid.
 const BATCH_BYTES_MAX: usize = 256 << 20;
@@ -24,7 +31,8 @@ const KEY_PRINT_CHARS_MAX: usize = 64;
 
 #[derive(Debug, Args)]
 pub struct DumpArgs {
-    /// A `.log`, `.index`, `.timeindex` or checkpoint file.
+    /// A `.log`, `.corrupt`, `.index`, `.timeindex` or checkpoint file (named as Kafka
+    /// names them: `recovery-point-offset-checkpoint`, `leader-epoch-checkpoint`, ...).
     file: PathBuf,
     /// Also print every record of each batch.
     #[arg(long)]
@@ -32,6 +40,48 @@ pub struct DumpArgs {
     /// Exit 1 when anything in the file is invalid.
     #[arg(long)]
     verify: bool,
+}
+
+/// The checkpoint files of `topic partition offset` lines, by name.
+const OFFSET_CHECKPOINTS: [&str; 4] = [
+    RECOVERY_POINT_FILE,
+    LOG_START_OFFSET_FILE,
+    REPLICATION_FILE,
+    CLEANER_OFFSET_FILE,
+];
+
+/// What a file is, known by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileKind {
+    Log,
+    OffsetIndex,
+    TimeIndex,
+    Checkpoint(CheckpointKind),
+    /// A Kafka file partlog knows of but does not read; the name says which.
+    Unread(&'static str),
+}
+
+impl FileKind {
+    fn of(name: &str) -> Option<FileKind> {
+        let kind = if name.ends_with(".log") || name.ends_with(".corrupt") {
+            FileKind::Log
+        } else if name.ends_with(".index") {
+            FileKind::OffsetIndex
+        } else if name.ends_with(".timeindex") {
+            FileKind::TimeIndex
+        } else if OFFSET_CHECKPOINTS.contains(&name) {
+            FileKind::Checkpoint(CheckpointKind::Offsets)
+        } else if name == LEADER_EPOCH_FILE {
+            FileKind::Checkpoint(CheckpointKind::Epochs)
+        } else if name.ends_with(".snapshot") {
+            FileKind::Unread("producer-state snapshot (.snapshot)")
+        } else if name.ends_with(".txnindex") {
+            FileKind::Unread("transaction index (.txnindex)")
+        } else {
+            return None;
+        };
+        Some(kind)
+    }
 }
 
 /// What a dump found, printed last.
@@ -67,17 +117,33 @@ pub fn run(args: &DumpArgs, json: bool) -> CliResult {
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or_default();
+    let kind = FileKind::of(name).ok_or_else(|| {
+        CliError::Input(format!(
+            "{}: unknown file kind; partlog dumps .log, .corrupt, .index and .timeindex \
+             files and the {} checkpoints",
+            path.display(),
+            OFFSET_CHECKPOINTS
+                .iter()
+                .chain([&LEADER_EPOCH_FILE])
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
     if !json {
         emit(&format!("Dumping {}", path.display()))?;
     }
-    let summary = if name.ends_with(".log") || name.ends_with(".corrupt") {
-        dump_log(path, args.records, json)?
-    } else if name.ends_with(".index") {
-        dump_index::offset_index(path, json)?
-    } else if name.ends_with(".timeindex") {
-        dump_index::time_index(path, json)?
-    } else {
-        dump_index::checkpoint(path, json)?
+    let summary = match kind {
+        FileKind::Log => dump_log(path, args.records, json)?,
+        FileKind::OffsetIndex => dump_index::offset_index(path, json)?,
+        FileKind::TimeIndex => dump_index::time_index(path, json)?,
+        FileKind::Checkpoint(kind) => dump_index::checkpoint(path, kind, json)?,
+        FileKind::Unread(what) => {
+            return Err(CliError::Input(format!(
+                "{}: {what} files are not read by partlog",
+                path.display()
+            )))
+        }
     };
     let valid = summary.invalid == 0 && summary.problems.is_empty();
     let line = if json {

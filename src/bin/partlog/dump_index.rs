@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use partlog::checkpoint::{self, LEADER_EPOCH_FILE};
+use partlog::checkpoint;
 use partlog::index::{OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES};
 
 use crate::dump::{open_read, Summary};
@@ -211,47 +211,71 @@ fn finish_entries(summary: &mut Summary, problems: Vec<String>) -> CliResult<Sum
     Ok(std::mem::take(summary))
 }
 
-/// A checkpoint: `topic partition offset` entries, or `epoch start_offset` entries for a
-/// `leader-epoch-checkpoint` (or any file that parses only as that).
-pub fn checkpoint(path: &Path, json: bool) -> CliResult<Summary> {
-    let text = checkpoint::read_text(storage().as_ref(), path)?
-        .ok_or_else(|| CliError::Input(format!("{} does not exist", path.display())))?;
-    let is_epochs = path.file_name().and_then(|n| n.to_str()) == Some(LEADER_EPOCH_FILE);
-    let offsets = if is_epochs {
-        None
-    } else {
-        checkpoint::parse_offsets(path, &text).ok()
-    };
-    if let Some(entries) = offsets {
-        let mut summary = Summary::new("checkpoint");
-        for (tp, offset) in &entries {
-            emit(&if json {
-                Json::new()
-                    .str("type", "checkpoint_entry")
-                    .str("topic", &tp.topic)
-                    .int("partition", tp.partition)
-                    .int("offset", *offset)
-                    .finish()
-            } else {
-                format!(
-                    "topic: {} partition: {} offset: {offset}",
-                    tp.topic, tp.partition
-                )
-            })?;
-            if *offset < 0 {
-                summary.invalid += 1;
-                summary.problem(format!("{tp}: negative offset {offset}"));
-            }
-        }
-        summary.entries = entries.len() as u64;
-        return Ok(summary);
+/// Which checkpoint layout a file has, known by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointKind {
+    /// `topic partition offset` lines (recovery point, log start, replication, cleaner).
+    Offsets,
+    /// `epoch start_offset` lines (`leader-epoch-checkpoint`).
+    Epochs,
+}
+
+fn read_checkpoint(path: &Path) -> CliResult<String> {
+    checkpoint::read_text(storage().as_ref(), path)?
+        .ok_or_else(|| CliError::Input(format!("{} does not exist", path.display())))
+}
+
+/// Dumps a checkpoint file. A file that does not parse is reported invalid (so `--verify`
+/// exits 1), not refused.
+pub fn checkpoint(path: &Path, kind: CheckpointKind, json: bool) -> CliResult<Summary> {
+    let text = read_checkpoint(path)?;
+    match kind {
+        CheckpointKind::Offsets => offsets_checkpoint(path, &text, json),
+        CheckpointKind::Epochs => epochs_checkpoint(path, &text, json),
     }
-    let entries = checkpoint::parse_epochs(path, &text).map_err(|e| {
-        CliError::Input(format!(
-            "{} is not a .log, .index, .timeindex or checkpoint file ({e})",
-            path.display()
-        ))
-    })?;
+}
+
+fn unparsable(kind: &'static str, e: partlog::Error) -> Summary {
+    let mut summary = Summary::new(kind);
+    summary.invalid += 1;
+    summary.problem(format!("does not parse: {e}"));
+    summary
+}
+
+fn offsets_checkpoint(path: &Path, text: &str, json: bool) -> CliResult<Summary> {
+    let entries = match checkpoint::parse_offsets(path, text) {
+        Ok(entries) => entries,
+        Err(e) => return Ok(unparsable("checkpoint", e)),
+    };
+    let mut summary = Summary::new("checkpoint");
+    for (tp, offset) in &entries {
+        emit(&if json {
+            Json::new()
+                .str("type", "checkpoint_entry")
+                .str("topic", &tp.topic)
+                .int("partition", tp.partition)
+                .int("offset", *offset)
+                .finish()
+        } else {
+            format!(
+                "topic: {} partition: {} offset: {offset}",
+                tp.topic, tp.partition
+            )
+        })?;
+        if *offset < 0 {
+            summary.invalid += 1;
+            summary.problem(format!("{tp}: negative offset {offset}"));
+        }
+    }
+    summary.entries = entries.len() as u64;
+    Ok(summary)
+}
+
+fn epochs_checkpoint(path: &Path, text: &str, json: bool) -> CliResult<Summary> {
+    let entries = match checkpoint::parse_epochs(path, text) {
+        Ok(entries) => entries,
+        Err(e) => return Ok(unparsable("leader-epoch", e)),
+    };
     let mut summary = Summary::new("leader-epoch");
     let mut previous: Option<(i32, i64)> = None;
     for &(epoch, start_offset) in &entries {

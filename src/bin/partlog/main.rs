@@ -115,19 +115,25 @@ pub fn storage() -> Arc<dyn Storage> {
     RealStorage::shared()
 }
 
-/// Opens (creating when missing) the log dir and one partition of it.
+/// Opens the log dir and one partition of it (created when missing). The topic name is
+/// checked first; a log dir that does not exist is refused unless `create` is set, so a
+/// mistyped `--dir` does not quietly start a new one.
 pub fn open_partition(
     dir: &std::path::Path,
     topic: &str,
     partition: i32,
+    create: bool,
 ) -> CliResult<(LogDir, Arc<partlog::log::Log>)> {
+    partlog::checkpoint::validate_topic(topic)?;
     let tp = TopicPartition::new(topic, partition);
-    if TopicPartition::from_dir_name(&tp.dir_name()).as_ref() != Some(&tp) || topic.contains('/') {
+    let storage = storage();
+    if !create && !storage.exists(dir) {
         return Err(CliError::Input(format!(
-            "invalid topic/partition {topic:?} {partition}"
+            "log dir {} does not exist (pass --create to create it)",
+            dir.display()
         )));
     }
-    let log_dir = LogDir::open(storage(), dir, LogDirOptions::default())?;
+    let log_dir = LogDir::open(storage, dir, LogDirOptions::default())?;
     let (log, _report) = log_dir.open_log(&tp)?;
     Ok((log_dir, log))
 }

@@ -24,6 +24,9 @@ pub struct ProduceArgs {
     topic: String,
     #[arg(long, value_parser = clap::value_parser!(i32).range(0..))]
     partition: i32,
+    /// Create the log dir when it does not exist.
+    #[arg(long)]
+    create: bool,
     /// Number of records to append.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     records: u64,
@@ -36,7 +39,7 @@ pub struct ProduceArgs {
 }
 
 pub fn run(args: &ProduceArgs, json: bool) -> CliResult {
-    let (log_dir, log) = open_partition(&args.dir, &args.topic, args.partition)?;
+    let (log_dir, log) = open_partition(&args.dir, &args.topic, args.partition, args.create)?;
     let max_batch = log.config().max_message_bytes;
     if args.record_bytes + RECORD_OVERHEAD_BYTES + HEADER_LEN > max_batch {
         return Err(CliError::Input(format!(
@@ -47,6 +50,8 @@ pub fn run(args: &ProduceArgs, json: bool) -> CliResult {
     let fit = (max_batch - HEADER_LEN) / (args.record_bytes + RECORD_OVERHEAD_BYTES);
     let per_batch = (args.batch_records as u64).min(fit as u64).max(1);
     let clock = partlog::SystemClock;
+    // The log's latest epoch, so that a Kafka-written partition takes the records too.
+    let epoch = log.latest_epoch().max(0);
     let mut value = vec![0u8; args.record_bytes];
     let mut builder = BatchBuilder::new();
     let mut batch = Vec::new();
@@ -67,7 +72,7 @@ pub fn run(args: &ProduceArgs, json: bool) -> CliResult {
         }
         batch.clear();
         builder.build_into(&mut batch)?;
-        let info = log.append_as_leader(&mut batch, 0)?;
+        let info = log.append_as_leader(&mut batch, epoch)?;
         first.get_or_insert(info.first_offset);
         last = info.last_offset;
         bytes += info.bytes as u64;
