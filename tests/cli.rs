@@ -103,6 +103,24 @@ fn produce(dir: &Path, records: u64, bytes: u64) -> String {
     lines[0].clone()
 }
 
+/// Every file under `dir` with its bytes, sorted by path.
+fn dir_snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push((path.clone(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 fn segment(dir: &Path, suffix: &str) -> PathBuf {
     dir.join("orders-0")
         .join(format!("00000000000000000000{suffix}"))
@@ -345,7 +363,21 @@ fn check_cuts_a_corrupt_tail_and_reports_it() {
     std::fs::remove_file(tmp.path().join(".kafka_cleanshutdown")).unwrap();
     std::fs::remove_file(tmp.path().join("recovery-point-offset-checkpoint")).unwrap();
 
-    let lines = expect(&["check", s(tmp.path()), "--json"], 0);
+    // A dry run reports the cut, exits 1, and changes nothing: not a byte, not a file.
+    let before = dir_snapshot(tmp.path());
+    let lines = expect(&["check", s(tmp.path()), "--json", "--dry-run"], 1);
+    let line = &lines[0];
+    assert_eq!(int(line, "log_end_offset"), 300, "{line}");
+    assert_eq!(int(line, "truncated_bytes"), 333, "{line}");
+    assert_eq!(dir_snapshot(tmp.path()), before);
+    let text = expect(&["check", s(tmp.path()), "--dry-run"], 1);
+    assert!(
+        text.last().unwrap().contains("would have data cut"),
+        "{text:?}"
+    );
+    assert_eq!(dir_snapshot(tmp.path()), before);
+
+    let lines = expect(&["check", s(tmp.path()), "--json"], 1);
     let line = &lines[0];
     assert_eq!(int(line, "log_end_offset"), 300, "{line}");
     assert_eq!(int(line, "truncated_bytes"), 333, "{line}");
@@ -363,12 +395,12 @@ fn check_exits_non_zero_when_a_partition_cannot_be_opened() {
     let bad = tmp.path().join("broken-0");
     std::fs::create_dir_all(bad.join("00000000000000000000.log")).unwrap();
 
-    let lines = expect(&["check", s(tmp.path()), "--json"], 1);
+    let lines = expect(&["check", s(tmp.path()), "--json"], 2);
     let broken = lines.iter().find(|l| l.contains("broken-0")).unwrap();
     assert!(field(broken, "error").is_some(), "{broken}");
     let good = lines.iter().find(|l| l.contains("orders-0")).unwrap();
     assert_eq!(int(good, "log_end_offset"), 10);
-    let text = expect(&["check", s(tmp.path())], 1);
+    let text = expect(&["check", s(tmp.path())], 2);
     assert!(
         text.iter().any(|l| l.starts_with("broken-0: cannot open")),
         "{text:?}"

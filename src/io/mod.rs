@@ -26,6 +26,7 @@
 //!   shared mapping *is* the page cache, and `fdatasync` writes back the pages dirtied
 //!   through it (what `msync` does too).
 
+pub mod overlay;
 pub mod real;
 pub mod sim;
 

@@ -1,4 +1,9 @@
 //! `partlog check`: opens, and so recovers, every partition of a log dir.
+//!
+//! Exit codes: 0 when every partition was intact, 1 when recovery had to cut data from at
+//! least one, 2 when the dir or a partition could not be opened. With `--dry-run` the same
+//! recovery runs on a copy-on-write view of the dir ([`partlog::io::overlay`]): the report
+//! is what a real run would do, and nothing on disk changes.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,12 +14,17 @@ use partlog::manager::{LogDir, LogDirOptions};
 
 use crate::json::{self, Json};
 use crate::progress::Progress;
-use crate::{emit, storage, CliError, CliResult, EXIT_FAILED};
+use partlog::io::overlay::OverlayStorage;
+
+use crate::{emit, storage, CliError, CliResult, EXIT_ERROR, EXIT_FAILED};
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// The log dir.
     dir: PathBuf,
+    /// Report what recovery would do, changing nothing on disk.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 pub fn run(args: &CheckArgs, json: bool) -> CliResult {
@@ -25,19 +35,25 @@ pub fn run(args: &CheckArgs, json: bool) -> CliResult {
             args.dir.display()
         )));
     }
+    let storage = if args.dry_run {
+        OverlayStorage::new(storage)
+    } else {
+        storage
+    };
     let log_dir = LogDir::open(storage, &args.dir, LogDirOptions::default())?;
     for warning in log_dir.warnings() {
         emit_warning(None, warning, json)?;
     }
     let partitions = log_dir.partitions()?;
     let mut progress = Progress::new(json);
-    let mut failed = 0usize;
+    let (mut failed, mut cut) = (0usize, 0usize);
     for (i, tp) in partitions.iter().enumerate() {
         let name = tp.dir_name();
         progress.force(&format!("check: {}/{} {name}", i + 1, partitions.len()));
         match log_dir.open_log(tp) {
             Ok((_log, report)) => {
                 progress.finish();
+                cut += usize::from(report.damage.is_some());
                 emit(&partition_line(&name, &report, json))?;
                 for warning in &report.warnings {
                     emit_warning(Some(&name), warning, json)?;
@@ -58,21 +74,34 @@ pub fn run(args: &CheckArgs, json: bool) -> CliResult {
         }
     }
     progress.finish();
-    log_dir.close()?;
+    // A dry run leaves no marker, checkpoint or lock behind: the view is dropped.
+    if !args.dry_run {
+        log_dir.close()?;
+    }
     let summary = if json {
         Json::new()
             .str("type", "summary")
             .int("partitions", partitions.len() as u64)
+            .int("cut", cut as u64)
             .int("failed", failed as u64)
+            .bool("dry_run", args.dry_run)
             .finish()
     } else {
         format!(
-            "{} partitions checked, {failed} could not be opened",
-            partitions.len()
+            "{} partitions checked, {cut} {} data cut, {failed} could not be opened{}",
+            partitions.len(),
+            if args.dry_run { "would have" } else { "had" },
+            if args.dry_run {
+                " (dry run: nothing changed)"
+            } else {
+                ""
+            }
         )
     };
     emit(&summary)?;
     Ok(if failed > 0 {
+        ExitCode::from(EXIT_ERROR)
+    } else if cut > 0 {
         ExitCode::from(EXIT_FAILED)
     } else {
         ExitCode::SUCCESS
