@@ -1,10 +1,11 @@
 //! The bench workloads run end to end at a tiny size and report sane figures. No timing is
-//! asserted: only that every figure is a finite, positive number.
+//! asserted: only that every figure is a finite, non-negative number (a fast machine may
+//! time a tiny stage at zero).
 
 use partlog::bench::{run, workload, BenchOptions};
 
 #[test]
-fn bench_run_at_tiny_size_reports_finite_positive_figures() {
+fn bench_run_at_tiny_size_reports_finite_figures() {
     let tmp = tempfile::tempdir().unwrap();
     let options = BenchOptions {
         quick: true,
@@ -31,7 +32,7 @@ fn bench_run_at_tiny_size_reports_finite_positive_figures() {
         report.recovery_first_mb_s,
     ];
     for (i, f) in figures.iter().enumerate() {
-        assert!(f.is_finite() && *f > 0.0, "figure {i} is {f}");
+        assert!(f.is_finite() && *f >= 0.0, "figure {i} is {f}");
     }
     assert!(report.data_bytes > 0 && report.data_bytes <= 1 << 20);
     assert_eq!(report.clean_open_segments, 20);

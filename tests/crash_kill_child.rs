@@ -142,7 +142,6 @@ fn recover_and_verify(dir: &Path, last_flushed: Option<i64>, close: bool, contex
 /// also starts with recovery.
 #[test]
 fn kill_child_at_random_moments_then_recover_and_verify() {
-    let started = Instant::now();
     for seed in [11u64, 12, 13, 14] {
         let tmp = tempfile::tempdir().expect("temp dir");
         let mut previous_end = 0;
@@ -164,9 +163,4 @@ fn kill_child_at_random_moments_then_recover_and_verify() {
             previous_end = end;
         }
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "{:?}",
-        started.elapsed()
-    );
 }

@@ -19,7 +19,7 @@ use super::open::LogOpenOptions;
 use crate::error::Result;
 use crate::io::{OpenMode, Storage};
 use crate::record::{BatchHeader, HEADER_LEN};
-use crate::segment::{files, ScanRules, Segment, NO_EPOCH_FLOOR};
+use crate::segment::{files, ScanRules, ScanStop, Segment, NO_EPOCH_FLOOR};
 
 /// Which kind of damage recovery found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,62 +266,73 @@ pub(super) fn recover_segments(
     let mut scratch = Vec::new();
     let mut end = segments[start].base_offset();
     let mut epoch_floor = last_epoch(&segments[..start])?.unwrap_or(NO_EPOCH_FLOOR);
+    let consecutive = !options.config.cleanup_policy.compacts();
+    // Where the next segment must start in a log without compaction.
+    let mut expected_base = match start {
+        0 => None,
+        _ => Some(segments[start - 1].read_next_offset()?.unwrap_or(end)),
+    };
     for i in start..segments.len() {
         let segment = segments[i].clone();
+        let before = expected_base;
+        // A crash can keep a new segment's bytes and lose the unsynced tail of the one
+        // before: the log would skip offsets. In a log without compaction that gap is
+        // damage at the start of the later segment.
+        if let Some(expected) = expected_base.filter(|&e| consecutive && e != segment.base_offset())
+        {
+            let stop = ScanStop {
+                position: 0,
+                reason: format!(
+                    "segment starts at {} but the one before ends at {expected}",
+                    segment.base_offset()
+                ),
+            };
+            let kind = damage_kind(recovery_point, expected, || Ok(true))?;
+            report.damage = Some(cut(
+                storage.as_ref(),
+                segments,
+                i,
+                stop,
+                kind,
+                &mut scratch,
+            )?);
+            end = expected;
+            break;
+        }
         let next_base = segments.get(i + 1).map(|s| s.base_offset());
         let rules = ScanRules {
             next_base,
             epoch_floor,
-            consecutive: !options.config.cleanup_policy.compacts(),
+            consecutive,
         };
         let scan = segment.recover_with(&mut scratch, &rules)?;
         epoch_floor = scan.last_epoch.unwrap_or(epoch_floor);
         report.segments_scanned += 1;
         report.recovered_bytes += scan.valid_bytes;
         end = scan.next_offset.unwrap_or(end.max(segment.base_offset()));
+        expected_base = Some(scan.next_offset.unwrap_or(segment.base_offset()));
         let Some(stop) = scan.stop else { continue };
         let valid_end = scan.next_offset.unwrap_or(segment.base_offset());
-        let kind = match recovery_point {
-            Some(rp) if valid_end < rp => DamageKind::Corruption,
-            Some(_) => DamageKind::TornTail,
-            None => {
-                let max = options.config.max_message_bytes;
-                let later_valid = segment
-                    .find_valid_batch_in(stop.position + 1..u64::MAX, max, &mut scratch)?
-                    .is_some()
-                    || first_batch_valid(&segments[i + 1..], max, &mut scratch)?;
-                if later_valid {
-                    DamageKind::Corruption
-                } else {
-                    DamageKind::TornTail
-                }
-            }
-        };
-        let mut damage = Damage {
+        let max = options.config.max_message_bytes;
+        let kind = damage_kind(recovery_point, valid_end, || {
+            Ok(segment
+                .find_valid_batch_in(stop.position + 1..u64::MAX, max, &mut scratch)?
+                .is_some()
+                || first_batch_valid(&segments[i + 1..], max, &mut scratch)?)
+        })?;
+        let whole = stop.position == 0 && i > 0;
+        report.damage = Some(cut(
+            storage.as_ref(),
+            segments,
+            i,
+            stop,
             kind,
-            file: segment.log_path().to_path_buf(),
-            position: stop.position,
-            bytes: 0,
-            reason: stop.reason,
-            moved_to: Vec::new(),
-        };
-        // Copy the cut tail first: if that fails (a full disk), nothing has changed yet.
-        let (bytes, aside) =
-            copy_tail_aside(storage.as_ref(), &segment, stop.position, &mut scratch)?;
-        damage.bytes += bytes;
-        damage.moved_to.push(aside);
-        for later in segments.drain(i + 1..) {
-            let (bytes, aside) = rename_aside(storage.as_ref(), &later)?;
-            damage.bytes += bytes;
-            damage.moved_to.push(aside);
+            &mut scratch,
+        )?);
+        if whole {
+            // The segment went whole: the log ends where the one before does.
+            end = before.unwrap_or(end);
         }
-        segment.cut_file_at(stop.position)?;
-        // The removals must be durable before anything is appended: a crash that brought
-        // a removed segment back would put its old batches after the new ones.
-        if let Some(dir) = segment.log_path().parent() {
-            storage.sync_dir(dir)?;
-        }
-        report.damage = Some(damage);
         break;
     }
     if let Some(rp) = recovery_point {
@@ -340,6 +351,68 @@ pub(super) fn recover_segments(
         log_end_offset: end,
         recovery_point: point,
     })
+}
+
+/// Torn tail or corruption, for damage after `valid_end`: below a known recovery point the
+/// bytes had been flushed, so no crash explains them; without one, valid data after the
+/// damage (`later_valid`) tells.
+fn damage_kind(
+    recovery_point: Option<i64>,
+    valid_end: i64,
+    later_valid: impl FnOnce() -> Result<bool>,
+) -> Result<DamageKind> {
+    Ok(match recovery_point {
+        Some(rp) if valid_end < rp => DamageKind::Corruption,
+        Some(_) => DamageKind::TornTail,
+        None if later_valid()? => DamageKind::Corruption,
+        None => DamageKind::TornTail,
+    })
+}
+
+/// Cuts the log at `stop` in segment `i`: the bytes from there on, and every later
+/// segment, are moved aside and dropped from `segments`. A segment cut at its start goes
+/// whole (renamed, unless it is the first); otherwise the cut tail is copied aside first,
+/// so that a failure (a full disk) changes nothing.
+fn cut(
+    storage: &dyn Storage,
+    segments: &mut Vec<Arc<Segment>>,
+    i: usize,
+    stop: ScanStop,
+    kind: DamageKind,
+    scratch: &mut Vec<u8>,
+) -> Result<Damage> {
+    let segment = segments[i].clone();
+    let mut damage = Damage {
+        kind,
+        file: segment.log_path().to_path_buf(),
+        position: stop.position,
+        bytes: 0,
+        reason: stop.reason,
+        moved_to: Vec::new(),
+    };
+    let whole = stop.position == 0 && i > 0;
+    let first_renamed = if whole {
+        i
+    } else {
+        let (bytes, aside) = copy_tail_aside(storage, &segment, stop.position, scratch)?;
+        damage.bytes += bytes;
+        damage.moved_to.push(aside);
+        i + 1
+    };
+    for later in segments.drain(first_renamed..) {
+        let (bytes, aside) = rename_aside(storage, &later)?;
+        damage.bytes += bytes;
+        damage.moved_to.push(aside);
+    }
+    if !whole {
+        segment.cut_file_at(stop.position)?;
+    }
+    // The removals must be durable before anything is appended: a crash that brought a
+    // removed segment back would put its old batches after the new ones.
+    if let Some(dir) = segment.log_path().parent() {
+        storage.sync_dir(dir)?;
+    }
+    Ok(damage)
 }
 
 /// The leader epoch of the last batch in `segments`, `None` when they hold no batch.

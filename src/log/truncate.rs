@@ -67,13 +67,19 @@ impl Log {
         self.recovery_point.fetch_min(new_end, Ordering::AcqRel);
         let mut bytes: u64 = removed.iter().map(|s| s.size()).sum();
         self.set_segments(kept.to_vec());
+        // The later segments go first, durably, and only then is the kept one cut: a crash
+        // or a failure in between must leave the log whole (merely not truncated), never
+        // a cut segment followed by later ones, which would be a gap in the offsets.
+        if !removed.is_empty() {
+            self.schedule_deletion(writer, removed)?;
+            self.storage.sync_dir(&self.dir)?;
+        }
         if let Some((position, _)) = cut {
             bytes += last.truncate_at(position)?;
         }
         last.make_active()?;
         let epoch = super::recovery::last_epoch(kept)?.unwrap_or(super::NO_EPOCH);
         self.latest_epoch.store(epoch, Ordering::Release);
-        self.schedule_deletion(writer, removed)?;
         self.make_truncation_durable(last)?;
         self.debug_check();
         Ok(Some(bytes))

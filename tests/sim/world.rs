@@ -13,7 +13,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use partlog::checkpoint::TopicPartition;
-use partlog::io::sim::{FaultKind, SimOp, SimRng, SimStorage};
+use partlog::io::sim::{FaultKind, FaultPlan, SimOp, SimRng, SimStorage};
 use partlog::io::Storage;
 use partlog::log::{Log, RecoveryReport, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
 use partlog::manager::{LogDir, LogDirOptions};
@@ -73,6 +73,9 @@ pub struct World {
     pub sim: Arc<SimStorage>,
     pub clock: Arc<ManualClock>,
     pub rng: SimRng,
+    /// Draws added after seeds were recorded come from here, so that `rng`'s stream, and
+    /// with it every recorded seed, replays as before.
+    aux_rng: SimRng,
     pub config: LogConfig,
     pub root: PathBuf,
     tp: TopicPartition,
@@ -135,6 +138,7 @@ impl World {
             sim,
             clock: Arc::new(ManualClock::new(1_600_000_000_000)),
             rng,
+            aux_rng: SimRng::new(seed ^ 0xA11C_E5EE_D000_0000),
             config,
             root: PathBuf::from("/data"),
             tp: TopicPartition::new("sim", 0),
@@ -769,7 +773,23 @@ impl World {
             _ => FaultKind::Crash,
         };
         let n = self.rng.range_inclusive(1, 12);
-        self.note(format!("arm {kind:?} at {op:?} #{n}"));
+        // Half the faults aim at one kind of file, so that index files and checkpoints get
+        // their share rather than the calls that happen to come first.
+        let target = match self.aux_rng.below(10) {
+            0 => Some(".log"),
+            1 => Some(".index"),
+            2 => Some(".timeindex"),
+            3 => Some("checkpoint"),
+            4 => Some(".tmp"),
+            _ => None,
+        };
+        self.note(format!("arm {kind:?} at {op:?} #{n} on {target:?}"));
+        if let Some(suffix) = target {
+            self.sim.set_faults(FaultPlan {
+                path_suffix: Some(suffix.to_string()),
+                ..FaultPlan::default()
+            });
+        }
         self.sim.fail_nth(op, n, kind).expect("arm fault");
     }
 
