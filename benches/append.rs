@@ -1,28 +1,30 @@
-//! Leader append against a raw sequential write loop of the same batch bytes.
+//! Leader append against a raw sequential write loop of the same bytes, one batch per
+//! append or `pwrite`, for both record shapes. The batches are distinct and built before
+//! timing: a broker never appends the same batch twice.
 
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use partlog::bench::workload;
+use partlog::bench::workload::{self, Shape};
 
 /// Bytes appended per iteration.
 const BYTES: u64 = 32 << 20;
 
-fn append(c: &mut Criterion) {
+fn append_shape(c: &mut Criterion, name: &str, shape: Shape) {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let batch = workload::sample_batch();
-    let count = (BYTES / batch.len() as u64) as usize;
-    let mut group = c.benchmark_group("append");
-    group.throughput(Throughput::Bytes((count * batch.len()) as u64));
+    let (_, one) = workload::corpus(shape, 1);
+    let (mut corpus, batch_len) = workload::corpus(shape, (BYTES / one as u64) as usize);
+    let mut group = c.benchmark_group(name);
+    group.throughput(Throughput::Bytes(corpus.len() as u64));
     let log_root = tmp.path().join("log");
     group.bench_function("log", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 workload::remove_tree(&log_root).expect("clean");
+                let dir = workload::partition_dir(&log_root);
                 let start = Instant::now();
-                let log = workload::append_log(&workload::partition_dir(&log_root), &batch, count)
-                    .expect("append");
+                let log = workload::append_log(&dir, &mut corpus, batch_len).expect("append");
                 total += start.elapsed();
                 drop(log);
             }
@@ -36,7 +38,7 @@ fn append(c: &mut Criterion) {
             for _ in 0..iters {
                 workload::remove_file(&raw).expect("clean");
                 let start = Instant::now();
-                let file = workload::write_raw(&raw, &batch, count).expect("write");
+                let file = workload::write_raw(&raw, &corpus, batch_len).expect("write");
                 total += start.elapsed();
                 drop(file);
             }
@@ -44,6 +46,11 @@ fn append(c: &mut Criterion) {
         })
     });
     group.finish();
+}
+
+fn append(c: &mut Criterion) {
+    append_shape(c, "append", workload::LARGE);
+    append_shape(c, "append_small", workload::SMALL);
 }
 
 criterion_group! {

@@ -11,15 +11,15 @@ const BYTES: u64 = 64 << 20;
 
 fn recovery(c: &mut Criterion) {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let batch = workload::sample_batch();
-    let count = (BYTES / batch.len() as u64) as usize;
+    let (_, one) = workload::corpus(workload::LARGE, 1);
+    let (mut corpus, batch_len) = workload::corpus(workload::LARGE, (BYTES / one as u64) as usize);
     let dir = workload::partition_dir(tmp.path());
     // Dropped without flush or close: every open below is a crash recovery.
-    drop(workload::append_log(&dir, &batch, count).expect("append"));
+    drop(workload::append_log(&dir, &mut corpus, batch_len).expect("append"));
     let segments = workload::segment_files(&dir).expect("list");
     let mut buf = vec![0u8; workload::FETCH_BYTES];
     let mut group = c.benchmark_group("recovery");
-    group.throughput(Throughput::Bytes((count * batch.len()) as u64));
+    group.throughput(Throughput::Bytes(corpus.len() as u64));
     group.bench_function("log_open_unclean", |b| {
         // The log is dropped outside the timing. Criterion's warm-up absorbs the first open,
         // which also syncs the unflushed data to disk.

@@ -15,9 +15,16 @@ fn bench_run_at_tiny_size_reports_finite_figures() {
     };
     let mut stages = Vec::new();
     let report = run(&options, &mut |s| stages.push(s.to_string())).unwrap();
-    assert_eq!(stages, ["append", "read", "recovery", "clean-open"]);
+    assert_eq!(
+        stages,
+        ["append-small", "append", "read", "recovery", "clean-open"]
+    );
     let figures = [
         report.append_ratio,
+        report.append_small_ratio,
+        report.append_small_mb_s,
+        report.raw_write_small_mb_s,
+        report.validate_small_mb_s,
         report.read_ratio,
         report.recovery_ratio,
         report.append_mb_s,
@@ -39,6 +46,7 @@ fn bench_run_at_tiny_size_reports_finite_figures() {
     let json = report.to_json();
     for key in [
         "append_ratio",
+        "append_small_ratio",
         "read_ratio",
         "recovery_ratio",
         "append_mb_s",
@@ -60,20 +68,37 @@ fn sample_batch_is_sixteen_one_kib_records_that_validate() {
     let batch = workload::sample_batch();
     assert_eq!(
         batch.len(),
-        partlog::record::HEADER_LEN + workload::RECORDS_PER_BATCH * workload::RECORD_BYTES
+        partlog::record::HEADER_LEN + workload::LARGE.records * workload::LARGE.record_bytes
     );
     assert_eq!(workload::validate_batches(&batch).unwrap(), 1);
+}
+
+/// The append workloads append distinct batches of one length, each valid.
+#[test]
+fn corpus_batches_are_distinct_valid_and_of_one_length() {
+    for shape in [workload::LARGE, workload::SMALL] {
+        let (corpus, batch_len) = workload::corpus(shape, 20);
+        assert_eq!(corpus.len(), 20 * batch_len);
+        assert_eq!(workload::validate_batches(&corpus).unwrap(), 20);
+        let batches: Vec<&[u8]> = corpus.chunks_exact(batch_len).collect();
+        for (i, b) in batches.iter().enumerate() {
+            let parsed = partlog::record::Batch::parse(b).unwrap();
+            assert_eq!(parsed.header().records_count as usize, shape.records);
+            // Records follow the header; no two batches share them.
+            assert!(batches[..i].iter().all(|other| other[61..] != b[61..]));
+        }
+    }
 }
 
 #[test]
 fn read_workload_reads_every_appended_byte() {
     let tmp = tempfile::tempdir().unwrap();
-    let batch = workload::sample_batch();
+    let (mut corpus, batch_len) = workload::corpus(workload::LARGE, 100);
     let dir = workload::partition_dir(tmp.path());
-    let log = workload::append_log(&dir, &batch, 100).unwrap();
+    let log = workload::append_log(&dir, &mut corpus, batch_len).unwrap();
     let mut buf = vec![0u8; workload::FETCH_BYTES];
     let n = workload::read_log(&log, &mut buf).unwrap();
-    assert_eq!(n, 100 * batch.len() as u64);
+    assert_eq!(n, corpus.len() as u64);
     let files = workload::segment_files(&dir).unwrap();
     assert_eq!(workload::pread_files(&files, &mut buf, |_| {}).unwrap(), n);
     drop(log);

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 
 pub use report::{
-    BenchReport, APPEND_RATIO_FLOOR, CLEAN_OPEN_MS_MAX, READ_RATIO_FLOOR, RECOVERY_RATIO_FLOOR,
+    BenchReport, APPEND_RATIO_FLOOR, APPEND_SMALL_RATIO_FLOOR, CLEAN_OPEN_MS_MAX, READ_RATIO_FLOOR,
+    RECOVERY_RATIO_FLOOR,
 };
 
 /// Bytes of log data in a full run: one default-sized (1 GiB) segment.
@@ -24,8 +25,8 @@ pub const DATA_BYTES_FULL: u64 = 1 << 30;
 pub const DATA_BYTES_QUICK: u64 = 128 << 20;
 /// Segments of the clean-open workload.
 pub const CLEAN_OPEN_SEGMENTS: usize = 1000;
-/// Batches appended (and written raw) between switches of the interleaved append: 16 MiB.
-const APPEND_CHUNK_BATCHES: usize = 1024;
+/// Bytes appended (and written raw) between switches of the interleaved append.
+const APPEND_CHUNK_BYTES: usize = 16 << 20;
 /// Repetitions of each throughput measurement (best kept).
 const REPS: usize = 3;
 /// Repetitions of the read scans, which are short (best kept).
@@ -79,49 +80,33 @@ fn run_in(
     } else {
         DATA_BYTES_FULL
     });
-    let batch = workload::sample_batch();
-    let count = (data_bytes / batch.len() as u64).max(1) as usize;
-    let bytes = (count * batch.len()) as u64;
     let mut report = BenchReport {
         quick: options.quick,
-        data_bytes: bytes,
         ..Default::default()
     };
     let log_root = root.join("log");
     let log_dir = workload::partition_dir(&log_root);
     let raw_path = root.join("raw.bin");
 
+    // Small records first: their log is not needed afterwards.
+    progress("append-small");
+    let small = append_stage(&log_root, &raw_path, workload::SMALL, data_bytes)?;
+    report.append_small_mb_s = mb_s(small.bytes, small.log);
+    report.raw_write_small_mb_s = mb_s(small.bytes, small.raw);
+    report.append_small_ratio = report.append_small_mb_s / report.raw_write_small_mb_s;
+    report.validate_small_mb_s = mb_s(small.bytes, small.validate);
+    drop(small.log_left_open);
+
     progress("append");
-    let (mut log_best, mut raw_best) = (Duration::MAX, Duration::MAX);
-    let mut create_best = Duration::MAX;
-    let mut log = None;
-    for _ in 0..REPS {
-        drop(log.take());
-        workload::remove_tree(&log_root)?;
-        workload::remove_file(&raw_path)?;
-        let (log_took, raw_took, create_took, appended) =
-            append_interleaved(&log_dir, &raw_path, &batch, count)?;
-        create_best = create_best.min(create_took);
-        log_best = log_best.min(log_took);
-        raw_best = raw_best.min(raw_took);
-        log = Some(appended);
-    }
-    workload::remove_file(&raw_path)?;
-    // In memory, no I/O: the validation every leader append pays, which bounds the ratio.
-    let mut validate_best = Duration::MAX;
-    for _ in 0..REPS {
-        let start = Instant::now();
-        for _ in 0..count {
-            workload::validate_batches(&batch)?;
-        }
-        validate_best = validate_best.min(start.elapsed());
-    }
-    report.validate_mb_s = mb_s(bytes, validate_best);
-    report.log_create_ms = create_best.as_secs_f64() * 1e3;
-    report.append_mb_s = mb_s(bytes, log_best);
-    report.raw_write_mb_s = mb_s(bytes, raw_best);
+    let large = append_stage(&log_root, &raw_path, workload::LARGE, data_bytes)?;
+    let bytes = large.bytes;
+    report.data_bytes = bytes;
+    report.validate_mb_s = mb_s(bytes, large.validate);
+    report.log_create_ms = large.create.as_secs_f64() * 1e3;
+    report.append_mb_s = mb_s(bytes, large.log);
+    report.raw_write_mb_s = mb_s(bytes, large.raw);
     report.append_ratio = report.append_mb_s / report.raw_write_mb_s;
-    let log = log.ok_or_else(|| Error::InvalidConfig("no repetitions".into()))?;
+    let log = large.log_left_open;
 
     progress("read");
     let segments = workload::segment_files(&log_dir)?;
@@ -191,42 +176,101 @@ fn run_in(
     Ok(report)
 }
 
-/// Appends `count` batches to a new log and writes them to a new raw file, alternating
-/// chunks of [`APPEND_CHUNK_BATCHES`] between the two (and which goes first), so that both
-/// meet the same page-cache and writeback state and the same noise. Returns the time each
-/// spent writing, the time creating the log took (its first segment, with preallocated
-/// indexes: once per `segment_bytes` of appends, so not part of the per-byte figure), and
-/// the log, still open. Creating and closing the raw file are not timed either.
+/// The best times of one append workload.
+struct AppendTimes {
+    bytes: u64,
+    log: Duration,
+    raw: Duration,
+    create: Duration,
+    /// Validation alone, in memory, of the same batches.
+    validate: Duration,
+    /// The log of the last repetition, still open.
+    log_left_open: crate::log::Log,
+}
+
+/// Builds distinct batches of `shape` (about `data_bytes`), then appends them to a fresh
+/// log and writes them raw, [`REPS`] times, keeping the best of each.
+fn append_stage(
+    log_root: &Path,
+    raw_path: &Path,
+    shape: workload::Shape,
+    data_bytes: u64,
+) -> Result<AppendTimes> {
+    let (_, one) = workload::corpus(shape, 1);
+    let count = (data_bytes / one as u64).max(1) as usize;
+    let (mut corpus, batch_len) = workload::corpus(shape, count);
+    let log_dir = workload::partition_dir(log_root);
+    let (mut log_best, mut raw_best) = (Duration::MAX, Duration::MAX);
+    let mut create_best = Duration::MAX;
+    let mut log = None;
+    for _ in 0..REPS {
+        drop(log.take());
+        workload::remove_tree(log_root)?;
+        workload::remove_file(raw_path)?;
+        let (log_took, raw_took, create_took, appended) =
+            append_interleaved(&log_dir, raw_path, &mut corpus, batch_len)?;
+        create_best = create_best.min(create_took);
+        log_best = log_best.min(log_took);
+        raw_best = raw_best.min(raw_took);
+        log = Some(appended);
+    }
+    workload::remove_file(raw_path)?;
+    // In memory, no I/O: the validation every leader append pays, which bounds the ratio.
+    let mut validate_best = Duration::MAX;
+    for _ in 0..REPS {
+        let start = Instant::now();
+        let n = workload::validate_batches(&corpus)?;
+        validate_best = validate_best.min(start.elapsed());
+        check_bytes("validated batches", n as u64, count as u64)?;
+    }
+    Ok(AppendTimes {
+        bytes: corpus.len() as u64,
+        log: log_best,
+        raw: raw_best,
+        create: create_best,
+        validate: validate_best,
+        log_left_open: log.ok_or_else(|| Error::InvalidConfig("no repetitions".into()))?,
+    })
+}
+
+/// Appends the batches of `corpus` to a new log and writes them to a new raw file,
+/// alternating chunks of about [`APPEND_CHUNK_BYTES`] between the two (and which goes
+/// first), so that both meet the same page-cache and writeback state and the same noise.
+/// The raw side writes the chunk half a corpus away from the log's, so that neither finds
+/// the other's batches in the CPU cache. Returns the time each spent writing, the time
+/// creating the log took (its first segment, with preallocated indexes: once per
+/// `segment_bytes` of appends, so not part of the per-byte figure), and the log, still
+/// open. Creating and closing the raw file are not timed either.
 fn append_interleaved(
     log_dir: &Path,
     raw_path: &Path,
-    batch: &[u8],
-    count: usize,
+    corpus: &mut [u8],
+    batch_len: usize,
 ) -> Result<(Duration, Duration, Duration, crate::log::Log)> {
-    let mut buf = batch.to_vec();
     let start = Instant::now();
     let log = workload::create_log(log_dir)?;
     let create_took = start.elapsed();
     let raw = workload::create_raw(raw_path)?;
     let (mut log_took, mut raw_took) = (Duration::ZERO, Duration::ZERO);
+    let chunk_len = (APPEND_CHUNK_BYTES / batch_len).max(1) * batch_len;
+    let chunks = corpus.len().div_ceil(chunk_len);
     let mut raw_pos = 0u64;
-    let mut done = 0usize;
-    let mut chunk = 0usize;
-    while done < count {
-        let n = APPEND_CHUNK_BATCHES.min(count - done);
+    for chunk in 0..chunks {
         let raw_first = chunk % 2 == 0;
         for is_raw in [raw_first, !raw_first] {
             let start = Instant::now();
             if is_raw {
-                raw_pos = workload::write_batches(raw.as_ref(), raw_pos, batch, n)?;
+                let at = ((chunk + chunks / 2) % chunks) * chunk_len;
+                let bytes = &corpus[at..(at + chunk_len).min(corpus.len())];
+                raw_pos = workload::write_batches(raw.as_ref(), raw_pos, bytes, batch_len)?;
                 raw_took += start.elapsed();
             } else {
-                workload::append_batches(&log, &mut buf, n)?;
+                let at = chunk * chunk_len;
+                let end = (at + chunk_len).min(corpus.len());
+                workload::append_batches(&log, &mut corpus[at..end], batch_len)?;
                 log_took += start.elapsed();
             }
         }
-        done += n;
-        chunk += 1;
     }
     drop(raw);
     Ok((log_took, raw_took, create_took, log))

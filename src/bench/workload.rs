@@ -15,25 +15,81 @@ use crate::manager::{LogDir, LogDirOptions};
 use crate::record::{self, BatchBuilder};
 use crate::segment::files;
 
-/// Records per batch: 16 records of 1 KiB make a 16 KiB batch.
-pub const RECORDS_PER_BATCH: usize = 16;
-/// Encoded size of one record, length prefix included.
-pub const RECORD_BYTES: usize = 1024;
 /// Bytes per fetch and per raw `pread`.
 pub const FETCH_BYTES: usize = 1 << 20;
 /// The partition the log workloads write.
 pub const TOPIC: &str = "bench";
 
-/// Value length that makes a record (length varint 2, attributes 1, timestamp delta 1,
-/// offset delta 1, null key 1, value length varint 2, header count 1) exactly 1 KiB.
-const VALUE_BYTES: usize = RECORD_BYTES - 9;
+/// The batches of an append workload: `records` records of about `record_bytes` each
+/// (length prefix included), no key, no headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    pub records: usize,
+    pub record_bytes: usize,
+}
 
-/// One uncompressed batch of [`RECORDS_PER_BATCH`] records of [`RECORD_BYTES`] each.
+/// 16 records of 1 KiB: 16 KiB batches, the main append workload.
+pub const LARGE: Shape = Shape {
+    records: 16,
+    record_bytes: 1024,
+};
+/// 1,000 records of 100 bytes: small records, where the record walk dominates.
+pub const SMALL: Shape = Shape {
+    records: 1000,
+    record_bytes: 100,
+};
+
+impl Shape {
+    /// Value length that makes a record about `record_bytes` (length varint 1-2,
+    /// attributes 1, timestamp and offset delta varints 1-2 each, null key 1, value length
+    /// varint 1-2, header count 1).
+    fn value_bytes(self) -> usize {
+        self.record_bytes.saturating_sub(9).max(1)
+    }
+}
+
+/// One uncompressed batch of the [`LARGE`] shape.
 pub fn sample_batch() -> Vec<u8> {
     let mut builder = BatchBuilder::new();
     let mut out = Vec::new();
     build_batch(&mut builder, now_ms(), &mut out);
     out
+}
+
+/// `count` distinct batches of `shape`, back to back, all the same length; returns the
+/// bytes and that length. Every value holds different bytes (a cheap generator), so an
+/// append meets bytes it has not seen, as a broker's does; reusing one buffer would keep
+/// the CRC and the record walk in the CPU cache. Built before anything is timed.
+pub fn corpus(shape: Shape, count: usize) -> (Vec<u8>, usize) {
+    let mut builder = BatchBuilder::new();
+    let mut value = vec![0u8; shape.value_bytes()];
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let now = now_ms();
+    let mut out = Vec::new();
+    let mut batch_len = 0;
+    for b in 0..count {
+        for i in 0..shape.records {
+            for chunk in value.chunks_mut(8) {
+                // xorshift64: fast, and every batch differs.
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+            }
+            builder.append(now + i as i64, None, Some(&value), &[]);
+        }
+        let at = out.len();
+        if let Err(e) = builder.build_into(&mut out) {
+            unreachable!("bench batch does not build: {e}");
+        }
+        let len = out.len() - at;
+        debug_assert!(
+            b == 0 || len == batch_len,
+            "batches of one shape differ in length"
+        );
+        batch_len = len;
+    }
+    (out, batch_len)
 }
 
 /// Wall-clock time for record timestamps: old timestamps would make the log roll on
@@ -44,10 +100,10 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Encodes one sample batch into `out` with `builder` (the record-building workload).
+/// Encodes one [`LARGE`] batch into `out` with `builder` (the record-building workload).
 pub fn build_batch(builder: &mut BatchBuilder, timestamp_ms: i64, out: &mut Vec<u8>) {
-    let value = [b'x'; VALUE_BYTES];
-    for i in 0..RECORDS_PER_BATCH {
+    let value = vec![b'x'; LARGE.value_bytes()];
+    for i in 0..LARGE.records {
         builder.append(timestamp_ms + i as i64, None, Some(&value), &[]);
     }
     // The builder cannot fail on this fixed, small input.
@@ -88,20 +144,21 @@ pub fn create_log(dir: &Path) -> Result<Log> {
     Ok(Log::open(open_options(dir, LogConfig::default()))?.0)
 }
 
-/// Appends `batch` `count` times to `log`, one leader append per batch. `buf` is the
-/// batch's working copy: the append patches offsets and epoch into it in place.
-pub fn append_batches(log: &Log, buf: &mut [u8], count: usize) -> Result<()> {
-    for _ in 0..count {
-        log.append_as_leader(buf, 1)?;
+/// Appends the batches of `corpus` (each `batch_len` bytes) to `log`, one leader append
+/// per batch, as a broker appends produce requests. The append patches offsets and epoch
+/// into the corpus in place (outside the CRC, so it stays valid for another round).
+pub fn append_batches(log: &Log, corpus: &mut [u8], batch_len: usize) -> Result<()> {
+    for batch in corpus.chunks_exact_mut(batch_len) {
+        log.append_as_leader(batch, 1)?;
     }
     Ok(())
 }
 
-/// Appends `batch` `count` times to a fresh log in `dir`, no fsync. Returns the log (still
-/// open) so the read workload can use it.
-pub fn append_log(dir: &Path, batch: &[u8], count: usize) -> Result<Log> {
+/// Appends `corpus` to a fresh log in `dir`, no fsync. Returns the log (still open) so the
+/// read workload can use it.
+pub fn append_log(dir: &Path, corpus: &mut [u8], batch_len: usize) -> Result<Log> {
     let log = create_log(dir)?;
-    append_batches(&log, &mut batch.to_vec(), count)?;
+    append_batches(&log, corpus, batch_len)?;
     Ok(log)
 }
 
@@ -110,27 +167,28 @@ pub fn create_raw(path: &Path) -> Result<Arc<dyn StorageFile>> {
     storage().open(path, OpenMode::CreateNew)
 }
 
-/// Writes `batch` `count` times into `file` from `pos` on; returns the position after.
+/// Writes the batches of `corpus` into `file` from `pos` on, one `pwrite` per batch: the
+/// raw twin of [`append_batches`]. Returns the position after.
 pub fn write_batches(
     file: &dyn StorageFile,
     mut pos: u64,
-    batch: &[u8],
-    count: usize,
+    corpus: &[u8],
+    batch_len: usize,
 ) -> Result<u64> {
-    for _ in 0..count {
+    for batch in corpus.chunks_exact(batch_len) {
         file.write_at(batch, pos)?;
         pos += batch.len() as u64;
     }
     Ok(pos)
 }
 
-/// Writes `batch` `count` times at increasing positions into a new file: the raw twin of
-/// [`append_log`]. Returns the open file, so that callers can close it outside the timed
-/// part just as the log stays open (on ext4, closing a freshly written file may start
-/// allocating its blocks, which is not what the append is measured for).
-pub fn write_raw(path: &Path, batch: &[u8], count: usize) -> Result<Arc<dyn StorageFile>> {
+/// Writes `corpus` batch by batch into a new file: the raw twin of [`append_log`]. Returns
+/// the open file, so that callers can close it outside the timed part just as the log
+/// stays open (on ext4, closing a freshly written file may start allocating its blocks,
+/// which is not what the append is measured for).
+pub fn write_raw(path: &Path, corpus: &[u8], batch_len: usize) -> Result<Arc<dyn StorageFile>> {
     let file = create_raw(path)?;
-    write_batches(file.as_ref(), 0, batch, count)?;
+    write_batches(file.as_ref(), 0, corpus, batch_len)?;
     Ok(file)
 }
 

@@ -273,10 +273,21 @@ impl<'a> Batch<'a> {
     /// in `[0, lastOffsetDelta]` and consistent lengths. Compressed batches get the CRC and
     /// header checks only — partlog does not decompress. Does not allocate.
     pub fn validate(&self) -> Result<(), BatchError> {
-        self.verify_crc()?;
         if self.header.compression() != Compression::None {
-            return Ok(());
+            return self.verify_crc();
         }
+        if let Some(computed) = super::records::walk_and_crc(&self.header, self.bytes) {
+            return match computed == self.header.crc {
+                true => Ok(()),
+                false => Err(BatchError::CrcMismatch {
+                    stored: self.header.crc,
+                    computed,
+                }),
+            };
+        }
+        // Walk again, slowly, for the error that names the record and the field (after the
+        // CRC's, which comes first).
+        self.verify_crc()?;
         for record in self.records()? {
             record?;
         }
