@@ -266,8 +266,8 @@ impl<'a> Iterator for RecordIter<'a> {
     }
 }
 
-/// Bytes checksummed at a time behind the record walk: small enough to still be in the
-/// L1/L2 cache from the walk, large enough for the SIMD CRC to run at full speed.
+/// Bytes checksummed at a time ahead of the record walk: the CRC streams them in from
+/// memory at full speed, and the walk then finds them in the cache.
 const CRC_BLOCK_BYTES: usize = 16 << 10;
 
 /// The record walk of [`Batch::validate`](super::Batch::validate) without building records,
@@ -277,9 +277,9 @@ const CRC_BLOCK_BYTES: usize = 16 << 10;
 /// names the record and field.
 ///
 /// A leader append runs this over every byte it takes, so it is the cost that small
-/// records pay: one pass over the bytes, a branch for each field, short varints decoded
-/// inline, and the CRC of each block taken right after the walk left it, while it is still
-/// in the cache.
+/// records pay: one pass over the bytes, block by block (the CRC of a block first, which
+/// brings it into the cache, then the walk over it), and for each record a path without
+/// bounds checks for the usual layout (see [`usual_record`]).
 pub(crate) fn walk_and_crc(header: &BatchHeader, batch: &[u8]) -> Option<u32> {
     let records = batch.get(HEADER_LEN..)?;
     let mut crc = Crc32c::new();
@@ -292,23 +292,73 @@ pub(crate) fn walk_and_crc(header: &BatchHeader, batch: &[u8]) -> Option<u32> {
     let mut previous_delta = -1i64;
     let last_delta = i64::from(header.last_offset_delta);
     for _ in 0..header.records_count {
-        let (at, end) = record_extent(records, next)?;
-        let delta = record_fields(&records[..end], at)?;
+        if next + USUAL_WINDOW_BYTES > summed && summed < records.len() {
+            let to = (summed + CRC_BLOCK_BYTES).min(records.len());
+            crc.update(&records[summed..to]);
+            summed = to;
+        }
+        let (end, delta) = match usual_record(records, next) {
+            Some(usual) => usual,
+            None => {
+                let (at, end) = record_extent(records, next)?;
+                (end, record_fields(&records[..end], at)?)
+            }
+        };
         if delta <= previous_delta || delta > last_delta {
             return None;
         }
         previous_delta = delta;
         next = end;
-        if next - summed >= CRC_BLOCK_BYTES {
-            crc.update(&records[summed..next]);
-            summed = next;
-        }
     }
     if next != records.len() {
         return None;
     }
     crc.update(&records[summed..]);
     Some(crc.finish())
+}
+
+/// Bytes of a record's start read at once by [`usual_record`].
+const USUAL_WINDOW_BYTES: usize = 16;
+
+/// The usual record, checked from one 16-byte window at its start plus the byte before its
+/// end: short (one- or two-byte) varints for the length, timestamp delta, offset delta and
+/// value length, a null key, and no headers. Returns where the record ends and its offset
+/// delta, or `None` for any other record (or one too near the end of the batch for the
+/// window), which then takes the general path. Each check here is one the general path
+/// makes, so both accept the same records.
+#[inline(always)]
+fn usual_record(records: &[u8], start: usize) -> Option<(usize, i64)> {
+    let w: &[u8; USUAL_WINDOW_BYTES] = records
+        .get(start..start + USUAL_WINDOW_BYTES)?
+        .try_into()
+        .ok()?;
+    let mut i = 0usize;
+    let length = window_short(w, &mut i)?;
+    if length & 1 == 1 {
+        return None; // negative
+    }
+    let end = start + i + (length >> 1) as usize;
+    i += 1; // attributes: one byte, any value
+    window_short(w, &mut i)?; // timestamp delta
+    let raw_delta = window_short(w, &mut i)?;
+    if w[i & 15] != 1 {
+        return None; // not a null key (zigzag -1)
+    }
+    i += 1;
+    let value = window_short(w, &mut i)?;
+    let value_end = match value {
+        1 => start + i, // null value
+        v if v & 1 == 0 => start + i + (v >> 1) as usize,
+        _ => return None,
+    };
+    // No headers: one zero byte, the record's last.
+    if value_end + 1 != end || *records.get(value_end)? != 0 {
+        return None;
+    }
+    Some((
+        end,
+        i64::from((raw_delta >> 1) as i32 ^ -((raw_delta & 1) as i32)),
+    ))
 }
 
 /// Where the record at `start` has its fields and where it ends, from its length prefix.
@@ -340,34 +390,17 @@ fn record_extent(records: &[u8], start: usize) -> Option<(usize, usize)> {
 /// Checks the fields of the record body `body[at..]` (the whole of `body` after `at`):
 /// attributes, timestamp delta, offset delta, key, value and headers, which must fill it
 /// exactly. Returns the offset delta.
-///
-/// The fields before the value are usually short varints within the first 16 bytes: they
-/// are read from one fixed-size window, which needs no bounds check per byte. Anything else
-/// takes the general path.
-#[inline(always)]
-fn record_fields(body: &[u8], at: usize) -> Option<i64> {
-    let window: Option<&[u8; 16]> = body.get(at..at + 16).and_then(|w| w.try_into().ok());
-    if let Some((delta, value_at)) = window.and_then(window_fields) {
-        let mut at = at + value_at;
-        skip_bytes(body, &mut at, true)?;
-        return headers_fill(body, at).then_some(delta);
+fn record_fields(body: &[u8], mut at: usize) -> Option<i64> {
+    // Attributes: one byte, any value.
+    at += 1;
+    if at > body.len() {
+        return None;
     }
-    record_fields_general(body, at)
-}
-
-/// Attributes, timestamp delta, offset delta, a null key and the value length, read from
-/// the window when each is a short varint: the offset delta and where the value's length
-/// prefix starts. `None` sends the record to the general path.
-#[inline(always)]
-fn window_fields(w: &[u8; 16]) -> Option<(i64, usize)> {
-    // Indices stay below 1 + 2 * 3 = 7, so masking with 15 never changes them; it only
-    // lets the compiler drop the bounds checks.
-    let mut i = 1usize; // attributes: one byte, any value
-    window_short(w, &mut i)?; // timestamp delta
-    let raw = window_short(w, &mut i)?;
-    let delta = i64::from((raw >> 1) as i32 ^ -((raw & 1) as i32));
-    // A null key (zigzag -1 = 1) is the common case; others take the general path.
-    (w[i & 15] == 1).then_some((delta, i + 1))
+    varlong(body, &mut at)?;
+    let delta = i64::from(varint(body, &mut at)?);
+    skip_bytes(body, &mut at, true)?;
+    skip_bytes(body, &mut at, true)?;
+    headers_fill(body, at).then_some(delta)
 }
 
 #[inline(always)]
@@ -383,20 +416,6 @@ fn window_short(w: &[u8; 16], i: &mut usize) -> Option<u32> {
         return Some((first & 0x7f) | (second << 7));
     }
     None
-}
-
-/// [`record_fields`] field by field, for any record.
-fn record_fields_general(body: &[u8], mut at: usize) -> Option<i64> {
-    // Attributes: one byte, any value.
-    at += 1;
-    if at > body.len() {
-        return None;
-    }
-    varlong(body, &mut at)?;
-    let delta = i64::from(varint(body, &mut at)?);
-    skip_bytes(body, &mut at, true)?;
-    skip_bytes(body, &mut at, true)?;
-    headers_fill(body, at).then_some(delta)
 }
 
 /// True when the headers at `at` (count, then key and value each) end exactly at the end
