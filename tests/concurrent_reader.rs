@@ -139,3 +139,68 @@ fn readers_race_retention() {
         assert!(log.size_bytes() <= 16 * 1024 + 4096);
     }
 }
+
+/// A reader's lazy index load raced the deletion of the same segment: the load could pass
+/// its "not deleted" check, then create index files under the old names after retention
+/// renamed the segment's files away, leaving orphan index files behind. Loading and
+/// deleting now exclude each other.
+#[test]
+fn lazy_index_load_racing_retention_leaves_no_orphan_index() {
+    // Size retention only: time retention would load the indexes itself first.
+    let config = LogConfig {
+        retention_bytes: 1,
+        retention_ms: -1,
+        file_delete_delay_ms: 0,
+        ..small_config()
+    };
+    for round in 0..6000 {
+        let (backend, _disk) = common::sim_with_disk(round);
+        let name = "t-0";
+        {
+            let (log, _) = common::open(&backend, name, config.clone());
+            for i in 0..3 {
+                log.append_as_leader(&mut batch(2, 50, i), 1).unwrap();
+                log.force_roll().unwrap();
+            }
+            log.close().unwrap();
+        }
+        // Reopened cleanly: the closed segments' indexes load on first use.
+        let (log, _) = Log::open(partlog::log::LogOpenOptions {
+            clean_shutdown: true,
+            ..common::options(
+                &backend,
+                name,
+                config.clone(),
+                Arc::new(partlog::ManualClock::new(1_000_000)),
+            )
+        })
+        .unwrap();
+        let log = Arc::new(log);
+        let start = Arc::new(std::sync::Barrier::new(2));
+        let reader = {
+            let (log, start) = (log.clone(), start.clone());
+            thread::spawn(move || {
+                let segments = log.segments();
+                start.wait();
+                // Straight at the segments, as a reader holding a snapshot does: each
+                // lookup loads that segment's indexes.
+                for segment in segments.iter() {
+                    let _ = segment.time_lookup_position(0);
+                }
+            })
+        };
+        start.wait();
+        log.delete_old_segments().unwrap();
+        reader.join().unwrap();
+        log.remove_expired_deleted_files().unwrap();
+        let live: Vec<i64> = log.segments().iter().map(|s| s.base_offset()).collect();
+        for file in common::file_names(&backend, &backend.root.join(name)) {
+            let index = file.ends_with(".index") || file.ends_with(".timeindex");
+            let base: i64 = file.get(..20).and_then(|b| b.parse().ok()).unwrap_or(-1);
+            assert!(
+                !index || live.contains(&base),
+                "round {round}: orphan {file}, live {live:?}"
+            );
+        }
+    }
+}
