@@ -187,6 +187,11 @@ impl Log {
             Ok(active) => active,
             Err(err) => return Self::fail(writer, err),
         };
+        // The cache learns a new epoch before its first batch is written, and durably: a
+        // crash must never leave batches of an epoch the checkpoint does not know.
+        if let Err(err) = self.assign_epochs(batches) {
+            return Self::fail(writer, err);
+        }
         if let Err(err) = active.append(batches) {
             return Self::fail(writer, err);
         }
@@ -198,6 +203,19 @@ impl Log {
             .store(info.last_offset + 1, Ordering::Release);
         self.latest_epoch.store(last_epoch, Ordering::Release);
         self.debug_check();
+        Ok(())
+    }
+
+    /// Assigns each batch's epoch and base offset to the epoch cache (a no-op for batches
+    /// of the latest epoch, which is every batch but the first of a new leader's).
+    fn assign_epochs(&self, batches: &[u8]) -> Result<()> {
+        let mut at = 0usize;
+        while at < batches.len() {
+            let header = BatchHeader::parse(&batches[at..])?;
+            let (epoch, base) = (header.partition_leader_epoch, header.base_offset);
+            self.change_epochs(true, |cache| cache.assign(epoch, base))?;
+            at += header.size();
+        }
         Ok(())
     }
 

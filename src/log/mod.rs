@@ -15,6 +15,7 @@
 //! segments after the recovery point (see [`recovery`]).
 
 mod append;
+pub mod epochs;
 mod open;
 mod read;
 pub mod recovery;
@@ -22,7 +23,7 @@ mod retention;
 mod truncate;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::clock::Clock;
@@ -32,6 +33,8 @@ use crate::io::Storage;
 use crate::segment::Segment;
 
 pub use append::AppendInfo;
+use epochs::EpochCache;
+pub use epochs::{EpochEntry, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
 pub use open::LogOpenOptions;
 pub use read::{TimestampOffset, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
 pub use recovery::{Damage, DamageKind, Leftover, RecoveryReport};
@@ -86,6 +89,11 @@ pub struct Log {
     writer: Mutex<Writer>,
     /// Serializes flushes without blocking appends.
     flusher: Mutex<()>,
+    /// The leader-epoch cache; changed only under the writer lock, read by anyone.
+    epochs: Mutex<EpochCache>,
+    /// The cache changed in a way that need not be durable at once (the log start moved);
+    /// the next flush or close writes it.
+    epochs_dirty: AtomicBool,
     /// The partition directory's lock: one owner per partition (see [`Log::open`]).
     _lock: Box<dyn crate::io::DirLock>,
 }
@@ -142,6 +150,59 @@ impl Log {
     pub fn recovery_point_checkpointed(&self, recovery_point: i64) {
         self.checkpoint_ceiling
             .store(recovery_point, Ordering::Release);
+    }
+
+    /// Where leader epoch `epoch` ends on this log, as `(epoch, end offset)`: see
+    /// [`EpochCache::end_offset_for`]. A follower's fetch carries its last epoch, and the
+    /// leader answers with this to say where their logs diverge.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        let cache = self.epochs.lock().unwrap_or_else(|e| e.into_inner());
+        cache.end_offset_for(epoch, self.log_end_offset())
+    }
+
+    /// The leader-epoch cache's entries: each epoch in the log and its first offset.
+    pub fn epoch_entries(&self) -> Vec<EpochEntry> {
+        let cache = self.epochs.lock().unwrap_or_else(|e| e.into_inner());
+        cache.entries().to_vec()
+    }
+
+    /// Changes the epoch cache with `change` (under the writer lock); when it changed and
+    /// `durable`, writes the checkpoint before returning, else leaves that to the next
+    /// flush. The file is written without holding the cache's lock.
+    fn change_epochs(
+        &self,
+        durable: bool,
+        change: impl FnOnce(&mut EpochCache) -> bool,
+    ) -> Result<()> {
+        let text = {
+            let mut cache = self.epochs.lock().unwrap_or_else(|e| e.into_inner());
+            if !change(&mut cache) {
+                return Ok(());
+            }
+            if !durable {
+                self.epochs_dirty.store(true, Ordering::Release);
+                return Ok(());
+            }
+            cache.render()
+        };
+        self.epochs_dirty.store(false, Ordering::Release);
+        EpochCache::write(self.storage.as_ref(), &self.dir, &text)
+    }
+
+    /// Writes the epoch checkpoint if a change is waiting for it.
+    fn write_dirty_epochs(&self) -> Result<()> {
+        if self.epochs_dirty.swap(false, Ordering::AcqRel) {
+            let text = self
+                .epochs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .render();
+            if let Err(err) = EpochCache::write(self.storage.as_ref(), &self.dir, &text) {
+                self.epochs_dirty.store(true, Ordering::Release);
+                return Err(err);
+            }
+        }
+        Ok(())
     }
 
     /// A snapshot of the segments, oldest first.
@@ -202,7 +263,9 @@ impl Log {
     pub fn flush(&self) -> Result<i64> {
         let _flushing = self.flusher.lock().unwrap_or_else(|e| e.into_inner());
         let ticket = self.flush_begin()?;
-        let result = self.flush_range(ticket.from, ticket.end, ticket.dir_dirty);
+        let result = self
+            .flush_range(ticket.from, ticket.end, ticket.dir_dirty)
+            .and_then(|()| self.write_dirty_epochs());
         self.flush_finish(&ticket, result)
     }
 

@@ -1,9 +1,10 @@
 //! Opening a log: finish leftovers, load segments, recover when the shutdown was not clean.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
 
+use super::epochs::EpochCache;
 use super::recovery::{self, RecoveryReport};
 use super::{Log, Writer, NO_EPOCH};
 use crate::clock::{Clock, SystemClock};
@@ -111,7 +112,11 @@ impl Log {
         report.segments = segments.len();
         report.log_start_offset = log_start_offset;
         report.log_end_offset = log_end_offset;
-        let latest_epoch = recovery::last_epoch(&segments)?.unwrap_or(NO_EPOCH);
+        let last_batch = recovery::last_batch(&segments)?;
+        let latest_epoch = last_batch.map_or(NO_EPOCH, |h| h.partition_leader_epoch);
+        // Where the batches end; below the log end when the last segments are empty.
+        let data_end = last_batch.map_or(0, |h| h.next_offset());
+        let (epochs, epochs_dirty) = load_epochs(storage.as_ref(), &dir, &segments, &mut report)?;
         let log = Log {
             dir,
             config,
@@ -126,11 +131,69 @@ impl Log {
             truncations: AtomicU64::new(0),
             writer: Mutex::new(Writer::default()),
             flusher: Mutex::new(()),
+            epochs: Mutex::new(epochs),
+            epochs_dirty: AtomicBool::new(false),
             _lock: lock,
         };
+        // What recovery cut, and what the log start left behind, leave the cache; a cache
+        // rebuilt from the batches is written at once.
+        let (start, end) = (log.log_start_offset(), log.log_end_offset());
+        log.change_epochs(true, |cache| {
+            epochs_dirty | cache.truncate_from_end(data_end)
+        })?;
+        // The log start can come back lower than the cache's (it is checkpointed lazily):
+        // then the cache no longer covers the first batches, and is rebuilt.
+        let covers = |cache: &EpochCache| {
+            start == end
+                || cache
+                    .entries()
+                    .first()
+                    .is_some_and(|e| e.start_offset <= start)
+        };
+        if !covers(&log.epochs.lock().unwrap_or_else(|e| e.into_inner())) {
+            let rebuilt = rebuild_epochs(&log.segments())?;
+            log.change_epochs(true, |cache| {
+                *cache = rebuilt;
+                true
+            })?;
+        }
+        log.change_epochs(false, |cache| cache.truncate_from_start(start))?;
         log.debug_check();
         Ok((log, report))
     }
+}
+
+/// The epoch cache from `leader-epoch-checkpoint`, or rebuilt from the batches' headers when
+/// the file is missing or does not parse (reported as a warning); true when rebuilt.
+fn load_epochs(
+    storage: &dyn Storage,
+    dir: &Path,
+    segments: &[Arc<Segment>],
+    report: &mut RecoveryReport,
+) -> Result<(EpochCache, bool)> {
+    match EpochCache::read(storage, dir) {
+        Ok(Some(cache)) => return Ok((cache, false)),
+        Ok(None) => {}
+        Err(err) => report
+            .warnings
+            .push(format!("rebuilding the leader-epoch cache: {err}")),
+    }
+    Ok((rebuild_epochs(segments)?, true))
+}
+
+/// The epoch cache of `segments`, from their batches' headers.
+fn rebuild_epochs(segments: &[Arc<Segment>]) -> Result<EpochCache> {
+    let mut cache = EpochCache::default();
+    for segment in segments {
+        let size = segment.size();
+        let mut pos = 0u64;
+        while pos < size {
+            let header = segment.read_header(pos, size)?;
+            cache.assign(header.partition_leader_epoch, header.base_offset);
+            pos += header.size() as u64;
+        }
+    }
+    Ok(cache)
 }
 
 /// Base offsets of the `.log` files in `dir`, ascending.

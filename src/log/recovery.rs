@@ -274,7 +274,6 @@ pub(super) fn recover_segments(
     };
     for i in start..segments.len() {
         let segment = segments[i].clone();
-        let before = expected_base;
         // A crash can keep a new segment's bytes and lose the unsynced tail of the one
         // before: the log would skip offsets. In a log without compaction that gap is
         // damage at the start of the later segment.
@@ -296,7 +295,7 @@ pub(super) fn recover_segments(
                 kind,
                 &mut scratch,
             )?);
-            end = expected;
+            end = end_of_last(segments)?;
             break;
         }
         let next_base = segments.get(i + 1).map(|s| s.base_offset());
@@ -331,7 +330,7 @@ pub(super) fn recover_segments(
         )?);
         if whole {
             // The segment went whole: the log ends where the one before does.
-            end = before.unwrap_or(end);
+            end = end_of_last(segments)?;
         }
         break;
     }
@@ -351,6 +350,12 @@ pub(super) fn recover_segments(
         log_end_offset: end,
         recovery_point: point,
     })
+}
+
+/// The offset after the last segment: its next offset, or its base when it is empty.
+fn end_of_last(segments: &[Arc<Segment>]) -> Result<i64> {
+    let last = &segments[segments.len() - 1];
+    Ok(last.read_next_offset()?.unwrap_or(last.base_offset()))
 }
 
 /// Torn tail or corruption, for damage after `valid_end`: below a known recovery point the
@@ -417,9 +422,14 @@ fn cut(
 
 /// The leader epoch of the last batch in `segments`, `None` when they hold no batch.
 pub(super) fn last_epoch(segments: &[Arc<Segment>]) -> Result<Option<i32>> {
+    Ok(last_batch(segments)?.map(|h| h.partition_leader_epoch))
+}
+
+/// The header of the last batch in `segments`, `None` when they hold no batch.
+pub(super) fn last_batch(segments: &[Arc<Segment>]) -> Result<Option<BatchHeader>> {
     for segment in segments.iter().rev() {
         if let Some(header) = segment.last_batch()? {
-            return Ok(Some(header.partition_leader_epoch));
+            return Ok(Some(header));
         }
     }
     Ok(None)

@@ -27,7 +27,8 @@ impl Log {
             });
         }
         self.log_start_offset.fetch_max(offset, Ordering::AcqRel);
-        Ok(())
+        let start = self.log_start_offset();
+        self.change_epochs(false, |cache| cache.truncate_from_start(start))
     }
 
     /// Deletes, oldest first, segments that are wholly below the log start offset, whose
@@ -60,6 +61,8 @@ impl Log {
         }
         let new_start = segments[doomed].base_offset();
         self.log_start_offset.fetch_max(new_start, Ordering::AcqRel);
+        let start = self.log_start_offset();
+        self.change_epochs(false, |cache| cache.truncate_from_start(start))?;
         self.set_segments(segments[doomed..].to_vec());
         if let Err(err) = self.schedule_deletion(&mut writer, &segments[..doomed]) {
             return Self::fail(&mut writer, err);

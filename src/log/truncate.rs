@@ -70,8 +70,11 @@ impl Log {
         // The later segments go first, durably, and only then is the kept one cut: a crash
         // or a failure in between must leave the log whole (merely not truncated), never
         // a cut segment followed by later ones, which would be a gap in the offsets.
+        // Newest first: a crash between two renames (metadata reaches the disk in order)
+        // leaves the oldest of them, which still continue the log, not a gap.
         if !removed.is_empty() {
-            self.schedule_deletion(writer, removed)?;
+            let newest_first: Vec<Arc<Segment>> = removed.iter().rev().cloned().collect();
+            self.schedule_deletion(writer, &newest_first)?;
             self.storage.sync_dir(&self.dir)?;
         }
         if let Some((position, _)) = cut {
@@ -81,6 +84,7 @@ impl Log {
         let epoch = super::recovery::last_epoch(kept)?.unwrap_or(super::NO_EPOCH);
         self.latest_epoch.store(epoch, Ordering::Release);
         self.make_truncation_durable(last)?;
+        self.change_epochs(true, |cache| cache.truncate_from_end(new_end))?;
         self.debug_check();
         Ok(Some(bytes))
     }
@@ -116,7 +120,12 @@ impl Log {
         self.latest_epoch.store(super::NO_EPOCH, Ordering::Release);
         self.set_segments(vec![fresh.clone()]);
         writer.dir_dirty = true;
-        self.make_truncation_durable(&fresh)
+        self.make_truncation_durable(&fresh)?;
+        self.change_epochs(true, |cache| {
+            let had_entries = !cache.entries().is_empty();
+            cache.clear();
+            had_entries
+        })
     }
 
     /// Syncs the cut segment and the directory before the truncation returns. Otherwise a

@@ -949,6 +949,26 @@ impl World {
             .last()
             .map_or(active_base, |b| b.next().max(active_base));
         assert_eq!(end, derived, "log end is not where the last batch ends");
+        // The leader-epoch cache agrees with the batches it describes.
+        let epochs = log.epoch_entries();
+        assert!(
+            epochs
+                .windows(2)
+                .all(|w| w[0].epoch < w[1].epoch && w[0].start_offset < w[1].start_offset),
+            "epoch cache out of order: {epochs:?}"
+        );
+        assert!(
+            epochs.iter().all(|e| e.start_offset < end.max(start + 1)),
+            "epoch cache past the log end {end}: {epochs:?}"
+        );
+        // (A log whose start reached its end shows no batch and may know no epoch.)
+        if found.last().is_some() && start < end {
+            assert_eq!(
+                epochs.last().map(|e| e.epoch),
+                Some(log.latest_epoch()),
+                "epoch cache {epochs:?} does not end with the last batch's epoch"
+            );
+        }
         for b in &found {
             assert!(
                 self.model.is_candidate(b),
