@@ -279,20 +279,7 @@ fn failed_truncation_leaves_no_gap_in_the_offsets() {
         ..options(&sim, config)
     })
     .expect("reopen");
-    let mut next = log.log_start_offset();
-    while let Some(slice) = log.read(next, 1 << 20, None).expect("read") {
-        let bytes = slice.to_vec().expect("bytes");
-        for b in batches(&bytes) {
-            let h = *b.expect("batch").header();
-            assert_eq!(
-                h.base_offset, next,
-                "offsets jump from {next} to {}",
-                h.base_offset
-            );
-            next = h.next_offset();
-        }
-    }
-    assert_eq!(next, log.log_end_offset());
+    common::assert_offsets_consecutive(&log, "after the failed truncation");
 }
 
 /// A truncation renamed the segments it removed oldest first; power failing between two
@@ -324,18 +311,7 @@ fn crash_between_the_renames_of_a_truncation_leaves_no_gap() {
             ..options(&sim, config.clone())
         })
         .expect("reopen");
-        let mut next = log.log_start_offset();
-        while let Some(slice) = log.read(next, 1 << 20, None).expect("read") {
-            let bytes = slice.to_vec().expect("bytes");
-            for b in batches(&bytes) {
-                let h = *b.expect("batch").header();
-                assert_eq!(
-                    h.base_offset, next,
-                    "crash at rename {crash_at}: offsets jump ({report:?})"
-                );
-                next = h.next_offset();
-            }
-        }
-        assert_eq!(next, log.log_end_offset());
+        let context = format!("crash at rename {crash_at} ({report:?})");
+        common::assert_offsets_consecutive(&log, &context);
     }
 }

@@ -11,9 +11,12 @@
 //! SIM_DIR_SEEDS=20000 SIM_DIR_SEED_BASE=1000 cargo test --release --test sim_log_dir
 //! ```
 
+mod common;
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
+use common::env_u64;
 use partlog::checkpoint::TopicPartition;
 use partlog::io::sim::{SimRng, SimStorage};
 use partlog::log::Log;
@@ -24,15 +27,6 @@ use partlog::{Clock, LogConfig, ManualClock};
 const DEFAULT_SEEDS: u64 = 1_000;
 const STEPS: u64 = 150;
 const PARTITIONS: i32 = 3;
-
-fn env_u64(name: &str) -> Option<u64> {
-    let v = std::env::var(name).ok()?;
-    Some(
-        v.trim()
-            .parse()
-            .unwrap_or_else(|e| panic!("{name}={v:?}: {e}")),
-    )
-}
 
 /// What the engine wrote and promised for one partition.
 #[derive(Debug, Default, Clone)]

@@ -17,10 +17,13 @@
 //! SIM_THREADS_SEEDS=2000 cargo test --release --test sim_threads
 //! ```
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 
+use common::env_u64;
 use partlog::checkpoint::TopicPartition;
 use partlog::io::sim::{SimRng, SimStorage};
 use partlog::log::Log;
@@ -32,15 +35,6 @@ const DEFAULT_SEEDS: u64 = 400;
 const WRITER_OPS: u64 = 400;
 /// Timestamp of offset 0; offset `o` has timestamp `T0 + o`.
 const T0: i64 = 1_700_000_000_000;
-
-fn env_u64(name: &str) -> Option<u64> {
-    let v = std::env::var(name).ok()?;
-    Some(
-        v.trim()
-            .parse()
-            .unwrap_or_else(|e| panic!("{name}={v:?}: {e}")),
-    )
-}
 
 /// Bumped before and after every truncation: odd while one runs. A reader whose operation
 /// overlapped a truncation may see the documented race (an error, or bytes rewritten by

@@ -25,6 +25,8 @@
 //! batch only in those two fields). Of those, only 228185 (a compacted log) still fails;
 //! 100000..140000 pass in full. The default range has none.
 
+mod common;
+
 #[path = "sim/model.rs"]
 mod model;
 #[path = "sim/world.rs"]
@@ -38,6 +40,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use common::env_u64;
 use partlog::io::sim::{FaultKind, SimOp, SimRng};
 use partlog::LogConfig;
 use world::{Restart, Stats, Trace, World};
@@ -48,15 +51,6 @@ const DEFAULT_SEEDS: u64 = 4_000;
 const DEFAULT_STEPS: u64 = 200;
 /// Failing seeds reported in full; the rest are only counted.
 const FAILURES_SHOWN: usize = 5;
-
-fn env_u64(name: &str) -> Option<u64> {
-    let v = std::env::var(name).ok()?;
-    Some(
-        v.trim()
-            .parse()
-            .unwrap_or_else(|e| panic!("{name}={v:?}: {e}")),
-    )
-}
 
 fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = p.downcast_ref::<String>() {

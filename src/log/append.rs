@@ -263,18 +263,23 @@ impl Log {
         if self.checkpoint_ceiling.load(Ordering::Acquire) >= base_offset {
             active.flush()?;
         }
-        let segment = Arc::new(Segment::create(
-            self.storage.clone(),
-            &self.dir,
-            base_offset,
-            &self.config,
-            self.clock.now_ms(),
-        )?);
+        let segment = self.new_segment(base_offset)?;
         writer.dir_dirty = true;
         let mut segments = Vec::clone(&self.segments());
         segments.push(segment.clone());
         self.set_segments(segments);
         Ok(segment)
+    }
+
+    /// Creates an empty segment at `base_offset` in the log's dir.
+    pub(super) fn new_segment(&self, base_offset: i64) -> Result<Arc<Segment>> {
+        Ok(Arc::new(Segment::create(
+            self.storage.clone(),
+            &self.dir,
+            base_offset,
+            &self.config,
+            self.clock.now_ms(),
+        )?))
     }
 
     fn replace_empty_active(
@@ -284,13 +289,7 @@ impl Log {
         base_offset: i64,
     ) -> Result<Arc<Segment>> {
         self.schedule_deletion(writer, std::slice::from_ref(&empty))?;
-        let segment = Arc::new(Segment::create(
-            self.storage.clone(),
-            &self.dir,
-            base_offset,
-            &self.config,
-            self.clock.now_ms(),
-        )?);
+        let segment = self.new_segment(base_offset)?;
         let mut segments = Vec::clone(&self.segments());
         segments.pop();
         segments.push(segment.clone());

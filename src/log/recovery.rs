@@ -272,6 +272,7 @@ pub(super) fn recover_segments(
         0 => None,
         _ => Some(segments[start - 1].read_next_offset()?.unwrap_or(end)),
     };
+    let mut damage_at = None;
     for i in start..segments.len() {
         let segment = segments[i].clone();
         // A crash can keep a new segment's bytes and lose the unsynced tail of the one
@@ -287,15 +288,7 @@ pub(super) fn recover_segments(
                 ),
             };
             let kind = damage_kind(recovery_point, expected, || Ok(true))?;
-            report.damage = Some(cut(
-                storage.as_ref(),
-                segments,
-                i,
-                stop,
-                kind,
-                &mut scratch,
-            )?);
-            end = end_of_last(segments)?;
+            damage_at = Some((i, stop, kind));
             break;
         }
         let next_base = segments.get(i + 1).map(|s| s.base_offset());
@@ -319,6 +312,10 @@ pub(super) fn recover_segments(
                 .is_some()
                 || first_batch_valid(&segments[i + 1..], max, &mut scratch)?)
         })?;
+        damage_at = Some((i, stop, kind));
+        break;
+    }
+    if let Some((i, stop, kind)) = damage_at {
         let whole = stop.position == 0 && i > 0;
         report.damage = Some(cut(
             storage.as_ref(),
@@ -332,7 +329,6 @@ pub(super) fn recover_segments(
             // The segment went whole: the log ends where the one before does.
             end = end_of_last(segments)?;
         }
-        break;
     }
     if let Some(rp) = recovery_point {
         if end < rp {

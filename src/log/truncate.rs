@@ -106,13 +106,7 @@ impl Log {
         let old = self.segments();
         self.schedule_deletion(writer, &old)?;
         self.storage.sync_dir(&self.dir)?;
-        let fresh = Arc::new(Segment::create(
-            self.storage.clone(),
-            &self.dir,
-            offset,
-            &self.config,
-            self.clock.now_ms(),
-        )?);
+        let fresh = self.new_segment(offset)?;
         self.truncations.fetch_add(1, Ordering::AcqRel);
         self.log_end_offset.store(offset, Ordering::Release);
         self.log_start_offset.store(offset, Ordering::Release);

@@ -188,3 +188,33 @@ pub fn check_every_offset(log: &Log) -> usize {
     }
     (end - start) as usize
 }
+
+/// A `u64` from the environment variable `name` (seed counts and the like), `None` when it
+/// is not set; a value that does not parse fails the test.
+pub fn env_u64(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok()?;
+    Some(
+        v.trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("{name}={v:?}: {e}")),
+    )
+}
+
+/// Reads the whole log from its start and checks that the batches' offsets are
+/// consecutive up to the log end; `context` names the case in a failure.
+pub fn assert_offsets_consecutive(log: &Log, context: &str) {
+    let mut next = log.log_start_offset();
+    while let Some(slice) = log.read(next, 1 << 20, None).expect("read") {
+        let bytes = slice.to_vec().expect("slice bytes");
+        for b in batches(&bytes) {
+            let h = *b.expect("batch").header();
+            assert_eq!(
+                h.base_offset, next,
+                "{context}: offsets jump from {next} to {}",
+                h.base_offset
+            );
+            next = h.next_offset();
+        }
+    }
+    assert_eq!(next, log.log_end_offset(), "{context}");
+}
