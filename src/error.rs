@@ -67,6 +67,23 @@ pub enum Error {
     InvalidConfig(String),
     /// A topic name breaks Kafka's rule (see [`crate::checkpoint::validate_topic`]).
     InvalidTopic { topic: String, reason: String },
+    /// The replica's role does not allow the request (Kafka's `NOT_LEADER_OR_FOLLOWER`):
+    /// a produce to a follower, a follower fetch from a follower, or an append whose
+    /// leader lost its leadership before it completed.
+    NotLeaderOrFollower,
+    /// A request names a leader epoch newer than the replica knows (`UNKNOWN_LEADER_EPOCH`).
+    UnknownLeaderEpoch { epoch: i32, current: i32 },
+    /// `acks` is not 0, 1 or -1 (`INVALID_REQUIRED_ACKS`).
+    InvalidRequiredAcks(i16),
+    /// An `acks=all` append found fewer in-sync replicas than `min.insync.replicas`;
+    /// nothing was written (`NOT_ENOUGH_REPLICAS`).
+    NotEnoughReplicas { isr: usize, required: usize },
+    /// An `acks=all` append was written and replicated, but the in-sync replicas fell below
+    /// `min.insync.replicas` meanwhile (`NOT_ENOUGH_REPLICAS_AFTER_APPEND`).
+    NotEnoughReplicasAfterAppend { isr: usize, required: usize },
+    /// An `acks=all` append did not complete in time (`REQUEST_TIMED_OUT`); it may still be
+    /// replicated later.
+    RequestTimedOut,
     /// An earlier write failed; the log refuses further writes until it is reopened, because
     /// the state of the file after a failed write is unknown. `cause` is that failure, with
     /// its kind: for example [`Error::is_disk_full`] tells a full disk from a failing one.
@@ -173,6 +190,23 @@ impl Error {
                 topic: topic.clone(),
                 reason: reason.clone(),
             },
+            Error::NotLeaderOrFollower => Error::NotLeaderOrFollower,
+            Error::UnknownLeaderEpoch { epoch, current } => Error::UnknownLeaderEpoch {
+                epoch: *epoch,
+                current: *current,
+            },
+            Error::InvalidRequiredAcks(acks) => Error::InvalidRequiredAcks(*acks),
+            Error::NotEnoughReplicas { isr, required } => Error::NotEnoughReplicas {
+                isr: *isr,
+                required: *required,
+            },
+            Error::NotEnoughReplicasAfterAppend { isr, required } => {
+                Error::NotEnoughReplicasAfterAppend {
+                    isr: *isr,
+                    required: *required,
+                }
+            }
+            Error::RequestTimedOut => Error::RequestTimedOut,
             Error::ReadOnly { cause } => Error::ReadOnly {
                 cause: cause.clone(),
             },
@@ -253,6 +287,25 @@ impl fmt::Display for Error {
             Error::InvalidTopic { topic, reason } => {
                 write!(f, "invalid topic name {topic:?}: it {reason}")
             }
+            Error::NotLeaderOrFollower => {
+                f.write_str("this replica is not the leader or follower the request needs")
+            }
+            Error::UnknownLeaderEpoch { epoch, current } => write!(
+                f,
+                "leader epoch {epoch} is newer than this replica's {current}"
+            ),
+            Error::InvalidRequiredAcks(acks) => {
+                write!(f, "acks {acks} is not 0, 1 or -1")
+            }
+            Error::NotEnoughReplicas { isr, required } => write!(
+                f,
+                "{isr} in-sync replicas, {required} required: nothing appended"
+            ),
+            Error::NotEnoughReplicasAfterAppend { isr, required } => write!(
+                f,
+                "appended, but the in-sync replicas fell to {isr}, below {required}"
+            ),
+            Error::RequestTimedOut => f.write_str("the append did not complete in time"),
             Error::ReadOnly { cause } => {
                 write!(
                     f,

@@ -14,6 +14,7 @@ pub mod io;
 pub mod log;
 pub mod manager;
 pub mod record;
+pub mod replica;
 pub mod segment;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -65,7 +65,7 @@ impl Log {
 
     /// Epochs never decrease along the log: recovery relies on it to catch a torn epoch
     /// field (which the CRC does not cover), and a lower epoch means a replaced leader.
-    fn check_epoch(&self, epoch: i32, latest: i32) -> Result<()> {
+    pub(super) fn check_epoch(&self, epoch: i32, latest: i32) -> Result<()> {
         if epoch < latest {
             return Err(Error::FencedLeaderEpoch { epoch, latest });
         }

@@ -160,6 +160,19 @@ impl Log {
         cache.end_offset_for(epoch, self.log_end_offset())
     }
 
+    /// Records that leader epoch `epoch` starts at the log end (a replica that becomes
+    /// leader does this before its first append, so that followers asking about the
+    /// previous epoch learn where it ended). Durable when it returns.
+    pub fn assign_leader_epoch(&self, epoch: i32) -> Result<()> {
+        let mut writer = self.writer()?;
+        self.check_epoch(epoch, self.latest_epoch())?;
+        let end = self.log_end_offset();
+        match self.change_epochs(true, |cache| cache.assign(epoch, end)) {
+            Ok(()) => Ok(()),
+            Err(err) => Self::fail(&mut writer, err),
+        }
+    }
+
     /// The leader-epoch cache's entries: each epoch in the log and its first offset.
     pub fn epoch_entries(&self) -> Vec<EpochEntry> {
         let cache = self.epochs.lock().unwrap_or_else(|e| e.into_inner());

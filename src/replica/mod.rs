@@ -1,0 +1,593 @@
+//! One partition replica in a replicated set: the leader takes appends with `acks` 0, 1 or
+//! all and serves followers' fetches, moving the high watermark (HW) and the in-sync
+//! replica set (ISR); a follower builds fetches and applies their responses, truncating
+//! where its log diverged from the leader's. Kafka's `Partition` and fetcher semantics.
+//!
+//! Transport-agnostic: the embedding broker carries requests and responses between
+//! replicas (tests carry them in-process), owns the controller (leader elections, ISR
+//! changes: see [`Partition::isr_proposal`]) and drives time through [`Partition::tick`].
+
+mod completion;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::log::{Log, UNDEFINED_EPOCH};
+use crate::segment::FileSlice;
+
+pub use completion::AppendHandle;
+
+/// Kafka's `replica.lag.time.max.ms` default.
+pub const DEFAULT_REPLICA_LAG_TIME_MAX_MS: i64 = 30_000;
+
+/// How a follower finds where its log diverged from the leader's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TruncationMode {
+    /// By leader epochs (KIP-101, KIP-279): Kafka's rule, and the default.
+    #[default]
+    LeaderEpoch,
+    /// To the high watermark on becoming follower (Kafka before KIP-101). Kept to show,
+    /// in tests, the losses the leader-epoch mode prevents.
+    HighWatermark,
+}
+
+/// Settings of one replica.
+#[derive(Debug, Clone)]
+pub struct ReplicaConfig {
+    /// This broker's id.
+    pub broker_id: i32,
+    /// Kafka's `min.insync.replicas` (default 1).
+    pub min_insync_replicas: usize,
+    /// A follower not caught up for this long leaves the ISR.
+    pub replica_lag_time_max_ms: i64,
+    pub truncation: TruncationMode,
+}
+
+impl ReplicaConfig {
+    pub fn new(broker_id: i32) -> ReplicaConfig {
+        ReplicaConfig {
+            broker_id,
+            min_insync_replicas: 1,
+            replica_lag_time_max_ms: DEFAULT_REPLICA_LAG_TIME_MAX_MS,
+            truncation: TruncationMode::default(),
+        }
+    }
+}
+
+/// A producer's `acks`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    /// 0: no answer awaited.
+    None,
+    /// 1: written by the leader.
+    Leader,
+    /// -1 (all): replicated to the ISR, with at least `min.insync.replicas` in it.
+    All,
+}
+
+impl TryFrom<i16> for Acks {
+    type Error = Error;
+
+    fn try_from(acks: i16) -> Result<Acks> {
+        match acks {
+            0 => Ok(Acks::None),
+            1 => Ok(Acks::Leader),
+            -1 => Ok(Acks::All),
+            other => Err(Error::InvalidRequiredAcks(other)),
+        }
+    }
+}
+
+/// A follower's fetch, as it sends it to the leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchRequest {
+    pub replica_id: i32,
+    pub leader_epoch: i32,
+    pub fetch_offset: i64,
+    /// The epoch of the follower's last batch ([`UNDEFINED_EPOCH`] when it has none).
+    pub last_fetched_epoch: i32,
+    pub max_bytes: u64,
+}
+
+/// Where the leader's log and the follower's part: the leader's end offset for the
+/// follower's last epoch (or the largest epoch below it that the leader knows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DivergingEpoch {
+    pub epoch: i32,
+    pub end_offset: i64,
+}
+
+/// The leader's answer to a follower's fetch.
+#[derive(Debug, Clone)]
+pub struct FetchResponse {
+    /// Whole batches from the fetch offset (zero-copy); `None` when there is nothing new or
+    /// the logs diverged.
+    pub records: Option<FileSlice>,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    pub diverging: Option<DivergingEpoch>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct FollowerState {
+    /// The follower's log end offset as its last fetch said; -1 before any.
+    leo: i64,
+    last_caught_up_ms: i64,
+    /// The leader's LEO and the time at the follower's previous fetch.
+    previous_fetch: (i64, i64),
+}
+
+#[derive(Debug)]
+struct Pending {
+    handle: AppendHandle,
+    deadline_ms: i64,
+}
+
+#[derive(Debug)]
+struct LeaderState {
+    replicas: Vec<i32>,
+    isr: Vec<i32>,
+    /// A change proposed to the embedder and not yet confirmed.
+    proposed_isr: Option<Vec<i32>>,
+    followers: BTreeMap<i32, FollowerState>,
+    /// The log end when this leader's epoch began: a follower joins the ISR only once it
+    /// has reached it (KAFKA-7128).
+    epoch_start_offset: i64,
+    pending: Vec<Pending>,
+}
+
+#[derive(Debug)]
+enum Role {
+    Follower,
+    Leader(LeaderState),
+}
+
+#[derive(Debug)]
+struct State {
+    role: Role,
+    leader_epoch: i32,
+    high_watermark: i64,
+}
+
+/// One replica of one partition. Share it as `Arc<Partition>`; every method takes `&self`.
+#[derive(Debug)]
+pub struct Partition {
+    log: Arc<Log>,
+    config: ReplicaConfig,
+    clock: Arc<dyn Clock>,
+    state: Mutex<State>,
+}
+
+impl Partition {
+    /// A replica of `log`, a follower of no one until told its role. `high_watermark`
+    /// comes from the replication checkpoint (clamped to the log).
+    pub fn new(
+        log: Arc<Log>,
+        config: ReplicaConfig,
+        clock: Arc<dyn Clock>,
+        high_watermark: i64,
+    ) -> Partition {
+        let hw = high_watermark.clamp(log.log_start_offset(), log.log_end_offset());
+        Partition {
+            log,
+            config,
+            clock,
+            state: Mutex::new(State {
+                role: Role::Follower,
+                leader_epoch: UNDEFINED_EPOCH,
+                high_watermark: hw,
+            }),
+        }
+    }
+
+    pub fn log(&self) -> &Arc<Log> {
+        &self.log
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        self.state().high_watermark
+    }
+
+    pub fn leader_epoch(&self) -> i32 {
+        self.state().leader_epoch
+    }
+
+    pub fn is_leader(&self) -> bool {
+        matches!(self.state().role, Role::Leader(_))
+    }
+
+    /// The ISR as the leader counts it (confirmed), `None` on a follower.
+    pub fn isr(&self) -> Option<Vec<i32>> {
+        match &self.state().role {
+            Role::Leader(l) => Some(l.isr.clone()),
+            Role::Follower => None,
+        }
+    }
+
+    /// Refuses an epoch below the current one; accepts it or a newer one.
+    fn check_new_epoch(state: &State, epoch: i32) -> Result<()> {
+        if epoch < state.leader_epoch {
+            return Err(Error::FencedLeaderEpoch {
+                epoch,
+                latest: state.leader_epoch,
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses a request whose epoch is not the current one.
+    fn check_epoch(state: &State, epoch: i32) -> Result<()> {
+        Self::check_new_epoch(state, epoch)?;
+        if epoch > state.leader_epoch {
+            return Err(Error::UnknownLeaderEpoch {
+                epoch,
+                current: state.leader_epoch,
+            });
+        }
+        Ok(())
+    }
+
+    /// Becomes leader of `epoch` with `replicas` (this broker among them) and `isr`. The
+    /// epoch's start is recorded in the log's epoch cache before any append.
+    pub fn become_leader(&self, epoch: i32, replicas: Vec<i32>, isr: Vec<i32>) -> Result<()> {
+        let mut state = self.state();
+        Self::check_new_epoch(&state, epoch)?;
+        self.log.assign_leader_epoch(epoch)?;
+        let now = self.clock.now_ms();
+        let leo = self.log.log_end_offset();
+        let me = self.config.broker_id;
+        let followers = replicas
+            .iter()
+            .filter(|&&r| r != me)
+            .map(|&r| {
+                let state = FollowerState {
+                    leo: -1,
+                    last_caught_up_ms: now,
+                    previous_fetch: (-1, now),
+                };
+                (r, state)
+            })
+            .collect();
+        Self::fail_pending(&mut state.role, Error::NotLeaderOrFollower);
+        state.role = Role::Leader(LeaderState {
+            replicas,
+            isr,
+            proposed_isr: None,
+            followers,
+            epoch_start_offset: leo,
+            pending: Vec::new(),
+        });
+        state.leader_epoch = epoch;
+        Ok(())
+    }
+
+    /// Becomes a follower in `epoch`. Pending `acks=all` appends fail with
+    /// [`Error::NotLeaderOrFollower`]. In [`TruncationMode::HighWatermark`] the log is cut
+    /// to the high watermark here.
+    pub fn become_follower(&self, epoch: i32) -> Result<()> {
+        let mut state = self.state();
+        Self::check_new_epoch(&state, epoch)?;
+        Self::fail_pending(&mut state.role, Error::NotLeaderOrFollower);
+        state.role = Role::Follower;
+        state.leader_epoch = epoch;
+        if self.config.truncation == TruncationMode::HighWatermark {
+            self.log.truncate_to(state.high_watermark)?;
+        }
+        Ok(())
+    }
+
+    fn fail_pending(role: &mut Role, error: Error) {
+        if let Role::Leader(leader) = role {
+            for pending in leader.pending.drain(..) {
+                pending.handle.complete(Err(error.duplicate()));
+            }
+        }
+    }
+
+    fn min_isr(&self, leader: &LeaderState) -> usize {
+        self.config
+            .min_insync_replicas
+            .min(leader.replicas.len())
+            .max(1)
+    }
+
+    /// Appends as leader. `acks=all` needs at least `min.insync.replicas` in the ISR, or
+    /// nothing is written; its handle completes when the high watermark passes the append,
+    /// or fails after `timeout_ms`.
+    pub fn append(&self, batches: &mut [u8], acks: Acks, timeout_ms: i64) -> Result<AppendHandle> {
+        let mut state = self.state();
+        let epoch = state.leader_epoch;
+        let Role::Leader(leader) = &mut state.role else {
+            return Err(Error::NotLeaderOrFollower);
+        };
+        let required = self.min_isr(leader);
+        if acks == Acks::All && leader.isr.len() < required {
+            return Err(Error::NotEnoughReplicas {
+                isr: leader.isr.len(),
+                required,
+            });
+        }
+        let info = self.log.append_as_leader(batches, epoch)?;
+        if acks != Acks::All {
+            self.advance_high_watermark(&mut state);
+            return Ok(AppendHandle::done(info));
+        }
+        let handle = AppendHandle::pending(info);
+        leader.pending.push(Pending {
+            handle: handle.clone(),
+            deadline_ms: self.clock.now_ms().saturating_add(timeout_ms),
+        });
+        self.advance_high_watermark(&mut state);
+        Ok(handle)
+    }
+
+    /// Serves a follower's fetch (see the module docs of [`FetchResponse`]): a diverging
+    /// epoch when the follower's last epoch and offset are not on this log, else records
+    /// from the fetch offset, after recording the follower's progress.
+    pub fn fetch(&self, request: &FetchRequest) -> Result<FetchResponse> {
+        let mut state = self.state();
+        Self::check_epoch(&state, request.leader_epoch)?;
+        let now = self.clock.now_ms();
+        let (start, leo) = (self.log.log_start_offset(), self.log.log_end_offset());
+        let Role::Leader(leader) = &mut state.role else {
+            return Err(Error::NotLeaderOrFollower);
+        };
+        if !leader.followers.contains_key(&request.replica_id) {
+            return Err(Error::NotLeaderOrFollower);
+        }
+        if request.last_fetched_epoch != UNDEFINED_EPOCH {
+            let (epoch, end_offset) = self.log.end_offset_for_epoch(request.last_fetched_epoch);
+            if epoch < request.last_fetched_epoch || end_offset < request.fetch_offset {
+                // The follower's state is left as it was (KAFKA-13141).
+                return Ok(FetchResponse {
+                    records: None,
+                    high_watermark: state.high_watermark,
+                    log_start_offset: start,
+                    log_end_offset: leo,
+                    diverging: Some(DivergingEpoch { epoch, end_offset }),
+                });
+            }
+        }
+        if request.fetch_offset < start || request.fetch_offset > leo {
+            return Err(Error::OffsetOutOfRange {
+                offset: request.fetch_offset,
+                log_start_offset: start,
+                log_end_offset: leo,
+            });
+        }
+        let follower = leader
+            .followers
+            .get_mut(&request.replica_id)
+            .ok_or(Error::NotLeaderOrFollower)?;
+        follower.leo = request.fetch_offset;
+        // Kafka's rule: caught up now if it reached the leader's end, or at its previous
+        // fetch if it reached the end the leader had then.
+        if request.fetch_offset >= leo {
+            follower.last_caught_up_ms = now;
+        } else if request.fetch_offset >= follower.previous_fetch.0 {
+            follower.last_caught_up_ms = follower.last_caught_up_ms.max(follower.previous_fetch.1);
+        }
+        follower.previous_fetch = (leo, now);
+        let hw = state.high_watermark;
+        self.maybe_propose_expand(&mut state, request.replica_id, hw);
+        self.advance_high_watermark(&mut state);
+        let records = self
+            .log
+            .read(request.fetch_offset, request.max_bytes, None)?;
+        Ok(FetchResponse {
+            records,
+            high_watermark: state.high_watermark,
+            log_start_offset: start,
+            log_end_offset: leo,
+            diverging: None,
+        })
+    }
+
+    /// Proposes adding `replica` to the ISR once it reached the HW and this epoch's start.
+    fn maybe_propose_expand(&self, state: &mut State, replica: i32, hw: i64) {
+        let Role::Leader(leader) = &mut state.role else {
+            return;
+        };
+        let current = leader.proposed_isr.as_ref().unwrap_or(&leader.isr);
+        let Some(follower) = leader.followers.get(&replica) else {
+            return;
+        };
+        if current.contains(&replica)
+            || follower.leo < hw
+            || follower.leo < leader.epoch_start_offset
+        {
+            return;
+        }
+        let mut next = current.clone();
+        next.push(replica);
+        next.sort_unstable();
+        leader.proposed_isr = Some(next);
+    }
+
+    /// Moves the HW to the smallest log end over the leader and the ISR (the larger of the
+    /// confirmed and the proposed set while a change is pending), never backwards, and not
+    /// while fewer than `min.insync.replicas` replicas are in sync (KIP-966). Completes the
+    /// `acks=all` appends it passes.
+    fn advance_high_watermark(&self, state: &mut State) {
+        let hw = state.high_watermark;
+        let Role::Leader(leader) = &mut state.role else {
+            return;
+        };
+        let required = self.min_isr(leader);
+        let members: &Vec<i32> = match &leader.proposed_isr {
+            Some(p) if p.len() > leader.isr.len() => p,
+            _ => &leader.isr,
+        };
+        if members.len() < required {
+            return;
+        }
+        let me = self.config.broker_id;
+        let mut new_hw = self.log.log_end_offset();
+        for id in members.iter().filter(|&&id| id != me) {
+            let leo = leader.followers.get(id).map_or(-1, |f| f.leo);
+            new_hw = new_hw.min(leo);
+        }
+        if new_hw <= hw {
+            return;
+        }
+        state.high_watermark = new_hw;
+        let isr = leader.isr.len();
+        leader.pending.retain(|p| {
+            if p.handle.info().last_offset >= new_hw {
+                return true;
+            }
+            let outcome = if isr >= required {
+                Ok(p.handle.info())
+            } else {
+                Err(Error::NotEnoughReplicasAfterAppend { isr, required })
+            };
+            p.handle.complete(outcome);
+            false
+        });
+    }
+
+    /// The ISR change waiting for the embedder's confirmation, if any.
+    pub fn isr_proposal(&self) -> Option<Vec<i32>> {
+        match &self.state().role {
+            Role::Leader(l) => l.proposed_isr.clone(),
+            Role::Follower => None,
+        }
+    }
+
+    /// The embedder (the controller) confirmed `isr`.
+    pub fn confirm_isr(&self, isr: Vec<i32>) {
+        let mut state = self.state();
+        if let Role::Leader(leader) = &mut state.role {
+            leader.isr = isr;
+            leader.proposed_isr = None;
+        }
+        self.advance_high_watermark(&mut state);
+    }
+
+    /// Time passes: proposes removing ISR members not caught up within
+    /// `replica_lag_time_max_ms`, and fails `acks=all` appends past their deadline.
+    pub fn tick(&self) {
+        let now = self.clock.now_ms();
+        let mut state = self.state();
+        let lag = self.config.replica_lag_time_max_ms;
+        let me = self.config.broker_id;
+        if let Role::Leader(leader) = &mut state.role {
+            let current = leader.proposed_isr.clone().unwrap_or(leader.isr.clone());
+            let keep: Vec<i32> = current
+                .iter()
+                .copied()
+                .filter(|&id| {
+                    id == me
+                        || leader
+                            .followers
+                            .get(&id)
+                            .is_some_and(|f| now - f.last_caught_up_ms <= lag)
+                })
+                .collect();
+            if keep.len() != current.len() {
+                leader.proposed_isr = Some(keep);
+            }
+            leader.pending.retain(|p| {
+                if now < p.deadline_ms {
+                    return true;
+                }
+                p.handle.complete(Err(Error::RequestTimedOut));
+                false
+            });
+        }
+    }
+
+    // ---- follower ------------------------------------------------------------------------
+
+    /// The next fetch a follower sends its leader.
+    pub fn fetch_request(&self, max_bytes: u64) -> FetchRequest {
+        let state = self.state();
+        let last = self.log.epoch_entries().last().map(|e| e.epoch);
+        FetchRequest {
+            replica_id: self.config.broker_id,
+            leader_epoch: state.leader_epoch,
+            fetch_offset: self.log.log_end_offset(),
+            last_fetched_epoch: last.unwrap_or(UNDEFINED_EPOCH),
+            max_bytes,
+        }
+    }
+
+    /// Applies the leader's answer to [`Partition::fetch_request`]: truncates where the
+    /// logs diverged (then the next fetch goes on from there), or appends the records with
+    /// the leader's offsets and epochs and takes the leader's HW and log start.
+    pub fn apply_fetch(&self, response: &FetchResponse) -> Result<()> {
+        let mut state = self.state();
+        if !matches!(state.role, Role::Follower) {
+            return Err(Error::NotLeaderOrFollower);
+        }
+        if let Some(diverging) = response.diverging {
+            let to = self.divergence_point(diverging, state.high_watermark);
+            self.log.truncate_to(to)?;
+            state.high_watermark = state.high_watermark.min(self.log.log_end_offset());
+            return Ok(());
+        }
+        if let Some(records) = &response.records {
+            let bytes = records.to_vec()?;
+            self.log.append_as_follower(&bytes)?;
+        }
+        let (start, leo) = (self.log.log_start_offset(), self.log.log_end_offset());
+        if response.log_start_offset > start {
+            self.log
+                .advance_log_start_offset(response.log_start_offset.min(leo))?;
+        }
+        let hw = response
+            .high_watermark
+            .clamp(self.log.log_start_offset(), leo);
+        state.high_watermark = state.high_watermark.max(hw).min(leo);
+        Ok(())
+    }
+
+    /// Where to cut the log for the leader's diverging epoch. When this replica knows the
+    /// epoch: the smaller of the two ends for it (and the log end); when it does not: its
+    /// own end for the largest epoch below, after which it fetches again (KIP-279). When
+    /// the leader knew nothing of our epoch: the high watermark.
+    fn divergence_point(&self, diverging: DivergingEpoch, high_watermark: i64) -> i64 {
+        let leo = self.log.log_end_offset();
+        if diverging.epoch == UNDEFINED_EPOCH {
+            return high_watermark.min(leo);
+        }
+        let (epoch, end) = self.log.end_offset_for_epoch(diverging.epoch);
+        if epoch == UNDEFINED_EPOCH {
+            return diverging.end_offset.min(leo);
+        }
+        if epoch == diverging.epoch {
+            diverging.end_offset.min(end).min(leo)
+        } else {
+            end.min(leo)
+        }
+    }
+
+    /// The leader said the fetch offset is out of its range: cut back to its end when it
+    /// has less, or start over at its log start when this replica is behind it. Never a
+    /// truncation to zero (KAFKA-2143).
+    pub fn handle_out_of_range(&self, leader_log_start: i64, leader_leo: i64) -> Result<()> {
+        let leo = self.log.log_end_offset();
+        if leader_leo < leo {
+            self.log.truncate_to(leader_leo)?;
+        } else if leader_log_start > leo {
+            self.log.truncate_fully_and_start_at(leader_log_start)?;
+        }
+        let mut state = self.state();
+        let end = self.log.log_end_offset();
+        state.high_watermark = state.high_watermark.clamp(self.log.log_start_offset(), end);
+        Ok(())
+    }
+
+    /// Reads for a consumer: only up to the HW.
+    pub fn read_committed(&self, from: i64, max_bytes: u64) -> Result<Option<FileSlice>> {
+        let hw = self.high_watermark();
+        self.log.read(from, max_bytes, Some(hw))
+    }
+}

@@ -1,0 +1,256 @@
+//! Three in-process replicas of one partition, each on its own simulated disk, with the
+//! test carrying fetches between them: `acks=all` completion, the high watermark, the ISR,
+//! `NotEnoughReplicas`, and a leader failover that loses nothing acknowledged.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::batch;
+use partlog::io::sim::SimStorage;
+use partlog::log::{Log, LogOpenOptions};
+use partlog::record::batches;
+use partlog::replica::{Acks, Partition, ReplicaConfig};
+use partlog::{Error, LogConfig, ManualClock};
+
+const TIMEOUT_MS: i64 = 30_000;
+
+struct Broker {
+    disk: Arc<SimStorage>,
+    replica: Partition,
+}
+
+struct Cluster {
+    clock: Arc<ManualClock>,
+    brokers: Vec<Broker>,
+}
+
+fn open_log(disk: &Arc<SimStorage>, clock: &Arc<ManualClock>) -> Arc<Log> {
+    let options = LogOpenOptions {
+        config: LogConfig {
+            index_bytes_max: 4096,
+            ..LogConfig::default()
+        },
+        clock: clock.clone(),
+        ..LogOpenOptions::new(disk.storage(), "/data/t-0")
+    };
+    Arc::new(Log::open(options).expect("open log").0)
+}
+
+impl Cluster {
+    /// Brokers 0..3; broker 0 leads epoch 1 with all three in sync.
+    fn new(min_isr: usize) -> Cluster {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let brokers = (0..3)
+            .map(|id| {
+                let disk = SimStorage::new(id as u64 + 1);
+                let config = ReplicaConfig {
+                    min_insync_replicas: min_isr,
+                    ..ReplicaConfig::new(id)
+                };
+                let log = open_log(&disk, &clock);
+                let replica = Partition::new(log, config, clock.clone(), 0);
+                Broker { disk, replica }
+            })
+            .collect();
+        let cluster = Cluster { clock, brokers };
+        cluster.brokers[0]
+            .replica
+            .become_leader(1, vec![0, 1, 2], vec![0, 1, 2])
+            .unwrap();
+        for b in &cluster.brokers[1..] {
+            b.replica.become_follower(1).unwrap();
+        }
+        cluster
+    }
+
+    fn replica(&self, id: usize) -> &Partition {
+        &self.brokers[id].replica
+    }
+
+    /// One fetch of `follower` from `leader`, applied.
+    fn fetch(&self, follower: usize, leader: usize) {
+        let request = self.replica(follower).fetch_request(1 << 20);
+        let response = self.replica(leader).fetch(&request).expect("fetch");
+        self.replica(follower)
+            .apply_fetch(&response)
+            .expect("apply");
+    }
+
+    /// Followers fetch from `leader` until nothing changes (and confirm ISR proposals as a
+    /// controller would).
+    fn replicate(&self, leader: usize, followers: &[usize]) {
+        for _ in 0..6 {
+            for &f in followers {
+                self.fetch(f, leader);
+            }
+            if let Some(isr) = self.replica(leader).isr_proposal() {
+                self.replica(leader).confirm_isr(isr);
+            }
+        }
+    }
+}
+
+/// `(base offset, crc)` of every batch of the log.
+fn contents(log: &Log) -> Vec<(i64, u32)> {
+    let mut out = Vec::new();
+    let mut next = log.log_start_offset();
+    while let Some(slice) = log.read(next, 1 << 20, None).expect("read") {
+        let bytes = slice.to_vec().expect("bytes");
+        for b in batches(&bytes) {
+            let h = *b.expect("batch").header();
+            out.push((h.base_offset, h.crc));
+            next = h.next_offset();
+        }
+    }
+    out
+}
+
+#[test]
+fn acks_all_completes_once_the_isr_has_the_records() {
+    let c = Cluster::new(2);
+    let handle = c
+        .replica(0)
+        .append(&mut batch(3, 20, 0), Acks::All, TIMEOUT_MS)
+        .unwrap();
+    assert!(handle.poll().is_none(), "not replicated yet");
+    assert_eq!(c.replica(0).high_watermark(), 0);
+    // Consumers see nothing above the HW.
+    assert!(c.replica(0).read_committed(0, 1 << 20).unwrap().is_none());
+    // The first fetches copy the records; the next ones tell the leader they have them.
+    c.fetch(1, 0);
+    c.fetch(2, 0);
+    assert!(handle.poll().is_none());
+    c.fetch(1, 0);
+    assert!(handle.poll().is_none(), "broker 2 has not confirmed yet");
+    c.fetch(2, 0);
+    let info = handle.poll().expect("complete").expect("success");
+    assert_eq!((info.first_offset, info.last_offset), (0, 2));
+    assert_eq!(c.replica(0).high_watermark(), 3);
+    assert!(c.replica(0).read_committed(0, 1 << 20).unwrap().is_some());
+    // The followers learn the HW at their next fetch.
+    c.fetch(1, 0);
+    assert_eq!(c.replica(1).high_watermark(), 3);
+}
+
+#[test]
+fn acks_all_needs_min_insync_replicas() {
+    let c = Cluster::new(2);
+    c.replica(0).confirm_isr(vec![0]);
+    let err = c
+        .replica(0)
+        .append(&mut batch(1, 20, 0), Acks::All, TIMEOUT_MS)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NotEnoughReplicas {
+                isr: 1,
+                required: 2
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(c.replica(0).log().log_end_offset(), 0, "nothing written");
+    // acks=1 does not wait for followers.
+    let handle = c
+        .replica(0)
+        .append(&mut batch(1, 20, 0), Acks::Leader, TIMEOUT_MS)
+        .unwrap();
+    assert!(handle.poll().expect("done").is_ok());
+    // A follower catches up and is proposed back into the ISR.
+    c.fetch(1, 0);
+    c.fetch(1, 0);
+    assert_eq!(c.replica(0).isr_proposal(), Some(vec![0, 1]));
+    assert!(Acks::try_from(2).is_err());
+    // Followers refuse produce requests.
+    let err = c
+        .replica(1)
+        .append(&mut batch(1, 20, 0), Acks::Leader, TIMEOUT_MS)
+        .unwrap_err();
+    assert!(matches!(err, Error::NotLeaderOrFollower));
+}
+
+#[test]
+fn a_lagging_follower_leaves_the_isr_and_appends_time_out() {
+    let c = Cluster::new(2);
+    c.replicate(0, &[1, 2]);
+    let handle = c
+        .replica(0)
+        .append(&mut batch(1, 20, 0), Acks::All, 1_000)
+        .unwrap();
+    c.clock.advance_ms(2_000);
+    c.replica(0).tick();
+    assert!(matches!(handle.poll(), Some(Err(Error::RequestTimedOut))));
+    c.fetch(1, 0);
+    c.clock.advance_ms(31_000);
+    c.fetch(1, 0);
+    c.replica(0).tick();
+    // Broker 2 never fetched in 33 s; broker 1 is caught up.
+    assert_eq!(c.replica(0).isr_proposal(), Some(vec![0, 1]));
+}
+
+/// The leader dies after `acks=all` appends and an unreplicated `acks=1` one; an in-sync
+/// follower takes over with a new epoch and producing goes on; the old leader comes back,
+/// finds where its log diverged from the new leader's, truncates and catches up.
+#[test]
+fn failover_loses_nothing_acknowledged_and_the_logs_converge() {
+    let mut c = Cluster::new(2);
+    let mut acked = Vec::new();
+    for i in 0..5 {
+        let h = c
+            .replica(0)
+            .append(&mut batch(2, 30, i), Acks::All, TIMEOUT_MS)
+            .unwrap();
+        c.replicate(0, &[1, 2]);
+        let info = h.poll().expect("complete").expect("acked");
+        acked.push(info.first_offset);
+    }
+    // Written on the leader only: never acknowledged with acks=all.
+    c.replica(0)
+        .append(&mut batch(3, 30, 9), Acks::Leader, TIMEOUT_MS)
+        .unwrap();
+    c.replica(0).log().flush().unwrap();
+
+    // Broker 0 dies; broker 1 leads epoch 2 with broker 2.
+    c.brokers[0].disk.crash();
+    c.replica(1)
+        .become_leader(2, vec![0, 1, 2], vec![1, 2])
+        .unwrap();
+    c.replica(2).become_follower(2).unwrap();
+    for i in 0..3 {
+        let h = c
+            .replica(1)
+            .append(&mut batch(1, 30, 20 + i), Acks::All, TIMEOUT_MS)
+            .unwrap();
+        c.replicate(1, &[2]);
+        acked.push(h.poll().expect("complete").expect("acked").first_offset);
+    }
+
+    // Broker 0 restarts, follows epoch 2, truncates where it diverged and catches up.
+    let disk = c.brokers[0].disk.clone();
+    let log = open_log(&disk, &c.clock);
+    let config = ReplicaConfig {
+        min_insync_replicas: 2,
+        ..ReplicaConfig::new(0)
+    };
+    c.brokers[0].replica = Partition::new(log, config, c.clock.clone(), 0);
+    c.replica(0).become_follower(2).unwrap();
+    c.replicate(1, &[0, 2]);
+
+    let leader = contents(c.replica(1).log());
+    for r in [0, 2] {
+        assert_eq!(contents(c.replica(r).log()), leader, "replica {r}");
+    }
+    let bases: Vec<i64> = leader.iter().map(|b| b.0).collect();
+    for offset in acked {
+        assert!(
+            bases.contains(&offset),
+            "acknowledged batch at {offset} lost"
+        );
+    }
+    assert_eq!(
+        c.replica(1).high_watermark(),
+        c.replica(1).log().log_end_offset()
+    );
+}
