@@ -4,111 +4,16 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::batch;
-use partlog::io::sim::SimStorage;
-use partlog::log::{Log, LogOpenOptions};
-use partlog::record::batches;
-use partlog::replica::{Acks, Partition, ReplicaConfig};
-use partlog::{Error, LogConfig, ManualClock};
+use common::cluster::{contents, Cluster};
+use partlog::replica::{Acks, TruncationMode};
+use partlog::Error;
 
 const TIMEOUT_MS: i64 = 30_000;
 
-struct Broker {
-    disk: Arc<SimStorage>,
-    replica: Partition,
-}
-
-struct Cluster {
-    clock: Arc<ManualClock>,
-    brokers: Vec<Broker>,
-}
-
-fn open_log(disk: &Arc<SimStorage>, clock: &Arc<ManualClock>) -> Arc<Log> {
-    let options = LogOpenOptions {
-        config: LogConfig {
-            index_bytes_max: 4096,
-            ..LogConfig::default()
-        },
-        clock: clock.clone(),
-        ..LogOpenOptions::new(disk.storage(), "/data/t-0")
-    };
-    Arc::new(Log::open(options).expect("open log").0)
-}
-
-impl Cluster {
-    /// Brokers 0..3; broker 0 leads epoch 1 with all three in sync.
-    fn new(min_isr: usize) -> Cluster {
-        let clock = Arc::new(ManualClock::new(1_000_000));
-        let brokers = (0..3)
-            .map(|id| {
-                let disk = SimStorage::new(id as u64 + 1);
-                let config = ReplicaConfig {
-                    min_insync_replicas: min_isr,
-                    ..ReplicaConfig::new(id)
-                };
-                let log = open_log(&disk, &clock);
-                let replica = Partition::new(log, config, clock.clone(), 0);
-                Broker { disk, replica }
-            })
-            .collect();
-        let cluster = Cluster { clock, brokers };
-        cluster.brokers[0]
-            .replica
-            .become_leader(1, vec![0, 1, 2], vec![0, 1, 2])
-            .unwrap();
-        for b in &cluster.brokers[1..] {
-            b.replica.become_follower(1).unwrap();
-        }
-        cluster
-    }
-
-    fn replica(&self, id: usize) -> &Partition {
-        &self.brokers[id].replica
-    }
-
-    /// One fetch of `follower` from `leader`, applied.
-    fn fetch(&self, follower: usize, leader: usize) {
-        let request = self.replica(follower).fetch_request(1 << 20);
-        let response = self.replica(leader).fetch(&request).expect("fetch");
-        self.replica(follower)
-            .apply_fetch(&response)
-            .expect("apply");
-    }
-
-    /// Followers fetch from `leader` until nothing changes (and confirm ISR proposals as a
-    /// controller would).
-    fn replicate(&self, leader: usize, followers: &[usize]) {
-        for _ in 0..6 {
-            for &f in followers {
-                self.fetch(f, leader);
-            }
-            if let Some(isr) = self.replica(leader).isr_proposal() {
-                self.replica(leader).confirm_isr(isr);
-            }
-        }
-    }
-}
-
-/// `(base offset, crc)` of every batch of the log.
-fn contents(log: &Log) -> Vec<(i64, u32)> {
-    let mut out = Vec::new();
-    let mut next = log.log_start_offset();
-    while let Some(slice) = log.read(next, 1 << 20, None).expect("read") {
-        let bytes = slice.to_vec().expect("bytes");
-        for b in batches(&bytes) {
-            let h = *b.expect("batch").header();
-            out.push((h.base_offset, h.crc));
-            next = h.next_offset();
-        }
-    }
-    out
-}
-
 #[test]
 fn acks_all_completes_once_the_isr_has_the_records() {
-    let c = Cluster::new(2);
+    let c = Cluster::new(3, 2, TruncationMode::LeaderEpoch);
     let handle = c
         .replica(0)
         .append(&mut batch(3, 20, 0), Acks::All, TIMEOUT_MS)
@@ -135,7 +40,7 @@ fn acks_all_completes_once_the_isr_has_the_records() {
 
 #[test]
 fn acks_all_needs_min_insync_replicas() {
-    let c = Cluster::new(2);
+    let c = Cluster::new(3, 2, TruncationMode::LeaderEpoch);
     c.replica(0).confirm_isr(vec![0]);
     let err = c
         .replica(0)
@@ -173,7 +78,7 @@ fn acks_all_needs_min_insync_replicas() {
 
 #[test]
 fn a_lagging_follower_leaves_the_isr_and_appends_time_out() {
-    let c = Cluster::new(2);
+    let c = Cluster::new(3, 2, TruncationMode::LeaderEpoch);
     c.replicate(0, &[1, 2]);
     let handle = c
         .replica(0)
@@ -195,7 +100,7 @@ fn a_lagging_follower_leaves_the_isr_and_appends_time_out() {
 /// finds where its log diverged from the new leader's, truncates and catches up.
 #[test]
 fn failover_loses_nothing_acknowledged_and_the_logs_converge() {
-    let mut c = Cluster::new(2);
+    let mut c = Cluster::new(3, 2, TruncationMode::LeaderEpoch);
     let mut acked = Vec::new();
     for i in 0..5 {
         let h = c
@@ -212,7 +117,7 @@ fn failover_loses_nothing_acknowledged_and_the_logs_converge() {
         .unwrap();
     c.replica(0).log().flush().unwrap();
 
-    // Broker 0 dies; broker 1 leads epoch 2 with broker 2.
+    // Broker 0 dies (power loss); broker 1 leads epoch 2 with broker 2.
     c.brokers[0].disk.crash();
     c.replica(1)
         .become_leader(2, vec![0, 1, 2], vec![1, 2])
@@ -228,13 +133,7 @@ fn failover_loses_nothing_acknowledged_and_the_logs_converge() {
     }
 
     // Broker 0 restarts, follows epoch 2, truncates where it diverged and catches up.
-    let disk = c.brokers[0].disk.clone();
-    let log = open_log(&disk, &c.clock);
-    let config = ReplicaConfig {
-        min_insync_replicas: 2,
-        ..ReplicaConfig::new(0)
-    };
-    c.brokers[0].replica = Partition::new(log, config, c.clock.clone(), 0);
+    c.restart(0, false, 0);
     c.replica(0).become_follower(2).unwrap();
     c.replicate(1, &[0, 2]);
 

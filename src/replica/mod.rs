@@ -362,6 +362,12 @@ impl Partition {
                 log_end_offset: leo,
             });
         }
+        // As in Kafka, the response carries the HW from before this fetch's progress
+        // counts: a follower learns an HW this fetch moves at its next fetch.
+        let high_watermark = state.high_watermark;
+        let Role::Leader(leader) = &mut state.role else {
+            return Err(Error::NotLeaderOrFollower);
+        };
         let follower = leader
             .followers
             .get_mut(&request.replica_id)
@@ -383,7 +389,7 @@ impl Partition {
             .read(request.fetch_offset, request.max_bytes, None)?;
         Ok(FetchResponse {
             records,
-            high_watermark: state.high_watermark,
+            high_watermark,
             log_start_offset: start,
             log_end_offset: leo,
             diverging: None,

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: batch factories and backends to run on.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -1,0 +1,130 @@
+//! In-process replicas of one partition, each broker on its own simulated disk, with the
+//! test carrying fetches between them.
+
+use std::sync::Arc;
+
+use partlog::io::sim::SimStorage;
+use partlog::log::{Log, LogOpenOptions};
+use partlog::record::batches;
+use partlog::replica::{Partition, ReplicaConfig, TruncationMode};
+use partlog::{LogConfig, ManualClock};
+
+pub struct Broker {
+    pub disk: Arc<SimStorage>,
+    /// `None` while the broker is down.
+    replica: Option<Partition>,
+    config: ReplicaConfig,
+}
+
+pub struct Cluster {
+    pub clock: Arc<ManualClock>,
+    pub brokers: Vec<Broker>,
+}
+
+pub fn open_log(disk: &Arc<SimStorage>, clock: &Arc<ManualClock>) -> Arc<Log> {
+    let options = LogOpenOptions {
+        config: LogConfig {
+            index_bytes_max: 4096,
+            ..LogConfig::default()
+        },
+        clock: clock.clone(),
+        ..LogOpenOptions::new(disk.storage(), "/data/t-0")
+    };
+    Arc::new(Log::open(options).expect("open log").0)
+}
+
+impl Cluster {
+    /// `n` brokers; broker 0 leads epoch 1 with all of them in sync.
+    pub fn new(n: usize, min_isr: usize, truncation: TruncationMode) -> Cluster {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let brokers = (0..n)
+            .map(|id| {
+                let disk = SimStorage::new(id as u64 + 1);
+                let config = ReplicaConfig {
+                    min_insync_replicas: min_isr,
+                    truncation,
+                    ..ReplicaConfig::new(id as i32)
+                };
+                let log = open_log(&disk, &clock);
+                let replica = Partition::new(log, config.clone(), clock.clone(), 0);
+                Broker {
+                    disk,
+                    replica: Some(replica),
+                    config,
+                }
+            })
+            .collect();
+        let cluster = Cluster { clock, brokers };
+        let all: Vec<i32> = (0..n as i32).collect();
+        cluster
+            .replica(0)
+            .become_leader(1, all.clone(), all)
+            .expect("become leader");
+        for id in 1..n {
+            cluster
+                .replica(id)
+                .become_follower(1)
+                .expect("become follower");
+        }
+        cluster
+    }
+
+    pub fn replica(&self, id: usize) -> &Partition {
+        self.brokers[id].replica.as_ref().expect("broker is up")
+    }
+
+    /// One fetch of `follower` from `leader`, applied.
+    pub fn fetch(&self, follower: usize, leader: usize) {
+        let request = self.replica(follower).fetch_request(1 << 20);
+        let response = self.replica(leader).fetch(&request).expect("fetch");
+        self.replica(follower)
+            .apply_fetch(&response)
+            .expect("apply fetch");
+    }
+
+    /// Followers fetch from `leader` a few rounds (enough to copy what there is and
+    /// carry the HW back), confirming ISR proposals as a controller would.
+    pub fn replicate(&self, leader: usize, followers: &[usize]) {
+        for _ in 0..6 {
+            for &f in followers {
+                self.fetch(f, leader);
+            }
+            if let Some(isr) = self.replica(leader).isr_proposal() {
+                self.replica(leader).confirm_isr(isr);
+            }
+        }
+    }
+
+    /// Broker `id` restarts: its log reopens from its disk (after `crash`, only what was
+    /// synced), with `high_watermark` from its checkpoint.
+    pub fn restart(&mut self, id: usize, crash: bool, high_watermark: i64) {
+        let broker = &mut self.brokers[id];
+        // The old process is gone (and with it the log's lock) before the new one opens.
+        broker.replica = None;
+        if crash {
+            broker.disk.crash();
+        }
+        let log = open_log(&broker.disk, &self.clock);
+        broker.replica = Some(Partition::new(
+            log,
+            broker.config.clone(),
+            self.clock.clone(),
+            high_watermark,
+        ));
+    }
+}
+
+/// `(base offset, crc)` of every batch of the log.
+pub fn contents(log: &Log) -> Vec<(i64, u32)> {
+    let mut out = Vec::new();
+    let mut next = log.log_start_offset();
+    while let Some(slice) = log.read(next, 1 << 20, None).expect("read") {
+        let bytes = slice.to_vec().expect("bytes");
+        for b in batches(&bytes) {
+            let h = *b.expect("batch").header();
+            out.push((h.base_offset, h.crc));
+            next = h.next_offset();
+        }
+    }
+    out
+}

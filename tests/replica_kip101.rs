@@ -1,0 +1,55 @@
+//! KIP-101 scenario 1, both ways. A follower has an acknowledged record but learned the
+//! high watermark that covers it only one fetch later; it restarts, the leader dies, and
+//! the follower is elected. Truncating to the high watermark on restart (Kafka before
+//! KIP-101) throws the acknowledged record away; truncating by leader epoch keeps it.
+
+mod common;
+
+use common::batch;
+use common::cluster::{contents, Cluster};
+use partlog::replica::{Acks, TruncationMode};
+
+/// Runs the scenario; returns whether the record acknowledged second survived.
+fn second_ack_survives(mode: TruncationMode) -> bool {
+    let mut c = Cluster::new(2, 1, mode);
+    let first = c
+        .replica(0)
+        .append(&mut batch(1, 10, 0), Acks::All, 30_000)
+        .unwrap();
+    c.replicate(0, &[1]);
+    assert!(first.poll().expect("complete").is_ok());
+    let second = c
+        .replica(0)
+        .append(&mut batch(1, 10, 1), Acks::All, 30_000)
+        .unwrap();
+    // The follower copies the record, then its next fetch tells the leader, which
+    // acknowledges it; the follower learns the new HW only at the fetch after that.
+    c.fetch(1, 0);
+    c.fetch(1, 0);
+    let acked = second.poll().expect("complete").expect("acknowledged");
+    assert_eq!(c.replica(0).high_watermark(), 2);
+    assert_eq!(c.replica(1).high_watermark(), 1, "the follower's HW lags");
+    c.replica(1).log().flush().unwrap();
+
+    // The follower restarts with its checkpointed HW and follows the same leader...
+    c.restart(1, false, 1);
+    c.replica(1).become_follower(1).unwrap();
+    // ...which dies before the follower fetches again; the follower is elected.
+    c.replica(1).become_leader(2, vec![0, 1], vec![1]).unwrap();
+    contents(c.replica(1).log())
+        .iter()
+        .any(|&(base, _)| base == acked.first_offset)
+}
+
+#[test]
+fn kip_101_scenario_1_high_watermark_truncation_loses_an_acknowledged_record() {
+    assert!(
+        !second_ack_survives(TruncationMode::HighWatermark),
+        "the anomaly the high-watermark mode exists to show"
+    );
+}
+
+#[test]
+fn kip_101_scenario_1_leader_epoch_truncation_keeps_it() {
+    assert!(second_ack_survives(TruncationMode::LeaderEpoch));
+}
