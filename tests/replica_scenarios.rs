@@ -1,0 +1,84 @@
+//! Kafka's known failures around leader changes, as scenarios: KIP-279's fast back-to-back
+//! leader changes, and KIP-966's "last replica standing".
+
+mod common;
+
+use common::batch;
+use common::cluster::{contents, Cluster};
+use partlog::replica::{Acks, TruncationMode};
+use partlog::Error;
+
+/// A leads epoch 1 and writes an offset B never copies; B leads epoch 2 and writes its own
+/// batch at that offset; A leads epoch 3 before it ever fetched from B. B must find that
+/// its epoch-2 batch is not on A's log (A never heard of epoch 2: the walk-back of
+/// KIP-279) and end byte-identical to A.
+#[test]
+fn kip_279_fast_leader_changes_end_with_identical_logs() {
+    let c = Cluster::new(2, 1, TruncationMode::LeaderEpoch);
+    c.replica(0)
+        .append(&mut batch(1, 10, 0), Acks::Leader, 30_000)
+        .unwrap();
+    c.replicate(0, &[1]);
+    c.replica(0)
+        .append(&mut batch(1, 10, 1), Acks::Leader, 30_000)
+        .unwrap();
+
+    c.replica(1).become_leader(2, vec![0, 1], vec![1]).unwrap();
+    c.replica(0).become_follower(2).unwrap();
+    c.replica(1)
+        .append(&mut batch(1, 10, 2), Acks::Leader, 30_000)
+        .unwrap();
+
+    c.replica(0).become_leader(3, vec![0, 1], vec![0]).unwrap();
+    c.replica(1).become_follower(3).unwrap();
+    c.replica(0)
+        .append(&mut batch(1, 10, 3), Acks::Leader, 30_000)
+        .unwrap();
+    c.replicate(0, &[1]);
+
+    let a = contents(c.replica(0).log());
+    assert_eq!(a.len(), 3);
+    assert_eq!(contents(c.replica(1).log()), a);
+    assert_eq!(c.replica(0).high_watermark(), 3);
+}
+
+/// With min ISR 2, a leader left alone in the ISR does not move the high watermark:
+/// `acks=all` is refused, `acks=1` records stay above the HW, so losing them (an unclean
+/// crash of the last replica) loses nothing that was acknowledged as committed.
+#[test]
+fn kip_966_last_replica_standing_commits_nothing_alone() {
+    let mut c = Cluster::new(2, 2, TruncationMode::LeaderEpoch);
+    let h = c
+        .replica(0)
+        .append(&mut batch(2, 10, 0), Acks::All, 30_000)
+        .unwrap();
+    c.replicate(0, &[1]);
+    assert!(h.poll().expect("complete").is_ok());
+    c.replica(0).log().flush().unwrap();
+    let committed = c.replica(0).high_watermark();
+    assert_eq!(committed, 2);
+
+    // Broker 1 falls out of the ISR.
+    c.replica(0).confirm_isr(vec![0]);
+    let err = c
+        .replica(0)
+        .append(&mut batch(1, 10, 1), Acks::All, 30_000)
+        .unwrap_err();
+    assert!(matches!(err, Error::NotEnoughReplicas { .. }), "{err}");
+    c.replica(0)
+        .append(&mut batch(3, 10, 2), Acks::Leader, 30_000)
+        .unwrap();
+    c.replica(0).tick();
+    assert_eq!(c.replica(0).high_watermark(), committed, "no HW move alone");
+    assert!(c
+        .replica(0)
+        .read_committed(committed, 1 << 20)
+        .unwrap()
+        .is_none());
+
+    // The last replica loses its unflushed tail: everything committed is still there.
+    c.restart(0, true, committed);
+    let after = contents(c.replica(0).log());
+    assert!(after.iter().any(|b| b.0 == 0), "{after:?}");
+    assert!(c.replica(0).log().log_end_offset() >= committed);
+}
