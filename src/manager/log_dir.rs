@@ -6,6 +6,7 @@
 //!   .kafka_cleanshutdown               written last on a clean close, removed on open
 //!   recovery-point-offset-checkpoint   `topic partition offset` per partition
 //!   log-start-offset-checkpoint        `topic partition offset` per partition
+//!   replication-offset-checkpoint      each partition's high watermark, same format
 //!   <topic>-<partition>/               one partition's segments
 //! ```
 //!
@@ -62,6 +63,8 @@ pub struct LogDir {
     clean_shutdown: bool,
     recovery_points: BTreeMap<TopicPartition, i64>,
     log_start_offsets: BTreeMap<TopicPartition, i64>,
+    /// High watermarks as last checkpointed (read at open, updated by each write).
+    high_watermarks: Mutex<BTreeMap<TopicPartition, i64>>,
     logs: Mutex<BTreeMap<TopicPartition, Arc<Log>>>,
     /// Serializes checkpoint writes (they share a temp file name).
     checkpointing: Mutex<()>,
@@ -100,6 +103,11 @@ impl LogDir {
             &path.join(LOG_START_OFFSET_FILE),
             &mut warnings,
         );
+        let high_watermarks = read_offsets(
+            storage.as_ref(),
+            &path.join(REPLICATION_FILE),
+            &mut warnings,
+        );
         Ok(LogDir {
             path,
             storage,
@@ -108,6 +116,7 @@ impl LogDir {
             clean_shutdown,
             recovery_points,
             log_start_offsets,
+            high_watermarks: Mutex::new(high_watermarks),
             logs: Mutex::new(BTreeMap::new()),
             checkpointing: Mutex::new(()),
             warnings,
@@ -247,6 +256,43 @@ impl LogDir {
             &self.path.join(LOG_START_OFFSET_FILE),
             &render(starts),
         )
+    }
+
+    /// The high watermark `replication-offset-checkpoint` holds for `tp` (to be clamped to
+    /// the log by the replica, see [`crate::replica::Partition::new`]).
+    pub fn checkpointed_high_watermark(&self, tp: &TopicPartition) -> Option<i64> {
+        self.high_watermarks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tp)
+            .copied()
+    }
+
+    /// Writes `replication-offset-checkpoint` with these partitions' high watermarks, and
+    /// the last known ones of the others (the replica layer calls it on an interval and at
+    /// clean shutdown, as Kafka does).
+    pub fn write_high_watermarks(&self, hws: &[(TopicPartition, i64)]) -> Result<()> {
+        let _one_at_a_time = self.checkpointing.lock().unwrap_or_else(|e| e.into_inner());
+        let mut known = self
+            .high_watermarks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for (tp, hw) in hws {
+            known.insert(tp.clone(), *hw);
+        }
+        let entries: Vec<(TopicPartition, i64)> =
+            known.iter().map(|(tp, hw)| (tp.clone(), *hw)).collect();
+        checkpoint::write_atomic(
+            self.storage.as_ref(),
+            &self.path.join(REPLICATION_FILE),
+            &checkpoint::render_offsets(&entries),
+        )?;
+        *self
+            .high_watermarks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = known;
+        Ok(())
     }
 
     /// Closes every log, writes the checkpoints, then the clean-shutdown marker when the

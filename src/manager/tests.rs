@@ -141,3 +141,31 @@ fn a_read_only_log_does_not_stop_the_others_from_checkpointing() {
     assert!(String::from_utf8(text).unwrap().contains("a 0 2\n"));
     assert!(!marker_exists(&sim), "a failed log is not a clean shutdown");
 }
+
+#[test]
+fn high_watermarks_are_checkpointed_and_read_back() {
+    let sim = SimStorage::new(8);
+    let (a, b) = (TopicPartition::new("a", 0), TopicPartition::new("b", 1));
+    let dir = LogDir::open(sim.storage(), "/d", LogDirOptions::default()).unwrap();
+    assert_eq!(dir.checkpointed_high_watermark(&a), None);
+    dir.write_high_watermarks(&[(a.clone(), 7), (b.clone(), 3)])
+        .unwrap();
+    dir.write_high_watermarks(&[(a.clone(), 9)]).unwrap();
+    let text = sim
+        .read_raw(Path::new("/d/replication-offset-checkpoint"))
+        .unwrap();
+    assert_eq!(String::from_utf8(text).unwrap(), "0\n2\na 0 9\nb 1 3\n");
+    dir.close().unwrap();
+    let dir = LogDir::open(sim.storage(), "/d", LogDirOptions::default()).unwrap();
+    assert_eq!(dir.checkpointed_high_watermark(&a), Some(9));
+    assert_eq!(dir.checkpointed_high_watermark(&b), Some(3));
+    drop(dir);
+    sim.write_raw(
+        Path::new("/d/replication-offset-checkpoint"),
+        b"0\n1\nbad\n",
+    )
+    .unwrap();
+    let dir = LogDir::open(sim.storage(), "/d", LogDirOptions::default()).unwrap();
+    assert_eq!(dir.checkpointed_high_watermark(&a), None);
+    assert_eq!(dir.warnings().len(), 1, "{:?}", dir.warnings());
+}
