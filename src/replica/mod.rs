@@ -515,12 +515,14 @@ impl Partition {
     /// The next fetch a follower sends its leader.
     pub fn fetch_request(&self, max_bytes: u64) -> FetchRequest {
         let state = self.state();
-        let last = self.log.epoch_entries().last().map(|e| e.epoch);
+        // The epoch of the last batch itself: if a torn write raised it (the field lies
+        // outside the CRC), the leader does not know it, answers a diverging epoch, and
+        // the follower truncates the batch away instead of being fenced by it forever.
         FetchRequest {
             replica_id: self.config.broker_id,
             leader_epoch: state.leader_epoch,
             fetch_offset: self.log.log_end_offset(),
-            last_fetched_epoch: last.unwrap_or(UNDEFINED_EPOCH),
+            last_fetched_epoch: self.log.latest_epoch(),
             max_bytes,
         }
     }

@@ -742,13 +742,15 @@ fn index_batch(
 
 impl Segment {
     /// Shortens the file to `position`, dropping whatever lies past it (recovery, after the
-    /// bytes were moved aside). Index entries past it must already be gone.
+    /// bytes were moved aside). Index entries past it must already be gone. The cut is made
+    /// durable before this returns: otherwise a later crash could bring the
+    /// cut bytes back under batches appended and synced after them.
     pub(crate) fn cut_file_at(&self, position: u64) -> Result<()> {
         self.log.set_len(position)?;
         if self.size() > position {
             self.size.store(position, Ordering::Release);
         }
-        Ok(())
+        self.log.sync_data()
     }
 }
 
