@@ -153,3 +153,28 @@ fn failover_loses_nothing_acknowledged_and_the_logs_converge() {
         c.replica(1).log().log_end_offset()
     );
 }
+
+/// The network may deliver an answer twice, late, or after a newer one: a follower applies
+/// only the answer to the fetch it would send now.
+#[test]
+fn duplicated_and_late_fetch_answers_are_ignored() {
+    let c = Cluster::new(3, 2, TruncationMode::LeaderEpoch);
+    c.replica(0)
+        .append(&mut batch(2, 20, 0), Acks::Leader, TIMEOUT_MS)
+        .unwrap();
+    let early = c
+        .replica(0)
+        .fetch(&c.replica(1).fetch_request(1 << 20))
+        .unwrap();
+    assert!(c.replica(1).apply_fetch(&early).unwrap());
+    assert!(!c.replica(1).apply_fetch(&early).unwrap(), "a duplicate");
+    let end = c.replica(1).log().log_end_offset();
+    c.replica(0)
+        .append(&mut batch(1, 20, 0), Acks::Leader, TIMEOUT_MS)
+        .unwrap();
+    let request = c.replica(1).fetch_request(1 << 20);
+    let newer = c.replica(0).fetch(&request).unwrap();
+    assert!(c.replica(1).apply_fetch(&newer).unwrap());
+    assert!(!c.replica(1).apply_fetch(&early).unwrap(), "late");
+    assert_eq!(c.replica(1).log().log_end_offset(), end + 1);
+}

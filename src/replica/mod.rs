@@ -102,6 +102,10 @@ pub struct DivergingEpoch {
 /// The leader's answer to a follower's fetch.
 #[derive(Debug, Clone)]
 pub struct FetchResponse {
+    /// The request's fetch offset and leader epoch: a follower applies only the answer to
+    /// the fetch it would send now (a delayed, duplicated or reordered answer is dropped).
+    pub fetch_offset: i64,
+    pub leader_epoch: i32,
     /// Whole batches from the fetch offset (zero-copy); `None` when there is nothing new or
     /// the logs diverged.
     pub records: Option<FileSlice>,
@@ -347,6 +351,8 @@ impl Partition {
             if epoch < request.last_fetched_epoch || end_offset < request.fetch_offset {
                 // The follower's state is left as it was (KAFKA-13141).
                 return Ok(FetchResponse {
+                    fetch_offset: request.fetch_offset,
+                    leader_epoch: request.leader_epoch,
                     records: None,
                     high_watermark: state.high_watermark,
                     log_start_offset: start,
@@ -388,6 +394,8 @@ impl Partition {
             .log
             .read(request.fetch_offset, request.max_bytes, None)?;
         Ok(FetchResponse {
+            fetch_offset: request.fetch_offset,
+            leader_epoch: request.leader_epoch,
             records,
             high_watermark,
             log_start_offset: start,
@@ -529,17 +537,24 @@ impl Partition {
 
     /// Applies the leader's answer to [`Partition::fetch_request`]: truncates where the
     /// logs diverged (then the next fetch goes on from there), or appends the records with
-    /// the leader's offsets and epochs and takes the leader's HW and log start.
-    pub fn apply_fetch(&self, response: &FetchResponse) -> Result<()> {
+    /// the leader's offsets and epochs and takes the leader's HW and log start. Returns
+    /// false, changing nothing, for an answer to another fetch than the one this replica
+    /// would send now (the network delayed, duplicated or reordered it).
+    pub fn apply_fetch(&self, response: &FetchResponse) -> Result<bool> {
         let mut state = self.state();
         if !matches!(state.role, Role::Follower) {
             return Err(Error::NotLeaderOrFollower);
+        }
+        if response.leader_epoch != state.leader_epoch
+            || response.fetch_offset != self.log.log_end_offset()
+        {
+            return Ok(false);
         }
         if let Some(diverging) = response.diverging {
             let to = self.divergence_point(diverging, state.high_watermark);
             self.log.truncate_to(to)?;
             state.high_watermark = state.high_watermark.min(self.log.log_end_offset());
-            return Ok(());
+            return Ok(true);
         }
         if let Some(records) = &response.records {
             let bytes = records.to_vec()?;
@@ -554,7 +569,7 @@ impl Partition {
             .high_watermark
             .clamp(self.log.log_start_offset(), leo);
         state.high_watermark = state.high_watermark.max(hw).min(leo);
-        Ok(())
+        Ok(true)
     }
 
     /// Where to cut the log for the leader's diverging epoch. When this replica knows the

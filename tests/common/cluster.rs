@@ -77,9 +77,11 @@ impl Cluster {
     pub fn fetch(&self, follower: usize, leader: usize) {
         let request = self.replica(follower).fetch_request(1 << 20);
         let response = self.replica(leader).fetch(&request).expect("fetch");
-        self.replica(follower)
+        let applied = self
+            .replica(follower)
             .apply_fetch(&response)
             .expect("apply fetch");
+        assert!(applied, "the answer to the fetch just sent applies");
     }
 
     /// Followers fetch from `leader` a few rounds (enough to copy what there is and
