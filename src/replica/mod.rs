@@ -526,11 +526,16 @@ impl Partition {
         // The epoch of the last batch itself: if a torn write raised it (the field lies
         // outside the CRC), the leader does not know it, answers a diverging epoch, and
         // the follower truncates the batch away instead of being fenced by it forever.
+        // Before KIP-101 fetches carried no epoch, so the leader never saw a divergence.
+        let last_fetched_epoch = match self.config.truncation {
+            TruncationMode::LeaderEpoch => self.log.latest_epoch(),
+            TruncationMode::HighWatermark => UNDEFINED_EPOCH,
+        };
         FetchRequest {
             replica_id: self.config.broker_id,
             leader_epoch: state.leader_epoch,
             fetch_offset: self.log.log_end_offset(),
-            last_fetched_epoch: self.log.latest_epoch(),
+            last_fetched_epoch,
             max_bytes,
         }
     }
