@@ -273,17 +273,14 @@ fn run_seed(seed: u64) -> Result<(), String> {
         s.finish();
     }));
     result.map_err(|panic| {
-        let text = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default();
         let trace = sim.map_or(Vec::new(), |s| s.trace);
-        let tail = &trace[trace.len().saturating_sub(30)..];
-        format!(
-            "seed {seed} failed: {text}\n  last operations:\n    {}\n  replay: \
-             SIM_DIR_SEED={seed} cargo test --release --test sim_log_dir",
-            tail.join("\n    ")
+        let replay = format!("SIM_DIR_SEED={seed} cargo test --release --test sim_log_dir");
+        common::seed_report(
+            seed,
+            &common::panic_text(panic.as_ref()),
+            &trace,
+            30,
+            &replay,
         )
     })
 }

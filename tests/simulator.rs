@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use common::env_u64;
+use common::{env_u64, panic_text};
 use partlog::io::sim::{FaultKind, SimOp, SimRng};
 use partlog::LogConfig;
 use world::{Restart, Stats, Trace, World};
@@ -51,16 +51,6 @@ const DEFAULT_SEEDS: u64 = 4_000;
 const DEFAULT_STEPS: u64 = 200;
 /// Failing seeds reported in full; the rest are only counted.
 const FAILURES_SHOWN: usize = 5;
-
-fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else if let Some(s) = p.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else {
-        "non-string panic".into()
-    }
-}
 
 /// Runs `body` on the world `make` builds for `seed`; a panic becomes a report with the
 /// trace and the `replay` hint.

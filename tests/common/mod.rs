@@ -220,3 +220,24 @@ pub fn assert_offsets_consecutive(log: &Log, context: &str) {
     }
     assert_eq!(next, log.log_end_offset(), "{context}");
 }
+
+/// The message of a caught panic (`String` or `&str` payloads).
+pub fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else {
+        "non-string panic".into()
+    }
+}
+
+/// A failed seed's report: the panic, the last `shown` operations of `trace`, and the
+/// command that replays it.
+pub fn seed_report(seed: u64, text: &str, trace: &[String], shown: usize, replay: &str) -> String {
+    let tail = &trace[trace.len().saturating_sub(shown)..];
+    format!(
+        "seed {seed} failed: {text}\n  last operations:\n    {}\n  replay: {replay}",
+        tail.join("\n    ")
+    )
+}
