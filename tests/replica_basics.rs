@@ -178,3 +178,33 @@ fn duplicated_and_late_fetch_answers_are_ignored() {
     assert!(!c.replica(1).apply_fetch(&early).unwrap(), "late");
     assert_eq!(c.replica(1).log().log_end_offset(), end + 1);
 }
+
+/// Retention and DeleteRecords never pass the high watermark: a follower may still need
+/// those records, and consumers were not allowed to see them yet.
+#[test]
+fn retention_and_the_log_start_stop_at_the_high_watermark() {
+    let c = Cluster::new(3, 2, TruncationMode::LeaderEpoch);
+    let leader = c.replica(0);
+    for _ in 0..2 {
+        leader
+            .append(&mut batch(1, 20, 0), Acks::Leader, TIMEOUT_MS)
+            .unwrap();
+        leader.log().force_roll().unwrap();
+    }
+    c.replicate(0, &[1, 2]);
+    assert_eq!(leader.high_watermark(), 2);
+    for _ in 0..2 {
+        leader
+            .append(&mut batch(1, 20, 0), Acks::Leader, TIMEOUT_MS)
+            .unwrap();
+        leader.log().force_roll().unwrap();
+    }
+    // Every closed segment is past time retention (7 days); only those below the HW go.
+    c.clock.advance_ms(8 * 24 * 3600 * 1000);
+    let outcome = leader.delete_old_segments().unwrap();
+    assert_eq!(outcome.segments_deleted, 2);
+    assert_eq!(leader.log().log_start_offset(), 2);
+    let err = leader.advance_log_start_offset(3).unwrap_err();
+    assert!(matches!(err, Error::OffsetOutOfRange { .. }), "{err}");
+    leader.advance_log_start_offset(2).unwrap();
+}

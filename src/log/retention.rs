@@ -35,6 +35,13 @@ impl Log {
     /// newest record is older than `retention_ms`, or that the log can lose and still be at
     /// least `retention_bytes` large. The active segment is never deleted.
     pub fn delete_old_segments(&self) -> Result<RetentionOutcome> {
+        self.delete_old_segments_below(i64::MAX)
+    }
+
+    /// [`Log::delete_old_segments`], deleting only segments whose offsets all lie below
+    /// `limit`: a replicated log passes its high watermark, so that retention never
+    /// removes records a follower may still need and a consumer has not been allowed to see.
+    pub fn delete_old_segments_below(&self, limit: i64) -> Result<RetentionOutcome> {
         let mut writer = self.writer()?;
         let now = self.clock.now_ms();
         let segments = self.segments();
@@ -42,7 +49,7 @@ impl Log {
         let start = self.log_start_offset();
         let mut doomed = 0usize;
         let mut bytes_deleted = 0u64;
-        while doomed + 1 < segments.len() {
+        while doomed + 1 < segments.len() && segments[doomed + 1].base_offset() <= limit {
             let segment = &segments[doomed];
             let below_start = segments[doomed + 1].base_offset() <= start;
             let expired = self.config.retention_ms >= 0

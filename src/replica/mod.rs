@@ -613,6 +613,26 @@ impl Partition {
         Ok(())
     }
 
+    /// Runs retention, never past the HW (Kafka's rule: a segment goes only once every
+    /// record in it is below the high watermark).
+    pub fn delete_old_segments(&self) -> Result<crate::log::RetentionOutcome> {
+        let hw = self.high_watermark();
+        self.log.delete_old_segments_below(hw)
+    }
+
+    /// Moves the log start (Kafka's DeleteRecords), which may not pass the HW.
+    pub fn advance_log_start_offset(&self, offset: i64) -> Result<()> {
+        let hw = self.high_watermark();
+        if offset > hw {
+            return Err(Error::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log.log_start_offset(),
+                log_end_offset: hw,
+            });
+        }
+        self.log.advance_log_start_offset(offset)
+    }
+
     /// Reads for a consumer: only up to the HW.
     pub fn read_committed(&self, from: i64, max_bytes: u64) -> Result<Option<FileSlice>> {
         let hw = self.high_watermark();
