@@ -14,15 +14,21 @@ use common::batch;
 use common::cluster::{contents, Cluster};
 use partlog::replica::{Acks, TruncationMode};
 
-/// Runs the scenario; returns whether the record acknowledged second survived.
-fn second_ack_survives(mode: TruncationMode) -> bool {
-    let mut c = Cluster::new(2, 1, mode);
+/// Two replicas, broker 0 leading; one record acknowledged with `acks=all` on both.
+fn first_record_acknowledged(mode: TruncationMode) -> Cluster {
+    let c = Cluster::new(2, 1, mode);
     let first = c
         .replica(0)
         .append(&mut batch(1, 10, 0), Acks::All, 30_000)
         .unwrap();
     c.replicate(0, &[1]);
     assert!(first.poll().expect("complete").is_ok());
+    c
+}
+
+/// Runs the scenario; returns whether the record acknowledged second survived.
+fn second_ack_survives(mode: TruncationMode) -> bool {
+    let mut c = first_record_acknowledged(mode);
     let second = c
         .replica(0)
         .append(&mut batch(1, 10, 1), Acks::All, 30_000)
@@ -61,13 +67,7 @@ fn kip_101_scenario_1_leader_epoch_truncation_keeps_it() {
 
 /// Runs scenario 2; returns whether the two logs end identical.
 fn logs_converge_after_double_power_loss(mode: TruncationMode) -> bool {
-    let mut c = Cluster::new(2, 1, mode);
-    let first = c
-        .replica(0)
-        .append(&mut batch(1, 10, 0), Acks::All, 30_000)
-        .unwrap();
-    c.replicate(0, &[1]);
-    assert!(first.poll().expect("complete").is_ok());
+    let mut c = first_record_acknowledged(mode);
     for b in 0..2 {
         c.replica(b).log().flush().unwrap();
     }

@@ -16,7 +16,6 @@ mod common;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use common::env_u64;
 use partlog::checkpoint::TopicPartition;
 use partlog::io::sim::{SimRng, SimStorage};
 use partlog::log::Log;
@@ -287,24 +286,5 @@ fn run_seed(seed: u64) -> Result<(), String> {
 
 #[test]
 fn partitions_opened_on_demand_survive_restarts() {
-    if let Some(seed) = env_u64("SIM_DIR_SEED") {
-        run_seed(seed).unwrap_or_else(|report| panic!("{report}"));
-        return;
-    }
-    let base = env_u64("SIM_DIR_SEED_BASE").unwrap_or(0);
-    let count = env_u64("SIM_DIR_SEEDS").unwrap_or(DEFAULT_SEEDS);
-    let failures: Vec<String> = (base..base + count)
-        .filter_map(|seed| run_seed(seed).err())
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {count} seeds failed:\n\n{}",
-        failures.len(),
-        failures
-            .iter()
-            .take(3)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n\n")
-    );
+    common::run_seeds("SIM_DIR", DEFAULT_SEEDS, run_seed);
 }

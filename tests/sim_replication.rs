@@ -18,8 +18,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use common::batch;
 use common::cluster::{contents, Cluster};
-use common::{batch, env_u64};
 use partlog::io::sim::SimRng;
 use partlog::replica::{Acks, AppendHandle, FetchResponse, TruncationMode};
 use partlog::Error;
@@ -327,26 +327,7 @@ fn run_seed(seed: u64, network_faults: bool) -> Result<(), String> {
 
 #[test]
 fn replicas_keep_every_acknowledged_record_through_failures() {
-    if let Some(seed) = env_u64("SIM_REPL_SEED") {
-        run_seed(seed, true).unwrap_or_else(|report| panic!("{report}"));
-        return;
-    }
-    let base = env_u64("SIM_REPL_SEED_BASE").unwrap_or(0);
-    let count = env_u64("SIM_REPL_SEEDS").unwrap_or(DEFAULT_SEEDS);
-    let failures: Vec<String> = (base..base + count)
-        .filter_map(|seed| run_seed(seed, true).err())
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {count} seeds failed:\n\n{}",
-        failures.len(),
-        failures
-            .iter()
-            .take(3)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n\n")
-    );
+    common::run_seeds("SIM_REPL", DEFAULT_SEEDS, |seed| run_seed(seed, true));
 }
 
 /// Seed 7219 (found before the network could fail, so replayed without network faults): a

@@ -340,12 +340,16 @@ impl Partition {
         Self::check_epoch(&state, request.leader_epoch)?;
         let now = self.clock.now_ms();
         let (start, leo) = (self.log.log_start_offset(), self.log.log_end_offset());
+        // As in Kafka, the response carries the HW from before this fetch's progress
+        // counts: a follower learns an HW this fetch moves at its next fetch.
+        let high_watermark = state.high_watermark;
         let Role::Leader(leader) = &mut state.role else {
             return Err(Error::NotLeaderOrFollower);
         };
-        if !leader.followers.contains_key(&request.replica_id) {
-            return Err(Error::NotLeaderOrFollower);
-        }
+        let follower = leader
+            .followers
+            .get_mut(&request.replica_id)
+            .ok_or(Error::NotLeaderOrFollower)?;
         if request.last_fetched_epoch != UNDEFINED_EPOCH {
             let (epoch, end_offset) = self.log.end_offset_for_epoch(request.last_fetched_epoch);
             if epoch < request.last_fetched_epoch || end_offset < request.fetch_offset {
@@ -354,7 +358,7 @@ impl Partition {
                     fetch_offset: request.fetch_offset,
                     leader_epoch: request.leader_epoch,
                     records: None,
-                    high_watermark: state.high_watermark,
+                    high_watermark,
                     log_start_offset: start,
                     log_end_offset: leo,
                     diverging: Some(DivergingEpoch { epoch, end_offset }),
@@ -368,16 +372,6 @@ impl Partition {
                 log_end_offset: leo,
             });
         }
-        // As in Kafka, the response carries the HW from before this fetch's progress
-        // counts: a follower learns an HW this fetch moves at its next fetch.
-        let high_watermark = state.high_watermark;
-        let Role::Leader(leader) = &mut state.role else {
-            return Err(Error::NotLeaderOrFollower);
-        };
-        let follower = leader
-            .followers
-            .get_mut(&request.replica_id)
-            .ok_or(Error::NotLeaderOrFollower)?;
         follower.leo = request.fetch_offset;
         // Kafka's rule: caught up now if it reached the leader's end, or at its previous
         // fetch if it reached the end the leader had then.

@@ -241,3 +241,24 @@ pub fn seed_report(seed: u64, text: &str, trace: &[String], shown: usize, replay
         tail.join("\n    ")
     )
 }
+
+/// Runs a seeded simulation the way every simulator test does: `<PREFIX>_SEED` replays one
+/// seed; otherwise `<PREFIX>_SEEDS` seeds (default `default_seeds`) from
+/// `<PREFIX>_SEED_BASE` (default 0) run, and the first failure reports are shown.
+pub fn run_seeds(prefix: &str, default_seeds: u64, run_seed: impl Fn(u64) -> Result<(), String>) {
+    if let Some(seed) = env_u64(&format!("{prefix}_SEED")) {
+        run_seed(seed).unwrap_or_else(|report| panic!("{report}"));
+        return;
+    }
+    let base = env_u64(&format!("{prefix}_SEED_BASE")).unwrap_or(0);
+    let count = env_u64(&format!("{prefix}_SEEDS")).unwrap_or(default_seeds);
+    let failures: Vec<String> = (base..base + count)
+        .filter_map(|seed| run_seed(seed).err())
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {count} seeds failed:\n\n{}",
+        failures.len(),
+        failures[..failures.len().min(3)].join("\n\n")
+    );
+}
