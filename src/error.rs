@@ -84,6 +84,9 @@ pub enum Error {
     /// An `acks=all` append did not complete in time (`REQUEST_TIMED_OUT`); it may still be
     /// replicated later.
     RequestTimedOut,
+    /// No replica may lead: none of the in-sync replicas is alive, and unclean leader
+    /// election is off (`LEADER_NOT_AVAILABLE`).
+    LeaderNotAvailable,
     /// An earlier write failed; the log refuses further writes until it is reopened, because
     /// the state of the file after a failed write is unknown. `cause` is that failure, with
     /// its kind: for example [`Error::is_disk_full`] tells a full disk from a failing one.
@@ -207,6 +210,7 @@ impl Error {
                 }
             }
             Error::RequestTimedOut => Error::RequestTimedOut,
+            Error::LeaderNotAvailable => Error::LeaderNotAvailable,
             Error::ReadOnly { cause } => Error::ReadOnly {
                 cause: cause.clone(),
             },
@@ -306,6 +310,9 @@ impl fmt::Display for Error {
                 "appended, but the in-sync replicas fell to {isr}, below {required}"
             ),
             Error::RequestTimedOut => f.write_str("the append did not complete in time"),
+            Error::LeaderNotAvailable => f.write_str(
+                "no in-sync replica is alive to lead, and unclean leader election is off",
+            ),
             Error::ReadOnly { cause } => {
                 write!(
                     f,

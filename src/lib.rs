@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod error;
 #[doc(hidden)]

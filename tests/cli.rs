@@ -461,8 +461,13 @@ fn bench_reports_its_error_on_one_line() {
 }
 
 #[test]
-fn demo_two_rounds_json() {
-    let lines = expect(&["demo", "--rounds", "2", "--json", "--seed", "42"], 0);
+fn demo_single_two_rounds_json() {
+    let lines = expect(
+        &[
+            "demo", "--single", "--rounds", "2", "--json", "--seed", "42",
+        ],
+        0,
+    );
     assert_eq!(lines.len(), 5, "{lines:?}");
     assert_eq!(field(&lines[0], "type").as_deref(), Some("start"));
     assert_eq!(
@@ -479,6 +484,32 @@ fn demo_two_rounds_json() {
     assert_eq!(field(&lines[4], "ok").as_deref(), Some("true"));
     let dir = field(&lines[0], "dir").unwrap();
     assert!(!Path::new(&dir).exists(), "temp dir {dir} not removed");
+}
+
+/// The failover story: the leader is killed mid-stream, an in-sync follower takes over,
+/// the dead broker comes back and rejoins; nothing acknowledged is lost or doubled.
+#[test]
+fn demo_failover_json_summary() {
+    for seed in ["1", "42"] {
+        let lines = expect(&["demo", "--json", "--seed", seed, "--records", "3000"], 0);
+        let summary = lines.last().unwrap();
+        assert_eq!(field(summary, "type").as_deref(), Some("summary"));
+        assert_eq!(int(summary, "lost_records"), 0, "{summary}");
+        assert_eq!(int(summary, "duplicate_records"), 0, "{summary}");
+        assert!(int(summary, "leader_changes") >= 1, "{summary}");
+        let acked = int(summary, "acked_records");
+        assert!(acked > 2000, "{summary}");
+        assert!(int(summary, "final_high_watermark") >= acked, "{summary}");
+        assert!(summary.contains(r#""final_isr":[0,1,2]"#), "{summary}");
+        assert!(
+            summary.contains(r#""replicas_identical_below_hw":true"#),
+            "{summary}"
+        );
+        assert!(
+            lines.iter().any(|l| l.contains("truncates")),
+            "the restarted broker truncates what it alone had: {lines:?}"
+        );
+    }
 }
 
 /// A user's first mistakes: a topic name Kafka refuses (a space broke the checkpoint

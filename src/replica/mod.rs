@@ -8,6 +8,8 @@
 //! changes: see [`Partition::isr_proposal`]) and drives time through [`Partition::tick`].
 
 mod completion;
+mod manager;
+mod scrub;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,6 +20,8 @@ use crate::log::{Log, UNDEFINED_EPOCH};
 use crate::segment::FileSlice;
 
 pub use completion::AppendHandle;
+pub use manager::{ReplicaManager, DEFAULT_HW_CHECKPOINT_INTERVAL_MS};
+pub use scrub::ScrubOutcome;
 
 /// Kafka's `replica.lag.time.max.ms` default.
 pub const DEFAULT_REPLICA_LAG_TIME_MAX_MS: i64 = 30_000;
@@ -130,6 +134,14 @@ struct Pending {
     deadline_ms: i64,
 }
 
+/// A replica dropped with appends pending (its broker stopped) fails them, as the producer
+/// sees its connection close. Completed appends are not changed by this.
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.handle.complete(Err(Error::NotLeaderOrFollower));
+    }
+}
+
 #[derive(Debug)]
 struct LeaderState {
     replicas: Vec<i32>,
@@ -154,6 +166,9 @@ struct State {
     role: Role,
     leader_epoch: i32,
     high_watermark: i64,
+    /// Where a scrub found committed data damaged while this replica led: cut there on
+    /// becoming a follower (see [`Partition::scrub`]).
+    corrupt_from: Option<i64>,
 }
 
 /// One replica of one partition. Share it as `Arc<Partition>`; every method takes `&self`.
@@ -183,6 +198,7 @@ impl Partition {
                 role: Role::Follower,
                 leader_epoch: UNDEFINED_EPOCH,
                 high_watermark: hw,
+                corrupt_from: None,
             }),
         }
     }
@@ -274,15 +290,21 @@ impl Partition {
 
     /// Becomes a follower in `epoch`. Pending `acks=all` appends fail with
     /// [`Error::NotLeaderOrFollower`]. In [`TruncationMode::HighWatermark`] the log is cut
-    /// to the high watermark here.
+    /// to the high watermark here, and after a scrub found damage while this replica led,
+    /// it is cut where the damage starts.
     pub fn become_follower(&self, epoch: i32) -> Result<()> {
         let mut state = self.state();
         Self::check_new_epoch(&state, epoch)?;
         Self::fail_pending(&mut state.role, Error::NotLeaderOrFollower);
         state.role = Role::Follower;
         state.leader_epoch = epoch;
+        let mut cut = state.corrupt_from.take();
         if self.config.truncation == TruncationMode::HighWatermark {
-            self.log.truncate_to(state.high_watermark)?;
+            cut = Some(cut.map_or(state.high_watermark, |c| c.min(state.high_watermark)));
+        }
+        if let Some(offset) = cut {
+            self.log.truncate_to(offset)?;
+            state.high_watermark = state.high_watermark.min(self.log.log_end_offset());
         }
         Ok(())
     }

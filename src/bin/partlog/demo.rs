@@ -1,4 +1,7 @@
-//! `partlog demo`: crash a writer with SIGKILL at random moments, recover, and verify
+//! `partlog demo`: by default the three-broker failover story (`demo_failover.rs`). With
+//! `--single`, the single-log crash rounds below.
+//!
+//! `partlog demo --single`: crash a writer with SIGKILL at random moments, recover, and verify
 //! that no acknowledged-and-flushed record was lost and every recovered byte is right.
 //!
 //! Each round re-executes this binary as `demo-writer` (see `demo_writer.rs`), reads its
@@ -34,7 +37,13 @@ const VERIFY_READ_BYTES: u64 = 1 << 20;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Kill / recover / continue cycles, all in the same log dir.
+    /// Runs the single-log crash rounds instead of the three-broker failover.
+    #[arg(long)]
+    single: bool,
+    /// Failover story: records the producer sends in all.
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(30..=10_000_000))]
+    records: u64,
+    /// With `--single`: kill / recover / continue cycles, all in the same log dir.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
     rounds: u32,
     /// The log dir; a fresh temp dir (removed afterwards unless `--keep`) by default.
@@ -61,6 +70,9 @@ pub fn run(args: &DemoArgs, json: bool) -> CliResult {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64)
     });
+    if !args.single {
+        return crate::demo_failover::run(seed, args.records, json);
+    }
     let temp = args.dir.is_none();
     let dir = match &args.dir {
         Some(d) => d.clone(),

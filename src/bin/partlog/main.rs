@@ -7,6 +7,7 @@ mod append;
 mod bench;
 mod check;
 mod demo;
+mod demo_failover;
 mod demo_power_loss;
 mod demo_writer;
 mod dump;

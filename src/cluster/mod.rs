@@ -1,0 +1,482 @@
+//! An in-process cluster: brokers holding replicas of one partition, each broker with its
+//! own log dir on its own simulated disk ([`SimStorage`], which loses unsynced writes when
+//! a broker is killed), a controller that elects leaders and applies ISR changes, and a
+//! network between the replicas that can drop, delay, duplicate and reorder messages and
+//! cut brokers off. Tests, the simulation and `partlog demo` drive replication with it; an
+//! embedder can use it to try its own failure stories.
+//!
+//! Everything is deterministic for a seed: time is a [`ManualClock`] the caller advances,
+//! and each network fault is drawn from a seeded generator.
+
+mod network;
+
+use std::sync::Arc;
+
+pub use network::NetworkFaults;
+
+use crate::checkpoint::TopicPartition;
+use crate::clock::ManualClock;
+use crate::config::LogConfig;
+use crate::error::{Error, Result};
+use crate::io::sim::{SimRng, SimStorage};
+use crate::log::RecoveryReport;
+use crate::manager::{LogDir, LogDirOptions};
+use crate::record::batches;
+use crate::replica::{
+    Acks, AppendHandle, FetchResponse, Partition, ReplicaConfig, ReplicaManager, TruncationMode,
+};
+
+/// Bytes a follower asks for per fetch.
+const FETCH_MAX_BYTES: u64 = 1 << 20;
+
+/// How to build a [`Cluster`].
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    pub brokers: usize,
+    pub min_insync_replicas: usize,
+    pub truncation: TruncationMode,
+    pub log_config: LogConfig,
+    pub network: NetworkFaults,
+    /// Seeds the disks and the network.
+    pub seed: u64,
+    /// Kafka's `unclean.leader.election.enable`: off by default.
+    pub unclean_leader_election: bool,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            brokers: 3,
+            min_insync_replicas: 2,
+            truncation: TruncationMode::LeaderEpoch,
+            log_config: LogConfig::default(),
+            network: NetworkFaults::default(),
+            seed: 1,
+            unclean_leader_election: false,
+        }
+    }
+}
+
+/// One broker: its disk, and while it runs, its replica manager and replica.
+#[derive(Debug)]
+pub struct Broker {
+    pub disk: Arc<SimStorage>,
+    running: Option<(ReplicaManager, Arc<Partition>)>,
+}
+
+/// A leader the controller chose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Election {
+    pub leader: usize,
+    pub epoch: i32,
+    pub isr: Vec<i32>,
+    /// Chosen from outside the ISR (only when unclean election is allowed or forced):
+    /// records the ISR had may be lost.
+    pub unclean: bool,
+}
+
+/// What one [`Cluster::replicate`] round did, for timelines and checks.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RoundReport {
+    /// Fetch answers a follower applied.
+    pub applied: usize,
+    /// Truncations of followers (diverging epochs and out-of-range answers).
+    pub truncations: usize,
+    /// Messages the network lost.
+    pub lost: usize,
+    /// ISR changes the controller confirmed.
+    pub isr_changes: Vec<Vec<i32>>,
+}
+
+/// The partition every broker hosts.
+pub const TOPIC: &str = "demo";
+
+/// Brokers, a controller and a network; see the module docs.
+#[derive(Debug)]
+pub struct Cluster {
+    clock: Arc<ManualClock>,
+    options: ClusterOptions,
+    tp: TopicPartition,
+    brokers: Vec<Broker>,
+    leader: Option<usize>,
+    epoch: i32,
+    isr: Vec<i32>,
+    network: network::Network,
+}
+
+impl Cluster {
+    /// Starts every broker; broker 0 leads epoch 1 with all of them in sync.
+    pub fn new(options: ClusterOptions) -> Result<Cluster> {
+        if options.brokers == 0 {
+            return Err(Error::InvalidConfig("a cluster needs a broker".into()));
+        }
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let mut rng = SimRng::new(options.seed);
+        let brokers = (0..options.brokers)
+            .map(|_| Broker {
+                disk: SimStorage::new(rng.next_u64()),
+                running: None,
+            })
+            .collect();
+        let mut cluster = Cluster {
+            clock,
+            tp: TopicPartition::new(TOPIC, 0),
+            brokers,
+            leader: None,
+            epoch: 0,
+            isr: Vec::new(),
+            network: network::Network::new(options.network, rng.next_u64()),
+            options,
+        };
+        for id in 0..cluster.brokers.len() {
+            cluster.start(id)?;
+        }
+        cluster.isr = cluster.replica_ids();
+        cluster.elect_leader(0, false)?;
+        Ok(cluster)
+    }
+
+    fn replica_ids(&self) -> Vec<i32> {
+        (0..self.brokers.len() as i32).collect()
+    }
+
+    pub fn clock(&self) -> &Arc<ManualClock> {
+        &self.clock
+    }
+
+    pub fn topic_partition(&self) -> &TopicPartition {
+        &self.tp
+    }
+
+    pub fn brokers(&self) -> usize {
+        self.brokers.len()
+    }
+
+    pub fn broker(&self, id: usize) -> &Broker {
+        &self.brokers[id]
+    }
+
+    /// The current leader, `None` while the partition has none.
+    pub fn leader(&self) -> Option<usize> {
+        self.leader
+    }
+
+    pub fn epoch(&self) -> i32 {
+        self.epoch
+    }
+
+    /// The ISR as the controller last confirmed it.
+    pub fn isr(&self) -> &[i32] {
+        &self.isr
+    }
+
+    pub fn is_up(&self, id: usize) -> bool {
+        self.brokers[id].running.is_some()
+    }
+
+    /// Broker `id`'s replica, `None` while it is down.
+    pub fn replica(&self, id: usize) -> Option<&Arc<Partition>> {
+        self.brokers[id].running.as_ref().map(|(_, p)| p)
+    }
+
+    fn up_replica(&self, id: usize) -> Result<&Arc<Partition>> {
+        self.replica(id).ok_or(Error::NotLeaderOrFollower)
+    }
+
+    pub fn network(&mut self) -> &mut NetworkFaults {
+        self.network.faults_mut()
+    }
+
+    /// Cuts broker `id` off from the other brokers (not from the controller), or
+    /// reconnects it.
+    pub fn set_isolated(&mut self, id: usize, isolated: bool) {
+        self.network.set_isolated(id, isolated);
+    }
+
+    /// Opens broker `id`'s log dir (recovering it) and its replica.
+    fn start(&mut self, id: usize) -> Result<RecoveryReport> {
+        let broker = &mut self.brokers[id];
+        let options = LogDirOptions {
+            config: self.options.log_config.clone(),
+            clock: self.clock.clone(),
+        };
+        let dir = LogDir::open(broker.disk.storage(), "/data", options)?;
+        let manager = ReplicaManager::new(dir, self.clock.clone());
+        let config = ReplicaConfig {
+            min_insync_replicas: self.options.min_insync_replicas,
+            truncation: self.options.truncation,
+            ..ReplicaConfig::new(id as i32)
+        };
+        let (partition, report) =
+            manager.open_partition(&self.tp, self.options.log_config.clone(), config)?;
+        broker.running = Some((manager, partition));
+        Ok(report)
+    }
+
+    /// Appends to the leader.
+    pub fn produce(&self, batches: &mut [u8], acks: Acks, timeout_ms: i64) -> Result<AppendHandle> {
+        let leader = self.leader.ok_or(Error::LeaderNotAvailable)?;
+        self.up_replica(leader)?.append(batches, acks, timeout_ms)
+    }
+
+    /// One fetch by every running follower, through the network, then the controller
+    /// confirms the leader's ISR proposal, if any. Answers the network held back may
+    /// arrive now, after newer ones.
+    pub fn replicate(&mut self) -> Result<RoundReport> {
+        let mut report = RoundReport::default();
+        let Some(leader) = self.leader else {
+            return Ok(report);
+        };
+        let followers: Vec<usize> = (0..self.brokers.len())
+            .filter(|&f| f != leader && self.is_up(f))
+            .collect();
+        for f in followers {
+            self.fetch_once(f, leader, &mut report)?;
+        }
+        for (f, response) in self.network.due() {
+            self.deliver(f, &response, &mut report)?;
+        }
+        self.apply_isr_proposal(&mut report);
+        Ok(report)
+    }
+
+    fn fetch_once(&mut self, f: usize, leader: usize, report: &mut RoundReport) -> Result<()> {
+        if !self.network.carries(f, leader) {
+            report.lost += 1;
+            return Ok(());
+        }
+        let request = self.up_replica(f)?.fetch_request(FETCH_MAX_BYTES);
+        match self.up_replica(leader)?.fetch(&request) {
+            Ok(response) => {
+                if !self.network.carries(leader, f) {
+                    report.lost += 1;
+                    return Ok(());
+                }
+                for response in self.network.deliveries(f, response) {
+                    self.deliver(f, &response, report)?;
+                }
+                Ok(())
+            }
+            Err(Error::OffsetOutOfRange {
+                log_start_offset,
+                log_end_offset,
+                ..
+            }) => {
+                let follower = self.up_replica(f)?;
+                let before = follower.log().log_end_offset();
+                follower.handle_out_of_range(log_start_offset, log_end_offset)?;
+                if follower.log().log_end_offset() != before {
+                    report.truncations += 1;
+                }
+                Ok(())
+            }
+            // A follower that has not heard of the newest epoch yet, or a fetch the
+            // leader fenced: it tries again later, as Kafka's fetcher does.
+            Err(Error::FencedLeaderEpoch { .. } | Error::UnknownLeaderEpoch { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Hands `response` to follower `f` if it still runs as a follower.
+    fn deliver(&self, f: usize, response: &FetchResponse, report: &mut RoundReport) -> Result<()> {
+        let Some(follower) = self.replica(f) else {
+            return Ok(());
+        };
+        if follower.is_leader() {
+            return Ok(());
+        }
+        let before = follower.log().log_end_offset();
+        if follower.apply_fetch(response)? {
+            report.applied += 1;
+            if follower.log().log_end_offset() < before {
+                report.truncations += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_isr_proposal(&mut self, report: &mut RoundReport) {
+        let Some(leader) = self.leader.and_then(|l| self.replica(l)) else {
+            return;
+        };
+        if let Some(isr) = leader.isr_proposal() {
+            leader.confirm_isr(isr.clone());
+            self.isr = isr.clone();
+            report.isr_changes.push(isr);
+        }
+    }
+
+    /// Advances time by `ms`, then every running broker ticks (ISR shrink, `acks=all`
+    /// timeouts, high-watermark checkpoints) and the controller applies ISR proposals.
+    pub fn tick(&mut self, ms: i64) -> Result<RoundReport> {
+        self.clock.advance_ms(ms);
+        for (manager, _) in self.brokers.iter().filter_map(|b| b.running.as_ref()) {
+            manager.tick()?;
+        }
+        let mut report = RoundReport::default();
+        self.apply_isr_proposal(&mut report);
+        Ok(report)
+    }
+
+    /// Kills broker `id` as a power loss would: what it had not synced is lost. The
+    /// controller takes it out of the ISR and, if it led, elects a leader from the ISR
+    /// (from any running broker when unclean election is on). Returns that election, or
+    /// `Ok(None)` when it did not lead or nobody may lead now.
+    pub fn kill(&mut self, id: usize) -> Result<Option<Election>> {
+        let Some((manager, partition)) = self.brokers[id].running.take() else {
+            return Ok(None);
+        };
+        drop(partition);
+        drop(manager); // no clean shutdown: nothing is flushed or checkpointed
+        self.brokers[id].disk.crash();
+        self.network.forget(id);
+        self.remove_from_isr(id);
+        if self.leader != Some(id) {
+            if let Some(leader) = self.leader.and_then(|l| self.replica(l)) {
+                leader.confirm_isr(self.isr.clone());
+            }
+            return Ok(None);
+        }
+        self.leader = None;
+        match self.elect(self.options.unclean_leader_election) {
+            Ok(election) => Ok(Some(election)),
+            Err(Error::LeaderNotAvailable) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The controller takes a broker that went away out of the ISR, except the last
+    /// member: as in Kafka, the ISR never empties, so that the last replica standing can
+    /// lead again cleanly when it returns.
+    fn remove_from_isr(&mut self, id: usize) {
+        if self.isr.len() > 1 {
+            self.isr.retain(|&b| b != id as i32);
+        }
+    }
+
+    /// Shuts broker `id` down cleanly (flush, checkpoints, clean-shutdown marker), moving
+    /// leadership first as Kafka's controlled shutdown does.
+    pub fn shutdown(&mut self, id: usize) -> Result<Option<Election>> {
+        let mut election = None;
+        if self.leader == Some(id) {
+            let others: Vec<i32> = self
+                .isr
+                .iter()
+                .copied()
+                .filter(|&b| b != id as i32)
+                .collect();
+            if let Some(&next) = others.first() {
+                election = Some(self.elect_leader(next as usize, false)?);
+            }
+        }
+        if let Some((manager, partition)) = self.brokers[id].running.take() {
+            drop(partition);
+            manager.close()?;
+        }
+        self.network.forget(id);
+        self.remove_from_isr(id);
+        if let Some(leader) = self.leader.and_then(|l| self.replica(l)) {
+            leader.confirm_isr(self.isr.clone());
+        }
+        Ok(election)
+    }
+
+    /// Starts broker `id` again: its log dir recovers, and its replica follows the current
+    /// leader (or, when the partition has none and it may lead, becomes the leader).
+    pub fn restart(&mut self, id: usize) -> Result<RecoveryReport> {
+        if self.is_up(id) {
+            return Ok(RecoveryReport::default());
+        }
+        let report = self.start(id)?;
+        if self.leader.is_some() {
+            self.up_replica(id)?.become_follower(self.epoch)?;
+        } else if self.isr.contains(&(id as i32)) || self.options.unclean_leader_election {
+            self.elect_leader(id, !self.isr.contains(&(id as i32)))?;
+        }
+        Ok(report)
+    }
+
+    /// Elects a leader: the first running ISR member other than the current leader, or,
+    /// when `unclean` and none runs, the running broker with the longest log. Without
+    /// one: [`Error::LeaderNotAvailable`].
+    pub fn elect(&mut self, unclean: bool) -> Result<Election> {
+        let current = self.leader;
+        let clean = self
+            .isr
+            .iter()
+            .map(|&b| b as usize)
+            .find(|&b| Some(b) != current && self.is_up(b));
+        if let Some(b) = clean {
+            return self.elect_leader(b, false);
+        }
+        if !unclean {
+            return Err(Error::LeaderNotAvailable);
+        }
+        let longest = (0..self.brokers.len())
+            .filter(|&b| Some(b) != current)
+            .filter_map(|b| self.replica(b).map(|r| (r.log().log_end_offset(), b)))
+            .max();
+        match longest {
+            Some((_, b)) => self.elect_leader(b, true),
+            None => Err(Error::LeaderNotAvailable),
+        }
+    }
+
+    /// Makes `id` the leader of the next epoch and every other running broker a follower.
+    fn elect_leader(&mut self, id: usize, unclean: bool) -> Result<Election> {
+        let epoch = self.epoch + 1;
+        if unclean {
+            self.isr = vec![id as i32];
+        }
+        self.up_replica(id)?
+            .become_leader(epoch, self.replica_ids(), self.isr.clone())?;
+        for b in (0..self.brokers.len()).filter(|&b| b != id) {
+            if let Some(r) = self.replica(b) {
+                r.become_follower(epoch)?;
+            }
+        }
+        self.epoch = epoch;
+        self.leader = Some(id);
+        Ok(Election {
+            leader: id,
+            epoch,
+            isr: self.isr.clone(),
+            unclean,
+        })
+    }
+
+    /// `(base offset, CRC)` of every batch broker `id` holds below `up_to`.
+    pub fn batches_of(&self, id: usize, up_to: i64) -> Result<Vec<(i64, u32)>> {
+        let log = self.up_replica(id)?.log().clone();
+        let mut out = Vec::new();
+        let mut next = log.log_start_offset();
+        while next < up_to {
+            let Some(slice) = log.read(next, FETCH_MAX_BYTES, Some(up_to))? else {
+                break;
+            };
+            let bytes = slice.to_vec()?;
+            for batch in batches(&bytes) {
+                let header = *batch?.header();
+                out.push((header.base_offset, header.crc));
+                next = header.next_offset();
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether every running replica holds the same batches below the leader's high
+    /// watermark.
+    pub fn replicas_identical_below_hw(&self) -> Result<bool> {
+        let Some(leader) = self.leader else {
+            return Ok(false);
+        };
+        let hw = self.up_replica(leader)?.high_watermark();
+        let reference = self.batches_of(leader, hw)?;
+        for b in (0..self.brokers.len()).filter(|&b| b != leader && self.is_up(b)) {
+            if self.batches_of(b, hw)? != reference {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}

@@ -1,0 +1,94 @@
+//! The network between the brokers of a [`super::Cluster`]: seeded message loss,
+//! duplication, delay (which reorders) and isolation of brokers.
+
+use std::collections::BTreeSet;
+
+use crate::io::sim::SimRng;
+use crate::replica::FetchResponse;
+
+/// How often the network misbehaves, in percent of messages. All zero by default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetworkFaults {
+    /// Requests and answers lost.
+    pub drop_percent: u8,
+    /// Answers delivered twice.
+    pub duplicate_percent: u8,
+    /// Answers held back, to arrive at a later round (after newer ones).
+    pub delay_percent: u8,
+}
+
+#[derive(Debug)]
+pub(super) struct Network {
+    faults: NetworkFaults,
+    rng: SimRng,
+    isolated: BTreeSet<usize>,
+    /// Answers held back, with the follower they are for.
+    delayed: Vec<(usize, FetchResponse)>,
+}
+
+impl Network {
+    pub(super) fn new(faults: NetworkFaults, seed: u64) -> Network {
+        Network {
+            faults,
+            rng: SimRng::new(seed),
+            isolated: BTreeSet::new(),
+            delayed: Vec::new(),
+        }
+    }
+
+    pub(super) fn faults_mut(&mut self) -> &mut NetworkFaults {
+        &mut self.faults
+    }
+
+    pub(super) fn set_isolated(&mut self, broker: usize, isolated: bool) {
+        if isolated {
+            self.isolated.insert(broker);
+        } else {
+            self.isolated.remove(&broker);
+        }
+    }
+
+    fn happens(&mut self, percent: u8) -> bool {
+        percent > 0 && self.rng.below(100) < u64::from(percent)
+    }
+
+    /// Whether a message from `from` reaches `to`.
+    pub(super) fn carries(&mut self, from: usize, to: usize) -> bool {
+        if self.isolated.contains(&from) || self.isolated.contains(&to) {
+            return false;
+        }
+        !self.happens(self.faults.drop_percent)
+    }
+
+    /// What reaches follower `to` of an answer now: it once, twice, or not yet.
+    pub(super) fn deliveries(&mut self, to: usize, response: FetchResponse) -> Vec<FetchResponse> {
+        if self.happens(self.faults.delay_percent) {
+            self.delayed.push((to, response));
+            return Vec::new();
+        }
+        if self.happens(self.faults.duplicate_percent) {
+            return vec![response.clone(), response];
+        }
+        vec![response]
+    }
+
+    /// Held-back answers arriving now: each with even odds, in a random order.
+    pub(super) fn due(&mut self) -> Vec<(usize, FetchResponse)> {
+        let mut due = Vec::new();
+        let mut i = 0;
+        while i < self.delayed.len() {
+            if self.rng.ratio(1, 2) {
+                let j = self.rng.below(self.delayed.len() as u64) as usize;
+                due.push(self.delayed.swap_remove(j));
+            } else {
+                i += 1;
+            }
+        }
+        due
+    }
+
+    /// A broker went down: answers in flight to it are gone.
+    pub(super) fn forget(&mut self, broker: usize) {
+        self.delayed.retain(|(to, _)| *to != broker);
+    }
+}

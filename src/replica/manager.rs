@@ -1,0 +1,121 @@
+//! The replicas of one log dir, and their `replication-offset-checkpoint`: Kafka's
+//! `ReplicaManager`, storage side. It opens each replica with the high watermark the
+//! checkpoint holds, writes the checkpoint every `checkpoint_interval_ms` as
+//! [`ReplicaManager::tick`] drives it and at [`ReplicaManager::close`], and ticks every
+//! replica.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::{Partition, ReplicaConfig};
+use crate::checkpoint::TopicPartition;
+use crate::clock::Clock;
+use crate::config::LogConfig;
+use crate::error::Result;
+use crate::log::RecoveryReport;
+use crate::manager::LogDir;
+
+/// Kafka's `replica.high.watermark.checkpoint.interval.ms` default.
+pub const DEFAULT_HW_CHECKPOINT_INTERVAL_MS: i64 = 5_000;
+
+/// The replicas hosted in one log dir.
+#[derive(Debug)]
+pub struct ReplicaManager {
+    dir: LogDir,
+    clock: Arc<dyn Clock>,
+    checkpoint_interval_ms: i64,
+    last_checkpoint_ms: AtomicI64,
+    partitions: Mutex<BTreeMap<TopicPartition, Arc<Partition>>>,
+}
+
+impl ReplicaManager {
+    /// Manages the replicas of `dir`, checkpointing high watermarks every
+    /// [`DEFAULT_HW_CHECKPOINT_INTERVAL_MS`].
+    pub fn new(dir: LogDir, clock: Arc<dyn Clock>) -> ReplicaManager {
+        let now = clock.now_ms();
+        ReplicaManager {
+            dir,
+            clock,
+            checkpoint_interval_ms: DEFAULT_HW_CHECKPOINT_INTERVAL_MS,
+            last_checkpoint_ms: AtomicI64::new(now),
+            partitions: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The same, with another checkpoint interval.
+    pub fn with_checkpoint_interval(mut self, interval_ms: i64) -> ReplicaManager {
+        self.checkpoint_interval_ms = interval_ms;
+        self
+    }
+
+    pub fn log_dir(&self) -> &LogDir {
+        &self.dir
+    }
+
+    fn partitions(&self) -> MutexGuard<'_, BTreeMap<TopicPartition, Arc<Partition>>> {
+        self.partitions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Opens (recovering as needed, creating when missing) the replica of `tp`, with the
+    /// checkpointed high watermark clamped to its log. A follower of no one until told its
+    /// role. Opening an open replica returns it and an empty report.
+    pub fn open_partition(
+        &self,
+        tp: &TopicPartition,
+        log_config: LogConfig,
+        config: ReplicaConfig,
+    ) -> Result<(Arc<Partition>, RecoveryReport)> {
+        let mut partitions = self.partitions();
+        if let Some(p) = partitions.get(tp) {
+            return Ok((p.clone(), RecoveryReport::default()));
+        }
+        let (log, report) = self.dir.open_log_with(tp, log_config)?;
+        let hw = self.dir.checkpointed_high_watermark(tp).unwrap_or(0);
+        let partition = Arc::new(Partition::new(log, config, self.clock.clone(), hw));
+        partitions.insert(tp.clone(), partition.clone());
+        Ok((partition, report))
+    }
+
+    pub fn partition(&self, tp: &TopicPartition) -> Option<Arc<Partition>> {
+        self.partitions().get(tp).cloned()
+    }
+
+    /// Time passes: every replica ticks (ISR shrink, `acks=all` timeouts), and the high
+    /// watermarks are checkpointed when the interval has passed since the last write.
+    pub fn tick(&self) -> Result<()> {
+        let partitions: Vec<Arc<Partition>> = self.partitions().values().cloned().collect();
+        for p in &partitions {
+            p.tick();
+        }
+        let now = self.clock.now_ms();
+        let last = self.last_checkpoint_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= self.checkpoint_interval_ms {
+            self.checkpoint_high_watermarks()?;
+        }
+        Ok(())
+    }
+
+    /// Writes every replica's high watermark to `replication-offset-checkpoint` now.
+    pub fn checkpoint_high_watermarks(&self) -> Result<()> {
+        let hws: Vec<(TopicPartition, i64)> = self
+            .partitions()
+            .iter()
+            .map(|(tp, p)| (tp.clone(), p.high_watermark()))
+            .collect();
+        self.dir.write_high_watermarks(&hws)?;
+        self.last_checkpoint_ms
+            .store(self.clock.now_ms(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// A clean shutdown: the high watermarks are checkpointed, then the log dir closes
+    /// (logs flushed, checkpoints and the clean-shutdown marker written). Both run even
+    /// when the first fails; the first error is returned.
+    pub fn close(self) -> Result<()> {
+        let checkpointed = self.checkpoint_high_watermarks();
+        self.partitions().clear();
+        let closed = self.dir.close();
+        checkpointed.and(closed)
+    }
+}

@@ -1,0 +1,90 @@
+//! Corruption repair. A replica checks its committed batches (below the high watermark)
+//! against their CRCs. A follower cuts its log just before the first bad batch and fetches
+//! it again from the leader. A leader cannot fetch from anyone: it reports the damage to
+//! the embedder, which moves leadership to an in-sync replica with an intact copy, and the
+//! old leader cuts its log there when it becomes a follower. Kafka halts the broker here
+//! (KAFKA-3924); the replicas hold good copies, so partlog repairs from them.
+//!
+//! Recovery at open finds damage above the recovery point by itself (the log is cut there
+//! and the high watermark clamped to the new end, so a follower fetches the rest again);
+//! the scrub finds it below.
+
+use super::{Partition, Role};
+use crate::error::{Error, Result};
+use crate::record::batches;
+
+/// Bytes read per step of a scrub.
+const SCRUB_READ_BYTES: u64 = 1 << 20;
+
+/// What [`Partition::scrub`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScrubOutcome {
+    /// Every batch below the high watermark passed its checks.
+    Clean,
+    /// A follower found a bad batch at `offset` and cut its log there; it fetches the rest
+    /// from the leader again.
+    Repaired { offset: i64 },
+    /// The leader found a bad batch at `offset` in committed data. The embedder should
+    /// elect another in-sync replica; this one cuts its log at `offset` when it becomes a
+    /// follower.
+    LeaderCorrupt { offset: i64, reason: String },
+}
+
+impl Partition {
+    /// Checks every batch from the log start up to the high watermark (see the module
+    /// docs for what happens to a bad one).
+    pub fn scrub(&self) -> Result<ScrubOutcome> {
+        let hw = self.high_watermark();
+        let Some((offset, reason)) = self.first_bad_batch(hw)? else {
+            return Ok(ScrubOutcome::Clean);
+        };
+        let mut state = self.state();
+        match state.role {
+            Role::Leader(_) => {
+                state.corrupt_from = Some(offset);
+                Ok(ScrubOutcome::LeaderCorrupt { offset, reason })
+            }
+            Role::Follower => {
+                self.log.truncate_to(offset)?;
+                state.high_watermark = state.high_watermark.min(self.log.log_end_offset());
+                Ok(ScrubOutcome::Repaired { offset })
+            }
+        }
+    }
+
+    /// The offset of the first batch below `up_to` that fails its checks, and why.
+    fn first_bad_batch(&self, up_to: i64) -> Result<Option<(i64, String)>> {
+        // Base offsets lie outside the CRC: on a log that does not compact, they must
+        // follow each other exactly.
+        let gaps_allowed = self.log.config().cleanup_policy.compacts();
+        let mut next = self.log.log_start_offset();
+        while next < up_to {
+            let bytes = match self.log.read(next, SCRUB_READ_BYTES, None) {
+                Ok(Some(slice)) => slice.to_vec()?,
+                Ok(None) => return Ok(None),
+                Err(e @ (Error::Corruption { .. } | Error::InvalidBatch(_))) => {
+                    return Ok(Some((next, e.to_string())))
+                }
+                Err(e) => return Err(e),
+            };
+            for batch in batches(&bytes) {
+                match batch.and_then(|b| b.validate().map(|()| b)) {
+                    Ok(b)
+                        if b.header().base_offset < next
+                            || (!gaps_allowed && b.header().base_offset != next) =>
+                    {
+                        let reason =
+                            format!("batch at {} where {next} was due", b.header().base_offset);
+                        return Ok(Some((next, reason)));
+                    }
+                    Ok(b) => next = b.header().next_offset(),
+                    Err(e) => return Ok(Some((next, e.to_string()))),
+                }
+                if next >= up_to {
+                    break;
+                }
+            }
+        }
+        Ok(None)
+    }
+}
