@@ -1,0 +1,117 @@
+//! The `replication-offset-checkpoint`: written on the tick interval (5 s by default) and at
+//! a clean shutdown, read at open and clamped to the log.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use common::batch;
+use partlog::checkpoint::TopicPartition;
+use partlog::io::sim::SimStorage;
+use partlog::manager::{LogDir, LogDirOptions};
+use partlog::replica::{
+    Acks, Partition, ReplicaConfig, ReplicaManager, DEFAULT_HW_CHECKPOINT_INTERVAL_MS,
+};
+use partlog::{LogConfig, ManualClock};
+
+const CHECKPOINT: &str = "/data/replication-offset-checkpoint";
+
+fn open(disk: &Arc<SimStorage>, clock: &Arc<ManualClock>) -> (ReplicaManager, Arc<Partition>) {
+    let options = LogDirOptions {
+        config: LogConfig::default(),
+        clock: clock.clone(),
+    };
+    let dir = LogDir::open(disk.storage(), "/data", options).unwrap();
+    let manager = ReplicaManager::new(dir, clock.clone());
+    let (p, _) = manager
+        .open_partition(
+            &TopicPartition::new("t", 0),
+            LogConfig::default(),
+            ReplicaConfig::new(0),
+        )
+        .unwrap();
+    (manager, p)
+}
+
+/// A lone leader: every `acks=1` append moves the HW to the log end.
+fn lead_and_append(p: &Partition, batches: usize) {
+    if !p.is_leader() {
+        p.become_leader(p.leader_epoch().max(0) + 1, vec![0], vec![0])
+            .unwrap();
+    }
+    for i in 0..batches {
+        p.append(&mut batch(2, 10, i as i64), Acks::Leader, 1000)
+            .unwrap();
+    }
+}
+
+/// The high watermark the checkpoint file holds for `t-0`, if the file exists.
+fn checkpointed(disk: &SimStorage) -> Option<i64> {
+    let text = String::from_utf8(disk.read_raw(Path::new(CHECKPOINT))?).unwrap();
+    let line = text.lines().find(|l| l.starts_with("t 0 "))?;
+    Some(line.rsplit(' ').next()?.parse().unwrap())
+}
+
+#[test]
+fn written_on_the_tick_interval_and_read_back_after_a_crash() {
+    let disk = SimStorage::new(1);
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let (manager, p) = open(&disk, &clock);
+    lead_and_append(&p, 5);
+    assert_eq!(p.high_watermark(), 10);
+
+    clock.advance_ms(DEFAULT_HW_CHECKPOINT_INTERVAL_MS - 1);
+    manager.tick().unwrap();
+    assert_eq!(
+        checkpointed(&disk),
+        None,
+        "written before the interval passed"
+    );
+    clock.advance_ms(1);
+    manager.tick().unwrap();
+    assert_eq!(checkpointed(&disk), Some(10));
+
+    // More appends, but the broker dies before the next interval: the log (flushed) has
+    // them, the checkpoint does not, and the replica reopens with the checkpointed HW.
+    lead_and_append(&p, 2);
+    p.log().flush().unwrap();
+    clock.advance_ms(1000);
+    manager.tick().unwrap();
+    drop((manager, p));
+    disk.crash();
+    let (_manager, p) = open(&disk, &clock);
+    assert_eq!(p.log().log_end_offset(), 14);
+    assert_eq!(p.high_watermark(), 10);
+}
+
+#[test]
+fn written_at_clean_shutdown() {
+    let disk = SimStorage::new(2);
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let (manager, p) = open(&disk, &clock);
+    lead_and_append(&p, 3);
+    drop(p);
+    manager.close().unwrap();
+    assert_eq!(checkpointed(&disk), Some(6));
+    disk.crash(); // a clean shutdown synced it all
+    let (_manager, p) = open(&disk, &clock);
+    assert_eq!(p.high_watermark(), 6);
+}
+
+/// A checkpointed HW above what survived a power loss is clamped to the log end.
+#[test]
+fn clamped_to_the_log_at_open() {
+    let disk = SimStorage::new(3);
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let (manager, p) = open(&disk, &clock);
+    lead_and_append(&p, 4);
+    manager.checkpoint_high_watermarks().unwrap();
+    assert_eq!(checkpointed(&disk), Some(8));
+    drop((manager, p));
+    disk.crash(); // the log was never flushed
+    let (_manager, p) = open(&disk, &clock);
+    let end = p.log().log_end_offset();
+    assert!(end < 8, "the unflushed log kept {end}");
+    assert_eq!(p.high_watermark(), end);
+}

@@ -1,0 +1,120 @@
+//! Corruption repair: a replica whose committed data fails its CRC gets a good copy from
+//! another replica instead of serving the bad one (Kafka halts here, KAFKA-3924).
+
+mod common;
+
+use std::path::Path;
+
+use common::batch;
+use partlog::cluster::{Cluster, ClusterOptions};
+use partlog::replica::{Acks, ScrubOutcome};
+
+const SEGMENT: &str = "/data/demo-0/00000000000000000000.log";
+const BATCHES: i64 = 10;
+/// Each test batch holds two records.
+const RECORDS: i64 = 2 * BATCHES;
+
+/// Ten `acks=all` batches on all three brokers, the HW known to every one.
+fn replicated() -> Cluster {
+    let mut c = Cluster::new(ClusterOptions::default()).unwrap();
+    for i in 0..BATCHES {
+        let h = c.produce(&mut batch(2, 50, i), Acks::All, 30_000).unwrap();
+        for _ in 0..3 {
+            c.replicate().unwrap();
+        }
+        assert!(h.poll().unwrap().is_ok());
+    }
+    c.replicate().unwrap();
+    for b in 0..3 {
+        assert_eq!(c.replica(b).unwrap().high_watermark(), RECORDS);
+    }
+    c
+}
+
+/// Flips a bit in the value of the seventh batch of broker `b`'s segment; returns that
+/// batch's base offset.
+fn damage_seventh_batch(c: &Cluster, b: usize) -> i64 {
+    let log = c.replica(b).unwrap().log().clone();
+    let seventh = 12;
+    let position = log.read(seventh, 1, None).unwrap().unwrap().position();
+    c.broker(b)
+        .disk
+        .flip_bit(Path::new(SEGMENT), position + 100, 3)
+        .unwrap();
+    seventh
+}
+
+fn settle(c: &mut Cluster) {
+    for _ in 0..4 {
+        c.replicate().unwrap();
+    }
+}
+
+#[test]
+fn a_follower_cuts_before_its_damaged_batch_and_fetches_it_again() {
+    let mut c = replicated();
+    let intact = c.batches_of(0, RECORDS).unwrap();
+    let bad = damage_seventh_batch(&c, 2);
+    let follower = c.replica(2).unwrap().clone();
+    assert_eq!(
+        follower.scrub().unwrap(),
+        ScrubOutcome::Repaired { offset: bad }
+    );
+    assert_eq!(follower.log().log_end_offset(), bad);
+    assert!(follower.high_watermark() <= bad);
+    settle(&mut c);
+    assert_eq!(c.batches_of(2, RECORDS).unwrap(), intact);
+    assert_eq!(follower.scrub().unwrap(), ScrubOutcome::Clean);
+}
+
+#[test]
+fn a_leader_reports_damage_moves_leadership_and_repairs_as_a_follower() {
+    let mut c = replicated();
+    let intact = c.batches_of(1, RECORDS).unwrap();
+    let bad = damage_seventh_batch(&c, 0);
+    let old = c.replica(0).unwrap().clone();
+    match old.scrub().unwrap() {
+        ScrubOutcome::LeaderCorrupt { offset, reason } => {
+            assert_eq!(offset, bad);
+            assert!(reason.contains("CRC") || reason.contains("crc"), "{reason}");
+        }
+        other => panic!("expected the leader to report damage, got {other:?}"),
+    }
+    // The leader keeps its log until it is told to follow.
+    assert_eq!(old.log().log_end_offset(), RECORDS);
+
+    // The embedder moves leadership to an in-sync replica with an intact copy.
+    let election = c.elect(false).unwrap();
+    assert_ne!(election.leader, 0);
+    assert!(!election.unclean);
+    assert_eq!(
+        old.log().log_end_offset(),
+        bad,
+        "cut where the damage starts"
+    );
+    settle(&mut c);
+    assert_eq!(c.batches_of(0, RECORDS).unwrap(), intact);
+    assert!(c.replicas_identical_below_hw().unwrap());
+    for b in 0..3 {
+        assert_eq!(c.replica(b).unwrap().scrub().unwrap(), ScrubOutcome::Clean);
+    }
+}
+
+/// Damage above the recovery point is found by recovery at restart: the log is cut there,
+/// the checkpointed HW clamped to the new end, and the rest fetched again.
+#[test]
+fn damage_found_at_recovery_is_fetched_again() {
+    let mut c = replicated();
+    let intact = c.batches_of(0, RECORDS).unwrap();
+    c.broker(1).disk.sync_all(); // durable, but the recovery point was not moved
+    let bad = damage_seventh_batch(&c, 1);
+    c.kill(1).unwrap();
+    let report = c.restart(1).unwrap();
+    assert!(report.damage.is_some(), "{report:?}");
+    let follower = c.replica(1).unwrap().clone();
+    assert_eq!(follower.log().log_end_offset(), bad);
+    assert!(follower.high_watermark() <= bad);
+    settle(&mut c);
+    assert_eq!(c.batches_of(1, RECORDS).unwrap(), intact);
+    assert_eq!(c.isr(), &[0, 1, 2]);
+}
