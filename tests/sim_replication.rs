@@ -1,8 +1,9 @@
 //! A seeded simulation of three replicas of one partition (min ISR 2): produces with all
-//! three `acks` settings, follower fetches whose answers the network may drop, duplicate,
-//! delay and reorder, ISR changes, ticks, power losses of one broker at a time (the leader
-//! too, which makes the controller elect an in-sync replica with a new epoch) and
-//! restarts. Checked throughout: the high watermark never goes back within
+//! three `acks` settings, follower fetches whose requests the network may lose and whose
+//! answers it may drop, duplicate, delay and reorder, network partitions that cut one
+//! broker off (the leader too) for a while, ISR changes, ticks, power losses of one broker
+//! at a time (the leader too, which makes the controller elect an in-sync replica with a
+//! new epoch) and restarts. Checked throughout: the high watermark never goes back within
 //! a leader epoch and no committed offset ever changes its record; at the end, after
 //! healing, every record acknowledged with `acks=all` is on the leader at its offset with
 //! its bytes, and the replicas are byte-identical.
@@ -49,6 +50,8 @@ struct Sim {
     last_hw: (i32, i64),
     /// Fetch answers the network holds back, with the follower they are for.
     delayed: Vec<(usize, FetchResponse)>,
+    /// A broker the network cuts off from the others (a network partition).
+    isolated: Option<usize>,
     trace: Vec<String>,
 }
 
@@ -67,6 +70,7 @@ impl Sim {
             committed: BTreeMap::new(),
             last_hw: (1, 0),
             delayed: Vec::new(),
+            isolated: None,
             trace: Vec::new(),
         }
     }
@@ -107,6 +111,11 @@ impl Sim {
             .collect();
         let f = followers[self.rng.below(followers.len() as u64) as usize];
         let request = self.c.replica(f).fetch_request(1 << 16);
+        let cut_off = self.isolated.is_some_and(|b| b == f || b == self.leader);
+        if cut_off || (self.network_faults && self.net_rng.ratio(1, 20)) {
+            self.trace.push(format!("fetch {f}: request lost"));
+            return;
+        }
         match self.c.replica(self.leader).fetch(&request) {
             Ok(response) => {
                 let fate = if self.network_faults {
@@ -169,6 +178,15 @@ impl Sim {
         let i = self.net_rng.below(self.delayed.len() as u64) as usize;
         let (f, response) = self.delayed.swap_remove(i);
         self.deliver(f, &response);
+    }
+
+    /// Cuts a random broker off from the others, or heals the cut.
+    fn partition_network(&mut self) {
+        self.isolated = match self.isolated {
+            Some(_) => None,
+            None => Some(self.net_rng.below(BROKERS as u64) as usize),
+        };
+        self.trace.push(format!("network: {:?} cut off", self.isolated));
     }
 
     /// Power loss of one broker; the leader's makes the controller elect an in-sync one.
@@ -265,6 +283,9 @@ impl Sim {
             0..=29 => self.produce(),
             30..=79 => self.fetch(),
             80..=84 => {
+                if self.network_faults && self.net_rng.ratio(1, 4) {
+                    self.partition_network();
+                }
                 self.c.replica(self.leader).tick();
                 if self.net_rng.ratio(1, 2) {
                     self.deliver_delayed();
@@ -282,6 +303,7 @@ impl Sim {
 
     /// Brings every broker back, lets the followers catch up, and checks the promises.
     fn finish(&mut self) {
+        self.isolated = None;
         self.restart();
         let followers: Vec<usize> = (0..BROKERS).filter(|&b| b != self.leader).collect();
         self.c.replicate(self.leader, &followers);
