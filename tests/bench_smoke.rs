@@ -17,7 +17,15 @@ fn bench_run_at_tiny_size_reports_finite_figures() {
     let report = run(&options, &mut |s| stages.push(s.to_string())).unwrap();
     assert_eq!(
         stages,
-        ["append-small", "append", "read", "recovery", "clean-open"]
+        [
+            "append-small",
+            "append",
+            "read",
+            "recovery",
+            "clean-open",
+            "follower-catchup",
+            "acks"
+        ]
     );
     let figures = [
         report.append_ratio,
@@ -37,10 +45,19 @@ fn bench_run_at_tiny_size_reports_finite_figures() {
         report.validate_mb_s,
         report.log_create_ms,
         report.recovery_first_mb_s,
+        report.follower_catchup_ratio,
+        report.follower_catchup_mb_s,
+        report.leader_append_mb_s,
+        report.acks1_p50_us,
+        report.acks_all_ratio,
+        report.acks1_mb_s,
+        report.acks_all_mb_s,
     ];
     for (i, f) in figures.iter().enumerate() {
         assert!(f.is_finite() && *f >= 0.0, "figure {i} is {f}");
     }
+    // Differences of latencies: finite, of either sign on a tiny run.
+    assert!(report.acks_all_p50_us.is_finite() && report.acks_all_p99_us.is_finite());
     assert!(report.data_bytes > 0 && report.data_bytes <= 1 << 20);
     assert_eq!(report.clean_open_segments, 20);
     let json = report.to_json();
@@ -52,6 +69,10 @@ fn bench_run_at_tiny_size_reports_finite_figures() {
         "append_mb_s",
         "raw_write_mb_s",
         "clean_open_ms_1000_segments",
+        "follower_catchup_ratio",
+        "acks_all_p50_us",
+        "acks_all_p99_us",
+        "acks_all_ratio",
     ] {
         assert!(
             json.contains(&format!("\"{key}\":")),

@@ -186,7 +186,8 @@ impl Sim {
             Some(_) => None,
             None => Some(self.net_rng.below(BROKERS as u64) as usize),
         };
-        self.trace.push(format!("network: {:?} cut off", self.isolated));
+        self.trace
+            .push(format!("network: {:?} cut off", self.isolated));
     }
 
     /// Power loss of one broker; the leader's makes the controller elect an in-sync one.

@@ -6,6 +6,7 @@
 //! and the best of the repetitions is kept, so that noise from other processes (which only
 //! ever slows a run down) affects log and raw alike.
 
+pub mod replication;
 mod report;
 pub mod workload;
 
@@ -15,8 +16,8 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 
 pub use report::{
-    BenchReport, APPEND_RATIO_FLOOR, APPEND_SMALL_RATIO_FLOOR, CLEAN_OPEN_MS_MAX, READ_RATIO_FLOOR,
-    RECOVERY_RATIO_FLOOR,
+    BenchReport, ACKS_ALL_RATIO_FLOOR, APPEND_RATIO_FLOOR, APPEND_SMALL_RATIO_FLOOR,
+    CLEAN_OPEN_MS_MAX, FOLLOWER_CATCHUP_RATIO_FLOOR, READ_RATIO_FLOOR, RECOVERY_RATIO_FLOOR,
 };
 
 /// Bytes of log data in a full run: one default-sized (1 GiB) segment.
@@ -33,6 +34,12 @@ const REPS: usize = 3;
 const READ_REPS: usize = 5;
 /// Repetitions of the clean open (best kept).
 const OPEN_REPS: usize = 5;
+/// Repetitions of the follower catch-up (best kept).
+const CATCHUP_REPS: usize = 2;
+/// The `acks` workload appends this share of the data bytes per run.
+const ACKS_DATA_DIVISOR: u64 = 4;
+/// Single appends of each `acks` setting timed for the latency figures.
+const LATENCY_APPENDS: usize = 2000;
 
 /// How to run the benchmark.
 #[derive(Debug, Clone, Default)]
@@ -173,6 +180,30 @@ fn run_in(
     report.clean_open_segments = wanted;
     report.clean_open_ms_1000_segments = best.as_secs_f64() * 1e3;
     workload::remove_tree(&open_root)?;
+
+    progress("follower-catchup");
+    let replicas_root = root.join("replicas");
+    let count = batches_for(workload::LARGE, data_bytes);
+    let (mut corpus, batch_len) = workload::corpus(workload::LARGE, count);
+    let (append, catchup) =
+        replication::follower_catchup(&replicas_root, &mut corpus, batch_len, CATCHUP_REPS)?;
+    report.leader_append_mb_s = mb_s(corpus.len() as u64, append);
+    report.follower_catchup_mb_s = mb_s(corpus.len() as u64, catchup);
+    report.follower_catchup_ratio = report.follower_catchup_mb_s / report.leader_append_mb_s;
+    drop(corpus);
+
+    progress("acks");
+    let count = batches_for(workload::LARGE, data_bytes / ACKS_DATA_DIVISOR);
+    let (mut corpus, batch_len) = workload::corpus(workload::LARGE, count);
+    let latency_appends = LATENCY_APPENDS.min(count / 2).max(1);
+    let acks =
+        replication::acks_all_vs_one(&replicas_root, &mut corpus, batch_len, latency_appends)?;
+    report.acks_all_p50_us = acks.acks_all_p50_us - acks.acks1_p50_us;
+    report.acks_all_p99_us = acks.acks_all_p99_us - acks.acks1_p99_us;
+    report.acks1_p50_us = acks.acks1_p50_us;
+    report.acks1_mb_s = acks.acks1_mb_s;
+    report.acks_all_mb_s = acks.acks_all_mb_s;
+    report.acks_all_ratio = acks.acks_all_mb_s / acks.acks1_mb_s;
     Ok(report)
 }
 
@@ -196,8 +227,7 @@ fn append_stage(
     shape: workload::Shape,
     data_bytes: u64,
 ) -> Result<AppendTimes> {
-    let (_, one) = workload::corpus(shape, 1);
-    let count = (data_bytes / one as u64).max(1) as usize;
+    let count = batches_for(shape, data_bytes);
     let (mut corpus, batch_len) = workload::corpus(shape, count);
     let log_dir = workload::partition_dir(log_root);
     let (mut log_best, mut raw_best) = (Duration::MAX, Duration::MAX);
@@ -315,6 +345,12 @@ fn read_interleaved(
     check_bytes("read", log_bytes, bytes)?;
     check_bytes("raw read", raw_bytes, bytes)?;
     Ok((log_took, raw_took))
+}
+
+/// How many batches of `shape` make about `data_bytes`.
+fn batches_for(shape: workload::Shape, data_bytes: u64) -> usize {
+    let (_, one) = workload::corpus(shape, 1);
+    (data_bytes / one as u64).max(1) as usize
 }
 
 /// Throughput in MB/s (10^6 bytes per second).

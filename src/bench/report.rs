@@ -13,6 +13,12 @@ pub const READ_RATIO_FLOOR: f64 = 0.8;
 pub const RECOVERY_RATIO_FLOOR: f64 = 0.5;
 /// A clean open of 1,000 segments must take less than this.
 pub const CLEAN_OPEN_MS_MAX: f64 = 50.0;
+/// A follower copying the leader's log by fetches must reach this fraction of the
+/// leader's own append throughput.
+pub const FOLLOWER_CATCHUP_RATIO_FLOOR: f64 = 0.8;
+/// Throughput with `acks=all` (two followers fetching) must reach this fraction of the
+/// throughput with `acks=1`.
+pub const ACKS_ALL_RATIO_FLOOR: f64 = 0.7;
 
 /// Figures of one run; every ratio is log ÷ raw throughput, measured in the same run.
 /// Throughputs are MB/s (10^6 bytes per second).
@@ -50,6 +56,21 @@ pub struct BenchReport {
     pub clean_open_segments: usize,
     /// True when run with the smaller `--quick` sizes.
     pub quick: bool,
+    /// Follower catch-up throughput ÷ the leader's own append throughput.
+    pub follower_catchup_ratio: f64,
+    pub follower_catchup_mb_s: f64,
+    /// Appends through the leader replica (`acks=1`, no follower fetching).
+    pub leader_append_mb_s: f64,
+    /// The latency `acks=all` adds over `acks=1`, one append at a time, two followers
+    /// fetching: median and 99th percentile, in microseconds.
+    pub acks_all_p50_us: f64,
+    pub acks_all_p99_us: f64,
+    /// The median `acks=1` append latency the two figures above are added to.
+    pub acks1_p50_us: f64,
+    /// Throughput with five appends in flight, followers fetching: `acks=all` ÷ `acks=1`.
+    pub acks_all_ratio: f64,
+    pub acks1_mb_s: f64,
+    pub acks_all_mb_s: f64,
 }
 
 impl BenchReport {
@@ -64,6 +85,9 @@ impl BenchReport {
                 "\"clean_open_ms_1000_segments\":{:.2},",
                 "\"read_mb_s\":{:.1},\"raw_read_mb_s\":{:.1},",
                 "\"recovery_mb_s\":{:.1},\"raw_crc_mb_s\":{:.1},\"validate_mb_s\":{:.1},\"log_create_ms\":{:.2},\"recovery_first_mb_s\":{:.1},",
+                "\"follower_catchup_ratio\":{:.3},\"follower_catchup_mb_s\":{:.1},\"leader_append_mb_s\":{:.1},",
+                "\"acks_all_p50_us\":{:.1},\"acks_all_p99_us\":{:.1},\"acks1_p50_us\":{:.1},",
+                "\"acks_all_ratio\":{:.3},\"acks1_mb_s\":{:.1},\"acks_all_mb_s\":{:.1},",
                 "\"data_bytes\":{},\"clean_open_segments\":{},\"quick\":{},\"pass\":{}}}"
             ),
             self.append_ratio,
@@ -83,6 +107,15 @@ impl BenchReport {
             self.validate_mb_s,
             self.log_create_ms,
             self.recovery_first_mb_s,
+            self.follower_catchup_ratio,
+            self.follower_catchup_mb_s,
+            self.leader_append_mb_s,
+            self.acks_all_p50_us,
+            self.acks_all_p99_us,
+            self.acks1_p50_us,
+            self.acks_all_ratio,
+            self.acks1_mb_s,
+            self.acks_all_mb_s,
             self.data_bytes,
             self.clean_open_segments,
             self.quick,
@@ -95,7 +128,7 @@ impl BenchReport {
         self.lines().iter().all(|l| l.pass)
     }
 
-    fn lines(&self) -> [Line; 5] {
+    fn lines(&self) -> [Line; 7] {
         [
             Line::ratio(
                 "append 1 KiB recs",
@@ -133,6 +166,20 @@ impl BenchReport {
                 floor: format!("< {CLEAN_OPEN_MS_MAX} ms"),
                 pass: self.clean_open_ms_1000_segments < CLEAN_OPEN_MS_MAX,
             },
+            Line::ratio(
+                "follower catch-up",
+                self.follower_catchup_mb_s,
+                self.leader_append_mb_s,
+                self.follower_catchup_ratio,
+                FOLLOWER_CATCHUP_RATIO_FLOOR,
+            ),
+            Line::ratio(
+                "acks=all vs 1",
+                self.acks_all_mb_s,
+                self.acks1_mb_s,
+                self.acks_all_ratio,
+                ACKS_ALL_RATIO_FLOOR,
+            ),
         ]
     }
 
@@ -181,6 +228,15 @@ impl BenchReport {
             out,
             "creating the log (segment + preallocated indexes, not in the append figure): {:.2} ms",
             self.log_create_ms
+        );
+        let _ = writeln!(
+            out,
+            "acks=all adds {:.0} us at the median and {:.0} us at p99 over acks=1 ({:.0} us median), one append at a time",
+            self.acks_all_p50_us, self.acks_all_p99_us, self.acks1_p50_us
+        );
+        let _ = writeln!(
+            out,
+            "catch-up is compared with the leader's append; acks=all with acks=1, both with two followers fetching"
         );
         let _ = writeln!(
             out,

@@ -12,7 +12,8 @@ mod manager;
 mod scrub;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
@@ -169,6 +170,10 @@ struct State {
     /// Where a scrub found committed data damaged while this replica led: cut there on
     /// becoming a follower (see [`Partition::scrub`]).
     corrupt_from: Option<i64>,
+    /// Fetches waiting in [`Partition::fetch_wait`] for data to arrive.
+    fetch_waiters: usize,
+    /// A follower's buffer for the fetched batches, kept across fetches.
+    scratch: Vec<u8>,
 }
 
 /// One replica of one partition. Share it as `Arc<Partition>`; every method takes `&self`.
@@ -178,6 +183,8 @@ pub struct Partition {
     config: ReplicaConfig,
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
+    /// Signalled, with `state` locked, when an append reaches the log and a fetch waits.
+    data_arrived: Condvar,
 }
 
 impl Partition {
@@ -199,7 +206,10 @@ impl Partition {
                 leader_epoch: UNDEFINED_EPOCH,
                 high_watermark: hw,
                 corrupt_from: None,
+                fetch_waiters: 0,
+                scratch: Vec::new(),
             }),
+            data_arrived: Condvar::new(),
         }
     }
 
@@ -298,6 +308,7 @@ impl Partition {
         Self::fail_pending(&mut state.role, Error::NotLeaderOrFollower);
         state.role = Role::Follower;
         state.leader_epoch = epoch;
+        self.data_arrived.notify_all(); // held fetches answer now: this replica stepped down
         let mut cut = state.corrupt_from.take();
         if self.config.truncation == TruncationMode::HighWatermark {
             cut = Some(cut.map_or(state.high_watermark, |c| c.min(state.high_watermark)));
@@ -341,15 +352,19 @@ impl Partition {
             });
         }
         let info = self.log.append_as_leader(batches, epoch)?;
-        if acks != Acks::All {
-            self.advance_high_watermark(&mut state);
-            return Ok(AppendHandle::done(info));
+        let handle = if acks == Acks::All {
+            let handle = AppendHandle::pending(info);
+            leader.pending.push(Pending {
+                handle: handle.clone(),
+                deadline_ms: self.clock.now_ms().saturating_add(timeout_ms),
+            });
+            handle
+        } else {
+            AppendHandle::done(info)
+        };
+        if state.fetch_waiters > 0 {
+            self.data_arrived.notify_all();
         }
-        let handle = AppendHandle::pending(info);
-        leader.pending.push(Pending {
-            handle: handle.clone(),
-            deadline_ms: self.clock.now_ms().saturating_add(timeout_ms),
-        });
         self.advance_high_watermark(&mut state);
         Ok(handle)
     }
@@ -418,6 +433,38 @@ impl Partition {
             log_end_offset: leo,
             diverging: None,
         })
+    }
+
+    /// [`Partition::fetch`], holding the answer up to `max_wait` when it has no records
+    /// yet, until data past the fetch offset arrives: Kafka's delayed fetch
+    /// (`replica.fetch.wait.max.ms`, 500 ms by default), so that an idle follower neither
+    /// spins nor lags by a poll interval. The follower's progress counts at once (it may
+    /// complete `acks=all` appends); only the answer waits.
+    pub fn fetch_wait(&self, request: &FetchRequest, max_wait: Duration) -> Result<FetchResponse> {
+        let response = self.fetch(request)?;
+        if response.records.is_some() || response.diverging.is_some() || max_wait.is_zero() {
+            return Ok(response);
+        }
+        let deadline = Instant::now() + max_wait;
+        let mut state = self.state();
+        while matches!(state.role, Role::Leader(_))
+            && state.leader_epoch == request.leader_epoch
+            && request.fetch_offset >= self.log.log_end_offset()
+        {
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(response);
+            }
+            state.fetch_waiters += 1;
+            let (guard, _) = self
+                .data_arrived
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|e| e.into_inner());
+            state = guard;
+            state.fetch_waiters -= 1;
+        }
+        drop(state);
+        self.fetch(request)
     }
 
     /// Proposes adding `replica` to the ISR once it reached the HW and this epoch's start.
@@ -578,8 +625,13 @@ impl Partition {
             return Ok(true);
         }
         if let Some(records) = &response.records {
-            let bytes = records.to_vec()?;
-            self.log.append_as_follower(&bytes)?;
+            let len = records.len() as usize;
+            if state.scratch.len() < len {
+                state.scratch.resize(len, 0);
+            }
+            let bytes = &mut state.scratch[..len];
+            records.read_to(bytes)?;
+            self.log.append_as_follower(bytes)?;
         }
         let (start, leo) = (self.log.log_start_offset(), self.log.log_end_offset());
         if response.log_start_offset > start {

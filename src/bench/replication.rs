@@ -1,0 +1,260 @@
+//! Replication workloads, on real disk, replicas in-process:
+//!
+//! - follower catch-up: a follower copies the leader's whole log by fetches (zero-copy
+//!   slices read into the follower's buffer, then appended as follower), compared with
+//!   the leader's own append of the same distinct batches in the same run;
+//! - `acks=all` against `acks=1`, with two followers fetching in a loop (delayed fetches,
+//!   as Kafka's fetchers do) during both: the latency one append at a time adds, and the
+//!   throughput of a producer keeping five appends in flight (Kafka's
+//!   `max.in.flight.requests.per.connection`).
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::workload;
+use crate::clock::SystemClock;
+use crate::error::{Error, Result};
+use crate::log::Log;
+use crate::replica::{Acks, AppendHandle, Partition, ReplicaConfig};
+
+/// Appends a producer keeps in flight in the throughput runs.
+const IN_FLIGHT: usize = 5;
+/// How long a follower's fetch waits at the leader for new data.
+const FETCH_WAIT: Duration = Duration::from_millis(100);
+/// How long an `acks=all` append may wait before the bench calls it failed.
+const APPEND_TIMEOUT_MS: i64 = 30_000;
+
+/// A replica of the bench partition in `root/<name>`, fresh.
+fn replica(root: &Path, name: &str, id: i32) -> Result<Arc<Partition>> {
+    let dir = workload::partition_dir(&root.join(name));
+    workload::remove_tree(&dir)?;
+    let log = Arc::new(workload::create_log(&dir)?);
+    let config = ReplicaConfig {
+        min_insync_replicas: 2,
+        ..ReplicaConfig::new(id)
+    };
+    Ok(Arc::new(Partition::new(
+        log,
+        config,
+        Arc::new(SystemClock),
+        0,
+    )))
+}
+
+/// A leader (id 0) and `followers` followers (ids 1..), all in sync, in epoch 1.
+fn replica_set(root: &Path, followers: i32) -> Result<(Arc<Partition>, Vec<Arc<Partition>>)> {
+    let ids: Vec<i32> = (0..=followers).collect();
+    let leader = replica(root, "leader", 0)?;
+    leader.become_leader(1, ids.clone(), ids.clone())?;
+    let mut out = Vec::new();
+    for &id in &ids[1..] {
+        let f = replica(root, &format!("follower-{id}"), id)?;
+        f.become_follower(1)?;
+        out.push(f);
+    }
+    Ok((leader, out))
+}
+
+/// One fetch of `follower` from `leader`, applied; whether it brought records.
+fn fetch_once(leader: &Partition, follower: &Partition, wait: Duration) -> Result<bool> {
+    let request = follower.fetch_request(workload::FETCH_BYTES as u64);
+    let response = leader.fetch_wait(&request, wait)?;
+    let got = response.records.is_some();
+    follower.apply_fetch(&response)?;
+    Ok(got)
+}
+
+/// Appends every batch of `corpus` to `leader` with `acks`, one append per batch.
+fn append_all(leader: &Partition, corpus: &mut [u8], batch_len: usize) -> Result<()> {
+    for batch in corpus.chunks_exact_mut(batch_len) {
+        leader.append(batch, Acks::Leader, APPEND_TIMEOUT_MS)?;
+    }
+    Ok(())
+}
+
+/// The best of `reps` times of the leader appending `corpus`, and of a follower copying it
+/// all from the leader.
+pub fn follower_catchup(
+    root: &Path,
+    corpus: &mut [u8],
+    batch_len: usize,
+    reps: usize,
+) -> Result<(Duration, Duration)> {
+    let (mut append_best, mut catchup_best) = (Duration::MAX, Duration::MAX);
+    for _ in 0..reps {
+        let (leader, followers) = replica_set(root, 1)?;
+        let start = Instant::now();
+        append_all(&leader, corpus, batch_len)?;
+        append_best = append_best.min(start.elapsed());
+
+        let follower = &followers[0];
+        let end = leader.log().log_end_offset();
+        let start = Instant::now();
+        while follower.log().log_end_offset() < end {
+            fetch_once(&leader, follower, Duration::ZERO)?;
+        }
+        catchup_best = catchup_best.min(start.elapsed());
+        check_same_end(leader.log(), follower.log())?;
+        drop((leader, followers));
+    }
+    workload::remove_tree(root)?;
+    Ok((append_best, catchup_best))
+}
+
+fn check_same_end(leader: &Log, follower: &Log) -> Result<()> {
+    if leader.log_end_offset() == follower.log_end_offset() {
+        Ok(())
+    } else {
+        Err(Error::InvalidConfig(format!(
+            "bench catch-up: follower ended at {}, leader at {}",
+            follower.log_end_offset(),
+            leader.log_end_offset()
+        )))
+    }
+}
+
+/// What the `acks` workload measured.
+#[derive(Debug, Clone, Default)]
+pub struct AcksFigures {
+    /// Latency of one append at a time, `acks=1` and `acks=all`, in microseconds.
+    pub acks1_p50_us: f64,
+    pub acks1_p99_us: f64,
+    pub acks_all_p50_us: f64,
+    pub acks_all_p99_us: f64,
+    /// Throughput with five appends in flight.
+    pub acks1_mb_s: f64,
+    pub acks_all_mb_s: f64,
+}
+
+/// Runs the `acks` workload: `latency_appends` single appends of each kind (alternating),
+/// then `corpus` appended with `acks=1` and again with `acks=all`, while two followers
+/// fetch in a loop throughout.
+pub fn acks_all_vs_one(
+    root: &Path,
+    corpus: &mut [u8],
+    batch_len: usize,
+    latency_appends: usize,
+) -> Result<AcksFigures> {
+    let (leader, followers) = replica_set(root, 2)?;
+    let stop = AtomicBool::new(false);
+    let figures = thread::scope(|s| {
+        let fetchers: Vec<_> = followers
+            .iter()
+            .map(|f| {
+                let (leader, stop) = (&leader, &stop);
+                s.spawn(move || -> Result<()> {
+                    while !stop.load(Ordering::Relaxed) {
+                        fetch_once(leader, f, FETCH_WAIT)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        let measured = measure_acks(&leader, &followers, corpus, batch_len, latency_appends);
+        stop.store(true, Ordering::Relaxed);
+        for fetcher in fetchers {
+            fetcher
+                .join()
+                .map_err(|_| Error::InvalidConfig("bench follower thread panicked".into()))??;
+        }
+        measured
+    })?;
+    drop((leader, followers));
+    workload::remove_tree(root)?;
+    Ok(figures)
+}
+
+fn measure_acks(
+    leader: &Partition,
+    followers: &[Arc<Partition>],
+    corpus: &mut [u8],
+    batch_len: usize,
+    latency_appends: usize,
+) -> Result<AcksFigures> {
+    let batches = corpus.len() / batch_len;
+    let mut one = Vec::with_capacity(latency_appends);
+    let mut all = Vec::with_capacity(latency_appends);
+    for i in 0..latency_appends * 2 {
+        let at = (i % batches) * batch_len;
+        let batch = &mut corpus[at..at + batch_len];
+        let acks = if i % 2 == 0 { Acks::Leader } else { Acks::All };
+        let start = Instant::now();
+        let handle = leader.append(batch, acks, APPEND_TIMEOUT_MS)?;
+        wait(&handle)?;
+        let took = start.elapsed();
+        if acks == Acks::All {
+            &mut all
+        } else {
+            &mut one
+        }
+        .push(took);
+    }
+    let mut figures = AcksFigures {
+        acks1_p50_us: percentile_us(&mut one, 50),
+        acks1_p99_us: percentile_us(&mut one, 99),
+        acks_all_p50_us: percentile_us(&mut all, 50),
+        acks_all_p99_us: percentile_us(&mut all, 99),
+        ..AcksFigures::default()
+    };
+    for acks in [Acks::Leader, Acks::All] {
+        caught_up(leader, followers)?;
+        let start = Instant::now();
+        pipelined(leader, corpus, batch_len, acks)?;
+        let mb_s = super::mb_s(corpus.len() as u64, start.elapsed());
+        match acks {
+            Acks::All => figures.acks_all_mb_s = mb_s,
+            _ => figures.acks1_mb_s = mb_s,
+        }
+    }
+    Ok(figures)
+}
+
+/// Appends the corpus keeping [`IN_FLIGHT`] appends outstanding, until the last completes.
+fn pipelined(leader: &Partition, corpus: &mut [u8], batch_len: usize, acks: Acks) -> Result<()> {
+    let mut in_flight: VecDeque<AppendHandle> = VecDeque::with_capacity(IN_FLIGHT);
+    for batch in corpus.chunks_exact_mut(batch_len) {
+        if in_flight.len() == IN_FLIGHT {
+            if let Some(oldest) = in_flight.pop_front() {
+                wait(&oldest)?;
+            }
+        }
+        in_flight.push_back(leader.append(batch, acks, APPEND_TIMEOUT_MS)?);
+    }
+    for handle in in_flight {
+        wait(&handle)?;
+    }
+    Ok(())
+}
+
+fn wait(handle: &AppendHandle) -> Result<()> {
+    match handle.wait(Duration::from_millis(APPEND_TIMEOUT_MS as u64)) {
+        Some(outcome) => outcome.map(|_| ()),
+        None => Err(Error::RequestTimedOut),
+    }
+}
+
+/// Waits until every follower has the leader's whole log.
+fn caught_up(leader: &Partition, followers: &[Arc<Partition>]) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let end = leader.log().log_end_offset();
+    while followers.iter().any(|f| f.log().log_end_offset() < end) {
+        if Instant::now() > deadline {
+            return Err(Error::RequestTimedOut);
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
+}
+
+fn percentile_us(samples: &mut [Duration], p: usize) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    samples.sort_unstable();
+    let i = (samples.len() * p / 100).min(samples.len() - 1);
+    samples[i].as_secs_f64() * 1e6
+}

@@ -1,0 +1,111 @@
+//! Delayed fetches (`Partition::fetch_wait`) with threads against each other: a follower's
+//! fetch held at the leader answers as soon as an append lands, its progress counts before
+//! it waits (so `acks=all` completes without waiting out the hold), and a leader that steps
+//! down releases held fetches at once.
+
+mod common;
+
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::batch;
+use partlog::io::sim::SimStorage;
+use partlog::replica::{Acks, Partition, ReplicaConfig};
+use partlog::ManualClock;
+
+/// Long enough that a test waiting it out would be obvious; never waited in a passing run.
+const HOLD: Duration = Duration::from_secs(20);
+
+fn pair() -> (Arc<Partition>, Arc<Partition>) {
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let replica = |id: i32| {
+        let disk = SimStorage::new(id as u64 + 10);
+        let log = common::cluster::open_log(&disk, &clock);
+        let config = ReplicaConfig {
+            min_insync_replicas: 2,
+            ..ReplicaConfig::new(id)
+        };
+        Arc::new(Partition::new(log, config, clock.clone(), 0))
+    };
+    let (leader, follower) = (replica(0), replica(1));
+    leader.become_leader(1, vec![0, 1], vec![0, 1]).unwrap();
+    follower.become_follower(1).unwrap();
+    (leader, follower)
+}
+
+#[test]
+fn a_held_fetch_answers_when_an_append_lands() {
+    let (leader, follower) = pair();
+    let request = follower.fetch_request(1 << 20);
+    let started = Instant::now();
+    let response = thread::scope(|s| {
+        let fetch = s.spawn(|| leader.fetch_wait(&request, HOLD).unwrap());
+        // Appends until the fetch is answered: it may not be waiting yet at the first.
+        let mut i = 0;
+        while !fetch.is_finished() {
+            leader
+                .append(&mut batch(1, 10, i), Acks::Leader, 1000)
+                .unwrap();
+            i += 1;
+            thread::sleep(Duration::from_millis(5));
+        }
+        fetch.join().unwrap()
+    });
+    assert!(
+        started.elapsed() < HOLD / 2,
+        "the fetch waited out its hold"
+    );
+    assert!(response.records.is_some());
+    assert!(follower.apply_fetch(&response).unwrap());
+    assert!(follower.log().log_end_offset() >= 1);
+}
+
+#[test]
+fn acks_all_completes_while_the_followers_next_fetch_is_held() {
+    let (leader, follower) = pair();
+    let handle = leader
+        .append(&mut batch(2, 10, 0), Acks::All, 60_000)
+        .unwrap();
+    let first = leader
+        .fetch_wait(&follower.fetch_request(1 << 20), HOLD)
+        .unwrap();
+    assert!(follower.apply_fetch(&first).unwrap());
+    thread::scope(|s| {
+        // This fetch reports the follower's new end, then waits: nothing more to send.
+        let held = s.spawn(|| {
+            leader
+                .fetch_wait(&follower.fetch_request(1 << 20), HOLD)
+                .unwrap()
+        });
+        let outcome = handle
+            .wait(HOLD)
+            .expect("completed while the fetch is held");
+        assert!(outcome.is_ok());
+        assert!(!held.is_finished(), "the fetch is still held");
+        leader
+            .append(&mut batch(1, 10, 1), Acks::Leader, 1000)
+            .unwrap();
+        assert!(held.join().unwrap().records.is_some());
+    });
+}
+
+#[test]
+fn stepping_down_releases_held_fetches() {
+    let (leader, follower) = pair();
+    let request = follower.fetch_request(1 << 20);
+    let started = Instant::now();
+    thread::scope(|s| {
+        let fetch = s.spawn(|| leader.fetch_wait(&request, HOLD));
+        while !fetch.is_finished() && started.elapsed() < HOLD {
+            leader.become_follower(2).unwrap_or(());
+            thread::sleep(Duration::from_millis(5));
+        }
+        // Answered (possibly refused, as the replica no longer leads), not held to the end.
+        let _ = fetch.join().unwrap();
+    });
+    assert!(
+        started.elapsed() < HOLD / 2,
+        "the fetch waited out its hold"
+    );
+}
