@@ -36,8 +36,9 @@ const READ_REPS: usize = 5;
 const OPEN_REPS: usize = 5;
 /// Repetitions of the follower catch-up (best kept).
 const CATCHUP_REPS: usize = 2;
-/// The `acks` workload appends this share of the data bytes per run.
-const ACKS_DATA_DIVISOR: u64 = 4;
+/// The `acks` workload appends this share of the data bytes per run (it runs six times,
+/// and each byte is written three times).
+const ACKS_DATA_DIVISOR: u64 = 8;
 /// Single appends of each `acks` setting timed for the latency figures.
 const LATENCY_APPENDS: usize = 2000;
 

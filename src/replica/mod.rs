@@ -12,7 +12,7 @@ mod manager;
 mod scrub;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::clock::Clock;
@@ -23,6 +23,10 @@ use crate::segment::FileSlice;
 pub use completion::AppendHandle;
 pub use manager::{ReplicaManager, DEFAULT_HW_CHECKPOINT_INTERVAL_MS};
 pub use scrub::ScrubOutcome;
+
+/// Times [`Partition::fetch_wait`] looks for new data, yielding between looks, before it
+/// sleeps until an append wakes it.
+const FETCH_SPINS: u32 = 32;
 
 /// Kafka's `replica.lag.time.max.ms` default.
 pub const DEFAULT_REPLICA_LAG_TIME_MAX_MS: i64 = 30_000;
@@ -185,6 +189,10 @@ pub struct Partition {
     state: Mutex<State>,
     /// Signalled, with `state` locked, when an append reaches the log and a fetch waits.
     data_arrived: Condvar,
+    /// Held shared by leader appends while they write (without `state`, so that follower
+    /// fetches and consumers never wait for a write), and exclusively by role changes, so
+    /// that no append lands in a log a role change is cutting. Taken before `state`.
+    role_change: RwLock<()>,
 }
 
 impl Partition {
@@ -210,6 +218,7 @@ impl Partition {
                 scratch: Vec::new(),
             }),
             data_arrived: Condvar::new(),
+            role_change: RwLock::new(()),
         }
     }
 
@@ -267,6 +276,7 @@ impl Partition {
     /// Becomes leader of `epoch` with `replicas` (this broker among them) and `isr`. The
     /// epoch's start is recorded in the log's epoch cache before any append.
     pub fn become_leader(&self, epoch: i32, replicas: Vec<i32>, isr: Vec<i32>) -> Result<()> {
+        let _exclusive = self.role_change.write().unwrap_or_else(|e| e.into_inner());
         let mut state = self.state();
         Self::check_new_epoch(&state, epoch)?;
         self.log.assign_leader_epoch(epoch)?;
@@ -303,6 +313,7 @@ impl Partition {
     /// to the high watermark here, and after a scrub found damage while this replica led,
     /// it is cut where the damage starts.
     pub fn become_follower(&self, epoch: i32) -> Result<()> {
+        let _exclusive = self.role_change.write().unwrap_or_else(|e| e.into_inner());
         let mut state = self.state();
         Self::check_new_epoch(&state, epoch)?;
         Self::fail_pending(&mut state.role, Error::NotLeaderOrFollower);
@@ -339,19 +350,27 @@ impl Partition {
     /// nothing is written; its handle completes when the high watermark passes the append,
     /// or fails after `timeout_ms`.
     pub fn append(&self, batches: &mut [u8], acks: Acks, timeout_ms: i64) -> Result<AppendHandle> {
+        let _shared = self.role_change.read().unwrap_or_else(|e| e.into_inner());
+        let epoch = {
+            let state = self.state();
+            let Role::Leader(leader) = &state.role else {
+                return Err(Error::NotLeaderOrFollower);
+            };
+            let required = self.min_isr(leader);
+            if acks == Acks::All && leader.isr.len() < required {
+                return Err(Error::NotEnoughReplicas {
+                    isr: leader.isr.len(),
+                    required,
+                });
+            }
+            state.leader_epoch
+        };
+        let info = self.log.append_as_leader(batches, epoch)?;
         let mut state = self.state();
-        let epoch = state.leader_epoch;
         let Role::Leader(leader) = &mut state.role else {
+            // Not reached: the role cannot change while an append holds `role_change`.
             return Err(Error::NotLeaderOrFollower);
         };
-        let required = self.min_isr(leader);
-        if acks == Acks::All && leader.isr.len() < required {
-            return Err(Error::NotEnoughReplicas {
-                isr: leader.isr.len(),
-                required,
-            });
-        }
-        let info = self.log.append_as_leader(batches, epoch)?;
         let handle = if acks == Acks::All {
             let handle = AppendHandle::pending(info);
             leader.pending.push(Pending {
@@ -421,6 +440,7 @@ impl Partition {
         let hw = state.high_watermark;
         self.maybe_propose_expand(&mut state, request.replica_id, hw);
         self.advance_high_watermark(&mut state);
+        drop(state); // the read needs no lock: slices of whole batches below the log end
         let records = self
             .log
             .read(request.fetch_offset, request.max_bytes, None)?;
@@ -446,6 +466,14 @@ impl Partition {
             return Ok(response);
         }
         let deadline = Instant::now() + max_wait;
+        // Data usually follows within microseconds while a producer streams: look again a
+        // few times, yielding the core, before paying for a sleep and a wake-up.
+        for _ in 0..FETCH_SPINS {
+            if self.log.log_end_offset() > request.fetch_offset {
+                return self.fetch(request);
+            }
+            std::thread::yield_now();
+        }
         let mut state = self.state();
         while matches!(state.role, Role::Leader(_))
             && state.leader_epoch == request.leader_epoch
@@ -502,19 +530,19 @@ impl Partition {
             Some(p) if p.len() > leader.isr.len() => p,
             _ => &leader.isr,
         };
-        if members.len() < required {
-            return;
-        }
-        let me = self.config.broker_id;
-        let mut new_hw = self.log.log_end_offset();
-        for id in members.iter().filter(|&&id| id != me) {
-            let leo = leader.followers.get(id).map_or(-1, |f| f.leo);
-            new_hw = new_hw.min(leo);
-        }
-        if new_hw <= hw {
-            return;
+        let mut new_hw = hw;
+        if members.len() >= required {
+            let me = self.config.broker_id;
+            let mut lowest = self.log.log_end_offset();
+            for id in members.iter().filter(|&&id| id != me) {
+                let leo = leader.followers.get(id).map_or(-1, |f| f.leo);
+                lowest = lowest.min(leo);
+            }
+            new_hw = hw.max(lowest);
         }
         state.high_watermark = new_hw;
+        // Also when the HW did not move: an append registers its completion after its
+        // write, and a fetch may have moved the HW past it in between.
         let isr = leader.isr.len();
         leader.pending.retain(|p| {
             if p.handle.info().last_offset >= new_hw {
@@ -540,6 +568,8 @@ impl Partition {
 
     /// The embedder (the controller) confirmed `isr`.
     pub fn confirm_isr(&self, isr: Vec<i32>) {
+        // Exclusive: an `acks=all` append checks the ISR and writes as one step.
+        let _exclusive = self.role_change.write().unwrap_or_else(|e| e.into_inner());
         let mut state = self.state();
         if let Role::Leader(leader) = &mut state.role {
             leader.isr = isr;
