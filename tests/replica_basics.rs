@@ -1,6 +1,6 @@
 //! Three in-process replicas of one partition, each on its own simulated disk, with the
 //! test carrying fetches between them: `acks=all` completion, the high watermark, the ISR,
-//! `NotEnoughReplicas`, and a leader failover that loses nothing acknowledged.
+//! and a leader failover that loses nothing acknowledged.
 
 mod common;
 
@@ -36,44 +36,6 @@ fn acks_all_completes_once_the_isr_has_the_records() {
     // The followers learn the HW at their next fetch.
     c.fetch(1, 0);
     assert_eq!(c.replica(1).high_watermark(), 3);
-}
-
-#[test]
-fn acks_all_needs_min_insync_replicas() {
-    let c = Cluster::new(3, 2, TruncationMode::LeaderEpoch);
-    c.replica(0).confirm_isr(vec![0]);
-    let err = c
-        .replica(0)
-        .append(&mut batch(1, 20, 0), Acks::All, TIMEOUT_MS)
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::NotEnoughReplicas {
-                isr: 1,
-                required: 2
-            }
-        ),
-        "{err}"
-    );
-    assert_eq!(c.replica(0).log().log_end_offset(), 0, "nothing written");
-    // acks=1 does not wait for followers.
-    let handle = c
-        .replica(0)
-        .append(&mut batch(1, 20, 0), Acks::Leader, TIMEOUT_MS)
-        .unwrap();
-    assert!(handle.poll().expect("done").is_ok());
-    // A follower catches up and is proposed back into the ISR.
-    c.fetch(1, 0);
-    c.fetch(1, 0);
-    assert_eq!(c.replica(0).isr_proposal(), Some(vec![0, 1]));
-    assert!(Acks::try_from(2).is_err());
-    // Followers refuse produce requests.
-    let err = c
-        .replica(1)
-        .append(&mut batch(1, 20, 0), Acks::Leader, TIMEOUT_MS)
-        .unwrap_err();
-    assert!(matches!(err, Error::NotLeaderOrFollower));
 }
 
 #[test]
