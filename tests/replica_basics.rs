@@ -84,7 +84,7 @@ fn failover_loses_nothing_acknowledged_and_the_logs_converge() {
     c.replica(1)
         .become_leader(2, vec![0, 1, 2], vec![1, 2])
         .unwrap();
-    c.replica(2).become_follower(2).unwrap();
+    c.replica(2).become_follower(2, 1).unwrap();
     for i in 0..3 {
         let h = c
             .replica(1)
@@ -96,7 +96,7 @@ fn failover_loses_nothing_acknowledged_and_the_logs_converge() {
 
     // Broker 0 restarts, follows epoch 2, truncates where it diverged and catches up.
     c.restart(0, false, 0);
-    c.replica(0).become_follower(2).unwrap();
+    c.replica(0).become_follower(2, 1).unwrap();
     c.replicate(1, &[0, 2]);
 
     let leader = contents(c.replica(1).log());

@@ -30,7 +30,7 @@ fn pair() -> (Arc<Partition>, Arc<Partition>) {
     };
     let (leader, follower) = (replica(0), replica(1));
     leader.become_leader(1, vec![0, 1], vec![0, 1]).unwrap();
-    follower.become_follower(1).unwrap();
+    follower.become_follower(1, 0).unwrap();
     (leader, follower)
 }
 
@@ -98,7 +98,7 @@ fn stepping_down_releases_held_fetches() {
     thread::scope(|s| {
         let fetch = s.spawn(|| leader.fetch_wait(&request, HOLD));
         while !fetch.is_finished() && started.elapsed() < HOLD {
-            leader.become_follower(2).unwrap_or(());
+            leader.become_follower(2, 1).unwrap_or(());
             thread::sleep(Duration::from_millis(5));
         }
         // Answered (possibly refused, as the replica no longer leads), not held to the end.

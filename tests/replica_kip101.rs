@@ -44,7 +44,7 @@ fn second_ack_survives(mode: TruncationMode) -> bool {
 
     // The follower restarts with its checkpointed HW and follows the same leader...
     c.restart(1, false, 1);
-    c.replica(1).become_follower(1).unwrap();
+    c.replica(1).become_follower(1, 0).unwrap();
     // ...which dies before the follower fetches again; the follower is elected.
     c.replica(1).become_leader(2, vec![0, 1], vec![1]).unwrap();
     contents(c.replica(1).log())
@@ -89,7 +89,7 @@ fn logs_converge_after_double_power_loss(mode: TruncationMode) -> bool {
     c.replica(1)
         .append(&mut batch(1, 10, 2), Acks::Leader, 30_000)
         .unwrap();
-    c.replica(0).become_follower(2).unwrap();
+    c.replica(0).become_follower(2, 1).unwrap();
     c.replicate(1, &[0]);
     contents(c.replica(0).log()) == contents(c.replica(1).log())
 }

@@ -24,13 +24,13 @@ fn kip_279_fast_leader_changes_end_with_identical_logs() {
         .unwrap();
 
     c.replica(1).become_leader(2, vec![0, 1], vec![1]).unwrap();
-    c.replica(0).become_follower(2).unwrap();
+    c.replica(0).become_follower(2, 1).unwrap();
     c.replica(1)
         .append(&mut batch(1, 10, 2), Acks::Leader, 30_000)
         .unwrap();
 
     c.replica(0).become_leader(3, vec![0, 1], vec![0]).unwrap();
-    c.replica(1).become_follower(3).unwrap();
+    c.replica(1).become_follower(3, 0).unwrap();
     c.replica(0)
         .append(&mut batch(1, 10, 3), Acks::Leader, 30_000)
         .unwrap();

@@ -25,6 +25,14 @@ fn leader_crash_with_acks_all_loses_nothing_and_the_new_leader_continues() {
         Some(Err(Error::NotLeaderOrFollower))
     ));
     let leader = election.leader;
+    for b in [1, 2] {
+        let told = c.replica(b).unwrap().leader_id();
+        assert_eq!(
+            told,
+            Some(leader as i32),
+            "broker {b} follows the new leader"
+        );
+    }
     let end = c.replica(leader).unwrap().log().log_end_offset();
     assert!(end >= committed, "the new leader has everything committed");
 

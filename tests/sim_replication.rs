@@ -213,7 +213,7 @@ impl Sim {
             for b in (0..BROKERS).filter(|&b| b != victim && b != next) {
                 self.c
                     .replica(b)
-                    .become_follower(self.epoch)
+                    .become_follower(self.epoch, next as i32)
                     .expect("follow");
             }
             // The old leader's pending appends die with it; the producer does not know.
@@ -239,7 +239,7 @@ impl Sim {
         self.c.restart(b, false, 0);
         self.c
             .replica(b)
-            .become_follower(self.epoch)
+            .become_follower(self.epoch, self.leader as i32)
             .expect("follow");
         self.trace.push(format!("{b} restarted"));
     }

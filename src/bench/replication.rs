@@ -55,7 +55,7 @@ fn replica_set(root: &Path, followers: i32) -> Result<(Arc<Partition>, Vec<Arc<P
     let mut out = Vec::new();
     for &id in &ids[1..] {
         let f = replica(root, &format!("follower-{id}"), id)?;
-        f.become_follower(1)?;
+        f.become_follower(1, 0)?;
         out.push(f);
     }
     Ok((leader, out))

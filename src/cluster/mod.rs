@@ -389,7 +389,8 @@ impl Cluster {
         }
         let report = self.start(id)?;
         if self.leader.is_some() {
-            self.up_replica(id)?.become_follower(self.epoch)?;
+            let leader = self.leader.map_or(-1, |l| l as i32);
+            self.up_replica(id)?.become_follower(self.epoch, leader)?;
         } else if self.isr.contains(&(id as i32)) || self.options.unclean_leader_election {
             self.elect_leader(id, !self.isr.contains(&(id as i32)))?;
         }
@@ -432,7 +433,7 @@ impl Cluster {
             .become_leader(epoch, self.replica_ids(), self.isr.clone())?;
         for b in (0..self.brokers.len()).filter(|&b| b != id) {
             if let Some(r) = self.replica(b) {
-                r.become_follower(epoch)?;
+                r.become_follower(epoch, id as i32)?;
             }
         }
         self.epoch = epoch;

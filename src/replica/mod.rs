@@ -170,6 +170,8 @@ enum Role {
 struct State {
     role: Role,
     leader_epoch: i32,
+    /// The leader as the controller last said (this broker when it leads).
+    leader_id: Option<i32>,
     high_watermark: i64,
     /// Where a scrub found committed data damaged while this replica led: cut there on
     /// becoming a follower (see [`Partition::scrub`]).
@@ -212,6 +214,7 @@ impl Partition {
             state: Mutex::new(State {
                 role: Role::Follower,
                 leader_epoch: UNDEFINED_EPOCH,
+                leader_id: None,
                 high_watermark: hw,
                 corrupt_from: None,
                 fetch_waiters: 0,
@@ -236,6 +239,11 @@ impl Partition {
 
     pub fn leader_epoch(&self) -> i32 {
         self.state().leader_epoch
+    }
+
+    /// The replica a follower fetches from (itself on the leader); `None` before a role.
+    pub fn leader_id(&self) -> Option<i32> {
+        self.state().leader_id
     }
 
     pub fn is_leader(&self) -> bool {
@@ -305,20 +313,22 @@ impl Partition {
             pending: Vec::new(),
         });
         state.leader_epoch = epoch;
+        state.leader_id = Some(self.config.broker_id);
         Ok(())
     }
 
-    /// Becomes a follower in `epoch`. Pending `acks=all` appends fail with
+    /// Becomes a follower of `leader_id` in `epoch`. Pending `acks=all` appends fail with
     /// [`Error::NotLeaderOrFollower`]. In [`TruncationMode::HighWatermark`] the log is cut
     /// to the high watermark here, and after a scrub found damage while this replica led,
     /// it is cut where the damage starts.
-    pub fn become_follower(&self, epoch: i32) -> Result<()> {
+    pub fn become_follower(&self, epoch: i32, leader_id: i32) -> Result<()> {
         let _exclusive = self.role_change.write().unwrap_or_else(|e| e.into_inner());
         let mut state = self.state();
         Self::check_new_epoch(&state, epoch)?;
         Self::fail_pending(&mut state.role, Error::NotLeaderOrFollower);
         state.role = Role::Follower;
         state.leader_epoch = epoch;
+        state.leader_id = Some(leader_id);
         self.data_arrived.notify_all(); // held fetches answer now: this replica stepped down
         let mut cut = state.corrupt_from.take();
         if self.config.truncation == TruncationMode::HighWatermark {

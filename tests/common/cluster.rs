@@ -63,7 +63,7 @@ impl Cluster {
         for id in 1..n {
             cluster
                 .replica(id)
-                .become_follower(1)
+                .become_follower(1, 0)
                 .expect("become follower");
         }
         cluster
