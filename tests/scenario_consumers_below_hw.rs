@@ -63,3 +63,50 @@ fn consumers_never_see_what_is_not_committed() {
     }
     assert!(seen.len() > 30);
 }
+
+/// ListOffsets for consumers answers within the HW: "latest" is the HW, and a timestamp
+/// only records above it carry finds nothing yet.
+#[test]
+fn list_offsets_answers_within_the_high_watermark() {
+    let mut c = Cluster::new(ClusterOptions::default()).unwrap();
+    c.produce(&mut batch(2, 20, 1_000), Acks::All, 30_000)
+        .unwrap();
+    for _ in 0..3 {
+        c.replicate().unwrap();
+    }
+    // Above the HW: on the leader only.
+    c.produce(&mut batch(2, 20, 5_000), Acks::Leader, 30_000)
+        .unwrap();
+    let leader = c.replica(0).unwrap();
+    assert_eq!(
+        (leader.high_watermark(), leader.log().log_end_offset()),
+        (2, 4)
+    );
+    let latest = leader
+        .offset_for_timestamp(partlog::log::LATEST_TIMESTAMP)
+        .unwrap()
+        .unwrap();
+    assert_eq!(latest.offset, 2);
+    assert_eq!(
+        leader.offset_for_timestamp(1_001).unwrap().unwrap().offset,
+        1
+    );
+    assert_eq!(leader.offset_for_timestamp(5_000).unwrap(), None);
+    // The log itself knows the uncommitted records.
+    assert_eq!(
+        leader
+            .log()
+            .offset_for_timestamp(5_000)
+            .unwrap()
+            .unwrap()
+            .offset,
+        2
+    );
+    c.replicate().unwrap();
+    c.replicate().unwrap();
+    let leader = c.replica(0).unwrap();
+    assert_eq!(
+        leader.offset_for_timestamp(5_000).unwrap().unwrap().offset,
+        2
+    );
+}

@@ -91,7 +91,18 @@ impl Log {
     /// `None` when every record is older. [`EARLIEST_TIMESTAMP`] and [`LATEST_TIMESTAMP`]
     /// give the log start and end offsets, as Kafka's ListOffsets does.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>> {
+        self.offset_for_timestamp_up_to(timestamp, None)
+    }
+
+    /// [`Log::offset_for_timestamp`] among the records below `up_to` (exclusive; a
+    /// consumer's high watermark), which [`LATEST_TIMESTAMP`] then answers.
+    pub fn offset_for_timestamp_up_to(
+        &self,
+        timestamp: i64,
+        up_to: Option<i64>,
+    ) -> Result<Option<TimestampOffset>> {
         let start = self.log_start_offset();
+        let end = up_to.map_or(self.log_end_offset(), |u| u.min(self.log_end_offset()));
         match timestamp {
             EARLIEST_TIMESTAMP => {
                 return Ok(Some(TimestampOffset {
@@ -100,15 +111,13 @@ impl Log {
                 }))
             }
             LATEST_TIMESTAMP => {
-                let offset = self.log_end_offset();
                 return Ok(Some(TimestampOffset {
                     timestamp: -1,
-                    offset,
+                    offset: end,
                 }));
             }
             _ => {}
         }
-        let end = self.log_end_offset();
         for segment in self.segments().iter() {
             if segment.largest_timestamp()? < timestamp {
                 continue;

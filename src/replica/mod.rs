@@ -741,6 +741,16 @@ impl Partition {
         self.log.advance_log_start_offset(offset)
     }
 
+    /// ListOffsets for a consumer: the first offset at or after `timestamp` among committed
+    /// records; "latest" ([`crate::log::LATEST_TIMESTAMP`]) is the high watermark.
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> Result<Option<crate::log::TimestampOffset>> {
+        let hw = self.high_watermark();
+        self.log.offset_for_timestamp_up_to(timestamp, Some(hw))
+    }
+
     /// Reads for a consumer: only up to the HW.
     pub fn read_committed(&self, from: i64, max_bytes: u64) -> Result<Option<FileSlice>> {
         let hw = self.high_watermark();
