@@ -28,6 +28,8 @@ pub const RECOVERY_POINT_FILE: &str = "recovery-point-offset-checkpoint";
 pub const LOG_START_OFFSET_FILE: &str = "log-start-offset-checkpoint";
 /// Name of the log-dir file holding each partition's high watermark.
 pub const REPLICATION_FILE: &str = "replication-offset-checkpoint";
+/// The cleaner's first dirty offset of each compacted partition of a log dir.
+pub const CLEANER_FILE: &str = "cleaner-offset-checkpoint";
 /// Name of the partition-dir file holding the leader-epoch cache.
 pub const LEADER_EPOCH_FILE: &str = "leader-epoch-checkpoint";
 

@@ -17,6 +17,11 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_048_588;
 /// Kafka's `log.segment.delete.delay.ms` default.
 pub const DEFAULT_FILE_DELETE_DELAY_MS: i64 = 60_000;
 
+/// Kafka's `min.cleanable.dirty.ratio` default.
+pub const DEFAULT_MIN_CLEANABLE_DIRTY_RATIO: f64 = 0.5;
+/// Kafka's `delete.retention.ms` default: 1 day.
+pub const DEFAULT_DELETE_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
+
 /// Kafka's `cleanup.policy`: what happens to old data.
 ///
 /// It also tells recovery and follower appends whether offsets may have gaps. Only
@@ -45,7 +50,7 @@ impl CleanupPolicy {
 }
 
 /// The configuration of one partition log. `Default` gives Kafka's defaults.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     /// Roll to a new segment when the active one would exceed this size.
     pub segment_bytes: u64,
@@ -65,6 +70,17 @@ pub struct LogConfig {
     pub file_delete_delay_ms: i64,
     /// Kafka's `cleanup.policy`; also decides whether offsets must be consecutive.
     pub cleanup_policy: CleanupPolicy,
+    /// Kafka's `min.cleanable.dirty.ratio`: a compacted log is cleaned once the dirty share
+    /// of its cleanable bytes passes this.
+    pub min_cleanable_dirty_ratio: f64,
+    /// Kafka's `min.compaction.lag.ms`: records younger than this are not compacted.
+    pub min_compaction_lag_ms: i64,
+    /// Kafka's `max.compaction.lag.ms`: a log with dirty records older than this is
+    /// cleaned whatever its dirty ratio.
+    pub max_compaction_lag_ms: i64,
+    /// Kafka's `delete.retention.ms`: how long a tombstone stays after the first cleaning
+    /// that saw it.
+    pub delete_retention_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -79,6 +95,10 @@ impl Default for LogConfig {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             file_delete_delay_ms: DEFAULT_FILE_DELETE_DELAY_MS,
             cleanup_policy: CleanupPolicy::Delete,
+            min_cleanable_dirty_ratio: DEFAULT_MIN_CLEANABLE_DIRTY_RATIO,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            delete_retention_ms: DEFAULT_DELETE_RETENTION_MS,
         }
     }
 }
@@ -109,6 +129,22 @@ impl LogConfig {
         }
         if self.segment_ms <= 0 {
             return Err(Error::InvalidConfig("segment_ms must be positive".into()));
+        }
+        if !(0.0..=1.0).contains(&self.min_cleanable_dirty_ratio) {
+            return Err(Error::InvalidConfig(format!(
+                "min_cleanable_dirty_ratio {} must be in [0, 1]",
+                self.min_cleanable_dirty_ratio
+            )));
+        }
+        if self.min_compaction_lag_ms < 0 || self.delete_retention_ms < 0 {
+            return Err(Error::InvalidConfig(
+                "min_compaction_lag_ms and delete_retention_ms must not be negative".into(),
+            ));
+        }
+        if self.max_compaction_lag_ms < self.min_compaction_lag_ms {
+            return Err(Error::InvalidConfig(
+                "max_compaction_lag_ms must not be below min_compaction_lag_ms".into(),
+            ));
         }
         if self.max_message_bytes < crate::record::HEADER_LEN {
             return Err(Error::InvalidConfig(format!(

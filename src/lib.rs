@@ -4,6 +4,7 @@
 #[doc(hidden)]
 pub mod bench;
 pub mod checkpoint;
+pub mod cleaner;
 pub mod clock;
 pub mod cluster;
 pub mod config;

@@ -15,6 +15,7 @@
 //! segments after the recovery point (see [`recovery`]).
 
 mod append;
+mod compact;
 pub mod epochs;
 mod open;
 mod read;
@@ -94,6 +95,9 @@ pub struct Log {
     /// The cache changed in a way that need not be durable at once (the log start moved);
     /// the next flush or close writes it.
     epochs_dirty: AtomicBool,
+    /// The high watermark a replica layer publishes ([`Log::set_high_watermark`]); the
+    /// cleaner never cleans past it. `i64::MAX` for a log no replica owns.
+    high_watermark: AtomicI64,
     /// The partition directory's lock: one owner per partition (see [`Log::open`]).
     _lock: Box<dyn crate::io::DirLock>,
 }
@@ -106,6 +110,17 @@ impl Log {
 
     pub fn config(&self) -> &LogConfig {
         &self.config
+    }
+
+    /// Publishes the replica's high watermark: compaction stays below it, since a record
+    /// above it may still be truncated and must not take its key's older record away.
+    pub fn set_high_watermark(&self, offset: i64) {
+        self.high_watermark.store(offset, Ordering::Release);
+    }
+
+    /// The published high watermark, `i64::MAX` when no replica publishes one.
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark.load(Ordering::Acquire)
     }
 
     /// The first offset a reader may fetch.

@@ -133,6 +133,7 @@ impl Log {
             flusher: Mutex::new(()),
             epochs: Mutex::new(epochs),
             epochs_dirty: AtomicBool::new(false),
+            high_watermark: AtomicI64::new(i64::MAX),
             _lock: lock,
         };
         // What recovery cut, and what the log start left behind, leave the cache; a cache

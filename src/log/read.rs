@@ -17,6 +17,9 @@ pub struct TimestampOffset {
     pub offset: i64,
 }
 
+/// Reads retried after finding a segment replaced under them (a cleaning's swap).
+const READ_ATTEMPTS: u32 = 8;
+
 impl Log {
     /// Reads whole batches starting with the one that holds `from_offset`: at most
     /// `max_bytes` of them, but always at least one, and none whose last offset is at or
@@ -45,7 +48,25 @@ impl Log {
         if from_offset >= bound {
             return Ok(None);
         }
-        self.read_segments(&self.segments(), from_offset, max_bytes, bound)
+        let mut attempts = 0;
+        loop {
+            match self.read_segments(&self.segments(), from_offset, max_bytes, bound) {
+                // A cleaning swapped the segment for its cleaned copy: read the new list.
+                Err(Error::SegmentDeleted { .. })
+                    if attempts < READ_ATTEMPTS && from_offset >= self.log_start_offset() =>
+                {
+                    attempts += 1;
+                }
+                Err(Error::SegmentDeleted { .. }) => {
+                    return Err(Error::OffsetOutOfRange {
+                        offset: from_offset,
+                        log_start_offset: self.log_start_offset(),
+                        log_end_offset: self.log_end_offset(),
+                    })
+                }
+                other => return other,
+            }
+        }
     }
 
     /// The read itself, on a snapshot of the segments taken after the range check. Retention
@@ -76,12 +97,10 @@ impl Log {
                 break;
             }
             // A segment may end before `from_offset` (a gap left by compaction): go on.
-            match segment.read(from_offset, max_bytes, bound) {
-                Ok(Some(slice)) => return Ok(Some(slice)),
-                Ok(None) => {}
-                // Retention or truncation removed the segment under the reader.
-                Err(Error::SegmentDeleted { .. }) => return Err(out_of_range()),
-                Err(err) => return Err(err),
+            // Retention, truncation or a cleaning may remove the segment under the reader:
+            // `SegmentDeleted` goes back to `read`, which tells those apart.
+            if let Some(slice) = segment.read(from_offset, max_bytes, bound)? {
+                return Ok(Some(slice));
             }
         }
         Ok(None)

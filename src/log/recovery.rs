@@ -108,6 +108,7 @@ pub(super) fn finish_leftovers(
             Ok(())
         };
     let mut swaps = Vec::new();
+    let mut cleaned = Vec::new();
     for entry in entries.iter().filter(|e| !e.is_dir) {
         let path = dir.join(&entry.name);
         let name = entry.name.as_str();
@@ -118,6 +119,9 @@ pub(super) fn finish_leftovers(
         } else if name.ends_with(files::DELETED_SUFFIX) {
             remove(path, "removed file scheduled for deletion", report)?;
         } else if name.ends_with(files::CLEANED_SUFFIX) {
+            if let Some((base, ".log.cleaned")) = files::parse_name(name) {
+                cleaned.push(base);
+            }
             remove(path, "removed unfinished cleaned segment", report)?;
         } else if name.ends_with(files::SWAP_SUFFIX) {
             match files::parse_name(name) {
@@ -126,7 +130,15 @@ pub(super) fn finish_leftovers(
             }
         }
     }
-    for (base, swap) in swaps {
+    // A cleaning renames its `.cleaned` files `.swap` newest first: a `.cleaned` left over
+    // means the cleaning had not committed, and its swaps at or above it are undone.
+    let uncommitted = cleaned.iter().min().copied().unwrap_or(i64::MAX);
+    let (undone, committed): (Vec<_>, Vec<_>) =
+        swaps.into_iter().partition(|(base, _)| *base >= uncommitted);
+    for (_, swap) in undone {
+        remove(swap, "removed swap of an unfinished cleaning", report)?;
+    }
+    for (base, swap) in committed {
         complete_swap(storage, dir, base, &swap, report)?;
         changed = true;
     }

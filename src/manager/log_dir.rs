@@ -7,6 +7,7 @@
 //!   recovery-point-offset-checkpoint   `topic partition offset` per partition
 //!   log-start-offset-checkpoint        `topic partition offset` per partition
 //!   replication-offset-checkpoint      each partition's high watermark, same format
+//!   cleaner-offset-checkpoint          each compacted partition's first dirty offset
 //!   <topic>-<partition>/               one partition's segments
 //! ```
 //!
@@ -26,7 +27,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::checkpoint::{
-    self, TopicPartition, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE, REPLICATION_FILE,
+    self, TopicPartition, CLEANER_FILE, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE,
+    REPLICATION_FILE,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::config::LogConfig;
@@ -65,6 +67,8 @@ pub struct LogDir {
     log_start_offsets: BTreeMap<TopicPartition, i64>,
     /// High watermarks as last checkpointed (read at open, updated by each write).
     high_watermarks: Mutex<BTreeMap<TopicPartition, i64>>,
+    /// The cleaner's first dirty offsets as last checkpointed.
+    cleaner_offsets: Mutex<BTreeMap<TopicPartition, i64>>,
     logs: Mutex<BTreeMap<TopicPartition, Arc<Log>>>,
     /// Serializes checkpoint writes (they share a temp file name).
     checkpointing: Mutex<()>,
@@ -108,6 +112,8 @@ impl LogDir {
             &path.join(REPLICATION_FILE),
             &mut warnings,
         );
+        let cleaner_offsets =
+            read_offsets(storage.as_ref(), &path.join(CLEANER_FILE), &mut warnings);
         Ok(LogDir {
             path,
             storage,
@@ -117,6 +123,7 @@ impl LogDir {
             recovery_points,
             log_start_offsets,
             high_watermarks: Mutex::new(high_watermarks),
+            cleaner_offsets: Mutex::new(cleaner_offsets),
             logs: Mutex::new(BTreeMap::new()),
             checkpointing: Mutex::new(()),
             warnings,
@@ -272,26 +279,30 @@ impl LogDir {
     /// the last known ones of the others (the replica layer calls it on an interval and at
     /// clean shutdown, as Kafka does).
     pub fn write_high_watermarks(&self, hws: &[(TopicPartition, i64)]) -> Result<()> {
+        self.update_offsets_file(&self.high_watermarks, REPLICATION_FILE, hws)
+    }
+
+    /// Rewrites the offsets file `name` with `updates` over the entries `known` holds,
+    /// then remembers the result.
+    fn update_offsets_file(
+        &self,
+        known: &Mutex<BTreeMap<TopicPartition, i64>>,
+        name: &str,
+        updates: &[(TopicPartition, i64)],
+    ) -> Result<()> {
         let _one_at_a_time = self.checkpointing.lock().unwrap_or_else(|e| e.into_inner());
-        let mut known = self
-            .high_watermarks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        for (tp, hw) in hws {
-            known.insert(tp.clone(), *hw);
+        let mut next = known.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for (tp, offset) in updates {
+            next.insert(tp.clone(), *offset);
         }
         let entries: Vec<(TopicPartition, i64)> =
-            known.iter().map(|(tp, hw)| (tp.clone(), *hw)).collect();
+            next.iter().map(|(tp, o)| (tp.clone(), *o)).collect();
         checkpoint::write_atomic(
             self.storage.as_ref(),
-            &self.path.join(REPLICATION_FILE),
+            &self.path.join(name),
             &checkpoint::render_offsets(&entries),
         )?;
-        *self
-            .high_watermarks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = known;
+        *known.lock().unwrap_or_else(|e| e.into_inner()) = next;
         Ok(())
     }
 
@@ -327,6 +338,31 @@ impl LogDir {
         }
         let logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
         Ok(self.partitions()?.iter().all(|tp| logs.contains_key(tp)))
+    }
+
+    /// The open logs with their partitions.
+    pub fn logs(&self) -> Vec<(TopicPartition, Arc<Log>)> {
+        self.logs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(tp, log)| (tp.clone(), log.clone()))
+            .collect()
+    }
+
+    /// The first dirty offset `cleaner-offset-checkpoint` holds for `tp`.
+    pub fn cleaner_offset(&self, tp: &TopicPartition) -> Option<i64> {
+        self.cleaner_offsets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tp)
+            .copied()
+    }
+
+    /// Records `tp`'s first dirty offset and rewrites `cleaner-offset-checkpoint`.
+    pub fn write_cleaner_offset(&self, tp: &TopicPartition, offset: i64) -> Result<()> {
+        let update = [(tp.clone(), offset)];
+        self.update_offsets_file(&self.cleaner_offsets, CLEANER_FILE, &update)
     }
 
     fn open_logs(&self) -> Vec<Arc<Log>> {

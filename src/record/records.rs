@@ -50,6 +50,12 @@ impl<'a> Record<'a> {
         base_offset.wrapping_add(i64::from(self.offset_delta))
     }
 
+    /// The headers as stored (their count, then the encoded pairs), for copying a record
+    /// into another batch unchanged.
+    pub fn raw_headers(&self) -> (i32, &'a [u8]) {
+        (self.headers_count, self.headers)
+    }
+
     /// Number of headers.
     pub fn headers_count(&self) -> usize {
         self.headers_count.max(0) as usize

@@ -207,6 +207,7 @@ impl Partition {
         high_watermark: i64,
     ) -> Partition {
         let hw = high_watermark.clamp(log.log_start_offset(), log.log_end_offset());
+        log.set_high_watermark(hw);
         Partition {
             log,
             config,
@@ -337,6 +338,7 @@ impl Partition {
         if let Some(offset) = cut {
             self.log.truncate_to(offset)?;
             state.high_watermark = state.high_watermark.min(self.log.log_end_offset());
+            self.log.set_high_watermark(state.high_watermark);
         }
         Ok(())
     }
@@ -551,6 +553,7 @@ impl Partition {
             new_hw = hw.max(lowest);
         }
         state.high_watermark = new_hw;
+        self.log.set_high_watermark(state.high_watermark);
         // Also when the HW did not move: an append registers its completion after its
         // write, and a fetch may have moved the HW past it in between.
         let isr = leader.isr.len();
@@ -662,6 +665,7 @@ impl Partition {
             let to = self.divergence_point(diverging, state.high_watermark);
             self.log.truncate_to(to)?;
             state.high_watermark = state.high_watermark.min(self.log.log_end_offset());
+            self.log.set_high_watermark(state.high_watermark);
             return Ok(true);
         }
         if let Some(records) = &response.records {
@@ -682,6 +686,7 @@ impl Partition {
             .high_watermark
             .clamp(self.log.log_start_offset(), leo);
         state.high_watermark = state.high_watermark.max(hw).min(leo);
+        self.log.set_high_watermark(state.high_watermark);
         Ok(true)
     }
 
@@ -718,6 +723,7 @@ impl Partition {
         let mut state = self.state();
         let end = self.log.log_end_offset();
         state.high_watermark = state.high_watermark.clamp(self.log.log_start_offset(), end);
+        self.log.set_high_watermark(state.high_watermark);
         Ok(())
     }
 

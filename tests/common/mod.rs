@@ -293,3 +293,38 @@ pub fn produce_acked(c: &mut partlog::cluster::Cluster, batches: usize) -> Vec<(
     }
     acked
 }
+
+/// One batch of keyed records (`None` value: a tombstone), timestamps from `ts` up.
+pub fn keyed_batch(records: &[(Vec<u8>, Option<Vec<u8>>)], ts: i64) -> Vec<u8> {
+    let mut builder = BatchBuilder::new();
+    for (i, (key, value)) in records.iter().enumerate() {
+        builder.append(ts + i as i64, Some(key), value.as_deref(), &[]);
+    }
+    builder.build().expect("non-empty batch")
+}
+
+/// One record as a test reads it back: `(offset, key, value)`.
+pub type LogRecord = (i64, Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// Every record of the log in offset order.
+pub fn log_records(log: &Log) -> Vec<LogRecord> {
+    let mut out = Vec::new();
+    let mut next = log.log_start_offset();
+    while let Some(slice) = log.read(next, 1 << 20, None).expect("read") {
+        let bytes = slice.to_vec().expect("bytes");
+        for b in batches(&bytes) {
+            let b = b.expect("batch");
+            b.validate().expect("valid batch");
+            for r in b.records().expect("records") {
+                let r = r.expect("record");
+                out.push((
+                    r.offset,
+                    r.key.map(<[u8]>::to_vec),
+                    r.value.map(<[u8]>::to_vec),
+                ));
+            }
+            next = b.header().next_offset();
+        }
+    }
+    out
+}

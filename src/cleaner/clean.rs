@@ -1,0 +1,374 @@
+//! Cleaning one log, Kafka's way: find the cleanable range, build the key → latest-offset
+//! map over its dirty part, then rewrite every segment below where the map ends, in groups
+//! of about a segment's size, each swapped in as one cleaned segment.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::offset_map::OffsetMap;
+use super::rewrite::{filter_batch, FilterRules, FilterStats};
+use crate::error::{Error, Result};
+use crate::log::Log;
+use crate::record::batches;
+use crate::segment::Segment;
+
+/// Bytes read per step, and buffered before a write.
+const CHUNK_BYTES: u64 = 1 << 20;
+
+/// Where a log may be cleaned now, and how dirty it is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cleanable {
+    /// Where the last cleaning stopped (the log start when there was none).
+    pub first_dirty: i64,
+    /// The base of the segment holding the first offset that may not be cleaned: the
+    /// active segment, the high watermark, or a record younger than
+    /// `min_compaction_lag_ms`.
+    pub first_uncleanable: i64,
+    /// Bytes of segments wholly below `first_dirty`, and from it to `first_uncleanable`.
+    pub clean_bytes: u64,
+    pub dirty_bytes: u64,
+    /// A dirty record is older than `max_compaction_lag_ms`.
+    pub overdue: bool,
+}
+
+impl Cleanable {
+    /// Dirty bytes over cleanable bytes.
+    pub fn dirty_ratio(&self) -> f64 {
+        let total = self.clean_bytes + self.dirty_bytes;
+        if total == 0 {
+            0.0
+        } else {
+            self.dirty_bytes as f64 / total as f64
+        }
+    }
+
+    /// Kafka's rule: the ratio passes `min_cleanable_dirty_ratio`, or a dirty record is
+    /// overdue; and there is something dirty.
+    pub fn worth_cleaning(&self, min_ratio: f64) -> bool {
+        self.dirty_bytes > 0 && (self.overdue || self.dirty_ratio() > min_ratio)
+    }
+}
+
+/// The cleanable range of `log` at `now_ms`, from the checkpointed first dirty offset.
+pub fn cleanable(log: &Log, checkpoint: Option<i64>, now_ms: i64) -> Result<Cleanable> {
+    let config = log.config();
+    let (start, end) = (log.log_start_offset(), log.log_end_offset());
+    let first_dirty = checkpoint
+        .filter(|c| (start..=end).contains(c))
+        .unwrap_or(start);
+    let inactive = log.inactive_segments();
+    let active_base = log.segments().last().map_or(end, |s| s.base_offset());
+    let mut limit = active_base.min(log.high_watermark()).max(first_dirty);
+    if config.min_compaction_lag_ms > 0 {
+        for s in inactive.iter().filter(|s| s.base_offset() >= first_dirty) {
+            if s.largest_timestamp()? > now_ms.saturating_sub(config.min_compaction_lag_ms) {
+                limit = limit.min(s.base_offset()).max(first_dirty);
+                break;
+            }
+        }
+    }
+    // Whole segments only: down to the base of the segment holding the limit.
+    let first_uncleanable = inactive
+        .iter()
+        .map(|s| s.base_offset())
+        .chain(std::iter::once(active_base))
+        .filter(|&b| b <= limit)
+        .max()
+        .unwrap_or(active_base)
+        .max(first_dirty.min(active_base));
+    let (mut clean_bytes, mut dirty_bytes, mut overdue) = (0, 0, false);
+    let overdue_before = now_ms.saturating_sub(config.max_compaction_lag_ms);
+    for (i, s) in inactive.iter().enumerate() {
+        if s.base_offset() >= first_uncleanable {
+            break;
+        }
+        let next_base = inactive.get(i + 1).map_or(active_base, |n| n.base_offset());
+        if next_base <= first_dirty {
+            clean_bytes += s.size();
+        } else {
+            dirty_bytes += s.size();
+            if s.size() > 0 && s.read_header(0, s.size())?.max_timestamp < overdue_before {
+                overdue = true;
+            }
+        }
+    }
+    Ok(Cleanable {
+        first_dirty,
+        first_uncleanable,
+        clean_bytes,
+        dirty_bytes,
+        overdue,
+    })
+}
+
+/// What one cleaning did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CleanReport {
+    pub first_dirty: i64,
+    /// Where this cleaning stopped: the next cleaning's first dirty offset.
+    pub end_offset: i64,
+    /// The offset map filled before the cleanable range ended: only part of it was
+    /// cleaned, the rest waits for the next cleaning.
+    pub partial: bool,
+    /// Keys in the offset map.
+    pub keys: usize,
+    pub segments_before: usize,
+    pub segments_after: usize,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    pub records: FilterStats,
+    /// A truncation or retention changed the log meanwhile; nothing was swapped after it,
+    /// and the checkpoint stays.
+    pub aborted: bool,
+}
+
+/// Limits the cleaner's I/O to `bytes_per_second` (Kafka's
+/// `log.cleaner.io.max.bytes.per.second`), by sleeping.
+#[derive(Debug)]
+pub struct Throttle {
+    bytes_per_second: f64,
+    started: Instant,
+    bytes: u64,
+}
+
+impl Throttle {
+    pub fn new(bytes_per_second: f64) -> Throttle {
+        Throttle {
+            bytes_per_second,
+            started: Instant::now(),
+            bytes: 0,
+        }
+    }
+
+    fn account(&mut self, bytes: u64) {
+        self.bytes += bytes;
+        if !self.bytes_per_second.is_finite() || self.bytes_per_second <= 0.0 {
+            return;
+        }
+        let due = Duration::from_secs_f64(self.bytes as f64 / self.bytes_per_second);
+        if let Some(wait) = due.checked_sub(self.started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+}
+
+/// Cleans `log` over `range` with `map` (cleared first) at `now_ms`.
+pub fn clean_log(
+    log: &Log,
+    range: &Cleanable,
+    map: &mut OffsetMap,
+    now_ms: i64,
+    throttle: &mut Throttle,
+) -> Result<CleanReport> {
+    map.clear();
+    let mut report = CleanReport {
+        first_dirty: range.first_dirty,
+        ..CleanReport::default()
+    };
+    let mut buf = Vec::new();
+    let end_offset = build_map(log, range, map, &mut buf, throttle)?;
+    report.end_offset = end_offset;
+    report.partial = end_offset < range.first_uncleanable;
+    report.keys = map.len();
+    let rules = FilterRules {
+        map,
+        now_ms,
+        delete_retention_ms: log.config().delete_retention_ms,
+        end_offset,
+    };
+    let segments: Vec<Arc<Segment>> = log
+        .inactive_segments()
+        .into_iter()
+        .filter(|s| s.base_offset() < end_offset)
+        .collect();
+    report.segments_before = segments.len();
+    let next_bases: Vec<i64> = {
+        let all = log.segments();
+        segments
+            .iter()
+            .map(|s| {
+                all.iter()
+                    .map(|n| n.base_offset())
+                    .find(|&b| b > s.base_offset())
+                    .unwrap_or(i64::MAX)
+            })
+            .collect()
+    };
+    // Every group's copy is written first; then all are swapped in as one step, so that
+    // a crash leaves the log as it was before the cleaning or as after it.
+    let mut cleaned: Vec<Vec<Arc<Segment>>> = Vec::new();
+    for group in group_segments(&segments, &next_bases, log.config().segment_bytes) {
+        let group_segments = &segments[group.clone()];
+        let group_end = next_bases[group.end - 1];
+        let written = clean_group(
+            log,
+            group_segments,
+            group_end,
+            &rules,
+            &mut buf,
+            throttle,
+            &mut report.records,
+        );
+        match written {
+            Ok(Some(bytes)) => {
+                report.bytes_before += group_segments.iter().map(|s| s.size()).sum::<u64>();
+                report.bytes_after += bytes;
+                cleaned.push(group_segments.to_vec());
+            }
+            Ok(None) => {}
+            Err(err) => {
+                discard(log, &cleaned)?;
+                return Err(err);
+            }
+        }
+    }
+    report.segments_after =
+        report.segments_before - cleaned.iter().map(|g| g.len() - 1).sum::<usize>();
+    report.aborted = !log.replace_with_cleaned(&cleaned)?;
+    Ok(report)
+}
+
+/// Removes the copies of groups that will not be swapped in.
+fn discard(log: &Log, groups: &[Vec<Arc<Segment>>]) -> Result<()> {
+    for group in groups {
+        if let Some(first) = group.first() {
+            log.discard_cleaned(first.base_offset())?;
+        }
+    }
+    Ok(())
+}
+
+/// Puts every keyed record of `[first_dirty, first_uncleanable)` in the map. Returns the
+/// offset it got to: `first_uncleanable`, or the first record the full map did not take.
+fn build_map(
+    log: &Log,
+    range: &Cleanable,
+    map: &mut OffsetMap,
+    buf: &mut Vec<u8>,
+    throttle: &mut Throttle,
+) -> Result<i64> {
+    let mut next = range.first_dirty;
+    while next < range.first_uncleanable {
+        let Some(slice) = log.read(next, CHUNK_BYTES, Some(range.first_uncleanable))? else {
+            break;
+        };
+        read_slice(&slice, buf)?;
+        throttle.account(buf.len() as u64);
+        for batch in batches(buf) {
+            let batch = batch?;
+            let header = *batch.header();
+            if header.is_control() || batch.records().is_err() {
+                // Compressed: partlog does not open it, so its records are never dropped.
+                next = header.next_offset();
+                continue;
+            }
+            for record in batch.records()? {
+                let record = record?;
+                if record.offset < range.first_dirty {
+                    continue;
+                }
+                if let Some(key) = record.key {
+                    if !map.put(key, record.offset) {
+                        return Ok(record.offset);
+                    }
+                }
+            }
+            next = header.next_offset();
+        }
+    }
+    Ok(range.first_uncleanable.min(next.max(range.first_dirty)))
+}
+
+fn read_slice(slice: &crate::segment::FileSlice, buf: &mut Vec<u8>) -> Result<()> {
+    buf.clear();
+    slice.read_into(buf)
+}
+
+/// Consecutive runs of segments whose sizes sum to at most `segment_bytes` and whose
+/// offsets fit one segment's relative (`i32`) index.
+fn group_segments(
+    segments: &[Arc<Segment>],
+    next_bases: &[i64],
+    segment_bytes: u64,
+) -> Vec<std::ops::Range<usize>> {
+    let mut groups = Vec::new();
+    let mut i = 0;
+    while i < segments.len() {
+        let first = segments[i].base_offset();
+        let mut size = segments[i].size();
+        let mut j = i + 1;
+        while j < segments.len() {
+            let grown = size + segments[j].size();
+            let span = next_bases[j].saturating_sub(1).saturating_sub(first);
+            if grown > segment_bytes || span > i64::from(i32::MAX) {
+                break;
+            }
+            size = grown;
+            j += 1;
+        }
+        groups.push(i..j);
+        i = j;
+    }
+    groups
+}
+
+/// Writes the cleaned copy of `group` into its `.cleaned` file, synced. Returns the bytes
+/// written, or `None` when the group holds no batch (it is left as it is).
+fn clean_group(
+    log: &Log,
+    group: &[Arc<Segment>],
+    group_end: i64,
+    rules: &FilterRules<'_>,
+    buf: &mut Vec<u8>,
+    throttle: &mut Throttle,
+    stats: &mut FilterStats,
+) -> Result<Option<u64>> {
+    let Some(first) = group.first() else {
+        return Ok(None);
+    };
+    let base = first.base_offset();
+    // The group's last batch stays, empty if need be, so the copy ends where it did.
+    let last_base = match group.iter().rev().find_map(|s| s.last_batch().transpose()) {
+        Some(header) => header?.base_offset,
+        None => return Ok(None),
+    };
+    let file = log.create_cleaned(base)?;
+    let mut out = Vec::with_capacity(CHUNK_BYTES as usize * 2);
+    let mut written = 0u64;
+    let mut next = base.max(log.log_start_offset());
+    let copied = (|| -> Result<()> {
+        while next < group_end {
+            let Some(slice) = log.read(next, CHUNK_BYTES, Some(group_end))? else {
+                break;
+            };
+            read_slice(&slice, buf)?;
+            throttle.account(buf.len() as u64);
+            for batch in batches(buf) {
+                let batch = batch?;
+                next = batch.header().next_offset();
+                let keep_if_empty = batch.header().base_offset == last_base;
+                filter_batch(&batch, rules, keep_if_empty, &mut out, stats)?;
+            }
+            if out.len() as u64 >= CHUNK_BYTES {
+                file.write_at(&out, written)?;
+                throttle.account(out.len() as u64);
+                written += out.len() as u64;
+                out.clear();
+            }
+        }
+        file.write_at(&out, written)?;
+        written += out.len() as u64;
+        file.sync_data()
+    })();
+    if let Err(err) = copied {
+        log.discard_cleaned(base)?;
+        return Err(err);
+    }
+    if written == 0 {
+        log.discard_cleaned(base)?;
+        return Err(Error::InvalidConfig(format!(
+            "cleaning segments from {base} produced no batch; expected at least the last"
+        )));
+    }
+    Ok(Some(written))
+}

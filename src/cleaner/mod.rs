@@ -1,0 +1,229 @@
+//! Log compaction (`cleanup.policy=compact`), Kafka's log cleaner: keeps the latest record
+//! of every key, drops tombstones once their delete horizon passed, and leaves offsets as
+//! they were (compaction leaves gaps; reads, indexes and follower fetches take them).
+//!
+//! [`Cleaner::clean_once`] picks the dirtiest compacted log of a [`LogDir`] above its
+//! `min_cleanable_dirty_ratio` (or overdue by `max_compaction_lag_ms`) and cleans it from
+//! its `cleaner-offset-checkpoint` entry up to the first uncleanable segment: the active
+//! one, the one holding the high watermark, or one younger than `min_compaction_lag_ms`.
+//! The key map has a fixed memory budget (`dedupe_buffer_bytes`, Kafka's 128 MiB); when
+//! the dirty range has more keys than fit, the cleaning covers what fitted and says so
+//! ([`CleanReport::partial`]), and the next one goes on from there. A log whose cleaning
+//! fails is marked uncleanable with the reason and skipped; the others go on.
+//! [`Cleaner::spawn`] runs it on a thread, with an I/O rate limit.
+//!
+//! Not cleaned: compressed batches (partlog does not decompress; their records all stay)
+//! and control batches (kept as they are).
+
+mod clean;
+mod offset_map;
+mod rewrite;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub use clean::{clean_log, cleanable, CleanReport, Cleanable, Throttle};
+pub use offset_map::{OffsetMap, SLOT_BYTES};
+pub use rewrite::{filter_batch, FilterRules, FilterStats};
+
+use crate::checkpoint::TopicPartition;
+use crate::clock::Clock;
+use crate::error::Result;
+use crate::manager::LogDir;
+
+/// Kafka's `log.cleaner.dedupe.buffer.size` default: 128 MiB.
+pub const DEFAULT_DEDUPE_BUFFER_BYTES: usize = 128 << 20;
+/// Kafka's `log.cleaner.backoff.ms` default: the pause of an idle cleaner thread.
+pub const DEFAULT_BACKOFF_MS: u64 = 15_000;
+
+/// Settings of a cleaner.
+#[derive(Debug, Clone)]
+pub struct CleanerConfig {
+    /// Memory of the key → offset map.
+    pub dedupe_buffer_bytes: usize,
+    /// Read plus write bytes per second; unlimited (Kafka's default) when infinite.
+    pub io_max_bytes_per_second: f64,
+    /// How long the background thread sleeps when nothing needs cleaning.
+    pub backoff: Duration,
+}
+
+impl Default for CleanerConfig {
+    fn default() -> Self {
+        CleanerConfig {
+            dedupe_buffer_bytes: DEFAULT_DEDUPE_BUFFER_BYTES,
+            io_max_bytes_per_second: f64::INFINITY,
+            backoff: Duration::from_millis(DEFAULT_BACKOFF_MS),
+        }
+    }
+}
+
+/// What one [`Cleaner::clean_once`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CleanOutcome {
+    /// No compacted log needed cleaning.
+    Idle,
+    Cleaned {
+        partition: TopicPartition,
+        dirty_ratio: f64,
+        report: CleanReport,
+    },
+    /// The cleaning failed; the partition is now uncleanable (see [`Cleaner::uncleanable`]).
+    Failed {
+        partition: TopicPartition,
+        reason: String,
+    },
+}
+
+/// Cleans the compacted logs of log dirs; see the module docs.
+#[derive(Debug)]
+pub struct Cleaner {
+    config: CleanerConfig,
+    map: Mutex<OffsetMap>,
+    uncleanable: Mutex<BTreeMap<TopicPartition, String>>,
+}
+
+impl Cleaner {
+    pub fn new(config: CleanerConfig) -> Cleaner {
+        Cleaner {
+            map: Mutex::new(OffsetMap::with_memory(config.dedupe_buffer_bytes)),
+            config,
+            uncleanable: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn uncleanable_map(&self) -> MutexGuard<'_, BTreeMap<TopicPartition, String>> {
+        self.uncleanable.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Partitions a cleaning failed on, with why. They are skipped until
+    /// [`Cleaner::forgive`] (Kafka keeps them until the log is moved or deleted).
+    pub fn uncleanable(&self) -> Vec<(TopicPartition, String)> {
+        self.uncleanable_map()
+            .iter()
+            .map(|(tp, why)| (tp.clone(), why.clone()))
+            .collect()
+    }
+
+    /// Lets the cleaner try `tp` again.
+    pub fn forgive(&self, tp: &TopicPartition) {
+        self.uncleanable_map().remove(tp);
+    }
+
+    /// Cleans the dirtiest compacted log of `dir` that is worth cleaning at `now_ms`.
+    pub fn clean_once(&self, dir: &LogDir, now_ms: i64) -> Result<CleanOutcome> {
+        let skip = self.uncleanable_map().clone();
+        let mut best = None;
+        for (tp, log) in dir.logs() {
+            if !log.config().cleanup_policy.compacts() || skip.contains_key(&tp) {
+                continue;
+            }
+            let range = match cleanable(&log, dir.cleaner_offset(&tp), now_ms) {
+                Ok(range) => range,
+                Err(err) => return Ok(self.mark_uncleanable(tp, &err.to_string())),
+            };
+            if !range.worth_cleaning(log.config().min_cleanable_dirty_ratio) {
+                continue;
+            }
+            let better = best
+                .as_ref()
+                .is_none_or(|(_, _, r): &(_, _, Cleanable)| range.dirty_ratio() > r.dirty_ratio());
+            if better {
+                best = Some((tp, log, range));
+            }
+        }
+        let Some((tp, log, range)) = best else {
+            return Ok(CleanOutcome::Idle);
+        };
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let mut throttle = Throttle::new(self.config.io_max_bytes_per_second);
+        match clean_log(&log, &range, &mut map, now_ms, &mut throttle) {
+            Ok(report) => {
+                if !report.aborted {
+                    dir.write_cleaner_offset(&tp, report.end_offset)?;
+                }
+                Ok(CleanOutcome::Cleaned {
+                    partition: tp,
+                    dirty_ratio: range.dirty_ratio(),
+                    report,
+                })
+            }
+            Err(err) => Ok(self.mark_uncleanable(tp, &err.to_string())),
+        }
+    }
+
+    fn mark_uncleanable(&self, tp: TopicPartition, reason: &str) -> CleanOutcome {
+        self.uncleanable_map()
+            .insert(tp.clone(), reason.to_string());
+        CleanOutcome::Failed {
+            partition: tp,
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Runs [`Cleaner::clean_once`] on a thread until the handle is stopped or dropped,
+    /// sleeping `backoff` whenever nothing needed cleaning. `on_outcome` hears of every
+    /// cleaning (for logs and metrics).
+    pub fn spawn(
+        self: Arc<Self>,
+        dir: Arc<LogDir>,
+        clock: Arc<dyn Clock>,
+        mut on_outcome: impl FnMut(Result<CleanOutcome>) + Send + 'static,
+    ) -> CleanerThread {
+        let stop = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let stopping = Arc::new(AtomicBool::new(false));
+        let (stop2, stopping2) = (stop.clone(), stopping.clone());
+        let handle = std::thread::spawn(move || {
+            while !stopping2.load(Ordering::Acquire) {
+                let outcome = self.clean_once(&dir, clock.now_ms());
+                let idle = !matches!(outcome, Ok(CleanOutcome::Cleaned { .. }));
+                on_outcome(outcome);
+                if idle {
+                    let (lock, wake) = &*stop2;
+                    let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+                    let _ = wake
+                        .wait_timeout_while(guard, self.config.backoff, |stopped| !*stopped)
+                        .unwrap_or_else(|e| e.into_inner());
+                }
+            }
+        });
+        CleanerThread {
+            stop,
+            stopping,
+            handle: Some(handle),
+        }
+    }
+}
+
+/// The cleaner's background thread; stops (after the cleaning under way) when dropped.
+#[derive(Debug)]
+pub struct CleanerThread {
+    stop: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    stopping: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl CleanerThread {
+    /// Stops the thread and waits for it.
+    pub fn stop(mut self) {
+        self.shut_down();
+    }
+
+    fn shut_down(&mut self) {
+        self.stopping.store(true, Ordering::Release);
+        let (lock, wake) = &*self.stop;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        wake.notify_all();
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for CleanerThread {
+    fn drop(&mut self) {
+        self.shut_down();
+    }
+}

@@ -1,0 +1,185 @@
+//! Rewriting one batch for a cleaning: records superseded by a later record with the same
+//! key are dropped, and so are keyless records and tombstones past their delete horizon.
+//! Offsets stay as they were: the batch keeps its base offset and `lastOffsetDelta`, and
+//! each retained record its offset delta, so compaction leaves gaps and never renumbers.
+//!
+//! A batch that keeps a tombstone and has no delete horizon yet gets one: `now +
+//! delete_retention_ms`, stored in `baseTimestamp` with the delete-horizon attribute bit
+//! (Kafka's KIP-534 layout). Record timestamps are stored as deltas from `baseTimestamp`,
+//! so retained records are re-encoded against the new base (else the first kept record's
+//! timestamp, as Kafka's `filterTo` does) and keep their absolute timestamps. A batch that
+//! keeps everything and needs no horizon is copied as it is; one that keeps nothing is
+//! dropped, or kept as a bare header (no records, base timestamp -1) where the caller needs
+//! its offsets to stay covered.
+//! Compressed and control batches are copied as they are (partlog does not decompress).
+
+use super::offset_map::OffsetMap;
+use crate::record::varint::{encode_varint, encode_varlong, varint_len, varlong_len};
+use crate::record::{
+    crc32c, Batch, BatchError, Compression, Record, TimestampType, CRC_START, HEADER_LEN,
+};
+
+const BATCH_LENGTH_AT: usize = 8;
+const CRC_AT: usize = 17;
+const ATTRIBUTES_AT: usize = 21;
+const BASE_TIMESTAMP_AT: usize = 27;
+const MAX_TIMESTAMP_AT: usize = 35;
+const RECORDS_COUNT_AT: usize = 57;
+const DELETE_HORIZON_BIT: i16 = 1 << 6;
+/// `batchLength` counts from the partition leader epoch on.
+const LENGTH_PREFIX: usize = 12;
+
+/// What a cleaning did to records, summed over its batches.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FilterStats {
+    pub records_read: u64,
+    pub records_kept: u64,
+    /// Records dropped because a later record has their key.
+    pub superseded: u64,
+    /// Tombstones dropped because their delete horizon passed.
+    pub tombstones_dropped: u64,
+    /// Records without a key (a compacted log cannot keep them).
+    pub keyless_dropped: u64,
+    /// Compressed or control batches copied without looking inside.
+    pub batches_unopened: u64,
+}
+
+/// The rules of one cleaning.
+#[derive(Debug, Clone, Copy)]
+pub struct FilterRules<'a> {
+    pub map: &'a OffsetMap,
+    pub now_ms: i64,
+    pub delete_retention_ms: i64,
+    /// Where the map ends: records from here on were not mapped and are all kept.
+    pub end_offset: i64,
+}
+
+impl FilterRules<'_> {
+    fn retains(&self, record: &Record<'_>, horizon: Option<i64>, stats: &mut FilterStats) -> bool {
+        if record.offset >= self.end_offset {
+            return true;
+        }
+        let Some(key) = record.key else {
+            stats.keyless_dropped += 1;
+            return false;
+        };
+        if self
+            .map
+            .get(key)
+            .is_some_and(|latest| latest > record.offset)
+        {
+            stats.superseded += 1;
+            return false;
+        }
+        if record.value.is_none() && horizon.is_some_and(|h| h <= self.now_ms) {
+            stats.tombstones_dropped += 1;
+            return false;
+        }
+        true
+    }
+}
+
+/// Appends what `batch` keeps to `out`. `keep_if_empty` keeps a batch that loses every
+/// record as a header without records, so that the cleaned segment still ends where the
+/// original did. Returns whether anything was appended.
+pub fn filter_batch(
+    batch: &Batch<'_>,
+    rules: &FilterRules<'_>,
+    keep_if_empty: bool,
+    out: &mut Vec<u8>,
+    stats: &mut FilterStats,
+) -> Result<bool, BatchError> {
+    let header = batch.header();
+    if header.compression() != Compression::None || header.is_control() {
+        stats.batches_unopened += 1;
+        out.extend_from_slice(batch.as_bytes());
+        return Ok(true);
+    }
+    let old_horizon = header.has_delete_horizon().then_some(header.base_timestamp);
+    // First pass: decide, and see whether the batch can be copied as it is.
+    let mut kept = 0i32;
+    let mut kept_tombstone = false;
+    let mut first_timestamp = None;
+    let mut max_timestamp = i64::MIN;
+    for record in batch.records()? {
+        let record = record?;
+        stats.records_read += 1;
+        if rules.retains(&record, old_horizon, stats) {
+            kept += 1;
+            kept_tombstone |= record.value.is_none();
+            first_timestamp.get_or_insert(record.timestamp);
+            max_timestamp = max_timestamp.max(record.timestamp);
+        }
+    }
+    stats.records_kept += kept as u64;
+    let horizon = match old_horizon {
+        None if kept_tombstone => Some(rules.now_ms.saturating_add(rules.delete_retention_ms)),
+        h => h,
+    };
+    if kept == header.records_count && horizon == old_horizon {
+        out.extend_from_slice(batch.as_bytes());
+        return Ok(true);
+    }
+    if kept == 0 && !keep_if_empty {
+        return Ok(false);
+    }
+    // Second pass: the new batch, header first (patched below), then the kept records.
+    let start = out.len();
+    out.extend_from_slice(&batch.as_bytes()[..HEADER_LEN]);
+    // Kafka's choices: the horizon when there is one, else the first kept record's
+    // timestamp; an empty batch has none (-1) and no horizon.
+    let horizon = if kept == 0 { None } else { horizon };
+    let base_timestamp = horizon.or(first_timestamp).unwrap_or(-1);
+    for record in batch.records()? {
+        let record = record?;
+        if rules.retains(&record, old_horizon, &mut FilterStats::default()) {
+            encode_record(&record, record.timestamp.wrapping_sub(base_timestamp), out);
+        }
+    }
+    let mut attributes = header.attributes & !DELETE_HORIZON_BIT;
+    if horizon.is_some() {
+        attributes |= DELETE_HORIZON_BIT;
+    }
+    if kept == 0 || header.timestamp_type() == TimestampType::LogAppendTime {
+        max_timestamp = header.max_timestamp;
+    }
+    let b = &mut out[start..];
+    let length = (b.len() - LENGTH_PREFIX) as i32;
+    b[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&length.to_be_bytes());
+    b[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+    b[BASE_TIMESTAMP_AT..BASE_TIMESTAMP_AT + 8].copy_from_slice(&base_timestamp.to_be_bytes());
+    b[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&max_timestamp.to_be_bytes());
+    b[RECORDS_COUNT_AT..RECORDS_COUNT_AT + 4].copy_from_slice(&kept.to_be_bytes());
+    let crc = crc32c(&b[CRC_START as usize..]);
+    b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    Ok(true)
+}
+
+/// Encodes `record` with its offset delta and a new timestamp delta; headers are copied.
+fn encode_record(record: &Record<'_>, timestamp_delta: i64, out: &mut Vec<u8>) {
+    let (headers_count, headers) = record.raw_headers();
+    let nullable_len =
+        |b: Option<&[u8]>| b.map_or(varint_len(-1), |b| varint_len(b.len() as i32) + b.len());
+    let body = 1
+        + varlong_len(timestamp_delta)
+        + varint_len(record.offset_delta)
+        + nullable_len(record.key)
+        + nullable_len(record.value)
+        + varint_len(headers_count)
+        + headers.len();
+    encode_varint(body as i32, out);
+    out.push(record.attributes as u8);
+    encode_varlong(timestamp_delta, out);
+    encode_varint(record.offset_delta, out);
+    for field in [record.key, record.value] {
+        match field {
+            Some(bytes) => {
+                encode_varint(bytes.len() as i32, out);
+                out.extend_from_slice(bytes);
+            }
+            None => encode_varint(-1, out),
+        }
+    }
+    encode_varint(headers_count, out);
+    out.extend_from_slice(headers);
+}

@@ -1,0 +1,151 @@
+//! What the cleaner needs from a log: the segments it may clean, a `.cleaned` file to
+//! write a group's cleaned copy into, and the crash-safe swap of that copy for the group.
+//!
+//! A cleaning rewrites groups of segments, each into one `<base>.log.cleaned` file
+//! (written and synced by the cleaner), and swaps all of them in as one step, under the
+//! writer lock, so no truncation, retention or roll interleaves:
+//!
+//! 1. Each `.log.cleaned` is renamed `.log.swap`, newest first, the directory synced after
+//!    each rename. Recovery removes every swap at or above the lowest `.cleaned` file it
+//!    finds, so until the last rename is durable a crash undoes them all; after it,
+//!    recovery completes them all (each swap covers its group's offsets exactly: its last
+//!    batch ends where the group ended).
+//! 2. The groups' segments are renamed `.deleted` (removed after `file_delete_delay_ms`,
+//!    so readers holding them finish), and the directory synced.
+//! 3. The swaps are renamed `<base>.log`, the directory synced, and the segment list
+//!    updated. Their indexes are rebuilt from the batch headers on first use.
+//!
+//! So a crash at any step leaves a log that reads as before the cleaning or as after it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::Log;
+use crate::error::Result;
+use crate::io::{OpenMode, StorageFile};
+use crate::segment::{files, Segment};
+
+impl Log {
+    /// The segments below the active one, oldest first: the ones a cleaning may rewrite.
+    pub fn inactive_segments(&self) -> Vec<Arc<Segment>> {
+        let segments = self.segments();
+        segments[..segments.len() - 1].to_vec()
+    }
+
+    fn cleaned_path(&self, base_offset: i64) -> PathBuf {
+        files::path(
+            &self.dir,
+            base_offset,
+            &format!("{}{}", files::LOG_SUFFIX, files::CLEANED_SUFFIX),
+        )
+    }
+
+    /// A new, empty `<base>.log.cleaned` file (a leftover of an earlier attempt is reset).
+    pub fn create_cleaned(&self, base_offset: i64) -> Result<Arc<dyn StorageFile>> {
+        let file = self
+            .storage
+            .open(&self.cleaned_path(base_offset), OpenMode::Create)?;
+        if file.len()? > 0 {
+            file.set_len(0)?;
+        }
+        Ok(file)
+    }
+
+    /// Removes the `.cleaned` file of an abandoned cleaning.
+    pub fn discard_cleaned(&self, base_offset: i64) -> Result<()> {
+        let path = self.cleaned_path(base_offset);
+        if self.storage.exists(&path) {
+            self.storage.remove_file(&path)?;
+        }
+        Ok(())
+    }
+
+    /// Swaps the synced `.cleaned` copies of `groups` (each consecutive inactive segments,
+    /// the groups in offset order) in for them, as one step (see the module docs). Returns
+    /// false, discarding the copies, when a group is no longer in the log as it was (a
+    /// truncation or retention removed part of it meanwhile).
+    pub fn replace_with_cleaned(&self, groups: &[Vec<Arc<Segment>>]) -> Result<bool> {
+        if groups.is_empty() {
+            return Ok(true);
+        }
+        let mut writer = self.writer()?;
+        let segments = self.segments();
+        let mut at = Vec::with_capacity(groups.len());
+        for group in groups {
+            let i = group
+                .first()
+                .and_then(|first| segments.iter().position(|s| Arc::ptr_eq(s, first)));
+            let intact = i.is_some_and(|i| {
+                i + group.len() < segments.len()
+                    && group
+                        .iter()
+                        .zip(&segments[i..])
+                        .all(|(g, s)| Arc::ptr_eq(g, s))
+            });
+            match i.filter(|_| intact) {
+                Some(i) => at.push(i),
+                None => {
+                    drop(writer);
+                    for group in groups {
+                        self.discard_cleaned(group[0].base_offset())?;
+                    }
+                    return Ok(false);
+                }
+            }
+        }
+        let bases: Vec<i64> = groups.iter().map(|g| g[0].base_offset()).collect();
+        let swapped = (|| -> Result<Vec<Arc<Segment>>> {
+            // Newest first, each rename durable before the next: recovery deletes the
+            // swaps at or above the lowest `.cleaned` left, so a crash midway undoes all.
+            for &base in bases.iter().rev() {
+                self.storage
+                    .rename(&self.cleaned_path(base), &self.swap_path(base))?;
+                self.storage.sync_dir(&self.dir)?;
+            }
+            for group in groups {
+                self.schedule_deletion(&mut writer, group)?;
+            }
+            self.storage.sync_dir(&self.dir)?;
+            let mut opened = Vec::with_capacity(bases.len());
+            for &base in &bases {
+                let live = files::path(&self.dir, base, files::LOG_SUFFIX);
+                self.storage.rename(&self.swap_path(base), &live)?;
+            }
+            self.storage.sync_dir(&self.dir)?;
+            let now = self.clock.now_ms();
+            for &base in &bases {
+                let segment = Segment::open(
+                    self.storage.clone(),
+                    &self.dir,
+                    base,
+                    &self.config,
+                    false,
+                    now,
+                )?;
+                opened.push(Arc::new(segment));
+            }
+            Ok(opened)
+        })();
+        let opened = match swapped {
+            Ok(opened) => opened,
+            // The files are in a state recovery resolves, but the segment list no longer
+            // matches them: refuse writes until the log is reopened.
+            Err(err) => return Self::fail(&mut writer, err),
+        };
+        let mut next = Vec::with_capacity(segments.len());
+        let mut from = 0;
+        for ((group, &i), segment) in groups.iter().zip(&at).zip(opened) {
+            next.extend_from_slice(&segments[from..i]);
+            next.push(segment);
+            from = i + group.len();
+        }
+        next.extend_from_slice(&segments[from..]);
+        self.set_segments(next);
+        Ok(true)
+    }
+
+    fn swap_path(&self, base_offset: i64) -> PathBuf {
+        let suffix = format!("{}{}", files::LOG_SUFFIX, files::SWAP_SUFFIX);
+        files::path(&self.dir, base_offset, &suffix)
+    }
+}

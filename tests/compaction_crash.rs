@@ -1,0 +1,133 @@
+//! A power loss at every step of a cleaning: at each write, sync, directory sync, rename
+//! and file creation the cleaning makes, in turn, the disk crashes (losing what was not
+//! synced). The log then reopens (recovery finishing or undoing the swap) to one that reads
+//! exactly as before the cleaning or as after it, and a new cleaning from there ends at
+//! the same log as the cleaning that was not interrupted.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{keyed_batch, log_records};
+use partlog::checkpoint::TopicPartition;
+use partlog::cleaner::{CleanOutcome, Cleaner, CleanerConfig};
+use partlog::io::sim::{FaultKind, SimCounters, SimOp, SimStorage};
+use partlog::log::Log;
+use partlog::manager::{LogDir, LogDirOptions};
+use partlog::{CleanupPolicy, LogConfig, ManualClock};
+
+type Records = Vec<common::LogRecord>;
+
+const NOW: i64 = 5_000_000;
+
+fn open(disk: &Arc<SimStorage>) -> (LogDir, Arc<Log>) {
+    let options = LogDirOptions {
+        config: LogConfig {
+            cleanup_policy: CleanupPolicy::Compact,
+            segment_bytes: 1500,
+            index_bytes_max: 1024,
+            index_interval_bytes: 256,
+            min_cleanable_dirty_ratio: 0.0,
+            ..LogConfig::default()
+        },
+        clock: Arc::new(ManualClock::new(NOW)),
+    };
+    let dir = LogDir::open(disk.storage(), "/data", options).expect("open dir");
+    let (log, _) = dir
+        .open_log(&TopicPartition::new("c", 0))
+        .expect("open log");
+    (dir, log)
+}
+
+/// A log of several segments with keys written over and over and a few tombstones, all
+/// durable; cleaned once before, so that the cleaning under test also rewrites a clean
+/// head and drops tombstones whose horizon passed.
+fn setup() -> (Arc<SimStorage>, Cleaner) {
+    let disk = SimStorage::new(11);
+    let cleaner = Cleaner::new(CleanerConfig::default());
+    let (dir, log) = open(&disk);
+    for round in 0..2 {
+        for i in 0..40 {
+            // The second round writes over only some keys: tombstones of the first stay.
+            let key = match round {
+                0 => format!("k{}", (i * 7) % 13),
+                _ => format!("k{}", i % 6),
+            }
+            .into_bytes();
+            let value = (i % 9 != 0).then(|| format!("value {round}-{i}").into_bytes());
+            let mut batch = keyed_batch(&[(key, value)], NOW - 100_000);
+            log.append_as_leader(&mut batch, 0).expect("append");
+        }
+        log.force_roll().expect("roll");
+        let now = NOW - 200_000_000 + round as i64 * 100_000_000;
+        if round == 0 {
+            assert!(matches!(
+                cleaner.clean_once(&dir, now).expect("clean"),
+                CleanOutcome::Cleaned { .. }
+            ));
+        }
+    }
+    dir.close().expect("close");
+    (disk, cleaner)
+}
+
+fn clean_until_idle(cleaner: &Cleaner, dir: &LogDir) {
+    while let CleanOutcome::Cleaned { .. } = cleaner.clean_once(dir, NOW).expect("clean") {}
+}
+
+fn ops(c: SimCounters) -> [(SimOp, u64); 5] {
+    [
+        (SimOp::Write, c.writes),
+        (SimOp::Sync, c.syncs),
+        (SimOp::SyncDir, c.sync_dirs),
+        (SimOp::Rename, c.renames),
+        (SimOp::Create, c.creates),
+    ]
+}
+
+#[test]
+fn a_crash_at_any_step_of_a_cleaning_reads_as_before_or_after_it() {
+    // The uninterrupted cleaning: what before and after look like, and its steps.
+    let (disk, cleaner) = setup();
+    let (dir, log) = open(&disk);
+    let before: Records = log_records(&log);
+    let start = disk.counters();
+    let CleanOutcome::Cleaned { report, .. } = cleaner.clean_once(&dir, NOW).expect("clean") else {
+        panic!("the log needs cleaning");
+    };
+    let end = disk.counters();
+    let after: Records = log_records(&log);
+    assert_ne!(before, after, "the cleaning changes the log");
+    assert!(report.records.tombstones_dropped > 0, "{report:?}");
+    assert!(report.records.superseded > 0, "{report:?}");
+    drop((dir, log));
+
+    let mut crashes = 0;
+    for ((op, from), (_, to)) in ops(start).into_iter().zip(ops(end)) {
+        for n in 1..=(to - from) {
+            let (disk, cleaner) = setup();
+            let (dir, log) = open(&disk);
+            disk.fail_nth(op, n, FaultKind::Crash).expect("arm");
+            let outcome = cleaner.clean_once(&dir, NOW);
+            assert!(
+                disk.counters().crashes > 0,
+                "{op:?} #{n} did not crash: {outcome:?}"
+            );
+            crashes += 1;
+            drop((dir, log));
+            let (dir, log) = open(&disk);
+            let reopened = log_records(&log);
+            assert!(
+                reopened == before || reopened == after,
+                "crash at {op:?} #{n}: the log reads as neither before nor after the cleaning"
+            );
+            clean_until_idle(&Cleaner::new(CleanerConfig::default()), &dir);
+            assert_eq!(
+                log_records(&log),
+                after,
+                "crash at {op:?} #{n}: cleaning again"
+            );
+        }
+    }
+    assert!(crashes >= 8, "only {crashes} steps");
+}
