@@ -1,0 +1,220 @@
+//! The cleaner across partitions: which log it picks, the bounds it respects (high
+//! watermark, `min.compaction.lag.ms`, `max.compaction.lag.ms`), its checkpoint, a failure
+//! that marks one partition uncleanable without stopping the others, and the background
+//! thread.
+
+mod common;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{keyed_batch, log_records};
+use partlog::checkpoint::TopicPartition;
+use partlog::cleaner::{cleanable, CleanOutcome, Cleaner, CleanerConfig};
+use partlog::io::sim::{FaultKind, FaultPlan, SimOp, SimStorage};
+use partlog::log::Log;
+use partlog::manager::{LogDir, LogDirOptions};
+use partlog::{CleanupPolicy, LogConfig, ManualClock};
+
+const NOW: i64 = 10_000_000;
+
+fn config() -> LogConfig {
+    LogConfig {
+        cleanup_policy: CleanupPolicy::Compact,
+        segment_bytes: 1024,
+        index_bytes_max: 1024,
+        index_interval_bytes: 256,
+        ..LogConfig::default()
+    }
+}
+
+fn dir(disk: &Arc<SimStorage>, config: LogConfig) -> LogDir {
+    let options = LogDirOptions {
+        config,
+        clock: Arc::new(ManualClock::new(NOW)),
+    };
+    LogDir::open(disk.storage(), "/data", options).unwrap()
+}
+
+/// `rounds` passes over `keys` keys, each record its own batch, timestamps `ts`; rolled.
+fn fill(log: &Log, keys: usize, rounds: usize, ts: i64) {
+    for round in 0..rounds {
+        for k in 0..keys {
+            let record = (format!("k{k}").into_bytes(), Some(format!("v{round}").into_bytes()));
+            log.append_as_leader(&mut keyed_batch(&[record], ts), 0)
+                .unwrap();
+        }
+    }
+    log.force_roll().unwrap();
+}
+
+fn keys_of(log: &Log) -> usize {
+    log_records(log).len()
+}
+
+#[test]
+fn the_dirtiest_log_goes_first_and_the_checkpoint_remembers_where_it_stopped() {
+    let disk = SimStorage::new(1);
+    let dir = dir(&disk, config());
+    let cleaner = Cleaner::new(CleanerConfig::default());
+    let (a, _) = dir.open_log(&TopicPartition::new("a", 0)).unwrap();
+    let (b, _) = dir.open_log(&TopicPartition::new("b", 0)).unwrap();
+    fill(&a, 5, 2, NOW); // half dirty
+    fill(&b, 5, 8, NOW); // mostly dirty
+    // Both start fully dirty (ratio 1): b has more bytes of it; a first clean of each.
+    let first = cleaner.clean_once(&dir, NOW).unwrap();
+    let CleanOutcome::Cleaned { partition, report, .. } = first else {
+        panic!("{first:?}");
+    };
+    assert_eq!(report.first_dirty, 0);
+    let cleaned = dir.log(&partition).unwrap();
+    assert_eq!(keys_of(&cleaned), 5);
+    assert_eq!(
+        dir.cleaner_offset(&partition),
+        Some(report.end_offset),
+        "checkpointed"
+    );
+    let second = cleaner.clean_once(&dir, NOW).unwrap();
+    assert!(matches!(second, CleanOutcome::Cleaned { .. }), "{second:?}");
+    assert!(matches!(cleaner.clean_once(&dir, NOW).unwrap(), CleanOutcome::Idle));
+    assert_eq!((keys_of(&a), keys_of(&b)), (5, 5));
+
+    // New writes to `a` only: dirty again, above the 0.5 ratio.
+    fill(&a, 5, 4, NOW);
+    let range = cleanable(&a, dir.cleaner_offset(&TopicPartition::new("a", 0)), NOW).unwrap();
+    assert!(range.dirty_ratio() > 0.5, "{range:?}");
+    let CleanOutcome::Cleaned { partition, .. } = cleaner.clean_once(&dir, NOW).unwrap() else {
+        panic!("a is dirty");
+    };
+    assert_eq!(partition.topic, "a");
+    // The checkpoint survives a restart.
+    let end = dir.cleaner_offset(&partition);
+    drop((a, b));
+    dir.close().unwrap();
+    let dir = self::dir(&disk, config());
+    assert_eq!(dir.cleaner_offset(&partition), end);
+}
+
+#[test]
+fn cleaning_stops_at_the_high_watermark_and_the_compaction_lags() {
+    let disk = SimStorage::new(2);
+    let lagged = LogConfig {
+        min_compaction_lag_ms: 60_000,
+        ..config()
+    };
+    let dir = dir(&disk, lagged);
+    let cleaner = Cleaner::new(CleanerConfig::default());
+    let (log, _) = dir.open_log(&TopicPartition::new("t", 0)).unwrap();
+    fill(&log, 4, 3, NOW - 120_000); // old enough
+    let old_end = log.log_end_offset();
+    fill(&log, 4, 3, NOW); // too young to compact
+    let range = cleanable(&log, None, NOW).unwrap();
+    assert!(range.first_uncleanable <= old_end, "{range:?}");
+    while let CleanOutcome::Cleaned { .. } = cleaner.clean_once(&dir, NOW).unwrap() {}
+    let records = log_records(&log);
+    let young = records.iter().filter(|r| r.0 >= old_end).count();
+    assert_eq!(young, 12, "young records are all kept");
+    assert_eq!(records.len() - young, 4, "old ones are compacted");
+
+    // A replica's high watermark bounds the cleaning too.
+    log.set_high_watermark(old_end);
+    let later = NOW + 3_600_000;
+    let range = cleanable(&log, dir.cleaner_offset(&TopicPartition::new("t", 0)), later).unwrap();
+    assert!(range.first_uncleanable <= old_end, "{range:?}");
+    log.set_high_watermark(i64::MAX);
+    let range = cleanable(&log, dir.cleaner_offset(&TopicPartition::new("t", 0)), later).unwrap();
+    assert!(range.first_uncleanable > old_end, "{range:?}");
+}
+
+#[test]
+fn an_overdue_log_is_cleaned_below_the_dirty_ratio() {
+    let disk = SimStorage::new(3);
+    let overdue = LogConfig {
+        max_compaction_lag_ms: 1_000,
+        min_cleanable_dirty_ratio: 0.99,
+        ..config()
+    };
+    let dir = dir(&disk, overdue);
+    let cleaner = Cleaner::new(CleanerConfig::default());
+    let (log, _) = dir.open_log(&TopicPartition::new("t", 0)).unwrap();
+    fill(&log, 10, 1, NOW - 5_000);
+    while let CleanOutcome::Cleaned { .. } = cleaner.clean_once(&dir, NOW).unwrap() {}
+    fill(&log, 10, 1, NOW - 5_000); // ratio 0.5 < 0.99, but older than the max lag
+    let range = cleanable(&log, dir.cleaner_offset(&TopicPartition::new("t", 0)), NOW).unwrap();
+    assert!(range.overdue && range.dirty_ratio() < 0.99, "{range:?}");
+    assert!(matches!(
+        cleaner.clean_once(&dir, NOW).unwrap(),
+        CleanOutcome::Cleaned { .. }
+    ));
+    assert_eq!(keys_of(&log), 10);
+}
+
+#[test]
+fn a_failing_partition_is_marked_uncleanable_and_the_others_go_on() {
+    let disk = SimStorage::new(4);
+    let dir = dir(&disk, config());
+    let cleaner = Cleaner::new(CleanerConfig::default());
+    let (bad, _) = dir.open_log(&TopicPartition::new("bad", 0)).unwrap();
+    let (good, _) = dir.open_log(&TopicPartition::new("good", 0)).unwrap();
+    fill(&bad, 5, 8, NOW);
+    fill(&good, 5, 4, NOW);
+    // Writes of the bad partition's cleaned copy fail.
+    disk.set_faults(FaultPlan {
+        path_suffix: Some(".cleaned".into()),
+        ..FaultPlan::default()
+    });
+    disk.fail_nth(SimOp::Write, 1, FaultKind::Eio).unwrap();
+    let outcome = cleaner.clean_once(&dir, NOW).unwrap();
+    let CleanOutcome::Failed { partition, reason } = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert_eq!(partition.topic, "bad");
+    assert!(!reason.is_empty());
+    assert_eq!(cleaner.uncleanable(), vec![(partition.clone(), reason)]);
+    assert!(!disk.storage().exists(Path::new("/data/bad-0/00000000000000000000.log.cleaned")));
+    let before = log_records(&bad);
+    // The other partition is cleaned; the bad one is skipped, and reads as before.
+    let outcome = cleaner.clean_once(&dir, NOW).unwrap();
+    assert!(
+        matches!(&outcome, CleanOutcome::Cleaned { partition, .. } if partition.topic == "good"),
+        "{outcome:?}"
+    );
+    assert!(matches!(cleaner.clean_once(&dir, NOW).unwrap(), CleanOutcome::Idle));
+    assert_eq!(log_records(&bad), before);
+    // Forgiven, it is cleaned.
+    cleaner.forgive(&partition);
+    assert!(matches!(
+        cleaner.clean_once(&dir, NOW).unwrap(),
+        CleanOutcome::Cleaned { .. }
+    ));
+    assert_eq!(keys_of(&bad), 5);
+}
+
+#[test]
+fn the_background_thread_cleans_until_stopped() {
+    let disk = SimStorage::new(5);
+    let dir = Arc::new(dir(&disk, config()));
+    let (log, _) = dir.open_log(&TopicPartition::new("t", 0)).unwrap();
+    fill(&log, 6, 10, NOW);
+    let cleaner = Arc::new(Cleaner::new(CleanerConfig {
+        io_max_bytes_per_second: 1e9,
+        backoff: Duration::from_millis(5),
+        ..CleanerConfig::default()
+    }));
+    let outcomes = Arc::new(Mutex::new(Vec::new()));
+    let seen = outcomes.clone();
+    let clock = Arc::new(ManualClock::new(NOW));
+    let thread = cleaner.spawn(dir.clone(), clock, move |o| {
+        seen.lock().unwrap().push(o.map(|o| matches!(o, CleanOutcome::Cleaned { .. })));
+    });
+    let started = std::time::Instant::now();
+    while keys_of(&log) != 6 {
+        assert!(started.elapsed() < Duration::from_secs(20), "never cleaned");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    thread.stop();
+    let outcomes = outcomes.lock().unwrap();
+    assert!(outcomes.iter().any(|o| matches!(o, Ok(true))));
+    assert!(outcomes.iter().all(|o| o.is_ok()));
+}
