@@ -1,0 +1,90 @@
+//! A follower copies a compacted leader: fetches cross the gaps compaction left and the
+//! empty batches that keep a cleaned group's end, the follower's log ends at the leader's
+//! end offset, and it reads the same records, also after a restart (recovery accepts the
+//! gaps of a compacted log).
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{keyed_batch, log_records};
+use partlog::checkpoint::TopicPartition;
+use partlog::cleaner::{CleanOutcome, Cleaner, CleanerConfig};
+use partlog::io::sim::SimStorage;
+use partlog::manager::{LogDir, LogDirOptions};
+use partlog::replica::{Acks, Partition, ReplicaConfig, ReplicaManager};
+use partlog::{CleanupPolicy, LogConfig, ManualClock};
+
+fn config() -> LogConfig {
+    LogConfig {
+        cleanup_policy: CleanupPolicy::Compact,
+        segment_bytes: 1024,
+        index_bytes_max: 1024,
+        index_interval_bytes: 128,
+        ..LogConfig::default()
+    }
+}
+
+fn broker(disk: &Arc<SimStorage>, clock: &Arc<ManualClock>, id: i32) -> (ReplicaManager, Arc<Partition>) {
+    let options = LogDirOptions {
+        config: config(),
+        clock: clock.clone(),
+    };
+    let dir = LogDir::open(disk.storage(), "/data", options).unwrap();
+    let manager = ReplicaManager::new(dir, clock.clone());
+    let (p, _) = manager
+        .open_partition(&TopicPartition::new("offsets", 0), config(), ReplicaConfig::new(id))
+        .unwrap();
+    (manager, p)
+}
+
+#[test]
+fn a_follower_fetches_a_compacted_log_across_its_gaps() {
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let (leader_disk, follower_disk) = (SimStorage::new(1), SimStorage::new(2));
+    let (leader_manager, leader) = broker(&leader_disk, &clock, 0);
+    leader.become_leader(1, vec![0, 1], vec![0]).unwrap();
+    for i in 0..60 {
+        // Seven keys; every tenth record a tombstone, and the last few keys overwritten
+        // only early, so that whole batches and a whole segment's worth disappear.
+        let key = format!("key-{}", if i < 40 { i % 7 } else { i % 3 }).into_bytes();
+        let value = (i % 10 != 9).then(|| vec![b'v'; 40]);
+        leader
+            .append(&mut keyed_batch(&[(key, value)], 1_000_000), Acks::Leader, 1000)
+            .unwrap();
+    }
+    leader.log().force_roll().unwrap();
+    let end = leader.log().log_end_offset();
+    assert_eq!(leader.high_watermark(), end);
+    let cleaner = Cleaner::new(CleanerConfig::default());
+    let dir = leader_manager.log_dir();
+    let CleanOutcome::Cleaned { report, .. } = cleaner.clean_once(dir, 1_000_000).unwrap() else {
+        panic!("the leader's log needs cleaning");
+    };
+    assert!(report.records.superseded > 40, "{report:?}");
+    let on_leader = log_records(leader.log());
+    assert!(on_leader.len() <= 7);
+    assert_eq!(leader.log().log_end_offset(), end, "compaction keeps the end offset");
+
+    let (follower_manager, follower) = broker(&follower_disk, &clock, 1);
+    follower.become_follower(1, 0).unwrap();
+    let mut fetches = 0;
+    while follower.log().log_end_offset() < end {
+        let request = follower.fetch_request(256);
+        let response = leader.fetch(&request).unwrap();
+        assert!(follower.apply_fetch(&response).unwrap());
+        fetches += 1;
+        assert!(fetches < 100, "the follower never reached the end");
+    }
+    assert_eq!(log_records(follower.log()), on_leader);
+    assert_eq!(follower.log().log_end_offset(), end);
+
+    // A power loss after a flush: recovery scans the copy and takes its gaps and empty
+    // batches as they are.
+    follower.log().flush().unwrap();
+    drop((follower, follower_manager));
+    follower_disk.crash();
+    let (_m, follower) = broker(&follower_disk, &clock, 1);
+    assert_eq!(log_records(follower.log()), on_leader);
+    assert_eq!(follower.log().log_end_offset(), end);
+}
