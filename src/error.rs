@@ -87,6 +87,18 @@ pub enum Error {
     /// No replica may lead: none of the in-sync replicas is alive, and unclean leader
     /// election is off (`LEADER_NOT_AVAILABLE`).
     LeaderNotAvailable,
+    /// The offsets partition of the group is still being loaded on this broker
+    /// (`COORDINATOR_LOAD_IN_PROGRESS`): retry shortly.
+    CoordinatorLoadInProgress { partition: u32 },
+    /// This broker does not lead the group's offsets partition (`NOT_COORDINATOR`).
+    NotCoordinator { partition: u32 },
+    /// Transactional offset commits need transactions, which partlog does not have.
+    TransactionsUnsupported,
+    /// A request a store cannot take as it is (a name too long for the format, ...).
+    InvalidRequest(String),
+    /// A record of an offsets partition does not decode; the load stops there, as
+    /// Kafka's does.
+    OffsetsRecord { offset: i64, reason: String },
     /// An earlier write failed; the log refuses further writes until it is reopened, because
     /// the state of the file after a failed write is unknown. `cause` is that failure, with
     /// its kind: for example [`Error::is_disk_full`] tells a full disk from a failing one.
@@ -211,6 +223,18 @@ impl Error {
             }
             Error::RequestTimedOut => Error::RequestTimedOut,
             Error::LeaderNotAvailable => Error::LeaderNotAvailable,
+            Error::CoordinatorLoadInProgress { partition } => Error::CoordinatorLoadInProgress {
+                partition: *partition,
+            },
+            Error::NotCoordinator { partition } => Error::NotCoordinator {
+                partition: *partition,
+            },
+            Error::TransactionsUnsupported => Error::TransactionsUnsupported,
+            Error::InvalidRequest(why) => Error::InvalidRequest(why.clone()),
+            Error::OffsetsRecord { offset, reason } => Error::OffsetsRecord {
+                offset: *offset,
+                reason: reason.clone(),
+            },
             Error::ReadOnly { cause } => Error::ReadOnly {
                 cause: cause.clone(),
             },
@@ -313,6 +337,20 @@ impl fmt::Display for Error {
             Error::LeaderNotAvailable => f.write_str(
                 "no in-sync replica is alive to lead, and unclean leader election is off",
             ),
+            Error::CoordinatorLoadInProgress { partition } => write!(
+                f,
+                "offsets partition {partition} is still loading; retry shortly"
+            ),
+            Error::NotCoordinator { partition } => {
+                write!(f, "this broker does not lead offsets partition {partition}")
+            }
+            Error::TransactionsUnsupported => f.write_str(
+                "transactional offset commits need transactions, which partlog does not support",
+            ),
+            Error::InvalidRequest(why) => write!(f, "invalid request: {why}"),
+            Error::OffsetsRecord { offset, reason } => {
+                write!(f, "offsets record at {offset} does not decode: {reason}")
+            }
             Error::ReadOnly { cause } => {
                 write!(
                     f,

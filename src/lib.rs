@@ -15,6 +15,7 @@ pub mod index;
 pub mod io;
 pub mod log;
 pub mod manager;
+pub mod offsets;
 pub mod record;
 pub mod replica;
 pub mod segment;

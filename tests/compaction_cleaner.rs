@@ -41,7 +41,10 @@ fn dir(disk: &Arc<SimStorage>, config: LogConfig) -> LogDir {
 fn fill(log: &Log, keys: usize, rounds: usize, ts: i64) {
     for round in 0..rounds {
         for k in 0..keys {
-            let record = (format!("k{k}").into_bytes(), Some(format!("v{round}").into_bytes()));
+            let record = (
+                format!("k{k}").into_bytes(),
+                Some(format!("v{round}").into_bytes()),
+            );
             log.append_as_leader(&mut keyed_batch(&[record], ts), 0)
                 .unwrap();
         }
@@ -62,9 +65,12 @@ fn the_dirtiest_log_goes_first_and_the_checkpoint_remembers_where_it_stopped() {
     let (b, _) = dir.open_log(&TopicPartition::new("b", 0)).unwrap();
     fill(&a, 5, 2, NOW); // half dirty
     fill(&b, 5, 8, NOW); // mostly dirty
-    // Both start fully dirty (ratio 1): b has more bytes of it; a first clean of each.
+                         // Both start fully dirty (ratio 1): b has more bytes of it; a first clean of each.
     let first = cleaner.clean_once(&dir, NOW).unwrap();
-    let CleanOutcome::Cleaned { partition, report, .. } = first else {
+    let CleanOutcome::Cleaned {
+        partition, report, ..
+    } = first
+    else {
         panic!("{first:?}");
     };
     assert_eq!(report.first_dirty, 0);
@@ -77,7 +83,10 @@ fn the_dirtiest_log_goes_first_and_the_checkpoint_remembers_where_it_stopped() {
     );
     let second = cleaner.clean_once(&dir, NOW).unwrap();
     assert!(matches!(second, CleanOutcome::Cleaned { .. }), "{second:?}");
-    assert!(matches!(cleaner.clean_once(&dir, NOW).unwrap(), CleanOutcome::Idle));
+    assert!(matches!(
+        cleaner.clean_once(&dir, NOW).unwrap(),
+        CleanOutcome::Idle
+    ));
     assert_eq!((keys_of(&a), keys_of(&b)), (5, 5));
 
     // New writes to `a` only: dirty again, above the 0.5 ratio.
@@ -120,10 +129,20 @@ fn cleaning_stops_at_the_high_watermark_and_the_compaction_lags() {
     // A replica's high watermark bounds the cleaning too.
     log.set_high_watermark(old_end);
     let later = NOW + 3_600_000;
-    let range = cleanable(&log, dir.cleaner_offset(&TopicPartition::new("t", 0)), later).unwrap();
+    let range = cleanable(
+        &log,
+        dir.cleaner_offset(&TopicPartition::new("t", 0)),
+        later,
+    )
+    .unwrap();
     assert!(range.first_uncleanable <= old_end, "{range:?}");
     log.set_high_watermark(i64::MAX);
-    let range = cleanable(&log, dir.cleaner_offset(&TopicPartition::new("t", 0)), later).unwrap();
+    let range = cleanable(
+        &log,
+        dir.cleaner_offset(&TopicPartition::new("t", 0)),
+        later,
+    )
+    .unwrap();
     assert!(range.first_uncleanable > old_end, "{range:?}");
 }
 
@@ -172,7 +191,9 @@ fn a_failing_partition_is_marked_uncleanable_and_the_others_go_on() {
     assert_eq!(partition.topic, "bad");
     assert!(!reason.is_empty());
     assert_eq!(cleaner.uncleanable(), vec![(partition.clone(), reason)]);
-    assert!(!disk.storage().exists(Path::new("/data/bad-0/00000000000000000000.log.cleaned")));
+    assert!(!disk
+        .storage()
+        .exists(Path::new("/data/bad-0/00000000000000000000.log.cleaned")));
     let before = log_records(&bad);
     // The other partition is cleaned; the bad one is skipped, and reads as before.
     let outcome = cleaner.clean_once(&dir, NOW).unwrap();
@@ -180,7 +201,10 @@ fn a_failing_partition_is_marked_uncleanable_and_the_others_go_on() {
         matches!(&outcome, CleanOutcome::Cleaned { partition, .. } if partition.topic == "good"),
         "{outcome:?}"
     );
-    assert!(matches!(cleaner.clean_once(&dir, NOW).unwrap(), CleanOutcome::Idle));
+    assert!(matches!(
+        cleaner.clean_once(&dir, NOW).unwrap(),
+        CleanOutcome::Idle
+    ));
     assert_eq!(log_records(&bad), before);
     // Forgiven, it is cleaned.
     cleaner.forgive(&partition);
@@ -206,7 +230,9 @@ fn the_background_thread_cleans_until_stopped() {
     let seen = outcomes.clone();
     let clock = Arc::new(ManualClock::new(NOW));
     let thread = cleaner.spawn(dir.clone(), clock, move |o| {
-        seen.lock().unwrap().push(o.map(|o| matches!(o, CleanOutcome::Cleaned { .. })));
+        seen.lock()
+            .unwrap()
+            .push(o.map(|o| matches!(o, CleanOutcome::Cleaned { .. })));
     });
     let started = std::time::Instant::now();
     while keys_of(&log) != 6 {

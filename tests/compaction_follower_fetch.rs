@@ -25,7 +25,11 @@ fn config() -> LogConfig {
     }
 }
 
-fn broker(disk: &Arc<SimStorage>, clock: &Arc<ManualClock>, id: i32) -> (ReplicaManager, Arc<Partition>) {
+fn broker(
+    disk: &Arc<SimStorage>,
+    clock: &Arc<ManualClock>,
+    id: i32,
+) -> (ReplicaManager, Arc<Partition>) {
     let options = LogDirOptions {
         config: config(),
         clock: clock.clone(),
@@ -33,7 +37,11 @@ fn broker(disk: &Arc<SimStorage>, clock: &Arc<ManualClock>, id: i32) -> (Replica
     let dir = LogDir::open(disk.storage(), "/data", options).unwrap();
     let manager = ReplicaManager::new(dir, clock.clone());
     let (p, _) = manager
-        .open_partition(&TopicPartition::new("offsets", 0), config(), ReplicaConfig::new(id))
+        .open_partition(
+            &TopicPartition::new("offsets", 0),
+            config(),
+            ReplicaConfig::new(id),
+        )
         .unwrap();
     (manager, p)
 }
@@ -50,7 +58,11 @@ fn a_follower_fetches_a_compacted_log_across_its_gaps() {
         let key = format!("key-{}", if i < 40 { i % 7 } else { i % 3 }).into_bytes();
         let value = (i % 10 != 9).then(|| vec![b'v'; 40]);
         leader
-            .append(&mut keyed_batch(&[(key, value)], 1_000_000), Acks::Leader, 1000)
+            .append(
+                &mut keyed_batch(&[(key, value)], 1_000_000),
+                Acks::Leader,
+                1000,
+            )
             .unwrap();
     }
     leader.log().force_roll().unwrap();
@@ -64,7 +76,11 @@ fn a_follower_fetches_a_compacted_log_across_its_gaps() {
     assert!(report.records.superseded > 40, "{report:?}");
     let on_leader = log_records(leader.log());
     assert!(on_leader.len() <= 7);
-    assert_eq!(leader.log().log_end_offset(), end, "compaction keeps the end offset");
+    assert_eq!(
+        leader.log().log_end_offset(),
+        end,
+        "compaction keeps the end offset"
+    );
 
     let (follower_manager, follower) = broker(&follower_disk, &clock, 1);
     follower.become_follower(1, 0).unwrap();

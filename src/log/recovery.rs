@@ -133,8 +133,9 @@ pub(super) fn finish_leftovers(
     // A cleaning renames its `.cleaned` files `.swap` newest first: a `.cleaned` left over
     // means the cleaning had not committed, and its swaps at or above it are undone.
     let uncommitted = cleaned.iter().min().copied().unwrap_or(i64::MAX);
-    let (undone, committed): (Vec<_>, Vec<_>) =
-        swaps.into_iter().partition(|(base, _)| *base >= uncommitted);
+    let (undone, committed): (Vec<_>, Vec<_>) = swaps
+        .into_iter()
+        .partition(|(base, _)| *base >= uncommitted);
     for (_, swap) in undone {
         remove(swap, "removed swap of an unfinished cleaning", report)?;
     }

@@ -1,0 +1,545 @@
+//! The consumer-offsets store: the group coordinator's storage side, over Kafka's
+//! `__consumer_offsets` layout. Offsets live in `partitions` (50 by default) compacted,
+//! replicated logs ([`crate::replica::Partition`]s the embedder hosts here); a group's
+//! offsets are in partition [`codec::partition_for`]`(group)`, as Kafka maps them.
+//!
+//! - [`OffsetsStore::commit`] appends one batch with `acks=all`; the offsets become
+//!   visible to [`OffsetsStore::fetch`] once committed (the high watermark passed them).
+//! - [`OffsetsStore::fetch`] answers from an in-memory view: no I/O, O(1) per partition.
+//! - [`OffsetsStore::delete_group`] and [`OffsetsStore::expire`] write tombstones; the
+//!   cleaner removes what they cover.
+//! - [`OffsetsStore::become_leader`] starts loading a partition's view by replaying its log
+//!   from the log start to the log end in bounded chunks ([`OffsetsStore::load_step`]);
+//!   until it is done, requests for its groups get [`Error::CoordinatorLoadInProgress`].
+//!   [`OffsetsStore::become_follower`] drops the view.
+//! - Loading applies transactional offset commits at their COMMIT marker and drops them at
+//!   ABORT; writing them is refused ([`Error::TransactionsUnsupported`]): partlog has no
+//!   transactions.
+
+pub mod codec;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use codec::{OffsetCommitValue, RecordKey};
+
+use crate::clock::Clock;
+use crate::config::{CleanupPolicy, LogConfig};
+use crate::error::{Error, Result};
+use crate::record::{batches, Batch, BatchBuilder};
+use crate::replica::{Acks, AppendHandle, Partition};
+
+/// Kafka's `offsets.topic.num.partitions` default.
+pub const DEFAULT_PARTITIONS: u32 = 50;
+/// Kafka's `offsets.retention.minutes` default: 7 days.
+pub const DEFAULT_RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+/// Kafka's `offsets.load.buffer.size` default: 5 MiB read per load step.
+pub const DEFAULT_LOAD_BUFFER_BYTES: u64 = 5 << 20;
+/// Kafka's `offsets.topic.segment.bytes` default: 100 MiB.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 100 << 20;
+/// Kafka's `offsets.commit.timeout.ms` default.
+pub const DEFAULT_COMMIT_TIMEOUT_MS: i64 = 5_000;
+
+/// The log config of an offsets partition: compacted, 100 MiB segments.
+pub fn offsets_log_config() -> LogConfig {
+    LogConfig {
+        cleanup_policy: CleanupPolicy::Compact,
+        segment_bytes: DEFAULT_SEGMENT_BYTES,
+        ..LogConfig::default()
+    }
+}
+
+/// Settings of a store.
+#[derive(Debug, Clone)]
+pub struct OffsetsConfig {
+    pub partitions: u32,
+    pub retention_ms: i64,
+    pub load_buffer_bytes: u64,
+    pub commit_timeout_ms: i64,
+}
+
+impl Default for OffsetsConfig {
+    fn default() -> Self {
+        OffsetsConfig {
+            partitions: DEFAULT_PARTITIONS,
+            retention_ms: DEFAULT_RETENTION_MS,
+            load_buffer_bytes: DEFAULT_LOAD_BUFFER_BYTES,
+            commit_timeout_ms: DEFAULT_COMMIT_TIMEOUT_MS,
+        }
+    }
+}
+
+/// One partition's offset in a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetCommit {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: String,
+}
+
+/// A committed offset as [`OffsetsStore::fetch`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: String,
+    pub commit_timestamp: i64,
+}
+
+/// How far a load got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadProgress {
+    pub loaded_to: i64,
+    pub end: i64,
+    pub done: bool,
+}
+
+type TopicPartitionKey = (String, i32);
+
+/// A change the log holds for one key: an offset, or its removal (tombstone).
+type Change = (String, TopicPartitionKey, Option<Committed>);
+
+#[derive(Debug, Default)]
+struct View {
+    groups: HashMap<String, HashMap<TopicPartitionKey, Committed>>,
+    /// Appends not yet committed, with what they change once they are.
+    pending: Vec<(AppendHandle, Vec<Change>)>,
+    /// Transactional records waiting for their producer's marker.
+    in_transaction: HashMap<i64, Vec<Change>>,
+    /// Records of types this store does not model.
+    skipped: u64,
+}
+
+impl View {
+    fn apply(&mut self, (group, key, value): Change) {
+        match value {
+            Some(committed) => {
+                self.groups.entry(group).or_default().insert(key, committed);
+            }
+            None => {
+                if let Some(offsets) = self.groups.get_mut(&group) {
+                    offsets.remove(&key);
+                    if offsets.is_empty() {
+                        self.groups.remove(&group);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Moves committed appends into the view and forgets failed ones (a failed append may
+    /// still be in the log: the next leader's load finds it).
+    fn settle(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        for (handle, changes) in pending {
+            match handle.poll() {
+                None => self.pending.push((handle, changes)),
+                Some(Ok(_)) => changes.into_iter().for_each(|c| self.apply(c)),
+                Some(Err(_)) => {}
+            }
+        }
+    }
+
+    /// Replays one batch of the log.
+    fn replay(&mut self, batch: &Batch<'_>) -> Result<()> {
+        let header = batch.header();
+        if header.is_control() {
+            for record in batch.records()? {
+                let record = record?;
+                // Control record key: version int16, type int16 (0 abort, 1 commit).
+                let commit = record
+                    .key
+                    .is_some_and(|k| k.len() >= 4 && k[2..4] == [0, 1]);
+                let changes = self.in_transaction.remove(&header.producer_id);
+                if commit {
+                    changes.into_iter().flatten().for_each(|c| self.apply(c));
+                }
+            }
+            return Ok(());
+        }
+        for record in batch.records()? {
+            let record = record?;
+            let fail = |reason: String| Error::OffsetsRecord {
+                offset: record.offset,
+                reason,
+            };
+            let key = record.key.ok_or_else(|| fail("no key".into()))?;
+            let change = match codec::decode_key(key).map_err(|e| fail(e.to_string()))? {
+                RecordKey::OffsetCommit {
+                    group,
+                    topic,
+                    partition,
+                } => {
+                    let value = match record.value {
+                        Some(v) => {
+                            let v = codec::decode_offset_commit_value(v)
+                                .map_err(|e| fail(e.to_string()))?;
+                            Some(Committed {
+                                offset: v.offset,
+                                leader_epoch: v.leader_epoch,
+                                metadata: v.metadata,
+                                commit_timestamp: v.commit_timestamp,
+                            })
+                        }
+                        None => None,
+                    };
+                    (group, (topic, partition), value)
+                }
+                // Group metadata (members, generations) is the coordinator's, not modelled.
+                RecordKey::GroupMetadata { .. } | RecordKey::Unmodelled { .. } => {
+                    self.skipped += 1;
+                    continue;
+                }
+            };
+            if header.is_transactional() {
+                self.in_transaction
+                    .entry(header.producer_id)
+                    .or_default()
+                    .push(change);
+            } else {
+                self.apply(change);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+enum ViewState {
+    Follower,
+    Loading { next: i64, end: i64, view: View },
+    Loaded(View),
+}
+
+#[derive(Debug)]
+struct Hosted {
+    replica: Arc<Partition>,
+    state: ViewState,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct OffsetsStore {
+    config: OffsetsConfig,
+    clock: Arc<dyn Clock>,
+    hosted: Mutex<BTreeMap<u32, Hosted>>,
+    /// Groups with members: their offsets do not expire.
+    active: Mutex<std::collections::HashSet<String>>,
+}
+
+impl OffsetsStore {
+    pub fn new(config: OffsetsConfig, clock: Arc<dyn Clock>) -> OffsetsStore {
+        OffsetsStore {
+            config,
+            clock,
+            hosted: Mutex::new(BTreeMap::new()),
+            active: Mutex::new(Default::default()),
+        }
+    }
+
+    pub fn partitions(&self) -> u32 {
+        self.config.partitions
+    }
+
+    /// The offsets partition of `group`.
+    pub fn partition_for(&self, group: &str) -> u32 {
+        codec::partition_for(group, self.config.partitions)
+    }
+
+    fn hosted(&self) -> MutexGuard<'_, BTreeMap<u32, Hosted>> {
+        self.hosted.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// This broker holds a replica of offsets partition `index` (a follower until told).
+    pub fn host(&self, index: u32, replica: Arc<Partition>) {
+        self.hosted().insert(
+            index,
+            Hosted {
+                replica,
+                state: ViewState::Follower,
+            },
+        );
+    }
+
+    /// The replica of `index` became leader: its view starts loading.
+    pub fn become_leader(&self, index: u32) -> Result<()> {
+        let mut hosted = self.hosted();
+        let h = hosted
+            .get_mut(&index)
+            .ok_or(Error::NotCoordinator { partition: index })?;
+        let log = h.replica.log();
+        h.state = ViewState::Loading {
+            next: log.log_start_offset(),
+            end: log.log_end_offset(),
+            view: View::default(),
+        };
+        Ok(())
+    }
+
+    /// The replica of `index` became follower: its view is dropped.
+    pub fn become_follower(&self, index: u32) {
+        if let Some(h) = self.hosted().get_mut(&index) {
+            h.state = ViewState::Follower;
+        }
+    }
+
+    /// Replays up to `load_buffer_bytes` more of partition `index`'s log into its view.
+    pub fn load_step(&self, index: u32) -> Result<LoadProgress> {
+        let mut hosted = self.hosted();
+        let h = hosted
+            .get_mut(&index)
+            .ok_or(Error::NotCoordinator { partition: index })?;
+        let log = h.replica.log().clone();
+        let (next, end) = match &mut h.state {
+            ViewState::Follower => return Err(Error::NotCoordinator { partition: index }),
+            ViewState::Loaded(_) => {
+                let end = log.log_end_offset();
+                return Ok(LoadProgress {
+                    loaded_to: end,
+                    end,
+                    done: true,
+                });
+            }
+            ViewState::Loading { next, end, view } => {
+                if *next < *end {
+                    let slice = log.read(*next, self.config.load_buffer_bytes, Some(*end))?;
+                    match slice {
+                        Some(slice) => {
+                            let bytes = slice.to_vec()?;
+                            for batch in batches(&bytes) {
+                                let batch = batch?;
+                                view.replay(&batch)?;
+                                *next = batch.header().next_offset();
+                            }
+                        }
+                        None => *next = *end,
+                    }
+                }
+                (*next, *end)
+            }
+        };
+        let done = next >= end;
+        if done {
+            if let ViewState::Loading { view, .. } =
+                std::mem::replace(&mut h.state, ViewState::Follower)
+            {
+                h.state = ViewState::Loaded(view);
+            }
+        }
+        Ok(LoadProgress {
+            loaded_to: next.min(end),
+            end,
+            done,
+        })
+    }
+
+    /// Loads partition `index` to the end; returns the number of steps it took.
+    pub fn load(&self, index: u32) -> Result<u64> {
+        let mut steps = 1;
+        while !self.load_step(index)?.done {
+            steps += 1;
+        }
+        Ok(steps)
+    }
+
+    /// Runs `f` on the loaded view of the partition of `group`.
+    fn with_view<T>(
+        &self,
+        group: &str,
+        f: impl FnOnce(&Arc<Partition>, &mut View) -> Result<T>,
+    ) -> Result<T> {
+        let index = self.partition_for(group);
+        let mut hosted = self.hosted();
+        let h = hosted
+            .get_mut(&index)
+            .ok_or(Error::NotCoordinator { partition: index })?;
+        match &mut h.state {
+            ViewState::Follower => Err(Error::NotCoordinator { partition: index }),
+            ViewState::Loading { .. } => Err(Error::CoordinatorLoadInProgress { partition: index }),
+            ViewState::Loaded(view) => {
+                if !h.replica.is_leader() {
+                    return Err(Error::NotCoordinator { partition: index });
+                }
+                view.settle();
+                f(&h.replica, view)
+            }
+        }
+    }
+
+    /// Commits `offsets` for `group`: one batch, `acks=all`. The handle completes when the
+    /// batch is committed; [`OffsetsStore::fetch`] sees the offsets from then on.
+    pub fn commit(&self, group: &str, offsets: &[OffsetCommit]) -> Result<AppendHandle> {
+        check_len("group", group)?;
+        let now = self.clock.now_ms();
+        let mut changes = Vec::with_capacity(offsets.len());
+        for o in offsets {
+            check_len("topic", &o.topic)?;
+            check_len("metadata", &o.metadata)?;
+            let committed = Committed {
+                offset: o.offset,
+                leader_epoch: o.leader_epoch,
+                metadata: o.metadata.clone(),
+                commit_timestamp: now,
+            };
+            changes.push((
+                group.to_string(),
+                (o.topic.clone(), o.partition),
+                Some(committed),
+            ));
+        }
+        self.append_changes(group, changes)
+    }
+
+    /// Transactional offset commits need transactions, which partlog does not have.
+    pub fn commit_transactional(
+        &self,
+        _group: &str,
+        _producer_id: i64,
+        _offsets: &[OffsetCommit],
+    ) -> Result<AppendHandle> {
+        Err(Error::TransactionsUnsupported)
+    }
+
+    fn append_changes(&self, group: &str, changes: Vec<Change>) -> Result<AppendHandle> {
+        let now = self.clock.now_ms();
+        let timeout = self.config.commit_timeout_ms;
+        self.with_view(group, |replica, view| {
+            let mut builder = BatchBuilder::new();
+            let (mut key, mut value) = (Vec::new(), Vec::new());
+            for (group, (topic, partition), committed) in &changes {
+                key.clear();
+                codec::encode_offset_commit_key(group, topic, *partition, &mut key);
+                let value = committed.as_ref().map(|c| {
+                    value.clear();
+                    let v = OffsetCommitValue {
+                        offset: c.offset,
+                        leader_epoch: c.leader_epoch,
+                        metadata: c.metadata.clone(),
+                        commit_timestamp: c.commit_timestamp,
+                        expire_timestamp: -1,
+                    };
+                    codec::encode_offset_commit_value(&v, &mut value);
+                    &value[..]
+                });
+                builder.append(now, Some(&key), value, &[]);
+            }
+            let mut batch = builder.build()?;
+            let handle = replica.append(&mut batch, Acks::All, timeout)?;
+            view.pending.push((handle.clone(), changes));
+            Ok(handle)
+        })
+    }
+
+    /// The committed offsets of `group` for `partitions` (all of the group's when `None`),
+    /// from memory.
+    pub fn fetch(
+        &self,
+        group: &str,
+        partitions: Option<&[(String, i32)]>,
+    ) -> Result<Vec<((String, i32), Committed)>> {
+        self.with_view(group, |_, view| {
+            let Some(offsets) = view.groups.get(group) else {
+                return Ok(Vec::new());
+            };
+            Ok(match partitions {
+                Some(wanted) => wanted
+                    .iter()
+                    .filter_map(|k| offsets.get(k).map(|c| (k.clone(), c.clone())))
+                    .collect(),
+                None => {
+                    let mut all: Vec<_> = offsets
+                        .iter()
+                        .map(|(k, c)| (k.clone(), c.clone()))
+                        .collect();
+                    all.sort_by(|a, b| a.0.cmp(&b.0));
+                    all
+                }
+            })
+        })
+    }
+
+    /// Writes tombstones for every committed offset of `group`; `None` when it has none.
+    pub fn delete_group(&self, group: &str) -> Result<Option<AppendHandle>> {
+        let keys: Vec<TopicPartitionKey> = self
+            .fetch(group, None)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        let changes = keys
+            .into_iter()
+            .map(|k| (group.to_string(), k, None))
+            .collect();
+        self.append_changes(group, changes).map(Some)
+    }
+
+    /// Tells the store whether `group` has members: offsets of groups without members
+    /// expire after `retention_ms`.
+    pub fn set_group_active(&self, group: &str, active: bool) {
+        let mut set = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        if active {
+            set.insert(group.to_string());
+        } else {
+            set.remove(group);
+        }
+    }
+
+    /// Writes tombstones for offsets committed more than `retention_ms` before now in
+    /// groups without members, on every loaded partition. Returns the handles.
+    pub fn expire(&self) -> Result<Vec<AppendHandle>> {
+        let cutoff = self.clock.now_ms().saturating_sub(self.config.retention_ms);
+        let active = self
+            .active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut expired: BTreeMap<String, Vec<Change>> = BTreeMap::new();
+        for h in self.hosted().values_mut() {
+            if let ViewState::Loaded(view) = &mut h.state {
+                view.settle();
+                for (group, offsets) in &view.groups {
+                    if active.contains(group) {
+                        continue;
+                    }
+                    for (key, c) in offsets {
+                        if c.commit_timestamp < cutoff {
+                            expired.entry(group.clone()).or_default().push((
+                                group.clone(),
+                                key.clone(),
+                                None,
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        expired
+            .into_iter()
+            .map(|(group, changes)| self.append_changes(&group, changes))
+            .collect()
+    }
+
+    /// Records of types the store does not model, seen by the loads of partition `index`.
+    pub fn skipped_records(&self, index: u32) -> u64 {
+        match self.hosted().get(&index).map(|h| &h.state) {
+            Some(ViewState::Loaded(view) | ViewState::Loading { view, .. }) => view.skipped,
+            _ => 0,
+        }
+    }
+}
+
+/// Names and metadata are int16-length strings in the format.
+fn check_len(what: &str, s: &str) -> Result<()> {
+    if s.len() > i16::MAX as usize {
+        return Err(Error::InvalidRequest(format!(
+            "{what} of {} bytes exceeds the format's {} bytes",
+            s.len(),
+            i16::MAX
+        )));
+    }
+    Ok(())
+}

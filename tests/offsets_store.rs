@@ -1,0 +1,243 @@
+//! The consumer-offsets store on three in-process brokers (`partlog::cluster`), one
+//! offsets partition: commits become visible once committed, loading and role errors,
+//! failover to a new leader that loads exactly what was acknowledged, group deletion,
+//! expiry, transactional commits, and record types the store does not model.
+
+mod common;
+
+use partlog::cluster::{Cluster, ClusterOptions};
+use partlog::offsets::{codec, offsets_log_config, OffsetCommit, OffsetsConfig, OffsetsStore};
+use partlog::record::BatchBuilder;
+use partlog::{Error, LogConfig};
+
+const GROUP: &str = "billing";
+
+fn cluster() -> (Cluster, Vec<OffsetsStore>) {
+    let c = Cluster::new(ClusterOptions {
+        log_config: LogConfig {
+            segment_bytes: 4096,
+            index_bytes_max: 1024,
+            ..offsets_log_config()
+        },
+        ..ClusterOptions::default()
+    })
+    .unwrap();
+    let stores = (0..3)
+        .map(|b| {
+            let store = OffsetsStore::new(
+                OffsetsConfig {
+                    partitions: 1,
+                    load_buffer_bytes: 512,
+                    ..OffsetsConfig::default()
+                },
+                c.clock().clone(),
+            );
+            store.host(0, c.replica(b).unwrap().clone());
+            store
+        })
+        .collect::<Vec<_>>();
+    stores[0].become_leader(0).unwrap();
+    stores[0].load(0).unwrap();
+    (c, stores)
+}
+
+fn commit_of(topic: &str, partition: i32, offset: i64) -> OffsetCommit {
+    OffsetCommit {
+        topic: topic.into(),
+        partition,
+        offset,
+        leader_epoch: 1,
+        metadata: String::new(),
+    }
+}
+
+fn settle(c: &mut Cluster) {
+    for _ in 0..3 {
+        c.replicate().unwrap();
+    }
+}
+
+fn offsets(store: &OffsetsStore, group: &str) -> Vec<(String, i32, i64)> {
+    store
+        .fetch(group, None)
+        .unwrap()
+        .into_iter()
+        .map(|((t, p), c)| (t, p, c.offset))
+        .collect()
+}
+
+#[test]
+fn commits_are_visible_once_committed() {
+    let (mut c, stores) = cluster();
+    let handle = stores[0]
+        .commit(
+            GROUP,
+            &[commit_of("orders", 0, 10), commit_of("orders", 1, 20)],
+        )
+        .unwrap();
+    assert!(handle.poll().is_none());
+    assert_eq!(offsets(&stores[0], GROUP), vec![], "not committed yet");
+    settle(&mut c);
+    assert!(handle.poll().unwrap().is_ok());
+    assert_eq!(
+        offsets(&stores[0], GROUP),
+        vec![("orders".into(), 0, 10), ("orders".into(), 1, 20)]
+    );
+    let one = stores[0]
+        .fetch(GROUP, Some(&[("orders".into(), 1), ("other".into(), 0)]))
+        .unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].1.offset, 20);
+    assert_eq!(offsets(&stores[0], "nobody"), vec![]);
+}
+
+#[test]
+fn followers_and_loading_partitions_refuse_with_typed_errors() {
+    let (c, stores) = cluster();
+    assert!(matches!(
+        stores[1].fetch(GROUP, None),
+        Err(Error::NotCoordinator { partition: 0 })
+    ));
+    stores[1].become_leader(0).unwrap(); // as a broker would on a leader change
+    assert!(matches!(
+        stores[1].commit(GROUP, &[commit_of("t", 0, 1)]),
+        Err(Error::CoordinatorLoadInProgress { partition: 0 })
+    ));
+    stores[1].load(0).unwrap();
+    // Loaded, but its replica does not lead.
+    assert!(matches!(
+        stores[1].fetch(GROUP, None),
+        Err(Error::NotCoordinator { .. })
+    ));
+    assert!(matches!(
+        stores[0].commit_transactional(GROUP, 7, &[commit_of("t", 0, 1)]),
+        Err(Error::TransactionsUnsupported)
+    ));
+    let long = "x".repeat(40_000);
+    assert!(matches!(
+        stores[0].commit(&long, &[commit_of("t", 0, 1)]),
+        Err(Error::InvalidRequest(_))
+    ));
+    drop(c);
+}
+
+#[test]
+fn a_new_leader_loads_exactly_the_acknowledged_offsets() {
+    let (mut c, stores) = cluster();
+    let mut last_acked = None;
+    for i in 0..40 {
+        let h = stores[0]
+            .commit(GROUP, &[commit_of("orders", 0, i * 10)])
+            .unwrap();
+        settle(&mut c);
+        if h.poll().is_some_and(|o| o.is_ok()) {
+            last_acked = Some(i * 10);
+        }
+    }
+    // One more commit in flight when the leader dies.
+    let lost = stores[0]
+        .commit(GROUP, &[commit_of("orders", 0, 999)])
+        .unwrap();
+    let election = c.kill(0).unwrap().expect("a new leader");
+    assert!(!matches!(lost.poll(), Some(Ok(_))), "never acknowledged");
+    let new = &stores[election.leader];
+    new.become_leader(0).unwrap();
+    let steps = new.load(0).unwrap();
+    assert!(steps > 1, "loaded in bounded chunks");
+    assert_eq!(
+        offsets(new, GROUP),
+        vec![("orders".into(), 0, last_acked.unwrap())]
+    );
+    // And it takes commits.
+    let h = new.commit(GROUP, &[commit_of("orders", 0, 1000)]).unwrap();
+    settle(&mut c);
+    assert!(h.poll().unwrap().is_ok());
+    assert_eq!(offsets(new, GROUP), vec![("orders".into(), 0, 1000)]);
+}
+
+#[test]
+fn deleted_groups_and_expired_offsets_are_gone_for_the_next_leader_too() {
+    let (mut c, stores) = cluster();
+    for group in ["active", "idle", "doomed"] {
+        stores[0].commit(group, &[commit_of("t", 0, 5)]).unwrap();
+    }
+    settle(&mut c);
+    let h = stores[0].delete_group("doomed").unwrap().unwrap();
+    settle(&mut c);
+    assert!(h.poll().unwrap().is_ok());
+    assert_eq!(offsets(&stores[0], "doomed"), vec![]);
+    assert!(stores[0].delete_group("doomed").unwrap().is_none());
+
+    stores[0].set_group_active("active", true);
+    c.clock()
+        .advance_ms(partlog::offsets::DEFAULT_RETENTION_MS + 1);
+    let handles = stores[0].expire().unwrap();
+    assert_eq!(handles.len(), 1, "only the idle group expires");
+    settle(&mut c);
+    assert_eq!(offsets(&stores[0], "idle"), vec![]);
+    assert_eq!(offsets(&stores[0], "active").len(), 1);
+
+    c.kill(0).unwrap();
+    let leader = c.leader().unwrap();
+    stores[leader].become_leader(0).unwrap();
+    stores[leader].load(0).unwrap();
+    for group in ["idle", "doomed"] {
+        assert_eq!(offsets(&stores[leader], group), vec![], "{group}");
+    }
+    assert_eq!(offsets(&stores[leader], "active").len(), 1);
+}
+
+/// Kafka-written records the store does not model are skipped with a count; transactional
+/// commits apply at their COMMIT marker and drop at ABORT.
+#[test]
+fn loading_skips_unmodelled_records_and_follows_transaction_markers() {
+    let (c, stores) = cluster();
+    let log = c.replica(0).unwrap().log().clone();
+    let key = |group: &str, offset_partition: i32| {
+        let mut k = Vec::new();
+        codec::encode_offset_commit_key(group, "t", offset_partition, &mut k);
+        k
+    };
+    let value = |offset: i64| {
+        let mut v = Vec::new();
+        let value = codec::OffsetCommitValue {
+            offset,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp: 1,
+            expire_timestamp: -1,
+        };
+        codec::encode_offset_commit_value(&value, &mut v);
+        v
+    };
+    // A KIP-848 record (key version 5) and a group metadata record.
+    let mut unmodelled = BatchBuilder::new();
+    unmodelled.append(
+        1,
+        Some(&[0, 5, 0, 1, b'g', 0, 1, b'm']),
+        Some(b"opaque"),
+        &[],
+    );
+    unmodelled.append(1, Some(&[0, 2, 0, 1, b'g']), Some(b"opaque"), &[]);
+    log.append_as_leader(&mut unmodelled.build().unwrap(), 1)
+        .unwrap();
+    for (producer, group, marker) in [(11i64, "committed", 1u8), (12, "aborted", 0)] {
+        let mut txn = BatchBuilder::new();
+        txn.transactional(true).producer(producer, 0, 0);
+        txn.append(1, Some(&key(group, 0)), Some(&value(77)), &[]);
+        log.append_as_leader(&mut txn.build().unwrap(), 1).unwrap();
+        let mut control = BatchBuilder::new();
+        control
+            .transactional(true)
+            .control(true)
+            .producer(producer, 0, 1);
+        control.append(1, Some(&[0, 0, 0, marker]), Some(&[0, 0, 0, 0, 0, 0]), &[]);
+        log.append_as_leader(&mut control.build().unwrap(), 1)
+            .unwrap();
+    }
+    stores[0].become_leader(0).unwrap();
+    stores[0].load(0).unwrap();
+    assert_eq!(stores[0].skipped_records(0), 2);
+    assert_eq!(offsets(&stores[0], "committed"), vec![("t".into(), 0, 77)]);
+    assert_eq!(offsets(&stores[0], "aborted"), vec![]);
+}
