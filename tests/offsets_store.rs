@@ -93,7 +93,9 @@ fn commits_are_visible_once_committed() {
 
 #[test]
 fn followers_and_loading_partitions_refuse_with_typed_errors() {
-    let (c, stores) = cluster();
+    let (mut c, stores) = cluster();
+    stores[0].commit(GROUP, &[commit_of("t", 0, 1)]).unwrap();
+    settle(&mut c);
     assert!(matches!(
         stores[1].fetch(GROUP, None),
         Err(Error::NotCoordinator { partition: 0 })
@@ -144,6 +146,7 @@ fn a_new_leader_loads_exactly_the_acknowledged_offsets() {
     new.become_leader(0).unwrap();
     let steps = new.load(0).unwrap();
     assert!(steps > 1, "loaded in bounded chunks");
+    settle(&mut c);
     assert_eq!(
         offsets(new, GROUP),
         vec![("orders".into(), 0, last_acked.unwrap())]
@@ -181,6 +184,7 @@ fn deleted_groups_and_expired_offsets_are_gone_for_the_next_leader_too() {
     let leader = c.leader().unwrap();
     stores[leader].become_leader(0).unwrap();
     stores[leader].load(0).unwrap();
+    settle(&mut c);
     for group in ["idle", "doomed"] {
         assert_eq!(offsets(&stores[leader], group), vec![], "{group}");
     }
@@ -191,7 +195,7 @@ fn deleted_groups_and_expired_offsets_are_gone_for_the_next_leader_too() {
 /// commits apply at their COMMIT marker and drop at ABORT.
 #[test]
 fn loading_skips_unmodelled_records_and_follows_transaction_markers() {
-    let (c, stores) = cluster();
+    let (mut c, stores) = cluster();
     let log = c.replica(0).unwrap().log().clone();
     let key = |group: &str, offset_partition: i32| {
         let mut k = Vec::new();
@@ -237,6 +241,12 @@ fn loading_skips_unmodelled_records_and_follows_transaction_markers() {
     }
     stores[0].become_leader(0).unwrap();
     stores[0].load(0).unwrap();
+    // Written to the leader's log only: served once the followers have it.
+    assert!(matches!(
+        stores[0].fetch("committed", None),
+        Err(Error::CoordinatorLoadInProgress { .. })
+    ));
+    settle(&mut c);
     assert_eq!(stores[0].skipped_records(0), 2);
     assert_eq!(offsets(&stores[0], "committed"), vec![("t".into(), 0, 77)]);
     assert_eq!(offsets(&stores[0], "aborted"), vec![]);

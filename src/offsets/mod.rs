@@ -10,8 +10,11 @@
 //!   cleaner removes what they cover.
 //! - [`OffsetsStore::become_leader`] starts loading a partition's view by replaying its log
 //!   from the log start to the log end in bounded chunks ([`OffsetsStore::load_step`]);
-//!   until it is done, requests for its groups get [`Error::CoordinatorLoadInProgress`].
-//!   [`OffsetsStore::become_follower`] drops the view.
+//!   until it is done, and until the high watermark has reached that end (a new leader's
+//!   log end is committed once its followers fetched it), requests for its groups get
+//!   [`Error::CoordinatorLoadInProgress`]. So a view never shows what a later leader may
+//!   not have: committed offsets never go backwards. [`OffsetsStore::become_follower`]
+//!   drops the view.
 //! - Loading applies transactional offset commits at their COMMIT marker and drops them at
 //!   ABORT; writing them is refused ([`Error::TransactionsUnsupported`]): partlog has no
 //!   transactions.
@@ -219,6 +222,24 @@ struct Hosted {
     state: ViewState,
 }
 
+impl Hosted {
+    /// A load read to its end serves once that end is committed. Returns whether the view
+    /// is loaded.
+    fn promote_if_committed(&mut self) -> bool {
+        if let ViewState::Loading { next, end, .. } = &self.state {
+            if *next < *end || self.replica.high_watermark() < *end {
+                return false;
+            }
+            if let ViewState::Loading { view, .. } =
+                std::mem::replace(&mut self.state, ViewState::Follower)
+            {
+                self.state = ViewState::Loaded(view);
+            }
+        }
+        matches!(self.state, ViewState::Loaded(_))
+    }
+}
+
 /// See the module docs.
 #[derive(Debug)]
 pub struct OffsetsStore {
@@ -320,14 +341,7 @@ impl OffsetsStore {
                 (*next, *end)
             }
         };
-        let done = next >= end;
-        if done {
-            if let ViewState::Loading { view, .. } =
-                std::mem::replace(&mut h.state, ViewState::Follower)
-            {
-                h.state = ViewState::Loaded(view);
-            }
-        }
+        let done = h.promote_if_committed();
         Ok(LoadProgress {
             loaded_to: next.min(end),
             end,
@@ -335,13 +349,17 @@ impl OffsetsStore {
         })
     }
 
-    /// Loads partition `index` to the end; returns the number of steps it took.
+    /// Replays partition `index`'s log to the end; returns the number of steps it took.
+    /// The view serves once the high watermark reaches that end too.
     pub fn load(&self, index: u32) -> Result<u64> {
         let mut steps = 1;
-        while !self.load_step(index)?.done {
+        loop {
+            let progress = self.load_step(index)?;
+            if progress.done || progress.loaded_to >= progress.end {
+                return Ok(steps);
+            }
             steps += 1;
         }
-        Ok(steps)
     }
 
     /// Runs `f` on the loaded view of the partition of `group`.
@@ -355,6 +373,7 @@ impl OffsetsStore {
         let h = hosted
             .get_mut(&index)
             .ok_or(Error::NotCoordinator { partition: index })?;
+        h.promote_if_committed();
         match &mut h.state {
             ViewState::Follower => Err(Error::NotCoordinator { partition: index }),
             ViewState::Loading { .. } => Err(Error::CoordinatorLoadInProgress { partition: index }),
