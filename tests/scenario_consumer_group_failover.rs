@@ -108,7 +108,7 @@ fn the_group_resumes_from_its_last_acknowledged_commit_after_the_leader_dies() {
     let mut pending: Vec<(AppendHandle, i64)> = Vec::new();
     let mut last_acked_commit = None;
     let mut produced = Vec::new();
-    let mut step = |w: &mut World, i: i64, produced: &mut Vec<i64>| {
+    let step = |w: &mut World, i: i64, produced: &mut Vec<i64>| {
         let h = w
             .data
             .produce(&mut batch(3, 30, i), Acks::All, 30_000)
