@@ -174,6 +174,11 @@ impl Cluster {
         self.brokers[id].running.is_some()
     }
 
+    /// Broker `id`'s log dir (for its cleaner), `None` while it is down.
+    pub fn log_dir(&self, id: usize) -> Option<&crate::manager::LogDir> {
+        self.brokers[id].running.as_ref().map(|(m, _)| m.log_dir())
+    }
+
     /// Broker `id`'s replica, `None` while it is down.
     pub fn replica(&self, id: usize) -> Option<&Arc<Partition>> {
         self.brokers[id].running.as_ref().map(|(_, p)| p)
@@ -323,12 +328,26 @@ impl Cluster {
     /// (from any running broker when unclean election is on). Returns that election, or
     /// `Ok(None)` when it did not lead or nobody may lead now.
     pub fn kill(&mut self, id: usize) -> Result<Option<Election>> {
+        self.stop_dead(id, true)
+    }
+
+    /// Kills broker `id`'s process only (SIGKILL, an OOM kill): the page cache survives, so
+    /// everything it wrote is kept. Otherwise as [`Cluster::kill`].
+    pub fn kill_process(&mut self, id: usize) -> Result<Option<Election>> {
+        self.stop_dead(id, false)
+    }
+
+    fn stop_dead(&mut self, id: usize, power_loss: bool) -> Result<Option<Election>> {
         let Some((manager, partition)) = self.brokers[id].running.take() else {
             return Ok(None);
         };
         drop(partition);
         drop(manager); // no clean shutdown: nothing is flushed or checkpointed
-        self.brokers[id].disk.crash();
+        if power_loss {
+            self.brokers[id].disk.crash();
+        } else {
+            self.brokers[id].disk.crash_keep_written();
+        }
         self.network.forget(id);
         self.remove_from_isr(id);
         if self.leader != Some(id) {

@@ -260,11 +260,23 @@ impl Log {
         // That point normally trails the log end, but after a truncation below it (until
         // the next checkpoint) it can lie past the segment being closed: make the segment
         // durable then, so that skipping it is safe.
-        if self.checkpoint_ceiling.load(Ordering::Acquire) >= base_offset {
+        //
+        // A compacted log is made durable at every roll, with the new segment's name: its
+        // offsets may have gaps, so recovery cannot tell a segment that a power loss took
+        // (while a later one survived) from records the cleaner removed. Synced here, a
+        // closed segment is never lost, and only the active segment's tail can be, which
+        // recovery cuts and the replica fetches again. (A log that does not compact finds
+        // such a hole by its offsets instead, and rolls without waiting for the disk.)
+        let compacts = self.config.cleanup_policy.compacts();
+        if compacts || self.checkpoint_ceiling.load(Ordering::Acquire) >= base_offset {
             active.flush()?;
         }
         let segment = self.new_segment(base_offset)?;
         writer.dir_dirty = true;
+        if compacts {
+            self.storage.sync_dir(&self.dir)?;
+            writer.dir_dirty = false;
+        }
         let mut segments = Vec::clone(&self.segments());
         segments.push(segment.clone());
         self.set_segments(segments);
