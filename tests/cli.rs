@@ -509,6 +509,13 @@ fn demo_failover_json_summary() {
             lines.iter().any(|l| l.contains("truncates")),
             "the restarted broker truncates what it alone had: {lines:?}"
         );
+        // The consumer group resumes from its last acknowledged commit, skipping nothing
+        // and re-processing at most the records since that commit.
+        assert_eq!(int(summary, "skipped_records"), 0, "{summary}");
+        let committed = int(summary, "group_committed_offset");
+        let resumed = int(summary, "group_resumed_from");
+        assert!(committed > 0 && resumed >= committed, "{summary}");
+        assert!(int(summary, "reprocessed_records") < 1000, "{summary}");
     }
 }
 

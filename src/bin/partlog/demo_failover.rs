@@ -8,6 +8,10 @@
 //! end every acknowledged record must be on the leader exactly once and in order, and the
 //! replicas byte-identical below the high watermark; otherwise the exit code is non-zero.
 //!
+//! A consumer group rides along (`demo_group.rs`): it consumes and commits, the failure
+//! interrupts it, and it resumes from its committed offset on the new coordinator; it must
+//! skip nothing.
+//!
 //! The producer does not resend a batch whose outcome it does not know (a failed or timed
 //! out `acks=all`): resending is safe only with Kafka's idempotent producer, whose producer
 //! ids and sequence numbers partlog does not keep yet. Such records count as
@@ -23,6 +27,7 @@ use partlog::record::{batches, BatchBuilder};
 use partlog::replica::{Acks, AppendHandle};
 use partlog::{Clock, Error, LogConfig};
 
+use crate::demo_group::{Group, GROUP};
 use crate::json::Json;
 use crate::{emit, CliResult, EXIT_FAILED};
 
@@ -130,6 +135,9 @@ fn record_value(seq: u64) -> Vec<u8> {
 struct Story {
     cluster: Cluster,
     producer: Producer,
+    group: Group,
+    /// The consumer's resumption was told.
+    resumed_told: bool,
     json: bool,
     started: i64,
     last_flush: i64,
@@ -199,7 +207,22 @@ impl Story {
         for isr in &report.isr_changes {
             self.event(&format!("ISR changes to {isr:?}"))?;
         }
+        self.group_round()?;
         Ok(report)
+    }
+
+    /// The consumer group's round, telling when the consumer resumed after the failure.
+    fn group_round(&mut self) -> CliResult<()> {
+        self.group.round(&self.cluster, ROUND_MS)?;
+        if let (false, Some(from)) = (self.resumed_told, self.group.resumed_from) {
+            self.resumed_told = true;
+            self.event(&format!(
+                "consumer resumes from committed offset {from} on coordinator b{} (it had reached {})",
+                self.group.coordinator().map_or(-1, |c| c as i64),
+                self.group.position_at_failure.unwrap_or(0),
+            ))?;
+        }
+        Ok(())
     }
 
     fn flush_all(&mut self) -> CliResult<()> {
@@ -228,7 +251,8 @@ impl Story {
             let all_in_sync = (0..self.cluster.brokers())
                 .filter(|&b| self.cluster.is_up(b))
                 .all(|b| self.cluster.isr().contains(&(b as i32)));
-            if self.producer.in_flight.is_empty() && all_in_sync {
+            let hw = self.high_watermark();
+            if self.producer.in_flight.is_empty() && all_in_sync && self.group.caught_up(hw) {
                 return Ok(());
             }
             let report = self.cluster.replicate()?;
@@ -237,8 +261,16 @@ impl Story {
             for isr in &report.isr_changes {
                 self.event(&format!("ISR changes to {isr:?}"))?;
             }
+            self.group_round()?;
         }
         Ok(())
+    }
+
+    fn high_watermark(&self) -> i64 {
+        let c = &self.cluster;
+        c.leader()
+            .and_then(|l| c.replica(l))
+            .map_or(-1, |r| r.high_watermark())
     }
 }
 
@@ -333,6 +365,8 @@ pub fn run(seed: u64, records: u64, json: bool) -> CliResult<ExitCode> {
             sent: Vec::new(),
             in_flight: VecDeque::new(),
         },
+        group: Group::new(seed)?,
+        resumed_told: false,
         json,
         started,
         last_flush: started,
@@ -362,6 +396,7 @@ pub fn run(seed: u64, records: u64, json: bool) -> CliResult<ExitCode> {
         .replica(old)
         .map_or(0, |r| r.log().log_end_offset());
     let election = story.cluster.kill(old)?;
+    let coordinator_election = story.group.kill(old)?;
     let failed = story.producer.collect();
     story.event(&format!(
         "leader b{old} killed at LEO {leo_before}, synced to {synced}: the rest is lost; \
@@ -377,9 +412,17 @@ pub fn run(seed: u64, records: u64, json: bool) -> CliResult<ExitCode> {
         }
         None => story.event("no in-sync replica can lead")?,
     }
+    story.event(&format!(
+        "consumer group {GROUP} interrupted: last acknowledged commit {}, consumer at {}; \
+         the offsets partition's new leader is b{}",
+        story.group.committed_before.unwrap_or(0),
+        story.group.position_at_failure.unwrap_or(0),
+        coordinator_election.map_or(-1, |e| e.leader as i64),
+    ))?;
     story.produce(part)?;
 
     let report = story.cluster.restart(old)?;
+    story.group.restart(old)?;
     let leo_restarted = story
         .cluster
         .replica(old)
@@ -419,11 +462,19 @@ pub fn run(seed: u64, records: u64, json: bool) -> CliResult<ExitCode> {
         .and_then(|l| c.replica(l))
         .map_or(-1, |r| r.high_watermark());
     let rejoined = c.isr().contains(&(old as i32));
+    let group = story.group.verdict(hw);
+    let group_ok = group.skipped == 0
+        && group.resumed_from >= group.committed_before
+        && story
+            .group
+            .position_at_failure
+            .is_some_and(|p| group.resumed_from <= p);
     let ok = verdict.lost == 0
         && verdict.duplicates == 0
         && verdict.out_of_order == 0
         && identical
-        && rejoined;
+        && rejoined
+        && group_ok;
     let unknown = story.producer.count(Sent::Unknown);
     let elapsed_ms = wall.elapsed().as_millis() as u64;
     if json {
@@ -441,6 +492,10 @@ pub fn run(seed: u64, records: u64, json: bool) -> CliResult<ExitCode> {
                 .raw("final_isr", &int_array(c.isr()))
                 .int("final_high_watermark", hw)
                 .bool("replicas_identical_below_hw", identical)
+                .int("group_committed_offset", group.committed_before)
+                .int("group_resumed_from", group.resumed_from)
+                .int("reprocessed_records", group.reprocessed)
+                .int("skipped_records", group.skipped)
                 .int("elapsed_ms", elapsed_ms)
                 .bool("ok", ok)
                 .finish(),
@@ -457,8 +512,13 @@ pub fn run(seed: u64, records: u64, json: bool) -> CliResult<ExitCode> {
             verdict.unacked_present,
             c.isr(),
         ))?;
+        emit(&format!(
+            "consumer group {GROUP}: committed offset {} before the failure, resumed from {}, \
+             re-processed {} records, skipped {}",
+            group.committed_before, group.resumed_from, group.reprocessed, group.skipped
+        ))?;
         emit(if ok {
-            "demo: ok, nothing acknowledged was lost and the restarted broker is back in sync"
+            "demo: ok, nothing acknowledged was lost, the restarted broker is back in sync, and the group skipped nothing"
         } else {
             "demo: FAILED"
         })?;

@@ -8,6 +8,7 @@ mod bench;
 mod check;
 mod demo;
 mod demo_failover;
+mod demo_group;
 mod demo_power_loss;
 mod demo_writer;
 mod dump;
