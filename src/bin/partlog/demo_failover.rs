@@ -365,7 +365,7 @@ pub fn run(seed: u64, records: u64, json: bool) -> CliResult<ExitCode> {
             sent: Vec::new(),
             in_flight: VecDeque::new(),
         },
-        group: Group::new(seed)?,
+        group: Group::new(seed, records)?,
         resumed_told: false,
         json,
         started,

@@ -1,9 +1,9 @@
 //! The consumer group of the failover demo: a consumer reads committed records of the data
-//! partition and commits its position every [`COMMIT_EVERY`] records to the group's
+//! partition and commits its position at a fixed cadence to the group's
 //! offsets partition, a compacted log replicated on the same three brokers (its own
 //! cluster: broker `b` of both is one machine). The broker failure interrupts it; it
 //! resumes from its committed offset on the new coordinator, re-processing what it had
-//! not committed and skipping nothing.
+//! not committed and skipping nothing. It commits every `records / 30` records.
 
 use partlog::cluster::{Cluster, ClusterOptions, Election};
 use partlog::offsets::{offsets_log_config, OffsetCommit, OffsetsConfig, OffsetsStore};
@@ -13,9 +13,10 @@ use partlog::{Error, LogConfig};
 
 use crate::CliResult;
 
-/// The group's name, and its commit cadence in records.
+/// The group's name.
 pub const GROUP: &str = "demo-consumers";
-pub const COMMIT_EVERY: i64 = 1_000;
+/// The consumer commits this many times over the story (its cadence in records follows).
+const COMMITS_PER_STORY: u64 = 30;
 /// Bytes the consumer fetches per round.
 const FETCH_BYTES: u64 = 64 * 1024;
 
@@ -32,6 +33,7 @@ pub struct Group {
     processed: Vec<u32>,
     pending: Vec<(AppendHandle, i64)>,
     last_committed_at: i64,
+    commit_every: i64,
     last_acked: Option<i64>,
     /// At the failure: the last acknowledged commit, and where the consumer was.
     pub committed_before: Option<i64>,
@@ -48,7 +50,8 @@ pub struct GroupVerdict {
 }
 
 impl Group {
-    pub fn new(seed: u64) -> CliResult<Group> {
+    /// A group whose consumer will see about `records` records.
+    pub fn new(seed: u64, records: u64) -> CliResult<Group> {
         let offsets = Cluster::new(ClusterOptions {
             seed: seed.wrapping_add(1),
             log_config: LogConfig {
@@ -76,6 +79,7 @@ impl Group {
             processed: Vec::new(),
             pending: Vec::new(),
             last_committed_at: 0,
+            commit_every: (records / COMMITS_PER_STORY).max(1) as i64,
             last_acked: None,
             committed_before: None,
             position_at_failure: None,
@@ -116,7 +120,7 @@ impl Group {
     }
 
     /// One round: the offsets partition replicates, the consumer processes what is
-    /// committed on the data partition and commits every [`COMMIT_EVERY`] records.
+    /// committed on the data partition and commits when its cadence says so.
     pub fn round(&mut self, data: &Cluster, round_ms: i64) -> CliResult<()> {
         self.offsets.replicate()?;
         self.offsets.tick(round_ms)?;
@@ -153,7 +157,7 @@ impl Group {
             }
         }
         self.position = Some(position);
-        if position - self.last_committed_at >= COMMIT_EVERY {
+        if position - self.last_committed_at >= self.commit_every {
             let commit = OffsetCommit {
                 topic: "demo".into(),
                 partition: 0,
