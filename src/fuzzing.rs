@@ -302,3 +302,143 @@ pub fn checkpoint_parse(data: &[u8]) {
     dir.flush()
         .unwrap_or_else(|e| panic!("checkpoint rewrite failed: {e}"));
 }
+
+pub use crate::offsets::codec::fuzz_decode as offsets_decode;
+
+/// The cleaner against a model: the input is a program of appends (keys from a small set,
+/// values or tombstones), rolls and cleanings at advancing times, run on a compacted log
+/// on the simulated disk. After each cleaning: the latest record of every key is there at
+/// its offset with its value (a tombstone may be gone only once two cleanings
+/// `delete_retention_ms` apart ran after it); below where the cleaning ended, no record is
+/// there that a later record of its key below that end supersedes.
+pub fn cleaner_model(data: &[u8]) {
+    use crate::cleaner::{CleanOutcome, Cleaner, CleanerConfig, SLOT_BYTES};
+    use crate::clock::Clock;
+
+    const RETENTION_MS: i64 = 1_000;
+    let storage = SimStorage::new(1);
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let config = LogConfig {
+        cleanup_policy: crate::config::CleanupPolicy::Compact,
+        segment_bytes: 512,
+        index_bytes_max: 240,
+        index_interval_bytes: 64,
+        min_cleanable_dirty_ratio: 0.0,
+        delete_retention_ms: RETENTION_MS,
+        ..LogConfig::default()
+    };
+    let options = LogDirOptions {
+        config,
+        clock: clock.clone(),
+    };
+    let Ok(dir) = LogDir::open(storage.storage(), LOG_DIR, options) else {
+        return;
+    };
+    let Ok((log, _)) = dir.open_log(&TopicPartition::new("t", 0)) else {
+        return;
+    };
+    // A tiny map now and then, so that partial cleanings happen.
+    let slots = if data.first().is_some_and(|b| b & 1 == 1) {
+        4
+    } else {
+        256
+    };
+    let cleaner = Cleaner::new(CleanerConfig {
+        dedupe_buffer_bytes: slots * SLOT_BYTES,
+        ..CleanerConfig::default()
+    });
+    let mut model = CleanerModel::default();
+    for op in data.chunks(2) {
+        let (code, arg) = (op[0], op.get(1).copied().unwrap_or(0));
+        match code % 8 {
+            0..=4 => {
+                let key = arg % 8;
+                let value = (code % 5 != 4).then_some(arg);
+                let mut builder = BatchBuilder::new();
+                let v = value.map(|v| [v]);
+                builder.append(
+                    clock.now_ms(),
+                    Some(&[key]),
+                    v.as_ref().map(|v| &v[..]),
+                    &[],
+                );
+                let Ok(mut batch) = builder.build() else {
+                    return;
+                };
+                let Ok(info) = log.append_as_leader(&mut batch, 0) else {
+                    return;
+                };
+                model
+                    .appended
+                    .push((info.first_offset, key, value, Vec::new()));
+            }
+            5 => {
+                let _ = log.force_roll();
+            }
+            6 => clock.advance_ms(i64::from(arg) * 10),
+            _ => {
+                let now = clock.now_ms();
+                let outcome = cleaner.clean_once(&dir, now);
+                let Ok(CleanOutcome::Cleaned { report, .. }) = outcome else {
+                    assert!(outcome.is_ok(), "cleaning failed: {outcome:?}");
+                    continue;
+                };
+                for record in &mut model.appended {
+                    record.3.push(now);
+                }
+                model.check(&log, report.end_offset, RETENTION_MS);
+            }
+        }
+    }
+}
+
+/// Every record appended: offset, key, value (`None`: tombstone), and the times of the
+/// cleanings since.
+#[derive(Default)]
+struct CleanerModel {
+    appended: Vec<(i64, u8, Option<u8>, Vec<i64>)>,
+}
+
+impl CleanerModel {
+    fn check(&self, log: &Log, end: i64, retention_ms: i64) {
+        let mut present: Vec<(i64, u8, Option<u8>)> = Vec::new();
+        let mut next = log.log_start_offset();
+        while let Ok(Some(slice)) = log.read(next, 1 << 16, None) {
+            let bytes = slice.to_vec().expect("bytes of a slice");
+            for batch in batches(&bytes) {
+                let batch = batch.expect("a cleaned log reads back");
+                batch.validate().expect("cleaned batches are valid");
+                for record in batch.records().expect("records") {
+                    let r = record.expect("record");
+                    let key = r.key.and_then(|k| k.first().copied()).expect("keyed");
+                    present.push((r.offset, key, r.value.and_then(|v| v.first().copied())));
+                }
+                next = batch.header().next_offset();
+            }
+        }
+        for (i, (offset, key, value, cleanings)) in self.appended.iter().enumerate() {
+            let later = self.appended[i + 1..].iter().filter(|r| r.1 == *key);
+            let latest = later.clone().next().is_none();
+            let found = present.iter().find(|p| p.0 == *offset);
+            if latest {
+                let may_drop = value.is_none()
+                    && cleanings
+                        .first()
+                        .is_some_and(|first| cleanings.iter().any(|t| *t >= first + retention_ms));
+                if !may_drop {
+                    assert_eq!(
+                        found,
+                        Some(&(*offset, *key, *value)),
+                        "latest of key {key} missing"
+                    );
+                }
+            } else if found.is_some() {
+                let superseded_below_end = later.clone().any(|r| r.0 < end);
+                assert!(
+                    !superseded_below_end || *offset >= end,
+                    "record of key {key} at {offset} is superseded below the cleaned end {end}"
+                );
+            }
+        }
+    }
+}

@@ -110,7 +110,80 @@ fn checkpoint_parse_corpus() {
     run_target("checkpoint_parse", fuzzing::checkpoint_parse);
 }
 
+#[test]
+fn offsets_decode_corpus() {
+    run_target("offsets_decode", fuzzing::offsets_decode);
+}
+
+#[test]
+fn cleaner_model_corpus() {
+    run_target("cleaner_model", fuzzing::cleaner_model);
+}
+
 // ---- corpus generation ----------------------------------------------------------------------
+
+fn write_offsets_and_cleaner_corpus() {
+    use partlog::offsets::codec;
+    let string = |s: &str| [&(s.len() as i16).to_be_bytes()[..], s.as_bytes()].concat();
+    let mut key = Vec::new();
+    codec::encode_offset_commit_key("group", "topic", 3, &mut key);
+    write("offsets_decode", "key_v1", &key);
+    let key_v0 = [&0i16.to_be_bytes()[..], &key[2..]].concat();
+    write("offsets_decode", "key_v0", &key_v0);
+    write(
+        "offsets_decode",
+        "key_group",
+        &[&2i16.to_be_bytes()[..], &string("g")].concat(),
+    );
+    write("offsets_decode", "key_unmodelled", &[0, 9, 0, 1, b'g']);
+    let value = codec::OffsetCommitValue {
+        offset: 42,
+        leader_epoch: 3,
+        metadata: "meta".into(),
+        commit_timestamp: 1_000,
+        expire_timestamp: -1,
+    };
+    let mut v3 = Vec::new();
+    codec::encode_offset_commit_value(&value, &mut v3);
+    write("offsets_decode", "value_v3", &v3);
+    let v1 = [
+        &1i16.to_be_bytes()[..],
+        &42i64.to_be_bytes(),
+        &string("m"),
+        &1_000i64.to_be_bytes(),
+        &2_000i64.to_be_bytes(),
+    ]
+    .concat();
+    write("offsets_decode", "value_v1", &v1);
+    let v4 = [
+        &4i16.to_be_bytes()[..],
+        &42i64.to_be_bytes(),
+        &3i32.to_be_bytes(),
+        &[2, b'm'],
+        &1_000i64.to_be_bytes(),
+        &[1, 0, 1, 7],
+    ]
+    .concat();
+    write("offsets_decode", "value_v4", &v4);
+
+    // Cleaner programs: pairs (op, arg): 0-3 value, 4 tombstone, 5 roll, 6 time, 7 clean.
+    let rounds: Vec<u8> = [
+        &[0, 1, 0, 2, 1, 1, 2, 3, 4, 2, 5, 0, 7, 0][..],
+        &[0, 1, 3, 4, 5, 0, 6, 150, 7, 0, 6, 150, 7, 0, 5, 0, 7, 0],
+    ]
+    .concat();
+    write("cleaner_model", "rounds", &rounds);
+    let tiny_map: Vec<u8> = std::iter::once(1u8)
+        .chain((0..40u8).flat_map(|i| [i % 4, i % 8]))
+        .chain([5, 0, 7, 0, 7, 0, 7, 0])
+        .collect();
+    write("cleaner_model", "tiny_map", &tiny_map);
+    let tombstones: Vec<u8> = (0..8u8)
+        .flat_map(|k| [4, k])
+        .chain([5, 0, 7, 0, 6, 200, 7, 0, 6, 200, 5, 0, 7, 0])
+        .collect();
+    write("cleaner_model", "tombstones", &tombstones);
+}
 
 fn write(target: &str, name: &str, bytes: &[u8]) {
     let dir = Path::new(CORPUS).join(target);
@@ -189,6 +262,8 @@ fn write_corpus() {
     write("segment_recovery", "zeroed_tail", &zeroed);
     write("segment_recovery", "single", &one);
     write("segment_recovery", "empty", &[]);
+
+    write_offsets_and_cleaner_corpus();
 
     let (index, time) = fixture_indexes();
     write("index_open", "offset_index", &[&[0u8][..], &index].concat());
