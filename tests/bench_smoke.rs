@@ -24,7 +24,10 @@ fn bench_run_at_tiny_size_reports_finite_figures() {
             "recovery",
             "clean-open",
             "follower-catchup",
-            "acks"
+            "acks",
+            "compaction",
+            "offsets-load",
+            "commits"
         ]
     );
     let figures = [
@@ -52,6 +55,11 @@ fn bench_run_at_tiny_size_reports_finite_figures() {
         report.acks_all_ratio,
         report.acks1_mb_s,
         report.acks_all_mb_s,
+        report.compaction_ratio,
+        report.compaction_mb_s,
+        report.offsets_load_ratio,
+        report.offsets_load_mb_s,
+        report.commits_per_s,
     ];
     for (i, f) in figures.iter().enumerate() {
         assert!(f.is_finite() && *f >= 0.0, "figure {i} is {f}");
@@ -73,6 +81,9 @@ fn bench_run_at_tiny_size_reports_finite_figures() {
         "acks_all_p50_us",
         "acks_all_p99_us",
         "acks_all_ratio",
+        "compaction_ratio",
+        "offsets_load_ratio",
+        "commits_per_s",
     ] {
         assert!(
             json.contains(&format!("\"{key}\":")),

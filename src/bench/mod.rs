@@ -6,6 +6,7 @@
 //! and the best of the repetitions is kept, so that noise from other processes (which only
 //! ever slows a run down) affects log and raw alike.
 
+pub mod compaction;
 pub mod replication;
 mod report;
 pub mod workload;
@@ -17,7 +18,8 @@ use crate::error::{Error, Result};
 
 pub use report::{
     BenchReport, ACKS_ALL_RATIO_FLOOR, APPEND_RATIO_FLOOR, APPEND_SMALL_RATIO_FLOOR,
-    CLEAN_OPEN_MS_MAX, FOLLOWER_CATCHUP_RATIO_FLOOR, READ_RATIO_FLOOR, RECOVERY_RATIO_FLOOR,
+    CLEAN_OPEN_MS_MAX, COMMITS_PER_S_FLOOR, COMPACTION_RATIO_FLOOR, FOLLOWER_CATCHUP_RATIO_FLOOR,
+    OFFSETS_LOAD_RATIO_FLOOR, READ_RATIO_FLOOR, RECOVERY_RATIO_FLOOR,
 };
 
 /// Bytes of log data in a full run: one default-sized (1 GiB) segment.
@@ -41,6 +43,10 @@ const CATCHUP_REPS: usize = 2;
 const ACKS_DATA_DIVISOR: u64 = 8;
 /// Single appends of each `acks` setting timed for the latency figures.
 const LATENCY_APPENDS: usize = 2000;
+/// Bytes of the offsets partition the load workload replays (the 100 MiB).
+const OFFSETS_LOAD_BYTES: u64 = 100 << 20;
+/// Commits of 100 partition offsets each in the commit workload.
+const COMMITS: usize = 20_000;
 
 /// How to run the benchmark.
 #[derive(Debug, Clone, Default)]
@@ -205,6 +211,26 @@ fn run_in(
     report.acks1_mb_s = acks.acks1_mb_s;
     report.acks_all_mb_s = acks.acks_all_mb_s;
     report.acks_all_ratio = acks.acks_all_mb_s / acks.acks1_mb_s;
+    drop(corpus);
+
+    progress("compaction");
+    let compaction_root = root.join("compaction");
+    let (clean, raw, bytes) = compaction::compaction(&compaction_root, data_bytes)?;
+    report.compaction_mb_s = mb_s(bytes, clean);
+    report.raw_read_compaction_mb_s = mb_s(bytes, raw);
+    report.compaction_ratio = report.compaction_mb_s / report.raw_read_compaction_mb_s;
+
+    progress("offsets-load");
+    let load_bytes = OFFSETS_LOAD_BYTES.min(data_bytes);
+    let (load, raw, bytes) = compaction::offsets_load(&compaction_root, load_bytes)?;
+    report.offsets_load_mb_s = mb_s(bytes, load);
+    report.raw_read_offsets_mb_s = mb_s(bytes, raw);
+    report.offsets_load_ratio = report.offsets_load_mb_s / report.raw_read_offsets_mb_s;
+
+    progress("commits");
+    let commits = if options.quick { COMMITS / 4 } else { COMMITS };
+    let commits = commits.min((data_bytes / 4096).max(10) as usize);
+    report.commits_per_s = compaction::commits_per_second(&compaction_root, commits)?;
     Ok(report)
 }
 

@@ -19,6 +19,14 @@ pub const FOLLOWER_CATCHUP_RATIO_FLOOR: f64 = 0.8;
 /// Throughput with `acks=all` (two followers fetching) must reach this fraction of the
 /// throughput with `acks=1`.
 pub const ACKS_ALL_RATIO_FLOOR: f64 = 0.7;
+/// Cleaning a dirty log with 10% live keys must reach this fraction of raw sequential
+/// read throughput.
+pub const COMPACTION_RATIO_FLOOR: f64 = 0.4;
+/// Loading an offsets partition into a store's view must reach this fraction of raw read
+/// throughput.
+pub const OFFSETS_LOAD_RATIO_FLOOR: f64 = 0.5;
+/// Partition offsets committed per second with `acks=1`, in commits of 100 partitions.
+pub const COMMITS_PER_S_FLOOR: f64 = 200_000.0;
 
 /// Figures of one run; every ratio is log ÷ raw throughput, measured in the same run.
 /// Throughputs are MB/s (10^6 bytes per second).
@@ -71,6 +79,16 @@ pub struct BenchReport {
     pub acks_all_ratio: f64,
     pub acks1_mb_s: f64,
     pub acks_all_mb_s: f64,
+    /// One cleaning of a log with 10% live keys ÷ a raw read of its files.
+    pub compaction_ratio: f64,
+    pub compaction_mb_s: f64,
+    pub raw_read_compaction_mb_s: f64,
+    /// Loading an offsets partition into a view ÷ a raw read of its files.
+    pub offsets_load_ratio: f64,
+    pub offsets_load_mb_s: f64,
+    pub raw_read_offsets_mb_s: f64,
+    /// Partition offsets committed per second (`acks=1`, 100 per commit).
+    pub commits_per_s: f64,
 }
 
 impl BenchReport {
@@ -88,6 +106,9 @@ impl BenchReport {
                 "\"follower_catchup_ratio\":{:.3},\"follower_catchup_mb_s\":{:.1},\"leader_append_mb_s\":{:.1},",
                 "\"acks_all_p50_us\":{:.1},\"acks_all_p99_us\":{:.1},\"acks1_p50_us\":{:.1},",
                 "\"acks_all_ratio\":{:.3},\"acks1_mb_s\":{:.1},\"acks_all_mb_s\":{:.1},",
+                "\"compaction_ratio\":{:.3},\"compaction_mb_s\":{:.1},\"raw_read_compaction_mb_s\":{:.1},",
+                "\"offsets_load_ratio\":{:.3},\"offsets_load_mb_s\":{:.1},\"raw_read_offsets_mb_s\":{:.1},",
+                "\"commits_per_s\":{:.0},",
                 "\"data_bytes\":{},\"clean_open_segments\":{},\"quick\":{},\"pass\":{}}}"
             ),
             self.append_ratio,
@@ -116,6 +137,13 @@ impl BenchReport {
             self.acks_all_ratio,
             self.acks1_mb_s,
             self.acks_all_mb_s,
+            self.compaction_ratio,
+            self.compaction_mb_s,
+            self.raw_read_compaction_mb_s,
+            self.offsets_load_ratio,
+            self.offsets_load_mb_s,
+            self.raw_read_offsets_mb_s,
+            self.commits_per_s,
             self.data_bytes,
             self.clean_open_segments,
             self.quick,
@@ -128,7 +156,7 @@ impl BenchReport {
         self.lines().iter().all(|l| l.pass)
     }
 
-    fn lines(&self) -> [Line; 7] {
+    fn lines(&self) -> [Line; 10] {
         [
             Line::ratio(
                 "append 1 KiB recs",
@@ -180,6 +208,28 @@ impl BenchReport {
                 self.acks_all_ratio,
                 ACKS_ALL_RATIO_FLOOR,
             ),
+            Line::ratio(
+                "compaction",
+                self.compaction_mb_s,
+                self.raw_read_compaction_mb_s,
+                self.compaction_ratio,
+                COMPACTION_RATIO_FLOOR,
+            ),
+            Line::ratio(
+                "offsets load",
+                self.offsets_load_mb_s,
+                self.raw_read_offsets_mb_s,
+                self.offsets_load_ratio,
+                OFFSETS_LOAD_RATIO_FLOOR,
+            ),
+            Line {
+                name: "offset commits",
+                log: format!("{:.0}/s", self.commits_per_s),
+                raw: String::new(),
+                value: String::new(),
+                floor: format!(">= {COMMITS_PER_S_FLOOR:.0}"),
+                pass: self.commits_per_s >= COMMITS_PER_S_FLOOR,
+            },
         ]
     }
 

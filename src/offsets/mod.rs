@@ -56,6 +56,8 @@ pub fn offsets_log_config() -> LogConfig {
 #[derive(Debug, Clone)]
 pub struct OffsetsConfig {
     pub partitions: u32,
+    /// Kafka's `offsets.commit.required.acks`: all (-1) by default.
+    pub acks: Acks,
     pub retention_ms: i64,
     pub load_buffer_bytes: u64,
     pub commit_timeout_ms: i64,
@@ -65,6 +67,7 @@ impl Default for OffsetsConfig {
     fn default() -> Self {
         OffsetsConfig {
             partitions: DEFAULT_PARTITIONS,
+            acks: Acks::All,
             retention_ms: DEFAULT_RETENTION_MS,
             load_buffer_bytes: DEFAULT_LOAD_BUFFER_BYTES,
             commit_timeout_ms: DEFAULT_COMMIT_TIMEOUT_MS,
@@ -423,7 +426,7 @@ impl OffsetsStore {
 
     fn append_changes(&self, group: &str, changes: Vec<Change>) -> Result<AppendHandle> {
         let now = self.clock.now_ms();
-        let timeout = self.config.commit_timeout_ms;
+        let (timeout, acks) = (self.config.commit_timeout_ms, self.config.acks);
         self.with_view(group, |replica, view| {
             let mut builder = BatchBuilder::new();
             let (mut key, mut value) = (Vec::new(), Vec::new());
@@ -445,7 +448,7 @@ impl OffsetsStore {
                 builder.append(now, Some(&key), value, &[]);
             }
             let mut batch = builder.build()?;
-            let handle = replica.append(&mut batch, Acks::All, timeout)?;
+            let handle = replica.append(&mut batch, acks, timeout)?;
             view.pending.push((handle.clone(), changes));
             Ok(handle)
         })

@@ -1,0 +1,195 @@
+//! Compaction and consumer-offsets workloads, on real disk:
+//!
+//! - compaction of a dirty log whose records' keys are 10% distinct (each key written ten
+//!   times, 1 KiB values), one full cleaning, against a raw sequential read of the same
+//!   segment files;
+//! - loading an offsets partition (commits of 100 partitions each) into a store's view,
+//!   against a raw sequential read of its files;
+//! - commits of 100 partition offsets each with `acks=1`, in partition offsets per second.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::workload;
+use crate::checkpoint::TopicPartition;
+use crate::cleaner::{CleanOutcome, Cleaner, CleanerConfig};
+use crate::clock::SystemClock;
+use crate::config::{CleanupPolicy, LogConfig};
+use crate::error::{Error, Result};
+use crate::manager::{LogDir, LogDirOptions};
+use crate::offsets::{offsets_log_config, OffsetCommit, OffsetsConfig, OffsetsStore};
+use crate::record::BatchBuilder;
+use crate::replica::{Acks, Partition, ReplicaConfig, ReplicaManager};
+
+/// Records per batch and value bytes of the compaction workload.
+const RECORDS_PER_BATCH: usize = 16;
+const VALUE_BYTES: usize = 1000;
+/// Each key is written this many times: 10% of the records are live.
+const WRITES_PER_KEY: u64 = 10;
+/// Partitions per commit of the offsets workloads.
+const PARTITIONS_PER_COMMIT: usize = 100;
+
+fn log_dir(root: &Path, config: LogConfig) -> Result<LogDir> {
+    let options = LogDirOptions {
+        config,
+        clock: Arc::new(SystemClock),
+    };
+    LogDir::open(workload::storage(), root, options)
+}
+
+/// Time of one sequential `pread` pass over the `.log` files of `dir`, and its bytes.
+fn raw_read(dir: &Path) -> Result<(Duration, u64)> {
+    let files = workload::segment_files(dir)?;
+    let mut buf = vec![0u8; workload::FETCH_BYTES];
+    let start = Instant::now();
+    let bytes = workload::pread_files(&files, &mut buf, |chunk| {
+        std::hint::black_box(chunk);
+    })?;
+    Ok((start.elapsed(), bytes))
+}
+
+/// Builds a compacted log of about `data_bytes` in `root`, then cleans it once. Returns
+/// the cleaning's time, the raw read's time (best of two, page cache warm for both), and
+/// the log's bytes before cleaning.
+pub fn compaction(root: &Path, data_bytes: u64) -> Result<(Duration, Duration, u64)> {
+    workload::remove_tree(root)?;
+    let config = LogConfig {
+        cleanup_policy: CleanupPolicy::Compact,
+        ..LogConfig::default()
+    };
+    let dir = log_dir(root, config)?;
+    let tp = TopicPartition::new(workload::TOPIC, 0);
+    let (log, _) = dir.open_log(&tp)?;
+    let record_bytes = (VALUE_BYTES + 30) as u64;
+    let records = (data_bytes / record_bytes).max(RECORDS_PER_BATCH as u64);
+    let keys = (records / WRITES_PER_KEY).max(1);
+    let mut builder = BatchBuilder::new();
+    let mut value = vec![0u8; VALUE_BYTES];
+    let mut batch = Vec::new();
+    let now = workload::now_ms();
+    for i in 0..records {
+        // Keys in a scattered order, each written `WRITES_PER_KEY` times over the log.
+        let key = (i.wrapping_mul(0x9E37_79B9) % keys).to_be_bytes();
+        value[..8].copy_from_slice(&i.to_le_bytes());
+        builder.append(now, Some(&key), Some(&value), &[]);
+        if builder.len() == RECORDS_PER_BATCH {
+            batch.clear();
+            builder.build_into(&mut batch)?;
+            log.append_as_leader(&mut batch, 0)?;
+        }
+    }
+    log.force_roll()?;
+    let bytes = log.size_bytes();
+    let partition_dir = workload::partition_dir(root);
+    raw_read(&partition_dir)?; // warm the page cache for both
+    let (raw, _) = raw_read(&partition_dir)?;
+    let cleaner = Cleaner::new(CleanerConfig::default());
+    let start = Instant::now();
+    let outcome = cleaner.clean_once(&dir, now)?;
+    let clean = start.elapsed();
+    match outcome {
+        CleanOutcome::Cleaned { report, .. } if !report.partial => {}
+        other => {
+            return Err(Error::InvalidConfig(format!(
+                "bench compaction: one full cleaning expected, got {other:?}"
+            )))
+        }
+    }
+    drop(log);
+    dir.close()?;
+    workload::remove_tree(root)?;
+    Ok((clean, raw, bytes))
+}
+
+/// A lone leader replica of an offsets partition in `root`, and a store hosting it.
+fn offsets_partition(
+    root: &Path,
+    acks: Acks,
+) -> Result<(ReplicaManager, Arc<Partition>, OffsetsStore)> {
+    let config = offsets_log_config();
+    let dir = log_dir(root, config.clone())?;
+    let clock = Arc::new(SystemClock);
+    let manager = ReplicaManager::new(dir, clock.clone());
+    let tp = TopicPartition::new("__consumer_offsets", 0);
+    let (replica, _) = manager.open_partition(&tp, config, ReplicaConfig::new(0))?;
+    replica.become_leader(replica.leader_epoch().max(0) + 1, vec![0], vec![0])?;
+    let store = OffsetsStore::new(
+        OffsetsConfig {
+            partitions: 1,
+            acks,
+            ..OffsetsConfig::default()
+        },
+        clock,
+    );
+    store.host(0, replica.clone());
+    store.become_leader(0)?;
+    store.load(0)?;
+    Ok((manager, replica, store))
+}
+
+/// Commits of [`PARTITIONS_PER_COMMIT`] offsets each, over `groups` groups.
+fn commit_workload(store: &OffsetsStore, commits: usize, groups: usize) -> Result<()> {
+    let topics: Vec<String> = (0..4).map(|t| format!("topic-{t}")).collect();
+    let mut offsets: Vec<OffsetCommit> = (0..PARTITIONS_PER_COMMIT)
+        .map(|p| OffsetCommit {
+            topic: topics[p % topics.len()].clone(),
+            partition: p as i32,
+            offset: 0,
+            leader_epoch: 1,
+            metadata: String::new(),
+        })
+        .collect();
+    let names: Vec<String> = (0..groups).map(|g| format!("group-{g}")).collect();
+    for i in 0..commits {
+        for o in offsets.iter_mut() {
+            o.offset = i as i64;
+        }
+        store.commit(&names[i % groups], &offsets)?;
+    }
+    Ok(())
+}
+
+/// Partition offsets committed per second with `acks=1`, over `commits` commits.
+pub fn commits_per_second(root: &Path, commits: usize) -> Result<f64> {
+    workload::remove_tree(root)?;
+    let (manager, replica, store) = offsets_partition(root, Acks::Leader)?;
+    let start = Instant::now();
+    commit_workload(&store, commits, 1_000)?;
+    let took = start.elapsed();
+    drop((store, replica));
+    manager.close()?;
+    workload::remove_tree(root)?;
+    Ok((commits * PARTITIONS_PER_COMMIT) as f64 / took.as_secs_f64().max(1e-9))
+}
+
+/// Builds an offsets partition of about `data_bytes`, then loads it into a fresh store's
+/// view. Returns the load's time, the raw read's time and the bytes.
+pub fn offsets_load(root: &Path, data_bytes: u64) -> Result<(Duration, Duration, u64)> {
+    workload::remove_tree(root)?;
+    let (manager, replica, store) = offsets_partition(root, Acks::Leader)?;
+    let commit_bytes = 61 + PARTITIONS_PER_COMMIT as u64 * 60;
+    let commits = (data_bytes / commit_bytes).max(1) as usize;
+    commit_workload(&store, commits, 10_000)?;
+    drop(store);
+    let bytes = replica.log().size_bytes();
+    let partition_dir = replica.log().dir().to_path_buf();
+    raw_read(&partition_dir)?; // warm
+    let fresh = OffsetsStore::new(
+        OffsetsConfig {
+            partitions: 1,
+            ..OffsetsConfig::default()
+        },
+        Arc::new(SystemClock),
+    );
+    fresh.host(0, replica.clone());
+    let start = Instant::now();
+    fresh.become_leader(0)?;
+    fresh.load(0)?;
+    let load = start.elapsed();
+    let (raw, _) = raw_read(&partition_dir)?;
+    drop((fresh, replica));
+    manager.close()?;
+    workload::remove_tree(root)?;
+    Ok((load, raw, bytes))
+}
