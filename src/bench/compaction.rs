@@ -131,10 +131,12 @@ fn offsets_partition(
 /// Commits of [`PARTITIONS_PER_COMMIT`] offsets each, over `groups` groups.
 fn commit_workload(store: &OffsetsStore, commits: usize, groups: usize) -> Result<()> {
     let topics: Vec<String> = (0..4).map(|t| format!("topic-{t}")).collect();
+    // A commit lists its partitions topic by topic, as Kafka's OffsetCommit request does.
+    let per_topic = PARTITIONS_PER_COMMIT / topics.len();
     let mut offsets: Vec<OffsetCommit> = (0..PARTITIONS_PER_COMMIT)
         .map(|p| OffsetCommit {
-            topic: topics[p % topics.len()].clone(),
-            partition: p as i32,
+            topic: topics[(p / per_topic).min(topics.len() - 1)].clone(),
+            partition: (p % per_topic) as i32,
             offset: 0,
             leader_epoch: 1,
             metadata: String::new(),

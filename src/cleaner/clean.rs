@@ -252,9 +252,9 @@ fn build_map(
         let Some(slice) = log.read(next, CHUNK_BYTES, Some(range.first_uncleanable))? else {
             break;
         };
-        read_slice(&slice, buf)?;
-        throttle.account(buf.len() as u64);
-        for batch in batches(buf) {
+        let bytes = read_slice(&slice, buf)?;
+        throttle.account(bytes.len() as u64);
+        for batch in batches(bytes) {
             let batch = batch?;
             let header = *batch.header();
             if header.is_control() || batch.records().is_err() {
@@ -279,9 +279,14 @@ fn build_map(
     Ok(range.first_uncleanable.min(next.max(range.first_dirty)))
 }
 
-fn read_slice(slice: &crate::segment::FileSlice, buf: &mut Vec<u8>) -> Result<()> {
-    buf.clear();
-    slice.read_into(buf)
+/// The slice's bytes, read into `buf` (grown, never shrunk: no zeroing per read).
+fn read_slice<'b>(slice: &crate::segment::FileSlice, buf: &'b mut Vec<u8>) -> Result<&'b [u8]> {
+    let len = slice.len() as usize;
+    if buf.len() < len {
+        buf.resize(len, 0);
+    }
+    slice.read_to(&mut buf[..len])?;
+    Ok(&buf[..len])
 }
 
 /// Consecutive runs of segments whose sizes sum to at most `segment_bytes` and whose
@@ -341,9 +346,9 @@ fn clean_group(
             let Some(slice) = log.read(next, CHUNK_BYTES, Some(group_end))? else {
                 break;
             };
-            read_slice(&slice, buf)?;
-            throttle.account(buf.len() as u64);
-            for batch in batches(buf) {
+            let bytes = read_slice(&slice, buf)?;
+            throttle.account(bytes.len() as u64);
+            for batch in batches(bytes) {
                 let batch = batch?;
                 next = batch.header().next_offset();
                 let keep_if_empty = batch.header().base_offset == last_base;

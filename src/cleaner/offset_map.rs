@@ -1,6 +1,10 @@
 //! The cleaner's key → latest-offset map, in a fixed memory budget (Kafka's
-//! `SkinnyOffsetMap`): open addressing over slots of a 128-bit key hash and an offset. Keys
+//! `SkimpyOffsetMap`): open addressing over slots of a 128-bit key hash and an offset. Keys
 //! themselves are not kept; two keys share a slot only if their 128-bit hashes collide.
+//!
+//! Unlike Kafka's, the table starts small and doubles (up to the budget) as keys arrive: a
+//! cleaning of a few thousand keys then probes a table that fits the CPU caches instead of
+//! random places in 128 MiB.
 
 use std::hash::{BuildHasher, Hasher};
 
@@ -11,6 +15,8 @@ pub const LOAD_FACTOR: f64 = 0.9;
 
 /// An empty slot's hash (a key whose hash is all zero takes the next value).
 const EMPTY: u128 = 0;
+/// Slots of a cleared table (when the budget allows).
+const INITIAL_SLOTS: usize = 1 << 12;
 
 /// See the module docs.
 #[derive(Debug)]
@@ -18,8 +24,10 @@ pub struct OffsetMap {
     hashes: Vec<u128>,
     offsets: Vec<i64>,
     entries: usize,
-    /// Entries the map takes before it counts as full.
+    /// Entries the table takes before it grows (or, at the budget, counts as full).
     limit: usize,
+    /// Slots the memory budget allows.
+    max_slots: usize,
     /// The largest offset put since the last clear.
     latest: i64,
 }
@@ -46,18 +54,52 @@ fn digest(key: &[u8]) -> u128 {
 impl OffsetMap {
     /// A map in about `memory_bytes` (at least one slot).
     pub fn with_memory(memory_bytes: usize) -> OffsetMap {
-        let slots = (memory_bytes / SLOT_BYTES).max(2);
-        OffsetMap {
-            hashes: vec![EMPTY; slots],
-            offsets: vec![-1; slots],
+        let max_slots = (memory_bytes / SLOT_BYTES).max(2);
+        let mut map = OffsetMap {
+            hashes: Vec::new(),
+            offsets: Vec::new(),
             entries: 0,
-            limit: ((slots as f64 * LOAD_FACTOR) as usize).clamp(1, slots - 1),
+            limit: 0,
+            max_slots,
             latest: -1,
-        }
+        };
+        map.resize(INITIAL_SLOTS.min(max_slots));
+        map
     }
 
+    /// Slots the memory budget allows: the most keys it holds is 90% of this.
     pub fn slots(&self) -> usize {
-        self.hashes.len()
+        self.max_slots
+    }
+
+    fn limit_of(slots: usize) -> usize {
+        ((slots as f64 * LOAD_FACTOR) as usize).clamp(1, slots - 1)
+    }
+
+    /// An empty table of `slots` slots.
+    fn resize(&mut self, slots: usize) {
+        self.hashes.clear();
+        self.hashes.resize(slots, EMPTY);
+        self.offsets.clear();
+        self.offsets.resize(slots, -1);
+        self.limit = Self::limit_of(slots);
+        self.entries = 0;
+    }
+
+    /// Doubles the table (within the budget), keeping its entries.
+    fn grow(&mut self) {
+        let slots = (self.hashes.len() * 2).min(self.max_slots);
+        let hashes = std::mem::take(&mut self.hashes);
+        let offsets = std::mem::take(&mut self.offsets);
+        self.resize(slots);
+        for (hash, offset) in hashes.into_iter().zip(offsets) {
+            if hash != EMPTY {
+                let i = self.slot_of(hash);
+                self.hashes[i] = hash;
+                self.offsets[i] = offset;
+                self.entries += 1;
+            }
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -68,9 +110,9 @@ impl OffsetMap {
         self.entries == 0
     }
 
-    /// True when another new key would pass the load factor.
+    /// True when another new key would pass the load factor of the whole budget.
     pub fn is_full(&self) -> bool {
-        self.entries >= self.limit
+        self.entries >= Self::limit_of(self.max_slots)
     }
 
     /// The largest offset put since the last clear (-1 when none).
@@ -79,8 +121,7 @@ impl OffsetMap {
     }
 
     pub fn clear(&mut self) {
-        self.hashes.fill(EMPTY);
-        self.entries = 0;
+        self.resize(INITIAL_SLOTS.min(self.max_slots));
         self.latest = -1;
     }
 
@@ -103,10 +144,14 @@ impl OffsetMap {
     /// key when the map is full.
     pub fn put(&mut self, key: &[u8], offset: i64) -> bool {
         let hash = digest(key);
-        let i = self.slot_of(hash);
+        let mut i = self.slot_of(hash);
         if self.hashes[i] == EMPTY {
-            if self.is_full() {
-                return false;
+            if self.entries >= self.limit {
+                if self.hashes.len() >= self.max_slots {
+                    return false;
+                }
+                self.grow();
+                i = self.slot_of(hash);
             }
             self.hashes[i] = hash;
             self.entries += 1;
@@ -144,6 +189,25 @@ mod tests {
         map.clear();
         assert_eq!(map.get(b"k3"), None);
         assert!(map.is_empty());
+    }
+
+    #[test]
+    fn the_table_grows_within_its_budget() {
+        let mut map = OffsetMap::with_memory(20_000 * SLOT_BYTES);
+        for i in 0..17_000i64 {
+            assert!(map.put(&i.to_be_bytes(), i * 2), "key {i}");
+        }
+        for i in 0..17_000i64 {
+            assert_eq!(map.get(&i.to_be_bytes()), Some(i * 2));
+        }
+        assert_eq!(map.get(b"absent"), None);
+        for i in 17_000..18_000i64 {
+            map.put(&i.to_be_bytes(), i);
+        }
+        assert!(map.is_full(), "the budget caps it at 90% of 20,000 slots");
+        assert!(!map.put(b"one more", 1));
+        map.clear();
+        assert!(map.is_empty() && map.get(&5i64.to_be_bytes()).is_none());
     }
 
     #[test]

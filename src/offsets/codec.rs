@@ -125,14 +125,12 @@ impl<'a> Reader<'a> {
         Ok(i64::from_be_bytes(a))
     }
 
-    fn utf8(&mut self, n: usize, field: &'static str) -> Result<String, DecodeError> {
+    fn utf8(&mut self, n: usize, field: &'static str) -> Result<&'a str, DecodeError> {
         let bytes = self.take(n, field)?;
-        std::str::from_utf8(bytes)
-            .map(str::to_string)
-            .map_err(|_| DecodeError::NotUtf8 { field })
+        std::str::from_utf8(bytes).map_err(|_| DecodeError::NotUtf8 { field })
     }
 
-    fn string(&mut self, field: &'static str) -> Result<String, DecodeError> {
+    fn string(&mut self, field: &'static str) -> Result<&'a str, DecodeError> {
         let len = self.i16(field)?;
         if len < 0 {
             return Err(DecodeError::BadLength {
@@ -158,7 +156,7 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn compact_string(&mut self, field: &'static str) -> Result<String, DecodeError> {
+    fn compact_string(&mut self, field: &'static str) -> Result<&'a str, DecodeError> {
         match self.uvarint(field)? {
             0 => Err(DecodeError::BadLength { field, length: -1 }),
             n => self.utf8((n - 1) as usize, field),
@@ -184,33 +182,90 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decodes a record key.
-pub fn decode_key(bytes: &[u8]) -> Result<RecordKey, DecodeError> {
+/// A record key, borrowing its strings from the record (decoding allocates nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRef<'a> {
+    OffsetCommit {
+        group: &'a str,
+        topic: &'a str,
+        partition: i32,
+    },
+    GroupMetadata {
+        group: &'a str,
+    },
+    Unmodelled {
+        version: i16,
+    },
+}
+
+/// Decodes a record key without allocating.
+pub fn decode_key_ref(bytes: &[u8]) -> Result<KeyRef<'_>, DecodeError> {
     let mut r = Reader { buf: bytes };
     let version = r.i16("key version")?;
     let key = match version {
-        OFFSET_COMMIT_KEY_V0 | OFFSET_COMMIT_KEY_V1 => RecordKey::OffsetCommit {
+        OFFSET_COMMIT_KEY_V0 | OFFSET_COMMIT_KEY_V1 => KeyRef::OffsetCommit {
             group: r.string("group")?,
             topic: r.string("topic")?,
             partition: r.i32("partition")?,
         },
-        GROUP_METADATA_KEY => RecordKey::GroupMetadata {
+        GROUP_METADATA_KEY => KeyRef::GroupMetadata {
             group: r.string("group")?,
         },
-        version => return Ok(RecordKey::Unmodelled { version }),
+        version => return Ok(KeyRef::Unmodelled { version }),
     };
     r.end()?;
     Ok(key)
 }
 
+/// Decodes a record key.
+pub fn decode_key(bytes: &[u8]) -> Result<RecordKey, DecodeError> {
+    Ok(match decode_key_ref(bytes)? {
+        KeyRef::OffsetCommit {
+            group,
+            topic,
+            partition,
+        } => RecordKey::OffsetCommit {
+            group: group.to_string(),
+            topic: topic.to_string(),
+            partition,
+        },
+        KeyRef::GroupMetadata { group } => RecordKey::GroupMetadata {
+            group: group.to_string(),
+        },
+        KeyRef::Unmodelled { version } => RecordKey::Unmodelled { version },
+    })
+}
+
+/// An offset commit value, borrowing its metadata from the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValueRef<'a> {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: &'a str,
+    pub commit_timestamp: i64,
+    pub expire_timestamp: i64,
+}
+
 /// Decodes an offset commit value of any version Kafka has written (0 to 4).
 pub fn decode_offset_commit_value(bytes: &[u8]) -> Result<OffsetCommitValue, DecodeError> {
+    let v = decode_offset_commit_value_ref(bytes)?;
+    Ok(OffsetCommitValue {
+        offset: v.offset,
+        leader_epoch: v.leader_epoch,
+        metadata: v.metadata.to_string(),
+        commit_timestamp: v.commit_timestamp,
+        expire_timestamp: v.expire_timestamp,
+    })
+}
+
+/// [`decode_offset_commit_value`] without allocating.
+pub fn decode_offset_commit_value_ref(bytes: &[u8]) -> Result<ValueRef<'_>, DecodeError> {
     let mut r = Reader { buf: bytes };
     let version = r.i16("value version")?;
-    let mut value = OffsetCommitValue {
+    let mut value = ValueRef {
         offset: r.i64("offset")?,
         leader_epoch: NO_LEADER_EPOCH,
-        metadata: String::new(),
+        metadata: "",
         commit_timestamp: -1,
         expire_timestamp: -1,
     };

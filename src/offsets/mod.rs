@@ -20,16 +20,19 @@
 //!   transactions.
 
 pub mod codec;
+mod view;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use codec::{OffsetCommitValue, RecordKey};
+use codec::OffsetCommitValue;
+pub use view::Committed;
+use view::{Change, View};
 
 use crate::clock::Clock;
 use crate::config::{CleanupPolicy, LogConfig};
 use crate::error::{Error, Result};
-use crate::record::{batches, Batch, BatchBuilder};
+use crate::record::{batches, BatchBuilder};
 use crate::replica::{Acks, AppendHandle, Partition};
 
 /// Kafka's `offsets.topic.num.partitions` default.
@@ -85,15 +88,6 @@ pub struct OffsetCommit {
     pub metadata: String,
 }
 
-/// A committed offset as [`OffsetsStore::fetch`] returns it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Committed {
-    pub offset: i64,
-    pub leader_epoch: i32,
-    pub metadata: String,
-    pub commit_timestamp: i64,
-}
-
 /// How far a load got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoadProgress {
@@ -102,120 +96,16 @@ pub struct LoadProgress {
     pub done: bool,
 }
 
-type TopicPartitionKey = (String, i32);
-
-/// A change the log holds for one key: an offset, or its removal (tombstone).
-type Change = (String, TopicPartitionKey, Option<Committed>);
-
-#[derive(Debug, Default)]
-struct View {
-    groups: HashMap<String, HashMap<TopicPartitionKey, Committed>>,
-    /// Appends not yet committed, with what they change once they are.
-    pending: Vec<(AppendHandle, Vec<Change>)>,
-    /// Transactional records waiting for their producer's marker.
-    in_transaction: HashMap<i64, Vec<Change>>,
-    /// Records of types this store does not model.
-    skipped: u64,
-}
-
-impl View {
-    fn apply(&mut self, (group, key, value): Change) {
-        match value {
-            Some(committed) => {
-                self.groups.entry(group).or_default().insert(key, committed);
-            }
-            None => {
-                if let Some(offsets) = self.groups.get_mut(&group) {
-                    offsets.remove(&key);
-                    if offsets.is_empty() {
-                        self.groups.remove(&group);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Moves committed appends into the view and forgets failed ones (a failed append may
-    /// still be in the log: the next leader's load finds it).
-    fn settle(&mut self) {
-        let pending = std::mem::take(&mut self.pending);
-        for (handle, changes) in pending {
-            match handle.poll() {
-                None => self.pending.push((handle, changes)),
-                Some(Ok(_)) => changes.into_iter().for_each(|c| self.apply(c)),
-                Some(Err(_)) => {}
-            }
-        }
-    }
-
-    /// Replays one batch of the log.
-    fn replay(&mut self, batch: &Batch<'_>) -> Result<()> {
-        let header = batch.header();
-        if header.is_control() {
-            for record in batch.records()? {
-                let record = record?;
-                // Control record key: version int16, type int16 (0 abort, 1 commit).
-                let commit = record
-                    .key
-                    .is_some_and(|k| k.len() >= 4 && k[2..4] == [0, 1]);
-                let changes = self.in_transaction.remove(&header.producer_id);
-                if commit {
-                    changes.into_iter().flatten().for_each(|c| self.apply(c));
-                }
-            }
-            return Ok(());
-        }
-        for record in batch.records()? {
-            let record = record?;
-            let fail = |reason: String| Error::OffsetsRecord {
-                offset: record.offset,
-                reason,
-            };
-            let key = record.key.ok_or_else(|| fail("no key".into()))?;
-            let change = match codec::decode_key(key).map_err(|e| fail(e.to_string()))? {
-                RecordKey::OffsetCommit {
-                    group,
-                    topic,
-                    partition,
-                } => {
-                    let value = match record.value {
-                        Some(v) => {
-                            let v = codec::decode_offset_commit_value(v)
-                                .map_err(|e| fail(e.to_string()))?;
-                            Some(Committed {
-                                offset: v.offset,
-                                leader_epoch: v.leader_epoch,
-                                metadata: v.metadata,
-                                commit_timestamp: v.commit_timestamp,
-                            })
-                        }
-                        None => None,
-                    };
-                    (group, (topic, partition), value)
-                }
-                // Group metadata (members, generations) is the coordinator's, not modelled.
-                RecordKey::GroupMetadata { .. } | RecordKey::Unmodelled { .. } => {
-                    self.skipped += 1;
-                    continue;
-                }
-            };
-            if header.is_transactional() {
-                self.in_transaction
-                    .entry(header.producer_id)
-                    .or_default()
-                    .push(change);
-            } else {
-                self.apply(change);
-            }
-        }
-        Ok(())
-    }
-}
-
 #[derive(Debug)]
 enum ViewState {
     Follower,
-    Loading { next: i64, end: i64, view: View },
+    Loading {
+        next: i64,
+        end: i64,
+        view: View,
+        /// The load's read buffer, reused step after step.
+        buf: Vec<u8>,
+    },
     Loaded(View),
 }
 
@@ -298,6 +188,7 @@ impl OffsetsStore {
             next: log.log_start_offset(),
             end: log.log_end_offset(),
             view: View::default(),
+            buf: Vec::new(),
         };
         Ok(())
     }
@@ -326,13 +217,22 @@ impl OffsetsStore {
                     done: true,
                 });
             }
-            ViewState::Loading { next, end, view } => {
+            ViewState::Loading {
+                next,
+                end,
+                view,
+                buf,
+            } => {
                 if *next < *end {
                     let slice = log.read(*next, self.config.load_buffer_bytes, Some(*end))?;
                     match slice {
                         Some(slice) => {
-                            let bytes = slice.to_vec()?;
-                            for batch in batches(&bytes) {
+                            let len = slice.len() as usize;
+                            if buf.len() < len {
+                                buf.resize(len, 0);
+                            }
+                            slice.read_to(&mut buf[..len])?;
+                            for batch in batches(&buf[..len]) {
                                 let batch = batch?;
                                 view.replay(&batch)?;
                                 *next = batch.header().next_offset();
@@ -462,18 +362,23 @@ impl OffsetsStore {
         partitions: Option<&[(String, i32)]>,
     ) -> Result<Vec<((String, i32), Committed)>> {
         self.with_view(group, |_, view| {
-            let Some(offsets) = view.groups.get(group) else {
+            let Some(topics) = view.group(group) else {
                 return Ok(Vec::new());
             };
             Ok(match partitions {
                 Some(wanted) => wanted
                     .iter()
-                    .filter_map(|k| offsets.get(k).map(|c| (k.clone(), c.clone())))
+                    .filter_map(|(t, p)| {
+                        let c = topics.get(t)?.get(p)?;
+                        Some(((t.clone(), *p), c.clone()))
+                    })
                     .collect(),
                 None => {
-                    let mut all: Vec<_> = offsets
+                    let mut all: Vec<_> = topics
                         .iter()
-                        .map(|(k, c)| (k.clone(), c.clone()))
+                        .flat_map(|(t, ps)| {
+                            ps.iter().map(move |(p, c)| ((t.clone(), *p), c.clone()))
+                        })
                         .collect();
                     all.sort_by(|a, b| a.0.cmp(&b.0));
                     all
@@ -484,7 +389,7 @@ impl OffsetsStore {
 
     /// Writes tombstones for every committed offset of `group`; `None` when it has none.
     pub fn delete_group(&self, group: &str) -> Result<Option<AppendHandle>> {
-        let keys: Vec<TopicPartitionKey> = self
+        let keys: Vec<(String, i32)> = self
             .fetch(group, None)?
             .into_iter()
             .map(|(k, _)| k)
@@ -523,17 +428,20 @@ impl OffsetsStore {
         for h in self.hosted().values_mut() {
             if let ViewState::Loaded(view) = &mut h.state {
                 view.settle();
-                for (group, offsets) in &view.groups {
+                for (group, topics) in view.groups() {
                     if active.contains(group) {
                         continue;
                     }
-                    for (key, c) in offsets {
-                        if c.commit_timestamp < cutoff {
-                            expired.entry(group.clone()).or_default().push((
-                                group.clone(),
-                                key.clone(),
-                                None,
-                            ));
+                    for (topic, partitions) in topics {
+                        for (p, c) in partitions {
+                            if c.commit_timestamp < cutoff {
+                                let key = (topic.clone(), *p);
+                                expired.entry(group.clone()).or_default().push((
+                                    group.clone(),
+                                    key,
+                                    None,
+                                ));
+                            }
                         }
                     }
                 }
