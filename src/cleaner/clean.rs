@@ -339,6 +339,7 @@ fn clean_group(
     };
     let file = log.create_cleaned(base)?;
     let mut out = Vec::with_capacity(CHUNK_BYTES as usize * 2);
+    let mut decisions = Vec::new();
     let mut written = 0u64;
     let mut next = base.max(log.log_start_offset());
     let copied = (|| -> Result<()> {
@@ -352,7 +353,14 @@ fn clean_group(
                 let batch = batch?;
                 next = batch.header().next_offset();
                 let keep_if_empty = batch.header().base_offset == last_base;
-                filter_batch(&batch, rules, keep_if_empty, &mut out, stats)?;
+                filter_batch(
+                    &batch,
+                    rules,
+                    keep_if_empty,
+                    &mut out,
+                    stats,
+                    &mut decisions,
+                )?;
             }
             if out.len() as u64 >= CHUNK_BYTES {
                 file.write_at(&out, written)?;

@@ -6,6 +6,7 @@
 //! cleaning of a few thousand keys then probes a table that fits the CPU caches instead of
 //! random places in 128 MiB.
 
+use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 
 /// Bytes per slot: a 16-byte hash and an 8-byte offset.
@@ -28,27 +29,48 @@ pub struct OffsetMap {
     limit: usize,
     /// Slots the memory budget allows.
     max_slots: usize,
+    /// Keys of the digest's SipHash half, random per map.
+    sip: RandomState,
     /// The largest offset put since the last clear.
     latest: i64,
 }
 
-/// Two independent SipHash-1-3 runs with fixed keys: a stable 128-bit digest.
-fn digest(key: &[u8]) -> u128 {
-    let mut hi =
-        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-            .build_hasher();
+/// A 128-bit digest of a key: SipHash-1-3 with the map's random keys (so that nobody can
+/// choose keys that collide, which would drop a record), then a fast multiply-mix of the
+/// same bytes. Two distinct keys share a slot only if both halves collide.
+fn digest(sip: &RandomState, key: &[u8]) -> u128 {
+    let mut hi = sip.build_hasher();
     hi.write(key);
-    let mut lo =
-        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-            .build_hasher();
-    lo.write_u64(0x5851_F42D_4C95_7F2D);
-    lo.write(key);
-    let h = (u128::from(hi.finish()) << 64) | u128::from(lo.finish());
+    let h = (u128::from(hi.finish()) << 64) | u128::from(mix(key));
     if h == EMPTY {
         1
     } else {
         h
     }
+}
+
+/// A fast 64-bit hash of `bytes` (8 bytes per multiply; not keyed: the SipHash half is).
+fn mix(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut h = (bytes.len() as u64).wrapping_mul(K) ^ 0x5851_F42D_4C95_7F2D;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K).rotate_left(29);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K).rotate_left(29);
+    }
+    // MurmurHash3's finalizer: every input bit reaches every output bit.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+    h ^ (h >> 33)
 }
 
 impl OffsetMap {
@@ -61,6 +83,7 @@ impl OffsetMap {
             entries: 0,
             limit: 0,
             max_slots,
+            sip: RandomState::new(),
             latest: -1,
         };
         map.resize(INITIAL_SLOTS.min(max_slots));
@@ -127,7 +150,8 @@ impl OffsetMap {
 
     fn slot_of(&self, hash: u128) -> usize {
         let n = self.hashes.len();
-        let mut i = (hash as u64 % n as u64) as usize;
+        // The keyed SipHash half picks the slot: it is the well distributed one.
+        let mut i = ((hash >> 64) as u64 % n as u64) as usize;
         loop {
             let h = self.hashes[i];
             if h == hash || h == EMPTY {
@@ -143,7 +167,7 @@ impl OffsetMap {
     /// Records `offset` as the latest for `key`. Returns false, changing nothing, for a new
     /// key when the map is full.
     pub fn put(&mut self, key: &[u8], offset: i64) -> bool {
-        let hash = digest(key);
+        let hash = digest(&self.sip, key);
         let mut i = self.slot_of(hash);
         if self.hashes[i] == EMPTY {
             if self.entries >= self.limit {
@@ -163,7 +187,7 @@ impl OffsetMap {
 
     /// The latest offset recorded for `key`.
     pub fn get(&self, key: &[u8]) -> Option<i64> {
-        let i = self.slot_of(digest(key));
+        let i = self.slot_of(digest(&self.sip, key));
         (self.hashes[i] != EMPTY).then(|| self.offsets[i])
     }
 }
@@ -212,8 +236,11 @@ mod tests {
 
     #[test]
     fn digests_are_stable_and_distinct() {
-        assert_eq!(digest(b"abc"), digest(b"abc"));
-        assert_ne!(digest(b"abc"), digest(b"abd"));
-        assert_ne!(digest(b""), EMPTY);
+        let sip = RandomState::new();
+        assert_eq!(digest(&sip, b"abc"), digest(&sip, b"abc"));
+        assert_ne!(digest(&sip, b"abc"), digest(&sip, b"abd"));
+        assert_ne!(digest(&sip, b""), EMPTY);
+        assert_ne!(mix(b"12345678a"), mix(b"12345678b"));
+        assert_ne!(mix(b""), mix(b"\0"));
     }
 }

@@ -81,13 +81,15 @@ impl FilterRules<'_> {
 
 /// Appends what `batch` keeps to `out`. `keep_if_empty` keeps a batch that loses every
 /// record as a header without records, so that the cleaned segment still ends where the
-/// original did. Returns whether anything was appended.
+/// original did. `kept` is scratch space for the per-record decisions (reused across
+/// calls). Returns whether anything was appended.
 pub fn filter_batch(
     batch: &Batch<'_>,
     rules: &FilterRules<'_>,
     keep_if_empty: bool,
     out: &mut Vec<u8>,
     stats: &mut FilterStats,
+    decisions: &mut Vec<bool>,
 ) -> Result<bool, BatchError> {
     let header = batch.header();
     if header.compression() != Compression::None || header.is_control() {
@@ -101,10 +103,13 @@ pub fn filter_batch(
     let mut kept_tombstone = false;
     let mut first_timestamp = None;
     let mut max_timestamp = i64::MIN;
+    decisions.clear();
     for record in batch.records()? {
         let record = record?;
         stats.records_read += 1;
-        if rules.retains(&record, old_horizon, stats) {
+        let keep = rules.retains(&record, old_horizon, stats);
+        decisions.push(keep);
+        if keep {
             kept += 1;
             kept_tombstone |= record.value.is_none();
             first_timestamp.get_or_insert(record.timestamp);
@@ -130,9 +135,9 @@ pub fn filter_batch(
     // timestamp; an empty batch has none (-1) and no horizon.
     let horizon = if kept == 0 { None } else { horizon };
     let base_timestamp = horizon.or(first_timestamp).unwrap_or(-1);
-    for record in batch.records()? {
+    for (record, &keep) in batch.records()?.zip(decisions.iter()) {
         let record = record?;
-        if rules.retains(&record, old_horizon, &mut FilterStats::default()) {
+        if keep {
             encode_record(&record, record.timestamp.wrapping_sub(base_timestamp), out);
         }
     }
