@@ -14,6 +14,9 @@ use crate::segment::Segment;
 
 /// Bytes read per step, and buffered before a write.
 const CHUNK_BYTES: u64 = 1 << 20;
+/// Bytes of a cleaned copy written between the background syncs that run ahead of the
+/// final one.
+const SYNC_AHEAD_BYTES: u64 = 16 << 20;
 
 /// Where a log may be cleaned now, and how dirty it is.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -342,7 +345,18 @@ fn clean_group(
     let mut decisions = Vec::new();
     let mut written = 0u64;
     let mut next = base.max(log.log_start_offset());
-    let copied = (|| -> Result<()> {
+    // A helper thread syncs what is written so far while the copy goes on, so that the
+    // final sync waits only for the tail (the disk works while the CPU filters).
+    let copied = std::thread::scope(|scope| -> Result<()> {
+        let (wake, woken) = std::sync::mpsc::channel::<()>();
+        let syncing = file.clone();
+        let syncer = scope.spawn(move || -> Result<()> {
+            for () in woken {
+                syncing.sync_data()?;
+            }
+            Ok(())
+        });
+        let mut synced_at = 0u64;
         while next < group_end {
             let Some(slice) = log.read(next, CHUNK_BYTES, Some(group_end))? else {
                 break;
@@ -367,12 +381,20 @@ fn clean_group(
                 throttle.account(out.len() as u64);
                 written += out.len() as u64;
                 out.clear();
+                if written - synced_at >= SYNC_AHEAD_BYTES {
+                    synced_at = written;
+                    let _ = wake.send(()); // a finished syncer reports its error at the join
+                }
             }
         }
         file.write_at(&out, written)?;
         written += out.len() as u64;
+        drop(wake);
+        syncer
+            .join()
+            .map_err(|_| Error::InvalidConfig("cleaner sync thread panicked".into()))??;
         file.sync_data()
-    })();
+    });
     if let Err(err) = copied {
         log.discard_cleaned(base)?;
         return Err(err);
