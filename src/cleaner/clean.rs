@@ -9,11 +9,13 @@ use super::offset_map::OffsetMap;
 use super::rewrite::{filter_batch, FilterRules, FilterStats};
 use crate::error::{Error, Result};
 use crate::log::Log;
-use crate::record::batches;
+use crate::record::{Batch, BatchError};
 use crate::segment::Segment;
 
-/// Bytes read per step, and buffered before a write.
+/// Bytes buffered before a write of a cleaned copy.
 const CHUNK_BYTES: u64 = 1 << 20;
+/// Bytes read from a segment file per step.
+const SCAN_BYTES: usize = 4 << 20;
 /// Bytes of a cleaned copy written between the background syncs that run ahead of the
 /// final one.
 const SYNC_AHEAD_BYTES: u64 = 16 << 20;
@@ -155,8 +157,29 @@ impl Throttle {
     }
 }
 
-/// Cleans `log` over `range` with `map` (cleared first) at `now_ms`.
+/// Cleans `log` over `range` with `map` (cleared first) at `now_ms`. A truncation of the
+/// log meanwhile (a follower cutting its log) aborts the cleaning, which is then reported
+/// as such and not as a failure: the cleaned copies are discarded, the checkpoint stays.
 pub fn clean_log(
+    log: &Log,
+    range: &Cleanable,
+    map: &mut OffsetMap,
+    now_ms: i64,
+    throttle: &mut Throttle,
+) -> Result<CleanReport> {
+    let truncations = log.truncation_count();
+    match clean_log_once(log, range, map, now_ms, throttle) {
+        Err(_) if log.truncation_count() != truncations => Ok(CleanReport {
+            first_dirty: range.first_dirty,
+            end_offset: range.first_dirty,
+            aborted: true,
+            ..CleanReport::default()
+        }),
+        outcome => outcome,
+    }
+}
+
+fn clean_log_once(
     log: &Log,
     range: &Cleanable,
     map: &mut OffsetMap,
@@ -202,11 +225,9 @@ pub fn clean_log(
     let mut cleaned: Vec<Vec<Arc<Segment>>> = Vec::new();
     for group in group_segments(&segments, &next_bases, log.config().segment_bytes) {
         let group_segments = &segments[group.clone()];
-        let group_end = next_bases[group.end - 1];
         let written = clean_group(
             log,
             group_segments,
-            group_end,
             &rules,
             &mut buf,
             throttle,
@@ -250,46 +271,91 @@ fn build_map(
     buf: &mut Vec<u8>,
     throttle: &mut Throttle,
 ) -> Result<i64> {
-    let mut next = range.first_dirty;
-    while next < range.first_uncleanable {
-        let Some(slice) = log.read(next, CHUNK_BYTES, Some(range.first_uncleanable))? else {
-            break;
-        };
-        let bytes = read_slice(&slice, buf)?;
-        throttle.account(bytes.len() as u64);
-        for batch in batches(bytes) {
-            let batch = batch?;
-            let header = *batch.header();
-            if header.is_control() || batch.records().is_err() {
-                // Compressed: partlog does not open it, so its records are never dropped.
-                next = header.next_offset();
+    let segments: Vec<Arc<Segment>> = dirty_segments(log, range);
+    let mut stopped = None;
+    scan_batches(&segments, buf, throttle, |batch| {
+        let header = batch.header();
+        if header.next_offset() <= range.first_dirty {
+            return Ok(true);
+        }
+        if header.is_control() || batch.records().is_err() {
+            // Compressed: partlog does not open it, so its records are never dropped.
+            return Ok(true);
+        }
+        for record in batch.records()? {
+            let record = record?;
+            if record.offset < range.first_dirty {
                 continue;
             }
-            for record in batch.records()? {
-                let record = record?;
-                if record.offset < range.first_dirty {
-                    continue;
-                }
-                if let Some(key) = record.key {
-                    if !map.put(key, record.offset) {
-                        return Ok(record.offset);
-                    }
+            if let Some(key) = record.key {
+                if !map.put(key, record.offset) {
+                    stopped = Some(record.offset);
+                    return Ok(false);
                 }
             }
-            next = header.next_offset();
         }
-    }
-    Ok(range.first_uncleanable.min(next.max(range.first_dirty)))
+        Ok(true)
+    })?;
+    Ok(stopped.unwrap_or(range.first_uncleanable))
 }
 
-/// The slice's bytes, read into `buf` (grown, never shrunk: no zeroing per read).
-fn read_slice<'b>(slice: &crate::segment::FileSlice, buf: &'b mut Vec<u8>) -> Result<&'b [u8]> {
-    let len = slice.len() as usize;
-    if buf.len() < len {
-        buf.resize(len, 0);
+/// The inactive segments holding `[first_dirty, first_uncleanable)`.
+fn dirty_segments(log: &Log, range: &Cleanable) -> Vec<Arc<Segment>> {
+    let inactive = log.inactive_segments();
+    let first = inactive
+        .partition_point(|s| s.base_offset() <= range.first_dirty)
+        .saturating_sub(1);
+    inactive[first..]
+        .iter()
+        .filter(|s| s.base_offset() < range.first_uncleanable)
+        .cloned()
+        .collect()
+}
+
+/// Calls `f` with every batch of `segments`, in order, read straight from their files in
+/// [`SCAN_BYTES`] pieces (a fetch would walk the batch headers to cut its slice; the
+/// cleaner reads whole segments). Stops early when `f` returns false.
+fn scan_batches(
+    segments: &[Arc<Segment>],
+    buf: &mut Vec<u8>,
+    throttle: &mut Throttle,
+    mut f: impl FnMut(&Batch<'_>) -> Result<bool>,
+) -> Result<()> {
+    for segment in segments {
+        let size = segment.size();
+        let file = segment.log_file();
+        let mut pos = 0u64; // the file position of `buf[0]`
+        let mut filled = 0usize;
+        loop {
+            let want = (SCAN_BYTES as u64).min(size - pos - filled as u64) as usize;
+            if buf.len() < filled + want {
+                buf.resize(filled + want, 0);
+            }
+            file.read_exact_at(&mut buf[filled..filled + want], pos + filled as u64)?;
+            filled += want;
+            throttle.account(want as u64);
+            let mut at = 0usize;
+            while at < filled {
+                match Batch::parse(&buf[at..filled]) {
+                    Ok(batch) => {
+                        if !f(&batch)? {
+                            return Ok(());
+                        }
+                        at += batch.as_bytes().len();
+                    }
+                    Err(BatchError::TooShort { .. }) if want > 0 => break,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            buf.copy_within(at..filled, 0);
+            pos += at as u64;
+            filled -= at;
+            if pos + filled as u64 >= size && filled == 0 {
+                break;
+            }
+        }
     }
-    slice.read_to(&mut buf[..len])?;
-    Ok(&buf[..len])
+    Ok(())
 }
 
 /// Consecutive runs of segments whose sizes sum to at most `segment_bytes` and whose
@@ -325,7 +391,6 @@ fn group_segments(
 fn clean_group(
     log: &Log,
     group: &[Arc<Segment>],
-    group_end: i64,
     rules: &FilterRules<'_>,
     buf: &mut Vec<u8>,
     throttle: &mut Throttle,
@@ -344,7 +409,7 @@ fn clean_group(
     let mut out = Vec::with_capacity(CHUNK_BYTES as usize * 2);
     let mut decisions = Vec::new();
     let mut written = 0u64;
-    let mut next = base.max(log.log_start_offset());
+    let log_start = log.log_start_offset();
     // A helper thread syncs what is written so far while the copy goes on, so that the
     // final sync waits only for the tail (the disk works while the CPU filters).
     let copied = std::thread::scope(|scope| -> Result<()> {
@@ -357,28 +422,14 @@ fn clean_group(
             Ok(())
         });
         let mut synced_at = 0u64;
-        while next < group_end {
-            let Some(slice) = log.read(next, CHUNK_BYTES, Some(group_end))? else {
-                break;
-            };
-            let bytes = read_slice(&slice, buf)?;
-            throttle.account(bytes.len() as u64);
-            for batch in batches(bytes) {
-                let batch = batch?;
-                next = batch.header().next_offset();
-                let keep_if_empty = batch.header().base_offset == last_base;
-                filter_batch(
-                    &batch,
-                    rules,
-                    keep_if_empty,
-                    &mut out,
-                    stats,
-                    &mut decisions,
-                )?;
+        scan_batches(group, buf, throttle, |batch| {
+            if batch.header().next_offset() <= log_start {
+                return Ok(true); // below the log start: gone already
             }
+            let keep_if_empty = batch.header().base_offset == last_base;
+            filter_batch(batch, rules, keep_if_empty, &mut out, stats, &mut decisions)?;
             if out.len() as u64 >= CHUNK_BYTES {
                 file.write_at(&out, written)?;
-                throttle.account(out.len() as u64);
                 written += out.len() as u64;
                 out.clear();
                 if written - synced_at >= SYNC_AHEAD_BYTES {
@@ -386,7 +437,8 @@ fn clean_group(
                     let _ = wake.send(()); // a finished syncer reports its error at the join
                 }
             }
-        }
+            Ok(true)
+        })?;
         file.write_at(&out, written)?;
         written += out.len() as u64;
         drop(wake);

@@ -26,6 +26,12 @@ use crate::io::{OpenMode, StorageFile};
 use crate::segment::{files, Segment};
 
 impl Log {
+    /// How many truncations the log has seen since it opened (a cleaning that raced one
+    /// is abandoned).
+    pub fn truncation_count(&self) -> u64 {
+        self.truncations.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// The segments below the active one, oldest first: the ones a cleaning may rewrite.
     pub fn inactive_segments(&self) -> Vec<Arc<Segment>> {
         let segments = self.segments();
