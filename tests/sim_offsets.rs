@@ -15,7 +15,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use partlog::cleaner::{Cleaner, CleanerConfig};
 use partlog::cluster::{Cluster, ClusterOptions, NetworkFaults};
@@ -271,25 +270,14 @@ impl Sim {
 }
 
 fn run_seed(seed: u64) -> Result<(), String> {
-    let mut sim = None;
-    catch_unwind(AssertUnwindSafe(|| {
+    let drive = |sim: &mut Option<Sim>| {
         let s = sim.insert(Sim::new(seed));
         s.follow_leadership();
         for _ in 0..STEPS {
             s.step();
         }
-    }))
-    .map_err(|panic| {
-        let trace = sim.map_or(Vec::new(), |s| s.trace);
-        let replay = format!("SIM_OFFSETS_SEED={seed} cargo test --release --test sim_offsets");
-        common::seed_report(
-            seed,
-            &common::panic_text(panic.as_ref()),
-            &trace,
-            25,
-            &replay,
-        )
-    })
+    };
+    common::run_sim_seed(seed, "SIM_OFFSETS", "sim_offsets", drive, |s| s.trace)
 }
 
 #[test]

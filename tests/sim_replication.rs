@@ -17,7 +17,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use common::batch;
 use common::cluster::{contents, Cluster};
@@ -327,25 +326,14 @@ impl Sim {
 }
 
 fn run_seed(seed: u64, network_faults: bool) -> Result<(), String> {
-    let mut sim = None;
-    catch_unwind(AssertUnwindSafe(|| {
+    let drive = |sim: &mut Option<Sim>| {
         let s = sim.insert(Sim::new(seed, network_faults));
         for _ in 0..STEPS {
             s.step();
         }
         s.finish();
-    }))
-    .map_err(|panic| {
-        let trace = sim.map_or(Vec::new(), |s| s.trace);
-        let replay = format!("SIM_REPL_SEED={seed} cargo test --release --test sim_replication");
-        common::seed_report(
-            seed,
-            &common::panic_text(panic.as_ref()),
-            &trace,
-            25,
-            &replay,
-        )
-    })
+    };
+    common::run_sim_seed(seed, "SIM_REPL", "sim_replication", drive, |s| s.trace)
 }
 
 #[test]

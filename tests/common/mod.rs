@@ -242,6 +242,25 @@ pub fn seed_report(seed: u64, text: &str, trace: &[String], shown: usize, replay
     )
 }
 
+/// Runs one seed of a simulation: `drive` builds it into the slot and runs it; a panic
+/// becomes the seed's report, with the last operations of the trace `trace_of` takes from
+/// what was built and the command that replays the seed (`<prefix>_SEED=<seed> cargo test
+/// --release --test <test>`).
+pub fn run_sim_seed<S>(
+    seed: u64,
+    prefix: &str,
+    test: &str,
+    drive: impl FnOnce(&mut Option<S>),
+    trace_of: impl FnOnce(S) -> Vec<String>,
+) -> Result<(), String> {
+    let mut sim = None;
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drive(&mut sim))).map_err(|panic| {
+        let trace = sim.map_or(Vec::new(), trace_of);
+        let replay = format!("{prefix}_SEED={seed} cargo test --release --test {test}");
+        seed_report(seed, &panic_text(panic.as_ref()), &trace, 25, &replay)
+    })
+}
+
 /// Runs a seeded simulation the way every simulator test does: `<PREFIX>_SEED` replays one
 /// seed; otherwise `<PREFIX>_SEEDS` seeds (default `default_seeds`) from
 /// `<PREFIX>_SEED_BASE` (default 0) run, and the first failure reports are shown.
