@@ -12,15 +12,12 @@ use partlog::io::{OpenMode, StorageFile};
 use partlog::record::{Batch, BatchHeader, Compression, Record, TimestampType, HEADER_LEN};
 
 use partlog::checkpoint::{
-    LEADER_EPOCH_FILE, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE, REPLICATION_FILE,
+    CLEANER_FILE, LEADER_EPOCH_FILE, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE, REPLICATION_FILE,
 };
 
 use crate::dump_index::{self, CheckpointKind};
 use crate::json::{self, Json};
 use crate::{emit, storage, CliError, CliResult, EXIT_FAILED};
-
-/// Kafka's log cleaner checkpoint (`topic partition offset` lines, like the others).
-const CLEANER_OFFSET_FILE: &str = "cleaner-offset-checkpoint";
 
 /// Largest batch the dump reads into memory; a header claiming more is reported invalid.
 const BATCH_BYTES_MAX: usize = 256 << 20;
@@ -47,7 +44,7 @@ const OFFSET_CHECKPOINTS: [&str; 4] = [
     RECOVERY_POINT_FILE,
     LOG_START_OFFSET_FILE,
     REPLICATION_FILE,
-    CLEANER_OFFSET_FILE,
+    CLEANER_FILE,
 ];
 
 /// What a file is, known by its name.
