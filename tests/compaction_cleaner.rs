@@ -244,3 +244,27 @@ fn the_background_thread_cleans_until_stopped() {
     assert!(outcomes.iter().any(|o| matches!(o, Ok(true))));
     assert!(outcomes.iter().all(|o| o.is_ok()));
 }
+
+/// Two cleaners on one log dir never clean one log at once: they would write the same
+/// `.cleaned` files. The second one finds the log claimed and reports an aborted cleaning.
+#[test]
+fn one_cleaning_at_a_time_per_log() {
+    let disk = SimStorage::new(6);
+    let dir = dir(&disk, config());
+    let (log, _) = dir.open_log(&TopicPartition::new("t", 0)).unwrap();
+    fill(&log, 5, 4, NOW);
+    let claim = log.begin_cleaning().expect("free");
+    assert!(log.begin_cleaning().is_none(), "claimed once already");
+    let other = Cleaner::new(CleanerConfig::default());
+    match other.clean_once(&dir, NOW).unwrap() {
+        CleanOutcome::Cleaned { report, .. } => assert!(report.aborted, "{report:?}"),
+        outcome => panic!("{outcome:?}"),
+    }
+    assert!(dir.cleaner_offset(&TopicPartition::new("t", 0)).is_none());
+    drop(claim);
+    match other.clean_once(&dir, NOW).unwrap() {
+        CleanOutcome::Cleaned { report, .. } => assert!(!report.aborted, "{report:?}"),
+        outcome => panic!("{outcome:?}"),
+    }
+    assert_eq!(keys_of(&log), 5);
+}

@@ -160,6 +160,7 @@ impl Throttle {
 /// Cleans `log` over `range` with `map` (cleared first) at `now_ms`. A truncation of the
 /// log meanwhile (a follower cutting its log) aborts the cleaning, which is then reported
 /// as such and not as a failure: the cleaned copies are discarded, the checkpoint stays.
+/// So does a log another cleaning holds.
 pub fn clean_log(
     log: &Log,
     range: &Cleanable,
@@ -167,14 +168,18 @@ pub fn clean_log(
     now_ms: i64,
     throttle: &mut Throttle,
 ) -> Result<CleanReport> {
+    let aborted = CleanReport {
+        first_dirty: range.first_dirty,
+        end_offset: range.first_dirty,
+        aborted: true,
+        ..CleanReport::default()
+    };
+    let Some(_claim) = log.begin_cleaning() else {
+        return Ok(aborted); // another cleaning holds the log
+    };
     let truncations = log.truncation_count();
     match clean_log_once(log, range, map, now_ms, throttle) {
-        Err(_) if log.truncation_count() != truncations => Ok(CleanReport {
-            first_dirty: range.first_dirty,
-            end_offset: range.first_dirty,
-            aborted: true,
-            ..CleanReport::default()
-        }),
+        Err(_) if log.truncation_count() != truncations => Ok(aborted),
         outcome => outcome,
     }
 }

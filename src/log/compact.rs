@@ -25,7 +25,32 @@ use crate::error::Result;
 use crate::io::{OpenMode, StorageFile};
 use crate::segment::{files, Segment};
 
+/// A cleaning under way on a log; the next may start when it is dropped.
+#[derive(Debug)]
+pub struct CleaningGuard<'a> {
+    log: &'a Log,
+}
+
+impl Drop for CleaningGuard<'_> {
+    fn drop(&mut self) {
+        self.log
+            .cleaning
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
 impl Log {
+    /// Claims the log for one cleaning: `None` while another cleaning (another cleaner
+    /// thread, or another `Cleaner`) holds it, since two would write the same `.cleaned`
+    /// files.
+    pub fn begin_cleaning(&self) -> Option<CleaningGuard<'_>> {
+        use std::sync::atomic::Ordering;
+        self.cleaning
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| CleaningGuard { log: self })
+    }
+
     /// How many truncations the log has seen since it opened (a cleaning that raced one
     /// is abandoned).
     pub fn truncation_count(&self) -> u64 {

@@ -34,6 +34,7 @@ use crate::io::Storage;
 use crate::segment::Segment;
 
 pub use append::AppendInfo;
+pub use compact::CleaningGuard;
 use epochs::EpochCache;
 pub use epochs::{EpochEntry, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
 pub use open::LogOpenOptions;
@@ -95,6 +96,8 @@ pub struct Log {
     /// The cache changed in a way that need not be durable at once (the log start moved);
     /// the next flush or close writes it.
     epochs_dirty: AtomicBool,
+    /// A cleaning holds the log (see [`Log::begin_cleaning`]).
+    cleaning: AtomicBool,
     /// The high watermark a replica layer publishes ([`Log::set_high_watermark`]); the
     /// cleaner never cleans past it. `i64::MAX` for a log no replica owns.
     high_watermark: AtomicI64,

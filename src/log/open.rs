@@ -133,6 +133,7 @@ impl Log {
             flusher: Mutex::new(()),
             epochs: Mutex::new(epochs),
             epochs_dirty: AtomicBool::new(false),
+            cleaning: AtomicBool::new(false),
             high_watermark: AtomicI64::new(i64::MAX),
             _lock: lock,
         };
