@@ -37,7 +37,7 @@ const READ_REPS: usize = 5;
 /// Repetitions of the clean open (best kept).
 const OPEN_REPS: usize = 5;
 /// Repetitions of the follower catch-up (best kept).
-const CATCHUP_REPS: usize = 2;
+const CATCHUP_REPS: usize = 3;
 /// The `acks` workload appends this share of the data bytes per run (it runs six times,
 /// and each byte is written three times).
 const ACKS_DATA_DIVISOR: u64 = 8;
