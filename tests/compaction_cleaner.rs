@@ -268,3 +268,56 @@ fn one_cleaning_at_a_time_per_log() {
     }
     assert_eq!(keys_of(&log), 5);
 }
+
+/// A truncation below the cleaner checkpoint (a follower cutting its log) makes what lies
+/// above it dirty again, as Kafka lowers the checkpoint: records fetched again there
+/// supersede older ones below, and the next cleaning removes those.
+#[test]
+fn a_truncation_below_the_checkpoint_makes_the_range_dirty_again() {
+    let disk = SimStorage::new(7);
+    let dir = dir(
+        &disk,
+        LogConfig {
+            min_cleanable_dirty_ratio: 0.0,
+            ..config()
+        },
+    );
+    let cleaner = Cleaner::new(CleanerConfig::default());
+    let tp = TopicPartition::new("t", 0);
+    let (log, _) = dir.open_log(&tp).unwrap();
+    // Keys k0..k9 once, then k10..k19 three times: cleaned, the checkpoint is at the end.
+    fill(&log, 10, 1, NOW);
+    let middle = log.log_end_offset();
+    for round in 0..3 {
+        for k in 10..20 {
+            let record = (
+                format!("k{k}").into_bytes(),
+                Some(format!("v{round}").into_bytes()),
+            );
+            log.append_as_leader(&mut keyed_batch(&[record], NOW), 0)
+                .unwrap();
+        }
+    }
+    log.force_roll().unwrap();
+    while let CleanOutcome::Cleaned { .. } = cleaner.clean_once(&dir, NOW).unwrap() {}
+    assert_eq!(keys_of(&log), 20);
+    let checkpoint = dir.cleaner_offset(&tp).unwrap();
+    assert!(checkpoint > middle);
+
+    // Cut back to the middle and write k0..k9 again there (as a follower would).
+    log.truncate_to(middle).unwrap();
+    assert_eq!(log.truncated_to(), middle);
+    fill(&log, 10, 1, NOW);
+    while log.log_end_offset() < checkpoint {
+        fill(&log, 10, 1, NOW);
+    }
+    let range = cleanable(&log, dir.cleaner_offset(&tp), NOW).unwrap();
+    assert_eq!(range.first_dirty, middle, "{range:?}");
+    while let CleanOutcome::Cleaned { .. } = cleaner.clean_once(&dir, NOW).unwrap() {}
+    assert_eq!(keys_of(&log), 10, "the first k0..k9 are superseded");
+    assert_eq!(
+        log.truncated_to(),
+        i64::MAX,
+        "the cleaning saw the truncation"
+    );
+}

@@ -58,7 +58,9 @@ impl Cleanable {
 pub fn cleanable(log: &Log, checkpoint: Option<i64>, now_ms: i64) -> Result<Cleanable> {
     let config = log.config();
     let (start, end) = (log.log_start_offset(), log.log_end_offset());
+    // A truncation below the checkpoint replaced what lay above it: dirty again.
     let first_dirty = checkpoint
+        .map(|c| c.min(log.truncated_to()))
         .filter(|c| (start..=end).contains(c))
         .unwrap_or(start);
     let inactive = log.inactive_segments();
@@ -178,8 +180,17 @@ pub fn clean_log(
         return Ok(aborted); // another cleaning holds the log
     };
     let truncations = log.truncation_count();
+    let truncated_to = log.truncated_to();
     match clean_log_once(log, range, map, now_ms, throttle) {
         Err(_) if log.truncation_count() != truncations => Ok(aborted),
+        Ok(report)
+            if !report.aborted
+                && range.first_dirty <= truncated_to
+                && log.truncation_count() == truncations =>
+        {
+            log.truncation_seen(truncated_to);
+            Ok(report)
+        }
         outcome => outcome,
     }
 }

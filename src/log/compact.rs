@@ -51,6 +51,24 @@ impl Log {
             .map(|_| CleaningGuard { log: self })
     }
 
+    /// The lowest offset a truncation cut the log to since [`Log::truncation_seen`] last
+    /// cleared it; `i64::MAX` when none did.
+    pub fn truncated_to(&self) -> i64 {
+        self.truncated_to.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// A cleaning that started at or below `offset` (read from [`Log::truncated_to`])
+    /// finished: forgets the truncation unless a newer one happened meanwhile.
+    pub fn truncation_seen(&self, offset: i64) {
+        use std::sync::atomic::Ordering;
+        let _ = self.truncated_to.compare_exchange(
+            offset,
+            i64::MAX,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+
     /// How many truncations the log has seen since it opened (a cleaning that raced one
     /// is abandoned).
     pub fn truncation_count(&self) -> u64 {

@@ -98,6 +98,10 @@ pub struct Log {
     epochs_dirty: AtomicBool,
     /// A cleaning holds the log (see [`Log::begin_cleaning`]).
     cleaning: AtomicBool,
+    /// The lowest offset a truncation cut the log to since a cleaning last saw it
+    /// (`i64::MAX`: none): what lies above it may have been replaced, so it is dirty again
+    /// whatever the cleaner checkpoint says (Kafka lowers the checkpoint then).
+    truncated_to: AtomicI64,
     /// The high watermark a replica layer publishes ([`Log::set_high_watermark`]); the
     /// cleaner never cleans past it. `i64::MAX` for a log no replica owns.
     high_watermark: AtomicI64,

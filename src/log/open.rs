@@ -134,6 +134,7 @@ impl Log {
             epochs: Mutex::new(epochs),
             epochs_dirty: AtomicBool::new(false),
             cleaning: AtomicBool::new(false),
+            truncated_to: AtomicI64::new(i64::MAX),
             high_watermark: AtomicI64::new(i64::MAX),
             _lock: lock,
         };

@@ -63,6 +63,7 @@ impl Log {
         }
         // Readers must stop at the new end before the bytes go away.
         self.truncations.fetch_add(1, Ordering::AcqRel);
+        self.truncated_to.fetch_min(new_end, Ordering::AcqRel);
         self.log_end_offset.store(new_end, Ordering::Release);
         self.recovery_point.fetch_min(new_end, Ordering::AcqRel);
         let mut bytes: u64 = removed.iter().map(|s| s.size()).sum();
@@ -108,6 +109,7 @@ impl Log {
         self.storage.sync_dir(&self.dir)?;
         let fresh = self.new_segment(offset)?;
         self.truncations.fetch_add(1, Ordering::AcqRel);
+        self.truncated_to.fetch_min(offset, Ordering::AcqRel);
         self.log_end_offset.store(offset, Ordering::Release);
         self.log_start_offset.store(offset, Ordering::Release);
         self.recovery_point.store(offset, Ordering::Release);
