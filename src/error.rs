@@ -96,6 +96,10 @@ pub enum Error {
     TransactionsUnsupported,
     /// A request a store cannot take as it is (a name too long for the format, ...).
     InvalidRequest(String),
+    /// A compacted log takes only records with a key (Kafka's "Compacted topic cannot
+    /// accept message without key"); `offset_delta` names the first without one. Nothing
+    /// was appended.
+    KeylessRecord { offset_delta: i32 },
     /// A record of an offsets partition does not decode; the load stops there, as
     /// Kafka's does.
     OffsetsRecord { offset: i64, reason: String },
@@ -231,6 +235,9 @@ impl Error {
             },
             Error::TransactionsUnsupported => Error::TransactionsUnsupported,
             Error::InvalidRequest(why) => Error::InvalidRequest(why.clone()),
+            Error::KeylessRecord { offset_delta } => Error::KeylessRecord {
+                offset_delta: *offset_delta,
+            },
             Error::OffsetsRecord { offset, reason } => Error::OffsetsRecord {
                 offset: *offset,
                 reason: reason.clone(),
@@ -348,6 +355,10 @@ impl fmt::Display for Error {
                 "transactional offset commits need transactions, which partlog does not support",
             ),
             Error::InvalidRequest(why) => write!(f, "invalid request: {why}"),
+            Error::KeylessRecord { offset_delta } => write!(
+                f,
+                "a compacted log takes only records with a key; record {offset_delta} has none"
+            ),
             Error::OffsetsRecord { offset, reason } => {
                 write!(f, "offsets record at {offset} does not decode: {reason}")
             }

@@ -321,3 +321,39 @@ fn a_truncation_below_the_checkpoint_makes_the_range_dirty_again() {
         "the cleaning saw the truncation"
     );
 }
+
+/// A compacted log refuses records without a key, as Kafka does; nothing is appended.
+#[test]
+fn a_compacted_log_refuses_keyless_records() {
+    let disk = SimStorage::new(8);
+    let dir = dir(&disk, config());
+    let (log, _) = dir.open_log(&TopicPartition::new("t", 0)).unwrap();
+    let mut builder = partlog::record::BatchBuilder::new();
+    builder
+        .append(NOW, Some(b"k"), Some(b"v"), &[])
+        .append(NOW, None, Some(b"no key"), &[]);
+    let err = log
+        .append_as_leader(&mut builder.build().unwrap(), 0)
+        .unwrap_err();
+    assert!(
+        matches!(err, partlog::Error::KeylessRecord { offset_delta: 1 }),
+        "{err}"
+    );
+    assert_eq!(log.log_end_offset(), 0);
+    // A log that does not compact takes them.
+    let deleting = LogDir::open(
+        disk.storage(),
+        "/other",
+        LogDirOptions {
+            config: LogConfig::default(),
+            clock: Arc::new(ManualClock::new(NOW)),
+        },
+    )
+    .unwrap();
+    let (plain, _) = deleting.open_log(&TopicPartition::new("t", 0)).unwrap();
+    let mut builder = partlog::record::BatchBuilder::new();
+    builder.append(NOW, None, Some(b"no key"), &[]);
+    plain
+        .append_as_leader(&mut builder.build().unwrap(), 0)
+        .unwrap();
+}

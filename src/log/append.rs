@@ -34,8 +34,12 @@ impl Log {
         self.check_epoch(leader_epoch, self.latest_epoch())?;
         let now_ms = self.clock.now_ms();
         let first_offset = self.log_end_offset();
+        let compacts = self.config.cleanup_policy.compacts();
         let mut info = self.scan_input(batches, |batch, next| {
             batch.validate_for_leader()?;
+            if compacts {
+                require_keys(batch)?;
+            }
             // The header says where the batch was built; the leader moves it to `next`.
             let moved = BatchHeader {
                 base_offset: next,
@@ -327,4 +331,25 @@ impl Log {
 /// (`i32`) index.
 fn fits_index(info: &AppendInfo, base: i64) -> bool {
     info.first_offset >= base && info.last_offset - base <= i32::MAX as i64
+}
+
+/// A compacted log's records need keys, as Kafka's `LogValidator` demands. Control
+/// batches carry their own keys; compressed ones are not opened (partlog does not
+/// decompress), so their records are taken as they are.
+fn require_keys(batch: &record::Batch<'_>) -> Result<()> {
+    if batch.header().is_control() {
+        return Ok(());
+    }
+    let Ok(records) = batch.records() else {
+        return Ok(());
+    };
+    for r in records {
+        let r = r?;
+        if r.key.is_none() {
+            return Err(Error::KeylessRecord {
+                offset_delta: r.offset_delta,
+            });
+        }
+    }
+    Ok(())
 }
