@@ -1,9 +1,10 @@
 //! A seeded simulation of one offsets partition on three brokers: groups commit growing
 //! offsets, the network drops, duplicates and delays fetch answers, brokers die and come
-//! back (power losses while another in-sync replica runs, process deaths otherwise), leaders change (each new coordinator loading its view from its log, in chunks),
-//! and the leader's log is compacted now and then. Checked after every step, for every
-//! group the coordinator serves: its committed offset is never below the last one
-//! acknowledged (never lost), and never below one a fetch returned before (never
+//! back (power losses while another in-sync replica runs, process deaths otherwise),
+//! leaders change (each new coordinator loading its view from its log, in chunks), and the
+//! replicas' logs are compacted now and then, each by its own cleaning. Checked after every
+//! step, for every group the coordinator serves: its committed offset is never below the
+//! last one acknowledged (never lost), and never below one a fetch returned before (never
 //! backwards).
 //!
 //! ```text
@@ -187,13 +188,14 @@ impl Sim {
         self.trace.push(format!("restart {b}"));
     }
 
+    /// Every replica cleans its own log, as in Kafka: the leader's, or a follower's.
     fn clean(&mut self) {
-        let Some(leader) = self.c.leader() else {
+        let b = self.rng.below(3) as usize;
+        let Some(dir) = self.c.log_dir(b) else {
             return;
         };
-        let dir = self.c.log_dir(leader).expect("leader is up");
         let outcome = self.cleaner.clean_once(dir, self.c.clock().now_ms());
-        self.trace.push(format!("clean on {leader}: {outcome:?}"));
+        self.trace.push(format!("clean on {b}: {outcome:?}"));
         outcome.expect("clean");
         assert!(
             self.cleaner.uncleanable().is_empty(),
