@@ -19,15 +19,11 @@ use crate::record::{
     crc32c, Batch, BatchError, Compression, Record, TimestampType, CRC_START, HEADER_LEN,
 };
 
-const BATCH_LENGTH_AT: usize = 8;
-const CRC_AT: usize = 17;
-const ATTRIBUTES_AT: usize = 21;
-const BASE_TIMESTAMP_AT: usize = 27;
-const MAX_TIMESTAMP_AT: usize = 35;
-const RECORDS_COUNT_AT: usize = 57;
-const DELETE_HORIZON_BIT: i16 = 1 << 6;
-/// `batchLength` counts from the partition leader epoch on.
-const LENGTH_PREFIX: usize = 12;
+use crate::record::batch::{
+    ATTRIBUTES_AT, BASE_TIMESTAMP_AT, BATCH_LENGTH_AT, CRC_AT, DELETE_HORIZON_BIT,
+    MAX_TIMESTAMP_AT, RECORDS_COUNT_AT,
+};
+use crate::record::LOG_OVERHEAD;
 
 /// What a cleaning did to records, summed over its batches.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -149,7 +145,7 @@ pub fn filter_batch(
         max_timestamp = header.max_timestamp;
     }
     let b = &mut out[start..];
-    let length = (b.len() - LENGTH_PREFIX) as i32;
+    let length = (b.len() - LOG_OVERHEAD) as i32; // from the leader epoch on
     b[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&length.to_be_bytes());
     b[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
     b[BASE_TIMESTAMP_AT..BASE_TIMESTAMP_AT + 8].copy_from_slice(&base_timestamp.to_be_bytes());

@@ -6,19 +6,19 @@ use super::{MIN_BATCH_LENGTH, NO_PARTITION_LEADER_EPOCH};
 
 // Field positions inside a batch (see the layout on `BatchHeader`).
 const BASE_OFFSET_AT: usize = 0;
-const BATCH_LENGTH_AT: usize = 8;
+pub(crate) const BATCH_LENGTH_AT: usize = 8;
 const LEADER_EPOCH_AT: usize = 12;
 const MAGIC_AT: usize = 16;
-const CRC_AT: usize = 17;
+pub(crate) const CRC_AT: usize = 17;
 /// The CRC covers the batch from `attributes` to its end.
 pub(crate) const ATTRIBUTES_AT: usize = 21;
 const LAST_OFFSET_DELTA_AT: usize = 23;
-const BASE_TIMESTAMP_AT: usize = 27;
-const MAX_TIMESTAMP_AT: usize = 35;
+pub(crate) const BASE_TIMESTAMP_AT: usize = 27;
+pub(crate) const MAX_TIMESTAMP_AT: usize = 35;
 const PRODUCER_ID_AT: usize = 43;
 const PRODUCER_EPOCH_AT: usize = 51;
 const BASE_SEQUENCE_AT: usize = 53;
-const RECORDS_COUNT_AT: usize = 57;
+pub(crate) const RECORDS_COUNT_AT: usize = 57;
 
 const _: () = assert!(RECORDS_COUNT_AT + 4 == HEADER_LEN);
 const _: () = assert!(MAGIC_AT + 1 == BATCH_SIZE_PREFIX_LEN && BATCH_LENGTH_AT + 4 == LOG_OVERHEAD);
@@ -28,7 +28,7 @@ const COMPRESSION_MASK: i16 = 0x07;
 const TIMESTAMP_TYPE_BIT: i16 = 1 << 3;
 const TRANSACTIONAL_BIT: i16 = 1 << 4;
 const CONTROL_BIT: i16 = 1 << 5;
-const DELETE_HORIZON_BIT: i16 = 1 << 6;
+pub(crate) const DELETE_HORIZON_BIT: i16 = 1 << 6;
 
 /// Compression codec of a batch, attribute bits 0-2.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

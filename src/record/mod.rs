@@ -10,7 +10,7 @@
 //! Compressed batches are checked at the header and CRC level only: partlog never
 //! decompresses (the broker stores producer bytes as they came).
 
-mod batch;
+pub(crate) mod batch;
 mod builder;
 mod crc;
 mod error;
