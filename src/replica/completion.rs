@@ -14,6 +14,9 @@ const WAIT_SPINS: u32 = 32;
 struct Shared {
     outcome: Mutex<Option<Result<AppendInfo>>>,
     done: Condvar,
+    /// Threads asleep in [`AppendHandle::wait`]: completing wakes the condvar only then
+    /// (a wake-up is a system call, paid on the follower's fetch path otherwise).
+    sleepers: std::sync::atomic::AtomicUsize,
 }
 
 /// What an append returns: complete at once for `acks` 0 and 1, when the high watermark
@@ -69,11 +72,14 @@ impl AppendHandle {
             .outcome
             .lock()
             .unwrap_or_else(|e| e.into_inner());
+        use std::sync::atomic::Ordering;
+        self.shared.sleepers.fetch_add(1, Ordering::AcqRel);
         let (outcome, _) = self
             .shared
             .done
             .wait_timeout_while(outcome, timeout, |o| o.is_none())
             .unwrap_or_else(|e| e.into_inner());
+        self.shared.sleepers.fetch_sub(1, Ordering::AcqRel);
         outcome.as_ref().map(copy)
     }
 
@@ -86,7 +92,15 @@ impl AppendHandle {
             .unwrap_or_else(|e| e.into_inner());
         if outcome.is_none() {
             *outcome = Some(result);
-            self.shared.done.notify_all();
+            // A sleeper registers under the lock held here, so none is missed.
+            if self
+                .shared
+                .sleepers
+                .load(std::sync::atomic::Ordering::Acquire)
+                > 0
+            {
+                self.shared.done.notify_all();
+            }
         }
     }
 }
