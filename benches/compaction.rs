@@ -4,6 +4,9 @@
 
 use std::time::Duration;
 
+mod common;
+
+use common::bench_sides;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use partlog::bench::compaction;
 
@@ -15,18 +18,10 @@ fn cleaning(c: &mut Criterion) {
     let root = tmp.path().join("compaction");
     let mut group = c.benchmark_group("compaction");
     group.throughput(Throughput::Bytes(BYTES));
-    for (name, raw_side) in [("clean", false), ("raw_read", true)] {
-        group.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let (clean, raw, _) = compaction::compaction(&root, BYTES).expect("clean");
-                    total += if raw_side { raw } else { clean };
-                }
-                total
-            })
-        });
-    }
+    bench_sides(&mut group, ["clean", "raw_read"], || {
+        let (clean, raw, _) = compaction::compaction(&root, BYTES).expect("clean");
+        (clean, raw)
+    });
     group.finish();
 }
 
@@ -35,30 +30,23 @@ fn offsets(c: &mut Criterion) {
     let root = tmp.path().join("offsets");
     let mut group = c.benchmark_group("offsets_load");
     group.throughput(Throughput::Bytes(BYTES));
-    for (name, raw_side) in [("load", false), ("raw_read", true)] {
-        group.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let (load, raw, _) = compaction::offsets_load(&root, BYTES).expect("load");
-                    total += if raw_side { raw } else { load };
-                }
-                total
-            })
-        });
-    }
+    bench_sides(&mut group, ["load", "raw_read"], || {
+        let (load, raw, _) = compaction::offsets_load(&root, BYTES).expect("load");
+        (load, raw)
+    });
     group.finish();
     let mut group = c.benchmark_group("offset_commits");
     const COMMITS: usize = 2_000;
-    group.throughput(Throughput::Elements((COMMITS * 100) as u64));
+    let offsets = (COMMITS * 100) as f64;
+    group.throughput(Throughput::Elements(offsets as u64));
     group.bench_function("acks_1", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let per_s = compaction::commits_per_second(&root, COMMITS).expect("commits");
-                total += Duration::from_secs_f64((COMMITS * 100) as f64 / per_s);
-            }
-            total
+            (0..iters)
+                .map(|_| {
+                    let per_s = compaction::commits_per_second(&root, COMMITS).expect("commits");
+                    Duration::from_secs_f64(offsets / per_s)
+                })
+                .sum()
         })
     });
     group.finish();

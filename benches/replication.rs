@@ -2,8 +2,11 @@
 //! append of the same distinct batches, and `acks=all` against `acks=1` throughput with two
 //! followers fetching (the workloads of `partlog bench`, see `partlog::bench::replication`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+mod common;
+
+use common::bench_sides;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use partlog::bench::replication;
 use partlog::bench::workload;
@@ -22,20 +25,9 @@ fn catchup(c: &mut Criterion) {
     let (mut corpus, batch_len) = corpus();
     let mut group = c.benchmark_group("follower_catchup");
     group.throughput(Throughput::Bytes(corpus.len() as u64));
-    for (name, catchup_side) in [("leader_append", false), ("follower_catchup", true)] {
-        group.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let (append, catchup) =
-                        replication::follower_catchup(&root, &mut corpus, batch_len, 1)
-                            .expect("catch-up");
-                    total += if catchup_side { catchup } else { append };
-                }
-                total
-            })
-        });
-    }
+    bench_sides(&mut group, ["leader_append", "follower_catchup"], || {
+        replication::follower_catchup(&root, &mut corpus, batch_len, 1).expect("catch-up")
+    });
     group.finish();
 }
 
@@ -46,27 +38,12 @@ fn acks(c: &mut Criterion) {
     let bytes = corpus.len() as f64;
     let mut group = c.benchmark_group("acks");
     group.throughput(Throughput::Bytes(corpus.len() as u64));
-    for (name, all) in [("acks_1", false), ("acks_all", true)] {
-        group.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let start = Instant::now();
-                    let figures = replication::acks_all_vs_one(&root, &mut corpus, batch_len, 100)
-                        .expect("acks");
-                    let mb_s = if all {
-                        figures.acks_all_mb_s
-                    } else {
-                        figures.acks1_mb_s
-                    };
-                    // The run measures both settings; count the chosen one's time.
-                    let took = Duration::from_secs_f64(bytes / (mb_s * 1e6));
-                    total += took.min(start.elapsed());
-                }
-                total
-            })
-        });
-    }
+    // The workload reports throughputs; each side's time is its bytes at its rate.
+    let time = |mb_s: f64| Duration::from_secs_f64(bytes / (mb_s * 1e6));
+    bench_sides(&mut group, ["acks_1", "acks_all"], || {
+        let f = replication::acks_all_vs_one(&root, &mut corpus, batch_len, 100).expect("acks");
+        (time(f.acks1_mb_s), time(f.acks_all_mb_s))
+    });
     group.finish();
 }
 

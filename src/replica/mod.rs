@@ -259,6 +259,18 @@ impl Partition {
         }
     }
 
+    /// Sets the HW and publishes it to the log, whose cleaner stays below it.
+    fn set_high_watermark(&self, state: &mut State, hw: i64) {
+        state.high_watermark = hw;
+        self.log.set_high_watermark(hw);
+    }
+
+    /// After a truncation: the HW is never above the log end.
+    fn cap_high_watermark(&self, state: &mut State) {
+        let hw = state.high_watermark.min(self.log.log_end_offset());
+        self.set_high_watermark(state, hw);
+    }
+
     /// Refuses an epoch below the current one; accepts it or a newer one.
     fn check_new_epoch(state: &State, epoch: i32) -> Result<()> {
         if epoch < state.leader_epoch {
@@ -337,8 +349,7 @@ impl Partition {
         }
         if let Some(offset) = cut {
             self.log.truncate_to(offset)?;
-            state.high_watermark = state.high_watermark.min(self.log.log_end_offset());
-            self.log.set_high_watermark(state.high_watermark);
+            self.cap_high_watermark(&mut state);
         }
         Ok(())
     }
@@ -664,8 +675,7 @@ impl Partition {
         if let Some(diverging) = response.diverging {
             let to = self.divergence_point(diverging, state.high_watermark);
             self.log.truncate_to(to)?;
-            state.high_watermark = state.high_watermark.min(self.log.log_end_offset());
-            self.log.set_high_watermark(state.high_watermark);
+            self.cap_high_watermark(&mut state);
             return Ok(true);
         }
         if let Some(records) = &response.records {
@@ -685,8 +695,8 @@ impl Partition {
         let hw = response
             .high_watermark
             .clamp(self.log.log_start_offset(), leo);
-        state.high_watermark = state.high_watermark.max(hw).min(leo);
-        self.log.set_high_watermark(state.high_watermark);
+        let hw = state.high_watermark.max(hw).min(leo);
+        self.set_high_watermark(&mut state, hw);
         Ok(true)
     }
 
@@ -722,8 +732,8 @@ impl Partition {
         }
         let mut state = self.state();
         let end = self.log.log_end_offset();
-        state.high_watermark = state.high_watermark.clamp(self.log.log_start_offset(), end);
-        self.log.set_high_watermark(state.high_watermark);
+        let hw = state.high_watermark.clamp(self.log.log_start_offset(), end);
+        self.set_high_watermark(&mut state, hw);
         Ok(())
     }
 

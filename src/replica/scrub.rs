@@ -46,8 +46,7 @@ impl Partition {
             }
             Role::Follower => {
                 self.log.truncate_to(offset)?;
-                state.high_watermark = state.high_watermark.min(self.log.log_end_offset());
-                self.log.set_high_watermark(state.high_watermark);
+                self.cap_high_watermark(&mut state);
                 Ok(ScrubOutcome::Repaired { offset })
             }
         }
