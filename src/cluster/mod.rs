@@ -19,7 +19,7 @@ use crate::clock::ManualClock;
 use crate::config::LogConfig;
 use crate::error::{Error, Result};
 use crate::io::sim::{SimRng, SimStorage};
-use crate::log::RecoveryReport;
+use crate::log::{Log, RecoveryReport};
 use crate::manager::{LogDir, LogDirOptions};
 use crate::record::batches;
 use crate::replica::{
@@ -467,21 +467,7 @@ impl Cluster {
 
     /// `(base offset, CRC)` of every batch broker `id` holds below `up_to`.
     pub fn batches_of(&self, id: usize, up_to: i64) -> Result<Vec<(i64, u32)>> {
-        let log = self.up_replica(id)?.log().clone();
-        let mut out = Vec::new();
-        let mut next = log.log_start_offset();
-        while next < up_to {
-            let Some(slice) = log.read(next, FETCH_MAX_BYTES, Some(up_to))? else {
-                break;
-            };
-            let bytes = slice.to_vec()?;
-            for batch in batches(&bytes) {
-                let header = *batch?.header();
-                out.push((header.base_offset, header.crc));
-                next = header.next_offset();
-            }
-        }
-        Ok(out)
+        batch_crcs(self.up_replica(id)?.log(), up_to)
     }
 
     /// Whether every running replica holds the same batches below the leader's high
@@ -499,4 +485,23 @@ impl Cluster {
         }
         Ok(true)
     }
+}
+
+/// `(base offset, CRC)` of every batch of `log` below `up_to`: what two replicas compare
+/// to tell whether they hold the same batches.
+pub fn batch_crcs(log: &Log, up_to: i64) -> Result<Vec<(i64, u32)>> {
+    let mut out = Vec::new();
+    let mut next = log.log_start_offset();
+    while next < up_to {
+        let Some(slice) = log.read(next, FETCH_MAX_BYTES, Some(up_to))? else {
+            break;
+        };
+        let bytes = slice.to_vec()?;
+        for batch in batches(&bytes) {
+            let header = *batch?.header();
+            out.push((header.base_offset, header.crc));
+            next = header.next_offset();
+        }
+    }
+    Ok(out)
 }

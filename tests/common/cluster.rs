@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use partlog::io::sim::SimStorage;
 use partlog::log::{Log, LogOpenOptions};
-use partlog::record::batches;
 use partlog::replica::{Partition, ReplicaConfig, TruncationMode};
 use partlog::{LogConfig, ManualClock};
 
@@ -118,15 +117,5 @@ impl Cluster {
 
 /// `(base offset, crc)` of every batch of the log.
 pub fn contents(log: &Log) -> Vec<(i64, u32)> {
-    let mut out = Vec::new();
-    let mut next = log.log_start_offset();
-    while let Some(slice) = log.read(next, 1 << 20, None).expect("read") {
-        let bytes = slice.to_vec().expect("bytes");
-        for b in batches(&bytes) {
-            let h = *b.expect("batch").header();
-            out.push((h.base_offset, h.crc));
-            next = h.next_offset();
-        }
-    }
-    out
+    partlog::cluster::batch_crcs(log, i64::MAX).expect("read")
 }
