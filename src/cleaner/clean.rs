@@ -5,17 +5,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::offset_map::OffsetMap;
-use super::rewrite::{filter_batch, FilterRules, FilterStats};
+use super::offset_map::{Digest, OffsetMap};
+use super::rewrite::{filter_batch, FilterRules, FilterScratch, FilterStats};
+use super::scan::{scan_batches, ScanBuffers};
 use crate::error::{Error, Result};
 use crate::log::Log;
-use crate::record::{Batch, BatchError};
 use crate::segment::Segment;
 
 /// Bytes buffered before a write of a cleaned copy.
 const CHUNK_BYTES: u64 = 1 << 20;
-/// Bytes read from a segment file per step.
-const SCAN_BYTES: usize = 4 << 20;
 /// Bytes of a cleaned copy written between the background syncs that run ahead of the
 /// final one.
 const SYNC_AHEAD_BYTES: u64 = 16 << 20;
@@ -147,7 +145,7 @@ impl Throttle {
         }
     }
 
-    fn account(&mut self, bytes: u64) {
+    pub(super) fn account(&mut self, bytes: u64) {
         self.bytes += bytes;
         if !self.bytes_per_second.is_finite() || self.bytes_per_second <= 0.0 {
             return;
@@ -207,8 +205,8 @@ fn clean_log_once(
         first_dirty: range.first_dirty,
         ..CleanReport::default()
     };
-    let mut buf = Vec::new();
-    let end_offset = build_map(log, range, map, &mut buf, throttle)?;
+    let mut buffers = ScanBuffers::default();
+    let end_offset = build_map(log, range, map, &mut buffers, throttle)?;
     report.end_offset = end_offset;
     report.partial = end_offset < range.first_uncleanable;
     report.keys = map.len();
@@ -245,7 +243,7 @@ fn clean_log_once(
             log,
             group_segments,
             &rules,
-            &mut buf,
+            &mut buffers,
             throttle,
             &mut report.records,
         );
@@ -284,12 +282,14 @@ fn build_map(
     log: &Log,
     range: &Cleanable,
     map: &mut OffsetMap,
-    buf: &mut Vec<u8>,
+    buffers: &mut ScanBuffers,
     throttle: &mut Throttle,
 ) -> Result<i64> {
     let segments: Vec<Arc<Segment>> = dirty_segments(log, range);
     let mut stopped = None;
-    scan_batches(&segments, buf, throttle, |batch| {
+    // A batch's keys are digested and their slots touched together, then put in order.
+    let mut keys: Vec<(Digest, i64)> = Vec::new();
+    scan_batches(&segments, buffers, throttle, |batch| {
         let header = batch.header();
         if header.next_offset() <= range.first_dirty {
             return Ok(true);
@@ -298,16 +298,21 @@ fn build_map(
             // Compressed: partlog does not open it, so its records are never dropped.
             return Ok(true);
         }
+        keys.clear();
         for record in batch.records()? {
             let record = record?;
             if record.offset < range.first_dirty {
                 continue;
             }
             if let Some(key) = record.key {
-                if !map.put(key, record.offset) {
-                    stopped = Some(record.offset);
-                    return Ok(false);
-                }
+                keys.push((map.digest(key), record.offset));
+            }
+        }
+        map.touch(keys.iter().map(|&(digest, _)| digest));
+        for &(digest, offset) in &keys {
+            if !map.put_digest(digest, offset) {
+                stopped = Some(offset);
+                return Ok(false);
             }
         }
         Ok(true)
@@ -326,52 +331,6 @@ fn dirty_segments(log: &Log, range: &Cleanable) -> Vec<Arc<Segment>> {
         .filter(|s| s.base_offset() < range.first_uncleanable)
         .cloned()
         .collect()
-}
-
-/// Calls `f` with every batch of `segments`, in order, read straight from their files in
-/// [`SCAN_BYTES`] pieces (a fetch would walk the batch headers to cut its slice; the
-/// cleaner reads whole segments). Stops early when `f` returns false.
-fn scan_batches(
-    segments: &[Arc<Segment>],
-    buf: &mut Vec<u8>,
-    throttle: &mut Throttle,
-    mut f: impl FnMut(&Batch<'_>) -> Result<bool>,
-) -> Result<()> {
-    for segment in segments {
-        let size = segment.size();
-        let file = segment.log_file();
-        let mut pos = 0u64; // the file position of `buf[0]`
-        let mut filled = 0usize;
-        loop {
-            let want = (SCAN_BYTES as u64).min(size - pos - filled as u64) as usize;
-            if buf.len() < filled + want {
-                buf.resize(filled + want, 0);
-            }
-            file.read_exact_at(&mut buf[filled..filled + want], pos + filled as u64)?;
-            filled += want;
-            throttle.account(want as u64);
-            let mut at = 0usize;
-            while at < filled {
-                match Batch::parse(&buf[at..filled]) {
-                    Ok(batch) => {
-                        if !f(&batch)? {
-                            return Ok(());
-                        }
-                        at += batch.as_bytes().len();
-                    }
-                    Err(BatchError::TooShort { .. }) if want > 0 => break,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            buf.copy_within(at..filled, 0);
-            pos += at as u64;
-            filled -= at;
-            if pos + filled as u64 >= size && filled == 0 {
-                break;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Consecutive runs of segments whose sizes sum to at most `segment_bytes` and whose
@@ -408,7 +367,7 @@ fn clean_group(
     log: &Log,
     group: &[Arc<Segment>],
     rules: &FilterRules<'_>,
-    buf: &mut Vec<u8>,
+    buffers: &mut ScanBuffers,
     throttle: &mut Throttle,
     stats: &mut FilterStats,
 ) -> Result<Option<u64>> {
@@ -423,7 +382,7 @@ fn clean_group(
     };
     let file = log.create_cleaned(base)?;
     let mut out = Vec::with_capacity(CHUNK_BYTES as usize * 2);
-    let mut decisions = Vec::new();
+    let mut scratch = FilterScratch::default();
     let mut written = 0u64;
     let log_start = log.log_start_offset();
     // A helper thread syncs what is written so far while the copy goes on, so that the
@@ -438,12 +397,12 @@ fn clean_group(
             Ok(())
         });
         let mut synced_at = 0u64;
-        scan_batches(group, buf, throttle, |batch| {
+        scan_batches(group, buffers, throttle, |batch| {
             if batch.header().next_offset() <= log_start {
                 return Ok(true); // below the log start: gone already
             }
             let keep_if_empty = batch.header().base_offset == last_base;
-            filter_batch(batch, rules, keep_if_empty, &mut out, stats, &mut decisions)?;
+            filter_batch(batch, rules, keep_if_empty, &mut out, stats, &mut scratch)?;
             if out.len() as u64 >= CHUNK_BYTES {
                 file.write_at(&out, written)?;
                 written += out.len() as u64;

@@ -18,6 +18,7 @@
 mod clean;
 mod offset_map;
 mod rewrite;
+mod scan;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,8 +27,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use clean::{clean_log, cleanable, CleanReport, Cleanable, Throttle};
-pub use offset_map::{OffsetMap, SLOT_BYTES};
-pub use rewrite::{filter_batch, FilterRules, FilterStats};
+pub use offset_map::{Digest, OffsetMap, SLOT_BYTES};
+pub use rewrite::{filter_batch, FilterRules, FilterScratch, FilterStats};
 
 use crate::checkpoint::TopicPartition;
 use crate::clock::Clock;

@@ -10,20 +10,37 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 
 /// Bytes per slot: a 16-byte hash and an 8-byte offset.
-pub const SLOT_BYTES: usize = 24;
+pub const SLOT_BYTES: usize = std::mem::size_of::<Slot>();
 /// Kafka's `log.cleaner.io.buffer.load.factor`: the map counts as full at this load.
 pub const LOAD_FACTOR: f64 = 0.9;
+/// Below the budget the table doubles at this load: linear probing stays short.
+const GROW_FACTOR: f64 = 0.5;
 
 /// An empty slot's hash (a key whose hash is all zero takes the next value).
-const EMPTY: u128 = 0;
+const EMPTY: [u64; 2] = [0, 0];
 /// Slots of a cleared table (when the budget allows).
 const INITIAL_SLOTS: usize = 1 << 12;
+
+/// A key's 128-bit digest in a map (see [`OffsetMap::digest`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Digest([u64; 2]);
+
+/// A key's digest and its latest offset, side by side so that a probe touches one line.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    hash: [u64; 2],
+    offset: i64,
+}
+
+const EMPTY_SLOT: Slot = Slot {
+    hash: EMPTY,
+    offset: -1,
+};
 
 /// See the module docs.
 #[derive(Debug)]
 pub struct OffsetMap {
-    hashes: Vec<u128>,
-    offsets: Vec<i64>,
+    slots: Vec<Slot>,
     entries: usize,
     /// Entries the table takes before it grows (or, at the budget, counts as full).
     limit: usize,
@@ -38,14 +55,12 @@ pub struct OffsetMap {
 /// A 128-bit digest of a key: SipHash-1-3 with the map's random keys (so that nobody can
 /// choose keys that collide, which would drop a record), then a fast multiply-mix of the
 /// same bytes. Two distinct keys share a slot only if both halves collide.
-fn digest(sip: &RandomState, key: &[u8]) -> u128 {
+fn digest(sip: &RandomState, key: &[u8]) -> [u64; 2] {
     let mut hi = sip.build_hasher();
     hi.write(key);
-    let h = (u128::from(hi.finish()) << 64) | u128::from(mix(key));
-    if h == EMPTY {
-        1
-    } else {
-        h
+    match [hi.finish(), mix(key)] {
+        EMPTY => [0, 1],
+        h => h,
     }
 }
 
@@ -73,13 +88,18 @@ fn mix(bytes: &[u8]) -> u64 {
     h ^ (h >> 33)
 }
 
+/// The slot where probing for `hash` starts in a table of `n` slots: the keyed SipHash
+/// half (the well distributed one) scaled to the table by a multiply, not a division.
+fn home(hash: [u64; 2], n: usize) -> usize {
+    ((u128::from(hash[0]) * n as u128) >> 64) as usize
+}
+
 impl OffsetMap {
-    /// A map in about `memory_bytes` (at least one slot).
+    /// A map in about `memory_bytes` (at least two slots).
     pub fn with_memory(memory_bytes: usize) -> OffsetMap {
         let max_slots = (memory_bytes / SLOT_BYTES).max(2);
         let mut map = OffsetMap {
-            hashes: Vec::new(),
-            offsets: Vec::new(),
+            slots: Vec::new(),
             entries: 0,
             limit: 0,
             max_slots,
@@ -95,33 +115,32 @@ impl OffsetMap {
         self.max_slots
     }
 
-    fn limit_of(slots: usize) -> usize {
-        ((slots as f64 * LOAD_FACTOR) as usize).clamp(1, slots - 1)
+    fn limit_of(slots: usize, load: f64) -> usize {
+        ((slots as f64 * load) as usize).clamp(1, slots - 1)
     }
 
     /// An empty table of `slots` slots.
     fn resize(&mut self, slots: usize) {
-        self.hashes.clear();
-        self.hashes.resize(slots, EMPTY);
-        self.offsets.clear();
-        self.offsets.resize(slots, -1);
-        self.limit = Self::limit_of(slots);
+        self.slots.clear();
+        self.slots.resize(slots, EMPTY_SLOT);
+        let load = if slots < self.max_slots {
+            GROW_FACTOR
+        } else {
+            LOAD_FACTOR
+        };
+        self.limit = Self::limit_of(slots, load);
         self.entries = 0;
     }
 
     /// Doubles the table (within the budget), keeping its entries.
     fn grow(&mut self) {
-        let slots = (self.hashes.len() * 2).min(self.max_slots);
-        let hashes = std::mem::take(&mut self.hashes);
-        let offsets = std::mem::take(&mut self.offsets);
+        let slots = (self.slots.len() * 2).min(self.max_slots);
+        let old = std::mem::take(&mut self.slots);
         self.resize(slots);
-        for (hash, offset) in hashes.into_iter().zip(offsets) {
-            if hash != EMPTY {
-                let i = self.slot_of(hash);
-                self.hashes[i] = hash;
-                self.offsets[i] = offset;
-                self.entries += 1;
-            }
+        for slot in old.into_iter().filter(|s| s.hash != EMPTY) {
+            let i = self.slot_of(slot.hash);
+            self.slots[i] = slot;
+            self.entries += 1;
         }
     }
 
@@ -135,7 +154,7 @@ impl OffsetMap {
 
     /// True when another new key would pass the load factor of the whole budget.
     pub fn is_full(&self) -> bool {
-        self.entries >= Self::limit_of(self.max_slots)
+        self.entries >= Self::limit_of(self.max_slots, LOAD_FACTOR)
     }
 
     /// The largest offset put since the last clear (-1 when none).
@@ -148,12 +167,12 @@ impl OffsetMap {
         self.latest = -1;
     }
 
-    fn slot_of(&self, hash: u128) -> usize {
-        let n = self.hashes.len();
-        // The keyed SipHash half picks the slot: it is the well distributed one.
-        let mut i = ((hash >> 64) as u64 % n as u64) as usize;
+    /// The slot of `hash`, or the empty one where it would go.
+    fn slot_of(&self, hash: [u64; 2]) -> usize {
+        let n = self.slots.len();
+        let mut i = home(hash, n);
         loop {
-            let h = self.hashes[i];
+            let h = self.slots[i].hash;
             if h == hash || h == EMPTY {
                 return i;
             }
@@ -167,28 +186,52 @@ impl OffsetMap {
     /// Records `offset` as the latest for `key`. Returns false, changing nothing, for a new
     /// key when the map is full.
     pub fn put(&mut self, key: &[u8], offset: i64) -> bool {
-        let hash = digest(&self.sip, key);
+        self.put_digest(self.digest(key), offset)
+    }
+
+    /// [`OffsetMap::put`] of a key by its [`OffsetMap::digest`].
+    pub fn put_digest(&mut self, digest: Digest, offset: i64) -> bool {
+        let hash = digest.0;
         let mut i = self.slot_of(hash);
-        if self.hashes[i] == EMPTY {
+        if self.slots[i].hash == EMPTY {
             if self.entries >= self.limit {
-                if self.hashes.len() >= self.max_slots {
+                if self.slots.len() >= self.max_slots {
                     return false;
                 }
                 self.grow();
                 i = self.slot_of(hash);
             }
-            self.hashes[i] = hash;
+            self.slots[i].hash = hash;
             self.entries += 1;
         }
-        self.offsets[i] = offset;
+        self.slots[i].offset = offset;
         self.latest = self.latest.max(offset);
         true
     }
 
     /// The latest offset recorded for `key`.
     pub fn get(&self, key: &[u8]) -> Option<i64> {
-        let i = self.slot_of(digest(&self.sip, key));
-        (self.hashes[i] != EMPTY).then(|| self.offsets[i])
+        self.get_digest(self.digest(key))
+    }
+
+    /// [`OffsetMap::get`] of a key by its [`OffsetMap::digest`].
+    pub fn get_digest(&self, digest: Digest) -> Option<i64> {
+        let slot = &self.slots[self.slot_of(digest.0)];
+        (slot.hash != EMPTY).then_some(slot.offset)
+    }
+
+    /// The digest this map files `key` under.
+    pub fn digest(&self, key: &[u8]) -> Digest {
+        Digest(digest(&self.sip, key))
+    }
+
+    /// Loads the home slots of `digests` at once, so that the probes that follow find
+    /// them in the CPU cache. A table larger than the cache costs a memory round trip
+    /// per key; asked for together, the round trips overlap instead of queueing.
+    pub fn touch(&self, digests: impl Iterator<Item = Digest>) {
+        let n = self.slots.len();
+        let seen = digests.fold(0u64, |acc, d| acc ^ self.slots[home(d.0, n)].hash[0]);
+        std::hint::black_box(seen);
     }
 }
 

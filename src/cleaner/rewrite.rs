@@ -13,7 +13,7 @@
 //! its offsets to stay covered.
 //! Compressed and control batches are copied as they are (partlog does not decompress).
 
-use super::offset_map::OffsetMap;
+use super::offset_map::{Digest, OffsetMap};
 use crate::record::varint::{encode_varint, encode_varlong, varint_len, varlong_len};
 use crate::record::{
     crc32c, Batch, BatchError, Compression, Record, TimestampType, CRC_START, HEADER_LEN,
@@ -50,24 +50,54 @@ pub struct FilterRules<'a> {
     pub end_offset: i64,
 }
 
+/// What the first pass over a batch learns of one record.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    offset: i64,
+    timestamp: i64,
+    /// The key's digest, for a keyed record the map covers (a record it covers without
+    /// one is keyless).
+    digest: Option<Digest>,
+    tombstone: bool,
+}
+
+/// Scratch space of [`filter_batch`], reused across calls.
+#[derive(Debug, Default)]
+pub struct FilterScratch {
+    seen: Vec<Seen>,
+    decisions: Vec<bool>,
+}
+
 impl FilterRules<'_> {
-    fn retains(&self, record: &Record<'_>, horizon: Option<i64>, stats: &mut FilterStats) -> bool {
+    fn seen(&self, record: &Record<'_>) -> Seen {
+        Seen {
+            offset: record.offset,
+            timestamp: record.timestamp,
+            digest: record
+                .key
+                .filter(|_| record.offset < self.end_offset)
+                .map(|key| self.map.digest(key)),
+            tombstone: record.value.is_none(),
+        }
+    }
+
+    fn retains(&self, record: &Seen, horizon: Option<i64>, stats: &mut FilterStats) -> bool {
         if record.offset >= self.end_offset {
             return true;
         }
-        let Some(key) = record.key else {
+        let Some(digest) = record.digest else {
             stats.keyless_dropped += 1;
             return false;
         };
         if self
             .map
-            .get(key)
+            .get_digest(digest)
             .is_some_and(|latest| latest > record.offset)
         {
             stats.superseded += 1;
             return false;
         }
-        if record.value.is_none() && horizon.is_some_and(|h| h <= self.now_ms) {
+        if record.tombstone && horizon.is_some_and(|h| h <= self.now_ms) {
             stats.tombstones_dropped += 1;
             return false;
         }
@@ -77,15 +107,14 @@ impl FilterRules<'_> {
 
 /// Appends what `batch` keeps to `out`. `keep_if_empty` keeps a batch that loses every
 /// record as a header without records, so that the cleaned segment still ends where the
-/// original did. `kept` is scratch space for the per-record decisions (reused across
-/// calls). Returns whether anything was appended.
+/// original did. Returns whether anything was appended.
 pub fn filter_batch(
     batch: &Batch<'_>,
     rules: &FilterRules<'_>,
     keep_if_empty: bool,
     out: &mut Vec<u8>,
     stats: &mut FilterStats,
-    decisions: &mut Vec<bool>,
+    scratch: &mut FilterScratch,
 ) -> Result<bool, BatchError> {
     let header = batch.header();
     if header.compression() != Compression::None || header.is_control() {
@@ -99,15 +128,22 @@ pub fn filter_batch(
     let mut kept_tombstone = false;
     let mut first_timestamp = None;
     let mut max_timestamp = i64::MIN;
-    decisions.clear();
+    // The keys' map slots are asked for together before any is probed (see
+    // `OffsetMap::touch`).
+    let FilterScratch { seen, decisions } = scratch;
+    seen.clear();
     for record in batch.records()? {
-        let record = record?;
+        seen.push(rules.seen(&record?));
+    }
+    rules.map.touch(seen.iter().filter_map(|r| r.digest));
+    decisions.clear();
+    for record in seen.iter() {
         stats.records_read += 1;
-        let keep = rules.retains(&record, old_horizon, stats);
+        let keep = rules.retains(record, old_horizon, stats);
         decisions.push(keep);
         if keep {
             kept += 1;
-            kept_tombstone |= record.value.is_none();
+            kept_tombstone |= record.tombstone;
             first_timestamp.get_or_insert(record.timestamp);
             max_timestamp = max_timestamp.max(record.timestamp);
         }
