@@ -369,7 +369,7 @@ impl OffsetsStore {
                 Some(wanted) => wanted
                     .iter()
                     .filter_map(|(t, p)| {
-                        let c = topics.get(t)?.get(p)?;
+                        let c = topics.get(t)?.get(*p)?;
                         Some(((t.clone(), *p), c.clone()))
                     })
                     .collect(),
@@ -377,7 +377,7 @@ impl OffsetsStore {
                     let mut all: Vec<_> = topics
                         .iter()
                         .flat_map(|(t, ps)| {
-                            ps.iter().map(move |(p, c)| ((t.clone(), *p), c.clone()))
+                            ps.iter().map(move |(p, c)| ((t.clone(), p), c.clone()))
                         })
                         .collect();
                     all.sort_by(|a, b| a.0.cmp(&b.0));
@@ -433,9 +433,9 @@ impl OffsetsStore {
                         continue;
                     }
                     for (topic, partitions) in topics {
-                        for (p, c) in partitions {
+                        for (p, c) in partitions.iter() {
                             if c.commit_timestamp < cutoff {
-                                let key = (topic.clone(), *p);
+                                let key = (topic.clone(), p);
                                 expired.entry(group.clone()).or_default().push((
                                     group.clone(),
                                     key,

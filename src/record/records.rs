@@ -517,14 +517,32 @@ impl<'a> Cursor<'a> {
         Ok(b)
     }
 
+    /// The next one or two bytes as a short unsigned varint, decoded inline (lengths and
+    /// deltas of small records are); `None` for a longer or truncated one.
+    #[inline(always)]
+    fn short(&mut self) -> Option<u32> {
+        let mut at = 0;
+        let raw = short_unsigned(self.rest, &mut at)?;
+        self.rest = &self.rest[at..];
+        Some(raw)
+    }
+
+    #[inline(always)]
     fn varint(&mut self, field: &'static str) -> Result<i32, RecordFault> {
+        if let Some(raw) = self.short() {
+            return Ok((raw >> 1) as i32 ^ -((raw & 1) as i32));
+        }
         let (v, n) =
             decode_varint(self.rest).map_err(|error| RecordFault::Varint { field, error })?;
         self.rest = &self.rest[n..];
         Ok(v)
     }
 
+    #[inline(always)]
     fn varlong(&mut self, field: &'static str) -> Result<i64, RecordFault> {
+        if let Some(raw) = self.short() {
+            return Ok(i64::from(raw >> 1) ^ -i64::from(raw & 1));
+        }
         let (v, n) =
             decode_varlong(self.rest).map_err(|error| RecordFault::Varint { field, error })?;
         self.rest = &self.rest[n..];
