@@ -55,6 +55,8 @@ fn bench_run_at_tiny_size_reports_finite_figures() {
         report.acks_all_ratio,
         report.acks1_mb_s,
         report.acks_all_mb_s,
+        report.acks1_cpu_cores,
+        report.acks_all_cpu_cores,
         report.compaction_ratio,
         report.compaction_mb_s,
         report.offsets_load_ratio,
@@ -63,6 +65,12 @@ fn bench_run_at_tiny_size_reports_finite_figures() {
     ];
     for (i, f) in figures.iter().enumerate() {
         assert!(f.is_finite() && *f >= 0.0, "figure {i} is {f}");
+    }
+    if cfg!(target_os = "linux") {
+        assert!(
+            report.acks_all_cpu_cores > 0.0,
+            "Linux says how busy the process was"
+        );
     }
     // Differences of latencies: finite, of either sign on a tiny run.
     assert!(report.acks_all_p50_us.is_finite() && report.acks_all_p99_us.is_finite());
@@ -81,6 +89,7 @@ fn bench_run_at_tiny_size_reports_finite_figures() {
         "acks_all_p50_us",
         "acks_all_p99_us",
         "acks_all_ratio",
+        "acks_all_cpu_cores",
         "compaction_ratio",
         "offsets_load_ratio",
         "commits_per_s",

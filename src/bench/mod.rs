@@ -210,6 +210,8 @@ fn run_in(
     report.acks1_p50_us = acks.acks1_p50_us;
     report.acks1_mb_s = acks.acks1_mb_s;
     report.acks_all_mb_s = acks.acks_all_mb_s;
+    report.acks1_cpu_cores = acks.acks1_cpu_cores;
+    report.acks_all_cpu_cores = acks.acks_all_cpu_cores;
     report.acks_all_ratio = acks.acks_all_mb_s / acks.acks1_mb_s;
     drop(corpus);
 

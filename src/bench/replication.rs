@@ -144,6 +144,10 @@ pub struct AcksFigures {
     /// Throughput with five appends in flight.
     pub acks1_mb_s: f64,
     pub acks_all_mb_s: f64,
+    /// CPU cores the process kept busy meanwhile (leader, followers and producer; 0 where
+    /// the platform does not say).
+    pub acks1_cpu_cores: f64,
+    pub acks_all_cpu_cores: f64,
 }
 
 /// Runs the `acks` workload: `latency_appends` single appends of each kind (alternating),
@@ -223,6 +227,7 @@ fn measure_acks(
     let chunk_len = ((ACKS_CHUNK_BYTES / batch_len).max(1) * batch_len).min(corpus.len());
     let chunks = (corpus.len() / chunk_len).max(1);
     let (mut one_took, mut all_took) = (Duration::ZERO, Duration::ZERO);
+    let (mut one_cpu, mut all_cpu) = (0.0, 0.0);
     for pass in 0..THROUGHPUT_REPS {
         for chunk in 0..chunks {
             let order = if (pass + chunk) % 2 == 0 {
@@ -237,12 +242,16 @@ fn measure_acks(
                 };
                 let bytes = &mut corpus[at..at + chunk_len];
                 caught_up(leader, followers)?;
+                let cpu = workload::process_cpu_seconds();
                 let start = Instant::now();
                 pipelined(leader, bytes, batch_len, acks)?;
                 let took = start.elapsed();
+                let cpu = workload::process_cpu_seconds()
+                    .zip(cpu)
+                    .map_or(0.0, |(after, before)| after - before);
                 match acks {
-                    Acks::All => all_took += took,
-                    _ => one_took += took,
+                    Acks::All => (all_took, all_cpu) = (all_took + took, all_cpu + cpu),
+                    _ => (one_took, one_cpu) = (one_took + took, one_cpu + cpu),
                 }
             }
         }
@@ -250,6 +259,8 @@ fn measure_acks(
     let bytes = (chunk_len * chunks * THROUGHPUT_REPS) as u64;
     figures.acks1_mb_s = super::mb_s(bytes, one_took);
     figures.acks_all_mb_s = super::mb_s(bytes, all_took);
+    figures.acks1_cpu_cores = one_cpu / one_took.as_secs_f64().max(1e-9);
+    figures.acks_all_cpu_cores = all_cpu / all_took.as_secs_f64().max(1e-9);
     Ok(figures)
 }
 

@@ -79,6 +79,10 @@ pub struct BenchReport {
     pub acks_all_ratio: f64,
     pub acks1_mb_s: f64,
     pub acks_all_mb_s: f64,
+    /// CPU cores the process kept busy during the throughput runs (0 where the platform
+    /// does not say): with every core busy under `acks=all`, the ratio is bound by CPU.
+    pub acks1_cpu_cores: f64,
+    pub acks_all_cpu_cores: f64,
     /// One cleaning of a log with 10% live keys ÷ a raw read of its files.
     pub compaction_ratio: f64,
     pub compaction_mb_s: f64,
@@ -106,6 +110,7 @@ impl BenchReport {
                 "\"follower_catchup_ratio\":{:.3},\"follower_catchup_mb_s\":{:.1},\"leader_append_mb_s\":{:.1},",
                 "\"acks_all_p50_us\":{:.1},\"acks_all_p99_us\":{:.1},\"acks1_p50_us\":{:.1},",
                 "\"acks_all_ratio\":{:.3},\"acks1_mb_s\":{:.1},\"acks_all_mb_s\":{:.1},",
+                "\"acks1_cpu_cores\":{:.2},\"acks_all_cpu_cores\":{:.2},",
                 "\"compaction_ratio\":{:.3},\"compaction_mb_s\":{:.1},\"raw_read_compaction_mb_s\":{:.1},",
                 "\"offsets_load_ratio\":{:.3},\"offsets_load_mb_s\":{:.1},\"raw_read_offsets_mb_s\":{:.1},",
                 "\"commits_per_s\":{:.0},",
@@ -137,6 +142,8 @@ impl BenchReport {
             self.acks_all_ratio,
             self.acks1_mb_s,
             self.acks_all_mb_s,
+            self.acks1_cpu_cores,
+            self.acks_all_cpu_cores,
             self.compaction_ratio,
             self.compaction_mb_s,
             self.raw_read_compaction_mb_s,
@@ -283,6 +290,13 @@ impl BenchReport {
             out,
             "acks=all adds {:.0} us at the median and {:.0} us at p99 over acks=1 ({:.0} us median), one append at a time",
             self.acks_all_p50_us, self.acks_all_p99_us, self.acks1_p50_us
+        );
+        let _ = writeln!(
+            out,
+            "CPU cores busy, five appends in flight: {:.2} with acks=1, {:.2} with acks=all (of {})",
+            self.acks1_cpu_cores,
+            self.acks_all_cpu_cores,
+            std::thread::available_parallelism().map_or(0, |n| n.get())
         );
         let _ = writeln!(
             out,
