@@ -329,6 +329,31 @@ mod tests {
     }
 
     #[test]
+    fn the_throttle_paces_the_reads() {
+        let sim = SimStorage::new(7);
+        let log = log(&sim);
+        let bytes: u64 = log.inactive_segments().iter().map(|s| s.size()).sum();
+        // At this rate the whole log takes a fifth of a second to read.
+        let mut throttle = Throttle::new(bytes as f64 * 5.0);
+        let started = std::time::Instant::now();
+        let mut buffers = ScanBuffers::default();
+        scan_in_pieces(
+            &log.inactive_segments(),
+            4_096,
+            &mut buffers,
+            &mut throttle,
+            |_| Ok(true),
+        )
+        .expect("scan");
+        let took = started.elapsed();
+        assert!(
+            took >= std::time::Duration::from_millis(195),
+            "{bytes} bytes at {} bytes/s read in {took:?}",
+            bytes * 5
+        );
+    }
+
+    #[test]
     fn a_corrupt_batch_length_is_an_error_not_a_hang() {
         for length in [i32::MAX, 3, -1] {
             let sim = SimStorage::new(7);
