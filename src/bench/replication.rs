@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use super::workload;
 use crate::clock::SystemClock;
 use crate::error::{Error, Result};
+use crate::io::real::process_cpu_seconds;
 use crate::log::Log;
 use crate::replica::{Acks, AppendHandle, Partition, ReplicaConfig};
 
@@ -151,7 +152,7 @@ pub struct AcksFigures {
 }
 
 /// Runs the `acks` workload: `latency_appends` single appends of each kind (alternating),
-/// then `corpus` appended with `acks=1` and with `acks=all`, [`THROUGHPUT_REPS`] times
+/// then `corpus` appended with `acks=1` and with `acks=all`, twice
 /// each in alternating chunks, while two followers fetch in a loop throughout.
 pub fn acks_all_vs_one(
     root: &Path,
@@ -242,11 +243,11 @@ fn measure_acks(
                 };
                 let bytes = &mut corpus[at..at + chunk_len];
                 caught_up(leader, followers)?;
-                let cpu = workload::process_cpu_seconds();
+                let cpu = process_cpu_seconds();
                 let start = Instant::now();
                 pipelined(leader, bytes, batch_len, acks)?;
                 let took = start.elapsed();
-                let cpu = workload::process_cpu_seconds()
+                let cpu = process_cpu_seconds()
                     .zip(cpu)
                     .map_or(0.0, |(after, before)| after - before);
                 match acks {

@@ -276,7 +276,7 @@ impl<'a> Batch<'a> {
         if self.header.compression() != Compression::None {
             return self.verify_crc();
         }
-        if let Some(computed) = super::records::walk_and_crc(&self.header, self.bytes) {
+        if let Some(computed) = super::walk::walk_and_crc(&self.header, self.bytes) {
             return match computed == self.header.crc {
                 true => Ok(()),
                 false => Err(BatchError::CrcMismatch {

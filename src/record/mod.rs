@@ -18,6 +18,7 @@ mod fuzz;
 mod legacy;
 mod records;
 pub mod varint;
+mod walk;
 
 pub use batch::{
     batch_size, batches, recompute_crc, set_base_offset, set_log_append_time,

@@ -1,7 +1,8 @@
 //! Records inside an uncompressed batch, decoded without copying or allocating.
 
 use super::varint::{decode_varint, decode_varlong};
-use super::{BatchError, BatchHeader, Crc32c, RecordFault, TimestampType, CRC_START, HEADER_LEN};
+use super::walk::short_unsigned;
+use super::{BatchError, BatchHeader, RecordFault, TimestampType};
 
 /// One record of a RecordBatch v2, borrowing its key, value and headers from the batch.
 ///
@@ -272,227 +273,6 @@ impl<'a> Iterator for RecordIter<'a> {
     }
 }
 
-/// Bytes checksummed at a time ahead of the record walk: the CRC streams them in from
-/// memory at full speed, and the walk then finds them in the cache.
-const CRC_BLOCK_BYTES: usize = 16 << 10;
-
-/// The record walk of [`Batch::validate`](super::Batch::validate) without building records,
-/// with the CRC computed in the same pass: `Some(crc)` (CRC-32C of `batch[21..]`) when the
-/// records of an uncompressed batch pass every check [`RecordIter`] makes, `None`
-/// otherwise. On `None` the caller walks again with [`RecordIter`] for the error that
-/// names the record and field.
-///
-/// A leader append runs this over every byte it takes, so it is the cost that small
-/// records pay: one pass over the bytes, block by block (the CRC of a block first, which
-/// brings it into the cache, then the walk over it), and for each record a path without
-/// bounds checks for the usual layout (see [`usual_record`]).
-pub(crate) fn walk_and_crc(header: &BatchHeader, batch: &[u8]) -> Option<u32> {
-    let records = batch.get(HEADER_LEN..)?;
-    let mut crc = Crc32c::new();
-    crc.update(&batch[CRC_START as usize..HEADER_LEN]);
-    let mut summed = 0usize;
-    // Where the next record starts. It depends only on the length prefixes, so the checks
-    // of one record's fields stay off the path to the next record, and the CPU overlaps
-    // them with it.
-    let mut next = 0usize;
-    let mut previous_delta = -1i64;
-    let last_delta = i64::from(header.last_offset_delta);
-    for _ in 0..header.records_count {
-        if next + USUAL_WINDOW_BYTES > summed && summed < records.len() {
-            let to = (summed + CRC_BLOCK_BYTES).min(records.len());
-            crc.update(&records[summed..to]);
-            summed = to;
-        }
-        let (end, delta) = match usual_record(records, next) {
-            Some(usual) => usual,
-            None => {
-                let (at, end) = record_extent(records, next)?;
-                (end, record_fields(&records[..end], at)?)
-            }
-        };
-        if delta <= previous_delta || delta > last_delta {
-            return None;
-        }
-        previous_delta = delta;
-        next = end;
-    }
-    if next != records.len() {
-        return None;
-    }
-    crc.update(&records[summed..]);
-    Some(crc.finish())
-}
-
-/// Bytes of a record's start read at once by [`usual_record`].
-const USUAL_WINDOW_BYTES: usize = 16;
-
-/// The usual record, checked from one 16-byte window at its start plus the byte before its
-/// end: short (one- or two-byte) varints for the length, timestamp delta, offset delta and
-/// value length, a null key, and no headers. Returns where the record ends and its offset
-/// delta, or `None` for any other record (or one too near the end of the batch for the
-/// window), which then takes the general path. Each check here is one the general path
-/// makes, so both accept the same records.
-#[inline(always)]
-fn usual_record(records: &[u8], start: usize) -> Option<(usize, i64)> {
-    let w: &[u8; USUAL_WINDOW_BYTES] = records
-        .get(start..start + USUAL_WINDOW_BYTES)?
-        .try_into()
-        .ok()?;
-    let mut i = 0usize;
-    let length = window_short(w, &mut i)?;
-    if length & 1 == 1 {
-        return None; // negative
-    }
-    let end = start + i + (length >> 1) as usize;
-    i += 1; // attributes: one byte, any value
-    window_short(w, &mut i)?; // timestamp delta
-    let raw_delta = window_short(w, &mut i)?;
-    if w[i & 15] != 1 {
-        return None; // not a null key (zigzag -1)
-    }
-    i += 1;
-    let value = window_short(w, &mut i)?;
-    let value_end = match value {
-        1 => start + i, // null value
-        v if v & 1 == 0 => start + i + (v >> 1) as usize,
-        _ => return None,
-    };
-    // No headers: one zero byte, the record's last.
-    if value_end + 1 != end || *records.get(value_end)? != 0 {
-        return None;
-    }
-    Some((
-        end,
-        i64::from((raw_delta >> 1) as i32 ^ -((raw_delta & 1) as i32)),
-    ))
-}
-
-/// Where the record at `start` has its fields and where it ends, from its length prefix.
-/// This is the chain from one record to the next, so its usual case is short: a one- or
-/// two-byte non-negative length read with one load.
-#[inline(always)]
-fn record_extent(records: &[u8], start: usize) -> Option<(usize, usize)> {
-    let (length, at) = match records.get(start..start + 2) {
-        Some(&[first, _]) if first < 0x80 => (u32::from(first), start + 1),
-        Some(&[first, second]) if second < 0x80 => (
-            u32::from(first & 0x7f) | (u32::from(second) << 7),
-            start + 2,
-        ),
-        _ => {
-            let mut at = start;
-            let length = varint(records, &mut at)?;
-            let end = usize::try_from(length).ok()?.checked_add(at)?;
-            return (end <= records.len()).then_some((at, end));
-        }
-    };
-    // Zigzag: an odd raw value is a negative length.
-    if length & 1 == 1 {
-        return None;
-    }
-    let end = at + (length >> 1) as usize;
-    (end <= records.len()).then_some((at, end))
-}
-
-/// Checks the fields of the record body `body[at..]` (the whole of `body` after `at`):
-/// attributes, timestamp delta, offset delta, key, value and headers, which must fill it
-/// exactly. Returns the offset delta.
-fn record_fields(body: &[u8], mut at: usize) -> Option<i64> {
-    // Attributes: one byte, any value.
-    at += 1;
-    if at > body.len() {
-        return None;
-    }
-    varlong(body, &mut at)?;
-    let delta = i64::from(varint(body, &mut at)?);
-    skip_bytes(body, &mut at, true)?;
-    skip_bytes(body, &mut at, true)?;
-    headers_fill(body, at).then_some(delta)
-}
-
-#[inline(always)]
-fn window_short(w: &[u8; 16], i: &mut usize) -> Option<u32> {
-    let first = u32::from(w[*i & 15]);
-    if first < 0x80 {
-        *i += 1;
-        return Some(first);
-    }
-    let second = u32::from(w[(*i + 1) & 15]);
-    if second < 0x80 {
-        *i += 2;
-        return Some((first & 0x7f) | (second << 7));
-    }
-    None
-}
-
-/// True when the headers at `at` (count, then key and value each) end exactly at the end
-/// of `body`.
-#[inline(always)]
-fn headers_fill(body: &[u8], mut at: usize) -> bool {
-    let Some(headers) = varint(body, &mut at).filter(|&n| n >= 0) else {
-        return false;
-    };
-    for _ in 0..headers {
-        if skip_bytes(body, &mut at, false).is_none() || skip_bytes(body, &mut at, true).is_none() {
-            return false;
-        }
-    }
-    at == body.len()
-}
-
-/// The unsigned value of a one- or two-byte varint at `*at`, moving `at` past it; `None`
-/// when the varint is longer (or `buf` ends first). Most fields of a record are that short:
-/// lengths below 8 KiB, deltas below 8,192.
-#[inline(always)]
-fn short_unsigned(buf: &[u8], at: &mut usize) -> Option<u32> {
-    let first = u32::from(*buf.get(*at)?);
-    if first < 0x80 {
-        *at += 1;
-        return Some(first);
-    }
-    let second = u32::from(*buf.get(*at + 1)?);
-    if second < 0x80 {
-        *at += 2;
-        return Some((first & 0x7f) | (second << 7));
-    }
-    None
-}
-
-/// A zigzag varint at `*at` in `buf`, moving `at` past it; short ones decoded inline.
-#[inline(always)]
-fn varint(buf: &[u8], at: &mut usize) -> Option<i32> {
-    if let Some(raw) = short_unsigned(buf, at) {
-        return Some((raw >> 1) as i32 ^ -((raw & 1) as i32));
-    }
-    let (value, n) = decode_varint(buf.get(*at..)?).ok()?;
-    *at += n;
-    Some(value)
-}
-
-/// A zigzag varlong at `*at` in `buf`, moving `at` past it; short ones decoded inline.
-#[inline(always)]
-fn varlong(buf: &[u8], at: &mut usize) -> Option<i64> {
-    if let Some(raw) = short_unsigned(buf, at) {
-        return Some(i64::from(raw >> 1) ^ -i64::from(raw & 1));
-    }
-    let (value, n) = decode_varlong(buf.get(*at..)?).ok()?;
-    *at += n;
-    Some(value)
-}
-
-/// Skips a length-prefixed byte field (`-1` is null where `nullable`); `None` when the
-/// length is invalid or runs past `buf`.
-#[inline(always)]
-fn skip_bytes(buf: &[u8], at: &mut usize, nullable: bool) -> Option<()> {
-    match varint(buf, at)? {
-        -1 if nullable => Some(()),
-        len if len >= 0 => {
-            *at += len as usize;
-            (*at <= buf.len()).then_some(())
-        }
-        _ => None,
-    }
-}
-
 /// A bounds-checked reader over one record's bytes; every error names the field.
 #[derive(Clone, Debug)]
 struct Cursor<'a> {
@@ -584,6 +364,8 @@ impl<'a> Cursor<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::walk::walk_and_crc;
+    use crate::record::HEADER_LEN;
     use crate::record::{Batch, BatchBuilder};
 
     fn batch_with(records: &[u8], count: i32, last_delta: i32) -> Vec<u8> {
