@@ -74,8 +74,9 @@ fn scan_in_pieces(
     std::thread::scope(|scope| {
         let reader = scope.spawn(move || read_ahead(segments, free_rx, full_tx, throttle));
         let walked = walk_pieces(&full_rx, &free_tx, &mut f);
-        // A reader still ahead stops at its next wait for a free buffer; what it sent
-        // meanwhile comes back here, what it holds comes back when it ends.
+        // A reader still ahead stops once it finds no free buffer (after at most the
+        // ones queued for it); what it sent meanwhile comes back here, what it holds
+        // comes back when it ends.
         drop(free_tx);
         buffers
             .free
@@ -98,7 +99,7 @@ fn walk_pieces(
         let piece = piece?;
         let more = walk(&piece.buf[..piece.len], f);
         // The buffer goes back whatever happened: the reader reuses it, or hands it back
-        // to the pool once it is done (a send fails only when the reader is gone).
+        // to the pool once it is done (the channel has room for every buffer).
         let _ = free.send(piece.buf);
         if !more? {
             return Ok(());
