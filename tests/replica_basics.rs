@@ -141,6 +141,47 @@ fn duplicated_and_late_fetch_answers_are_ignored() {
     assert_eq!(c.replica(1).log().log_end_offset(), end + 1);
 }
 
+/// The answer to a fetch from offset 2 with last epoch 1 arrives late, after the follower
+/// truncated (on a copy of the same answer) and fetched back up to offset 2, now with last
+/// epoch 2. Same offset, same leader epoch: only the last fetched epoch tells that the
+/// answer is for another log. Applied, it would cut the follower back to 0 and take
+/// records the leader counts in its high watermark (the simulation's seed 108862).
+#[test]
+fn a_late_diverging_answer_does_not_cut_a_log_fetched_back_to_the_same_offset() {
+    let c = Cluster::new(3, 2, TruncationMode::LeaderEpoch);
+    // Epoch 1: broker 2 copies offsets 0..2 from broker 0; broker 1 gets nothing.
+    c.replica(0)
+        .append(&mut batch(2, 20, 0), Acks::Leader, TIMEOUT_MS)
+        .unwrap();
+    c.fetch(2, 0);
+    // Epoch 2: broker 1 leads with an empty log and writes its own offsets 0..2.
+    c.replica(1)
+        .become_leader(2, vec![0, 1, 2], vec![1, 2])
+        .unwrap();
+    c.replica(2).become_follower(2, 1).unwrap();
+    c.replica(1)
+        .append(&mut batch(2, 20, 7), Acks::Leader, TIMEOUT_MS)
+        .unwrap();
+    let request = c.replica(2).fetch_request(1 << 20);
+    assert_eq!((request.fetch_offset, request.last_fetched_epoch), (2, 1));
+    let late = c.replica(1).fetch(&request).unwrap();
+    assert!(late.diverging.is_some(), "epoch 1 is not the leader's");
+    let now = c.replica(1).fetch(&request).unwrap();
+    assert!(c.replica(2).apply_fetch(&now).unwrap());
+    assert_eq!(
+        c.replica(2).log().log_end_offset(),
+        0,
+        "cut where the logs part"
+    );
+    c.fetch(2, 1);
+    let fetched = contents(c.replica(2).log());
+    assert_eq!(fetched, contents(c.replica(1).log()));
+    assert_eq!(c.replica(2).log().log_end_offset(), 2);
+
+    assert!(!c.replica(2).apply_fetch(&late).unwrap(), "a late answer");
+    assert_eq!(contents(c.replica(2).log()), fetched);
+}
+
 /// Retention and DeleteRecords never pass the high watermark: a follower may still need
 /// those records, and consumers were not allowed to see them yet.
 #[test]

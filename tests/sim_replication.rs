@@ -350,3 +350,14 @@ fn replicas_keep_every_acknowledged_record_through_failures() {
 fn recovery_cut_that_was_not_durable_came_back_under_newer_batches() {
     run_seed(7219, false).unwrap_or_else(|report| panic!("{report}"));
 }
+
+/// Seed 108862: a fetch answer telling the follower its epoch-1 records diverged was held
+/// back by the network; a copy of it cut the follower, which fetched back up to the same
+/// offset under epoch 2. The late answer matched the follower's fetch offset and leader
+/// epoch and cut it again, to 0, below the high watermark; the follower, still in the ISR,
+/// then became leader without the committed records. Answers now also carry the request's
+/// last fetched epoch, and a follower applies only the answer to the fetch it would send.
+#[test]
+fn late_diverging_answer_cut_a_follower_fetched_back_to_the_same_offset() {
+    run_seed(108862, true).unwrap_or_else(|report| panic!("{report}"));
+}

@@ -111,9 +111,12 @@ pub struct DivergingEpoch {
 /// The leader's answer to a follower's fetch.
 #[derive(Debug, Clone)]
 pub struct FetchResponse {
-    /// The request's fetch offset and leader epoch: a follower applies only the answer to
-    /// the fetch it would send now (a delayed, duplicated or reordered answer is dropped).
+    /// The request's fetch offset, last fetched epoch and leader epoch: a follower applies
+    /// only the answer to the fetch it would send now (a delayed, duplicated or reordered
+    /// answer is dropped). The offset alone does not tell: a log cut back and fetched up to
+    /// the same offset again asks from there with another last epoch.
     pub fetch_offset: i64,
+    pub last_fetched_epoch: i32,
     pub leader_epoch: i32,
     /// Whole batches from the fetch offset (zero-copy); `None` when there is nothing new or
     /// the logs diverged.
@@ -435,6 +438,7 @@ impl Partition {
                 // The follower's state is left as it was (KAFKA-13141).
                 return Ok(FetchResponse {
                     fetch_offset: request.fetch_offset,
+                    last_fetched_epoch: request.last_fetched_epoch,
                     leader_epoch: request.leader_epoch,
                     records: None,
                     high_watermark,
@@ -469,6 +473,7 @@ impl Partition {
             .read(request.fetch_offset, request.max_bytes, None)?;
         Ok(FetchResponse {
             fetch_offset: request.fetch_offset,
+            last_fetched_epoch: request.last_fetched_epoch,
             leader_epoch: request.leader_epoch,
             records,
             high_watermark,
@@ -640,20 +645,23 @@ impl Partition {
     /// The next fetch a follower sends its leader.
     pub fn fetch_request(&self, max_bytes: u64) -> FetchRequest {
         let state = self.state();
-        // The epoch of the last batch itself: if a torn write raised it (the field lies
-        // outside the CRC), the leader does not know it, answers a diverging epoch, and
-        // the follower truncates the batch away instead of being fenced by it forever.
-        // Before KIP-101 fetches carried no epoch, so the leader never saw a divergence.
-        let last_fetched_epoch = match self.config.truncation {
-            TruncationMode::LeaderEpoch => self.log.latest_epoch(),
-            TruncationMode::HighWatermark => UNDEFINED_EPOCH,
-        };
         FetchRequest {
             replica_id: self.config.broker_id,
             leader_epoch: state.leader_epoch,
             fetch_offset: self.log.log_end_offset(),
-            last_fetched_epoch,
+            last_fetched_epoch: self.last_fetched_epoch(),
             max_bytes,
+        }
+    }
+
+    /// The epoch of the last batch itself: if a torn write raised it (the field lies
+    /// outside the CRC), the leader does not know it, answers a diverging epoch, and the
+    /// follower truncates the batch away instead of being fenced by it forever. Before
+    /// KIP-101 fetches carried no epoch, so the leader never saw a divergence.
+    fn last_fetched_epoch(&self) -> i32 {
+        match self.config.truncation {
+            TruncationMode::LeaderEpoch => self.log.latest_epoch(),
+            TruncationMode::HighWatermark => UNDEFINED_EPOCH,
         }
     }
 
@@ -669,6 +677,7 @@ impl Partition {
         }
         if response.leader_epoch != state.leader_epoch
             || response.fetch_offset != self.log.log_end_offset()
+            || response.last_fetched_epoch != self.last_fetched_epoch()
         {
             return Ok(false);
         }
