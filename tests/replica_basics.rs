@@ -182,6 +182,57 @@ fn a_late_diverging_answer_does_not_cut_a_log_fetched_back_to_the_same_offset() 
     assert_eq!(contents(c.replica(2).log()), fetched);
 }
 
+/// An out-of-range answer arrives late, after the follower already cut back to the
+/// leader's end on a copy of it and fetched on: it does not cut the follower again.
+/// (High-watermark mode, where a follower ahead of a new leader meets this answer; that
+/// the two logs then differ below offset 3 is that mode's KIP-101 anomaly.)
+#[test]
+fn a_late_out_of_range_answer_is_ignored() {
+    let c = Cluster::new(3, 2, TruncationMode::HighWatermark);
+    // Broker 1 holds offsets 0..5, below its high watermark, that broker 2 never got.
+    c.replica(0).confirm_isr(vec![0, 1]);
+    for i in 0..5 {
+        c.replica(0)
+            .append(&mut batch(1, 20, i), Acks::Leader, TIMEOUT_MS)
+            .unwrap();
+    }
+    for _ in 0..3 {
+        c.fetch(1, 0);
+    }
+    assert_eq!(c.replica(1).high_watermark(), 5);
+    // Broker 2 leads (an unclean election) and writes offsets 0..3 of its own.
+    c.replica(2)
+        .become_leader(2, vec![0, 1, 2], vec![1, 2])
+        .unwrap();
+    c.replica(1).become_follower(2, 2).unwrap();
+    c.replica(2)
+        .append(&mut batch(3, 20, 7), Acks::Leader, TIMEOUT_MS)
+        .unwrap();
+    let request = c.replica(1).fetch_request(1 << 20);
+    let Err(Error::OffsetOutOfRange {
+        log_start_offset,
+        log_end_offset,
+        ..
+    }) = c.replica(2).fetch(&request)
+    else {
+        panic!("broker 1 fetches past broker 2's end");
+    };
+    let answer = |r: &partlog::replica::Partition| {
+        r.handle_out_of_range(&request, log_start_offset, log_end_offset)
+            .unwrap()
+    };
+    assert!(answer(c.replica(1)));
+    assert_eq!(c.replica(1).log().log_end_offset(), 3);
+    c.replica(2)
+        .append(&mut batch(4, 20, 9), Acks::Leader, TIMEOUT_MS)
+        .unwrap();
+    c.fetch(1, 2);
+    assert_eq!(c.replica(1).log().log_end_offset(), 7);
+    let fetched = contents(c.replica(1).log());
+    assert!(!answer(c.replica(1)), "a late answer");
+    assert_eq!(contents(c.replica(1).log()), fetched);
+}
+
 /// Retention and DeleteRecords never pass the high watermark: a follower may still need
 /// those records, and consumers were not allowed to see them yet.
 #[test]

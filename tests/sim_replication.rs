@@ -144,7 +144,7 @@ impl Sim {
                 self.trace.push(format!("fetch {f}: out of range"));
                 self.c
                     .replica(f)
-                    .handle_out_of_range(log_start_offset, log_end_offset)
+                    .handle_out_of_range(&request, log_start_offset, log_end_offset)
                     .expect("out of range");
             }
             Err(e) => panic!("fetch by {f}: {e}"),

@@ -269,7 +269,7 @@ impl Cluster {
             }) => {
                 let follower = self.up_replica(f)?;
                 let before = follower.log().log_end_offset();
-                follower.handle_out_of_range(log_start_offset, log_end_offset)?;
+                follower.handle_out_of_range(&request, log_start_offset, log_end_offset)?;
                 if follower.log().log_end_offset() != before {
                     report.truncations += 1;
                 }

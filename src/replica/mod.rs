@@ -675,10 +675,12 @@ impl Partition {
         if !matches!(state.role, Role::Follower) {
             return Err(Error::NotLeaderOrFollower);
         }
-        if response.leader_epoch != state.leader_epoch
-            || response.fetch_offset != self.log.log_end_offset()
-            || response.last_fetched_epoch != self.last_fetched_epoch()
-        {
+        if !self.would_send(
+            response.fetch_offset,
+            response.last_fetched_epoch,
+            response.leader_epoch,
+            state.leader_epoch,
+        ) {
             return Ok(false);
         }
         if let Some(diverging) = response.diverging {
@@ -729,10 +731,40 @@ impl Partition {
         }
     }
 
-    /// The leader said the fetch offset is out of its range: cut back to its end when it
-    /// has less, or start over at its log start when this replica is behind it. Never a
-    /// truncation to zero (KAFKA-2143).
-    pub fn handle_out_of_range(&self, leader_log_start: i64, leader_leo: i64) -> Result<()> {
+    /// Whether a fetch from `fetch_offset` with `last_fetched_epoch` under `leader_epoch`
+    /// is the one this replica would send now (`current_epoch` is its leader epoch).
+    fn would_send(
+        &self,
+        fetch_offset: i64,
+        last_fetched_epoch: i32,
+        leader_epoch: i32,
+        current_epoch: i32,
+    ) -> bool {
+        leader_epoch == current_epoch
+            && fetch_offset == self.log.log_end_offset()
+            && last_fetched_epoch == self.last_fetched_epoch()
+    }
+
+    /// The leader said the fetch offset of `request` is out of its range: cut back to its
+    /// end when it has less, or start over at its log start when this replica is behind
+    /// it. Never a truncation to zero (KAFKA-2143). As with [`Partition::apply_fetch`], an
+    /// answer to another fetch than the one this replica would send now changes nothing
+    /// and returns false.
+    pub fn handle_out_of_range(
+        &self,
+        request: &FetchRequest,
+        leader_log_start: i64,
+        leader_leo: i64,
+    ) -> Result<bool> {
+        let current_epoch = self.state().leader_epoch;
+        if !self.would_send(
+            request.fetch_offset,
+            request.last_fetched_epoch,
+            request.leader_epoch,
+            current_epoch,
+        ) {
+            return Ok(false);
+        }
         let leo = self.log.log_end_offset();
         if leader_leo < leo {
             self.log.truncate_to(leader_leo)?;
@@ -743,7 +775,7 @@ impl Partition {
         let end = self.log.log_end_offset();
         let hw = state.high_watermark.clamp(self.log.log_start_offset(), end);
         self.set_high_watermark(&mut state, hw);
-        Ok(())
+        Ok(true)
     }
 
     /// Runs retention, never past the HW (Kafka's rule: a segment goes only once every
