@@ -239,8 +239,7 @@ impl View {
                     c.offset = v.offset;
                     c.leader_epoch = v.leader_epoch;
                     c.commit_timestamp = v.commit_timestamp;
-                    if !(c.metadata.is_empty() && v.metadata.is_empty()) && c.metadata != v.metadata
-                    {
+                    if c.metadata != v.metadata {
                         c.metadata.clear();
                         c.metadata.push_str(v.metadata);
                     }
