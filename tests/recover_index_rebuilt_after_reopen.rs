@@ -64,18 +64,24 @@ fn recovery_rebuilds_index_of_segment_appended_across_a_clean_reopen() {
     }
 }
 
+/// Offsets 0..30 in a rolled segment and 30..32 in the active one, then a clean close;
+/// returns what the log read before closing.
+fn two_segments_closed(log: Log) -> Vec<(i64, i64)> {
+    append(&log, 30);
+    log.force_roll().unwrap();
+    append(&log, 2);
+    let expected = read_all(&log);
+    log.close().unwrap();
+    expected
+}
+
 /// A rolled segment whose index files are gone gets them rebuilt on first use (its empty
 /// index used to have no room for the rebuilt entries).
 #[test]
 fn missing_indexes_of_a_rolled_segment_are_rebuilt() {
     let backend = common::real();
     let log = open(&backend, false, None);
-    append(&log, 30);
-    log.force_roll().unwrap();
-    append(&log, 2);
-    let expected = read_all(&log);
-    log.close().unwrap();
-    drop(log);
+    let expected = two_segments_closed(log);
     let dir = backend.root.join("t-0");
     for suffix in ["index", "timeindex"] {
         let path = dir.join(format!("00000000000000000000.{suffix}"));
@@ -105,12 +111,7 @@ fn indexes_rebuilt_on_first_use_are_durable_at_once() {
         Log::open(opts).expect("open log").0
     };
     let log = open(false, None);
-    append(&log, 30);
-    log.force_roll().unwrap();
-    append(&log, 2);
-    let expected = read_all(&log);
-    log.close().unwrap();
-    drop(log);
+    let expected = two_segments_closed(log);
     let paths: Vec<std::path::PathBuf> = ["index", "timeindex"]
         .iter()
         .map(|suffix| format!("/data/t-0/00000000000000000000.{suffix}").into())
