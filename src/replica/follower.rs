@@ -2,7 +2,7 @@
 //! answer (append, truncate where the logs diverge, or start over when out of range).
 //! Only the answer to the fetch it would send now is applied.
 
-use super::{DivergingEpoch, FetchRequest, FetchResponse, Partition, Role, TruncationMode};
+use super::{DivergingEpoch, FetchRequest, FetchResponse, Partition, Role, State, TruncationMode};
 use crate::error::{Error, Result};
 use crate::log::UNDEFINED_EPOCH;
 
@@ -41,10 +41,10 @@ impl Partition {
             return Err(Error::NotLeaderOrFollower);
         }
         if !self.would_send(
+            &state,
             response.fetch_offset,
             response.last_fetched_epoch,
             response.leader_epoch,
-            state.leader_epoch,
         ) {
             return Ok(false);
         }
@@ -97,15 +97,15 @@ impl Partition {
     }
 
     /// Whether a fetch from `fetch_offset` with `last_fetched_epoch` under `leader_epoch`
-    /// is the one this replica would send now (`current_epoch` is its leader epoch).
+    /// is the one this replica, in `state`, would send now.
     fn would_send(
         &self,
+        state: &State,
         fetch_offset: i64,
         last_fetched_epoch: i32,
         leader_epoch: i32,
-        current_epoch: i32,
     ) -> bool {
-        leader_epoch == current_epoch
+        leader_epoch == state.leader_epoch
             && fetch_offset == self.log.log_end_offset()
             && last_fetched_epoch == self.last_fetched_epoch()
     }
@@ -121,12 +121,12 @@ impl Partition {
         leader_log_start: i64,
         leader_leo: i64,
     ) -> Result<bool> {
-        let current_epoch = self.state().leader_epoch;
+        let mut state = self.state();
         if !self.would_send(
+            &state,
             request.fetch_offset,
             request.last_fetched_epoch,
             request.leader_epoch,
-            current_epoch,
         ) {
             return Ok(false);
         }
@@ -136,7 +136,6 @@ impl Partition {
         } else if leader_log_start > leo {
             self.log.truncate_fully_and_start_at(leader_log_start)?;
         }
-        let mut state = self.state();
         let end = self.log.log_end_offset();
         let hw = state.high_watermark.clamp(self.log.log_start_offset(), end);
         self.set_high_watermark(&mut state, hw);
