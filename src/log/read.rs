@@ -1,5 +1,8 @@
 //! Fetching by offset and finding offsets by time.
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use super::Log;
 use crate::error::{Error, Result};
 use crate::record::{Batch, Compression, TimestampType};
@@ -17,8 +20,11 @@ pub struct TimestampOffset {
     pub offset: i64,
 }
 
-/// Reads retried after finding a segment replaced under them (a cleaning's swap).
-const READ_ATTEMPTS: u32 = 8;
+/// How long a read that found a segment replaced under it (a cleaning's swap) waits for
+/// the swap to publish the new segment list. A swap renames files and syncs the directory
+/// between its steps, so it takes as long as a few fsyncs; one that failed half way never
+/// publishes, and the reader then gets [`Error::SegmentDeleted`] and retries later.
+const SWAP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Log {
     /// Reads whole batches starting with the one that holds `from_offset`: at most
@@ -48,21 +54,29 @@ impl Log {
         if from_offset >= bound {
             return Ok(None);
         }
-        let mut attempts = 0;
+        let mut waiting_since = None;
         loop {
-            match self.read_segments(&self.segments(), from_offset, max_bytes, bound) {
-                // A cleaning swapped the segment for its cleaned copy: read the new list.
-                Err(Error::SegmentDeleted { .. })
-                    if attempts < READ_ATTEMPTS && from_offset >= self.log_start_offset() =>
-                {
-                    attempts += 1;
-                }
-                Err(Error::SegmentDeleted { .. }) => {
+            let segments = self.segments();
+            match self.read_segments(&segments, from_offset, max_bytes, bound) {
+                // Retention took the segment: the offset is gone.
+                Err(Error::SegmentDeleted { .. }) if from_offset < self.log_start_offset() => {
                     return Err(Error::OffsetOutOfRange {
                         offset: from_offset,
                         log_start_offset: self.log_start_offset(),
                         log_end_offset: self.log_end_offset(),
                     })
+                }
+                // A cleaning is swapping the segment for its cleaned copy: read the new
+                // list once it is published. (Answering `OffsetOutOfRange` here would send
+                // a consumer to its offset reset policy for an offset the log still has.)
+                Err(err @ Error::SegmentDeleted { .. }) => {
+                    if Arc::ptr_eq(&segments, &self.segments()) {
+                        let since = *waiting_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() > SWAP_WAIT {
+                            return Err(err);
+                        }
+                        std::thread::yield_now();
+                    }
                 }
                 other => return other,
             }
