@@ -209,6 +209,49 @@ fn torn_leader_epoch_field_is_cut_by_recovery() {
     assert_eq!(log.latest_epoch(), 1);
 }
 
+/// The same field torn the other way: a power loss left random bytes in it, and the epoch
+/// came back above every epoch the log had seen (simulator seed 9022737). The epoch
+/// checkpoint knows every epoch before the first batch of it is written, so recovery cuts a
+/// batch whose epoch is above the checkpoint's last, and keeps one of a new, checkpointed
+/// epoch.
+#[test]
+fn torn_leader_epoch_above_the_checkpoint_is_cut_by_recovery() {
+    let sim = SimStorage::new(10);
+    let (log, _) = Log::open(options(&sim, small())).expect("open");
+    for i in 0..3 {
+        log.append_as_leader(&mut batch(2, 10, i), 1)
+            .expect("append");
+    }
+    log.assign_leader_epoch(4).expect("new epoch");
+    let mut positions = Vec::new();
+    for i in 3..6 {
+        positions.push(log.size_bytes());
+        log.append_as_leader(&mut batch(2, 10, i), 4)
+            .expect("append");
+    }
+    let last = *positions.last().expect("positions");
+    let segment = log.segments()[0].log_path().to_path_buf();
+    drop(log);
+    // Byte 12 is the high byte of the last batch's partition leader epoch: 4 becomes 2^30 + 4.
+    sim.flip_bit(&segment, last + 12, 6)
+        .expect("tear the epoch");
+    let (log, report) = Log::open(options(&sim, small())).expect("reopen");
+    assert_eq!(
+        log.log_end_offset(),
+        10,
+        "the batches of epoch 4 before it stay"
+    );
+    let damage = report.damage.expect("the batch is cut");
+    assert_eq!(damage.position, last);
+    assert!(
+        damage.reason.contains("epoch checkpoint"),
+        "{}",
+        damage.reason
+    );
+    assert_eq!(log.latest_epoch(), 4);
+    assert_eq!(log.epoch_entries().last().map(|e| e.epoch), Some(4));
+}
+
 /// Recovery moved a later segment aside and removed its `.log` without syncing the
 /// directory. Appends then went into the cut segment, a flush made them durable, but a power
 /// loss brought the removed segment back, its old batches overlapping the new ones, and the

@@ -350,3 +350,17 @@ fn stale_time_index_entry_after_truncation_append_and_flush() {
         }
     }
 }
+
+/// A power loss tore a few bytes of an unsynced batch's header: its partition leader epoch
+/// (outside the CRC) came back as 1743481862, higher than any epoch the log had seen, and
+/// recovery kept the batch, so the log's last epoch was one the epoch cache did not know.
+/// Recovery now cuts a batch whose epoch is above the last one in the epoch checkpoint,
+/// which every epoch reaches durably before its first batch. Replays the seeds that hit it.
+#[test]
+fn torn_epoch_above_the_epoch_checkpoint_is_cut() {
+    for seed in [9022737, 9042722, 9063583, 9111783, 9208582] {
+        if let Err(report) = run_seed(seed, DEFAULT_STEPS) {
+            panic!("{report}");
+        }
+    }
+}

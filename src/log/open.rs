@@ -99,7 +99,13 @@ impl Log {
             // The first segment's files must outlive a crash once data in them is flushed.
             storage.sync_dir(&dir)?;
         }
-        let outcome = recovery::recover_segments(&storage, &mut segments, &options, &mut report)?;
+        let checkpointed = read_epochs(storage.as_ref(), &dir, &mut report);
+        let ceiling = checkpointed
+            .as_ref()
+            .and_then(|cache| cache.entries().last())
+            .map(|e| e.epoch);
+        let outcome =
+            recovery::recover_segments(&storage, &mut segments, &options, ceiling, &mut report)?;
         let first_base = segments[0].base_offset();
         let log_end_offset = outcome.log_end_offset;
         let log_start_offset = options
@@ -116,7 +122,10 @@ impl Log {
         let latest_epoch = last_batch.map_or(NO_EPOCH, |h| h.partition_leader_epoch);
         // Where the batches end; below the log end when the last segments are empty.
         let data_end = last_batch.map_or(0, |h| h.next_offset());
-        let (epochs, epochs_dirty) = load_epochs(storage.as_ref(), &dir, &segments, &mut report)?;
+        let (epochs, epochs_dirty) = match checkpointed {
+            Some(cache) => (cache, false),
+            None => (rebuild_epochs(&segments)?, true),
+        };
         let log = Log {
             dir,
             config,
@@ -166,22 +175,22 @@ impl Log {
     }
 }
 
-/// The epoch cache from `leader-epoch-checkpoint`, or rebuilt from the batches' headers when
-/// the file is missing or does not parse (reported as a warning); true when rebuilt.
-fn load_epochs(
+/// The epoch cache from `leader-epoch-checkpoint`; none when the file is missing or does
+/// not parse (reported as a warning), and the cache is then rebuilt from the batches.
+fn read_epochs(
     storage: &dyn Storage,
     dir: &Path,
-    segments: &[Arc<Segment>],
     report: &mut RecoveryReport,
-) -> Result<(EpochCache, bool)> {
+) -> Option<EpochCache> {
     match EpochCache::read(storage, dir) {
-        Ok(Some(cache)) => return Ok((cache, false)),
-        Ok(None) => {}
-        Err(err) => report
-            .warnings
-            .push(format!("rebuilding the leader-epoch cache: {err}")),
+        Ok(cache) => cache,
+        Err(err) => {
+            report
+                .warnings
+                .push(format!("rebuilding the leader-epoch cache: {err}"));
+            None
+        }
     }
-    Ok((rebuild_epochs(segments)?, true))
 }
 
 /// The epoch cache of `segments`, from their batches' headers.

@@ -19,7 +19,7 @@ use super::open::LogOpenOptions;
 use crate::error::Result;
 use crate::io::{OpenMode, Storage};
 use crate::record::{BatchHeader, HEADER_LEN};
-use crate::segment::{files, ScanRules, ScanStop, Segment, NO_EPOCH_FLOOR};
+use crate::segment::{files, ScanRules, ScanStop, Segment, NO_EPOCH_CEILING, NO_EPOCH_FLOOR};
 
 /// Which kind of damage recovery found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,11 +241,13 @@ fn next_offset_by_headers(storage: &dyn Storage, path: &Path) -> Result<Option<i
     Ok(if pos == len { next } else { None })
 }
 
-/// Steps 2 and 3.
+/// Steps 2 and 3. `epoch_ceiling` is the last epoch of the leader-epoch checkpoint, when
+/// one was read: no valid batch carries a later one (see [`ScanRules::epoch_ceiling`]).
 pub(super) fn recover_segments(
     storage: &Arc<dyn Storage>,
     segments: &mut Vec<Arc<Segment>>,
     options: &LogOpenOptions,
+    epoch_ceiling: Option<i32>,
     report: &mut RecoveryReport,
 ) -> Result<Outcome> {
     let last = segments.len() - 1;
@@ -308,6 +310,7 @@ pub(super) fn recover_segments(
         let rules = ScanRules {
             next_base,
             epoch_floor,
+            epoch_ceiling: epoch_ceiling.unwrap_or(NO_EPOCH_CEILING),
             consecutive,
         };
         let scan = segment.recover_with(&mut scratch, &rules)?;

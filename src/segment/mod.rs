@@ -19,7 +19,7 @@ use crate::index::{OffsetIndex, TimeIndex};
 use crate::io::{OpenMode, Storage, StorageFile};
 use crate::record::{BatchHeader, HEADER_LEN};
 
-pub use recover::{BatchScan, ScanRules, ScanStop, NO_EPOCH_FLOOR};
+pub use recover::{BatchScan, ScanRules, ScanStop, NO_EPOCH_CEILING, NO_EPOCH_FLOOR};
 pub use slice::FileSlice;
 
 /// Positions inside a segment are `i32` in the offset index, so a segment can never grow

@@ -45,6 +45,9 @@ pub struct ScanStop {
 /// The epoch floor of a scan that knows nothing before its segment.
 pub const NO_EPOCH_FLOOR: i32 = i32::MIN;
 
+/// The epoch ceiling of a scan that knows no epoch checkpoint.
+pub const NO_EPOCH_CEILING: i32 = i32::MAX;
+
 /// What a validating scan knows about the log around its segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScanRules {
@@ -57,6 +60,11 @@ pub struct ScanRules {
     /// below the floor, or below an earlier batch of the segment, is invalid: a torn write
     /// can zero just that field.
     pub epoch_floor: i32,
+    /// The highest leader epoch a batch may carry ([`NO_EPOCH_CEILING`] if unknown): the
+    /// last epoch of the leader-epoch checkpoint. Every epoch reaches that checkpoint
+    /// durably before the first batch of it is written, so a batch above it carries a
+    /// field a torn write filled (it lies outside the CRC, like the floor's).
+    pub epoch_ceiling: i32,
     /// Offsets are consecutive (the log does not compact): the first batch starts at the
     /// segment's base and each next one where the previous ends. The base offset lies
     /// outside the CRC too; this catches a torn write that raised it.
@@ -69,6 +77,7 @@ impl Default for ScanRules {
         ScanRules {
             next_base: None,
             epoch_floor: NO_EPOCH_FLOOR,
+            epoch_ceiling: NO_EPOCH_CEILING,
             consecutive: false,
         }
     }
@@ -78,6 +87,14 @@ impl Default for ScanRules {
 fn epoch_regresses(header: &BatchHeader, floor: i32) -> Option<String> {
     let epoch = header.partition_leader_epoch;
     (epoch < floor).then(|| format!("leader epoch {epoch} is below {floor} of an earlier batch"))
+}
+
+/// Why `header` cannot be in a log whose epoch checkpoint ends at `ceiling`, if it cannot.
+fn epoch_unknown(header: &BatchHeader, ceiling: i32) -> Option<String> {
+    let epoch = header.partition_leader_epoch;
+    (epoch > ceiling).then(|| {
+        format!("leader epoch {epoch} is above {ceiling}, the last in the epoch checkpoint")
+    })
 }
 
 /// Why `header` cannot sit before a segment starting at `next_base`, if it cannot.
@@ -230,7 +247,8 @@ impl Segment {
                     let problem = self
                         .offset_problem(&header, scan.next_offset, rules.consecutive)
                         .or_else(|| reaches_next(&header, rules.next_base))
-                        .or_else(|| epoch_regresses(&header, floor));
+                        .or_else(|| epoch_regresses(&header, floor))
+                        .or_else(|| epoch_unknown(&header, rules.epoch_ceiling));
                     if let Some(reason) = problem {
                         scan.stop = Some(ScanStop {
                             position: pos,
