@@ -62,8 +62,10 @@ pub struct ScanRules {
     pub epoch_floor: i32,
     /// The highest leader epoch a batch may carry ([`NO_EPOCH_CEILING`] if unknown): the
     /// last epoch of the leader-epoch checkpoint. Every epoch reaches that checkpoint
-    /// durably before the first batch of it is written, so a batch above it carries a
-    /// field a torn write filled (it lies outside the CRC, like the floor's).
+    /// durably before the first batch of it is written (partlog's appends do this, and so
+    /// do Kafka's, whose epoch cache flushes an assignment synchronously before the
+    /// append), so a batch above it carries a field a torn write filled (it lies outside
+    /// the CRC, like the floor's).
     pub epoch_ceiling: i32,
     /// Offsets are consecutive (the log does not compact): the first batch starts at the
     /// segment's base and each next one where the previous ends. The base offset lies
