@@ -1,4 +1,5 @@
-//! Races between a flush or a checkpoint and a truncation, stepped by hand.
+//! Races stepped by hand: a flush or a checkpoint against a truncation, a read against a
+//! cleaning's swap.
 
 use std::sync::Arc;
 
@@ -99,4 +100,63 @@ fn checkpoint_begun_before_a_truncation_makes_rolls_below_it_durable() {
         );
         check_every_offset(&log);
     }
+}
+
+/// A cleaning's swap renames the old segments away, then publishes the list holding their
+/// cleaned copies. A read in between of an old segment whose indexes were not loaded yet
+/// fails with `SegmentDeleted`; it used to retry eight times at once and then answer
+/// `OffsetOutOfRange` for an offset the log still held (the threaded cleaning test found
+/// it about once in forty runs). The swap is stepped by hand here: the files are renamed,
+/// and the new list comes 200 ms later; the read waits for it and reads the new segment.
+#[test]
+fn a_read_between_a_swaps_rename_and_its_new_list_waits_for_the_list() {
+    use crate::io::Storage;
+    use crate::segment::Segment;
+
+    let sim = SimStorage::new(8);
+    {
+        let log = open(&sim, None);
+        append(&log, 3);
+        log.force_roll().expect("roll");
+        append(&log, 3);
+        log.close().expect("close");
+    }
+    // Reopened after a clean shutdown, nothing loads the inactive segment's indexes.
+    let config = LogConfig {
+        index_bytes_max: 4096,
+        ..LogConfig::default()
+    };
+    let (log, _) = Log::open(LogOpenOptions {
+        config: config.clone(),
+        clock: Arc::new(ManualClock::new(1_000)),
+        recovery_point: Some(6),
+        clean_shutdown: true,
+        ..LogOpenOptions::new(sim.storage(), "/data/t-0")
+    })
+    .expect("reopen");
+    let old = log.segments()[0].clone();
+    let want = old.log_path().to_path_buf();
+    let renamed = old.rename_to_deleted().expect("rename");
+    let reads = std::thread::scope(|s| {
+        let reader = s.spawn(|| log.read(0, 1 << 20, None));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        // The "cleaned copy": the same files under their live names, a new segment.
+        for path in &renamed {
+            // `x.log.deleted` back to `x.log`.
+            sim.rename(path, &path.with_extension(""))
+                .expect("rename back");
+        }
+        assert!(sim.exists(&want));
+        let copy = Segment::open(sim.storage(), &log.dir, 0, &config, false, 1_000).expect("open");
+        let mut next = log.segments().to_vec();
+        next[0] = Arc::new(copy);
+        log.set_segments(next);
+        reader.join().expect("reader")
+    });
+    let slice = reads
+        .expect("the read waits for the new list")
+        .expect("data");
+    let bytes = slice.to_vec().expect("bytes");
+    let b = batches(&bytes).next().expect("a batch").expect("parses");
+    assert_eq!(b.header().base_offset, 0);
 }
