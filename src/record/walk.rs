@@ -8,8 +8,11 @@ use super::RecordIter;
 use super::{BatchHeader, Crc32c, CRC_START, HEADER_LEN};
 
 /// Bytes checksummed at a time ahead of the record walk: the CRC streams them in from
-/// memory at full speed, and the walk then finds them in the cache.
-const CRC_BLOCK_BYTES: usize = 16 << 10;
+/// memory at full speed, and the walk then finds them in the cache. Small enough that the
+/// CPU runs the CRC's vector work and the walk's scalar work side by side (batches of
+/// 100-byte records validated 12% faster than with 16 KiB blocks), large enough that each
+/// CRC call's fixed cost stays small (1 KiB blocks were slower again).
+const CRC_BLOCK_BYTES: usize = 4 << 10;
 
 /// The record walk of [`Batch::validate`](super::Batch::validate) without building records,
 /// with the CRC computed in the same pass: `Some(crc)` (CRC-32C of `batch[21..]`) when the
