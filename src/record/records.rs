@@ -330,6 +330,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// `length` bytes; `length` must be non-negative and fit.
+    #[inline(always)]
     fn take(&mut self, field: &'static str, length: i32) -> Result<&'a [u8], RecordFault> {
         if length < 0 {
             return Err(RecordFault::NegativeLength { field, length });
@@ -348,6 +349,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A length-prefixed byte string; `-1` means null when `nullable`.
+    #[inline(always)]
     fn bytes(
         &mut self,
         field: &'static str,
