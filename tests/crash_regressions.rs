@@ -181,31 +181,45 @@ fn power_loss_during_full_truncation_never_leaves_overlapping_segments() {
     }
 }
 
+/// Appends six batches of two records, the `i`th of leader epoch `epoch_of(i)`, tears the
+/// last one's partition leader epoch (bytes 12..16, outside the CRC) with `tear` (given the
+/// segment and the batch's position), and reopens. Returns the log, the torn batch's
+/// position and the reason recovery gave for cutting there.
+fn reopen_with_torn_last_epoch(
+    seed: u64,
+    epoch_of: impl Fn(usize) -> i32,
+    tear: impl FnOnce(&SimStorage, &std::path::Path, u64),
+) -> (Log, u64, String) {
+    let sim = SimStorage::new(seed);
+    let (log, _) = Log::open(options(&sim, small())).expect("open");
+    let mut last = 0;
+    for i in 0..6 {
+        last = log.size_bytes();
+        log.append_as_leader(&mut batch(2, 10, i as i64), epoch_of(i))
+            .expect("append");
+    }
+    let segment = log.segments()[0].log_path().to_path_buf();
+    drop(log);
+    tear(&sim, &segment, last);
+    let (log, report) = Log::open(options(&sim, small())).expect("reopen");
+    let damage = report.damage.expect("the batch is cut");
+    assert_eq!(damage.position, last);
+    (log, last, damage.reason)
+}
+
 /// The partition leader epoch lies outside the batch CRC, and a torn write zeroed just that
 /// field of an unflushed batch: recovery kept the batch with epoch 0 after batches of epoch
 /// 1, serving bytes that were never written (simulator seed 127742). Epochs never decrease
 /// along a log, so recovery now cuts a batch whose epoch is below an earlier one's.
 #[test]
 fn torn_leader_epoch_field_is_cut_by_recovery() {
-    let sim = SimStorage::new(9);
-    let (log, _) = Log::open(options(&sim, small())).expect("open");
-    let mut positions = Vec::new();
-    for i in 0..6 {
-        positions.push(log.size_bytes());
-        log.append_as_leader(&mut batch(2, 10, i), 1)
-            .expect("append");
-    }
-    let last = *positions.last().expect("positions");
-    let segment = log.segments()[0].log_path().to_path_buf();
-    drop(log);
-    // Bytes 12..16 of the last batch: its partition leader epoch.
-    sim.zero_range(&segment, last + 12, 4)
-        .expect("zero the epoch");
-    let (log, report) = Log::open(options(&sim, small())).expect("reopen");
+    let (log, _, reason) = reopen_with_torn_last_epoch(
+        9,
+        |_| 1,
+        |sim, segment, at| sim.zero_range(segment, at + 12, 4).expect("zero the epoch"),
+    );
     assert_eq!(log.log_end_offset(), 10);
-    let damage = report.damage.expect("the batch is cut");
-    assert_eq!(damage.position, last);
-    assert!(damage.reason.contains("epoch"), "{}", damage.reason);
+    assert!(reason.contains("epoch"), "{reason}");
     assert_eq!(log.latest_epoch(), 1);
 }
 
@@ -216,38 +230,18 @@ fn torn_leader_epoch_field_is_cut_by_recovery() {
 /// epoch.
 #[test]
 fn torn_leader_epoch_above_the_checkpoint_is_cut_by_recovery() {
-    let sim = SimStorage::new(10);
-    let (log, _) = Log::open(options(&sim, small())).expect("open");
-    for i in 0..3 {
-        log.append_as_leader(&mut batch(2, 10, i), 1)
-            .expect("append");
-    }
-    log.assign_leader_epoch(4).expect("new epoch");
-    let mut positions = Vec::new();
-    for i in 3..6 {
-        positions.push(log.size_bytes());
-        log.append_as_leader(&mut batch(2, 10, i), 4)
-            .expect("append");
-    }
-    let last = *positions.last().expect("positions");
-    let segment = log.segments()[0].log_path().to_path_buf();
-    drop(log);
-    // Byte 12 is the high byte of the last batch's partition leader epoch: 4 becomes 2^30 + 4.
-    sim.flip_bit(&segment, last + 12, 6)
-        .expect("tear the epoch");
-    let (log, report) = Log::open(options(&sim, small())).expect("reopen");
+    let (log, _, reason) = reopen_with_torn_last_epoch(
+        10,
+        |i| if i < 3 { 1 } else { 4 },
+        // Byte 12 is the epoch's high byte: 4 becomes 2^30 + 4.
+        |sim, segment, at| sim.flip_bit(segment, at + 12, 6).expect("tear the epoch"),
+    );
     assert_eq!(
         log.log_end_offset(),
         10,
         "the batches of epoch 4 before it stay"
     );
-    let damage = report.damage.expect("the batch is cut");
-    assert_eq!(damage.position, last);
-    assert!(
-        damage.reason.contains("epoch checkpoint"),
-        "{}",
-        damage.reason
-    );
+    assert!(reason.contains("epoch checkpoint"), "{reason}");
     assert_eq!(log.latest_epoch(), 4);
     assert_eq!(log.epoch_entries().last().map(|e| e.epoch), Some(4));
 }
