@@ -3,14 +3,13 @@
 //! of about a segment's size, each swapped in as one cleaned segment.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use super::offset_map::{Digest, OffsetMap};
 use super::rewrite::{filter_batch, FilterRules, FilterScratch, FilterStats};
-use super::scan::{scan_batches, ScanBuffers};
 use crate::error::{Error, Result};
 use crate::log::Log;
-use crate::segment::Segment;
+use crate::segment::scan::{scan_batches, ScanBuffers, Throttle, SCAN_BYTES};
+use crate::segment::{FileSlice, Segment};
 
 /// Bytes buffered before a write of a cleaned copy.
 const CHUNK_BYTES: u64 = 1 << 20;
@@ -125,36 +124,6 @@ pub struct CleanReport {
     /// A truncation or retention changed the log meanwhile; nothing was swapped after it,
     /// and the checkpoint stays.
     pub aborted: bool,
-}
-
-/// Limits the cleaner's I/O to `bytes_per_second` (Kafka's
-/// `log.cleaner.io.max.bytes.per.second`), by sleeping.
-#[derive(Debug)]
-pub struct Throttle {
-    bytes_per_second: f64,
-    started: Instant,
-    bytes: u64,
-}
-
-impl Throttle {
-    pub fn new(bytes_per_second: f64) -> Throttle {
-        Throttle {
-            bytes_per_second,
-            started: Instant::now(),
-            bytes: 0,
-        }
-    }
-
-    pub(super) fn account(&mut self, bytes: u64) {
-        self.bytes += bytes;
-        if !self.bytes_per_second.is_finite() || self.bytes_per_second <= 0.0 {
-            return;
-        }
-        let due = Duration::from_secs_f64(self.bytes as f64 / self.bytes_per_second);
-        if let Some(wait) = due.checked_sub(self.started.elapsed()) {
-            std::thread::sleep(wait);
-        }
-    }
 }
 
 /// Cleans `log` over `range` with `map` (cleared first) at `now_ms`. A truncation of the
@@ -285,11 +254,14 @@ fn build_map(
     buffers: &mut ScanBuffers,
     throttle: &mut Throttle,
 ) -> Result<i64> {
-    let segments: Vec<Arc<Segment>> = dirty_segments(log, range);
+    let segments: Vec<FileSlice> = dirty_segments(log, range)
+        .iter()
+        .map(|s| s.whole())
+        .collect();
     let mut stopped = None;
     // A batch's keys are digested and their slots touched together, then put in order.
     let mut keys: Vec<(Digest, i64)> = Vec::new();
-    scan_batches(&segments, buffers, throttle, |batch| {
+    scan_batches(&segments, SCAN_BYTES, buffers, throttle, |batch| {
         let header = batch.header();
         if header.next_offset() <= range.first_dirty {
             return Ok(true);
@@ -397,7 +369,8 @@ fn clean_group(
             Ok(())
         });
         let mut synced_at = 0u64;
-        scan_batches(group, buffers, throttle, |batch| {
+        let ranges: Vec<FileSlice> = group.iter().map(|s| s.whole()).collect();
+        scan_batches(&ranges, SCAN_BYTES, buffers, throttle, |batch| {
             if batch.header().next_offset() <= log_start {
                 return Ok(true); // below the log start: gone already
             }

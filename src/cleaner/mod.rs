@@ -18,7 +18,6 @@
 mod clean;
 mod offset_map;
 mod rewrite;
-mod scan;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,7 +25,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-pub use clean::{clean_log, cleanable, CleanReport, Cleanable, Throttle};
+pub use crate::segment::scan::Throttle;
+pub use clean::{clean_log, cleanable, CleanReport, Cleanable};
 pub use offset_map::{Digest, OffsetMap, SLOT_BYTES};
 pub use rewrite::{filter_batch, FilterRules, FilterScratch, FilterStats};
 

@@ -260,6 +260,9 @@ pub fn decode_offset_commit_value(bytes: &[u8]) -> Result<OffsetCommitValue, Dec
 
 /// [`decode_offset_commit_value`] without allocating.
 pub fn decode_offset_commit_value_ref(bytes: &[u8]) -> Result<ValueRef<'_>, DecodeError> {
+    if let Some(value) = usual_value(bytes) {
+        return Ok(value);
+    }
     let mut r = Reader { buf: bytes };
     let version = r.i16("value version")?;
     let mut value = ValueRef {
@@ -294,6 +297,31 @@ pub fn decode_offset_commit_value_ref(bytes: &[u8]) -> Result<ValueRef<'_>, Deco
     }
     r.end()?;
     Ok(value)
+}
+
+/// The value partlog writes, version 3 with empty metadata, read from its fixed
+/// positions: a load replays one per committed partition. `None` for any other value.
+#[inline(always)]
+fn usual_value(bytes: &[u8]) -> Option<ValueRef<'static>> {
+    // version (2), offset (8), leader epoch (4), metadata length (2, here 0), commit time (8)
+    let bytes: &[u8; 24] = bytes.try_into().ok()?;
+    if bytes[..2] != OFFSET_COMMIT_VALUE_VERSION.to_be_bytes() || bytes[14..16] != [0, 0] {
+        return None;
+    }
+    let word = |at: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&bytes[at..at + 8]);
+        i64::from_be_bytes(b)
+    };
+    let mut epoch = [0u8; 4];
+    epoch.copy_from_slice(&bytes[10..14]);
+    Some(ValueRef {
+        offset: word(2),
+        leader_epoch: i32::from_be_bytes(epoch),
+        metadata: "",
+        commit_timestamp: word(16),
+        expire_timestamp: -1,
+    })
 }
 
 fn put_string(s: &str, out: &mut Vec<u8>) {

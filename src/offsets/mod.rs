@@ -32,8 +32,9 @@ use view::{Change, View};
 use crate::clock::Clock;
 use crate::config::{CleanupPolicy, LogConfig};
 use crate::error::{Error, Result};
-use crate::record::{batches, BatchBuilder};
+use crate::record::BatchBuilder;
 use crate::replica::{Acks, AppendHandle, Partition};
+use crate::segment::scan::{scan_batches, ScanBuffers, Throttle, SCAN_BYTES};
 
 /// Kafka's `offsets.topic.num.partitions` default.
 pub const DEFAULT_PARTITIONS: u32 = 50;
@@ -41,6 +42,7 @@ pub const DEFAULT_PARTITIONS: u32 = 50;
 pub const DEFAULT_RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 /// Kafka's `offsets.load.buffer.size` default: 5 MiB read per load step.
 pub const DEFAULT_LOAD_BUFFER_BYTES: u64 = 5 << 20;
+
 /// Kafka's `offsets.topic.segment.bytes` default: 100 MiB.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 100 << 20;
 /// Kafka's `offsets.commit.timeout.ms` default.
@@ -103,8 +105,8 @@ enum ViewState {
         next: i64,
         end: i64,
         view: View,
-        /// The load's read buffer, reused step after step.
-        buf: Vec<u8>,
+        /// The load's read buffers, reused step after step.
+        buffers: ScanBuffers,
     },
     Loaded(View),
 }
@@ -188,7 +190,7 @@ impl OffsetsStore {
             next: log.log_start_offset(),
             end: log.log_end_offset(),
             view: View::default(),
-            buf: Vec::new(),
+            buffers: ScanBuffers::default(),
         };
         Ok(())
     }
@@ -200,7 +202,9 @@ impl OffsetsStore {
         }
     }
 
-    /// Replays up to `load_buffer_bytes` more of partition `index`'s log into its view.
+    /// Replays up to `load_buffer_bytes` more of partition `index`'s log into its view. A
+    /// helper thread reads the step's bytes one piece ahead of the replay (see
+    /// [`scan_batches`]), so that the copy out of the page cache overlaps the replay.
     pub fn load_step(&self, index: u32) -> Result<LoadProgress> {
         let mut hosted = self.hosted();
         let h = hosted
@@ -221,22 +225,18 @@ impl OffsetsStore {
                 next,
                 end,
                 view,
-                buf,
+                buffers,
             } => {
                 if *next < *end {
                     let slice = log.read(*next, self.config.load_buffer_bytes, Some(*end))?;
                     match slice {
                         Some(slice) => {
-                            let len = slice.len() as usize;
-                            if buf.len() < len {
-                                buf.resize(len, 0);
-                            }
-                            slice.read_to(&mut buf[..len])?;
-                            for batch in batches(&buf[..len]) {
-                                let batch = batch?;
-                                view.replay(&batch)?;
+                            let mut throttle = Throttle::unlimited();
+                            scan_batches(&[slice], SCAN_BYTES, buffers, &mut throttle, |batch| {
+                                view.replay(batch)?;
                                 *next = batch.header().next_offset();
-                            }
+                                Ok(true)
+                            })?;
                         }
                         None => *next = *end,
                     }

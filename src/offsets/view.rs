@@ -124,6 +124,33 @@ fn same_text(a: &str, b: &str) -> bool {
     a.len() == b.len() && (a.is_empty() || a == b)
 }
 
+/// `a == b` for slices of equal length, inline: two overlapping word compares for
+/// the 8 to 32 bytes that a key's version, group and topic usually take, where the call
+/// to `memcmp` that `==` makes would cost more than the compare.
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    fn word<const W: usize>(s: &[u8], at: usize) -> [u8; W] {
+        let mut w = [0u8; W];
+        w.copy_from_slice(&s[at..at + W]);
+        w
+    }
+    match n {
+        16..=32 => {
+            u128::from_ne_bytes(word(a, 0)) == u128::from_ne_bytes(word(b, 0))
+                && u128::from_ne_bytes(word(a, n - 16)) == u128::from_ne_bytes(word(b, n - 16))
+        }
+        8..=15 => {
+            u64::from_ne_bytes(word(a, 0)) == u64::from_ne_bytes(word(b, 0))
+                && u64::from_ne_bytes(word(a, n - 8)) == u64::from_ne_bytes(word(b, n - 8))
+        }
+        _ => a == b,
+    }
+}
+
 fn record_error(record: &Record<'_>, reason: String) -> Error {
     Error::OffsetsRecord {
         offset: record.offset,
@@ -202,7 +229,8 @@ impl View {
                 .ok_or_else(|| record_error(&record, "no key".into()))?;
             let (partitions, partition) = match (&mut cached, record.value) {
                 (Some(partitions), Some(_))
-                    if key.len() == prefix.len() + 4 && key.starts_with(prefix) =>
+                    if key.len() == prefix.len() + 4
+                        && same_bytes(&key[..prefix.len()], prefix) =>
                 {
                     let mut id = [0u8; 4];
                     id.copy_from_slice(&key[prefix.len()..]);

@@ -7,6 +7,7 @@
 
 pub mod files;
 mod recover;
+pub mod scan;
 mod slice;
 
 use std::path::{Path, PathBuf};
@@ -181,6 +182,11 @@ impl Segment {
 
     pub(crate) fn log_file(&self) -> &Arc<dyn StorageFile> {
         &self.log
+    }
+
+    /// Every batch readers may see, as one range of the `.log` file.
+    pub fn whole(&self) -> FileSlice {
+        FileSlice::new(self.log.clone(), 0, self.size())
     }
 
     fn meta_mut(&self) -> MutexGuard<'_, Meta> {

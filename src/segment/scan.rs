@@ -1,61 +1,87 @@
-//! The cleaner's sequential read of whole segments, with read-ahead: a helper thread reads
-//! the next piece of the segment files while the cleaner works on the piece before, so
-//! that the copy out of the page cache (or the wait on the disk) overlaps the filtering.
-//! Both passes of a cleaning (building the key map, then rewriting) read the dirty range
-//! in full, and without the overlap the reads alone cost as much as everything else.
+//! Sequential reads of segment file ranges with read-ahead: a helper thread reads the next
+//! piece of the files while the caller works on the piece before, so that the copy out of
+//! the page cache (or the wait on the disk) overlaps the work. The cleaner reads its dirty
+//! range this way in both passes of a cleaning, and the offsets store its partition when
+//! it loads it; without the overlap the reads alone cost as much as everything else.
 //!
 //! The reader cuts every piece at a batch boundary, walking only the batch lengths, and
-//! carries a batch that straddles two pieces over into the next; so the cleaner parses
-//! whole batches in place, never copying one. A segment's last piece goes out whole, torn
-//! tail and all, and the cleaner's parse reports what is wrong with it.
+//! carries a batch that straddles two pieces over into the next; so the caller parses
+//! whole batches in place, never copying one. A range's last piece goes out whole, torn
+//! tail and all, and the caller's parse reports what is wrong with it.
 
 use std::sync::mpsc::{sync_channel, Receiver, SendError, SyncSender};
-use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use super::clean::Throttle;
+use super::FileSlice;
 use crate::error::{Error, Result};
 use crate::record::{batch_size, Batch, BatchError};
-use crate::segment::Segment;
 
-/// Bytes read from a segment file per step.
-const SCAN_BYTES: usize = 1 << 20;
-/// Pieces read ahead of the one the cleaner works on.
+/// Bytes read from a file per step, unless the caller says otherwise.
+pub const SCAN_BYTES: usize = 1 << 20;
+/// Pieces read ahead of the one the caller works on.
 const READ_AHEAD: usize = 1;
-/// Buffers in flight: the cleaner's piece, the queued ones and the one being read.
+/// Buffers in flight: the caller's piece, the queued ones and the one being read.
 const BUFFERS: usize = READ_AHEAD + 2;
 
-/// Read buffers kept from one scan to the next within a cleaning.
+/// Limits a scan's reads to `bytes_per_second` (the cleaner's is Kafka's
+/// `log.cleaner.io.max.bytes.per.second`), by sleeping.
+#[derive(Debug)]
+pub struct Throttle {
+    bytes_per_second: f64,
+    started: Instant,
+    bytes: u64,
+}
+
+impl Throttle {
+    /// A throttle at `bytes_per_second`; an infinite, zero or negative rate does not limit.
+    pub fn new(bytes_per_second: f64) -> Throttle {
+        Throttle {
+            bytes_per_second,
+            started: Instant::now(),
+            bytes: 0,
+        }
+    }
+
+    /// A throttle that never waits.
+    pub fn unlimited() -> Throttle {
+        Throttle::new(f64::INFINITY)
+    }
+
+    pub(crate) fn account(&mut self, bytes: u64) {
+        self.bytes += bytes;
+        if !self.bytes_per_second.is_finite() || self.bytes_per_second <= 0.0 {
+            return;
+        }
+        let due = Duration::from_secs_f64(self.bytes as f64 / self.bytes_per_second);
+        if let Some(wait) = due.checked_sub(self.started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+}
+
+/// Read buffers kept from one scan to the next.
 #[derive(Debug, Default)]
 pub struct ScanBuffers {
     free: Vec<Vec<u8>>,
 }
 
-/// A run of whole batches of one segment, at `buf[..len]`.
+/// A run of whole batches of one range, at `buf[..len]`.
 struct Piece {
     buf: Vec<u8>,
     len: usize,
 }
 
-/// Calls `f` with every batch of `segments`, in order, stopping early when `f` returns
-/// false. The segments' files are read in [`SCAN_BYTES`] pieces, ahead of `f`, and
-/// `throttle` paces the reads.
+/// Calls `f` with every batch of `ranges` (each starting at a batch boundary), in order,
+/// stopping early when `f` returns false. The files are read in pieces of `piece_bytes`
+/// (more for a batch larger than that), ahead of `f`, and `throttle` paces the reads.
 pub fn scan_batches(
-    segments: &[Arc<Segment>],
-    buffers: &mut ScanBuffers,
-    throttle: &mut Throttle,
-    f: impl FnMut(&Batch<'_>) -> Result<bool>,
-) -> Result<()> {
-    scan_in_pieces(segments, SCAN_BYTES, buffers, throttle, f)
-}
-
-fn scan_in_pieces(
-    segments: &[Arc<Segment>],
+    ranges: &[FileSlice],
     piece_bytes: usize,
     buffers: &mut ScanBuffers,
     throttle: &mut Throttle,
     mut f: impl FnMut(&Batch<'_>) -> Result<bool>,
 ) -> Result<()> {
-    let largest = segments.iter().map(|s| s.size()).max().unwrap_or(0);
+    let largest = ranges.iter().map(FileSlice::len).max().unwrap_or(0);
     let piece_len = piece_bytes.min(usize::try_from(largest).unwrap_or(piece_bytes));
     if piece_len == 0 {
         return Ok(());
@@ -68,11 +94,11 @@ fn scan_in_pieces(
         }
         free_tx
             .send(buf)
-            .map_err(|_| Error::InvalidConfig("cleaner read-ahead channel closed".into()))?;
+            .map_err(|_| Error::InvalidConfig("read-ahead channel closed".into()))?;
     }
     let (full_tx, full_rx) = sync_channel::<Result<Piece>>(READ_AHEAD);
     std::thread::scope(|scope| {
-        let reader = scope.spawn(move || read_ahead(segments, free_rx, full_tx, throttle));
+        let reader = scope.spawn(move || read_ahead(ranges, free_rx, full_tx, throttle));
         let walked = walk_pieces(&full_rx, &free_tx, &mut f);
         // A reader still ahead stops once it finds no free buffer (after at most the
         // ones queued for it); what it sent meanwhile comes back here, what it holds
@@ -83,13 +109,13 @@ fn scan_in_pieces(
             .extend(full_rx.iter().filter_map(|piece| piece.ok()).map(|p| p.buf));
         let returned = reader
             .join()
-            .map_err(|_| Error::InvalidConfig("cleaner read-ahead thread panicked".into()));
+            .map_err(|_| Error::InvalidConfig("read-ahead thread panicked".into()));
         buffers.free.extend(returned?);
         walked
     })
 }
 
-/// The cleaner's side: parses each piece's batches in place and returns the piece's buffer.
+/// The caller's side: parses each piece's batches in place and returns the piece's buffer.
 fn walk_pieces(
     full: &Receiver<Result<Piece>>,
     free: &SyncSender<Vec<u8>>,
@@ -121,39 +147,39 @@ fn walk(bytes: &[u8], f: &mut impl FnMut(&Batch<'_>) -> Result<bool>) -> Result<
     Ok(true)
 }
 
-/// The reader's side: fills free buffers from the segments, cuts them at batch boundaries
-/// and sends them on. Returns the buffers it still holds once the cleaner closed both
+/// The reader's side: fills free buffers from the ranges, cuts them at batch boundaries
+/// and sends them on. Returns the buffers it still holds once the caller closed both
 /// channels (or it is done).
 fn read_ahead(
-    segments: &[Arc<Segment>],
+    ranges: &[FileSlice],
     free: Receiver<Vec<u8>>,
     full: SyncSender<Result<Piece>>,
     throttle: &mut Throttle,
 ) -> Vec<Vec<u8>> {
     let mut held = Vec::new();
-    if let Err(err) = read_segments(segments, &free, &full, throttle, &mut held) {
-        let _ = full.send(Err(err)); // a cleaner that stopped does not need the error
+    if let Err(err) = read_ranges(ranges, &free, &full, throttle, &mut held) {
+        let _ = full.send(Err(err)); // a caller that stopped does not need the error
     }
     drop(full);
     held.extend(free.iter());
     held
 }
 
-fn read_segments(
-    segments: &[Arc<Segment>],
+fn read_ranges(
+    ranges: &[FileSlice],
     free: &Receiver<Vec<u8>>,
     full: &SyncSender<Result<Piece>>,
     throttle: &mut Throttle,
     held: &mut Vec<Vec<u8>>,
 ) -> Result<()> {
-    for segment in segments {
-        let size = segment.size();
-        let file = segment.log_file();
+    for range in ranges {
+        let size = range.position() + range.len(); // where the range ends in its file
+        let file = range.file();
         let Ok(mut buf) = free.recv() else {
-            return Ok(()); // the cleaner stopped
+            return Ok(()); // the caller stopped
         };
         let mut filled = 0usize; // bytes at the start of `buf` carried over or read
-        let mut pos = 0u64; // the file position of `buf[filled]`
+        let mut pos = range.position(); // the file position of `buf[filled]`
         loop {
             let room = (buf.len() - filled) as u64;
             let want = room.min(size - pos) as usize;
@@ -173,10 +199,10 @@ fn read_segments(
             }
             let end = match cut(&buf[..filled]) {
                 Cut::Whole(end) => end,
-                Cut::Bad => filled, // sent whole: the cleaner's parse says what is wrong
+                Cut::Bad => filled, // sent whole: the caller's parse says what is wrong
                 Cut::Needs(batch) => {
                     // One batch larger than the buffer: make room for it, up to the rest
-                    // of the segment (a torn length may claim more).
+                    // of the range (a torn length may claim more).
                     let most = filled + (size - pos) as usize;
                     buf.resize(batch.max(buf.len() * 2).min(most), 0);
                     continue;
@@ -202,7 +228,7 @@ fn read_segments(
     Ok(())
 }
 
-/// The buffer of a piece the cleaner did not take.
+/// The buffer of a piece the caller did not take.
 fn unsent_buffer(unsent: SendError<Result<Piece>>) -> Option<Vec<u8>> {
     unsent.0.ok().map(|piece| piece.buf)
 }
@@ -241,6 +267,7 @@ mod tests {
     use crate::io::OpenMode;
     use crate::log::{Log, LogOpenOptions};
     use crate::record::{batches, BatchBuilder};
+    use crate::segment::Segment;
     use crate::{LogConfig, ManualClock};
 
     /// A log of batches from 100 bytes to about 4 KiB, in segments of about 20 KiB.
@@ -266,15 +293,23 @@ mod tests {
         log
     }
 
+    fn whole(log: &Log) -> Vec<FileSlice> {
+        log.inactive_segments().iter().map(|s| s.whole()).collect()
+    }
+
+    fn segment_bytes(segment: &Segment) -> Vec<u8> {
+        let mut bytes = vec![0; segment.size() as usize];
+        segment
+            .log_file()
+            .read_exact_at(&mut bytes, 0)
+            .expect("read");
+        bytes
+    }
+
     fn all_batches(log: &Log) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         for segment in log.inactive_segments() {
-            let mut bytes = vec![0; segment.size() as usize];
-            segment
-                .log_file()
-                .read_exact_at(&mut bytes, 0)
-                .expect("read");
-            for batch in batches(&bytes) {
+            for batch in batches(&segment_bytes(&segment)) {
                 out.push(batch.expect("batch").as_bytes().to_vec());
             }
         }
@@ -288,17 +323,11 @@ mod tests {
         stop_after: usize,
     ) -> Result<Vec<Vec<u8>>> {
         let mut seen = Vec::new();
-        let mut throttle = Throttle::new(f64::INFINITY);
-        scan_in_pieces(
-            &log.inactive_segments(),
-            piece,
-            buffers,
-            &mut throttle,
-            |batch| {
-                seen.push(batch.as_bytes().to_vec());
-                Ok(seen.len() < stop_after)
-            },
-        )?;
+        let mut throttle = Throttle::unlimited();
+        scan_batches(&whole(log), piece, buffers, &mut throttle, |batch| {
+            seen.push(batch.as_bytes().to_vec());
+            Ok(seen.len() < stop_after)
+        })?;
         Ok(seen)
     }
 
@@ -314,6 +343,56 @@ mod tests {
             assert_eq!(seen, expected, "pieces of {piece} bytes");
             assert_eq!(buffers.free.len(), BUFFERS, "every buffer comes back");
         }
+    }
+
+    #[test]
+    fn ranges_inside_files_give_their_batches_only() {
+        let sim = SimStorage::new(7);
+        let log = log(&sim);
+        let expected = all_batches(&log);
+        // From the third batch of the second segment up to the third segment's fifth.
+        let segments = log.inactive_segments();
+        let sizes = |s: &Segment, n: usize| -> u64 {
+            batches(&segment_bytes(s))
+                .take(n)
+                .map(|b| b.expect("batch").as_bytes().len() as u64)
+                .sum()
+        };
+        let (first, second) = (&segments[1], &segments[2]);
+        let from = sizes(first, 2);
+        let ranges = [
+            FileSlice::new(first.log_file().clone(), from, first.size() - from),
+            FileSlice::new(second.log_file().clone(), 0, sizes(second, 5)),
+        ];
+        let before = batches_in(&segments[..1]) + 2;
+        let count = batches_in(&segments[1..2]) - 2 + 5;
+        for piece in [100, 1_000, 1 << 20] {
+            let mut seen = Vec::new();
+            let mut buffers = ScanBuffers::default();
+            scan_batches(
+                &ranges,
+                piece,
+                &mut buffers,
+                &mut Throttle::unlimited(),
+                |batch| {
+                    seen.push(batch.as_bytes().to_vec());
+                    Ok(true)
+                },
+            )
+            .expect("scan");
+            assert_eq!(
+                seen,
+                expected[before..before + count],
+                "pieces of {piece} bytes"
+            );
+        }
+    }
+
+    fn batches_in(segments: &[Arc<Segment>]) -> usize {
+        segments
+            .iter()
+            .map(|s| batches(&segment_bytes(s)).count())
+            .sum()
     }
 
     #[test]
@@ -338,13 +417,9 @@ mod tests {
         let mut throttle = Throttle::new(bytes as f64 * 5.0);
         let started = std::time::Instant::now();
         let mut buffers = ScanBuffers::default();
-        scan_in_pieces(
-            &log.inactive_segments(),
-            4_096,
-            &mut buffers,
-            &mut throttle,
-            |_| Ok(true),
-        )
+        scan_batches(&whole(&log), 4_096, &mut buffers, &mut throttle, |_| {
+            Ok(true)
+        })
         .expect("scan");
         let took = started.elapsed();
         assert!(
@@ -361,11 +436,7 @@ mod tests {
             let log = log(&sim);
             let segment = &log.inactive_segments()[2];
             // The third batch of the third segment claims a wrong length.
-            let mut bytes = vec![0; segment.size() as usize];
-            segment
-                .log_file()
-                .read_exact_at(&mut bytes, 0)
-                .expect("read");
+            let bytes = segment_bytes(segment);
             let mut at = 0;
             for batch in batches(&bytes).take(2) {
                 at += batch.expect("batch").as_bytes().len();
