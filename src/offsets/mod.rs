@@ -362,24 +362,16 @@ impl OffsetsStore {
         partitions: Option<&[(String, i32)]>,
     ) -> Result<Vec<((String, i32), Committed)>> {
         self.with_view(group, |_, view| {
-            let Some(topics) = view.group(group) else {
+            let Some(offsets) = view.group(group) else {
                 return Ok(Vec::new());
             };
             Ok(match partitions {
                 Some(wanted) => wanted
                     .iter()
-                    .filter_map(|(t, p)| {
-                        let c = topics.get(t)?.get(*p)?;
-                        Some(((t.clone(), *p), c.clone()))
-                    })
+                    .filter_map(|(t, p)| Some(((t.clone(), *p), offsets.get(t, *p)?)))
                     .collect(),
                 None => {
-                    let mut all: Vec<_> = topics
-                        .iter()
-                        .flat_map(|(t, ps)| {
-                            ps.iter().map(move |(p, c)| ((t.clone(), p), c.clone()))
-                        })
-                        .collect();
+                    let mut all: Vec<_> = offsets.iter().collect();
                     all.sort_by(|a, b| a.0.cmp(&b.0));
                     all
                 }
@@ -428,20 +420,14 @@ impl OffsetsStore {
         for h in self.hosted().values_mut() {
             if let ViewState::Loaded(view) = &mut h.state {
                 view.settle();
-                for (group, topics) in view.groups() {
-                    if active.contains(group) {
+                for (group, offsets) in view.groups() {
+                    if active.contains(&group) {
                         continue;
                     }
-                    for (topic, partitions) in topics {
-                        for (p, c) in partitions.iter() {
-                            if c.commit_timestamp < cutoff {
-                                let key = (topic.clone(), p);
-                                expired.entry(group.clone()).or_default().push((
-                                    group.clone(),
-                                    key,
-                                    None,
-                                ));
-                            }
+                    for (key, c) in offsets.iter() {
+                        if c.commit_timestamp < cutoff {
+                            let change = (group.clone(), key, None);
+                            expired.entry(group.clone()).or_default().push(change);
                         }
                     }
                 }

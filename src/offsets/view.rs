@@ -1,11 +1,22 @@
 //! A partition's in-memory view of committed offsets: group → topic → partition → offset.
 //!
-//! Replaying the log is the load's hot path, so it allocates only for a group, topic or
-//! partition seen for the first time: keys and values are decoded in place, and the maps
-//! of the group and topic of the record before are reused while records repeat them (a
-//! commit's records share its group, and usually its topics).
+//! Replaying the log is the load's hot path. A load of a large partition touches state
+//! that is not in the CPU's cache for nearly every commit it replays (one commit per group
+//! in turn), so the layout keeps the chain of memory reads per commit short and the state
+//! small:
+//!
+//! - group and topic names are stored inline when short ([`Name`]), so that finding one
+//!   compares bytes already at hand instead of following a pointer;
+//! - a group's topics are one sorted array, found by binary search;
+//! - a topic's partitions are a table indexed by partition id, of 24-byte slots; the rare
+//!   non-empty metadata lives aside, in a table of its own.
+//!
+//! Keys and values are decoded in place, and the partition table of the record before is
+//! reused while records repeat its group and topic (a commit's records share its group,
+//! and runs of them a topic), so a load allocates only for what it sees the first time.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 
 use super::codec::{self, KeyRef};
 use crate::error::{Error, Result};
@@ -21,14 +32,160 @@ pub struct Committed {
     pub commit_timestamp: i64,
 }
 
+/// Bytes of a name kept inline.
+const INLINE_NAME: usize = 22;
+
+/// A group or topic name: inline up to [`INLINE_NAME`] bytes, boxed beyond. It hashes and
+/// compares as its bytes, so that maps keyed by it are searched with a `&[u8]`.
+#[derive(Clone)]
+enum Name {
+    Inline(u8, [u8; INLINE_NAME]),
+    Boxed(Box<[u8]>),
+}
+
+impl Name {
+    fn new(bytes: &[u8]) -> Name {
+        match u8::try_from(bytes.len()) {
+            Ok(len) if bytes.len() <= INLINE_NAME => {
+                let mut inline = [0u8; INLINE_NAME];
+                inline[..bytes.len()].copy_from_slice(bytes);
+                Name::Inline(len, inline)
+            }
+            _ => Name::Boxed(bytes.into()),
+        }
+    }
+
+    #[inline(always)]
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Name::Inline(len, bytes) => &bytes[..usize::from(*len)],
+            Name::Boxed(bytes) => bytes,
+        }
+    }
+
+    /// The name as text. Names come from `&str`s and from keys whose decoding checked
+    /// their UTF-8, so nothing is ever replaced.
+    fn text(&self) -> String {
+        String::from_utf8_lossy(self.as_bytes()).into_owned()
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Name) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Name {}
+
+impl Hash for Name {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state)
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for Name {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
+/// A committed offset in a partition table: [`Committed`] with its metadata as a handle
+/// into the view's [`MetadataTable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    offset: i64,
+    commit_timestamp: i64,
+    leader_epoch: i32,
+    metadata: u32,
+}
+
+/// The metadata handle of a table slot that holds nothing.
+const EMPTY_SLOT: u32 = u32::MAX;
+/// The metadata handle of empty metadata (nearly all of it).
+const NO_METADATA: u32 = 0;
+
+const FREE: Slot = Slot {
+    offset: 0,
+    commit_timestamp: 0,
+    leader_epoch: 0,
+    metadata: EMPTY_SLOT,
+};
+
+/// Non-empty metadata texts, by handle (index + 1); freed handles are reused.
+#[derive(Debug, Default)]
+struct MetadataTable {
+    texts: Vec<String>,
+    free: Vec<u32>,
+}
+
+impl MetadataTable {
+    fn text(&self, handle: u32) -> &str {
+        match handle {
+            NO_METADATA | EMPTY_SLOT => "",
+            h => self.texts.get(h as usize - 1).map_or("", String::as_str),
+        }
+    }
+
+    /// The handle for `text`, reusing `old`'s storage (`old` is a handle or [`EMPTY_SLOT`]).
+    fn store(&mut self, old: u32, text: &str) -> u32 {
+        if text.is_empty() {
+            self.release(old);
+            return NO_METADATA;
+        }
+        if let Some(t) = self.slot_of(old) {
+            t.clear();
+            t.push_str(text);
+            return old;
+        }
+        match self.free.pop() {
+            Some(h) => {
+                if let Some(t) = self.slot_of(h) {
+                    t.push_str(text);
+                }
+                h
+            }
+            None => {
+                self.texts.push(text.to_string());
+                self.texts.len() as u32
+            }
+        }
+    }
+
+    fn slot_of(&mut self, handle: u32) -> Option<&mut String> {
+        match handle {
+            NO_METADATA | EMPTY_SLOT => None,
+            h => self.texts.get_mut(h as usize - 1),
+        }
+    }
+
+    fn release(&mut self, handle: u32) {
+        if let Some(t) = self.slot_of(handle) {
+            t.clear();
+            t.shrink_to_fit();
+            self.free.push(handle);
+        }
+    }
+}
+
 /// A topic's committed partitions. Partition ids are small and dense (0 up to the topic's
 /// partition count), so they index a table directly; the rare id that would stretch the
 /// table past twice the entries it holds goes to a map instead. A load touches the
 /// partitions of a commit one after the other, which a table keeps side by side.
 #[derive(Debug, Default)]
-pub struct Partitions {
-    dense: Vec<Option<Committed>>,
-    sparse: HashMap<i32, Committed>,
+struct Partitions {
+    dense: Vec<Slot>,
+    #[expect(
+        clippy::box_collection,
+        reason = "a pointer keeps the tables' headers small; the map is rare"
+    )]
+    sparse: Option<Box<HashMap<i32, Slot>>>,
     len: usize,
 }
 
@@ -36,92 +193,159 @@ pub struct Partitions {
 const DENSE_SLACK: usize = 16;
 
 impl Partitions {
+    #[inline(always)]
     fn dense_index(&self, partition: i32) -> Option<usize> {
         usize::try_from(partition)
             .ok()
             .filter(|&i| i < self.dense.len())
     }
 
-    pub fn get(&self, partition: i32) -> Option<&Committed> {
-        match self.dense_index(partition) {
-            Some(i) => self.dense[i].as_ref(),
-            None => self.sparse.get(&partition),
-        }
-    }
-
-    pub fn get_mut(&mut self, partition: i32) -> Option<&mut Committed> {
-        match self.dense_index(partition) {
-            Some(i) => self.dense[i].as_mut(),
-            None => self.sparse.get_mut(&partition),
-        }
-    }
-
-    pub fn insert(&mut self, partition: i32, committed: Committed) {
+    fn get(&self, partition: i32) -> Option<&Slot> {
         let slot = match self.dense_index(partition) {
+            Some(i) => &self.dense[i],
+            None => self.sparse.as_ref()?.get(&partition)?,
+        };
+        (slot.metadata != EMPTY_SLOT).then_some(slot)
+    }
+
+    /// The slot of `partition`, made (empty) if need be: check `metadata` for
+    /// [`EMPTY_SLOT`] and count a filled one with [`Partitions::filled`].
+    #[inline(always)]
+    fn slot(&mut self, partition: i32) -> &mut Slot {
+        match self.dense_index(partition) {
             Some(i) => &mut self.dense[i],
-            None => match usize::try_from(partition) {
-                Ok(i) if i < 2 * self.len + DENSE_SLACK => {
-                    self.dense.resize_with(i + 1, || None);
-                    &mut self.dense[i]
-                }
-                _ => {
-                    if self.sparse.insert(partition, committed).is_none() {
-                        self.len += 1;
-                    }
-                    return;
-                }
+            None => self.slot_beyond(partition),
+        }
+    }
+
+    fn slot_beyond(&mut self, partition: i32) -> &mut Slot {
+        match usize::try_from(partition) {
+            Ok(i) if i < 2 * self.len + DENSE_SLACK => {
+                self.dense.resize(i + 1, FREE);
+                &mut self.dense[i]
+            }
+            _ => self
+                .sparse
+                .get_or_insert_with(Default::default)
+                .entry(partition)
+                .or_insert(FREE),
+        }
+    }
+
+    fn filled(&mut self) {
+        self.len += 1;
+    }
+
+    /// Empties `partition`'s slot; returns its metadata handle, [`EMPTY_SLOT`] if none.
+    fn remove(&mut self, partition: i32) -> u32 {
+        let slot = match self.dense_index(partition) {
+            Some(i) => std::mem::replace(&mut self.dense[i], FREE),
+            None => match self.sparse.as_mut().and_then(|m| m.remove(&partition)) {
+                Some(slot) => slot,
+                None => return EMPTY_SLOT,
             },
         };
-        if slot.replace(committed).is_none() {
-            self.len += 1;
-        }
-    }
-
-    pub fn remove(&mut self, partition: i32) {
-        let removed = match self.dense_index(partition) {
-            Some(i) => self.dense[i].take().is_some(),
-            None => self.sparse.remove(&partition).is_some(),
-        };
-        if removed {
+        if slot.metadata != EMPTY_SLOT {
             self.len -= 1;
         }
+        slot.metadata
     }
 
-    pub fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         self.len == 0
     }
 
-    /// The committed partitions, dense ones first.
-    pub fn iter(&self) -> impl Iterator<Item = (i32, &Committed)> {
-        let dense = self.dense.iter().enumerate();
+    /// The filled slots, dense ones first.
+    fn iter(&self) -> impl Iterator<Item = (i32, &Slot)> {
+        let dense = self.dense.iter().enumerate().map(|(i, s)| (i as i32, s));
+        let sparse = self
+            .sparse
+            .iter()
+            .flat_map(|m| m.iter().map(|(&p, s)| (p, s)));
         dense
-            .filter_map(|(i, c)| Some((i as i32, c.as_ref()?)))
-            .chain(self.sparse.iter().map(|(&p, c)| (p, c)))
+            .chain(sparse)
+            .filter(|(_, s)| s.metadata != EMPTY_SLOT)
     }
 }
 
-/// A group's committed topics.
-pub type Topics = HashMap<String, Partitions>;
+/// A group's committed topics, sorted by name.
+#[derive(Debug, Default)]
+struct Topics {
+    topics: Vec<(Name, Partitions)>,
+}
+
+impl Topics {
+    fn find(&self, topic: &[u8]) -> std::result::Result<usize, usize> {
+        self.topics
+            .binary_search_by(|(name, _)| name.as_bytes().cmp(topic))
+    }
+
+    fn get(&self, topic: &[u8]) -> Option<&Partitions> {
+        self.find(topic).ok().map(|i| &self.topics[i].1)
+    }
+
+    /// `topic`'s partitions, made empty if need be.
+    fn partitions_mut(&mut self, topic: &[u8]) -> &mut Partitions {
+        let i = match self.find(topic) {
+            Ok(i) => i,
+            Err(i) => {
+                self.topics
+                    .insert(i, (Name::new(topic), Partitions::default()));
+                i
+            }
+        };
+        &mut self.topics[i].1
+    }
+}
+
+/// One group's offsets in a [`View`], as [`View::group`] lends them.
+pub struct GroupOffsets<'a> {
+    topics: &'a Topics,
+    metadata: &'a MetadataTable,
+}
+
+impl GroupOffsets<'_> {
+    fn committed(&self, slot: &Slot) -> Committed {
+        Committed {
+            offset: slot.offset,
+            leader_epoch: slot.leader_epoch,
+            metadata: self.metadata.text(slot.metadata).to_string(),
+            commit_timestamp: slot.commit_timestamp,
+        }
+    }
+
+    /// The committed offset of `topic`'s `partition`.
+    pub fn get(&self, topic: &str, partition: i32) -> Option<Committed> {
+        let slot = self.topics.get(topic.as_bytes())?.get(partition)?;
+        Some(self.committed(slot))
+    }
+
+    /// Every committed offset of the group, by topic in name order.
+    pub fn iter(&self) -> impl Iterator<Item = ((String, i32), Committed)> + '_ {
+        self.topics
+            .topics
+            .iter()
+            .flat_map(move |(name, partitions)| {
+                partitions
+                    .iter()
+                    .map(move |(p, slot)| ((name.text(), p), self.committed(slot)))
+            })
+    }
+}
 
 /// A change the log holds for one key: an offset, or its removal (tombstone).
 pub type Change = (String, (String, i32), Option<Committed>);
 
 #[derive(Debug, Default)]
 pub struct View {
-    groups: HashMap<String, Topics>,
+    groups: HashMap<Name, Topics>,
+    metadata: MetadataTable,
     /// Appends not yet committed, with what they change once they are.
     pub pending: Vec<(AppendHandle, Vec<Change>)>,
     /// Transactional records waiting for their producer's marker.
     in_transaction: HashMap<i64, Vec<Change>>,
     /// Records of types this store does not model.
     pub skipped: u64,
-}
-
-/// `a == b`, without a call to `memcmp` when both are empty: commit metadata almost always
-/// is, and that call on every record of a load cost a fifth of the load.
-#[inline(always)]
-fn same_text(a: &str, b: &str) -> bool {
-    a.len() == b.len() && (a.is_empty() || a == b)
 }
 
 /// `a == b` for slices of equal length, inline: two overlapping word compares for
@@ -158,40 +382,107 @@ fn record_error(record: &Record<'_>, reason: String) -> Error {
     }
 }
 
+/// Puts an offset into `partition`'s slot (filled or not), its metadata into `metadata`.
+#[inline(always)]
+fn fill(
+    partitions: &mut Partitions,
+    partition: i32,
+    metadata: &mut MetadataTable,
+    value: &codec::ValueRef<'_>,
+) {
+    let slot = partitions.slot(partition);
+    let was_empty = slot.metadata == EMPTY_SLOT;
+    slot.offset = value.offset;
+    slot.leader_epoch = value.leader_epoch;
+    slot.commit_timestamp = value.commit_timestamp;
+    slot.metadata = match slot.metadata {
+        NO_METADATA | EMPTY_SLOT if value.metadata.is_empty() => NO_METADATA,
+        old => metadata.store(old, value.metadata),
+    };
+    if was_empty {
+        partitions.filled();
+    }
+}
+
+/// Removes one offset, and the topic and group it leaves empty.
+fn remove(
+    groups: &mut HashMap<Name, Topics>,
+    metadata: &mut MetadataTable,
+    group: &[u8],
+    topic: &[u8],
+    partition: i32,
+) {
+    let Some(topics) = groups.get_mut(group) else {
+        return;
+    };
+    if let Ok(i) = topics.find(topic) {
+        let partitions = &mut topics.topics[i].1;
+        metadata.release(partitions.remove(partition));
+        if partitions.is_empty() {
+            topics.topics.remove(i);
+        }
+    }
+    if topics.topics.is_empty() {
+        groups.remove(group);
+    }
+}
+
+/// `group`'s `topic`'s partition table, made empty if need be (`None` only if the map
+/// lost an entry just put in).
+fn partitions_mut<'g>(
+    groups: &'g mut HashMap<Name, Topics>,
+    group: &[u8],
+    topic: &[u8],
+) -> Option<&'g mut Partitions> {
+    if !groups.contains_key(group) {
+        groups.insert(Name::new(group), Topics::default());
+    }
+    Some(groups.get_mut(group)?.partitions_mut(topic))
+}
+
 impl View {
-    pub fn group(&self, group: &str) -> Option<&Topics> {
-        self.groups.get(group)
+    /// The committed offsets of `group`.
+    pub fn group(&self, group: &str) -> Option<GroupOffsets<'_>> {
+        let topics = self.groups.get(group.as_bytes())?;
+        Some(GroupOffsets {
+            topics,
+            metadata: &self.metadata,
+        })
     }
 
-    pub fn groups(&self) -> impl Iterator<Item = (&String, &Topics)> {
-        self.groups.iter()
+    /// Every group's committed offsets.
+    pub fn groups(&self) -> impl Iterator<Item = (String, GroupOffsets<'_>)> {
+        self.groups.iter().map(|(name, topics)| {
+            let offsets = GroupOffsets {
+                topics,
+                metadata: &self.metadata,
+            };
+            (name.text(), offsets)
+        })
     }
 
     pub fn apply(&mut self, (group, (topic, partition), value): Change) {
+        let (group, topic) = (group.as_bytes(), topic.as_bytes());
         match value {
-            Some(committed) => {
-                let topics = self.groups.entry(group).or_default();
-                topics
-                    .entry(topic)
-                    .or_default()
-                    .insert(partition, committed);
+            Some(c) => {
+                let value = codec::ValueRef {
+                    offset: c.offset,
+                    leader_epoch: c.leader_epoch,
+                    metadata: &c.metadata,
+                    commit_timestamp: c.commit_timestamp,
+                    expire_timestamp: -1,
+                };
+                if let Some(partitions) = partitions_mut(&mut self.groups, group, topic) {
+                    fill(partitions, partition, &mut self.metadata, &value);
+                }
             }
-            None => self.remove(&group, &topic, partition),
-        }
-    }
-
-    fn remove(&mut self, group: &str, topic: &str, partition: i32) {
-        let Some(topics) = self.groups.get_mut(group) else {
-            return;
-        };
-        if let Some(partitions) = topics.get_mut(topic) {
-            partitions.remove(partition);
-            if partitions.is_empty() {
-                topics.remove(topic);
-            }
-        }
-        if topics.is_empty() {
-            self.groups.remove(group);
+            None => remove(
+                &mut self.groups,
+                &mut self.metadata,
+                group,
+                topic,
+                partition,
+            ),
         }
     }
 
@@ -217,9 +508,14 @@ impl View {
         if header.is_transactional() {
             return self.replay_transactional(batch);
         }
-        // A commit's records share its group, and runs of them a topic. A key that repeats
-        // the record before's bytes up to the partition (version, group, topic) reuses
-        // that record's partition table without decoding the names again.
+        let View {
+            groups,
+            metadata,
+            skipped,
+            ..
+        } = self;
+        // A key that repeats the record before's bytes up to the partition (version,
+        // group, topic) reuses that record's partition table without decoding the names.
         let mut prefix: &[u8] = &[];
         let mut cached: Option<&mut Partitions> = None;
         for record in batch.records()? {
@@ -249,17 +545,17 @@ impl View {
                         } => (group, topic, partition),
                         // Group metadata (members, generations) is the coordinator's.
                         KeyRef::GroupMetadata { .. } | KeyRef::Unmodelled { .. } => {
-                            self.skipped += 1;
+                            *skipped += 1;
                             continue;
                         }
                     };
+                    let (group, topic) = (group.as_bytes(), topic.as_bytes());
                     if record.value.is_none() {
-                        self.remove(group, topic, partition);
+                        remove(groups, metadata, group, topic, partition);
                         continue;
                     }
                     prefix = &key[..key.len() - 4];
-                    let table = self
-                        .partitions_mut(group, topic)
+                    let table = partitions_mut(groups, group, topic)
                         .ok_or_else(|| record_error(&record, "no partition table".into()))?;
                     (cached.insert(table), partition)
                 }
@@ -269,41 +565,9 @@ impl View {
             };
             let v = codec::decode_offset_commit_value_ref(value)
                 .map_err(|e| record_error(&record, e.to_string()))?;
-            match partitions.get_mut(partition) {
-                Some(c) => {
-                    c.offset = v.offset;
-                    c.leader_epoch = v.leader_epoch;
-                    c.commit_timestamp = v.commit_timestamp;
-                    if !same_text(&c.metadata, v.metadata) {
-                        c.metadata.clear();
-                        c.metadata.push_str(v.metadata);
-                    }
-                }
-                None => partitions.insert(
-                    partition,
-                    Committed {
-                        offset: v.offset,
-                        leader_epoch: v.leader_epoch,
-                        metadata: v.metadata.to_string(),
-                        commit_timestamp: v.commit_timestamp,
-                    },
-                ),
-            }
+            fill(partitions, partition, metadata, &v);
         }
         Ok(())
-    }
-
-    /// The partition table of `group`'s `topic`, created empty when new (`None` only if
-    /// the maps lost an entry just put in).
-    fn partitions_mut(&mut self, group: &str, topic: &str) -> Option<&mut Partitions> {
-        if !self.groups.contains_key(group) {
-            self.groups.insert(group.to_string(), Topics::default());
-        }
-        let topics = self.groups.get_mut(group)?;
-        if !topics.contains_key(topic) {
-            topics.insert(topic.to_string(), Partitions::default());
-        }
-        topics.get_mut(topic)
     }
 
     /// A transactional batch: its changes wait for the producer's marker.
@@ -373,24 +637,26 @@ mod tests {
     };
     use crate::record::BatchBuilder;
 
-    fn committed(offset: i64) -> Committed {
-        Committed {
+    fn value(offset: i64, metadata: &str) -> codec::ValueRef<'_> {
+        codec::ValueRef {
             offset,
             leader_epoch: 1,
-            metadata: String::new(),
+            metadata,
             commit_timestamp: 7,
+            expire_timestamp: -1,
         }
     }
 
     #[test]
     fn partitions_keep_small_ids_in_the_table_and_the_rest_aside() {
         let mut p = Partitions::default();
+        let mut metadata = MetadataTable::default();
         for id in [0, 3, 1, 40, -1, i32::MAX, 2] {
-            p.insert(id, committed(i64::from(id)));
+            fill(&mut p, id, &mut metadata, &value(i64::from(id), ""));
         }
         assert_eq!(p.dense.len(), 4, "0..=3 are dense: {:?}", p.dense.len());
         assert_eq!(
-            p.sparse.len(),
+            p.sparse.as_ref().map_or(0, |m| m.len()),
             3,
             "40, -1 and i32::MAX would stretch the table"
         );
@@ -398,17 +664,67 @@ mod tests {
             assert_eq!(p.get(id).map(|c| c.offset), Some(i64::from(id)));
         }
         assert!(p.get(4).is_none() && p.get(39).is_none());
-        p.insert(3, committed(30));
+        fill(&mut p, 3, &mut metadata, &value(30, ""));
         assert_eq!(p.get(3).map(|c| c.offset), Some(30));
         let mut ids: Vec<i32> = p.iter().map(|(id, _)| id).collect();
         ids.sort_unstable();
         assert_eq!(ids, [-1, 0, 1, 2, 3, 40, i32::MAX]);
         for id in [0, 1, 2, 3, 40, -1, i32::MAX] {
             assert!(!p.is_empty());
-            p.remove(id);
-            p.remove(id); // twice: the second finds nothing
+            assert_eq!(p.remove(id), NO_METADATA);
+            assert_eq!(p.remove(id), EMPTY_SLOT, "twice: the second finds nothing");
         }
         assert!(p.is_empty() && p.iter().next().is_none());
+    }
+
+    #[test]
+    fn metadata_is_kept_aside_replaced_in_place_and_its_room_reused() {
+        let mut p = Partitions::default();
+        let mut metadata = MetadataTable::default();
+        let text = |p: &Partitions, m: &MetadataTable, id| {
+            m.text(p.get(id).expect("slot").metadata).to_string()
+        };
+        fill(&mut p, 0, &mut metadata, &value(1, "a"));
+        fill(&mut p, 1, &mut metadata, &value(1, "b"));
+        assert_eq!(
+            (text(&p, &metadata, 0), text(&p, &metadata, 1)),
+            ("a".into(), "b".into())
+        );
+        fill(&mut p, 0, &mut metadata, &value(2, "longer"));
+        assert_eq!(text(&p, &metadata, 0), "longer");
+        assert_eq!(metadata.texts.len(), 2, "replaced in place");
+        fill(&mut p, 0, &mut metadata, &value(3, ""));
+        assert_eq!(text(&p, &metadata, 0), "");
+        fill(&mut p, 2, &mut metadata, &value(1, "c"));
+        assert_eq!(
+            metadata.texts.len(),
+            2,
+            "the room of slot 0's old text is reused"
+        );
+        metadata.release(p.remove(1));
+        fill(&mut p, 3, &mut metadata, &value(1, "d"));
+        assert_eq!(metadata.texts.len(), 2, "and that of a removed slot");
+        assert_eq!(
+            [0, 2, 3].map(|id| text(&p, &metadata, id)),
+            ["", "c", "d"].map(String::from)
+        );
+    }
+
+    #[test]
+    fn names_inline_or_boxed_hash_and_compare_as_their_bytes() {
+        let short = "g".repeat(INLINE_NAME);
+        let long = "g".repeat(INLINE_NAME + 1);
+        assert!(matches!(Name::new(short.as_bytes()), Name::Inline(..)));
+        assert!(matches!(Name::new(long.as_bytes()), Name::Boxed(..)));
+        let mut map = HashMap::new();
+        for (i, name) in ["", "a", &short, &long].into_iter().enumerate() {
+            map.insert(Name::new(name.as_bytes()), i);
+        }
+        for (i, name) in ["", "a", &short, &long].into_iter().enumerate() {
+            assert_eq!(map.get(name.as_bytes()), Some(&i), "{name:?}");
+            assert_eq!(Name::new(name.as_bytes()).text(), name);
+        }
+        assert_eq!(map.get(&b"b"[..]), None);
     }
 
     /// One batch of `(group, topic, partition, offset)` commits; `None` is a tombstone,
@@ -449,11 +765,10 @@ mod tests {
         let mut all: Vec<_> = view
             .group(group)
             .into_iter()
-            .flat_map(|topics| {
-                topics.iter().flat_map(|(t, ps)| {
-                    ps.iter()
-                        .map(move |(p, c)| (t.clone(), p, c.offset, c.metadata.clone()))
-                })
+            .flat_map(|g| {
+                g.iter()
+                    .map(|((t, p), c)| (t, p, c.offset, c.metadata))
+                    .collect::<Vec<_>>()
             })
             .collect();
         all.sort();
