@@ -174,6 +174,9 @@ pub fn offsets_load(root: &Path, data_bytes: u64) -> Result<(Duration, Duration,
     let commits = (data_bytes / commit_bytes).max(1) as usize;
     commit_workload(&store, commits, 10_000)?;
     drop(store);
+    // On disk before the clock starts, as a partition that a new leader loads has long
+    // been: the writeback of freshly written pages would otherwise run during the load.
+    replica.log().flush()?;
     let bytes = replica.log().size_bytes();
     let partition_dir = replica.log().dir().to_path_buf();
     raw_read(&partition_dir)?; // warm

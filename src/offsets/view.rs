@@ -404,6 +404,17 @@ fn fill(
     }
 }
 
+/// Reads a word of every cache line of `slots` at once, so that the misses of a table out
+/// of the cache overlap rather than come one after the other as the replay reaches them.
+#[inline(always)]
+fn touch(slots: &[Slot]) {
+    let mut any = 0;
+    for slot in slots.iter().step_by(64 / std::mem::size_of::<Slot>()) {
+        any ^= slot.offset;
+    }
+    std::hint::black_box(any);
+}
+
 /// Removes one offset, and the topic and group it leaves empty.
 fn remove(
     groups: &mut HashMap<Name, Topics>,
@@ -434,6 +445,15 @@ fn partitions_mut<'g>(
     group: &[u8],
     topic: &[u8],
 ) -> Option<&'g mut Partitions> {
+    if group.len() <= INLINE_NAME {
+        // A short name is a copy to make, so one lookup that inserts as needed.
+        return Some(
+            groups
+                .entry(Name::new(group))
+                .or_default()
+                .partitions_mut(topic),
+        );
+    }
     if !groups.contains_key(group) {
         groups.insert(Name::new(group), Topics::default());
     }
@@ -557,6 +577,7 @@ impl View {
                     prefix = &key[..key.len() - 4];
                     let table = partitions_mut(groups, group, topic)
                         .ok_or_else(|| record_error(&record, "no partition table".into()))?;
+                    touch(&table.dense);
                     (cached.insert(table), partition)
                 }
             };
