@@ -192,11 +192,25 @@ impl<'a> RecordIter<'a> {
                 actual,
             });
         }
+        let head = (attributes, timestamp_delta, offset_delta);
+        Ok(self.record(head, key, value, (headers_count, headers_start)))
+    }
+
+    /// The record of these fields (attributes, timestamp delta and offset delta first,
+    /// headers count and bytes last), with its absolute offset and timestamp.
+    #[inline(always)]
+    fn record(
+        &self,
+        (attributes, timestamp_delta, offset_delta): (i8, i64, i32),
+        key: Option<&'a [u8]>,
+        value: Option<&'a [u8]>,
+        (headers_count, headers): (i32, &'a [u8]),
+    ) -> Record<'a> {
         let timestamp = match self.log_append_time {
             Some(t) => t,
             None => self.base_timestamp.wrapping_add(timestamp_delta),
         };
-        Ok(Record {
+        Record {
             attributes,
             timestamp_delta,
             offset_delta,
@@ -206,8 +220,8 @@ impl<'a> RecordIter<'a> {
             timestamp,
             index: self.index,
             headers_count,
-            headers: headers_start,
-        })
+            headers,
+        }
     }
 
     /// The usual record, read without the general path's per-field bookkeeping: one- or
@@ -240,22 +254,8 @@ impl<'a> RecordIter<'a> {
         }
         self.previous_delta = Some(offset_delta);
         self.rest = &rest[at + body.len()..];
-        let timestamp = match self.log_append_time {
-            Some(t) => t,
-            None => self.base_timestamp.wrapping_add(timestamp_delta),
-        };
-        Some(Record {
-            attributes,
-            timestamp_delta,
-            offset_delta,
-            key,
-            value,
-            offset: self.base_offset.wrapping_add(i64::from(offset_delta)),
-            timestamp,
-            index: self.index,
-            headers_count: 0,
-            headers: &body[i..i],
-        })
+        let head = (attributes, timestamp_delta, offset_delta);
+        Some(self.record(head, key, value, (0, &body[i..i])))
     }
 
     fn check_offset_delta(&mut self, offset_delta: i32) -> Result<(), RecordFault> {
