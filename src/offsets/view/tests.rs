@@ -1,4 +1,5 @@
 //! The view's tables, names and metadata, and its replay against a model.
+
 use super::*;
 use crate::offsets::codec::{
     encode_group_metadata_key, encode_offset_commit_key, encode_offset_commit_value,
