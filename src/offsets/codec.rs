@@ -302,7 +302,7 @@ pub fn decode_offset_commit_value_ref(bytes: &[u8]) -> Result<ValueRef<'_>, Deco
 /// The value partlog writes, version 3 with empty metadata, read from its fixed
 /// positions: a load replays one per committed partition. `None` for any other value.
 #[inline(always)]
-fn usual_value(bytes: &[u8]) -> Option<ValueRef<'static>> {
+pub(crate) fn usual_value(bytes: &[u8]) -> Option<ValueRef<'static>> {
     // version (2), offset (8), leader epoch (4), metadata length (2, here 0), commit time (8)
     let bytes: &[u8; 24] = bytes.try_into().ok()?;
     if bytes[..2] != OFFSET_COMMIT_VALUE_VERSION.to_be_bytes() || bytes[14..16] != [0, 0] {
