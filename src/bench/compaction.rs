@@ -80,6 +80,10 @@ pub fn compaction(root: &Path, data_bytes: u64) -> Result<(Duration, Duration, u
         }
     }
     log.force_roll()?;
+    // On disk before the clock starts, as the inactive segments a cleaner takes have long
+    // been: the writeback of a gigabyte just appended would otherwise run during the
+    // cleaning, and hold up the sync of its output.
+    log.flush()?;
     let bytes = log.size_bytes();
     let partition_dir = workload::partition_dir(root);
     raw_read(&partition_dir)?; // warm the page cache for both
