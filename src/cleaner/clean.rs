@@ -254,14 +254,14 @@ fn build_map(
     buffers: &mut ScanBuffers,
     throttle: &mut Throttle,
 ) -> Result<i64> {
-    let segments: Vec<FileSlice> = dirty_segments(log, range)
+    let ranges: Vec<FileSlice> = dirty_segments(log, range)
         .iter()
         .map(|s| s.whole())
         .collect();
     let mut stopped = None;
     // A batch's keys are digested and their slots touched together, then put in order.
     let mut keys: Vec<(Digest, i64)> = Vec::new();
-    scan_batches(&segments, SCAN_BYTES, buffers, throttle, |batch| {
+    scan_batches(&ranges, SCAN_BYTES, buffers, throttle, |batch| {
         let header = batch.header();
         if header.next_offset() <= range.first_dirty {
             return Ok(true);

@@ -42,7 +42,6 @@ pub const DEFAULT_PARTITIONS: u32 = 50;
 pub const DEFAULT_RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 /// Kafka's `offsets.load.buffer.size` default: 5 MiB read per load step.
 pub const DEFAULT_LOAD_BUFFER_BYTES: u64 = 5 << 20;
-
 /// Kafka's `offsets.topic.segment.bytes` default: 100 MiB.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 100 << 20;
 /// Kafka's `offsets.commit.timeout.ms` default.
