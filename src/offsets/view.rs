@@ -111,6 +111,7 @@ const EMPTY_SLOT: u32 = u32::MAX;
 /// The metadata handle of empty metadata (nearly all of it).
 const NO_METADATA: u32 = 0;
 
+/// An empty table slot.
 const FREE: Slot = Slot {
     offset: 0,
     commit_timestamp: 0,
@@ -118,7 +119,8 @@ const FREE: Slot = Slot {
     metadata: EMPTY_SLOT,
 };
 
-/// Non-empty metadata texts, by handle (index + 1); freed handles are reused.
+/// Non-empty metadata texts, by handle (index + 1); freed handles are reused. Handles stay
+/// below [`EMPTY_SLOT`]: four billion texts would not fit in memory first.
 #[derive(Debug, Default)]
 struct MetadataTable {
     texts: Vec<String>,
