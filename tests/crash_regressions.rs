@@ -352,3 +352,64 @@ fn crash_between_the_renames_of_a_truncation_leaves_no_gap() {
         common::assert_offsets_consecutive(&log, &context);
     }
 }
+
+/// Appends, to a compacted log, three leader batches of two records (offsets 0 to 5) and
+/// then, as a follower copying a cleaned leader would, one batch at offsets 100 and 101 (a
+/// gap); lets `tear` damage the segment (given the last batch's position) and reopens
+/// without a clean shutdown. Returns the log and the reason recovery gave for a cut.
+fn reopen_after_a_gap(
+    seed: u64,
+    tear: impl FnOnce(&SimStorage, &std::path::Path, u64),
+) -> (Log, Option<String>) {
+    let sim = SimStorage::new(seed);
+    let config = LogConfig {
+        cleanup_policy: partlog::CleanupPolicy::Compact,
+        ..small()
+    };
+    let (log, _) = Log::open(options(&sim, config.clone())).expect("open");
+    for i in 0..3 {
+        log.append_as_leader(&mut batch(2, 10, i), 0)
+            .expect("append");
+    }
+    let last = log.size_bytes();
+    let mut copy = batch(2, 10, 3);
+    partlog::record::set_base_offset(&mut copy, 100);
+    partlog::record::set_partition_leader_epoch(&mut copy, 0);
+    log.append_as_follower(&copy).expect("append as follower");
+    let segment = log.segments()[0].log_path().to_path_buf();
+    drop(log);
+    tear(&sim, &segment, last);
+    let (log, report) = Log::open(options(&sim, config)).expect("reopen");
+    (log, report.damage.map(|d| d.reason))
+}
+
+/// A power loss tore two bytes of an unsynced batch's base offset in a compacted log (it
+/// lies outside the CRC), raising it from 238 to 49579, and recovery kept the batch as a
+/// compaction gap: records at offsets nobody wrote (simulator seeds 31065701 and
+/// 40113421). The bytes after it were torn too; recovery now keeps a batch that leaves a
+/// gap above the recovery point only when a valid batch or the end of the file follows it.
+#[test]
+fn a_gap_batch_next_to_a_torn_tail_is_cut() {
+    // Nothing after the gap: a real one (a process death keeps it).
+    let (log, damage) = reopen_after_a_gap(11, |_, _, _| {});
+    assert_eq!((log.log_end_offset(), damage), (102, None));
+    // A partial header after it: a power loss mid-append, which may have torn it too.
+    let (log, damage) = reopen_after_a_gap(12, |sim, segment, at| {
+        let end = at + batch(2, 10, 3).len() as u64;
+        sim.truncate_file(segment, end + 30)
+            .expect("a partial header");
+    });
+    assert_eq!(log.log_end_offset(), 6, "the gap batch goes with the tail");
+    let reason = damage.expect("cut");
+    assert!(reason.contains("gap after 6"), "{reason}");
+    // A batch raised by a torn base offset (byte 6 of 8), with a partial header after it.
+    let (log, damage) = reopen_after_a_gap(13, |sim, segment, at| {
+        let raised = at - batch(2, 10, 2).len() as u64;
+        sim.flip_bit(segment, raised + 6, 3)
+            .expect("tear the base offset");
+        sim.truncate_file(segment, at + 20)
+            .expect("a partial header");
+    });
+    assert_eq!(log.log_end_offset(), 4, "the raised batch is cut");
+    assert!(damage.expect("cut").contains("gap after 4"));
+}

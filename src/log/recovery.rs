@@ -312,6 +312,7 @@ pub(super) fn recover_segments(
             epoch_floor,
             epoch_ceiling: epoch_ceiling.unwrap_or(NO_EPOCH_CEILING),
             consecutive,
+            unflushed_from: recovery_point.unwrap_or(i64::MIN),
         };
         let scan = segment.recover_with(&mut scratch, &rules)?;
         epoch_floor = scan.last_epoch.unwrap_or(epoch_floor);

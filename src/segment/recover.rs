@@ -71,6 +71,12 @@ pub struct ScanRules {
     /// segment's base and each next one where the previous ends. The base offset lies
     /// outside the CRC too; this catches a torn write that raised it.
     pub consecutive: bool,
+    /// Offsets from here on may not have been flushed (the recovery point; `i64::MIN` when
+    /// unknown). A batch there that leaves a gap after the one before (a compacted log may
+    /// have gaps) is kept only when a valid batch or the end of the file follows it: a
+    /// power loss that tore the bytes after it may have torn its base offset too, which no
+    /// CRC covers. A gap with nothing after it cannot be checked this way.
+    pub unflushed_from: i64,
 }
 
 impl Default for ScanRules {
@@ -81,6 +87,7 @@ impl Default for ScanRules {
             epoch_floor: NO_EPOCH_FLOOR,
             epoch_ceiling: NO_EPOCH_CEILING,
             consecutive: false,
+            unflushed_from: i64::MIN,
         }
     }
 }
@@ -201,6 +208,18 @@ impl<'a> Chunks<'a> {
         let computed = self.crc(pos + CRC_START, pos + header.size() as u64)?;
         Ok(computed == header.crc)
     }
+
+    /// True when the batch `before` ends the file or a CRC-valid batch with higher offsets
+    /// follows it at `pos`.
+    fn followed_well(&mut self, pos: u64, before: &BatchHeader) -> Result<bool> {
+        if pos >= self.file_len {
+            return Ok(true);
+        }
+        match self.header(pos)? {
+            Ok(next) if next.base_offset > before.last_offset() => self.crc_matches(pos, &next),
+            _ => Ok(false),
+        }
+    }
 }
 
 impl Segment {
@@ -260,6 +279,22 @@ impl Segment {
                     }
                     if !chunks.crc_matches(pos, &header)? {
                         let reason = format!("CRC mismatch (stored {:#010x})", header.crc);
+                        scan.stop = Some(ScanStop {
+                            position: pos,
+                            reason,
+                        });
+                        break;
+                    }
+                    let expected = scan.next_offset.unwrap_or(self.base_offset);
+                    if header.base_offset > expected
+                        && header.last_offset() >= rules.unflushed_from
+                        && !chunks.followed_well(pos + header.size() as u64, &header)?
+                    {
+                        let reason = format!(
+                            "base offset {} leaves a gap after {expected} and damage follows \
+                             the batch: a torn write may have raised it",
+                            header.base_offset
+                        );
                         scan.stop = Some(ScanStop {
                             position: pos,
                             reason,
