@@ -327,26 +327,7 @@ impl OffsetsStore {
         let now = self.clock.now_ms();
         let (timeout, acks) = (self.config.commit_timeout_ms, self.config.acks);
         self.with_view(group, |replica, view| {
-            let mut builder = BatchBuilder::new();
-            let (mut key, mut value) = (Vec::new(), Vec::new());
-            for (group, (topic, partition), committed) in &changes {
-                key.clear();
-                codec::encode_offset_commit_key(group, topic, *partition, &mut key);
-                let value = committed.as_ref().map(|c| {
-                    value.clear();
-                    let v = OffsetCommitValue {
-                        offset: c.offset,
-                        leader_epoch: c.leader_epoch,
-                        metadata: c.metadata.clone(),
-                        commit_timestamp: c.commit_timestamp,
-                        expire_timestamp: -1,
-                    };
-                    codec::encode_offset_commit_value(&v, &mut value);
-                    &value[..]
-                });
-                builder.append(now, Some(&key), value, &[]);
-            }
-            let mut batch = builder.build()?;
+            let mut batch = changes_batch(&changes, now)?;
             let handle = replica.append(&mut batch, acks, timeout)?;
             view.pending.push((handle.clone(), changes));
             Ok(handle)
@@ -445,6 +426,31 @@ impl OffsetsStore {
             _ => 0,
         }
     }
+}
+
+/// One batch of `changes` in Kafka's record format, timestamped `now`: an offset commit
+/// value for each offset, a tombstone for each removal.
+fn changes_batch(changes: &[Change], now: i64) -> Result<Vec<u8>> {
+    let mut builder = BatchBuilder::new();
+    let (mut key, mut value) = (Vec::new(), Vec::new());
+    for (group, (topic, partition), committed) in changes {
+        key.clear();
+        codec::encode_offset_commit_key(group, topic, *partition, &mut key);
+        let value = committed.as_ref().map(|c| {
+            value.clear();
+            let v = OffsetCommitValue {
+                offset: c.offset,
+                leader_epoch: c.leader_epoch,
+                metadata: c.metadata.clone(),
+                commit_timestamp: c.commit_timestamp,
+                expire_timestamp: -1,
+            };
+            codec::encode_offset_commit_value(&v, &mut value);
+            &value[..]
+        });
+        builder.append(now, Some(&key), value, &[]);
+    }
+    Ok(builder.build()?)
 }
 
 /// Names and metadata are int16-length strings in the format.

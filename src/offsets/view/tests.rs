@@ -191,23 +191,7 @@ fn replay_follows_group_and_topic_changes_tombstones_and_other_records() {
 
 /// A batch of `changes` as the store writes them (tombstones for `None`).
 fn batch_of(changes: &[Change]) -> Vec<u8> {
-    let mut builder = BatchBuilder::new();
-    for (group, (topic, partition), committed) in changes {
-        let (mut key, mut value) = (Vec::new(), Vec::new());
-        encode_offset_commit_key(group, topic, *partition, &mut key);
-        if let Some(c) = committed {
-            let v = OffsetCommitValue {
-                offset: c.offset,
-                leader_epoch: c.leader_epoch,
-                metadata: c.metadata.clone(),
-                commit_timestamp: c.commit_timestamp,
-                expire_timestamp: -1,
-            };
-            encode_offset_commit_value(&v, &mut value);
-        }
-        builder.append(0, Some(&key), committed.as_ref().map(|_| &value[..]), &[]);
-    }
-    builder.build().expect("batch")
+    crate::offsets::changes_batch(changes, 0).expect("batch")
 }
 
 /// Random commits and tombstones, replayed from batches or applied as a commit's
