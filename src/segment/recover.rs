@@ -72,10 +72,12 @@ pub struct ScanRules {
     /// outside the CRC too; this catches a torn write that raised it.
     pub consecutive: bool,
     /// Offsets from here on may not have been flushed (the recovery point; `i64::MIN` when
-    /// unknown). A batch there that leaves a gap after the one before (a compacted log may
-    /// have gaps) is kept only when a valid batch or the end of the file follows it: a
-    /// power loss that tore the bytes after it may have torn its base offset too, which no
-    /// CRC covers. A gap with nothing after it cannot be checked this way.
+    /// unknown). A batch starting there that leaves a gap after the one before (a
+    /// compacted log may have gaps) is kept only when a valid batch or the end of the file
+    /// follows it: a power loss that tore the bytes after it may have torn its base offset
+    /// too, which no CRC covers. A batch that starts below this point is not checked: it
+    /// was flushed (unless a tear lowered its base into a gap below the point, which this
+    /// does not see). Nor is a gap with nothing after it.
     pub unflushed_from: i64,
 }
 
@@ -287,7 +289,7 @@ impl Segment {
                     }
                     let expected = scan.next_offset.unwrap_or(self.base_offset);
                     if header.base_offset > expected
-                        && header.last_offset() >= rules.unflushed_from
+                        && header.base_offset >= rules.unflushed_from
                         && !chunks.followed_well(pos + header.size() as u64, &header)?
                     {
                         let reason = format!(
