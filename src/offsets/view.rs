@@ -210,8 +210,8 @@ impl Partitions {
         (slot.metadata != EMPTY_SLOT).then_some(slot)
     }
 
-    /// The slot of `partition`, made (empty) if need be: check `metadata` for
-    /// [`EMPTY_SLOT`] and count a filled one with [`Partitions::filled`].
+    /// The slot of `partition`, made (empty) if need be: a caller that fills an empty one
+    /// (`metadata` is [`EMPTY_SLOT`]) counts it in `len`.
     #[inline(always)]
     fn slot(&mut self, partition: i32) -> &mut Slot {
         match self.dense_index(partition) {
@@ -232,10 +232,6 @@ impl Partitions {
                 .entry(partition)
                 .or_insert(FREE),
         }
-    }
-
-    fn filled(&mut self) {
-        self.len += 1;
     }
 
     /// Empties `partition`'s slot; returns its metadata handle, [`EMPTY_SLOT`] if none.
@@ -402,7 +398,7 @@ fn fill(
         old => metadata.store(old, value.metadata),
     };
     if was_empty {
-        partitions.filled();
+        partitions.len += 1;
     }
 }
 
