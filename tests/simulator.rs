@@ -77,6 +77,15 @@ fn run_world(
     })
 }
 
+/// Runs each of `seeds` for the default number of steps; a failure panics with its report.
+fn replay_seeds(seeds: &[u64]) {
+    for &seed in seeds {
+        if let Err(report) = run_seed(seed, DEFAULT_STEPS) {
+            panic!("{report}");
+        }
+    }
+}
+
 fn run_seed(seed: u64, steps: u64) -> Result<Stats, String> {
     let replay = format!(
         "SIM_SEED={seed} SIM_STEPS={steps} cargo test --release --test simulator random_seeds"
@@ -331,9 +340,7 @@ fn crash_after_truncation_into_earlier_segment() {
 /// that found it (fixed in `IndexFile::flush`, which now also syncs the file).
 #[test]
 fn stale_time_index_entry_after_truncate_roll_and_power_loss() {
-    if let Err(report) = run_seed(225, DEFAULT_STEPS) {
-        panic!("{report}");
-    }
+    replay_seeds(&[225]);
 }
 
 /// After `truncate_to` into the active segment (its time index cut correctly), an append and
@@ -344,11 +351,7 @@ fn stale_time_index_entry_after_truncate_roll_and_power_loss() {
 /// seeds that hit it are replayed here.
 #[test]
 fn stale_time_index_entry_after_truncation_append_and_flush() {
-    for seed in [3051, 3736] {
-        if let Err(report) = run_seed(seed, DEFAULT_STEPS) {
-            panic!("{report}");
-        }
-    }
+    replay_seeds(&[3051, 3736]);
 }
 
 /// A power loss tore a few bytes of an unsynced batch's header: its partition leader epoch
@@ -358,11 +361,7 @@ fn stale_time_index_entry_after_truncation_append_and_flush() {
 /// which every epoch reaches durably before its first batch. Replays the seeds that hit it.
 #[test]
 fn torn_epoch_above_the_epoch_checkpoint_is_cut() {
-    for seed in [9022737, 9042722, 9063583, 9111783, 9208582] {
-        if let Err(report) = run_seed(seed, DEFAULT_STEPS) {
-            panic!("{report}");
-        }
-    }
+    replay_seeds(&[9022737, 9042722, 9063583, 9111783, 9208582]);
 }
 
 /// A power loss tore two bytes of an unsynced batch's base offset (outside the CRC) in a
@@ -374,9 +373,5 @@ fn torn_epoch_above_the_epoch_checkpoint_is_cut() {
 /// a gap above the recovery point only when a valid batch or the end of the file follows it.
 #[test]
 fn torn_base_offset_next_to_damage_in_a_compacted_tail_is_cut() {
-    for seed in [31065701, 40113421] {
-        if let Err(report) = run_seed(seed, DEFAULT_STEPS) {
-            panic!("{report}");
-        }
-    }
+    replay_seeds(&[31065701, 40113421]);
 }

@@ -258,11 +258,20 @@ pub fn decode_offset_commit_value(bytes: &[u8]) -> Result<OffsetCommitValue, Dec
     })
 }
 
-/// [`decode_offset_commit_value`] without allocating.
+/// [`decode_offset_commit_value`] without allocating. The usual value (see
+/// `usual_value`) is read inline, since a load's replay calls this once per record and a
+/// call returning the value through memory cost more than the decoding; any other value
+/// out of line.
+#[inline(always)]
 pub fn decode_offset_commit_value_ref(bytes: &[u8]) -> Result<ValueRef<'_>, DecodeError> {
-    if let Some(value) = usual_value(bytes) {
-        return Ok(value);
+    match usual_value(bytes) {
+        Some(value) => Ok(value),
+        None => decode_value_in_general(bytes),
     }
+}
+
+#[inline(never)]
+fn decode_value_in_general(bytes: &[u8]) -> Result<ValueRef<'_>, DecodeError> {
     let mut r = Reader { buf: bytes };
     let version = r.i16("value version")?;
     let mut value = ValueRef {
@@ -302,7 +311,7 @@ pub fn decode_offset_commit_value_ref(bytes: &[u8]) -> Result<ValueRef<'_>, Deco
 /// The value partlog writes, version 3 with empty metadata, read from its fixed
 /// positions: a load replays one per committed partition. `None` for any other value.
 #[inline(always)]
-pub(crate) fn usual_value(bytes: &[u8]) -> Option<ValueRef<'static>> {
+fn usual_value(bytes: &[u8]) -> Option<ValueRef<'static>> {
     // version (2), offset (8), leader epoch (4), metadata length (2, here 0), commit time (8)
     let bytes: &[u8; 24] = bytes.try_into().ok()?;
     if bytes[..2] != OFFSET_COMMIT_VALUE_VERSION.to_be_bytes() || bytes[14..16] != [0, 0] {

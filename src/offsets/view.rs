@@ -582,13 +582,8 @@ impl View {
             let Some(value) = record.value else {
                 continue; // a tombstone took the path above
             };
-            // The usual value inline: a call here, returning the value through memory,
-            // cost more than the decoding.
-            let v = match codec::usual_value(value) {
-                Some(v) => v,
-                None => codec::decode_offset_commit_value_ref(value)
-                    .map_err(|e| record_error(&record, e.to_string()))?,
-            };
+            let v = codec::decode_offset_commit_value_ref(value)
+                .map_err(|e| record_error(&record, e.to_string()))?;
             fill(partitions, partition, metadata, &v);
         }
         Ok(())

@@ -1,6 +1,6 @@
 //! Records inside an uncompressed batch, decoded without copying or allocating.
 
-use super::varint::{decode_varint, decode_varlong};
+use super::varint::{decode_varint, decode_varlong, unzigzag};
 use super::walk::short_unsigned;
 use super::{BatchError, BatchHeader, RecordFault, TimestampType};
 
@@ -240,8 +240,8 @@ impl<'a> RecordIter<'a> {
         let body = rest.get(at..at + (length >> 1) as usize)?;
         let attributes = *body.first()? as i8;
         let mut i = 1;
-        let timestamp_delta = i64::from(zigzag(short_unsigned(body, &mut i)?));
-        let offset_delta = zigzag(short_unsigned(body, &mut i)?);
+        let timestamp_delta = i64::from(unzigzag(short_unsigned(body, &mut i)?));
+        let offset_delta = unzigzag(short_unsigned(body, &mut i)?);
         let in_order = self.previous_delta.is_none_or(|p| p < offset_delta);
         if !(0..=self.last_offset_delta).contains(&offset_delta) || !in_order {
             return None;
@@ -337,12 +337,6 @@ impl<'a> RecordIter<'a> {
     }
 }
 
-/// A zigzag-encoded value's signed value.
-#[inline(always)]
-fn zigzag(raw: u32) -> i32 {
-    (raw >> 1) as i32 ^ -((raw & 1) as i32)
-}
-
 /// A nullable byte string with a short length at `*at` in `body`, moving `at` past it:
 /// `Some(None)` for null, `None` for a longer length, a negative one other than -1, or one
 /// past the end of `body`.
@@ -397,7 +391,7 @@ impl<'a> Cursor<'a> {
     #[inline(always)]
     fn varint(&mut self, field: &'static str) -> Result<i32, RecordFault> {
         if let Some(raw) = self.short() {
-            return Ok((raw >> 1) as i32 ^ -((raw & 1) as i32));
+            return Ok(unzigzag(raw));
         }
         let (v, n) =
             decode_varint(self.rest).map_err(|error| RecordFault::Varint { field, error })?;

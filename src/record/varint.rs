@@ -59,8 +59,13 @@ pub fn encode_varlong(value: i64, out: &mut Vec<u8>) {
 pub fn decode_varint(buf: &[u8]) -> Result<(i32, usize), VarintError> {
     let (raw, len) = decode_unsigned(buf, MAX_VARINT_LEN, 32)?;
     // Lossless: decode_unsigned rejected anything above 32 bits.
-    let raw = raw as u32;
-    Ok((((raw >> 1) as i32) ^ -((raw & 1) as i32), len))
+    Ok((unzigzag(raw as u32), len))
+}
+
+/// The signed value of a zigzag-encoded 32-bit one.
+#[inline(always)]
+pub(super) fn unzigzag(raw: u32) -> i32 {
+    (raw >> 1) as i32 ^ -((raw & 1) as i32)
 }
 
 /// Decodes a zigzag varlong from the start of `buf`; returns the value and the bytes read.

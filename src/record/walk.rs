@@ -2,7 +2,7 @@
 //! without building records, fused with the batch's CRC, and a path without bounds checks
 //! for the usual record layout.
 
-use super::varint::{decode_varint, decode_varlong};
+use super::varint::{decode_varint, decode_varlong, unzigzag};
 #[cfg(doc)]
 use super::RecordIter;
 use super::{BatchHeader, Crc32c, CRC_START, HEADER_LEN};
@@ -100,10 +100,7 @@ fn usual_record(records: &[u8], start: usize) -> Option<(usize, i64)> {
     if value_end + 1 != end || *records.get(value_end)? != 0 {
         return None;
     }
-    Some((
-        end,
-        i64::from((raw_delta >> 1) as i32 ^ -((raw_delta & 1) as i32)),
-    ))
+    Some((end, i64::from(unzigzag(raw_delta))))
 }
 
 /// Where the record at `start` has its fields and where it ends, from its length prefix.
@@ -200,7 +197,7 @@ pub(super) fn short_unsigned(buf: &[u8], at: &mut usize) -> Option<u32> {
 #[inline(always)]
 fn varint(buf: &[u8], at: &mut usize) -> Option<i32> {
     if let Some(raw) = short_unsigned(buf, at) {
-        return Some((raw >> 1) as i32 ^ -((raw & 1) as i32));
+        return Some(unzigzag(raw));
     }
     let (value, n) = decode_varint(buf.get(*at..)?).ok()?;
     *at += n;
