@@ -248,6 +248,8 @@ impl Segment {
                 let mut chunks = Chunks::new(self.log.as_ref(), file_len, scratch);
                 let mut scan = BatchScan::default();
                 let mut pos = 0u64;
+                // A batch whose CRC the gap check below verified already.
+                let mut checked_at = None;
                 while pos < file_len {
                     let header = match chunks.header(pos)? {
                         Ok(h) => h,
@@ -279,7 +281,7 @@ impl Segment {
                         });
                         break;
                     }
-                    if !chunks.crc_matches(pos, &header)? {
+                    if checked_at != Some(pos) && !chunks.crc_matches(pos, &header)? {
                         let reason = format!("CRC mismatch (stored {:#010x})", header.crc);
                         scan.stop = Some(ScanStop {
                             position: pos,
@@ -288,10 +290,10 @@ impl Segment {
                         break;
                     }
                     let expected = scan.next_offset.unwrap_or(self.base_offset);
-                    if header.base_offset > expected
-                        && header.base_offset >= rules.unflushed_from
-                        && !chunks.followed_well(pos + header.size() as u64, &header)?
-                    {
+                    let end = pos + header.size() as u64;
+                    let check_gap =
+                        header.base_offset > expected && header.base_offset >= rules.unflushed_from;
+                    if check_gap && !chunks.followed_well(end, &header)? {
                         let reason = format!(
                             "base offset {} leaves a gap after {expected} and damage follows \
                              the batch: a torn write may have raised it",
@@ -303,10 +305,13 @@ impl Segment {
                         });
                         break;
                     }
+                    if check_gap {
+                        checked_at = Some(end); // the next batch's CRC held
+                    }
                     meta.first_batch_timestamp
                         .get_or_insert(header.max_timestamp);
                     index_batch(ix, &mut meta, interval, &header, pos)?;
-                    pos += header.size() as u64;
+                    pos = end;
                     scan.valid_bytes = pos;
                     // `offset_problem` checked that this does not overflow.
                     scan.next_offset = Some(header.next_offset());
