@@ -11,7 +11,9 @@ use common::{keyed_batch, log_records};
 use partlog::checkpoint::TopicPartition;
 use partlog::cleaner::{CleanOutcome, Cleaner, CleanerConfig};
 use partlog::io::sim::SimStorage;
+use partlog::log::Log;
 use partlog::manager::{LogDir, LogDirOptions};
+use partlog::record::batches;
 use partlog::replica::{Acks, Partition, ReplicaConfig, ReplicaManager};
 use partlog::{CleanupPolicy, LogConfig, ManualClock};
 
@@ -82,6 +84,8 @@ fn a_follower_fetches_a_compacted_log_across_its_gaps() {
         "compaction keeps the end offset"
     );
 
+    check_read_all(leader.log());
+
     let (follower_manager, follower) = broker(&follower_disk, &clock, 1);
     follower.become_follower(1, 0).unwrap();
     let mut fetches = 0;
@@ -103,4 +107,33 @@ fn a_follower_fetches_a_compacted_log_across_its_gaps() {
     let (_m, follower) = broker(&follower_disk, &clock, 1);
     assert_eq!(log_records(follower.log()), on_leader);
     assert_eq!(follower.log().log_end_offset(), end);
+}
+
+/// `read_all` from any offset up to any bound gives, a slice per segment, the bytes that
+/// small fetch after small fetch gives over the same range, gaps and all.
+fn check_read_all(log: &Log) {
+    let (start, end) = (log.log_start_offset(), log.log_end_offset());
+    assert!(log.segment_count() > 2, "{} segments", log.segment_count());
+    for from in start..=end {
+        for up_to in [from, from + 1, from + 7, end, end + 5] {
+            let mut fetched = Vec::new();
+            let mut next = from;
+            while let Some(slice) = log.read(next, 1, Some(up_to)).unwrap() {
+                let bytes = slice.to_vec().unwrap();
+                for b in batches(&bytes) {
+                    next = b.unwrap().header().next_offset();
+                }
+                fetched.extend(bytes);
+            }
+            let slices = log.read_all(from, up_to).unwrap();
+            let mut all = Vec::new();
+            for slice in &slices {
+                all.extend(slice.to_vec().unwrap());
+            }
+            assert_eq!(all, fetched, "from {from} up to {up_to}");
+            assert!(slices.len() <= log.segment_count());
+        }
+    }
+    assert!(log.read_all(start - 1, end).is_err(), "below the log start");
+    assert!(log.read_all(end + 1, end + 2).is_err(), "past the log end");
 }

@@ -251,3 +251,44 @@ fn loading_skips_unmodelled_records_and_follows_transaction_markers() {
     assert_eq!(offsets(&stores[0], "committed"), vec![("t".into(), 0, 77)]);
     assert_eq!(offsets(&stores[0], "aborted"), vec![]);
 }
+
+/// A load left half way (the partition moved away and back) starts over and ends with
+/// the same offsets, read across several segments.
+#[test]
+fn a_load_left_half_way_starts_over() {
+    let (mut c, stores) = cluster();
+    for i in 0..300 {
+        let group = format!("group-{}", i % 7);
+        stores[0]
+            .commit(&group, &[commit_of("t", i % 3, i64::from(i))])
+            .unwrap();
+    }
+    let leader = c.replica(0).unwrap().clone();
+    for _ in 0..1_000 {
+        if leader.high_watermark() == leader.log().log_end_offset() {
+            break;
+        }
+        c.replicate().unwrap();
+    }
+    assert_eq!(leader.high_watermark(), leader.log().log_end_offset());
+    let before: Vec<_> = (0..7)
+        .map(|g| offsets(&stores[0], &format!("group-{g}")))
+        .collect();
+    assert!(leader.log().segment_count() > 3);
+    for steps in [1, 3] {
+        stores[0].become_follower(0);
+        stores[0].become_leader(0).unwrap();
+        for _ in 0..steps {
+            let progress = stores[0].load_step(0).unwrap();
+            assert!(!progress.done && progress.loaded_to < progress.end);
+        }
+    }
+    stores[0].become_follower(0);
+    stores[0].become_leader(0).unwrap();
+    assert!(stores[0].load(0).unwrap() > 1, "in steps");
+    let after: Vec<_> = (0..7)
+        .map(|g| offsets(&stores[0], &format!("group-{g}")))
+        .collect();
+    assert_eq!(after, before);
+    assert!(after.iter().all(|o| o.len() == 3));
+}

@@ -6,7 +6,7 @@ use std::time::Instant;
 use super::Log;
 use crate::error::{Error, Result};
 use crate::record::{Batch, Compression, TimestampType};
-use crate::segment::FileSlice;
+use crate::segment::{FileSlice, Segment};
 
 /// `offset_for_timestamp` target meaning "the log start offset" (Kafka's `EARLIEST`).
 pub const EARLIEST_TIMESTAMP: i64 = -2;
@@ -40,6 +40,37 @@ impl Log {
         max_bytes: u64,
         up_to_offset: Option<i64>,
     ) -> Result<Option<FileSlice>> {
+        let bound = self.read_bound(from_offset, up_to_offset)?;
+        if from_offset >= bound {
+            return Ok(None);
+        }
+        self.on_segments(from_offset, |segments| {
+            self.read_segments(segments, from_offset, max_bytes, bound)
+        })
+    }
+
+    /// Every batch from the one that holds `from_offset` to below `up_to_offset`, as one
+    /// slice per segment, oldest first (none when there is nothing to read): what
+    /// [`Log::read`] would return fetch after fetch with no byte limit, from one snapshot
+    /// of the segments, for a reader that goes through all of it (the offsets store's
+    /// load).
+    pub fn read_all(&self, from_offset: i64, up_to_offset: i64) -> Result<Vec<FileSlice>> {
+        let bound = self.read_bound(from_offset, Some(up_to_offset))?;
+        if from_offset >= bound {
+            return Ok(Vec::new());
+        }
+        self.on_segments(from_offset, |segments| {
+            let mut slices = Vec::new();
+            for segment in self.segments_from(segments, from_offset, bound)? {
+                slices.extend(segment.read(from_offset, u64::MAX, bound)?);
+            }
+            Ok(slices)
+        })
+    }
+
+    /// Where a read from `from_offset` up to `up_to_offset` (`None`: the log end) stops;
+    /// [`Error::OffsetOutOfRange`] for an offset outside the log.
+    fn read_bound(&self, from_offset: i64, up_to_offset: Option<i64>) -> Result<i64> {
         // Load the end first: everything below it is fully written.
         let log_end_offset = self.log_end_offset();
         let log_start_offset = self.log_start_offset();
@@ -50,14 +81,20 @@ impl Log {
                 log_end_offset,
             });
         }
-        let bound = up_to_offset.map_or(log_end_offset, |u| u.min(log_end_offset));
-        if from_offset >= bound {
-            return Ok(None);
-        }
+        Ok(up_to_offset.map_or(log_end_offset, |u| u.min(log_end_offset)))
+    }
+
+    /// Runs `read` on a snapshot of the segments, again on a newer one when a cleaning
+    /// swapped a segment under it. `from_offset` below the log start is out of range.
+    fn on_segments<T>(
+        &self,
+        from_offset: i64,
+        read: impl Fn(&[Arc<Segment>]) -> Result<T>,
+    ) -> Result<T> {
         let mut waiting_since = None;
         loop {
             let segments = self.segments();
-            match self.read_segments(&segments, from_offset, max_bytes, bound) {
+            match read(&segments) {
                 // Retention took the segment: the offset is gone.
                 Err(Error::SegmentDeleted { .. }) if from_offset < self.log_start_offset() => {
                     return Err(Error::OffsetOutOfRange {
@@ -91,25 +128,12 @@ impl Log {
     /// below its first segment: that read goes on in the first segment.
     fn read_segments(
         &self,
-        segments: &[std::sync::Arc<crate::segment::Segment>],
+        segments: &[Arc<Segment>],
         from_offset: i64,
         max_bytes: u64,
         bound: i64,
     ) -> Result<Option<FileSlice>> {
-        let out_of_range = || Error::OffsetOutOfRange {
-            offset: from_offset,
-            log_start_offset: self.log_start_offset(),
-            log_end_offset: self.log_end_offset(),
-        };
-        let first = match segments.partition_point(|s| s.base_offset() <= from_offset) {
-            0 if from_offset < self.log_start_offset() => return Err(out_of_range()),
-            0 => 0,
-            n => n - 1,
-        };
-        for segment in &segments[first..] {
-            if segment.base_offset() >= bound {
-                break;
-            }
+        for segment in self.segments_from(segments, from_offset, bound)? {
             // A segment may end before `from_offset` (a gap left by compaction): go on.
             // Retention, truncation or a cleaning may remove the segment under the reader:
             // `SegmentDeleted` goes back to `read`, which tells those apart.
@@ -118,6 +142,29 @@ impl Log {
             }
         }
         Ok(None)
+    }
+
+    /// The segments of the snapshot from the one that holds `from_offset` (see
+    /// [`Log::read_segments`]) to the last that starts below `bound`.
+    fn segments_from<'s>(
+        &self,
+        segments: &'s [Arc<Segment>],
+        from_offset: i64,
+        bound: i64,
+    ) -> Result<impl Iterator<Item = &'s Arc<Segment>>> {
+        let first = match segments.partition_point(|s| s.base_offset() <= from_offset) {
+            0 if from_offset < self.log_start_offset() => {
+                return Err(Error::OffsetOutOfRange {
+                    offset: from_offset,
+                    log_start_offset: self.log_start_offset(),
+                    log_end_offset: self.log_end_offset(),
+                })
+            }
+            0 => 0,
+            n => n - 1,
+        };
+        let below = move |s: &&Arc<Segment>| s.base_offset() < bound;
+        Ok(segments[first..].iter().take_while(below))
     }
 
     /// The first offset whose record timestamp is `>= timestamp`, with that timestamp;

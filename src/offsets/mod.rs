@@ -27,14 +27,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use codec::OffsetCommitValue;
 pub use view::Committed;
-use view::{Change, View};
+use view::{Change, Decoded, View};
 
 use crate::clock::Clock;
 use crate::config::{CleanupPolicy, LogConfig};
 use crate::error::{Error, Result};
+use crate::log::Log;
 use crate::record::BatchBuilder;
 use crate::replica::{Acks, AppendHandle, Partition};
-use crate::segment::scan::{scan_batches, ScanBuffers, Throttle, SCAN_BYTES};
+use crate::segment::scan::{ReadAhead, ScanBuffers, Throttle};
 
 /// Kafka's `offsets.topic.num.partitions` default.
 pub const DEFAULT_PARTITIONS: u32 = 50;
@@ -44,6 +45,9 @@ pub const DEFAULT_RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 pub const DEFAULT_LOAD_BUFFER_BYTES: u64 = 5 << 20;
 /// Kafka's `offsets.topic.segment.bytes` default: 100 MiB.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 100 << 20;
+/// Bytes the load's reading thread reads (and decodes) at a time: small enough that its
+/// buffers stay in the CPU's cache, and that the two threads' shares even out finely.
+const LOAD_PIECE_BYTES: usize = 256 << 10;
 /// Kafka's `offsets.commit.timeout.ms` default.
 pub const DEFAULT_COMMIT_TIMEOUT_MS: i64 = 5_000;
 
@@ -104,8 +108,10 @@ enum ViewState {
         next: i64,
         end: i64,
         view: View,
-        /// The load's read buffers, reused step after step.
-        buffers: ScanBuffers,
+        /// The reader of the log from `next` to `end`, started by the first step: it
+        /// reads (and decodes) ahead across steps, in a few buffers of
+        /// [`LOAD_PIECE_BYTES`].
+        reader: Option<ReadAhead<Decoded>>,
     },
     Loaded(View),
 }
@@ -189,7 +195,7 @@ impl OffsetsStore {
             next: log.log_start_offset(),
             end: log.log_end_offset(),
             view: View::default(),
-            buffers: ScanBuffers::default(),
+            reader: None,
         };
         Ok(())
     }
@@ -201,9 +207,11 @@ impl OffsetsStore {
         }
     }
 
-    /// Replays up to `load_buffer_bytes` more of partition `index`'s log into its view. A
-    /// helper thread reads the step's bytes one piece ahead of the replay (see
-    /// [`scan_batches`]), so that the copy out of the page cache overlaps the replay.
+    /// Replays at least `load_buffer_bytes` more of partition `index`'s log into its view
+    /// (or the rest of it). A helper thread reads the log ahead of the replay from the
+    /// first step to the last, and decodes the records of the pieces the replay has no
+    /// time for (see [`ReadAhead`]), so that the copy out of the page cache and the
+    /// decoding overlap the replay.
     pub fn load_step(&self, index: u32) -> Result<LoadProgress> {
         let mut hosted = self.hosted();
         let h = hosted
@@ -224,21 +232,13 @@ impl OffsetsStore {
                 next,
                 end,
                 view,
-                buffers,
+                reader,
             } => {
-                if *next < *end {
-                    let slice = log.read(*next, self.config.load_buffer_bytes, Some(*end))?;
-                    match slice {
-                        Some(slice) => {
-                            let mut throttle = Throttle::unlimited();
-                            scan_batches(&[slice], SCAN_BYTES, buffers, &mut throttle, |batch| {
-                                view.replay(batch)?;
-                                *next = batch.header().next_offset();
-                                Ok(true)
-                            })?;
-                        }
-                        None => *next = *end,
-                    }
+                let step = self.config.load_buffer_bytes;
+                if let Err(err) = load_pieces(&log, (next, *end), view, reader, step) {
+                    // The next step starts over from `next`, with a new reader.
+                    *reader = None;
+                    return Err(err);
                 }
                 (*next, *end)
             }
@@ -461,6 +461,46 @@ fn check_len(what: &str, s: &str) -> Result<()> {
             s.len(),
             i16::MAX
         )));
+    }
+    Ok(())
+}
+
+/// Replays pieces of `log` from `*next` until `step` bytes are done or `end` is reached,
+/// starting `reader` at the first call.
+fn load_pieces(
+    log: &Log,
+    (next, end): (&mut i64, i64),
+    view: &mut View,
+    reader: &mut Option<ReadAhead<Decoded>>,
+    step: u64,
+) -> Result<()> {
+    if *next >= end {
+        return Ok(());
+    }
+    let ahead = match reader {
+        Some(ahead) => ahead,
+        None => {
+            let ranges = log.read_all(*next, end)?;
+            let decode = |piece: &[u8], decoded: &mut Decoded| decoded.decode_piece(piece);
+            let buffers = ScanBuffers::default();
+            let throttle = Throttle::unlimited();
+            let ahead = ReadAhead::start(ranges, LOAD_PIECE_BYTES, buffers, throttle, decode)?;
+            reader.insert(ahead)
+        }
+    };
+    let mut done = 0u64;
+    while done < step {
+        let more = ahead.next(|piece, decoded| {
+            *next = view.replay_piece(piece, decoded)?.unwrap_or(*next);
+            done += piece.len() as u64;
+            Ok(())
+        })?;
+        if !more {
+            // Read to the end: the slices held every batch below it.
+            *next = end;
+            *reader = None;
+            break;
+        }
     }
     Ok(())
 }

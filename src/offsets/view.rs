@@ -22,6 +22,8 @@ use super::codec::{self, KeyRef};
 use crate::error::{Error, Result};
 use crate::record::{Batch, Record};
 use crate::replica::AppendHandle;
+pub use decode::Decoded;
+use decode::Item;
 
 /// A committed offset as [`super::OffsetsStore::fetch`] returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,6 +225,9 @@ impl Partitions {
     fn slot_beyond(&mut self, partition: i32) -> &mut Slot {
         match usize::try_from(partition) {
             Ok(i) if i < 2 * self.len + DENSE_SLACK => {
+                if self.dense.capacity() == 0 {
+                    self.dense.reserve(DENSE_SLACK);
+                }
                 self.dense.resize(i + 1, FREE);
                 &mut self.dense[i]
             }
@@ -282,17 +287,16 @@ impl Topics {
         self.find(topic).ok().map(|i| &self.topics[i].1)
     }
 
-    /// `topic`'s partitions, made empty if need be.
-    fn partitions_mut(&mut self, topic: &[u8]) -> &mut Partitions {
-        let i = match self.find(topic) {
+    /// Where `topic`'s partitions are, made empty if need be.
+    fn index_mut(&mut self, topic: &[u8]) -> usize {
+        match self.find(topic) {
             Ok(i) => i,
             Err(i) => {
                 self.topics
                     .insert(i, (Name::new(topic), Partitions::default()));
                 i
             }
-        };
-        &mut self.topics[i].1
+        }
     }
 }
 
@@ -436,26 +440,17 @@ fn remove(
     }
 }
 
-/// `group`'s `topic`'s partition table, made empty if need be (`None` only if the map
-/// lost an entry just put in).
-fn partitions_mut<'g>(
-    groups: &'g mut HashMap<Name, Topics>,
-    group: &[u8],
-    topic: &[u8],
-) -> Option<&'g mut Partitions> {
+/// `group`'s topics, made empty if need be (`None` only if the map lost an entry just put
+/// in).
+fn topics_mut<'g>(groups: &'g mut HashMap<Name, Topics>, group: &[u8]) -> Option<&'g mut Topics> {
     if group.len() <= INLINE_NAME {
         // A short name is a copy to make, so one lookup that inserts as needed.
-        return Some(
-            groups
-                .entry(Name::new(group))
-                .or_default()
-                .partitions_mut(topic),
-        );
+        return Some(groups.entry(Name::new(group)).or_default());
     }
     if !groups.contains_key(group) {
         groups.insert(Name::new(group), Topics::default());
     }
-    Some(groups.get_mut(group)?.partitions_mut(topic))
+    groups.get_mut(group)
 }
 
 impl View {
@@ -490,8 +485,14 @@ impl View {
                     commit_timestamp: c.commit_timestamp,
                     expire_timestamp: -1,
                 };
-                if let Some(partitions) = partitions_mut(&mut self.groups, group, topic) {
-                    fill(partitions, partition, &mut self.metadata, &value);
+                if let Some(topics) = topics_mut(&mut self.groups, group) {
+                    let i = topics.index_mut(topic);
+                    fill(
+                        &mut topics.topics[i].1,
+                        partition,
+                        &mut self.metadata,
+                        &value,
+                    );
                 }
             }
             None => remove(
@@ -533,26 +534,25 @@ impl View {
             ..
         } = self;
         // A key that repeats the record before's bytes up to the partition (version,
-        // group, topic) reuses that record's partition table without decoding the names.
+        // group, topic) reuses that record's partition table without decoding the names;
+        // one of the same group (a commit's next topic) reuses its group's topics.
         let mut prefix: &[u8] = &[];
-        let mut cached: Option<&mut Partitions> = None;
+        let mut cached: Option<(&[u8], &mut Topics, usize)> = None;
         for record in batch.records()? {
             let record = record?;
             let key = record
                 .key
                 .ok_or_else(|| record_error(&record, "no key".into()))?;
             let (partitions, partition) = match (&mut cached, record.value) {
-                (Some(partitions), Some(_))
+                (Some((_, topics, i)), Some(_))
                     if key.len() == prefix.len() + 4
                         && same_bytes(&key[..prefix.len()], prefix) =>
                 {
                     let mut id = [0u8; 4];
                     id.copy_from_slice(&key[prefix.len()..]);
-                    (partitions, i32::from_be_bytes(id))
+                    (&mut topics.topics[*i].1, i32::from_be_bytes(id))
                 }
                 _ => {
-                    cached = None;
-                    prefix = &[];
                     let (group, topic, partition) = match codec::decode_key_ref(key)
                         .map_err(|e| record_error(&record, e.to_string()))?
                     {
@@ -568,15 +568,25 @@ impl View {
                         }
                     };
                     let (group, topic) = (group.as_bytes(), topic.as_bytes());
+                    prefix = &[];
+                    let same_group = matches!(&cached, Some((g, ..)) if same_bytes(g, group));
                     if record.value.is_none() {
+                        cached = None;
                         remove(groups, metadata, group, topic, partition);
                         continue;
                     }
+                    if !same_group {
+                        let topics = topics_mut(groups, group)
+                            .ok_or_else(|| record_error(&record, "no group entry".into()))?;
+                        cached = Some((group, topics, 0));
+                    }
+                    let Some((_, topics, i)) = &mut cached else {
+                        continue; // not reached: filled just above
+                    };
+                    *i = topics.index_mut(topic);
+                    touch(&topics.topics[*i].1.dense);
                     prefix = &key[..key.len() - 4];
-                    let table = partitions_mut(groups, group, topic)
-                        .ok_or_else(|| record_error(&record, "no partition table".into()))?;
-                    touch(&table.dense);
-                    (cached.insert(table), partition)
+                    (&mut topics.topics[*i].1, partition)
                 }
             };
             let Some(value) = record.value else {
@@ -585,6 +595,62 @@ impl View {
             let v = codec::decode_offset_commit_value_ref(value)
                 .map_err(|e| record_error(&record, e.to_string()))?;
             fill(partitions, partition, metadata, &v);
+        }
+        Ok(())
+    }
+
+    /// Replays a piece of whole batches of the log, decoded by [`Decoded::decode_piece`]
+    /// or not: the same either way. Returns the offset after its last batch.
+    pub fn replay_piece(&mut self, piece: &[u8], decoded: Option<&Decoded>) -> Result<Option<i64>> {
+        if let Some(decoded) = decoded {
+            self.replay_decoded(piece, decoded)?;
+            return Ok(decoded.next_offset());
+        }
+        let mut next = None;
+        let mut at = 0;
+        while at < piece.len() {
+            let batch = Batch::parse(&piece[at..])?;
+            self.replay(&batch)?;
+            next = Some(batch.header().next_offset());
+            at += batch.as_bytes().len();
+        }
+        Ok(next)
+    }
+
+    /// Replays a piece that [`Decoded::decode_piece`] decoded: the same as replaying its
+    /// batches one by one.
+    fn replay_decoded(&mut self, piece: &[u8], decoded: &Decoded) -> Result<()> {
+        for item in &decoded.items {
+            match item {
+                Item::Group { group, runs } => {
+                    let group = decoded.name(*group);
+                    let topics = topics_mut(&mut self.groups, group).ok_or_else(|| {
+                        Error::OffsetsRecord {
+                            offset: -1,
+                            reason: "no group entry".into(),
+                        }
+                    })?;
+                    for run in &decoded.runs[runs.clone()] {
+                        let i = topics.index_mut(decoded.name(run.topic));
+                        let partitions = &mut topics.topics[i].1;
+                        touch(&partitions.dense);
+                        for e in &decoded.entries[run.entries.clone()] {
+                            let value = codec::ValueRef {
+                                offset: e.offset,
+                                leader_epoch: e.leader_epoch,
+                                metadata: decoded.text(e.metadata),
+                                commit_timestamp: e.commit_timestamp,
+                                expire_timestamp: -1,
+                            };
+                            fill(partitions, e.partition, &mut self.metadata, &value);
+                        }
+                    }
+                }
+                Item::Batch(range) => {
+                    let batch = Batch::parse(&piece[range.clone()])?;
+                    self.replay(&batch)?;
+                }
+            }
         }
         Ok(())
     }
@@ -647,5 +713,6 @@ impl View {
     }
 }
 
+mod decode;
 #[cfg(test)]
 mod tests;

@@ -1,15 +1,22 @@
 //! Sequential reads of segment file ranges with read-ahead: a helper thread reads the next
-//! piece of the files while the caller works on the piece before, so that the copy out of
-//! the page cache (or the wait on the disk) overlaps the work. The cleaner reads its dirty
-//! range this way in both passes of a cleaning, and the offsets store its partition when
-//! it loads it; without the overlap the reads alone cost as much as everything else.
+//! pieces of the files while the caller works on the piece before, so that the copy out
+//! of the page cache (or the wait on the disk) overlaps the work. The cleaner reads its
+//! dirty range this way in both passes of a cleaning ([`scan_batches`]), and the offsets
+//! store its partition when it loads it ([`ReadAhead`], which lasts from one load step to
+//! the next); without the overlap the reads alone cost as much as everything else.
 //!
 //! The reader cuts every piece at a batch boundary, walking only the batch lengths, and
 //! carries a batch that straddles two pieces over into the next; so the caller parses
 //! whole batches in place, never copying one. A range's last piece goes out whole, torn
 //! tail and all, and the caller's parse reports what is wrong with it.
+//!
+//! While the caller is busy, the reader may also do work of the caller's on the pieces it
+//! has read (a load decodes the records), so that two cores share it.
 
-use std::sync::mpsc::{sync_channel, Receiver, SendError, SyncSender};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::FileSlice;
@@ -19,7 +26,7 @@ use crate::record::{batch_size, Batch, BatchError};
 /// Bytes read from a file per step, unless the caller says otherwise.
 pub const SCAN_BYTES: usize = 1 << 20;
 /// Pieces read ahead of the one the caller works on.
-const READ_AHEAD: usize = 1;
+const READ_AHEAD: usize = 3;
 /// Buffers in flight: the caller's piece, the queued ones and the one being read.
 const BUFFERS: usize = READ_AHEAD + 2;
 
@@ -59,16 +66,20 @@ impl Throttle {
     }
 }
 
-/// Read buffers kept from one scan to the next.
+/// Read buffers kept from one scan to the next, each with the room its reader's
+/// preparation of a piece uses (see [`scan_pieces`]).
 #[derive(Debug, Default)]
-pub struct ScanBuffers {
-    free: Vec<Vec<u8>>,
+pub struct ScanBuffers<P = ()> {
+    free: Vec<(Vec<u8>, P)>,
 }
 
-/// A run of whole batches of one range, at `buf[..len]`.
-struct Piece {
+/// A run of whole batches of one range, at `buf[..len]`, and what the reader's
+/// preparation made of them, if it prepared them.
+struct Piece<P> {
     buf: Vec<u8>,
     len: usize,
+    prepared: P,
+    ready: bool,
 }
 
 /// Calls `f` with every batch of `ranges` (each starting at a batch boundary), in order,
@@ -81,57 +92,192 @@ pub fn scan_batches(
     throttle: &mut Throttle,
     mut f: impl FnMut(&Batch<'_>) -> Result<bool>,
 ) -> Result<()> {
-    let largest = ranges.iter().map(FileSlice::len).max().unwrap_or(0);
-    let piece_len = piece_bytes.min(usize::try_from(largest).unwrap_or(piece_bytes));
-    if piece_len == 0 {
-        return Ok(());
-    }
-    let (free_tx, free_rx) = sync_channel::<Vec<u8>>(BUFFERS);
-    for _ in 0..BUFFERS {
-        let mut buf = buffers.free.pop().unwrap_or_default();
-        if buf.len() < piece_len {
-            buf.resize(piece_len, 0);
+    let no_preparation = |_: &[u8], _: &mut ()| {};
+    scan_pieces(
+        ranges,
+        piece_bytes,
+        buffers,
+        throttle,
+        no_preparation,
+        |piece, _| walk(piece, &mut f),
+    )
+}
+
+/// Calls `f` with every piece of whole batches of `ranges` (each starting at a batch
+/// boundary), in order, stopping early when `f` returns false. A range's last piece may
+/// end in a torn batch. See [`ReadAhead`] for `prepare`.
+pub fn scan_pieces<P: Default + Send + 'static>(
+    ranges: &[FileSlice],
+    piece_bytes: usize,
+    buffers: &mut ScanBuffers<P>,
+    throttle: &mut Throttle,
+    prepare: impl FnMut(&[u8], &mut P) + Send + 'static,
+    mut f: impl FnMut(&[u8], Option<&P>) -> Result<bool>,
+) -> Result<()> {
+    let pace = std::mem::replace(throttle, Throttle::unlimited());
+    let kept = std::mem::take(buffers);
+    let mut ahead = ReadAhead::start(ranges.to_vec(), piece_bytes, kept, pace, prepare)?;
+    let walked = loop {
+        let mut more = true;
+        let next = ahead.next(|piece, prepared| {
+            more = f(piece, prepared)?;
+            Ok(())
+        });
+        match next {
+            Ok(true) if more => {}
+            Ok(_) => break Ok(()),
+            Err(err) => break Err(err),
         }
-        free_tx
-            .send(buf)
-            .map_err(|_| Error::InvalidConfig("read-ahead channel closed".into()))?;
+    };
+    (*buffers, *throttle) = ahead.finish()?;
+    walked
+}
+
+/// A helper thread that reads file ranges ahead of the caller, one piece of whole
+/// batches at a time, in a few buffers that go round between the two.
+///
+/// The reader also runs `prepare` on a piece it has read when the caller has one waiting
+/// already (it is busy, so preparing costs it nothing), and the caller gets what it
+/// made; else the caller gets the piece alone (`None`). So work that needs only a
+/// piece's bytes divides itself between the two threads: the caller does it for the
+/// pieces the reader had no time for.
+pub struct ReadAhead<P> {
+    full: Option<Receiver<Result<Piece<P>>>>,
+    free: Option<SyncSender<(Vec<u8>, P)>>,
+    /// Pieces sent that the caller has not taken yet.
+    queued: Arc<AtomicUsize>,
+    /// Ends with the buffers it held and the throttle.
+    reader: Option<JoinHandle<(ScanBuffers<P>, Throttle)>>,
+    /// The buffers and throttle of a read-ahead with nothing to read.
+    idle: Option<(ScanBuffers<P>, Throttle)>,
+}
+
+impl<P: Default + Send + 'static> ReadAhead<P> {
+    /// Starts reading `ranges` (each starting at a batch boundary) in pieces of
+    /// `piece_bytes` (more for a batch larger than that), into `buffers`, paced by
+    /// `throttle`.
+    pub fn start(
+        ranges: Vec<FileSlice>,
+        piece_bytes: usize,
+        mut buffers: ScanBuffers<P>,
+        mut throttle: Throttle,
+        prepare: impl FnMut(&[u8], &mut P) + Send + 'static,
+    ) -> Result<ReadAhead<P>> {
+        let largest = ranges.iter().map(FileSlice::len).max().unwrap_or(0);
+        let piece_len = piece_bytes.min(usize::try_from(largest).unwrap_or(piece_bytes));
+        let queued = Arc::new(AtomicUsize::new(0));
+        if piece_len == 0 {
+            return Ok(ReadAhead {
+                full: None,
+                free: None,
+                queued,
+                reader: None,
+                idle: Some((buffers, throttle)),
+            });
+        }
+        let (free_tx, free_rx) = sync_channel::<(Vec<u8>, P)>(BUFFERS);
+        for _ in 0..BUFFERS {
+            let (mut buf, prepared) = buffers.free.pop().unwrap_or_default();
+            if buf.len() < piece_len {
+                buf.resize(piece_len, 0);
+            }
+            // Never fails nor blocks: the channel has room for every buffer, and its
+            // receiver is at hand.
+            let _ = free_tx.send((buf, prepared));
+        }
+        let (full_tx, full_rx) = sync_channel::<Result<Piece<P>>>(READ_AHEAD);
+        let reader = Reader {
+            free: free_rx,
+            queued: queued.clone(),
+            full: full_tx,
+            prepare,
+        };
+        let path = ranges
+            .first()
+            .map(|r| r.file().path().to_path_buf())
+            .unwrap_or_default();
+        let handle = std::thread::Builder::new()
+            .name("partlog-read-ahead".into())
+            .spawn(move || {
+                let free = reader.run(&ranges, &mut throttle);
+                (ScanBuffers { free }, throttle)
+            })
+            .map_err(|e| Error::io("start a read-ahead thread for", path, e))?;
+        Ok(ReadAhead {
+            full: Some(full_rx),
+            free: Some(free_tx),
+            queued,
+            reader: Some(handle),
+            idle: None,
+        })
     }
-    let (full_tx, full_rx) = sync_channel::<Result<Piece>>(READ_AHEAD);
-    std::thread::scope(|scope| {
-        let reader = scope.spawn(move || read_ahead(ranges, free_rx, full_tx, throttle));
-        let walked = walk_pieces(&full_rx, &free_tx, &mut f);
+
+    /// Calls `f` with the next piece and what the reader made of it, if anything;
+    /// false, without calling it, once every range was read.
+    pub fn next(&mut self, f: impl FnOnce(&[u8], Option<&P>) -> Result<()>) -> Result<bool> {
+        let (Some(full), Some(free)) = (&self.full, &self.free) else {
+            return Ok(false);
+        };
+        let Ok(piece) = full.recv() else {
+            return Ok(false);
+        };
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        let piece = piece?;
+        let prepared = piece.ready.then_some(&piece.prepared);
+        let result = f(&piece.buf[..piece.len], prepared);
+        // The buffers go back whatever happened: the reader reuses them, or hands them
+        // back once it is done (the channel has room for every buffer).
+        let _ = free.send((piece.buf, piece.prepared));
+        result.map(|()| true)
+    }
+
+    /// Stops the reader; returns the buffers and the throttle, for another scan.
+    pub fn finish(mut self) -> Result<(ScanBuffers<P>, Throttle)> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<(ScanBuffers<P>, Throttle)> {
+        if let Some(idle) = self.idle.take() {
+            return Ok(idle);
+        }
         // A reader still ahead stops once it finds no free buffer (after at most the
         // ones queued for it); what it sent meanwhile comes back here, what it holds
         // comes back when it ends.
-        drop(free_tx);
-        buffers
-            .free
-            .extend(full_rx.iter().filter_map(|piece| piece.ok()).map(|p| p.buf));
-        let returned = reader
+        drop(self.free.take());
+        let mut buffers = ScanBuffers::default();
+        if let Some(full) = self.full.take() {
+            let sent = full.iter().filter_map(|piece| piece.ok());
+            buffers.free.extend(sent.map(|p| (p.buf, p.prepared)));
+        }
+        let Some(reader) = self.reader.take() else {
+            return Ok((buffers, Throttle::unlimited()));
+        };
+        let (held, throttle) = reader
             .join()
-            .map_err(|_| Error::InvalidConfig("read-ahead thread panicked".into()));
-        buffers.free.extend(returned?);
-        walked
-    })
+            .map_err(|_| Error::InvalidConfig("read-ahead thread panicked".into()))?;
+        buffers.free.extend(held.free);
+        Ok((buffers, throttle))
+    }
 }
 
-/// The caller's side: parses each piece's batches in place and returns the piece's buffer.
-fn walk_pieces(
-    full: &Receiver<Result<Piece>>,
-    free: &SyncSender<Vec<u8>>,
-    f: &mut impl FnMut(&Batch<'_>) -> Result<bool>,
-) -> Result<()> {
-    for piece in full {
-        let piece = piece?;
-        let more = walk(&piece.buf[..piece.len], f);
-        // The buffer goes back whatever happened: the reader reuses it, or hands it back
-        // to the pool once it is done (the channel has room for every buffer).
-        let _ = free.send(piece.buf);
-        if !more? {
-            return Ok(());
+impl<P> Drop for ReadAhead<P> {
+    fn drop(&mut self) {
+        // Closing both channels ends the reader at its next send or wait for a buffer.
+        drop(self.free.take());
+        drop(self.full.take());
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
         }
     }
-    Ok(())
+}
+
+impl<P> std::fmt::Debug for ReadAhead<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadAhead")
+            .field("queued", &self.queued.load(Ordering::Relaxed))
+            .field("reading", &self.reader.is_some())
+            .finish()
+    }
 }
 
 /// Calls `f` with each batch of `bytes`; false when `f` asked to stop.
@@ -147,90 +293,119 @@ fn walk(bytes: &[u8], f: &mut impl FnMut(&Batch<'_>) -> Result<bool>) -> Result<
     Ok(true)
 }
 
-/// The reader's side: fills free buffers from the ranges, cuts them at batch boundaries
-/// and sends them on. Returns the buffers it still holds once the caller closed both
-/// channels (or it is done).
-fn read_ahead(
-    ranges: &[FileSlice],
-    free: Receiver<Vec<u8>>,
-    full: SyncSender<Result<Piece>>,
-    throttle: &mut Throttle,
-) -> Vec<Vec<u8>> {
-    let mut held = Vec::new();
-    if let Err(err) = read_ranges(ranges, &free, &full, throttle, &mut held) {
-        let _ = full.send(Err(err)); // a caller that stopped does not need the error
-    }
-    drop(full);
-    held.extend(free.iter());
-    held
+/// The reading side: fills free buffers from the ranges, cuts them at batch boundaries,
+/// prepares them and sends them on.
+struct Reader<P, F> {
+    free: Receiver<(Vec<u8>, P)>,
+    /// Pieces sent that the caller has not taken yet.
+    queued: Arc<AtomicUsize>,
+    full: SyncSender<Result<Piece<P>>>,
+    prepare: F,
 }
 
-fn read_ranges(
-    ranges: &[FileSlice],
-    free: &Receiver<Vec<u8>>,
-    full: &SyncSender<Result<Piece>>,
-    throttle: &mut Throttle,
-    held: &mut Vec<Vec<u8>>,
-) -> Result<()> {
-    for range in ranges {
-        let size = range.position() + range.len(); // where the range ends in its file
-        let file = range.file();
-        let Ok(mut buf) = free.recv() else {
-            return Ok(()); // the caller stopped
-        };
-        let mut filled = 0usize; // bytes at the start of `buf` carried over or read
-        let mut pos = range.position(); // the file position of `buf[filled]`
-        loop {
-            let room = (buf.len() - filled) as u64;
-            let want = room.min(size - pos) as usize;
-            if let Err(err) = file.read_exact_at(&mut buf[filled..filled + want], pos) {
-                held.push(buf);
-                return Err(err);
+impl<P, F: FnMut(&[u8], &mut P)> Reader<P, F> {
+    /// Reads every range; returns the buffers it still holds once the caller closed both
+    /// channels (or it is done).
+    fn run(mut self, ranges: &[FileSlice], throttle: &mut Throttle) -> Vec<(Vec<u8>, P)> {
+        let mut held = Vec::new();
+        if let Err(err) = self.read_ranges(ranges, throttle, &mut held) {
+            let _ = self.full.send(Err(err)); // a caller that stopped does not need it
+        }
+        drop(self.full);
+        held.extend(self.free.iter());
+        held
+    }
+
+    /// Sends `piece`, prepared first when the caller has a piece waiting already (it is
+    /// busy: preparing costs it nothing); false, keeping the buffers in `held`, when the
+    /// caller stopped.
+    fn send(&mut self, mut piece: Piece<P>, held: &mut Vec<(Vec<u8>, P)>) -> bool {
+        if self.queued.load(Ordering::Acquire) > 0 {
+            (self.prepare)(&piece.buf[..piece.len], &mut piece.prepared);
+            piece.ready = true;
+        }
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        match self.full.send(Ok(piece)) {
+            Ok(()) => true,
+            Err(unsent) => {
+                held.extend(unsent.0.ok().map(|p| (p.buf, p.prepared)));
+                false
             }
-            throttle.account(want as u64);
-            pos += want as u64;
-            filled += want;
-            if pos == size {
-                if let Err(unsent) = full.send(Ok(Piece { buf, len: filled })) {
-                    held.extend(unsent_buffer(unsent));
-                    return Ok(());
-                }
-                break;
-            }
-            let end = match cut(&buf[..filled]) {
-                Cut::Whole(end) => end,
-                Cut::Bad => filled, // sent whole: the caller's parse says what is wrong
-                Cut::Needs(batch) => {
-                    // One batch larger than the buffer: make room for it, up to the rest
-                    // of the range (a torn length may claim more).
-                    let most = filled + (size - pos) as usize;
-                    buf.resize(batch.max(buf.len() * 2).min(most), 0);
-                    continue;
-                }
-            };
-            let Ok(mut next) = free.recv() else {
-                held.push(buf);
-                return Ok(());
-            };
-            let tail = filled - end;
-            if next.len() < tail {
-                next.resize(tail, 0);
-            }
-            next[..tail].copy_from_slice(&buf[end..filled]);
-            if let Err(unsent) = full.send(Ok(Piece { buf, len: end })) {
-                held.extend([next].into_iter().chain(unsent_buffer(unsent)));
-                return Ok(());
-            }
-            buf = next;
-            filled = tail;
         }
     }
-    Ok(())
-}
 
-/// The buffer of a piece the caller did not take.
-fn unsent_buffer(unsent: SendError<Result<Piece>>) -> Option<Vec<u8>> {
-    unsent.0.ok().map(|piece| piece.buf)
+    fn read_ranges(
+        &mut self,
+        ranges: &[FileSlice],
+        throttle: &mut Throttle,
+        held: &mut Vec<(Vec<u8>, P)>,
+    ) -> Result<()> {
+        for range in ranges {
+            let size = range.position() + range.len(); // where the range ends in its file
+            let file = range.file();
+            let Ok((mut buf, mut prepared)) = self.free.recv() else {
+                return Ok(()); // the caller stopped
+            };
+            let mut filled = 0usize; // bytes at the start of `buf` carried over or read
+            let mut pos = range.position(); // the file position of `buf[filled]`
+            loop {
+                let room = (buf.len() - filled) as u64;
+                let want = room.min(size - pos) as usize;
+                if let Err(err) = file.read_exact_at(&mut buf[filled..filled + want], pos) {
+                    held.push((buf, prepared));
+                    return Err(err);
+                }
+                throttle.account(want as u64);
+                pos += want as u64;
+                filled += want;
+                if pos == size {
+                    let piece = Piece {
+                        buf,
+                        len: filled,
+                        prepared,
+                        ready: false,
+                    };
+                    if !self.send(piece, held) {
+                        return Ok(());
+                    }
+                    break;
+                }
+                let end = match cut(&buf[..filled]) {
+                    Cut::Whole(end) => end,
+                    Cut::Bad => filled, // sent whole: the caller's parse says what is wrong
+                    Cut::Needs(batch) => {
+                        // One batch larger than the buffer: make room for it, up to the
+                        // rest of the range (a torn length may claim more).
+                        let most = filled + (size - pos) as usize;
+                        buf.resize(batch.max(buf.len() * 2).min(most), 0);
+                        continue;
+                    }
+                };
+                let piece = Piece {
+                    buf,
+                    len: end,
+                    prepared,
+                    ready: false,
+                };
+                let Ok((mut next, next_prepared)) = self.free.recv() else {
+                    held.push((piece.buf, piece.prepared));
+                    return Ok(());
+                };
+                let tail = filled - end;
+                if next.len() < tail {
+                    next.resize(tail, 0);
+                }
+                next[..tail].copy_from_slice(&piece.buf[end..filled]);
+                if !self.send(piece, held) {
+                    held.push((next, next_prepared));
+                    return Ok(());
+                }
+                (buf, prepared) = (next, next_prepared);
+                filled = tail;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How much of a buffer's start is whole batches.
@@ -393,6 +568,74 @@ mod tests {
             .iter()
             .map(|s| batches(&segment_bytes(s)).count())
             .sum()
+    }
+
+    /// The reader prepares the pieces it reads while the caller is busy (here: slow);
+    /// every piece comes once, in order, prepared or not, and what was prepared is what
+    /// the caller would make of the piece itself.
+    #[test]
+    fn a_busy_caller_gets_pieces_the_reader_prepared() {
+        let sim = SimStorage::new(7);
+        let log = log(&sim);
+        let expected: Vec<u8> = all_batches(&log).concat();
+        let count = |piece: &[u8], out: &mut usize| *out = batches(piece).count();
+        let mut ahead = ReadAhead::start(
+            whole(&log),
+            1_000,
+            ScanBuffers::default(),
+            Throttle::unlimited(),
+            count,
+        )
+        .expect("start");
+        let (mut seen, mut prepared) = (Vec::new(), 0);
+        while ahead
+            .next(|piece, made| {
+                if let Some(&made) = made {
+                    let mut own = 0;
+                    count(piece, &mut own);
+                    assert_eq!(made, own, "prepared as the caller would");
+                    prepared += 1;
+                }
+                seen.extend_from_slice(piece);
+                std::thread::sleep(std::time::Duration::from_micros(200));
+                Ok(())
+            })
+            .expect("next")
+        {}
+        assert_eq!(seen, expected);
+        assert!(prepared > 0, "a slow caller gets prepared pieces");
+        let (buffers, _) = ahead.finish().expect("finish");
+        assert_eq!(buffers.free.len(), BUFFERS, "every buffer comes back");
+    }
+
+    /// A read-ahead dropped half way, or with nothing to read, ends its thread.
+    #[test]
+    fn a_read_ahead_dropped_early_ends() {
+        let sim = SimStorage::new(7);
+        let log = log(&sim);
+        for taken in [0, 1, 5] {
+            let mut ahead = ReadAhead::<()>::start(
+                whole(&log),
+                1_000,
+                ScanBuffers::default(),
+                Throttle::unlimited(),
+                |_, _| {},
+            )
+            .expect("start");
+            for _ in 0..taken {
+                assert!(ahead.next(|_, _| Ok(())).expect("next"));
+            }
+            drop(ahead);
+        }
+        let mut empty = ReadAhead::<()>::start(
+            Vec::new(),
+            1_000,
+            ScanBuffers::default(),
+            Throttle::unlimited(),
+            |_, _| {},
+        )
+        .expect("start");
+        assert!(!empty.next(|_, _| Ok(())).expect("next"), "nothing to read");
     }
 
     #[test]

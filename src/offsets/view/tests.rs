@@ -266,3 +266,176 @@ fn replay_and_apply_agree_with_a_model() {
         }
     }
 }
+
+/// A batch of random records of groups `g` and `h`: mostly commits, runs of them by
+/// topic, some with metadata; at times a tombstone, a group metadata record or a record
+/// with no key; transactional (of producer 7) or a marker (commit or abort) at times.
+fn random_batch(rng: &mut crate::io::sim::SimRng) -> Vec<u8> {
+    let mut builder = BatchBuilder::new();
+    match rng.below(8) {
+        0 => {
+            let commit = rng.ratio(1, 2);
+            let key = [0, 0, 0, u8::from(commit)];
+            builder.producer(7, 0, 0).transactional(true).control(true);
+            builder.append(0, Some(&key), Some(&[0, 0, 0, 0, 0, 0]), &[]);
+            return builder.build().expect("marker");
+        }
+        1 => {
+            builder.producer(7, 0, 0).transactional(true);
+        }
+        _ => {}
+    }
+    let group = ["g", "h"][rng.below(2) as usize];
+    for _ in 0..rng.range_inclusive(1, 12) {
+        let topic = ["t", "u"][rng.below(2) as usize];
+        let (mut key, mut value_bytes) = (Vec::new(), Vec::new());
+        let kind = rng.below(100);
+        if kind < 5 {
+            encode_group_metadata_key(group, &mut key);
+            value_bytes.extend_from_slice(&[0, 3]);
+        } else {
+            encode_offset_commit_key(group, topic, rng.below(4) as i32, &mut key);
+            let metadata = if kind < 10 { "meta" } else { "" };
+            let v = OffsetCommitValue {
+                offset: rng.below(1_000) as i64,
+                leader_epoch: rng.below(3) as i32,
+                metadata: metadata.into(),
+                commit_timestamp: rng.below(100) as i64,
+                expire_timestamp: -1,
+            };
+            encode_offset_commit_value(&v, &mut value_bytes);
+        }
+        let value = !(10..18).contains(&kind);
+        let value = value.then_some(&value_bytes[..]);
+        let key = (kind != 18).then_some(&key[..]);
+        builder.append(0, key, value, &[]);
+    }
+    builder.build().expect("batch")
+}
+
+/// Every offset of a view in order, the records it skipped and the metadata texts it
+/// holds.
+type Contents = (Vec<(String, (String, i32), Committed)>, u64, usize);
+
+fn contents(view: &View) -> Contents {
+    let mut all: Vec<_> = view
+        .groups()
+        .flat_map(|(g, offsets)| {
+            let all: Vec<_> = offsets.iter().map(|(k, c)| (g.clone(), k, c)).collect();
+            all
+        })
+        .collect();
+    all.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    let texts = view.metadata.texts.len() - view.metadata.free.len();
+    (all, view.skipped, texts)
+}
+
+/// A piece of random batches, replayed batch by batch, as a piece, and decoded first
+/// (as the load's reading thread does): the three views agree, also on what they
+/// skipped, and each reports the offset after the piece. A record without a key stops
+/// all three at the same batch with an error.
+#[test]
+fn a_decoded_piece_replays_as_its_batches_do() {
+    for seed in 0..400 {
+        let mut rng = crate::io::sim::SimRng::new(seed);
+        let mut views = [View::default(), View::default(), View::default()];
+        let mut decoded = Decoded::default();
+        for _ in 0..rng.range_inclusive(1, 4) {
+            let mut piece = Vec::new();
+            let mut next = None;
+            for _ in 0..rng.range_inclusive(1, 8) {
+                let mut batch = random_batch(&mut rng);
+                let base: i64 = next.unwrap_or(0);
+                batch[..8].copy_from_slice(&base.to_be_bytes());
+                next = Some(Batch::parse(&batch).expect("parse").header().next_offset());
+                piece.extend(batch);
+            }
+            let mut outcomes = Vec::new();
+            let mut at = 0;
+            let by_batch = loop {
+                if at == piece.len() {
+                    break Ok(next);
+                }
+                let batch = Batch::parse(&piece[at..]).expect("parse");
+                if let Err(err) = views[0].replay(&batch) {
+                    break Err(err);
+                }
+                at += batch.as_bytes().len();
+            };
+            outcomes.push(by_batch.map_err(|e| e.to_string()));
+            outcomes.push(
+                views[1]
+                    .replay_piece(&piece, None)
+                    .map_err(|e| e.to_string()),
+            );
+            decoded.decode_piece(&piece);
+            let prepared = views[2].replay_piece(&piece, Some(&decoded));
+            outcomes.push(prepared.map_err(|e| e.to_string()));
+            assert_eq!(outcomes[0], outcomes[1], "seed {seed}");
+            assert_eq!(outcomes[0], outcomes[2], "seed {seed}");
+            let [a, b, c] = &views;
+            assert_eq!(contents(a), contents(b), "seed {seed}");
+            assert_eq!(contents(a), contents(c), "seed {seed}");
+            if outcomes[0].is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// The usual commit batch becomes runs by group and topic, one group run for
+/// consecutive batches of one group; anything else stays a batch.
+#[test]
+fn decoding_groups_runs_by_group_and_topic() {
+    let commit = |group: &str, topics: &[&str]| {
+        let changes: Vec<Change> = topics
+            .iter()
+            .enumerate()
+            .map(|(p, t)| {
+                let c = Committed {
+                    offset: p as i64,
+                    leader_epoch: 0,
+                    metadata: String::new(),
+                    commit_timestamp: 0,
+                };
+                (group.to_string(), (t.to_string(), p as i32), Some(c))
+            })
+            .collect();
+        batch_of(&changes)
+    };
+    let mut piece = commit("g", &["t", "t", "u"]);
+    piece.extend(commit("g", &["u"]));
+    piece.extend(commit("h", &["t"]));
+    let tombstone: Vec<Change> = vec![("h".into(), ("t".into(), 0), None)];
+    piece.extend(batch_of(&tombstone));
+    piece.extend(commit("h", &["t"]));
+    let mut decoded = Decoded::default();
+    decoded.decode_piece(&piece);
+    let shape: Vec<_> = decoded
+        .items
+        .iter()
+        .map(|item| match item {
+            Item::Group { group, runs } => {
+                let topics: Vec<_> = decoded.runs[runs.clone()]
+                    .iter()
+                    .map(|r| (decoded.name(r.topic).to_vec(), r.entries.len()))
+                    .collect();
+                format!(
+                    "{}:{topics:?}",
+                    String::from_utf8_lossy(decoded.name(*group))
+                )
+            }
+            Item::Batch(_) => "batch".into(),
+        })
+        .collect();
+    let t = |name: &str, n: usize| (name.as_bytes().to_vec(), n);
+    assert_eq!(
+        shape,
+        [
+            format!("g:{:?}", [t("t", 2), t("u", 1), t("u", 1)]),
+            format!("h:{:?}", [t("t", 1)]),
+            "batch".into(),
+            format!("h:{:?}", [t("t", 1)]),
+        ]
+    );
+}
