@@ -148,9 +148,8 @@ impl Decoded {
         // A key that repeats the record before's bytes up to the partition (version,
         // group, topic) continues its run without decoding the names.
         let mut prefix: &[u8] = &[];
-        for record in batch.records().ok()? {
-            let record = record.ok()?;
-            let (key, value) = (record.key?, record.value?);
+        batch.records().ok()?.try_for_each_usual(|key, value| {
+            let (key, value) = (key?, value?);
             let partition =
                 if key.len() == prefix.len() + 4 && same_bytes(&key[..prefix.len()], prefix) {
                     let mut id = [0u8; 4];
@@ -188,14 +187,23 @@ impl Decoded {
                 commit_timestamp: v.commit_timestamp,
                 metadata,
             });
-            self.runs.last_mut()?.entries.end = self.entries.len();
-        }
+            Some(())
+        })?;
+        self.close_run();
         Some(())
+    }
+
+    /// Ends the last run at the last entry.
+    fn close_run(&mut self) {
+        if let Some(run) = self.runs.last_mut() {
+            run.entries.end = self.entries.len();
+        }
     }
 
     /// Opens a run for `topic`, in the group run open when it is `group`'s, else in a new
     /// one.
     fn start_run(&mut self, group: &[u8], topic: &[u8]) -> Option<()> {
+        self.close_run();
         let topic = push_name(&mut self.names, topic)?;
         let same_group = match self.items.last() {
             Some(Item::Group { group: g, .. }) => same_bytes(&self.names[g.range()], group),
