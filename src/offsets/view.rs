@@ -527,6 +527,19 @@ impl View {
         if header.is_transactional() {
             return self.replay_transactional(batch);
         }
+        // The usual records in a tight loop, then any others the general way (the same
+        // code, compiled for each).
+        let mut usual = batch.usual_records()?;
+        self.replay_records((&mut usual).map(Ok))?;
+        self.replay_records(usual.rest().map(|r| r.map_err(Error::from)))
+    }
+
+    /// Replays the records of a batch that is neither a marker nor transactional.
+    #[inline(always)]
+    fn replay_records<'b>(
+        &mut self,
+        records: impl Iterator<Item = Result<Record<'b>>>,
+    ) -> Result<()> {
         let View {
             groups,
             metadata,
@@ -538,7 +551,7 @@ impl View {
         // one of the same group (a commit's next topic) reuses its group's topics.
         let mut prefix: &[u8] = &[];
         let mut cached: Option<(&[u8], &mut Topics, usize)> = None;
-        for record in batch.records()? {
+        for record in records {
             let record = record?;
             let key = record
                 .key

@@ -1,6 +1,6 @@
 //! The RecordBatch v2 header, a zero-copy view over one batch, and in-place patching.
 
-use super::records::RecordIter;
+use super::records::{RecordIter, UsualRecords};
 use super::{BatchError, BATCH_SIZE_PREFIX_LEN, HEADER_LEN, LOG_OVERHEAD, MAGIC_V2};
 use super::{MIN_BATCH_LENGTH, NO_PARTITION_LEADER_EPOCH};
 
@@ -322,6 +322,13 @@ impl<'a> Batch<'a> {
             Compression::None => Ok(RecordIter::new(&self.header, &self.bytes[HEADER_LEN..])),
             compression => Err(BatchError::Compressed { compression }),
         }
+    }
+
+    /// The batch's records while each is usual (short varints, no headers), in a tight
+    /// loop for a reader of many such batches; [`UsualRecords::rest`] then reads on the
+    /// general way. [`BatchError::Compressed`] for a compressed batch.
+    pub fn usual_records(&self) -> Result<UsualRecords<'a>, BatchError> {
+        self.records().map(RecordIter::usual)
     }
 }
 

@@ -29,7 +29,7 @@ pub use crc::{crc32c, Crc32c};
 pub use error::{BatchError, RecordFault};
 pub use fuzz::fuzz_batch_decode;
 pub use legacy::{encode_message_v1, legacy_message_size};
-pub use records::{HeaderIter, Record, RecordIter};
+pub use records::{HeaderIter, Record, RecordIter, UsualRecords};
 
 /// Size of the RecordBatch v2 header, from `baseOffset` through `recordsCount`.
 pub const HEADER_LEN: usize = 61;

@@ -148,8 +148,9 @@ impl Decoded {
         // A key that repeats the record before's bytes up to the partition (version,
         // group, topic) continues its run without decoding the names.
         let mut prefix: &[u8] = &[];
-        batch.records().ok()?.try_for_each_usual(|key, value| {
-            let (key, value) = (key?, value?);
+        let mut records = batch.usual_records().ok()?;
+        records.try_for_each(|record| {
+            let (key, value) = (record.key?, record.value?);
             let partition =
                 if key.len() == prefix.len() + 4 && same_bytes(&key[..prefix.len()], prefix) {
                     let mut id = [0u8; 4];
@@ -189,6 +190,10 @@ impl Decoded {
             });
             Some(())
         })?;
+        // Every record was usual, and nothing follows them.
+        if records.rest().next().is_some() {
+            return None;
+        }
         self.close_run();
         Some(())
     }
