@@ -67,6 +67,8 @@ pub struct OffsetsConfig {
     /// Kafka's `offsets.commit.required.acks`: all (-1) by default.
     pub acks: Acks,
     pub retention_ms: i64,
+    /// Bytes of the log one [`OffsetsStore::load_step`] replays (Kafka's
+    /// `offsets.load.buffer.size`); a step ends at the first piece boundary past them.
     pub load_buffer_bytes: u64,
     pub commit_timeout_ms: i64,
 }

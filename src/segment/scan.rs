@@ -67,7 +67,7 @@ impl Throttle {
 }
 
 /// Read buffers kept from one scan to the next, each with the room its reader's
-/// preparation of a piece uses (see [`scan_pieces`]).
+/// preparation of a piece uses (see [`ReadAhead`]).
 #[derive(Debug, Default)]
 pub struct ScanBuffers<P = ()> {
     free: Vec<(Vec<u8>, P)>,
@@ -92,35 +92,14 @@ pub fn scan_batches(
     throttle: &mut Throttle,
     mut f: impl FnMut(&Batch<'_>) -> Result<bool>,
 ) -> Result<()> {
-    let no_preparation = |_: &[u8], _: &mut ()| {};
-    scan_pieces(
-        ranges,
-        piece_bytes,
-        buffers,
-        throttle,
-        no_preparation,
-        |piece, _| walk(piece, &mut f),
-    )
-}
-
-/// Calls `f` with every piece of whole batches of `ranges` (each starting at a batch
-/// boundary), in order, stopping early when `f` returns false. A range's last piece may
-/// end in a torn batch. See [`ReadAhead`] for `prepare`.
-pub fn scan_pieces<P: Default + Send + 'static>(
-    ranges: &[FileSlice],
-    piece_bytes: usize,
-    buffers: &mut ScanBuffers<P>,
-    throttle: &mut Throttle,
-    prepare: impl FnMut(&[u8], &mut P) + Send + 'static,
-    mut f: impl FnMut(&[u8], Option<&P>) -> Result<bool>,
-) -> Result<()> {
     let pace = std::mem::replace(throttle, Throttle::unlimited());
     let kept = std::mem::take(buffers);
-    let mut ahead = ReadAhead::start(ranges.to_vec(), piece_bytes, kept, pace, prepare)?;
+    let no_preparation = |_: &[u8], _: &mut ()| {};
+    let mut ahead = ReadAhead::start(ranges.to_vec(), piece_bytes, kept, pace, no_preparation)?;
     let walked = loop {
         let mut more = true;
-        let next = ahead.next(|piece, prepared| {
-            more = f(piece, prepared)?;
+        let next = ahead.next(|piece, _| {
+            more = walk(piece, &mut f)?;
             Ok(())
         });
         match next {
