@@ -290,7 +290,7 @@ impl<'a> RecordIter<'a> {
     }
 }
 
-/// The usual records of a batch, from [`RecordIter::usual`].
+/// The usual records of a batch, from [`super::Batch::usual_records`].
 #[derive(Clone, Debug)]
 pub struct UsualRecords<'a> {
     iter: RecordIter<'a>,
