@@ -20,7 +20,7 @@ use std::hash::{Hash, Hasher};
 
 use super::codec::{self, KeyRef};
 use crate::error::{Error, Result};
-use crate::record::{Batch, Record};
+use crate::record::{batches, Batch, Record};
 use crate::replica::AppendHandle;
 pub use decode::Decoded;
 use decode::Item;
@@ -620,12 +620,10 @@ impl View {
             return Ok(decoded.next_offset());
         }
         let mut next = None;
-        let mut at = 0;
-        while at < piece.len() {
-            let batch = Batch::parse(&piece[at..])?;
+        for batch in batches(piece) {
+            let batch = batch?;
             self.replay(&batch)?;
             next = Some(batch.header().next_offset());
-            at += batch.as_bytes().len();
         }
         Ok(next)
     }

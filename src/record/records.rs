@@ -699,48 +699,48 @@ mod tests {
         batch
     }
 
+    /// Calls `check` with 20,000 batches of [`random_batch`] from `seed`, raw and parsed.
+    fn for_random_batches(seed: u64, mut check: impl FnMut(usize, &[u8], &Batch<'_>)) {
+        let mut rng = crate::io::sim::SimRng::new(seed);
+        for case in 0..20_000 {
+            let batch = random_batch(&mut rng, case);
+            check(case, &batch, &Batch::parse(&batch).unwrap());
+        }
+    }
+
     /// The fast record walk and the iterator agree on every batch: random valid batches,
     /// each then damaged at a random byte of its records.
     #[test]
     fn fast_walk_agrees_with_the_iterator() {
-        let mut rng = crate::io::sim::SimRng::new(17);
-        for case in 0..20_000 {
-            let batch = random_batch(&mut rng, case);
-            let parsed = Batch::parse(&batch).unwrap();
+        for_random_batches(17, |case, batch, parsed| {
             let slow = parsed.records().unwrap().all(|r| r.is_ok());
-            let fast = walk_and_crc(parsed.header(), &batch);
+            let fast = walk_and_crc(parsed.header(), batch);
             assert_eq!(fast.is_some(), slow, "case {case}: {batch:?}");
             if let Some(crc) = fast {
                 assert_eq!(crc, parsed.computed_crc(), "case {case}");
             }
             assert_eq!(parsed.validate().is_ok(), slow, "case {case}");
-        }
+        });
     }
 
     /// The iterator's inline path for the usual record reads every batch as its general
     /// path alone does: the same records, the same error at the same place.
     #[test]
     fn usual_records_read_the_same_as_the_general_path() {
-        let mut rng = crate::io::sim::SimRng::new(29);
-        for case in 0..20_000 {
-            let batch = random_batch(&mut rng, case);
-            let parsed = Batch::parse(&batch).unwrap();
+        for_random_batches(29, |case, batch, parsed| {
             let with_usual: Vec<_> = parsed.records().unwrap().collect();
             let mut general = parsed.records().unwrap();
             let general: Vec<_> = std::iter::from_fn(|| general.next_in_general()).collect();
             assert_eq!(with_usual, general, "case {case}: {batch:?}");
-        }
+        });
     }
 
     /// The usual records, then the rest the general way, read every batch as the
     /// iterator does: the same records, the same error at the same place.
     #[test]
     fn usual_records_then_the_rest_read_as_the_iterator_does() {
-        let mut rng = crate::io::sim::SimRng::new(31);
         let mut whole = 0;
-        for case in 0..20_000 {
-            let batch = random_batch(&mut rng, case);
-            let parsed = Batch::parse(&batch).unwrap();
+        for_random_batches(31, |case, batch, parsed| {
             let general: Vec<_> = parsed.records().unwrap().collect();
             let mut usual = parsed.usual_records().unwrap();
             let mut both: Vec<_> = (&mut usual).map(Ok).collect();
@@ -750,7 +750,7 @@ mod tests {
             if taken == general.len() && general.iter().all(Result::is_ok) {
                 whole += 1;
             }
-        }
+        });
         assert!(whole > 200, "{whole} batches read whole by the usual loop");
     }
 }

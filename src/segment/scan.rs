@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use super::FileSlice;
 use crate::error::{Error, Result};
-use crate::record::{batch_size, Batch, BatchError};
+use crate::record::{batch_size, batches, Batch, BatchError};
 
 /// Bytes read from a file per step, unless the caller says otherwise.
 pub const SCAN_BYTES: usize = 1 << 20;
@@ -261,13 +261,10 @@ impl<P> std::fmt::Debug for ReadAhead<P> {
 
 /// Calls `f` with each batch of `bytes`; false when `f` asked to stop.
 fn walk(bytes: &[u8], f: &mut impl FnMut(&Batch<'_>) -> Result<bool>) -> Result<bool> {
-    let mut at = 0;
-    while at < bytes.len() {
-        let batch = Batch::parse(&bytes[at..])?;
-        if !f(&batch)? {
+    for batch in batches(bytes) {
+        if !f(&batch?)? {
             return Ok(false);
         }
-        at += batch.as_bytes().len();
     }
     Ok(true)
 }
