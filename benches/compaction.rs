@@ -19,7 +19,7 @@ fn cleaning(c: &mut Criterion) {
     let mut group = c.benchmark_group("compaction");
     group.throughput(Throughput::Bytes(BYTES));
     bench_sides(&mut group, ["clean", "raw_read"], || {
-        let (clean, raw, _) = compaction::compaction(&root, BYTES).expect("clean");
+        let (clean, raw, _) = compaction::compaction(&root, BYTES, 1).expect("clean");
         (clean, raw)
     });
     group.finish();
@@ -31,7 +31,7 @@ fn offsets(c: &mut Criterion) {
     let mut group = c.benchmark_group("offsets_load");
     group.throughput(Throughput::Bytes(BYTES));
     bench_sides(&mut group, ["load", "raw_read"], || {
-        let (load, raw, _) = compaction::offsets_load(&root, BYTES).expect("load");
+        let (load, raw, _) = compaction::offsets_load(&root, BYTES, 1).expect("load");
         (load, raw)
     });
     group.finish();

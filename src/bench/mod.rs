@@ -43,8 +43,12 @@ const CATCHUP_REPS: usize = 3;
 const ACKS_DATA_DIVISOR: u64 = 8;
 /// Single appends of each `acks` setting timed for the latency figures.
 const LATENCY_APPENDS: usize = 2000;
+/// Repetitions of the compaction (best kept; each builds its dirty log anew).
+const COMPACTION_REPS: usize = 2;
 /// Bytes of the offsets partition the load workload replays (the 100 MiB).
 const OFFSETS_LOAD_BYTES: u64 = 100 << 20;
+/// Loads of that partition, each into a fresh store (best kept; a load is short).
+const OFFSETS_LOAD_REPS: usize = 5;
 /// Commits of 100 partition offsets each in the commit workload.
 const COMMITS: usize = 20_000;
 
@@ -217,14 +221,16 @@ fn run_in(
 
     progress("compaction");
     let compaction_root = root.join("compaction");
-    let (clean, raw, bytes) = compaction::compaction(&compaction_root, data_bytes)?;
+    let (clean, raw, bytes) =
+        compaction::compaction(&compaction_root, data_bytes, COMPACTION_REPS)?;
     report.compaction_mb_s = mb_s(bytes, clean);
     report.raw_read_compaction_mb_s = mb_s(bytes, raw);
     report.compaction_ratio = report.compaction_mb_s / report.raw_read_compaction_mb_s;
 
     progress("offsets-load");
     let load_bytes = OFFSETS_LOAD_BYTES.min(data_bytes);
-    let (load, raw, bytes) = compaction::offsets_load(&compaction_root, load_bytes)?;
+    let (load, raw, bytes) =
+        compaction::offsets_load(&compaction_root, load_bytes, OFFSETS_LOAD_REPS)?;
     report.offsets_load_mb_s = mb_s(bytes, load);
     report.raw_read_offsets_mb_s = mb_s(bytes, raw);
     report.offsets_load_ratio = report.offsets_load_mb_s / report.raw_read_offsets_mb_s;
