@@ -19,18 +19,11 @@ use partlog::log::{Log, LogOpenOptions};
 use partlog::record::{BatchBuilder, TimestampType};
 use partlog::ManualClock;
 
+mod common;
+
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus");
 /// Mutations per target, spread over its corpus files, unless `FUZZ_MUTATIONS` says.
 const MUTATIONS_PER_TARGET: usize = 3_000;
-
-fn env_number(name: &str) -> Option<u64> {
-    let value = std::env::var(name).ok()?;
-    Some(
-        value
-            .parse()
-            .unwrap_or_else(|e| panic!("{name}={value}: {e}")),
-    )
-}
 
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let dir = Path::new(CORPUS).join(target);
@@ -88,9 +81,9 @@ fn run_target(target: &str, body: fn(&[u8])) {
             panic!("{target}: corpus file {} fails", path.display());
         }
     }
-    let seed = env_number("FUZZ_SEED").unwrap_or(0);
+    let seed = common::env_u64("FUZZ_SEED").unwrap_or(0);
     let mut rng = SimRng::new(0xF022 ^ target.len() as u64 ^ seed.wrapping_mul(0x9E37_79B9));
-    let mutations = env_number("FUZZ_MUTATIONS").map_or(MUTATIONS_PER_TARGET, |n| n as usize);
+    let mutations = common::env_u64("FUZZ_MUTATIONS").map_or(MUTATIONS_PER_TARGET, |n| n as usize);
     for i in 0..mutations {
         let (_, input) = &files[i % files.len()];
         let (_, other) = &files[rng.below(files.len() as u64) as usize];
