@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::sync::Arc;
 
 use common::batch;
@@ -302,8 +303,10 @@ fn failed_truncation_leaves_no_gap_in_the_offsets() {
     }
     let end = log.flush().expect("flush");
     assert_eq!(end, 30);
+    // The kept segment's indexes load for the first time here, and are rebuilt into
+    // `.tmp` files renamed over the old ones: the first write of the time index fails.
     sim.set_faults(FaultPlan {
-        path_suffix: Some(".timeindex".into()),
+        path_suffix: Some(".timeindex.tmp".into()),
         ..FaultPlan::default()
     });
     sim.fail_nth(SimOp::Write, 1, FaultKind::Eio).expect("arm");
@@ -412,4 +415,73 @@ fn a_gap_batch_next_to_a_torn_tail_is_cut() {
     });
     assert_eq!(log.log_end_offset(), 4, "the raised batch is cut");
     assert!(damage.expect("cut").contains("gap after 4"));
+}
+
+/// An index rebuild synced its files in place: power failing during that sync left a time
+/// index whose entry had a torn timestamp, the next open trusted it (the segment lay below
+/// the recovery point), and timestamp lookups skipped the records before the torn entry.
+/// The simulator found it (seed 2010705). Rebuilds now write `.tmp` files and rename them
+/// over the old ones once synced. Here: a segment whose durable indexes are empty is
+/// rebuilt on first use, power fails at each sync of that rebuild in turn, and after the
+/// reopen every timestamp lookup must answer as before.
+#[test]
+fn power_loss_during_an_index_rebuild_leaves_no_torn_index() {
+    let config = LogConfig {
+        index_interval_bytes: 512,
+        ..small()
+    };
+    for seed in 0..30 {
+        for nth in 1..=4 {
+            let sim = SimStorage::new(seed);
+            let (log, _) = Log::open(options(&sim, config.clone())).expect("open");
+            for i in 0..40 {
+                log.append_as_leader(&mut batch(2, 100, 1_000_000 + i * 1_000), 0)
+                    .expect("append");
+            }
+            log.force_roll().expect("roll");
+            let end = log.flush().expect("flush");
+            let targets: Vec<i64> = (0..42).map(|i| 999_500 + i * 1_000).collect();
+            let answers = |log: &Log| -> Vec<Option<(i64, i64)>> {
+                targets
+                    .iter()
+                    .map(|&t| {
+                        let found = log.offset_for_timestamp(t).expect("lookup");
+                        found.map(|f| (f.timestamp, f.offset))
+                    })
+                    .collect()
+            };
+            let expected = answers(&log);
+            drop(log);
+            // The first segment's offset index durably empty, so that the open rebuilds
+            // both, and its time index durably holding a stale first entry: the offset of
+            // the rebuilt one with an older timestamp, which a torn write would mix in.
+            let index = Path::new("/data/t-0/00000000000000000000.index");
+            let time_index = Path::new("/data/t-0/00000000000000000000.timeindex");
+            let mut stale = sim.read_raw(time_index).expect("time index")[..12].to_vec();
+            let timestamp = i64::from_be_bytes(stale[..8].try_into().expect("8 bytes"));
+            stale[..8].copy_from_slice(&(timestamp - 987_654_321).to_be_bytes());
+            sim.write_raw(index, &[]).expect("empty offset index");
+            sim.write_raw(time_index, &stale).expect("stale time index");
+            sim.crash_keep_written();
+            let below_end = |sim: &Arc<SimStorage>| LogOpenOptions {
+                recovery_point: Some(end),
+                ..options(sim, config.clone())
+            };
+            // The open rebuilds the indexes; power fails at its `nth` sync.
+            sim.fail_nth(SimOp::Sync, nth, FaultKind::Crash)
+                .expect("arm");
+            let generation = sim.generation();
+            let opened = Log::open(below_end(&sim));
+            let crashed = sim.generation() != generation;
+            assert!(crashed || opened.is_ok(), "seed {seed}: {:?}", opened.err());
+            sim.clear_faults();
+            drop(opened);
+            let (log, _) = Log::open(below_end(&sim)).expect("reopen after the power loss");
+            assert_eq!(
+                answers(&log),
+                expected,
+                "seed {seed}, power lost at the rebuild's sync {nth}"
+            );
+        }
+    }
 }

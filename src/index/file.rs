@@ -95,6 +95,13 @@ impl IndexFile {
         &self.path
     }
 
+    /// Renames the file to `to` (replacing what is there); the map and the handle stay.
+    pub(crate) fn rename_to(&mut self, storage: &dyn Storage, to: &Path) -> Result<()> {
+        storage.rename(&self.path, to)?;
+        self.path = to.to_path_buf();
+        Ok(())
+    }
+
     pub(crate) fn entries(&self) -> usize {
         self.entries
     }

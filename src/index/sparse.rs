@@ -86,6 +86,11 @@ impl<E: IndexEntry> SparseIndex<E> {
         self.file.path()
     }
 
+    /// Renames the index file to `to`, replacing what is there.
+    pub(crate) fn rename_to(&mut self, storage: &dyn Storage, to: &Path) -> Result<()> {
+        self.file.rename_to(storage, to)
+    }
+
     /// Entry `i`, which must be below `entries()`.
     pub fn entry(&self, i: usize) -> E {
         E::decode(self.file.entry(i), self.base_offset)

@@ -114,7 +114,9 @@ pub(super) fn finish_leftovers(
         let name = entry.name.as_str();
         if name.ends_with(".corrupt.tmp") {
             remove(path, "removed unfinished copy of damaged bytes", report)?;
-        } else if name.ends_with(".tmp") {
+        } else if name.ends_with(".index.tmp") || name.ends_with(".timeindex.tmp") {
+            remove(path, "removed unfinished index rebuild", report)?;
+        } else if name.ends_with(files::TMP_SUFFIX) {
             remove(path, "removed unfinished checkpoint", report)?;
         } else if name.ends_with(files::DELETED_SUFFIX) {
             remove(path, "removed file scheduled for deletion", report)?;

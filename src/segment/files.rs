@@ -15,6 +15,9 @@ pub const CLEANED_SUFFIX: &str = ".cleaned";
 pub const SWAP_SUFFIX: &str = ".swap";
 /// Bytes cut away by recovery, kept for an operator or a replica to salvage.
 pub const CORRUPT_SUFFIX: &str = ".corrupt";
+/// A file being written whole before it is renamed over the one it replaces (an index
+/// rebuild, a checkpoint); recovery removes a leftover.
+pub const TMP_SUFFIX: &str = ".tmp";
 
 /// `00000000000000000042.log` for base offset 42 and suffix `.log`.
 pub fn file_name(base_offset: i64, suffix: &str) -> String {

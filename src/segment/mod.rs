@@ -305,20 +305,42 @@ impl Segment {
     /// below the recovery point, which no flush goes back to, and after a power loss
     /// recovery trusts its indexes as they are on disk (simulation seed 9047543: a torn,
     /// never-synced time entry sent timestamp lookups past the record they wanted).
+    ///
+    /// The rebuild writes new files beside the old ones (`.index.tmp`, `.timeindex.tmp`)
+    /// and renames them over the old ones once synced, so that a power loss during the
+    /// sync leaves the old files, which the next load finds wrong again and rebuilds, never
+    /// torn new ones that pass the checks (simulation seed 2010705: a rebuild's sync cut
+    /// by a crash left a time entry with a torn timestamp, and timestamp lookups skipped
+    /// the records before it). Recovery removes leftover `.tmp` files.
     fn rebuild_with_room<R>(
         &self,
         ix: &mut Indexes,
         rebuild: impl FnOnce(&mut Indexes) -> Result<R>,
     ) -> Result<R> {
-        ix.offset.reset(self.index_bytes_max)?;
-        ix.time.reset(self.index_bytes_max)?;
-        let out = rebuild(ix)?;
+        let storage = self.storage.as_ref();
+        let offset_path = self.path(files::INDEX_SUFFIX);
+        let time_path = self.path(files::TIME_INDEX_SUFFIX);
+        let tmp = |path: &Path| {
+            let mut name = path.as_os_str().to_owned();
+            name.push(files::TMP_SUFFIX);
+            PathBuf::from(name)
+        };
+        let max = self.index_bytes_max;
+        let mut fresh = Indexes {
+            offset: OffsetIndex::open_empty(storage, &tmp(&offset_path), self.base_offset, max)?,
+            time: TimeIndex::open_empty(storage, &tmp(&time_path), self.base_offset, max)?,
+        };
+        let out = rebuild(&mut fresh)?;
         if !self.preallocate.load(Ordering::Relaxed) {
-            ix.offset.trim()?;
-            ix.time.trim()?;
+            fresh.offset.trim()?;
+            fresh.time.trim()?;
         }
-        ix.offset.flush()?;
-        ix.time.flush()?;
+        fresh.offset.flush()?;
+        fresh.time.flush()?;
+        fresh.offset.rename_to(storage, &offset_path)?;
+        fresh.time.rename_to(storage, &time_path)?;
+        storage.sync_dir(&self.dir)?;
+        *ix = fresh;
         Ok(out)
     }
 
