@@ -7,7 +7,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::{backends, batch, file_names, open, read_all, small_config, write_file, Backend};
-use partlog::record::set_base_offset;
+use partlog::record::{set_base_offset, set_partition_leader_epoch};
 use partlog::{CleanupPolicy, LogConfig};
 
 /// Segments at 0, 10, 20 (10 offsets each, five 2-record batches) and an active one at 30.
@@ -36,11 +36,13 @@ fn file(backend: &Backend, name: &str, file: &str) -> PathBuf {
 fn swap_replaces_the_segments_it_covers() {
     for backend in backends() {
         let all = build(&backend, "t-0");
-        // A cleaned segment for offsets 0..20 keeping one record at each odd offset.
+        // A cleaned segment for offsets 0..20 keeping one record at each odd offset, in
+        // the epoch the log was written in (a cleaning keeps each batch's epoch).
         let mut swap = Vec::new();
         for offset in (1..20).step_by(2) {
             let mut b = batch(1, 7, offset);
             set_base_offset(&mut b, offset);
+            set_partition_leader_epoch(&mut b, 1);
             swap.extend_from_slice(&b);
         }
         let swap_path = file(&backend, "t-0", "00000000000000000000.log.swap");

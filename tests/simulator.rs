@@ -375,3 +375,14 @@ fn torn_epoch_above_the_epoch_checkpoint_is_cut() {
 fn torn_base_offset_next_to_damage_in_a_compacted_tail_is_cut() {
     replay_seeds(&[31065701, 40113421]);
 }
+
+/// Power failed during an unsynced append into the segment that
+/// `truncate_fully_and_start_at` had just created, and tore the first batch's partition
+/// leader epoch (outside the CRC) from 6 down to 0; recovery kept the batch, so the log
+/// served a batch nobody wrote. The epoch checkpoint, which every epoch reaches durably
+/// before its first batch, said epoch 6 from that offset: recovery now raises each
+/// segment's epoch floor to the checkpoint's epoch at the segment's base.
+#[test]
+fn torn_epoch_below_the_epoch_checkpoint_is_cut() {
+    replay_seeds(&[2079634]);
+}

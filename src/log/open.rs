@@ -100,12 +100,11 @@ impl Log {
             storage.sync_dir(&dir)?;
         }
         let checkpointed = read_epochs(storage.as_ref(), &dir, &mut report);
-        let ceiling = checkpointed
+        let entries = checkpointed
             .as_ref()
-            .and_then(|cache| cache.entries().last())
-            .map(|e| e.epoch);
+            .map_or(&[][..], |cache| cache.entries());
         let outcome =
-            recovery::recover_segments(&storage, &mut segments, &options, ceiling, &mut report)?;
+            recovery::recover_segments(&storage, &mut segments, &options, entries, &mut report)?;
         let first_base = segments[0].base_offset();
         let log_end_offset = outcome.log_end_offset;
         let log_start_offset = options

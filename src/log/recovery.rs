@@ -15,6 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::epochs::EpochEntry;
 use super::open::LogOpenOptions;
 use crate::error::Result;
 use crate::io::{OpenMode, Storage};
@@ -243,15 +244,29 @@ fn next_offset_by_headers(storage: &dyn Storage, path: &Path) -> Result<Option<i
     Ok(if pos == len { next } else { None })
 }
 
-/// Steps 2 and 3. `epoch_ceiling` is the last epoch of the leader-epoch checkpoint, when
-/// one was read: no valid batch carries a later one (see [`ScanRules::epoch_ceiling`]).
+/// Steps 2 and 3. `checkpointed` holds the leader-epoch checkpoint's entries, when one was
+/// read. Every epoch reaches that checkpoint durably before its first batch is written,
+/// and entries are dropped from it before a lower epoch is written at their offsets, so
+/// no valid batch carries an epoch above its last entry (see
+/// [`ScanRules::epoch_ceiling`]), and none at an offset carries an epoch below the entry
+/// covering that offset: a scan's epoch floor is at least the checkpoint's epoch at its
+/// segment's base (simulation seed 2079634: a torn write zeroed the epoch of the first
+/// batch after `truncate_fully_and_start_at`, which the checkpoint said was epoch 6).
 pub(super) fn recover_segments(
     storage: &Arc<dyn Storage>,
     segments: &mut Vec<Arc<Segment>>,
     options: &LogOpenOptions,
-    epoch_ceiling: Option<i32>,
+    checkpointed: &[EpochEntry],
     report: &mut RecoveryReport,
 ) -> Result<Outcome> {
+    let epoch_ceiling = checkpointed.last().map(|e| e.epoch);
+    let checkpointed_at = |offset: i64| {
+        checkpointed
+            .iter()
+            .rev()
+            .find(|e| e.start_offset <= offset)
+            .map_or(NO_EPOCH_FLOOR, |e| e.epoch)
+    };
     let last = segments.len() - 1;
     let mut recovery_point = options.recovery_point;
     let start = if options.clean_shutdown {
@@ -311,7 +326,7 @@ pub(super) fn recover_segments(
         let next_base = segments.get(i + 1).map(|s| s.base_offset());
         let rules = ScanRules {
             next_base,
-            epoch_floor,
+            epoch_floor: epoch_floor.max(checkpointed_at(segment.base_offset())),
             epoch_ceiling: epoch_ceiling.unwrap_or(NO_EPOCH_CEILING),
             consecutive,
             unflushed_from: recovery_point.unwrap_or(i64::MIN),

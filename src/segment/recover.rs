@@ -55,10 +55,11 @@ pub struct ScanRules {
     /// middle of a truncation can leave a removed segment next to the one that replaced
     /// it, with overlapping offsets.
     pub next_base: Option<i64>,
-    /// Leader epoch of the last batch before this segment ([`NO_EPOCH_FLOOR`] if unknown).
-    /// Epochs never decrease along a log and the field lies outside the CRC, so a batch
-    /// below the floor, or below an earlier batch of the segment, is invalid: a torn write
-    /// can zero just that field.
+    /// Leader epoch of the last batch before this segment, or the leader-epoch
+    /// checkpoint's epoch at the segment's base when higher ([`NO_EPOCH_FLOOR`] if
+    /// unknown). Epochs never decrease along a log and the field lies outside the CRC, so
+    /// a batch below the floor, or below an earlier batch of the segment, is invalid: a
+    /// torn write can zero just that field.
     pub epoch_floor: i32,
     /// The highest leader epoch a batch may carry ([`NO_EPOCH_CEILING`] if unknown): the
     /// last epoch of the leader-epoch checkpoint. Every epoch reaches that checkpoint
@@ -97,7 +98,11 @@ impl Default for ScanRules {
 /// Why `header` cannot follow a batch of epoch `floor`, if it cannot.
 fn epoch_regresses(header: &BatchHeader, floor: i32) -> Option<String> {
     let epoch = header.partition_leader_epoch;
-    (epoch < floor).then(|| format!("leader epoch {epoch} is below {floor} of an earlier batch"))
+    (epoch < floor).then(|| {
+        format!(
+            "leader epoch {epoch} is below {floor}, of an earlier batch or the epoch checkpoint"
+        )
+    })
 }
 
 /// Why `header` cannot be in a log whose epoch checkpoint ends at `ceiling`, if it cannot.
