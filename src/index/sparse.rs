@@ -123,10 +123,6 @@ impl<E: IndexEntry> SparseIndex<E> {
         self.file.push(entry)
     }
 
-    pub fn clear(&mut self) {
-        self.file.truncate_entries(0);
-    }
-
     /// Shrinks the file to its entries (on roll and on close).
     pub fn trim(&mut self) -> Result<()> {
         self.file.trim()

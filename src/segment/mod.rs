@@ -299,24 +299,24 @@ impl Segment {
         ix.time.sanity_check(next).is_ok()
     }
 
-    /// Runs a rebuild of `ix` with room for every entry the log needs, then trims the files
-    /// back when the segment is not active (its files only hold their entries), and syncs
-    /// them. The sync cannot wait for the next flush: a segment rebuilt on first use lies
-    /// below the recovery point, which no flush goes back to, and after a power loss
-    /// recovery trusts its indexes as they are on disk (simulation seed 9047543: a torn,
-    /// never-synced time entry sent timestamp lookups past the record they wanted).
+    /// Builds new indexes by `rebuild`, with room for every entry the log needs, then trims
+    /// the files back when the segment is not active (its files only hold their entries),
+    /// and syncs them. The sync cannot wait for the next flush: a segment rebuilt on first
+    /// use lies below the recovery point, which no flush goes back to, and after a power
+    /// loss recovery trusts its indexes as they are on disk (simulation seed 9047543: a
+    /// torn, never-synced time entry sent timestamp lookups past the record they wanted).
     ///
     /// The rebuild writes new files beside the old ones (`.index.tmp`, `.timeindex.tmp`)
     /// and renames them over the old ones once synced, so that a power loss during the
     /// sync leaves the old files, which the next load finds wrong again and rebuilds, never
     /// torn new ones that pass the checks (simulation seed 2010705: a rebuild's sync cut
     /// by a crash left a time entry with a torn timestamp, and timestamp lookups skipped
-    /// the records before it). Recovery removes leftover `.tmp` files.
-    fn rebuild_with_room<R>(
+    /// the records before it). Recovery removes leftover `.tmp` files. The old files are
+    /// never read, and the caller puts the new indexes in their place.
+    fn rebuilt_indexes<R>(
         &self,
-        ix: &mut Indexes,
         rebuild: impl FnOnce(&mut Indexes) -> Result<R>,
-    ) -> Result<R> {
+    ) -> Result<(Indexes, R)> {
         let storage = self.storage.as_ref();
         let offset_path = self.path(files::INDEX_SUFFIX);
         let time_path = self.path(files::TIME_INDEX_SUFFIX);
@@ -340,44 +340,22 @@ impl Segment {
         fresh.offset.rename_to(storage, &offset_path)?;
         fresh.time.rename_to(storage, &time_path)?;
         storage.sync_dir(&self.dir)?;
-        *ix = fresh;
-        Ok(out)
+        Ok((fresh, out))
     }
 
-    /// Opens the indexes emptied, if they are not open yet, without reading their old
-    /// contents: recovery rebuilds them from the log.
-    fn load_indexes_empty(&self) -> Result<()> {
-        let mut guard = self.indexes.write().unwrap_or_else(|e| e.into_inner());
-        if guard.is_none() {
-            let storage = self.storage.as_ref();
-            let max = self.index_bytes_max;
-            *guard = Some(Indexes {
-                offset: OffsetIndex::open_empty(
-                    storage,
-                    &self.path(files::INDEX_SUFFIX),
-                    self.base_offset,
-                    max,
-                )?,
-                time: TimeIndex::open_empty(
-                    storage,
-                    &self.path(files::TIME_INDEX_SUFFIX),
-                    self.base_offset,
-                    max,
-                )?,
-            });
-        }
-        Ok(())
+    /// Puts `indexes` in place of the ones loaded, if any.
+    fn install_indexes(&self, indexes: Indexes) {
+        *self.indexes.write().unwrap_or_else(|e| e.into_inner()) = Some(indexes);
     }
 
     /// Rebuilds both indexes by hopping from batch header to batch header (no CRC: this is
     /// for data below the recovery point, which was validated when it was written).
     fn rebuild_indexes_by_headers(&self, ix: &mut Indexes, size: u64) -> Result<()> {
-        self.rebuild_with_room(ix, |ix| self.index_by_headers(ix, size))
+        (*ix, ()) = self.rebuilt_indexes(|ix| self.index_by_headers(ix, size))?;
+        Ok(())
     }
 
     fn index_by_headers(&self, ix: &mut Indexes, size: u64) -> Result<()> {
-        ix.offset.clear();
-        ix.time.clear();
         let mut meta = *self.meta_mut();
         meta.generation += 1;
         meta.bytes_since_index = 0;

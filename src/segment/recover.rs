@@ -247,85 +247,83 @@ impl Segment {
         meta.bytes_since_index = 0;
         meta.max_timestamp = Some(-1);
         meta.first_batch_timestamp = None;
-        self.load_indexes_empty()?;
-        let scan = self.with_indexes_mut(|ix| {
-            self.rebuild_with_room(ix, |ix| {
-                let mut chunks = Chunks::new(self.log.as_ref(), file_len, scratch);
-                let mut scan = BatchScan::default();
-                let mut pos = 0u64;
-                // A batch whose CRC the gap check below verified already.
-                let mut checked_at = None;
-                while pos < file_len {
-                    let header = match chunks.header(pos)? {
-                        Ok(h) => h,
-                        Err(reason) => {
-                            if chunks.is_legacy_message(pos)? {
-                                return Err(Error::UnsupportedFormat {
-                                    file: self.log_path().to_path_buf(),
-                                    position: pos,
-                                    reason: "Kafka legacy message set (magic 0/1)".into(),
-                                });
-                            }
-                            scan.stop = Some(ScanStop {
+        let (indexes, scan) = self.rebuilt_indexes(|ix| {
+            let mut chunks = Chunks::new(self.log.as_ref(), file_len, scratch);
+            let mut scan = BatchScan::default();
+            let mut pos = 0u64;
+            // A batch whose CRC the gap check below verified already.
+            let mut checked_at = None;
+            while pos < file_len {
+                let header = match chunks.header(pos)? {
+                    Ok(h) => h,
+                    Err(reason) => {
+                        if chunks.is_legacy_message(pos)? {
+                            return Err(Error::UnsupportedFormat {
+                                file: self.log_path().to_path_buf(),
                                 position: pos,
-                                reason,
+                                reason: "Kafka legacy message set (magic 0/1)".into(),
                             });
-                            break;
                         }
-                    };
-                    let floor = scan.last_epoch.unwrap_or(rules.epoch_floor);
-                    let problem = self
-                        .offset_problem(&header, scan.next_offset, rules.consecutive)
-                        .or_else(|| reaches_next(&header, rules.next_base))
-                        .or_else(|| epoch_regresses(&header, floor))
-                        .or_else(|| epoch_unknown(&header, rules.epoch_ceiling));
-                    if let Some(reason) = problem {
                         scan.stop = Some(ScanStop {
                             position: pos,
                             reason,
                         });
                         break;
                     }
-                    if checked_at != Some(pos) && !chunks.crc_matches(pos, &header)? {
-                        let reason = format!("CRC mismatch (stored {:#010x})", header.crc);
-                        scan.stop = Some(ScanStop {
-                            position: pos,
-                            reason,
-                        });
-                        break;
-                    }
-                    let expected = scan.next_offset.unwrap_or(self.base_offset);
-                    let end = pos + header.size() as u64;
-                    let check_gap =
-                        header.base_offset > expected && header.base_offset >= rules.unflushed_from;
-                    if check_gap && !chunks.followed_well(end, &header)? {
-                        let reason = format!(
-                            "base offset {} leaves a gap after {expected} and damage follows \
-                             the batch: a torn write may have raised it",
-                            header.base_offset
-                        );
-                        scan.stop = Some(ScanStop {
-                            position: pos,
-                            reason,
-                        });
-                        break;
-                    }
-                    if check_gap {
-                        checked_at = Some(end); // the next batch's CRC held
-                    }
-                    meta.first_batch_timestamp
-                        .get_or_insert(header.max_timestamp);
-                    index_batch(ix, &mut meta, interval, &header, pos)?;
-                    pos = end;
-                    scan.valid_bytes = pos;
-                    // `offset_problem` checked that this does not overflow.
-                    scan.next_offset = Some(header.next_offset());
-                    scan.batches += 1;
-                    scan.last_epoch = Some(header.partition_leader_epoch);
+                };
+                let floor = scan.last_epoch.unwrap_or(rules.epoch_floor);
+                let problem = self
+                    .offset_problem(&header, scan.next_offset, rules.consecutive)
+                    .or_else(|| reaches_next(&header, rules.next_base))
+                    .or_else(|| epoch_regresses(&header, floor))
+                    .or_else(|| epoch_unknown(&header, rules.epoch_ceiling));
+                if let Some(reason) = problem {
+                    scan.stop = Some(ScanStop {
+                        position: pos,
+                        reason,
+                    });
+                    break;
                 }
-                Ok(scan)
-            })
+                if checked_at != Some(pos) && !chunks.crc_matches(pos, &header)? {
+                    let reason = format!("CRC mismatch (stored {:#010x})", header.crc);
+                    scan.stop = Some(ScanStop {
+                        position: pos,
+                        reason,
+                    });
+                    break;
+                }
+                let expected = scan.next_offset.unwrap_or(self.base_offset);
+                let end = pos + header.size() as u64;
+                let check_gap =
+                    header.base_offset > expected && header.base_offset >= rules.unflushed_from;
+                if check_gap && !chunks.followed_well(end, &header)? {
+                    let reason = format!(
+                        "base offset {} leaves a gap after {expected} and damage follows \
+                             the batch: a torn write may have raised it",
+                        header.base_offset
+                    );
+                    scan.stop = Some(ScanStop {
+                        position: pos,
+                        reason,
+                    });
+                    break;
+                }
+                if check_gap {
+                    checked_at = Some(end); // the next batch's CRC held
+                }
+                meta.first_batch_timestamp
+                    .get_or_insert(header.max_timestamp);
+                index_batch(ix, &mut meta, interval, &header, pos)?;
+                pos = end;
+                scan.valid_bytes = pos;
+                // `offset_problem` checked that this does not overflow.
+                scan.next_offset = Some(header.next_offset());
+                scan.batches += 1;
+                scan.last_epoch = Some(header.partition_leader_epoch);
+            }
+            Ok(scan)
         })?;
+        self.install_indexes(indexes);
         *self.meta_mut() = meta;
         self.size
             .store(scan.valid_bytes, std::sync::atomic::Ordering::Release);
