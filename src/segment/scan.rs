@@ -292,15 +292,26 @@ impl<P, F: FnMut(&[u8], &mut P)> Reader<P, F> {
         held
     }
 
-    /// Sends `piece`, prepared first when the caller has a piece waiting already (it is
-    /// busy: preparing costs it nothing); false, keeping the buffers in `held`, when the
-    /// caller stopped.
-    fn send(&mut self, mut piece: Piece<P>, held: &mut Vec<(Vec<u8>, P)>) -> bool {
-        if self.queued.load(Ordering::Acquire) > 0 {
-            (self.prepare)(&piece.buf[..piece.len], &mut piece.prepared);
-            piece.ready = true;
+    /// Sends `buf[..len]` as a piece, prepared first when the caller has a piece waiting
+    /// already (it is busy: preparing costs it nothing); false, keeping the buffers in
+    /// `held`, when the caller stopped.
+    fn send(
+        &mut self,
+        (buf, mut prepared): (Vec<u8>, P),
+        len: usize,
+        held: &mut Vec<(Vec<u8>, P)>,
+    ) -> bool {
+        let ready = self.queued.load(Ordering::Acquire) > 0;
+        if ready {
+            (self.prepare)(&buf[..len], &mut prepared);
         }
         self.queued.fetch_add(1, Ordering::AcqRel);
+        let piece = Piece {
+            buf,
+            len,
+            prepared,
+            ready,
+        };
         match self.full.send(Ok(piece)) {
             Ok(()) => true,
             Err(unsent) => {
@@ -335,13 +346,7 @@ impl<P, F: FnMut(&[u8], &mut P)> Reader<P, F> {
                 pos += want as u64;
                 filled += want;
                 if pos == size {
-                    let piece = Piece {
-                        buf,
-                        len: filled,
-                        prepared,
-                        ready: false,
-                    };
-                    if !self.send(piece, held) {
+                    if !self.send((buf, prepared), filled, held) {
                         return Ok(());
                     }
                     break;
@@ -357,22 +362,16 @@ impl<P, F: FnMut(&[u8], &mut P)> Reader<P, F> {
                         continue;
                     }
                 };
-                let piece = Piece {
-                    buf,
-                    len: end,
-                    prepared,
-                    ready: false,
-                };
                 let Ok((mut next, next_prepared)) = self.free.recv() else {
-                    held.push((piece.buf, piece.prepared));
+                    held.push((buf, prepared));
                     return Ok(());
                 };
                 let tail = filled - end;
                 if next.len() < tail {
                     next.resize(tail, 0);
                 }
-                next[..tail].copy_from_slice(&piece.buf[end..filled]);
-                if !self.send(piece, held) {
+                next[..tail].copy_from_slice(&buf[end..filled]);
+                if !self.send((buf, prepared), end, held) {
                     held.push((next, next_prepared));
                     return Ok(());
                 }
