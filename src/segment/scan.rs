@@ -13,7 +13,7 @@
 //! While the caller is busy, the reader may also do work of the caller's on the pieces it
 //! has read (a load decodes the records), so that two cores share it.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -125,6 +125,9 @@ pub struct ReadAhead<P> {
     free: Option<SyncSender<(Vec<u8>, P)>>,
     /// Pieces sent that the caller has not taken yet.
     queued: Arc<AtomicUsize>,
+    /// Set by the reader once it read every range or sent its error: a channel closed
+    /// without it means the reader died.
+    finished: Arc<AtomicBool>,
     /// Ends with the buffers it held and the throttle.
     reader: Option<JoinHandle<(ScanBuffers<P>, Throttle)>>,
     /// The buffers and throttle of a read-ahead with nothing to read.
@@ -145,11 +148,13 @@ impl<P: Default + Send + 'static> ReadAhead<P> {
         let largest = ranges.iter().map(FileSlice::len).max().unwrap_or(0);
         let piece_len = piece_bytes.min(usize::try_from(largest).unwrap_or(piece_bytes));
         let queued = Arc::new(AtomicUsize::new(0));
+        let finished = Arc::new(AtomicBool::new(false));
         if piece_len == 0 {
             return Ok(ReadAhead {
                 full: None,
                 free: None,
                 queued,
+                finished,
                 reader: None,
                 idle: Some((buffers, throttle)),
             });
@@ -168,6 +173,7 @@ impl<P: Default + Send + 'static> ReadAhead<P> {
         let reader = Reader {
             free: free_rx,
             queued: queued.clone(),
+            finished: finished.clone(),
             full: full_tx,
             prepare,
         };
@@ -186,6 +192,7 @@ impl<P: Default + Send + 'static> ReadAhead<P> {
             full: Some(full_rx),
             free: Some(free_tx),
             queued,
+            finished,
             reader: Some(handle),
             idle: None,
         })
@@ -198,7 +205,12 @@ impl<P: Default + Send + 'static> ReadAhead<P> {
             return Ok(false);
         };
         let Ok(piece) = full.recv() else {
-            return Ok(false);
+            if self.finished.load(Ordering::Acquire) {
+                return Ok(false);
+            }
+            return Err(Error::InvalidConfig(
+                "the read-ahead thread died before the end of its ranges".into(),
+            ));
         };
         self.queued.fetch_sub(1, Ordering::AcqRel);
         let piece = piece?;
@@ -275,6 +287,8 @@ struct Reader<P, F> {
     free: Receiver<(Vec<u8>, P)>,
     /// Pieces sent that the caller has not taken yet.
     queued: Arc<AtomicUsize>,
+    /// Set once every range was read or the error sent (not when it panics).
+    finished: Arc<AtomicBool>,
     full: SyncSender<Result<Piece<P>>>,
     prepare: F,
 }
@@ -287,6 +301,7 @@ impl<P, F: FnMut(&[u8], &mut P)> Reader<P, F> {
         if let Err(err) = self.read_ranges(ranges, throttle, &mut held) {
             let _ = self.full.send(Err(err)); // a caller that stopped does not need it
         }
+        self.finished.store(true, Ordering::Release);
         drop(self.full);
         held.extend(self.free.iter());
         held
@@ -581,6 +596,33 @@ mod tests {
         assert!(prepared > 0, "a slow caller gets prepared pieces");
         let (buffers, _) = ahead.finish().expect("finish");
         assert_eq!(buffers.free.len(), BUFFERS, "every buffer comes back");
+    }
+
+    /// A reader that dies half way (here: its preparation panics) is an error for the
+    /// caller, not the end of the ranges: a load would otherwise call itself complete.
+    #[test]
+    fn a_reader_that_dies_is_an_error_not_the_end() {
+        let sim = SimStorage::new(7);
+        let log = log(&sim);
+        let dies = |_: &[u8], _: &mut ()| panic!("preparation fails");
+        let mut ahead = ReadAhead::start(
+            whole(&log),
+            1_000,
+            ScanBuffers::default(),
+            Throttle::unlimited(),
+            dies,
+        )
+        .expect("start");
+        // A slow caller makes the reader prepare its second piece, and die.
+        let mut outcome = Ok(true);
+        while let Ok(true) = outcome {
+            outcome = ahead.next(|_, _| {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                Ok(())
+            });
+        }
+        assert!(outcome.is_err(), "{outcome:?}");
+        assert!(ahead.finish().is_err(), "the panic is reported again");
     }
 
     /// A read-ahead dropped half way, or with nothing to read, ends its thread.
