@@ -199,6 +199,11 @@ impl Log {
         if let Err(err) = active.append(batches) {
             return Self::fail(writer, err);
         }
+        if info.first_offset < self.checkpoint_ceiling.load(Ordering::Acquire) {
+            if let Err(err) = self.sync_below_checkpoint(writer, &active) {
+                return Self::fail(writer, err);
+            }
+        }
         debug_assert!(
             info.last_offset >= self.log_end_offset(),
             "offsets must increase"
@@ -207,6 +212,19 @@ impl Log {
             .store(info.last_offset + 1, Ordering::Release);
         self.latest_epoch.store(last_epoch, Ordering::Release);
         self.debug_check();
+        Ok(())
+    }
+
+    /// Makes an append durable whose offsets the persisted recovery point already claims
+    /// are. That happens only after a truncation below the point, until the next
+    /// checkpoint: otherwise the point trails the log end. Recovery would trust the bytes
+    /// (a segment ending below the point is not scanned) or call their loss corruption.
+    fn sync_below_checkpoint(&self, writer: &mut Writer, active: &Segment) -> Result<()> {
+        active.flush()?;
+        if writer.dir_dirty {
+            self.storage.sync_dir(&self.dir)?;
+            writer.dir_dirty = false;
+        }
         Ok(())
     }
 

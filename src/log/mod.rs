@@ -47,6 +47,19 @@ type SegmentList = Arc<Vec<Arc<Segment>>>;
 /// [`Log::latest_epoch`] of a log without batches (Kafka's "no partition leader epoch").
 pub const NO_EPOCH: i32 = -1;
 
+/// Where a log's recovery point is persisted: the log dir's checkpoint file
+/// ([`crate::manager::LogDir`] gives one to each log it opens).
+///
+/// A log calls it when a truncation (or recovery) leaves the persisted point above the log
+/// end, as Kafka checkpoints the recovery points right after truncating. Until then the file
+/// claims that offsets appended since are durable: those appends are synced, and a crash
+/// would make recovery report the log ending below the point as missing flushed data.
+pub trait RecoveryPointCheckpoint: Send + Sync + std::fmt::Debug {
+    /// Persists `log`'s recovery point: [`Log::begin_checkpoint`], the durable write, then
+    /// [`Log::recovery_point_checkpointed`].
+    fn checkpoint(&self, log: &Log) -> Result<()>;
+}
+
 /// State only the writer touches.
 #[derive(Debug, Default)]
 struct Writer {
@@ -85,6 +98,8 @@ pub struct Log {
     /// none is persisted. Raised before a checkpoint is written (under the writer lock, see
     /// [`Log::begin_checkpoint`]) and set to the written value after.
     checkpoint_ceiling: AtomicI64,
+    /// Persists the recovery point when a truncation leaves the persisted one stale.
+    recovery_checkpoint: Option<Arc<dyn RecoveryPointCheckpoint>>,
     /// Bumped by every truncation (under the writer lock): a flush that raced one does not
     /// move the recovery point, since the bytes it synced may have been cut and replaced.
     truncations: AtomicU64,
@@ -166,12 +181,27 @@ impl Log {
     /// Tells the log that its checkpoint file now holds `recovery_point` (from
     /// [`Log::begin_checkpoint`]). Recovery trusts every segment that ends at or below the
     /// persisted point. That point normally trails the log end, but after a truncation
-    /// below it, and until the next checkpoint, it can lie past segments written since: a
-    /// roll fsyncs the segment it closes while that segment lies below the point, so that
-    /// skipping it is safe.
+    /// below it, and until the next checkpoint (at once with a
+    /// [`RecoveryPointCheckpoint`]), it can lie past bytes written since: appends below it
+    /// are synced, and a roll fsyncs the segment it closes while that segment lies below
+    /// the point, so that skipping it is safe.
     pub fn recovery_point_checkpointed(&self, recovery_point: i64) {
         self.checkpoint_ceiling
             .store(recovery_point, Ordering::Release);
+    }
+
+    /// Rewrites the persisted recovery point when it lies above the log's own (after a
+    /// truncation or a recovery that cut flushed data); a no-op otherwise, or without a
+    /// [`RecoveryPointCheckpoint`]. Called without the writer lock, which the checkpoint
+    /// takes.
+    fn checkpoint_if_stale(&self) -> Result<()> {
+        let Some(checkpoint) = &self.recovery_checkpoint else {
+            return Ok(());
+        };
+        if self.checkpoint_ceiling.load(Ordering::Acquire) > self.recovery_point() {
+            checkpoint.checkpoint(self)?;
+        }
+        Ok(())
     }
 
     /// Where leader epoch `epoch` ends on this log, as `(epoch, end offset)`: see

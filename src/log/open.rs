@@ -28,6 +28,9 @@ pub struct LogOpenOptions {
     pub log_start_offset: Option<i64>,
     /// True when the log was closed cleanly: no scan is needed.
     pub clean_shutdown: bool,
+    /// Persists the recovery point after a truncation below the persisted one; `None`
+    /// leaves the checkpoint to the caller (see [`super::RecoveryPointCheckpoint`]).
+    pub recovery_checkpoint: Option<Arc<dyn super::RecoveryPointCheckpoint>>,
 }
 
 impl LogOpenOptions {
@@ -42,6 +45,7 @@ impl LogOpenOptions {
             recovery_point: None,
             log_start_offset: None,
             clean_shutdown: false,
+            recovery_checkpoint: None,
         }
     }
 }
@@ -136,6 +140,7 @@ impl Log {
             recovery_point: AtomicI64::new(outcome.recovery_point.min(log_end_offset)),
             latest_epoch: AtomicI32::new(latest_epoch),
             checkpoint_ceiling: AtomicI64::new(options.recovery_point.unwrap_or(i64::MIN)),
+            recovery_checkpoint: options.recovery_checkpoint.clone(),
             truncations: AtomicU64::new(0),
             writer: Mutex::new(Writer::default()),
             flusher: Mutex::new(()),
@@ -169,6 +174,7 @@ impl Log {
             })?;
         }
         log.change_epochs(false, |cache| cache.truncate_from_start(start))?;
+        log.checkpoint_if_stale()?;
         log.debug_check();
         Ok((log, report))
     }

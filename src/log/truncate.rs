@@ -15,28 +15,35 @@ impl Log {
     /// An `offset` below the log start truncates fully and starts the log at `offset`. When
     /// the batch straddling `offset` starts below the log start, removing it leaves nothing
     /// visible: the log is emptied and restarts at its log start, which does not move.
+    ///
+    /// A truncation below the persisted recovery point rewrites it (see
+    /// [`super::RecoveryPointCheckpoint`]) before returning.
     pub fn truncate_to(&self, offset: i64) -> Result<u64> {
         if offset < self.log_start_offset() {
             let removed = self.size_bytes();
             self.truncate_fully_and_start_at(offset)?;
             return Ok(removed);
         }
-        let mut writer = self.writer()?;
-        if offset >= self.log_end_offset() {
-            return Ok(0);
-        }
-        match self.truncate_locked(&mut writer, offset) {
-            Ok(Some(bytes)) => Ok(bytes),
-            Ok(None) => {
-                let removed = self.size_bytes();
-                let start = self.log_start_offset();
-                match self.truncate_fully_locked(&mut writer, start) {
-                    Ok(()) => Ok(removed),
-                    Err(err) => Self::fail(&mut writer, err),
-                }
+        let removed = {
+            let mut writer = self.writer()?;
+            if offset >= self.log_end_offset() {
+                return Ok(0);
             }
-            Err(err) => Self::fail(&mut writer, err),
-        }
+            match self.truncate_locked(&mut writer, offset) {
+                Ok(Some(bytes)) => bytes,
+                Ok(None) => {
+                    let removed = self.size_bytes();
+                    let start = self.log_start_offset();
+                    match self.truncate_fully_locked(&mut writer, start) {
+                        Ok(()) => removed,
+                        Err(err) => return Self::fail(&mut writer, err),
+                    }
+                }
+                Err(err) => return Self::fail(&mut writer, err),
+            }
+        };
+        self.checkpoint_if_stale()?;
+        Ok(removed)
     }
 
     /// Cuts the log so that it ends below `offset`; `None` (and nothing changed) when the
@@ -91,13 +98,15 @@ impl Log {
     }
 
     /// Deletes every segment and starts an empty log at `offset` (a follower too far behind
-    /// the leader's log start).
+    /// the leader's log start). The recovery point is rewritten as by [`Log::truncate_to`].
     pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<()> {
-        let mut writer = self.writer()?;
-        match self.truncate_fully_locked(&mut writer, offset) {
-            Ok(()) => Ok(()),
-            Err(err) => Self::fail(&mut writer, err),
+        {
+            let mut writer = self.writer()?;
+            if let Err(err) = self.truncate_fully_locked(&mut writer, offset) {
+                return Self::fail(&mut writer, err);
+            }
         }
+        self.checkpoint_if_stale()
     }
 
     fn truncate_fully_locked(&self, writer: &mut Writer, offset: i64) -> Result<()> {

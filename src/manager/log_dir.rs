@@ -34,7 +34,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::LogConfig;
 use crate::error::Result;
 use crate::io::{DirLock, OpenMode, Storage};
-use crate::log::{Log, LogOpenOptions, RecoveryReport};
+use crate::log::{Log, LogOpenOptions, RecoveryPointCheckpoint, RecoveryReport};
 
 /// The marker Kafka writes when a log dir was shut down cleanly.
 pub const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
@@ -63,7 +63,7 @@ pub struct LogDir {
     options: LogDirOptions,
     _lock: Box<dyn DirLock>,
     clean_shutdown: bool,
-    recovery_points: BTreeMap<TopicPartition, i64>,
+    recovery_points: Arc<RecoveryPointFile>,
     log_start_offsets: BTreeMap<TopicPartition, i64>,
     /// High watermarks as last checkpointed (read at open, updated by each write).
     high_watermarks: Mutex<BTreeMap<TopicPartition, i64>>,
@@ -97,11 +97,15 @@ impl LogDir {
         }
         let mut warnings = Vec::new();
         remove_unfinished_checkpoints(storage.as_ref(), &path, &mut warnings)?;
-        let recovery_points = read_offsets(
-            storage.as_ref(),
-            &path.join(RECOVERY_POINT_FILE),
-            &mut warnings,
-        );
+        let recovery_points = Arc::new(RecoveryPointFile {
+            storage: storage.clone(),
+            path: path.join(RECOVERY_POINT_FILE),
+            written: Mutex::new(read_offsets(
+                storage.as_ref(),
+                &path.join(RECOVERY_POINT_FILE),
+                &mut warnings,
+            )),
+        });
         let log_start_offsets = read_offsets(
             storage.as_ref(),
             &path.join(LOG_START_OFFSET_FILE),
@@ -185,9 +189,13 @@ impl LogDir {
             dir: self.path.join(tp.dir_name()),
             config,
             clock: self.options.clock.clone(),
-            recovery_point: self.recovery_points.get(tp).copied(),
+            recovery_point: self.recovery_points.get(tp),
             log_start_offset: self.log_start_offsets.get(tp).copied(),
             clean_shutdown: self.clean_shutdown,
+            recovery_checkpoint: Some(Arc::new(PartitionCheckpoint {
+                file: self.recovery_points.clone(),
+                tp: tp.clone(),
+            })),
         };
         let (log, report) = Log::open(options)?;
         let log = Arc::new(log);
@@ -237,31 +245,17 @@ impl LogDir {
     pub fn write_checkpoints(&self) -> Result<()> {
         let _one_at_a_time = self.checkpointing.lock().unwrap_or_else(|e| e.into_inner());
         let logs = self.logs.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let mut points = self.recovery_points.clone();
+        let logs: Vec<(TopicPartition, &Log)> =
+            logs.iter().map(|(tp, log)| (tp.clone(), &**log)).collect();
+        self.recovery_points.write(&logs)?;
         let mut starts = self.log_start_offsets.clone();
-        let mut written = Vec::with_capacity(logs.len());
-        for (tp, log) in &logs {
-            let point = log.begin_checkpoint();
-            written.push((log, point));
-            points.insert(tp.clone(), point);
-            starts.insert(tp.clone(), log.log_start_offset());
+        for (tp, log) in logs {
+            starts.insert(tp, log.log_start_offset());
         }
-        let storage = self.storage.as_ref();
-        let render = |m: BTreeMap<TopicPartition, i64>| {
-            checkpoint::render_offsets(&m.into_iter().collect::<Vec<_>>())
-        };
-        checkpoint::write_atomic(
-            storage,
-            &self.path.join(RECOVERY_POINT_FILE),
-            &render(points),
-        )?;
-        for (log, point) in written {
-            log.recovery_point_checkpointed(point);
-        }
-        checkpoint::write_atomic(
-            storage,
+        write_offsets(
+            self.storage.as_ref(),
             &self.path.join(LOG_START_OFFSET_FILE),
-            &render(starts),
+            &starts,
         )
     }
 
@@ -295,13 +289,7 @@ impl LogDir {
         for (tp, offset) in updates {
             next.insert(tp.clone(), *offset);
         }
-        let entries: Vec<(TopicPartition, i64)> =
-            next.iter().map(|(tp, o)| (tp.clone(), *o)).collect();
-        checkpoint::write_atomic(
-            self.storage.as_ref(),
-            &self.path.join(name),
-            &checkpoint::render_offsets(&entries),
-        )?;
+        write_offsets(self.storage.as_ref(), &self.path.join(name), &next)?;
         *known.lock().unwrap_or_else(|e| e.into_inner()) = next;
         Ok(())
     }
@@ -375,6 +363,56 @@ impl LogDir {
     }
 }
 
+/// The dir's `recovery-point-offset-checkpoint`, shared with its logs so that a truncation
+/// can rewrite it (see [`crate::log::RecoveryPointCheckpoint`]).
+#[derive(Debug)]
+struct RecoveryPointFile {
+    storage: Arc<dyn Storage>,
+    path: PathBuf,
+    /// What the file holds: read at open, then as last written. Locked through each
+    /// write, so that the points written and those the logs are told of agree.
+    written: Mutex<BTreeMap<TopicPartition, i64>>,
+}
+
+impl RecoveryPointFile {
+    fn get(&self, tp: &TopicPartition) -> Option<i64> {
+        let written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        written.get(tp).copied()
+    }
+
+    /// Rewrites the file with the recovery points of `logs`, the other entries as they
+    /// were (partitions not open keep theirs).
+    fn write(&self, logs: &[(TopicPartition, &Log)]) -> Result<()> {
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = written.clone();
+        let mut points = Vec::with_capacity(logs.len());
+        for (tp, log) in logs {
+            let point = log.begin_checkpoint();
+            points.push((log, point));
+            next.insert(tp.clone(), point);
+        }
+        write_offsets(self.storage.as_ref(), &self.path, &next)?;
+        for (log, point) in points {
+            log.recovery_point_checkpointed(point);
+        }
+        *written = next;
+        Ok(())
+    }
+}
+
+/// One partition's entry in the dir's recovery-point file, as its log sees it.
+#[derive(Debug)]
+struct PartitionCheckpoint {
+    file: Arc<RecoveryPointFile>,
+    tp: TopicPartition,
+}
+
+impl RecoveryPointCheckpoint for PartitionCheckpoint {
+    fn checkpoint(&self, log: &Log) -> Result<()> {
+        self.file.write(&[(self.tp.clone(), log)])
+    }
+}
+
 /// A crash while writing a checkpoint leaves its `.tmp`; the old checkpoint is still whole,
 /// so the temp file is only in the way.
 fn remove_unfinished_checkpoints(
@@ -395,6 +433,17 @@ fn remove_unfinished_checkpoints(
         storage.sync_dir(dir)?;
     }
     Ok(())
+}
+
+/// Writes an offsets checkpoint durably (see [`checkpoint::write_atomic`]).
+fn write_offsets(
+    storage: &dyn Storage,
+    path: &Path,
+    offsets: &BTreeMap<TopicPartition, i64>,
+) -> Result<()> {
+    let entries: Vec<(TopicPartition, i64)> =
+        offsets.iter().map(|(tp, o)| (tp.clone(), *o)).collect();
+    checkpoint::write_atomic(storage, path, &checkpoint::render_offsets(&entries))
 }
 
 fn read_offsets(
