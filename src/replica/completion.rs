@@ -1,22 +1,22 @@
 //! The completion of an `acks=all` append: a handle the producer's request waits on, or
 //! polls, until the high watermark passes the append (or it fails).
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::log::AppendInfo;
 
-/// Looks [`AppendHandle::wait`] takes before it sleeps.
-const WAIT_SPINS: u32 = 32;
-
 #[derive(Debug, Default)]
 struct Shared {
     outcome: Mutex<Option<Result<AppendInfo>>>,
+    /// Set once `outcome` is: what a waiter spins on.
+    completed: AtomicBool,
     done: Condvar,
     /// Threads asleep in [`AppendHandle::wait`]: completing wakes the condvar only then
     /// (a wake-up is a system call, paid on the follower's fetch path otherwise).
-    sleepers: std::sync::atomic::AtomicUsize,
+    sleepers: AtomicUsize,
 }
 
 /// What an append returns: complete at once for `acks` 0 and 1, when the high watermark
@@ -57,22 +57,18 @@ impl AppendHandle {
         outcome.as_ref().map(copy)
     }
 
-    /// Waits up to `timeout` for the outcome; `None` if it has not come by then. It looks a
-    /// few times first, yielding the core between looks: while followers stream, the
-    /// outcome usually comes within microseconds, sooner than a sleep and a wake-up.
+    /// Waits up to `timeout` for the outcome; `None` if it has not come by then. It spins
+    /// briefly first (see [`super::spin::spin_until`]): while followers stream, the outcome
+    /// usually comes within microseconds, sooner than a sleep and a wake-up.
     pub fn wait(&self, timeout: Duration) -> Option<Result<AppendInfo>> {
-        for _ in 0..WAIT_SPINS {
-            if let Some(outcome) = self.poll() {
-                return Some(outcome);
-            }
-            std::thread::yield_now();
+        if super::spin::spin_until(|| self.shared.completed.load(Ordering::Acquire)) {
+            return self.poll();
         }
         let outcome = self
             .shared
             .outcome
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        use std::sync::atomic::Ordering;
         self.shared.sleepers.fetch_add(1, Ordering::AcqRel);
         let (outcome, _) = self
             .shared
@@ -92,13 +88,9 @@ impl AppendHandle {
             .unwrap_or_else(|e| e.into_inner());
         if outcome.is_none() {
             *outcome = Some(result);
+            self.shared.completed.store(true, Ordering::Release);
             // A sleeper registers under the lock held here, so none is missed.
-            if self
-                .shared
-                .sleepers
-                .load(std::sync::atomic::Ordering::Acquire)
-                > 0
-            {
+            if self.shared.sleepers.load(Ordering::Acquire) > 0 {
                 self.shared.done.notify_all();
             }
         }

@@ -11,6 +11,7 @@ mod completion;
 mod follower;
 mod manager;
 mod scrub;
+mod spin;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
@@ -25,9 +26,6 @@ pub use completion::AppendHandle;
 pub use manager::{ReplicaManager, DEFAULT_HW_CHECKPOINT_INTERVAL_MS};
 pub use scrub::ScrubOutcome;
 
-/// Times [`Partition::fetch_wait`] looks for new data, yielding between looks, before it
-/// sleeps until an append wakes it.
-const FETCH_SPINS: u32 = 32;
 
 /// Kafka's `replica.lag.time.max.ms` default.
 pub const DEFAULT_REPLICA_LAG_TIME_MAX_MS: i64 = 30_000;
@@ -495,13 +493,8 @@ impl Partition {
             return Ok(response);
         }
         let deadline = Instant::now() + max_wait;
-        // Data usually follows within microseconds while a producer streams: look again a
-        // few times, yielding the core, before paying for a sleep and a wake-up.
-        for _ in 0..FETCH_SPINS {
-            if self.log.log_end_offset() > request.fetch_offset {
-                return self.fetch(request);
-            }
-            std::thread::yield_now();
+        if spin::spin_until(|| self.log.log_end_offset() > request.fetch_offset) {
+            return self.fetch(request);
         }
         let mut state = self.state();
         while matches!(state.role, Role::Leader(_))
