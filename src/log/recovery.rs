@@ -390,7 +390,8 @@ fn end_of_last(segments: &[Arc<Segment>]) -> Result<i64> {
 
 /// Torn tail or corruption, for damage after `valid_end`: below a known recovery point the
 /// bytes had been flushed, so no crash explains them; without one, valid data after the
-/// damage (`later_valid`) tells.
+/// damage (`later_valid`) suggests corruption (a guess: a power loss may keep later
+/// unsynced pages and tear earlier ones).
 fn damage_kind(
     recovery_point: Option<i64>,
     valid_end: i64,

@@ -26,7 +26,6 @@ pub use completion::AppendHandle;
 pub use manager::{ReplicaManager, DEFAULT_HW_CHECKPOINT_INTERVAL_MS};
 pub use scrub::ScrubOutcome;
 
-
 /// Kafka's `replica.lag.time.max.ms` default.
 pub const DEFAULT_REPLICA_LAG_TIME_MAX_MS: i64 = 30_000;
 

@@ -23,18 +23,24 @@ const SLOW_YIELD: Duration = Duration::from_millis(1);
 /// How long spinning stays off after a slow yield.
 const BACKOFF: Duration = Duration::from_millis(100);
 
-/// Until when (nanoseconds after [`epoch`]) spinning is off.
+/// Until when (in [`nanos_since_epoch`]) spinning is off.
 static SPIN_OFF_UNTIL: AtomicU64 = AtomicU64::new(0);
 
 /// Looks at `ready` a few times, yielding between looks, unless a recent yield was slow;
 /// whether it became true.
 pub(super) fn spin_until(ready: impl FnMut() -> bool) -> bool {
-    spin_with(ready, std::thread::yield_now, &SPIN_OFF_UNTIL)
+    let timed_yield = || {
+        let before = Instant::now();
+        std::thread::yield_now();
+        before.elapsed()
+    };
+    spin_with(ready, timed_yield, &SPIN_OFF_UNTIL)
 }
 
+/// [`spin_until`] with the yield (which says how long it took) and the off switch given.
 fn spin_with(
     mut ready: impl FnMut() -> bool,
-    mut yield_now: impl FnMut(),
+    mut yield_now: impl FnMut() -> Duration,
     off_until: &AtomicU64,
 ) -> bool {
     if nanos_since_epoch() < off_until.load(Ordering::Relaxed) {
@@ -44,9 +50,7 @@ fn spin_with(
         if ready() {
             return true;
         }
-        let before = Instant::now();
-        yield_now();
-        if before.elapsed() > SLOW_YIELD {
+        if yield_now() > SLOW_YIELD {
             let until = nanos_since_epoch().saturating_add(BACKOFF.as_nanos() as u64);
             off_until.fetch_max(until, Ordering::Relaxed);
             break;
@@ -66,36 +70,35 @@ fn nanos_since_epoch() -> u64 {
 mod tests {
     use super::*;
 
-    /// Counts the looks a spin takes at a condition that is met at look `met_at`.
-    fn looks(met_at: u32, yield_now: impl FnMut(), off_until: &AtomicU64) -> (bool, u32) {
+    /// Counts the looks a spin takes at a condition that is met at look `met_at`, each
+    /// yield taking `yield_takes`.
+    fn looks(met_at: u32, yield_takes: Duration, off_until: &AtomicU64) -> (bool, u32) {
         let mut looked = 0;
         let ready = || {
             looked += 1;
             looked >= met_at
         };
-        let met = spin_with(ready, yield_now, off_until);
+        let met = spin_with(ready, || yield_takes, off_until);
         (met, looked)
     }
 
     #[test]
     fn a_spin_stops_at_the_look_that_meets_it_or_gives_up() {
         let on = AtomicU64::new(0);
-        assert_eq!(looks(1, || {}, &on), (true, 1));
-        assert_eq!(looks(5, || {}, &on), (true, 5));
-        assert_eq!(looks(u32::MAX, || {}, &on), (false, LOOKS + 1));
-        assert_eq!(on.load(Ordering::Relaxed), 0, "fast yields keep spinning on");
+        let fast = Duration::from_micros(5);
+        assert_eq!(looks(1, fast, &on), (true, 1));
+        assert_eq!(looks(5, fast, &on), (true, 5));
+        assert_eq!(looks(u32::MAX, fast, &on), (false, LOOKS + 1));
+        assert_eq!(on.load(Ordering::Relaxed), 0, "fast yields keep it on");
     }
 
     #[test]
     fn a_slow_yield_turns_spinning_off_for_a_while() {
         let off_until = AtomicU64::new(0);
         let before = nanos_since_epoch();
-        let slow = || std::thread::sleep(SLOW_YIELD * 2);
-        assert_eq!(
-            looks(u32::MAX, slow, &off_until),
-            (false, 2),
-            "one yield, one last look"
-        );
+        let slow = SLOW_YIELD * 2;
+        let looked = looks(u32::MAX, slow, &off_until);
+        assert_eq!(looked, (false, 2), "one yield, one last look");
         let until = off_until.load(Ordering::Relaxed);
         assert!(until >= before + BACKOFF.as_nanos() as u64);
     }
@@ -103,7 +106,13 @@ mod tests {
     #[test]
     fn while_spinning_is_off_a_waiter_looks_once() {
         let off = AtomicU64::new(u64::MAX);
-        assert_eq!(looks(5, || panic!("no yield"), &off), (false, 1));
-        assert_eq!(looks(1, || panic!("no yield"), &off), (true, 1));
+        let no_yield = || -> Duration { panic!("no yield while off") };
+        let mut looked = 0;
+        let ready = || {
+            looked += 1;
+            false
+        };
+        assert!(!spin_with(ready, no_yield, &off));
+        assert_eq!(looked, 1);
     }
 }
