@@ -174,7 +174,12 @@ impl Log {
             })?;
         }
         log.change_epochs(false, |cache| cache.truncate_from_start(start))?;
-        log.checkpoint_if_stale()?;
+        // A failed rewrite does not stop the open: appends below the stale point are synced.
+        if let Err(err) = log.checkpoint_if_stale() {
+            report.warnings.push(format!(
+                "could not rewrite the recovery point below the cut ({err}); appends below it are synced until a checkpoint succeeds"
+            ));
+        }
         log.debug_check();
         Ok((log, report))
     }
