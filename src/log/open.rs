@@ -174,12 +174,7 @@ impl Log {
             })?;
         }
         log.change_epochs(false, |cache| cache.truncate_from_start(start))?;
-        // A failed rewrite does not stop the open: appends below the stale point are synced.
-        if let Err(err) = log.checkpoint_if_stale() {
-            report.warnings.push(format!(
-                "could not rewrite the recovery point below the cut ({err}); appends below it are synced until a checkpoint succeeds"
-            ));
-        }
+        log.checkpoint_if_stale()?;
         log.debug_check();
         Ok((log, report))
     }

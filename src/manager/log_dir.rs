@@ -184,12 +184,13 @@ impl LogDir {
         if let Some(log) = logs.get(tp) {
             return Ok((log.clone(), RecoveryReport::default()));
         }
+        let recovery_point = self.recovery_points.get(tp);
         let options = LogOpenOptions {
             storage: self.storage.clone(),
             dir: self.path.join(tp.dir_name()),
             config,
             clock: self.options.clock.clone(),
-            recovery_point: self.recovery_points.get(tp),
+            recovery_point,
             log_start_offset: self.log_start_offsets.get(tp).copied(),
             clean_shutdown: self.clean_shutdown,
             recovery_checkpoint: Some(Arc::new(PartitionCheckpoint {
@@ -198,6 +199,13 @@ impl LogDir {
             })),
         };
         let (log, report) = Log::open(options)?;
+        // A log the recovery-point file does not know (a new partition, or its entry lost)
+        // gets an entry at once. Otherwise a power loss before the next checkpoint leaves
+        // recovery without a point, and it can only guess whether damage followed by valid
+        // batches is a crash's doing or the media's.
+        if recovery_point.is_none() {
+            self.recovery_points.write(&[(tp.clone(), &log)])?;
+        }
         let log = Arc::new(log);
         logs.insert(tp.clone(), log.clone());
         Ok((log, report))
