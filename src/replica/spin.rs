@@ -7,7 +7,8 @@
 //! meet the condition (the appender, the other follower) can run. A yield hands the core to
 //! any runnable thread, though: one of another process, or of lower priority, may then
 //! keep it for a whole time slice, milliseconds, long after the condition was met (a CPU
-//! hog at `nice 10` cut `acks=all` throughput by half and raised its p99 to 4 ms). So a
+//! hog at `nice 10` cut `acks=all` throughput by half and raised its p99 to 4 ms). A
+//! sibling with a long run of work (a producer streaming with `acks=1`) does the same. So a
 //! yield that comes back late turns spinning off for a while, process-wide, and waiters
 //! sleep at once, to be woken (a woken thread preempts; a yielding one waits its turn).
 
