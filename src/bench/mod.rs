@@ -204,6 +204,7 @@ fn run_in(
     drop(corpus);
 
     progress("acks");
+    report.parallel_copy_ratio_acks = workload::parallel_copy_ratio();
     let count = batches_for(workload::LARGE, data_bytes / ACKS_DATA_DIVISOR);
     let (mut corpus, batch_len) = workload::corpus(workload::LARGE, count);
     let latency_appends = LATENCY_APPENDS.min(count / 2).max(1);
@@ -228,6 +229,7 @@ fn run_in(
     report.compaction_ratio = report.compaction_mb_s / report.raw_read_compaction_mb_s;
 
     progress("offsets-load");
+    report.parallel_copy_ratio_load = workload::parallel_copy_ratio();
     let load_bytes = OFFSETS_LOAD_BYTES.min(data_bytes);
     let (load, raw, bytes) =
         compaction::offsets_load(&compaction_root, load_bytes, OFFSETS_LOAD_REPS)?;

@@ -93,6 +93,11 @@ pub struct BenchReport {
     pub raw_read_offsets_mb_s: f64,
     /// Partition offsets committed per second (`acks=1`, 100 per commit).
     pub commits_per_s: f64,
+    /// Right before the `acks` workload and the offsets load: each of two threads copying
+    /// memory side by side ÷ one alone (see [`super::workload::parallel_copy_ratio`]).
+    /// Near 0.5, the machine gave the run's threads about one core's worth.
+    pub parallel_copy_ratio_acks: f64,
+    pub parallel_copy_ratio_load: f64,
 }
 
 impl BenchReport {
@@ -114,6 +119,7 @@ impl BenchReport {
                 "\"compaction_ratio\":{:.3},\"compaction_mb_s\":{:.1},\"raw_read_compaction_mb_s\":{:.1},",
                 "\"offsets_load_ratio\":{:.3},\"offsets_load_mb_s\":{:.1},\"raw_read_offsets_mb_s\":{:.1},",
                 "\"commits_per_s\":{:.0},",
+                "\"parallel_copy_ratio_acks\":{:.2},\"parallel_copy_ratio_load\":{:.2},",
                 "\"data_bytes\":{},\"clean_open_segments\":{},\"quick\":{},\"pass\":{}}}"
             ),
             self.append_ratio,
@@ -151,6 +157,8 @@ impl BenchReport {
             self.offsets_load_mb_s,
             self.raw_read_offsets_mb_s,
             self.commits_per_s,
+            self.parallel_copy_ratio_acks,
+            self.parallel_copy_ratio_load,
             self.data_bytes,
             self.clean_open_segments,
             self.quick,
@@ -297,6 +305,11 @@ impl BenchReport {
             self.acks1_cpu_cores,
             self.acks_all_cpu_cores,
             std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+        let _ = writeln!(
+            out,
+            "two threads copying memory side by side, each vs one alone: {:.2} before acks, {:.2} before the offsets load (1 = independent cores)",
+            self.parallel_copy_ratio_acks, self.parallel_copy_ratio_load
         );
         let _ = writeln!(
             out,

@@ -3,7 +3,9 @@
 //! the same syscalls (`pwrite`/`pread` through [`RealStorage`]) and nothing else.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use crate::checkpoint::TopicPartition;
 use crate::config::LogConfig;
@@ -360,4 +362,61 @@ pub fn remove_file(path: &Path) -> Result<()> {
         storage.remove_file(path)?;
     }
     Ok(())
+}
+
+/// Bytes each thread copies, [`COPIES`] times a pass, in [`parallel_copy_ratio`]: more
+/// than the caches hold, so that the copies go to memory.
+const COPY_BYTES: usize = 32 << 20;
+/// Copies a pass: long enough (tens of milliseconds) for the scheduler to have put two
+/// threads on two cores, as it has the long-lived threads of the workloads.
+const COPIES: usize = 8;
+/// Passes alone and side by side; the best of each counts.
+const COPY_PASSES: usize = 3;
+
+/// How fast each of two threads copies memory while the other does too, against one
+/// thread alone: near 1 when two cores work independently, near 0.5 when the two threads
+/// share one core's throughput (a VM whose vCPUs sit on one physical core's hyperthreads,
+/// another load on the machine, or memory bandwidth one thread already fills). The
+/// workloads that run threads side by side (the `acks` workload's replicas, the offsets
+/// load's reader and replay) depend on it; a bench reports it next to them, so that a low
+/// figure can be told from a slow machine.
+pub fn parallel_copy_ratio() -> f64 {
+    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = (0..2u8)
+        .map(|i| (vec![i + 1; COPY_BYTES], vec![0u8; COPY_BYTES]))
+        .collect();
+    let copies = |(src, dst): &mut (Vec<u8>, Vec<u8>)| {
+        let start = Instant::now();
+        for _ in 0..COPIES {
+            dst.copy_from_slice(src);
+            std::hint::black_box(&dst);
+        }
+        start.elapsed()
+    };
+    for pair in &mut pairs {
+        pair.1.copy_from_slice(&pair.0); // fault the pages in first
+    }
+    let (mut alone, mut side_by_side) = (Duration::MAX, Duration::MAX);
+    for _ in 0..COPY_PASSES {
+        alone = alone.min(copies(&mut pairs[0]));
+        let barrier = Barrier::new(2);
+        let slowest = thread::scope(|s| {
+            let handles: Vec<_> = pairs
+                .iter_mut()
+                .map(|pair| {
+                    let barrier = &barrier;
+                    s.spawn(move || {
+                        barrier.wait();
+                        copies(pair)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(Duration::MAX))
+                .max()
+                .unwrap_or(Duration::MAX)
+        });
+        side_by_side = side_by_side.min(slowest);
+    }
+    alone.as_secs_f64() / side_by_side.as_secs_f64().max(1e-9)
 }
