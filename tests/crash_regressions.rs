@@ -5,6 +5,7 @@ mod common;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::thread;
 
 use common::batch;
 use partlog::checkpoint::TopicPartition;
@@ -641,4 +642,66 @@ fn a_recovery_cut_below_the_checkpoint_rewrites_it() {
         assert!((cut_to..=end).contains(&log.log_end_offset()), "{report:?}");
     }
     assert!(failed_opens > 0, "no injected failure hit an open");
+}
+
+/// A flush writes a leader-epoch checkpoint that only needed to be lazy (the log start
+/// moved), outside the writer lock; a truncation writes one at once, under it. Both wrote
+/// `leader-epoch-checkpoint.tmp` and renamed it: one rename found the other's temp file
+/// gone, which turned the log read-only, or the older text could land last, putting back
+/// an epoch the truncation had removed (`sim_threads` seed 200727, debug build). Writes
+/// are now serialized, and one older than the text on disk is skipped.
+#[test]
+fn a_flush_and_a_truncation_writing_the_epoch_checkpoint_at_once() {
+    for truncation_first in [false, true] {
+        let sim = SimStorage::new(7);
+        let (log, _) = Log::open(options(&sim, small())).expect("open");
+        for epoch in 1..=3 {
+            log.assign_leader_epoch(epoch).expect("epoch");
+            for i in 0..5 {
+                log.append_as_leader(&mut batch(2, 10, i), epoch)
+                    .expect("append");
+            }
+        }
+        // Epochs 1, 2, 3 from 0, 10, 20. Moving the start marks the file to be rewritten
+        // by the next flush.
+        log.advance_log_start_offset(4).expect("start");
+        sim.hold_syncs("leader-epoch-checkpoint.tmp");
+        thread::scope(|s| {
+            let (log, sim) = (&log, &sim);
+            let wait_for_held = |n: usize| {
+                while sim.syncs_waiting() < n {
+                    thread::yield_now();
+                }
+            };
+            let write = move |truncate: bool| {
+                if truncate {
+                    log.truncate_to(15).expect("truncate into epoch 2");
+                } else {
+                    log.flush().expect("flush");
+                }
+            };
+            let a = s.spawn(move || write(truncation_first));
+            wait_for_held(1);
+            let b = s.spawn(move || write(!truncation_first));
+            // Give the second writer time to reach its own held sync (as it did before the
+            // fix) or to wait for the first; nothing below depends on how long this is.
+            for _ in 0..20 {
+                if sim.syncs_waiting() >= 2 {
+                    break;
+                }
+                thread::sleep(std::time::Duration::from_millis(1));
+            }
+            sim.release_syncs();
+            a.join().expect("first writer");
+            b.join().expect("second writer");
+        });
+        let text = sim
+            .read_raw(Path::new("/data/t-0/leader-epoch-checkpoint"))
+            .expect("epoch checkpoint");
+        let text = String::from_utf8(text).expect("text");
+        assert_eq!(
+            text, "0\n2\n1 4\n2 10\n",
+            "truncation first: {truncation_first}"
+        );
+    }
 }

@@ -60,6 +60,14 @@ pub trait RecoveryPointCheckpoint: Send + Sync + std::fmt::Debug {
     fn checkpoint(&self, log: &Log) -> Result<()>;
 }
 
+/// The leader-epoch cache, and how many times its checkpoint text was rendered: the count,
+/// taken under the same lock as each change, orders the checkpoint writes.
+#[derive(Debug)]
+struct Epochs {
+    cache: EpochCache,
+    renders: u64,
+}
+
 /// State only the writer touches.
 #[derive(Debug, Default)]
 struct Writer {
@@ -107,7 +115,12 @@ pub struct Log {
     /// Serializes flushes without blocking appends.
     flusher: Mutex<()>,
     /// The leader-epoch cache; changed only under the writer lock, read by anyone.
-    epochs: Mutex<EpochCache>,
+    epochs: Mutex<Epochs>,
+    /// Serializes writes of `leader-epoch-checkpoint` (they share a temp file) and holds
+    /// the render count of the text last written: a write of an older render, which a
+    /// flush may reach after a truncation wrote a newer one, is skipped rather than put
+    /// back over it.
+    epochs_written: Mutex<u64>,
     /// The cache changed in a way that need not be durable at once (the log start moved);
     /// the next flush or close writes it.
     epochs_dirty: AtomicBool,
@@ -208,8 +221,8 @@ impl Log {
     /// [`EpochCache::end_offset_for`]. A follower's fetch carries its last epoch, and the
     /// leader answers with this to say where their logs diverge.
     pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
-        let cache = self.epochs.lock().unwrap_or_else(|e| e.into_inner());
-        cache.end_offset_for(epoch, self.log_end_offset())
+        let epochs = self.epochs.lock().unwrap_or_else(|e| e.into_inner());
+        epochs.cache.end_offset_for(epoch, self.log_end_offset())
     }
 
     /// Records that leader epoch `epoch` starts at the log end (a replica that becomes
@@ -227,8 +240,8 @@ impl Log {
 
     /// The leader-epoch cache's entries: each epoch in the log and its first offset.
     pub fn epoch_entries(&self) -> Vec<EpochEntry> {
-        let cache = self.epochs.lock().unwrap_or_else(|e| e.into_inner());
-        cache.entries().to_vec()
+        let epochs = self.epochs.lock().unwrap_or_else(|e| e.into_inner());
+        epochs.cache.entries().to_vec()
     }
 
     /// Changes the epoch cache with `change` (under the writer lock); when it changed and
@@ -239,34 +252,54 @@ impl Log {
         durable: bool,
         change: impl FnOnce(&mut EpochCache) -> bool,
     ) -> Result<()> {
-        let text = {
-            let mut cache = self.epochs.lock().unwrap_or_else(|e| e.into_inner());
-            if !change(&mut cache) {
+        let rendered = {
+            let mut epochs = self.epochs.lock().unwrap_or_else(|e| e.into_inner());
+            if !change(&mut epochs.cache) {
                 return Ok(());
             }
             if !durable {
                 self.epochs_dirty.store(true, Ordering::Release);
                 return Ok(());
             }
-            cache.render()
+            Self::render_epochs(&mut epochs)
         };
         self.epochs_dirty.store(false, Ordering::Release);
-        EpochCache::write(self.storage.as_ref(), &self.dir, &text)
+        self.write_epochs(rendered)
     }
 
     /// Writes the epoch checkpoint if a change is waiting for it.
     fn write_dirty_epochs(&self) -> Result<()> {
         if self.epochs_dirty.swap(false, Ordering::AcqRel) {
-            let text = self
-                .epochs
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .render();
-            if let Err(err) = EpochCache::write(self.storage.as_ref(), &self.dir, &text) {
+            let rendered = {
+                let mut epochs = self.epochs.lock().unwrap_or_else(|e| e.into_inner());
+                Self::render_epochs(&mut epochs)
+            };
+            if let Err(err) = self.write_epochs(rendered) {
                 self.epochs_dirty.store(true, Ordering::Release);
                 return Err(err);
             }
         }
+        Ok(())
+    }
+
+    /// The checkpoint text of the cache, and its render count.
+    fn render_epochs(epochs: &mut Epochs) -> (String, u64) {
+        epochs.renders += 1;
+        (epochs.cache.render(), epochs.renders)
+    }
+
+    /// Writes a rendered epoch checkpoint unless a later render is already written (it
+    /// holds every change this one does). Readers of the cache never wait for it.
+    fn write_epochs(&self, (text, render): (String, u64)) -> Result<()> {
+        let mut written = self
+            .epochs_written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if *written >= render {
+            return Ok(());
+        }
+        EpochCache::write(self.storage.as_ref(), &self.dir, &text)?;
+        *written = render;
         Ok(())
     }
 

@@ -144,7 +144,11 @@ impl Log {
             truncations: AtomicU64::new(0),
             writer: Mutex::new(Writer::default()),
             flusher: Mutex::new(()),
-            epochs: Mutex::new(epochs),
+            epochs: Mutex::new(super::Epochs {
+                cache: epochs,
+                renders: 0,
+            }),
+            epochs_written: Mutex::new(0),
             epochs_dirty: AtomicBool::new(false),
             cleaning: AtomicBool::new(false),
             truncated_to: AtomicI64::new(i64::MAX),
@@ -166,7 +170,7 @@ impl Log {
                     .first()
                     .is_some_and(|e| e.start_offset <= start)
         };
-        if !covers(&log.epochs.lock().unwrap_or_else(|e| e.into_inner())) {
+        if !covers(&log.epochs.lock().unwrap_or_else(|e| e.into_inner()).cache) {
             let rebuilt = rebuild_epochs(&log.segments())?;
             log.change_epochs(true, |cache| {
                 *cache = rebuilt;
