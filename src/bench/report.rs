@@ -95,7 +95,7 @@ pub struct BenchReport {
     pub commits_per_s: f64,
     /// Right before the `acks` workload and the offsets load: each of two threads copying
     /// memory side by side ÷ one alone (see [`super::workload::parallel_copy_ratio`]).
-    /// Near 0.5, the machine gave the run's threads about one core's worth.
+    /// Near 0.5, two memory-bound threads got about one thread's throughput.
     pub parallel_copy_ratio_acks: f64,
     pub parallel_copy_ratio_load: f64,
 }
