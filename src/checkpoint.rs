@@ -215,13 +215,14 @@ pub fn write_atomic(storage: &dyn Storage, path: &Path, text: &str) -> Result<()
     storage.sync_dir(dir)
 }
 
-/// The temp name a checkpoint is written under before its rename.
+/// The temp name a file is written under before its rename over `path` (a checkpoint,
+/// a rebuilt index): `path` with [`crate::segment::files::TMP_SUFFIX`] appended.
 pub fn tmp_path(path: &Path) -> PathBuf {
     let mut name = path
         .file_name()
         .map(|n| n.to_os_string())
         .unwrap_or_default();
-    name.push(".tmp");
+    name.push(crate::segment::files::TMP_SUFFIX);
     path.with_file_name(name)
 }
 

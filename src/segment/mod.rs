@@ -320,11 +320,7 @@ impl Segment {
         let storage = self.storage.as_ref();
         let offset_path = self.path(files::INDEX_SUFFIX);
         let time_path = self.path(files::TIME_INDEX_SUFFIX);
-        let tmp = |path: &Path| {
-            let mut name = path.as_os_str().to_owned();
-            name.push(files::TMP_SUFFIX);
-            PathBuf::from(name)
-        };
+        let tmp = crate::checkpoint::tmp_path;
         let max = self.index_bytes_max;
         let mut fresh = Indexes {
             offset: OffsetIndex::open_empty(storage, &tmp(&offset_path), self.base_offset, max)?,
