@@ -1,10 +1,12 @@
 //! Delayed fetches (`Partition::fetch_wait`) with threads against each other: a follower's
 //! fetch held at the leader answers as soon as an append lands, its progress counts before
 //! it waits (so `acks=all` completes without waiting out the hold), and a leader that steps
-//! down releases held fetches at once.
+//! down releases held fetches at once. No wake-up is lost between an append, the fetch it
+//! releases and the `acks=all` completion that fetch brings.
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -108,4 +110,65 @@ fn stepping_down_releases_held_fetches() {
         started.elapsed() < HOLD / 2,
         "the fetch waited out its hold"
     );
+}
+
+#[test]
+fn no_wake_up_is_lost_between_appends_held_fetches_and_completions() {
+    // Round `i` appends offset `i` with `acks=all`. In even rounds the follower takes a
+    // while before applying, so the producer stops spinning and sleeps on its handle: the
+    // completion must wake it. In odd rounds the producer takes a while before appending, so
+    // the held fetch stops spinning and sleeps: the append must wake it. A wake-up lost on
+    // either side waits out the hold.
+    const ROUNDS: i64 = 400;
+    const PAUSE: Duration = Duration::from_millis(1);
+    let (leader, follower) = pair();
+    let stop = AtomicBool::new(false);
+    thread::scope(|s| {
+        let fetcher = s.spawn(|| {
+            while !stop.load(Ordering::Acquire) {
+                let response = leader
+                    .fetch_wait(&follower.fetch_request(1 << 20), HOLD)
+                    .unwrap();
+                if response.records.is_some() && response.fetch_offset % 2 == 0 {
+                    thread::sleep(PAUSE);
+                }
+                follower.apply_fetch(&response).unwrap();
+            }
+        });
+        // Stops the fetcher also when an assertion below fails.
+        let stopper = StopOnDrop(&stop);
+        for i in 0..ROUNDS {
+            let round = Instant::now();
+            if i % 2 == 1 {
+                thread::sleep(PAUSE);
+            }
+            let handle = leader
+                .append(&mut batch(1, 10, i), Acks::All, 60_000)
+                .unwrap();
+            assert_eq!(handle.info().first_offset, i);
+            let outcome = handle.wait(HOLD).expect("completed within the hold");
+            assert!(outcome.is_ok());
+            assert!(
+                round.elapsed() < HOLD / 2,
+                "round {i}: a wake-up was lost, the round waited out its hold"
+            );
+        }
+        drop(stopper);
+        // Releases the fetch held at the end, if any.
+        leader
+            .append(&mut batch(1, 10, ROUNDS), Acks::Leader, 1000)
+            .unwrap();
+        fetcher.join().unwrap();
+    });
+    // Everything acknowledged is on the follower; the last append may or may not be.
+    assert!(leader.high_watermark() >= ROUNDS);
+    assert!(follower.log().log_end_offset() >= ROUNDS);
+}
+
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
 }

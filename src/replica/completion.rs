@@ -86,13 +86,17 @@ impl AppendHandle {
             .outcome
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if outcome.is_none() {
-            *outcome = Some(result);
-            self.shared.completed.store(true, Ordering::Release);
-            // A sleeper registers under the lock held here, so none is missed.
-            if self.shared.sleepers.load(Ordering::Acquire) > 0 {
-                self.shared.done.notify_all();
-            }
+        if outcome.is_some() {
+            return;
+        }
+        *outcome = Some(result);
+        self.shared.completed.store(true, Ordering::Release);
+        // A sleeper registers under the lock held here, so none is missed; it is woken
+        // after the lock is released, which it needs to return.
+        let sleepers = self.shared.sleepers.load(Ordering::Acquire);
+        drop(outcome);
+        if sleepers > 0 {
+            self.shared.done.notify_all();
         }
     }
 }

@@ -405,10 +405,14 @@ impl Partition {
         } else {
             AppendHandle::done(info)
         };
-        if state.fetch_waiters > 0 {
+        let wake_fetches = state.fetch_waiters > 0;
+        self.advance_high_watermark(&mut state);
+        // Woken after the lock is released: a held fetch wakes to take it, and would block
+        // on it again if this thread still held it.
+        drop(state);
+        if wake_fetches {
             self.data_arrived.notify_all();
         }
-        self.advance_high_watermark(&mut state);
         Ok(handle)
     }
 
