@@ -230,6 +230,7 @@ fn run_in(
 
     progress("offsets-load");
     report.parallel_copy_ratio_load = workload::parallel_copy_ratio();
+    report.handoff_copy_ratio_load = workload::handoff_copy_ratio();
     let load_bytes = OFFSETS_LOAD_BYTES.min(data_bytes);
     let (load, raw, bytes) =
         compaction::offsets_load(&compaction_root, load_bytes, OFFSETS_LOAD_REPS)?;

@@ -98,6 +98,11 @@ pub struct BenchReport {
     /// Near 0.5, two memory-bound threads got about one thread's throughput.
     pub parallel_copy_ratio_acks: f64,
     pub parallel_copy_ratio_load: f64,
+    /// Right before the offsets load: copying into buffers another thread reads in turn ÷
+    /// copying into buffers nobody else reads (see
+    /// [`super::workload::handoff_copy_ratio`]). Far below 1, the two cores pass cache
+    /// lines slowly, and the load's reader and replay, which pass pieces, slow down.
+    pub handoff_copy_ratio_load: f64,
 }
 
 impl BenchReport {
@@ -119,7 +124,7 @@ impl BenchReport {
                 "\"compaction_ratio\":{:.3},\"compaction_mb_s\":{:.1},\"raw_read_compaction_mb_s\":{:.1},",
                 "\"offsets_load_ratio\":{:.3},\"offsets_load_mb_s\":{:.1},\"raw_read_offsets_mb_s\":{:.1},",
                 "\"commits_per_s\":{:.0},",
-                "\"parallel_copy_ratio_acks\":{:.2},\"parallel_copy_ratio_load\":{:.2},",
+                "\"parallel_copy_ratio_acks\":{:.2},\"parallel_copy_ratio_load\":{:.2},\"handoff_copy_ratio_load\":{:.2},",
                 "\"data_bytes\":{},\"clean_open_segments\":{},\"quick\":{},\"pass\":{}}}"
             ),
             self.append_ratio,
@@ -159,6 +164,7 @@ impl BenchReport {
             self.commits_per_s,
             self.parallel_copy_ratio_acks,
             self.parallel_copy_ratio_load,
+            self.handoff_copy_ratio_load,
             self.data_bytes,
             self.clean_open_segments,
             self.quick,
@@ -310,6 +316,11 @@ impl BenchReport {
             out,
             "two threads copying memory side by side, each vs one alone: {:.2} before acks, {:.2} before the offsets load (1 = independent cores)",
             self.parallel_copy_ratio_acks, self.parallel_copy_ratio_load
+        );
+        let _ = writeln!(
+            out,
+            "copying into buffers another thread reads in turn, vs buffers nobody else reads: {:.2} before the offsets load (near 1 = cores pass data cheaply)",
+            self.handoff_copy_ratio_load
         );
         let _ = writeln!(
             out,

@@ -3,6 +3,7 @@
 //! the same syscalls (`pwrite`/`pread` through [`RealStorage`]) and nothing else.
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -419,4 +420,69 @@ pub fn parallel_copy_ratio() -> f64 {
         side_by_side = side_by_side.min(slowest);
     }
     alone.as_secs_f64() / side_by_side.as_secs_f64().max(1e-9)
+}
+
+/// Bytes of a piece in [`handoff_copy_ratio`]: the offsets load's read-ahead pieces.
+const HANDOFF_PIECE_BYTES: usize = 256 << 10;
+/// Buffers going round in [`handoff_copy_ratio`], as in the load's read-ahead.
+const HANDOFF_BUFFERS: usize = 5;
+
+/// How fast a thread copies [`COPY_BYTES`] into a few 256 KiB buffers that another thread
+/// reads in turn before handing them back, against the same copies into buffers nobody
+/// else reads: near 1 when two cores pass cache lines to each other cheaply, far below
+/// when each line the copy writes must first be taken back from the other core slowly
+/// (cores on different dies or sockets). The offsets load's reader and replay hand their
+/// pieces round this way; a bench reports this next to the load, so that a slow load can
+/// be told from a machine whose cores pass data slowly.
+pub fn handoff_copy_ratio() -> f64 {
+    let src = vec![7u8; COPY_BYTES];
+    let (mut alone, mut handed) = (Duration::MAX, Duration::MAX);
+    for _ in 0..COPY_PASSES {
+        alone = alone.min(copy_round(&src, false));
+        handed = handed.min(copy_round(&src, true));
+    }
+    alone.as_secs_f64() / handed.as_secs_f64().max(1e-9)
+}
+
+/// [`COPIES`] passes of copying `src` piece by piece into buffers that go round between
+/// this thread and another, which reads a byte of every cache line of each when `read`;
+/// the time spent copying.
+fn copy_round(src: &[u8], read: bool) -> Duration {
+    let (full_tx, full_rx) = sync_channel::<Vec<u8>>(HANDOFF_BUFFERS);
+    let (free_tx, free_rx) = sync_channel::<Vec<u8>>(HANDOFF_BUFFERS);
+    for _ in 0..HANDOFF_BUFFERS {
+        // Never blocks: the channel has room for every buffer.
+        let _ = free_tx.send(vec![1u8; HANDOFF_PIECE_BYTES]);
+    }
+    // The closure owns the sending side: when it returns, the reader's `recv` fails and
+    // the reader ends, before the scope joins it.
+    thread::scope(move |s| {
+        s.spawn(move || {
+            while let Ok(buf) = full_rx.recv() {
+                if read {
+                    let sum = buf.iter().step_by(64).fold(0u8, |a, &b| a.wrapping_add(b));
+                    std::hint::black_box(sum);
+                }
+                if free_tx.send(buf).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut took = Duration::ZERO;
+        for _ in 0..COPIES {
+            for piece in src.chunks_exact(HANDOFF_PIECE_BYTES) {
+                let Ok(mut buf) = free_rx.recv() else {
+                    return Duration::MAX;
+                };
+                let start = Instant::now();
+                buf.copy_from_slice(piece);
+                std::hint::black_box(&buf);
+                took += start.elapsed();
+                if full_tx.send(buf).is_err() {
+                    return Duration::MAX;
+                }
+            }
+        }
+        took
+    })
 }
