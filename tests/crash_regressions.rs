@@ -705,3 +705,70 @@ fn a_flush_and_a_truncation_writing_the_epoch_checkpoint_at_once() {
         );
     }
 }
+
+/// Two readers that meet one segment whose index must be rebuilt on first use: the rebuild
+/// runs under the segment's index lock, so the second waits for the first's and finds the
+/// indexes built, instead of writing the same `.tmp` files (one rename would find the
+/// other's file gone). The first reader is held inside its rebuild's sync until the second
+/// has started.
+#[test]
+fn two_readers_needing_one_index_rebuild_take_turns() {
+    let config = LogConfig {
+        segment_bytes: 4096,
+        index_interval_bytes: 512,
+        ..small()
+    };
+    let sim = SimStorage::new(21);
+    let (log, _) = Log::open(options(&sim, config.clone())).expect("open");
+    for i in 0..60 {
+        log.append_as_leader(&mut batch(2, 100, i), 0)
+            .expect("append");
+    }
+    let end = log.flush().expect("flush");
+    assert!(log.segments().len() >= 3, "several segments");
+    drop(log);
+    // The first segment's offset index durably empty: rebuilt when a read first needs it
+    // (the open reads only the segments near the recovery point).
+    sim.write_raw(Path::new("/data/t-0/00000000000000000000.index"), &[])
+        .expect("empty offset index");
+    let (log, _) = Log::open(LogOpenOptions {
+        recovery_point: Some(end),
+        ..options(&sim, config)
+    })
+    .expect("reopen");
+    sim.hold_syncs(".index.tmp");
+    let read = |offset: i64| {
+        let slice = log
+            .read(offset, 1 << 20, None)
+            .expect("read")
+            .expect("records");
+        let mut bytes = vec![0u8; slice.len() as usize];
+        slice.read_to(&mut bytes).expect("bytes");
+        let first = batches(&bytes).next().expect("a batch").expect("valid");
+        let header = first.header();
+        assert!(
+            (header.base_offset..header.next_offset()).contains(&offset),
+            "offset {offset} read from batch {}..{}",
+            header.base_offset,
+            header.next_offset()
+        );
+    };
+    thread::scope(|s| {
+        let first = s.spawn(|| read(3));
+        while sim.syncs_waiting() < 1 {
+            thread::yield_now();
+        }
+        let second = s.spawn(|| read(11));
+        // Time for the second reader to reach a sync of its own, or to wait for the
+        // first's rebuild; nothing below depends on how long this is.
+        for _ in 0..20 {
+            if sim.syncs_waiting() >= 2 {
+                break;
+            }
+            thread::sleep(std::time::Duration::from_millis(1));
+        }
+        sim.release_syncs();
+        first.join().expect("first reader");
+        second.join().expect("second reader");
+    });
+}
