@@ -383,29 +383,39 @@ fn reopen_after_a_gap(
     let segment = log.segments()[0].log_path().to_path_buf();
     drop(log);
     tear(&sim, &segment, last);
-    let (log, report) = Log::open(options(&sim, config)).expect("reopen");
+    let (log, report) = Log::open(never_flushed(&sim, config)).expect("reopen");
     (log, report.damage.map(|d| d.reason))
+}
+
+/// Options to reopen a log that was never flushed, with the recovery point a log dir would
+/// have persisted for it: 0.
+fn never_flushed(sim: &Arc<SimStorage>, config: LogConfig) -> LogOpenOptions {
+    LogOpenOptions {
+        recovery_point: Some(0),
+        ..options(sim, config)
+    }
 }
 
 /// A power loss tore two bytes of an unsynced batch's base offset in a compacted log (it
 /// lies outside the CRC), raising it from 238 to 49579, and recovery kept the batch as a
 /// compaction gap: records at offsets nobody wrote (simulator seeds 31065701 and
-/// 40113421). The bytes after it were torn too; recovery now keeps a batch that leaves a
-/// gap above the recovery point only when a valid batch or the end of the file follows it.
+/// 40113421). In a compacted log's last segment, recovery now keeps a batch that leaves a
+/// gap above the recovery point only when the offset index on disk names it, as every
+/// append of such a batch does.
 #[test]
 fn a_gap_batch_next_to_a_torn_tail_is_cut() {
-    // Nothing after the gap: a real one (a process death keeps it).
+    // Nothing after the gap: a real one (a process death keeps it and its index entry).
     let (log, damage) = reopen_after_a_gap(11, |_, _, _| {});
     assert_eq!((log.log_end_offset(), damage), (102, None));
-    // A partial header after it: a power loss mid-append, which may have torn it too.
+    // A partial header after it: a power loss mid-append. The gap batch's index entry
+    // names it (its last offset at its position), so its base offset was not torn.
     let (log, damage) = reopen_after_a_gap(12, |sim, segment, at| {
         let end = at + batch(2, 10, 3).len() as u64;
         sim.truncate_file(segment, end + 30)
             .expect("a partial header");
     });
-    assert_eq!(log.log_end_offset(), 6, "the gap batch goes with the tail");
-    let reason = damage.expect("cut");
-    assert!(reason.contains("gap after 6"), "{reason}");
+    assert_eq!(log.log_end_offset(), 102, "the witnessed gap batch stays");
+    assert!(damage.is_some(), "the partial header is cut");
     // A batch raised by a torn base offset (byte 6 of 8), with a partial header after it.
     let (log, damage) = reopen_after_a_gap(13, |sim, segment, at| {
         let raised = at - batch(2, 10, 2).len() as u64;
@@ -416,6 +426,84 @@ fn a_gap_batch_next_to_a_torn_tail_is_cut() {
     });
     assert_eq!(log.log_end_offset(), 4, "the raised batch is cut");
     assert!(damage.expect("cut").contains("gap after 4"));
+}
+
+/// The known limit of the check above, found by simulator seed 2055631: a torn base offset
+/// raised into what looks like a compaction gap, in a batch that ends the file or stays
+/// below the next batch's base, was kept (a 2-record batch at offset 14975408 after 534).
+/// The raised batch's last offset at its position is in no index entry, so it is cut now.
+#[test]
+fn a_torn_base_offset_that_looks_like_a_gap_is_cut() {
+    // The gap batch ends the file; its base offset 100 torn to 108.
+    let (log, damage) = reopen_after_a_gap(14, |sim, segment, at| {
+        sim.flip_bit(segment, at + 7, 3)
+            .expect("tear the base offset");
+    });
+    assert_eq!(log.log_end_offset(), 6, "the raised batch is cut");
+    let reason = damage.expect("cut");
+    assert!(reason.contains("holds no entry"), "{reason}");
+
+    // Gap batches at 100 and 200; the first torn to 108, still below 200, and a valid
+    // batch follows it.
+    let sim = SimStorage::new(15);
+    let config = LogConfig {
+        cleanup_policy: partlog::CleanupPolicy::Compact,
+        ..small()
+    };
+    let (log, _) = Log::open(options(&sim, config.clone())).expect("open");
+    for i in 0..3 {
+        log.append_as_leader(&mut batch(2, 10, i), 0)
+            .expect("append");
+    }
+    let torn_at = log.size_bytes();
+    for base in [100, 200] {
+        let mut copy = batch(2, 10, base);
+        partlog::record::set_base_offset(&mut copy, base);
+        partlog::record::set_partition_leader_epoch(&mut copy, 0);
+        log.append_as_follower(&copy).expect("append as follower");
+    }
+    let segment = log.segments()[0].log_path().to_path_buf();
+    drop(log);
+    sim.flip_bit(&segment, torn_at + 7, 3)
+        .expect("tear the base offset");
+    let (log, report) = Log::open(never_flushed(&sim, config.clone())).expect("reopen");
+    assert_eq!(log.log_end_offset(), 6, "{report:?}");
+    drop(log);
+
+    // Untorn, both gap batches stay: their appends wrote their witnesses.
+    let sim = SimStorage::new(16);
+    let (log, _) = Log::open(options(&sim, config.clone())).expect("open");
+    for base in [100, 200] {
+        let mut copy = batch(2, 10, base);
+        partlog::record::set_base_offset(&mut copy, base);
+        partlog::record::set_partition_leader_epoch(&mut copy, 0);
+        log.append_as_follower(&copy).expect("append as follower");
+    }
+    drop(log);
+    sim.crash_keep_written();
+    let (log, report) = Log::open(never_flushed(&sim, config.clone())).expect("reopen");
+    assert_eq!(log.log_end_offset(), 202, "{report:?}");
+    assert!(report.damage.is_none(), "{report:?}");
+    drop(log);
+
+    // Flushed, with the persisted recovery point still at 0: a power loss keeps them, as
+    // the flush synced their witnesses with them.
+    for seed in 17..40 {
+        let sim = SimStorage::new(seed);
+        let (log, _) = Log::open(options(&sim, config.clone())).expect("open");
+        for base in [100, 200] {
+            let mut copy = batch(2, 10, base);
+            partlog::record::set_base_offset(&mut copy, base);
+            partlog::record::set_partition_leader_epoch(&mut copy, 0);
+            log.append_as_follower(&copy).expect("append as follower");
+        }
+        log.flush().expect("flush");
+        drop(log);
+        sim.crash();
+        let (log, report) = Log::open(never_flushed(&sim, config.clone())).expect("reopen");
+        assert_eq!(log.log_end_offset(), 202, "seed {seed}: {report:?}");
+        assert!(report.damage.is_none(), "seed {seed}: {report:?}");
+    }
 }
 
 /// An index rebuild synced its files in place: power failing during that sync left a time

@@ -196,9 +196,19 @@ impl Log {
         if let Err(err) = self.assign_epochs(batches) {
             return Self::fail(writer, err);
         }
-        if let Err(err) = active.append(batches) {
+        // A compacted log's batches may leave gaps; each that does gets its index witness.
+        let gaps_after = self
+            .config
+            .cleanup_policy
+            .compacts()
+            .then(|| match writer.file_end {
+                Some(end) if end >= active.base_offset() => end,
+                _ => self.log_end_offset().max(active.base_offset()),
+            });
+        if let Err(err) = active.append(batches, gaps_after) {
             return Self::fail(writer, err);
         }
+        writer.file_end = None;
         if info.first_offset < self.checkpoint_ceiling.load(Ordering::Acquire) {
             if let Err(err) = self.sync_below_checkpoint(writer, &active) {
                 return Self::fail(writer, err);

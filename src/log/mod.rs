@@ -77,6 +77,10 @@ struct Writer {
     dir_dirty: bool,
     /// Files renamed `.deleted`, with the time they may be removed.
     pending_deletes: Vec<(i64, PathBuf)>,
+    /// Where the active segment's last batch ends when a truncation left the log end above
+    /// it, inside a compacted log's gap: the next append's first batch leaves a gap from
+    /// there, and gets its index witness (see [`crate::segment::Segment::append`]).
+    file_end: Option<i64>,
 }
 
 /// The state a flush starts from.

@@ -330,6 +330,9 @@ pub(super) fn recover_segments(
             epoch_ceiling: epoch_ceiling.unwrap_or(NO_EPOCH_CEILING),
             consecutive,
             unflushed_from: recovery_point.unwrap_or(i64::MIN),
+            // Without a recovery point the files may not be partlog's (a dir from Kafka
+            // without its checkpoint): their appends wrote no witnesses.
+            witness_gaps: !consecutive && i + 1 == segments.len() && recovery_point.is_some(),
         };
         let scan = segment.recover_with(&mut scratch, &rules)?;
         epoch_floor = scan.last_epoch.unwrap_or(epoch_floor);

@@ -88,6 +88,10 @@ impl Log {
         if let Some((position, _)) = cut {
             bytes += last.truncate_at(position)?;
         }
+        // The end may now lie in a gap, past the last batch kept (offsets between batches
+        // of a compacted log).
+        let kept_end = last.read_next_offset()?.unwrap_or(last.base_offset());
+        writer.file_end = (kept_end < new_end).then_some(kept_end);
         last.make_active()?;
         let epoch = super::recovery::last_epoch(kept)?.unwrap_or(super::NO_EPOCH);
         self.latest_epoch.store(epoch, Ordering::Release);
@@ -125,6 +129,7 @@ impl Log {
         self.latest_epoch.store(super::NO_EPOCH, Ordering::Release);
         self.set_segments(vec![fresh.clone()]);
         writer.dir_dirty = true;
+        writer.file_end = None;
         self.make_truncation_durable(&fresh)?;
         self.change_epochs(true, |cache| {
             let had_entries = !cache.entries().is_empty();

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::config::LogConfig;
 use crate::error::{Error, Result};
-use crate::index::{OffsetIndex, TimeIndex};
+use crate::index::{IndexEntry, OffsetIndex, OffsetPosition, TimeIndex, OFFSET_ENTRY_BYTES};
 use crate::io::{OpenMode, Storage, StorageFile};
 use crate::record::{BatchHeader, HEADER_LEN};
 
@@ -359,11 +359,47 @@ impl Segment {
         let mut pos = 0u64;
         while pos < size {
             let header = self.read_header(pos, size)?;
-            index_batch(ix, &mut meta, self.index_interval_bytes, &header, pos)?;
+            // No witnesses: these headers were not checked against their CRCs, and a
+            // witness must only ever vouch for a batch that was.
+            index_batch(
+                ix,
+                &mut meta,
+                self.index_interval_bytes,
+                &header,
+                pos,
+                false,
+            )?;
             pos += header.size() as u64;
         }
         *self.meta_mut() = meta;
         Ok(())
+    }
+
+    /// The offset index entries the file on disk holds (its valid prefix; none when it is
+    /// missing): recovery's gap witnesses. Not the loaded index, which recovery replaces;
+    /// and only appends and recovery write witnesses, never a rebuild by headers.
+    ///
+    /// Also says whether those entries fill the largest index the segment may have: a full
+    /// index took no witness for the batches after its last entry.
+    pub(crate) fn offset_index_on_disk(&self) -> Result<(Vec<OffsetPosition>, bool)> {
+        let path = self.path(files::INDEX_SUFFIX);
+        if !self.storage.exists(&path) {
+            return Ok((Vec::new(), false));
+        }
+        let file = self.storage.open(&path, OpenMode::Read)?;
+        // Entries past the largest index this segment may have cannot be its own.
+        let len = file.len()?.min(self.index_bytes_max);
+        let mut bytes = vec![0u8; usize::try_from(len).unwrap_or(0)];
+        file.read_exact_at(&mut bytes, 0)?;
+        let valid = OffsetPosition::valid_prefix(&bytes);
+        let capacity =
+            usize::try_from(self.index_bytes_max).unwrap_or(usize::MAX) / OFFSET_ENTRY_BYTES;
+        let entries = bytes
+            .chunks_exact(OFFSET_ENTRY_BYTES)
+            .take(valid)
+            .map(|entry| OffsetPosition::decode(entry, self.base_offset))
+            .collect();
+        Ok((entries, valid >= capacity))
     }
 
     /// Reads and checks the header of the batch at `pos`; the batch must end by `limit`.
@@ -473,7 +509,14 @@ impl Segment {
 
     /// Appends already validated batches, whose offsets continue this segment, at the end
     /// of the file, indexes them, then publishes the new size to readers.
-    pub fn append(&self, batches: &[u8]) -> Result<()> {
+    ///
+    /// `gaps_after` is given for a compacted log: the offset the first batch would start at
+    /// without a gap. Every batch that leaves a gap after the one before gets an offset
+    /// index entry of its own, its witness: a batch's base offset lies outside its CRC, so
+    /// after a power loss a torn base offset in the unflushed tail looks like a compaction
+    /// gap, and recovery keeps a gap batch there only when the index names it (see
+    /// [`ScanRules::witness_gaps`]).
+    pub fn append(&self, batches: &[u8], gaps_after: Option<i64>) -> Result<()> {
         let pos = self.size();
         self.log.write_at(batches, pos)?;
         self.largest_timestamp()?; // loads the segment's timestamps if not yet known
@@ -481,12 +524,15 @@ impl Segment {
         let interval = self.index_interval_bytes;
         self.with_indexes_mut(|ix| {
             let mut at = 0usize;
+            let mut expected = gaps_after;
             while at < batches.len() {
                 let header = BatchHeader::parse(&batches[at..])?;
                 if meta.first_batch_timestamp.is_none() {
                     meta.first_batch_timestamp = Some(header.max_timestamp);
                 }
-                index_batch(ix, &mut meta, interval, &header, pos + at as u64)?;
+                let witness = expected.is_some_and(|e| header.base_offset > e);
+                expected = expected.map(|_| header.next_offset());
+                index_batch(ix, &mut meta, interval, &header, pos + at as u64, witness)?;
                 at += header.size();
             }
             Ok(())
@@ -721,12 +767,16 @@ impl Segment {
 
 /// Adds index entries for one batch at `pos`, Kafka's way: an offset entry once more than
 /// `interval` bytes were appended since the last one, with a time entry beside it.
+/// Indexes `header`'s batch at `pos`: an entry once `interval` bytes passed since the last,
+/// or at once when it is a `witness` (a batch of a compacted log that leaves a gap after the
+/// one before; see [`Segment::append`]).
 fn index_batch(
     ix: &mut Indexes,
     meta: &mut Meta,
     interval: u64,
     header: &BatchHeader,
     pos: u64,
+    witness: bool,
 ) -> Result<()> {
     let max_ts = meta.max_timestamp.unwrap_or(-1);
     if header.max_timestamp > max_ts {
@@ -735,13 +785,17 @@ fn index_batch(
     }
     // A full index (possible when rebuilding a segment written with a larger index limit)
     // only makes lookups scan further; it is never wrong.
-    let room = !ix.offset.is_full() && !ix.time.is_full();
-    if meta.bytes_since_index > interval && room {
+    let (offset_room, time_room) = (!ix.offset.is_full(), !ix.time.is_full());
+    // A witness needs only the offset index (a full time index takes no more entries, and
+    // a lookup by time scans further).
+    if (meta.bytes_since_index > interval && time_room || witness) && offset_room {
         ix.offset.append(header.last_offset(), pos as u32)?;
-        ix.time.maybe_append(
-            meta.max_timestamp.unwrap_or(-1),
-            meta.offset_of_max_timestamp,
-        )?;
+        if time_room {
+            ix.time.maybe_append(
+                meta.max_timestamp.unwrap_or(-1),
+                meta.offset_of_max_timestamp,
+            )?;
+        }
         meta.bytes_since_index = 0;
     }
     meta.bytes_since_index += header.size() as u64;

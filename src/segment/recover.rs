@@ -8,6 +8,7 @@
 use super::{index_batch, Segment};
 use crate::error::Error;
 use crate::error::Result;
+use crate::index::OffsetPosition;
 use crate::io::StorageFile;
 use crate::record::{legacy_message_size, BatchHeader, Crc32c, CRC_START, HEADER_LEN};
 
@@ -78,8 +79,17 @@ pub struct ScanRules {
     /// follows it: a power loss that tore the bytes after it may have torn its base offset
     /// too, which no CRC covers. A batch that starts below this point is not checked: it
     /// was flushed (unless a tear lowered its base into a gap below the point, which this
-    /// does not see). Nor is a gap with nothing after it.
+    /// does not see). A gap batch with nothing after it passes this check, so the last
+    /// segment of a compacted log asks for its witness instead ([`Self::witness_gaps`]).
     pub unflushed_from: i64,
+    /// The segment is a compacted log's last, whose appends gave every batch that leaves a
+    /// gap an offset index entry (see [`Segment::append`]). Such a batch at or above
+    /// `unflushed_from` is kept only when the index found on disk holds that entry, exactly
+    /// (its last offset at its position), whatever follows it: a torn base offset names no
+    /// entry, and a batch whose entry a power loss took was unflushed anyway. Earlier
+    /// segments of a compacted log were synced at roll or by the cleaner, and are checked
+    /// as `unflushed_from` says.
+    pub witness_gaps: bool,
 }
 
 impl Default for ScanRules {
@@ -91,6 +101,7 @@ impl Default for ScanRules {
             epoch_ceiling: NO_EPOCH_CEILING,
             consecutive: false,
             unflushed_from: i64::MIN,
+            witness_gaps: false,
         }
     }
 }
@@ -253,6 +264,8 @@ impl Segment {
             let mut pos = 0u64;
             // A batch whose CRC the gap check below verified already.
             let mut checked_at = None;
+            // The offset index as found on disk, read at the first gap that needs a witness.
+            let mut witnesses: Option<(Vec<OffsetPosition>, bool)> = None;
             while pos < file_len {
                 let header = match chunks.header(pos)? {
                     Ok(h) => h,
@@ -294,26 +307,61 @@ impl Segment {
                 }
                 let expected = scan.next_offset.unwrap_or(self.base_offset);
                 let end = pos + header.size() as u64;
-                let check_gap =
-                    header.base_offset > expected && header.base_offset >= rules.unflushed_from;
-                if check_gap && !chunks.followed_well(end, &header)? {
-                    let reason = format!(
-                        "base offset {} leaves a gap after {expected} and damage follows \
-                             the batch: a torn write may have raised it",
-                        header.base_offset
-                    );
-                    scan.stop = Some(ScanStop {
-                        position: pos,
-                        reason,
-                    });
-                    break;
+                let gap = header.base_offset > expected;
+                let check_gap = gap && header.base_offset >= rules.unflushed_from;
+                let mut witness_check = check_gap && rules.witness_gaps;
+                if witness_check {
+                    let (entries, full) = match &witnesses {
+                        Some(w) => w,
+                        None => witnesses.insert(self.offset_index_on_disk()?),
+                    };
+                    let entry = OffsetPosition {
+                        offset: header.last_offset(),
+                        position: pos as u32,
+                    };
+                    let named = entries
+                        .binary_search_by_key(&entry.offset, |e| e.offset)
+                        .is_ok_and(|i| entries[i] == entry);
+                    // Past the last entry of a full index, no witness was written: the
+                    // check below applies instead.
+                    let unindexed =
+                        *full && entries.last().is_some_and(|e| e.position < entry.position);
+                    witness_check = !unindexed;
+                    if !named && !unindexed {
+                        let reason = format!(
+                            "base offset {} leaves a gap after {expected} and the offset \
+                             index holds no entry for the batch: a torn write may have \
+                             raised it",
+                            header.base_offset
+                        );
+                        scan.stop = Some(ScanStop {
+                            position: pos,
+                            reason,
+                        });
+                        break;
+                    }
                 }
-                if check_gap {
+                if check_gap && !witness_check {
+                    if !chunks.followed_well(end, &header)? {
+                        let reason = format!(
+                            "base offset {} leaves a gap after {expected} and damage \
+                             follows the batch: a torn write may have raised it",
+                            header.base_offset
+                        );
+                        scan.stop = Some(ScanStop {
+                            position: pos,
+                            reason,
+                        });
+                        break;
+                    }
                     checked_at = Some(end); // the next batch's CRC held
                 }
                 meta.first_batch_timestamp
                     .get_or_insert(header.max_timestamp);
-                index_batch(ix, &mut meta, interval, &header, pos)?;
+                // A gap batch kept here was checked (or lies below the recovery point, or
+                // in a log whose only gaps come from the cleaner): the rebuilt index
+                // witnesses it again.
+                index_batch(ix, &mut meta, interval, &header, pos, gap)?;
                 pos = end;
                 scan.valid_bytes = pos;
                 // `offset_problem` checked that this does not overflow.

@@ -52,7 +52,7 @@ fn append_locate_and_read() {
     let (_sim, storage) = storage();
     let seg = Segment::create(storage, Path::new(DIR), 100, &config(), 0).unwrap();
     let data = batches_from(100, 20, 3);
-    seg.append(&data).unwrap();
+    seg.append(&data, None).unwrap();
     assert_eq!(seg.size(), data.len() as u64);
     let (pos, header) = seg.locate(131, seg.size()).unwrap().unwrap();
     assert_eq!(header.base_offset, 130);
@@ -71,7 +71,7 @@ fn append_locate_and_read() {
 fn truncate_at_a_batch_boundary_drops_later_index_entries() {
     let (_sim, storage) = storage();
     let seg = Segment::create(storage, Path::new(DIR), 0, &config(), 0).unwrap();
-    seg.append(&batches_from(0, 30, 2)).unwrap();
+    seg.append(&batches_from(0, 30, 2), None).unwrap();
     let (pos, _) = seg.locate(20, seg.size()).unwrap().unwrap();
     let cut = seg.truncate_at(pos).unwrap();
     assert!(cut > 0);
@@ -79,7 +79,7 @@ fn truncate_at_a_batch_boundary_drops_later_index_entries() {
     assert_eq!(seg.read_next_offset().unwrap(), Some(20));
     assert!(seg.locate(20, seg.size()).unwrap().is_none());
     // Appending continues at the cut.
-    seg.append(&batches_from(20, 1, 2)).unwrap();
+    seg.append(&batches_from(20, 1, 2), None).unwrap();
     assert_eq!(seg.read_next_offset().unwrap(), Some(22));
 }
 
@@ -88,7 +88,7 @@ fn recover_stops_at_the_first_bad_batch_and_rebuilds_indexes() {
     let (sim, storage) = storage();
     let seg = Segment::create(storage.clone(), Path::new(DIR), 0, &config(), 0).unwrap();
     let data = batches_from(0, 10, 2);
-    seg.append(&data).unwrap();
+    seg.append(&data, None).unwrap();
     let (bad_pos, _) = seg.locate(14, seg.size()).unwrap().unwrap();
     drop(seg);
     let log_path = PathBuf::from(DIR).join(files::file_name(0, files::LOG_SUFFIX));
@@ -119,7 +119,7 @@ fn recover_stops_at_the_first_bad_batch_and_rebuilds_indexes() {
 fn a_deleted_segment_does_not_recreate_its_indexes() {
     let (sim, storage) = storage();
     let seg = Segment::create(storage.clone(), Path::new(DIR), 0, &config(), 0).unwrap();
-    seg.append(&batches_from(0, 5, 1)).unwrap();
+    seg.append(&batches_from(0, 5, 1), None).unwrap();
     seg.trim_indexes().unwrap();
     let reopened = Segment::open(storage, Path::new(DIR), 0, &config(), false, 0).unwrap();
     drop(seg);
@@ -155,7 +155,7 @@ fn a_wrong_index_entry_of_a_closed_segment_is_rebuilt() {
         v
     };
     let seg = Segment::create(storage.clone(), Path::new(DIR), 0, &sparse, 0).unwrap();
-    seg.append(&data).unwrap();
+    seg.append(&data, None).unwrap();
     seg.trim_indexes().unwrap();
     seg.flush().unwrap();
     drop(seg);
@@ -193,7 +193,7 @@ fn a_wrong_index_entry_of_a_closed_segment_is_rebuilt() {
 fn largest_timestamp_of_a_racing_reader_does_not_lower_the_appenders() {
     let (_sim, storage) = storage();
     let seg = Segment::create(storage, Path::new(DIR), 0, &config(), 0).unwrap();
-    seg.append(&batches_from(0, 4, 2)).unwrap();
+    seg.append(&batches_from(0, 4, 2), None).unwrap();
     let (pos, _) = seg.locate(4, seg.size()).unwrap().unwrap();
     seg.truncate_at(pos).unwrap();
     // The reader reads the generation and computes from the bytes it sees ...
@@ -201,7 +201,7 @@ fn largest_timestamp_of_a_racing_reader_does_not_lower_the_appenders() {
     let (stale, stale_offset) = seg.compute_largest_timestamp().unwrap();
     assert_eq!(stale, 30);
     // ... the writer appends a newer batch ...
-    seg.append(&batches_from(4, 1, 2)).unwrap();
+    seg.append(&batches_from(4, 1, 2), None).unwrap();
     // ... and the reader stores what it computed.
     seg.store_largest_timestamp(generation, stale, stale_offset);
     assert_eq!(seg.largest_timestamp().unwrap(), 50);
@@ -213,7 +213,7 @@ fn largest_timestamp_of_a_racing_reader_does_not_lower_the_appenders() {
 fn largest_timestamp_computed_before_a_truncation_is_not_stored() {
     let (_sim, storage) = storage();
     let seg = Segment::create(storage, Path::new(DIR), 0, &config(), 0).unwrap();
-    seg.append(&batches_from(0, 4, 2)).unwrap();
+    seg.append(&batches_from(0, 4, 2), None).unwrap();
     let (pos, _) = seg.locate(6, seg.size()).unwrap().unwrap();
     seg.meta_mut().max_timestamp = None; // unknown, as after an open
     let generation = seg.meta_mut().generation;
@@ -231,7 +231,7 @@ fn largest_timestamp_computed_before_a_truncation_is_not_stored() {
 fn flush_syncs_the_indexes_without_holding_their_lock() {
     let (sim, storage) = storage();
     let seg = Arc::new(Segment::create(storage, Path::new(DIR), 0, &config(), 0).unwrap());
-    seg.append(&batches_from(0, 20, 2)).unwrap();
+    seg.append(&batches_from(0, 20, 2), None).unwrap();
     sim.hold_syncs("index");
     let flusher = {
         let seg = seg.clone();
