@@ -506,6 +506,67 @@ fn a_torn_base_offset_that_looks_like_a_gap_is_cut() {
     }
 }
 
+/// Two ways the first cut of the gap witnesses lost one, found by the simulators:
+/// - a kill while the log was still open lost the index entries not yet written back, as
+///   the simulated disk kept a map's stores to itself until then (`sim_offsets` seeds
+///   7012361 and 7015124: a replica restarted with an empty log). A map's stores now reach
+///   the page cache at once, as a shared mapping's do.
+/// - a witness at position 0 (a first batch above the segment's base, after
+///   `truncate_fully_and_start_at`) made the index look like a zeroed one; the next load
+///   rebuilt it from the headers, without witnesses, and recovery later cut the batch
+///   (`simulator` seed 11041413). Header rebuilds witness gaps too now, and a `(base, 0)`
+///   entry alone is what counts as no index.
+#[test]
+fn gap_witnesses_survive_a_kill_and_an_index_reload() {
+    let config = LogConfig {
+        cleanup_policy: partlog::CleanupPolicy::Compact,
+        index_interval_bytes: 64,
+        ..small()
+    };
+    let gap_batch = || {
+        let mut copy = batch(4, 40, 0);
+        partlog::record::set_base_offset(&mut copy, 111);
+        partlog::record::set_partition_leader_epoch(&mut copy, 0);
+        copy
+    };
+    let since_93 = |sim: &Arc<SimStorage>| LogOpenOptions {
+        recovery_point: Some(93),
+        ..options(sim, config.clone())
+    };
+
+    // Killed while open.
+    let sim = SimStorage::new(31);
+    let (log, _) = Log::open(options(&sim, config.clone())).expect("open");
+    log.truncate_fully_and_start_at(93).expect("start at 93");
+    log.append_as_follower(&gap_batch())
+        .expect("append as follower");
+    sim.crash_keep_written();
+    drop(log);
+    let (log, report) = Log::open(since_93(&sim)).expect("reopen");
+    assert_eq!(log.log_end_offset(), 115, "{report:?}");
+    drop(log);
+
+    // Closed cleanly, its index loaded again by a read, then killed.
+    let sim = SimStorage::new(32);
+    let (log, _) = Log::open(options(&sim, config.clone())).expect("open");
+    log.truncate_fully_and_start_at(93).expect("start at 93");
+    log.append_as_follower(&gap_batch())
+        .expect("append as follower");
+    log.close().expect("close");
+    drop(log);
+    let clean = LogOpenOptions {
+        recovery_point: Some(115),
+        clean_shutdown: true,
+        ..options(&sim, config.clone())
+    };
+    let (log, _) = Log::open(clean).expect("clean reopen");
+    assert!(log.read(111, 1 << 20, None).expect("read").is_some());
+    drop(log);
+    sim.crash_keep_written();
+    let (log, report) = Log::open(since_93(&sim)).expect("reopen");
+    assert_eq!(log.log_end_offset(), 115, "{report:?}");
+}
+
 /// An index rebuild synced its files in place: power failing during that sync left a time
 /// index whose entry had a torn timestamp, the next open trusted it (the segment lay below
 /// the recovery point), and timestamp lookups skipped the records before the torn entry.

@@ -139,7 +139,7 @@ impl IndexFile {
         }
         let at = self.entries * self.entry_size;
         if let Some(map) = self.map.as_mut() {
-            map.as_mut_slice()[at..at + self.entry_size].copy_from_slice(entry);
+            map.store(at, entry);
         }
         self.entries += 1;
         Ok(())
@@ -151,7 +151,8 @@ impl IndexFile {
         if n == 0 && self.damaged {
             // Cleared for a rebuild: the invalid bytes past the entries go too.
             if let Some(map) = self.map.as_mut() {
-                map.as_mut_slice().fill(0);
+                let len = map.as_slice().len();
+                map.zero(0, len);
             }
             self.entries = 0;
             self.damaged = false;
@@ -162,7 +163,7 @@ impl IndexFile {
         }
         let (from, to) = (n * self.entry_size, self.entries * self.entry_size);
         if let Some(map) = self.map.as_mut() {
-            map.as_mut_slice()[from..to].fill(0);
+            map.zero(from, to);
         }
         self.entries = n;
     }

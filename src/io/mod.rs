@@ -139,6 +139,16 @@ pub trait MapMut: Send + Sync + fmt::Debug {
     /// disk; a `sync_data` of the file then makes them durable. No I/O on the real backend,
     /// where the mapping already is the page cache.
     fn write_back(&self) -> Result<()>;
+    /// Stores `bytes` at `at` in the map, as a store to a shared mapping does: in the
+    /// file's page-cache image at once (a killed process keeps it), durable at the next
+    /// flush or sync.
+    fn store(&mut self, at: usize, bytes: &[u8]) {
+        self.as_mut_slice()[at..at + bytes.len()].copy_from_slice(bytes);
+    }
+    /// Zeroes `from..to` in the map, as [`MapMut::store`] stores.
+    fn zero(&mut self, from: usize, to: usize) {
+        self.as_mut_slice()[from..to].fill(0);
+    }
 }
 
 /// An exclusive directory lock, released on drop.

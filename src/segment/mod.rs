@@ -248,9 +248,13 @@ impl Segment {
         let size = self.size();
         if repair {
             let damaged = ix.offset.is_damaged() || ix.time.is_damaged();
-            // A zeroed offset index still reads as one `(base, 0)` entry; partlog never
-            // writes an entry at position 0, so that alone is no index.
-            let sparse = ix.offset.last_entry().is_none_or(|e| e.position == 0)
+            // A zeroed offset index still reads as one `(base, 0)` entry; partlog writes
+            // an entry at position 0 only as the witness of a first batch that starts
+            // above the base, so a `(base, 0)` entry alone is no index.
+            let sparse = ix
+                .offset
+                .last_entry()
+                .is_none_or(|e| e.position == 0 && e.offset == self.base_offset)
                 && size > self.index_interval_bytes * 2;
             // Time entries are written beside offset entries.
             let no_times = ix.offset.entries() > 0 && ix.time.entries() == 0;
@@ -357,17 +361,21 @@ impl Segment {
         meta.bytes_since_index = 0;
         meta.max_timestamp = Some(-1);
         let mut pos = 0u64;
+        let mut expected = self.base_offset;
         while pos < size {
             let header = self.read_header(pos, size)?;
-            // No witnesses: these headers were not checked against their CRCs, and a
-            // witness must only ever vouch for a batch that was.
+            // The headers are not checked against their CRCs here: this rebuild serves
+            // data recovery trusts (below the recovery point, or after a clean shutdown),
+            // so its gap batches keep their witnesses.
+            let witness = header.base_offset > expected;
+            expected = header.next_offset();
             index_batch(
                 ix,
                 &mut meta,
                 self.index_interval_bytes,
                 &header,
                 pos,
-                false,
+                witness,
             )?;
             pos += header.size() as u64;
         }
@@ -376,8 +384,7 @@ impl Segment {
     }
 
     /// The offset index entries the file on disk holds (its valid prefix; none when it is
-    /// missing): recovery's gap witnesses. Not the loaded index, which recovery replaces;
-    /// and only appends and recovery write witnesses, never a rebuild by headers.
+    /// missing): recovery's gap witnesses. Not the loaded index, which recovery replaces.
     ///
     /// Also says whether those entries fill the largest index the segment may have: a full
     /// index took no witness for the batches after its last entry.

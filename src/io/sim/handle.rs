@@ -212,7 +212,9 @@ impl StorageFile for SimFile {
     }
 }
 
-/// A map over a copy of the start of a file; written back on flush and on drop.
+/// A map over a copy of the start of a file; written back on flush and on drop, and at
+/// once for what goes through [`MapMut::store`] and [`MapMut::zero`] (the index writes),
+/// as a shared mapping's stores reach the page cache: a process death keeps them.
 pub(crate) struct SimMap {
     shared: Shared,
     path: PathBuf,
@@ -231,6 +233,22 @@ impl std::fmt::Debug for SimMap {
 }
 
 impl SimMap {
+    /// Puts `buf[from..to]` into the written image, the part still inside the file; a
+    /// map of a process that died since reaches nothing.
+    fn write_through(&self, from: usize, to: usize) {
+        let mut inner = lock(&self.shared);
+        if inner.check_generation(self.generation).is_err() {
+            return;
+        }
+        if let Ok(f) = data(&mut inner, self.ino) {
+            let end = to.min(f.written.len());
+            if from < end {
+                // Within the file's length, so it cannot fail.
+                let _ = f.write(&self.buf[from..end], from as u64);
+            }
+        }
+    }
+
     /// Copies the bytes that differ into the written image. Only the part still inside the
     /// file is written back (a real map past the end would fault instead).
     fn write_back(&self, inner: &mut Inner) -> io::Result<usize> {
@@ -266,6 +284,16 @@ impl MapMut for SimMap {
             self.write_back(inner).map(|_| ())
         };
         run(&mut inner).map_err(|e| Error::io("write back map", &self.path, e))
+    }
+
+    fn store(&mut self, at: usize, bytes: &[u8]) {
+        self.buf[at..at + bytes.len()].copy_from_slice(bytes);
+        self.write_through(at, at + bytes.len());
+    }
+
+    fn zero(&mut self, from: usize, to: usize) {
+        self.buf[from..to].fill(0);
+        self.write_through(from, to);
     }
 
     fn flush(&self) -> Result<()> {

@@ -279,6 +279,29 @@ fn map_flush_is_durable_and_drop_reaches_the_page_cache() {
 }
 
 #[test]
+fn map_stores_reach_the_page_cache_at_once_and_a_kill_keeps_them() {
+    let sim = disk(9);
+    let f = create(&sim, "/d/i", &[0u8; 64]);
+    f.sync_data().unwrap();
+    sim.sync_dir(Path::new("/d")).unwrap();
+    let mut m = f.map_mut(64).unwrap();
+    m.store(8, b"entry");
+    m.as_mut_slice()[20] = b'x'; // a plain write to the copy waits for a write-back
+    let mut buf = [0u8; 21];
+    f.read_exact_at(&mut buf, 0).unwrap();
+    assert_eq!(&buf[8..13], b"entry");
+    assert_eq!(buf[20], 0);
+    m.zero(8, 10);
+    let durable = sim.read_durable(Path::new("/d/i")).unwrap();
+    assert_eq!(&durable[8..13], &[0u8; 5], "not synced yet");
+    sim.crash_keep_written(); // the process dies with the map alive
+    drop(m);
+    let raw = sim.read_raw(Path::new("/d/i")).unwrap();
+    assert_eq!(&raw[8..13], b"\0\0try");
+    assert_eq!(raw[20], 0, "never written back");
+}
+
+#[test]
 fn removed_open_file_stays_readable_until_closed() {
     let sim = disk(7);
     let f = create(&sim, "/d/a", b"data");
