@@ -188,34 +188,22 @@ fn a_dir_flush_and_a_truncation_writing_the_recovery_points_at_once() {
                 .expect("append");
         }
         dir.flush().expect("recovery point 15 persisted");
-        sim.hold_syncs(&format!("{RECOVERY_POINT_FILE}.tmp"));
-        thread::scope(|s| {
-            let (dir, log, sim) = (&dir, &log, &sim);
-            let write = move |truncate: bool| {
-                if truncate {
-                    log.truncate_to(12)
-                        .expect("truncate below the persisted point");
-                } else {
-                    dir.flush().expect("dir flush");
-                }
-            };
-            let first = s.spawn(move || write(truncation_first));
-            while sim.syncs_waiting() < 1 {
-                thread::yield_now();
+        let (open_dir, open_log) = (&dir, &log);
+        let write = move |truncate: bool| {
+            if truncate {
+                open_log
+                    .truncate_to(12)
+                    .expect("truncate below the persisted point");
+            } else {
+                open_dir.flush().expect("dir flush");
             }
-            let second = s.spawn(move || write(!truncation_first));
-            // Time for the second writer to reach its own sync, or to wait for the first;
-            // nothing below depends on how long this is.
-            for _ in 0..20 {
-                if sim.syncs_waiting() >= 2 {
-                    break;
-                }
-                thread::sleep(std::time::Duration::from_millis(1));
-            }
-            sim.release_syncs();
-            first.join().expect("first writer");
-            second.join().expect("second writer");
-        });
+        };
+        common::meet_in_a_held_sync(
+            &sim,
+            &format!("{RECOVERY_POINT_FILE}.tmp"),
+            move || write(truncation_first),
+            move || write(!truncation_first),
+        );
         let found = offsets(&sim, RECOVERY_POINT_FILE);
         assert_eq!(
             found,

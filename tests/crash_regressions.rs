@@ -5,7 +5,6 @@ mod common;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::thread;
 
 use common::batch;
 use partlog::checkpoint::TopicPartition;
@@ -357,6 +356,21 @@ fn crash_between_the_renames_of_a_truncation_leaves_no_gap() {
     }
 }
 
+fn compacted() -> LogConfig {
+    LogConfig {
+        cleanup_policy: partlog::CleanupPolicy::Compact,
+        ..small()
+    }
+}
+
+/// A leader's batch of `records` records at `base`, epoch 0, as a follower appends it.
+fn leader_copy(records: usize, value_bytes: usize, base: i64) -> Vec<u8> {
+    let mut copy = batch(records, value_bytes, base);
+    partlog::record::set_base_offset(&mut copy, base);
+    partlog::record::set_partition_leader_epoch(&mut copy, 0);
+    copy
+}
+
 /// Appends, to a compacted log, three leader batches of two records (offsets 0 to 5) and
 /// then, as a follower copying a cleaned leader would, one batch at offsets 100 and 101 (a
 /// gap); lets `tear` damage the segment (given the last batch's position) and reopens
@@ -366,20 +380,15 @@ fn reopen_after_a_gap(
     tear: impl FnOnce(&SimStorage, &std::path::Path, u64),
 ) -> (Log, Option<String>) {
     let sim = SimStorage::new(seed);
-    let config = LogConfig {
-        cleanup_policy: partlog::CleanupPolicy::Compact,
-        ..small()
-    };
+    let config = compacted();
     let (log, _) = Log::open(options(&sim, config.clone())).expect("open");
     for i in 0..3 {
         log.append_as_leader(&mut batch(2, 10, i), 0)
             .expect("append");
     }
     let last = log.size_bytes();
-    let mut copy = batch(2, 10, 3);
-    partlog::record::set_base_offset(&mut copy, 100);
-    partlog::record::set_partition_leader_epoch(&mut copy, 0);
-    log.append_as_follower(&copy).expect("append as follower");
+    log.append_as_follower(&leader_copy(2, 10, 100))
+        .expect("append as follower");
     let segment = log.segments()[0].log_path().to_path_buf();
     drop(log);
     tear(&sim, &segment, last);
@@ -446,10 +455,7 @@ fn a_torn_base_offset_that_looks_like_a_gap_is_cut() {
     // Gap batches at 100 and 200; the first torn to 108, still below 200, and a valid
     // batch follows it.
     let sim = SimStorage::new(15);
-    let config = LogConfig {
-        cleanup_policy: partlog::CleanupPolicy::Compact,
-        ..small()
-    };
+    let config = compacted();
     let (log, _) = Log::open(options(&sim, config.clone())).expect("open");
     for i in 0..3 {
         log.append_as_leader(&mut batch(2, 10, i), 0)
@@ -457,10 +463,8 @@ fn a_torn_base_offset_that_looks_like_a_gap_is_cut() {
     }
     let torn_at = log.size_bytes();
     for base in [100, 200] {
-        let mut copy = batch(2, 10, base);
-        partlog::record::set_base_offset(&mut copy, base);
-        partlog::record::set_partition_leader_epoch(&mut copy, 0);
-        log.append_as_follower(&copy).expect("append as follower");
+        log.append_as_follower(&leader_copy(2, 10, base))
+            .expect("append as follower");
     }
     let segment = log.segments()[0].log_path().to_path_buf();
     drop(log);
@@ -474,10 +478,8 @@ fn a_torn_base_offset_that_looks_like_a_gap_is_cut() {
     let sim = SimStorage::new(16);
     let (log, _) = Log::open(options(&sim, config.clone())).expect("open");
     for base in [100, 200] {
-        let mut copy = batch(2, 10, base);
-        partlog::record::set_base_offset(&mut copy, base);
-        partlog::record::set_partition_leader_epoch(&mut copy, 0);
-        log.append_as_follower(&copy).expect("append as follower");
+        log.append_as_follower(&leader_copy(2, 10, base))
+            .expect("append as follower");
     }
     drop(log);
     sim.crash_keep_written();
@@ -492,10 +494,8 @@ fn a_torn_base_offset_that_looks_like_a_gap_is_cut() {
         let sim = SimStorage::new(seed);
         let (log, _) = Log::open(options(&sim, config.clone())).expect("open");
         for base in [100, 200] {
-            let mut copy = batch(2, 10, base);
-            partlog::record::set_base_offset(&mut copy, base);
-            partlog::record::set_partition_leader_epoch(&mut copy, 0);
-            log.append_as_follower(&copy).expect("append as follower");
+            log.append_as_follower(&leader_copy(2, 10, base))
+                .expect("append as follower");
         }
         log.flush().expect("flush");
         drop(log);
@@ -519,16 +519,10 @@ fn a_torn_base_offset_that_looks_like_a_gap_is_cut() {
 #[test]
 fn gap_witnesses_survive_a_kill_and_an_index_reload() {
     let config = LogConfig {
-        cleanup_policy: partlog::CleanupPolicy::Compact,
         index_interval_bytes: 64,
-        ..small()
+        ..compacted()
     };
-    let gap_batch = || {
-        let mut copy = batch(4, 40, 0);
-        partlog::record::set_base_offset(&mut copy, 111);
-        partlog::record::set_partition_leader_epoch(&mut copy, 0);
-        copy
-    };
+    let gap_batch = || leader_copy(4, 40, 111);
     let since_93 = |sim: &Arc<SimStorage>| LogOpenOptions {
         recovery_point: Some(93),
         ..options(sim, config.clone())
@@ -814,36 +808,20 @@ fn a_flush_and_a_truncation_writing_the_epoch_checkpoint_at_once() {
         // Epochs 1, 2, 3 from 0, 10, 20. Moving the start marks the file to be rewritten
         // by the next flush.
         log.advance_log_start_offset(4).expect("start");
-        sim.hold_syncs("leader-epoch-checkpoint.tmp");
-        thread::scope(|s| {
-            let (log, sim) = (&log, &sim);
-            let wait_for_held = |n: usize| {
-                while sim.syncs_waiting() < n {
-                    thread::yield_now();
-                }
-            };
-            let write = move |truncate: bool| {
-                if truncate {
-                    log.truncate_to(15).expect("truncate into epoch 2");
-                } else {
-                    log.flush().expect("flush");
-                }
-            };
-            let a = s.spawn(move || write(truncation_first));
-            wait_for_held(1);
-            let b = s.spawn(move || write(!truncation_first));
-            // Give the second writer time to reach its own held sync (as it did before the
-            // fix) or to wait for the first; nothing below depends on how long this is.
-            for _ in 0..20 {
-                if sim.syncs_waiting() >= 2 {
-                    break;
-                }
-                thread::sleep(std::time::Duration::from_millis(1));
+        let log = &log;
+        let write = move |truncate: bool| {
+            if truncate {
+                log.truncate_to(15).expect("truncate into epoch 2");
+            } else {
+                log.flush().expect("flush");
             }
-            sim.release_syncs();
-            a.join().expect("first writer");
-            b.join().expect("second writer");
-        });
+        };
+        common::meet_in_a_held_sync(
+            &sim,
+            "leader-epoch-checkpoint.tmp",
+            move || write(truncation_first),
+            move || write(!truncation_first),
+        );
         let text = sim
             .read_raw(Path::new("/data/t-0/leader-epoch-checkpoint"))
             .expect("epoch checkpoint");
@@ -885,7 +863,6 @@ fn two_readers_needing_one_index_rebuild_take_turns() {
         ..options(&sim, config)
     })
     .expect("reopen");
-    sim.hold_syncs(".index.tmp");
     let read = |offset: i64| {
         let slice = log
             .read(offset, 1 << 20, None)
@@ -902,22 +879,5 @@ fn two_readers_needing_one_index_rebuild_take_turns() {
             header.next_offset()
         );
     };
-    thread::scope(|s| {
-        let first = s.spawn(|| read(3));
-        while sim.syncs_waiting() < 1 {
-            thread::yield_now();
-        }
-        let second = s.spawn(|| read(11));
-        // Time for the second reader to reach a sync of its own, or to wait for the
-        // first's rebuild; nothing below depends on how long this is.
-        for _ in 0..20 {
-            if sim.syncs_waiting() >= 2 {
-                break;
-            }
-            thread::sleep(std::time::Duration::from_millis(1));
-        }
-        sim.release_syncs();
-        first.join().expect("first reader");
-        second.join().expect("second reader");
-    });
+    common::meet_in_a_held_sync(&sim, ".index.tmp", || read(3), || read(11));
 }

@@ -347,3 +347,38 @@ pub fn log_records(log: &Log) -> Vec<LogRecord> {
     }
     out
 }
+
+/// Runs `first` and `second` on two threads that meet inside one write: the simulated disk
+/// holds the syncs of files whose names end with `suffix`; `first` starts and reaches such
+/// a sync; then `second` starts and is given time to reach one of its own, or to wait for
+/// `first`; then the syncs go on. Returns both results. A test of two writers that must
+/// take turns (each writing a temp file, syncing it and renaming it) fails through this
+/// when they do not.
+pub fn meet_in_a_held_sync<A: Send, B: Send>(
+    sim: &partlog::io::sim::SimStorage,
+    suffix: &str,
+    first: impl FnOnce() -> A + Send,
+    second: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    sim.hold_syncs(suffix);
+    std::thread::scope(|s| {
+        let first = s.spawn(first);
+        while sim.syncs_waiting() < 1 {
+            std::thread::yield_now();
+        }
+        let second = s.spawn(second);
+        // Nothing depends on how long this is: the second either reached a sync of its own
+        // (the writers overlap) or waits for the first (they take turns).
+        for _ in 0..20 {
+            if sim.syncs_waiting() >= 2 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        sim.release_syncs();
+        (
+            first.join().expect("first thread"),
+            second.join().expect("second thread"),
+        )
+    })
+}
