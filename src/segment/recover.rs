@@ -240,6 +240,18 @@ impl<'a> Chunks<'a> {
     }
 }
 
+/// What the offset index found on disk says of a gap batch (see
+/// [`ScanRules::witness_gaps`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Witness {
+    /// Not asked: the followed-well check applies.
+    NotAsked,
+    /// The index names the batch: its last offset at its position.
+    Named,
+    /// The index does not name it: a torn base offset, or an unflushed batch.
+    Missing,
+}
+
 impl Segment {
     /// Validates every batch from the start of the file and rebuilds both indexes from the
     /// valid ones. Does not truncate: the log decides what happens to invalid bytes.
@@ -265,7 +277,7 @@ impl Segment {
             // A batch whose CRC the gap check below verified already.
             let mut checked_at = None;
             // The offset index as found on disk, read at the first gap that needs a witness.
-            let mut witnesses: Option<(Vec<OffsetPosition>, bool)> = None;
+            let mut on_disk = None;
             while pos < file_len {
                 let header = match chunks.header(pos)? {
                     Ok(h) => h,
@@ -309,51 +321,33 @@ impl Segment {
                 let end = pos + header.size() as u64;
                 let gap = header.base_offset > expected;
                 let check_gap = gap && header.base_offset >= rules.unflushed_from;
-                let mut witness_check = check_gap && rules.witness_gaps;
-                if witness_check {
-                    let (entries, full) = match &witnesses {
-                        Some(w) => w,
-                        None => witnesses.insert(self.offset_index_on_disk()?),
-                    };
-                    let entry = OffsetPosition {
-                        offset: header.last_offset(),
-                        position: pos as u32,
-                    };
-                    let named = entries
-                        .binary_search_by_key(&entry.offset, |e| e.offset)
-                        .is_ok_and(|i| entries[i] == entry);
-                    // Past the last entry of a full index, no witness was written: the
-                    // check below applies instead.
-                    let unindexed =
-                        *full && entries.last().is_some_and(|e| e.position < entry.position);
-                    witness_check = !unindexed;
-                    if !named && !unindexed {
-                        let reason = format!(
-                            "base offset {} leaves a gap after {expected} and the offset \
-                             index holds no entry for the batch: a torn write may have \
-                             raised it",
-                            header.base_offset
-                        );
-                        scan.stop = Some(ScanStop {
-                            position: pos,
-                            reason,
-                        });
-                        break;
-                    }
+                let witness = if check_gap && rules.witness_gaps {
+                    self.gap_witness(&mut on_disk, &header, pos)?
+                } else {
+                    Witness::NotAsked
+                };
+                let followed_well = match witness {
+                    Witness::NotAsked if check_gap => Some(chunks.followed_well(end, &header)?),
+                    _ => None,
+                };
+                let damage = match (witness, followed_well) {
+                    (Witness::Missing, _) => Some("the offset index holds no entry for the batch"),
+                    (_, Some(false)) => Some("damage follows the batch"),
+                    _ => None,
+                };
+                if let Some(why) = damage {
+                    let reason = format!(
+                        "base offset {} leaves a gap after {expected} and {why}: a torn \
+                         write may have raised it",
+                        header.base_offset
+                    );
+                    scan.stop = Some(ScanStop {
+                        position: pos,
+                        reason,
+                    });
+                    break;
                 }
-                if check_gap && !witness_check {
-                    if !chunks.followed_well(end, &header)? {
-                        let reason = format!(
-                            "base offset {} leaves a gap after {expected} and damage \
-                             follows the batch: a torn write may have raised it",
-                            header.base_offset
-                        );
-                        scan.stop = Some(ScanStop {
-                            position: pos,
-                            reason,
-                        });
-                        break;
-                    }
+                if followed_well.is_some() {
                     checked_at = Some(end); // the next batch's CRC held
                 }
                 meta.first_batch_timestamp
@@ -376,6 +370,36 @@ impl Segment {
         self.size
             .store(scan.valid_bytes, std::sync::atomic::Ordering::Release);
         Ok(scan)
+    }
+
+    /// Whether the offset index on disk (read into `on_disk` at the first call) witnesses
+    /// the gap batch `header` at `pos`. Past the last entry of a full index no witness was
+    /// written, so the followed-well check is asked for instead.
+    fn gap_witness(
+        &self,
+        on_disk: &mut Option<(Vec<OffsetPosition>, bool)>,
+        header: &BatchHeader,
+        pos: u64,
+    ) -> Result<Witness> {
+        let (entries, full) = match on_disk {
+            Some(read) => read,
+            None => on_disk.insert(self.offset_index_on_disk()?),
+        };
+        let entry = OffsetPosition {
+            offset: header.last_offset(),
+            position: pos as u32,
+        };
+        if *full && entries.last().is_some_and(|e| e.position < entry.position) {
+            return Ok(Witness::NotAsked);
+        }
+        let named = entries
+            .binary_search_by_key(&entry.offset, |e| e.offset)
+            .is_ok_and(|i| entries[i] == entry);
+        Ok(if named {
+            Witness::Named
+        } else {
+            Witness::Missing
+        })
     }
 
     /// Why `header` cannot follow `prev_next` in this segment, if it cannot. Crafted
