@@ -135,7 +135,27 @@ fn reader(log: &Log, truncations: &Truncations, done: &AtomicBool, seed: u64) {
                         log.log_start_offset()
                     );
                 }
-                None => assert!(from >= log.log_end_offset().min(end), "lookup of {from}"),
+                None if from >= log.log_end_offset().min(end) => {}
+                None => {
+                    // Rare enough to need its state (seed 401827, once): the segments as
+                    // they are now and a second lookup.
+                    let again = log.offset_for_timestamp(T0 + from);
+                    let segments: Vec<_> = log
+                        .segments()
+                        .iter()
+                        .map(|s| (s.base_offset(), s.size(), s.largest_timestamp().ok()))
+                        .collect();
+                    panic!(
+                        "lookup of {from} found nothing (again: {again:?}); log {}..{}, \
+                         segments (base, bytes, largest timestamp - T0) {:?}",
+                        log.log_start_offset(),
+                        log.log_end_offset(),
+                        segments
+                            .iter()
+                            .map(|(b, n, t)| (*b, *n, t.map(|t| t - T0)))
+                            .collect::<Vec<_>>()
+                    );
+                }
             }
             continue;
         }
