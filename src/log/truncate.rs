@@ -88,10 +88,12 @@ impl Log {
         if let Some((position, _)) = cut {
             bytes += last.truncate_at(position)?;
         }
-        // The end may now lie in a gap, past the last batch kept (offsets between batches
-        // of a compacted log).
-        let kept_end = last.read_next_offset()?.unwrap_or(last.base_offset());
-        writer.file_end = (kept_end < new_end).then_some(kept_end);
+        // A compacted log's end may now lie in a gap, past the last batch kept.
+        writer.file_end = None;
+        if self.config.cleanup_policy.compacts() {
+            let kept_end = last.read_next_offset()?.unwrap_or(last.base_offset());
+            writer.file_end = (kept_end < new_end).then_some(kept_end);
+        }
         last.make_active()?;
         let epoch = super::recovery::last_epoch(kept)?.unwrap_or(super::NO_EPOCH);
         self.latest_epoch.store(epoch, Ordering::Release);
