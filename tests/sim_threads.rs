@@ -137,8 +137,9 @@ fn reader(log: &Log, truncations: &Truncations, done: &AtomicBool, seed: u64) {
                 }
                 None if from >= log.log_end_offset().min(end) => {}
                 None => {
-                    // Rare enough to need its state (seed 401827, once): the segments as
-                    // they are now and a second lookup.
+                    // Rare, so it says what the log holds and looks again: seeds 401827
+                    // and 1127988 found retention removing the answer under a lookup
+                    // (fixed in `Log::offset_for_timestamp_up_to`).
                     let again = log.offset_for_timestamp(T0 + from);
                     let segments: Vec<_> = log
                         .segments()

@@ -26,6 +26,9 @@ pub struct TimestampOffset {
 /// publishes, and the reader then gets [`Error::SegmentDeleted`] and retries later.
 const SWAP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Lookups by time a moving log start may send round again before the answer stands.
+const LOOKUP_ATTEMPTS: usize = 3;
+
 impl Log {
     /// Reads whole batches starting with the one that holds `from_offset`: at most
     /// `max_bytes` of them, but always at least one, and none whose last offset is at or
@@ -177,6 +180,25 @@ impl Log {
     /// [`Log::offset_for_timestamp`] among the records below `up_to` (exclusive; a
     /// consumer's high watermark), which [`LATEST_TIMESTAMP`] then answers.
     pub fn offset_for_timestamp_up_to(
+        &self,
+        timestamp: i64,
+        up_to: Option<i64>,
+    ) -> Result<Option<TimestampOffset>> {
+        // Retention may remove the segment holding the answer between the read of the
+        // log's end and of its segments, while appends roll past that end: every batch
+        // left then lies past it, and nothing is found although later records exist
+        // (`sim_threads` seed 1127988). The log start moved when that happened: look again.
+        for _ in 0..LOOKUP_ATTEMPTS {
+            let start = self.log_start_offset();
+            let found = self.offset_for_timestamp_once(timestamp, up_to)?;
+            if found.is_some() || self.log_start_offset() == start {
+                return Ok(found);
+            }
+        }
+        self.offset_for_timestamp_once(timestamp, up_to)
+    }
+
+    fn offset_for_timestamp_once(
         &self,
         timestamp: i64,
         up_to: Option<i64>,
