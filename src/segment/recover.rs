@@ -5,7 +5,8 @@
 //! never holds more than one chunk in memory: a batch larger than a chunk is checksummed in
 //! pieces, so a corrupt length field cannot make it allocate.
 
-use super::{index_batch, Segment};
+use super::indexes::index_batch;
+use super::Segment;
 use crate::error::Error;
 use crate::error::Result;
 use crate::index::OffsetPosition;
