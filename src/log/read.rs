@@ -26,7 +26,7 @@ pub struct TimestampOffset {
 /// publishes, and the reader then gets [`Error::SegmentDeleted`] and retries later.
 const SWAP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Lookups by time a moving log start may send round again before the answer stands.
+/// Attempts of a lookup by time whose log start keeps moving under it.
 const LOOKUP_ATTEMPTS: usize = 3;
 
 impl Log {
@@ -188,14 +188,15 @@ impl Log {
         // log's end and of its segments, while appends roll past that end: every batch
         // left then lies past it, and nothing is found although later records exist
         // (`sim_threads` seed 1127988). The log start moved when that happened: look again.
+        let mut found = None;
         for _ in 0..LOOKUP_ATTEMPTS {
             let start = self.log_start_offset();
-            let found = self.offset_for_timestamp_once(timestamp, up_to)?;
+            found = self.offset_for_timestamp_once(timestamp, up_to)?;
             if found.is_some() || self.log_start_offset() == start {
-                return Ok(found);
+                break;
             }
         }
-        self.offset_for_timestamp_once(timestamp, up_to)
+        Ok(found)
     }
 
     fn offset_for_timestamp_once(
