@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::checkpoint::{self, TopicPartition, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE};
 use crate::clock::ManualClock;
-use crate::config::LogConfig;
+use crate::config::{CleanupPolicy, LogConfig};
 use crate::io::sim::SimStorage;
 use crate::io::Storage;
 use crate::log::{Log, LogOpenOptions};
@@ -34,13 +34,30 @@ pub fn fuzz_config() -> LogConfig {
     }
 }
 
+/// [`fuzz_config`] for a compacted log: offsets may leave gaps.
+pub fn fuzz_compacted_config() -> LogConfig {
+    LogConfig {
+        cleanup_policy: CleanupPolicy::Compact,
+        ..fuzz_config()
+    }
+}
+
 fn open_options(
     storage: Arc<dyn Storage>,
     clean: bool,
     recovery_point: Option<i64>,
 ) -> LogOpenOptions {
+    open_options_with(fuzz_config(), storage, clean, recovery_point)
+}
+
+fn open_options_with(
+    config: LogConfig,
+    storage: Arc<dyn Storage>,
+    clean: bool,
+    recovery_point: Option<i64>,
+) -> LogOpenOptions {
     LogOpenOptions {
-        config: fuzz_config(),
+        config,
         clock: Arc::new(ManualClock::new(1_700_000_000_000)),
         recovery_point,
         clean_shutdown: clean,
@@ -129,15 +146,54 @@ fn check_log(log: &Log) -> Vec<(i64, i64, Vec<u8>)> {
     found
 }
 
-/// Arbitrary bytes as the only segment of a partition, opened after an unclean shutdown:
-/// recovery must not panic, must keep only a CRC-valid prefix of the bytes (or refuse a
-/// legacy-format segment without changing it), and the log must then read every offset and
-/// take appends.
+/// Arbitrary bytes as the only segment of a partition, opened after an unclean shutdown
+/// without a recovery point; what must hold is in `recover_and_check`.
 pub fn segment_recovery(data: &[u8]) {
     let sim = SimStorage::new(data.len() as u64);
+    sim.write_raw(&segment_path(files::LOG_SUFFIX), data)
+        .expect("write fuzz segment");
+    recover_and_check(&sim, data, open_options(sim.storage(), false, None));
+}
+
+/// Arbitrary bytes as the only segment of a compacted log and as its offset index, opened
+/// after an unclean shutdown, mostly with a recovery point. The first byte picks the
+/// recovery point, the next two (little-endian) the length of the index bytes that follow;
+/// the rest is the segment. Above the recovery point, recovery keeps a batch that follows
+/// an offset gap only when the on-disk index names it (its witness, which appends write
+/// in a compacted log), so here the index decides what is kept: whatever it says, the
+/// invariants of [`segment_recovery`] hold.
+pub fn compacted_recovery(data: &[u8]) {
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let (index_len, rest) = match rest {
+        [lo, hi, rest @ ..] => (usize::from(u16::from_le_bytes([*lo, *hi])), rest),
+        _ => (0, rest),
+    };
+    let (index, segment) = rest.split_at(index_len.min(rest.len()));
+    let recovery_point = match selector % 4 {
+        0 => Some(0),
+        1 | 2 => Some(i64::from(selector >> 2)),
+        _ => None,
+    };
+    let sim = SimStorage::new(u64::from(selector));
+    sim.write_raw(&segment_path(files::LOG_SUFFIX), segment)
+        .expect("write fuzz segment");
+    if !index.is_empty() {
+        sim.write_raw(&segment_path(files::INDEX_SUFFIX), index)
+            .expect("write fuzz index");
+    }
+    let config = fuzz_compacted_config();
+    let options = open_options_with(config, sim.storage(), false, recovery_point);
+    recover_and_check(&sim, segment, options);
+}
+
+/// Opens the log whose only segment holds `data`, after an unclean shutdown: recovery must
+/// not panic, must keep only a CRC-valid prefix of the bytes (or refuse a legacy-format
+/// segment without changing it), and the log must then read every offset and take appends.
+fn recover_and_check(sim: &SimStorage, data: &[u8], options: LogOpenOptions) {
     let log_path = segment_path(files::LOG_SUFFIX);
-    sim.write_raw(&log_path, data).expect("write fuzz segment");
-    let (log, report) = match Log::open(open_options(sim.storage(), false, None)) {
+    let (log, report) = match Log::open(options) {
         Ok(opened) => opened,
         // Old-format data is refused, and must be left exactly as it was.
         Err(crate::Error::UnsupportedFormat { .. }) => {
