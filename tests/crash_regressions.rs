@@ -506,6 +506,53 @@ fn a_torn_base_offset_that_looks_like_a_gap_is_cut() {
     }
 }
 
+/// A compacted log's append whose gap batches needed more index entries than the active
+/// segment had left wrote the last ones without witnesses, and recovery fell back to the
+/// weaker check for them, which keeps a torn base offset at the end of the file. Such an
+/// append now rolls first.
+#[test]
+fn an_append_whose_witnesses_do_not_fit_the_index_rolls_first() {
+    let config = LogConfig {
+        index_bytes_max: 8 * 8, // eight entries
+        ..compacted()
+    };
+    // One timestamp throughout: the time index takes one entry and never fills.
+    let gap_batches = |bases: std::ops::Range<i64>| -> Vec<u8> {
+        bases
+            .flat_map(|b| {
+                let mut copy = batch(2, 10, 1);
+                partlog::record::set_base_offset(&mut copy, b * 100);
+                partlog::record::set_partition_leader_epoch(&mut copy, 0);
+                copy
+            })
+            .collect()
+    };
+    let sim = SimStorage::new(41);
+    let (log, _) = Log::open(options(&sim, config.clone())).expect("open");
+    log.append_as_follower(&gap_batches(1..7))
+        .expect("six gap batches: six witnesses, two entries left");
+    log.append_as_follower(&gap_batches(7..11))
+        .expect("four more gap batches");
+    assert_eq!(log.segments().len(), 2, "the second append rolled first");
+    let last = log
+        .segments()
+        .last()
+        .expect("a segment")
+        .log_path()
+        .to_path_buf();
+    let last_batch_at =
+        log.segments().last().expect("a segment").size() - gap_batches(10..11).len() as u64;
+    drop(log);
+    // The last batch's base offset 1000 torn to 1008: only its witness tells.
+    sim.flip_bit(&last, last_batch_at + 7, 3)
+        .expect("tear the base offset");
+    sim.crash_keep_written();
+    let (log, report) = Log::open(never_flushed(&sim, config)).expect("reopen");
+    assert_eq!(log.log_end_offset(), 902, "{report:?}");
+    let reason = report.damage.expect("cut").reason;
+    assert!(reason.contains("holds no entry"), "{reason}");
+}
+
 /// Two ways the first cut of the gap witnesses lost one, found by the simulators:
 /// - a kill while the log was still open lost the index entries not yet written back, as
 ///   the simulated disk kept a map's stores to itself until then (`sim_offsets` seeds

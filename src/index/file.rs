@@ -116,6 +116,11 @@ impl IndexFile {
         self.entries >= self.capacity
     }
 
+    /// Entries it can still take.
+    pub(crate) fn room(&self) -> usize {
+        self.capacity.saturating_sub(self.entries)
+    }
+
     /// The bytes of all mapped entries, valid or not.
     fn bytes(&self) -> &[u8] {
         self.map.as_ref().map(|m| m.as_slice()).unwrap_or(&[])

@@ -76,6 +76,11 @@ impl<E: IndexEntry> SparseIndex<E> {
         self.file.is_full()
     }
 
+    /// Entries it can still take.
+    pub fn room(&self) -> usize {
+        self.file.room()
+    }
+
     /// True when the file held invalid bytes besides its valid entries (the checks against
     /// the log are each kind's `sanity_check`).
     pub fn is_damaged(&self) -> bool {

@@ -255,6 +255,12 @@ impl Log {
     /// are full, it is older than `segment_ms`, or the append's offsets would not fit its
     /// relative (`i32`) index (Kafka's `ensureOffsetInRange`). An append whose own offsets
     /// span more than any segment can index is refused before anything changes.
+    ///
+    /// A compacted log also rolls when its offset index has fewer free entries than the
+    /// append has batches: each batch that leaves a gap needs an entry, its witness (see
+    /// [`Segment::append`]), and one the index had no room for would leave recovery only
+    /// the weaker check. (Only an append with more batches than a whole index holds, into
+    /// an empty segment, still goes partly unwitnessed.)
     fn maybe_roll(
         &self,
         writer: &mut Writer,
@@ -273,7 +279,9 @@ impl Log {
             && (size + bytes > self.config.segment_bytes
                 || active.time_waited_for_roll_ms(now_ms, info.max_timestamp)?
                     > self.config.segment_ms
-                || active.indexes_full()?);
+                || active.indexes_full()?
+                || self.config.cleanup_policy.compacts()
+                    && active.offset_index_room()? < info.batches);
         if !roll {
             return Ok(active);
         }

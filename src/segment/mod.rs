@@ -352,6 +352,11 @@ impl Segment {
         self.with_indexes(|ix| ix.offset.is_full() || ix.time.is_full())
     }
 
+    /// Entries the offset index can still take.
+    pub fn offset_index_room(&self) -> Result<usize> {
+        self.with_indexes(|ix| ix.offset.room())
+    }
+
     /// How long the segment has waited to roll, Kafka's way: the new batch's timestamp minus
     /// the first batch's, so a producer writing old timestamps does not roll every append;
     /// without a first batch timestamp, the time since the segment was created.

@@ -375,7 +375,9 @@ impl Segment {
 
     /// Whether the offset index on disk (read into `on_disk` at the first call) witnesses
     /// the gap batch `header` at `pos`. Past the last entry of a full index no witness was
-    /// written, so the followed-well check is asked for instead.
+    /// written (appends roll before that, but an index limit may have changed, or one
+    /// append held more batches than a whole index), so the followed-well check is asked
+    /// for instead.
     fn gap_witness(
         &self,
         on_disk: &mut Option<(Vec<OffsetPosition>, bool)>,
