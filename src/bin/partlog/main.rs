@@ -58,8 +58,9 @@ enum Command {
     Dump(dump::DumpArgs),
     /// Open (and so recover) every partition of a log dir and report on each.
     Check(check::CheckArgs),
-    /// Kill a writing child process at random moments and verify that recovery keeps
-    /// every acknowledged-and-flushed record.
+    /// Three in-process brokers: kill the leader mid-stream, fail over, and verify every
+    /// acknowledged record and the consumer group's resume (`--single`: kill a writing
+    /// child process and verify that recovery keeps every flushed record).
     Demo(demo::DemoArgs),
     /// The child process of `demo`: appends offset-derived records until killed.
     #[command(hide = true)]
