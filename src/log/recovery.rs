@@ -312,13 +312,11 @@ pub(super) fn recover_segments(
         // damage at the start of the later segment.
         if let Some(expected) = expected_base.filter(|&e| consecutive && e != segment.base_offset())
         {
-            let stop = ScanStop {
-                position: 0,
-                reason: format!(
-                    "segment starts at {} but the one before ends at {expected}",
-                    segment.base_offset()
-                ),
-            };
+            let reason = format!(
+                "segment starts at {} but the one before ends at {expected}",
+                segment.base_offset()
+            );
+            let stop = ScanStop::at(0, reason);
             let kind = damage_kind(recovery_point, expected, || Ok(true))?;
             damage_at = Some((i, stop, kind));
             break;

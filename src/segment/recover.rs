@@ -44,6 +44,13 @@ pub struct ScanStop {
     pub reason: String,
 }
 
+impl ScanStop {
+    /// A stop at `position` for `reason`.
+    pub fn at(position: u64, reason: String) -> ScanStop {
+        ScanStop { position, reason }
+    }
+}
+
 /// The epoch floor of a scan that knows nothing before its segment.
 pub const NO_EPOCH_FLOOR: i32 = i32::MIN;
 
@@ -290,10 +297,7 @@ impl Segment {
                                 reason: "Kafka legacy message set (magic 0/1)".into(),
                             });
                         }
-                        scan.stop = Some(ScanStop {
-                            position: pos,
-                            reason,
-                        });
+                        scan.stop = Some(ScanStop::at(pos, reason));
                         break;
                     }
                 };
@@ -304,18 +308,12 @@ impl Segment {
                     .or_else(|| epoch_regresses(&header, floor))
                     .or_else(|| epoch_unknown(&header, rules.epoch_ceiling));
                 if let Some(reason) = problem {
-                    scan.stop = Some(ScanStop {
-                        position: pos,
-                        reason,
-                    });
+                    scan.stop = Some(ScanStop::at(pos, reason));
                     break;
                 }
                 if checked_at != Some(pos) && !chunks.crc_matches(pos, &header)? {
                     let reason = format!("CRC mismatch (stored {:#010x})", header.crc);
-                    scan.stop = Some(ScanStop {
-                        position: pos,
-                        reason,
-                    });
+                    scan.stop = Some(ScanStop::at(pos, reason));
                     break;
                 }
                 let expected = scan.next_offset.unwrap_or(self.base_offset);
@@ -342,10 +340,7 @@ impl Segment {
                          write may have raised it",
                         header.base_offset
                     );
-                    scan.stop = Some(ScanStop {
-                        position: pos,
-                        reason,
-                    });
+                    scan.stop = Some(ScanStop::at(pos, reason));
                     break;
                 }
                 if followed_well.is_some() {
