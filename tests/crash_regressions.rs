@@ -533,18 +533,14 @@ fn an_append_whose_witnesses_do_not_fit_the_index_rolls_first() {
         .expect("six gap batches: six witnesses, two entries left");
     log.append_as_follower(&gap_batches(7..11))
         .expect("four more gap batches");
-    assert_eq!(log.segments().len(), 2, "the second append rolled first");
-    let last = log
-        .segments()
-        .last()
-        .expect("a segment")
-        .log_path()
-        .to_path_buf();
-    let last_batch_at =
-        log.segments().last().expect("a segment").size() - gap_batches(10..11).len() as u64;
-    drop(log);
+    let segments = log.segments();
+    assert_eq!(segments.len(), 2, "the second append rolled first");
+    let active = segments.last().expect("a segment");
+    let path = active.log_path().to_path_buf();
+    let last_batch_at = active.size() - gap_batches(10..11).len() as u64;
+    drop((segments, log));
     // The last batch's base offset 1000 torn to 1008: only its witness tells.
-    sim.flip_bit(&last, last_batch_at + 7, 3)
+    sim.flip_bit(&path, last_batch_at + 7, 3)
         .expect("tear the base offset");
     sim.crash_keep_written();
     let (log, report) = Log::open(never_flushed(&sim, config)).expect("reopen");
