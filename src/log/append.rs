@@ -275,13 +275,17 @@ impl Log {
             // Even an empty active segment must go: its base is too far below.
             return self.roll(writer, base_offset);
         }
+        // Room for one entry, or for a compacted log's witness per batch.
+        let entries = if self.config.cleanup_policy.compacts() {
+            info.batches
+        } else {
+            1
+        };
         let roll = size > 0
             && (size + bytes > self.config.segment_bytes
                 || active.time_waited_for_roll_ms(now_ms, info.max_timestamp)?
                     > self.config.segment_ms
-                || active.indexes_full()?
-                || self.config.cleanup_policy.compacts()
-                    && active.offset_index_room()? < info.batches);
+                || active.indexes_lack_room(entries)?);
         if !roll {
             return Ok(active);
         }

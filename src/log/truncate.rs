@@ -88,7 +88,8 @@ impl Log {
         if let Some((position, _)) = cut {
             bytes += last.truncate_at(position)?;
         }
-        // A compacted log's end may now lie in a gap, past the last batch kept.
+        // A compacted log's end may now lie in a gap, past the last batch kept. (Cleared
+        // first: a failed read below must not leave an earlier truncation's end.)
         writer.file_end = None;
         if self.config.cleanup_policy.compacts() {
             let kept_end = last.read_next_offset()?.unwrap_or(last.base_offset());

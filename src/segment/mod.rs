@@ -347,14 +347,10 @@ impl Segment {
         Ok(())
     }
 
-    /// True when the indexes cannot take another entry (Kafka rolls then).
-    pub fn indexes_full(&self) -> Result<bool> {
-        self.with_indexes(|ix| ix.offset.is_full() || ix.time.is_full())
-    }
-
-    /// Entries the offset index can still take.
-    pub fn offset_index_room(&self) -> Result<usize> {
-        self.with_indexes(|ix| ix.offset.room())
+    /// True when the offset index has room for fewer than `offset_entries` more entries,
+    /// or the time index for none (Kafka rolls when either is full).
+    pub fn indexes_lack_room(&self, offset_entries: usize) -> Result<bool> {
+        self.with_indexes(|ix| ix.offset.room() < offset_entries.max(1) || ix.time.is_full())
     }
 
     /// How long the segment has waited to roll, Kafka's way: the new batch's timestamp minus
