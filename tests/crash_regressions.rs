@@ -372,11 +372,13 @@ fn leader_copy(records: usize, value_bytes: usize, base: i64) -> Vec<u8> {
 }
 
 /// Appends, to a compacted log, three leader batches of two records (offsets 0 to 5) and
-/// then, as a follower copying a cleaned leader would, one batch at offsets 100 and 101 (a
-/// gap); lets `tear` damage the segment (given the last batch's position) and reopens
-/// without a clean shutdown. Returns the log and the reason recovery gave for a cut.
-fn reopen_after_a_gap(
+/// then, as a follower copying a cleaned leader would, one batch of two records at each
+/// of `gap_bases` (gaps); lets `tear` damage the segment (given the first gap batch's
+/// position) and reopens without a clean shutdown. Returns the log and the reason
+/// recovery gave for a cut.
+fn reopen_after_gaps(
     seed: u64,
+    gap_bases: &[i64],
     tear: impl FnOnce(&SimStorage, &std::path::Path, u64),
 ) -> (Log, Option<String>) {
     let sim = SimStorage::new(seed);
@@ -386,14 +388,24 @@ fn reopen_after_a_gap(
         log.append_as_leader(&mut batch(2, 10, i), 0)
             .expect("append");
     }
-    let last = log.size_bytes();
-    log.append_as_follower(&leader_copy(2, 10, 100))
-        .expect("append as follower");
+    let first_gap_at = log.size_bytes();
+    for &base in gap_bases {
+        log.append_as_follower(&leader_copy(2, 10, base))
+            .expect("append as follower");
+    }
     let segment = log.segments()[0].log_path().to_path_buf();
     drop(log);
-    tear(&sim, &segment, last);
+    tear(&sim, &segment, first_gap_at);
     let (log, report) = Log::open(never_flushed(&sim, config)).expect("reopen");
     (log, report.damage.map(|d| d.reason))
+}
+
+/// [`reopen_after_gaps`] with one gap batch, at offsets 100 and 101.
+fn reopen_after_a_gap(
+    seed: u64,
+    tear: impl FnOnce(&SimStorage, &std::path::Path, u64),
+) -> (Log, Option<String>) {
+    reopen_after_gaps(seed, &[100], tear)
 }
 
 /// Options to reopen a log that was never flushed, with the recovery point a log dir would
@@ -454,25 +466,13 @@ fn a_torn_base_offset_that_looks_like_a_gap_is_cut() {
 
     // Gap batches at 100 and 200; the first torn to 108, still below 200, and a valid
     // batch follows it.
-    let sim = SimStorage::new(15);
+    let (log, damage) = reopen_after_gaps(15, &[100, 200], |sim, segment, at| {
+        sim.flip_bit(segment, at + 7, 3)
+            .expect("tear the base offset");
+    });
+    assert_eq!(log.log_end_offset(), 6, "{damage:?}");
+    drop(log);
     let config = compacted();
-    let (log, _) = Log::open(options(&sim, config.clone())).expect("open");
-    for i in 0..3 {
-        log.append_as_leader(&mut batch(2, 10, i), 0)
-            .expect("append");
-    }
-    let torn_at = log.size_bytes();
-    for base in [100, 200] {
-        log.append_as_follower(&leader_copy(2, 10, base))
-            .expect("append as follower");
-    }
-    let segment = log.segments()[0].log_path().to_path_buf();
-    drop(log);
-    sim.flip_bit(&segment, torn_at + 7, 3)
-        .expect("tear the base offset");
-    let (log, report) = Log::open(never_flushed(&sim, config.clone())).expect("reopen");
-    assert_eq!(log.log_end_offset(), 6, "{report:?}");
-    drop(log);
 
     // Untorn, both gap batches stay: their appends wrote their witnesses.
     let sim = SimStorage::new(16);
