@@ -16,6 +16,7 @@ use crate::io::sim::SimStorage;
 use crate::io::Storage;
 use crate::log::{Log, LogOpenOptions};
 use crate::manager::{LogDir, LogDirOptions};
+use crate::offsets::codec;
 use crate::record::{batches, BatchBuilder};
 use crate::segment::files;
 
@@ -359,7 +360,44 @@ pub fn checkpoint_parse(data: &[u8]) {
         .unwrap_or_else(|e| panic!("checkpoint rewrite failed: {e}"));
 }
 
-pub use crate::offsets::codec::fuzz_decode as offsets_decode;
+/// Arbitrary bytes as a `__consumer_offsets` key and as a value: each either decodes or
+/// fails with a typed error, and what decodes encodes back to bytes that decode the same.
+pub fn offsets_decode(data: &[u8]) {
+    if let Ok(codec::RecordKey::OffsetCommit {
+        group,
+        topic,
+        partition,
+    }) = codec::decode_key(data)
+    {
+        if group.len() <= i16::MAX as usize && topic.len() <= i16::MAX as usize {
+            let mut out = Vec::new();
+            codec::encode_offset_commit_key(&group, &topic, partition, &mut out);
+            assert_eq!(
+                codec::decode_key(&out),
+                Ok(codec::RecordKey::OffsetCommit {
+                    group,
+                    topic,
+                    partition
+                })
+            );
+        }
+    }
+    if let Ok(value) = codec::decode_offset_commit_value(data) {
+        if value.metadata.len() <= i16::MAX as usize {
+            let mut out = Vec::new();
+            codec::encode_offset_commit_value(&value, &mut out);
+            let again = codec::decode_offset_commit_value(&out).expect("re-encoded value decodes");
+            assert_eq!(
+                (again.offset, again.leader_epoch),
+                (value.offset, value.leader_epoch)
+            );
+            assert_eq!(
+                (&again.metadata, again.commit_timestamp),
+                (&value.metadata, value.commit_timestamp)
+            );
+        }
+    }
+}
 
 /// The cleaner against a model: the input is a program of appends (keys from a small set,
 /// values or tombstones), rolls and cleanings at advancing times, run on a compacted log

@@ -378,45 +378,6 @@ pub fn partition_for(group: &str, partitions: u32) -> u32 {
     abs as u32 % partitions.max(1)
 }
 
-/// The fuzz target's body: every input either decodes or fails with a typed error, and
-/// what decodes encodes back to bytes that decode the same.
-pub fn fuzz_decode(data: &[u8]) {
-    if let Ok(RecordKey::OffsetCommit {
-        group,
-        topic,
-        partition,
-    }) = decode_key(data)
-    {
-        if group.len() <= i16::MAX as usize && topic.len() <= i16::MAX as usize {
-            let mut out = Vec::new();
-            encode_offset_commit_key(&group, &topic, partition, &mut out);
-            assert_eq!(
-                decode_key(&out),
-                Ok(RecordKey::OffsetCommit {
-                    group,
-                    topic,
-                    partition
-                })
-            );
-        }
-    }
-    if let Ok(value) = decode_offset_commit_value(data) {
-        if value.metadata.len() <= i16::MAX as usize {
-            let mut out = Vec::new();
-            encode_offset_commit_value(&value, &mut out);
-            let again = decode_offset_commit_value(&out).expect("re-encoded value decodes");
-            assert_eq!(
-                (again.offset, again.leader_epoch),
-                (value.offset, value.leader_epoch)
-            );
-            assert_eq!(
-                (&again.metadata, again.commit_timestamp),
-                (&value.metadata, value.commit_timestamp)
-            );
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -531,8 +492,8 @@ mod tests {
         encode_offset_commit_value(&value, &mut bytes);
         assert_eq!(&key[..2], &[0, 1]);
         assert_eq!(decode_offset_commit_value(&bytes).unwrap(), value);
-        fuzz_decode(&key);
-        fuzz_decode(&bytes);
+        crate::fuzzing::offsets_decode(&key);
+        crate::fuzzing::offsets_decode(&bytes);
     }
 
     #[test]

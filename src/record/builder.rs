@@ -21,12 +21,15 @@ const MAX_LENGTH: usize = i32::MAX as usize;
 ///
 /// ```
 /// use partlog::record::{Batch, BatchBuilder};
+/// # fn main() -> Result<(), partlog::record::BatchError> {
 /// let mut builder = BatchBuilder::new();
 /// builder.base_offset(42).append(1_000, Some(b"k"), Some(b"v"), &[(b"h", None)]);
-/// let bytes = builder.build().unwrap();
-/// let batch = Batch::parse(&bytes).unwrap();
-/// batch.validate().unwrap();
+/// let bytes = builder.build()?;
+/// let batch = Batch::parse(&bytes)?;
+/// batch.validate()?;
 /// assert_eq!(batch.header().last_offset(), 42);
+/// # Ok(())
+/// # }
 /// ```
 #[derive(Clone, Debug)]
 pub struct BatchBuilder {

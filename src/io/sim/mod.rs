@@ -22,13 +22,16 @@
 //! use partlog::io::{OpenMode, Storage};
 //! use partlog::io::sim::SimStorage;
 //!
+//! # fn main() -> partlog::Result<()> {
 //! let sim = SimStorage::new(42);
 //! let storage: std::sync::Arc<dyn Storage> = sim.clone();
-//! storage.create_dir_all(Path::new("/data")).unwrap();
-//! let f = storage.open(Path::new("/data/a.log"), OpenMode::CreateNew).unwrap();
-//! f.write_at(b"hello", 0).unwrap();
+//! storage.create_dir_all(Path::new("/data"))?;
+//! let f = storage.open(Path::new("/data/a.log"), OpenMode::CreateNew)?;
+//! f.write_at(b"hello", 0)?;
 //! sim.crash(); // nothing was synced: the file (and /data) may be gone
 //! assert!(f.len().is_err()); // the handle is stale
+//! # Ok(())
+//! # }
 //! ```
 
 mod faults;
