@@ -144,17 +144,16 @@ fn reader(log: &Log, truncations: &Truncations, done: &AtomicBool, seed: u64) {
                     let segments: Vec<_> = log
                         .segments()
                         .iter()
-                        .map(|s| (s.base_offset(), s.size(), s.largest_timestamp().ok()))
+                        .map(|s| {
+                            let largest = s.largest_timestamp().ok().map(|t| t - T0);
+                            (s.base_offset(), s.size(), largest)
+                        })
                         .collect();
                     panic!(
                         "lookup of {from} found nothing (again: {again:?}); log {}..{}, \
-                         segments (base, bytes, largest timestamp - T0) {:?}",
+                         segments (base, bytes, largest timestamp - T0) {segments:?}",
                         log.log_start_offset(),
                         log.log_end_offset(),
-                        segments
-                            .iter()
-                            .map(|(b, n, t)| (*b, *n, t.map(|t| t - T0)))
-                            .collect::<Vec<_>>()
                     );
                 }
             }
