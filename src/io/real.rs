@@ -267,8 +267,11 @@ impl MapMut for RealMap {
 
 /// CPU time the process's threads have run so far, in seconds, summed from Linux's
 /// per-thread scheduler statistics (nanoseconds); `None` where those are not available.
-/// The page cache's write-back runs in kernel threads and is not counted. (For the
-/// benchmarks: the io layer is where the crate talks to the operating system.)
+/// The page cache's write-back runs in kernel threads and is not counted, and neither is
+/// a thread that has exited: a difference of two readings is exact only when the threads
+/// that ran between them still live, as the `acks` workload's producer and fetchers do
+/// from before its first reading to after its last. (For the benchmarks: the io layer is
+/// where the crate talks to the operating system.)
 pub fn process_cpu_seconds() -> Option<f64> {
     let mut nanos = 0u64;
     for task in std::fs::read_dir("/proc/self/task").ok()? {
