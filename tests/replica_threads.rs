@@ -19,86 +19,23 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::cluster::contents;
+use common::threads::{self, fetch_loop, join, Replicas, Rng, StopAll, MIN_ISR};
 use common::{keyed_batch, log_records};
-use partlog::io::sim::SimStorage;
 use partlog::record::batches;
-use partlog::replica::{Acks, Partition, ReplicaConfig};
-use partlog::{Error, ManualClock};
+use partlog::replica::Acks;
+use partlog::Error;
 
 const PRODUCERS: usize = 2;
 const APPENDS_PER_PRODUCER: usize = 150;
-const FOLLOWERS: [i32; 2] = [1, 2];
-const MIN_ISR: usize = 2;
 /// Short, so that the controller's clock steps make followers fall out of the ISR by lag.
 const LAG_MS: i64 = 200;
 /// Longer than any test run: a handle that is still pending after it was lost.
 const WAIT: Duration = Duration::from_secs(10);
-
-/// A seeded xorshift: each thread's own choices.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64, thread: u64) -> Rng {
-        Rng((seed ^ (thread + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-
-    /// Now and then gives the core away or sleeps briefly, so that the threads meet at
-    /// different points of each other's work.
-    fn pace(&mut self) {
-        match self.below(16) {
-            0 => thread::sleep(Duration::from_micros(50 + self.below(200))),
-            1..=3 => thread::yield_now(),
-            _ => {}
-        }
-    }
-}
-
-struct Replicas {
-    clock: Arc<ManualClock>,
-    leader: Partition,
-    followers: Vec<Partition>,
-}
-
-impl Replicas {
-    fn new(seed: u64) -> Replicas {
-        let clock = Arc::new(ManualClock::new(1_000_000));
-        let replica = |id: i32| {
-            let disk = SimStorage::new(seed.wrapping_mul(10) + id as u64);
-            let log = common::cluster::open_log(&disk, &clock);
-            let config = ReplicaConfig {
-                min_insync_replicas: MIN_ISR,
-                replica_lag_time_max_ms: LAG_MS,
-                ..ReplicaConfig::new(id)
-            };
-            Partition::new(log, config, clock.clone(), 0)
-        };
-        let all = vec![0, FOLLOWERS[0], FOLLOWERS[1]];
-        let leader = replica(0);
-        leader.become_leader(1, all.clone(), all).expect("leader");
-        let followers: Vec<Partition> = FOLLOWERS.iter().map(|&id| replica(id)).collect();
-        for f in &followers {
-            f.become_follower(1, 0).expect("follower");
-        }
-        Replicas {
-            clock,
-            leader,
-            followers,
-        }
-    }
-}
 
 /// What one producer's appends came to.
 #[derive(Default)]
@@ -151,81 +88,28 @@ fn produce(r: &Replicas, producer: usize, seed: u64) -> Produced {
     out
 }
 
-/// Carries `follower`'s fetches to the leader while `fetching`.
-fn fetch_loop(r: &Replicas, follower: &Partition, fetching: &AtomicBool, seed: u64, n: u64) {
-    let mut rng = Rng::new(seed, 10 + n);
-    while fetching.load(Ordering::Acquire) {
-        rng.pace();
-        let request = follower.fetch_request(1 + rng.below(8 << 10));
-        match r.leader.fetch_wait(&request, Duration::from_millis(5)) {
-            Ok(response) => {
-                follower.apply_fetch(&response).expect("apply fetch");
-            }
-            // The controller is between the leader's and this follower's epoch change.
-            Err(Error::FencedLeaderEpoch { .. } | Error::UnknownLeaderEpoch { .. }) => {
-                thread::yield_now()
-            }
-            Err(e) => panic!("follower {}: fetch: {e}", request.replica_id),
-        }
-    }
-}
-
-/// Bumps epochs, shrinks the ISR, confirms the leader's proposals and moves the clock,
-/// until the producers are done.
+/// Shakes the partition (see [`Replicas::control_step`]) until the producers are done.
 fn control(r: &Replicas, producing: &AtomicBool, seed: u64) {
-    let mut rng = Rng::new(seed, 20);
-    let all = vec![0, FOLLOWERS[0], FOLLOWERS[1]];
-    let mut epoch = 1;
+    let (mut rng, mut epoch) = (Rng::new(seed, 20), 1);
     while producing.load(Ordering::Acquire) {
         thread::sleep(Duration::from_micros(100 + rng.below(400)));
-        match rng.below(10) {
-            0 => {
-                epoch += 1;
-                let isr = r.leader.isr().expect("leader's ISR");
-                r.leader
-                    .become_leader(epoch, all.clone(), isr)
-                    .expect("bump");
-                for f in &r.followers {
-                    rng.pace();
-                    f.become_follower(epoch, 0).expect("follow the bump");
-                }
-            }
-            1 => {
-                // Drop one follower, or both (below min ISR: the HW must stop).
-                let isr = r.leader.isr().expect("leader's ISR");
-                let drop = FOLLOWERS[rng.below(2) as usize];
-                let keep: Vec<i32> = match rng.below(3) {
-                    0 => vec![0],
-                    _ => isr.into_iter().filter(|&id| id != drop).collect(),
-                };
-                r.leader.confirm_isr(keep);
-            }
-            2 => {
-                r.clock.advance_ms(rng.below(LAG_MS as u64 * 2) as i64);
-                r.leader.tick();
-            }
-            _ => {
-                if let Some(proposal) = r.leader.isr_proposal() {
-                    r.leader.confirm_isr(proposal);
-                }
-            }
-        }
+        r.control_step(&mut rng, &mut epoch, LAG_MS);
     }
 }
 
 /// Reads up to the HW from the start while `consuming`, checking that the HW never goes back
 /// and that offsets run on; returns every record's `(offset, key)`.
-fn consume(r: &Replicas, consuming: &AtomicBool, high: &AtomicI64) -> Vec<(i64, Vec<u8>)> {
+fn consume(r: &Replicas, consuming: &AtomicBool) -> Vec<(i64, Vec<u8>)> {
     let mut seen = Vec::new();
-    let mut next = 0;
+    let (mut next, mut high) = (0, 0);
     loop {
         let stopping = !consuming.load(Ordering::Acquire);
         let hw = r.leader.high_watermark();
-        let before = high.fetch_max(hw, Ordering::AcqRel);
         assert!(
-            hw >= before,
-            "the high watermark went back from {before} to {hw}"
+            hw >= high,
+            "the high watermark went back from {high} to {hw}"
         );
+        high = hw;
         match r
             .leader
             .read_committed(next, 16 << 10)
@@ -250,84 +134,35 @@ fn consume(r: &Replicas, consuming: &AtomicBool, high: &AtomicI64) -> Vec<(i64, 
     }
 }
 
-/// Confirms proposals until every follower has the leader's log and is back in the ISR.
-fn settle(r: &Replicas) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(proposal) = r.leader.isr_proposal() {
-            r.leader.confirm_isr(proposal);
-        }
-        let end = r.leader.log().log_end_offset();
-        let caught_up = r.followers.iter().all(|f| f.log().log_end_offset() == end);
-        if caught_up
-            && r.leader.isr().map(|i| i.len()) == Some(3)
-            && r.leader.high_watermark() == end
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the followers never caught up");
-        thread::sleep(Duration::from_millis(1));
-    }
-}
-
 fn run_seed(seed: u64) -> Result<(), String> {
-    let outcome = std::panic::catch_unwind(|| check_seed(seed));
-    outcome.map_err(|panic| {
-        format!(
-            "seed {seed} failed: {}\n  replay: REPL_THREADS_SEED={seed} cargo test --release --test replica_threads",
-            common::panic_text(panic.as_ref())
-        )
-    })
-}
-
-/// What keeps the threads going: cleared in turn as the run winds down.
-struct Running {
-    producing: AtomicBool,
-    fetching: AtomicBool,
-    consuming: AtomicBool,
-}
-
-/// Clears every flag when dropped: a failure unwinding the main thread then ends the other
-/// threads, which would otherwise loop forever and keep the scope from ending.
-struct StopAll<'a>(&'a Running);
-
-impl Drop for StopAll<'_> {
-    fn drop(&mut self) {
-        for flag in [&self.0.producing, &self.0.consuming, &self.0.fetching] {
-            flag.store(false, Ordering::Release);
-        }
-    }
+    threads::check_seed(seed, "REPL_THREADS", "replica_threads", check_seed)
 }
 
 fn check_seed(seed: u64) {
-    let r = Replicas::new(seed);
-    let high = AtomicI64::new(0);
-    let running = Running {
-        producing: AtomicBool::new(true),
-        fetching: AtomicBool::new(true),
-        consuming: AtomicBool::new(true),
-    };
+    let r = Replicas::new(seed, LAG_MS);
+    let [producing, consuming, fetching] = [(); 3].map(|_| AtomicBool::new(true));
     let (produced, seen) = thread::scope(|s| {
-        let _stop_all_on_failure = StopAll(&running);
-        let (r, run) = (&r, &running);
+        let _stop_all_on_failure = StopAll([&producing, &consuming, &fetching]);
+        let r = &r;
         let fetchers: Vec<_> = (r.followers.iter().zip(0..))
-            .map(|(f, n)| s.spawn(move || fetch_loop(r, f, &run.fetching, seed, n)))
+            .map(|(f, n)| {
+                let (leader, fetching) = (&r.leader, &fetching);
+                s.spawn(move || fetch_loop(leader, f, fetching, Rng::new(seed, 10 + n)))
+            })
             .collect();
-        let consumer = s.spawn(|| consume(r, &run.consuming, &high));
-        let controller = s.spawn(move || control(r, &run.producing, seed));
+        let consumer = s.spawn(|| consume(r, &consuming));
+        let controller = s.spawn(|| control(r, &producing, seed));
         let producers: Vec<_> = (0..PRODUCERS)
             .map(|p| s.spawn(move || produce(r, p, seed)))
             .collect();
-        let produced: Vec<Produced> = producers.into_iter().map(|p| p.join().unwrap()).collect();
-        run.producing.store(false, Ordering::Release);
-        controller.join().unwrap();
-        settle(r);
-        run.consuming.store(false, Ordering::Release);
-        let seen = consumer.join().unwrap();
-        run.fetching.store(false, Ordering::Release);
-        for f in fetchers {
-            f.join().unwrap();
-        }
+        let produced: Vec<Produced> = producers.into_iter().map(join).collect();
+        producing.store(false, Ordering::Release);
+        join(controller);
+        r.settle(WAIT);
+        consuming.store(false, Ordering::Release);
+        let seen = join(consumer);
+        fetching.store(false, Ordering::Release);
+        fetchers.into_iter().for_each(join);
         (produced, seen)
     });
 

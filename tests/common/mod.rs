@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod threads;
 
 use std::path::PathBuf;
 use std::sync::Arc;
