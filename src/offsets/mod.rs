@@ -331,7 +331,7 @@ impl OffsetsStore {
         self.with_view(group, |replica, view| {
             let mut batch = changes_batch(&changes, now)?;
             let handle = replica.append(&mut batch, acks, timeout)?;
-            view.pending.push((handle.clone(), changes));
+            view.pending.push_back((handle.clone(), changes));
             Ok(handle)
         })
     }

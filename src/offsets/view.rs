@@ -15,7 +15,7 @@
 //! reused while records repeat its group and topic (a commit's records share its group,
 //! and runs of them a topic), so a load allocates only for what it sees the first time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 
 use super::codec::{self, KeyRef};
@@ -343,7 +343,7 @@ pub struct View {
     groups: HashMap<Name, Topics>,
     metadata: MetadataTable,
     /// Appends not yet committed, with what they change once they are.
-    pub pending: Vec<(AppendHandle, Vec<Change>)>,
+    pub pending: VecDeque<(AppendHandle, Vec<Change>)>,
     /// Transactional records waiting for their producer's marker.
     in_transaction: HashMap<i64, Vec<Change>>,
     /// Records of types this store does not model.
@@ -505,15 +505,22 @@ impl View {
         }
     }
 
-    /// Moves committed appends into the view and forgets failed ones (a failed append may
-    /// still be in the log: the next leader's load finds it).
+    /// Moves committed appends into the view, in the order they were appended, and forgets
+    /// failed ones (a failed append may still be in the log: the next leader's load finds
+    /// it). It stops at the first append still pending. The replica completes appends in
+    /// offset order, but one by one and while this may be looking: a later append seen
+    /// complete before an earlier one would be applied first, and the earlier, older
+    /// offset would then overwrite it.
     pub fn settle(&mut self) {
-        let pending = std::mem::take(&mut self.pending);
-        for (handle, changes) in pending {
-            match handle.poll() {
-                None => self.pending.push((handle, changes)),
-                Some(Ok(_)) => changes.into_iter().for_each(|c| self.apply(c)),
-                Some(Err(_)) => {}
+        while let Some((handle, _)) = self.pending.front() {
+            let Some(outcome) = handle.poll() else {
+                return;
+            };
+            let Some((_, changes)) = self.pending.pop_front() else {
+                return;
+            };
+            if outcome.is_ok() {
+                changes.into_iter().for_each(|c| self.apply(c));
             }
         }
     }

@@ -29,7 +29,7 @@ pub struct AppendHandle {
 }
 
 impl AppendHandle {
-    pub(super) fn pending(info: AppendInfo) -> AppendHandle {
+    pub(crate) fn pending(info: AppendInfo) -> AppendHandle {
         AppendHandle {
             shared: Arc::default(),
             info,
@@ -80,7 +80,7 @@ impl AppendHandle {
     }
 
     /// Sets the outcome once; later calls change nothing.
-    pub(super) fn complete(&self, result: Result<AppendInfo>) {
+    pub(crate) fn complete(&self, result: Result<AppendInfo>) {
         let mut outcome = self
             .shared
             .outcome
