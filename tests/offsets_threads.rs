@@ -1,8 +1,9 @@
 //! Threads against the consumer-offsets store on one replicated offsets partition: two
 //! committers keep up to three commits in flight each (as a consumer's `commitAsync` may),
-//! a fetcher thread per follower replicates the partition, a reader fetches the groups'
-//! offsets, and a controller bumps the leader epoch and reloads the store's view, shrinks
-//! and grows the ISR and moves the clock, all at once.
+//! a fetcher thread per follower replicates the partition, a cleaner compacts every
+//! replica's log, a reader fetches the groups' offsets, and a controller bumps the leader
+//! epoch and reloads the store's view, shrinks and grows the ISR and moves the clock, all
+//! at once.
 //!
 //! Checked: an offset the reader sees for a partition never goes back; every commit's
 //! handle completes; at the end each partition's offset is one a committer sent and at
@@ -23,9 +24,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::threads::{self, fetch_loop, join, Replicas, Rng, StopAll};
-use partlog::offsets::{OffsetCommit, OffsetsConfig, OffsetsStore};
+use partlog::cleaner::{clean_log, cleanable, OffsetMap, Throttle};
+use partlog::offsets::{offsets_log_config, OffsetCommit, OffsetsConfig, OffsetsStore};
 use partlog::replica::AppendHandle;
 use partlog::Error;
+use partlog::{Clock, LogConfig};
 
 const COMMITTERS: usize = 2;
 const COMMITS_PER_COMMITTER: usize = 150;
@@ -191,6 +194,39 @@ fn read_loop(store: &OffsetsStore, reading: &AtomicBool, seed: u64) {
     }
 }
 
+/// Cleans the leader's and the followers' logs, each from where its last cleaning ended,
+/// while `cleaning`; returns how many cleanings finished.
+fn clean_loop(r: &Replicas, cleaning: &AtomicBool, seed: u64) -> usize {
+    let mut rng = Rng::new(seed, 40);
+    let mut map = OffsetMap::with_memory(1 << 20);
+    let logs: Vec<_> = std::iter::once(&r.leader)
+        .chain(&r.followers)
+        .map(|p| p.log().clone())
+        .collect();
+    let mut checkpoints = vec![None; logs.len()];
+    let mut cleaned = 0;
+    while cleaning.load(Ordering::Acquire) {
+        rng.pace();
+        for (log, checkpoint) in logs.iter().zip(&mut checkpoints) {
+            let now = r.clock.now_ms();
+            let range = cleanable(log, *checkpoint, now).expect("cleanable range");
+            if !range.worth_cleaning(0.0) {
+                continue;
+            }
+            let report = clean_log(log, &range, &mut map, now, &mut Throttle::unlimited())
+                .expect("cleaning");
+            if !report.aborted {
+                *checkpoint = Some(report.end_offset);
+                cleaned += 1;
+            }
+            log.remove_expired_deleted_files()
+                .expect("remove deleted files");
+        }
+        thread::sleep(Duration::from_micros(200));
+    }
+    cleaned
+}
+
 /// Shakes the partition (see [`Replicas::control_step`]) while `committing`, reloading
 /// the store's view after each epoch bump, as an embedder does when its replica leads again.
 fn control(r: &Replicas, store: &OffsetsStore, committing: &AtomicBool, seed: u64) {
@@ -209,12 +245,17 @@ fn run_seed(seed: u64) -> Result<(), String> {
 }
 
 fn check_seed(seed: u64) {
-    let r = Replicas::new(seed, LAG_MS);
+    let config = LogConfig {
+        segment_bytes: 4 << 10,
+        index_bytes_max: 4096,
+        ..offsets_log_config()
+    };
+    let r = Replicas::with_config(seed, LAG_MS, config);
     let live = store(&r);
     load(&live);
-    let [committing, reading, fetching] = [(); 3].map(|_| AtomicBool::new(true));
-    let committed: Vec<Committed> = thread::scope(|s| {
-        let _stop_all_on_failure = StopAll([&committing, &reading, &fetching]);
+    let [committing, cleaning, reading, fetching] = [(); 4].map(|_| AtomicBool::new(true));
+    let (committed, cleanings) = thread::scope(|s| {
+        let _stop_all_on_failure = StopAll([&committing, &cleaning, &reading, &fetching]);
         let (r, live) = (&r, &live);
         let fetchers: Vec<_> = (r.followers.iter().zip(0..))
             .map(|(f, n)| {
@@ -223,19 +264,22 @@ fn check_seed(seed: u64) {
             })
             .collect();
         let reader = s.spawn(|| read_loop(live, &reading, seed));
+        let cleaner = s.spawn(|| clean_loop(r, &cleaning, seed));
         let controller = s.spawn(|| control(r, live, &committing, seed));
         let committers: Vec<_> = (0..COMMITTERS)
             .map(|c| s.spawn(move || commit_loop(live, c, seed)))
             .collect();
-        let committed = committers.into_iter().map(join).collect();
+        let committed: Vec<Committed> = committers.into_iter().map(join).collect();
         committing.store(false, Ordering::Release);
         join(controller);
+        cleaning.store(false, Ordering::Release);
+        let cleanings = join(cleaner);
         r.settle(WAIT);
         reading.store(false, Ordering::Release);
         join(reader);
         fetching.store(false, Ordering::Release);
         fetchers.into_iter().for_each(join);
-        committed
+        (committed, cleanings)
     });
 
     let (mut sent, mut acked) = (BTreeMap::new(), BTreeMap::<Key, i64>::new());
@@ -253,12 +297,7 @@ fn check_seed(seed: u64) {
         !acked.is_empty(),
         "nothing was acknowledged: the run proved nothing"
     );
-    eprintln!(
-        "ZZ seed {seed} acked keys {} live {:?} epoch {}",
-        acked.len(),
-        live.values().sum::<i64>(),
-        r.leader.leader_epoch()
-    );
+    assert!(cleanings > 0, "nothing was cleaned");
     for (key, &offset) in &acked {
         assert!(
             live.get(key).is_some_and(|&o| o >= offset),

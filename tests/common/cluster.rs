@@ -21,11 +21,20 @@ pub struct Cluster {
 }
 
 pub fn open_log(disk: &Arc<SimStorage>, clock: &Arc<ManualClock>) -> Arc<Log> {
+    let config = LogConfig {
+        index_bytes_max: 4096,
+        ..LogConfig::default()
+    };
+    open_log_with(disk, clock, config)
+}
+
+pub fn open_log_with(
+    disk: &Arc<SimStorage>,
+    clock: &Arc<ManualClock>,
+    config: LogConfig,
+) -> Arc<Log> {
     let options = LogOpenOptions {
-        config: LogConfig {
-            index_bytes_max: 4096,
-            ..LogConfig::default()
-        },
+        config,
         clock: clock.clone(),
         ..LogOpenOptions::new(disk.storage(), "/data/t-0")
     };

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use partlog::io::sim::SimStorage;
 use partlog::replica::{Partition, ReplicaConfig};
-use partlog::{Error, ManualClock};
+use partlog::{Error, LogConfig, ManualClock};
 
 pub const FOLLOWERS: [i32; 2] = [1, 2];
 pub const MIN_ISR: usize = 2;
@@ -56,10 +56,19 @@ pub struct Replicas {
 impl Replicas {
     /// `lag_ms` is `replica_lag_time_max_ms`.
     pub fn new(seed: u64, lag_ms: i64) -> Replicas {
+        let config = LogConfig {
+            index_bytes_max: 4096,
+            ..LogConfig::default()
+        };
+        Replicas::with_config(seed, lag_ms, config)
+    }
+
+    /// Replicas whose logs have `config`.
+    pub fn with_config(seed: u64, lag_ms: i64, config: LogConfig) -> Replicas {
         let clock = Arc::new(ManualClock::new(1_000_000));
         let replica = |id: i32| {
             let disk = SimStorage::new(seed.wrapping_mul(10) + id as u64);
-            let log = super::cluster::open_log(&disk, &clock);
+            let log = super::cluster::open_log_with(&disk, &clock, config.clone());
             let config = ReplicaConfig {
                 min_insync_replicas: MIN_ISR,
                 replica_lag_time_max_ms: lag_ms,
