@@ -2,8 +2,8 @@
 //! committers keep up to three commits in flight each (as a consumer's `commitAsync` may),
 //! a fetcher thread per follower replicates the partition, a cleaner compacts every
 //! replica's log, a reader fetches the groups' offsets, and a controller bumps the leader
-//! epoch and reloads the store's view, shrinks and grows the ISR and moves the clock, all
-//! at once.
+//! epoch and reloads the store's view step by step (a bump may restart a load half done),
+//! shrinks and grows the ISR and moves the clock, all at once.
 //!
 //! Checked: an offset the reader sees for a partition never goes back; every commit's
 //! handle completes; at the end each partition's offset is one a committer sent and at
@@ -227,17 +227,23 @@ fn clean_loop(r: &Replicas, cleaning: &AtomicBool, seed: u64) -> usize {
     cleaned
 }
 
-/// Shakes the partition (see [`Replicas::control_step`]) while `committing`, reloading
-/// the store's view after each epoch bump, as an embedder does when its replica leads again.
+/// Shakes the partition (see [`Replicas::control_step`]) while `committing`. After each
+/// epoch bump the store's view loads again, as an embedder's does when its replica leads
+/// again, one step per turn (so a later bump may restart a load half done); at the end the
+/// load runs to its end.
 fn control(r: &Replicas, store: &OffsetsStore, committing: &AtomicBool, seed: u64) {
     let (mut rng, mut epoch) = (Rng::new(seed, 20), 1);
+    let mut loading = false;
     while committing.load(Ordering::Acquire) {
         thread::sleep(Duration::from_micros(200 + rng.below(600)));
         if r.control_step(&mut rng, &mut epoch, LAG_MS) {
             store.become_leader(0).expect("become leader");
-            load(store);
+            loading = true;
+        } else if loading {
+            loading = !store.load_step(0).expect("load step").done;
         }
     }
+    load(store);
 }
 
 fn run_seed(seed: u64) -> Result<(), String> {
@@ -245,9 +251,12 @@ fn run_seed(seed: u64) -> Result<(), String> {
 }
 
 fn check_seed(seed: u64) {
+    // Segments cleaned away are deleted at once: a load or a fetch reading one holds it
+    // open.
     let config = LogConfig {
         segment_bytes: 4 << 10,
         index_bytes_max: 4096,
+        file_delete_delay_ms: 0,
         ..offsets_log_config()
     };
     let r = Replicas::with_config(seed, LAG_MS, config);
