@@ -35,6 +35,12 @@ impl Partition {
     /// the leader's offsets and epochs and takes the leader's HW and log start. Returns
     /// false, changing nothing, for an answer to another fetch than the one this replica
     /// would send now (the network delayed, duplicated or reordered it).
+    ///
+    /// The answer's records are read from the leader's files here. If the replica that
+    /// answered has stepped down since and cut its log, they may be gone or hold other
+    /// batches: the read or their validation fails, nothing changes, and the error is
+    /// returned; fetch again (Kafka's fetcher does the same on a corrupt record, for the
+    /// same reason).
     pub fn apply_fetch(&self, response: &FetchResponse) -> Result<bool> {
         let mut state = self.state();
         if !matches!(state.role, Role::Follower) {

@@ -193,8 +193,10 @@ pub struct Partition {
     /// Signalled, with `state` locked, when an append reaches the log and a fetch waits.
     data_arrived: Condvar,
     /// Held shared by leader appends while they write (without `state`, so that follower
-    /// fetches and consumers never wait for a write), and exclusively by role changes, so
-    /// that no append lands in a log a role change is cutting. Taken before `state`.
+    /// fetches and consumers never wait for a write) and by follower fetches while they
+    /// read, and exclusively by role changes: no append lands in a log a role change is
+    /// cutting, and no fetch reads a leader's log while it steps down (after which its
+    /// fetcher may cut it). Taken before `state`.
     role_change: RwLock<()>,
 }
 
@@ -420,6 +422,7 @@ impl Partition {
     /// epoch when the follower's last epoch and offset are not on this log, else records
     /// from the fetch offset, after recording the follower's progress.
     pub fn fetch(&self, request: &FetchRequest) -> Result<FetchResponse> {
+        let _shared = self.role_change.read().unwrap_or_else(|e| e.into_inner());
         let mut state = self.state();
         Self::check_epoch(&state, request.leader_epoch)?;
         let now = self.clock.now_ms();
@@ -469,7 +472,9 @@ impl Partition {
         let hw = state.high_watermark;
         self.maybe_propose_expand(&mut state, request.replica_id, hw);
         self.advance_high_watermark(&mut state);
-        drop(state); // the read needs no lock: slices of whole batches below the log end
+        // The read needs `role_change` only: slices of whole batches below the log end,
+        // which no truncation cuts while this replica leads.
+        drop(state);
         let records = self
             .log
             .read(request.fetch_offset, request.max_bytes, None)?;

@@ -1,0 +1,156 @@
+//! Reads racing a truncation above what they may read, threads against each other. A
+//! replica that steps down cuts its log where it diverged from the new leader, always above
+//! its high watermark: a consumer's read bounded by that watermark, and a follower's fetch
+//! the replica answered while it still led, must not fail for it. `failover_threads` found
+//! both failing with "unexpected end of file".
+//!
+//! Bounded by iteration counts, not time.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+use common::threads::{join, Rng, StopAll};
+use common::{batch, log_records};
+use partlog::io::sim::SimStorage;
+use partlog::record::batches;
+use partlog::replica::{Acks, FetchRequest, Partition, ReplicaConfig};
+use partlog::{Error, ManualClock};
+
+const BATCHES: i64 = 60;
+const ROUNDS: usize = 400;
+
+fn replica(seed: u64) -> Partition {
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let disk = SimStorage::new(seed);
+    let log = common::cluster::open_log(&disk, &clock);
+    Partition::new(log, ReplicaConfig::new(0), clock, 0)
+}
+
+/// Appends batches of 1 to 4 records until the log ends at `2 × BATCHES` or past it.
+fn fill(p: &Partition, rng: &mut Rng) {
+    while p.log().log_end_offset() < BATCHES * 2 {
+        let records = 1 + rng.below(4) as usize;
+        let mut b = batch(records, 20 + rng.below(200) as usize, 0);
+        p.append(&mut b, Acks::Leader, 1000).expect("append");
+    }
+}
+
+/// Rounds of: lead (epoch `2k+1`), fill the log, then step down (epoch `2k+2`) and cut it
+/// somewhere at or above `floor`, as a follower's truncation does.
+fn lead_fill_and_cut(p: &Partition, floor: i64, running: &AtomicBool, seed: u64) {
+    let mut rng = Rng::new(seed, 1);
+    let mut epoch = 0;
+    for _ in 0..ROUNDS {
+        epoch += 1;
+        p.become_leader(epoch, vec![0, 1], vec![0])
+            .expect("become leader");
+        fill(p, &mut rng);
+        epoch += 1;
+        p.become_follower(epoch, 1).expect("become follower");
+        let end = p.log().log_end_offset();
+        let cut = floor + rng.below((end - floor) as u64 + 1) as i64;
+        p.log().truncate_to(cut).expect("cut");
+    }
+    running.store(false, Ordering::Release);
+}
+
+#[test]
+fn a_read_bounded_by_the_high_watermark_survives_cuts_above_it() {
+    for seed in 0..4 {
+        let p = replica(seed);
+        let mut rng = Rng::new(seed, 0);
+        p.become_leader(0, vec![0], vec![0]).expect("leader");
+        fill(&p, &mut rng);
+        // A high watermark lies between batches. Everything below it stays: the cuts
+        // never go below it.
+        let middle = p
+            .log()
+            .read(BATCHES / 2, 1, None)
+            .expect("read")
+            .expect("a batch");
+        let hw = batches(&middle.to_vec().expect("bytes"))
+            .next()
+            .expect("a batch")
+            .expect("a whole batch")
+            .header()
+            .next_offset();
+        let below: Vec<_> = log_records(p.log())
+            .into_iter()
+            .filter(|(o, ..)| *o < hw)
+            .collect();
+        let running = AtomicBool::new(true);
+        thread::scope(|s| {
+            let _stop = StopAll([&running]);
+            let cutter = s.spawn(|| lead_fill_and_cut(&p, hw, &running, seed));
+            let mut rng = Rng::new(seed, 2);
+            let mut reads = 0;
+            while running.load(Ordering::Acquire) || reads == 0 {
+                let from = rng.below(hw as u64) as i64;
+                let max = 1 + rng.below(4 << 10);
+                let slice = p
+                    .log()
+                    .read(from, max, Some(hw))
+                    .unwrap_or_else(|e| panic!("read {from} up to {hw}: {e}"))
+                    .expect("records below the bound");
+                let bytes = slice.to_vec().expect("slice bytes below the bound");
+                for b in batches(&bytes) {
+                    let b = b.expect("batch");
+                    b.validate().expect("valid batch");
+                    assert!(b.header().last_offset() < hw, "a batch past the bound");
+                    assert!(b.header().last_offset() >= from);
+                }
+                reads += 1;
+            }
+            join(cutter);
+        });
+        let kept: Vec<_> = log_records(p.log())
+            .into_iter()
+            .filter(|(o, ..)| *o < hw)
+            .collect();
+        assert_eq!(kept, below, "what lay below the bound changed");
+    }
+}
+
+#[test]
+fn a_fetch_never_reads_a_log_its_replica_is_cutting() {
+    for seed in 0..4 {
+        let p = replica(100 + seed);
+        let running = AtomicBool::new(true);
+        thread::scope(|s| {
+            let _stop = StopAll([&running]);
+            let cutter = s.spawn(|| lead_fill_and_cut(&p, 0, &running, seed));
+            let mut rng = Rng::new(seed, 3);
+            let mut answered = 0;
+            while running.load(Ordering::Acquire) {
+                // A follower somewhere in the log, asking the epoch it last heard of.
+                let end = p.log().log_end_offset();
+                let request = FetchRequest {
+                    replica_id: 1,
+                    leader_epoch: p.leader_epoch(),
+                    fetch_offset: rng.below(end.max(1) as u64) as i64,
+                    last_fetched_epoch: partlog::log::UNDEFINED_EPOCH,
+                    max_bytes: 1 + rng.below(4 << 10),
+                };
+                match p.fetch(&request) {
+                    Ok(_) => answered += 1,
+                    // Stepped down, or moved on to another epoch, or cut below the offset.
+                    Err(
+                        Error::NotLeaderOrFollower
+                        | Error::FencedLeaderEpoch { .. }
+                        | Error::UnknownLeaderEpoch { .. }
+                        | Error::OffsetOutOfRange { .. },
+                    ) => {}
+                    Err(e) => panic!("fetch at {}: {e}", request.fetch_offset),
+                }
+            }
+            join(cutter);
+            assert!(
+                answered > 0,
+                "no fetch was answered: the test proved nothing"
+            );
+        });
+    }
+}
