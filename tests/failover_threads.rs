@@ -19,92 +19,22 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::cluster::contents;
-use common::threads::{self, join, Rng, StopAll};
+use common::threads::{self, join, Brokers, Rng, StopAll, BROKERS};
 use common::{keyed_batch, log_records};
-use partlog::io::sim::SimStorage;
 use partlog::record::batches;
-use partlog::replica::{Acks, Partition, ReplicaConfig};
-use partlog::{Error, ManualClock};
+use partlog::replica::Acks;
+use partlog::Error;
 
-const BROKERS: usize = 3;
-const MIN_ISR: usize = 2;
 const PRODUCERS: usize = 2;
 const APPENDS_PER_PRODUCER: usize = 150;
 const LAG_MS: i64 = 200;
 /// Longer than any test run: a handle that is still pending after it was lost.
 const WAIT: Duration = Duration::from_secs(10);
-
-/// Three brokers' replicas of one partition and which of them leads.
-struct Brokers {
-    clock: Arc<ManualClock>,
-    replicas: Vec<Arc<Partition>>,
-    /// The broker the controller last made leader: where producers, consumers and
-    /// fetchers go. For a moment after an election the others may not know yet.
-    leader: AtomicUsize,
-}
-
-impl Brokers {
-    fn new(seed: u64) -> Brokers {
-        let clock = Arc::new(ManualClock::new(1_000_000));
-        let replicas: Vec<_> = (0..BROKERS)
-            .map(|id| {
-                let disk = SimStorage::new(seed.wrapping_mul(10) + id as u64);
-                let log = common::cluster::open_log(&disk, &clock);
-                let config = ReplicaConfig {
-                    min_insync_replicas: MIN_ISR,
-                    replica_lag_time_max_ms: LAG_MS,
-                    ..ReplicaConfig::new(id as i32)
-                };
-                Arc::new(Partition::new(log, config, clock.clone(), 0))
-            })
-            .collect();
-        replicas[0]
-            .become_leader(1, Self::all(), Self::all())
-            .expect("leader");
-        for r in &replicas[1..] {
-            r.become_follower(1, 0).expect("follower");
-        }
-        Brokers {
-            clock,
-            replicas,
-            leader: AtomicUsize::new(0),
-        }
-    }
-
-    fn all() -> Vec<i32> {
-        (0..BROKERS as i32).collect()
-    }
-
-    fn leader(&self) -> &Partition {
-        &self.replicas[self.leader.load(Ordering::Acquire)]
-    }
-
-    /// Makes `next` the leader of `epoch` with the ISR the leader has, then every other
-    /// broker its follower, in an order the controller's requests might arrive in.
-    fn elect(&self, next: usize, epoch: i32, rng: &mut Rng) {
-        let isr = self.leader().isr().expect("leader's ISR");
-        self.replicas[next]
-            .become_leader(epoch, Self::all(), isr)
-            .expect("become leader");
-        self.leader.store(next, Ordering::Release);
-        let mut others: Vec<usize> = (0..BROKERS).filter(|&b| b != next).collect();
-        if rng.below(2) == 0 {
-            others.reverse();
-        }
-        for b in others {
-            rng.pace();
-            self.replicas[b]
-                .become_follower(epoch, next as i32)
-                .expect("become follower");
-        }
-    }
-}
 
 /// What one producer's appends came to.
 #[derive(Default)]
@@ -144,89 +74,13 @@ fn produce(b: &Brokers, producer: usize, seed: u64) -> Produced {
     out
 }
 
-/// Broker `me` follows whichever broker leads, while `fetching`.
-fn fetch_loop(b: &Brokers, me: usize, fetching: &AtomicBool, seed: u64) {
-    let mut rng = Rng::new(seed, 10 + me as u64);
-    let replica = &b.replicas[me];
-    while fetching.load(Ordering::Acquire) {
-        rng.pace();
-        let leader = b.leader();
-        if replica.is_leader() || std::ptr::eq(leader, replica.as_ref()) {
-            thread::sleep(Duration::from_micros(100));
-            continue;
-        }
-        let request = replica.fetch_request(1 + rng.below(8 << 10));
-        match leader.fetch_wait(&request, Duration::from_millis(2)) {
-            Ok(response) => match replica.apply_fetch(&response) {
-                // Became the leader since it asked.
-                Ok(_) | Err(Error::NotLeaderOrFollower) => {}
-                // The answer's slices are read here: if the broker that answered stepped
-                // down since and cut its log, they may be gone, or hold other batches.
-                Err(_)
-                    if !(leader.is_leader() && leader.leader_epoch() == request.leader_epoch) => {}
-                Err(e) => panic!("broker {me}: apply fetch: {e}"),
-            },
-            Err(Error::OffsetOutOfRange {
-                log_start_offset,
-                log_end_offset,
-                ..
-            }) => {
-                replica
-                    .handle_out_of_range(&request, log_start_offset, log_end_offset)
-                    .expect("out of range");
-            }
-            // The leader it asked stepped down, or the two are between epoch changes.
-            Err(
-                Error::NotLeaderOrFollower
-                | Error::FencedLeaderEpoch { .. }
-                | Error::UnknownLeaderEpoch { .. },
-            ) => thread::yield_now(),
-            Err(e) => panic!("broker {me}: fetch: {e}"),
-        }
-    }
-}
-
-/// Elects, bumps, shrinks and grows the ISR, and moves the clock while `producing`.
+/// Shakes the partition, elections included (see [`Brokers::control_step`]), while
+/// `producing`.
 fn control(b: &Brokers, producing: &AtomicBool, seed: u64) {
     let (mut rng, mut epoch) = (Rng::new(seed, 20), 1);
     while producing.load(Ordering::Acquire) {
         thread::sleep(Duration::from_micros(200 + rng.below(600)));
-        let leader = b.leader();
-        let current = b.leader.load(Ordering::Acquire);
-        match rng.below(10) {
-            0 | 1 => {
-                // A clean election: another member of the ISR, if there is one.
-                let isr = leader.isr().expect("leader's ISR");
-                let others: Vec<usize> = (isr.iter().map(|&id| id as usize))
-                    .filter(|&id| id != current)
-                    .collect();
-                if !others.is_empty() {
-                    epoch += 1;
-                    let next = others[rng.below(others.len() as u64) as usize];
-                    b.elect(next, epoch, &mut rng);
-                }
-            }
-            2 => {
-                epoch += 1;
-                b.elect(current, epoch, &mut rng);
-            }
-            3 => {
-                let isr = leader.isr().expect("leader's ISR");
-                let keep = isr
-                    .into_iter()
-                    .filter(|&id| id as usize == current || rng.below(2) == 0);
-                leader.confirm_isr(keep.collect());
-            }
-            4 => {
-                b.clock.advance_ms(rng.below(LAG_MS as u64 * 2) as i64);
-                leader.tick();
-            }
-            _ => {
-                if let Some(proposal) = leader.isr_proposal() {
-                    leader.confirm_isr(proposal);
-                }
-            }
-        }
+        b.control_step(&mut rng, &mut epoch, true, LAG_MS);
     }
 }
 
@@ -260,49 +114,12 @@ fn consume(b: &Brokers, consuming: &AtomicBool) -> Vec<(i64, Vec<u8>)> {
     }
 }
 
-/// Waits until every broker has the leader's whole log, all are in the ISR and the HW is
-/// at the log end, confirming the leader's ISR proposals meanwhile.
-fn settle(b: &Brokers) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let leader = b.leader();
-        if let Some(proposal) = leader.isr_proposal() {
-            leader.confirm_isr(proposal);
-        }
-        let end = leader.log().log_end_offset();
-        if b.replicas.iter().all(|r| r.log().log_end_offset() == end)
-            && leader.isr().map(|i| i.len()) == Some(BROKERS)
-            && leader.high_watermark() == end
-        {
-            return;
-        }
-        if Instant::now() > deadline {
-            let state: Vec<String> = (b.replicas.iter().enumerate())
-                .map(|(id, r)| {
-                    format!(
-                        "broker {id}: leader {} epoch {} leader_id {:?} LEO {} HW {} ISR {:?} proposal {:?}",
-                        r.is_leader(),
-                        r.leader_epoch(),
-                        r.leader_id(),
-                        r.log().log_end_offset(),
-                        r.high_watermark(),
-                        r.isr(),
-                        r.isr_proposal()
-                    )
-                })
-                .collect();
-            panic!("the followers never caught up:\n  {}", state.join("\n  "));
-        }
-        thread::sleep(Duration::from_millis(1));
-    }
-}
-
 fn run_seed(seed: u64) -> Result<(), String> {
     threads::check_seed(seed, "FAILOVER_THREADS", "failover_threads", check_seed)
 }
 
 fn check_seed(seed: u64) {
-    let b = Brokers::new(seed);
+    let b = Brokers::new(seed, LAG_MS, Brokers::small_index_config());
     let [producing, consuming, fetching] = [(); 3].map(|_| AtomicBool::new(true));
     let (produced, seen) = thread::scope(|s| {
         let _stop_all_on_failure = StopAll([&producing, &consuming, &fetching]);
@@ -310,7 +127,7 @@ fn check_seed(seed: u64) {
         let fetchers: Vec<_> = (0..BROKERS)
             .map(|me| {
                 let fetching = &fetching;
-                s.spawn(move || fetch_loop(b, me, fetching, seed))
+                s.spawn(move || b.follow(me, fetching, seed))
             })
             .collect();
         let consumer = s.spawn(|| consume(b, &consuming));
@@ -321,7 +138,7 @@ fn check_seed(seed: u64) {
         let produced: Vec<Produced> = producers.into_iter().map(join).collect();
         producing.store(false, Ordering::Release);
         join(controller);
-        settle(b);
+        b.settle(WAIT);
         consuming.store(false, Ordering::Release);
         let seen = join(consumer);
         fetching.store(false, Ordering::Release);

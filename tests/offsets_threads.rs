@@ -1,14 +1,17 @@
-//! Threads against the consumer-offsets store on one replicated offsets partition: two
-//! committers keep up to three commits in flight each (as a consumer's `commitAsync` may),
-//! a fetcher thread per follower replicates the partition, a cleaner compacts every
-//! replica's log, a reader fetches the groups' offsets, and a controller bumps the leader
-//! epoch and reloads the store's view step by step (a bump may restart a load half done),
-//! shrinks and grows the ISR and moves the clock, all at once.
+//! Threads against the consumer-offsets store on one replicated offsets partition, each of
+//! three brokers with its own store: two committers keep up to three commits in flight
+//! each (as a consumer's `commitAsync` may) with whichever broker leads, every broker's
+//! fetcher follows the leader, a cleaner compacts every replica's log, a reader fetches
+//! the groups' offsets from the leader, and a controller moves the leadership among the
+//! ISR (the old leader's store unloads, the new one's loads step by step, so that the next
+//! change may interrupt a load), starts new epochs, shrinks and grows the ISR and moves the
+//! clock, all at once.
 //!
-//! Checked: an offset the reader sees for a partition never goes back; every commit's
-//! handle completes; at the end each partition's offset is one a committer sent and at
-//! least the last one acknowledged, and a store that loads the leader's log afresh finds
-//! the same or, where a commit failed after it was written, a later one a committer sent.
+//! Checked: an offset the reader sees for a partition never goes back, across failovers
+//! too; every commit's handle completes; at the end each partition's offset is one a
+//! committer sent and at least the last one acknowledged, and a store that loads the
+//! leader's log afresh finds the same or, where a commit failed after it was written, a
+//! later one a committer sent.
 //!
 //! ```text
 //! cargo test --release --test offsets_threads                          # CI: 40 seeds
@@ -23,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::threads::{self, fetch_loop, join, Replicas, Rng, StopAll};
+use common::threads::{self, join, Brokers, Change, Rng, StopAll, BROKERS};
 use partlog::cleaner::{clean_log, cleanable, OffsetMap, Throttle};
 use partlog::offsets::{offsets_log_config, OffsetCommit, OffsetsConfig, OffsetsStore};
 use partlog::replica::AppendHandle;
@@ -53,24 +56,27 @@ fn all_groups() -> Vec<String> {
         .collect()
 }
 
-fn store(r: &Replicas) -> OffsetsStore {
+/// A store hosting broker `id`'s replica of offsets partition 0, as a follower.
+fn store(b: &Brokers, id: usize) -> OffsetsStore {
     let config = OffsetsConfig {
         partitions: 1,
         load_buffer_bytes: 1024,
         ..OffsetsConfig::default()
     };
-    let store = OffsetsStore::new(config, r.clock.clone());
-    store.host(0, r.leader.clone());
-    store.become_leader(0).expect("become leader");
+    let store = OffsetsStore::new(config, b.clock.clone());
+    store.host(0, b.replicas[id].clone());
     store
 }
 
-/// Loads the view to the log's end (it serves once the HW is there too).
+/// Starts the view loading and loads it to the log's end (it serves once the HW is there
+/// too).
 fn load(store: &OffsetsStore) {
+    store.become_leader(0).expect("become leader");
     store.load(0).expect("load");
 }
 
-/// The offsets of every group, as `store` serves them; `None` while it loads.
+/// The offsets of every group, as `store` serves them; `None` while it loads, or when its
+/// replica does not lead.
 fn offsets(store: &OffsetsStore) -> Option<BTreeMap<Key, i64>> {
     let mut out = BTreeMap::new();
     for g in all_groups() {
@@ -79,7 +85,9 @@ fn offsets(store: &OffsetsStore) -> Option<BTreeMap<Key, i64>> {
                 list.into_iter()
                     .map(|((_, p), c)| ((g.clone(), p), c.offset)),
             ),
-            Err(Error::CoordinatorLoadInProgress { .. }) => return None,
+            Err(Error::CoordinatorLoadInProgress { .. } | Error::NotCoordinator { .. }) => {
+                return None
+            }
             Err(e) => panic!("fetch {g}: {e}"),
         }
     }
@@ -98,7 +106,7 @@ struct Committed {
 /// A commit in flight: its handle and the offsets it carries.
 type InFlight = (AppendHandle, Vec<(Key, i64)>);
 
-fn commit_loop(store: &OffsetsStore, committer: usize, seed: u64) -> Committed {
+fn commit_loop(b: &Brokers, stores: &[OffsetsStore], committer: usize, seed: u64) -> Committed {
     let mut rng = Rng::new(seed, committer as u64);
     let mut out = Committed::default();
     let mut next: BTreeMap<Key, i64> = BTreeMap::new();
@@ -119,7 +127,7 @@ fn commit_loop(store: &OffsetsStore, committer: usize, seed: u64) -> Committed {
         for (key, offset) in &offsets {
             out.sent.entry(key.clone()).or_default().insert(*offset);
         }
-        let handle = send(store, &g, &offsets);
+        let handle = send(b, stores, &g, &offsets);
         in_flight.push_back((handle, offsets));
         if in_flight.len() == IN_FLIGHT {
             if let Some(oldest) = in_flight.pop_front() {
@@ -131,8 +139,9 @@ fn commit_loop(store: &OffsetsStore, committer: usize, seed: u64) -> Committed {
     out
 }
 
-/// Sends one commit, again after a back-off while the store loads or the ISR is short.
-fn send(store: &OffsetsStore, group: &str, offsets: &[(Key, i64)]) -> AppendHandle {
+/// Sends one commit to the leader's store, again after a back-off while it loads, while
+/// the leadership moves, or while the ISR is short.
+fn send(b: &Brokers, stores: &[OffsetsStore], group: &str, offsets: &[(Key, i64)]) -> AppendHandle {
     let commits: Vec<OffsetCommit> = offsets
         .iter()
         .map(|((_, p), offset)| OffsetCommit {
@@ -145,9 +154,14 @@ fn send(store: &OffsetsStore, group: &str, offsets: &[(Key, i64)]) -> AppendHand
         .collect();
     let deadline = Instant::now() + WAIT;
     loop {
-        match store.commit(group, &commits) {
+        match stores[b.leader_index()].commit(group, &commits) {
             Ok(handle) => return handle,
-            Err(Error::CoordinatorLoadInProgress { .. } | Error::NotEnoughReplicas { .. }) => {
+            Err(
+                Error::CoordinatorLoadInProgress { .. }
+                | Error::NotCoordinator { .. }
+                | Error::NotLeaderOrFollower
+                | Error::NotEnoughReplicas { .. },
+            ) => {
                 assert!(Instant::now() < deadline, "commit refused for too long");
                 thread::sleep(Duration::from_micros(300));
             }
@@ -174,13 +188,14 @@ fn finish((handle, offsets): InFlight, out: &mut Committed) {
     }
 }
 
-/// Fetches every group's offsets while `reading`; an offset never goes back.
-fn read_loop(store: &OffsetsStore, reading: &AtomicBool, seed: u64) {
+/// Fetches every group's offsets from the leader's store while `reading`; an offset never
+/// goes back.
+fn read_loop(b: &Brokers, stores: &[OffsetsStore], reading: &AtomicBool, seed: u64) {
     let mut rng = Rng::new(seed, 30);
     let mut seen: BTreeMap<Key, i64> = BTreeMap::new();
     while reading.load(Ordering::Acquire) {
         rng.pace();
-        let Some(now) = offsets(store) else {
+        let Some(now) = offsets(&stores[b.leader_index()]) else {
             thread::yield_now();
             continue;
         };
@@ -194,21 +209,18 @@ fn read_loop(store: &OffsetsStore, reading: &AtomicBool, seed: u64) {
     }
 }
 
-/// Cleans the leader's and the followers' logs, each from where its last cleaning ended,
+/// Cleans every broker's log, each from where its last cleaning ended,
 /// while `cleaning`; returns how many cleanings finished.
-fn clean_loop(r: &Replicas, cleaning: &AtomicBool, seed: u64) -> usize {
+fn clean_loop(b: &Brokers, cleaning: &AtomicBool, seed: u64) -> usize {
     let mut rng = Rng::new(seed, 40);
     let mut map = OffsetMap::with_memory(1 << 20);
-    let logs: Vec<_> = std::iter::once(&r.leader)
-        .chain(&r.followers)
-        .map(|p| p.log().clone())
-        .collect();
+    let logs: Vec<_> = b.replicas.iter().map(|p| p.log().clone()).collect();
     let mut checkpoints = vec![None; logs.len()];
     let mut cleaned = 0;
     while cleaning.load(Ordering::Acquire) {
         rng.pace();
         for (log, checkpoint) in logs.iter().zip(&mut checkpoints) {
-            let now = r.clock.now_ms();
+            let now = b.clock.now_ms();
             let range = cleanable(log, *checkpoint, now).expect("cleanable range");
             if !range.worth_cleaning(0.0) {
                 continue;
@@ -227,23 +239,28 @@ fn clean_loop(r: &Replicas, cleaning: &AtomicBool, seed: u64) -> usize {
     cleaned
 }
 
-/// Shakes the partition (see [`Replicas::control_step`]) while `committing`. After each
-/// epoch bump the store's view loads again, as an embedder's does when its replica leads
-/// again, one step per turn (so a later bump may restart a load half done); at the end the
-/// load runs to its end.
-fn control(r: &Replicas, store: &OffsetsStore, committing: &AtomicBool, seed: u64) {
+/// Shakes the partition, elections included (see [`Brokers::control_step`]), while
+/// `committing`. When the leadership moves, the old leader's store unloads; after each
+/// change the new leader's store loads, one step per turn (so a later change may interrupt
+/// the load); at the end the load runs to its end.
+fn control(b: &Brokers, stores: &[OffsetsStore], committing: &AtomicBool, seed: u64) {
     let (mut rng, mut epoch) = (Rng::new(seed, 20), 1);
-    let mut loading = false;
+    let mut loading = None;
     while committing.load(Ordering::Acquire) {
         thread::sleep(Duration::from_micros(200 + rng.below(600)));
-        if r.control_step(&mut rng, &mut epoch, LAG_MS) {
-            store.become_leader(0).expect("become leader");
-            loading = true;
-        } else if loading {
-            loading = !store.load_step(0).expect("load step").done;
+        if let Change::Leader { from, to } = b.control_step(&mut rng, &mut epoch, true, LAG_MS) {
+            if from != to {
+                stores[from].become_follower(0);
+            }
+            stores[to].become_leader(0).expect("become leader");
+            loading = Some(to);
+        } else if let Some(i) = loading {
+            if stores[i].load_step(0).expect("load step").done {
+                loading = None;
+            }
         }
     }
-    load(store);
+    stores[b.leader_index()].load(0).expect("load");
 }
 
 fn run_seed(seed: u64) -> Result<(), String> {
@@ -259,31 +276,31 @@ fn check_seed(seed: u64) {
         file_delete_delay_ms: 0,
         ..offsets_log_config()
     };
-    let r = Replicas::with_config(seed, LAG_MS, config);
-    let live = store(&r);
-    load(&live);
+    let b = Brokers::new(seed, LAG_MS, config);
+    let stores: Vec<OffsetsStore> = (0..BROKERS).map(|id| store(&b, id)).collect();
+    load(&stores[0]);
     let [committing, cleaning, reading, fetching] = [(); 4].map(|_| AtomicBool::new(true));
     let (committed, cleanings) = thread::scope(|s| {
         let _stop_all_on_failure = StopAll([&committing, &cleaning, &reading, &fetching]);
-        let (r, live) = (&r, &live);
-        let fetchers: Vec<_> = (r.followers.iter().zip(0..))
-            .map(|(f, n)| {
-                let (leader, fetching) = (&r.leader, &fetching);
-                s.spawn(move || fetch_loop(leader, f, fetching, Rng::new(seed, 10 + n)))
+        let (b, stores) = (&b, &stores[..]);
+        let fetchers: Vec<_> = (0..BROKERS)
+            .map(|me| {
+                let fetching = &fetching;
+                s.spawn(move || b.follow(me, fetching, seed))
             })
             .collect();
-        let reader = s.spawn(|| read_loop(live, &reading, seed));
-        let cleaner = s.spawn(|| clean_loop(r, &cleaning, seed));
-        let controller = s.spawn(|| control(r, live, &committing, seed));
+        let reader = s.spawn(|| read_loop(b, stores, &reading, seed));
+        let cleaner = s.spawn(|| clean_loop(b, &cleaning, seed));
+        let controller = s.spawn(|| control(b, stores, &committing, seed));
         let committers: Vec<_> = (0..COMMITTERS)
-            .map(|c| s.spawn(move || commit_loop(live, c, seed)))
+            .map(|c| s.spawn(move || commit_loop(b, stores, c, seed)))
             .collect();
         let committed: Vec<Committed> = committers.into_iter().map(join).collect();
         committing.store(false, Ordering::Release);
         join(controller);
         cleaning.store(false, Ordering::Release);
         let cleanings = join(cleaner);
-        r.settle(WAIT);
+        b.settle(WAIT);
         reading.store(false, Ordering::Release);
         join(reader);
         fetching.store(false, Ordering::Release);
@@ -296,9 +313,10 @@ fn check_seed(seed: u64) {
         sent.extend(c.sent);
         acked.extend(c.acked);
     }
-    let live = offsets(&live).expect("the live view serves");
+    let leader = b.leader_index();
+    let live = offsets(&stores[leader]).expect("the live view serves");
     let fresh = {
-        let again = store(&r);
+        let again = store(&b, leader);
         load(&again);
         offsets(&again).expect("a fresh load serves")
     };

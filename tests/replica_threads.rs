@@ -24,7 +24,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::cluster::contents;
-use common::threads::{self, fetch_loop, join, Replicas, Rng, StopAll, MIN_ISR};
+use common::threads::{self, join, Brokers, Rng, StopAll, BROKERS, MIN_ISR};
 use common::{keyed_batch, log_records};
 use partlog::record::batches;
 use partlog::replica::Acks;
@@ -46,7 +46,7 @@ struct Produced {
     not_acked: usize,
 }
 
-fn produce(r: &Replicas, producer: usize, seed: u64) -> Produced {
+fn produce(r: &Brokers, producer: usize, seed: u64) -> Produced {
     let mut rng = Rng::new(seed, producer as u64);
     let mut out = Produced::default();
     for seq in 0..APPENDS_PER_PRODUCER {
@@ -54,7 +54,7 @@ fn produce(r: &Replicas, producer: usize, seed: u64) -> Produced {
         let key = format!("p{producer}-{seq}").into_bytes();
         let value = vec![b'a' + (seq % 26) as u8; 1 + rng.below(300) as usize];
         let mut batch = keyed_batch(&[(key.clone(), Some(value))], seq as i64);
-        let handle = match r.leader.append(&mut batch, Acks::All, 3_600_000) {
+        let handle = match r.leader().append(&mut batch, Acks::All, 3_600_000) {
             Ok(handle) => handle,
             Err(Error::NotEnoughReplicas { .. }) => {
                 // As a producer backs off before it retries: the controller grows the ISR.
@@ -68,8 +68,7 @@ fn produce(r: &Replicas, producer: usize, seed: u64) -> Produced {
             None => panic!("producer {producer} append {seq}: the handle never completed"),
             Some(Ok(info)) => {
                 // Acknowledged with `acks=all`: on at least min ISR replicas already.
-                let holding = std::iter::once(&r.leader)
-                    .chain(&r.followers)
+                let holding = (r.replicas.iter())
                     .filter(|p| p.log().log_end_offset() > info.last_offset)
                     .count();
                 assert!(
@@ -88,30 +87,31 @@ fn produce(r: &Replicas, producer: usize, seed: u64) -> Produced {
     out
 }
 
-/// Shakes the partition (see [`Replicas::control_step`]) until the producers are done.
-fn control(r: &Replicas, producing: &AtomicBool, seed: u64) {
+/// Shakes the partition, elections left out (see [`Brokers::control_step`]), until the
+/// producers are done.
+fn control(r: &Brokers, producing: &AtomicBool, seed: u64) {
     let (mut rng, mut epoch) = (Rng::new(seed, 20), 1);
     while producing.load(Ordering::Acquire) {
         thread::sleep(Duration::from_micros(100 + rng.below(400)));
-        r.control_step(&mut rng, &mut epoch, LAG_MS);
+        r.control_step(&mut rng, &mut epoch, false, LAG_MS);
     }
 }
 
 /// Reads up to the HW from the start while `consuming`, checking that the HW never goes back
 /// and that offsets run on; returns every record's `(offset, key)`.
-fn consume(r: &Replicas, consuming: &AtomicBool) -> Vec<(i64, Vec<u8>)> {
+fn consume(r: &Brokers, consuming: &AtomicBool) -> Vec<(i64, Vec<u8>)> {
     let mut seen = Vec::new();
     let (mut next, mut high) = (0, 0);
     loop {
         let stopping = !consuming.load(Ordering::Acquire);
-        let hw = r.leader.high_watermark();
+        let hw = r.leader().high_watermark();
         assert!(
             hw >= high,
             "the high watermark went back from {high} to {hw}"
         );
         high = hw;
         match r
-            .leader
+            .leader()
             .read_committed(next, 16 << 10)
             .expect("consumer read")
         {
@@ -139,15 +139,15 @@ fn run_seed(seed: u64) -> Result<(), String> {
 }
 
 fn check_seed(seed: u64) {
-    let r = Replicas::new(seed, LAG_MS);
+    let r = Brokers::new(seed, LAG_MS, Brokers::small_index_config());
     let [producing, consuming, fetching] = [(); 3].map(|_| AtomicBool::new(true));
     let (produced, seen) = thread::scope(|s| {
         let _stop_all_on_failure = StopAll([&producing, &consuming, &fetching]);
         let r = &r;
-        let fetchers: Vec<_> = (r.followers.iter().zip(0..))
-            .map(|(f, n)| {
-                let (leader, fetching) = (&r.leader, &fetching);
-                s.spawn(move || fetch_loop(leader, f, fetching, Rng::new(seed, 10 + n)))
+        let fetchers: Vec<_> = (0..BROKERS)
+            .map(|me| {
+                let fetching = &fetching;
+                s.spawn(move || r.follow(me, fetching, seed))
             })
             .collect();
         let consumer = s.spawn(|| consume(r, &consuming));
@@ -166,7 +166,7 @@ fn check_seed(seed: u64) {
         (produced, seen)
     });
 
-    let records: BTreeMap<i64, Vec<u8>> = log_records(r.leader.log())
+    let records: BTreeMap<i64, Vec<u8>> = log_records(r.leader().log())
         .into_iter()
         .map(|(offset, key, _)| (offset, key.expect("key")))
         .collect();
@@ -191,8 +191,8 @@ fn check_seed(seed: u64) {
         acked > 0,
         "nothing was acknowledged: the run proved nothing"
     );
-    let leader = contents(r.leader.log());
-    for f in &r.followers {
+    let leader = contents(r.leader().log());
+    for f in &r.replicas {
         assert_eq!(contents(f.log()), leader, "a follower's log differs");
     }
     for (offset, key) in &seen {

@@ -1,8 +1,8 @@
-//! What the tests that run threads against one replicated partition share: a leader and
-//! two followers on simulated disks, a seeded pacer, the fetcher loop, and a guard that
-//! stops every thread when the test fails.
+//! What the tests that run threads against one replicated partition share: three brokers'
+//! replicas on simulated disks with a controller that moves the leadership, a seeded
+//! pacer, the fetcher loop, and a guard that stops every thread when the test fails.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -11,7 +11,7 @@ use partlog::io::sim::SimStorage;
 use partlog::replica::{Partition, ReplicaConfig};
 use partlog::{Error, LogConfig, ManualClock};
 
-pub const FOLLOWERS: [i32; 2] = [1, 2];
+pub const BROKERS: usize = 3;
 pub const MIN_ISR: usize = 2;
 
 /// A seeded xorshift: one thread's own choices.
@@ -46,141 +46,245 @@ impl Rng {
     }
 }
 
-/// Broker 0 leads epoch 1 with brokers 1 and 2 in sync, min ISR 2, each on its own disk.
-pub struct Replicas {
+/// Three brokers' replicas of one partition, each on its own disk, min ISR 2; broker 0
+/// leads epoch 1 with all in sync. The controller may move the leadership.
+pub struct Brokers {
     pub clock: Arc<ManualClock>,
-    pub leader: Arc<Partition>,
-    pub followers: Vec<Arc<Partition>>,
+    pub replicas: Vec<Arc<Partition>>,
+    /// The broker the controller last made leader: where producers, consumers and
+    /// fetchers go. For a moment after an election the others may not know yet.
+    leader: AtomicUsize,
 }
 
-impl Replicas {
-    /// `lag_ms` is `replica_lag_time_max_ms`.
-    pub fn new(seed: u64, lag_ms: i64) -> Replicas {
-        let config = LogConfig {
-            index_bytes_max: 4096,
-            ..LogConfig::default()
-        };
-        Replicas::with_config(seed, lag_ms, config)
-    }
+/// What a controller step changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Nothing a store above the replicas needs to hear of.
+    None,
+    /// The leader moved from one broker to another, or (the same twice) started a new
+    /// epoch.
+    Leader { from: usize, to: usize },
+}
 
-    /// Replicas whose logs have `config`.
-    pub fn with_config(seed: u64, lag_ms: i64, config: LogConfig) -> Replicas {
+impl Brokers {
+    /// `lag_ms` is `replica_lag_time_max_ms`; the logs have `config`.
+    pub fn new(seed: u64, lag_ms: i64, config: LogConfig) -> Brokers {
         let clock = Arc::new(ManualClock::new(1_000_000));
-        let replica = |id: i32| {
-            let disk = SimStorage::new(seed.wrapping_mul(10) + id as u64);
-            let log = super::cluster::open_log_with(&disk, &clock, config.clone());
-            let config = ReplicaConfig {
-                min_insync_replicas: MIN_ISR,
-                replica_lag_time_max_ms: lag_ms,
-                ..ReplicaConfig::new(id)
-            };
-            Arc::new(Partition::new(log, config, clock.clone(), 0))
-        };
-        let leader = replica(0);
-        leader
+        let replicas: Vec<_> = (0..BROKERS)
+            .map(|id| {
+                let disk = SimStorage::new(seed.wrapping_mul(10) + id as u64);
+                let log = super::cluster::open_log_with(&disk, &clock, config.clone());
+                let config = ReplicaConfig {
+                    min_insync_replicas: MIN_ISR,
+                    replica_lag_time_max_ms: lag_ms,
+                    ..ReplicaConfig::new(id as i32)
+                };
+                Arc::new(Partition::new(log, config, clock.clone(), 0))
+            })
+            .collect();
+        replicas[0]
             .become_leader(1, Self::all(), Self::all())
             .expect("leader");
-        let followers: Vec<_> = FOLLOWERS.iter().map(|&id| replica(id)).collect();
-        for f in &followers {
-            f.become_follower(1, 0).expect("follower");
+        for r in &replicas[1..] {
+            r.become_follower(1, 0).expect("follower");
         }
-        Replicas {
+        Brokers {
             clock,
-            leader,
-            followers,
+            replicas,
+            leader: AtomicUsize::new(0),
+        }
+    }
+
+    /// Logs of 4 KiB index files, otherwise Kafka's defaults.
+    pub fn small_index_config() -> LogConfig {
+        LogConfig {
+            index_bytes_max: 4096,
+            ..LogConfig::default()
         }
     }
 
     pub fn all() -> Vec<i32> {
-        vec![0, FOLLOWERS[0], FOLLOWERS[1]]
+        (0..BROKERS as i32).collect()
     }
 
-    /// The next leader epoch, on the leader (with its ISR as it stands) and then on each
-    /// follower, as a controller's requests would arrive.
-    pub fn bump_epoch(&self, epoch: i32, rng: &mut Rng) {
-        let isr = self.leader.isr().expect("leader's ISR");
-        self.leader
+    pub fn leader_index(&self) -> usize {
+        self.leader.load(Ordering::Acquire)
+    }
+
+    pub fn leader(&self) -> &Arc<Partition> {
+        &self.replicas[self.leader_index()]
+    }
+
+    /// Makes `next` the leader of `epoch` with the ISR the leader has, then every other
+    /// broker its follower, in an order the controller's requests might arrive in.
+    pub fn elect(&self, next: usize, epoch: i32, rng: &mut Rng) {
+        let isr = self.leader().isr().expect("leader's ISR");
+        self.replicas[next]
             .become_leader(epoch, Self::all(), isr)
-            .expect("bump");
-        for f in &self.followers {
+            .expect("become leader");
+        self.leader.store(next, Ordering::Release);
+        let mut others: Vec<usize> = (0..BROKERS).filter(|&b| b != next).collect();
+        if rng.below(2) == 0 {
+            others.reverse();
+        }
+        for b in others {
             rng.pace();
-            f.become_follower(epoch, 0).expect("follow the bump");
+            self.replicas[b]
+                .become_follower(epoch, next as i32)
+                .expect("become follower");
         }
     }
 
-    /// One step of a controller that shakes the partition: bumps the leader epoch (then
-    /// returns true), drops followers from the ISR (both now and then: below min ISR the HW
-    /// must stop), moves the clock by up to twice `lag_ms` and ticks the leader (it
-    /// proposes to drop the followers that lag and times out appends), or confirms the
-    /// leader's ISR proposal (to grow it back, mostly).
-    pub fn control_step(&self, rng: &mut Rng, epoch: &mut i32, lag_ms: i64) -> bool {
+    /// One step of a controller that shakes the partition: moves the leadership to
+    /// another ISR member (when `elections`), starts a new epoch of the same leader, drops
+    /// followers from the ISR (both now and then: below min ISR the HW must stop), moves
+    /// the clock by up to twice `lag_ms` and ticks the leader (it proposes to drop the
+    /// followers that lag and times out appends), or confirms the leader's ISR proposal
+    /// (to grow it back, mostly).
+    pub fn control_step(
+        &self,
+        rng: &mut Rng,
+        epoch: &mut i32,
+        elections: bool,
+        lag_ms: i64,
+    ) -> Change {
+        let current = self.leader_index();
+        let leader = &self.replicas[current];
         match rng.below(10) {
-            0 => {
-                *epoch += 1;
-                self.bump_epoch(*epoch, rng);
-                return true;
+            0 if elections => {
+                let isr = leader.isr().expect("leader's ISR");
+                let others: Vec<usize> = (isr.iter().map(|&id| id as usize))
+                    .filter(|&id| id != current)
+                    .collect();
+                if !others.is_empty() {
+                    *epoch += 1;
+                    let next = others[rng.below(others.len() as u64) as usize];
+                    self.elect(next, *epoch, rng);
+                    return Change::Leader {
+                        from: current,
+                        to: next,
+                    };
+                }
             }
-            1 => {
-                let isr = self.leader.isr().expect("leader's ISR");
-                let drop = FOLLOWERS[rng.below(2) as usize];
-                let keep: Vec<i32> = match rng.below(3) {
-                    0 => vec![0],
-                    _ => isr.into_iter().filter(|&id| id != drop).collect(),
+            0 | 1 => {
+                *epoch += 1;
+                self.elect(current, *epoch, rng);
+                return Change::Leader {
+                    from: current,
+                    to: current,
                 };
-                self.leader.confirm_isr(keep);
             }
             2 => {
+                let isr = leader.isr().expect("leader's ISR");
+                let drop = rng.below(BROKERS as u64) as usize;
+                let keep: Vec<i32> = match rng.below(3) {
+                    0 => vec![current as i32],
+                    _ => (isr.into_iter())
+                        .filter(|&id| id as usize == current || id as usize != drop)
+                        .collect(),
+                };
+                leader.confirm_isr(keep);
+            }
+            3 => {
                 self.clock.advance_ms(rng.below(lag_ms as u64 * 2) as i64);
-                self.leader.tick();
+                leader.tick();
             }
             _ => {
-                if let Some(proposal) = self.leader.isr_proposal() {
-                    self.leader.confirm_isr(proposal);
+                if let Some(proposal) = leader.isr_proposal() {
+                    leader.confirm_isr(proposal);
                 }
             }
         }
-        false
+        Change::None
     }
 
-    /// Waits until every follower has the leader's whole log, all are in the ISR and the
-    /// HW is at the log end, confirming the leader's ISR proposals meanwhile.
+    /// Broker `me` follows whichever broker leads, while `fetching`, in fetches of a few
+    /// KiB, truncating where its log diverged from the leader's.
+    pub fn follow(&self, me: usize, fetching: &AtomicBool, seed: u64) {
+        let mut rng = Rng::new(seed, 10 + me as u64);
+        let replica = &self.replicas[me];
+        while fetching.load(Ordering::Acquire) {
+            rng.pace();
+            let leader = self.leader();
+            if replica.is_leader() || Arc::ptr_eq(leader, replica) {
+                thread::sleep(Duration::from_micros(100));
+                continue;
+            }
+            let request = replica.fetch_request(1 + rng.below(8 << 10));
+            match leader.fetch_wait(&request, Duration::from_millis(2)) {
+                Ok(response) => match replica.apply_fetch(&response) {
+                    // Became the leader since it asked.
+                    Ok(_) | Err(Error::NotLeaderOrFollower) => {}
+                    // The answer's slices are read here: if the broker that answered
+                    // stepped down since and cut its log, they may be gone, or hold other
+                    // batches.
+                    Err(_)
+                        if !(leader.is_leader()
+                            && leader.leader_epoch() == request.leader_epoch) => {}
+                    Err(e) => panic!("broker {me}: apply fetch: {e}"),
+                },
+                Err(Error::OffsetOutOfRange {
+                    log_start_offset,
+                    log_end_offset,
+                    ..
+                }) => {
+                    replica
+                        .handle_out_of_range(&request, log_start_offset, log_end_offset)
+                        .expect("out of range");
+                }
+                // The leader it asked stepped down, or the two are between epoch changes.
+                Err(
+                    Error::NotLeaderOrFollower
+                    | Error::FencedLeaderEpoch { .. }
+                    | Error::UnknownLeaderEpoch { .. },
+                ) => thread::yield_now(),
+                Err(e) => panic!("broker {me}: fetch: {e}"),
+            }
+        }
+    }
+
+    /// Waits until every broker has the leader's whole log, all are in the ISR and the HW
+    /// is at the log end, confirming the leader's ISR proposals meanwhile.
     pub fn settle(&self, within: Duration) {
         let deadline = Instant::now() + within;
         loop {
-            if let Some(proposal) = self.leader.isr_proposal() {
-                self.leader.confirm_isr(proposal);
+            let leader = self.leader();
+            if let Some(proposal) = leader.isr_proposal() {
+                leader.confirm_isr(proposal);
             }
-            let end = self.leader.log().log_end_offset();
+            let end = leader.log().log_end_offset();
             if self
-                .followers
+                .replicas
                 .iter()
-                .all(|f| f.log().log_end_offset() == end)
-                && self.leader.isr().map(|i| i.len()) == Some(Self::all().len())
-                && self.leader.high_watermark() == end
+                .all(|r| r.log().log_end_offset() == end)
+                && leader.isr().map(|i| i.len()) == Some(BROKERS)
+                && leader.high_watermark() == end
             {
                 return;
             }
-            assert!(Instant::now() < deadline, "the followers never caught up");
+            if Instant::now() > deadline {
+                panic!("the followers never caught up:\n  {}", self.describe());
+            }
             thread::sleep(Duration::from_millis(1));
         }
     }
-}
 
-/// Carries `follower`'s fetches to `leader` while `fetching`, of a few KiB each.
-pub fn fetch_loop(leader: &Partition, follower: &Partition, fetching: &AtomicBool, mut rng: Rng) {
-    while fetching.load(Ordering::Acquire) {
-        rng.pace();
-        let request = follower.fetch_request(1 + rng.below(8 << 10));
-        match leader.fetch_wait(&request, Duration::from_millis(5)) {
-            Ok(response) => {
-                follower.apply_fetch(&response).expect("apply fetch");
-            }
-            // The controller is between the leader's and this follower's epoch change.
-            Err(Error::FencedLeaderEpoch { .. } | Error::UnknownLeaderEpoch { .. }) => {
-                thread::yield_now()
-            }
-            Err(e) => panic!("follower {}: fetch: {e}", request.replica_id),
-        }
+    /// Each broker's role, epoch, log end, HW and ISR, a line each.
+    pub fn describe(&self) -> String {
+        let lines: Vec<String> = (self.replicas.iter().enumerate())
+            .map(|(id, r)| {
+                format!(
+                    "broker {id}: leader {} epoch {} LEO {} HW {} ISR {:?} proposal {:?}",
+                    r.is_leader(),
+                    r.leader_epoch(),
+                    r.log().log_end_offset(),
+                    r.high_watermark(),
+                    r.isr(),
+                    r.isr_proposal()
+                )
+            })
+            .collect();
+        lines.join("\n  ")
     }
 }
 
