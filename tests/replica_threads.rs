@@ -1,19 +1,24 @@
-//! Threads against one replicated partition, all at once: two producers append with
-//! `acks=all`, one thread per follower carries its fetches, a controller bumps the leader
-//! epoch, shrinks the ISR (below min ISR too), confirms the leader's proposals to grow it
-//! back and lets time pass, and a consumer reads up to the high watermark.
+//! Threads against one partition replicated on three brokers, all at once: two producers
+//! append with `acks=all` to whichever broker leads, every broker runs a fetcher thread
+//! that follows the leader (truncating where its log diverged from it), a consumer reads up
+//! to the leader's high watermark, and a controller starts new leader epochs, shrinks the
+//! ISR (below min ISR too), confirms the leader's proposals to grow it back and lets time
+//! pass; in the second test it also moves the leadership to another member of the ISR. The
+//! brokers never crash: the tests look for races between a role change and the appends,
+//! fetches, truncations and completions running into it.
 //!
-//! Afterwards: every append's handle completed (none waits forever: no wake-up or
-//! completion is lost); every acknowledged batch is on the leader at its offset, exactly
-//! once; the followers, caught up, hold byte-identical logs; the high watermark never went
-//! back; every record the consumer saw is in the final log at its offset.
+//! Afterwards: every append's handle completed (no wake-up or completion is lost); an
+//! acknowledged batch was on at least min ISR replicas when its handle said so, and is on
+//! the final leader at its offset, exactly once; the replicas, caught up, are
+//! byte-identical; within one leader epoch the high watermark never went back; every record
+//! the consumer saw is in the final log at its offset.
 //!
 //! Seeds fix each thread's pacing and the controller's choices, not the interleaving.
 //!
 //! ```text
-//! cargo test --release --test replica_threads                        # CI: 40 seeds
-//! REPL_THREADS_SEED=7 cargo test --release --test replica_threads    # one seed
-//! REPL_THREADS_SEEDS=500 cargo test --release --test replica_threads
+//! cargo test --release --test replica_threads              # CI: 40 seeds each
+//! REPL_THREADS_SEED=7 cargo test --release --test replica_threads -- without
+//! FAILOVER_THREADS_SEEDS=500 cargo test --release --test replica_threads -- with_elections
 //! ```
 
 mod common;
@@ -42,11 +47,11 @@ const WAIT: Duration = Duration::from_secs(10);
 struct Produced {
     /// Acknowledged: the batch's base offset and its key.
     acked: Vec<(i64, Vec<u8>)>,
-    /// Refused before writing (`NotEnoughReplicas`) or failed after (not acknowledged).
+    /// Refused before writing or failed after: not acknowledged.
     not_acked: usize,
 }
 
-fn produce(r: &Brokers, producer: usize, seed: u64) -> Produced {
+fn produce(b: &Brokers, producer: usize, seed: u64) -> Produced {
     let mut rng = Rng::new(seed, producer as u64);
     let mut out = Produced::default();
     for seq in 0..APPENDS_PER_PRODUCER {
@@ -54,12 +59,13 @@ fn produce(r: &Brokers, producer: usize, seed: u64) -> Produced {
         let key = format!("p{producer}-{seq}").into_bytes();
         let value = vec![b'a' + (seq % 26) as u8; 1 + rng.below(300) as usize];
         let mut batch = keyed_batch(&[(key.clone(), Some(value))], seq as i64);
-        let handle = match r.leader().append(&mut batch, Acks::All, 3_600_000) {
+        let handle = match b.leader().append(&mut batch, Acks::All, 3_600_000) {
             Ok(handle) => handle,
-            Err(Error::NotEnoughReplicas { .. }) => {
-                // As a producer backs off before it retries: the controller grows the ISR.
+            // Nothing written: the producer backs off, as before a retry, while the
+            // controller grows the ISR or the leadership settles.
+            Err(Error::NotEnoughReplicas { .. } | Error::NotLeaderOrFollower) => {
                 out.not_acked += 1;
-                thread::sleep(Duration::from_micros(500));
+                thread::sleep(Duration::from_micros(300));
                 continue;
             }
             Err(e) => panic!("producer {producer} append {seq}: {e}"),
@@ -67,8 +73,7 @@ fn produce(r: &Brokers, producer: usize, seed: u64) -> Produced {
         match handle.wait(WAIT) {
             None => panic!("producer {producer} append {seq}: the handle never completed"),
             Some(Ok(info)) => {
-                // Acknowledged with `acks=all`: on at least min ISR replicas already.
-                let holding = (r.replicas.iter())
+                let holding = (b.replicas.iter())
                     .filter(|p| p.log().log_end_offset() > info.last_offset)
                     .count();
                 assert!(
@@ -87,78 +92,82 @@ fn produce(r: &Brokers, producer: usize, seed: u64) -> Produced {
     out
 }
 
-/// Shakes the partition, elections left out (see [`Brokers::control_step`]), until the
-/// producers are done.
-fn control(r: &Brokers, producing: &AtomicBool, seed: u64) {
+/// Shakes the partition (see [`Brokers::control_step`]) until the producers are done.
+fn control(b: &Brokers, producing: &AtomicBool, elections: bool, seed: u64) {
     let (mut rng, mut epoch) = (Rng::new(seed, 20), 1);
     while producing.load(Ordering::Acquire) {
-        thread::sleep(Duration::from_micros(100 + rng.below(400)));
-        r.control_step(&mut rng, &mut epoch, false, LAG_MS);
+        thread::sleep(Duration::from_micros(100 + rng.below(500)));
+        b.control_step(&mut rng, &mut epoch, elections, LAG_MS);
     }
 }
 
-/// Reads up to the HW from the start while `consuming`, checking that the HW never goes back
-/// and that offsets run on; returns every record's `(offset, key)`.
-fn consume(r: &Brokers, consuming: &AtomicBool) -> Vec<(i64, Vec<u8>)> {
+/// Reads up to the HW of whichever broker leads, from the start, while `consuming`,
+/// checking that offsets run on and that the HW never goes back within a leader epoch;
+/// returns every record's `(offset, key)`.
+fn consume(b: &Brokers, consuming: &AtomicBool) -> Vec<(i64, Vec<u8>)> {
     let mut seen = Vec::new();
-    let (mut next, mut high) = (0, 0);
+    let mut next = 0;
+    // The broker, epoch and HW of the last look.
+    let mut last = (usize::MAX, -1, -1);
     loop {
         let stopping = !consuming.load(Ordering::Acquire);
-        let hw = r.leader().high_watermark();
-        assert!(
-            hw >= high,
-            "the high watermark went back from {high} to {hw}"
-        );
-        high = hw;
-        match r
-            .leader()
-            .read_committed(next, 16 << 10)
-            .expect("consumer read")
-        {
-            Some(slice) => {
+        let id = b.leader_index();
+        let leader = &b.replicas[id];
+        let (epoch, hw) = (leader.leader_epoch(), leader.high_watermark());
+        if leader.leader_epoch() == epoch && leader.is_leader() {
+            if (id, epoch) == (last.0, last.1) {
+                assert!(
+                    hw >= last.2,
+                    "epoch {epoch}: the HW went back from {} to {hw}",
+                    last.2
+                );
+            }
+            last = (id, epoch, hw);
+        }
+        match leader.read_committed(next, 16 << 10) {
+            Ok(Some(slice)) => {
                 let bytes = slice.to_vec().expect("slice bytes");
-                for b in batches(&bytes) {
-                    let b = b.expect("batch");
-                    b.validate().expect("valid batch");
-                    assert_eq!(b.header().base_offset, next, "offsets run on");
-                    for rec in b.records().expect("records") {
+                for batch in batches(&bytes) {
+                    let batch = batch.expect("batch");
+                    batch.validate().expect("valid batch");
+                    assert_eq!(batch.header().base_offset, next, "offsets run on");
+                    for rec in batch.records().expect("records") {
                         let rec = rec.expect("record");
                         seen.push((rec.offset, rec.key.expect("key").to_vec()));
                     }
-                    next = b.header().next_offset();
+                    next = batch.header().next_offset();
                 }
             }
-            None if stopping => return seen,
-            None => thread::yield_now(),
+            Ok(None) if stopping => return seen,
+            // A new leader's HW may still lag the old one's: nothing to read there yet. (It
+            // has every record below the old one's HW: it was elected from the ISR.)
+            Ok(None) => thread::yield_now(),
+            Err(e) => panic!("consumer read at {next}: {e}"),
         }
     }
 }
 
-fn run_seed(seed: u64) -> Result<(), String> {
-    threads::check_seed(seed, "REPL_THREADS", "replica_threads", check_seed)
-}
-
-fn check_seed(seed: u64) {
-    let r = Brokers::new(seed, LAG_MS, Brokers::small_index_config());
+fn check_seed(seed: u64, elections: bool) {
+    let b = Brokers::new(seed, LAG_MS, Brokers::small_index_config());
     let [producing, consuming, fetching] = [(); 3].map(|_| AtomicBool::new(true));
     let (produced, seen) = thread::scope(|s| {
         let _stop_all_on_failure = StopAll([&producing, &consuming, &fetching]);
-        let r = &r;
+        let b = &b;
         let fetchers: Vec<_> = (0..BROKERS)
             .map(|me| {
                 let fetching = &fetching;
-                s.spawn(move || r.follow(me, fetching, seed))
+                s.spawn(move || b.follow(me, fetching, seed))
             })
             .collect();
-        let consumer = s.spawn(|| consume(r, &consuming));
-        let controller = s.spawn(|| control(r, &producing, seed));
+        let consumer = s.spawn(|| consume(b, &consuming));
+        let controller = s.spawn(|| control(b, &producing, elections, seed));
         let producers: Vec<_> = (0..PRODUCERS)
-            .map(|p| s.spawn(move || produce(r, p, seed)))
+            .map(|p| s.spawn(move || produce(b, p, seed)))
             .collect();
         let produced: Vec<Produced> = producers.into_iter().map(join).collect();
         producing.store(false, Ordering::Release);
         join(controller);
-        r.settle(WAIT);
+        b.settle(WAIT);
         consuming.store(false, Ordering::Release);
         let seen = join(consumer);
         fetching.store(false, Ordering::Release);
@@ -166,7 +175,8 @@ fn check_seed(seed: u64) {
         (produced, seen)
     });
 
-    let records: BTreeMap<i64, Vec<u8>> = log_records(r.leader().log())
+    let leader = b.leader();
+    let records: BTreeMap<i64, Vec<u8>> = log_records(leader.log())
         .into_iter()
         .map(|(offset, key, _)| (offset, key.expect("key")))
         .collect();
@@ -191,9 +201,9 @@ fn check_seed(seed: u64) {
         acked > 0,
         "nothing was acknowledged: the run proved nothing"
     );
-    let leader = contents(r.leader().log());
-    for f in &r.replicas {
-        assert_eq!(contents(f.log()), leader, "a follower's log differs");
+    let reference = contents(leader.log());
+    for r in &b.replicas {
+        assert_eq!(contents(r.log()), reference, "a replica's log differs");
     }
     for (offset, key) in &seen {
         assert_eq!(records.get(offset), Some(key), "the consumer read {offset}");
@@ -201,6 +211,17 @@ fn check_seed(seed: u64) {
 }
 
 #[test]
-fn producers_fetchers_controller_and_a_consumer_race_on_one_partition() {
-    common::run_seeds("REPL_THREADS", 40, run_seed);
+fn producers_fetchers_a_consumer_and_new_epochs_race_without_elections() {
+    common::run_seeds("REPL_THREADS", 40, |seed| {
+        let test = "replica_threads -- without_elections";
+        threads::check_seed(seed, "REPL_THREADS", test, |s| check_seed(s, false))
+    });
+}
+
+#[test]
+fn producers_fetchers_a_consumer_and_new_epochs_race_with_elections() {
+    common::run_seeds("FAILOVER_THREADS", 40, |seed| {
+        let test = "replica_threads -- with_elections";
+        threads::check_seed(seed, "FAILOVER_THREADS", test, |s| check_seed(s, true))
+    });
 }

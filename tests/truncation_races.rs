@@ -1,7 +1,7 @@
 //! Reads racing a truncation above what they may read, threads against each other. A
 //! replica that steps down cuts its log where it diverged from the new leader, always above
 //! its high watermark: a consumer's read bounded by that watermark, and a follower's fetch
-//! the replica answered while it still led, must not fail for it. `failover_threads` found
+//! the replica answered while it still led, must not fail for it. `replica_threads` found
 //! both failing with "unexpected end of file".
 //!
 //! Bounded by iteration counts, not time.
