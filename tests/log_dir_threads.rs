@@ -1,0 +1,156 @@
+//! Threads against one log dir: writers open partitions on demand (the first open of a
+//! partition races the others' opens of it), append to them and flush the whole dir,
+//! while a chores thread flushes, checkpoints and writes high watermarks. Then the disk
+//! loses power, or the dir closes cleanly, and it opens again.
+//!
+//! Checked: every writer of a partition got the same log; after the reopen, every
+//! partition serves valid batches with consecutive offsets, recovery finds no corruption,
+//! and every record a finished `LogDir::flush` covered is there at its offset (after a
+//! clean close, every record is).
+//!
+//! ```text
+//! cargo test --release --test log_dir_threads                         # CI: 40 seeds
+//! LOG_DIR_THREADS_SEED=7 cargo test --release --test log_dir_threads  # one seed
+//! LOG_DIR_THREADS_SEEDS=500 cargo test --release --test log_dir_threads
+//! ```
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+use common::threads::{self, join, Rng, StopAll};
+use common::{keyed_batch, log_records};
+use partlog::checkpoint::TopicPartition;
+use partlog::io::sim::SimStorage;
+use partlog::log::DamageKind;
+use partlog::manager::{LogDir, LogDirOptions};
+use partlog::{LogConfig, ManualClock};
+
+const WRITERS: usize = 3;
+const PARTITIONS: i32 = 4;
+const APPENDS_PER_WRITER: usize = 200;
+
+fn options() -> LogDirOptions {
+    LogDirOptions {
+        config: LogConfig {
+            segment_bytes: 4 << 10,
+            index_bytes_max: 1024,
+            ..LogConfig::default()
+        },
+        clock: Arc::new(ManualClock::new(1_000_000)),
+    }
+}
+
+fn tp(partition: i32) -> TopicPartition {
+    TopicPartition::new("t", partition)
+}
+
+/// What one writer appended: `(partition, offset, key)`, and how many of them (from the
+/// first) a finished flush covered.
+#[derive(Default)]
+struct Written {
+    records: Vec<(i32, i64, Vec<u8>)>,
+    flushed: usize,
+}
+
+fn write(dir: &LogDir, writer: usize, seed: u64) -> Written {
+    let mut rng = Rng::new(seed, writer as u64);
+    let mut out = Written::default();
+    for seq in 0..APPENDS_PER_WRITER {
+        rng.pace();
+        let partition = rng.below(PARTITIONS as u64) as i32;
+        let (log, _) = dir.open_log(&tp(partition)).expect("open log");
+        assert!(
+            dir.log(&tp(partition))
+                .is_some_and(|l| Arc::ptr_eq(&l, &log)),
+            "two logs for partition {partition}"
+        );
+        let key = format!("w{writer}-{seq}").into_bytes();
+        let value = vec![b'v'; 1 + rng.below(200) as usize];
+        let mut batch = keyed_batch(&[(key.clone(), Some(value))], seq as i64);
+        let info = log.append_as_leader(&mut batch, 0).expect("append");
+        out.records.push((partition, info.first_offset, key));
+        if rng.below(16) == 0 {
+            dir.flush().expect("flush");
+            out.flushed = out.records.len();
+        }
+    }
+    out
+}
+
+fn chores(dir: &LogDir, running: &AtomicBool, seed: u64) {
+    let mut rng = Rng::new(seed, 20);
+    while running.load(Ordering::Acquire) {
+        rng.pace();
+        match rng.below(3) {
+            0 => dir.flush().expect("flush"),
+            1 => dir.write_checkpoints().expect("checkpoints"),
+            _ => {
+                let hws: Vec<_> = (dir.logs().into_iter())
+                    .map(|(tp, log)| (tp, log.log_end_offset()))
+                    .collect();
+                dir.write_high_watermarks(&hws).expect("high watermarks");
+            }
+        }
+        thread::yield_now();
+    }
+}
+
+fn check_seed(seed: u64) {
+    let disk = SimStorage::new(seed);
+    let dir = LogDir::open(disk.storage(), "/data", options()).expect("open dir");
+    let running = AtomicBool::new(true);
+    let written: Vec<Written> = thread::scope(|s| {
+        let _stop_all_on_failure = StopAll([&running]);
+        let chores = s.spawn(|| chores(&dir, &running, seed));
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let dir = &dir;
+                s.spawn(move || write(dir, w, seed))
+            })
+            .collect();
+        let written = writers.into_iter().map(join).collect();
+        running.store(false, Ordering::Release);
+        join(chores);
+        written
+    });
+    let clean = Rng::new(seed, 30).below(2) == 0;
+    if clean {
+        dir.close().expect("close");
+    } else {
+        drop(dir);
+        disk.crash();
+    }
+    let dir = LogDir::open(disk.storage(), "/data", options()).expect("reopen dir");
+    assert_eq!(dir.was_clean_shutdown(), clean);
+    let mut found: BTreeMap<(i32, i64), Vec<u8>> = BTreeMap::new();
+    for (tp, report) in dir.open_all().expect("open every partition") {
+        let kind = report.damage.as_ref().map(|d| d.kind);
+        assert_ne!(kind, Some(DamageKind::Corruption), "{tp}: {report:?}");
+        let log = dir.log(&tp).expect("open");
+        common::assert_offsets_consecutive(&log, &tp.to_string());
+        for (offset, key, _) in log_records(&log) {
+            found.insert((tp.partition, offset), key.expect("key"));
+        }
+    }
+    for w in &written {
+        let kept = if clean { w.records.len() } else { w.flushed };
+        for (partition, offset, key) in &w.records[..kept] {
+            assert_eq!(
+                found.get(&(*partition, *offset)),
+                Some(key),
+                "partition {partition} offset {offset}: flushed, then lost"
+            );
+        }
+    }
+}
+
+#[test]
+fn writers_open_append_and_flush_partitions_while_chores_checkpoint() {
+    common::run_seeds("LOG_DIR_THREADS", 40, |seed| {
+        threads::check_seed(seed, "LOG_DIR_THREADS", "log_dir_threads", check_seed)
+    });
+}
