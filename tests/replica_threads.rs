@@ -2,16 +2,18 @@
 //! append with `acks=all` to whichever broker leads, every broker runs a fetcher thread
 //! that follows the leader (truncating where its log diverged from it), a consumer reads up
 //! to the leader's high watermark, and a controller starts new leader epochs, shrinks the
-//! ISR (below min ISR too), confirms the leader's proposals to grow it back and lets time
-//! pass; in the second test it also moves the leadership to another member of the ISR. The
+//! ISR (below min ISR too), confirms the leader's proposals to grow it back, lets time pass
+//! and runs retention on every replica; in the second test it also moves the leadership to
+//! another member of the ISR. The
 //! brokers never crash: the tests look for races between a role change and the appends,
 //! fetches, truncations and completions running into it.
 //!
 //! Afterwards: every append's handle completed (no wake-up or completion is lost); an
 //! acknowledged batch was on at least min ISR replicas when its handle said so, and is on
-//! the final leader at its offset, exactly once; the replicas, caught up, are
-//! byte-identical; within one leader epoch the high watermark never went back; every record
-//! the consumer saw is in the final log at its offset.
+//! the final leader at its offset, exactly once (unless retention took it); the replicas,
+//! caught up, are byte-identical above every log start; within one leader epoch the high
+//! watermark never went back; every record the consumer saw is in the final log at its
+//! offset (or below its log start).
 //!
 //! Seeds fix each thread's pacing and the controller's choices, not the interleaving.
 //!
@@ -32,8 +34,8 @@ use common::cluster::contents;
 use common::threads::{self, join, Brokers, Rng, StopAll, BROKERS, MIN_ISR};
 use common::{keyed_batch, log_records};
 use partlog::record::batches;
-use partlog::replica::Acks;
-use partlog::Error;
+use partlog::replica::{Acks, Partition};
+use partlog::{Error, LogConfig};
 
 const PRODUCERS: usize = 2;
 const APPENDS_PER_PRODUCER: usize = 150;
@@ -142,13 +144,25 @@ fn consume(b: &Brokers, consuming: &AtomicBool) -> Vec<(i64, Vec<u8>)> {
             // A new leader's HW may still lag the old one's: nothing to read there yet. (It
             // has every record below the old one's HW: it was elected from the ISR.)
             Ok(None) => thread::yield_now(),
+            // Retention took what it had not read yet: it goes on from the log start, as a
+            // consumer resetting to the earliest offset does.
+            Err(Error::OffsetOutOfRange {
+                log_start_offset, ..
+            }) if next < log_start_offset => next = log_start_offset,
             Err(e) => panic!("consumer read at {next}: {e}"),
         }
     }
 }
 
 fn check_seed(seed: u64, elections: bool) {
-    let b = Brokers::new(seed, LAG_MS, Brokers::small_index_config());
+    let config = LogConfig {
+        segment_bytes: 2 << 10,
+        index_bytes_max: 1024,
+        retention_bytes: 24 << 10,
+        file_delete_delay_ms: 0,
+        ..LogConfig::default()
+    };
+    let b = Brokers::new(seed, LAG_MS, config);
     let [producing, consuming, fetching] = [(); 3].map(|_| AtomicBool::new(true));
     let (produced, seen) = thread::scope(|s| {
         let _stop_all_on_failure = StopAll([&producing, &consuming, &fetching]);
@@ -176,6 +190,11 @@ fn check_seed(seed: u64, elections: bool) {
     });
 
     let leader = b.leader();
+    // Retention may have taken what lies below a log start.
+    let start = (b.replicas.iter())
+        .map(|r| r.log().log_start_offset())
+        .max()
+        .unwrap_or(0);
     let records: BTreeMap<i64, Vec<u8>> = log_records(leader.log())
         .into_iter()
         .map(|(offset, key, _)| (offset, key.expect("key")))
@@ -183,7 +202,7 @@ fn check_seed(seed: u64, elections: bool) {
     let mut acked = 0;
     for p in &produced {
         assert_eq!(p.acked.len() + p.not_acked, APPENDS_PER_PRODUCER);
-        for (offset, key) in &p.acked {
+        for (offset, key) in p.acked.iter().filter(|(o, _)| *o >= start) {
             assert_eq!(
                 records.get(offset),
                 Some(key),
@@ -201,11 +220,15 @@ fn check_seed(seed: u64, elections: bool) {
         acked > 0,
         "nothing was acknowledged: the run proved nothing"
     );
-    let reference = contents(leader.log());
+    let from_start = |r: &Partition| -> Vec<(i64, u32)> {
+        let all = contents(r.log());
+        all.into_iter().filter(|(base, _)| *base >= start).collect()
+    };
+    let reference = from_start(leader);
     for r in &b.replicas {
-        assert_eq!(contents(r.log()), reference, "a replica's log differs");
+        assert_eq!(from_start(r), reference, "a replica's log differs");
     }
-    for (offset, key) in &seen {
+    for (offset, key) in seen.iter().filter(|(o, _)| *o >= start) {
         assert_eq!(records.get(offset), Some(key), "the consumer read {offset}");
     }
 }

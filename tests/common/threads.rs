@@ -95,14 +95,6 @@ impl Brokers {
         }
     }
 
-    /// Logs of 4 KiB index files, otherwise Kafka's defaults.
-    pub fn small_index_config() -> LogConfig {
-        LogConfig {
-            index_bytes_max: 4096,
-            ..LogConfig::default()
-        }
-    }
-
     pub fn all() -> Vec<i32> {
         (0..BROKERS as i32).collect()
     }
@@ -139,8 +131,8 @@ impl Brokers {
     /// another ISR member (when `elections`), starts a new epoch of the same leader, drops
     /// followers from the ISR (both now and then: below min ISR the HW must stop), moves
     /// the clock by up to twice `lag_ms` and ticks the leader (it proposes to drop the
-    /// followers that lag and times out appends), or confirms the leader's ISR proposal
-    /// (to grow it back, mostly).
+    /// followers that lag and times out appends), runs retention on every replica, or
+    /// confirms the leader's ISR proposal (to grow it back, mostly).
     pub fn control_step(
         &self,
         rng: &mut Rng,
@@ -188,6 +180,15 @@ impl Brokers {
             3 => {
                 self.clock.advance_ms(rng.below(lag_ms as u64 * 2) as i64);
                 leader.tick();
+            }
+            4 => {
+                // Retention, on every replica by its own log and HW, as each broker runs
+                // it: a follower fetching below the leader's new log start starts over
+                // there.
+                for r in &self.replicas {
+                    r.delete_old_segments().expect("retention");
+                    r.log().remove_expired_deleted_files().expect("removal");
+                }
             }
             _ => {
                 if let Some(proposal) = leader.isr_proposal() {
