@@ -59,7 +59,9 @@ impl Partition {
         let gaps_allowed = self.log.config().cleanup_policy.compacts();
         let mut next = self.log.log_start_offset();
         while next < up_to {
-            let bytes = match self.log.read(next, SCRUB_READ_BYTES, None) {
+            // Bounded by `up_to`: a follower cuts its log above its high watermark, maybe
+            // while this reads, and the slice must not reach the bytes it cuts.
+            let bytes = match self.log.read(next, SCRUB_READ_BYTES, Some(up_to)) {
                 Ok(Some(slice)) => slice.to_vec()?,
                 Ok(None) => return Ok(None),
                 Err(e @ (Error::Corruption { .. } | Error::InvalidBatch(_))) => {

@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use partlog::io::sim::SimStorage;
-use partlog::replica::{Partition, ReplicaConfig};
+use partlog::replica::{Partition, ReplicaConfig, ScrubOutcome};
 use partlog::{Error, LogConfig, ManualClock};
 
 pub const BROKERS: usize = 3;
@@ -131,8 +131,8 @@ impl Brokers {
     /// another ISR member (when `elections`), starts a new epoch of the same leader, drops
     /// followers from the ISR (both now and then: below min ISR the HW must stop), moves
     /// the clock by up to twice `lag_ms` and ticks the leader (it proposes to drop the
-    /// followers that lag and times out appends), runs retention on every replica, or
-    /// confirms the leader's ISR proposal (to grow it back, mostly).
+    /// followers that lag and times out appends), runs retention on every replica, scrubs
+    /// every replica, or confirms the leader's ISR proposal (to grow it back, mostly).
     pub fn control_step(
         &self,
         rng: &mut Rng,
@@ -188,6 +188,14 @@ impl Brokers {
                 for r in &self.replicas {
                     r.delete_old_segments().expect("retention");
                     r.log().remove_expired_deleted_files().expect("removal");
+                }
+            }
+            5 => {
+                // A scrub of every replica's committed batches: nothing is damaged here,
+                // so whatever runs meanwhile, it must find nothing.
+                for (id, r) in self.replicas.iter().enumerate() {
+                    let outcome = r.scrub().expect("scrub");
+                    assert_eq!(outcome, ScrubOutcome::Clean, "broker {id}'s scrub");
                 }
             }
             _ => {
