@@ -3,7 +3,8 @@
 //! its high watermark: a consumer's read bounded by that watermark, and a follower's fetch
 //! the replica answered while it still led, must not fail for it. `replica_threads` found
 //! both failing with "unexpected end of file". A scrub, which checks committed batches but
-//! read past the high watermark, failed the same way (the third test shows it).
+//! read past the high watermark, and a lookup by time bounded by it, failed the same way
+//! (the last two tests show it).
 //!
 //! Bounded by iteration counts, not time.
 
@@ -193,6 +194,46 @@ fn a_scrub_checks_committed_batches_while_the_tail_above_them_is_cut() {
                 let outcome = p.scrub().unwrap_or_else(|e| panic!("scrub: {e}"));
                 assert_eq!(outcome, ScrubOutcome::Clean);
                 scrubs.fetch_add(1, Ordering::Release);
+            }
+            join(cutter);
+        });
+    }
+}
+
+#[test]
+fn a_time_lookup_bounded_by_the_high_watermark_survives_cuts_above_it() {
+    for seed in 0..4 {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let disk = SimStorage::new(300 + seed);
+        let log = common::cluster::open_log(&disk, &clock);
+        let mut rng = Rng::new(seed, 0);
+        while log.log_end_offset() < BATCHES {
+            let ts = log.log_end_offset();
+            let mut b = batch(1 + rng.below(4) as usize, 20 + rng.below(200) as usize, ts);
+            log.append_as_leader(&mut b, 0).expect("append");
+        }
+        let hw = log.log_end_offset();
+        let config = ReplicaConfig {
+            min_insync_replicas: 2,
+            ..ReplicaConfig::new(0)
+        };
+        let p = Partition::new(log, config, clock, hw);
+        let (running, lookups) = (AtomicBool::new(true), AtomicUsize::new(0));
+        thread::scope(|s| {
+            let _stop = StopAll([&running]);
+            let cutter = s.spawn(|| lead_fill_and_cut(&p, hw, &running, &lookups, seed));
+            while running.load(Ordering::Acquire) {
+                // Record `o` has timestamp `o` below the bound; past it, timestamps restart.
+                let ts = rng.below(hw as u64 + 20) as i64;
+                let found = p
+                    .offset_for_timestamp(ts)
+                    .unwrap_or_else(|e| panic!("lookup of {ts} below {hw}: {e}"));
+                match found {
+                    Some(f) if ts < hw => assert_eq!((f.offset, f.timestamp), (ts, ts)),
+                    Some(f) => panic!("lookup of {ts} found {f:?} at or past the bound {hw}"),
+                    None => assert!(ts >= hw, "lookup of {ts} found nothing below {hw}"),
+                }
+                lookups.fetch_add(1, Ordering::Release);
             }
             join(cutter);
         });

@@ -26,7 +26,8 @@ pub struct TimestampOffset {
 /// publishes, and the reader then gets [`Error::SegmentDeleted`] and retries later.
 const SWAP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Attempts of a lookup by time whose log start keeps moving under it.
+/// Attempts of a lookup by time whose log start keeps moving under it, or that truncations
+/// keep failing.
 const LOOKUP_ATTEMPTS: usize = 3;
 
 impl Log {
@@ -188,15 +189,22 @@ impl Log {
         // log's end and of its segments, while appends roll past that end: every batch
         // left then lies past it, and nothing is found although later records exist
         // (`sim_threads` seed 1127988). The log start moved when that happened: look again.
-        let mut found = None;
+        // So too when the lookup failed while a truncation cut the log: it may have read
+        // bytes the truncation took (a follower cuts above its high watermark, and a
+        // lookup bounded by it reads the header of the first batch past it).
+        let mut outcome = Ok(None);
         for _ in 0..LOOKUP_ATTEMPTS {
-            let start = self.log_start_offset();
-            found = self.offset_for_timestamp_once(timestamp, up_to)?;
-            if found.is_some() || self.log_start_offset() == start {
+            let (start, cuts) = (self.log_start_offset(), self.truncation_count());
+            outcome = self.offset_for_timestamp_once(timestamp, up_to);
+            let look_again = match &outcome {
+                Ok(found) => found.is_none() && self.log_start_offset() != start,
+                Err(_) => self.truncation_count() != cuts,
+            };
+            if !look_again {
                 break;
             }
         }
-        Ok(found)
+        outcome
     }
 
     fn offset_for_timestamp_once(
