@@ -13,12 +13,16 @@ use partlog::{Error, LogConfig};
 const GROUP: &str = "billing";
 
 fn cluster() -> (Cluster, Vec<OffsetsStore>) {
+    cluster_of(LogConfig {
+        segment_bytes: 4096,
+        index_bytes_max: 1024,
+        ..offsets_log_config()
+    })
+}
+
+fn cluster_of(log_config: LogConfig) -> (Cluster, Vec<OffsetsStore>) {
     let c = Cluster::new(ClusterOptions {
-        log_config: LogConfig {
-            segment_bytes: 4096,
-            index_bytes_max: 1024,
-            ..offsets_log_config()
-        },
+        log_config,
         ..ClusterOptions::default()
     })
     .unwrap();
@@ -291,4 +295,42 @@ fn a_load_left_half_way_starts_over() {
         .collect();
     assert_eq!(after, before);
     assert!(after.iter().all(|o| o.len() == 3));
+}
+
+/// A replica that steps down mid-load and is cut (a follower truncating where it diverged)
+/// takes the bytes the load's reader was about to read: the load's next step says the
+/// store no longer coordinates those groups, not that a file ended early.
+#[test]
+fn a_load_whose_replica_stepped_down_and_was_cut_says_not_coordinator() {
+    // One segment, so that the cut shortens the file the load reads.
+    let (mut c, stores) = cluster_of(offsets_log_config());
+    let metadata = "m".repeat(1000);
+    for i in 0..40 {
+        let offsets: Vec<OffsetCommit> = (0..100)
+            .map(|p| OffsetCommit {
+                metadata: metadata.clone(),
+                ..commit_of("orders", p, i)
+            })
+            .collect();
+        stores[0].commit(GROUP, &offsets).unwrap();
+        settle(&mut c);
+    }
+    let replica = c.replica(0).unwrap().clone();
+    assert!(replica.log().size_bytes() > 3 << 20);
+    stores[0].become_leader(0).unwrap();
+    stores[0].load_step(0).unwrap();
+    replica
+        .become_follower(replica.leader_epoch() + 1, 1)
+        .unwrap();
+    replica.log().truncate_to(1).unwrap();
+    let outcome = loop {
+        match stores[0].load_step(0) {
+            Ok(progress) if !progress.done && progress.loaded_to < progress.end => continue,
+            other => break other,
+        }
+    };
+    assert!(
+        matches!(outcome, Err(Error::NotCoordinator { partition: 0 })),
+        "{outcome:?}"
+    );
 }

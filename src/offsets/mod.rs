@@ -213,7 +213,8 @@ impl OffsetsStore {
     /// (or the rest of it). A helper thread reads the log ahead of the replay from the
     /// first step to the last, and decodes the records of the pieces the replay has no
     /// time for (see [`ReadAhead`]), so that the copy out of the page cache and the
-    /// decoding overlap the replay.
+    /// decoding overlap the replay. A step that fails after the replica stepped down says
+    /// [`Error::NotCoordinator`]: as a follower it may have cut the bytes being read.
     pub fn load_step(&self, index: u32) -> Result<LoadProgress> {
         let mut hosted = self.hosted();
         let h = hosted
@@ -240,6 +241,12 @@ impl OffsetsStore {
                 if let Err(err) = load_pieces(&log, (next, *end), view, reader, step) {
                     // The next step starts over from `next`, with a new reader.
                     *reader = None;
+                    // A replica that stepped down may have been cut under the reader (a
+                    // follower truncating where it diverged): the bytes are gone, and so
+                    // is the reason to load.
+                    if !h.replica.is_leader() {
+                        return Err(Error::NotCoordinator { partition: index });
+                    }
                     return Err(err);
                 }
                 (*next, *end)
