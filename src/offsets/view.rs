@@ -512,13 +512,8 @@ impl View {
     /// complete before an earlier one would be applied first, and the earlier, older
     /// offset would then overwrite it.
     pub fn settle(&mut self) {
-        while let Some((handle, _)) = self.pending.front() {
-            let Some(outcome) = handle.poll() else {
-                return;
-            };
-            let Some((_, changes)) = self.pending.pop_front() else {
-                return;
-            };
+        while let Some(outcome) = self.pending.front().and_then(|(handle, _)| handle.poll()) {
+            let changes = self.pending.pop_front().map(|(_, c)| c).unwrap_or_default();
             if outcome.is_ok() {
                 changes.into_iter().for_each(|c| self.apply(c));
             }
