@@ -250,3 +250,33 @@ fn bit_flip_at_every_byte_of_the_last_batch_never_panics() {
         }
     }
 }
+
+/// Recovery checks a batch's header, bounds, offsets and CRC, not its records, as Kafka's
+/// does: a batch whose CRC verifies is kept even when its records do not parse (a leader
+/// validated them before it wrote; only a writer that checksummed garbage makes one, and
+/// a consumer reading it gets the parse error). The `segment_recovery` fuzz target forged
+/// such a batch (libFuzzer copies compared values into its inputs, a CRC too) and its
+/// check, which then demanded well-formed records, failed.
+#[test]
+fn recovery_keeps_a_crc_valid_batch_whose_records_do_not_parse_as_kafka_does() {
+    for backend in backends() {
+        let built = build(&backend, "malformed");
+        let (pos, size, base) = built.batches[FLUSHED / 2];
+        let mut bytes = file_bytes(&backend, &built.segment);
+        let batch_bytes = &mut bytes[pos as usize..(pos + size) as usize];
+        // The last record's header count becomes a varint that runs off the batch.
+        let last = batch_bytes.len() - 1;
+        batch_bytes[last] = 0x80;
+        partlog::record::recompute_crc(batch_bytes);
+        common::write_file(&backend, &built.segment, &bytes);
+        let (log, report) = reopen(&backend, "malformed", None);
+        assert!(report.damage.is_none(), "{}: {report:?}", backend.name);
+        assert_eq!(log.log_end_offset(), 2 * (FLUSHED + UNFLUSHED) as i64);
+        let slice = log.read(base, 1, None).unwrap().expect("the batch");
+        let served = slice.to_vec().unwrap();
+        let batch = partlog::record::Batch::parse(&served).unwrap();
+        assert_eq!(batch.header().base_offset, base);
+        assert!(batch.verify_crc().is_ok());
+        assert!(batch.validate().is_err(), "the records do not parse");
+    }
+}
