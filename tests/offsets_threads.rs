@@ -30,8 +30,7 @@ use common::threads::{self, join, Brokers, Change, Rng, StopAll, BROKERS};
 use partlog::cleaner::{clean_log, cleanable, OffsetMap, Throttle};
 use partlog::offsets::{offsets_log_config, OffsetCommit, OffsetsConfig, OffsetsStore};
 use partlog::replica::AppendHandle;
-use partlog::Error;
-use partlog::{Clock, LogConfig};
+use partlog::{Clock, Error, LogConfig};
 
 const COMMITTERS: usize = 2;
 const COMMITS_PER_COMMITTER: usize = 150;
