@@ -56,7 +56,10 @@ fn lead_fill_and_cut(
     let mut rng = Rng::new(seed, 1);
     let mut epoch = 0;
     for round in 0.. {
-        if round >= ROUNDS && done.load(Ordering::Acquire) >= MIN_DONE {
+        // Cleared by the racing thread's failure, too.
+        if !running.load(Ordering::Acquire)
+            || (round >= ROUNDS && done.load(Ordering::Acquire) >= MIN_DONE)
+        {
             break;
         }
         assert!(round < ROUNDS * 100, "the racing thread never got going");
@@ -236,6 +239,55 @@ fn a_time_lookup_bounded_by_the_high_watermark_survives_cuts_above_it() {
                 lookups.fetch_add(1, Ordering::Release);
             }
             join(cutter);
+        });
+    }
+}
+
+/// A scrub starts at the log start; retention, DeleteRecords or a follower starting over
+/// at its leader's log start may move it meanwhile. `replica_threads` found a scrub
+/// failing with `OffsetOutOfRange` for what was below the new start; this test then found
+/// it reporting the leader corrupt when the start lay inside the first batch (which
+/// DeleteRecords allows).
+#[test]
+fn a_scrub_goes_on_from_a_log_start_that_moved_under_it() {
+    for seed in 0..4 {
+        let p = replica(400 + seed);
+        p.become_leader(1, vec![0], vec![0]).expect("leader");
+        // Over 1 MiB from the start: a scrub reads it in pieces, and the start can pass it
+        // between two.
+        while p.log().size_bytes() < 3 << 20 {
+            p.append(&mut batch(4, 1000, 0), Acks::Leader, 1000)
+                .expect("fill");
+        }
+        let (running, scrubs) = (AtomicBool::new(true), AtomicUsize::new(0));
+        thread::scope(|s| {
+            let _stop = StopAll([&running]);
+            let mover = s.spawn(|| {
+                let mut rng = Rng::new(seed, 1);
+                for round in 0.. {
+                    if !running.load(Ordering::Acquire)
+                        || (round >= ROUNDS && scrubs.load(Ordering::Acquire) >= MIN_DONE)
+                    {
+                        break;
+                    }
+                    assert!(round < ROUNDS * 100, "the scrub never got going");
+                    let mut b = batch(1 + rng.below(4) as usize, 1000, 0);
+                    p.append(&mut b, Acks::Leader, 1000).expect("append");
+                    let (start, hw) = (p.log().log_start_offset(), p.high_watermark());
+                    let to = match rng.below(8) {
+                        0 => start + rng.below((hw - start) as u64 + 1) as i64,
+                        _ => start + rng.below(3).min((hw - start) as u64) as i64,
+                    };
+                    p.advance_log_start_offset(to).expect("move the log start");
+                }
+                running.store(false, Ordering::Release);
+            });
+            while running.load(Ordering::Acquire) {
+                let outcome = p.scrub().unwrap_or_else(|e| panic!("scrub: {e}"));
+                assert_eq!(outcome, ScrubOutcome::Clean);
+                scrubs.fetch_add(1, Ordering::Release);
+            }
+            join(mover);
         });
     }
 }

@@ -58,30 +58,45 @@ impl Partition {
         // follow each other exactly.
         let gaps_allowed = self.log.config().cleanup_policy.compacts();
         let mut next = self.log.log_start_offset();
+        // At the log start, the first batch may begin below it (DeleteRecords moves the
+        // start to any offset), or above it in a compacted log (a gap): it must hold the
+        // start or, compacted, come after it.
+        let mut at_start = true;
         while next < up_to {
             // Bounded by `up_to`: a follower cuts its log above its high watermark, maybe
             // while this reads, and the slice must not reach the bytes it cuts.
             let bytes = match self.log.read(next, SCRUB_READ_BYTES, Some(up_to)) {
                 Ok(Some(slice)) => slice.to_vec()?,
                 Ok(None) => return Ok(None),
+                // Retention, DeleteRecords or a follower starting over at its leader's
+                // log start moved the start past `next` meanwhile: nothing below is left.
+                Err(Error::OffsetOutOfRange {
+                    log_start_offset, ..
+                }) if next < log_start_offset => {
+                    (next, at_start) = (log_start_offset, true);
+                    continue;
+                }
                 Err(e @ (Error::Corruption { .. } | Error::InvalidBatch(_))) => {
                     return Ok(Some((next, e.to_string())))
                 }
                 Err(e) => return Err(e),
             };
             for batch in batches(&bytes) {
-                match batch.and_then(|b| b.validate().map(|()| b)) {
-                    Ok(b)
-                        if b.header().base_offset < next
-                            || (!gaps_allowed && b.header().base_offset != next) =>
-                    {
-                        let reason =
-                            format!("batch at {} where {next} was due", b.header().base_offset);
-                        return Ok(Some((next, reason)));
-                    }
-                    Ok(b) => next = b.header().next_offset(),
+                let b = match batch.and_then(|b| b.validate().map(|()| b)) {
+                    Ok(b) => b,
                     Err(e) => return Ok(Some((next, e.to_string()))),
+                };
+                let h = b.header();
+                let misplaced = if std::mem::take(&mut at_start) {
+                    h.last_offset() < next || (!gaps_allowed && h.base_offset > next)
+                } else {
+                    h.base_offset < next || (!gaps_allowed && h.base_offset != next)
+                };
+                if misplaced {
+                    let reason = format!("batch at {} where {next} was due", h.base_offset);
+                    return Ok(Some((next, reason)));
                 }
+                next = h.next_offset();
                 if next >= up_to {
                     break;
                 }
