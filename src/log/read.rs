@@ -247,6 +247,11 @@ impl Log {
                         return Ok(Some(found));
                     }
                 }
+                // Stop at the bound without reading the header past it: a follower may be
+                // cutting there.
+                if header.next_offset() >= end {
+                    break;
+                }
                 pos += header.size() as u64;
             }
         }
