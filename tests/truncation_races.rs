@@ -170,24 +170,30 @@ fn a_fetch_never_reads_a_log_its_replica_is_cutting() {
     }
 }
 
+/// A replica whose log holds `BATCHES` offsets, record `o` with timestamp `o`, all of them
+/// committed; and the HW stays there, the ISR being below min ISR from then on.
+fn committed(disk_seed: u64, seed: u64) -> (Partition, i64) {
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let disk = SimStorage::new(disk_seed);
+    let log = common::cluster::open_log(&disk, &clock);
+    let mut rng = Rng::new(seed, 0);
+    while log.log_end_offset() < BATCHES {
+        let ts = log.log_end_offset();
+        let mut b = batch(1 + rng.below(4) as usize, 20 + rng.below(200) as usize, ts);
+        log.append_as_leader(&mut b, 0).expect("append");
+    }
+    let hw = log.log_end_offset();
+    let config = ReplicaConfig {
+        min_insync_replicas: 2,
+        ..ReplicaConfig::new(0)
+    };
+    (Partition::new(log, config, clock, hw), hw)
+}
+
 #[test]
 fn a_scrub_checks_committed_batches_while_the_tail_above_them_is_cut() {
     for seed in 0..4 {
-        let clock = Arc::new(ManualClock::new(1_000_000));
-        let disk = SimStorage::new(200 + seed);
-        let log = common::cluster::open_log(&disk, &clock);
-        let mut rng = Rng::new(seed, 0);
-        while log.log_end_offset() < BATCHES {
-            let mut b = batch(1 + rng.below(4) as usize, 20 + rng.below(200) as usize, 0);
-            log.append_as_leader(&mut b, 0).expect("append");
-        }
-        // Committed up to here, and it stays there: the ISR is below min ISR from now on.
-        let hw = log.log_end_offset();
-        let config = ReplicaConfig {
-            min_insync_replicas: 2,
-            ..ReplicaConfig::new(0)
-        };
-        let p = Partition::new(log, config, clock, hw);
+        let (p, hw) = committed(200 + seed, seed);
         let (running, scrubs) = (AtomicBool::new(true), AtomicUsize::new(0));
         thread::scope(|s| {
             let _stop = StopAll([&running]);
@@ -206,21 +212,8 @@ fn a_scrub_checks_committed_batches_while_the_tail_above_them_is_cut() {
 #[test]
 fn a_time_lookup_bounded_by_the_high_watermark_survives_cuts_above_it() {
     for seed in 0..4 {
-        let clock = Arc::new(ManualClock::new(1_000_000));
-        let disk = SimStorage::new(300 + seed);
-        let log = common::cluster::open_log(&disk, &clock);
-        let mut rng = Rng::new(seed, 0);
-        while log.log_end_offset() < BATCHES {
-            let ts = log.log_end_offset();
-            let mut b = batch(1 + rng.below(4) as usize, 20 + rng.below(200) as usize, ts);
-            log.append_as_leader(&mut b, 0).expect("append");
-        }
-        let hw = log.log_end_offset();
-        let config = ReplicaConfig {
-            min_insync_replicas: 2,
-            ..ReplicaConfig::new(0)
-        };
-        let p = Partition::new(log, config, clock, hw);
+        let (p, hw) = committed(300 + seed, seed);
+        let mut rng = Rng::new(seed, 2);
         let (running, lookups) = (AtomicBool::new(true), AtomicUsize::new(0));
         thread::scope(|s| {
             let _stop = StopAll([&running]);
