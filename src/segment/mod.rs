@@ -285,16 +285,20 @@ impl Segment {
         // `max_bytes` comes from a caller (`u64::MAX` means "no limit"): never overflow.
         let limit = start.saturating_add(max_bytes.max(first.size() as u64));
         let mut end = start + first.size() as u64;
+        // The slice holds every offset below `reached` from `from` on.
+        let mut reached = first.next_offset();
         // Jump over whole batches with the index, then hop the last few headers.
         let hint = self.with_indexes(|ix| ix.offset.floor_entry(limit.min(size), up_to))?;
-        if let Some(entry) = hint {
-            end = end.max(entry.position as u64);
+        if let Some(entry) = hint.filter(|e| e.position as u64 > end) {
+            // The batch there holds the entry's offset, which lies below the bound.
+            (end, reached) = (entry.position as u64, entry.offset);
         }
-        while end < size {
-            // The slice ends where a header cannot be read: a read bounded by a high
-            // watermark looks at the first batch past it, which a follower cutting its
-            // log may be taking away meanwhile; damage there is met and reported by the
-            // read that starts at it.
+        // Stopping at the bound, a read bounded by a high watermark never reads the header
+        // past it, where a follower cutting its log may be taking bytes away.
+        while end < size && reached < up_to {
+            // Past a compaction gap that spans the bound it still does: the slice ends
+            // where a header cannot be read (damage there is met and reported by the read
+            // that starts at it).
             let Ok(header) = self.read_header(end, size) else {
                 break;
             };
@@ -302,7 +306,7 @@ impl Segment {
             if next > limit || header.last_offset() >= up_to {
                 break;
             }
-            end = next;
+            (end, reached) = (next, header.next_offset());
         }
         Ok(Some(FileSlice::new(self.log.clone(), start, end - start)))
     }
