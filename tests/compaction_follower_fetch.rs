@@ -137,3 +137,75 @@ fn check_read_all(log: &Log) {
     assert!(log.read_all(start - 1, end).is_err(), "below the log start");
     assert!(log.read_all(end + 1, end + 2).is_err(), "past the log end");
 }
+
+/// A compacted follower cut inside a gap its own cleaner made ends there, past its last
+/// batch. The leader, which has not cleaned that range, answers the next fetch with its
+/// batch across that end: the follower moves its end back to the batch's base (it holds
+/// nothing from there on) and takes the batch whole, instead of refusing it at every
+/// fetch and never catching up.
+#[test]
+fn a_compacted_follower_ending_in_a_gap_takes_the_leaders_batch_across_it() {
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let (leader_disk, follower_disk) = (SimStorage::new(1), SimStorage::new(2));
+    let (_leader_manager, leader) = broker(&leader_disk, &clock, 0);
+    leader.become_leader(1, vec![0, 1], vec![0, 1]).unwrap();
+    let (follower_manager, follower) = broker(&follower_disk, &clock, 1);
+    follower.become_follower(1, 0).unwrap();
+    let keyed = |keys: &str| -> Vec<u8> {
+        let records: Vec<_> = keys
+            .chars()
+            .map(|k| (vec![k as u8], Some(vec![b'v'; 20])))
+            .collect();
+        keyed_batch(&records, 1_000_000)
+    };
+    let fetch = || {
+        let response = leader.fetch(&follower.fetch_request(1 << 20)).unwrap();
+        follower.apply_fetch(&response)
+    };
+    // Offsets 0..=2, 3..=5, and 6..=8 overwriting every key of the second batch.
+    for keys in ["abc", "def", "def"] {
+        leader.append(&mut keyed(keys), Acks::Leader, 1000).unwrap();
+    }
+    for _ in 0..2 {
+        fetch().unwrap();
+    }
+    follower.log().force_roll().unwrap();
+    leader.append(&mut keyed("g"), Acks::Leader, 1000).unwrap();
+    // The copy, the fetch that tells the leader, the one that brings the HW back.
+    for _ in 0..3 {
+        fetch().unwrap();
+    }
+    assert_eq!(follower.high_watermark(), 10);
+    let cleaner = Cleaner::new(CleanerConfig::default());
+    let outcome = cleaner
+        .clean_once(follower_manager.log_dir(), 1_000_000)
+        .unwrap();
+    assert!(
+        matches!(outcome, CleanOutcome::Cleaned { .. }),
+        "{outcome:?}"
+    );
+    let bases = |log: &Log| -> Vec<i64> {
+        let mut out = Vec::new();
+        let mut next = log.log_start_offset();
+        while let Some(slice) = log.read(next, 1 << 20, None).unwrap() {
+            for b in batches(&slice.to_vec().unwrap()) {
+                let header = *b.unwrap().header();
+                out.push(header.base_offset);
+                next = header.next_offset();
+            }
+        }
+        out
+    };
+    assert_eq!(bases(follower.log()), [0, 6, 9], "the batch 3..=5 is gone");
+
+    follower.log().truncate_to(4).unwrap();
+    assert_eq!(
+        follower.log().log_end_offset(),
+        4,
+        "the end lies in the gap"
+    );
+    assert!(fetch().unwrap());
+    assert_eq!(follower.log().log_end_offset(), 10);
+    assert_eq!(bases(follower.log()), bases(leader.log()));
+    assert_eq!(log_records(follower.log()), log_records(leader.log()));
+}

@@ -262,3 +262,51 @@ fn retention_and_the_log_start_stop_at_the_high_watermark() {
     assert!(matches!(err, Error::OffsetOutOfRange { .. }), "{err}");
     leader.advance_log_start_offset(2).unwrap();
 }
+
+/// DeleteRecords may move the leader's log start into the middle of a batch. A follower
+/// that starts over there (it was behind the log start) is sent the whole batch, whose
+/// first offsets lie below its empty log's end: it starts its log at the batch's base
+/// offset instead and appends it (Kafka's `UnexpectedAppendOffsetException` case in
+/// `Partition`), and catches up.
+#[test]
+fn a_follower_starting_at_a_log_start_inside_a_batch_takes_the_whole_batch() {
+    let mut c = Cluster::new(3, 2, TruncationMode::LeaderEpoch);
+    c.replica(0).confirm_isr(vec![0, 1]);
+    for i in 0..2 {
+        c.replica(0)
+            .append(&mut batch(5, 20, i), Acks::Leader, TIMEOUT_MS)
+            .unwrap();
+    }
+    c.replicate(0, &[1]);
+    assert_eq!(c.replica(0).high_watermark(), 10);
+    c.replica(0).advance_log_start_offset(7).unwrap();
+    // Broker 2 lost everything it had and comes back behind the leader's log start.
+    c.restart(2, true, 0);
+    c.replica(2).become_follower(1, 0).unwrap();
+    let request = c.replica(2).fetch_request(1 << 20);
+    let Err(Error::OffsetOutOfRange {
+        log_start_offset,
+        log_end_offset,
+        ..
+    }) = c.replica(0).fetch(&request)
+    else {
+        panic!("offset 0 is below the leader's log start");
+    };
+    assert_eq!(log_start_offset, 7);
+    let follower = c.replica(2);
+    assert!(follower
+        .handle_out_of_range(&request, log_start_offset, log_end_offset)
+        .unwrap());
+    assert_eq!(follower.log().log_end_offset(), 7);
+    // The fetch at 7 brings the batch 5..=9.
+    c.fetch(2, 0);
+    assert_eq!(follower.log().log_end_offset(), 10);
+    assert_eq!(follower.log().log_start_offset(), 7);
+    assert_eq!(contents(follower.log()), contents(c.replica(0).log()));
+    c.replica(0)
+        .append(&mut batch(2, 20, 3), Acks::Leader, TIMEOUT_MS)
+        .unwrap();
+    c.replicate(0, &[2]);
+    assert_eq!(contents(follower.log()), contents(c.replica(0).log()));
+    assert_eq!(follower.high_watermark(), c.replica(0).high_watermark());
+}

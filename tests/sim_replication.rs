@@ -3,7 +3,8 @@
 //! answers it may drop, duplicate, delay and reorder, network partitions that cut one
 //! broker off (the leader too) for a while, ISR changes, ticks, power losses of one broker
 //! at a time (the leader too, which makes the controller elect an in-sync replica with a
-//! new epoch) and restarts. Checked throughout: the high watermark never goes back within
+//! new epoch) and restarts, and DeleteRecords moving the leader's log start to any offset
+//! up to the high watermark, inside a batch too. Checked throughout: the high watermark never goes back within
 //! a leader epoch and no committed offset ever changes its record; at the end, after
 //! healing, every record acknowledged with `acks=all` is on the leader at its offset with
 //! its bytes, and the replicas are byte-identical.
@@ -19,7 +20,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::batch;
-use common::cluster::{contents, Cluster};
+use common::cluster::{contents, contents_from, Cluster};
 use partlog::io::sim::SimRng;
 use partlog::replica::{Acks, AppendHandle, FetchResponse, TruncationMode};
 use partlog::Error;
@@ -36,13 +37,17 @@ struct Sim {
     net_rng: SimRng,
     /// Whether the network drops, duplicates and delays answers.
     network_faults: bool,
+    /// DeleteRecords' choices, from a stream of their own for the same reason.
+    admin_rng: SimRng,
+    /// Whether DeleteRecords moves the leader's log start.
+    delete_records: bool,
     leader: usize,
     epoch: i32,
     down: Option<usize>,
     /// `acks=all` appends not yet complete.
     pending: Vec<AppendHandle>,
-    /// Base offset → CRC of every batch acknowledged with `acks=all`.
-    acked: BTreeMap<i64, u32>,
+    /// Base offset → CRC and last offset of every batch acknowledged with `acks=all`.
+    acked: BTreeMap<i64, (u32, i64)>,
     /// Base offset → CRC of every batch seen below a leader's high watermark.
     committed: BTreeMap<i64, u32>,
     /// The leader's high watermark, and the epoch it was read in.
@@ -55,12 +60,14 @@ struct Sim {
 }
 
 impl Sim {
-    fn new(seed: u64, network_faults: bool) -> Sim {
+    fn new(seed: u64, network_faults: bool, delete_records: bool) -> Sim {
         Sim {
             c: Cluster::new(BROKERS, 2, TruncationMode::LeaderEpoch),
             rng: SimRng::new(seed),
             net_rng: SimRng::new(seed ^ 0x4E45_5457_4F52_4B00),
             network_faults,
+            admin_rng: SimRng::new(seed ^ 0x4445_4C45_5445_0000),
+            delete_records,
             leader: 0,
             epoch: 1,
             down: None,
@@ -243,6 +250,21 @@ impl Sim {
         self.trace.push(format!("{b} restarted"));
     }
 
+    /// DeleteRecords on the leader, to any offset up to its high watermark (inside a batch
+    /// too), then a retention pass.
+    fn delete_records(&mut self) {
+        let leader = self.c.replica(self.leader);
+        let (start, hw) = (leader.log().log_start_offset(), leader.high_watermark());
+        if hw <= start {
+            return;
+        }
+        let to = self.admin_rng.range_inclusive(start as u64, hw as u64) as i64;
+        leader.advance_log_start_offset(to).expect("delete records");
+        leader.delete_old_segments().expect("retention");
+        self.trace
+            .push(format!("delete records below {to} on {}", self.leader));
+    }
+
     /// The HW never goes back within an epoch, and committed offsets keep their records.
     fn check(&mut self) {
         let leader = self.c.replica(self.leader);
@@ -272,7 +294,8 @@ impl Sim {
                     .find(|b| b.0 == info.first_offset)
                     .map(|b| b.1)
                     .expect("an acknowledged batch is on the leader");
-                self.acked.insert(info.first_offset, crc);
+                self.acked
+                    .insert(info.first_offset, (crc, info.last_offset));
             }
         }
     }
@@ -293,6 +316,7 @@ impl Sim {
             }
             85..=87 => self.crash(),
             88..=92 => self.restart(),
+            _ if self.delete_records && self.admin_rng.ratio(1, 3) => self.delete_records(),
             _ => {
                 let b = self.up()[self.rng.below(self.up().len() as u64) as usize];
                 self.c.replica(b).log().flush().expect("flush");
@@ -306,18 +330,50 @@ impl Sim {
         self.isolated = None;
         self.restart();
         let followers: Vec<usize> = (0..BROKERS).filter(|&b| b != self.leader).collect();
-        self.c.replicate(self.leader, &followers);
+        // As `Cluster::replicate`, and a follower behind the log start starts over there.
+        for _ in 0..6 {
+            for &f in &followers {
+                let request = self.c.replica(f).fetch_request(1 << 20);
+                match self.c.replica(self.leader).fetch(&request) {
+                    Ok(response) => self.deliver(f, &response),
+                    Err(Error::OffsetOutOfRange {
+                        log_start_offset,
+                        log_end_offset,
+                        ..
+                    }) => {
+                        self.c
+                            .replica(f)
+                            .handle_out_of_range(&request, log_start_offset, log_end_offset)
+                            .expect("out of range");
+                    }
+                    Err(e) => panic!("fetch by {f}: {e}"),
+                }
+            }
+            if let Some(isr) = self.c.replica(self.leader).isr_proposal() {
+                self.c.replica(self.leader).confirm_isr(isr);
+            }
+        }
         self.check();
         let leader = contents(self.c.replica(self.leader).log());
-        for (base, crc) in &self.acked {
+        let leader_start = self.c.replica(self.leader).log().log_start_offset();
+        // DeleteRecords removes acknowledged records too: those wholly below the log start.
+        let kept = |(_, (_, last)): &(&i64, &(u32, i64))| *last >= leader_start;
+        for (base, (crc, _)) in self.acked.iter().filter(kept) {
             assert!(
                 leader.contains(&(*base, *crc)),
                 "acks=all batch at {base} is not on the final leader"
             );
         }
+        // Identical from the highest log start on: a follower keeps the log start it last
+        // heard of, which a new leader that never heard of it may not have.
+        let highest_start = (0..BROKERS)
+            .map(|b| self.c.replica(b).log().log_start_offset())
+            .max()
+            .unwrap_or(0);
+        let leader = contents_from(self.c.replica(self.leader).log(), highest_start);
         for &f in &followers {
             assert_eq!(
-                contents(self.c.replica(f).log()),
+                contents_from(self.c.replica(f).log(), highest_start),
                 leader,
                 "replica {f} differs"
             );
@@ -325,9 +381,9 @@ impl Sim {
     }
 }
 
-fn run_seed(seed: u64, network_faults: bool) -> Result<(), String> {
+fn run_seed(seed: u64, network_faults: bool, delete_records: bool) -> Result<(), String> {
     let drive = |sim: &mut Option<Sim>| {
-        let s = sim.insert(Sim::new(seed, network_faults));
+        let s = sim.insert(Sim::new(seed, network_faults, delete_records));
         for _ in 0..STEPS {
             s.step();
         }
@@ -338,7 +394,7 @@ fn run_seed(seed: u64, network_faults: bool) -> Result<(), String> {
 
 #[test]
 fn replicas_keep_every_acknowledged_record_through_failures() {
-    common::run_seeds("SIM_REPL", DEFAULT_SEEDS, |seed| run_seed(seed, true));
+    common::run_seeds("SIM_REPL", DEFAULT_SEEDS, |seed| run_seed(seed, true, true));
 }
 
 /// Seed 7219 (found before the network could fail, so replayed without network faults): a
@@ -348,7 +404,7 @@ fn replicas_keep_every_acknowledged_record_through_failures() {
 /// log goes on.
 #[test]
 fn recovery_cut_that_was_not_durable_came_back_under_newer_batches() {
-    run_seed(7219, false).unwrap_or_else(|report| panic!("{report}"));
+    run_seed(7219, false, false).unwrap_or_else(|report| panic!("{report}"));
 }
 
 /// Seed 108862: a fetch answer telling the follower its epoch-1 records diverged was held
@@ -359,5 +415,24 @@ fn recovery_cut_that_was_not_durable_came_back_under_newer_batches() {
 /// last fetched epoch, and a follower applies only the answer to the fetch it would send.
 #[test]
 fn late_diverging_answer_cut_a_follower_fetched_back_to_the_same_offset() {
-    run_seed(108862, true).unwrap_or_else(|report| panic!("{report}"));
+    run_seed(108862, true, false).unwrap_or_else(|report| panic!("{report}"));
+}
+
+/// Seed 51: DeleteRecords on a new leader moved its log start past where the old leader's
+/// epoch-1 records diverged from its own, which took epoch 1 out of its epoch cache. The
+/// old leader, back as a follower, fetched at its end under epoch 1, was told of no
+/// divergence (the leader answers its log start as the end of an epoch older than its
+/// cache), and was sent a batch starting below its end, which its append refused at every
+/// fetch. A follower now cuts its log back to the base of a fetched batch across its end.
+#[test]
+fn a_log_start_moved_past_a_divergence_hid_it_from_the_fetch() {
+    run_seed(51, true, true).unwrap_or_else(|report| panic!("{report}"));
+}
+
+/// Seed 1013: as seed 51, where the cut removed a batch of the follower's across that
+/// base, leaving the log end below it: the follower now fetches again from its new end
+/// instead of failing to append.
+#[test]
+fn a_cut_to_a_fetched_batch_that_ends_below_its_base_fetches_again() {
+    run_seed(1013, true, true).unwrap_or_else(|report| panic!("{report}"));
 }

@@ -490,8 +490,14 @@ impl Cluster {
 /// `(base offset, CRC)` of every batch of `log` below `up_to`: what two replicas compare
 /// to tell whether they hold the same batches.
 pub fn batch_crcs(log: &Log, up_to: i64) -> Result<Vec<(i64, u32)>> {
+    batch_crcs_between(log, log.log_start_offset(), up_to)
+}
+
+/// [`batch_crcs`] from the batch that holds `from` on: replicas may have moved their log
+/// starts differently (a follower keeps the highest it heard of).
+pub fn batch_crcs_between(log: &Log, from: i64, up_to: i64) -> Result<Vec<(i64, u32)>> {
     let mut out = Vec::new();
-    let mut next = log.log_start_offset();
+    let mut next = from;
     while next < up_to {
         let Some(slice) = log.read(next, FETCH_MAX_BYTES, Some(up_to))? else {
             break;

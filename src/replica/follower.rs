@@ -5,6 +5,7 @@
 use super::{DivergingEpoch, FetchRequest, FetchResponse, Partition, Role, State, TruncationMode};
 use crate::error::{Error, Result};
 use crate::log::UNDEFINED_EPOCH;
+use crate::record::BatchHeader;
 
 impl Partition {
     /// The next fetch a follower sends its leader.
@@ -67,6 +68,11 @@ impl Partition {
             }
             let bytes = &mut state.scratch[..len];
             records.read_to(bytes)?;
+            if !self.cut_to_batch_holding_end(bytes)? {
+                // The next fetch goes on from where the cut left the log end.
+                self.cap_high_watermark(&mut state);
+                return Ok(true);
+            }
             self.log.append_as_follower(bytes)?;
         }
         let (start, leo) = (self.log.log_start_offset(), self.log.log_end_offset());
@@ -80,6 +86,42 @@ impl Partition {
         let hw = state.high_watermark.max(hw).min(leo);
         self.set_high_watermark(&mut state, hw);
         Ok(true)
+    }
+
+    /// When this replica's log end lies inside the first batch of a fetched answer (below
+    /// its last offset but above its base), the log is cut back to that base so that the
+    /// batch appends whole. The leader found the fetch on its log, yet its batches are
+    /// not where this replica's end says they are:
+    ///
+    /// - DeleteRecords may put the leader's log start inside a batch. A follower that
+    ///   started over there has an empty log ending at that offset, and is sent the whole
+    ///   batch that holds it. Its log starts over at the batch's base offset, and the log
+    ///   start moves back up to the leader's as the answer is applied. Kafka's `Partition`
+    ///   does the same on `UnexpectedAppendOffsetException`.
+    /// - A compacted log cut inside a gap ends there, past its last batch (see
+    ///   [`crate::log::Log::truncate_to`]); the leader may still hold, uncleaned, a batch
+    ///   across that end. Nothing is removed.
+    /// - A log start that moved past where the logs diverge takes the leader's older
+    ///   epochs out of its cache: asked for such an epoch, the leader answers with its log
+    ///   start as the epoch's end (Kafka's rule), which the fetch offset does not pass, and
+    ///   the divergence above it goes unseen. The batch boundary shows it: this replica's
+    ///   batches from the base on are not the leader's, and go. A record the leader does not
+    ///   have was never committed. Kafka's follower fails the partition here.
+    ///
+    /// Returns whether the records go on from the log end now. A cut that removed a batch
+    /// of this replica's across the base leaves the end below it: the answer is not
+    /// appended, and the next fetch starts from the new end. Anything else is left to the
+    /// append to check.
+    fn cut_to_batch_holding_end(&self, bytes: &[u8]) -> Result<bool> {
+        let leo = self.log.log_end_offset();
+        let Ok(first) = BatchHeader::parse(bytes) else {
+            return Ok(true);
+        };
+        if first.base_offset >= leo || first.last_offset() < leo {
+            return Ok(true);
+        }
+        self.log.truncate_to(first.base_offset)?;
+        Ok(self.log.log_end_offset() == first.base_offset)
     }
 
     /// Where to cut the log for the leader's diverging epoch. When this replica knows the

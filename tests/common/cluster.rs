@@ -128,3 +128,8 @@ impl Cluster {
 pub fn contents(log: &Log) -> Vec<(i64, u32)> {
     partlog::cluster::batch_crcs(log, i64::MAX).expect("read")
 }
+
+/// [`contents`] from the batch that holds `from` on.
+pub fn contents_from(log: &Log, from: i64) -> Vec<(i64, u32)> {
+    partlog::cluster::batch_crcs_between(log, from, i64::MAX).expect("read")
+}
