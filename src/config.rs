@@ -47,6 +47,13 @@ impl CleanupPolicy {
     pub fn compacts(self) -> bool {
         !matches!(self, CleanupPolicy::Delete)
     }
+
+    /// True when retention deletes old segments by time and size. A compact-only log loses
+    /// only what lies below its log start: its old segments hold the latest record of keys
+    /// not written since (Kafka's `cleanup.policy=compact`).
+    pub fn deletes(self) -> bool {
+        !matches!(self, CleanupPolicy::Compact)
+    }
 }
 
 /// The configuration of one partition log. `Default` gives Kafka's defaults.

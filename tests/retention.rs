@@ -6,9 +6,9 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{backends, batch, file_names, options, read_all, small_config, Backend};
+use common::{backends, batch, file_names, keyed_batch, options, read_all, small_config, Backend};
 use partlog::log::Log;
-use partlog::{Clock, Error, LogConfig, ManualClock};
+use partlog::{CleanupPolicy, Clock, Error, LogConfig, ManualClock};
 
 const DELAY_MS: i64 = 60_000;
 
@@ -222,5 +222,43 @@ fn segments_without_timestamps_age_by_file_mtime_not_at_the_first_pass() {
         let outcome = log.delete_old_segments().unwrap();
         assert_eq!(outcome.segments_deleted, 2, "{}", backend.name);
         assert_eq!(log.log_start_offset(), 20);
+    }
+}
+
+/// Time and size retention delete only where the cleanup policy says delete, as in Kafka:
+/// a compact-only log (the consumer offsets) keeps its old segments, whose records may be
+/// the latest of their keys, and loses only what lies below its log start. A
+/// `compact,delete` log is deleted by time too.
+#[test]
+fn a_compact_only_log_keeps_its_old_segments() {
+    for backend in backends() {
+        for policy in [CleanupPolicy::Compact, CleanupPolicy::CompactDelete] {
+            let name = format!("{policy:?}-0");
+            let config = LogConfig {
+                cleanup_policy: policy,
+                ..config(100_000, 0)
+            };
+            let (log, clock) = open_with(&backend, &name, config);
+            for s in 0..4 {
+                if s > 0 {
+                    log.force_roll().unwrap();
+                }
+                let key = format!("key-{s}").into_bytes();
+                let mut b = keyed_batch(&[(key, Some(vec![b'v'; 40]))], 10);
+                log.append_as_leader(&mut b, 1).unwrap();
+            }
+            clock.advance_ms(10_000_000);
+            let deleted = log.delete_old_segments().unwrap().segments_deleted;
+            if policy == CleanupPolicy::Compact {
+                assert_eq!(deleted, 0, "{}", backend.name);
+                assert_eq!(log.log_start_offset(), 0);
+                log.advance_log_start_offset(2).unwrap();
+                let outcome = log.delete_old_segments().unwrap();
+                assert_eq!(outcome.segments_deleted, 2, "below the log start");
+            } else {
+                assert_eq!(deleted, 3, "{}", backend.name);
+            }
+            assert_eq!(log.log_end_offset(), 4);
+        }
     }
 }

@@ -33,7 +33,8 @@ impl Log {
 
     /// Deletes, oldest first, segments that are wholly below the log start offset, whose
     /// newest record is older than `retention_ms`, or that the log can lose and still be at
-    /// least `retention_bytes` large. The active segment is never deleted.
+    /// least `retention_bytes` large; by time and size only when the cleanup policy deletes
+    /// ([`crate::CleanupPolicy::deletes`]). The active segment is never deleted.
     pub fn delete_old_segments(&self) -> Result<RetentionOutcome> {
         self.delete_old_segments_below(i64::MAX)
     }
@@ -47,14 +48,17 @@ impl Log {
         let segments = self.segments();
         let mut total: u64 = segments.iter().map(|s| s.size()).sum();
         let start = self.log_start_offset();
+        let deletes = self.config.cleanup_policy.deletes();
         let mut doomed = 0usize;
         let mut bytes_deleted = 0u64;
         while doomed + 1 < segments.len() && segments[doomed + 1].base_offset() <= limit {
             let segment = &segments[doomed];
             let below_start = segments[doomed + 1].base_offset() <= start;
-            let expired = self.config.retention_ms >= 0
+            let expired = deletes
+                && self.config.retention_ms >= 0
                 && now - segment.retention_timestamp()? > self.config.retention_ms;
-            let oversize = self.config.retention_bytes >= 0
+            let oversize = deletes
+                && self.config.retention_bytes >= 0
                 && total - segment.size() >= self.config.retention_bytes as u64;
             if !(below_start || expired || oversize) {
                 break;
