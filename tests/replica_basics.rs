@@ -6,7 +6,7 @@ mod common;
 
 use common::batch;
 use common::cluster::{contents, Cluster};
-use partlog::replica::{Acks, TruncationMode};
+use partlog::replica::{Acks, FetchRequest, Partition, TruncationMode};
 use partlog::Error;
 
 const TIMEOUT_MS: i64 = 30_000;
@@ -209,15 +209,8 @@ fn a_late_out_of_range_answer_is_ignored() {
         .append(&mut batch(3, 20, 7), Acks::Leader, TIMEOUT_MS)
         .unwrap();
     let request = c.replica(1).fetch_request(1 << 20);
-    let Err(Error::OffsetOutOfRange {
-        log_start_offset,
-        log_end_offset,
-        ..
-    }) = c.replica(2).fetch(&request)
-    else {
-        panic!("broker 1 fetches past broker 2's end");
-    };
-    let answer = |r: &partlog::replica::Partition| {
+    let (log_start_offset, log_end_offset) = out_of_range(c.replica(2), &request);
+    let answer = |r: &Partition| {
         r.handle_out_of_range(&request, log_start_offset, log_end_offset)
             .unwrap()
     };
@@ -284,14 +277,7 @@ fn a_follower_starting_at_a_log_start_inside_a_batch_takes_the_whole_batch() {
     c.restart(2, true, 0);
     c.replica(2).become_follower(1, 0).unwrap();
     let request = c.replica(2).fetch_request(1 << 20);
-    let Err(Error::OffsetOutOfRange {
-        log_start_offset,
-        log_end_offset,
-        ..
-    }) = c.replica(0).fetch(&request)
-    else {
-        panic!("offset 0 is below the leader's log start");
-    };
+    let (log_start_offset, log_end_offset) = out_of_range(c.replica(0), &request);
     assert_eq!(log_start_offset, 7);
     let follower = c.replica(2);
     assert!(follower
@@ -309,4 +295,17 @@ fn a_follower_starting_at_a_log_start_inside_a_batch_takes_the_whole_batch() {
     c.replicate(0, &[2]);
     assert_eq!(contents(follower.log()), contents(c.replica(0).log()));
     assert_eq!(follower.high_watermark(), c.replica(0).high_watermark());
+}
+
+/// The log start and end that `leader` answers `request` with, which must be out of its
+/// range.
+fn out_of_range(leader: &Partition, request: &FetchRequest) -> (i64, i64) {
+    match leader.fetch(request) {
+        Err(Error::OffsetOutOfRange {
+            log_start_offset,
+            log_end_offset,
+            ..
+        }) => (log_start_offset, log_end_offset),
+        other => panic!("fetch at {}: {other:?}", request.fetch_offset),
+    }
 }

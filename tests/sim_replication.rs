@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use common::batch;
 use common::cluster::{contents, contents_from, Cluster};
 use partlog::io::sim::SimRng;
-use partlog::replica::{Acks, AppendHandle, FetchResponse, TruncationMode};
+use partlog::replica::{Acks, AppendHandle, FetchRequest, FetchResponse, TruncationMode};
 use partlog::Error;
 
 const DEFAULT_SEEDS: u64 = 500;
@@ -122,27 +122,37 @@ impl Sim {
             self.trace.push(format!("fetch {f}: request lost"));
             return;
         }
-        match self.c.replica(self.leader).fetch(&request) {
-            Ok(response) => {
-                let fate = if self.network_faults {
-                    self.net_rng.below(10)
-                } else {
-                    9
-                };
-                self.trace.push(format!(
-                    "fetch {f} at {} (epoch {}): diverging {:?}, network {fate}",
-                    request.fetch_offset, request.last_fetched_epoch, response.diverging
-                ));
-                match fate {
-                    0 => {} // dropped
-                    1 => self.delayed.push((f, response)),
-                    2 => {
-                        self.deliver(f, &response);
-                        self.deliver(f, &response); // duplicated
-                    }
-                    _ => self.deliver(f, &response),
+        if let Some(response) = self.ask_leader(f, &request) {
+            let fate = if self.network_faults {
+                self.net_rng.below(10)
+            } else {
+                9
+            };
+            self.trace.push(format!(
+                "fetch {f} at {} (epoch {}): diverging {:?}, network {fate}",
+                request.fetch_offset, request.last_fetched_epoch, response.diverging
+            ));
+            match fate {
+                0 => {} // dropped
+                1 => self.delayed.push((f, response)),
+                2 => {
+                    self.deliver(f, &response);
+                    self.deliver(f, &response); // duplicated
                 }
+                _ => self.deliver(f, &response),
             }
+        }
+        if let Some(isr) = self.c.replica(self.leader).isr_proposal() {
+            self.trace.push(format!("isr -> {isr:?}"));
+            self.c.replica(self.leader).confirm_isr(isr);
+        }
+    }
+
+    /// The leader's answer to `request` of follower `f`. An out-of-range one is handled at
+    /// once: the follower cuts back to the leader's end or starts over at its log start.
+    fn ask_leader(&mut self, f: usize, request: &FetchRequest) -> Option<FetchResponse> {
+        match self.c.replica(self.leader).fetch(request) {
+            Ok(response) => Some(response),
             Err(Error::OffsetOutOfRange {
                 log_start_offset,
                 log_end_offset,
@@ -151,14 +161,11 @@ impl Sim {
                 self.trace.push(format!("fetch {f}: out of range"));
                 self.c
                     .replica(f)
-                    .handle_out_of_range(&request, log_start_offset, log_end_offset)
+                    .handle_out_of_range(request, log_start_offset, log_end_offset)
                     .expect("out of range");
+                None
             }
             Err(e) => panic!("fetch by {f}: {e}"),
-        }
-        if let Some(isr) = self.c.replica(self.leader).isr_proposal() {
-            self.trace.push(format!("isr -> {isr:?}"));
-            self.c.replica(self.leader).confirm_isr(isr);
         }
     }
 
@@ -334,19 +341,8 @@ impl Sim {
         for _ in 0..6 {
             for &f in &followers {
                 let request = self.c.replica(f).fetch_request(1 << 20);
-                match self.c.replica(self.leader).fetch(&request) {
-                    Ok(response) => self.deliver(f, &response),
-                    Err(Error::OffsetOutOfRange {
-                        log_start_offset,
-                        log_end_offset,
-                        ..
-                    }) => {
-                        self.c
-                            .replica(f)
-                            .handle_out_of_range(&request, log_start_offset, log_end_offset)
-                            .expect("out of range");
-                    }
-                    Err(e) => panic!("fetch by {f}: {e}"),
+                if let Some(response) = self.ask_leader(f, &request) {
+                    self.deliver(f, &response);
                 }
             }
             if let Some(isr) = self.c.replica(self.leader).isr_proposal() {
@@ -392,6 +388,11 @@ fn run_seed(seed: u64, network_faults: bool, delete_records: bool) -> Result<(),
     common::run_sim_seed(seed, "SIM_REPL", "sim_replication", drive, |s| s.trace)
 }
 
+/// Runs one recorded seed, panicking with its report.
+fn replay(seed: u64, network_faults: bool, delete_records: bool) {
+    run_seed(seed, network_faults, delete_records).unwrap_or_else(|report| panic!("{report}"));
+}
+
 #[test]
 fn replicas_keep_every_acknowledged_record_through_failures() {
     common::run_seeds("SIM_REPL", DEFAULT_SEEDS, |seed| run_seed(seed, true, true));
@@ -404,7 +405,7 @@ fn replicas_keep_every_acknowledged_record_through_failures() {
 /// log goes on.
 #[test]
 fn recovery_cut_that_was_not_durable_came_back_under_newer_batches() {
-    run_seed(7219, false, false).unwrap_or_else(|report| panic!("{report}"));
+    replay(7219, false, false);
 }
 
 /// Seed 108862: a fetch answer telling the follower its epoch-1 records diverged was held
@@ -415,7 +416,7 @@ fn recovery_cut_that_was_not_durable_came_back_under_newer_batches() {
 /// last fetched epoch, and a follower applies only the answer to the fetch it would send.
 #[test]
 fn late_diverging_answer_cut_a_follower_fetched_back_to_the_same_offset() {
-    run_seed(108862, true, false).unwrap_or_else(|report| panic!("{report}"));
+    replay(108862, true, false);
 }
 
 /// Seed 51: DeleteRecords on a new leader moved its log start past where the old leader's
@@ -426,7 +427,7 @@ fn late_diverging_answer_cut_a_follower_fetched_back_to_the_same_offset() {
 /// fetch. A follower now cuts its log back to the base of a fetched batch across its end.
 #[test]
 fn a_log_start_moved_past_a_divergence_hid_it_from_the_fetch() {
-    run_seed(51, true, true).unwrap_or_else(|report| panic!("{report}"));
+    replay(51, true, true);
 }
 
 /// Seed 1013: as seed 51, where the cut removed a batch of the follower's across that
@@ -434,5 +435,5 @@ fn a_log_start_moved_past_a_divergence_hid_it_from_the_fetch() {
 /// instead of failing to append.
 #[test]
 fn a_cut_to_a_fetched_batch_that_ends_below_its_base_fetches_again() {
-    run_seed(1013, true, true).unwrap_or_else(|report| panic!("{report}"));
+    replay(1013, true, true);
 }
