@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::path::Path;
+
 use common::batch;
 use common::cluster::{contents, Cluster};
 use partlog::replica::{Acks, FetchRequest, Partition, TruncationMode};
@@ -256,13 +258,9 @@ fn retention_and_the_log_start_stop_at_the_high_watermark() {
     leader.advance_log_start_offset(2).unwrap();
 }
 
-/// DeleteRecords may move the leader's log start into the middle of a batch. A follower
-/// that starts over there (it was behind the log start) is sent the whole batch, whose
-/// first offsets lie below its empty log's end: it starts its log at the batch's base
-/// offset instead and appends it (Kafka's `UnexpectedAppendOffsetException` case in
-/// `Partition`), and catches up.
-#[test]
-fn a_follower_starting_at_a_log_start_inside_a_batch_takes_the_whole_batch() {
+/// Broker 0 leads with the batches 0..=4 and 5..=9 and its log start at 7, inside the
+/// second (DeleteRecords); broker 2 lost everything and started over at 7, empty.
+fn follower_at_a_log_start_inside_a_batch() -> Cluster {
     let mut c = Cluster::new(3, 2, TruncationMode::LeaderEpoch);
     c.replica(0).confirm_isr(vec![0, 1]);
     for i in 0..2 {
@@ -273,7 +271,6 @@ fn a_follower_starting_at_a_log_start_inside_a_batch_takes_the_whole_batch() {
     c.replicate(0, &[1]);
     assert_eq!(c.replica(0).high_watermark(), 10);
     c.replica(0).advance_log_start_offset(7).unwrap();
-    // Broker 2 lost everything it had and comes back behind the leader's log start.
     c.restart(2, true, 0);
     c.replica(2).become_follower(1, 0).unwrap();
     let request = c.replica(2).fetch_request(1 << 20);
@@ -284,6 +281,18 @@ fn a_follower_starting_at_a_log_start_inside_a_batch_takes_the_whole_batch() {
         .handle_out_of_range(&request, log_start_offset, log_end_offset)
         .unwrap());
     assert_eq!(follower.log().log_end_offset(), 7);
+    c
+}
+
+/// DeleteRecords may move the leader's log start into the middle of a batch. A follower
+/// that starts over there (it was behind the log start) is sent the whole batch, whose
+/// first offsets lie below its empty log's end: it starts its log at the batch's base
+/// offset instead and appends it (Kafka's `UnexpectedAppendOffsetException` case in
+/// `Partition`), and catches up.
+#[test]
+fn a_follower_starting_at_a_log_start_inside_a_batch_takes_the_whole_batch() {
+    let c = follower_at_a_log_start_inside_a_batch();
+    let follower = c.replica(2);
     // The fetch at 7 brings the batch 5..=9.
     c.fetch(2, 0);
     assert_eq!(follower.log().log_end_offset(), 10);
@@ -295,6 +304,36 @@ fn a_follower_starting_at_a_log_start_inside_a_batch_takes_the_whole_batch() {
     c.replicate(0, &[2]);
     assert_eq!(contents(follower.log()), contents(c.replica(0).log()));
     assert_eq!(follower.high_watermark(), c.replica(0).high_watermark());
+}
+
+/// A fetched batch across the log end moves it only once its CRC checks: the bytes are
+/// read from the leader's files after it answered, and a leader that stepped down since
+/// may have cut and rewritten them. Here the batch is damaged on the leader: the answer
+/// fails and the follower's log stays as it was.
+#[test]
+fn a_damaged_batch_across_the_log_end_moves_nothing() {
+    let c = follower_at_a_log_start_inside_a_batch();
+    let position = c
+        .replica(0)
+        .log()
+        .read(7, 1, None)
+        .unwrap()
+        .unwrap()
+        .position();
+    let segment = Path::new("/data/t-0/00000000000000000000.log");
+    c.brokers[0]
+        .disk
+        .flip_bit(segment, position + 100, 3)
+        .unwrap();
+    let follower = c.replica(2);
+    let response = c
+        .replica(0)
+        .fetch(&follower.fetch_request(1 << 20))
+        .unwrap();
+    let err = follower.apply_fetch(&response).unwrap_err();
+    assert!(matches!(err, Error::InvalidBatch(_)), "{err}");
+    let log = follower.log();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (7, 7));
 }
 
 /// The log start and end that `leader` answers `request` with, which must be out of its

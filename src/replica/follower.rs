@@ -5,7 +5,7 @@
 use super::{DivergingEpoch, FetchRequest, FetchResponse, Partition, Role, State, TruncationMode};
 use crate::error::{Error, Result};
 use crate::log::UNDEFINED_EPOCH;
-use crate::record::BatchHeader;
+use crate::record::Batch;
 
 impl Partition {
     /// The next fetch a follower sends its leader.
@@ -68,7 +68,7 @@ impl Partition {
             }
             let bytes = &mut state.scratch[..len];
             records.read_to(bytes)?;
-            if !self.cut_to_batch_holding_end(bytes)? {
+            if !self.cut_to_batch_holding_end(bytes, response.leader_epoch)? {
                 // The next fetch goes on from where the cut left the log end.
                 self.cap_high_watermark(&mut state);
                 return Ok(true);
@@ -112,16 +112,23 @@ impl Partition {
     /// of this replica's across the base leaves the end below it: the answer is not
     /// appended, and the next fetch starts from the new end. Anything else is left to the
     /// append to check.
-    fn cut_to_batch_holding_end(&self, bytes: &[u8]) -> Result<bool> {
+    ///
+    /// Only an intact batch of the answer's leader epoch or before moves the log end: the
+    /// bytes are read from the leader's files after it answered, and a leader that stepped
+    /// down since may have cut them and written a later leader's batches there. Another
+    /// changes nothing here, and the append refuses it or takes it as it comes.
+    fn cut_to_batch_holding_end(&self, bytes: &[u8], leader_epoch: i32) -> Result<bool> {
         let leo = self.log.log_end_offset();
-        let Ok(first) = BatchHeader::parse(bytes) else {
+        let Ok(first) = Batch::parse(bytes) else {
             return Ok(true);
         };
-        if first.base_offset >= leo || first.last_offset() < leo {
+        let (base, last) = (first.header().base_offset, first.header().last_offset());
+        let later = first.header().partition_leader_epoch > leader_epoch;
+        if base >= leo || last < leo || later || first.verify_crc().is_err() {
             return Ok(true);
         }
-        self.log.truncate_to(first.base_offset)?;
-        Ok(self.log.log_end_offset() == first.base_offset)
+        self.log.truncate_to(base)?;
+        Ok(self.log.log_end_offset() == base)
     }
 
     /// Where to cut the log for the leader's diverging epoch. When this replica knows the
