@@ -3,14 +3,16 @@
 //! that follows the leader (truncating where its log diverged from it), a consumer reads up
 //! to the leader's high watermark, and a controller starts new leader epochs, shrinks the
 //! ISR (below min ISR too), confirms the leader's proposals to grow it back, lets time pass
-//! and runs retention on every replica; in the second test it also moves the leadership to
-//! another member of the ISR. The
+//! and runs retention on every replica, and moves the leader's log start (DeleteRecords)
+//! to any offset up to its HW, inside a batch too; in the second test it also moves the
+//! leadership to another member of the ISR. The
 //! brokers never crash: the tests look for races between a role change and the appends,
 //! fetches, truncations and completions running into it.
 //!
 //! Afterwards: every append's handle completed (no wake-up or completion is lost); an
 //! acknowledged batch was on at least min ISR replicas when its handle said so, and is on
-//! the final leader at its offset, exactly once (unless retention took it); the replicas,
+//! the final leader at its offset, exactly once (unless retention or DeleteRecords took
+//! it); the replicas,
 //! caught up, are byte-identical above every log start; within one leader epoch the high
 //! watermark never went back; every record the consumer saw is in the final log at its
 //! offset (or below its log start).
@@ -44,11 +46,16 @@ const LAG_MS: i64 = 200;
 /// Longer than any test run: a handle that is still pending after it was lost.
 const WAIT: Duration = Duration::from_secs(10);
 
+/// Records in a batch, at most: batches of several records let DeleteRecords put a log
+/// start inside one.
+const RECORDS_PER_BATCH: u64 = 3;
+
 /// What one producer's appends came to.
 #[derive(Default)]
 struct Produced {
-    /// Acknowledged: the batch's base offset and its key.
+    /// Acknowledged: each record's offset and its key.
     acked: Vec<(i64, Vec<u8>)>,
+    acked_appends: usize,
     /// Refused before writing or failed after: not acknowledged.
     not_acked: usize,
 }
@@ -58,9 +65,14 @@ fn produce(b: &Brokers, producer: usize, seed: u64) -> Produced {
     let mut out = Produced::default();
     for seq in 0..APPENDS_PER_PRODUCER {
         rng.pace();
-        let key = format!("p{producer}-{seq}").into_bytes();
-        let value = vec![b'a' + (seq % 26) as u8; 1 + rng.below(300) as usize];
-        let mut batch = keyed_batch(&[(key.clone(), Some(value))], seq as i64);
+        let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = (0..1 + rng.below(RECORDS_PER_BATCH))
+            .map(|i| {
+                let key = format!("p{producer}-{seq}-{i}").into_bytes();
+                let value = vec![b'a' + (seq % 26) as u8; 1 + rng.below(300) as usize];
+                (key, Some(value))
+            })
+            .collect();
+        let mut batch = keyed_batch(&records, seq as i64);
         let handle = match b.leader().append(&mut batch, Acks::All, 3_600_000) {
             Ok(handle) => handle,
             // Nothing written: the producer backs off, as before a retry, while the
@@ -83,7 +95,10 @@ fn produce(b: &Brokers, producer: usize, seed: u64) -> Produced {
                     "append {seq} of producer {producer} acknowledged at {} on {holding} replicas",
                     info.last_offset
                 );
-                out.acked.push((info.first_offset, key));
+                let offsets = info.first_offset..;
+                let keys = records.into_iter().map(|(key, _)| key);
+                out.acked.extend(offsets.zip(keys));
+                out.acked_appends += 1;
             }
             Some(Err(Error::NotLeaderOrFollower | Error::NotEnoughReplicasAfterAppend { .. })) => {
                 out.not_acked += 1
@@ -94,12 +109,31 @@ fn produce(b: &Brokers, producer: usize, seed: u64) -> Produced {
     out
 }
 
-/// Shakes the partition (see [`Brokers::control_step`]) until the producers are done.
+/// Shakes the partition (see [`Brokers::control_step`]) until the producers are done,
+/// moving the leader's log start now and then (DeleteRecords).
 fn control(b: &Brokers, producing: &AtomicBool, elections: bool, seed: u64) {
     let (mut rng, mut epoch) = (Rng::new(seed, 20), 1);
     while producing.load(Ordering::Acquire) {
         thread::sleep(Duration::from_micros(100 + rng.below(500)));
-        b.control_step(&mut rng, &mut epoch, elections, LAG_MS);
+        if rng.below(12) == 0 {
+            delete_records(b.leader(), &mut rng);
+        } else {
+            b.control_step(&mut rng, &mut epoch, elections, LAG_MS);
+        }
+    }
+}
+
+/// DeleteRecords up to any offset from the log start to the HW, inside a batch too.
+fn delete_records(leader: &Partition, rng: &mut Rng) {
+    let (start, hw) = (leader.log().log_start_offset(), leader.high_watermark());
+    if hw <= start {
+        return;
+    }
+    let to = start + rng.below((hw - start + 1) as u64) as i64;
+    match leader.advance_log_start_offset(to) {
+        // A new leader's HW may lag the one just read.
+        Ok(()) | Err(Error::OffsetOutOfRange { .. }) => {}
+        Err(e) => panic!("delete records below {to}: {e}"),
     }
 }
 
@@ -132,10 +166,21 @@ fn consume(b: &Brokers, consuming: &AtomicBool) -> Vec<(i64, Vec<u8>)> {
                 for batch in batches(&bytes) {
                     let batch = batch.expect("batch");
                     batch.validate().expect("valid batch");
-                    assert_eq!(batch.header().base_offset, next, "offsets run on");
+                    let header = batch.header();
+                    // Only the batch holding a log start that DeleteRecords put inside it
+                    // begins below the offset asked for.
+                    assert!(
+                        header.base_offset == next
+                            || (header.base_offset < next && next <= header.last_offset()),
+                        "offsets run on: batch {}..={} read at {next}",
+                        header.base_offset,
+                        header.last_offset()
+                    );
                     for rec in batch.records().expect("records") {
                         let rec = rec.expect("record");
-                        seen.push((rec.offset, rec.key.expect("key").to_vec()));
+                        if rec.offset >= next {
+                            seen.push((rec.offset, rec.key.expect("key").to_vec()));
+                        }
                     }
                     next = batch.header().next_offset();
                 }
@@ -144,8 +189,8 @@ fn consume(b: &Brokers, consuming: &AtomicBool) -> Vec<(i64, Vec<u8>)> {
             // A new leader's HW may still lag the old one's: nothing to read there yet. (It
             // has every record below the old one's HW: it was elected from the ISR.)
             Ok(None) => thread::yield_now(),
-            // Retention took what it had not read yet: it goes on from the log start, as a
-            // consumer resetting to the earliest offset does.
+            // Retention or DeleteRecords took what it had not read yet: it goes on from the
+            // log start, as a consumer resetting to the earliest offset does.
             Err(Error::OffsetOutOfRange {
                 log_start_offset, ..
             }) if next < log_start_offset => next = log_start_offset,
@@ -190,7 +235,7 @@ fn check_seed(seed: u64, elections: bool) {
     });
 
     let leader = b.leader();
-    // Retention may have taken what lies below a log start.
+    // Retention and DeleteRecords may have taken what lies below a log start.
     let start = (b.replicas.iter())
         .map(|r| r.log().log_start_offset())
         .max()
@@ -201,10 +246,10 @@ fn check_seed(seed: u64, elections: bool) {
         .collect();
     let mut acked = 0;
     for p in &produced {
-        assert_eq!(p.acked.len() + p.not_acked, APPENDS_PER_PRODUCER);
-        // Each was on min ISR replicas when acknowledged (checked then); retention may
-        // have taken the oldest since.
-        acked += p.acked.len();
+        assert_eq!(p.acked_appends + p.not_acked, APPENDS_PER_PRODUCER);
+        // Each was on min ISR replicas when acknowledged (checked then); retention and
+        // DeleteRecords may have taken the oldest since.
+        acked += p.acked_appends;
         for (offset, key) in p.acked.iter().filter(|(o, _)| *o >= start) {
             assert_eq!(
                 records.get(offset),
@@ -213,7 +258,8 @@ fn check_seed(seed: u64, elections: bool) {
             );
         }
     }
-    // Every append wrote a distinct key and none was retried: a key twice is a batch twice.
+    // Every record has a distinct key and no append was retried: a key twice is a batch
+    // twice.
     let mut keys: Vec<&Vec<u8>> = records.values().collect();
     keys.sort();
     keys.dedup();
