@@ -208,12 +208,18 @@ impl Brokers {
     }
 
     /// Broker `me` follows whichever broker leads, while `fetching`, in fetches of a few
-    /// KiB, truncating where its log diverged from the leader's.
+    /// KiB, truncating where its log diverged from the leader's, and now and then falling
+    /// behind for a few milliseconds.
     pub fn follow(&self, me: usize, fetching: &AtomicBool, seed: u64) {
         let mut rng = Rng::new(seed, 10 + me as u64);
         let replica = &self.replicas[me];
         while fetching.load(Ordering::Acquire) {
             rng.pace();
+            if rng.below(256) == 0 {
+                // Falls behind for a while (a slow disk, a long pause): the ISR may shrink
+                // without it, and the leader's log start pass it.
+                thread::sleep(Duration::from_millis(2 + rng.below(8)));
+            }
             let leader = self.leader();
             if replica.is_leader() || Arc::ptr_eq(leader, replica) {
                 thread::sleep(Duration::from_micros(100));
