@@ -7,8 +7,10 @@ mod common;
 use std::path::Path;
 
 use common::batch;
-use common::cluster::{contents, Cluster};
-use partlog::replica::{Acks, FetchRequest, Partition, TruncationMode};
+use common::cluster::{contents, open_log, Cluster};
+use partlog::io::sim::SimStorage;
+use partlog::record::{set_base_offset, set_partition_leader_epoch};
+use partlog::replica::{Acks, FetchRequest, FetchResponse, Partition, TruncationMode};
 use partlog::Error;
 
 const TIMEOUT_MS: i64 = 30_000;
@@ -347,4 +349,55 @@ fn out_of_range(leader: &Partition, request: &FetchRequest) -> (i64, i64) {
         }) => (log_start_offset, log_end_offset),
         other => panic!("fetch at {}: {other:?}", request.fetch_offset),
     }
+}
+
+/// A follower at offset 2 handed, as its leader's answer in epoch 1, a slice whose first
+/// batch (offsets 1..=3) reaches across its end and carries `batch_epoch`: the bytes of
+/// another log, as a leader that stepped down and took a later leader's batches would
+/// hold them where it had answered from. Returns the follower's answer and its log end
+/// after.
+fn apply_foreign_batch_across_the_end(batch_epoch: i32) -> (partlog::Result<bool>, i64) {
+    let c = Cluster::new(3, 2, TruncationMode::LeaderEpoch);
+    c.replica(0)
+        .append(&mut batch(2, 20, 0), Acks::Leader, TIMEOUT_MS)
+        .unwrap();
+    c.replicate(0, &[1, 2]);
+    let follower = c.replica(1);
+    assert_eq!(follower.log().log_end_offset(), 2);
+    let elsewhere = open_log(&SimStorage::new(9), &c.clock);
+    for (base, records) in [(0, 1), (1, 3)] {
+        let mut b = batch(records, 20, 7);
+        set_base_offset(&mut b, base);
+        set_partition_leader_epoch(&mut b, batch_epoch);
+        elsewhere.append_as_follower(&b).unwrap();
+    }
+    let request = follower.fetch_request(1 << 20);
+    let response = FetchResponse {
+        fetch_offset: request.fetch_offset,
+        last_fetched_epoch: request.last_fetched_epoch,
+        leader_epoch: request.leader_epoch,
+        records: elsewhere.read(2, 1 << 20, None).unwrap(),
+        high_watermark: 2,
+        log_start_offset: 0,
+        log_end_offset: 4,
+        diverging: None,
+    };
+    let outcome = follower.apply_fetch(&response);
+    (outcome, follower.log().log_end_offset())
+}
+
+/// Only a batch of the answer's leader epoch or before cuts a follower back: one of a later
+/// epoch was written after the answer, by a leader the follower has not heard of yet.
+#[test]
+fn a_batch_of_a_later_epoch_across_the_log_end_cuts_nothing() {
+    let (outcome, end) = apply_foreign_batch_across_the_end(5);
+    assert!(
+        matches!(outcome, Err(Error::InvalidOffset { .. })),
+        "{outcome:?}"
+    );
+    assert_eq!(end, 2, "the follower's log is as it was");
+    // The same batch in the answer's epoch cuts the follower's batch 0..=1 away.
+    let (outcome, end) = apply_foreign_batch_across_the_end(1);
+    assert!(outcome.unwrap());
+    assert_eq!(end, 0);
 }
