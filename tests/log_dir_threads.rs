@@ -6,7 +6,8 @@
 //! Checked: every writer of a partition got the same log; after the reopen, every
 //! partition serves valid batches with consecutive offsets, recovery finds no corruption,
 //! and every record a finished `LogDir::flush` covered is there at its offset (after a
-//! clean close, every record is).
+//! clean close, every record is). A second test holds one partition's recovery in its
+//! sync and checks that the dir's other partitions are reachable meanwhile.
 //!
 //! ```text
 //! cargo test --release --test log_dir_threads                         # CI: 40 seeds
@@ -152,5 +153,56 @@ fn check_seed(seed: u64) {
 fn writers_open_append_and_flush_partitions_while_chores_checkpoint() {
     common::run_seeds("LOG_DIR_THREADS", 40, |seed| {
         threads::check_seed(seed, "LOG_DIR_THREADS", "log_dir_threads", check_seed)
+    });
+}
+
+/// One partition's recovery, held in the sync of its cut, holds up neither the lookups nor
+/// the opens of the dir's other partitions; a second opener of the same partition waits
+/// for it and gets the same log.
+#[test]
+fn a_partition_recovering_holds_up_no_other() {
+    let disk = SimStorage::new(1);
+    {
+        let dir = LogDir::open(disk.storage(), "/d", options()).expect("open dir");
+        for p in 0..2 {
+            let (log, _) = dir.open_log(&tp(p)).expect("open log");
+            let mut batch = keyed_batch(&[(b"k".to_vec(), Some(vec![b'v'; 50]))], 0);
+            log.append_as_leader(&mut batch, 0).expect("append");
+        }
+        dir.flush().expect("flush");
+        let (log, _) = dir.open_log(&tp(0)).expect("open log");
+        let mut batch = keyed_batch(&[(b"k".to_vec(), Some(vec![b'v'; 50]))], 0);
+        log.append_as_leader(&mut batch, 0).expect("append");
+        // The process dies; its last write reached the disk torn.
+    }
+    disk.crash_keep_written();
+    let segment = std::path::Path::new("/d/t-0/00000000000000000000.log");
+    let len = disk.read_raw(segment).expect("segment").len() as u64;
+    disk.truncate_file(segment, len - 10).expect("tear");
+
+    let dir = LogDir::open(disk.storage(), "/d", options()).expect("reopen dir");
+    let (other, _) = dir.open_log(&tp(1)).expect("open the other partition");
+    disk.hold_syncs(".log");
+    thread::scope(|s| {
+        let dir = &dir;
+        let first = s.spawn(move || dir.open_log(&tp(0)).expect("recover").0);
+        while disk.syncs_waiting() == 0 {
+            thread::yield_now();
+        }
+        let second = s.spawn(move || dir.open_log(&tp(0)).expect("second open").0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        s.spawn(move || {
+            let looked_up = dir.log(&tp(1));
+            let opened = dir.open_log(&tp(1)).map(|(log, _)| log);
+            tx.send((looked_up, opened)).ok();
+        });
+        let answer = rx.recv_timeout(std::time::Duration::from_secs(10));
+        disk.release_syncs();
+        let (looked_up, opened) = answer.expect("the other partition waited for a recovery");
+        assert!(looked_up.is_some_and(|l| Arc::ptr_eq(&l, &other)));
+        assert!(Arc::ptr_eq(&opened.expect("open"), &other));
+        let (first, second) = (join(first), join(second));
+        assert!(Arc::ptr_eq(&first, &second), "two logs for one partition");
+        assert_eq!(first.log_end_offset(), 1, "the torn batch was cut");
     });
 }

@@ -24,7 +24,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use crate::checkpoint::{
     self, TopicPartition, CLEANER_FILE, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE,
@@ -32,7 +32,7 @@ use crate::checkpoint::{
 };
 use crate::clock::{Clock, SystemClock};
 use crate::config::LogConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::io::{DirLock, OpenMode, Storage};
 use crate::log::{Log, LogOpenOptions, RecoveryPointCheckpoint, RecoveryReport};
 
@@ -70,6 +70,10 @@ pub struct LogDir {
     /// The cleaner's first dirty offsets as last checkpointed.
     cleaner_offsets: Mutex<BTreeMap<TopicPartition, i64>>,
     logs: Mutex<BTreeMap<TopicPartition, Arc<Log>>>,
+    /// Partitions being opened. The first opener recovers the log holding neither map, so
+    /// that the dir's other partitions stay reachable meanwhile; later openers of the same
+    /// partition wait for its outcome. Locked before `logs` when both are.
+    opening: Mutex<BTreeMap<TopicPartition, Arc<Opening>>>,
     /// Serializes checkpoint writes (they share a temp file name).
     checkpointing: Mutex<()>,
     warnings: Vec<String>,
@@ -129,6 +133,7 @@ impl LogDir {
             high_watermarks: Mutex::new(high_watermarks),
             cleaner_offsets: Mutex::new(cleaner_offsets),
             logs: Mutex::new(BTreeMap::new()),
+            opening: Mutex::new(BTreeMap::new()),
             checkpointing: Mutex::new(()),
             warnings,
         })
@@ -167,7 +172,9 @@ impl LogDir {
     }
 
     /// Like [`LogDir::open_log`] with a per-partition config. A topic name that breaks
-    /// Kafka's rule is refused before anything is written.
+    /// Kafka's rule is refused before anything is written. A partition's recovery holds
+    /// up no other partition of the dir; a second opener of the same partition waits for
+    /// the first and gets the same log.
     pub fn open_log_with(
         &self,
         tp: &TopicPartition,
@@ -180,10 +187,52 @@ impl LogDir {
                 reason: format!("has a negative partition {}", tp.partition),
             });
         }
-        let mut logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(log) = logs.get(tp) {
-            return Ok((log.clone(), RecoveryReport::default()));
+        loop {
+            let (slot, mine) = {
+                let mut opening = self.opening.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(log) = self.log(tp) {
+                    return Ok((log, RecoveryReport::default()));
+                }
+                match opening.get(tp) {
+                    Some(other) => (other.clone(), false),
+                    None => {
+                        let mine = Arc::new(Opening::default());
+                        opening.insert(tp.clone(), mine.clone());
+                        (mine, true)
+                    }
+                }
+            };
+            if !mine {
+                // Another thread opens it: its log, or (it failed) a try of our own.
+                if let Ok(log) = slot.wait() {
+                    return Ok((log, RecoveryReport::default()));
+                }
+                continue;
+            }
+            let outcome = self.recover_log(tp, config.clone());
+            let mut opening = self.opening.lock().unwrap_or_else(|e| e.into_inner());
+            if let Ok((log, _)) = &outcome {
+                let mut logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+                logs.insert(tp.clone(), log.clone());
+            }
+            opening.remove(tp);
+            drop(opening);
+            slot.finish(
+                outcome
+                    .as_ref()
+                    .map(|(log, _)| log.clone())
+                    .map_err(Error::duplicate),
+            );
+            return outcome;
         }
+    }
+
+    /// Opens `tp`'s log, recovering it as needed (the caller made sure no one else does).
+    fn recover_log(
+        &self,
+        tp: &TopicPartition,
+        config: LogConfig,
+    ) -> Result<(Arc<Log>, RecoveryReport)> {
         let recovery_point = self.recovery_points.get(tp);
         let options = LogOpenOptions {
             storage: self.storage.clone(),
@@ -206,9 +255,7 @@ impl LogDir {
         if recovery_point.is_none() {
             self.recovery_points.write(&[(tp.clone(), &log)])?;
         }
-        let log = Arc::new(log);
-        logs.insert(tp.clone(), log.clone());
-        Ok((log, report))
+        Ok((Arc::new(log), report))
     }
 
     /// An open partition's log.
@@ -471,5 +518,31 @@ fn read_offsets(
             ));
             BTreeMap::new()
         }
+    }
+}
+
+/// A partition one thread is opening, which others wait for.
+#[derive(Debug, Default)]
+struct Opening {
+    outcome: Mutex<Option<Result<Arc<Log>>>>,
+    done: Condvar,
+}
+
+impl Opening {
+    /// Waits for the opener's outcome.
+    fn wait(&self) -> Result<Arc<Log>> {
+        let mut outcome = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            match outcome.as_ref() {
+                Some(Ok(log)) => return Ok(log.clone()),
+                Some(Err(e)) => return Err(e.duplicate()),
+                None => outcome = self.done.wait(outcome).unwrap_or_else(|e| e.into_inner()),
+            }
+        }
+    }
+
+    fn finish(&self, outcome: Result<Arc<Log>>) {
+        *self.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+        self.done.notify_all();
     }
 }
