@@ -6,8 +6,9 @@
 //! Checked: every writer of a partition got the same log; after the reopen, every
 //! partition serves valid batches with consecutive offsets, recovery finds no corruption,
 //! and every record a finished `LogDir::flush` covered is there at its offset (after a
-//! clean close, every record is). A second test holds one partition's recovery in its
-//! sync and checks that the dir's other partitions are reachable meanwhile.
+//! clean close, every record is). Two more tests hold one partition's recovery in its
+//! sync: the dir's other partitions are reachable meanwhile, and a second opener of the
+//! partition gets the first's log, or tries again itself when the first failed.
 //!
 //! ```text
 //! cargo test --release --test log_dir_threads                         # CI: 40 seeds
@@ -25,7 +26,7 @@ use std::thread;
 use common::threads::{self, join, Rng, StopAll};
 use common::{keyed_batch, log_records};
 use partlog::checkpoint::TopicPartition;
-use partlog::io::sim::SimStorage;
+use partlog::io::sim::{FaultKind, SimOp, SimStorage};
 use partlog::log::DamageKind;
 use partlog::manager::{LogDir, LogDirOptions};
 use partlog::{LogConfig, ManualClock};
@@ -156,12 +157,9 @@ fn writers_open_append_and_flush_partitions_while_chores_checkpoint() {
     });
 }
 
-/// One partition's recovery, held in the sync of its cut, holds up neither the lookups nor
-/// the opens of the dir's other partitions; a second opener of the same partition waits
-/// for it and gets the same log.
-#[test]
-fn a_partition_recovering_holds_up_no_other() {
-    let disk = SimStorage::new(1);
+/// A dir whose partitions 0 and 1 hold a flushed batch each, and partition 0 a second
+/// batch that reached the disk torn; reopened, partition 1 opened.
+fn dir_with_a_torn_partition(disk: &Arc<SimStorage>) -> (LogDir, Arc<partlog::log::Log>) {
     {
         let dir = LogDir::open(disk.storage(), "/d", options()).expect("open dir");
         for p in 0..2 {
@@ -179,9 +177,18 @@ fn a_partition_recovering_holds_up_no_other() {
     let segment = std::path::Path::new("/d/t-0/00000000000000000000.log");
     let len = disk.read_raw(segment).expect("segment").len() as u64;
     disk.truncate_file(segment, len - 10).expect("tear");
-
     let dir = LogDir::open(disk.storage(), "/d", options()).expect("reopen dir");
     let (other, _) = dir.open_log(&tp(1)).expect("open the other partition");
+    (dir, other)
+}
+
+/// One partition's recovery, held in the sync of its cut, holds up neither the lookups nor
+/// the opens of the dir's other partitions; a second opener of the same partition waits
+/// for it and gets the same log.
+#[test]
+fn a_partition_recovering_holds_up_no_other() {
+    let disk = SimStorage::new(1);
+    let (dir, other) = dir_with_a_torn_partition(&disk);
     disk.hold_syncs(".log");
     thread::scope(|s| {
         let dir = &dir;
@@ -204,5 +211,29 @@ fn a_partition_recovering_holds_up_no_other() {
         let (first, second) = (join(first), join(second));
         assert!(Arc::ptr_eq(&first, &second), "two logs for one partition");
         assert_eq!(first.log_end_offset(), 1, "the torn batch was cut");
+    });
+}
+
+/// A recovery that fails (its cut's sync here) leaves the partition to the next opener,
+/// which tries again: one waiting for it meanwhile opens the log itself.
+#[test]
+fn an_opener_waiting_for_a_failed_recovery_tries_again() {
+    let disk = SimStorage::new(2);
+    let (dir, _) = dir_with_a_torn_partition(&disk);
+    disk.hold_syncs(".log");
+    thread::scope(|s| {
+        let dir = &dir;
+        let first = s.spawn(move || dir.open_log(&tp(0)).map(|(log, _)| log));
+        while disk.syncs_waiting() == 0 {
+            thread::yield_now();
+        }
+        let second = s.spawn(move || dir.open_log(&tp(0)).map(|(log, _)| log));
+        disk.fail_nth(SimOp::Sync, 1, FaultKind::Eio).expect("arm");
+        disk.release_syncs();
+        let first = join(first);
+        assert!(first.is_err(), "the held sync failed");
+        let log = join(second).expect("the second opener recovers it");
+        assert_eq!(log.log_end_offset(), 1, "the torn batch was cut");
+        assert!(dir.log(&tp(0)).is_some_and(|l| Arc::ptr_eq(&l, &log)));
     });
 }
