@@ -188,43 +188,39 @@ impl LogDir {
             });
         }
         loop {
-            let (slot, mine) = {
-                let mut opening = self.opening.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(log) = self.log(tp) {
-                    return Ok((log, RecoveryReport::default()));
+            let slot = match self.take_turn(tp) {
+                Turn::Open(log) => return Ok((log, RecoveryReport::default())),
+                Turn::Mine(turn) => {
+                    let outcome = self.recover_log(tp, config);
+                    turn.end(outcome.as_ref().map(|(log, _)| log.clone()));
+                    return outcome;
                 }
-                match opening.get(tp) {
-                    Some(other) => (other.clone(), false),
-                    None => {
-                        let mine = Arc::new(Opening::default());
-                        opening.insert(tp.clone(), mine.clone());
-                        (mine, true)
-                    }
-                }
+                Turn::Wait(slot) => slot,
             };
-            if !mine {
-                // Another thread opens it: its log, or (it failed) a try of our own.
-                if let Ok(log) = slot.wait() {
-                    return Ok((log, RecoveryReport::default()));
-                }
-                continue;
+            // Another thread opens it: its log, or (it failed) a try of our own.
+            if let Ok(log) = slot.wait() {
+                return Ok((log, RecoveryReport::default()));
             }
-            let outcome = self.recover_log(tp, config.clone());
-            let mut opening = self.opening.lock().unwrap_or_else(|e| e.into_inner());
-            if let Ok((log, _)) = &outcome {
-                let mut logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
-                logs.insert(tp.clone(), log.clone());
-            }
-            opening.remove(tp);
-            drop(opening);
-            slot.finish(
-                outcome
-                    .as_ref()
-                    .map(|(log, _)| log.clone())
-                    .map_err(Error::duplicate),
-            );
-            return outcome;
         }
+    }
+
+    /// The open log of `tp`, the opening of it to wait for, or the turn to open it.
+    fn take_turn<'a>(&'a self, tp: &'a TopicPartition) -> Turn<'a> {
+        let mut opening = self.opening.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(log) = self.log(tp) {
+            return Turn::Open(log);
+        }
+        if let Some(other) = opening.get(tp) {
+            return Turn::Wait(other.clone());
+        }
+        let slot = Arc::new(Opening::default());
+        opening.insert(tp.clone(), slot.clone());
+        Turn::Mine(OpeningTurn {
+            dir: self,
+            tp,
+            slot,
+            ended: false,
+        })
     }
 
     /// Opens `tp`'s log, recovering it as needed (the caller made sure no one else does).
@@ -521,6 +517,50 @@ fn read_offsets(
     }
 }
 
+/// What [`LogDir::take_turn`] found.
+enum Turn<'a> {
+    Open(Arc<Log>),
+    Wait(Arc<Opening>),
+    Mine(OpeningTurn<'a>),
+}
+
+/// One thread's turn to open a partition. It ends by publishing the log (or the failure)
+/// to the waiters and taking the partition out of the opening map, also when the opener
+/// unwinds from a panic: its waiters then try themselves instead of waiting for ever.
+struct OpeningTurn<'a> {
+    dir: &'a LogDir,
+    tp: &'a TopicPartition,
+    slot: Arc<Opening>,
+    ended: bool,
+}
+
+impl OpeningTurn<'_> {
+    fn end(mut self, outcome: std::result::Result<Arc<Log>, &Error>) {
+        self.ended = true;
+        let mut opening = self.dir.opening.lock().unwrap_or_else(|e| e.into_inner());
+        if let Ok(log) = &outcome {
+            let mut logs = self.dir.logs.lock().unwrap_or_else(|e| e.into_inner());
+            logs.insert(self.tp.clone(), log.clone());
+        }
+        opening.remove(self.tp);
+        drop(opening);
+        self.slot.finish(outcome.map_err(Error::duplicate));
+    }
+}
+
+impl Drop for OpeningTurn<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            let mut opening = self.dir.opening.lock().unwrap_or_else(|e| e.into_inner());
+            opening.remove(self.tp);
+            drop(opening);
+            let gave_up = std::io::Error::other("the opener of this partition gave up");
+            let path = self.dir.path.join(self.tp.dir_name());
+            self.slot.finish(Err(Error::io("open log", path, gave_up)));
+        }
+    }
+}
+
 /// A partition one thread is opening, which others wait for.
 #[derive(Debug, Default)]
 struct Opening {
@@ -544,5 +584,33 @@ impl Opening {
     fn finish(&self, outcome: Result<Arc<Log>>) {
         *self.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
         self.done.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod turn_tests {
+    use super::*;
+    use crate::io::sim::SimStorage;
+
+    /// An opener that panics in the middle of its turn ends it on the way out: the thread
+    /// waiting for it opens the partition itself instead of waiting for ever.
+    #[test]
+    fn a_panicking_opener_leaves_the_partition_to_its_waiter() {
+        let disk = SimStorage::new(1);
+        let dir = LogDir::open(disk.storage(), "/d", LogDirOptions::default()).unwrap();
+        let tp = TopicPartition::new("t", 0);
+        let Turn::Mine(turn) = dir.take_turn(&tp) else {
+            panic!("nobody else opens it");
+        };
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| dir.open_log(&tp).map(|(log, _)| log));
+            let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                let _turn = turn;
+                panic!("recovery bug");
+            }));
+            assert!(unwound.is_err());
+            let log = waiter.join().unwrap().expect("the waiter opens it");
+            assert!(dir.log(&tp).is_some_and(|l| Arc::ptr_eq(&l, &log)));
+        });
     }
 }
