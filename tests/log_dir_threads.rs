@@ -182,6 +182,24 @@ fn dir_with_a_torn_partition(disk: &Arc<SimStorage>) -> (LogDir, Arc<partlog::lo
     (dir, other)
 }
 
+type Opened = partlog::Result<Arc<partlog::log::Log>>;
+
+/// Two threads opening partition 0: the first held in its recovery's sync (the caller
+/// releases it), the second started after.
+fn two_openers_held_in_recovery<'s>(
+    s: &'s thread::Scope<'s, '_>,
+    dir: &'s LogDir,
+    disk: &SimStorage,
+) -> [thread::ScopedJoinHandle<'s, Opened>; 2] {
+    disk.hold_syncs(".log");
+    let open = move || dir.open_log(&tp(0)).map(|(log, _)| log);
+    let first = s.spawn(open);
+    while disk.syncs_waiting() == 0 {
+        thread::yield_now();
+    }
+    [first, s.spawn(open)]
+}
+
 /// One partition's recovery, held in the sync of its cut, holds up neither the lookups nor
 /// the opens of the dir's other partitions; a second opener of the same partition waits
 /// for it and gets the same log.
@@ -189,14 +207,9 @@ fn dir_with_a_torn_partition(disk: &Arc<SimStorage>) -> (LogDir, Arc<partlog::lo
 fn a_partition_recovering_holds_up_no_other() {
     let disk = SimStorage::new(1);
     let (dir, other) = dir_with_a_torn_partition(&disk);
-    disk.hold_syncs(".log");
     thread::scope(|s| {
         let dir = &dir;
-        let first = s.spawn(move || dir.open_log(&tp(0)).expect("recover").0);
-        while disk.syncs_waiting() == 0 {
-            thread::yield_now();
-        }
-        let second = s.spawn(move || dir.open_log(&tp(0)).expect("second open").0);
+        let [first, second] = two_openers_held_in_recovery(s, dir, &disk);
         let (tx, rx) = std::sync::mpsc::channel();
         s.spawn(move || {
             let looked_up = dir.log(&tp(1));
@@ -208,7 +221,7 @@ fn a_partition_recovering_holds_up_no_other() {
         let (looked_up, opened) = answer.expect("the other partition waited for a recovery");
         assert!(looked_up.is_some_and(|l| Arc::ptr_eq(&l, &other)));
         assert!(Arc::ptr_eq(&opened.expect("open"), &other));
-        let (first, second) = (join(first), join(second));
+        let (first, second) = (join(first).expect("recover"), join(second).expect("open"));
         assert!(Arc::ptr_eq(&first, &second), "two logs for one partition");
         assert_eq!(first.log_end_offset(), 1, "the torn batch was cut");
     });
@@ -220,14 +233,9 @@ fn a_partition_recovering_holds_up_no_other() {
 fn an_opener_waiting_for_a_failed_recovery_tries_again() {
     let disk = SimStorage::new(2);
     let (dir, _) = dir_with_a_torn_partition(&disk);
-    disk.hold_syncs(".log");
     thread::scope(|s| {
         let dir = &dir;
-        let first = s.spawn(move || dir.open_log(&tp(0)).map(|(log, _)| log));
-        while disk.syncs_waiting() == 0 {
-            thread::yield_now();
-        }
-        let second = s.spawn(move || dir.open_log(&tp(0)).map(|(log, _)| log));
+        let [first, second] = two_openers_held_in_recovery(s, dir, &disk);
         disk.fail_nth(SimOp::Sync, 1, FaultKind::Eio).expect("arm");
         disk.release_syncs();
         let first = join(first);
