@@ -219,7 +219,7 @@ impl LogDir {
             dir: self,
             tp,
             slot,
-            ended: false,
+            outcome: None,
         })
     }
 
@@ -531,12 +531,23 @@ struct OpeningTurn<'a> {
     dir: &'a LogDir,
     tp: &'a TopicPartition,
     slot: Arc<Opening>,
-    ended: bool,
+    /// What the opener came to; `None` until it says, and so when it unwinds.
+    outcome: Option<Result<Arc<Log>>>,
 }
 
 impl OpeningTurn<'_> {
     fn end(mut self, outcome: std::result::Result<Arc<Log>, &Error>) {
-        self.ended = true;
+        self.outcome = Some(outcome.map_err(Error::duplicate));
+    }
+}
+
+impl Drop for OpeningTurn<'_> {
+    fn drop(&mut self) {
+        let outcome = self.outcome.take().unwrap_or_else(|| {
+            let gave_up = std::io::Error::other("the opener of this partition gave up");
+            let path = self.dir.path.join(self.tp.dir_name());
+            Err(Error::io("open log", path, gave_up))
+        });
         let mut opening = self.dir.opening.lock().unwrap_or_else(|e| e.into_inner());
         if let Ok(log) = &outcome {
             let mut logs = self.dir.logs.lock().unwrap_or_else(|e| e.into_inner());
@@ -544,20 +555,7 @@ impl OpeningTurn<'_> {
         }
         opening.remove(self.tp);
         drop(opening);
-        self.slot.finish(outcome.map_err(Error::duplicate));
-    }
-}
-
-impl Drop for OpeningTurn<'_> {
-    fn drop(&mut self) {
-        if !self.ended {
-            let mut opening = self.dir.opening.lock().unwrap_or_else(|e| e.into_inner());
-            opening.remove(self.tp);
-            drop(opening);
-            let gave_up = std::io::Error::other("the opener of this partition gave up");
-            let path = self.dir.path.join(self.tp.dir_name());
-            self.slot.finish(Err(Error::io("open log", path, gave_up)));
-        }
+        self.slot.finish(outcome);
     }
 }
 
