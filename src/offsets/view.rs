@@ -222,6 +222,21 @@ impl Partitions {
         }
     }
 
+    /// Makes room in a table without slots for the partitions up to `top`, of a run of
+    /// `count` offsets, if they would all go dense: a commit names a topic's partitions
+    /// at once, and one table of the right size costs less than one grown slot by slot
+    /// (and copied as it doubles).
+    #[inline(always)]
+    fn reserve_to(&mut self, top: i32, count: usize) {
+        if self.dense.capacity() == 0 {
+            if let Ok(top) = usize::try_from(top) {
+                if top < 2 * count + DENSE_SLACK {
+                    self.dense.reserve_exact(top + 1);
+                }
+            }
+        }
+    }
+
     fn slot_beyond(&mut self, partition: i32) -> &mut Slot {
         match usize::try_from(partition) {
             Ok(i) if i < 2 * self.len + DENSE_SLACK => {
@@ -646,6 +661,7 @@ impl View {
                     for run in &decoded.runs[runs.clone()] {
                         let i = topics.index_mut(decoded.name(run.topic));
                         let partitions = &mut topics.topics[i].1;
+                        partitions.reserve_to(run.top, run.entries.len());
                         touch(&partitions.dense);
                         for e in &decoded.entries[run.entries.clone()] {
                             let value = codec::ValueRef {

@@ -38,11 +38,13 @@ pub(super) struct Entry {
     pub metadata: Span,
 }
 
-/// Offsets of one topic: `entries` of [`Decoded::entries`], in log order.
+/// Offsets of one topic: `entries` of [`Decoded::entries`], in log order, the highest
+/// partition among them `top` (for the view to size a new table once).
 #[derive(Debug, Clone)]
 pub(super) struct Run {
     pub topic: Span,
     pub entries: Range<usize>,
+    pub top: i32,
 }
 
 /// What the view applies, in log order.
@@ -181,6 +183,9 @@ impl Decoded {
                     }
                 }
             };
+            if let Some(run) = self.runs.last_mut() {
+                run.top = run.top.max(partition);
+            }
             self.entries.push(Entry {
                 partition,
                 leader_epoch: v.leader_epoch,
@@ -226,6 +231,7 @@ impl Decoded {
         self.runs.push(Run {
             topic,
             entries: at..at,
+            top: -1,
         });
         if let Some(Item::Group { runs, .. }) = self.items.last_mut() {
             runs.end = self.runs.len();

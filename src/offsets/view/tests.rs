@@ -440,6 +440,45 @@ fn decoding_groups_runs_by_group_and_topic() {
     );
 }
 
+/// A decoded commit of a topic's partitions 0 to 24 makes that topic's table once, of 25
+/// slots, where one grown slot by slot would double to 32 and be copied on the way; a
+/// run whose ids would stretch the table sizes nothing.
+#[test]
+fn a_decoded_commit_sizes_a_new_table_to_its_partitions() {
+    let commit = |group: &str, topic: &str, ids: &[i32]| -> Vec<u8> {
+        let changes: Vec<Change> = ids
+            .iter()
+            .map(|&p| {
+                let c = Committed {
+                    offset: 1,
+                    leader_epoch: 0,
+                    metadata: String::new(),
+                    commit_timestamp: 0,
+                };
+                (group.to_string(), (topic.to_string(), p), Some(c))
+            })
+            .collect();
+        batch_of(&changes)
+    };
+    let mut piece = commit("g", "t", &(0..25).collect::<Vec<_>>());
+    piece.extend(commit("g", "wide", &[0, 1, 500]));
+    let mut decoded = Decoded::default();
+    decoded.decode_piece(&piece);
+    let mut view = View::default();
+    view.replay_piece(&piece, Some(&decoded)).expect("replay");
+    let topics = view.groups.get(b"g".as_slice()).expect("group g");
+    let table = |name: &str| topics.get(name.as_bytes()).expect("topic");
+    assert_eq!(
+        (table("t").dense.len(), table("t").dense.capacity()),
+        (25, 25)
+    );
+    assert_eq!(table("wide").dense.len(), 2, "500 goes aside");
+    assert_eq!(table("wide").get(500).map(|s| s.offset), Some(1));
+    let mut undecoded = View::default();
+    undecoded.replay_piece(&piece, None).expect("replay");
+    assert_eq!(contents(&view), contents(&undecoded));
+}
+
 /// `offsets_threads` found a live view going back (seeds 64, 118 and 168 of its first
 /// version): the replica completes two commits of one partition in offset order, but a
 /// settle between the two completions saw the older still pending and the newer done,
