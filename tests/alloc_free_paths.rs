@@ -1,6 +1,7 @@
-//! The replication paths allocate nothing per record: this test binary's global allocator
-//! counts the allocations of the calling thread, and each path runs over batches of a
-//! few records and over batches of many (same batch count), on the real disk.
+//! The append, fetch, replication and recovery paths allocate nothing per record: this
+//! test binary's global allocator counts the allocations of the calling thread, and each
+//! path runs over batches of a few records and over batches of many (same batch count),
+//! on the real disk.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -162,4 +163,49 @@ fn replication_allocates_nothing_per_record() {
     };
     assert_eq!(steady_round(2), expected, "2 records a batch");
     assert_eq!(steady_round(500), expected, "500 records a batch");
+}
+
+/// The log's own paths on the real disk, with `records` records a batch: the allocations
+/// of `BATCHES` leader appends once warm, and of an open that recovers the whole segment
+/// (and the bytes it recovered).
+fn log_paths(records: usize) -> (u64, u64, u64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let open = |clean_shutdown: bool| {
+        let options = LogOpenOptions {
+            config: LogConfig::default(),
+            clock: clock.clone(),
+            clean_shutdown,
+            recovery_point: Some(0),
+            ..LogOpenOptions::new(RealStorage::shared(), dir.path().join("log"))
+        };
+        Log::open(options).expect("open")
+    };
+    let (log, _) = open(true);
+    log.append_as_leader(&mut batches(1)[0], 1).expect("append");
+    let mut input = batches(records);
+    let (appends, ()) = allocations(|| {
+        for b in &mut input {
+            log.append_as_leader(b, 1).expect("append");
+        }
+    });
+    let end = log.log_end_offset();
+    drop(log);
+    let (recovery, (log, report)) = allocations(|| open(false));
+    assert_eq!(log.log_end_offset(), end);
+    (appends, recovery, report.recovered_bytes)
+}
+
+/// A leader append to the log allocates nothing once warm, and recovering a segment
+/// allocates as much for 500 records a batch as for 2: what it allocates is per segment.
+#[test]
+fn log_appends_and_recovery_allocate_nothing_per_record() {
+    let (few_appends, few_recovery, few_bytes) = log_paths(2);
+    let (many_appends, many_recovery, many_bytes) = log_paths(500);
+    assert_eq!((few_appends, many_appends), (0, 0));
+    assert!(
+        many_bytes > 100 * few_bytes / 2,
+        "{few_bytes} and {many_bytes} recovered"
+    );
+    assert_eq!(few_recovery, many_recovery);
 }
