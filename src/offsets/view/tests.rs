@@ -268,7 +268,7 @@ fn replay_and_apply_agree_with_a_model() {
 }
 
 /// A batch of random records of groups `g` and `h`: mostly commits, runs of them by
-/// topic, some with metadata; at times a tombstone, a group metadata record or a record
+/// topic, of small partition ids and at times others, some with metadata; at times a tombstone, a group metadata record or a record
 /// with no key; transactional (of producer 7) or a marker (commit or abort) at times.
 fn random_batch(rng: &mut crate::io::sim::SimRng) -> Vec<u8> {
     let mut builder = BatchBuilder::new();
@@ -294,7 +294,13 @@ fn random_batch(rng: &mut crate::io::sim::SimRng) -> Vec<u8> {
             encode_group_metadata_key(group, &mut key);
             value_bytes.extend_from_slice(&[0, 3]);
         } else {
-            encode_offset_commit_key(group, topic, rng.below(4) as i32, &mut key);
+            // Mostly small ids, at times one that would stretch a table, or a negative one.
+            let partition = match rng.below(16) {
+                0 => 20 + rng.below(60) as i32,
+                1 => -1,
+                _ => rng.below(4) as i32,
+            };
+            encode_offset_commit_key(group, topic, partition, &mut key);
             let metadata = if kind < 10 { "meta" } else { "" };
             let v = OffsetCommitValue {
                 offset: rng.below(1_000) as i64,
