@@ -689,3 +689,90 @@ fn dump_names_unknown_kinds_and_verify_fails_on_a_bad_checkpoint() {
     std::fs::write(&checkpoint, "0\n1\norders 0 5\n").unwrap();
     expect(&["dump", s(&checkpoint), "--verify"], 0);
 }
+
+/// `dump --offsets-decoder` prints each record of an offsets log as what it says: an
+/// offset commit with its value, a tombstone, group metadata, a record type it does not
+/// decode, and a key that does not decode, in text and in JSON.
+#[test]
+fn dump_decodes_consumer_offsets_records() {
+    use partlog::offsets::codec::{
+        encode_group_metadata_key, encode_offset_commit_key, encode_offset_commit_value,
+        OffsetCommitValue,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let key = |topic: &str, partition: i32| {
+        let mut out = Vec::new();
+        encode_offset_commit_key("group-1", topic, partition, &mut out);
+        out
+    };
+    let mut value = Vec::new();
+    let commit = OffsetCommitValue {
+        offset: 42,
+        leader_epoch: 3,
+        metadata: "m".into(),
+        commit_timestamp: 1_000,
+        expire_timestamp: -1,
+    };
+    encode_offset_commit_value(&commit, &mut value);
+    let mut group_key = Vec::new();
+    encode_group_metadata_key("group-1", &mut group_key);
+    let mut builder = BatchBuilder::new();
+    builder.append(1_000, Some(&key("orders", 0)), Some(&value), &[]);
+    builder.append(1_000, Some(&key("orders", 1)), None, &[]);
+    builder.append(1_000, Some(&group_key), Some(&[0, 3, 0, 0]), &[]);
+    builder.append(1_000, Some(&[0, 12, 0, 0]), Some(&[0, 0]), &[]);
+    builder.append(1_000, Some(&[0]), Some(&value), &[]);
+    let log = tmp.path().join("00000000000000000000.log");
+    std::fs::write(&log, builder.build().unwrap()).unwrap();
+
+    let text = expect(&["dump", s(&log), "--offsets-decoder", "--verify"], 0);
+    let records: Vec<_> = text.iter().filter(|l| l.starts_with("| offset:")).collect();
+    assert_eq!(records.len(), 5, "{text:?}");
+    assert!(
+        records[0].ends_with(
+            "key: offset_commit group=\"group-1\" topic=\"orders\" partition=0 payload: \
+             offset=42 leaderEpoch=3 metadata=\"m\" commitTimestamp=1000"
+        ),
+        "{}",
+        records[0]
+    );
+    assert!(
+        records[1].ends_with("partition=1 payload: <DELETE>"),
+        "{}",
+        records[1]
+    );
+    assert!(
+        records[2].ends_with("key: group_metadata group=\"group-1\" payload: <group metadata of 4 bytes, not decoded>"),
+        "{}",
+        records[2]
+    );
+    assert!(
+        records[3].ends_with("key: <record type 12, not decoded>"),
+        "{}",
+        records[3]
+    );
+    assert!(records[4].contains("key: <undecodable: "), "{}", records[4]);
+
+    let json = expect(&["dump", s(&log), "--offsets-decoder", "--json"], 0);
+    let records: Vec<_> = json
+        .iter()
+        .filter(|l| l.contains("\"type\":\"record\""))
+        .collect();
+    assert_eq!(records.len(), 5, "{json:?}");
+    let kind = |l: &str| field(l, "offsets_record").unwrap_or_default();
+    assert_eq!(kind(records[0]), "offset_commit");
+    assert_eq!(field(records[0], "group").as_deref(), Some("group-1"));
+    assert_eq!(field(records[0], "topic").as_deref(), Some("orders"));
+    assert_eq!(int(records[0], "offset"), 0, "the record's offset");
+    assert_eq!(int(records[0], "committed_offset"), 42);
+    assert_eq!(int(records[0], "leader_epoch"), 3);
+    assert_eq!(field(records[0], "metadata").as_deref(), Some("m"));
+    assert_eq!(int(records[0], "commit_timestamp"), 1_000);
+    assert_eq!(field(records[1], "tombstone").as_deref(), Some("true"));
+    assert_eq!(int(records[1], "partition"), 1);
+    assert_eq!(kind(records[2]), "group_metadata");
+    assert_eq!(kind(records[3]), "not_decoded");
+    assert_eq!(int(records[3], "record_type"), 12);
+    assert_eq!(kind(records[4]), "undecodable");
+    assert!(field(records[4], "error").is_some());
+}

@@ -34,6 +34,10 @@ pub struct DumpArgs {
     /// Also print every record of each batch.
     #[arg(long)]
     records: bool,
+    /// Decode every record as one of `__consumer_offsets` (its key, and an offset commit's
+    /// value), as kafka-dump-log's option of that name does; implies `--records`.
+    #[arg(long)]
+    offsets_decoder: bool,
     /// Exit 1 when anything in the file is invalid.
     #[arg(long)]
     verify: bool,
@@ -131,7 +135,14 @@ pub fn run(args: &DumpArgs, json: bool) -> CliResult {
         emit(&format!("Dumping {}", path.display()))?;
     }
     let summary = match kind {
-        FileKind::Log => dump_log(path, args.records, json)?,
+        FileKind::Log => {
+            let records = match (args.offsets_decoder, args.records) {
+                (true, _) => Some(RecordView::Offsets),
+                (false, true) => Some(RecordView::Plain),
+                (false, false) => None,
+            };
+            dump_log(path, records, json)?
+        }
         FileKind::OffsetIndex => dump_index::offset_index(path, json)?,
         FileKind::TimeIndex => dump_index::time_index(path, json)?,
         FileKind::Checkpoint(kind) => dump_index::checkpoint(path, kind, json)?,
@@ -185,7 +196,14 @@ pub fn open_read(path: &Path) -> CliResult<std::sync::Arc<dyn StorageFile>> {
     Ok(storage().open(path, OpenMode::Read)?)
 }
 
-fn dump_log(path: &Path, records: bool, json: bool) -> CliResult<Summary> {
+/// How `dump` prints records: as records, or also decoded as `__consumer_offsets` ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RecordView {
+    Plain,
+    Offsets,
+}
+
+fn dump_log(path: &Path, records: Option<RecordView>, json: bool) -> CliResult<Summary> {
     let file = open_read(path)?;
     let len = file.len()?;
     let mut summary = Summary::new("batch");
@@ -238,8 +256,8 @@ fn dump_log(path: &Path, records: bool, json: bool) -> CliResult<Summary> {
         match &mut verdict {
             Ok(batch) => {
                 records_total += i64::from(header.records_count);
-                if records {
-                    dump_records(batch, json)?;
+                if let Some(view) = records {
+                    dump_records(batch, view, json)?;
                 }
             }
             Err(e) => {
@@ -314,7 +332,7 @@ fn batch_line(h: &BatchHeader, position: u64, valid: Result<(), &str>, json: boo
     line
 }
 
-fn dump_records(batch: &Batch<'_>, json: bool) -> CliResult<()> {
+fn dump_records(batch: &Batch<'_>, view: RecordView, json: bool) -> CliResult<()> {
     let iter = match batch.records() {
         Ok(iter) => iter,
         Err(e) => {
@@ -330,9 +348,101 @@ fn dump_records(batch: &Batch<'_>, json: bool) -> CliResult<()> {
     };
     // The batch validated, so every record decodes; a failure here stops quietly.
     for record in iter.map_while(Result::ok) {
-        emit(&record_line(&record, json))?;
+        let mut line = record_line(&record, json);
+        if view == RecordView::Offsets && !batch.header().is_control() {
+            offsets_fields(&mut line, &record, json);
+        }
+        emit(&line)?;
     }
     Ok(())
+}
+
+/// Appends what `record` says as a `__consumer_offsets` record to its `line`: in text
+/// `key: ... payload: ...` as kafka-dump-log's offsets decoder prints them, in JSON flat
+/// fields (`committed_offset` for the value's offset, `offset` being the record's).
+fn offsets_fields(line: &mut String, record: &Record<'_>, json: bool) {
+    use partlog::offsets::codec::{decode_key_ref, decode_offset_commit_value_ref, KeyRef};
+    let mut j = Json::new();
+    let mut text = String::new();
+    match record.key.map(decode_key_ref) {
+        None => {
+            j = j
+                .str("offsets_record", "undecodable")
+                .str("error", "no key");
+            text.push_str(" key: <undecodable: no key>");
+        }
+        Some(Err(e)) => {
+            j = j
+                .str("offsets_record", "undecodable")
+                .str("error", &e.to_string());
+            text.push_str(&format!(" key: <undecodable: {e}>"));
+        }
+        Some(Ok(KeyRef::OffsetCommit {
+            group,
+            topic,
+            partition,
+        })) => {
+            j = j
+                .str("offsets_record", "offset_commit")
+                .str("group", group)
+                .str("topic", topic)
+                .int("partition", partition);
+            text.push_str(&format!(
+                " key: offset_commit group={group:?} topic={topic:?} partition={partition}"
+            ));
+            match record.value.map(decode_offset_commit_value_ref) {
+                None => {
+                    j = j.bool("tombstone", true);
+                    text.push_str(" payload: <DELETE>");
+                }
+                Some(Ok(v)) => {
+                    j = j
+                        .int("committed_offset", v.offset)
+                        .int("leader_epoch", v.leader_epoch)
+                        .str("metadata", v.metadata)
+                        .int("commit_timestamp", v.commit_timestamp);
+                    text.push_str(&format!(
+                        " payload: offset={} leaderEpoch={} metadata={:?} commitTimestamp={}",
+                        v.offset, v.leader_epoch, v.metadata, v.commit_timestamp
+                    ));
+                    if v.expire_timestamp != -1 {
+                        j = j.int("expire_timestamp", v.expire_timestamp);
+                        text.push_str(&format!(" expireTimestamp={}", v.expire_timestamp));
+                    }
+                }
+                Some(Err(e)) => {
+                    j = j.str("error", &e.to_string());
+                    text.push_str(&format!(" payload: <undecodable: {e}>"));
+                }
+            }
+        }
+        Some(Ok(KeyRef::GroupMetadata { group })) => {
+            j = j
+                .str("offsets_record", "group_metadata")
+                .str("group", group);
+            let payload = record.value.map_or("<DELETE>".to_string(), |v| {
+                format!("<group metadata of {} bytes, not decoded>", v.len())
+            });
+            text.push_str(&format!(
+                " key: group_metadata group={group:?} payload: {payload}"
+            ));
+        }
+        Some(Ok(KeyRef::Unmodelled { version })) => {
+            j = j
+                .str("offsets_record", "not_decoded")
+                .int("record_type", version);
+            text.push_str(&format!(" key: <record type {version}, not decoded>"));
+        }
+    }
+    if json {
+        // Both are one-line objects: the record's fields, then these.
+        let fields = j.finish();
+        line.pop();
+        line.push(',');
+        line.push_str(&fields[1..]);
+    } else {
+        line.push_str(&text);
+    }
 }
 
 fn record_line(r: &Record<'_>, json: bool) -> String {
