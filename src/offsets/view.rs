@@ -223,9 +223,11 @@ impl Partitions {
     }
 
     /// Makes room in a table without slots for the partitions up to `top`, of a run of
-    /// `count` offsets, if they would all go dense: a commit names a topic's partitions
-    /// at once, and one table of the right size costs less than one grown slot by slot
-    /// (and copied as it doubles).
+    /// `count` offsets, when the table may grow that far with them (below `2 × count +`
+    /// [`DENSE_SLACK`], as [`Partitions::slot_beyond`] lets it): a commit names a topic's
+    /// partitions at once, and one table of the right size costs less than one grown slot
+    /// by slot (and copied as it doubles). A run whose ids come in an order that sends
+    /// some aside leaves that room unused, no more than the table could have taken.
     #[inline(always)]
     fn reserve_to(&mut self, top: i32, count: usize) {
         if self.dense.capacity() == 0 {
