@@ -427,7 +427,7 @@ const HANDOFF_PIECE_BYTES: usize = 256 << 10;
 /// Buffers going round in [`handoff_copy_ratio`], as in the load's read-ahead.
 const HANDOFF_BUFFERS: usize = 5;
 
-/// How fast a thread copies `COPY_BYTES` (32 MiB) into a few 256 KiB buffers that another thread
+/// How fast a thread copies 32 MiB into a few 256 KiB buffers that another thread
 /// reads in turn before handing them back, against the same copies into buffers nobody
 /// else reads: near 1 when two cores pass cache lines to each other cheaply, far below
 /// when each line the copy writes must first be taken back from the other core slowly

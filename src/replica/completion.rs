@@ -58,7 +58,7 @@ impl AppendHandle {
     }
 
     /// Waits up to `timeout` for the outcome; `None` if it has not come by then. It spins
-    /// briefly first (the spin of the `replica::spin` module): while followers stream, the outcome
+    /// briefly first (see the `replica::spin` module): while followers stream, the outcome
     /// usually comes within microseconds, sooner than a sleep and a wake-up.
     pub fn wait(&self, timeout: Duration) -> Option<Result<AppendInfo>> {
         if super::spin::spin_until(|| self.shared.completed.load(Ordering::Acquire)) {
