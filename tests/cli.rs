@@ -742,7 +742,10 @@ fn dump_decodes_consumer_offsets_records() {
         records[1]
     );
     assert!(
-        records[2].ends_with("key: group_metadata group=\"group-1\" payload: <group metadata of 4 bytes, not decoded>"),
+        records[2].ends_with(
+            "key: group_metadata group=\"group-1\" \
+             payload: <group metadata of 4 bytes, not decoded>"
+        ),
         "{}",
         records[2]
     );
