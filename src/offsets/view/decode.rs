@@ -147,18 +147,20 @@ impl Decoded {
     /// The records of a batch as runs; `None` at the first record that is not an offset
     /// commit with a value.
     fn decode_records(&mut self, batch: &Batch<'_>) -> Option<()> {
-        // A key that repeats the record before's bytes up to the partition (version,
-        // group, topic) continues its run without decoding the names.
-        let mut prefix: &[u8] = &[];
+        // A key that repeats the bytes up to the partition (version, group, topic) of a
+        // key decoded before in this batch continues its run without decoding the names.
+        // Only a decoded key opens a run: a batch's first key always decodes.
+        let mut prefix: Option<&[u8]> = None;
         let mut records = batch.usual_records().ok()?;
         records.try_for_each(|record| {
             let (key, value) = (record.key?, record.value?);
-            let partition =
-                if key.len() == prefix.len() + 4 && same_bytes(&key[..prefix.len()], prefix) {
+            let partition = match prefix {
+                Some(p) if key.len() == p.len() + 4 && same_bytes(&key[..p.len()], p) => {
                     let mut id = [0u8; 4];
-                    id.copy_from_slice(&key[prefix.len()..]);
+                    id.copy_from_slice(&key[p.len()..]);
                     i32::from_be_bytes(id)
-                } else {
+                }
+                _ => {
                     let KeyRef::OffsetCommit {
                         group,
                         topic,
@@ -168,9 +170,10 @@ impl Decoded {
                         return None;
                     };
                     self.start_run(group.as_bytes(), topic.as_bytes())?;
-                    prefix = &key[..key.len() - 4];
+                    prefix = Some(&key[..key.len() - 4]);
                     partition
-                };
+                }
+            };
             let v = codec::decode_offset_commit_value_ref(value).ok()?;
             let metadata = match v.metadata {
                 "" => Span::EMPTY,

@@ -268,8 +268,9 @@ fn replay_and_apply_agree_with_a_model() {
 }
 
 /// A batch of random records of groups `g` and `h`: mostly commits, runs of them by
-/// topic, of small partition ids and at times others, some with metadata; at times a tombstone, a group metadata record or a record
-/// with no key; transactional (of producer 7) or a marker (commit or abort) at times.
+/// topic, of small partition ids and at times others, some with metadata; at times a
+/// tombstone, a group metadata record, a record whose key is four bytes or one with no
+/// key; transactional (of producer 7) or a marker (commit or abort) at times.
 fn random_batch(rng: &mut crate::io::sim::SimRng) -> Vec<u8> {
     let mut builder = BatchBuilder::new();
     match rng.below(8) {
@@ -310,6 +311,10 @@ fn random_batch(rng: &mut crate::io::sim::SimRng) -> Vec<u8> {
                 expire_timestamp: -1,
             };
             encode_offset_commit_value(&v, &mut value_bytes);
+        }
+        if kind == 19 {
+            // As long as a partition id alone: a key that does not decode.
+            key = vec![0, 0, 0, rng.below(4) as u8];
         }
         let value = !(10..18).contains(&kind);
         let value = value.then_some(&value_bytes[..]);
@@ -444,6 +449,49 @@ fn decoding_groups_runs_by_group_and_topic() {
             format!("h:{:?}", [t("t", 1)]),
         ]
     );
+}
+
+/// A record whose key is four bytes, as long as a partition id alone, opening a batch:
+/// the decoder took it for the next partition of the run before it (the previous batch's,
+/// of another topic) and the view applied an offset that no key named, where the replay
+/// of the same batch reports the key it cannot decode.
+#[test]
+fn a_four_byte_key_opening_a_batch_does_not_continue_the_run_before() {
+    let value = {
+        let mut out = Vec::new();
+        encode_offset_commit_value(
+            &OffsetCommitValue {
+                offset: 9,
+                leader_epoch: 1,
+                metadata: String::new(),
+                commit_timestamp: 7,
+                expire_timestamp: -1,
+            },
+            &mut out,
+        );
+        out
+    };
+    let mut commit = BatchBuilder::new();
+    let mut key = Vec::new();
+    encode_offset_commit_key("g", "t", 0, &mut key);
+    commit.append(0, Some(&key), Some(&value), &[]);
+    let mut piece = commit.build().expect("batch");
+    let mut odd = BatchBuilder::new();
+    odd.append(0, Some(&[0, 0, 0, 1]), Some(&value), &[]);
+    let mut odd = odd.build().expect("batch");
+    odd[..8].copy_from_slice(&1i64.to_be_bytes());
+    piece.extend(odd);
+    let mut decoded = Decoded::default();
+    decoded.decode_piece(&piece);
+    let (mut by_decoding, mut by_replay) = (View::default(), View::default());
+    let decoding = by_decoding.replay_piece(&piece, Some(&decoded));
+    let replay = by_replay.replay_piece(&piece, None);
+    assert!(replay.is_err(), "the key does not decode: {replay:?}");
+    assert_eq!(
+        decoding.map_err(|e| e.to_string()),
+        replay.map_err(|e| e.to_string())
+    );
+    assert_eq!(contents(&by_decoding), contents(&by_replay));
 }
 
 /// A decoded commit of a topic's partitions 0 to 24 makes that topic's table once, of 25
