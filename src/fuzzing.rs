@@ -401,6 +401,13 @@ pub fn offsets_decode(data: &[u8]) {
     }
 }
 
+/// The two ways a load replays a piece of the offsets log (decoded on the reading thread
+/// first, or record by record on the replay's), on any bytes: the same outcome and the
+/// same view, whichever the reader had time for.
+pub fn offsets_replay(data: &[u8]) {
+    crate::offsets::check_decoded_replay(data);
+}
+
 /// The cleaner against a model: the input is a program of appends (keys from a small set,
 /// values or tombstones), rolls and cleanings at advancing times, run on a compacted log
 /// on the simulated disk. After each cleaning: the latest record of every key is there at

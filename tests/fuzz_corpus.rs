@@ -129,6 +129,11 @@ fn offsets_decode_corpus() {
 }
 
 #[test]
+fn offsets_replay_corpus() {
+    run_target("offsets_replay", fuzzing::offsets_replay);
+}
+
+#[test]
 fn cleaner_model_corpus() {
     run_target("cleaner_model", fuzzing::cleaner_model);
 }
@@ -178,6 +183,66 @@ fn write_offsets_and_cleaner_corpus() {
     ]
     .concat();
     write("offsets_decode", "value_v4", &v4);
+
+    // Pieces of the offsets log: commits of one group over two topics with metadata, then
+    // a tombstone, group metadata and a commit of another group, in three batches.
+    let mut piece = Vec::new();
+    let mut base = 0i64;
+    let mut batch = |records: &[(Vec<u8>, Option<Vec<u8>>)]| {
+        let mut builder = BatchBuilder::new();
+        for (key, value) in records {
+            builder.append(1_000, Some(key), value.as_deref(), &[]);
+        }
+        let mut bytes = builder.build().expect("batch");
+        bytes[..8].copy_from_slice(&base.to_be_bytes());
+        base += records.len() as i64;
+        piece.extend(bytes);
+    };
+    let commit_key = |group: &str, topic: &str, partition: i32| {
+        let mut key = Vec::new();
+        codec::encode_offset_commit_key(group, topic, partition, &mut key);
+        key
+    };
+    let plain = {
+        let mut out = Vec::new();
+        codec::encode_offset_commit_value(
+            &codec::OffsetCommitValue {
+                metadata: String::new(),
+                ..value.clone()
+            },
+            &mut out,
+        );
+        out
+    };
+    batch(&[
+        (commit_key("group", "orders", 0), Some(plain.clone())),
+        (commit_key("group", "orders", 1), Some(plain.clone())),
+        (commit_key("group", "refunds", 0), Some(v3.clone())),
+    ]);
+    batch(&[(commit_key("group", "orders", 1), None)]);
+    let mut group_key = Vec::new();
+    codec::encode_group_metadata_key("group", &mut group_key);
+    batch(&[
+        (group_key, Some(vec![0, 3])),
+        (commit_key("other", "orders", 2), Some(plain)),
+    ]);
+    write("offsets_replay", "commits_tombstone_group", &piece);
+    // A batch opening with a key as long as a partition id alone, after a commit: the
+    // decoder once took it for the next partition of the commit's run.
+    let mut piece = Vec::new();
+    let mut commit = BatchBuilder::new();
+    commit.append(
+        1_000,
+        Some(&commit_key("group", "orders", 0)),
+        Some(&v3),
+        &[],
+    );
+    piece.extend(commit.build().expect("batch"));
+    let mut odd = BatchBuilder::new();
+    odd.base_offset(1)
+        .append(1_000, Some(&[0, 0, 0, 1]), Some(&v3), &[]);
+    piece.extend(odd.build().expect("batch"));
+    write("offsets_replay", "four_byte_key", &piece);
 
     // Cleaner programs: pairs (op, arg): 0-3 value, 4 tombstone, 5 roll, 6 time, 7 clean.
     let rounds: Vec<u8> = [

@@ -26,6 +26,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use codec::OffsetCommitValue;
+pub(crate) use view::check_decoded_replay;
 pub use view::Committed;
 use view::{Change, Decoded, View};
 
