@@ -243,6 +243,44 @@ fn write_offsets_and_cleaner_corpus() {
         .append(1_000, Some(&[0, 0, 0, 1]), Some(&v3), &[]);
     piece.extend(odd.build().expect("batch"));
     write("offsets_replay", "four_byte_key", &piece);
+    // Transactions of two producers on one key, a plain commit between, then both
+    // markers: what a later record wrote wins.
+    let mut piece = Vec::new();
+    let txn = |base: i64, producer: i64, value: Option<&[u8]>, marker: Option<bool>| {
+        let mut b = BatchBuilder::new();
+        b.base_offset(base)
+            .producer(producer, 0, 0)
+            .transactional(true);
+        match marker {
+            Some(commit) => {
+                b.control(true);
+                b.append(
+                    1_000,
+                    Some(&[0, 0, 0, u8::from(commit)]),
+                    Some(&[0; 6]),
+                    &[],
+                );
+            }
+            None => {
+                b.append(1_000, Some(&commit_key("group", "orders", 0)), value, &[]);
+            }
+        }
+        b.build().expect("batch")
+    };
+    piece.extend(txn(0, 7, Some(&v3), None));
+    piece.extend(txn(1, 8, Some(&v3), None));
+    let mut plain = BatchBuilder::new();
+    plain.base_offset(2).append(
+        1_000,
+        Some(&commit_key("group", "orders", 0)),
+        Some(&v3),
+        &[],
+    );
+    piece.extend(plain.build().expect("batch"));
+    piece.extend(txn(3, 8, None, None));
+    piece.extend(txn(4, 7, None, Some(true)));
+    piece.extend(txn(5, 8, None, Some(false)));
+    write("offsets_replay", "transactions", &piece);
 
     // Cleaner programs: pairs (op, arg): 0-3 value, 4 tombstone, 5 roll, 6 time, 7 clean.
     let rounds: Vec<u8> = [

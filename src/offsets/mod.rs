@@ -16,8 +16,12 @@
 //!   not have: committed offsets never go backwards. [`OffsetsStore::become_follower`]
 //!   drops the view.
 //! - Loading applies transactional offset commits at their COMMIT marker and drops them at
-//!   ABORT; writing them is refused ([`Error::TransactionsUnsupported`]): partlog has no
-//!   transactions.
+//!   ABORT, by the rules of Kafka's coordinator (`OffsetMetadataManager`): a key keeps the
+//!   value of the last record written for it, so a plain commit or a tombstone written
+//!   while a transaction holds the key wins over the transaction's older record; a
+//!   tombstone takes effect at once, in a transaction too, and drops the open
+//!   transactions' changes to its key. Writing transactional commits is refused
+//!   ([`Error::TransactionsUnsupported`]): partlog has no transactions.
 
 pub mod codec;
 mod view;

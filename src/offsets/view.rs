@@ -361,8 +361,9 @@ pub struct View {
     metadata: MetadataTable,
     /// Appends not yet committed, with what they change once they are.
     pub pending: VecDeque<(AppendHandle, Vec<Change>)>,
-    /// Transactional records waiting for their producer's marker.
-    in_transaction: HashMap<i64, Vec<Change>>,
+    /// Transactional records waiting for their producer's marker, with their offsets in
+    /// the log.
+    in_transaction: HashMap<i64, Vec<(i64, Change)>>,
     /// Records of types this store does not model.
     pub skipped: u64,
 }
@@ -578,7 +579,35 @@ impl View {
         // code, compiled for each).
         let mut usual = batch.usual_records()?;
         self.replay_records((&mut usual).map(Ok))?;
-        self.replay_records(usual.rest().map(|r| r.map_err(Error::from)))
+        self.replay_records(usual.rest().map(|r| r.map_err(Error::from)))?;
+        if !self.in_transaction.is_empty() {
+            // What the batch wrote is newer than what open transactions hold for its keys.
+            for record in batch.records()? {
+                let record = record?;
+                if let Some(Ok(KeyRef::OffsetCommit {
+                    group,
+                    topic,
+                    partition,
+                })) = record.key.map(codec::decode_key_ref)
+                {
+                    self.drop_pending((group.as_bytes(), topic.as_bytes(), partition), i64::MAX);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops the changes of open transactions to `key` written below `offset`: the view
+    /// holds a newer one. Kafka's coordinator keeps the offset of the last record written
+    /// for a key, whether a transaction or a plain commit wrote it; a transaction's offset
+    /// that an older record wrote is not applied at its commit.
+    fn drop_pending(&mut self, (group, topic, partition): (&[u8], &[u8], i32), offset: i64) {
+        self.in_transaction.retain(|_, changes| {
+            changes.retain(|(at, (g, (t, p), _))| {
+                !(*at < offset && *p == partition && g.as_bytes() == group && t.as_bytes() == topic)
+            });
+            !changes.is_empty()
+        });
     }
 
     /// Replays the records of a batch that is neither a marker nor transactional.
@@ -704,6 +733,16 @@ impl View {
                             fill(partitions, e.partition, &mut self.metadata, &value);
                         }
                     }
+                    if !self.in_transaction.is_empty() {
+                        // As `replay` does after a batch: these are newer than what open
+                        // transactions hold for their keys.
+                        for run in &decoded.runs[runs.clone()] {
+                            for e in &decoded.entries[run.entries.clone()] {
+                                let key = (group, decoded.name(run.topic), e.partition);
+                                self.drop_pending(key, i64::MAX);
+                            }
+                        }
+                    }
                 }
                 Item::Batch(range) => {
                     let batch = Batch::parse(&piece[range.clone()])?;
@@ -731,24 +770,32 @@ impl View {
                 self.skipped += 1;
                 continue;
             };
-            let value = match record.value {
-                Some(v) => {
-                    let v = codec::decode_offset_commit_value_ref(v)
-                        .map_err(|e| record_error(&record, e.to_string()))?;
-                    Some(Committed {
-                        offset: v.offset,
-                        leader_epoch: v.leader_epoch,
-                        metadata: v.metadata.to_string(),
-                        commit_timestamp: v.commit_timestamp,
-                    })
-                }
-                None => None,
+            let Some(value) = record.value else {
+                // A tombstone takes effect at once, in a transaction too, and with it
+                // whatever open transactions hold for the key (as Kafka's coordinator
+                // replays one).
+                let (g, t) = (group.as_bytes(), topic.as_bytes());
+                remove(&mut self.groups, &mut self.metadata, g, t, partition);
+                self.drop_pending((g, t, partition), i64::MAX);
+                continue;
             };
-            let change = (group.to_string(), (topic.to_string(), partition), value);
+            let v = codec::decode_offset_commit_value_ref(value)
+                .map_err(|e| record_error(&record, e.to_string()))?;
+            let committed = Committed {
+                offset: v.offset,
+                leader_epoch: v.leader_epoch,
+                metadata: v.metadata.to_string(),
+                commit_timestamp: v.commit_timestamp,
+            };
+            let change = (
+                group.to_string(),
+                (topic.to_string(), partition),
+                Some(committed),
+            );
             self.in_transaction
                 .entry(producer)
                 .or_default()
-                .push(change);
+                .push((record.offset, change));
         }
         Ok(())
     }
@@ -765,7 +812,12 @@ impl View {
                 .is_some_and(|k| k.len() >= 4 && k[2..4] == [0, 1]);
             let changes = self.in_transaction.remove(&producer);
             if commit {
-                changes.into_iter().flatten().for_each(|c| self.apply(c));
+                for (at, change) in changes.into_iter().flatten() {
+                    // Other transactions' older changes to the key lose to this one.
+                    let (group, (topic, partition), _) = &change;
+                    self.drop_pending((group.as_bytes(), topic.as_bytes(), *partition), at);
+                    self.apply(change);
+                }
             }
         }
         Ok(())

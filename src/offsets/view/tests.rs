@@ -270,19 +270,23 @@ fn replay_and_apply_agree_with_a_model() {
 /// A batch of random records of groups `g` and `h`: mostly commits, runs of them by
 /// topic, of small partition ids and at times others, some with metadata; at times a
 /// tombstone, a group metadata record, a record whose key is four bytes or one with no
-/// key; transactional (of producer 7) or a marker (commit or abort) at times.
+/// key; transactional (of producer 7 or 8) or a marker (commit or abort) at times.
 fn random_batch(rng: &mut crate::io::sim::SimRng) -> Vec<u8> {
     let mut builder = BatchBuilder::new();
+    let producer = 7 + rng.below(2) as i64;
     match rng.below(8) {
         0 => {
             let commit = rng.ratio(1, 2);
             let key = [0, 0, 0, u8::from(commit)];
-            builder.producer(7, 0, 0).transactional(true).control(true);
+            builder
+                .producer(producer, 0, 0)
+                .transactional(true)
+                .control(true);
             builder.append(0, Some(&key), Some(&[0, 0, 0, 0, 0, 0]), &[]);
             return builder.build().expect("marker");
         }
         1 => {
-            builder.producer(7, 0, 0).transactional(true);
+            builder.producer(producer, 0, 0).transactional(true);
         }
         _ => {}
     }
@@ -574,4 +578,105 @@ fn settle_applies_commits_in_their_order_when_it_sees_a_later_one_complete_first
         vec![("t".into(), 0, 74, String::new())]
     );
     assert!(view.pending.is_empty());
+}
+
+/// One record of a transactions test: who writes it and what.
+enum Txn {
+    /// A plain commit of `g`/`t`/0 at this offset, or its tombstone (`None`).
+    Plain(Option<i64>),
+    /// The same in a transaction of this producer.
+    In(i64, Option<i64>),
+    /// The producer's marker: commit (true) or abort.
+    End(i64, bool),
+}
+
+/// Replays `ops` as one batch each, in log order, both ways (decoded first and alone, which
+/// must agree); returns the committed offset of `g`/`t`/0 after each.
+fn replay_txns(ops: &[Txn]) -> Vec<Option<i64>> {
+    let (mut by_decoding, mut alone) = (View::default(), View::default());
+    let mut decoded = Decoded::default();
+    let mut key = Vec::new();
+    encode_offset_commit_key("g", "t", 0, &mut key);
+    let value_of = |offset: i64| {
+        let mut out = Vec::new();
+        let v = OffsetCommitValue {
+            offset,
+            leader_epoch: 1,
+            metadata: String::new(),
+            commit_timestamp: 7,
+            expire_timestamp: -1,
+        };
+        encode_offset_commit_value(&v, &mut out);
+        out
+    };
+    let mut seen = Vec::new();
+    for (at, op) in ops.iter().enumerate() {
+        let mut builder = BatchBuilder::new();
+        builder.base_offset(at as i64);
+        let (producer, value, marker) = match op {
+            Txn::Plain(v) => (None, v.map(value_of), None),
+            Txn::In(p, v) => (Some(*p), v.map(value_of), None),
+            Txn::End(p, commit) => (Some(*p), None, Some(*commit)),
+        };
+        if let Some(p) = producer {
+            builder.producer(p, 0, 0).transactional(true);
+        }
+        match marker {
+            Some(commit) => {
+                builder.control(true);
+                let marker_key = [0, 0, 0, u8::from(commit)];
+                builder.append(0, Some(&marker_key), Some(&[0, 0, 0, 0, 0, 0]), &[]);
+            }
+            None => {
+                builder.append(0, Some(&key), value.as_deref(), &[]);
+            }
+        }
+        let batch = builder.build().expect("batch");
+        decoded.decode_piece(&batch);
+        by_decoding
+            .replay_piece(&batch, Some(&decoded))
+            .expect("replay");
+        alone.replay_piece(&batch, None).expect("replay");
+        let now = |v: &View| v.group("g").and_then(|g| g.get("t", 0)).map(|c| c.offset);
+        assert_eq!(now(&by_decoding), now(&alone), "after op {at}");
+        seen.push(now(&alone));
+    }
+    seen
+}
+
+/// Kafka's coordinator keeps, for each key, the offset of the last record written for it:
+/// a plain commit or tombstone written while a transaction holds the key wins over the
+/// transaction's older record at its commit, a tombstone takes effect at once (in a
+/// transaction too) and takes the open transactions' changes to the key with it, and of
+/// two transactions the one whose record came later wins whichever commits first.
+#[test]
+fn transactions_commit_what_no_later_record_replaced() {
+    use Txn::*;
+    let last = |ops: &[Txn]| *replay_txns(ops).last().expect("ops");
+    // A plain commit after the transaction's record, before its marker, wins.
+    assert_eq!(
+        last(&[In(7, Some(5)), Plain(Some(6)), End(7, true)]),
+        Some(6)
+    );
+    // A plain tombstone there removes it, and the transaction's change with it.
+    assert_eq!(last(&[In(7, Some(5)), Plain(None), End(7, true)]), None);
+    // A tombstone in a transaction takes effect at once, and stays after an abort.
+    assert_eq!(
+        replay_txns(&[Plain(Some(1)), In(7, None), End(7, false)]),
+        [Some(1), None, None]
+    );
+    // Two transactions on one key: the later record wins, whichever commits first.
+    let later_first = [In(7, Some(1)), In(8, Some(2)), End(8, true), End(7, true)];
+    assert_eq!(replay_txns(&later_first), [None, None, Some(2), Some(2)]);
+    let earlier_first = [In(7, Some(1)), In(8, Some(2)), End(7, true), End(8, true)];
+    assert_eq!(replay_txns(&earlier_first), [None, None, Some(1), Some(2)]);
+    // A transaction's record after a plain commit wins at its commit; an abort drops it.
+    assert_eq!(
+        last(&[Plain(Some(1)), In(7, Some(2)), End(7, true)]),
+        Some(2)
+    );
+    assert_eq!(
+        last(&[Plain(Some(1)), In(7, Some(2)), End(7, false)]),
+        Some(1)
+    );
 }
