@@ -146,7 +146,7 @@ pub fn clean_log(
     let Some(_claim) = log.begin_cleaning() else {
         return Ok(aborted); // another cleaning holds the log
     };
-    let truncations = log.truncation_count();
+    let truncations = log.settled_truncation_count();
     let truncated_to = log.truncated_to();
     match clean_log_once(log, range, map, now_ms, throttle) {
         Err(_) if log.truncation_count() != truncations => Ok(aborted),

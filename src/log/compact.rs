@@ -69,10 +69,28 @@ impl Log {
         );
     }
 
-    /// How many truncations the log has seen since it opened (a cleaning that raced one
-    /// is abandoned).
+    /// A count that goes up at the start of every truncation and again once its bytes are
+    /// gone, so that it is odd while one is under way. Work that read an even value before
+    /// and the same value after overlapped no part of a truncation (a cleaning that raced
+    /// one is abandoned, a lookup by time looks again); see [`Log::settled_truncation_count`].
+    /// Not the number of truncations. (Counted once only, at the start, a reader could read
+    /// the new count, then bytes that the cut took or that appends wrote in their place,
+    /// fail, and find the count unchanged: `truncation_races` found a lookup by time failing
+    /// so, about once in fifteen runs.)
     pub fn truncation_count(&self) -> u64 {
         self.truncations.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// [`Log::truncation_count`] once no truncation is under way (even), yielding the core
+    /// while one is: the value to compare with after work that a truncation would spoil.
+    pub fn settled_truncation_count(&self) -> u64 {
+        loop {
+            let count = self.truncation_count();
+            if count % 2 == 0 {
+                return count;
+            }
+            std::thread::yield_now();
+        }
     }
 
     /// The segments below the active one, oldest first: the ones a cleaning may rewrite.

@@ -194,7 +194,7 @@ impl Log {
         // lookup bounded by it reads the header of the first batch past it).
         let mut outcome = Ok(None);
         for _ in 0..LOOKUP_ATTEMPTS {
-            let (start, cuts) = (self.log_start_offset(), self.truncation_count());
+            let (start, cuts) = (self.log_start_offset(), self.settled_truncation_count());
             outcome = self.offset_for_timestamp_once(timestamp, up_to);
             let look_again = match &outcome {
                 Ok(found) => found.is_none() && self.log_start_offset() != start,
@@ -230,7 +230,14 @@ impl Log {
             _ => {}
         }
         for segment in self.segments().iter() {
-            if segment.largest_timestamp()? < timestamp {
+            // A segment known to end below the timestamp is skipped; one whose largest
+            // timestamp is not known yet is searched up to the bound. (Finding it would
+            // read the segment to its end, past the bound, where a follower may be cutting
+            // and refilling: `truncation_races` saw lookups fail there three times over.)
+            if segment
+                .known_largest_timestamp()
+                .is_some_and(|largest| largest < timestamp)
+            {
                 continue;
             }
             let size = segment.size();

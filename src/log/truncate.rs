@@ -69,7 +69,7 @@ impl Log {
             return Ok(None);
         }
         // Readers must stop at the new end before the bytes go away.
-        self.truncations.fetch_add(1, Ordering::AcqRel);
+        let cutting = self.truncation_under_way();
         self.truncated_to.fetch_min(new_end, Ordering::AcqRel);
         self.log_end_offset.store(new_end, Ordering::Release);
         self.recovery_point.fetch_min(new_end, Ordering::AcqRel);
@@ -88,6 +88,7 @@ impl Log {
         if let Some((position, _)) = cut {
             bytes += last.truncate_at(position)?;
         }
+        drop(cutting);
         // A compacted log's end may now lie in a gap, past the last batch kept. (Cleared
         // first: a failed read below must not leave an earlier truncation's end.)
         writer.file_end = None;
@@ -102,6 +103,13 @@ impl Log {
         self.change_epochs(true, |cache| cache.truncate_from_end(new_end))?;
         self.debug_check();
         Ok(Some(bytes))
+    }
+
+    /// Counts the start of a truncation; the guard counts its end when dropped, on every
+    /// way out (see [`Log::truncation_count`]).
+    fn truncation_under_way(&self) -> TruncationUnderWay<'_> {
+        self.truncations.fetch_add(1, Ordering::AcqRel);
+        TruncationUnderWay(&self.truncations)
     }
 
     /// Deletes every segment and starts an empty log at `offset` (a follower too far behind
@@ -124,13 +132,14 @@ impl Log {
         self.schedule_deletion(writer, &old)?;
         self.storage.sync_dir(&self.dir)?;
         let fresh = self.new_segment(offset)?;
-        self.truncations.fetch_add(1, Ordering::AcqRel);
+        let replacing = self.truncation_under_way();
         self.truncated_to.fetch_min(offset, Ordering::AcqRel);
         self.log_end_offset.store(offset, Ordering::Release);
         self.log_start_offset.store(offset, Ordering::Release);
         self.recovery_point.store(offset, Ordering::Release);
         self.latest_epoch.store(super::NO_EPOCH, Ordering::Release);
         self.set_segments(vec![fresh.clone()]);
+        drop(replacing);
         writer.dir_dirty = true;
         writer.file_end = None;
         self.make_truncation_durable(&fresh)?;
@@ -186,5 +195,14 @@ impl Log {
             }
         }
         Ok(due.len())
+    }
+}
+
+/// Counts the end of a truncation when dropped (see [`Log::truncation_count`]).
+struct TruncationUnderWay<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl Drop for TruncationUnderWay<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
     }
 }

@@ -402,6 +402,13 @@ impl Segment {
         Ok(self.store_largest_timestamp(generation, ts, ts_offset))
     }
 
+    /// The largest timestamp of the segment's batches if it is known already, without
+    /// reading the segment to find it: that read goes to the segment's end, past any
+    /// bound a reader keeps to.
+    pub fn known_largest_timestamp(&self) -> Option<i64> {
+        self.meta_mut().max_timestamp
+    }
+
     /// The time retention ages the segment by (Kafka's `LogSegment.largestTimestamp`): its
     /// largest record timestamp, or, when no batch carries one (all `-1`, as old clients
     /// write), the `.log` file's modification time. Otherwise such a segment would look
