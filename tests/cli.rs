@@ -728,32 +728,19 @@ fn dump_decodes_consumer_offsets_records() {
     let text = expect(&["dump", s(&log), "--offsets-decoder", "--verify"], 0);
     let records: Vec<_> = text.iter().filter(|l| l.starts_with("| offset:")).collect();
     assert_eq!(records.len(), 5, "{text:?}");
-    assert!(
-        records[0].ends_with(
-            "key: offset_commit group=\"group-1\" topic=\"orders\" partition=0 payload: \
-             offset=42 leaderEpoch=3 metadata=\"m\" commitTimestamp=1000"
-        ),
-        "{}",
-        records[0]
-    );
-    assert!(
-        records[1].ends_with("partition=1 payload: <DELETE>"),
-        "{}",
-        records[1]
-    );
-    assert!(
-        records[2].ends_with(
-            "key: group_metadata group=\"group-1\" \
-             payload: <group metadata of 4 bytes, not decoded>"
-        ),
-        "{}",
-        records[2]
-    );
-    assert!(
-        records[3].ends_with("key: <record type 12, not decoded>"),
-        "{}",
-        records[3]
-    );
+    let endings = [
+        "key: offset_commit group=\"group-1\" topic=\"orders\" partition=0 payload: \
+         offset=42 leaderEpoch=3 metadata=\"m\" commitTimestamp=1000",
+        "partition=1 payload: <DELETE>",
+        "key: group_metadata group=\"group-1\" payload: <group metadata of 4 bytes, not decoded>",
+        "key: <record type 12, not decoded>",
+    ];
+    for (record, ending) in records.iter().zip(endings) {
+        assert!(
+            record.ends_with(ending),
+            "{record}\nshould end with {ending}"
+        );
+    }
     assert!(records[4].contains("key: <undecodable: "), "{}", records[4]);
 
     let json = expect(&["dump", s(&log), "--offsets-decoder", "--json"], 0);

@@ -561,21 +561,27 @@ pub(crate) fn check_decoded_replay(piece: &[u8]) {
         outcome(alone.replay_piece(piece, None)),
         "the replay of a decoded piece ends as the replay alone"
     );
-    let offsets = |view: &View| {
-        let mut all: Vec<_> = view
-            .groups()
-            .flat_map(|(g, offsets)| {
-                let all: Vec<_> = offsets.iter().map(|(k, c)| (g.clone(), k, c)).collect();
-                all
-            })
-            .collect();
-        all.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-        (all, view.skipped)
-    };
+    let offsets = |view: &View| (view.every_offset(), view.skipped);
     assert_eq!(offsets(&by_decoding), offsets(&alone));
 }
 
 impl View {
+    /// Every offset the view holds, by group, topic and partition: for comparing views.
+    fn every_offset(&self) -> Vec<Change> {
+        let mut all: Vec<Change> = self
+            .groups()
+            .flat_map(|(g, offsets)| {
+                let all: Vec<_> = offsets
+                    .iter()
+                    .map(|(k, c)| (g.clone(), k, Some(c)))
+                    .collect();
+                all
+            })
+            .collect();
+        all.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        all
+    }
+
     /// The committed offsets of `group`.
     pub fn group(&self, group: &str) -> Option<GroupOffsets<'_>> {
         let topics = self.groups.get(group.as_bytes())?;

@@ -330,19 +330,11 @@ fn random_batch(rng: &mut crate::io::sim::SimRng) -> Vec<u8> {
 
 /// Every offset of a view in order, the records it skipped and the metadata texts it
 /// holds.
-type Contents = (Vec<(String, (String, i32), Committed)>, u64, usize);
+type Contents = (Vec<Change>, u64, usize);
 
 fn contents(view: &View) -> Contents {
-    let mut all: Vec<_> = view
-        .groups()
-        .flat_map(|(g, offsets)| {
-            let all: Vec<_> = offsets.iter().map(|(k, c)| (g.clone(), k, c)).collect();
-            all
-        })
-        .collect();
-    all.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
     let texts = view.metadata.texts.len() - view.metadata.free.len();
-    (all, view.skipped, texts)
+    (view.every_offset(), view.skipped, texts)
 }
 
 /// A piece of random batches, replayed batch by batch, as a piece, and decoded first
