@@ -24,6 +24,7 @@ use crate::record::{batches, Batch, Record};
 use crate::replica::AppendHandle;
 pub use decode::Decoded;
 use decode::Item;
+use transactions::Pending;
 
 /// A committed offset as [`super::OffsetsStore::fetch`] returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -355,83 +356,6 @@ impl GroupOffsets<'_> {
 /// A change the log holds for one key: an offset, or its removal (tombstone).
 pub type Change = (String, (String, i32), Option<Committed>);
 
-/// The changes of open transactions by producer, each with its record's offset in the
-/// log, and how many there are of each key (by hash). While any transaction is open, a load
-/// asks for every record it replays whether one holds its key: the count answers without
-/// looking through the changes, however many are open.
-#[derive(Debug, Default)]
-struct Pending {
-    by_producer: HashMap<i64, Vec<(i64, Change)>>,
-    keys: HashMap<u64, usize>,
-}
-
-impl Pending {
-    fn is_empty(&self) -> bool {
-        self.by_producer.is_empty()
-    }
-
-    fn key_hash((group, topic, partition): (&[u8], &[u8], i32)) -> u64 {
-        let mut h = std::hash::DefaultHasher::new();
-        h.write_usize(group.len());
-        h.write(group);
-        h.write(topic);
-        h.write_i32(partition);
-        h.finish()
-    }
-
-    fn hash_of((group, (topic, partition), _): &Change) -> u64 {
-        Pending::key_hash((group.as_bytes(), topic.as_bytes(), *partition))
-    }
-
-    fn push(&mut self, producer: i64, offset: i64, change: Change) {
-        *self.keys.entry(Pending::hash_of(&change)).or_default() += 1;
-        self.by_producer
-            .entry(producer)
-            .or_default()
-            .push((offset, change));
-    }
-
-    /// The producer's changes, in log order, now no longer pending.
-    fn take(&mut self, producer: i64) -> Vec<(i64, Change)> {
-        let changes = self.by_producer.remove(&producer).unwrap_or_default();
-        for (_, change) in &changes {
-            self.forget(Pending::hash_of(change), 1);
-        }
-        changes
-    }
-
-    /// Drops every change to `key` written below `offset`.
-    fn drop_older(&mut self, key: (&[u8], &[u8], i32), offset: i64) {
-        let hash = Pending::key_hash(key);
-        if !self.keys.contains_key(&hash) {
-            return;
-        }
-        let (group, topic, partition) = key;
-        let mut dropped = 0;
-        self.by_producer.retain(|_, changes| {
-            changes.retain(|(at, (g, (t, p), _))| {
-                let older = *at < offset
-                    && *p == partition
-                    && g.as_bytes() == group
-                    && t.as_bytes() == topic;
-                dropped += usize::from(older);
-                !older
-            });
-            !changes.is_empty()
-        });
-        self.forget(hash, dropped);
-    }
-
-    fn forget(&mut self, hash: u64, count: usize) {
-        if let Some(n) = self.keys.get_mut(&hash) {
-            *n = n.saturating_sub(count);
-            if *n == 0 {
-                self.keys.remove(&hash);
-            }
-        }
-    }
-}
-
 #[derive(Debug, Default)]
 pub struct View {
     groups: HashMap<Name, Topics>,
@@ -679,14 +603,6 @@ impl View {
         Ok(())
     }
 
-    /// Drops the changes of open transactions to `key` written below `offset`: the view
-    /// holds a newer one. Kafka's coordinator keeps the offset of the last record written
-    /// for a key, whether a transaction or a plain commit wrote it; a transaction's offset
-    /// that an older record wrote is not applied at its commit.
-    fn drop_pending(&mut self, key: (&[u8], &[u8], i32), offset: i64) {
-        self.in_transaction.drop_older(key, offset);
-    }
-
     /// Replays the records of a batch that is neither a marker nor transactional.
     #[inline(always)]
     fn replay_records<'b>(
@@ -829,75 +745,9 @@ impl View {
         }
         Ok(())
     }
-
-    /// A transactional batch: its changes wait for the producer's marker.
-    fn replay_transactional(&mut self, batch: &Batch<'_>) -> Result<()> {
-        let producer = batch.header().producer_id;
-        for record in batch.records()? {
-            let record = record?;
-            let key = record
-                .key
-                .ok_or_else(|| record_error(&record, "no key".into()))?;
-            let KeyRef::OffsetCommit {
-                group,
-                topic,
-                partition,
-            } = codec::decode_key_ref(key).map_err(|e| record_error(&record, e.to_string()))?
-            else {
-                self.skipped += 1;
-                continue;
-            };
-            let Some(value) = record.value else {
-                // A tombstone takes effect at once, in a transaction too, and with it
-                // whatever open transactions hold for the key (as Kafka's coordinator
-                // replays one).
-                let (g, t) = (group.as_bytes(), topic.as_bytes());
-                remove(&mut self.groups, &mut self.metadata, g, t, partition);
-                self.drop_pending((g, t, partition), i64::MAX);
-                continue;
-            };
-            let v = codec::decode_offset_commit_value_ref(value)
-                .map_err(|e| record_error(&record, e.to_string()))?;
-            let committed = Committed {
-                offset: v.offset,
-                leader_epoch: v.leader_epoch,
-                metadata: v.metadata.to_string(),
-                commit_timestamp: v.commit_timestamp,
-            };
-            let change = (
-                group.to_string(),
-                (topic.to_string(), partition),
-                Some(committed),
-            );
-            self.in_transaction.push(producer, record.offset, change);
-        }
-        Ok(())
-    }
-
-    /// A transaction marker: COMMIT applies the producer's waiting changes, ABORT drops
-    /// them. A control record's key is a version (int16) and a type (int16: 0 abort, 1
-    /// commit).
-    fn replay_marker(&mut self, batch: &Batch<'_>) -> Result<()> {
-        let producer = batch.header().producer_id;
-        for record in batch.records()? {
-            let record = record?;
-            let commit = record
-                .key
-                .is_some_and(|k| k.len() >= 4 && k[2..4] == [0, 1]);
-            let changes = self.in_transaction.take(producer);
-            if commit {
-                for (at, change) in changes {
-                    // Other transactions' older changes to the key lose to this one.
-                    let (group, (topic, partition), _) = &change;
-                    self.drop_pending((group.as_bytes(), topic.as_bytes(), *partition), at);
-                    self.apply(change);
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 mod decode;
 #[cfg(test)]
 mod tests;
+mod transactions;

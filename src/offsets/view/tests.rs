@@ -672,32 +672,3 @@ fn transactions_commit_what_no_later_record_replaced() {
         Some(1)
     );
 }
-
-/// The open transactions' key counts follow their changes: a key none holds any more is
-/// found without a look through the changes, and one still held is found.
-#[test]
-fn pending_changes_count_their_keys() {
-    let change = |topic: &str| -> Change { ("g".into(), (topic.into(), 0), None) };
-    let mut pending = Pending::default();
-    pending.push(7, 10, change("a"));
-    pending.push(8, 20, change("a"));
-    pending.push(8, 21, change("b"));
-    let a = Pending::key_hash((b"g", b"a", 0));
-    let b = Pending::key_hash((b"g", b"b", 0));
-    assert_eq!(
-        (pending.keys.get(&a), pending.keys.get(&b)),
-        (Some(&2), Some(&1))
-    );
-    // Only what was written below the offset goes.
-    pending.drop_older((b"g", b"a", 0), 15);
-    assert_eq!(pending.keys.get(&a), Some(&1));
-    assert!(
-        !pending.by_producer.contains_key(&7),
-        "producer 7 held nothing else"
-    );
-    pending.drop_older((b"g", b"a", 0), i64::MAX);
-    assert_eq!(pending.keys.get(&a), None);
-    let taken = pending.take(8);
-    assert_eq!(taken.len(), 1, "b is left: {taken:?}");
-    assert!(pending.is_empty() && pending.keys.is_empty());
-}
