@@ -596,7 +596,8 @@ impl View {
                     partition,
                 })) = record.key.map(codec::decode_key_ref)
                 {
-                    self.drop_pending((group.as_bytes(), topic.as_bytes(), partition), i64::MAX);
+                    self.in_transaction
+                        .drop_older((group.as_bytes(), topic.as_bytes(), partition), i64::MAX);
                 }
             }
         }
@@ -732,7 +733,7 @@ impl View {
                         for run in &decoded.runs[runs.clone()] {
                             for e in &decoded.entries[run.entries.clone()] {
                                 let key = (group, decoded.name(run.topic), e.partition);
-                                self.drop_pending(key, i64::MAX);
+                                self.in_transaction.drop_older(key, i64::MAX);
                             }
                         }
                     }

@@ -55,7 +55,10 @@ impl Pending {
         changes
     }
 
-    /// Drops every change to `key` written below `offset`.
+    /// Drops every change to `key` written below `offset`: the view holds a newer one.
+    /// Kafka's coordinator keeps the value of the last record written for a key, whether a
+    /// transaction or a plain commit wrote it; a transaction's value that an older record
+    /// wrote is not applied at its commit.
     pub(super) fn drop_older(&mut self, key: (&[u8], &[u8], i32), offset: i64) {
         let hash = Pending::key_hash(key);
         if !self.keys.contains_key(&hash) {
@@ -88,14 +91,6 @@ impl Pending {
 }
 
 impl View {
-    /// Drops the changes of open transactions to `key` written below `offset`: the view
-    /// holds a newer one. Kafka's coordinator keeps the offset of the last record written
-    /// for a key, whether a transaction or a plain commit wrote it; a transaction's offset
-    /// that an older record wrote is not applied at its commit.
-    pub(super) fn drop_pending(&mut self, key: (&[u8], &[u8], i32), offset: i64) {
-        self.in_transaction.drop_older(key, offset);
-    }
-
     /// A transactional batch: its changes wait for the producer's marker.
     pub(super) fn replay_transactional(&mut self, batch: &Batch<'_>) -> Result<()> {
         let producer = batch.header().producer_id;
@@ -119,7 +114,7 @@ impl View {
                 // replays one).
                 let (g, t) = (group.as_bytes(), topic.as_bytes());
                 remove(&mut self.groups, &mut self.metadata, g, t, partition);
-                self.drop_pending((g, t, partition), i64::MAX);
+                self.in_transaction.drop_older((g, t, partition), i64::MAX);
                 continue;
             };
             let v = codec::decode_offset_commit_value_ref(value)
@@ -155,7 +150,8 @@ impl View {
                 for (at, change) in changes {
                     // Other transactions' older changes to the key lose to this one.
                     let (group, (topic, partition), _) = &change;
-                    self.drop_pending((group.as_bytes(), topic.as_bytes(), *partition), at);
+                    self.in_transaction
+                        .drop_older((group.as_bytes(), topic.as_bytes(), *partition), at);
                     self.apply(change);
                 }
             }
