@@ -209,6 +209,43 @@ fn map_writes_reach_the_file(s: &dyn Storage, base: &Path) {
     assert_eq!(buf[0], 1, "a dropped map's writes reach the file");
 }
 
+/// Pieces of odd sizes, across the backends' chunks, and a leftover to replace: the
+/// stream's file holds exactly what was appended, whatever alignment a backend writes at.
+fn stream_holds_exactly_what_was_appended(s: &dyn Storage, base: &Path) {
+    let path = at(base, "0.log.cleaned");
+    s.open(&path, OpenMode::CreateNew)
+        .unwrap()
+        .write_at(&[b'z'; 5000], 0)
+        .unwrap();
+    let mut stream = s.create_stream(&path).unwrap();
+    assert!(stream.is_empty());
+    let mut expected = Vec::new();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for size in [1, 4095, 4096, 1 << 20, 3, (1 << 20) + 5, 777, 0, 10_000] {
+        let piece: Vec<u8> = (0..size)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        stream.append(&piece).unwrap();
+        expected.extend_from_slice(&piece);
+        assert_eq!(stream.len(), expected.len() as u64);
+    }
+    assert_eq!(stream.finish().unwrap(), expected.len() as u64);
+    let f = s.open(&path, OpenMode::Read).unwrap();
+    assert_eq!(f.len().unwrap(), expected.len() as u64);
+    let mut read = vec![0u8; expected.len()];
+    f.read_exact_at(&mut read, 0).unwrap();
+    assert!(read == expected, "the stream's bytes read back as appended");
+
+    let empty = at(base, "1.log.cleaned");
+    assert_eq!(s.create_stream(&empty).unwrap().finish().unwrap(), 0);
+    assert_eq!(s.open(&empty, OpenMode::Read).unwrap().len().unwrap(), 0);
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod real {
@@ -244,4 +281,5 @@ contract!(
     remove_file_and_dir,
     lock_conflicts_until_dropped,
     map_writes_reach_the_file,
+    stream_holds_exactly_what_was_appended,
 );

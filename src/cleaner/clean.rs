@@ -11,11 +11,9 @@ use crate::log::Log;
 use crate::segment::scan::{scan_batches, ScanBuffers, Throttle, SCAN_BYTES};
 use crate::segment::{FileSlice, Segment};
 
-/// Bytes buffered before a write of a cleaned copy.
-const CHUNK_BYTES: u64 = 1 << 20;
-/// Bytes of a cleaned copy written between the background syncs that run ahead of the
-/// final one.
-const SYNC_AHEAD_BYTES: u64 = 16 << 20;
+/// Bytes of a cleaned copy filtered before they go to its file: few enough to stay in the
+/// CPU's cache until they are copied on.
+const CHUNK_BYTES: usize = 256 << 10;
 
 /// Where a log may be cleaned now, and how dirty it is.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -352,53 +350,32 @@ fn clean_group(
         Some(header) => header?.base_offset,
         None => return Ok(None),
     };
-    let file = log.create_cleaned(base)?;
-    let mut out = Vec::with_capacity(CHUNK_BYTES as usize * 2);
+    let mut file = log.create_cleaned(base)?;
+    let mut out = Vec::with_capacity(CHUNK_BYTES * 2);
     let mut scratch = FilterScratch::default();
-    let mut written = 0u64;
     let log_start = log.log_start_offset();
-    // A helper thread syncs what is written so far while the copy goes on, so that the
-    // final sync waits only for the tail (the disk works while the CPU filters).
-    let copied = std::thread::scope(|scope| -> Result<()> {
-        let (wake, woken) = std::sync::mpsc::channel::<()>();
-        let syncing = file.clone();
-        let syncer = scope.spawn(move || -> Result<()> {
-            for () in woken {
-                syncing.sync_data()?;
-            }
-            Ok(())
-        });
-        let mut synced_at = 0u64;
-        let ranges: Vec<FileSlice> = group.iter().map(|s| s.whole()).collect();
-        scan_batches(&ranges, SCAN_BYTES, buffers, throttle, |batch| {
-            if batch.header().next_offset() <= log_start {
-                return Ok(true); // below the log start: gone already
-            }
-            let keep_if_empty = batch.header().base_offset == last_base;
-            filter_batch(batch, rules, keep_if_empty, &mut out, stats, &mut scratch)?;
-            if out.len() as u64 >= CHUNK_BYTES {
-                file.write_at(&out, written)?;
-                written += out.len() as u64;
-                out.clear();
-                if written - synced_at >= SYNC_AHEAD_BYTES {
-                    synced_at = written;
-                    let _ = wake.send(()); // a finished syncer reports its error at the join
-                }
-            }
-            Ok(true)
-        })?;
-        file.write_at(&out, written)?;
-        written += out.len() as u64;
-        drop(wake);
-        syncer
-            .join()
-            .map_err(|_| Error::InvalidConfig("cleaner sync thread panicked".into()))??;
-        file.sync_data()
-    });
-    if let Err(err) = copied {
-        log.discard_cleaned(base)?;
-        return Err(err);
-    }
+    let ranges: Vec<FileSlice> = group.iter().map(|s| s.whole()).collect();
+    let copied = scan_batches(&ranges, SCAN_BYTES, buffers, throttle, |batch| {
+        if batch.header().next_offset() <= log_start {
+            return Ok(true); // below the log start: gone already
+        }
+        let keep_if_empty = batch.header().base_offset == last_base;
+        filter_batch(batch, rules, keep_if_empty, &mut out, stats, &mut scratch)?;
+        if out.len() >= CHUNK_BYTES {
+            file.append(&out)?;
+            out.clear();
+        }
+        Ok(true)
+    })
+    .and_then(|()| file.append(&out))
+    .and_then(|()| file.finish());
+    let written = match copied {
+        Ok(written) => written,
+        Err(err) => {
+            log.discard_cleaned(base)?;
+            return Err(err);
+        }
+    };
     if written == 0 {
         log.discard_cleaned(base)?;
         return Err(Error::InvalidConfig(format!(

@@ -29,12 +29,14 @@
 pub mod overlay;
 pub mod real;
 pub mod sim;
+mod stream;
 
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::Result;
+pub use stream::{BufferedStream, StreamFile};
 
 /// How to open a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +79,16 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// Takes the exclusive lock of `dir`; fails with [`crate::Error::DirLocked`] while another
     /// holder (another process, or another guard in this one) has it. Released on drop.
     fn lock_dir(&self, dir: &Path) -> Result<Box<dyn DirLock>>;
+    /// Creates `path`, emptying a leftover, for bytes written once, front to back, then
+    /// synced, and not read again soon (see [`StreamFile`]). A backend may write them
+    /// around its page cache; by default they go through [`StorageFile::write_at`].
+    fn create_stream(&self, path: &Path) -> Result<Box<dyn StreamFile>> {
+        let file = self.open(path, OpenMode::Create)?;
+        if file.len()? > 0 {
+            file.set_len(0)?;
+        }
+        Ok(Box::new(BufferedStream::new(file)))
+    }
 }
 
 /// An open file.

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use super::Log;
 use crate::error::Result;
-use crate::io::{OpenMode, StorageFile};
+use crate::io::StreamFile;
 use crate::segment::{files, Segment};
 
 /// A cleaning under way on a log; the next may start when it is dropped.
@@ -107,15 +107,11 @@ impl Log {
         )
     }
 
-    /// A new, empty `<base>.log.cleaned` file (a leftover of an earlier attempt is reset).
-    pub fn create_cleaned(&self, base_offset: i64) -> Result<Arc<dyn StorageFile>> {
-        let file = self
-            .storage
-            .open(&self.cleaned_path(base_offset), OpenMode::Create)?;
-        if file.len()? > 0 {
-            file.set_len(0)?;
-        }
-        Ok(file)
+    /// A new, empty `<base>.log.cleaned` file (a leftover of an earlier attempt is reset),
+    /// written front to back and synced by [`StreamFile::finish`]: around the page cache
+    /// where the storage can (see [`crate::io::Storage::create_stream`]).
+    pub fn create_cleaned(&self, base_offset: i64) -> Result<Box<dyn StreamFile>> {
+        self.storage.create_stream(&self.cleaned_path(base_offset))
     }
 
     /// Removes the `.cleaned` file of an abandoned cleaning.

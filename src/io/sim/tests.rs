@@ -370,3 +370,18 @@ fn a_map_keeps_a_removed_file_alive() {
     m.as_mut_slice()[0] = 1;
     m.flush().unwrap();
 }
+
+#[test]
+fn a_finished_stream_survives_a_crash() {
+    let sim = disk(5);
+    sim.create_dir_all(Path::new("/d")).unwrap();
+    let mut stream = sim.create_stream(Path::new("/d/0.log.cleaned")).unwrap();
+    stream.append(&[7u8; 3000]).unwrap();
+    assert_eq!(stream.finish().unwrap(), 3000);
+    sim.crash();
+    assert_eq!(
+        sim.read_raw(Path::new("/d/0.log.cleaned")).unwrap(),
+        vec![7u8; 3000],
+        "finish syncs what it wrote"
+    );
+}
