@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::offset_map::{Digest, OffsetMap};
 use super::rewrite::{filter_batch, FilterRules, FilterScratch, FilterStats};
+use super::transactions::Transactions;
 use crate::error::{Error, Result};
 use crate::log::Log;
 use crate::segment::scan::{scan_batches, ScanBuffers, Throttle, SCAN_BYTES};
@@ -173,7 +174,8 @@ fn clean_log_once(
         ..CleanReport::default()
     };
     let mut buffers = ScanBuffers::default();
-    let end_offset = build_map(log, range, map, &mut buffers, throttle)?;
+    let mut transactions = Transactions::default();
+    let end_offset = build_map(log, range, map, &mut transactions, &mut buffers, throttle)?;
     report.end_offset = end_offset;
     report.partial = end_offset < range.first_uncleanable;
     report.keys = map.len();
@@ -182,6 +184,7 @@ fn clean_log_once(
         now_ms,
         delete_retention_ms: log.config().delete_retention_ms,
         end_offset,
+        transactions: &transactions,
     };
     let segments: Vec<Arc<Segment>> = log
         .inactive_segments()
@@ -243,12 +246,15 @@ fn discard(log: &Log, groups: &[Vec<Arc<Segment>>]) -> Result<()> {
     Ok(())
 }
 
-/// Puts every keyed record of `[first_dirty, first_uncleanable)` in the map. Returns the
-/// offset it got to: `first_uncleanable`, or the first record the full map did not take.
+/// Puts every keyed record of `[first_dirty, first_uncleanable)` in the map, a
+/// transaction's once it committed (see [`Transactions`]). Returns the offset it got to:
+/// `first_uncleanable`, the first record the full map did not take, or the marker of a
+/// committed transaction it did not take whole.
 fn build_map(
     log: &Log,
     range: &Cleanable,
     map: &mut OffsetMap,
+    transactions: &mut Transactions,
     buffers: &mut ScanBuffers,
     throttle: &mut Throttle,
 ) -> Result<i64> {
@@ -264,6 +270,26 @@ fn build_map(
         if header.next_offset() <= range.first_dirty {
             return Ok(true);
         }
+        if let Some(commits) = batch.marker_commits() {
+            let Some(committed) = transactions.end(header.producer_id, commits) else {
+                return Ok(true);
+            };
+            for (digest, offset) in committed {
+                // A record of the key written after this one, seen already, stays the latest.
+                if map.get_digest(digest).is_some_and(|latest| latest > offset) {
+                    continue;
+                }
+                if !map.put_digest(digest, offset) {
+                    // The map ends at the marker. The transaction's keys that did not fit
+                    // count for nothing: their records stay, and so do their keys' records
+                    // before them. (Ending where the transaction began would end where
+                    // this cleaning began, when it began there: no cleaning would pass.)
+                    stopped = Some(header.base_offset);
+                    return Ok(false);
+                }
+            }
+            return Ok(true);
+        }
         if header.is_control() || batch.records().is_err() {
             // Compressed: partlog does not open it, so its records are never dropped.
             return Ok(true);
@@ -277,6 +303,10 @@ fn build_map(
             if let Some(key) = record.key {
                 keys.push((map.digest(key), record.offset));
             }
+        }
+        if header.is_transactional() {
+            transactions.add(header.producer_id, header.base_offset, &keys);
+            return Ok(true);
         }
         map.touch(keys.iter().map(|&(digest, _)| digest));
         for &(digest, offset) in &keys {

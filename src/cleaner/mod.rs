@@ -12,12 +12,16 @@
 //! fails is marked uncleanable with the reason and skipped; the others go on.
 //! [`Cleaner::spawn`] runs it on a thread, with an I/O rate limit.
 //!
+//! Transactions are followed as Kafka's cleaner follows them (see `transactions`): a
+//! committed transaction's records count at their offsets, an aborted one's are dropped.
+//!
 //! Not cleaned: compressed batches (partlog does not decompress; their records all stay)
-//! and control batches (kept as they are).
+//! and control batches (kept as they are, transaction markers included).
 
 mod clean;
 mod offset_map;
 mod rewrite;
+mod transactions;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -11,9 +11,11 @@
 //! keeps everything and needs no horizon is copied as it is; one that keeps nothing is
 //! dropped, or kept as a bare header (no records, base timestamp -1) where the caller needs
 //! its offsets to stay covered.
-//! Compressed and control batches are copied as they are (partlog does not decompress).
+//! A batch of an aborted transaction keeps nothing. Compressed and control batches are
+//! copied as they are (partlog does not decompress).
 
 use super::offset_map::{Digest, OffsetMap};
+use super::transactions::Transactions;
 use crate::record::varint::{encode_varint, encode_varlong, varint_len, varlong_len};
 use crate::record::{
     crc32c, Batch, BatchError, Compression, Record, TimestampType, CRC_START, HEADER_LEN,
@@ -38,6 +40,8 @@ pub struct FilterStats {
     pub keyless_dropped: u64,
     /// Compressed or control batches copied without looking inside.
     pub batches_unopened: u64,
+    /// Records of aborted transactions.
+    pub aborted_dropped: u64,
 }
 
 /// The rules of one cleaning.
@@ -48,6 +52,8 @@ pub struct FilterRules<'a> {
     pub delete_retention_ms: i64,
     /// Where the map ends: records from here on were not mapped and are all kept.
     pub end_offset: i64,
+    /// The transactions the map pass saw: the batches of aborted ones are dropped.
+    pub transactions: &'a Transactions,
 }
 
 /// What the first pass over a batch learns of one record.
@@ -137,9 +143,15 @@ pub fn filter_batch(
     }
     rules.map.touch(seen.iter().filter_map(|r| r.digest));
     decisions.clear();
+    let aborted = header.is_transactional() && rules.transactions.is_aborted(header.base_offset);
     for record in seen.iter() {
         stats.records_read += 1;
-        let keep = rules.retains(record, old_horizon, stats);
+        let keep = if aborted {
+            stats.aborted_dropped += 1;
+            false
+        } else {
+            rules.retains(record, old_horizon, stats)
+        };
         decisions.push(keep);
         if keep {
             kept += 1;

@@ -230,6 +230,22 @@ pub struct Batch<'a> {
 }
 
 impl<'a> Batch<'a> {
+    /// What a transaction marker says of its producer's open transaction: `Some(true)` for
+    /// COMMIT, `Some(false)` for ABORT; `None` for any other batch. A marker is a
+    /// transactional control batch whose record's key is a version (int16) and a type
+    /// (int16): 0 abort, 1 commit (Kafka's `ControlRecordType`).
+    pub fn marker_commits(&self) -> Option<bool> {
+        if !(self.header.is_control() && self.header.is_transactional()) {
+            return None;
+        }
+        let record = self.records().ok()?.next()?.ok()?;
+        match record.key? {
+            [_, _, 0, 0, ..] => Some(false),
+            [_, _, 0, 1, ..] => Some(true),
+            _ => None,
+        }
+    }
+
     /// The batch at the start of `buf`; bytes after it are ignored. Fails with
     /// [`BatchError::TooShort`] when `buf` ends inside the batch. Does not check the CRC.
     pub fn parse(buf: &'a [u8]) -> Result<Batch<'a>, BatchError> {

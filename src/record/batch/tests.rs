@@ -244,3 +244,28 @@ fn patching_short_slices_does_not_panic_in_release() {
     set_log_append_time(&mut tiny, 1);
     assert_eq!(tiny, [0; 4]);
 }
+
+#[test]
+fn markers_say_commit_or_abort_and_nothing_else_is_one() {
+    let control = |transactional: bool, kind: u8| {
+        let mut b = BatchBuilder::new();
+        b.control(true)
+            .transactional(transactional)
+            .producer(5, 0, -1);
+        b.append(1, Some(&[0, 0, 0, kind]), Some(&[0; 6]), &[]);
+        b.build().unwrap()
+    };
+    let marker = |bytes: &[u8]| Batch::parse(bytes).unwrap().marker_commits();
+    assert_eq!(marker(&control(true, 1)), Some(true));
+    assert_eq!(marker(&control(true, 0)), Some(false));
+    assert_eq!(
+        marker(&control(true, 2)),
+        None,
+        "another control record type"
+    );
+    assert_eq!(marker(&control(false, 1)), None, "not transactional");
+    let mut data = BatchBuilder::new();
+    data.transactional(true).producer(5, 0, 0);
+    data.append(1, Some(&[0, 0, 0, 1]), Some(b"v"), &[]);
+    assert_eq!(marker(&data.build().unwrap()), None, "a data batch");
+}

@@ -1,0 +1,318 @@
+//! Compaction of logs with transactions, as Kafka-written offsets logs have (exactly-once
+//! consumers commit offsets in transactions): a committed transaction's records count at
+//! their offsets once the COMMIT marker is seen, an aborted one's are dropped and never
+//! hide an older committed record of their key, and one still open loses nothing.
+//!
+//! The property: a cleaning leaves unchanged what a reader that follows the markers (as
+//! the offsets load and `read_committed` consumers do) finds for every key. A reference
+//! reader replays what was appended and the cleaned log, and the two must agree, round
+//! after round, with transactions left open across cleanings and ended after them.
+//!
+//! ```text
+//! cargo test --release --test compaction_transactions
+//! COMPACTION_SEEDS=5000 cargo test --release --test compaction_transactions
+//! ```
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use partlog::checkpoint::TopicPartition;
+use partlog::cleaner::{CleanOutcome, Cleaner, CleanerConfig, SLOT_BYTES};
+use partlog::io::sim::{SimRng, SimStorage};
+use partlog::log::Log;
+use partlog::manager::{LogDir, LogDirOptions};
+use partlog::record::{batches, BatchBuilder};
+use partlog::{CleanupPolicy, LogConfig, ManualClock};
+
+const NOW: i64 = 1_000_000;
+
+fn config() -> LogConfig {
+    LogConfig {
+        cleanup_policy: CleanupPolicy::Compact,
+        segment_bytes: 2048,
+        index_bytes_max: 1024,
+        index_interval_bytes: 256,
+        min_cleanable_dirty_ratio: 0.0,
+        ..LogConfig::default()
+    }
+}
+
+/// A record as the reference reader takes it: offset, key, value (none: a tombstone).
+type Rec = (i64, Vec<u8>, Option<Vec<u8>>);
+
+/// A batch as the reference reader takes it.
+#[derive(Debug, Clone)]
+enum Item {
+    /// Records, of a transaction of this producer or of none.
+    Records(Option<i64>, Vec<Rec>),
+    /// A transaction marker: COMMIT (true) or ABORT.
+    Marker(i64, bool),
+}
+
+/// What a reader that follows the markers finds for every key, as the offsets load does:
+/// a plain record counts at once; a transaction's records count at its COMMIT, each only
+/// if no later record of its key counted before it; an aborted or open transaction's
+/// records count for nothing.
+fn committed(items: &[Item]) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
+    let mut state: BTreeMap<Vec<u8>, (i64, Option<Vec<u8>>)> = BTreeMap::new();
+    let mut open: HashMap<i64, Vec<Rec>> = HashMap::new();
+    for item in items {
+        match item {
+            Item::Records(None, records) => {
+                for (offset, key, value) in records {
+                    state.insert(key.clone(), (*offset, value.clone()));
+                }
+            }
+            Item::Records(Some(producer), records) => {
+                open.entry(*producer)
+                    .or_default()
+                    .extend(records.iter().cloned());
+            }
+            Item::Marker(producer, commit) => {
+                let records = open.remove(producer).unwrap_or_default();
+                for (offset, key, value) in records.into_iter().filter(|_| *commit) {
+                    if state.get(&key).is_none_or(|(latest, _)| *latest < offset) {
+                        state.insert(key, (offset, value));
+                    }
+                }
+            }
+        }
+    }
+    state.into_iter().map(|(k, (_, v))| (k, v)).collect()
+}
+
+/// The log's batches as the reference reader takes them.
+fn read_items(log: &Log) -> Vec<Item> {
+    let mut items = Vec::new();
+    let mut next = log.log_start_offset();
+    while let Some(slice) = log.read(next, 1 << 20, None).expect("read") {
+        let bytes = slice.to_vec().expect("bytes");
+        for batch in batches(&bytes) {
+            let batch = batch.expect("batch");
+            batch.validate().expect("valid batch");
+            let header = batch.header();
+            next = header.next_offset();
+            if let Some(commit) = batch.marker_commits() {
+                items.push(Item::Marker(header.producer_id, commit));
+                continue;
+            }
+            let records = batch
+                .records()
+                .expect("records")
+                .map(|r| {
+                    let r = r.expect("record");
+                    (
+                        r.offset,
+                        r.key.expect("keyed").to_vec(),
+                        r.value.map(<[u8]>::to_vec),
+                    )
+                })
+                .collect();
+            let producer = header.is_transactional().then_some(header.producer_id);
+            items.push(Item::Records(producer, records));
+        }
+    }
+    items
+}
+
+fn marker(producer: i64, commit: bool) -> Vec<u8> {
+    let mut control = BatchBuilder::new();
+    control
+        .transactional(true)
+        .control(true)
+        .producer(producer, 0, -1);
+    let key = [0, 0, 0, u8::from(commit)];
+    control.append(NOW, Some(&key), Some(&[0, 0, 0, 0, 0, 0]), &[]);
+    control.build().expect("marker")
+}
+
+/// Appends `records` (as one batch of `producer`'s transaction, or plain) and notes them.
+fn append(
+    log: &Log,
+    appended: &mut Vec<Item>,
+    producer: Option<i64>,
+    records: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+) {
+    let mut builder = BatchBuilder::new();
+    if let Some(p) = producer {
+        builder.transactional(true).producer(p, 0, 0);
+    }
+    for (key, value) in &records {
+        builder.append(NOW, Some(key), value.as_deref(), &[]);
+    }
+    let info = log
+        .append_as_leader(&mut builder.build().expect("batch"), 0)
+        .expect("append");
+    let records = records
+        .into_iter()
+        .enumerate()
+        .map(|(i, (k, v))| (info.first_offset + i as i64, k, v))
+        .collect();
+    appended.push(Item::Records(producer, records));
+}
+
+fn end(log: &Log, appended: &mut Vec<Item>, producer: i64, commit: bool) {
+    log.append_as_leader(&mut marker(producer, commit), 0)
+        .expect("append marker");
+    appended.push(Item::Marker(producer, commit));
+}
+
+/// Cleans until there is nothing left to clean.
+fn clean_all(cleaner: &Cleaner, dir: &LogDir, context: &str) {
+    for _ in 0..10_000 {
+        match cleaner.clean_once(dir, NOW).expect("clean") {
+            CleanOutcome::Idle => return,
+            CleanOutcome::Cleaned { report, .. } => assert!(!report.aborted, "{context}"),
+            CleanOutcome::Failed { reason, .. } => panic!("{context}: {reason}"),
+        }
+    }
+    panic!("{context}: cleaning never ends");
+}
+
+fn open(seed: u64, map_slots: usize) -> (LogDir, Arc<Log>, Cleaner) {
+    let disk = SimStorage::new(seed);
+    let options = LogDirOptions {
+        config: config(),
+        clock: Arc::new(ManualClock::new(NOW)),
+    };
+    let dir = LogDir::open(disk.storage(), "/data", options).expect("log dir");
+    let (log, _) = dir
+        .open_log(&TopicPartition::new("offsets", 0))
+        .expect("log");
+    let cleaner = Cleaner::new(CleanerConfig {
+        dedupe_buffer_bytes: map_slots * SLOT_BYTES,
+        ..CleanerConfig::default()
+    });
+    (dir, log, cleaner)
+}
+
+fn kv(key: &str, value: Option<&str>) -> (Vec<u8>, Option<Vec<u8>>) {
+    (key.into(), value.map(Into::into))
+}
+
+#[test]
+fn an_aborted_record_never_hides_the_committed_one_before_it() {
+    let (dir, log, cleaner) = open(1, 4096);
+    let mut appended = Vec::new();
+    append(
+        &log,
+        &mut appended,
+        None,
+        vec![kv("a", Some("a1")), kv("b", Some("b1"))],
+    );
+    append(
+        &log,
+        &mut appended,
+        Some(7),
+        vec![kv("a", Some("a-aborted"))],
+    );
+    append(
+        &log,
+        &mut appended,
+        Some(8),
+        vec![kv("b", Some("b-committed"))],
+    );
+    end(&log, &mut appended, 7, false);
+    end(&log, &mut appended, 8, true);
+    // Still open when the log is cleaned: its record stays, and so does "c"'s before it.
+    append(&log, &mut appended, None, vec![kv("c", Some("c1"))]);
+    append(&log, &mut appended, Some(9), vec![kv("c", Some("c-open"))]);
+    log.force_roll().unwrap();
+    clean_all(&cleaner, &dir, "first cleaning");
+
+    let values: Vec<Option<Vec<u8>>> = read_items(&log)
+        .into_iter()
+        .flat_map(|item| match item {
+            Item::Records(_, records) => records.into_iter().map(|r| r.2).collect(),
+            Item::Marker(..) => Vec::new(),
+        })
+        .collect();
+    let value = |v: &str| Some(v.as_bytes().to_vec());
+    assert_eq!(
+        values,
+        vec![
+            value("a1"),
+            value("b-committed"),
+            value("c1"),
+            value("c-open")
+        ],
+        "the aborted record and the committed transaction's older key are gone"
+    );
+    assert_eq!(committed(&read_items(&log)), committed(&appended));
+
+    // The open transaction commits after the cleaning; the next cleaning counts it.
+    end(&log, &mut appended, 9, true);
+    log.force_roll().unwrap();
+    clean_all(&cleaner, &dir, "second cleaning");
+    let expected = committed(&appended);
+    assert_eq!(expected.get(b"c".as_slice()), Some(&value("c-open")));
+    assert_eq!(committed(&read_items(&log)), expected);
+}
+
+fn run(seed: u64, map_slots: usize) {
+    let mut rng = SimRng::new(seed);
+    let (dir, log, cleaner) = open(seed, map_slots);
+    let keys = rng.range_inclusive(2, 12);
+    let producers = rng.range_inclusive(1, 4) as i64;
+    let mut appended = Vec::new();
+    let mut open_txns: Vec<i64> = Vec::new();
+    let rounds = rng.range_inclusive(2, 6);
+    for round in 0..=rounds {
+        let last = round == rounds;
+        for _ in 0..rng.range_inclusive(1, 25) {
+            let producer = rng.range_inclusive(1, producers as u64) as i64;
+            if open_txns.contains(&producer) && rng.ratio(1, 3) {
+                end(&log, &mut appended, producer, rng.ratio(1, 2));
+                open_txns.retain(|&p| p != producer);
+                continue;
+            }
+            let records = (0..rng.range_inclusive(1, 4))
+                .map(|_| {
+                    let key = format!("k{}", rng.below(keys)).into_bytes();
+                    let value = (!rng.ratio(1, 8))
+                        .then(|| format!("v{round}-{}", rng.below(1000)).into_bytes());
+                    (key, value)
+                })
+                .collect();
+            let txn = rng.ratio(1, 2).then_some(producer);
+            if let Some(p) = txn.filter(|p| !open_txns.contains(p)) {
+                open_txns.push(p);
+            }
+            append(&log, &mut appended, txn, records);
+        }
+        if last {
+            // Every transaction ends: nothing is left undecided.
+            for producer in std::mem::take(&mut open_txns) {
+                end(&log, &mut appended, producer, rng.ratio(1, 2));
+            }
+        }
+        log.force_roll().unwrap();
+        let context = format!("seed {seed}, map of {map_slots}, round {round}");
+        clean_all(&cleaner, &dir, &context);
+        assert_eq!(
+            committed(&read_items(&log)),
+            committed(&appended),
+            "{context}: the cleaning changed what a reader finds"
+        );
+    }
+}
+
+fn seeds() -> u64 {
+    common::env_u64("COMPACTION_SEEDS").unwrap_or(200)
+}
+
+#[test]
+fn cleaning_keeps_what_readers_of_committed_data_find() {
+    for seed in 0..seeds() {
+        run(seed, 4096);
+    }
+}
+
+#[test]
+fn partial_cleanings_keep_it_too() {
+    for seed in 0..seeds() / 2 {
+        run(seed, 8);
+    }
+}
