@@ -6,6 +6,7 @@
 //! disk and panics only when an invariant breaks (DESIGN.md 1, 5 and 8): typed errors are
 //! fine, panics, invented data and unreadable offsets are not.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -540,6 +541,178 @@ impl CleanerModel {
                 assert!(
                     !superseded_below_end || *offset >= end,
                     "record of key {key} at {offset} is superseded below the cleaned end {end}"
+                );
+            }
+        }
+    }
+}
+
+/// A record as [`committed_by_key`] takes it: offset, key, value (none: a tombstone).
+pub type TxnRecord = (i64, Vec<u8>, Option<Vec<u8>>);
+
+/// A batch as a reader that follows transaction markers takes it: see [`committed_by_key`].
+#[derive(Debug, Clone)]
+pub enum TxnItem {
+    /// Records, of a transaction of this producer or of none.
+    Records(Option<i64>, Vec<TxnRecord>),
+    /// A transaction marker of this producer: COMMIT (true) or ABORT.
+    Marker(i64, bool),
+}
+
+/// What a reader that follows the markers finds for every key, as the offsets load does:
+/// a plain record counts at once; a transaction's records count at its COMMIT, each only
+/// if no later record of its key counted before it; an aborted or open transaction's
+/// records count for nothing. (The reference of the cleaner's transaction tests.)
+pub fn committed_by_key(items: &[TxnItem]) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
+    let mut state: BTreeMap<Vec<u8>, (i64, Option<Vec<u8>>)> = BTreeMap::new();
+    let mut open: HashMap<i64, Vec<TxnRecord>> = HashMap::new();
+    for item in items {
+        match item {
+            TxnItem::Records(None, records) => {
+                for (offset, key, value) in records {
+                    state.insert(key.clone(), (*offset, value.clone()));
+                }
+            }
+            TxnItem::Records(Some(producer), records) => {
+                open.entry(*producer)
+                    .or_default()
+                    .extend(records.iter().cloned());
+            }
+            TxnItem::Marker(producer, commit) => {
+                let records = open.remove(producer).unwrap_or_default();
+                for (offset, key, value) in records.into_iter().filter(|_| *commit) {
+                    if state.get(&key).is_none_or(|(latest, _)| *latest < offset) {
+                        state.insert(key, (offset, value));
+                    }
+                }
+            }
+        }
+    }
+    state.into_iter().map(|(k, (_, v))| (k, v)).collect()
+}
+
+/// Every batch of `log` as [`committed_by_key`] takes it. Panics on a batch that does not
+/// read back valid or a record without a key.
+pub fn txn_items(log: &Log) -> Vec<TxnItem> {
+    let mut items = Vec::new();
+    let mut next = log.log_start_offset();
+    while let Some(slice) = log.read(next, 1 << 20, None).expect("read") {
+        let bytes = slice.to_vec().expect("bytes of a slice");
+        for batch in batches(&bytes) {
+            let batch = batch.expect("a cleaned log reads back");
+            batch.validate().expect("cleaned batches are valid");
+            let header = batch.header();
+            next = header.next_offset();
+            if let Some(commit) = batch.marker_commits() {
+                items.push(TxnItem::Marker(header.producer_id, commit));
+                continue;
+            }
+            let records = batch
+                .records()
+                .expect("records")
+                .map(|r| {
+                    let r = r.expect("record");
+                    let key = r.key.expect("keyed").to_vec();
+                    (r.offset, key, r.value.map(<[u8]>::to_vec))
+                })
+                .collect();
+            let producer = header.is_transactional().then_some(header.producer_id);
+            items.push(TxnItem::Records(producer, records));
+        }
+    }
+    items
+}
+
+/// A transaction marker of `producer`: COMMIT or ABORT.
+pub fn marker_batch(producer: i64, commit: bool, timestamp_ms: i64) -> Vec<u8> {
+    let mut control = BatchBuilder::new();
+    control
+        .transactional(true)
+        .control(true)
+        .producer(producer, 0, -1);
+    let key = [0, 0, 0, u8::from(commit)];
+    control.append(timestamp_ms, Some(&key), Some(&[0, 0, 0, 0, 0, 0]), &[]);
+    control.build().expect("a marker builds")
+}
+
+/// The cleaner on a log with transactions: the input is a program of plain and
+/// transactional appends (keys from a small set, values or tombstones, four producers),
+/// markers, rolls and cleanings, run on a compacted log on the simulated disk. After each
+/// cleaning, a reader that follows the markers finds for every key what it finds in what
+/// was appended ([`committed_by_key`]).
+pub fn cleaner_transactions(data: &[u8]) {
+    use crate::cleaner::{CleanOutcome, Cleaner, CleanerConfig, SLOT_BYTES};
+
+    let storage = SimStorage::new(1);
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let config = LogConfig {
+        cleanup_policy: CleanupPolicy::Compact,
+        segment_bytes: 512,
+        index_bytes_max: 240,
+        index_interval_bytes: 64,
+        min_cleanable_dirty_ratio: 0.0,
+        ..LogConfig::default()
+    };
+    let options = LogDirOptions { config, clock };
+    let Ok(dir) = LogDir::open(storage.storage(), LOG_DIR, options) else {
+        return;
+    };
+    let Ok((log, _)) = dir.open_log(&TopicPartition::new("t", 0)) else {
+        return;
+    };
+    let slots = if data.first().is_some_and(|b| b & 1 == 1) {
+        4
+    } else {
+        256
+    };
+    let cleaner = Cleaner::new(CleanerConfig {
+        dedupe_buffer_bytes: slots * SLOT_BYTES,
+        ..CleanerConfig::default()
+    });
+    let mut appended = Vec::new();
+    for op in data.chunks(2) {
+        let (code, arg) = (op[0], op.get(1).copied().unwrap_or(0));
+        // The producer, key and value come from the argument's bits.
+        let producer = i64::from(arg & 3) + 1;
+        let key = vec![(arg >> 2) % 6];
+        let value = (arg & 0x80 == 0).then(|| vec![arg]);
+        match code % 8 {
+            0..=4 => {
+                let txn = (code % 8 >= 2).then_some(producer);
+                let mut builder = BatchBuilder::new();
+                if let Some(p) = txn {
+                    builder.transactional(true).producer(p, 0, 0);
+                }
+                builder.append(1_000_000, Some(&key), value.as_deref(), &[]);
+                let Ok(mut batch) = builder.build() else {
+                    return;
+                };
+                let Ok(info) = log.append_as_leader(&mut batch, 0) else {
+                    return;
+                };
+                appended.push(TxnItem::Records(txn, vec![(info.first_offset, key, value)]));
+            }
+            5 => {
+                let commit = arg & 0x10 != 0;
+                let mut batch = marker_batch(producer, commit, 1_000_000);
+                if log.append_as_leader(&mut batch, 0).is_err() {
+                    return;
+                }
+                appended.push(TxnItem::Marker(producer, commit));
+            }
+            6 => {
+                let _ = log.force_roll();
+            }
+            _ => {
+                let outcome = cleaner.clean_once(&dir, 1_000_000);
+                assert!(
+                    !matches!(outcome, Ok(CleanOutcome::Failed { .. }) | Err(_)),
+                    "cleaning failed: {outcome:?}"
+                );
+                assert_eq!(
+                    committed_by_key(&txn_items(&log)),
+                    committed_by_key(&appended),
+                    "the cleaning changed what a reader that follows the markers finds"
                 );
             }
         }

@@ -5,8 +5,9 @@
 //!
 //! The property: a cleaning leaves unchanged what a reader that follows the markers (as
 //! the offsets load and `read_committed` consumers do) finds for every key. A reference
-//! reader replays what was appended and the cleaned log, and the two must agree, round
-//! after round, with transactions left open across cleanings and ended after them.
+//! reader (`partlog::fuzzing::committed_by_key`, shared with the `cleaner_transactions`
+//! fuzz target) replays what was appended and the cleaned log, and the two must agree,
+//! round after round, with transactions left open across cleanings and ended after them.
 //!
 //! ```text
 //! cargo test --release --test compaction_transactions
@@ -15,15 +16,17 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use partlog::checkpoint::TopicPartition;
 use partlog::cleaner::{CleanOutcome, Cleaner, CleanerConfig, SLOT_BYTES};
+use partlog::fuzzing::{
+    committed_by_key as committed, marker_batch, txn_items as read_items, TxnItem as Item,
+};
 use partlog::io::sim::{SimRng, SimStorage};
 use partlog::log::Log;
 use partlog::manager::{LogDir, LogDirOptions};
-use partlog::record::{batches, BatchBuilder};
+use partlog::record::BatchBuilder;
 use partlog::{CleanupPolicy, LogConfig, ManualClock};
 
 const NOW: i64 = 1_000_000;
@@ -37,95 +40,6 @@ fn config() -> LogConfig {
         min_cleanable_dirty_ratio: 0.0,
         ..LogConfig::default()
     }
-}
-
-/// A record as the reference reader takes it: offset, key, value (none: a tombstone).
-type Rec = (i64, Vec<u8>, Option<Vec<u8>>);
-
-/// A batch as the reference reader takes it.
-#[derive(Debug, Clone)]
-enum Item {
-    /// Records, of a transaction of this producer or of none.
-    Records(Option<i64>, Vec<Rec>),
-    /// A transaction marker: COMMIT (true) or ABORT.
-    Marker(i64, bool),
-}
-
-/// What a reader that follows the markers finds for every key, as the offsets load does:
-/// a plain record counts at once; a transaction's records count at its COMMIT, each only
-/// if no later record of its key counted before it; an aborted or open transaction's
-/// records count for nothing.
-fn committed(items: &[Item]) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
-    let mut state: BTreeMap<Vec<u8>, (i64, Option<Vec<u8>>)> = BTreeMap::new();
-    let mut open: HashMap<i64, Vec<Rec>> = HashMap::new();
-    for item in items {
-        match item {
-            Item::Records(None, records) => {
-                for (offset, key, value) in records {
-                    state.insert(key.clone(), (*offset, value.clone()));
-                }
-            }
-            Item::Records(Some(producer), records) => {
-                open.entry(*producer)
-                    .or_default()
-                    .extend(records.iter().cloned());
-            }
-            Item::Marker(producer, commit) => {
-                let records = open.remove(producer).unwrap_or_default();
-                for (offset, key, value) in records.into_iter().filter(|_| *commit) {
-                    if state.get(&key).is_none_or(|(latest, _)| *latest < offset) {
-                        state.insert(key, (offset, value));
-                    }
-                }
-            }
-        }
-    }
-    state.into_iter().map(|(k, (_, v))| (k, v)).collect()
-}
-
-/// The log's batches as the reference reader takes them.
-fn read_items(log: &Log) -> Vec<Item> {
-    let mut items = Vec::new();
-    let mut next = log.log_start_offset();
-    while let Some(slice) = log.read(next, 1 << 20, None).expect("read") {
-        let bytes = slice.to_vec().expect("bytes");
-        for batch in batches(&bytes) {
-            let batch = batch.expect("batch");
-            batch.validate().expect("valid batch");
-            let header = batch.header();
-            next = header.next_offset();
-            if let Some(commit) = batch.marker_commits() {
-                items.push(Item::Marker(header.producer_id, commit));
-                continue;
-            }
-            let records = batch
-                .records()
-                .expect("records")
-                .map(|r| {
-                    let r = r.expect("record");
-                    (
-                        r.offset,
-                        r.key.expect("keyed").to_vec(),
-                        r.value.map(<[u8]>::to_vec),
-                    )
-                })
-                .collect();
-            let producer = header.is_transactional().then_some(header.producer_id);
-            items.push(Item::Records(producer, records));
-        }
-    }
-    items
-}
-
-fn marker(producer: i64, commit: bool) -> Vec<u8> {
-    let mut control = BatchBuilder::new();
-    control
-        .transactional(true)
-        .control(true)
-        .producer(producer, 0, -1);
-    let key = [0, 0, 0, u8::from(commit)];
-    control.append(NOW, Some(&key), Some(&[0, 0, 0, 0, 0, 0]), &[]);
-    control.build().expect("marker")
 }
 
 /// Appends `records` (as one batch of `producer`'s transaction, or plain) and notes them.
@@ -154,7 +68,7 @@ fn append(
 }
 
 fn end(log: &Log, appended: &mut Vec<Item>, producer: i64, commit: bool) {
-    log.append_as_leader(&mut marker(producer, commit), 0)
+    log.append_as_leader(&mut marker_batch(producer, commit, NOW), 0)
         .expect("append marker");
     appended.push(Item::Marker(producer, commit));
 }

@@ -138,6 +138,11 @@ fn cleaner_model_corpus() {
     run_target("cleaner_model", fuzzing::cleaner_model);
 }
 
+#[test]
+fn cleaner_transactions_corpus() {
+    run_target("cleaner_transactions", fuzzing::cleaner_transactions);
+}
+
 // ---- corpus generation ----------------------------------------------------------------------
 
 fn write_offsets_and_cleaner_corpus() {
@@ -299,6 +304,33 @@ fn write_offsets_and_cleaner_corpus() {
         .chain([5, 0, 7, 0, 6, 200, 7, 0, 6, 200, 5, 0, 7, 0])
         .collect();
     write("cleaner_model", "tombstones", &tombstones);
+
+    // Transaction programs: pairs (op, arg): 0-1 plain append, 2-4 transactional append,
+    // 5 marker (commit when arg & 0x10), 6 roll, 7 clean; the producer is arg & 3, the key
+    // (arg >> 2) % 6, a tombstone when arg & 0x80.
+    // A committed record, then an aborted one of its key: the committed one must stay.
+    let aborted_after_committed: Vec<u8> = [0, 0x10, 2, 0x11, 5, 0x01, 6, 0, 7, 0].to_vec();
+    write(
+        "cleaner_transactions",
+        "aborted_after_committed",
+        &aborted_after_committed,
+    );
+    // Two producers interleaved, one commits, one aborts, one left open across a cleaning
+    // and committed after it.
+    let interleaved: Vec<u8> = [
+        &[2, 0x04, 3, 0x05, 0, 0x08, 2, 0x08, 5, 0x10, 5, 0x01][..],
+        &[2, 0x06, 6, 0, 7, 0, 0, 0x84, 5, 0x12, 6, 0, 7, 0],
+    ]
+    .concat();
+    write("cleaner_transactions", "interleaved", &interleaved);
+    // A tiny map that a committed transaction of many keys does not fit.
+    let tiny_map: Vec<u8> = std::iter::once(1u8)
+        .chain([1, 0])
+        .chain((0..6u8).flat_map(|k| [2, k << 2]))
+        .chain((0..6u8).flat_map(|k| [0, (k << 2) | 1]))
+        .chain([5, 0x10, 6, 0, 7, 0, 7, 0, 7, 0])
+        .collect();
+    write("cleaner_transactions", "tiny_map", &tiny_map);
 }
 
 fn write(target: &str, name: &str, bytes: &[u8]) {
