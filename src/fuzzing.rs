@@ -409,39 +409,28 @@ pub fn offsets_replay(data: &[u8]) {
     crate::offsets::check_decoded_replay(data);
 }
 
-/// The cleaner against a model: the input is a program of appends (keys from a small set,
-/// values or tombstones), rolls and cleanings at advancing times, run on a compacted log
-/// on the simulated disk. After each cleaning: the latest record of every key is there at
-/// its offset with its value (a tombstone may be gone only once two cleanings
-/// `delete_retention_ms` apart ran after it); below where the cleaning ended, no record is
-/// there that a later record of its key below that end supersedes.
-pub fn cleaner_model(data: &[u8]) {
-    use crate::cleaner::{CleanOutcome, Cleaner, CleanerConfig, SLOT_BYTES};
-    use crate::clock::Clock;
+/// The compacted log of the cleaner targets on the simulated disk, with small segments,
+/// and a cleaner whose key map is tiny when the first input byte is odd (so that partial
+/// cleanings happen) and roomy otherwise.
+fn cleaner_fixture(
+    data: &[u8],
+    clock: Arc<ManualClock>,
+    delete_retention_ms: i64,
+) -> Option<(LogDir, Arc<Log>, crate::cleaner::Cleaner)> {
+    use crate::cleaner::{Cleaner, CleanerConfig, SLOT_BYTES};
 
-    const RETENTION_MS: i64 = 1_000;
-    let storage = SimStorage::new(1);
-    let clock = Arc::new(ManualClock::new(1_000_000));
     let config = LogConfig {
-        cleanup_policy: crate::config::CleanupPolicy::Compact,
+        cleanup_policy: CleanupPolicy::Compact,
         segment_bytes: 512,
         index_bytes_max: 240,
         index_interval_bytes: 64,
         min_cleanable_dirty_ratio: 0.0,
-        delete_retention_ms: RETENTION_MS,
+        delete_retention_ms,
         ..LogConfig::default()
     };
-    let options = LogDirOptions {
-        config,
-        clock: clock.clone(),
-    };
-    let Ok(dir) = LogDir::open(storage.storage(), LOG_DIR, options) else {
-        return;
-    };
-    let Ok((log, _)) = dir.open_log(&TopicPartition::new("t", 0)) else {
-        return;
-    };
-    // A tiny map now and then, so that partial cleanings happen.
+    let options = LogDirOptions { config, clock };
+    let dir = LogDir::open(SimStorage::new(1).storage(), LOG_DIR, options).ok()?;
+    let (log, _) = dir.open_log(&TopicPartition::new("t", 0)).ok()?;
     let slots = if data.first().is_some_and(|b| b & 1 == 1) {
         4
     } else {
@@ -451,6 +440,24 @@ pub fn cleaner_model(data: &[u8]) {
         dedupe_buffer_bytes: slots * SLOT_BYTES,
         ..CleanerConfig::default()
     });
+    Some((dir, log, cleaner))
+}
+
+/// The cleaner against a model: the input is a program of appends (keys from a small set,
+/// values or tombstones), rolls and cleanings at advancing times, run on a compacted log
+/// on the simulated disk. After each cleaning: the latest record of every key is there at
+/// its offset with its value (a tombstone may be gone only once two cleanings
+/// `delete_retention_ms` apart ran after it); below where the cleaning ended, no record is
+/// there that a later record of its key below that end supersedes.
+pub fn cleaner_model(data: &[u8]) {
+    use crate::cleaner::CleanOutcome;
+    use crate::clock::Clock;
+
+    const RETENTION_MS: i64 = 1_000;
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let Some((dir, log, cleaner)) = cleaner_fixture(data, clock.clone(), RETENTION_MS) else {
+        return;
+    };
     let mut model = CleanerModel::default();
     for op in data.chunks(2) {
         let (code, arg) = (op[0], op.get(1).copied().unwrap_or(0));
@@ -641,34 +648,13 @@ pub fn marker_batch(producer: i64, commit: bool, timestamp_ms: i64) -> Vec<u8> {
 /// cleaning, a reader that follows the markers finds for every key what it finds in what
 /// was appended ([`committed_by_key`]).
 pub fn cleaner_transactions(data: &[u8]) {
-    use crate::cleaner::{CleanOutcome, Cleaner, CleanerConfig, SLOT_BYTES};
+    use crate::cleaner::CleanOutcome;
 
-    let storage = SimStorage::new(1);
     let clock = Arc::new(ManualClock::new(1_000_000));
-    let config = LogConfig {
-        cleanup_policy: CleanupPolicy::Compact,
-        segment_bytes: 512,
-        index_bytes_max: 240,
-        index_interval_bytes: 64,
-        min_cleanable_dirty_ratio: 0.0,
-        ..LogConfig::default()
-    };
-    let options = LogDirOptions { config, clock };
-    let Ok(dir) = LogDir::open(storage.storage(), LOG_DIR, options) else {
+    let retention = LogConfig::default().delete_retention_ms;
+    let Some((dir, log, cleaner)) = cleaner_fixture(data, clock, retention) else {
         return;
     };
-    let Ok((log, _)) = dir.open_log(&TopicPartition::new("t", 0)) else {
-        return;
-    };
-    let slots = if data.first().is_some_and(|b| b & 1 == 1) {
-        4
-    } else {
-        256
-    };
-    let cleaner = Cleaner::new(CleanerConfig {
-        dedupe_buffer_bytes: slots * SLOT_BYTES,
-        ..CleanerConfig::default()
-    });
     let mut appended = Vec::new();
     for op in data.chunks(2) {
         let (code, arg) = (op[0], op.get(1).copied().unwrap_or(0));

@@ -123,20 +123,16 @@ fn run(seed: u64, map_slots: usize) {
     }
 }
 
-fn seeds() -> u64 {
-    common::env_u64("COMPACTION_SEEDS").unwrap_or(200)
-}
-
 #[test]
 fn cleaned_logs_read_as_the_model_says() {
-    for seed in 0..seeds() {
+    for seed in 0..common::compaction_seeds() {
         run(seed, 4096);
     }
 }
 
 #[test]
 fn partial_cleanings_with_a_tiny_map_end_at_the_same_log() {
-    for seed in 0..seeds() / 2 {
+    for seed in 0..common::compaction_seeds() / 2 {
         run(seed, 8);
     }
 }

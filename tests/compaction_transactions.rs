@@ -213,20 +213,16 @@ fn run(seed: u64, map_slots: usize) {
     }
 }
 
-fn seeds() -> u64 {
-    common::env_u64("COMPACTION_SEEDS").unwrap_or(200)
-}
-
 #[test]
 fn cleaning_keeps_what_readers_of_committed_data_find() {
-    for seed in 0..seeds() {
+    for seed in 0..common::compaction_seeds() {
         run(seed, 4096);
     }
 }
 
 #[test]
 fn partial_cleanings_keep_it_too() {
-    for seed in 0..seeds() / 2 {
+    for seed in 0..common::compaction_seeds() / 2 {
         run(seed, 8);
     }
 }

@@ -194,6 +194,11 @@ pub fn check_every_offset(log: &Log) -> usize {
 
 /// A `u64` from the environment variable `name` (seed counts and the like), `None` when it
 /// is not set; a value that does not parse fails the test.
+/// Seeds of the compaction model tests: `COMPACTION_SEEDS`, 200 by default.
+pub fn compaction_seeds() -> u64 {
+    env_u64("COMPACTION_SEEDS").unwrap_or(200)
+}
+
 pub fn env_u64(name: &str) -> Option<u64> {
     let v = std::env::var(name).ok()?;
     Some(
