@@ -5,10 +5,11 @@
 
 mod common;
 
+use partlog::cleaner::{CleanOutcome, Cleaner, CleanerConfig};
 use partlog::cluster::{Cluster, ClusterOptions};
 use partlog::offsets::{codec, offsets_log_config, OffsetCommit, OffsetsConfig, OffsetsStore};
 use partlog::record::BatchBuilder;
-use partlog::{Error, LogConfig};
+use partlog::{Clock, Error, LogConfig};
 
 const GROUP: &str = "billing";
 
@@ -254,6 +255,60 @@ fn loading_skips_unmodelled_records_and_follows_transaction_markers() {
     assert_eq!(stores[0].skipped_records(0), 2);
     assert_eq!(offsets(&stores[0], "committed"), vec![("t".into(), 0, 77)]);
     assert_eq!(offsets(&stores[0], "aborted"), vec![]);
+}
+
+/// A Kafka-written offsets log where an exactly-once consumer's transactional commit was
+/// aborted after a plain commit of the same partition: once the log is cleaned, the group
+/// still resumes from the plain commit on a new leader (the cleaner once kept the aborted
+/// record, the latest of its key, and dropped the committed one).
+#[test]
+fn a_cleaning_keeps_the_commit_an_aborted_transaction_followed() {
+    let (mut c, stores) = cluster();
+    stores[0]
+        .commit(GROUP, &[commit_of("orders", 0, 40)])
+        .unwrap();
+    settle(&mut c);
+    let log = c.replica(0).unwrap().log().clone();
+    let mut key = Vec::new();
+    codec::encode_offset_commit_key(GROUP, "orders", 0, &mut key);
+    let mut value = Vec::new();
+    let aborted = codec::OffsetCommitValue {
+        offset: 99,
+        leader_epoch: -1,
+        metadata: String::new(),
+        commit_timestamp: 1,
+        expire_timestamp: -1,
+    };
+    codec::encode_offset_commit_value(&aborted, &mut value);
+    let mut txn = BatchBuilder::new();
+    txn.transactional(true).producer(21, 0, 0);
+    txn.append(1, Some(&key), Some(&value), &[]);
+    log.append_as_leader(&mut txn.build().unwrap(), 1).unwrap();
+    let mut abort = partlog::fuzzing::marker_batch(21, false, 1);
+    log.append_as_leader(&mut abort, 1).unwrap();
+    settle(&mut c);
+    let cleaner = Cleaner::new(CleanerConfig::default());
+    let now = c.clock().now_ms();
+    for b in 0..3 {
+        c.replica(b).unwrap().log().force_roll().unwrap();
+        let dir = c.log_dir(b).unwrap();
+        let outcome = cleaner.clean_once(dir, now).unwrap();
+        assert!(
+            matches!(outcome, CleanOutcome::Cleaned { .. }),
+            "broker {b}: {outcome:?}"
+        );
+    }
+    // The leader moves: broker 1 loads its cleaned copy.
+    stores[0].become_follower(0);
+    c.kill(0).unwrap();
+    let leader = c.leader().unwrap();
+    stores[leader].become_leader(0).unwrap();
+    stores[leader].load(0).unwrap();
+    settle(&mut c);
+    assert_eq!(
+        offsets(&stores[leader], GROUP),
+        vec![("orders".into(), 0, 40)]
+    );
 }
 
 /// A load left half way (the partition moved away and back) starts over and ends with
