@@ -65,6 +65,8 @@ fn bench_run_at_tiny_size_reports_finite_figures() {
         report.parallel_copy_ratio_acks,
         report.parallel_copy_ratio_load,
         report.handoff_copy_ratio_load,
+        report.fresh_page_write_ratio_start,
+        report.fresh_page_write_ratio_compaction,
     ];
     for (i, f) in figures.iter().enumerate() {
         assert!(f.is_finite() && *f >= 0.0, "figure {i} is {f}");
@@ -77,6 +79,8 @@ fn bench_run_at_tiny_size_reports_finite_figures() {
     }
     assert!(report.parallel_copy_ratio_acks > 0.0 && report.parallel_copy_ratio_load > 0.0);
     assert!(report.handoff_copy_ratio_load > 0.0);
+    assert!(report.fresh_page_write_ratio_start > 0.0);
+    assert!(report.fresh_page_write_ratio_compaction > 0.0);
     // Differences of latencies: finite, of either sign on a tiny run.
     assert!(report.acks_all_p50_us.is_finite() && report.acks_all_p99_us.is_finite());
     assert!(report.data_bytes > 0 && report.data_bytes <= 1 << 20);
@@ -101,6 +105,8 @@ fn bench_run_at_tiny_size_reports_finite_figures() {
         "parallel_copy_ratio_acks",
         "parallel_copy_ratio_load",
         "handoff_copy_ratio_load",
+        "fresh_page_write_ratio_start",
+        "fresh_page_write_ratio_compaction",
     ] {
         assert!(
             json.contains(&format!("\"{key}\":")),

@@ -106,6 +106,7 @@ fn run_in(
     let log_dir = workload::partition_dir(&log_root);
     let raw_path = root.join("raw.bin");
 
+    report.fresh_page_write_ratio_start = workload::fresh_page_write_ratio(root)?;
     // Small records first: their log is not needed afterwards.
     progress("append-small");
     let small = append_stage(&log_root, &raw_path, workload::SMALL, data_bytes)?;
@@ -221,6 +222,7 @@ fn run_in(
     drop(corpus);
 
     progress("compaction");
+    report.fresh_page_write_ratio_compaction = workload::fresh_page_write_ratio(root)?;
     let compaction_root = root.join("compaction");
     let (clean, raw, bytes) =
         compaction::compaction(&compaction_root, data_bytes, COMPACTION_REPS)?;

@@ -103,6 +103,12 @@ pub struct BenchReport {
     /// [`super::workload::handoff_copy_ratio`]). Far below 1, the two cores pass cache
     /// lines slowly, and the load's reader and replay, which pass pieces, slow down.
     pub handoff_copy_ratio_load: f64,
+    /// At the start and right before the cleaning: writes into page-cache pages allocated
+    /// for them ÷ writes over resident ones (see
+    /// [`super::workload::fresh_page_write_ratio`]). At 0.2 and below, new pages fault on
+    /// the VM's host, and every workload that writes pays it.
+    pub fresh_page_write_ratio_start: f64,
+    pub fresh_page_write_ratio_compaction: f64,
 }
 
 impl BenchReport {
@@ -125,6 +131,7 @@ impl BenchReport {
                 "\"offsets_load_ratio\":{:.3},\"offsets_load_mb_s\":{:.1},\"raw_read_offsets_mb_s\":{:.1},",
                 "\"commits_per_s\":{:.0},",
                 "\"parallel_copy_ratio_acks\":{:.2},\"parallel_copy_ratio_load\":{:.2},\"handoff_copy_ratio_load\":{:.2},",
+                "\"fresh_page_write_ratio_start\":{:.2},\"fresh_page_write_ratio_compaction\":{:.2},",
                 "\"data_bytes\":{},\"clean_open_segments\":{},\"quick\":{},\"pass\":{}}}"
             ),
             self.append_ratio,
@@ -165,6 +172,8 @@ impl BenchReport {
             self.parallel_copy_ratio_acks,
             self.parallel_copy_ratio_load,
             self.handoff_copy_ratio_load,
+            self.fresh_page_write_ratio_start,
+            self.fresh_page_write_ratio_compaction,
             self.data_bytes,
             self.clean_open_segments,
             self.quick,
@@ -321,6 +330,11 @@ impl BenchReport {
             out,
             "copying into buffers another thread reads in turn, vs buffers nobody else reads: {:.2} before the offsets load (near 1 = cores pass data cheaply)",
             self.handoff_copy_ratio_load
+        );
+        let _ = writeln!(
+            out,
+            "writes into new page-cache pages vs over resident ones: {:.2} at the start, {:.2} before the cleaning (0.2 and below = new pages fault on the VM's host)",
+            self.fresh_page_write_ratio_start, self.fresh_page_write_ratio_compaction
         );
         let _ = writeln!(
             out,

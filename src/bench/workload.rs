@@ -422,6 +422,35 @@ pub fn parallel_copy_ratio() -> f64 {
     alone.as_secs_f64() / side_by_side.as_secs_f64().max(1e-9)
 }
 
+/// Bytes [`fresh_page_write_ratio`] writes, twice.
+const FRESH_WRITE_BYTES: u64 = 32 << 20;
+
+/// How fast `pwrite` fills page-cache pages the kernel allocates for a new file, against
+/// the same writes over the pages it then has: about 0.4 on the 2-core VM of the README
+/// when the new pages are memory freed a moment before, 0.2 and below where each new page
+/// also faults on the hypervisor (a VM whose balloon hands free memory back to its host:
+/// the next touch of that memory traps to the host). Every workload that writes through the page cache pays it, its raw twin
+/// too; a bench reports it at the start and right before the cleaning (whose output once
+/// went through the page cache), so that slow writes can be told from slow code.
+pub fn fresh_page_write_ratio(dir: &Path) -> Result<f64> {
+    let path = dir.join("fresh-page-probe");
+    remove_file(&path)?;
+    let file = create_raw(&path)?;
+    let chunk = vec![5u8; 1 << 20];
+    let write_all = || -> Result<Duration> {
+        let start = Instant::now();
+        for at in (0..FRESH_WRITE_BYTES).step_by(chunk.len()) {
+            file.write_at(&chunk, at)?;
+        }
+        Ok(start.elapsed())
+    };
+    let fresh = write_all()?;
+    let resident = write_all()?;
+    drop(file);
+    remove_file(&path)?;
+    Ok(resident.as_secs_f64() / fresh.as_secs_f64().max(1e-9))
+}
+
 /// Bytes of a piece in [`handoff_copy_ratio`]: the offsets load's read-ahead pieces.
 const HANDOFF_PIECE_BYTES: usize = 256 << 10;
 /// Buffers going round in [`handoff_copy_ratio`], as in the load's read-ahead.
