@@ -569,7 +569,9 @@ pub enum TxnItem {
 /// What a reader that follows the markers finds for every key, as the offsets load does:
 /// a plain record counts at once; a transaction's records count at its COMMIT, each only
 /// if no later record of its key counted before it; an aborted or open transaction's
-/// records count for nothing. (The reference of the cleaner's transaction tests.)
+/// records count for nothing. A key whose latest record is a tombstone has no value and
+/// is left out, as it is once a cleaning drops the tombstone. (The reference of the
+/// cleaner's transaction tests.)
 pub fn committed_by_key(items: &[TxnItem]) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
     let mut state: BTreeMap<Vec<u8>, (i64, Option<Vec<u8>>)> = BTreeMap::new();
     let mut open: HashMap<i64, Vec<TxnRecord>> = HashMap::new();
@@ -595,7 +597,10 @@ pub fn committed_by_key(items: &[TxnItem]) -> BTreeMap<Vec<u8>, Option<Vec<u8>>>
             }
         }
     }
-    state.into_iter().map(|(k, (_, v))| (k, v)).collect()
+    state
+        .into_iter()
+        .filter_map(|(k, (_, v))| Some((k, Some(v?))))
+        .collect()
 }
 
 /// Every batch of `log` as [`committed_by_key`] takes it. Panics on a batch that does not
@@ -644,15 +649,18 @@ pub fn marker_batch(producer: i64, commit: bool, timestamp_ms: i64) -> Vec<u8> {
 
 /// The cleaner on a log with transactions: the input is a program of plain and
 /// transactional appends (keys from a small set, values or tombstones, four producers),
-/// markers, rolls and cleanings, run on a compacted log on the simulated disk. After each
-/// cleaning, a reader that follows the markers finds for every key what it finds in what
-/// was appended ([`committed_by_key`]).
+/// markers, rolls (with time passing) and cleanings, run on a compacted log on the
+/// simulated disk. After each cleaning, a reader that follows the markers finds for every
+/// key what it finds in what was appended ([`committed_by_key`]), with tombstones and
+/// markers gone past their delete horizons.
 pub fn cleaner_transactions(data: &[u8]) {
     use crate::cleaner::CleanOutcome;
 
+    use crate::clock::Clock;
+
+    const RETENTION_MS: i64 = 1_000;
     let clock = Arc::new(ManualClock::new(1_000_000));
-    let retention = LogConfig::default().delete_retention_ms;
-    let Some((dir, log, cleaner)) = cleaner_fixture(data, clock, retention) else {
+    let Some((dir, log, cleaner)) = cleaner_fixture(data, clock.clone(), RETENTION_MS) else {
         return;
     };
     let mut appended = Vec::new();
@@ -669,7 +677,7 @@ pub fn cleaner_transactions(data: &[u8]) {
                 if let Some(p) = txn {
                     builder.transactional(true).producer(p, 0, 0);
                 }
-                builder.append(1_000_000, Some(&key), value.as_deref(), &[]);
+                builder.append(clock.now_ms(), Some(&key), value.as_deref(), &[]);
                 let Ok(mut batch) = builder.build() else {
                     return;
                 };
@@ -680,7 +688,7 @@ pub fn cleaner_transactions(data: &[u8]) {
             }
             5 => {
                 let commit = arg & 0x10 != 0;
-                let mut batch = marker_batch(producer, commit, 1_000_000);
+                let mut batch = marker_batch(producer, commit, clock.now_ms());
                 if log.append_as_leader(&mut batch, 0).is_err() {
                     return;
                 }
@@ -688,9 +696,11 @@ pub fn cleaner_transactions(data: &[u8]) {
             }
             6 => {
                 let _ = log.force_roll();
+                // Up to 2.5 delete horizons: tombstones and markers go now and then.
+                clock.advance_ms(i64::from(arg) * 10);
             }
             _ => {
-                let outcome = cleaner.clean_once(&dir, 1_000_000);
+                let outcome = cleaner.clean_once(&dir, clock.now_ms());
                 assert!(
                     !matches!(outcome, Ok(CleanOutcome::Failed { .. }) | Err(_)),
                     "cleaning failed: {outcome:?}"

@@ -179,6 +179,12 @@ fn clean_log_once(
     report.end_offset = end_offset;
     report.partial = end_offset < range.first_uncleanable;
     report.keys = map.len();
+    if end_offset <= range.first_dirty {
+        // A transaction still open (or one the map cannot take) where the dirty range
+        // begins: nothing to clean until it ends.
+        report.end_offset = range.first_dirty;
+        return Ok(report);
+    }
     let rules = FilterRules {
         map,
         now_ms,
@@ -207,13 +213,14 @@ fn clean_log_once(
     // Every group's copy is written first; then all are swapped in as one step, so that
     // a crash leaves the log as it was before the cleaning or as after it.
     let mut cleaned: Vec<Vec<Arc<Segment>>> = Vec::new();
+    let mut scratch = FilterScratch::default();
     for group in group_segments(&segments, &next_bases, log.config().segment_bytes) {
         let group_segments = &segments[group.clone()];
         let written = clean_group(
             log,
             group_segments,
             &rules,
-            &mut buffers,
+            (&mut buffers, &mut scratch),
             throttle,
             &mut report.records,
         );
@@ -247,9 +254,11 @@ fn discard(log: &Log, groups: &[Vec<Arc<Segment>>]) -> Result<()> {
 }
 
 /// Puts every keyed record of `[first_dirty, first_uncleanable)` in the map, a
-/// transaction's once it committed (see [`Transactions`]). Returns the offset it got to:
-/// `first_uncleanable`, the first record the full map did not take, or the marker of a
-/// committed transaction it did not take whole.
+/// transaction's once it committed (see [`Transactions`]). Returns where the cleaning
+/// ends: `first_uncleanable`, the first record the full map did not take, or where a
+/// transaction began that the full map did not take whole or that is still open, whichever
+/// is first. Records of the map from there on stay in the copy, so they may stand for
+/// their keys' latest below it.
 fn build_map(
     log: &Log,
     range: &Cleanable,
@@ -271,7 +280,7 @@ fn build_map(
             return Ok(true);
         }
         if let Some(commits) = batch.marker_commits() {
-            let Some(committed) = transactions.end(header.producer_id, commits) else {
+            let Some((committed, first)) = transactions.end(header.producer_id, commits) else {
                 return Ok(true);
             };
             for (digest, offset) in committed {
@@ -280,11 +289,9 @@ fn build_map(
                     continue;
                 }
                 if !map.put_digest(digest, offset) {
-                    // The map ends at the marker. The transaction's keys that did not fit
-                    // count for nothing: their records stay, and so do their keys' records
-                    // before them. (Ending where the transaction began would end where
-                    // this cleaning began, when it began there: no cleaning would pass.)
-                    stopped = Some(header.base_offset);
+                    // The map ends where the transaction began: all of it is left to a
+                    // later cleaning, none of it counted for nothing.
+                    stopped = Some(first);
                     return Ok(false);
                 }
             }
@@ -317,7 +324,11 @@ fn build_map(
         }
         Ok(true)
     })?;
-    Ok(stopped.unwrap_or(range.first_uncleanable))
+    // Not past a transaction still open (see `transactions`).
+    let end = stopped.unwrap_or(range.first_uncleanable);
+    Ok(transactions
+        .first_open()
+        .map_or(end, |first| end.min(first)))
 }
 
 /// The inactive segments holding `[first_dirty, first_uncleanable)`.
@@ -367,7 +378,7 @@ fn clean_group(
     log: &Log,
     group: &[Arc<Segment>],
     rules: &FilterRules<'_>,
-    buffers: &mut ScanBuffers,
+    (buffers, scratch): (&mut ScanBuffers, &mut FilterScratch),
     throttle: &mut Throttle,
     stats: &mut FilterStats,
 ) -> Result<Option<u64>> {
@@ -382,7 +393,6 @@ fn clean_group(
     };
     let mut file = log.create_cleaned(base)?;
     let mut out = Vec::with_capacity(CHUNK_BYTES * 2);
-    let mut scratch = FilterScratch::default();
     let log_start = log.log_start_offset();
     let ranges: Vec<FileSlice> = group.iter().map(|s| s.whole()).collect();
     let copied = scan_batches(&ranges, SCAN_BYTES, buffers, throttle, |batch| {
@@ -390,7 +400,7 @@ fn clean_group(
             return Ok(true); // below the log start: gone already
         }
         let keep_if_empty = batch.header().base_offset == last_base;
-        filter_batch(batch, rules, keep_if_empty, &mut out, stats, &mut scratch)?;
+        filter_batch(batch, rules, keep_if_empty, &mut out, stats, scratch)?;
         if out.len() >= CHUNK_BYTES {
             file.append(&out)?;
             out.clear();

@@ -88,6 +88,11 @@ pub struct Cleaner {
     config: CleanerConfig,
     map: Mutex<OffsetMap>,
     uncleanable: Mutex<BTreeMap<TopicPartition, String>>,
+    /// Logs whose last cleaning could not begin (a transaction still open where their
+    /// dirty range begins), with that first dirty offset and their log end then: skipped
+    /// until the log grows (the transaction's marker comes), so that they neither spin
+    /// the cleaner thread nor keep it from the other logs.
+    stalled: Mutex<BTreeMap<TopicPartition, (i64, i64)>>,
 }
 
 impl Cleaner {
@@ -96,6 +101,7 @@ impl Cleaner {
             map: Mutex::new(OffsetMap::with_memory(config.dedupe_buffer_bytes)),
             config,
             uncleanable: Mutex::new(BTreeMap::new()),
+            stalled: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -120,6 +126,7 @@ impl Cleaner {
     /// Cleans the dirtiest compacted log of `dir` that is worth cleaning at `now_ms`.
     pub fn clean_once(&self, dir: &LogDir, now_ms: i64) -> Result<CleanOutcome> {
         let skip = self.uncleanable_map().clone();
+        let stalled = lock(&self.stalled).clone();
         let mut best = None;
         for (tp, log) in dir.logs() {
             if !log.config().cleanup_policy.compacts() || skip.contains_key(&tp) {
@@ -130,6 +137,9 @@ impl Cleaner {
                 Err(err) => return Ok(self.mark_uncleanable(tp, &err.to_string())),
             };
             if !range.worth_cleaning(log.config().min_cleanable_dirty_ratio) {
+                continue;
+            }
+            if stalled.get(&tp) == Some(&(range.first_dirty, log.log_end_offset())) {
                 continue;
             }
             let better = best
@@ -146,6 +156,13 @@ impl Cleaner {
         let mut throttle = Throttle::new(self.config.io_max_bytes_per_second);
         match clean_log(&log, &range, &mut map, now_ms, &mut throttle) {
             Ok(report) => {
+                let mut stalled = lock(&self.stalled);
+                if !report.aborted && report.end_offset <= range.first_dirty {
+                    stalled.insert(tp.clone(), (range.first_dirty, log.log_end_offset()));
+                } else {
+                    stalled.remove(&tp);
+                }
+                drop(stalled);
                 if !report.aborted {
                     dir.write_cleaner_offset(&tp, report.end_offset)?;
                 }
@@ -231,4 +248,9 @@ impl Drop for CleanerThread {
     fn drop(&mut self) {
         self.shut_down();
     }
+}
+
+/// Locks `m`, taking over the data a panicking holder left.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -11,8 +11,12 @@
 //! keeps everything and needs no horizon is copied as it is; one that keeps nothing is
 //! dropped, or kept as a bare header (no records, base timestamp -1) where the caller needs
 //! its offsets to stay covered.
-//! A batch of an aborted transaction keeps nothing. Compressed and control batches are
-//! copied as they are (partlog does not decompress).
+//! A batch of an aborted transaction keeps nothing. A transaction marker with no batch of
+//! its transaction left before it gets a delete horizon as a tombstone does, and goes
+//! past it. Compressed batches and other control batches are copied as they are (partlog
+//! does not decompress).
+
+use std::collections::HashSet;
 
 use super::offset_map::{Digest, OffsetMap};
 use super::transactions::Transactions;
@@ -42,6 +46,9 @@ pub struct FilterStats {
     pub batches_unopened: u64,
     /// Records of aborted transactions.
     pub aborted_dropped: u64,
+    /// Transaction markers dropped: their transaction's batches were gone, and their
+    /// delete horizon passed.
+    pub markers_dropped: u64,
 }
 
 /// The rules of one cleaning.
@@ -67,11 +74,15 @@ struct Seen {
     tombstone: bool,
 }
 
-/// Scratch space of [`filter_batch`], reused across calls.
+/// Scratch space of [`filter_batch`], reused across calls, and what it carries from one
+/// batch of a cleaning to the next: one for the whole of a cleaning, in offset order.
 #[derive(Debug, Default)]
 pub struct FilterScratch {
     seen: Vec<Seen>,
     decisions: Vec<bool>,
+    /// Producers whose open transaction had a batch in this cleaning since their last
+    /// marker: that marker must stay.
+    transaction_read: HashSet<i64>,
 }
 
 impl FilterRules<'_> {
@@ -123,7 +134,20 @@ pub fn filter_batch(
     scratch: &mut FilterScratch,
 ) -> Result<bool, BatchError> {
     let header = batch.header();
-    if header.compression() != Compression::None || header.is_control() {
+    // A marker goes (as Kafka's cleaner lets it) once no batch of its transaction is left
+    // before it, and then only past its delete horizon, which its first such cleaning
+    // sets: until then a reader may still be inside the transaction.
+    let mut marker_may_go = false;
+    if header.is_control() {
+        let read = scratch.transaction_read.remove(&header.producer_id);
+        marker_may_go = !read
+            && header.base_offset < rules.end_offset
+            && header.compression() == Compression::None
+            && batch.marker_commits().is_some();
+    } else if header.is_transactional() {
+        scratch.transaction_read.insert(header.producer_id);
+    }
+    if header.compression() != Compression::None || (header.is_control() && !marker_may_go) {
         stats.batches_unopened += 1;
         out.extend_from_slice(batch.as_bytes());
         return Ok(true);
@@ -136,7 +160,9 @@ pub fn filter_batch(
     let mut max_timestamp = i64::MIN;
     // The keys' map slots are asked for together before any is probed (see
     // `OffsetMap::touch`).
-    let FilterScratch { seen, decisions } = scratch;
+    let FilterScratch {
+        seen, decisions, ..
+    } = scratch;
     seen.clear();
     for record in batch.records()? {
         seen.push(rules.seen(&record?));
@@ -149,13 +175,17 @@ pub fn filter_batch(
         let keep = if aborted {
             stats.aborted_dropped += 1;
             false
+        } else if marker_may_go {
+            let keep = old_horizon.is_none_or(|h| h > rules.now_ms);
+            stats.markers_dropped += u64::from(!keep);
+            keep
         } else {
             rules.retains(record, old_horizon, stats)
         };
         decisions.push(keep);
         if keep {
             kept += 1;
-            kept_tombstone |= record.tombstone;
+            kept_tombstone |= record.tombstone || marker_may_go;
             first_timestamp.get_or_insert(record.timestamp);
             max_timestamp = max_timestamp.max(record.timestamp);
         }

@@ -2,9 +2,13 @@
 //! counts in the key map only once its producer's COMMIT marker is seen, at its own offset
 //! and only if no later record of its key is there already; an aborted transaction's
 //! records never count and are dropped from the cleaned copy (a reader skips them anyway,
-//! and a key's older, committed record must not lose to them). A transaction still open
-//! where the map ends counts for nothing and loses nothing: its records stay, and so do
-//! the records of their keys before them. Markers stay as they are.
+//! and a key's older, committed record must not lose to them). Markers stay until no
+//! batch of their transaction is left, then go past their delete horizon (`rewrite`).
+//!
+//! A cleaning ends before the first transaction still open where its map pass ends (as
+//! Kafka's ends at the last stable offset): an undecided record below the end would count
+//! in no map once decided, so the records of its key before it would never lose to it, and
+//! a committed tombstone among them would, past its horizon, bring them back.
 
 use std::collections::{HashMap, HashSet};
 
@@ -34,15 +38,26 @@ impl Transactions {
         open.batches.push(base_offset);
     }
 
-    /// `producer`'s marker: its open transaction, if any, ends. Returns the keyed records
-    /// a COMMIT makes count; an ABORT's batches are remembered as aborted.
-    pub fn end(&mut self, producer: i64, commits: bool) -> Option<Vec<(Digest, i64)>> {
+    /// `producer`'s marker: its open transaction, if any, ends. Returns what a COMMIT makes
+    /// count (its keyed records) and where the transaction began; an ABORT's batches are
+    /// remembered as aborted.
+    pub fn end(&mut self, producer: i64, commits: bool) -> Option<(Vec<(Digest, i64)>, i64)> {
         let open = self.open.remove(&producer)?;
+        let first = *open.batches.first()?;
         if commits {
-            return Some(open.keys);
+            return Some((open.keys, first));
         }
         self.aborted.extend(open.batches);
         None
+    }
+
+    /// Where the earliest transaction still open began.
+    pub fn first_open(&self) -> Option<i64> {
+        self.open
+            .values()
+            .filter_map(|o| o.batches.first())
+            .min()
+            .copied()
     }
 
     /// True for a batch of an aborted transaction the map pass saw end.
