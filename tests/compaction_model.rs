@@ -19,21 +19,9 @@ use partlog::checkpoint::TopicPartition;
 use partlog::cleaner::{CleanOutcome, Cleaner, CleanerConfig, SLOT_BYTES};
 use partlog::io::sim::{SimRng, SimStorage};
 use partlog::manager::{LogDir, LogDirOptions};
-use partlog::{CleanupPolicy, Clock, LogConfig, ManualClock};
+use partlog::{Clock, ManualClock};
 
 const DELETE_RETENTION_MS: i64 = 10_000;
-
-fn config() -> LogConfig {
-    LogConfig {
-        cleanup_policy: CleanupPolicy::Compact,
-        segment_bytes: 2048,
-        index_bytes_max: 1024,
-        index_interval_bytes: 256,
-        min_cleanable_dirty_ratio: 0.0,
-        delete_retention_ms: DELETE_RETENTION_MS,
-        ..LogConfig::default()
-    }
-}
 
 /// The latest record of a key, and for a tombstone when a cleaning first saw it.
 #[derive(Debug, Clone)]
@@ -49,7 +37,7 @@ fn run(seed: u64, map_slots: usize) {
     let disk = SimStorage::new(seed);
     let clock = Arc::new(ManualClock::new(1_000_000));
     let options = LogDirOptions {
-        config: config(),
+        config: common::compacted_config(DELETE_RETENTION_MS),
         clock: clock.clone(),
     };
     let dir = LogDir::open(disk.storage(), "/data", options).unwrap();

@@ -30,22 +30,10 @@ use partlog::io::sim::{SimRng, SimStorage};
 use partlog::log::Log;
 use partlog::manager::{LogDir, LogDirOptions};
 use partlog::record::BatchBuilder;
-use partlog::{CleanupPolicy, LogConfig, ManualClock};
+use partlog::ManualClock;
 
 const NOW: i64 = 1_000_000;
 const DELETE_RETENTION_MS: i64 = 10_000;
-
-fn config() -> LogConfig {
-    LogConfig {
-        cleanup_policy: CleanupPolicy::Compact,
-        segment_bytes: 2048,
-        index_bytes_max: 1024,
-        index_interval_bytes: 256,
-        min_cleanable_dirty_ratio: 0.0,
-        delete_retention_ms: DELETE_RETENTION_MS,
-        ..LogConfig::default()
-    }
-}
 
 /// Appends `records` (as one batch of `producer`'s transaction, or plain) and notes them.
 fn append(
@@ -97,7 +85,7 @@ fn clean_all(cleaner: &Cleaner, dir: &LogDir, context: &str) {
 fn open(seed: u64, map_slots: usize) -> (LogDir, Arc<Log>, Cleaner) {
     let disk = SimStorage::new(seed);
     let options = LogDirOptions {
-        config: config(),
+        config: common::compacted_config(DELETE_RETENTION_MS),
         clock: Arc::new(ManualClock::new(NOW)),
     };
     let dir = LogDir::open(disk.storage(), "/data", options).expect("log dir");

@@ -13,10 +13,12 @@
 //! [`Cleaner::spawn`] runs it on a thread, with an I/O rate limit.
 //!
 //! Transactions are followed as Kafka's cleaner follows them (see `transactions`): a
-//! committed transaction's records count at their offsets, an aborted one's are dropped.
+//! committed transaction's records count at their offsets, an aborted one's are dropped,
+//! a cleaning ends before a transaction still open, and a marker goes past its delete
+//! horizon once its transaction is gone.
 //!
 //! Not cleaned: compressed batches (partlog does not decompress; their records all stay)
-//! and control batches (kept as they are, transaction markers included).
+//! and control batches other than transaction markers (kept as they are).
 
 mod clean;
 mod offset_map;

@@ -194,6 +194,20 @@ pub fn check_every_offset(log: &Log) -> usize {
 
 /// A `u64` from the environment variable `name` (seed counts and the like), `None` when it
 /// is not set; a value that does not parse fails the test.
+/// The compacted log of the compaction model tests: small segments and indexes, every
+/// dirty byte worth cleaning.
+pub fn compacted_config(delete_retention_ms: i64) -> LogConfig {
+    LogConfig {
+        cleanup_policy: partlog::CleanupPolicy::Compact,
+        segment_bytes: 2048,
+        index_bytes_max: 1024,
+        index_interval_bytes: 256,
+        min_cleanable_dirty_ratio: 0.0,
+        delete_retention_ms,
+        ..LogConfig::default()
+    }
+}
+
 /// Seeds of the compaction model tests: `COMPACTION_SEEDS`, 200 by default.
 pub fn compaction_seeds() -> u64 {
     env_u64("COMPACTION_SEEDS").unwrap_or(200)
