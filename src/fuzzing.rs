@@ -636,7 +636,7 @@ pub fn txn_items(log: &Log) -> Vec<TxnItem> {
 }
 
 /// A transaction marker of `producer`: COMMIT or ABORT.
-pub fn marker_batch(producer: i64, commit: bool, timestamp_ms: i64) -> Vec<u8> {
+pub fn marker_batch(producer: i64, commit: bool, timestamp_ms: i64) -> crate::Result<Vec<u8>> {
     let mut control = BatchBuilder::new();
     control
         .transactional(true)
@@ -644,7 +644,7 @@ pub fn marker_batch(producer: i64, commit: bool, timestamp_ms: i64) -> Vec<u8> {
         .producer(producer, 0, -1);
     let key = [0, 0, 0, u8::from(commit)];
     control.append(timestamp_ms, Some(&key), Some(&[0, 0, 0, 0, 0, 0]), &[]);
-    control.build().expect("a marker builds")
+    Ok(control.build()?)
 }
 
 /// The cleaner on a log with transactions: the input is a program of plain and
@@ -688,7 +688,9 @@ pub fn cleaner_transactions(data: &[u8]) {
             }
             5 => {
                 let commit = arg & 0x10 != 0;
-                let mut batch = marker_batch(producer, commit, clock.now_ms());
+                let Ok(mut batch) = marker_batch(producer, commit, clock.now_ms()) else {
+                    return;
+                };
                 if log.append_as_leader(&mut batch, 0).is_err() {
                     return;
                 }

@@ -61,7 +61,7 @@ fn append(
 }
 
 fn end(log: &Log, appended: &mut Vec<Item>, producer: i64, commit: bool) {
-    log.append_as_leader(&mut marker_batch(producer, commit, NOW), 0)
+    log.append_as_leader(&mut marker_batch(producer, commit, NOW).expect("marker"), 0)
         .expect("append marker");
     appended.push(Item::Marker(producer, commit));
 }

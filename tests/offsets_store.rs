@@ -284,7 +284,7 @@ fn a_cleaning_keeps_the_commit_an_aborted_transaction_followed() {
     txn.transactional(true).producer(21, 0, 0);
     txn.append(1, Some(&key), Some(&value), &[]);
     log.append_as_leader(&mut txn.build().unwrap(), 1).unwrap();
-    let mut abort = partlog::fuzzing::marker_batch(21, false, 1);
+    let mut abort = partlog::fuzzing::marker_batch(21, false, 1).unwrap();
     log.append_as_leader(&mut abort, 1).unwrap();
     settle(&mut c);
     let cleaner = Cleaner::new(CleanerConfig::default());

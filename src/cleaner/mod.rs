@@ -108,7 +108,7 @@ impl Cleaner {
     }
 
     fn uncleanable_map(&self) -> MutexGuard<'_, BTreeMap<TopicPartition, String>> {
-        self.uncleanable.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.uncleanable)
     }
 
     /// Partitions a cleaning failed on, with why. They are skipped until
@@ -154,7 +154,7 @@ impl Cleaner {
         let Some((tp, log, range)) = best else {
             return Ok(CleanOutcome::Idle);
         };
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = lock(&self.map);
         let mut throttle = Throttle::new(self.config.io_max_bytes_per_second);
         match clean_log(&log, &range, &mut map, now_ms, &mut throttle) {
             Ok(report) => {
@@ -205,8 +205,8 @@ impl Cleaner {
                 let idle = !matches!(outcome, Ok(CleanOutcome::Cleaned { .. }));
                 on_outcome(outcome);
                 if idle {
-                    let (lock, wake) = &*stop2;
-                    let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+                    let (stopped, wake) = &*stop2;
+                    let guard = lock(stopped);
                     let _ = wake
                         .wait_timeout_while(guard, self.config.backoff, |stopped| !*stopped)
                         .unwrap_or_else(|e| e.into_inner());
@@ -237,8 +237,8 @@ impl CleanerThread {
 
     fn shut_down(&mut self) {
         self.stopping.store(true, Ordering::Release);
-        let (lock, wake) = &*self.stop;
-        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        let (stopped, wake) = &*self.stop;
+        *lock(stopped) = true;
         wake.notify_all();
         if let Some(handle) = self.handle.take() {
             let _ = handle.join();

@@ -62,6 +62,6 @@ impl Transactions {
 
     /// True for a batch of an aborted transaction the map pass saw end.
     pub fn is_aborted(&self, base_offset: i64) -> bool {
-        !self.aborted.is_empty() && self.aborted.contains(&base_offset)
+        self.aborted.contains(&base_offset)
     }
 }

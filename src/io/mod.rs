@@ -36,7 +36,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::Result;
-pub use stream::{BufferedStream, StreamFile};
+pub use stream::{buffered_stream, BufferedStream, StreamFile};
 
 /// How to open a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,11 +83,7 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// synced, and not read again soon (see [`StreamFile`]). A backend may write them
     /// around its page cache; by default they go through [`StorageFile::write_at`].
     fn create_stream(&self, path: &Path) -> Result<Box<dyn StreamFile>> {
-        let file = self.open(path, OpenMode::Create)?;
-        if file.len()? > 0 {
-            file.set_len(0)?;
-        }
-        Ok(Box::new(BufferedStream::new(file)))
+        buffered_stream(self, path)
     }
 }
 

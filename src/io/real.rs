@@ -118,11 +118,7 @@ impl Storage for RealStorage {
     fn create_stream(&self, path: &Path) -> Result<Box<dyn StreamFile>> {
         match DirectStream::create(path)? {
             Some(direct) => Ok(Box::new(direct)),
-            None => {
-                let file = self.open(path, OpenMode::Create)?;
-                file.set_len(0)?;
-                Ok(Box::new(super::BufferedStream::new(file)))
-            }
+            None => super::buffered_stream(self, path),
         }
     }
 }

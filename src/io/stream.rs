@@ -9,9 +9,10 @@
 //! host for every page. This module has the plain way, through
 //! [`StorageFile::write_at`], which every backend can take.
 
+use std::path::Path;
 use std::sync::Arc;
 
-use super::StorageFile;
+use super::{OpenMode, Storage, StorageFile};
 use crate::error::Result;
 
 /// A file being written front to back, made durable by [`StreamFile::finish`].
@@ -27,6 +28,19 @@ pub trait StreamFile: Send {
     /// Writes what is still buffered and syncs the file: when this returns, the file holds
     /// exactly the bytes appended, durably. Returns their number.
     fn finish(self: Box<Self>) -> Result<u64>;
+}
+
+/// Creates `path` on `storage`, emptying a leftover, for a [`BufferedStream`]: the way
+/// every backend can write a stream.
+pub fn buffered_stream<S: Storage + ?Sized>(
+    storage: &S,
+    path: &Path,
+) -> Result<Box<dyn StreamFile>> {
+    let file = storage.open(path, OpenMode::Create)?;
+    if file.len()? > 0 {
+        file.set_len(0)?;
+    }
+    Ok(Box::new(BufferedStream::new(file)))
 }
 
 /// Bytes a [`BufferedStream`] collects before each write.

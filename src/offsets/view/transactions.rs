@@ -135,25 +135,20 @@ impl View {
         Ok(())
     }
 
-    /// A transaction marker: COMMIT applies the producer's waiting changes, ABORT drops
-    /// them. A control record's key is a version (int16) and a type (int16: 0 abort, 1
-    /// commit).
+    /// A transaction marker ([`Batch::marker_commits`]): COMMIT applies the producer's
+    /// waiting changes, ABORT drops them. Other control batches change nothing.
     pub(super) fn replay_marker(&mut self, batch: &Batch<'_>) -> Result<()> {
-        let producer = batch.header().producer_id;
-        for record in batch.records()? {
-            let record = record?;
-            let commit = record
-                .key
-                .is_some_and(|k| k.len() >= 4 && k[2..4] == [0, 1]);
-            let changes = self.in_transaction.take(producer);
-            if commit {
-                for (at, change) in changes {
-                    // Other transactions' older changes to the key lose to this one.
-                    let (group, (topic, partition), _) = &change;
-                    self.in_transaction
-                        .drop_older((group.as_bytes(), topic.as_bytes(), *partition), at);
-                    self.apply(change);
-                }
+        let Some(commits) = batch.marker_commits() else {
+            return Ok(());
+        };
+        let changes = self.in_transaction.take(batch.header().producer_id);
+        if commits {
+            for (at, change) in changes {
+                // Other transactions' older changes to the key lose to this one.
+                let (group, (topic, partition), _) = &change;
+                self.in_transaction
+                    .drop_older((group.as_bytes(), topic.as_bytes(), *partition), at);
+                self.apply(change);
             }
         }
         Ok(())
