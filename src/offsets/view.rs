@@ -223,18 +223,18 @@ impl Partitions {
         }
     }
 
-    /// Makes room in a table without slots for the partitions up to `top`, of a run of
+    /// Gives a table without slots empty ones for the partitions up to `top`, of a run of
     /// `count` offsets, when the table may grow that far with them (below `2 × count +`
     /// [`DENSE_SLACK`], as [`Partitions::slot_beyond`] lets it): a commit names a topic's
     /// partitions at once, and one table of the right size costs less than one grown slot
-    /// by slot (and copied as it doubles). A run whose ids come in an order that sends
-    /// some aside leaves that room unused, no more than the table could have taken.
+    /// by slot (and copied as it doubles). The run's offsets then fill slots in place.
     #[inline(always)]
     fn reserve_to(&mut self, top: i32, count: usize) {
         if self.dense.capacity() == 0 {
             if let Ok(top) = usize::try_from(top) {
                 if top < 2 * count + DENSE_SLACK {
                     self.dense.reserve_exact(top + 1);
+                    self.dense.resize(top + 1, FREE);
                 }
             }
         }
