@@ -635,16 +635,15 @@ pub fn txn_items(log: &Log) -> Vec<TxnItem> {
     items
 }
 
-/// A transaction marker of `producer`: COMMIT or ABORT.
+/// A transaction marker of `producer` (epoch 0): COMMIT or ABORT.
 pub fn marker_batch(producer: i64, commit: bool, timestamp_ms: i64) -> crate::Result<Vec<u8>> {
-    let mut control = BatchBuilder::new();
-    control
-        .transactional(true)
-        .control(true)
-        .producer(producer, 0, -1);
-    let key = [0, 0, 0, u8::from(commit)];
-    control.append(timestamp_ms, Some(&key), Some(&[0, 0, 0, 0, 0, 0]), &[]);
-    Ok(control.build()?)
+    Ok(BatchBuilder::transaction_marker(
+        producer,
+        0,
+        commit,
+        0,
+        timestamp_ms,
+    )?)
 }
 
 /// The cleaner on a log with transactions: the input is a program of plain and

@@ -162,6 +162,97 @@ fn an_aborted_record_never_hides_the_committed_one_before_it() {
     assert_eq!(committed(&read_items(&log)), expected);
 }
 
+/// A transaction whose marker never comes (its producer died, and no coordinator aborts
+/// it) holds every cleaning at its start. `Log::open_transactions` names it, and the ABORT
+/// marker an operator writes for it (`partlog transactions --abort`) lets the next
+/// cleaning go past it and drop its records.
+#[test]
+fn a_hanging_transaction_holds_cleanings_until_it_is_aborted() {
+    let (dir, log, cleaner) = open(5, 4096);
+    let mut appended = Vec::new();
+    append(&log, &mut appended, None, vec![kv("a", Some("a1"))]);
+    append(
+        &log,
+        &mut appended,
+        Some(7),
+        vec![kv("b", Some("b-committed"))],
+    );
+    end(&log, &mut appended, 7, true);
+    // The producer's transaction before, ended by a coordinator in its epoch 4.
+    append(&log, &mut appended, Some(9), vec![kv("e", Some("e1"))]);
+    let mut commit = BatchBuilder::transaction_marker(9, 0, true, 4, NOW).expect("marker");
+    log.append_as_leader(&mut commit, 0).expect("append commit");
+    appended.push(Item::Marker(9, true));
+    append(
+        &log,
+        &mut appended,
+        Some(9),
+        vec![kv("c", Some("c-hanging"))],
+    );
+    let hanging_at = log.log_end_offset() - 1;
+    append(&log, &mut appended, None, vec![kv("a", Some("a2"))]);
+    append(
+        &log,
+        &mut appended,
+        Some(9),
+        vec![kv("d", Some("d-hanging"))],
+    );
+    append(&log, &mut appended, None, vec![kv("a", Some("a3"))]);
+    log.force_roll().unwrap();
+    clean_all(&cleaner, &dir, "the transaction hangs");
+
+    let mut reached = Vec::new();
+    let open = log.open_transactions(|o| reached.push(o)).expect("scan");
+    assert_eq!(
+        reached.last(),
+        Some(&log.log_end_offset()),
+        "read to the end"
+    );
+    assert_eq!(open.len(), 1, "{open:?}");
+    let hanging = &open[0];
+    assert_eq!(
+        (hanging.producer_id, hanging.first_offset, hanging.batches),
+        (9, hanging_at, 2)
+    );
+    assert_eq!(hanging.coordinator_epoch, 4, "the producer's last marker's");
+    assert_eq!(hanging.last_offset, log.log_end_offset() - 2);
+    let values = |log: &Log| -> Vec<Vec<u8>> {
+        read_items(log)
+            .into_iter()
+            .flat_map(|item| match item {
+                Item::Records(_, records) => records.into_iter().filter_map(|r| r.2).collect(),
+                Item::Marker(..) => Vec::new(),
+            })
+            .collect()
+    };
+    assert!(
+        values(&log).contains(&b"a2".to_vec()),
+        "nothing after the transaction's start was cleaned"
+    );
+
+    let mut abort = BatchBuilder::transaction_marker(
+        hanging.producer_id,
+        hanging.producer_epoch,
+        false,
+        hanging.coordinator_epoch,
+        NOW,
+    )
+    .expect("marker");
+    log.append_as_leader(&mut abort, 0).expect("append abort");
+    appended.push(Item::Marker(9, false));
+    assert_eq!(log.open_transactions(|_| {}).expect("scan"), Vec::new());
+    log.force_roll().unwrap();
+    clean_all(&cleaner, &dir, "aborted");
+    let left = values(&log);
+    for gone in ["a1", "a2", "c-hanging", "d-hanging"] {
+        assert!(
+            !left.contains(&gone.as_bytes().to_vec()),
+            "{gone}: {left:?}"
+        );
+    }
+    assert_eq!(committed(&read_items(&log)), committed(&appended));
+}
+
 /// A transactional tombstone still open at a cleaning, committed after it: its key's
 /// older record must still go, before the tombstone does. (When a cleaning went past the
 /// open transaction, the tombstone was counted in no map once committed, kept the record

@@ -268,3 +268,32 @@ fn both_encoders_agree_byte_for_byte_when_timestamps_ascend() {
         assert_eq!(&theirs[..], &ours[..]);
     }
 }
+
+/// The transaction markers partlog writes (`BatchBuilder::transaction_marker`) decode
+/// through kafka-protocol as Kafka's own: one control record of a transactional batch,
+/// keyed by version 0 and the marker type (0 abort, 1 commit), valued by version 0 and
+/// the coordinator epoch.
+#[test]
+fn kafka_protocol_reads_partlog_transaction_markers() {
+    for (commits, coordinator_epoch) in [(false, 0), (true, 4), (false, i32::MAX)] {
+        let marker = BatchBuilder::transaction_marker(4_242, 7, commits, coordinator_epoch, 9)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let sets = RecordBatchDecoder::decode_all(&mut Bytes::from(marker))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let [set] = sets.as_slice() else {
+            panic!("one batch, got {}", sets.len())
+        };
+        let [record] = set.records.as_slice() else {
+            panic!("one record, got {}", set.records.len())
+        };
+        assert!(record.control && record.transactional);
+        assert_eq!((record.producer_id, record.producer_epoch), (4_242, 7));
+        assert_eq!(record.sequence, -1);
+        assert_eq!(record.timestamp, 9);
+        let key = record.key.as_deref().expect("a marker has a key");
+        assert_eq!(key, [0, 0, 0, u8::from(commits)]);
+        let mut value = vec![0, 0];
+        value.extend_from_slice(&coordinator_epoch.to_be_bytes());
+        assert_eq!(record.value.as_deref(), Some(value.as_slice()));
+    }
+}

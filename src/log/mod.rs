@@ -21,6 +21,7 @@ mod open;
 mod read;
 pub mod recovery;
 mod retention;
+pub mod transactions;
 mod truncate;
 
 use std::path::{Path, PathBuf};
@@ -41,6 +42,7 @@ pub use open::LogOpenOptions;
 pub use read::{TimestampOffset, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
 pub use recovery::{Damage, DamageKind, Leftover, RecoveryReport};
 pub use retention::RetentionOutcome;
+pub use transactions::OpenTransaction;
 
 type SegmentList = Arc<Vec<Arc<Segment>>>;
 

@@ -182,6 +182,28 @@ impl BatchBuilder {
         HEADER_LEN + self.records.len()
     }
 
+    /// A transaction marker, the control batch that ends `producer_id`'s open transaction
+    /// as Kafka's coordinator writes it: COMMIT when `commits`, else ABORT. Its one record's
+    /// key is a version (0) and the marker's type (0 abort, 1 commit), each an int16; its
+    /// value a version (0) and the coordinator's epoch.
+    pub fn transaction_marker(
+        producer_id: i64,
+        producer_epoch: i16,
+        commits: bool,
+        coordinator_epoch: i32,
+        timestamp_ms: i64,
+    ) -> Result<Vec<u8>, BatchError> {
+        let key = [0, 0, 0, u8::from(commits)];
+        let mut value = [0u8; 6];
+        value[2..].copy_from_slice(&coordinator_epoch.to_be_bytes());
+        BatchBuilder::new()
+            .transactional(true)
+            .control(true)
+            .producer(producer_id, producer_epoch, NO_SEQUENCE)
+            .append(timestamp_ms, Some(&key), Some(&value), &[])
+            .build()
+    }
+
     /// Appends one finished batch (CRC set) to `out`, then forgets the records and keeps the
     /// settings. Allocates only if `out` lacks capacity. An empty builder appends nothing and
     /// returns [`BatchError::Empty`]; after oversized input it appends nothing, returns

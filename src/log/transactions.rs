@@ -1,0 +1,105 @@
+//! Transactions left open in a log.
+//!
+//! Kafka's transaction coordinator ends every transaction: it writes the producer's
+//! COMMIT or ABORT marker to each partition the transaction wrote to, and aborts a
+//! transaction that runs past its timeout. partlog has no coordinator (the broker that
+//! embeds it has one), so a transaction whose marker never comes stays open in the log:
+//! a producer that died in a cluster whose coordinator then lost its state, a log taken
+//! over from such a cluster, a coordinator's bug. Such a transaction holds the last stable
+//! offset at its start, and with it `read_committed` consumers and the cleaner, which
+//! cleans nothing past it.
+//!
+//! [`Log::open_transactions`] finds them; the ABORT marker that ends one is
+//! [`crate::record::BatchBuilder::transaction_marker`], appended as leader (what Kafka's
+//! `kafka-transactions.sh abort` has the partition's leader write; `partlog transactions
+//! --abort` does the same on a log dir).
+
+use std::collections::HashMap;
+
+use super::Log;
+use crate::error::Result;
+use crate::segment::scan::{scan_batches, ScanBuffers, Throttle, SCAN_BYTES};
+
+/// A producer's transaction with batches in the log and no marker after them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenTransaction {
+    pub producer_id: i64,
+    /// The producer epoch of its last batch: what the marker that ends it carries.
+    pub producer_epoch: i16,
+    /// Offset of its first batch: where the last stable offset stays while it is open.
+    pub first_offset: i64,
+    /// Last offset of its last batch.
+    pub last_offset: i64,
+    /// Its batches in the log.
+    pub batches: u64,
+    /// The largest timestamp of its first batch: about when it began.
+    pub first_timestamp_ms: i64,
+    /// The coordinator epoch of the producer's last marker in the log, 0 if none: what an
+    /// ABORT carries, as Kafka's tool takes it from the producer's state.
+    pub coordinator_epoch: i32,
+}
+
+impl Log {
+    /// The transactions open at the log end, oldest first: every transactional batch from
+    /// the log start on whose producer has no marker after it. Reads the whole log;
+    /// `progress` gets the offset after each batch read.
+    pub fn open_transactions(&self, mut progress: impl FnMut(i64)) -> Result<Vec<OpenTransaction>> {
+        let end = self.log_end_offset();
+        let slices = self.read_all(self.log_start_offset(), end)?;
+        let mut open: HashMap<i64, OpenTransaction> = HashMap::new();
+        let mut coordinator_epochs: HashMap<i64, i32> = HashMap::new();
+        let (mut buffers, mut throttle) = (ScanBuffers::default(), Throttle::unlimited());
+        scan_batches(&slices, SCAN_BYTES, &mut buffers, &mut throttle, |batch| {
+            let header = batch.header();
+            if header.base_offset >= end {
+                return Ok(false);
+            }
+            progress(header.next_offset());
+            if !header.is_transactional() {
+                return Ok(true);
+            }
+            let producer_id = header.producer_id;
+            if header.is_control() {
+                if batch.marker_commits().is_some() {
+                    open.remove(&producer_id);
+                    if let Some(epoch) = marker_coordinator_epoch(batch) {
+                        coordinator_epochs.insert(producer_id, epoch);
+                    }
+                }
+                return Ok(true);
+            }
+            let txn = open.entry(producer_id).or_insert(OpenTransaction {
+                producer_id,
+                producer_epoch: header.producer_epoch,
+                first_offset: header.base_offset,
+                last_offset: header.last_offset(),
+                batches: 0,
+                first_timestamp_ms: header.max_timestamp,
+                coordinator_epoch: 0,
+            });
+            txn.producer_epoch = header.producer_epoch;
+            txn.last_offset = header.last_offset();
+            txn.batches += 1;
+            Ok(true)
+        })?;
+        let mut open: Vec<OpenTransaction> = open
+            .into_values()
+            .map(|mut txn| {
+                txn.coordinator_epoch = coordinator_epochs
+                    .get(&txn.producer_id)
+                    .copied()
+                    .unwrap_or(0);
+                txn
+            })
+            .collect();
+        open.sort_by_key(|txn| txn.first_offset);
+        Ok(open)
+    }
+}
+
+/// The coordinator epoch in a marker's value: a version (int16), then the epoch (int32).
+fn marker_coordinator_epoch(batch: &crate::record::Batch<'_>) -> Option<i32> {
+    let record = batch.records().ok()?.next()?.ok()?;
+    let epoch: [u8; 4] = record.value?.get(2..6)?.try_into().ok()?;
+    Some(i32::from_be_bytes(epoch))
+}
