@@ -766,3 +766,99 @@ fn dump_decodes_consumer_offsets_records() {
     assert_eq!(kind(records[4]), "undecodable");
     assert!(field(records[4], "error").is_some());
 }
+
+/// `transactions` lists the transactions no marker ended, refuses to abort a producer
+/// without one (appending nothing), and `--abort` ends one with an ABORT marker that a
+/// second listing no longer finds and that reads back as Kafka's marker.
+#[test]
+fn transactions_lists_open_ones_and_aborts_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("logs");
+    let input = tmp.path().join("batches.bin");
+    let mut bytes = Vec::new();
+    let mut batch = |producer: Option<(i64, i16)>, key: &str| {
+        let mut b = BatchBuilder::new();
+        if let Some((id, epoch)) = producer {
+            b.transactional(true).producer(id, epoch, 0);
+        }
+        b.append(1_000, Some(key.as_bytes()), Some(b"v"), &[]);
+        bytes.extend(b.build().unwrap());
+    };
+    batch(None, "plain");
+    batch(Some((7, 1)), "committed");
+    batch(Some((9, 3)), "hanging-1");
+    batch(Some((9, 3)), "hanging-2");
+    bytes.extend(BatchBuilder::transaction_marker(7, 1, true, 2, 1_000).unwrap());
+    std::fs::write(&input, &bytes).unwrap();
+    let partition = ["--topic", "orders", "--partition", "0"];
+    let with = |extra: &[&'static str]| -> Vec<String> {
+        let mut args = vec!["transactions", "--dir", s(&dir)];
+        args.extend(partition);
+        args.extend(extra);
+        args.iter().map(|a| a.to_string()).collect()
+    };
+    let run = |args: Vec<String>, code| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        expect(&args, code)
+    };
+
+    let mut append = vec![
+        "append",
+        "--dir",
+        s(&dir),
+        "--create",
+        "--batches",
+        s(&input),
+    ];
+    append.extend(partition);
+    expect(&append, 0);
+
+    let lines = run(with(&["--json"]), 0);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let open = &lines[0];
+    assert_eq!(field(open, "type").as_deref(), Some("open_transaction"));
+    assert_eq!(int(open, "producer_id"), 9);
+    assert_eq!(int(open, "producer_epoch"), 3);
+    assert_eq!(
+        (int(open, "first_offset"), int(open, "last_offset")),
+        (2, 3)
+    );
+    assert_eq!(int(open, "batches"), 2);
+    assert_eq!(int(&lines[1], "open"), 1);
+
+    let before = dir_snapshot(&dir);
+    let out = partlog(
+        &with(&["--abort", "7"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("producer 7 has no open transaction"), "{err}");
+    assert_eq!(dir_snapshot(&dir), before, "nothing appended");
+
+    let lines = run(with(&["--abort", "9", "--json"]), 0);
+    let aborted = lines.last().unwrap();
+    assert_eq!(field(aborted, "type").as_deref(), Some("aborted"));
+    assert_eq!(int(aborted, "marker_offset"), 5);
+    let lines = run(with(&[]), 0);
+    assert_eq!(lines, vec!["0 open transactions in orders-0".to_string()]);
+
+    // The marker may be in a segment of its own: the batches above carry timestamps of
+    // 1970, and the log rolls by time.
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("orders-0"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    files.sort();
+    let log = std::fs::read(files.last().unwrap()).unwrap();
+    let marker = partlog::record::batches(&log)
+        .map(|b| b.unwrap())
+        .find(|b| b.header().base_offset == 5)
+        .unwrap_or_else(|| panic!("no batch at offset 5 in {files:?}"));
+    assert_eq!(marker.marker_commits(), Some(false), "an ABORT marker");
+    let h = marker.header();
+    assert_eq!((h.producer_id, h.producer_epoch), (9, 3));
+}

@@ -16,6 +16,7 @@ mod dump_index;
 mod json;
 mod produce;
 mod progress;
+mod transactions;
 
 use std::fmt;
 use std::io::Write;
@@ -56,6 +57,9 @@ enum Command {
     Append(append::AppendArgs),
     /// Print a .log, .index, .timeindex or checkpoint file, like kafka-dump-log.
     Dump(dump::DumpArgs),
+    /// List the transactions left open in a partition; `--abort` ends one with an ABORT
+    /// marker.
+    Transactions(transactions::TransactionsArgs),
     /// Open (and so recover) every partition of a log dir and report on each.
     Check(check::CheckArgs),
     /// Three in-process brokers: kill the leader mid-stream, fail over, and verify every
@@ -149,6 +153,7 @@ fn main() -> ExitCode {
         Command::Append(args) => append::run(&args, json),
         Command::Dump(args) => dump::run(&args, json),
         Command::Check(args) => check::run(&args, json),
+        Command::Transactions(args) => transactions::run(&args, json),
         Command::Demo(args) => demo::run(&args, json),
         Command::DemoWriter(args) => demo_writer::run(&args),
         Command::Bench(args) => bench::run(&args, json),

@@ -1,0 +1,137 @@
+//! `partlog transactions`: lists the transactions left open in a partition, and with
+//! `--abort` ends one with an ABORT marker, as Kafka's `kafka-transactions.sh` lists
+//! hanging transactions and has the leader abort one (see `partlog::log::transactions`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use partlog::checkpoint::TopicPartition;
+use partlog::log::OpenTransaction;
+use partlog::manager::{LogDir, LogDirOptions};
+use partlog::record::BatchBuilder;
+
+use crate::json::Json;
+use crate::progress::Progress;
+use crate::{emit, storage, CliError, CliResult};
+
+#[derive(Debug, Args)]
+pub struct TransactionsArgs {
+    /// The log dir.
+    #[arg(long)]
+    dir: PathBuf,
+    #[arg(long)]
+    topic: String,
+    #[arg(long, value_parser = clap::value_parser!(i32).range(0..))]
+    partition: i32,
+    /// End this producer's open transaction with an ABORT marker, appended as leader
+    /// with the transaction's producer epoch and the producer's last coordinator epoch.
+    #[arg(long, value_name = "PRODUCER_ID")]
+    abort: Option<i64>,
+    /// Partition leader epoch stamped on the marker [default: the log's latest epoch, or
+    /// 0 for an empty log].
+    #[arg(long)]
+    leader_epoch: Option<i32>,
+}
+
+pub fn run(args: &TransactionsArgs, json: bool) -> CliResult {
+    partlog::checkpoint::validate_topic(&args.topic)?;
+    let tp = TopicPartition::new(&args.topic, args.partition);
+    let storage = storage();
+    if !storage.exists(&args.dir) {
+        return Err(CliError::Input(format!(
+            "log dir {} does not exist",
+            args.dir.display()
+        )));
+    }
+    let log_dir = LogDir::open(storage, &args.dir, LogDirOptions::default())?;
+    if !log_dir.partitions()?.contains(&tp) {
+        log_dir.close()?;
+        return Err(CliError::Input(format!(
+            "log dir {} has no partition {}",
+            args.dir.display(),
+            tp.dir_name()
+        )));
+    }
+    let (log, _report) = log_dir.open_log(&tp)?;
+    let mut progress = Progress::new(json);
+    let end = log.log_end_offset();
+    let open = log.open_transactions(|reached| {
+        progress.update(|| format!("transactions: read to offset {reached} of {end}"));
+    })?;
+    progress.finish();
+    for txn in &open {
+        emit(&transaction_line(txn, json))?;
+    }
+    let Some(producer_id) = args.abort else {
+        log_dir.close()?;
+        emit(&if json {
+            Json::new()
+                .str("type", "summary")
+                .int("open", open.len() as u64)
+                .finish()
+        } else {
+            format!("{} open transactions in {}", open.len(), tp.dir_name())
+        })?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    let Some(txn) = open.iter().find(|t| t.producer_id == producer_id) else {
+        log_dir.close()?;
+        return Err(CliError::Input(format!(
+            "producer {producer_id} has no open transaction in {}; nothing appended",
+            tp.dir_name()
+        )));
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let mut marker = BatchBuilder::transaction_marker(
+        txn.producer_id,
+        txn.producer_epoch,
+        false,
+        txn.coordinator_epoch,
+        now,
+    )
+    .map_err(partlog::Error::from)?;
+    let epoch = args.leader_epoch.unwrap_or(log.latest_epoch().max(0));
+    let info = log.append_as_leader(&mut marker, epoch)?;
+    log.flush()?;
+    log_dir.close()?;
+    emit(&if json {
+        Json::new()
+            .str("type", "aborted")
+            .int("producer_id", txn.producer_id)
+            .int("marker_offset", info.first_offset)
+            .finish()
+    } else {
+        format!(
+            "aborted producer {}'s transaction (offsets {}..={}): ABORT marker at offset {}",
+            txn.producer_id, txn.first_offset, txn.last_offset, info.first_offset
+        )
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn transaction_line(txn: &OpenTransaction, json: bool) -> String {
+    if json {
+        return Json::new()
+            .str("type", "open_transaction")
+            .int("producer_id", txn.producer_id)
+            .int("producer_epoch", txn.producer_epoch)
+            .int("first_offset", txn.first_offset)
+            .int("last_offset", txn.last_offset)
+            .int("batches", txn.batches)
+            .int("first_timestamp_ms", txn.first_timestamp_ms)
+            .int("coordinator_epoch", txn.coordinator_epoch)
+            .finish();
+    }
+    format!(
+        "producer {} (epoch {}): open since offset {} (timestamp {} ms), {} batches up to offset {}",
+        txn.producer_id,
+        txn.producer_epoch,
+        txn.first_offset,
+        txn.first_timestamp_ms,
+        txn.batches,
+        txn.last_offset
+    )
+}
