@@ -6,8 +6,8 @@
 //! embeds it has one), so a transaction whose marker never comes stays open in the log:
 //! a producer that died in a cluster whose coordinator then lost its state, a log taken
 //! over from such a cluster, a coordinator's bug. Such a transaction holds the last stable
-//! offset at its start, and with it `read_committed` consumers and the cleaner, which
-//! cleans nothing past it.
+//! offset at its start: a broker's `read_committed` consumers stop there, and partlog's
+//! cleaner cleans nothing past it.
 //!
 //! [`Log::open_transactions`] finds them; the ABORT marker that ends one is
 //! [`crate::record::BatchBuilder::transaction_marker`], appended as leader (what Kafka's
