@@ -827,6 +827,13 @@ fn transactions_lists_open_ones_and_aborts_one() {
     assert_eq!(int(&lines[1], "open"), 1);
 
     let before = dir_snapshot(&dir);
+    let mut other = vec!["transactions", "--dir", s(&dir), "--topic", "orders"];
+    other.extend(["--partition", "1"]);
+    let out = partlog(&other);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("has no partition orders-1"), "{err}");
+    assert_eq!(dir_snapshot(&dir), before, "nothing created");
     let out = partlog(
         &with(&["--abort", "7"])
             .iter()

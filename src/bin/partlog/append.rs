@@ -8,7 +8,7 @@ use clap::Args;
 use partlog::io::OpenMode;
 
 use crate::json::Json;
-use crate::{emit, open_partition, storage, CliError, CliResult};
+use crate::{emit, open_partition, storage, CliError, CliResult, IfMissing, PartitionArgs};
 
 /// Largest input read; more is refused rather than buffered (the whole input is validated
 /// before anything is appended, so it must fit in memory).
@@ -16,13 +16,8 @@ const INPUT_BYTES_MAX: u64 = 1 << 30;
 
 #[derive(Debug, Args)]
 pub struct AppendArgs {
-    /// The log dir.
-    #[arg(long)]
-    dir: PathBuf,
-    #[arg(long)]
-    topic: String,
-    #[arg(long, value_parser = clap::value_parser!(i32).range(0..))]
-    partition: i32,
+    #[command(flatten)]
+    partition: PartitionArgs,
     /// Create the log dir when it does not exist.
     #[arg(long)]
     create: bool,
@@ -38,7 +33,7 @@ pub struct AppendArgs {
 pub fn run(args: &AppendArgs, json: bool) -> CliResult {
     let mut input = read_input(&args.batches)?;
     let count = check_batches(&input)?;
-    let (log_dir, log) = open_partition(&args.dir, &args.topic, args.partition, args.create)?;
+    let (log_dir, log) = open_partition(&args.partition, IfMissing::create_if(args.create))?;
     let epoch = args.leader_epoch.unwrap_or(log.latest_epoch().max(0));
     let info = log.append_as_leader(&mut input, epoch)?;
     log_dir.close()?;
@@ -51,8 +46,11 @@ pub fn run(args: &AppendArgs, json: bool) -> CliResult {
             .finish()
     } else {
         format!(
-            "appended {count} batches to {}-{}: offsets {}..={}, {} bytes",
-            args.topic, args.partition, info.first_offset, info.last_offset, info.bytes
+            "appended {count} batches to {}: offsets {}..={}, {} bytes",
+            args.partition.topic_partition().dir_name(),
+            info.first_offset,
+            info.last_offset,
+            info.bytes
         )
     };
     emit(&line)?;

@@ -122,25 +122,74 @@ pub fn storage() -> Arc<dyn Storage> {
     RealStorage::shared()
 }
 
-/// Opens the log dir and one partition of it (created when missing). The topic name is
-/// checked first; a log dir that does not exist is refused unless `create` is set, so a
-/// mistyped `--dir` does not quietly start a new one.
+/// The partition a subcommand works on.
+#[derive(Debug, clap::Args)]
+pub struct PartitionArgs {
+    /// The log dir.
+    #[arg(long)]
+    pub dir: std::path::PathBuf,
+    #[arg(long)]
+    pub topic: String,
+    #[arg(long, value_parser = clap::value_parser!(i32).range(0..))]
+    pub partition: i32,
+}
+
+impl PartitionArgs {
+    pub fn topic_partition(&self) -> TopicPartition {
+        TopicPartition::new(&self.topic, self.partition)
+    }
+}
+
+/// What [`open_partition`] does with a log dir or partition that does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfMissing {
+    /// Create the log dir and the partition.
+    Create,
+    /// Refuse a log dir that does not exist (a mistyped `--dir` does not quietly start a
+    /// new one), create the partition.
+    CreatePartition,
+    /// Refuse both.
+    Refuse,
+}
+
+impl IfMissing {
+    /// What a subcommand with a `--create` flag does.
+    pub fn create_if(create: bool) -> IfMissing {
+        if create {
+            IfMissing::Create
+        } else {
+            IfMissing::CreatePartition
+        }
+    }
+}
+
+/// Opens the log dir and one partition of it. The topic name is checked first, and what
+/// is missing is created or refused as `missing` says, before anything is written.
 pub fn open_partition(
-    dir: &std::path::Path,
-    topic: &str,
-    partition: i32,
-    create: bool,
+    p: &PartitionArgs,
+    missing: IfMissing,
 ) -> CliResult<(LogDir, Arc<partlog::log::Log>)> {
-    partlog::checkpoint::validate_topic(topic)?;
-    let tp = TopicPartition::new(topic, partition);
+    partlog::checkpoint::validate_topic(&p.topic)?;
+    let tp = p.topic_partition();
     let storage = storage();
-    if !create && !storage.exists(dir) {
+    if missing != IfMissing::Create && !storage.exists(&p.dir) {
+        let hint = match missing {
+            IfMissing::CreatePartition => " (pass --create to create it)",
+            _ => "",
+        };
         return Err(CliError::Input(format!(
-            "log dir {} does not exist (pass --create to create it)",
-            dir.display()
+            "log dir {} does not exist{hint}",
+            p.dir.display()
         )));
     }
-    let log_dir = LogDir::open(storage, dir, LogDirOptions::default())?;
+    if missing == IfMissing::Refuse && !storage.exists(&p.dir.join(tp.dir_name())) {
+        return Err(CliError::Input(format!(
+            "log dir {} has no partition {}",
+            p.dir.display(),
+            tp.dir_name()
+        )));
+    }
+    let log_dir = LogDir::open(storage, &p.dir, LogDirOptions::default())?;
     let (log, _report) = log_dir.open_log(&tp)?;
     Ok((log_dir, log))
 }

@@ -1,6 +1,5 @@
 //! `partlog produce`: appends synthetic keyed records to one partition.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -9,7 +8,7 @@ use partlog::Clock;
 
 use crate::json::Json;
 use crate::progress::Progress;
-use crate::{emit, open_partition, CliError, CliResult};
+use crate::{emit, open_partition, CliError, CliResult, IfMissing, PartitionArgs};
 
 /// Bytes a record adds to a batch beyond its value, with a short key: an upper bound used
 /// to keep batches under the partition's maximum batch size.
@@ -17,13 +16,8 @@ const RECORD_OVERHEAD_BYTES: usize = 48;
 
 #[derive(Debug, Args)]
 pub struct ProduceArgs {
-    /// The log dir.
-    #[arg(long)]
-    dir: PathBuf,
-    #[arg(long)]
-    topic: String,
-    #[arg(long, value_parser = clap::value_parser!(i32).range(0..))]
-    partition: i32,
+    #[command(flatten)]
+    partition: PartitionArgs,
     /// Create the log dir when it does not exist.
     #[arg(long)]
     create: bool,
@@ -39,7 +33,7 @@ pub struct ProduceArgs {
 }
 
 pub fn run(args: &ProduceArgs, json: bool) -> CliResult {
-    let (log_dir, log) = open_partition(&args.dir, &args.topic, args.partition, args.create)?;
+    let (log_dir, log) = open_partition(&args.partition, IfMissing::create_if(args.create))?;
     let max_batch = log.config().max_message_bytes;
     if args.record_bytes + RECORD_OVERHEAD_BYTES + HEADER_LEN > max_batch {
         return Err(CliError::Input(format!(
@@ -91,8 +85,8 @@ pub fn run(args: &ProduceArgs, json: bool) -> CliResult {
             .finish()
     } else {
         format!(
-            "produced {done} records to {}-{}: offsets {first}..={last}, {bytes} bytes",
-            args.topic, args.partition
+            "produced {done} records to {}: offsets {first}..={last}, {bytes} bytes",
+            args.partition.topic_partition().dir_name()
         )
     };
     emit(&line)?;

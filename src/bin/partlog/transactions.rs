@@ -2,28 +2,20 @@
 //! `--abort` ends one with an ABORT marker, as Kafka's `kafka-transactions.sh` lists
 //! hanging transactions and has the leader abort one (see `partlog::log::transactions`).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use partlog::checkpoint::TopicPartition;
 use partlog::log::OpenTransaction;
-use partlog::manager::{LogDir, LogDirOptions};
 use partlog::record::BatchBuilder;
 
 use crate::json::Json;
 use crate::progress::Progress;
-use crate::{emit, storage, CliError, CliResult};
+use crate::{emit, open_partition, CliError, CliResult, IfMissing, PartitionArgs};
 
 #[derive(Debug, Args)]
 pub struct TransactionsArgs {
-    /// The log dir.
-    #[arg(long)]
-    dir: PathBuf,
-    #[arg(long)]
-    topic: String,
-    #[arg(long, value_parser = clap::value_parser!(i32).range(0..))]
-    partition: i32,
+    #[command(flatten)]
+    partition: PartitionArgs,
     /// End this producer's open transaction with an ABORT marker, appended as leader
     /// with the transaction's producer epoch and the producer's last coordinator epoch.
     #[arg(long, value_name = "PRODUCER_ID")]
@@ -35,25 +27,8 @@ pub struct TransactionsArgs {
 }
 
 pub fn run(args: &TransactionsArgs, json: bool) -> CliResult {
-    partlog::checkpoint::validate_topic(&args.topic)?;
-    let tp = TopicPartition::new(&args.topic, args.partition);
-    let storage = storage();
-    if !storage.exists(&args.dir) {
-        return Err(CliError::Input(format!(
-            "log dir {} does not exist",
-            args.dir.display()
-        )));
-    }
-    let log_dir = LogDir::open(storage, &args.dir, LogDirOptions::default())?;
-    if !log_dir.partitions()?.contains(&tp) {
-        log_dir.close()?;
-        return Err(CliError::Input(format!(
-            "log dir {} has no partition {}",
-            args.dir.display(),
-            tp.dir_name()
-        )));
-    }
-    let (log, _report) = log_dir.open_log(&tp)?;
+    let (log_dir, log) = open_partition(&args.partition, IfMissing::Refuse)?;
+    let name = args.partition.topic_partition().dir_name();
     let mut progress = Progress::new(json);
     let end = log.log_end_offset();
     let open = log.open_transactions(|reached| {
@@ -71,7 +46,7 @@ pub fn run(args: &TransactionsArgs, json: bool) -> CliResult {
                 .int("open", open.len() as u64)
                 .finish()
         } else {
-            format!("{} open transactions in {}", open.len(), tp.dir_name())
+            format!("{} open transactions in {}", open.len(), name)
         })?;
         return Ok(ExitCode::SUCCESS);
     };
@@ -79,7 +54,7 @@ pub fn run(args: &TransactionsArgs, json: bool) -> CliResult {
         log_dir.close()?;
         return Err(CliError::Input(format!(
             "producer {producer_id} has no open transaction in {}; nothing appended",
-            tp.dir_name()
+            name
         )));
     };
     let now = std::time::SystemTime::now()
