@@ -868,4 +868,22 @@ fn transactions_lists_open_ones_and_aborts_one() {
     assert_eq!(marker.marker_commits(), Some(false), "an ABORT marker");
     let h = marker.header();
     assert_eq!((h.producer_id, h.producer_epoch), (9, 3));
+
+    // `dump --records` shows the markers as kafka-dump-log does.
+    let markers: Vec<(String, i64)> = files
+        .iter()
+        .flat_map(|f| expect(&["dump", s(f), "--records", "--json"], 0))
+        .filter_map(|l| Some((field(&l, "end_txn_marker")?, int(&l, "coordinator_epoch"))))
+        .collect();
+    let expected = [("COMMIT", 2), ("ABORT", 0)].map(|(m, e)| (m.to_string(), e));
+    assert_eq!(markers, expected);
+    let text = expect(&["dump", s(files.last().unwrap()), "--records"], 0);
+    assert!(
+        text.iter()
+            .any(|l| l.ends_with("endTxnMarker: ABORT coordinatorEpoch: 0")),
+        "{text:?}"
+    );
+    let batches = expect(&["dump", s(files.last().unwrap()), "--json"], 0);
+    let abort = batches.iter().find(|l| int(l, "base_offset") == 5);
+    assert_eq!(abort.map(|l| int(l, "producer_epoch")), Some(3));
 }

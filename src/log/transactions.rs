@@ -62,7 +62,7 @@ impl Log {
             if header.is_control() {
                 if batch.marker_commits().is_some() {
                     open.remove(&producer_id);
-                    if let Some(epoch) = marker_coordinator_epoch(batch) {
+                    if let Some(epoch) = batch.marker_coordinator_epoch() {
                         coordinator_epochs.insert(producer_id, epoch);
                     }
                 }
@@ -95,11 +95,4 @@ impl Log {
         open.sort_by_key(|txn| txn.first_offset);
         Ok(open)
     }
-}
-
-/// The coordinator epoch in a marker's value: a version (int16), then the epoch (int32).
-fn marker_coordinator_epoch(batch: &crate::record::Batch<'_>) -> Option<i32> {
-    let record = batch.records().ok()?.next()?.ok()?;
-    let epoch: [u8; 4] = record.value?.get(2..6)?.try_into().ok()?;
-    Some(i32::from_be_bytes(epoch))
 }

@@ -246,6 +246,16 @@ impl<'a> Batch<'a> {
         }
     }
 
+    /// The coordinator epoch a transaction marker carries: its record's value is a
+    /// version (int16), then the epoch (int32). `None` for any other batch, or a marker
+    /// whose value is shorter.
+    pub fn marker_coordinator_epoch(&self) -> Option<i32> {
+        self.marker_commits()?;
+        let record = self.records().ok()?.next()?.ok()?;
+        let epoch: [u8; 4] = record.value?.get(2..6)?.try_into().ok()?;
+        Some(i32::from_be_bytes(epoch))
+    }
+
     /// The batch at the start of `buf`; bytes after it are ignored. Fails with
     /// [`BatchError::TooShort`] when `buf` ends inside the batch. Does not check the CRC.
     pub fn parse(buf: &'a [u8]) -> Result<Batch<'a>, BatchError> {

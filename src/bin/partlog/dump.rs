@@ -299,6 +299,8 @@ fn batch_line(h: &BatchHeader, position: u64, valid: Result<(), &str>, json: boo
             .str("timestamp_type", ts_type)
             .str("compression", codec)
             .int("producer_id", h.producer_id)
+            .int("producer_epoch", h.producer_epoch)
+            .int("base_sequence", h.base_sequence)
             .bool("transactional", h.is_transactional())
             .bool("control", h.is_control())
             .bool("valid", valid.is_ok());
@@ -352,9 +354,38 @@ fn dump_records(batch: &Batch<'_>, view: RecordView, json: bool) -> CliResult<()
         if view == RecordView::Offsets && !batch.header().is_control() {
             offsets_fields(&mut line, &record, json);
         }
+        if let Some(commits) = batch.marker_commits() {
+            marker_fields(&mut line, commits, batch.marker_coordinator_epoch(), json);
+        }
         emit(&line)?;
     }
     Ok(())
+}
+
+/// Appends what a transaction marker's record says to its `line`, as kafka-dump-log
+/// prints it (`endTxnMarker: ABORT coordinatorEpoch: 4`).
+fn marker_fields(line: &mut String, commits: bool, coordinator_epoch: Option<i32>, json: bool) {
+    let marker = if commits { "COMMIT" } else { "ABORT" };
+    if json {
+        let mut j = Json::new().str("end_txn_marker", marker);
+        if let Some(epoch) = coordinator_epoch {
+            j = j.int("coordinator_epoch", epoch);
+        }
+        append_fields(line, j);
+        return;
+    }
+    line.push_str(&format!(" endTxnMarker: {marker}"));
+    if let Some(epoch) = coordinator_epoch {
+        line.push_str(&format!(" coordinatorEpoch: {epoch}"));
+    }
+}
+
+/// Adds `fields` to the one-line JSON object `line`.
+fn append_fields(line: &mut String, fields: Json) {
+    let fields = fields.finish();
+    line.pop();
+    line.push(',');
+    line.push_str(&fields[1..]);
 }
 
 /// Appends what `record` says as a `__consumer_offsets` record to its `line`: in text
@@ -435,11 +466,7 @@ fn offsets_fields(line: &mut String, record: &Record<'_>, json: bool) {
         }
     }
     if json {
-        // Both are one-line objects: the record's fields, then these.
-        let fields = j.finish();
-        line.pop();
-        line.push(',');
-        line.push_str(&fields[1..]);
+        append_fields(line, j);
     } else {
         line.push_str(&text);
     }

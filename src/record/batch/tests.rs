@@ -269,3 +269,28 @@ fn markers_say_commit_or_abort_and_nothing_else_is_one() {
     data.append(1, Some(&[0, 0, 0, 1]), Some(b"v"), &[]);
     assert_eq!(marker(&data.build().unwrap()), None, "a data batch");
 }
+
+#[test]
+fn a_marker_carries_its_coordinator_epoch() {
+    let epoch = |bytes: &[u8]| Batch::parse(bytes).unwrap().marker_coordinator_epoch();
+    for (commits, coordinator_epoch) in [(true, 0), (false, 7), (true, i32::MAX)] {
+        let marker = BatchBuilder::transaction_marker(5, 2, commits, coordinator_epoch, 1).unwrap();
+        assert_eq!(
+            Batch::parse(&marker).unwrap().marker_commits(),
+            Some(commits)
+        );
+        assert_eq!(epoch(&marker), Some(coordinator_epoch));
+    }
+    let mut short = BatchBuilder::new();
+    short.control(true).transactional(true).producer(5, 0, -1);
+    short.append(1, Some(&[0, 0, 0, 1]), Some(&[0, 0]), &[]);
+    assert_eq!(
+        epoch(&short.build().unwrap()),
+        None,
+        "a value without the epoch"
+    );
+    let mut data = BatchBuilder::new();
+    data.transactional(true).producer(5, 0, 0);
+    data.append(1, Some(&[0, 0, 0, 1]), Some(&[0; 6]), &[]);
+    assert_eq!(epoch(&data.build().unwrap()), None, "a data batch");
+}
