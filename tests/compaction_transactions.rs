@@ -309,6 +309,36 @@ fn a_marker_goes_once_its_transaction_is_gone_and_its_horizon_passed() {
     assert_eq!(step(NOW + DELETE_RETENTION_MS, "at the horizon"), 0);
 }
 
+/// A committed transaction with more keys than the whole map holds, where the dirty range
+/// begins: held back until its marker and then put whole, it never fit, and every
+/// cleaning ended where it began, so nothing after it was ever cleaned. Decided, its
+/// records go in as plain ones do, and the cleanings go through it in parts.
+#[test]
+fn a_committed_transaction_larger_than_the_map_is_cleaned_in_parts() {
+    let (dir, log, cleaner) = open(6, 64);
+    let mut appended = Vec::new();
+    let keys: Vec<String> = (0..200).map(|k| format!("k{k}")).collect();
+    let old: Vec<_> = keys.iter().map(|k| kv(k, Some("old"))).collect();
+    for chunk in old.chunks(20) {
+        append(&log, &mut appended, None, chunk.to_vec());
+    }
+    let new: Vec<_> = keys.iter().map(|k| kv(k, Some("new"))).collect();
+    for chunk in new.chunks(20) {
+        append(&log, &mut appended, Some(7), chunk.to_vec());
+    }
+    end(&log, &mut appended, 7, true);
+    log.force_roll().unwrap();
+    clean_all(&cleaner, &dir, "the transaction commits");
+    let left = values(&log);
+    assert!(
+        !left.contains(&Some(b"old".to_vec())),
+        "every old value is superseded by the transaction's: {} records left",
+        left.len()
+    );
+    assert_eq!(left.len(), keys.len());
+    assert_eq!(committed(&read_items(&log)), committed(&appended));
+}
+
 fn run(seed: u64, map_slots: usize) {
     let mut rng = SimRng::new(seed);
     let (dir, log, cleaner) = open(seed, map_slots);

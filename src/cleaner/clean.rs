@@ -175,13 +175,41 @@ fn clean_log_once(
     };
     let mut buffers = ScanBuffers::default();
     let mut transactions = Transactions::default();
-    let end_offset = build_map(log, range, map, &mut transactions, &mut buffers, throttle)?;
+    let mut pass = build_map(
+        log,
+        range,
+        map,
+        &mut transactions,
+        None,
+        &mut buffers,
+        throttle,
+    )?;
+    if let Some(committed) = pass
+        .too_large
+        .filter(|t| t.first_offset <= range.first_dirty)
+    {
+        // A committed transaction the whole map cannot take, where the dirty range
+        // begins: held back whole, it would hold every cleaning there. Decided, its records
+        // count as plain ones do, as they come, and the map ends inside it if it must.
+        map.clear();
+        transactions = Transactions::default();
+        pass = build_map(
+            log,
+            range,
+            map,
+            &mut transactions,
+            Some(committed),
+            &mut buffers,
+            throttle,
+        )?;
+    }
+    let end_offset = pass.end;
     report.end_offset = end_offset;
     report.partial = end_offset < range.first_uncleanable;
     report.keys = map.len();
     if end_offset <= range.first_dirty {
-        // A transaction still open (or one the map cannot take) where the dirty range
-        // begins: nothing to clean until it ends.
+        // A transaction still open where the dirty range begins: nothing to clean until
+        // it ends.
         report.end_offset = range.first_dirty;
         return Ok(report);
     }
@@ -253,25 +281,44 @@ fn discard(log: &Log, groups: &[Vec<Arc<Segment>>]) -> Result<()> {
     Ok(())
 }
 
+/// A transaction by its producer and the offset of its first batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TxnStart {
+    producer: i64,
+    first_offset: i64,
+}
+
+/// Where a map pass ends, and why, when a committed transaction is why.
+struct MapPass {
+    end: i64,
+    /// The committed transaction that the full map did not take whole, where the pass
+    /// ended.
+    too_large: Option<TxnStart>,
+}
+
 /// Puts every keyed record of `[first_dirty, first_uncleanable)` in the map, a
-/// transaction's once it committed (see [`Transactions`]). Returns where the cleaning
-/// ends: `first_uncleanable`, the first record the full map did not take, or where a
-/// transaction began that the full map did not take whole or that is still open, whichever
-/// is first. Records of the map from there on stay in the copy, so they may stand for
-/// their keys' latest below it.
+/// transaction's once it committed (see [`Transactions`]), except that the records of
+/// `committed`, a transaction known to have committed, go in as they come, as plain
+/// ones do. Ends at `first_uncleanable`, the first record the full map did not take, or
+/// where a transaction began that the full map did not take whole or that is still open,
+/// whichever is first. Records of the map from there on stay in the copy, so they may
+/// stand for their keys' latest below it.
 fn build_map(
     log: &Log,
     range: &Cleanable,
     map: &mut OffsetMap,
     transactions: &mut Transactions,
+    committed: Option<TxnStart>,
     buffers: &mut ScanBuffers,
     throttle: &mut Throttle,
-) -> Result<i64> {
+) -> Result<MapPass> {
     let ranges: Vec<FileSlice> = dirty_segments(log, range)
         .iter()
         .map(|s| s.whole())
         .collect();
-    let mut stopped = None;
+    let (mut stopped, mut too_large) = (None, None);
+    // Whether `committed`'s batches are being read: from its first to its marker.
+    let mut in_committed = false;
     // A batch's keys are digested and their slots touched together, then put in order.
     let mut keys: Vec<(Digest, i64)> = Vec::new();
     scan_batches(&ranges, SCAN_BYTES, buffers, throttle, |batch| {
@@ -280,10 +327,14 @@ fn build_map(
             return Ok(true);
         }
         if let Some(commits) = batch.marker_commits() {
-            let Some((committed, first)) = transactions.end(header.producer_id, commits) else {
+            if in_committed && committed.is_some_and(|c| c.producer == header.producer_id) {
+                in_committed = false;
+                return Ok(true);
+            }
+            let Some((records, first)) = transactions.end(header.producer_id, commits) else {
                 return Ok(true);
             };
-            for (digest, offset) in committed {
+            for (digest, offset) in records {
                 // A record of the key written after this one, seen already, stays the latest.
                 if map.get_digest(digest).is_some_and(|latest| latest > offset) {
                     continue;
@@ -292,6 +343,10 @@ fn build_map(
                     // The map ends where the transaction began: all of it is left to a
                     // later cleaning, none of it counted for nothing.
                     stopped = Some(first);
+                    too_large = Some(TxnStart {
+                        producer: header.producer_id,
+                        first_offset: first,
+                    });
                     return Ok(false);
                 }
             }
@@ -312,8 +367,15 @@ fn build_map(
             }
         }
         if header.is_transactional() {
-            transactions.add(header.producer_id, header.base_offset, &keys);
-            return Ok(true);
+            let start = TxnStart {
+                producer: header.producer_id,
+                first_offset: header.base_offset,
+            };
+            in_committed |= committed == Some(start);
+            if !(in_committed && committed.is_some_and(|c| c.producer == start.producer)) {
+                transactions.add(header.producer_id, header.base_offset, &keys);
+                return Ok(true);
+            }
         }
         map.touch(keys.iter().map(|&(digest, _)| digest));
         for &(digest, offset) in &keys {
@@ -326,9 +388,10 @@ fn build_map(
     })?;
     // Not past a transaction still open (see `transactions`).
     let end = stopped.unwrap_or(range.first_uncleanable);
-    Ok(transactions
+    let end = transactions
         .first_open()
-        .map_or(end, |first| end.min(first)))
+        .map_or(end, |first| end.min(first));
+    Ok(MapPass { end, too_large })
 }
 
 /// The inactive segments holding `[first_dirty, first_uncleanable)`.

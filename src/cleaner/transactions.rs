@@ -9,6 +9,10 @@
 //! Kafka's ends at the last stable offset): an undecided record below the end would count
 //! in no map once decided, so the records of its key before it would never lose to it, and
 //! a committed tombstone among them would, past its horizon, bring them back.
+//!
+//! A committed transaction that the whole map cannot take, where the dirty range begins,
+//! would end every cleaning there: the map pass then runs again knowing it committed, and
+//! its records go in as they come, as plain ones do (`clean::build_map`).
 
 use std::collections::{HashMap, HashSet};
 
