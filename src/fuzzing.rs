@@ -651,7 +651,8 @@ pub fn marker_batch(producer: i64, commit: bool, timestamp_ms: i64) -> crate::Re
 /// markers, rolls (with time passing) and cleanings, run on a compacted log on the
 /// simulated disk. After each cleaning, a reader that follows the markers finds for every
 /// key what it finds in what was appended ([`committed_by_key`]), with tombstones and
-/// markers gone past their delete horizons.
+/// markers gone past their delete horizons, and the log's open transactions are those
+/// appended and not ended.
 pub fn cleaner_transactions(data: &[u8]) {
     use crate::cleaner::CleanOutcome;
 
@@ -711,7 +712,36 @@ pub fn cleaner_transactions(data: &[u8]) {
                     committed_by_key(&appended),
                     "the cleaning changed what a reader that follows the markers finds"
                 );
+                let found: std::collections::BTreeSet<i64> = log
+                    .open_transactions(|_| {})
+                    .expect("the log reads")
+                    .iter()
+                    .map(|t| t.producer_id)
+                    .collect();
+                assert_eq!(
+                    found,
+                    open_producers(&appended),
+                    "the log's open transactions after a cleaning"
+                );
             }
         }
     }
+}
+
+/// The producers with a transaction open at the end of `items`: a transactional batch
+/// and no marker of its producer after it.
+fn open_producers(items: &[TxnItem]) -> std::collections::BTreeSet<i64> {
+    let mut open = std::collections::BTreeSet::new();
+    for item in items {
+        match item {
+            TxnItem::Records(Some(producer), _) => {
+                open.insert(*producer);
+            }
+            TxnItem::Marker(producer, _) => {
+                open.remove(producer);
+            }
+            TxnItem::Records(None, _) => {}
+        }
+    }
+    open
 }

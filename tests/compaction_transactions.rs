@@ -386,6 +386,18 @@ fn run(seed: u64, map_slots: usize) {
             committed(&appended),
             "{context}: the cleaning changed what a reader finds"
         );
+        // What the log says is open is what is: the cleanings dropped no marker whose
+        // transaction has a batch left, and no open transaction's batch.
+        let mut found: Vec<i64> = log
+            .open_transactions(|_| {})
+            .expect("scan")
+            .iter()
+            .map(|t| t.producer_id)
+            .collect();
+        found.sort_unstable();
+        let mut open = open_txns.clone();
+        open.sort_unstable();
+        assert_eq!(found, open, "{context}: open transactions");
     }
 }
 
