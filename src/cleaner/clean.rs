@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::offset_map::{Digest, OffsetMap};
 use super::rewrite::{filter_batch, FilterRules, FilterScratch, FilterStats};
-use super::transactions::Transactions;
+use super::transactions::{Ended, Transactions};
 use crate::error::{Error, Result};
 use crate::log::Log;
 use crate::segment::scan::{scan_batches, ScanBuffers, Throttle, SCAN_BYTES};
@@ -174,7 +174,7 @@ fn clean_log_once(
         ..CleanReport::default()
     };
     let mut buffers = ScanBuffers::default();
-    let mut transactions = Transactions::default();
+    let mut transactions = Transactions::with_budget(map.slots());
     let mut pass = build_map(
         log,
         range,
@@ -192,7 +192,7 @@ fn clean_log_once(
         // begins: held back whole, it would hold every cleaning there. Decided, its records
         // count as plain ones do, as they come, and the map ends inside it if it must.
         map.clear();
-        transactions = Transactions::default();
+        transactions = Transactions::with_budget(map.slots());
         pass = build_map(
             log,
             range,
@@ -331,8 +331,17 @@ fn build_map(
                 in_committed = false;
                 return Ok(true);
             }
-            let Some((records, first)) = transactions.end(header.producer_id, commits) else {
-                return Ok(true);
+            let (records, first) = match transactions.end(header.producer_id, commits) {
+                Ended::Committed(records, first) => (records, first),
+                Ended::TooLarge(first) => {
+                    stopped = Some(first);
+                    too_large = Some(TxnStart {
+                        producer: header.producer_id,
+                        first_offset: first,
+                    });
+                    return Ok(false);
+                }
+                Ended::Nothing => return Ok(true),
             };
             for (digest, offset) in records {
                 // A record of the key written after this one, seen already, stays the latest.
