@@ -603,36 +603,36 @@ pub fn committed_by_key(items: &[TxnItem]) -> BTreeMap<Vec<u8>, Option<Vec<u8>>>
         .collect()
 }
 
-/// Every batch of `log` as [`committed_by_key`] takes it. Panics on a batch that does not
-/// read back valid or a record without a key.
-pub fn txn_items(log: &Log) -> Vec<TxnItem> {
+/// Every batch of `log` as [`committed_by_key`] takes it; an error for a batch that does
+/// not read back valid ([`crate::Error::InvalidBatch`]) or a record without a key
+/// ([`crate::Error::KeylessRecord`]).
+pub fn txn_items(log: &Log) -> crate::Result<Vec<TxnItem>> {
     let mut items = Vec::new();
     let mut next = log.log_start_offset();
-    while let Some(slice) = log.read(next, 1 << 20, None).expect("read") {
-        let bytes = slice.to_vec().expect("bytes of a slice");
+    while let Some(slice) = log.read(next, 1 << 20, None)? {
+        let bytes = slice.to_vec()?;
         for batch in batches(&bytes) {
-            let batch = batch.expect("a cleaned log reads back");
-            batch.validate().expect("cleaned batches are valid");
+            let batch = batch?;
+            batch.validate()?;
             let header = batch.header();
             next = header.next_offset();
             if let Some(commit) = batch.marker_commits() {
                 items.push(TxnItem::Marker(header.producer_id, commit));
                 continue;
             }
-            let records = batch
-                .records()
-                .expect("records")
-                .map(|r| {
-                    let r = r.expect("record");
-                    let key = r.key.expect("keyed").to_vec();
-                    (r.offset, key, r.value.map(<[u8]>::to_vec))
-                })
-                .collect();
+            let mut records = Vec::new();
+            for r in batch.records()? {
+                let r = r?;
+                let key = r.key.ok_or(crate::Error::KeylessRecord {
+                    offset_delta: r.offset_delta,
+                })?;
+                records.push((r.offset, key.to_vec(), r.value.map(<[u8]>::to_vec)));
+            }
             let producer = header.is_transactional().then_some(header.producer_id);
             items.push(TxnItem::Records(producer, records));
         }
     }
-    items
+    Ok(items)
 }
 
 /// A transaction marker of `producer` (epoch 0): COMMIT or ABORT.
@@ -708,7 +708,7 @@ pub fn cleaner_transactions(data: &[u8]) {
                     "cleaning failed: {outcome:?}"
                 );
                 assert_eq!(
-                    committed_by_key(&txn_items(&log)),
+                    committed_by_key(&txn_items(&log).expect("the cleaned log reads back")),
                     committed_by_key(&appended),
                     "the cleaning changed what a reader that follows the markers finds"
                 );

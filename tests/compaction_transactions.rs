@@ -23,9 +23,7 @@ use std::sync::Arc;
 
 use partlog::checkpoint::TopicPartition;
 use partlog::cleaner::{CleanOutcome, Cleaner, CleanerConfig, SLOT_BYTES};
-use partlog::fuzzing::{
-    committed_by_key as committed, marker_batch, txn_items as read_items, TxnItem as Item,
-};
+use partlog::fuzzing::{committed_by_key as committed, marker_batch, txn_items, TxnItem as Item};
 use partlog::io::sim::{SimRng, SimStorage};
 use partlog::log::Log;
 use partlog::manager::{LogDir, LogDirOptions};
@@ -97,6 +95,11 @@ fn open(seed: u64, map_slots: usize) -> (LogDir, Arc<Log>, Cleaner) {
         ..CleanerConfig::default()
     });
     (dir, log, cleaner)
+}
+
+/// Every batch of the log as the reference reader takes it.
+fn read_items(log: &Log) -> Vec<Item> {
+    txn_items(log).expect("the log reads back valid, every record keyed")
 }
 
 /// The values of every record in the log, in offset order (`None` for a tombstone).

@@ -174,36 +174,8 @@ fn clean_log_once(
         ..CleanReport::default()
     };
     let mut buffers = ScanBuffers::default();
-    let mut transactions = Transactions::with_budget(map.slots());
-    let mut pass = build_map(
-        log,
-        range,
-        map,
-        &mut transactions,
-        None,
-        &mut buffers,
-        throttle,
-    )?;
-    if let Some(committed) = pass
-        .too_large
-        .filter(|t| t.first_offset <= range.first_dirty)
-    {
-        // A committed transaction the whole map cannot take, where the dirty range
-        // begins: held back whole, it would hold every cleaning there. Decided, its records
-        // count as plain ones do, as they come, and the map ends inside it if it must.
-        map.clear();
-        transactions = Transactions::with_budget(map.slots());
-        pass = build_map(
-            log,
-            range,
-            map,
-            &mut transactions,
-            Some(committed),
-            &mut buffers,
-            throttle,
-        )?;
-    }
-    let end_offset = pass.end;
+    let mut transactions = Transactions::default();
+    let end_offset = build_map(log, range, map, &mut transactions, &mut buffers, throttle)?;
     report.end_offset = end_offset;
     report.partial = end_offset < range.first_uncleanable;
     report.keys = map.len();
@@ -281,6 +253,43 @@ fn discard(log: &Log, groups: &[Vec<Arc<Segment>>]) -> Result<()> {
     Ok(())
 }
 
+/// Puts every keyed record of `[first_dirty, first_uncleanable)` in the map, a
+/// transaction's once it committed (see [`Transactions`]). Returns where the cleaning
+/// ends: `first_uncleanable`, the first record the full map did not take, or where a
+/// transaction began that the full map did not take whole or that is still open, whichever
+/// is first. Records of the map from there on stay in the copy, so they may stand for
+/// their keys' latest below it.
+///
+/// A committed transaction the whole map cannot take, where the dirty range begins, would
+/// end every cleaning there: the pass then runs again knowing it committed, its records
+/// go in as they come, as plain ones do, and the map ends inside it if it must.
+fn build_map(
+    log: &Log,
+    range: &Cleanable,
+    map: &mut OffsetMap,
+    transactions: &mut Transactions,
+    buffers: &mut ScanBuffers,
+    throttle: &mut Throttle,
+) -> Result<i64> {
+    let pass = map_pass(log, range, map, transactions, None, buffers, throttle)?;
+    match pass.too_large {
+        Some(committed) if committed.first_offset <= range.first_dirty => {
+            map.clear();
+            let again = map_pass(
+                log,
+                range,
+                map,
+                transactions,
+                Some(committed),
+                buffers,
+                throttle,
+            );
+            Ok(again?.end)
+        }
+        _ => Ok(pass.end),
+    }
+}
+
 /// A transaction by its producer and the offset of its first batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct TxnStart {
@@ -288,22 +297,16 @@ struct TxnStart {
     first_offset: i64,
 }
 
-/// Where a map pass ends, and why, when a committed transaction is why.
+/// Where a map pass ends, and the committed transaction that the full map did not take
+/// whole, when that is where.
 struct MapPass {
     end: i64,
-    /// The committed transaction that the full map did not take whole, where the pass
-    /// ended.
     too_large: Option<TxnStart>,
 }
 
-/// Puts every keyed record of `[first_dirty, first_uncleanable)` in the map, a
-/// transaction's once it committed (see [`Transactions`]), except that the records of
-/// `committed`, a transaction known to have committed, go in as they come, as plain
-/// ones do. Ends at `first_uncleanable`, the first record the full map did not take, or
-/// where a transaction began that the full map did not take whole or that is still open,
-/// whichever is first. Records of the map from there on stay in the copy, so they may
-/// stand for their keys' latest below it.
-fn build_map(
+/// One pass of [`build_map`]; the records of `committed`, a transaction known to have
+/// committed, go in as they come.
+fn map_pass(
     log: &Log,
     range: &Cleanable,
     map: &mut OffsetMap,
@@ -312,54 +315,50 @@ fn build_map(
     buffers: &mut ScanBuffers,
     throttle: &mut Throttle,
 ) -> Result<MapPass> {
+    *transactions = Transactions::with_budget(map.slots());
     let ranges: Vec<FileSlice> = dirty_segments(log, range)
         .iter()
         .map(|s| s.whole())
         .collect();
     let (mut stopped, mut too_large) = (None, None);
-    // Whether `committed`'s batches are being read: from its first to its marker.
-    let mut in_committed = false;
+    // The producer of `committed` while its batches are read, from its first to its marker.
+    let mut reading = None;
     // A batch's keys are digested and their slots touched together, then put in order.
     let mut keys: Vec<(Digest, i64)> = Vec::new();
     scan_batches(&ranges, SCAN_BYTES, buffers, throttle, |batch| {
         let header = batch.header();
+        let producer = header.producer_id;
         if header.next_offset() <= range.first_dirty {
             return Ok(true);
         }
         if let Some(commits) = batch.marker_commits() {
-            if in_committed && committed.is_some_and(|c| c.producer == header.producer_id) {
-                in_committed = false;
+            if reading == Some(producer) {
+                reading = None;
                 return Ok(true);
             }
-            let (records, first) = match transactions.end(header.producer_id, commits) {
-                Ended::Committed(records, first) => (records, first),
-                Ended::TooLarge(first) => {
-                    stopped = Some(first);
-                    too_large = Some(TxnStart {
-                        producer: header.producer_id,
-                        first_offset: first,
+            let first = match transactions.end(producer, commits) {
+                Ended::Committed(records, first) => {
+                    // A record of the key written after one of these, seen already, stays
+                    // the latest.
+                    let fits = records.into_iter().all(|(digest, offset)| {
+                        map.get_digest(digest).is_some_and(|latest| latest > offset)
+                            || map.put_digest(digest, offset)
                     });
-                    return Ok(false);
+                    if fits {
+                        return Ok(true);
+                    }
+                    first
                 }
+                Ended::TooLarge(first) => first,
                 Ended::Nothing => return Ok(true),
             };
-            for (digest, offset) in records {
-                // A record of the key written after this one, seen already, stays the latest.
-                if map.get_digest(digest).is_some_and(|latest| latest > offset) {
-                    continue;
-                }
-                if !map.put_digest(digest, offset) {
-                    // The map ends where the transaction began: all of it is left to a
-                    // later cleaning, none of it counted for nothing.
-                    stopped = Some(first);
-                    too_large = Some(TxnStart {
-                        producer: header.producer_id,
-                        first_offset: first,
-                    });
-                    return Ok(false);
-                }
-            }
-            return Ok(true);
+            // The map ends where the transaction began: all of it is left to a later
+            // cleaning, none of it counted for nothing.
+            too_large = Some(TxnStart {
+                producer,
+                first_offset: first,
+            });
+            return Ok(false);
         }
         if header.is_control() || batch.records().is_err() {
             // Compressed: partlog does not open it, so its records are never dropped.
@@ -377,12 +376,14 @@ fn build_map(
         }
         if header.is_transactional() {
             let start = TxnStart {
-                producer: header.producer_id,
+                producer,
                 first_offset: header.base_offset,
             };
-            in_committed |= committed == Some(start);
-            if !(in_committed && committed.is_some_and(|c| c.producer == start.producer)) {
-                transactions.add(header.producer_id, header.base_offset, &keys);
+            if committed == Some(start) {
+                reading = Some(producer);
+            }
+            if reading != Some(producer) {
+                transactions.add(producer, header.base_offset, &keys);
                 return Ok(true);
             }
         }
@@ -395,8 +396,10 @@ fn build_map(
         }
         Ok(true)
     })?;
+    let end = stopped
+        .or(too_large.map(|t| t.first_offset))
+        .unwrap_or(range.first_uncleanable);
     // Not past a transaction still open (see `transactions`).
-    let end = stopped.unwrap_or(range.first_uncleanable);
     let end = transactions
         .first_open()
         .map_or(end, |first| end.min(first));

@@ -75,23 +75,15 @@ impl Log {
                 last_offset: header.last_offset(),
                 batches: 0,
                 first_timestamp_ms: header.max_timestamp,
-                coordinator_epoch: 0,
+                // Its producer's markers all came before it.
+                coordinator_epoch: coordinator_epochs.get(&producer_id).copied().unwrap_or(0),
             });
             txn.producer_epoch = header.producer_epoch;
             txn.last_offset = header.last_offset();
             txn.batches += 1;
             Ok(true)
         })?;
-        let mut open: Vec<OpenTransaction> = open
-            .into_values()
-            .map(|mut txn| {
-                txn.coordinator_epoch = coordinator_epochs
-                    .get(&txn.producer_id)
-                    .copied()
-                    .unwrap_or(0);
-                txn
-            })
-            .collect();
+        let mut open: Vec<OpenTransaction> = open.into_values().collect();
         open.sort_by_key(|txn| txn.first_offset);
         Ok(open)
     }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 use partlog::log::OpenTransaction;
 use partlog::record::BatchBuilder;
+use partlog::Clock;
 
 use crate::json::Json;
 use crate::progress::Progress;
@@ -57,9 +58,7 @@ pub fn run(args: &TransactionsArgs, json: bool) -> CliResult {
             name
         )));
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now = partlog::SystemClock.now_ms();
     let mut marker = BatchBuilder::transaction_marker(
         txn.producer_id,
         txn.producer_epoch,
