@@ -887,3 +887,148 @@ fn transactions_lists_open_ones_and_aborts_one() {
     let abort = batches.iter().find(|l| int(l, "base_offset") == 5);
     assert_eq!(abort.map(|l| int(l, "producer_epoch")), Some(3));
 }
+
+/// Commits of a few groups to partitions 0 and 1 of `__consumer_offsets` in `dir`, one
+/// group deleted, the log dir closed as a broker closes it.
+fn commit_offsets(dir: &Path) {
+    use partlog::checkpoint::TopicPartition;
+    use partlog::manager::{LogDir, LogDirOptions};
+    use partlog::offsets::{offsets_log_config, OffsetCommit, OffsetsConfig, OffsetsStore};
+    use partlog::replica::{Acks, ReplicaConfig, ReplicaManager};
+
+    let storage = partlog::io::real::RealStorage::shared();
+    let clock: std::sync::Arc<dyn partlog::Clock> = std::sync::Arc::new(partlog::SystemClock);
+    let options = LogDirOptions {
+        config: offsets_log_config(),
+        clock: clock.clone(),
+    };
+    let manager = ReplicaManager::new(LogDir::open(storage, dir, options).unwrap(), clock.clone());
+    let config = OffsetsConfig {
+        partitions: 2,
+        acks: Acks::Leader,
+        ..OffsetsConfig::default()
+    };
+    let store = OffsetsStore::new(config, clock);
+    for index in 0..2 {
+        let tp = TopicPartition::new("__consumer_offsets", index);
+        let (replica, _) = manager
+            .open_partition(&tp, offsets_log_config(), ReplicaConfig::new(0))
+            .unwrap();
+        replica.become_leader(1, vec![0], vec![0]).unwrap();
+        store.host(index as u32, replica);
+        store.become_leader(index as u32).unwrap();
+        store.load(index as u32).unwrap();
+    }
+    let commit = |group: &str, topic: &str, partition: i32, offset: i64, metadata: &str| {
+        let offsets = [OffsetCommit {
+            topic: topic.into(),
+            partition,
+            offset,
+            leader_epoch: 3,
+            metadata: metadata.into(),
+        }];
+        store.commit(group, &offsets).unwrap();
+    };
+    // Groups spread over both partitions ("billing" and "analytics" map to different ones).
+    assert_ne!(
+        store.partition_for("billing"),
+        store.partition_for("analytics")
+    );
+    commit("billing", "orders", 0, 10, "");
+    commit("billing", "orders", 1, 7, "host-a");
+    commit("billing", "orders", 0, 42, "");
+    commit("analytics", "payments", 2, 5, "");
+    commit("gone", "orders", 0, 1, "");
+    store.delete_group("gone").unwrap();
+    drop(store);
+    manager.close().unwrap();
+}
+
+/// `offsets` lists each group's latest committed offsets from the log dir alone, without
+/// a deleted group's, filters by group and partition, refuses a dir without offsets
+/// partitions, and leaves every byte of the dir as it was.
+#[test]
+fn offsets_lists_the_committed_offsets_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("logs");
+    commit_offsets(&dir);
+    let before = dir_snapshot(&dir);
+
+    let lines = expect(&["offsets", "--dir", s(&dir), "--json"], 0);
+    let offsets: Vec<(String, String, i64, i64, String)> = lines
+        .iter()
+        .filter(|l| field(l, "type").as_deref() == Some("offset"))
+        .map(|l| {
+            (
+                field(l, "group").unwrap(),
+                field(l, "topic").unwrap(),
+                int(l, "partition"),
+                int(l, "committed_offset"),
+                field(l, "metadata").unwrap(),
+            )
+        })
+        .collect();
+    let mut expected = vec![
+        (
+            "analytics".to_string(),
+            "payments".to_string(),
+            2,
+            5,
+            String::new(),
+        ),
+        ("billing".into(), "orders".into(), 0, 42, String::new()),
+        ("billing".into(), "orders".into(), 1, 7, "host-a".into()),
+    ];
+    let mut got = offsets.clone();
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected, "{lines:?}");
+    let partitions: Vec<&String> = lines
+        .iter()
+        .filter(|l| field(l, "type").as_deref() == Some("partition"))
+        .collect();
+    assert_eq!(partitions.len(), 2, "{lines:?}");
+    for p in &partitions {
+        assert_eq!(int(p, "skipped_records"), 0);
+        assert!(int(p, "log_end_offset") > 0, "{p}");
+    }
+    let summary = lines.last().unwrap();
+    assert_eq!(
+        (
+            int(summary, "partitions"),
+            int(summary, "groups"),
+            int(summary, "offsets")
+        ),
+        (2, 2, 3)
+    );
+
+    let billing = expect(&["offsets", "--dir", s(&dir), "--group", "billing"], 0);
+    let listed: Vec<&String> = billing.iter().filter(|l| l.starts_with("group:")).collect();
+    assert_eq!(listed.len(), 2, "{billing:?}");
+    assert!(listed[0].contains("orders-0 offset: 42"), "{billing:?}");
+    assert!(listed[1].contains("orders-1 offset: 7"), "{billing:?}");
+    assert!(listed[1].contains("metadata: \"host-a\""), "{billing:?}");
+
+    let one = expect(
+        &["offsets", "--dir", s(&dir), "--partition", "1", "--json"],
+        0,
+    );
+    assert_eq!(int(one.last().unwrap(), "partitions"), 1, "{one:?}");
+
+    let out = partlog(&["offsets", "--dir", s(&dir), "--partition", "7"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no partition 7 of __consumer_offsets"),
+        "{out:?}"
+    );
+    let other = tmp.path().join("plain");
+    std::fs::create_dir(&other).unwrap();
+    produce(&other, 10, 100);
+    let out = partlog(&["offsets", "--dir", s(&other)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("has no __consumer_offsets"),
+        "{out:?}"
+    );
+    assert_eq!(dir_snapshot(&dir), before, "offsets changed the log dir");
+}

@@ -105,6 +105,14 @@ fn followers_and_loading_partitions_refuse_with_typed_errors() {
         stores[1].fetch(GROUP, None),
         Err(Error::NotCoordinator { partition: 0 })
     ));
+    assert!(matches!(
+        stores[1].groups(0),
+        Err(Error::NotCoordinator { partition: 0 })
+    ));
+    assert!(matches!(
+        stores[0].groups(3),
+        Err(Error::NotCoordinator { partition: 3 })
+    ));
     stores[1].become_leader(0).unwrap(); // as a broker would on a leader change
     assert!(matches!(
         stores[1].commit(GROUP, &[commit_of("t", 0, 1)]),
@@ -194,6 +202,18 @@ fn deleted_groups_and_expired_offsets_are_gone_for_the_next_leader_too() {
         assert_eq!(offsets(&stores[leader], group), vec![], "{group}");
     }
     assert_eq!(offsets(&stores[leader], "active").len(), 1);
+    // The listing of the partition has the one group left, and its offset.
+    let groups = stores[leader].groups(0).unwrap();
+    let listed: Vec<(&str, &str, i32, i64)> = groups
+        .iter()
+        .flat_map(|(g, offsets)| {
+            offsets
+                .iter()
+                .map(move |((t, p), c)| (g.as_str(), t.as_str(), *p, c.offset))
+        })
+        .collect();
+    assert_eq!(listed, vec![("active", "t", 0, 5)]);
+    assert_eq!(groups.len(), 1);
 }
 
 /// Kafka-written records the store does not model are skipped with a count; transactional

@@ -18,7 +18,9 @@ use crate::clock::SystemClock;
 use crate::config::{CleanupPolicy, LogConfig};
 use crate::error::{Error, Result};
 use crate::manager::{LogDir, LogDirOptions};
-use crate::offsets::{offsets_log_config, OffsetCommit, OffsetsConfig, OffsetsStore};
+use crate::offsets::{
+    offsets_log_config, OffsetCommit, OffsetsConfig, OffsetsStore, OFFSETS_TOPIC,
+};
 use crate::record::BatchBuilder;
 use crate::replica::{Acks, Partition, ReplicaConfig, ReplicaManager};
 
@@ -124,7 +126,7 @@ fn offsets_partition(
     let dir = log_dir(root, config.clone())?;
     let clock = Arc::new(SystemClock);
     let manager = ReplicaManager::new(dir, clock.clone());
-    let tp = TopicPartition::new("__consumer_offsets", 0);
+    let tp = TopicPartition::new(OFFSETS_TOPIC, 0);
     let (replica, _) = manager.open_partition(&tp, config, ReplicaConfig::new(0))?;
     replica.become_leader(replica.leader_epoch().max(0) + 1, vec![0], vec![0])?;
     let store = OffsetsStore::new(

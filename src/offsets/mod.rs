@@ -42,6 +42,8 @@ use crate::record::BatchBuilder;
 use crate::replica::{Acks, AppendHandle, Partition};
 use crate::segment::scan::{ReadAhead, ScanBuffers, Throttle};
 
+/// The topic of the offsets partitions, as Kafka names it.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// Kafka's `offsets.topic.num.partitions` default.
 pub const DEFAULT_PARTITIONS: u32 = 50;
 /// Kafka's `offsets.retention.minutes` default: 7 days.
@@ -99,6 +101,10 @@ pub struct OffsetCommit {
     pub leader_epoch: i32,
     pub metadata: String,
 }
+
+/// A group and its committed offsets by (topic, partition), as [`OffsetsStore::groups`]
+/// lists them.
+pub type GroupCommitted = (String, Vec<((String, i32), Committed)>);
 
 /// How far a load got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -284,7 +290,15 @@ impl OffsetsStore {
         group: &str,
         f: impl FnOnce(&Arc<Partition>, &mut View) -> Result<T>,
     ) -> Result<T> {
-        let index = self.partition_for(group);
+        self.with_partition_view(self.partition_for(group), f)
+    }
+
+    /// Runs `f` on the loaded view of partition `index`.
+    fn with_partition_view<T>(
+        &self,
+        index: u32,
+        f: impl FnOnce(&Arc<Partition>, &mut View) -> Result<T>,
+    ) -> Result<T> {
         let mut hosted = self.hosted();
         let h = hosted
             .get_mut(&index)
@@ -364,12 +378,24 @@ impl OffsetsStore {
                     .iter()
                     .filter_map(|(t, p)| Some(((t.clone(), *p), offsets.get(t, *p)?)))
                     .collect(),
-                None => {
-                    let mut all: Vec<_> = offsets.iter().collect();
-                    all.sort_by(|a, b| a.0.cmp(&b.0));
-                    all
-                }
+                None => sorted(&offsets),
             })
+        })
+    }
+
+    /// Every group of loaded partition `index` with its committed offsets, groups by name
+    /// and each group's offsets by topic and partition: what an operator's tool lists
+    /// (`partlog offsets`). Unlike [`OffsetsStore::fetch`] it does not map groups to
+    /// partitions, so it finds them also in a partition count other than the store's.
+    pub fn groups(&self, index: u32) -> Result<Vec<GroupCommitted>> {
+        self.with_partition_view(index, |_, view| {
+            let mut groups: Vec<GroupCommitted> = view
+                .groups()
+                .map(|(group, offsets)| (group, sorted(&offsets)))
+                .filter(|(_, offsets)| !offsets.is_empty())
+                .collect();
+            groups.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(groups)
         })
     }
 
@@ -440,6 +466,13 @@ impl OffsetsStore {
             _ => 0,
         }
     }
+}
+
+/// Every committed offset of a group, by topic and partition.
+fn sorted(offsets: &view::GroupOffsets<'_>) -> Vec<((String, i32), Committed)> {
+    let mut all: Vec<_> = offsets.iter().collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    all
 }
 
 /// One batch of `changes` in Kafka's record format, timestamped `now`: an offset commit

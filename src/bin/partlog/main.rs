@@ -14,6 +14,7 @@ mod demo_writer;
 mod dump;
 mod dump_index;
 mod json;
+mod offsets;
 mod produce;
 mod progress;
 mod transactions;
@@ -60,6 +61,9 @@ enum Command {
     /// List the transactions left open in a partition; `--abort` ends one with an ABORT
     /// marker.
     Transactions(transactions::TransactionsArgs),
+    /// List the consumer groups' committed offsets in a log dir's `__consumer_offsets`
+    /// partitions, changing nothing on disk.
+    Offsets(offsets::OffsetsArgs),
     /// Open (and so recover) every partition of a log dir and report on each.
     Check(check::CheckArgs),
     /// Three in-process brokers: kill the leader mid-stream, fail over, and verify every
@@ -203,6 +207,7 @@ fn main() -> ExitCode {
         Command::Dump(args) => dump::run(&args, json),
         Command::Check(args) => check::run(&args, json),
         Command::Transactions(args) => transactions::run(&args, json),
+        Command::Offsets(args) => offsets::run(&args, json),
         Command::Demo(args) => demo::run(&args, json),
         Command::DemoWriter(args) => demo_writer::run(&args),
         Command::Bench(args) => bench::run(&args, json),
