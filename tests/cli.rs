@@ -9,6 +9,8 @@ use std::process::{Command, Output, Stdio};
 
 use partlog::record::BatchBuilder;
 
+mod common;
+
 const KAFKA_FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../shared/fixtures/kafka/metadata-a-00000000000000000000.log"
@@ -1031,4 +1033,190 @@ fn offsets_lists_the_committed_offsets_and_changes_nothing() {
         "{out:?}"
     );
     assert_eq!(dir_snapshot(&dir), before, "offsets changed the log dir");
+}
+
+/// A compacted topic `prices` in `dir`, partition 0: ten keys, each written 40 times in
+/// batches of 5 records, 4 KiB segments, key `k3` ending in a tombstone; the log dir
+/// closed as a broker closes it. Returns each key's latest value (`None`: deleted).
+fn compacted_topic(dir: &Path) -> std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>> {
+    use partlog::config::{CleanupPolicy, LogConfig};
+    use partlog::manager::{LogDir, LogDirOptions};
+
+    let config = LogConfig {
+        cleanup_policy: CleanupPolicy::Compact,
+        segment_bytes: 4096,
+        ..LogConfig::default()
+    };
+    let options = LogDirOptions {
+        config,
+        clock: std::sync::Arc::new(partlog::SystemClock),
+    };
+    let log_dir = LogDir::open(partlog::io::real::RealStorage::shared(), dir, options).unwrap();
+    let tp = partlog::checkpoint::TopicPartition::new("prices", 0);
+    let (log, _) = log_dir.open_log(&tp).unwrap();
+    let mut latest = std::collections::BTreeMap::new();
+    let mut n = 0;
+    for _ in 0..80 {
+        let mut records = Vec::new();
+        for _ in 0..5 {
+            let key = format!("k{}", n % 10).into_bytes();
+            let value = if n >= 390 && key == b"k3" {
+                None
+            } else {
+                Some(format!("value-{n}-{}", "x".repeat(40)).into_bytes())
+            };
+            latest.insert(key.clone(), value.clone());
+            records.push((key, value));
+            n += 1;
+        }
+        log.append_as_leader(&mut common::keyed_batch(&records, 1_000), 0)
+            .unwrap();
+    }
+    drop(log);
+    log_dir.close().unwrap();
+    latest
+}
+
+/// `clean` compacts a topic's partition as the cleaner would, and a dry run first reports
+/// the same cleaning without changing a byte; the cleaned log reads as each key's latest
+/// record (the tombstone kept, within its horizon); a second run finds nothing to clean;
+/// a missing topic or a ratio out of range is refused.
+#[test]
+fn clean_compacts_a_topic_and_a_dry_run_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("logs");
+    let latest = compacted_topic(&dir);
+    let before = dir_snapshot(&dir);
+    let clean = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["clean", "--dir", s(&dir), "--topic", "prices", "--json"];
+        args.extend(extra);
+        expect(&args, 0)
+    };
+    let figures = |lines: &[String]| -> Vec<(i64, i64, i64, i64)> {
+        lines
+            .iter()
+            .filter(|l| field(l, "type").as_deref() == Some("cleaned"))
+            .map(|l| {
+                (
+                    int(l, "bytes_before"),
+                    int(l, "bytes_after"),
+                    int(l, "records_kept"),
+                    int(l, "end_offset"),
+                )
+            })
+            .collect()
+    };
+
+    let dry = clean(&["--dry-run"]);
+    assert_eq!(dir_snapshot(&dir), before, "a dry run changed the log dir");
+    let summary = dry.last().unwrap();
+    assert_eq!(
+        field(summary, "dry_run").as_deref(),
+        Some("true"),
+        "{dry:?}"
+    );
+    let would = figures(&dry);
+    assert!(!would.is_empty(), "{dry:?}");
+    let (bytes_before, bytes_after, _, _) = would[0];
+    assert!(bytes_after * 4 < bytes_before, "{dry:?}");
+
+    let real = clean(&[]);
+    assert_eq!(
+        figures(&real),
+        would,
+        "the dry run reported another cleaning"
+    );
+    assert_ne!(dir_snapshot(&dir), before);
+
+    // Read back: every key once in the cleaned part, and its latest record last.
+    let log_dir = partlog::manager::LogDir::open(
+        partlog::io::real::RealStorage::shared(),
+        &dir,
+        partlog::manager::LogDirOptions::default(),
+    )
+    .unwrap();
+    let tp = partlog::checkpoint::TopicPartition::new("prices", 0);
+    let (log, _) = log_dir.open_log(&tp).unwrap();
+    let records = common::log_records(&log);
+    let end = would.last().unwrap().3;
+    let mut seen = std::collections::BTreeSet::new();
+    for (offset, key, _) in records.iter().filter(|r| r.0 < end) {
+        assert!(
+            seen.insert(key.clone()),
+            "key {key:?} twice below {end} (at {offset})"
+        );
+    }
+    let mut read_latest = std::collections::BTreeMap::new();
+    for (_, key, value) in &records {
+        read_latest.insert(key.clone().unwrap(), value.clone());
+    }
+    assert_eq!(read_latest, latest);
+    assert!(records.len() < 200, "{} records left of 400", records.len());
+    drop(log);
+    log_dir.close().unwrap();
+
+    let again = clean(&[]);
+    assert!(figures(&again).is_empty(), "{again:?}");
+    assert_eq!(int(again.last().unwrap(), "cleanings"), 0);
+
+    let out = partlog(&["clean", "--dir", s(&dir), "--topic", "absent"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("has no topic absent"),
+        "{out:?}"
+    );
+    let out = partlog(&[
+        "clean",
+        "--dir",
+        s(&dir),
+        "--topic",
+        "prices",
+        "--min-dirty-ratio",
+        "1.5",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// `clean` leaves what lies at or above a partition's checkpointed high watermark as it
+/// is, as a broker's cleaner does: a record there may be cut yet.
+#[test]
+fn clean_stops_below_the_checkpointed_high_watermark() {
+    use partlog::manager::{LogDir, LogDirOptions};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("logs");
+    compacted_topic(&dir);
+    let tp = partlog::checkpoint::TopicPartition::new("prices", 0);
+    let storage = partlog::io::real::RealStorage::shared();
+    let log_dir = LogDir::open(storage.clone(), &dir, LogDirOptions::default()).unwrap();
+    log_dir.write_high_watermarks(&[(tp.clone(), 150)]).unwrap();
+    let (log, _) = log_dir.open_log(&tp).unwrap();
+    let above: Vec<_> = common::log_records(&log)
+        .into_iter()
+        .filter(|r| r.0 >= 150)
+        .collect();
+    drop(log);
+    log_dir.close().unwrap();
+
+    let lines = expect(
+        &["clean", "--dir", s(&dir), "--topic", "prices", "--json"],
+        0,
+    );
+    let cleaned: Vec<&String> = lines
+        .iter()
+        .filter(|l| field(l, "type").as_deref() == Some("cleaned"))
+        .collect();
+    assert!(!cleaned.is_empty(), "{lines:?}");
+    for line in &cleaned {
+        assert!(int(line, "end_offset") <= 150, "{line}");
+    }
+    let log_dir = LogDir::open(storage, &dir, LogDirOptions::default()).unwrap();
+    let (log, _) = log_dir.open_log(&tp).unwrap();
+    let after: Vec<_> = common::log_records(&log)
+        .into_iter()
+        .filter(|r| r.0 >= 150)
+        .collect();
+    assert_eq!(
+        after, above,
+        "records at or above the high watermark changed"
+    );
 }

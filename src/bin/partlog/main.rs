@@ -6,6 +6,7 @@
 mod append;
 mod bench;
 mod check;
+mod clean;
 mod demo;
 mod demo_failover;
 mod demo_group;
@@ -64,6 +65,9 @@ enum Command {
     /// List the consumer groups' committed offsets in a log dir's `__consumer_offsets`
     /// partitions, changing nothing on disk.
     Offsets(offsets::OffsetsArgs),
+    /// Compact the partitions of a compacted topic until none is worth cleaning
+    /// (`--dry-run`: report what that would do, changing nothing on disk).
+    Clean(clean::CleanArgs),
     /// Open (and so recover) every partition of a log dir and report on each.
     Check(check::CheckArgs),
     /// Three in-process brokers: kill the leader mid-stream, fail over, and verify every
@@ -208,6 +212,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(&args, json),
         Command::Transactions(args) => transactions::run(&args, json),
         Command::Offsets(args) => offsets::run(&args, json),
+        Command::Clean(args) => clean::run(&args, json),
         Command::Demo(args) => demo::run(&args, json),
         Command::DemoWriter(args) => demo_writer::run(&args),
         Command::Bench(args) => bench::run(&args, json),
