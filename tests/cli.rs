@@ -1020,7 +1020,7 @@ fn offsets_lists_the_committed_offsets_and_changes_nothing() {
     let out = partlog(&["offsets", "--dir", s(&dir), "--partition", "7"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no partition 7 of __consumer_offsets"),
+        String::from_utf8_lossy(&out.stderr).contains("no partition 7 of topic __consumer_offsets"),
         "{out:?}"
     );
     let other = tmp.path().join("plain");
@@ -1029,7 +1029,7 @@ fn offsets_lists_the_committed_offsets_and_changes_nothing() {
     let out = partlog(&["offsets", "--dir", s(&other)]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("has no __consumer_offsets"),
+        String::from_utf8_lossy(&out.stderr).contains("has no topic __consumer_offsets"),
         "{out:?}"
     );
     assert_eq!(dir_snapshot(&dir), before, "offsets changed the log dir");

@@ -14,9 +14,8 @@ use partlog::manager::{LogDir, LogDirOptions};
 
 use crate::json::{self, Json};
 use crate::progress::Progress;
-use partlog::io::overlay::OverlayStorage;
 
-use crate::{emit, storage, CliError, CliResult, EXIT_ERROR, EXIT_FAILED};
+use crate::{emit, existing_dir, CliResult, EXIT_ERROR, EXIT_FAILED};
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -28,18 +27,7 @@ pub struct CheckArgs {
 }
 
 pub fn run(args: &CheckArgs, json: bool) -> CliResult {
-    let storage = storage();
-    if !storage.exists(&args.dir) {
-        return Err(CliError::Input(format!(
-            "log dir {} does not exist",
-            args.dir.display()
-        )));
-    }
-    let storage = if args.dry_run {
-        OverlayStorage::new(storage)
-    } else {
-        storage
-    };
+    let storage = existing_dir(&args.dir, args.dry_run)?;
     let log_dir = LogDir::open(storage, &args.dir, LogDirOptions::default())?;
     for warning in log_dir.warnings() {
         emit_warning(None, warning, json)?;

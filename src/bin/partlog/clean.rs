@@ -18,14 +18,13 @@ use clap::Args;
 use partlog::checkpoint::TopicPartition;
 use partlog::cleaner::{CleanOutcome, CleanReport, Cleaner, CleanerConfig};
 use partlog::config::{CleanupPolicy, LogConfig};
-use partlog::io::overlay::OverlayStorage;
 use partlog::manager::{LogDir, LogDirOptions};
 use partlog::offsets::{offsets_log_config, OFFSETS_TOPIC};
 use partlog::{Clock, SystemClock};
 
 use crate::json::Json;
 use crate::progress::Progress;
-use crate::{emit, storage, CliError, CliResult, EXIT_FAILED};
+use crate::{emit, existing_dir, topic_partitions, CliResult, EXIT_FAILED};
 
 #[derive(Debug, Args)]
 pub struct CleanArgs {
@@ -65,18 +64,7 @@ struct Totals {
 
 pub fn run(args: &CleanArgs, json: bool) -> CliResult {
     partlog::checkpoint::validate_topic(&args.topic)?;
-    let disk = storage();
-    if !disk.exists(&args.dir) {
-        return Err(CliError::Input(format!(
-            "log dir {} does not exist",
-            args.dir.display()
-        )));
-    }
-    let disk = if args.dry_run {
-        OverlayStorage::new(disk)
-    } else {
-        disk
-    };
+    let disk = existing_dir(&args.dir, args.dry_run)?;
     let config = LogConfig {
         min_cleanable_dirty_ratio: args.min_dirty_ratio,
         ..topic_config(&args.topic)
@@ -86,22 +74,7 @@ pub fn run(args: &CleanArgs, json: bool) -> CliResult {
         clock: Arc::new(SystemClock),
     };
     let log_dir = LogDir::open(disk, &args.dir, options)?;
-    let partitions: Vec<TopicPartition> = log_dir
-        .partitions()?
-        .into_iter()
-        .filter(|tp| tp.topic == args.topic)
-        .filter(|tp| args.partition.is_none_or(|p| p == tp.partition))
-        .collect();
-    if partitions.is_empty() {
-        let which = args
-            .partition
-            .map_or(String::new(), |p| format!(" partition {p} of"));
-        return Err(CliError::Input(format!(
-            "log dir {} has no{which} topic {}",
-            args.dir.display(),
-            args.topic
-        )));
-    }
+    let partitions = topic_partitions(&log_dir, &args.topic, args.partition)?;
     for tp in &partitions {
         let (log, _) = log_dir.open_log_with(tp, config.clone())?;
         // As a broker's cleaner does, nothing at or above the high watermark: a record

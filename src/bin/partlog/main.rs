@@ -27,6 +27,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use partlog::checkpoint::TopicPartition;
+use partlog::io::overlay::OverlayStorage;
 use partlog::io::real::RealStorage;
 use partlog::io::Storage;
 use partlog::manager::{LogDir, LogDirOptions};
@@ -128,6 +129,46 @@ pub fn emit(line: &str) -> CliResult<()> {
 /// The disk as every subcommand sees it: through partlog's io layer.
 pub fn storage() -> Arc<dyn Storage> {
     RealStorage::shared()
+}
+
+/// The storage of the existing log dir `dir`, through a copy-on-write view
+/// ([`OverlayStorage`]) when `view_only`: then nothing the command does reaches the disk.
+/// A dir that does not exist is refused.
+pub fn existing_dir(dir: &std::path::Path, view_only: bool) -> CliResult<Arc<dyn Storage>> {
+    let disk = storage();
+    if !disk.exists(dir) {
+        return Err(CliError::Input(format!(
+            "log dir {} does not exist",
+            dir.display()
+        )));
+    }
+    Ok(if view_only {
+        OverlayStorage::new(disk)
+    } else {
+        disk
+    })
+}
+
+/// The partitions of `topic` in `log_dir` (only `partition` when given); refused when
+/// there are none.
+pub fn topic_partitions(
+    log_dir: &LogDir,
+    topic: &str,
+    partition: Option<i32>,
+) -> CliResult<Vec<TopicPartition>> {
+    let partitions: Vec<TopicPartition> = log_dir
+        .partitions()?
+        .into_iter()
+        .filter(|tp| tp.topic == topic && partition.is_none_or(|p| p == tp.partition))
+        .collect();
+    if partitions.is_empty() {
+        let which = partition.map_or(String::new(), |p| format!(" partition {p} of"));
+        return Err(CliError::Input(format!(
+            "log dir {} has no{which} topic {topic}",
+            log_dir.path().display()
+        )));
+    }
+    Ok(partitions)
 }
 
 /// The partition a subcommand works on.

@@ -18,8 +18,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
-use partlog::checkpoint::TopicPartition;
-use partlog::io::overlay::OverlayStorage;
 use partlog::manager::{LogDir, LogDirOptions};
 use partlog::offsets::Committed;
 use partlog::offsets::{offsets_log_config, OffsetsConfig, OffsetsStore, OFFSETS_TOPIC};
@@ -28,7 +26,7 @@ use partlog::SystemClock;
 
 use crate::json::Json;
 use crate::progress::Progress;
-use crate::{emit, storage, CliError, CliResult};
+use crate::{emit, existing_dir, topic_partitions, CliResult};
 
 #[derive(Debug, Args)]
 pub struct OffsetsArgs {
@@ -53,33 +51,13 @@ struct Totals {
 }
 
 pub fn run(args: &OffsetsArgs, json: bool) -> CliResult {
-    let disk = storage();
-    if !disk.exists(&args.dir) {
-        return Err(CliError::Input(format!(
-            "log dir {} does not exist",
-            args.dir.display()
-        )));
-    }
+    let disk = existing_dir(&args.dir, true)?;
     let options = LogDirOptions {
         config: offsets_log_config(),
         clock: Arc::new(SystemClock),
     };
-    let log_dir = LogDir::open(OverlayStorage::new(disk), &args.dir, options)?;
-    let partitions: Vec<TopicPartition> = log_dir
-        .partitions()?
-        .into_iter()
-        .filter(|tp| tp.topic == OFFSETS_TOPIC)
-        .filter(|tp| args.partition.is_none_or(|p| p == tp.partition))
-        .collect();
-    if partitions.is_empty() {
-        let which = args
-            .partition
-            .map_or(String::new(), |p| format!(" partition {p} of"));
-        return Err(CliError::Input(format!(
-            "log dir {} has no{which} {OFFSETS_TOPIC}",
-            args.dir.display()
-        )));
-    }
+    let log_dir = LogDir::open(disk, &args.dir, options)?;
+    let partitions = topic_partitions(&log_dir, OFFSETS_TOPIC, args.partition)?;
     let hws: Vec<Option<i64>> = partitions
         .iter()
         .map(|tp| log_dir.checkpointed_high_watermark(tp))
