@@ -916,7 +916,9 @@ fn commit_offsets(dir: &Path) {
         let (replica, _) = manager
             .open_partition(&tp, offsets_log_config(), ReplicaConfig::new(0))
             .unwrap();
-        replica.become_leader(1, vec![0], vec![0]).unwrap();
+        // Partition 1 at a later epoch than the one a fresh replica would start at.
+        let epoch = if index == 1 { 5 } else { 1 };
+        replica.become_leader(epoch, vec![0], vec![0]).unwrap();
         store.host(index as u32, replica);
         store.become_leader(index as u32).unwrap();
         store.load(index as u32).unwrap();
