@@ -218,6 +218,7 @@ fn run_in(
     report.acks_all_mb_s = acks.acks_all_mb_s;
     report.acks1_cpu_cores = acks.acks1_cpu_cores;
     report.acks_all_cpu_cores = acks.acks_all_cpu_cores;
+    report.acks_spin_pauses = acks.spin_pauses;
     report.acks_all_ratio = acks.acks_all_mb_s / acks.acks1_mb_s;
     drop(corpus);
 

@@ -149,6 +149,9 @@ pub struct AcksFigures {
     /// the platform does not say).
     pub acks1_cpu_cores: f64,
     pub acks_all_cpu_cores: f64,
+    /// Times a waiter's spin was turned off for a while by a yield that came back late
+    /// (see the `replica::spin` module), over the whole workload.
+    pub spin_pauses: u64,
 }
 
 /// Runs the `acks` workload: `latency_appends` single appends of each kind (alternating),
@@ -161,6 +164,7 @@ pub fn acks_all_vs_one(
     latency_appends: usize,
 ) -> Result<AcksFigures> {
     let (leader, followers) = replica_set(root, 2)?;
+    let pauses = crate::replica::spin::pauses();
     let stop = AtomicBool::new(false);
     let figures = thread::scope(|s| {
         let fetchers: Vec<_> = followers
@@ -184,6 +188,10 @@ pub fn acks_all_vs_one(
         }
         measured
     })?;
+    let figures = AcksFigures {
+        spin_pauses: crate::replica::spin::pauses() - pauses,
+        ..figures
+    };
     drop((leader, followers));
     workload::remove_tree(root)?;
     Ok(figures)

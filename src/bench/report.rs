@@ -83,6 +83,10 @@ pub struct BenchReport {
     /// does not say): with every core busy under `acks=all`, the ratio is bound by CPU.
     pub acks1_cpu_cores: f64,
     pub acks_all_cpu_cores: f64,
+    /// Times the replicas' waiters stopped spinning for a while during the `acks`
+    /// workload, after a yield that came back late (a core given to another thread or
+    /// taken by the VM's host): each makes the next waits sleep and be woken instead.
+    pub acks_spin_pauses: u64,
     /// One cleaning of a log with 10% live keys ÷ a raw read of its files.
     pub compaction_ratio: f64,
     pub compaction_mb_s: f64,
@@ -126,7 +130,7 @@ impl BenchReport {
                 "\"follower_catchup_ratio\":{:.3},\"follower_catchup_mb_s\":{:.1},\"leader_append_mb_s\":{:.1},",
                 "\"acks_all_p50_us\":{:.1},\"acks_all_p99_us\":{:.1},\"acks1_p50_us\":{:.1},",
                 "\"acks_all_ratio\":{:.3},\"acks1_mb_s\":{:.1},\"acks_all_mb_s\":{:.1},",
-                "\"acks1_cpu_cores\":{:.2},\"acks_all_cpu_cores\":{:.2},",
+                "\"acks1_cpu_cores\":{:.2},\"acks_all_cpu_cores\":{:.2},\"acks_spin_pauses\":{},",
                 "\"compaction_ratio\":{:.3},\"compaction_mb_s\":{:.1},\"raw_read_compaction_mb_s\":{:.1},",
                 "\"offsets_load_ratio\":{:.3},\"offsets_load_mb_s\":{:.1},\"raw_read_offsets_mb_s\":{:.1},",
                 "\"commits_per_s\":{:.0},",
@@ -162,6 +166,7 @@ impl BenchReport {
             self.acks_all_mb_s,
             self.acks1_cpu_cores,
             self.acks_all_cpu_cores,
+            self.acks_spin_pauses,
             self.compaction_ratio,
             self.compaction_mb_s,
             self.raw_read_compaction_mb_s,
@@ -316,10 +321,11 @@ impl BenchReport {
         );
         let _ = writeln!(
             out,
-            "CPU cores busy, five appends in flight: {:.2} with acks=1, {:.2} with acks=all (of {})",
+            "CPU cores busy, five appends in flight: {:.2} with acks=1, {:.2} with acks=all (of {}); waiters' spins paused {} times",
             self.acks1_cpu_cores,
             self.acks_all_cpu_cores,
-            std::thread::available_parallelism().map_or(0, |n| n.get())
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            self.acks_spin_pauses
         );
         let _ = writeln!(
             out,

@@ -11,7 +11,7 @@ mod completion;
 mod follower;
 mod manager;
 mod scrub;
-mod spin;
+pub(crate) mod spin;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};

@@ -26,6 +26,13 @@ const BACKOFF: Duration = Duration::from_millis(100);
 
 /// Until when (in [`nanos_since_epoch`]) spinning is off.
 static SPIN_OFF_UNTIL: AtomicU64 = AtomicU64::new(0);
+/// Times a slow yield turned spinning off, process-wide (for `partlog bench`).
+static PAUSES: AtomicU64 = AtomicU64::new(0);
+
+/// Times a slow yield turned spinning off in this process so far.
+pub fn pauses() -> u64 {
+    PAUSES.load(Ordering::Relaxed)
+}
 
 /// Looks at `ready` a few times, yielding between looks, unless a recent yield was slow;
 /// whether it became true.
@@ -54,6 +61,7 @@ fn spin_with(
         if yield_now() > SLOW_YIELD {
             let until = nanos_since_epoch().saturating_add(BACKOFF.as_nanos() as u64);
             off_until.fetch_max(until, Ordering::Relaxed);
+            PAUSES.fetch_add(1, Ordering::Relaxed);
             break;
         }
     }
