@@ -105,9 +105,11 @@ mod tests {
     fn a_slow_yield_turns_spinning_off_for_a_while() {
         let off_until = AtomicU64::new(0);
         let before = nanos_since_epoch();
+        let pauses_before = pauses();
         let slow = SLOW_YIELD * 2;
         let looked = looks(u32::MAX, slow, &off_until);
         assert_eq!(looked, (false, 2), "one yield, one last look");
+        assert!(pauses() > pauses_before, "the pause is counted");
         let until = off_until.load(Ordering::Relaxed);
         assert!(until >= before + BACKOFF.as_nanos() as u64);
     }
