@@ -891,8 +891,10 @@ fn transactions_lists_open_ones_and_aborts_one() {
 }
 
 /// Commits of a few groups to partitions 0 and 1 of `__consumer_offsets` in `dir`, one
-/// group deleted, the log dir closed as a broker closes it.
-fn commit_offsets(dir: &Path) {
+/// group deleted, the log dir closed as a broker closes it. With `churn`, that many
+/// earlier commits of the same partitions come first, in 4 KiB segments: a log for the
+/// cleaner.
+fn commit_offsets(dir: &Path, churn: i64) {
     use partlog::checkpoint::TopicPartition;
     use partlog::manager::{LogDir, LogDirOptions};
     use partlog::offsets::{offsets_log_config, OffsetCommit, OffsetsConfig, OffsetsStore};
@@ -900,8 +902,12 @@ fn commit_offsets(dir: &Path) {
 
     let storage = partlog::io::real::RealStorage::shared();
     let clock: std::sync::Arc<dyn partlog::Clock> = std::sync::Arc::new(partlog::SystemClock);
+    let log_config = partlog::LogConfig {
+        segment_bytes: if churn > 0 { 4096 } else { 100 << 20 },
+        ..offsets_log_config()
+    };
     let options = LogDirOptions {
-        config: offsets_log_config(),
+        config: log_config.clone(),
         clock: clock.clone(),
     };
     let manager = ReplicaManager::new(LogDir::open(storage, dir, options).unwrap(), clock.clone());
@@ -914,7 +920,7 @@ fn commit_offsets(dir: &Path) {
     for index in 0..2 {
         let tp = TopicPartition::new("__consumer_offsets", index);
         let (replica, _) = manager
-            .open_partition(&tp, offsets_log_config(), ReplicaConfig::new(0))
+            .open_partition(&tp, log_config.clone(), ReplicaConfig::new(0))
             .unwrap();
         // Partition 1 at a later epoch than the one a fresh replica would start at.
         let epoch = if index == 1 { 5 } else { 1 };
@@ -938,6 +944,10 @@ fn commit_offsets(dir: &Path) {
         store.partition_for("billing"),
         store.partition_for("analytics")
     );
+    for i in 0..churn {
+        commit("billing", "orders", (i % 2) as i32, i, "");
+        commit("analytics", "payments", 2, i, "");
+    }
     commit("billing", "orders", 0, 10, "");
     commit("billing", "orders", 1, 7, "host-a");
     commit("billing", "orders", 0, 42, "");
@@ -955,7 +965,7 @@ fn commit_offsets(dir: &Path) {
 fn offsets_lists_the_committed_offsets_and_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("logs");
-    commit_offsets(&dir);
+    commit_offsets(&dir, 0);
     let before = dir_snapshot(&dir);
 
     let lines = expect(&["offsets", "--dir", s(&dir), "--json"], 0);
@@ -1221,4 +1231,42 @@ fn clean_stops_below_the_checkpointed_high_watermark() {
         after, above,
         "records at or above the high watermark changed"
     );
+}
+
+/// The offsets log cleaned by `clean` lists the same committed offsets as before: the
+/// cleaning drops only commits a later one superseded.
+#[test]
+fn offsets_read_the_same_after_clean_compacts_the_offsets_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("logs");
+    commit_offsets(&dir, 300);
+    let offsets = || -> Vec<String> {
+        expect(&["offsets", "--dir", s(&dir), "--json"], 0)
+            .into_iter()
+            .filter(|l| field(l, "type").as_deref() == Some("offset"))
+            .collect()
+    };
+    let before = offsets();
+    assert_eq!(before.len(), 3, "{before:?}");
+    let args = [
+        "clean",
+        "--dir",
+        s(&dir),
+        "--topic",
+        "__consumer_offsets",
+        "--min-dirty-ratio",
+        "0",
+        "--json",
+    ];
+    let cleaned = expect(&args, 0);
+    let summary = cleaned.last().unwrap();
+    assert!(
+        int(summary, "cleanings") >= 2,
+        "both partitions: {cleaned:?}"
+    );
+    assert!(
+        int(summary, "bytes_after") * 4 < int(summary, "bytes_before"),
+        "{cleaned:?}"
+    );
+    assert_eq!(offsets(), before);
 }
