@@ -37,7 +37,7 @@ pub struct CleanArgs {
     /// Only this partition of the topic.
     #[arg(long, value_parser = clap::value_parser!(i32).range(0..))]
     partition: Option<i32>,
-    /// Clean a partition only when at least this share of it is dirty (Kafka's
+    /// Clean a partition only when more than this share of it is dirty (Kafka's
     /// `min.cleanable.dirty.ratio`); 0 cleans whatever is dirty.
     #[arg(long, default_value_t = 0.5, value_parser = ratio)]
     min_dirty_ratio: f64,
