@@ -153,6 +153,8 @@ pub(super) struct DirectStream {
     /// Chunks the writer is done with.
     spare: Receiver<Chunk>,
     writer: Option<JoinHandle<Result<Target>>>,
+    /// The file, for the errors that the writer cannot report itself.
+    path: PathBuf,
     /// The writer went on through the page cache (for the tests).
     #[cfg(test)]
     fell_back: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -215,38 +217,29 @@ impl DirectStream {
             to_writer: Some(to_writer),
             spare,
             writer: Some(writer),
+            path: path.to_path_buf(),
             #[cfg(test)]
             fell_back,
         }))
     }
 
     /// Hands the chunk being filled to the writer, and takes a spare one to fill next.
+    /// A writer that stopped early (a failed write) is ended, and its error returned.
     fn hand_over(&mut self) -> Result<()> {
-        let Ok(next) = self.spare.recv() else {
-            return Err(self.writer_error());
-        };
-        let full = std::mem::replace(&mut self.chunk, next);
-        let len = full.filled as u64;
-        let sent = match &self.to_writer {
-            Some(to_writer) => to_writer.send((full, self.handed)).is_ok(),
-            None => false,
-        };
-        if !sent {
-            return Err(self.writer_error());
-        }
-        self.handed += len;
-        Ok(())
-    }
-
-    /// Ends the writer, which stopped early, and returns why it did.
-    fn writer_error(&mut self) -> Error {
-        match self.stop_writer() {
-            Err(err) => err,
-            Ok(_) => Error::io(
-                "write",
-                Path::new("<stream>"),
-                std::io::ErrorKind::BrokenPipe.into(),
-            ),
+        let sent = self.spare.recv().ok().and_then(|next| {
+            let full = std::mem::replace(&mut self.chunk, next);
+            let len = full.filled as u64;
+            let to_writer = self.to_writer.as_ref()?;
+            to_writer.send((full, self.handed)).ok().map(|()| len)
+        });
+        match sent {
+            Some(len) => {
+                self.handed += len;
+                Ok(())
+            }
+            None => Err(self.stop_writer().err().unwrap_or_else(|| {
+                self.writer_failed("the stream's writer stopped taking chunks")
+            })),
         }
     }
 
@@ -255,17 +248,13 @@ impl DirectStream {
         self.to_writer = None;
         match self.writer.take().map(JoinHandle::join) {
             Some(Ok(outcome)) => outcome,
-            Some(Err(_)) => Err(Error::io(
-                "write",
-                Path::new("<stream>"),
-                std::io::Error::other("the stream's writer thread panicked"),
-            )),
-            None => Err(Error::io(
-                "write",
-                Path::new("<stream>"),
-                std::io::Error::other("the stream's writer has stopped"),
-            )),
+            Some(Err(_)) => Err(self.writer_failed("the stream's writer thread panicked")),
+            None => Err(self.writer_failed("the stream's writer has stopped")),
         }
+    }
+
+    fn writer_failed(&self, why: &str) -> Error {
+        Error::io("write", &self.path, std::io::Error::other(why.to_string()))
     }
 }
 
@@ -309,6 +298,15 @@ mod tests {
     use super::*;
     use std::sync::atomic::Ordering;
 
+    /// A stream into a new file `stream` of a temp dir (kept alive with it); `None` where
+    /// the file system takes no direct writes.
+    fn new_stream(skew: usize) -> Option<(tempfile::TempDir, PathBuf, DirectStream)> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stream");
+        let stream = DirectStream::create_skewed(&path, skew).unwrap()?;
+        Some((dir, path, stream))
+    }
+
     /// Bytes that say where they are, so that a misplaced chunk shows.
     fn pattern(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 7 + i / 4099) as u8).collect()
@@ -320,9 +318,7 @@ mod tests {
     /// that was refused among them, and no padding.
     #[test]
     fn a_refused_direct_write_goes_on_through_the_page_cache() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("stream");
-        let Some(mut stream) = DirectStream::create_skewed(&path, 1).unwrap() else {
+        let Some((_dir, path, mut stream)) = new_stream(1) else {
             return; // no O_DIRECT here: the page-cache stream is tested on its own
         };
         let fell_back = stream.fell_back.clone();
@@ -349,9 +345,7 @@ mod tests {
             DIRECT_CHUNK_BYTES * 5 + 1,
             DIRECT_ALIGN - 1,
         ] {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("stream");
-            let Some(mut stream) = DirectStream::create(&path).unwrap() else {
+            let Some((_dir, path, mut stream)) = new_stream(0) else {
                 return;
             };
             let fell_back = stream.fell_back.clone();
@@ -373,9 +367,7 @@ mod tests {
     /// drop returns: the file can go, and nothing writes to it afterwards.
     #[test]
     fn a_stream_dropped_unfinished_stops_writing() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("stream");
-        let Some(mut stream) = DirectStream::create(&path).unwrap() else {
+        let Some((_dir, path, mut stream)) = new_stream(0) else {
             return;
         };
         stream.append(&pattern(DIRECT_CHUNK_BYTES * 3)).unwrap();
@@ -392,9 +384,7 @@ mod tests {
     /// hand-over or at its finish, never claiming bytes it did not write.
     #[test]
     fn a_failed_write_is_returned() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("stream");
-        let Some(mut stream) = DirectStream::create(&path).unwrap() else {
+        let Some((_dir, _path, mut stream)) = new_stream(0) else {
             return;
         };
         // A position far past what any file system allows (4 EiB) fails with EFBIG.
