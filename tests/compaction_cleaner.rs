@@ -357,3 +357,129 @@ fn a_compacted_log_refuses_keyless_records() {
         .append_as_leader(&mut builder.build().unwrap(), 0)
         .unwrap();
 }
+
+/// A batch of keys `k{from}..k{to}`, each with `value` repeated `len` times.
+fn keys_batch(keys: std::ops::Range<usize>, value: &str, len: usize) -> Vec<u8> {
+    let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = keys
+        .map(|k| {
+            (
+                format!("k{k}").into_bytes(),
+                Some(value.repeat(len).into_bytes()),
+            )
+        })
+        .collect();
+    keyed_batch(&records, NOW)
+}
+
+fn clean_report(cleaner: &Cleaner, dir: &LogDir) -> partlog::cleaner::CleanReport {
+    match cleaner.clean_once(dir, NOW).unwrap() {
+        CleanOutcome::Cleaned { report, .. } => report,
+        other => panic!("one cleaning expected, got {other:?}"),
+    }
+}
+
+/// The clean pass does not read again a batch that the map pass found superseded whole,
+/// and counts its records as the rewrite would have: read, and dropped as superseded.
+#[test]
+fn a_batch_superseded_whole_is_not_read_again_and_counts_as_dropped() {
+    let disk = SimStorage::new(9);
+    let dir = dir(
+        &disk,
+        LogConfig {
+            min_cleanable_dirty_ratio: 0.0,
+            segment_bytes: 1 << 20,
+            ..config()
+        },
+    );
+    let cleaner = Cleaner::new(CleanerConfig::default());
+    let (log, _) = dir.open_log(&TopicPartition::new("t", 0)).unwrap();
+    // Offsets 0..=9: superseded whole by 10..=19, whose k0..k4 25..=29 supersede in turn.
+    for (keys, value) in [(0..10, "a"), (0..10, "b"), (10..15, "a"), (0..5, "c")] {
+        log.append_as_leader(&mut keys_batch(keys, value, 1), 0)
+            .unwrap();
+    }
+    log.force_roll().unwrap();
+    let records = clean_report(&cleaner, &dir).records;
+    assert_eq!(records.batches_skipped, 1, "{records:?}");
+    assert_eq!(
+        (
+            records.records_read,
+            records.superseded,
+            records.records_kept
+        ),
+        (30, 15, 15),
+        "{records:?}"
+    );
+    let expected: Vec<common::LogRecord> = (5..10)
+        .map(|k| (10 + k as i64, format!("k{k}"), "b"))
+        .chain((10..15).map(|k| (10 + k as i64, format!("k{k}"), "a")))
+        .chain((0..5).map(|k| (25 + k as i64, format!("k{k}"), "c")))
+        .map(|(o, k, v)| (o, Some(k.into_bytes()), Some(v.as_bytes().to_vec())))
+        .collect();
+    assert_eq!(log_records(&log), expected);
+}
+
+/// A batch superseded whole that ends a group of segments is still read, and stays as an
+/// empty batch, so that the cleaned segment ends where the original did.
+#[test]
+fn a_superseded_batch_that_ends_a_group_stays_empty() {
+    let disk = SimStorage::new(10);
+    let dir = dir(
+        &disk,
+        LogConfig {
+            min_cleanable_dirty_ratio: 0.0,
+            ..config()
+        },
+    );
+    let cleaner = Cleaner::new(CleanerConfig::default());
+    let (log, _) = dir.open_log(&TopicPartition::new("t", 0)).unwrap();
+    // Two batches of about 800 bytes: a segment each, and a group each (1,024 bytes).
+    for value in ["a", "b"] {
+        log.append_as_leader(&mut keys_batch(0..10, value, 60), 0)
+            .unwrap();
+        log.force_roll().unwrap();
+    }
+    let records = clean_report(&cleaner, &dir).records;
+    assert_eq!(records.batches_skipped, 0, "{records:?}");
+    assert_eq!(
+        (
+            records.records_read,
+            records.superseded,
+            records.records_kept
+        ),
+        (20, 10, 10),
+        "{records:?}"
+    );
+    assert_eq!(
+        first_batch(&log),
+        (0, 0, 9),
+        "the first segment keeps its batch, empty"
+    );
+    assert_eq!(log_records(&log).len(), 10);
+
+    // A follower that copies this log has the empty batch in its dirty range, in one
+    // segment with the next: its own cleaning keeps it as the rewrite would.
+    let (follower, _) = dir.open_log(&TopicPartition::new("f", 0)).unwrap();
+    while let Some(slice) = log.read(follower.log_end_offset(), 1 << 20, None).unwrap() {
+        follower
+            .append_as_follower(&slice.to_vec().unwrap())
+            .unwrap();
+    }
+    follower.force_roll().unwrap();
+    while let CleanOutcome::Cleaned { .. } = cleaner.clean_once(&dir, NOW).unwrap() {}
+    assert_eq!(first_batch(&follower), (0, 0, 9), "the empty batch stays");
+    assert_eq!(log_records(&follower), log_records(&log));
+}
+
+/// The base offset, record count and last offset of the log's first batch.
+fn first_batch(log: &Log) -> (i64, i32, i64) {
+    let slice = log.read(log.log_start_offset(), 1 << 20, None).unwrap();
+    let bytes = slice.expect("a batch").to_vec().unwrap();
+    let first = partlog::record::batches(&bytes).next().expect("a batch");
+    let header = *first.expect("valid").header();
+    (
+        header.base_offset,
+        header.records_count,
+        header.last_offset(),
+    )
+}

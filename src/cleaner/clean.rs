@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::offset_map::{Digest, OffsetMap};
 use super::rewrite::{filter_batch, FilterRules, FilterScratch, FilterStats};
+use super::superseded::Superseded;
 use super::transactions::{Ended, Transactions};
 use crate::error::{Error, Result};
 use crate::log::Log;
@@ -175,7 +176,15 @@ fn clean_log_once(
     };
     let mut buffers = ScanBuffers::default();
     let mut transactions = Transactions::default();
-    let end_offset = build_map(log, range, map, &mut transactions, &mut buffers, throttle)?;
+    let mut superseded = Superseded::default();
+    let end_offset = build_map(
+        log,
+        range,
+        (map, &mut superseded),
+        &mut transactions,
+        &mut buffers,
+        throttle,
+    )?;
     report.end_offset = end_offset;
     report.partial = end_offset < range.first_uncleanable;
     report.keys = map.len();
@@ -219,7 +228,7 @@ fn clean_log_once(
         let written = clean_group(
             log,
             group_segments,
-            &rules,
+            (&rules, &superseded),
             (&mut buffers, &mut scratch),
             throttle,
             &mut report.records,
@@ -263,31 +272,45 @@ fn discard(log: &Log, groups: &[Vec<Arc<Segment>>]) -> Result<()> {
 /// A committed transaction the whole map cannot take, where the dirty range begins, would
 /// end every cleaning there: the pass then runs again knowing it committed, its records
 /// go in as they come, as plain ones do, and the map ends inside it if it must.
+///
+/// Notes in `superseded` the plain batches below that end that keep no record.
 fn build_map(
     log: &Log,
     range: &Cleanable,
-    map: &mut OffsetMap,
+    (map, superseded): (&mut OffsetMap, &mut Superseded),
     transactions: &mut Transactions,
     buffers: &mut ScanBuffers,
     throttle: &mut Throttle,
 ) -> Result<i64> {
-    let pass = map_pass(log, range, map, transactions, None, buffers, throttle)?;
-    match pass.too_large {
+    let mut state = (map, superseded);
+    let pass = map_pass(
+        log,
+        range,
+        &mut state,
+        transactions,
+        None,
+        buffers,
+        throttle,
+    )?;
+    let end = match pass.too_large {
         Some(committed) if committed.first_offset <= range.first_dirty => {
-            map.clear();
+            state.0.clear();
             let again = map_pass(
                 log,
                 range,
-                map,
+                &mut state,
                 transactions,
                 Some(committed),
                 buffers,
                 throttle,
             );
-            Ok(again?.end)
+            again?.end
         }
-        _ => Ok(pass.end),
-    }
+        _ => pass.end,
+    };
+    let (map, superseded) = state;
+    superseded.settle(map, end);
+    Ok(end)
 }
 
 /// A transaction by its producer and the offset of its first batch.
@@ -309,17 +332,16 @@ struct MapPass {
 fn map_pass(
     log: &Log,
     range: &Cleanable,
-    map: &mut OffsetMap,
+    (map, superseded): &mut (&mut OffsetMap, &mut Superseded),
     transactions: &mut Transactions,
     committed: Option<TxnStart>,
     buffers: &mut ScanBuffers,
     throttle: &mut Throttle,
 ) -> Result<MapPass> {
     *transactions = Transactions::with_budget(map.slots());
-    let ranges: Vec<FileSlice> = dirty_segments(log, range)
-        .iter()
-        .map(|s| s.whole())
-        .collect();
+    let segments = dirty_segments(log, range);
+    superseded.start(&segments);
+    let ranges: Vec<FileSlice> = segments.iter().map(|s| s.whole()).collect();
     let (mut stopped, mut too_large) = (None, None);
     // The producer of `committed` while its batches are read, from its first to its marker.
     let mut reading = None;
@@ -327,6 +349,7 @@ fn map_pass(
     let mut keys: Vec<(Digest, i64)> = Vec::new();
     scan_batches(&ranges, SCAN_BYTES, buffers, throttle, |batch| {
         let header = batch.header();
+        let place = superseded.place(batch);
         let producer = header.producer_id;
         if header.next_offset() <= range.first_dirty {
             return Ok(true);
@@ -394,6 +417,9 @@ fn map_pass(
                 return Ok(false);
             }
         }
+        if !header.is_transactional() && header.base_offset >= range.first_dirty {
+            superseded.track(place, batch, keys.len());
+        }
         Ok(true)
     })?;
     let end = stopped
@@ -452,7 +478,7 @@ fn group_segments(
 fn clean_group(
     log: &Log,
     group: &[Arc<Segment>],
-    rules: &FilterRules<'_>,
+    (rules, superseded): (&FilterRules<'_>, &Superseded),
     (buffers, scratch): (&mut ScanBuffers, &mut FilterScratch),
     throttle: &mut Throttle,
     stats: &mut FilterStats,
@@ -469,7 +495,11 @@ fn clean_group(
     let mut file = log.create_cleaned(base)?;
     let mut out = Vec::with_capacity(CHUNK_BYTES * 2);
     let log_start = log.log_start_offset();
-    let ranges: Vec<FileSlice> = group.iter().map(|s| s.whole()).collect();
+    // The batches the map pass found superseded whole are not read again.
+    let ranges: Vec<FileSlice> = group
+        .iter()
+        .flat_map(|s| superseded.ranges(s, last_base, log_start, stats))
+        .collect();
     let copied = scan_batches(&ranges, SCAN_BYTES, buffers, throttle, |batch| {
         if batch.header().next_offset() <= log_start {
             return Ok(true); // below the log start: gone already

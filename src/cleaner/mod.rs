@@ -23,6 +23,7 @@
 mod clean;
 mod offset_map;
 mod rewrite;
+mod superseded;
 mod transactions;
 
 use std::collections::BTreeMap;

@@ -220,6 +220,14 @@ impl OffsetMap {
         (slot.hash != EMPTY).then_some(slot.offset)
     }
 
+    /// The offsets the map holds, one per key, in no order.
+    pub(crate) fn offsets(&self) -> impl Iterator<Item = i64> + '_ {
+        self.slots
+            .iter()
+            .filter(|s| s.hash != EMPTY)
+            .map(|s| s.offset)
+    }
+
     /// The digest this map files `key` under.
     pub fn digest(&self, key: &[u8]) -> Digest {
         Digest(digest(&self.sip, key))

@@ -44,6 +44,9 @@ pub struct FilterStats {
     pub keyless_dropped: u64,
     /// Compressed or control batches copied without looking inside.
     pub batches_unopened: u64,
+    /// Batches the clean pass did not read: the map pass found that none of their
+    /// records was the latest of its key (their records count as read and dropped).
+    pub batches_skipped: u64,
     /// Records of aborted transactions.
     pub aborted_dropped: u64,
     /// Transaction markers dropped: their transaction's batches were gone, and their

@@ -162,6 +162,7 @@ fn cleaned_line(tp: &TopicPartition, dirty_ratio: f64, r: &CleanReport, json: bo
             .int("tombstones_dropped", r.records.tombstones_dropped)
             .int("keyless_dropped", r.records.keyless_dropped)
             .int("aborted_dropped", r.records.aborted_dropped)
+            .int("batches_skipped", r.records.batches_skipped)
             .finish();
     }
     let part = if r.partial {
@@ -170,7 +171,7 @@ fn cleaned_line(tp: &TopicPartition, dirty_ratio: f64, r: &CleanReport, json: bo
         ""
     };
     format!(
-        "{name}: cleaned offsets {}..{} (dirty ratio {dirty_ratio:.2}){part}: {} -> {} bytes, {} -> {} segments, {} of {} records kept ({} superseded, {} tombstones dropped)",
+        "{name}: cleaned offsets {}..{} (dirty ratio {dirty_ratio:.2}){part}: {} -> {} bytes, {} -> {} segments, {} of {} records kept ({} superseded, {} tombstones dropped; {} batches superseded whole, not read again)",
         r.first_dirty,
         r.end_offset,
         r.bytes_before,
@@ -181,6 +182,7 @@ fn cleaned_line(tp: &TopicPartition, dirty_ratio: f64, r: &CleanReport, json: bo
         r.records.records_read,
         r.records.superseded,
         r.records.tombstones_dropped,
+        r.records.batches_skipped,
     )
 }
 
