@@ -9,7 +9,9 @@
 //! The key map has a fixed memory budget (`dedupe_buffer_bytes`, Kafka's 128 MiB); when
 //! the dirty range has more keys than fit, the cleaning covers what fitted and says so
 //! ([`CleanReport::partial`]), and the next one goes on from there. A log whose cleaning
-//! fails is marked uncleanable with the reason and skipped; the others go on.
+//! fails is marked uncleanable with the reason and skipped; the others go on. The rewrite
+//! reads only the batches that keep a record: the ones the map pass found superseded whole
+//! are read once (see `superseded`).
 //! [`Cleaner::spawn`] runs it on a thread, with an I/O rate limit.
 //!
 //! Transactions are followed as Kafka's cleaner follows them (see `transactions`): a
