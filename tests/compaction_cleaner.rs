@@ -371,9 +371,31 @@ fn keys_batch(keys: std::ops::Range<usize>, value: &str, len: usize) -> Vec<u8> 
     keyed_batch(&records, NOW)
 }
 
-fn clean_report(cleaner: &Cleaner, dir: &LogDir) -> partlog::cleaner::CleanReport {
+/// A log dir that cleans at any dirty ratio, a cleaner, and its log `t-0`.
+fn eager_log(seed: u64, segment_bytes: u64) -> (LogDir, Cleaner, Arc<Log>) {
+    let disk = SimStorage::new(seed);
+    let config = LogConfig {
+        min_cleanable_dirty_ratio: 0.0,
+        segment_bytes,
+        ..config()
+    };
+    let dir = dir(&disk, config);
+    let (log, _) = dir.open_log(&TopicPartition::new("t", 0)).unwrap();
+    (dir, Cleaner::new(CleanerConfig::default()), log)
+}
+
+/// One cleaning's batches skipped, and records read, superseded and kept.
+fn clean_counts(cleaner: &Cleaner, dir: &LogDir) -> (u64, u64, u64, u64) {
     match cleaner.clean_once(dir, NOW).unwrap() {
-        CleanOutcome::Cleaned { report, .. } => report,
+        CleanOutcome::Cleaned { report, .. } => {
+            let r = report.records;
+            (
+                r.batches_skipped,
+                r.records_read,
+                r.superseded,
+                r.records_kept,
+            )
+        }
         other => panic!("one cleaning expected, got {other:?}"),
     }
 }
@@ -382,34 +404,14 @@ fn clean_report(cleaner: &Cleaner, dir: &LogDir) -> partlog::cleaner::CleanRepor
 /// and counts its records as the rewrite would have: read, and dropped as superseded.
 #[test]
 fn a_batch_superseded_whole_is_not_read_again_and_counts_as_dropped() {
-    let disk = SimStorage::new(9);
-    let dir = dir(
-        &disk,
-        LogConfig {
-            min_cleanable_dirty_ratio: 0.0,
-            segment_bytes: 1 << 20,
-            ..config()
-        },
-    );
-    let cleaner = Cleaner::new(CleanerConfig::default());
-    let (log, _) = dir.open_log(&TopicPartition::new("t", 0)).unwrap();
+    let (dir, cleaner, log) = eager_log(9, 1 << 20);
     // Offsets 0..=9: superseded whole by 10..=19, whose k0..k4 25..=29 supersede in turn.
     for (keys, value) in [(0..10, "a"), (0..10, "b"), (10..15, "a"), (0..5, "c")] {
         log.append_as_leader(&mut keys_batch(keys, value, 1), 0)
             .unwrap();
     }
     log.force_roll().unwrap();
-    let records = clean_report(&cleaner, &dir).records;
-    assert_eq!(records.batches_skipped, 1, "{records:?}");
-    assert_eq!(
-        (
-            records.records_read,
-            records.superseded,
-            records.records_kept
-        ),
-        (30, 15, 15),
-        "{records:?}"
-    );
+    assert_eq!(clean_counts(&cleaner, &dir), (1, 30, 15, 15));
     let expected: Vec<common::LogRecord> = (5..10)
         .map(|k| (10 + k as i64, format!("k{k}"), "b"))
         .chain((10..15).map(|k| (10 + k as i64, format!("k{k}"), "a")))
@@ -423,33 +425,14 @@ fn a_batch_superseded_whole_is_not_read_again_and_counts_as_dropped() {
 /// empty batch, so that the cleaned segment ends where the original did.
 #[test]
 fn a_superseded_batch_that_ends_a_group_stays_empty() {
-    let disk = SimStorage::new(10);
-    let dir = dir(
-        &disk,
-        LogConfig {
-            min_cleanable_dirty_ratio: 0.0,
-            ..config()
-        },
-    );
-    let cleaner = Cleaner::new(CleanerConfig::default());
-    let (log, _) = dir.open_log(&TopicPartition::new("t", 0)).unwrap();
+    let (dir, cleaner, log) = eager_log(10, config().segment_bytes);
     // Two batches of about 800 bytes: a segment each, and a group each (1,024 bytes).
     for value in ["a", "b"] {
         log.append_as_leader(&mut keys_batch(0..10, value, 60), 0)
             .unwrap();
         log.force_roll().unwrap();
     }
-    let records = clean_report(&cleaner, &dir).records;
-    assert_eq!(records.batches_skipped, 0, "{records:?}");
-    assert_eq!(
-        (
-            records.records_read,
-            records.superseded,
-            records.records_kept
-        ),
-        (20, 10, 10),
-        "{records:?}"
-    );
+    assert_eq!(clean_counts(&cleaner, &dir), (0, 20, 10, 10));
     assert_eq!(
         first_batch(&log),
         (0, 0, 9),
