@@ -152,6 +152,10 @@ fn produce_then_check() {
         text[0].starts_with("orders-0: offsets [0, 510)"),
         "{text:?}"
     );
+    // The dir named as the other commands name it: the same report.
+    assert_eq!(expect(&["check", "--dir", s(tmp.path())], 0), text);
+    expect(&["check", s(tmp.path()), "--dir", s(tmp.path())], 2);
+    expect(&["check"], 2);
 }
 
 fn three_batches() -> Vec<u8> {

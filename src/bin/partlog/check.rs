@@ -15,20 +15,29 @@ use partlog::manager::{LogDir, LogDirOptions};
 use crate::json::{self, Json};
 use crate::progress::Progress;
 
-use crate::{emit, existing_dir, CliResult, EXIT_ERROR, EXIT_FAILED};
+use crate::{emit, existing_dir, CliError, CliResult, EXIT_ERROR, EXIT_FAILED};
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// The log dir.
-    dir: PathBuf,
+    #[arg(required_unless_present = "dir_flag", conflicts_with = "dir_flag")]
+    dir: Option<PathBuf>,
+    /// The log dir, named as the other commands name it.
+    #[arg(long = "dir", value_name = "DIR")]
+    dir_flag: Option<PathBuf>,
     /// Report what recovery would do, changing nothing on disk.
     #[arg(long)]
     dry_run: bool,
 }
 
 pub fn run(args: &CheckArgs, json: bool) -> CliResult {
-    let storage = existing_dir(&args.dir, args.dry_run)?;
-    let log_dir = LogDir::open(storage, &args.dir, LogDirOptions::default())?;
+    let dir = args
+        .dir
+        .as_ref()
+        .or(args.dir_flag.as_ref())
+        .ok_or_else(|| CliError::Input("name the log dir: DIR or --dir DIR".into()))?;
+    let storage = existing_dir(dir, args.dry_run)?;
+    let log_dir = LogDir::open(storage, dir, LogDirOptions::default())?;
     for warning in log_dir.warnings() {
         emit_warning(None, warning, json)?;
     }
