@@ -24,7 +24,7 @@ use crate::segment::{FileSlice, Segment};
 /// Most offsets of a dirty range tracked, from its first plain batch on: a bit each
 /// (16 MiB). Batches beyond are read as before.
 const MAX_TRACKED_OFFSETS: i64 = 1 << 27;
-/// Most batches tracked (40 bytes each: 10 MiB).
+/// Most batches tracked (56 bytes each: 14 MiB).
 const MAX_TRACKED_BATCHES: usize = 1 << 18;
 
 /// Where a plain batch of the dirty range lies, and what it holds.
