@@ -19,8 +19,8 @@ fn cleaning(c: &mut Criterion) {
     let mut group = c.benchmark_group("compaction");
     group.throughput(Throughput::Bytes(BYTES));
     bench_sides(&mut group, ["clean", "raw_read"], || {
-        let (clean, raw, _) = compaction::compaction(&root, BYTES, 1).expect("clean");
-        (clean, raw)
+        let cleanings = compaction::compaction(&root, BYTES, 1).expect("clean");
+        (cleanings.clean, cleanings.raw)
     });
     group.finish();
 }

@@ -59,6 +59,7 @@ fn bench_run_at_tiny_size_reports_finite_figures() {
         report.acks_all_cpu_cores,
         report.compaction_ratio,
         report.compaction_mb_s,
+        report.compaction_skipped_share,
         report.offsets_load_ratio,
         report.offsets_load_mb_s,
         report.commits_per_s,
@@ -81,6 +82,12 @@ fn bench_run_at_tiny_size_reports_finite_figures() {
     assert!(report.handoff_copy_ratio_load > 0.0);
     assert!(report.fresh_page_write_ratio_start > 0.0);
     assert!(report.fresh_page_write_ratio_compaction > 0.0);
+    // Every key is written ten times, in rounds: the rewrite skips the earlier rounds.
+    assert!(
+        report.compaction_skipped_share > 0.5 && report.compaction_skipped_share <= 1.0,
+        "{}",
+        report.compaction_skipped_share
+    );
     // Differences of latencies: finite, of either sign on a tiny run.
     assert!(report.acks_all_p50_us.is_finite() && report.acks_all_p99_us.is_finite());
     assert!(report.data_bytes > 0 && report.data_bytes <= 1 << 20);
@@ -100,6 +107,7 @@ fn bench_run_at_tiny_size_reports_finite_figures() {
         "acks_all_ratio",
         "acks_all_cpu_cores",
         "compaction_ratio",
+        "compaction_skipped_share",
         "offsets_load_ratio",
         "commits_per_s",
         "parallel_copy_ratio_acks",

@@ -51,19 +51,41 @@ fn raw_read(dir: &Path) -> Result<(Duration, u64)> {
     Ok((start.elapsed(), bytes))
 }
 
-/// Builds a compacted log of about `data_bytes` in `root` and cleans it once, `reps`
-/// times. Returns the best cleaning's time, the best raw read's time (one after each
-/// build, page cache warm for both), and the log's bytes before cleaning.
-pub fn compaction(root: &Path, data_bytes: u64, reps: usize) -> Result<(Duration, Duration, u64)> {
-    let (mut clean, mut raw, mut bytes) = (Duration::MAX, Duration::MAX, 0);
-    for _ in 0..reps.max(1) {
-        let (c, r, b) = compaction_once(root, data_bytes)?;
-        (clean, raw, bytes) = (clean.min(c), raw.min(r), b);
-    }
-    Ok((clean, raw, bytes))
+/// What [`compaction`] measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Cleanings {
+    /// The best cleaning's time.
+    pub clean: Duration,
+    /// The best raw read's time (one after each build, page cache warm for both).
+    pub raw: Duration,
+    /// The log's bytes before cleaning.
+    pub bytes: u64,
+    /// The share of the log's batches that the rewrite did not read: the map pass found
+    /// them superseded whole (the same in every repetition).
+    pub skipped_share: f64,
 }
 
-fn compaction_once(root: &Path, data_bytes: u64) -> Result<(Duration, Duration, u64)> {
+/// Builds a compacted log of about `data_bytes` in `root` and cleans it once, `reps`
+/// times.
+pub fn compaction(root: &Path, data_bytes: u64, reps: usize) -> Result<Cleanings> {
+    let mut best = Cleanings {
+        clean: Duration::MAX,
+        raw: Duration::MAX,
+        bytes: 0,
+        skipped_share: 0.0,
+    };
+    for _ in 0..reps.max(1) {
+        let once = compaction_once(root, data_bytes)?;
+        best = Cleanings {
+            clean: best.clean.min(once.clean),
+            raw: best.raw.min(once.raw),
+            ..once
+        };
+    }
+    Ok(best)
+}
+
+fn compaction_once(root: &Path, data_bytes: u64) -> Result<Cleanings> {
     workload::remove_tree(root)?;
     let config = LogConfig {
         cleanup_policy: CleanupPolicy::Compact,
@@ -103,18 +125,26 @@ fn compaction_once(root: &Path, data_bytes: u64) -> Result<(Duration, Duration, 
     let start = Instant::now();
     let outcome = cleaner.clean_once(&dir, now)?;
     let clean = start.elapsed();
-    match outcome {
-        CleanOutcome::Cleaned { report, .. } if !report.partial => {}
+    let batches = records / RECORDS_PER_BATCH as u64; // a last partial batch is not appended
+    let skipped_share = match outcome {
+        CleanOutcome::Cleaned { report, .. } if !report.partial => {
+            report.records.batches_skipped as f64 / batches as f64
+        }
         other => {
             return Err(Error::InvalidConfig(format!(
                 "bench compaction: one full cleaning expected, got {other:?}"
             )))
         }
-    }
+    };
     drop(log);
     dir.close()?;
     workload::remove_tree(root)?;
-    Ok((clean, raw, bytes))
+    Ok(Cleanings {
+        clean,
+        raw,
+        bytes,
+        skipped_share,
+    })
 }
 
 /// A lone leader replica of an offsets partition in `root`, and a store hosting it.

@@ -225,10 +225,10 @@ fn run_in(
     progress("compaction");
     report.fresh_page_write_ratio_compaction = workload::fresh_page_write_ratio(root)?;
     let compaction_root = root.join("compaction");
-    let (clean, raw, bytes) =
-        compaction::compaction(&compaction_root, data_bytes, COMPACTION_REPS)?;
-    report.compaction_mb_s = mb_s(bytes, clean);
-    report.raw_read_compaction_mb_s = mb_s(bytes, raw);
+    let cleanings = compaction::compaction(&compaction_root, data_bytes, COMPACTION_REPS)?;
+    report.compaction_mb_s = mb_s(cleanings.bytes, cleanings.clean);
+    report.raw_read_compaction_mb_s = mb_s(cleanings.bytes, cleanings.raw);
+    report.compaction_skipped_share = cleanings.skipped_share;
     report.compaction_ratio = report.compaction_mb_s / report.raw_read_compaction_mb_s;
 
     progress("offsets-load");

@@ -91,6 +91,9 @@ pub struct BenchReport {
     pub compaction_ratio: f64,
     pub compaction_mb_s: f64,
     pub raw_read_compaction_mb_s: f64,
+    /// The share of that log's batches the cleaning's rewrite did not read (superseded
+    /// whole: the bench writes every key ten times, in rounds).
+    pub compaction_skipped_share: f64,
     /// Loading an offsets partition into a view ÷ a raw read of its files.
     pub offsets_load_ratio: f64,
     pub offsets_load_mb_s: f64,
@@ -131,7 +134,7 @@ impl BenchReport {
                 "\"acks_all_p50_us\":{:.1},\"acks_all_p99_us\":{:.1},\"acks1_p50_us\":{:.1},",
                 "\"acks_all_ratio\":{:.3},\"acks1_mb_s\":{:.1},\"acks_all_mb_s\":{:.1},",
                 "\"acks1_cpu_cores\":{:.2},\"acks_all_cpu_cores\":{:.2},\"acks_spin_pauses\":{},",
-                "\"compaction_ratio\":{:.3},\"compaction_mb_s\":{:.1},\"raw_read_compaction_mb_s\":{:.1},",
+                "\"compaction_ratio\":{:.3},\"compaction_mb_s\":{:.1},\"raw_read_compaction_mb_s\":{:.1},\"compaction_skipped_share\":{:.3},",
                 "\"offsets_load_ratio\":{:.3},\"offsets_load_mb_s\":{:.1},\"raw_read_offsets_mb_s\":{:.1},",
                 "\"commits_per_s\":{:.0},",
                 "\"parallel_copy_ratio_acks\":{:.2},\"parallel_copy_ratio_load\":{:.2},\"handoff_copy_ratio_load\":{:.2},",
@@ -170,6 +173,7 @@ impl BenchReport {
             self.compaction_ratio,
             self.compaction_mb_s,
             self.raw_read_compaction_mb_s,
+            self.compaction_skipped_share,
             self.offsets_load_ratio,
             self.offsets_load_mb_s,
             self.raw_read_offsets_mb_s,
