@@ -282,11 +282,10 @@ fn build_map(
     buffers: &mut ScanBuffers,
     throttle: &mut Throttle,
 ) -> Result<i64> {
-    let mut state = (map, superseded);
     let pass = map_pass(
         log,
         range,
-        &mut state,
+        (&mut *map, &mut *superseded),
         transactions,
         None,
         buffers,
@@ -294,21 +293,20 @@ fn build_map(
     )?;
     let end = match pass.too_large {
         Some(committed) if committed.first_offset <= range.first_dirty => {
-            state.0.clear();
-            let again = map_pass(
+            map.clear();
+            map_pass(
                 log,
                 range,
-                &mut state,
+                (&mut *map, &mut *superseded),
                 transactions,
                 Some(committed),
                 buffers,
                 throttle,
-            );
-            again?.end
+            )?
+            .end
         }
         _ => pass.end,
     };
-    let (map, superseded) = state;
     superseded.settle(map, end);
     Ok(end)
 }
@@ -332,7 +330,7 @@ struct MapPass {
 fn map_pass(
     log: &Log,
     range: &Cleanable,
-    (map, superseded): &mut (&mut OffsetMap, &mut Superseded),
+    (map, superseded): (&mut OffsetMap, &mut Superseded),
     transactions: &mut Transactions,
     committed: Option<TxnStart>,
     buffers: &mut ScanBuffers,

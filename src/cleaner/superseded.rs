@@ -16,6 +16,8 @@
 //! the map pass, the offsets the map holds are marked in a bitmap over the range, and
 //! each batch looks at its own span of it.
 
+use std::sync::Arc;
+
 use super::offset_map::OffsetMap;
 use super::rewrite::FilterStats;
 use crate::record::Batch;
@@ -61,7 +63,7 @@ pub(super) struct Superseded {
 
 impl Superseded {
     /// Starts over for a map pass over `segments`, read whole and in order.
-    pub(super) fn start(&mut self, segments: &[std::sync::Arc<Segment>]) {
+    pub(super) fn start(&mut self, segments: &[Arc<Segment>]) {
         self.batches.clear();
         self.segment_bases.clear();
         self.segment_bases
