@@ -160,7 +160,7 @@ fn writers_open_append_and_flush_partitions_while_chores_checkpoint() {
 /// A dir whose partitions 0 and 1 hold a flushed batch each, and partition 0 a second
 /// batch that reached the disk torn; reopened, partition 1 opened.
 fn dir_with_a_torn_partition(disk: &Arc<SimStorage>) -> (LogDir, Arc<partlog::log::Log>) {
-    {
+    let len = {
         let dir = LogDir::open(disk.storage(), "/d", options()).expect("open dir");
         for p in 0..2 {
             let (log, _) = dir.open_log(&tp(p)).expect("open log");
@@ -171,11 +171,11 @@ fn dir_with_a_torn_partition(disk: &Arc<SimStorage>) -> (LogDir, Arc<partlog::lo
         let (log, _) = dir.open_log(&tp(0)).expect("open log");
         let mut batch = keyed_batch(&[(b"k".to_vec(), Some(vec![b'v'; 50]))], 0);
         log.append_as_leader(&mut batch, 0).expect("append");
+        log.size_bytes()
         // The process dies; its last write reached the disk torn.
-    }
+    };
     disk.crash_keep_written();
     let segment = std::path::Path::new("/d/t-0/00000000000000000000.log");
-    let len = disk.read_raw(segment).expect("segment").len() as u64;
     disk.truncate_file(segment, len - 10).expect("tear");
     let dir = LogDir::open(disk.storage(), "/d", options()).expect("reopen dir");
     let (other, _) = dir.open_log(&tp(1)).expect("open the other partition");

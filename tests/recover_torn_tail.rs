@@ -10,11 +10,12 @@ use common::{
     small_config, Backend,
 };
 use partlog::log::{DamageKind, Log};
+use partlog::segment::PREFILL_BYTES;
 use partlog::ManualClock;
 
 /// A log of flushed batches in two segments plus one last, unflushed batch.
 struct Built {
-    /// Bytes of the last segment file, whole.
+    /// Bytes of the last segment file's batches (the zeros after them left out).
     segment: Vec<u8>,
     segment_name: String,
     /// Position and size of the last batch in that segment.
@@ -51,8 +52,13 @@ fn build(backend: &Backend) -> Built {
         .to_string();
     // Dropped without close: indexes may still hold an entry for the last batch.
     drop(log);
-    let segment = file_bytes(backend, &backend.root.join("orig-0").join(&segment_name));
-    assert_eq!(segment.len() as u64, last_at + last_len);
+    let mut segment = file_bytes(backend, &backend.root.join("orig-0").join(&segment_name));
+    // The active segment's file holds its batches, then the zeros written ahead of them up
+    // to the block's end.
+    let end = last_at + last_len;
+    assert_eq!(segment.len() as u64, end.next_multiple_of(PREFILL_BYTES));
+    assert!(segment[end as usize..].iter().all(|&b| b == 0));
+    segment.truncate(end as usize);
     Built {
         segment,
         segment_name,

@@ -224,6 +224,9 @@ pub fn offsets_load(
     let commits = (data_bytes / commit_bytes).max(1) as usize;
     commit_workload(&store, commits, 10_000)?;
     drop(store);
+    // Rolled, so that the raw read reads the batches and not the zeros the active segment
+    // keeps written ahead of its end.
+    replica.log().force_roll()?;
     // On disk before the clock starts, as a partition that a new leader loads has long
     // been: the writeback of freshly written pages would otherwise run during the load.
     replica.log().flush()?;

@@ -344,6 +344,10 @@ fn append_interleaved(
         }
     }
     drop(raw);
+    // Rolled (untimed), so that the log's files hold its batches and nothing else: the
+    // active segment keeps zeros written ahead of its end (see `segment::PREFILL_BYTES`),
+    // and the raw twins of the read and recovery workloads read the files.
+    log.force_roll()?;
     Ok((log_took, raw_took, create_took, log))
 }
 

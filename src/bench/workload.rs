@@ -158,10 +158,13 @@ pub fn append_batches(log: &Log, corpus: &mut [u8], batch_len: usize) -> Result<
 }
 
 /// Appends `corpus` to a fresh log in `dir`, no fsync. Returns the log (still open) so the
-/// read workload can use it.
+/// read workload can use it, rolled so that its files hold its batches and nothing else
+/// (the active segment keeps zeros written ahead of its end), as the raw twins that read
+/// [`segment_files`] expect.
 pub fn append_log(dir: &Path, corpus: &mut [u8], batch_len: usize) -> Result<Log> {
     let log = create_log(dir)?;
     append_batches(&log, corpus, batch_len)?;
+    log.force_roll()?;
     Ok(log)
 }
 

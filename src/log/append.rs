@@ -299,7 +299,7 @@ impl Log {
         if active.size() == 0 {
             return self.replace_empty_active(writer, active, base_offset);
         }
-        active.trim_indexes()?;
+        active.trim_files()?;
         // Recovery trusts every segment that ends at or below the persisted recovery point.
         // That point normally trails the log end, but after a truncation below it (until
         // the next checkpoint) it can lie past the segment being closed: make the segment

@@ -414,12 +414,12 @@ impl Log {
         Ok(())
     }
 
-    /// Flushes, trims the active segment's indexes and removes pending `.deleted` files: the
+    /// Flushes, trims the active segment's files and removes pending `.deleted` files: the
     /// state a clean shutdown leaves. The log stays usable.
     pub fn close(&self) -> Result<()> {
         self.flush()?;
         let mut writer = self.writer()?;
-        if let Err(err) = self.active_segment().trim_indexes() {
+        if let Err(err) = self.active_segment().trim_files() {
             return Self::fail(&mut writer, err);
         }
         // Trimming shrank the index files; make the new lengths durable too.

@@ -295,6 +295,12 @@ pub(super) fn recover_segments(
             None => 0,
         }
     };
+    // The segments below the one that holds the recovery point are trusted, not scanned;
+    // a crash may have undone the trim of one that was rolled after it was flushed. That
+    // loses nothing (its batches are all there), so the report does not mention it.
+    for segment in &segments[..start] {
+        segment.cut_zeros_written_ahead()?;
+    }
     let mut scratch = Vec::new();
     let mut end = segments[start].base_offset();
     let mut epoch_floor = last_epoch(&segments[..start])?.unwrap_or(NO_EPOCH_FLOOR);

@@ -4,6 +4,15 @@
 //! only the first [`Segment::size`] bytes, which the writer publishes (release) after the
 //! bytes are written, so a reader never sees a partially written batch. The indexes sit
 //! behind a `RwLock` that the writer holds only to add one entry.
+//!
+//! The active segment's appends keep zeros written ahead of its end, up to the next
+//! multiple of [`PREFILL_BYTES`]: an append then writes over pages that the page cache
+//! already holds, in large folios, rather than into new ones page by page. On this
+//! machine's ext4 (Linux 6.18) a 16 KiB batch appends about 30% faster, and a single
+//! `acks=1` append takes half the time (see README, Performance). The zeros never count as
+//! data: readers see [`Segment::size`], a segment is cut back to its batches when it stops
+//! being written ([`Segment::trim_files`], on roll and on close), and recovery after a
+//! crash drops a tail of zeros at the end of the log (see `recover`).
 
 pub mod files;
 mod indexes;
@@ -28,6 +37,13 @@ pub use slice::FileSlice;
 /// Positions inside a segment are `i32` in the offset index, so a segment can never grow
 /// past this.
 pub const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
+
+/// The active segment's file is kept written with zeros up to the next multiple of this
+/// past its end. 64 KiB took a 16 KiB append as far as 256 KiB did.
+pub const PREFILL_BYTES: u64 = 64 << 10;
+
+/// What the zeros written ahead are copied from.
+static ZEROS: [u8; PREFILL_BYTES as usize] = [0; PREFILL_BYTES as usize];
 
 #[derive(Debug)]
 struct Indexes {
@@ -58,6 +74,9 @@ pub struct Segment {
     storage: Arc<dyn Storage>,
     log: Arc<dyn StorageFile>,
     size: AtomicU64,
+    /// Where the zeros written ahead of `size` end (at least `size`): the file's length
+    /// while the segment is active, as far as the writer knows.
+    prefilled: AtomicU64,
     indexes: RwLock<Option<Indexes>>,
     meta: Mutex<Meta>,
     /// Active segments keep their indexes preallocated to this size.
@@ -132,6 +151,36 @@ impl Segment {
         ))
     }
 
+    /// For a segment that recovery trusts without scanning it (below the recovery point)
+    /// and whose file ends at a multiple of [`PREFILL_BYTES`]: if its batches (hopping the
+    /// headers from the start) end before the file does, with only zeros after them, fewer
+    /// than a block, those are zeros written ahead whose trim on roll a crash undid (that
+    /// trim is not synced): the file is cut at the batches, durably. Returns whether it was.
+    /// Anything else stays as found, for reads to meet.
+    pub(crate) fn cut_zeros_written_ahead(&self) -> Result<bool> {
+        let file_len = self.size();
+        if file_len % PREFILL_BYTES != 0 || file_len == 0 {
+            return Ok(false);
+        }
+        let mut pos = 0;
+        while pos < file_len {
+            match self.read_header(pos, file_len) {
+                Ok(header) => pos += header.size() as u64,
+                Err(_) => break,
+            }
+        }
+        if pos >= file_len || file_len - pos >= PREFILL_BYTES {
+            return Ok(false);
+        }
+        let mut tail = vec![0u8; (file_len - pos) as usize];
+        self.log.read_exact_at(&mut tail, pos)?;
+        if tail.iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        self.cut_file_at(pos)?;
+        Ok(true)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn new(
         storage: Arc<dyn Storage>,
@@ -149,6 +198,7 @@ impl Segment {
             storage,
             log,
             size: AtomicU64::new(size),
+            prefilled: AtomicU64::new(size),
             indexes: RwLock::new(None),
             meta: Mutex::new(Meta {
                 generation: 0,
@@ -322,6 +372,7 @@ impl Segment {
     /// [`ScanRules::witness_gaps`]).
     pub fn append(&self, batches: &[u8], gaps_after: Option<i64>) -> Result<()> {
         let pos = self.size();
+        self.prefill(pos, pos + batches.len() as u64);
         self.log.write_at(batches, pos)?;
         self.largest_timestamp()?; // loads the segment's timestamps if not yet known
         let mut meta = *self.meta_mut();
@@ -355,6 +406,29 @@ impl Segment {
         self.size
             .store(pos + batches.len() as u64, Ordering::Release);
         Ok(())
+    }
+
+    /// Before an append of the bytes `pos..end` to the active segment: when they go past
+    /// the zeros written ahead, writes zeros from there up to the next multiple of
+    /// [`PREFILL_BYTES`] (one aligned block at most: an append longer than that writes
+    /// large pages of its own). Only a speed-up: if the write fails, the append writes
+    /// new pages as it would have anyway, and the zeros that did reach the file lie past
+    /// the end, where nothing reads them.
+    fn prefill(&self, pos: u64, end: u64) {
+        let filled = self.prefilled.load(Ordering::Relaxed);
+        if end <= filled || !self.preallocate.load(Ordering::Relaxed) {
+            return;
+        }
+        let to = end.next_multiple_of(PREFILL_BYTES);
+        let from = filled.max(pos).max(to - PREFILL_BYTES);
+        if from < to
+            && self
+                .log
+                .write_at(&ZEROS[..(to - from) as usize], from)
+                .is_ok()
+        {
+            self.prefilled.store(to, Ordering::Relaxed);
+        }
     }
 
     /// True when the offset index has room for fewer than `offset_entries` more entries,
@@ -494,6 +568,7 @@ impl Segment {
         }
         self.size.store(position, Ordering::Release);
         self.log.set_len(position)?;
+        self.prefilled.store(position, Ordering::Relaxed);
         self.with_indexes_mut(|ix| {
             ix.offset.truncate_to_position(position as u32);
             let next_kept = ix
@@ -523,14 +598,24 @@ impl Segment {
         })
     }
 
-    /// Shrinks the indexes to their entries: on roll and on close.
-    pub fn trim_indexes(&self) -> Result<()> {
+    /// Shrinks the files to what they hold, when the segment stops being written (on roll
+    /// and on close): the indexes to their entries, the log to its batches (the zeros
+    /// written ahead go). Not made durable here: a crash that keeps zeros past a segment's
+    /// end leaves what recovery cuts from a torn tail.
+    pub fn trim_files(&self) -> Result<()> {
         self.preallocate.store(false, Ordering::Relaxed);
-        let mut guard = self.indexes.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(ix) = guard.as_mut() {
-            ix.offset.trim()?;
-            ix.time.trim()?;
+        {
+            let mut guard = self.indexes.write().unwrap_or_else(|e| e.into_inner());
+            if let Some(ix) = guard.as_mut() {
+                ix.offset.trim()?;
+                ix.time.trim()?;
+            }
         }
+        let size = self.size();
+        if self.log.len()? > size {
+            self.log.set_len(size)?;
+        }
+        self.prefilled.store(size, Ordering::Relaxed);
         Ok(())
     }
 
@@ -587,6 +672,7 @@ impl Segment {
         if self.size() > position {
             self.size.store(position, Ordering::Release);
         }
+        self.prefilled.store(position, Ordering::Relaxed);
         self.log.sync_data()
     }
 }

@@ -6,7 +6,7 @@
 //! pieces, so a corrupt length field cannot make it allocate.
 
 use super::indexes::index_batch;
-use super::Segment;
+use super::{Segment, PREFILL_BYTES};
 use crate::error::Error;
 use crate::error::Result;
 use crate::index::OffsetPosition;
@@ -222,6 +222,24 @@ impl<'a> Chunks<'a> {
         Ok(Ok(header))
     }
 
+    /// True when the bytes from `pos` to the end of the file can be the zeros the active
+    /// segment's appends write ahead of its end (see `PREFILL_BYTES`): zeros, fewer than a
+    /// block of them, up to the block's end. Zeros of any other extent are damage
+    /// (unflushed bytes a crash left as zeros are a torn tail), which recovery reports.
+    fn is_prefill(&mut self, mut pos: u64) -> Result<bool> {
+        if self.file_len % PREFILL_BYTES != 0 || self.file_len - pos >= PREFILL_BYTES {
+            return Ok(false);
+        }
+        while pos < self.file_len {
+            let n = ((self.file_len - pos) as usize).min(RECOVERY_CHUNK_BYTES);
+            if self.window(pos, n)?.iter().any(|&b| b != 0) {
+                return Ok(false);
+            }
+            pos += n as u64;
+        }
+        Ok(true)
+    }
+
     /// True when a whole, CRC-valid legacy (magic 0/1) message starts at `pos`: old-format
     /// data, which recovery must refuse rather than cut.
     fn is_legacy_message(&mut self, pos: u64) -> Result<bool> {
@@ -235,10 +253,10 @@ impl<'a> Chunks<'a> {
         Ok(computed == header.crc)
     }
 
-    /// True when the batch `before` ends the file or a CRC-valid batch with higher offsets
+    /// True when the batch `before` ends the file (or its zeros written ahead) or a CRC-valid batch with higher offsets
     /// follows it at `pos`.
     fn followed_well(&mut self, pos: u64, before: &BatchHeader) -> Result<bool> {
-        if pos >= self.file_len {
+        if pos >= self.file_len || self.is_prefill(pos)? {
             return Ok(true);
         }
         match self.header(pos)? {
@@ -278,6 +296,8 @@ impl Segment {
         meta.bytes_since_index = 0;
         meta.max_timestamp = Some(-1);
         meta.first_batch_timestamp = None;
+        // Whether the scan ended at zeros written ahead of the batches.
+        let mut prefilled = false;
         let (indexes, scan) = self.rebuilt_indexes(|ix| {
             let mut chunks = Chunks::new(self.log.as_ref(), file_len, scratch);
             let mut scan = BatchScan::default();
@@ -289,6 +309,13 @@ impl Segment {
             while pos < file_len {
                 let header = match chunks.header(pos)? {
                     Ok(h) => h,
+                    Err(_) if chunks.is_prefill(pos)? => {
+                        // The zeros the active segment's appends wrote ahead of its end
+                        // (a crash can also undo the trim of a segment rolled since):
+                        // the segment ends here, with nothing damaged. They are cut below.
+                        prefilled = true;
+                        break;
+                    }
                     Err(reason) => {
                         if chunks.is_legacy_message(pos)? {
                             return Err(Error::UnsupportedFormat {
@@ -365,6 +392,12 @@ impl Segment {
         *self.meta_mut() = meta;
         self.size
             .store(scan.valid_bytes, std::sync::atomic::Ordering::Release);
+        if prefilled {
+            // Not synced: if a crash undoes the cut, the next recovery makes it again.
+            self.log.set_len(scan.valid_bytes)?;
+        }
+        self.prefilled
+            .store(scan.valid_bytes, std::sync::atomic::Ordering::Relaxed);
         Ok(scan)
     }
 

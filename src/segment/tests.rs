@@ -120,7 +120,7 @@ fn a_deleted_segment_does_not_recreate_its_indexes() {
     let (sim, storage) = storage();
     let seg = Segment::create(storage.clone(), Path::new(DIR), 0, &config(), 0).unwrap();
     seg.append(&batches_from(0, 5, 1), None).unwrap();
-    seg.trim_indexes().unwrap();
+    seg.trim_files().unwrap();
     let reopened = Segment::open(storage, Path::new(DIR), 0, &config(), false, 0).unwrap();
     drop(seg);
     let renamed = reopened.rename_to_deleted().unwrap();
@@ -156,7 +156,7 @@ fn a_wrong_index_entry_of_a_closed_segment_is_rebuilt() {
     };
     let seg = Segment::create(storage.clone(), Path::new(DIR), 0, &sparse, 0).unwrap();
     seg.append(&data, None).unwrap();
-    seg.trim_indexes().unwrap();
+    seg.trim_files().unwrap();
     seg.flush().unwrap();
     drop(seg);
     let index = PathBuf::from(DIR).join(files::file_name(0, files::INDEX_SUFFIX));
