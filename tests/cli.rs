@@ -308,6 +308,38 @@ fn dump_produced_segment_index_timeindex_and_checkpoint() {
     assert_eq!(lines[2], "epoch: 3 startOffset: 100");
 }
 
+/// The active segment of a log still open (or left by a crash) ends in the zeros its
+/// appends write ahead: the dump says how many, and finds nothing wrong with them. Garbage
+/// in their place is still a problem.
+#[test]
+fn dump_of_an_active_segment_counts_its_zeros_written_ahead() {
+    let backend = common::real();
+    let (log, _) = common::open(&backend, "t-0", partlog::LogConfig::default());
+    for i in 0..5 {
+        log.append_as_leader(&mut common::batch(3, 100, i), 0)
+            .expect("append");
+    }
+    let size = log.size_bytes();
+    let path = log.segments()[0].log_path().to_path_buf();
+    drop(log);
+    let ahead = partlog::segment::PREFILL_BYTES - size;
+    let json = expect(&["dump", s(&path), "--verify", "--json"], 0);
+    let summary = json.last().expect("summary");
+    assert_eq!(field(summary, "entries").as_deref(), Some("5"), "{summary}");
+    assert_eq!(
+        field(summary, "zeros_written_ahead"),
+        Some(ahead.to_string()),
+        "{summary}"
+    );
+    let mut bytes = std::fs::read(&path).unwrap();
+    *bytes.last_mut().unwrap() = 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let json = expect(&["dump", s(&path), "--verify", "--json"], 1);
+    let summary = json.last().expect("summary");
+    assert_eq!(field(summary, "zeros_written_ahead"), None, "{summary}");
+    assert!(summary.contains("are not a batch"), "{summary}");
+}
+
 #[test]
 fn dump_verify_fails_on_a_flipped_byte_and_bad_index() {
     let tmp = tempfile::tempdir().unwrap();

@@ -45,6 +45,14 @@ pub const PREFILL_BYTES: u64 = 64 << 10;
 /// What the zeros written ahead are copied from.
 static ZEROS: [u8; PREFILL_BYTES as usize] = [0; PREFILL_BYTES as usize];
 
+/// Whether the bytes from `pos` to the end of a `.log` file of `file_len` bytes have the
+/// extent of the zeros an active segment keeps written ahead of its batches: fewer than
+/// [`PREFILL_BYTES`], up to a multiple of it. (Whether they are zeros is the caller's to
+/// read.) Zeros of any other extent are not what an append writes.
+pub fn prefill_extent(pos: u64, file_len: u64) -> bool {
+    pos < file_len && file_len % PREFILL_BYTES == 0 && file_len - pos < PREFILL_BYTES
+}
+
 #[derive(Debug)]
 struct Indexes {
     offset: OffsetIndex,
@@ -169,7 +177,7 @@ impl Segment {
                 Err(_) => break,
             }
         }
-        if pos >= file_len || file_len - pos >= PREFILL_BYTES {
+        if !prefill_extent(pos, file_len) {
             return Ok(false);
         }
         let mut tail = vec![0u8; (file_len - pos) as usize];

@@ -6,7 +6,7 @@
 //! pieces, so a corrupt length field cannot make it allocate.
 
 use super::indexes::index_batch;
-use super::{Segment, PREFILL_BYTES};
+use super::{prefill_extent, Segment};
 use crate::error::Error;
 use crate::error::Result;
 use crate::index::OffsetPosition;
@@ -227,7 +227,7 @@ impl<'a> Chunks<'a> {
     /// block of them, up to the block's end. Zeros of any other extent are damage
     /// (unflushed bytes a crash left as zeros are a torn tail), which recovery reports.
     fn is_prefill(&mut self, mut pos: u64) -> Result<bool> {
-        if self.file_len % PREFILL_BYTES != 0 || self.file_len - pos >= PREFILL_BYTES {
+        if !prefill_extent(pos, self.file_len) {
             return Ok(false);
         }
         while pos < self.file_len {
