@@ -88,6 +88,12 @@ pub struct LogConfig {
     /// Kafka's `delete.retention.ms`: how long a tombstone stays after the first cleaning
     /// that saw it.
     pub delete_retention_ms: i64,
+    /// partlog's own: whether the active segment keeps zeros written ahead of its batches
+    /// (see [`crate::segment::PREFILL_BYTES`]). On by default: where the page cache gives
+    /// a file large folios (ext4 since Linux 6.16, XFS), appends then write over pages it
+    /// holds, about a third faster for 16 KiB batches. Off spares the extra copy of the
+    /// zeros where it does not. Either way recovery recognises the zeros.
+    pub prefill: bool,
 }
 
 impl Default for LogConfig {
@@ -106,6 +112,7 @@ impl Default for LogConfig {
             min_compaction_lag_ms: 0,
             max_compaction_lag_ms: i64::MAX,
             delete_retention_ms: DEFAULT_DELETE_RETENTION_MS,
+            prefill: true,
         }
     }
 }

@@ -63,6 +63,26 @@ fn the_active_segment_holds_its_batches_then_zeros_to_the_block_end() {
 }
 
 #[test]
+fn without_prefill_the_active_segment_holds_its_batches_only() {
+    for backend in backends() {
+        let config = LogConfig {
+            prefill: false,
+            ..config()
+        };
+        let (log, _) = open(&backend, "t-0", config);
+        let written = append(&log, 5, 0);
+        let (path, size) = segment_files(&log).pop().expect("a segment");
+        assert_eq!(
+            file_bytes(&backend, &path).len() as u64,
+            size,
+            "{}",
+            backend.name
+        );
+        assert_eq!(read_all(&log), written, "{}", backend.name);
+    }
+}
+
+#[test]
 fn roll_truncation_and_close_cut_the_zeros() {
     for backend in backends() {
         let (log, _) = open(&backend, "t-0", config());

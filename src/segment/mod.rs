@@ -87,8 +87,10 @@ pub struct Segment {
     prefilled: AtomicU64,
     indexes: RwLock<Option<Indexes>>,
     meta: Mutex<Meta>,
-    /// Active segments keep their indexes preallocated to this size.
+    /// Active segments keep their indexes preallocated to this size, and, with `prefill`,
+    /// zeros written ahead of their batches.
     preallocate: AtomicBool,
+    prefill: bool,
     /// Set when the files were renamed `.deleted`: indexes must not be (re)created.
     deleted: AtomicBool,
     index_bytes_max: u64,
@@ -216,6 +218,7 @@ impl Segment {
                 first_batch_timestamp: None,
             }),
             preallocate: AtomicBool::new(active),
+            prefill: config.prefill,
             deleted: AtomicBool::new(false),
             index_bytes_max: config.index_bytes_max,
             index_interval_bytes: config.index_interval_bytes,
@@ -424,7 +427,7 @@ impl Segment {
     /// the end, where nothing reads them.
     fn prefill(&self, pos: u64, end: u64) {
         let filled = self.prefilled.load(Ordering::Relaxed);
-        if end <= filled || !self.preallocate.load(Ordering::Relaxed) {
+        if end <= filled || !self.prefill || !self.preallocate.load(Ordering::Relaxed) {
             return;
         }
         let to = end.next_multiple_of(PREFILL_BYTES);
