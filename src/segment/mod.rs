@@ -611,8 +611,8 @@ impl Segment {
 
     /// Shrinks the files to what they hold, when the segment stops being written (on roll
     /// and on close): the indexes to their entries, the log to its batches (the zeros
-    /// written ahead go). Not made durable here: a crash that keeps zeros past a segment's
-    /// end leaves what recovery cuts from a torn tail.
+    /// written ahead go). Not made durable here: if a crash undoes the cut, recovery makes
+    /// it again (see [`Segment::cut_zeros_written_ahead`]).
     pub fn trim_files(&self) -> Result<()> {
         self.preallocate.store(false, Ordering::Relaxed);
         {
