@@ -612,7 +612,8 @@ impl Segment {
     /// Shrinks the files to what they hold, when the segment stops being written (on roll
     /// and on close): the indexes to their entries, the log to its batches (the zeros
     /// written ahead go). Not made durable here: if a crash undoes the cut, recovery makes
-    /// it again (see [`Segment::cut_zeros_written_ahead`]).
+    /// it again (`cut_zeros_written_ahead`, or the scan of a segment above the recovery
+    /// point).
     pub fn trim_files(&self) -> Result<()> {
         self.preallocate.store(false, Ordering::Relaxed);
         {
