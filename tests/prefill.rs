@@ -130,14 +130,41 @@ fn sim_options(sim: &Arc<SimStorage>, recovery_point: Option<i64>) -> LogOpenOpt
     }
 }
 
-#[test]
-fn a_crash_that_keeps_the_zeros_loses_nothing_and_reports_no_damage() {
-    let (backend, sim) = sim_with_disk(3);
+/// A log of six batches on the simulated disk, killed (the page cache kept, zeros
+/// written ahead and all): the disk, what was written, the active segment's path and size.
+struct Killed {
+    backend: common::Backend,
+    sim: Arc<SimStorage>,
+    written: Vec<(i64, i64)>,
+    path: std::path::PathBuf,
+    size: u64,
+}
+
+fn killed(seed: u64) -> Killed {
+    let (backend, sim) = sim_with_disk(seed);
     let (log, _) = open(&backend, "t-0", config());
     let written = append(&log, 6, 0);
     let (path, size) = segment_files(&log).pop().expect("active");
     drop(log);
     sim.crash_keep_written();
+    Killed {
+        backend,
+        sim,
+        written,
+        path,
+        size,
+    }
+}
+
+#[test]
+fn a_crash_that_keeps_the_zeros_loses_nothing_and_reports_no_damage() {
+    let Killed {
+        backend,
+        sim,
+        written,
+        path,
+        size,
+    } = killed(3);
     assert_eq!(file_bytes(&backend, &path).len() as u64, PREFILL_BYTES);
     let (log, report) = Log::open(sim_options(&sim, Some(0))).expect("reopen");
     assert!(
@@ -155,12 +182,13 @@ fn a_crash_that_keeps_the_zeros_loses_nothing_and_reports_no_damage() {
 #[test]
 fn bytes_past_the_batches_that_are_not_the_zeros_written_ahead_are_a_torn_tail() {
     for garbage_at_end in [false, true] {
-        let (backend, sim) = sim_with_disk(4);
-        let (log, _) = open(&backend, "t-0", config());
-        let written = append(&log, 6, 0);
-        let (path, size) = segment_files(&log).pop().expect("active");
-        drop(log);
-        sim.crash_keep_written();
+        let Killed {
+            sim,
+            written,
+            path,
+            size,
+            ..
+        } = killed(4);
         if garbage_at_end {
             // Something other than zeros in the block.
             sim.flip_bit(&path, PREFILL_BYTES - 1, 0).expect("flip");

@@ -45,12 +45,17 @@ pub const PREFILL_BYTES: u64 = 64 << 10;
 /// What the zeros written ahead are copied from.
 static ZEROS: [u8; PREFILL_BYTES as usize] = [0; PREFILL_BYTES as usize];
 
-/// Whether the bytes from `pos` to the end of a `.log` file of `file_len` bytes have the
-/// extent of the zeros an active segment keeps written ahead of its batches: fewer than
-/// [`PREFILL_BYTES`], up to a multiple of it. (Whether they are zeros is the caller's to
-/// read.) Zeros of any other extent are not what an append writes.
-pub fn prefill_extent(pos: u64, file_len: u64) -> bool {
-    pos < file_len && file_len % PREFILL_BYTES == 0 && file_len - pos < PREFILL_BYTES
+/// Whether the bytes from `pos` to the end of `file` (`file_len` bytes long) are the zeros
+/// an active segment keeps written ahead of its batches: zeros, fewer than
+/// [`PREFILL_BYTES`] of them, up to a multiple of it. Zeros of any other extent are not
+/// what an append writes (unflushed bytes a crash left as zeros are a torn tail).
+pub fn zeros_written_ahead(file: &dyn StorageFile, pos: u64, file_len: u64) -> Result<bool> {
+    if pos >= file_len || file_len % PREFILL_BYTES != 0 || file_len - pos >= PREFILL_BYTES {
+        return Ok(false);
+    }
+    let mut tail = vec![0u8; (file_len - pos) as usize];
+    file.read_exact_at(&mut tail, pos)?;
+    Ok(tail.iter().all(|&b| b == 0))
 }
 
 #[derive(Debug)]
@@ -165,12 +170,13 @@ impl Segment {
     /// and whose file ends at a multiple of [`PREFILL_BYTES`]: if its batches (hopping the
     /// headers from the start) end before the file does, with only zeros after them, fewer
     /// than a block, those are zeros written ahead whose trim on roll a crash undid (that
-    /// trim is not synced): the file is cut at the batches, durably. Returns whether it was.
-    /// Anything else stays as found, for reads to meet.
-    pub(crate) fn cut_zeros_written_ahead(&self) -> Result<bool> {
+    /// trim is not synced): the file is cut at the batches, durably. Anything else stays as
+    /// found, for reads to meet.
+    pub(crate) fn cut_zeros_written_ahead(&self) -> Result<()> {
         let file_len = self.size();
+        // Only a file that ends at a block's end can; the others are not read.
         if file_len % PREFILL_BYTES != 0 || file_len == 0 {
-            return Ok(false);
+            return Ok(());
         }
         let mut pos = 0;
         while pos < file_len {
@@ -179,16 +185,10 @@ impl Segment {
                 Err(_) => break,
             }
         }
-        if !prefill_extent(pos, file_len) {
-            return Ok(false);
+        if zeros_written_ahead(self.log.as_ref(), pos, file_len)? {
+            self.cut_file_at(pos)?;
         }
-        let mut tail = vec![0u8; (file_len - pos) as usize];
-        self.log.read_exact_at(&mut tail, pos)?;
-        if tail.iter().any(|&b| b != 0) {
-            return Ok(false);
-        }
-        self.cut_file_at(pos)?;
-        Ok(true)
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]

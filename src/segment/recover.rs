@@ -6,7 +6,7 @@
 //! pieces, so a corrupt length field cannot make it allocate.
 
 use super::indexes::index_batch;
-use super::{prefill_extent, Segment};
+use super::{zeros_written_ahead, Segment};
 use crate::error::Error;
 use crate::error::Result;
 use crate::index::OffsetPosition;
@@ -222,24 +222,6 @@ impl<'a> Chunks<'a> {
         Ok(Ok(header))
     }
 
-    /// True when the bytes from `pos` to the end of the file can be the zeros the active
-    /// segment's appends write ahead of its end (see `PREFILL_BYTES`): zeros, fewer than a
-    /// block of them, up to the block's end. Zeros of any other extent are damage
-    /// (unflushed bytes a crash left as zeros are a torn tail), which recovery reports.
-    fn is_prefill(&mut self, mut pos: u64) -> Result<bool> {
-        if !prefill_extent(pos, self.file_len) {
-            return Ok(false);
-        }
-        while pos < self.file_len {
-            let n = ((self.file_len - pos) as usize).min(RECOVERY_CHUNK_BYTES);
-            if self.window(pos, n)?.iter().any(|&b| b != 0) {
-                return Ok(false);
-            }
-            pos += n as u64;
-        }
-        Ok(true)
-    }
-
     /// True when a whole, CRC-valid legacy (magic 0/1) message starts at `pos`: old-format
     /// data, which recovery must refuse rather than cut.
     fn is_legacy_message(&mut self, pos: u64) -> Result<bool> {
@@ -253,10 +235,10 @@ impl<'a> Chunks<'a> {
         Ok(computed == header.crc)
     }
 
-    /// True when the batch `before` ends the file (or its zeros written ahead) or a CRC-valid batch with higher offsets
-    /// follows it at `pos`.
+    /// True when the batch `before` ends the file (or its zeros written ahead), or a
+    /// CRC-valid batch with higher offsets follows it at `pos`.
     fn followed_well(&mut self, pos: u64, before: &BatchHeader) -> Result<bool> {
-        if pos >= self.file_len || self.is_prefill(pos)? {
+        if pos >= self.file_len || zeros_written_ahead(self.file, pos, self.file_len)? {
             return Ok(true);
         }
         match self.header(pos)? {
@@ -309,7 +291,7 @@ impl Segment {
             while pos < file_len {
                 let header = match chunks.header(pos)? {
                     Ok(h) => h,
-                    Err(_) if chunks.is_prefill(pos)? => {
+                    Err(_) if zeros_written_ahead(self.log.as_ref(), pos, file_len)? => {
                         // The zeros the active segment's appends wrote ahead of its end
                         // (a crash can also undo the trim of a segment rolled since):
                         // the segment ends here, with nothing damaged. They are cut below.

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::Args;
 use partlog::io::{OpenMode, StorageFile};
 use partlog::record::{Batch, BatchHeader, Compression, Record, TimestampType, HEADER_LEN};
-use partlog::segment::prefill_extent;
+use partlog::segment::zeros_written_ahead;
 
 use partlog::checkpoint::{
     CLEANER_FILE, LEADER_EPOCH_FILE, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE, REPLICATION_FILE,
@@ -213,7 +213,7 @@ fn dump_log(path: &Path, records: Option<RecordView>, json: bool) -> CliResult<S
     let mut buf = Vec::new();
     while pos < len {
         let rest = len - pos;
-        if prefill_extent(pos, len) && zeros(file.as_ref(), pos, len)? {
+        if zeros_written_ahead(file.as_ref(), pos, len)? {
             // An active segment's zeros written ahead of its batches: no data, no damage.
             summary.figures.push(("zeros_written_ahead", rest as i64));
             break;
@@ -277,13 +277,6 @@ fn dump_log(path: &Path, records: Option<RecordView>, json: bool) -> CliResult<S
     summary.figures.push(("records", records_total));
     summary.figures.push(("bytes", len as i64));
     Ok(summary)
-}
-
-/// Whether the bytes `pos..end` of `file` are all zero.
-fn zeros(file: &dyn StorageFile, pos: u64, end: u64) -> CliResult<bool> {
-    let mut tail = vec![0u8; (end - pos) as usize];
-    file.read_exact_at(&mut tail, pos)?;
-    Ok(tail.iter().all(|&b| b == 0))
 }
 
 fn batch_line(h: &BatchHeader, position: u64, valid: Result<(), &str>, json: bool) -> String {
