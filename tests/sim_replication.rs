@@ -437,3 +437,20 @@ fn a_log_start_moved_past_a_divergence_hid_it_from_the_fetch() {
 fn a_cut_to_a_fetched_batch_that_ends_below_its_base_fetches_again() {
     replay(1013, true, true);
 }
+
+/// Seed 963389: DeleteRecords on a new leader took epoch 1 out of its cache; the old
+/// leader, back as a follower, cut its divergent epoch-1 records only down to the log
+/// start the leader answered as epoch 1's end, and kept those below it. Its log start
+/// hid them until a power loss took it back; elected, it served one at a committed
+/// offset. (See `tests/replica_divergence_below_log_start.rs`.)
+#[test]
+fn records_kept_below_a_log_start_that_hid_a_divergence_came_back_after_a_power_loss() {
+    replay(963389, true, true);
+}
+
+/// Seed 1035423: as seed 963389, the divergent records then left two replicas different
+/// below the new leader's log start, which its own power loss took back.
+#[test]
+fn records_kept_below_a_log_start_left_the_replicas_different_after_power_losses() {
+    replay(1035423, true, true);
+}

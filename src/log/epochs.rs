@@ -47,6 +47,16 @@ impl EpochCache {
         self.entries.last().copied()
     }
 
+    /// Whether `epoch` is older than every epoch the cache holds (and it holds one): the
+    /// log start moved past where `epoch` ended and took it out, or the log never had it.
+    /// [`EpochCache::end_offset_for`] then answers the start of the cache's first epoch,
+    /// which says nothing of where `epoch` ended.
+    pub fn forgot(&self, epoch: i32) -> bool {
+        self.entries
+            .first()
+            .is_some_and(|first| first.epoch > epoch)
+    }
+
     /// Records that `epoch` starts at `start_offset`. A no-op unless the cache is empty,
     /// the epoch differs from the latest, or the offset is below the latest entry's start;
     /// otherwise entries whose epoch is at least `epoch`, or whose start is at least
@@ -246,6 +256,26 @@ mod tests {
         assert_eq!(pairs(&c), vec![(4, 17)]);
         assert!(c.truncate_from_start(30));
         assert_eq!(pairs(&c), vec![(4, 30)]);
+    }
+
+    /// A log start moved past where epochs ended takes them out of the cache: the cache
+    /// forgot them, and its answer for them (Kafka's) is the first epoch left's start.
+    #[test]
+    fn a_truncation_from_the_start_forgets_the_epochs_before() {
+        let mut c = cache(&[(0, 10), (2, 13), (4, 17)]);
+        assert!(!c.forgot(0) && !c.forgot(3) && !c.forgot(7));
+        assert!(c.truncate_from_start(15));
+        assert!(c.forgot(0) && c.forgot(1), "ended below the log start");
+        assert!(!c.forgot(2) && !c.forgot(3), "epoch 2 holds the log start");
+        assert_eq!(
+            c.end_offset_for(1, 20),
+            (1, 15),
+            "not where epoch 1 ended (13)"
+        );
+        assert!(
+            !EpochCache::default().forgot(0),
+            "an empty cache knows of no later epoch"
+        );
     }
 
     #[test]

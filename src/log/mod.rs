@@ -231,6 +231,14 @@ impl Log {
         epochs.cache.end_offset_for(epoch, self.log_end_offset())
     }
 
+    /// [`Log::end_offset_for_epoch`], and whether the cache has forgotten `epoch` (see
+    /// [`EpochCache::forgot`]), read together.
+    pub fn end_offset_for_epoch_or_forgotten(&self, epoch: i32) -> ((i32, i64), bool) {
+        let epochs = self.epochs.lock().unwrap_or_else(|e| e.into_inner());
+        let end = epochs.cache.end_offset_for(epoch, self.log_end_offset());
+        (end, epochs.cache.forgot(epoch))
+    }
+
     /// Records that leader epoch `epoch` starts at the log end (a replica that becomes
     /// leader does this before its first append, so that followers asking about the
     /// previous epoch learn where it ended). Durable when it returns.

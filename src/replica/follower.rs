@@ -56,8 +56,19 @@ impl Partition {
             return Ok(false);
         }
         if let Some(diverging) = response.diverging {
-            let to = self.divergence_point(diverging, state.high_watermark);
-            self.log.truncate_to(to)?;
+            let known = diverging.epoch != UNDEFINED_EPOCH;
+            if known && diverging.end_offset <= response.log_start_offset {
+                // The logs part at or below the leader's log start, where it keeps nothing
+                // to compare: this replica's records there are hidden by the log start the
+                // fetch brings, but only until a power loss takes its unflushed log start
+                // back, and they need not be the leader's. It starts over at the leader's
+                // log start, durably, as a replica behind it does.
+                self.log
+                    .truncate_fully_and_start_at(response.log_start_offset)?;
+            } else {
+                let to = self.divergence_point(diverging, state.high_watermark);
+                self.log.truncate_to(to)?;
+            }
             self.cap_high_watermark(&mut state);
             return Ok(true);
         }
@@ -101,12 +112,13 @@ impl Partition {
     /// - A compacted log cut inside a gap ends there, past its last batch (see
     ///   [`crate::log::Log::truncate_to`]); the leader may still hold, uncleaned, a batch
     ///   across that end. Nothing is removed.
-    /// - A log start that moved past where the logs diverge takes the leader's older
-    ///   epochs out of its cache: asked for such an epoch, the leader answers with its log
-    ///   start as the epoch's end (Kafka's rule), which the fetch offset does not pass, and
-    ///   the divergence above it goes unseen. The batch boundary shows it: this replica's
-    ///   batches from the base on are not the leader's, and go. A record the leader does not
-    ///   have was never committed. Kafka's follower fails the partition here.
+    /// - A leader that answered under Kafka's rule for an epoch its cache forgot (its log
+    ///   start as the epoch's end) let a divergence above the fetch offset go unseen. The
+    ///   batch boundary shows it: this replica's batches from the base on are not the
+    ///   leader's, and go. A record the leader does not have was never committed. Kafka's
+    ///   follower fails the partition here. partlog's leader now answers such a fetch
+    ///   with a divergence at its log start (see [`Partition::fetch`]), so this is the
+    ///   guard behind that answer.
     ///
     /// Returns whether the records go on from the log end now. A cut that removed a batch
     /// of this replica's across the base leaves the end below it: the answer is not

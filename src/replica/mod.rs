@@ -438,8 +438,20 @@ impl Partition {
             .get_mut(&request.replica_id)
             .ok_or(Error::NotLeaderOrFollower)?;
         if request.last_fetched_epoch != UNDEFINED_EPOCH {
-            let (epoch, end_offset) = self.log.end_offset_for_epoch(request.last_fetched_epoch);
-            if epoch < request.last_fetched_epoch || end_offset < request.fetch_offset {
+            let ((epoch, end_offset), forgotten) = self
+                .log
+                .end_offset_for_epoch_or_forgotten(request.last_fetched_epoch);
+            // An epoch this log's cache has forgotten (the log start moved past it) ended
+            // where the cache cannot say: Kafka answers the start of the first epoch left,
+            // and a follower whose log diverged below it, or ends right there, fetches on
+            // with records this log never had below its log start. Hidden by the log start
+            // the fetches bring, they come back when a power loss takes the follower's
+            // unflushed log start with it. The answer here is a divergence at the log
+            // start, where the follower starts over (see `Partition::apply_fetch`): all it
+            // holds lies below the log start or is not this log's.
+            let end_offset = if forgotten { start } else { end_offset };
+            if forgotten || epoch < request.last_fetched_epoch || end_offset < request.fetch_offset
+            {
                 // The follower's state is left as it was (KAFKA-13141).
                 return Ok(FetchResponse {
                     fetch_offset: request.fetch_offset,
