@@ -90,6 +90,31 @@ fn write_at_extends_with_a_zero_hole(s: &dyn Storage, base: &Path) {
     f.sync_data().unwrap();
 }
 
+/// Parts of any length, empty ones among them, more than the real backend passes to one
+/// `pwritev`, land one after the other, extending the file.
+fn vectored_writes_land_one_after_another(s: &dyn Storage, base: &Path) {
+    let f = s.open(&at(base, "v"), OpenMode::CreateNew).unwrap();
+    let big: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+    for count in [1, 2, 4, 5, 7] {
+        let parts: Vec<&[u8]> = [&b"ab"[..], b"", &big, b"c", b"", b"defg", &big[..999]]
+            .into_iter()
+            .take(count)
+            .collect();
+        let expected: Vec<u8> = parts.concat();
+        f.set_len(0).unwrap();
+        f.write_at(b"xyz", 0).unwrap();
+        f.write_all_vectored_at(&parts, 2).unwrap();
+        assert_eq!(f.len().unwrap(), 2 + expected.len() as u64, "{count} parts");
+        let mut read = vec![0u8; expected.len() + 2];
+        f.read_exact_at(&mut read, 0).unwrap();
+        assert_eq!(&read[..2], b"xy", "{count} parts");
+        assert!(
+            read[2..] == expected[..],
+            "{count} parts read back as written"
+        );
+    }
+}
+
 fn set_len_and_allocate(s: &dyn Storage, base: &Path) {
     let f = s.open(&at(base, "l"), OpenMode::CreateNew).unwrap();
     f.write_at(&[7u8; 100], 0).unwrap();
@@ -275,6 +300,7 @@ contract!(
     open_modes,
     read_at_is_short_only_at_eof,
     write_at_extends_with_a_zero_hole,
+    vectored_writes_land_one_after_another,
     set_len_and_allocate,
     rename_replaces_the_destination,
     list_dir_is_sorted,

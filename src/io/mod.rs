@@ -101,6 +101,16 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
     fn read_at(&self, buf: &mut [u8], pos: u64) -> Result<usize>;
     /// Writes all of `buf` at `pos`, extending the file if needed.
     fn write_at(&self, buf: &[u8], pos: u64) -> Result<()>;
+    /// Writes all of `bufs`, one after the other, from `pos`: one call where the backend
+    /// has it (`pwritev`), else a `write_at` each.
+    fn write_all_vectored_at(&self, bufs: &[&[u8]], pos: u64) -> Result<()> {
+        let mut at = pos;
+        for buf in bufs {
+            self.write_at(buf, at)?;
+            at += buf.len() as u64;
+        }
+        Ok(())
+    }
     /// Truncates or extends (with zeros) the file to `len`.
     fn set_len(&self, len: u64) -> Result<()>;
     /// Reserves `len` bytes of disk for the file and extends it to at least `len`.

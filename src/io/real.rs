@@ -190,6 +190,66 @@ impl StorageFile for RealFile {
             .map_err(|e| Error::io("write", &self.path, e))
     }
 
+    fn write_all_vectored_at(&self, bufs: &[&[u8]], pos: u64) -> Result<()> {
+        const MOST: usize = 4;
+        if bufs.len() > MOST {
+            let mut at = pos;
+            for buf in bufs {
+                self.write_at(buf, at)?;
+                at += buf.len() as u64;
+            }
+            return Ok(());
+        }
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        let mut done = 0usize;
+        while done < total {
+            // The parts not yet written, the first of them cut where the last call stopped.
+            let mut iov = [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; MOST];
+            let (mut count, mut skip) = (0, done);
+            for buf in bufs {
+                if skip >= buf.len() {
+                    skip -= buf.len();
+                    continue;
+                }
+                let rest = &buf[skip..];
+                skip = 0;
+                iov[count] = libc::iovec {
+                    iov_base: rest.as_ptr() as *mut libc::c_void,
+                    iov_len: rest.len(),
+                };
+                count += 1;
+            }
+            let at = libc::off_t::try_from(pos + done as u64).map_err(|_| {
+                Error::io(
+                    "write",
+                    &self.path,
+                    io::Error::from(io::ErrorKind::InvalidInput),
+                )
+            })?;
+            // SAFETY: `iov[..count]` describes parts of `bufs`, which outlive the call; the
+            // kernel only reads them.
+            let written =
+                unsafe { libc::pwritev(self.file.as_raw_fd(), iov.as_ptr(), count as i32, at) };
+            match written {
+                n if n > 0 => done += n as usize,
+                0 => {
+                    let e = io::Error::from(io::ErrorKind::WriteZero);
+                    return Err(Error::io("write", &self.path, e));
+                }
+                _ => {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        return Err(Error::io("write", &self.path, e));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn set_len(&self, len: u64) -> Result<()> {
         self.file
             .set_len(len)
