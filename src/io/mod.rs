@@ -104,12 +104,7 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
     /// Writes all of `bufs`, one after the other, from `pos`: one call where the backend
     /// has it (`pwritev`), else a `write_at` each.
     fn write_all_vectored_at(&self, bufs: &[&[u8]], pos: u64) -> Result<()> {
-        let mut at = pos;
-        for buf in bufs {
-            self.write_at(buf, at)?;
-            at += buf.len() as u64;
-        }
-        Ok(())
+        write_each_at(self, bufs, pos)
     }
     /// Truncates or extends (with zeros) the file to `len`.
     fn set_len(&self, len: u64) -> Result<()>;
@@ -145,6 +140,20 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
         }
         Ok(())
     }
+}
+
+/// Writes `bufs` one after the other from `pos`, a `write_at` each.
+pub(crate) fn write_each_at<F: StorageFile + ?Sized>(
+    file: &F,
+    bufs: &[&[u8]],
+    pos: u64,
+) -> Result<()> {
+    let mut at = pos;
+    for buf in bufs {
+        file.write_at(buf, at)?;
+        at += buf.len() as u64;
+    }
+    Ok(())
 }
 
 /// A writable memory map of the start of a file.

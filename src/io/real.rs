@@ -193,12 +193,7 @@ impl StorageFile for RealFile {
     fn write_all_vectored_at(&self, bufs: &[&[u8]], pos: u64) -> Result<()> {
         const MOST: usize = 4;
         if bufs.len() > MOST {
-            let mut at = pos;
-            for buf in bufs {
-                self.write_at(buf, at)?;
-                at += buf.len() as u64;
-            }
-            return Ok(());
+            return super::write_each_at(self, bufs, pos);
         }
         let total: usize = bufs.iter().map(|b| b.len()).sum();
         let mut done = 0usize;
