@@ -1,8 +1,10 @@
 //! Bodies of the cargo-fuzz targets in `fuzz/`, one per on-disk structure.
 //!
-//! They live in the library so that `tests/fuzz_corpus.rs` runs them over the checked-in
-//! corpus (and mutations of it) on stable Rust in CI, and the libFuzzer targets stay
-//! one-line wrappers. Each body feeds arbitrary bytes to the engine through the simulated
+//! They live in the library, behind the `fuzzing` feature, so that `tests/fuzz_corpus.rs`
+//! runs them over the checked-in corpus (and mutations of it) on stable Rust in CI, and
+//! the libFuzzer targets stay one-line wrappers. A body's `expect`s are its oracle: a
+//! step on the fault-free simulated disk that fails is an invariant broken, which the
+//! fuzzer must see as a panic. Each body feeds arbitrary bytes to the engine through the simulated
 //! disk and panics only when an invariant breaks (DESIGN.md 1, 5 and 8): typed errors are
 //! fine, panics, invented data and unreadable offsets are not.
 

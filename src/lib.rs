@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 #[doc(hidden)]
+#[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 pub mod index;
 pub mod io;

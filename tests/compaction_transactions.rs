@@ -13,8 +13,8 @@
 //! round after round, with transactions left open across cleanings and ended after them.
 //!
 //! ```text
-//! cargo test --release --test compaction_transactions
-//! COMPACTION_SEEDS=5000 cargo test --release --test compaction_transactions
+//! cargo test --release --features fuzzing --test compaction_transactions
+//! COMPACTION_SEEDS=5000 cargo test --release --features fuzzing --test compaction_transactions
 //! ```
 
 mod common;

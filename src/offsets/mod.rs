@@ -30,6 +30,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use codec::OffsetCommitValue;
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use view::check_decoded_replay;
 pub use view::Committed;
 use view::{Change, Decoded, View};

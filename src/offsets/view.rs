@@ -475,6 +475,7 @@ fn topics_mut<'g>(groups: &'g mut HashMap<Name, Topics>, group: &[u8]) -> Option
 /// reader decodes it first, one batch by batch as the replay does alone. Panics where the
 /// two differ: in the outcome (the offset after the piece, or the error), in the offsets
 /// they hold, or in the records they skipped. The body of the `offsets_replay` fuzz target.
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn check_decoded_replay(piece: &[u8]) {
     let mut decoded = Decoded::default();
     decoded.decode_piece(piece);
@@ -491,6 +492,7 @@ pub(crate) fn check_decoded_replay(piece: &[u8]) {
 
 impl View {
     /// Every offset the view holds, by group, topic and partition: for comparing views.
+    #[cfg(any(test, feature = "fuzzing"))]
     fn every_offset(&self) -> Vec<Change> {
         let mut all: Vec<Change> = self
             .groups()
