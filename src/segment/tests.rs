@@ -67,6 +67,97 @@ fn append_locate_and_read() {
     assert_eq!(seg.largest_timestamp().unwrap(), 1590);
 }
 
+/// What [`Segment::read`] must return, computed from the batches themselves: the first
+/// batch holding an offset `>= from`, then whole batches up to `max_bytes` (at least the
+/// first), none whose last offset reaches `up_to`.
+fn expected_read(
+    batches: &[(u64, BatchHeader)],
+    from: i64,
+    max_bytes: u64,
+    up_to: i64,
+) -> Option<(u64, u64)> {
+    let first = batches.iter().position(|(_, h)| h.last_offset() >= from)?;
+    let (start, header) = batches[first];
+    if header.last_offset() >= up_to {
+        return None;
+    }
+    let limit = start.saturating_add(max_bytes.max(header.size() as u64));
+    let mut end = start + header.size() as u64;
+    for (pos, h) in &batches[first + 1..] {
+        let next = pos + h.size() as u64;
+        if next > limit || h.last_offset() >= up_to {
+            break;
+        }
+        end = next;
+    }
+    Some((start, end - start))
+}
+
+/// Every batch of the segment with its position, by walking the headers.
+fn headers(seg: &Segment) -> Vec<(u64, BatchHeader)> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < seg.size() {
+        let header = seg.read_header(pos, seg.size()).unwrap();
+        out.push((pos, header));
+        pos += header.size() as u64;
+    }
+    out
+}
+
+/// Reads from every offset, with byte limits and bounds of every kind, against
+/// [`expected_read`]: the jump over indexed batches gives what walking the headers gives.
+fn check_every_read(seg: &Segment, case: &str) {
+    let batches = headers(seg);
+    let (first, next) = (seg.base_offset(), seg.read_next_offset().unwrap().unwrap());
+    for from in first..next {
+        for max_bytes in [1, 150, 400, 1000, u64::MAX] {
+            for up_to in [from, from + 1, from + 5, next - 1, next, i64::MAX] {
+                let got = seg.read(from, max_bytes, up_to).unwrap();
+                let got = got.map(|s| (s.position(), s.len()));
+                let want = expected_read(&batches, from, max_bytes, up_to);
+                assert_eq!(got, want, "{case}: read({from}, {max_bytes}, {up_to})");
+            }
+        }
+    }
+}
+
+#[test]
+fn reads_give_what_walking_the_headers_gives() {
+    let (_sim, storage) = storage();
+    let seg = Segment::create(storage.clone(), Path::new(DIR), 50, &config(), 0).unwrap();
+    // Appends of one batch and of several, batches of 1 to 4 records: some appends are
+    // indexed, some are not (the interval is 100 bytes, a record about 70).
+    let mut next = 50;
+    for (count, records) in [
+        (1, 3),
+        (3, 1),
+        (1, 1),
+        (2, 4),
+        (1, 2),
+        (4, 1),
+        (1, 4),
+        (1, 1),
+    ] {
+        seg.append(&batches_from(next, count, records), None)
+            .unwrap();
+        next += (count * records) as i64;
+        check_every_read(&seg, &format!("after the append ending at {next}"));
+    }
+    // A cut drops the index entries past it; appends index on from there.
+    let (pos, _) = seg.locate(60, seg.size()).unwrap().unwrap();
+    seg.truncate_at(pos).unwrap();
+    check_every_read(&seg, "after the cut");
+    let next = seg.read_next_offset().unwrap().unwrap();
+    seg.append(&batches_from(next, 2, 3), None).unwrap();
+    check_every_read(&seg, "after the append past the cut");
+    // Reopened, with the indexes as the appends left them.
+    drop(seg);
+    let seg = Segment::open(storage, Path::new(DIR), 50, &config(), true, 0).unwrap();
+    seg.cut_zeros_written_ahead().unwrap();
+    check_every_read(&seg, "reopened");
+}
+
 #[test]
 fn truncate_at_a_batch_boundary_drops_later_index_entries() {
     let (_sim, storage) = storage();
