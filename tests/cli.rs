@@ -805,6 +805,58 @@ fn dump_decodes_consumer_offsets_records() {
     assert!(field(records[4], "error").is_some());
 }
 
+/// `transactions --abort` refuses a transaction whose producer wrote to it within the
+/// transaction timeout (it may still commit it), appending nothing, unless `--force`.
+#[test]
+fn transactions_abort_refuses_one_that_may_still_be_live() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("logs");
+    let input = tmp.path().join("batches.bin");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut b = BatchBuilder::new();
+    b.transactional(true).producer(11, 2, 0);
+    b.append(now, Some(b"k"), Some(b"v"), &[]);
+    std::fs::write(&input, b.build().unwrap()).unwrap();
+    let (d, f) = (s(&dir), s(&input));
+    let partition = ["--topic", "orders", "--partition", "0"];
+    let args = |extra: &[&'static str]| -> Vec<&str> {
+        let mut args = vec!["transactions", "--dir", d];
+        args.extend(partition);
+        args.extend(extra);
+        args
+    };
+    let mut append = vec!["append", "--dir", d, "--create", "--batches", f];
+    append.extend(partition);
+    expect(&append, 0);
+
+    let lines = expect(&args(&["--json"]), 0);
+    assert_eq!(field(&lines[0], "hanging").as_deref(), Some("false"));
+    assert_eq!(int(&lines[0], "last_timestamp_ms"), now);
+    let before = dir_snapshot(&dir);
+    let out = partlog(&args(&["--abort", "11"]));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("may still end it") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(dir_snapshot(&dir), before, "nothing appended");
+    // A longer timeout does not make it hang; --force aborts it.
+    let out = partlog(&args(&["--abort", "11", "--max-transaction-timeout", "60"]));
+    assert_eq!(out.status.code(), Some(2));
+    let lines = expect(&args(&["--abort", "11", "--force", "--json"]), 0);
+    assert_eq!(
+        field(lines.last().unwrap(), "type").as_deref(),
+        Some("aborted")
+    );
+    assert_eq!(expect(&args(&[]), 0).len(), 1, "none open");
+    // --force without --abort is refused by the argument parser.
+    assert_eq!(partlog(&args(&["--force"])).status.code(), Some(2));
+}
+
 /// `transactions` lists the transactions no marker ended, refuses to abort a producer
 /// without one (appending nothing), and `--abort` ends one with an ABORT marker that a
 /// second listing no longer finds and that reads back as Kafka's marker.
@@ -862,6 +914,8 @@ fn transactions_lists_open_ones_and_aborts_one() {
         (2, 3)
     );
     assert_eq!(int(open, "batches"), 2);
+    assert_eq!(int(open, "last_timestamp_ms"), 1_000);
+    assert_eq!(field(open, "hanging").as_deref(), Some("true"), "{open}");
     assert_eq!(int(&lines[1], "open"), 1);
 
     let before = dir_snapshot(&dir);

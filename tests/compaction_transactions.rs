@@ -25,7 +25,7 @@ use partlog::checkpoint::TopicPartition;
 use partlog::cleaner::{CleanOutcome, Cleaner, CleanerConfig, SLOT_BYTES};
 use partlog::fuzzing::{committed_by_key as committed, marker_batch, txn_items, TxnItem as Item};
 use partlog::io::sim::{SimRng, SimStorage};
-use partlog::log::Log;
+use partlog::log::{Log, MAX_TRANSACTION_TIMEOUT_MS};
 use partlog::manager::{LogDir, LogDirOptions};
 use partlog::record::BatchBuilder;
 use partlog::ManualClock;
@@ -416,4 +416,32 @@ fn partial_cleanings_keep_it_too() {
     for seed in 0..common::compaction_seeds() / 2 {
         run(seed, 8);
     }
+}
+
+/// An open transaction's last timestamp is its last batch's; it hangs once its producer
+/// has been silent for longer than the transaction timeout (Kafka's `find-hanging` rule).
+#[test]
+fn an_open_transaction_hangs_once_its_producer_is_silent_past_the_timeout() {
+    let (_dir, log, _cleaner) = open(5, 4096);
+    for timestamp in [NOW, NOW + 500] {
+        let mut builder = BatchBuilder::new();
+        builder.transactional(true).producer(3, 0, 0);
+        builder.append(timestamp, Some(b"k"), Some(b"v"), &[]);
+        let mut batch = builder.build().expect("batch");
+        log.append_as_leader(&mut batch, 0).expect("append");
+    }
+    let open = log.open_transactions(|_| {}).expect("scan");
+    assert_eq!(open.len(), 1, "{open:?}");
+    let txn = &open[0];
+    assert_eq!(
+        (txn.first_timestamp_ms, txn.last_timestamp_ms),
+        (NOW, NOW + 500)
+    );
+    let timeout = MAX_TRANSACTION_TIMEOUT_MS;
+    assert!(!txn.hanging(NOW + 500 + timeout, timeout), "at the timeout");
+    assert!(txn.hanging(NOW + 501 + timeout, timeout), "past it");
+    assert!(
+        !txn.hanging(i64::MIN, timeout),
+        "a clock behind the batches"
+    );
 }

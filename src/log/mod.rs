@@ -42,7 +42,7 @@ pub use open::LogOpenOptions;
 pub use read::{TimestampOffset, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
 pub use recovery::{Damage, DamageKind, Leftover, RecoveryReport};
 pub use retention::RetentionOutcome;
-pub use transactions::OpenTransaction;
+pub use transactions::{OpenTransaction, MAX_TRANSACTION_TIMEOUT_MS};
 
 type SegmentList = Arc<Vec<Arc<Segment>>>;
 

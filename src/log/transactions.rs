@@ -9,7 +9,8 @@
 //! offset at its start: a broker's `read_committed` consumers stop there, and partlog's
 //! cleaner cleans nothing past it.
 //!
-//! [`Log::open_transactions`] finds them; the ABORT marker that ends one is
+//! [`Log::open_transactions`] finds them, and [`OpenTransaction::hanging`] says which
+//! no producer can end any more; the ABORT marker that ends one is
 //! [`crate::record::BatchBuilder::transaction_marker`], appended as leader (what Kafka's
 //! `kafka-transactions.sh abort` has the partition's leader write; `partlog transactions
 //! --abort` does the same on a log dir).
@@ -34,9 +35,28 @@ pub struct OpenTransaction {
     pub batches: u64,
     /// The largest timestamp of its first batch: about when it began.
     pub first_timestamp_ms: i64,
+    /// The largest timestamp of its last batch: when its producer last wrote to it
+    /// (Kafka's `lastTimestamp` of the producer's state).
+    pub last_timestamp_ms: i64,
     /// The coordinator epoch of the producer's last marker in the log, 0 if none: what an
     /// ABORT carries, as Kafka's tool takes it from the producer's state.
     pub coordinator_epoch: i32,
+}
+
+/// Kafka's `transaction.max.timeout.ms` default (15 minutes): no producer's transaction
+/// lives longer, so one whose producer has not written for longer is left open for good.
+pub const MAX_TRANSACTION_TIMEOUT_MS: i64 = 15 * 60 * 1000;
+
+impl OpenTransaction {
+    /// Whether the transaction hangs at `now_ms`: its producer has not written to it for
+    /// longer than `max_transaction_timeout_ms`, the longest a transaction may last, so
+    /// its coordinator would have ended it by now. Kafka's `kafka-transactions.sh
+    /// find-hanging` takes this rule to choose its candidates. One that does not hang may
+    /// still be ended by its producer: an ABORT appended meanwhile would take from
+    /// `read_committed` consumers the records of a transaction that then commits.
+    pub fn hanging(&self, now_ms: i64, max_transaction_timeout_ms: i64) -> bool {
+        now_ms.saturating_sub(self.last_timestamp_ms) > max_transaction_timeout_ms
+    }
 }
 
 impl Log {
@@ -75,11 +95,13 @@ impl Log {
                 last_offset: header.last_offset(),
                 batches: 0,
                 first_timestamp_ms: header.max_timestamp,
+                last_timestamp_ms: header.max_timestamp,
                 // Its producer's markers all came before it.
                 coordinator_epoch: coordinator_epochs.get(&producer_id).copied().unwrap_or(0),
             });
             txn.producer_epoch = header.producer_epoch;
             txn.last_offset = header.last_offset();
+            txn.last_timestamp_ms = header.max_timestamp;
             txn.batches += 1;
             Ok(true)
         })?;

@@ -1,11 +1,16 @@
 //! `partlog transactions`: lists the transactions left open in a partition, and with
 //! `--abort` ends one with an ABORT marker, as Kafka's `kafka-transactions.sh` lists
 //! hanging transactions and has the leader abort one (see `partlog::log::transactions`).
+//!
+//! Only a hanging transaction is aborted (its producer has not written to it for longer
+//! than the longest a transaction may last: Kafka's `find-hanging` rule), unless
+//! `--force`: an ABORT under a live transaction whose producer then commits takes its
+//! records from `read_committed` consumers.
 
 use std::process::ExitCode;
 
 use clap::Args;
-use partlog::log::OpenTransaction;
+use partlog::log::{OpenTransaction, MAX_TRANSACTION_TIMEOUT_MS};
 use partlog::record::BatchBuilder;
 use partlog::Clock;
 
@@ -25,6 +30,20 @@ pub struct TransactionsArgs {
     /// 0 for an empty log].
     #[arg(long)]
     leader_epoch: Option<i32>,
+    /// The longest a transaction may last, in minutes (the brokers'
+    /// `transaction.max.timeout.ms`): an open transaction whose producer has not written
+    /// to it for longer hangs.
+    #[arg(
+        long,
+        value_name = "MINUTES",
+        default_value_t = MAX_TRANSACTION_TIMEOUT_MS / 60_000,
+        value_parser = clap::value_parser!(i64).range(0..=i64::from(i32::MAX))
+    )]
+    max_transaction_timeout: i64,
+    /// Abort with `--abort` even a transaction that does not hang yet (its producer may
+    /// still end it).
+    #[arg(long, requires = "abort")]
+    force: bool,
 }
 
 pub fn run(args: &TransactionsArgs, json: bool) -> CliResult {
@@ -36,8 +55,10 @@ pub fn run(args: &TransactionsArgs, json: bool) -> CliResult {
         progress.update(|| format!("transactions: read to offset {reached} of {end}"));
     })?;
     progress.finish();
+    let now = partlog::SystemClock.now_ms();
+    let timeout_ms = args.max_transaction_timeout.saturating_mul(60_000);
     for txn in &open {
-        emit(&transaction_line(txn, json))?;
+        emit(&transaction_line(txn, txn.hanging(now, timeout_ms), json))?;
     }
     let Some(producer_id) = args.abort else {
         log_dir.close()?;
@@ -58,7 +79,16 @@ pub fn run(args: &TransactionsArgs, json: bool) -> CliResult {
             name
         )));
     };
-    let now = partlog::SystemClock.now_ms();
+    if !txn.hanging(now, timeout_ms) && !args.force {
+        log_dir.close()?;
+        return Err(CliError::Input(format!(
+            "producer {producer_id}'s transaction in {name} last wrote {} ms ago, within the \
+             {} minute transaction timeout: its producer may still end it; nothing appended \
+             (--force aborts it anyway)",
+            now.saturating_sub(txn.last_timestamp_ms),
+            args.max_transaction_timeout
+        )));
+    }
     let mut marker = BatchBuilder::transaction_marker(
         txn.producer_id,
         txn.producer_epoch,
@@ -86,7 +116,7 @@ pub fn run(args: &TransactionsArgs, json: bool) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
-fn transaction_line(txn: &OpenTransaction, json: bool) -> String {
+fn transaction_line(txn: &OpenTransaction, hanging: bool, json: bool) -> String {
     if json {
         return Json::new()
             .str("type", "open_transaction")
@@ -96,16 +126,20 @@ fn transaction_line(txn: &OpenTransaction, json: bool) -> String {
             .int("last_offset", txn.last_offset)
             .int("batches", txn.batches)
             .int("first_timestamp_ms", txn.first_timestamp_ms)
+            .int("last_timestamp_ms", txn.last_timestamp_ms)
             .int("coordinator_epoch", txn.coordinator_epoch)
+            .bool("hanging", hanging)
             .finish();
     }
     format!(
-        "producer {} (epoch {}): open since offset {} (timestamp {} ms), {} batches up to offset {}",
+        "producer {} (epoch {}): open since offset {} (timestamp {} ms), {} batches up to offset {} (last timestamp {} ms){}",
         txn.producer_id,
         txn.producer_epoch,
         txn.first_offset,
         txn.first_timestamp_ms,
         txn.batches,
-        txn.last_offset
+        txn.last_offset,
+        txn.last_timestamp_ms,
+        if hanging { ", hanging" } else { ", may still be live" }
     )
 }
