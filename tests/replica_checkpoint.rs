@@ -13,7 +13,7 @@ use partlog::manager::{LogDir, LogDirOptions};
 use partlog::replica::{
     Acks, Partition, ReplicaConfig, ReplicaManager, DEFAULT_HW_CHECKPOINT_INTERVAL_MS,
 };
-use partlog::{LogConfig, ManualClock};
+use partlog::{Error, LogConfig, ManualClock};
 
 const CHECKPOINT: &str = "/data/replication-offset-checkpoint";
 
@@ -114,4 +114,51 @@ fn clamped_to_the_log_at_open() {
     let end = p.log().log_end_offset();
     assert!(end < 8, "the unflushed log kept {end}");
     assert_eq!(p.high_watermark(), end);
+}
+
+/// DeleteRecords through the manager writes the log-start checkpoint before it returns:
+/// a power loss right after it keeps the records below the new log start deleted. Moved on
+/// the replica alone, as Kafka does until its next checkpoint, the log start goes back.
+#[test]
+fn delete_records_is_durable_when_it_returns() {
+    let disk = SimStorage::new(4);
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let tp = TopicPartition::new("t", 0);
+    let (manager, p) = open(&disk, &clock);
+    lead_and_append(&p, 5);
+    p.log().flush().unwrap();
+    p.advance_log_start_offset(4).unwrap();
+    drop((manager, p));
+    disk.crash();
+
+    let (manager, p) = open(&disk, &clock);
+    assert_eq!(
+        p.log().log_start_offset(),
+        0,
+        "not written: back at the start"
+    );
+    lead_and_append(&p, 1);
+    assert_eq!(manager.delete_records(&tp, 6).unwrap(), 6);
+    drop((manager, p));
+    disk.crash();
+
+    let (manager, p) = open(&disk, &clock);
+    assert_eq!(p.log().log_start_offset(), 6, "written before it returned");
+    assert!(
+        p.log().read(5, 1 << 20, None).is_err(),
+        "below the log start"
+    );
+    // Only a leader this dir hosts deletes records.
+    let unknown = manager.delete_records(&TopicPartition::new("t", 9), 1);
+    assert!(
+        matches!(unknown, Err(Error::NotLeaderOrFollower)),
+        "{unknown:?}"
+    );
+    p.become_follower(p.leader_epoch() + 1, 1).unwrap();
+    let follower = manager.delete_records(&tp, 8);
+    assert!(
+        matches!(follower, Err(Error::NotLeaderOrFollower)),
+        "{follower:?}"
+    );
+    assert_eq!(p.log().log_start_offset(), 6, "nothing moved");
 }

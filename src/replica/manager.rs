@@ -12,7 +12,7 @@ use super::{Partition, ReplicaConfig};
 use crate::checkpoint::TopicPartition;
 use crate::clock::Clock;
 use crate::config::LogConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::log::RecoveryReport;
 use crate::manager::LogDir;
 
@@ -79,6 +79,25 @@ impl ReplicaManager {
 
     pub fn partition(&self, tp: &TopicPartition) -> Option<Arc<Partition>> {
         self.partitions().get(tp).cloned()
+    }
+
+    /// DeleteRecords, durably: moves the log start of `tp`'s replica, which must lead, up
+    /// to `offset` (not past its HW, see [`Partition::advance_log_start_offset`]), then
+    /// writes the dir's `log-start-offset-checkpoint` before it returns the new log start.
+    /// A power loss after that does not bring the records below it back on this broker.
+    /// (Kafka writes that checkpoint once a minute, `log.flush.start.offset.checkpoint.
+    /// interval.ms`, and a crash in between brings them back.) The followers take the new
+    /// log start with their next fetches, and keep it durably once their dirs write their
+    /// checkpoints. `NotLeaderOrFollower` for a replica this dir does not host or that
+    /// does not lead, and nothing moves.
+    pub fn delete_records(&self, tp: &TopicPartition, offset: i64) -> Result<i64> {
+        let partition = self.partition(tp).ok_or(Error::NotLeaderOrFollower)?;
+        if !partition.is_leader() {
+            return Err(Error::NotLeaderOrFollower);
+        }
+        partition.advance_log_start_offset(offset)?;
+        self.dir.write_checkpoints()?;
+        Ok(partition.log().log_start_offset())
     }
 
     /// Time passes: every replica ticks (ISR shrink, `acks=all` timeouts), and the high
