@@ -18,6 +18,15 @@ use partlog::{Error, LogConfig, ManualClock};
 const CHECKPOINT: &str = "/data/replication-offset-checkpoint";
 
 fn open(disk: &Arc<SimStorage>, clock: &Arc<ManualClock>) -> (ReplicaManager, Arc<Partition>) {
+    open_as(disk, clock, 0)
+}
+
+/// The manager of broker `id`'s dir on `disk`, and its replica of `t-0`.
+fn open_as(
+    disk: &Arc<SimStorage>,
+    clock: &Arc<ManualClock>,
+    id: i32,
+) -> (ReplicaManager, Arc<Partition>) {
     let options = LogDirOptions {
         config: LogConfig::default(),
         clock: clock.clone(),
@@ -28,7 +37,7 @@ fn open(disk: &Arc<SimStorage>, clock: &Arc<ManualClock>) -> (ReplicaManager, Ar
         .open_partition(
             &TopicPartition::new("t", 0),
             LogConfig::default(),
-            ReplicaConfig::new(0),
+            ReplicaConfig::new(id),
         )
         .unwrap();
     (manager, p)
@@ -161,4 +170,56 @@ fn delete_records_is_durable_when_it_returns() {
         "{follower:?}"
     );
     assert_eq!(p.log().log_start_offset(), 6, "nothing moved");
+}
+
+/// A follower takes its leader's new log start (DeleteRecords) with a fetch; its manager
+/// writes it at the next tick, so a power loss after that tick keeps it, where one before
+/// it brings the old log start back.
+#[test]
+fn a_followers_new_log_start_is_written_at_the_next_tick() {
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let (leader_disk, follower_disk) = (SimStorage::new(5), SimStorage::new(6));
+    let tp = TopicPartition::new("t", 0);
+    let (leaders, leader) = open_as(&leader_disk, &clock, 0);
+    leader.become_leader(1, vec![0, 1], vec![0, 1]).unwrap();
+    for i in 0..5 {
+        leader
+            .append(&mut batch(2, 10, i), Acks::Leader, 1000)
+            .unwrap();
+    }
+    let fetch = |follower: &Partition| {
+        for _ in 0..3 {
+            let response = leader.fetch(&follower.fetch_request(1 << 20)).unwrap();
+            assert!(follower.apply_fetch(&response).unwrap());
+        }
+    };
+    let start_follower = || {
+        let (manager, follower) = open_as(&follower_disk, &clock, 1);
+        follower.become_follower(1, 0).unwrap();
+        (manager, follower)
+    };
+    let (followers, follower) = start_follower();
+    fetch(&follower);
+    assert_eq!(leader.high_watermark(), 10);
+    assert_eq!(leaders.delete_records(&tp, 6).unwrap(), 6);
+    fetch(&follower);
+    assert_eq!(
+        follower.log().log_start_offset(),
+        6,
+        "taken from the leader"
+    );
+    follower.log().flush().unwrap();
+    drop((followers, follower));
+    follower_disk.crash();
+
+    let (followers, follower) = start_follower();
+    assert_eq!(follower.log().log_start_offset(), 0, "no tick: not written");
+    fetch(&follower);
+    assert_eq!(follower.log().log_start_offset(), 6);
+    followers.tick().unwrap();
+    drop((followers, follower));
+    follower_disk.crash();
+
+    let (_followers, follower) = start_follower();
+    assert_eq!(follower.log().log_start_offset(), 6, "written at the tick");
 }

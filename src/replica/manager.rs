@@ -2,7 +2,10 @@
 //! `ReplicaManager`, storage side. It opens each replica with the high watermark the
 //! checkpoint holds, writes the checkpoint every `checkpoint_interval_ms` as
 //! [`ReplicaManager::tick`] drives it and at [`ReplicaManager::close`], and ticks every
-//! replica.
+//! replica. A log start that moved (DeleteRecords on the leader, the leader's log start
+//! taken by a follower's fetch, retention) is written to the dir's
+//! `log-start-offset-checkpoint` at the next tick, and before
+//! [`ReplicaManager::delete_records`] returns.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -27,6 +30,9 @@ pub struct ReplicaManager {
     checkpoint_interval_ms: i64,
     last_checkpoint_ms: AtomicI64,
     partitions: Mutex<BTreeMap<TopicPartition, Arc<Partition>>>,
+    /// Each replica's log start as this manager last had the dir write it (or found it
+    /// at open): a tick that finds one moved writes the dir's checkpoints.
+    log_starts_written: Mutex<BTreeMap<TopicPartition, i64>>,
 }
 
 impl ReplicaManager {
@@ -40,6 +46,7 @@ impl ReplicaManager {
             checkpoint_interval_ms: DEFAULT_HW_CHECKPOINT_INTERVAL_MS,
             last_checkpoint_ms: AtomicI64::new(now),
             partitions: Mutex::new(BTreeMap::new()),
+            log_starts_written: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -57,6 +64,12 @@ impl ReplicaManager {
         self.partitions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn log_starts_written(&self) -> MutexGuard<'_, BTreeMap<TopicPartition, i64>> {
+        self.log_starts_written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Opens (recovering as needed, creating when missing) the replica of `tp`, with the
     /// checkpointed high watermark clamped to its log. A follower of no one until told its
     /// role. Opening an open replica returns it and an empty report.
@@ -72,8 +85,11 @@ impl ReplicaManager {
         }
         let (log, report) = self.dir.open_log_with(tp, log_config)?;
         let hw = self.dir.checkpointed_high_watermark(tp).unwrap_or(0);
+        let start = log.log_start_offset();
         let partition = Arc::new(Partition::new(log, config, self.clock.clone(), hw));
         partitions.insert(tp.clone(), partition.clone());
+        // Where the open found it: in the checkpoint, or at the first segment's base.
+        self.log_starts_written().insert(tp.clone(), start);
         Ok((partition, report))
     }
 
@@ -87,25 +103,51 @@ impl ReplicaManager {
     /// A power loss after that does not bring the records below it back on this broker.
     /// (Kafka writes that checkpoint once a minute, `log.flush.start.offset.checkpoint.
     /// interval.ms`, and a crash in between brings them back.) The followers take the new
-    /// log start with their next fetches, and keep it durably once their dirs write their
-    /// checkpoints. `NotLeaderOrFollower` for a replica this dir does not host or that
-    /// does not lead, and nothing moves.
+    /// log start with their next fetches, and their managers write it at their next tick.
+    /// `NotLeaderOrFollower` for a replica this dir does not host or that does not lead,
+    /// and nothing moves.
     pub fn delete_records(&self, tp: &TopicPartition, offset: i64) -> Result<i64> {
         let partition = self.partition(tp).ok_or(Error::NotLeaderOrFollower)?;
         if !partition.is_leader() {
             return Err(Error::NotLeaderOrFollower);
         }
         partition.advance_log_start_offset(offset)?;
-        self.dir.write_checkpoints()?;
+        self.write_log_starts(&[(tp.clone(), partition.clone())])?;
         Ok(partition.log().log_start_offset())
     }
 
-    /// Time passes: every replica ticks (ISR shrink, `acks=all` timeouts), and the high
-    /// watermarks are checkpointed when the interval has passed since the last write.
+    /// Writes the dir's checkpoints, then records the log starts of `partitions` as
+    /// written (read before the write, which writes them or later ones).
+    fn write_log_starts(&self, partitions: &[(TopicPartition, Arc<Partition>)]) -> Result<()> {
+        let starts: Vec<(TopicPartition, i64)> = partitions
+            .iter()
+            .map(|(tp, p)| (tp.clone(), p.log().log_start_offset()))
+            .collect();
+        self.dir.write_checkpoints()?;
+        self.log_starts_written().extend(starts);
+        Ok(())
+    }
+
+    /// Time passes: every replica ticks (ISR shrink, `acks=all` timeouts), the log starts
+    /// that moved since they were last written are written, and the high watermarks are
+    /// checkpointed when the interval has passed since the last write.
     pub fn tick(&self) -> Result<()> {
-        let partitions: Vec<Arc<Partition>> = self.partitions().values().cloned().collect();
-        for p in &partitions {
+        let partitions: Vec<(TopicPartition, Arc<Partition>)> = self
+            .partitions()
+            .iter()
+            .map(|(tp, p)| (tp.clone(), p.clone()))
+            .collect();
+        for (_, p) in &partitions {
             p.tick();
+        }
+        let moved = {
+            let written = self.log_starts_written();
+            partitions
+                .iter()
+                .any(|(tp, p)| written.get(tp) != Some(&p.log().log_start_offset()))
+        };
+        if moved {
+            self.write_log_starts(&partitions)?;
         }
         let now = self.clock.now_ms();
         let last = self.last_checkpoint_ms.load(Ordering::Relaxed);
