@@ -112,17 +112,27 @@ impl ReplicaManager {
             return Err(Error::NotLeaderOrFollower);
         }
         partition.advance_log_start_offset(offset)?;
-        self.write_log_starts(&[(tp.clone(), partition.clone())])?;
-        Ok(partition.log().log_start_offset())
+        let start = partition.log().log_start_offset();
+        self.write_log_starts(vec![(tp.clone(), start)])?;
+        Ok(start)
     }
 
-    /// Writes the dir's checkpoints, then records the log starts of `partitions` as
-    /// written (read before the write, which writes them or later ones).
-    fn write_log_starts(&self, partitions: &[(TopicPartition, Arc<Partition>)]) -> Result<()> {
-        let starts: Vec<(TopicPartition, i64)> = partitions
+    /// The hosted replicas whose log starts differ from what was last written.
+    fn moved_log_starts(&self) -> Vec<(TopicPartition, i64)> {
+        let partitions = self.partitions();
+        let written = self.log_starts_written();
+        partitions
             .iter()
-            .map(|(tp, p)| (tp.clone(), p.log().log_start_offset()))
-            .collect();
+            .filter_map(|(tp, p)| {
+                let start = p.log().log_start_offset();
+                (written.get(tp) != Some(&start)).then(|| (tp.clone(), start))
+            })
+            .collect()
+    }
+
+    /// Writes the dir's checkpoints, then records `starts` as written (read before the
+    /// write, which writes them or later ones).
+    fn write_log_starts(&self, starts: Vec<(TopicPartition, i64)>) -> Result<()> {
         self.dir.write_checkpoints()?;
         self.log_starts_written().extend(starts);
         Ok(())
@@ -132,22 +142,13 @@ impl ReplicaManager {
     /// that moved since they were last written are written, and the high watermarks are
     /// checkpointed when the interval has passed since the last write.
     pub fn tick(&self) -> Result<()> {
-        let partitions: Vec<(TopicPartition, Arc<Partition>)> = self
-            .partitions()
-            .iter()
-            .map(|(tp, p)| (tp.clone(), p.clone()))
-            .collect();
-        for (_, p) in &partitions {
+        let partitions: Vec<Arc<Partition>> = self.partitions().values().cloned().collect();
+        for p in &partitions {
             p.tick();
         }
-        let moved = {
-            let written = self.log_starts_written();
-            partitions
-                .iter()
-                .any(|(tp, p)| written.get(tp) != Some(&p.log().log_start_offset()))
-        };
-        if moved {
-            self.write_log_starts(&partitions)?;
+        let moved = self.moved_log_starts();
+        if !moved.is_empty() {
+            self.write_log_starts(moved)?;
         }
         let now = self.clock.now_ms();
         let last = self.last_checkpoint_ms.load(Ordering::Relaxed);
