@@ -223,3 +223,36 @@ fn a_followers_new_log_start_is_written_at_the_next_tick() {
     let (_followers, follower) = start_follower();
     assert_eq!(follower.log().log_start_offset(), 6, "written at the tick");
 }
+
+/// DeleteRecords racing the ticks that write moved log starts: every call writes the
+/// checkpoint before it returns, whichever write lands last, so after a power loss the log
+/// start is the last one returned.
+#[test]
+fn delete_records_racing_ticks_is_durable_when_it_returns() {
+    let disk = SimStorage::new(7);
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let tp = TopicPartition::new("t", 0);
+    let (manager, p) = open(&disk, &clock);
+    lead_and_append(&p, 50);
+    p.log().flush().unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let last = std::thread::scope(|s| {
+        let ticker = s.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                manager.tick().unwrap();
+            }
+        });
+        let mut last = 0;
+        for offset in (2..=100).step_by(2) {
+            last = manager.delete_records(&tp, offset).unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        ticker.join().unwrap();
+        last
+    });
+    assert_eq!(last, 100);
+    drop((manager, p));
+    disk.crash();
+    let (_manager, p) = open(&disk, &clock);
+    assert_eq!(p.log().log_start_offset(), last);
+}
