@@ -60,8 +60,8 @@ enum Command {
     Append(append::AppendArgs),
     /// Print a .log, .index, .timeindex or checkpoint file, like kafka-dump-log.
     Dump(dump::DumpArgs),
-    /// List the transactions left open in a partition; `--abort` ends one with an ABORT
-    /// marker.
+    /// List the transactions left open in a partition; `--abort` ends a hanging one with
+    /// an ABORT marker.
     Transactions(transactions::TransactionsArgs),
     /// List the consumer groups' committed offsets in a log dir's `__consumer_offsets`
     /// partitions, changing nothing on disk.

@@ -23,7 +23,8 @@ pub struct TransactionsArgs {
     #[command(flatten)]
     partition: PartitionArgs,
     /// End this producer's open transaction with an ABORT marker, appended as leader
-    /// with the transaction's producer epoch and the producer's last coordinator epoch.
+    /// with the transaction's producer epoch and the producer's last coordinator epoch;
+    /// only a hanging one, unless `--force`.
     #[arg(long, value_name = "PRODUCER_ID")]
     abort: Option<i64>,
     /// Partition leader epoch stamped on the marker [default: the log's latest epoch, or
