@@ -2,11 +2,11 @@
 //!
 //! They live in the library, behind the `fuzzing` feature, so that `tests/fuzz_corpus.rs`
 //! runs them over the checked-in corpus (and mutations of it) on stable Rust in CI, and
-//! the libFuzzer targets stay one-line wrappers. A body's `expect`s are its oracle: a
-//! step on the fault-free simulated disk that fails is an invariant broken, which the
-//! fuzzer must see as a panic. Each body feeds arbitrary bytes to the engine through the simulated
-//! disk and panics only when an invariant breaks (DESIGN.md 1, 5 and 8): typed errors are
-//! fine, panics, invented data and unreadable offsets are not.
+//! the libFuzzer targets stay one-line wrappers. Each body feeds arbitrary bytes to the
+//! engine through the simulated disk and panics only when an invariant breaks (DESIGN.md
+//! 1, 5 and 8): typed errors are fine, panics, invented data and unreadable offsets are
+//! not. A body's `expect`s are that oracle: a step on the fault-free simulated disk that
+//! fails is an invariant broken, which the fuzzer must see as a panic.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

@@ -55,6 +55,24 @@ fn lead_and_append(p: &Partition, batches: usize) {
     }
 }
 
+/// A lone leader on a disk seeded `seed`, with `batches` appended and flushed.
+fn flushed_leader(
+    seed: u64,
+    batches: usize,
+) -> (
+    Arc<SimStorage>,
+    Arc<ManualClock>,
+    ReplicaManager,
+    Arc<Partition>,
+) {
+    let disk = SimStorage::new(seed);
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let (manager, p) = open(&disk, &clock);
+    lead_and_append(&p, batches);
+    p.log().flush().unwrap();
+    (disk, clock, manager, p)
+}
+
 /// The high watermark the checkpoint file holds for `t-0`, if the file exists.
 fn checkpointed(disk: &SimStorage) -> Option<i64> {
     let text = String::from_utf8(disk.read_raw(Path::new(CHECKPOINT))?).unwrap();
@@ -130,12 +148,8 @@ fn clamped_to_the_log_at_open() {
 /// the replica alone, as Kafka does until its next checkpoint, the log start goes back.
 #[test]
 fn delete_records_is_durable_when_it_returns() {
-    let disk = SimStorage::new(4);
-    let clock = Arc::new(ManualClock::new(1_000_000));
     let tp = TopicPartition::new("t", 0);
-    let (manager, p) = open(&disk, &clock);
-    lead_and_append(&p, 5);
-    p.log().flush().unwrap();
+    let (disk, clock, manager, p) = flushed_leader(4, 5);
     p.advance_log_start_offset(4).unwrap();
     drop((manager, p));
     disk.crash();
@@ -229,12 +243,8 @@ fn a_followers_new_log_start_is_written_at_the_next_tick() {
 /// start is the last one returned.
 #[test]
 fn delete_records_racing_ticks_is_durable_when_it_returns() {
-    let disk = SimStorage::new(7);
-    let clock = Arc::new(ManualClock::new(1_000_000));
     let tp = TopicPartition::new("t", 0);
-    let (manager, p) = open(&disk, &clock);
-    lead_and_append(&p, 50);
-    p.log().flush().unwrap();
+    let (disk, clock, manager, p) = flushed_leader(7, 50);
     let stop = std::sync::atomic::AtomicBool::new(false);
     let last = std::thread::scope(|s| {
         let ticker = s.spawn(|| {

@@ -24,7 +24,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::checkpoint::{
     self, TopicPartition, CLEANER_FILE, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE,
@@ -64,7 +64,8 @@ pub struct LogDir {
     _lock: Box<dyn DirLock>,
     clean_shutdown: bool,
     recovery_points: Arc<RecoveryPointFile>,
-    log_start_offsets: BTreeMap<TopicPartition, i64>,
+    /// Log start offsets as last checkpointed (read at open, updated by each write).
+    log_start_offsets: Mutex<BTreeMap<TopicPartition, i64>>,
     /// High watermarks as last checkpointed (read at open, updated by each write).
     high_watermarks: Mutex<BTreeMap<TopicPartition, i64>>,
     /// The cleaner's first dirty offsets as last checkpointed.
@@ -129,7 +130,7 @@ impl LogDir {
             _lock: lock,
             clean_shutdown,
             recovery_points,
-            log_start_offsets,
+            log_start_offsets: Mutex::new(log_start_offsets),
             high_watermarks: Mutex::new(high_watermarks),
             cleaner_offsets: Mutex::new(cleaner_offsets),
             logs: Mutex::new(BTreeMap::new()),
@@ -236,7 +237,7 @@ impl LogDir {
             config,
             clock: self.options.clock.clone(),
             recovery_point,
-            log_start_offset: self.log_start_offsets.get(tp).copied(),
+            log_start_offset: self.log_starts().get(tp).copied(),
             clean_shutdown: self.clean_shutdown,
             recovery_checkpoint: Some(Arc::new(PartitionCheckpoint {
                 file: self.recovery_points.clone(),
@@ -299,7 +300,7 @@ impl LogDir {
         let logs: Vec<(TopicPartition, &Log)> =
             logs.iter().map(|(tp, log)| (tp.clone(), &**log)).collect();
         self.recovery_points.write(&logs)?;
-        let mut starts = self.log_start_offsets.clone();
+        let mut starts = self.log_starts().clone();
         for (tp, log) in logs {
             starts.insert(tp, log.log_start_offset());
         }
@@ -307,7 +308,25 @@ impl LogDir {
             self.storage.as_ref(),
             &self.path.join(LOG_START_OFFSET_FILE),
             &starts,
-        )
+        )?;
+        *self.log_starts() = starts;
+        Ok(())
+    }
+
+    /// Whether an open log's start moved since `log-start-offset-checkpoint` was last
+    /// written (DeleteRecords, a follower taking its leader's, retention): then
+    /// [`LogDir::write_checkpoints`] has something to make durable.
+    pub fn log_starts_moved(&self) -> bool {
+        let logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+        let written = self.log_starts();
+        logs.iter()
+            .any(|(tp, log)| written.get(tp) != Some(&log.log_start_offset()))
+    }
+
+    fn log_starts(&self) -> MutexGuard<'_, BTreeMap<TopicPartition, i64>> {
+        self.log_start_offsets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// The high watermark `replication-offset-checkpoint` holds for `tp` (to be clamped to

@@ -30,9 +30,6 @@ pub struct ReplicaManager {
     checkpoint_interval_ms: i64,
     last_checkpoint_ms: AtomicI64,
     partitions: Mutex<BTreeMap<TopicPartition, Arc<Partition>>>,
-    /// Each replica's log start as this manager last had the dir write it (or found it
-    /// at open): a tick that finds one moved writes the dir's checkpoints.
-    log_starts_written: Mutex<BTreeMap<TopicPartition, i64>>,
 }
 
 impl ReplicaManager {
@@ -46,7 +43,6 @@ impl ReplicaManager {
             checkpoint_interval_ms: DEFAULT_HW_CHECKPOINT_INTERVAL_MS,
             last_checkpoint_ms: AtomicI64::new(now),
             partitions: Mutex::new(BTreeMap::new()),
-            log_starts_written: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -64,12 +60,6 @@ impl ReplicaManager {
         self.partitions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn log_starts_written(&self) -> MutexGuard<'_, BTreeMap<TopicPartition, i64>> {
-        self.log_starts_written
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Opens (recovering as needed, creating when missing) the replica of `tp`, with the
     /// checkpointed high watermark clamped to its log. A follower of no one until told its
     /// role. Opening an open replica returns it and an empty report.
@@ -85,11 +75,8 @@ impl ReplicaManager {
         }
         let (log, report) = self.dir.open_log_with(tp, log_config)?;
         let hw = self.dir.checkpointed_high_watermark(tp).unwrap_or(0);
-        let start = log.log_start_offset();
         let partition = Arc::new(Partition::new(log, config, self.clock.clone(), hw));
         partitions.insert(tp.clone(), partition.clone());
-        // Where the open found it: in the checkpoint, or at the first segment's base.
-        self.log_starts_written().insert(tp.clone(), start);
         Ok((partition, report))
     }
 
@@ -113,29 +100,8 @@ impl ReplicaManager {
         }
         partition.advance_log_start_offset(offset)?;
         let start = partition.log().log_start_offset();
-        self.write_log_starts(vec![(tp.clone(), start)])?;
-        Ok(start)
-    }
-
-    /// The hosted replicas whose log starts differ from what was last written.
-    fn moved_log_starts(&self) -> Vec<(TopicPartition, i64)> {
-        let partitions = self.partitions();
-        let written = self.log_starts_written();
-        partitions
-            .iter()
-            .filter_map(|(tp, p)| {
-                let start = p.log().log_start_offset();
-                (written.get(tp) != Some(&start)).then(|| (tp.clone(), start))
-            })
-            .collect()
-    }
-
-    /// Writes the dir's checkpoints, then records `starts` as written (read before the
-    /// write, which writes them or later ones).
-    fn write_log_starts(&self, starts: Vec<(TopicPartition, i64)>) -> Result<()> {
         self.dir.write_checkpoints()?;
-        self.log_starts_written().extend(starts);
-        Ok(())
+        Ok(start)
     }
 
     /// Time passes: every replica ticks (ISR shrink, `acks=all` timeouts), the log starts
@@ -146,9 +112,8 @@ impl ReplicaManager {
         for p in &partitions {
             p.tick();
         }
-        let moved = self.moved_log_starts();
-        if !moved.is_empty() {
-            self.write_log_starts(moved)?;
+        if self.dir.log_starts_moved() {
+            self.dir.write_checkpoints()?;
         }
         let now = self.clock.now_ms();
         let last = self.last_checkpoint_ms.load(Ordering::Relaxed);
