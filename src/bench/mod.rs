@@ -216,6 +216,8 @@ fn run_in(
     report.acks1_p50_us = acks.acks1_p50_us;
     report.acks1_mb_s = acks.acks1_mb_s;
     report.acks_all_mb_s = acks.acks_all_mb_s;
+    report.acks1_replicated_mb_s = acks.acks1_replicated_mb_s;
+    report.acks_all_ceiling_ratio = acks.acks1_replicated_mb_s / acks.acks1_mb_s;
     report.acks1_cpu_cores = acks.acks1_cpu_cores;
     report.acks_all_cpu_cores = acks.acks_all_cpu_cores;
     report.acks_spin_pauses = acks.spin_pauses;
