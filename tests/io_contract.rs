@@ -3,6 +3,7 @@
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 
 use partlog::io::real::RealStorage;
 use partlog::io::sim::SimStorage;
@@ -221,13 +222,24 @@ fn map_writes_reach_the_file(s: &dyn Storage, base: &Path) {
     let f = s.open(&at(base, "0.index"), OpenMode::CreateNew).unwrap();
     f.set_len(4096).unwrap();
     let mut map = f.map_mut(4096).unwrap();
-    assert_eq!(map.as_slice().len(), 4096);
-    assert!(map.as_slice().iter().all(|&b| b == 0));
+    assert_eq!(map.bytes().len(), 4096);
+    assert!(map.as_mut_slice().iter().all(|&b| b == 0));
     map.as_mut_slice()[8..16].copy_from_slice(&42u64.to_be_bytes());
     map.flush().unwrap();
     let mut buf = [0u8; 8];
     f.read_exact_at(&mut buf, 8).unwrap();
     assert_eq!(u64::from_be_bytes(buf), 42);
+    // A store through the shared view: what the other view and the file see.
+    map.store(200, b"abc");
+    let seen: Vec<u8> = map.bytes()[200..203]
+        .iter()
+        .map(|b| b.load(Ordering::Relaxed))
+        .collect();
+    assert_eq!(seen, b"abc");
+    assert_eq!(&map.as_mut_slice()[200..203], b"abc");
+    map.flush().unwrap();
+    f.read_exact_at(&mut buf[..3], 200).unwrap();
+    assert_eq!(&buf[..3], b"abc");
     map.as_mut_slice()[100] = 1;
     drop(map);
     f.read_exact_at(&mut buf[..1], 100).unwrap();

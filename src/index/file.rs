@@ -4,12 +4,18 @@
 //! preallocated to the configured maximum and mapped whole; entries past `entries` are zero.
 //! When the segment rolls (or the log closes) the file is trimmed to exactly the valid
 //! entries, as Kafka does, so a cleanly closed index's length gives its entry count.
+//!
+//! Readers never wait for the writer: an entry's bytes are stored first, then the count is
+//! published (`Release`), and a reader loads the count (`Acquire`) and reads only the
+//! entries below it (see [`MapMut::bytes`]). Only changes to the file itself (a trim, an
+//! extension, a truncation, a reset) take `&mut self`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
-use crate::io::{MapMut, OpenMode, Storage, StorageFile};
+use crate::io::{shared_bytes, MapMut, OpenMode, Storage, StorageFile};
 
 #[derive(Debug)]
 pub(crate) struct IndexFile {
@@ -18,8 +24,12 @@ pub(crate) struct IndexFile {
     /// `None` while the file is empty: nothing to map.
     map: Option<Box<dyn MapMut>>,
     entry_size: usize,
-    entries: usize,
+    /// Entries published to readers: stored with `Release` after their bytes.
+    entries: AtomicUsize,
     capacity: usize,
+    /// Held by [`IndexFile::push`], so that two pushes cannot take the same slot. Readers
+    /// never take it.
+    pushing: Mutex<()>,
     /// Set on open when the file held bytes that are not valid entries (a length that is not
     /// a multiple of the entry size, or non-zero bytes after the valid entries).
     damaged: bool,
@@ -43,8 +53,9 @@ impl IndexFile {
             file,
             map: None,
             entry_size,
-            entries: 0,
+            entries: AtomicUsize::new(0),
             capacity: 0,
+            pushing: Mutex::new(()),
             damaged: len % entry_size as u64 != 0,
         };
         let existing = (len / entry_size as u64) as usize;
@@ -52,10 +63,14 @@ impl IndexFile {
             Some(max) => index.remap(round_down(max.max(len), entry_size))?,
             None => index.remap(existing * entry_size)?,
         }
-        let stored = &index.bytes()[..existing.min(index.capacity) * entry_size];
+        let stored_len = existing.min(index.capacity) * entry_size;
+        let stored = match index.map.as_mut() {
+            Some(map) => &map.as_mut_slice()[..stored_len],
+            None => &[],
+        };
         let entries = valid_prefix(stored);
         let junk = stored[entries * entry_size..].iter().any(|&b| b != 0);
-        index.entries = entries;
+        *index.entries.get_mut() = entries;
         index.damaged |= junk;
         Ok(index)
     }
@@ -73,8 +88,9 @@ impl IndexFile {
             file: storage.open(path, OpenMode::Create)?,
             map: None,
             entry_size,
-            entries: 0,
+            entries: AtomicUsize::new(0),
             capacity: 0,
+            pushing: Mutex::new(()),
             damaged: false,
         };
         index.reset(max_bytes)?;
@@ -86,7 +102,7 @@ impl IndexFile {
     pub(crate) fn reset(&mut self, max_bytes: u64) -> Result<()> {
         self.map = None;
         self.file.set_len(0)?;
-        self.entries = 0;
+        *self.entries.get_mut() = 0;
         self.damaged = false;
         self.remap(round_down(max_bytes, self.entry_size))
     }
@@ -102,8 +118,9 @@ impl IndexFile {
         Ok(())
     }
 
+    /// Entries published so far.
     pub(crate) fn entries(&self) -> usize {
-        self.entries
+        self.entries.load(Ordering::Acquire)
     }
 
     /// True when the file held bytes past its valid entries that are not zero padding, or a
@@ -113,40 +130,42 @@ impl IndexFile {
     }
 
     pub(crate) fn is_full(&self) -> bool {
-        self.entries >= self.capacity
+        self.entries() >= self.capacity
     }
 
     /// Entries it can still take.
     pub(crate) fn room(&self) -> usize {
-        self.capacity.saturating_sub(self.entries)
+        self.capacity.saturating_sub(self.entries())
     }
 
-    /// The bytes of all mapped entries, valid or not.
-    fn bytes(&self) -> &[u8] {
-        self.map.as_ref().map(|m| m.as_slice()).unwrap_or(&[])
+    /// Copies entry `i`, which must be below a count [`IndexFile::entries`] returned, into
+    /// `out` (one entry long).
+    pub(crate) fn read_entry(&self, i: usize, out: &mut [u8]) {
+        debug_assert_eq!(out.len(), self.entry_size);
+        debug_assert!(i < self.capacity);
+        if let Some(map) = &self.map {
+            let at = i * self.entry_size;
+            shared_bytes::load(&map.bytes()[at..at + self.entry_size], out);
+        }
     }
 
-    /// The bytes of entry `i`, which must be below `entries()`.
-    pub(crate) fn entry(&self, i: usize) -> &[u8] {
-        debug_assert!(i < self.entries);
-        &self.bytes()[i * self.entry_size..(i + 1) * self.entry_size]
-    }
-
-    /// Appends one entry; the caller checks `is_full` first.
-    pub(crate) fn push(&mut self, entry: &[u8]) -> Result<()> {
+    /// Appends one entry, then publishes it; the caller checks `is_full` first. Readers go
+    /// on reading the entries published before it meanwhile.
+    pub(crate) fn push(&self, entry: &[u8]) -> Result<()> {
         debug_assert_eq!(entry.len(), self.entry_size);
-        if self.is_full() {
+        let _pushing = self.pushing.lock().unwrap_or_else(|e| e.into_inner());
+        let n = self.entries.load(Ordering::Relaxed);
+        if n >= self.capacity {
             return Err(Error::Corruption {
                 file: self.path.clone(),
-                position: (self.entries * self.entry_size) as u64,
+                position: (n * self.entry_size) as u64,
                 reason: "index is full".into(),
             });
         }
-        let at = self.entries * self.entry_size;
-        if let Some(map) = self.map.as_mut() {
-            map.store(at, entry);
+        if let Some(map) = &self.map {
+            map.store(n * self.entry_size, entry);
         }
-        self.entries += 1;
+        self.entries.store(n + 1, Ordering::Release);
         Ok(())
     }
 
@@ -156,32 +175,35 @@ impl IndexFile {
         if n == 0 && self.damaged {
             // Cleared for a rebuild: the invalid bytes past the entries go too.
             if let Some(map) = self.map.as_mut() {
-                let len = map.as_slice().len();
+                let len = map.bytes().len();
                 map.zero(0, len);
             }
-            self.entries = 0;
+            *self.entries.get_mut() = 0;
             self.damaged = false;
             return;
         }
-        if n >= self.entries {
+        let entries = *self.entries.get_mut();
+        if n >= entries {
             return;
         }
-        let (from, to) = (n * self.entry_size, self.entries * self.entry_size);
+        let (from, to) = (n * self.entry_size, entries * self.entry_size);
         if let Some(map) = self.map.as_mut() {
             map.zero(from, to);
         }
-        self.entries = n;
+        *self.entries.get_mut() = n;
     }
 
     /// Shrinks the file to exactly the valid entries (on roll and on close).
     pub(crate) fn trim(&mut self) -> Result<()> {
-        self.remap(self.entries * self.entry_size)
+        let len = *self.entries.get_mut() * self.entry_size;
+        self.remap(len)
     }
 
     /// Grows the file back to `max_bytes` so appends can continue (a trimmed segment that
     /// becomes active again after truncation).
     pub(crate) fn extend_to(&mut self, max_bytes: u64) -> Result<()> {
-        let want = round_down(max_bytes, self.entry_size).max(self.entries * self.entry_size);
+        let want =
+            round_down(max_bytes, self.entry_size).max(*self.entries.get_mut() * self.entry_size);
         if want != self.capacity * self.entry_size {
             self.remap(want)?;
         }
@@ -220,8 +242,7 @@ impl IndexFile {
             }
             // The old map is unmapped here, before the file may shrink under it.
         }
-        let entries = self.entries;
-        self.entries = 0;
+        let entries = std::mem::take(self.entries.get_mut());
         self.capacity = 0;
         // Growing reserves the blocks (fallocate): entries are written through the map, and
         // a write into a sparse hole on a full disk would be SIGBUS instead of an error.
@@ -234,7 +255,7 @@ impl IndexFile {
             self.map = Some(self.file.map_mut(len)?);
         }
         self.capacity = len / self.entry_size;
-        self.entries = entries.min(self.capacity);
+        *self.entries.get_mut() = entries.min(self.capacity);
         Ok(())
     }
 }

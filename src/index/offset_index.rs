@@ -86,7 +86,7 @@ impl SparseIndex<OffsetPosition> {
     }
 
     /// Appends `(offset, position)`; both must exceed the last entry's.
-    pub fn append(&mut self, offset: i64, position: u32) -> Result<()> {
+    pub fn append(&self, offset: i64, position: u32) -> Result<()> {
         if let Some(last) = self.last_entry() {
             if offset <= last.offset || position <= last.position {
                 return Err(self.corrupt(
@@ -164,7 +164,7 @@ mod tests {
     #[test]
     fn lookup_finds_the_floor_entry() {
         let sim = SimStorage::new(1);
-        let mut ix = open(sim.as_ref(), Some(80));
+        let ix = open(sim.as_ref(), Some(80));
         assert_eq!(
             ix.lookup(150),
             OffsetPosition {
@@ -187,7 +187,7 @@ mod tests {
     #[test]
     fn appends_must_increase_and_stop_when_full() {
         let sim = SimStorage::new(2);
-        let mut ix = open(sim.as_ref(), Some(16));
+        let ix = open(sim.as_ref(), Some(16));
         ix.append(101, 10).unwrap();
         assert!(ix.append(101, 20).is_err());
         assert!(ix.append(102, 10).is_err());
@@ -221,7 +221,7 @@ mod tests {
     #[test]
     fn preallocated_zero_tail_is_not_counted() {
         let sim = SimStorage::new(4);
-        let mut ix = open(sim.as_ref(), Some(800));
+        let ix = open(sim.as_ref(), Some(800));
         ix.append(105, 50).unwrap();
         ix.append(107, 90).unwrap();
         ix.flush().unwrap();

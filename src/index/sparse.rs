@@ -9,9 +9,12 @@ use super::file::IndexFile;
 use crate::error::{Error, Result};
 use crate::io::Storage;
 
+/// The largest entry of any kind.
+const MAX_ENTRY_BYTES: usize = 16;
+
 /// One kind of index entry: its size on disk and how to read it.
 pub trait IndexEntry: Copy + fmt::Debug {
-    /// Size of one entry in the file.
+    /// Size of one entry in the file, at most 16.
     const BYTES: usize;
     /// Decodes the entry `bytes` of a segment whose base offset is `base_offset`.
     fn decode(bytes: &[u8], base_offset: i64) -> Self;
@@ -96,9 +99,12 @@ impl<E: IndexEntry> SparseIndex<E> {
         self.file.rename_to(storage, to)
     }
 
-    /// Entry `i`, which must be below `entries()`.
+    /// Entry `i`, which must be below a count `entries()` returned.
     pub fn entry(&self, i: usize) -> E {
-        E::decode(self.file.entry(i), self.base_offset)
+        let mut bytes = [0u8; MAX_ENTRY_BYTES];
+        let bytes = &mut bytes[..E::BYTES];
+        self.file.read_entry(i, bytes);
+        E::decode(bytes, self.base_offset)
     }
 
     pub fn last_entry(&self) -> Option<E> {
@@ -124,7 +130,7 @@ impl<E: IndexEntry> SparseIndex<E> {
         self.file.truncate_entries(n);
     }
 
-    pub(crate) fn push(&mut self, entry: &[u8]) -> Result<()> {
+    pub(crate) fn push(&self, entry: &[u8]) -> Result<()> {
         self.file.push(entry)
     }
 

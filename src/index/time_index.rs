@@ -69,7 +69,7 @@ impl SparseIndex<TimestampOffset> {
 
     /// Appends an entry when `timestamp` is larger than the last one's; otherwise does
     /// nothing (Kafka's `maybeAppend`).
-    pub fn maybe_append(&mut self, timestamp: i64, offset: i64) -> Result<()> {
+    pub fn maybe_append(&self, timestamp: i64, offset: i64) -> Result<()> {
         if let Some(last) = self.last_entry() {
             if timestamp <= last.timestamp {
                 return Ok(());
@@ -135,7 +135,7 @@ mod tests {
     #[test]
     fn maybe_append_keeps_timestamps_increasing() {
         let sim = SimStorage::new(1);
-        let mut ix = open(sim.as_ref(), Some(120));
+        let ix = open(sim.as_ref(), Some(120));
         ix.maybe_append(1000, 101).unwrap();
         ix.maybe_append(900, 102).unwrap();
         ix.maybe_append(1000, 103).unwrap();

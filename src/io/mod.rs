@@ -28,11 +28,13 @@
 
 pub mod overlay;
 pub mod real;
+pub(crate) mod shared_bytes;
 pub mod sim;
 mod stream;
 
 use std::fmt;
 use std::path::Path;
+use std::sync::atomic::AtomicU8;
 use std::sync::Arc;
 
 use crate::error::Result;
@@ -157,8 +159,16 @@ pub(crate) fn write_each_at<F: StorageFile + ?Sized>(
 }
 
 /// A writable memory map of the start of a file.
+///
+/// Shared, a map is read and stored into byte by byte through atomics ([`MapMut::bytes`]):
+/// an index's readers look up entries while its writer stores the next ones, and neither
+/// waits for the other. Readers keep to the entries the writer published (a count it
+/// stores with `Release` after the bytes); the bytes are atomics all the same, so that a
+/// caller that reads past it gets stale bytes, never undefined behaviour. Exclusive (`&mut`),
+/// a map is a plain byte slice.
 pub trait MapMut: Send + Sync + fmt::Debug {
-    fn as_slice(&self) -> &[u8];
+    /// The mapped bytes, for shared reads and stores.
+    fn bytes(&self) -> &[AtomicU8];
     fn as_mut_slice(&mut self) -> &mut [u8];
     /// Writes the mapped bytes back and makes them durable (`msync`).
     fn flush(&self) -> Result<()>;
@@ -169,8 +179,8 @@ pub trait MapMut: Send + Sync + fmt::Debug {
     /// Stores `bytes` at `at` in the map, as a store to a shared mapping does: in the
     /// file's page-cache image at once (a killed process keeps it), durable at the next
     /// flush or sync.
-    fn store(&mut self, at: usize, bytes: &[u8]) {
-        self.as_mut_slice()[at..at + bytes.len()].copy_from_slice(bytes);
+    fn store(&self, at: usize, bytes: &[u8]) {
+        shared_bytes::store(&self.bytes()[at..at + bytes.len()], bytes);
     }
     /// Zeroes `from..to` in the map, as [`MapMut::store`] stores.
     fn zero(&mut self, from: usize, to: usize) {

@@ -12,9 +12,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU8;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use super::{DirEntry, DirLock, MapMut, OpenMode, Storage, StorageFile};
+use super::{shared_bytes, DirEntry, DirLock, MapMut, OpenMode, Storage, StorageFile};
 use crate::error::{Error, Result};
 
 /// See the module docs.
@@ -358,7 +359,7 @@ impl StorageFile for OverlayFile {
             let invalid = io::Error::from(io::ErrorKind::InvalidInput);
             return Err(Error::io("mmap", &self.path, invalid));
         }
-        let buf = layer.bytes_mut()?[..len].to_vec();
+        let buf = shared_bytes::from_vec(layer.bytes_mut()?[..len].to_vec());
         Ok(Box::new(OverlayMap {
             layer: Arc::clone(&self.layer),
             buf,
@@ -369,7 +370,7 @@ impl StorageFile for OverlayFile {
 /// A map over a copy of the file's start, written back into the layer.
 struct OverlayMap {
     layer: Arc<Mutex<Layer>>,
-    buf: Vec<u8>,
+    buf: Box<[AtomicU8]>,
 }
 
 impl fmt::Debug for OverlayMap {
@@ -381,12 +382,12 @@ impl fmt::Debug for OverlayMap {
 }
 
 impl MapMut for OverlayMap {
-    fn as_slice(&self) -> &[u8] {
+    fn bytes(&self) -> &[AtomicU8] {
         &self.buf
     }
 
     fn as_mut_slice(&mut self) -> &mut [u8] {
-        &mut self.buf
+        shared_bytes::as_mut_bytes(&mut self.buf)
     }
 
     fn flush(&self) -> Result<()> {
@@ -398,7 +399,7 @@ impl MapMut for OverlayMap {
         let bytes = layer.bytes_mut()?;
         // Only the part still inside the file, as a real map.
         let n = self.buf.len().min(bytes.len());
-        bytes[..n].copy_from_slice(&self.buf[..n]);
+        shared_bytes::load(&self.buf[..n], &mut bytes[..n]);
         Ok(())
     }
 }

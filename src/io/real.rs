@@ -5,6 +5,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU8;
 use std::sync::Arc;
 
 use fs2::FileExt as _;
@@ -292,10 +293,7 @@ impl StorageFile for RealFile {
         // only after dropping the mapping.
         let map = unsafe { memmap2::MmapOptions::new().len(len).map_mut(&self.file) }
             .map_err(|e| Error::io("mmap", &self.path, e))?;
-        Ok(Box::new(RealMap {
-            map,
-            path: self.path.clone(),
-        }))
+        Ok(Box::new(RealMap::new(map, self.path.clone())))
     }
 
     fn raw_fd(&self) -> Option<i32> {
@@ -306,16 +304,38 @@ impl StorageFile for RealFile {
 #[derive(Debug)]
 struct RealMap {
     map: MmapMut,
+    /// The start of the mapping, taken once from `map` when it was exclusively held: the
+    /// shared view ([`MapMut::bytes`]) is built from it rather than from a borrow of the
+    /// mapping as plain bytes.
+    start: *mut u8,
     path: PathBuf,
 }
 
+// SAFETY: `start` points into the mapping `map` owns, which lives as long as the struct
+// and is reached from other threads only as atomics (`bytes`) or through `&mut self`.
+unsafe impl Send for RealMap {}
+// SAFETY: as for `Send`: shared access goes through `AtomicU8`s only.
+unsafe impl Sync for RealMap {}
+
+impl RealMap {
+    fn new(mut map: MmapMut, path: PathBuf) -> RealMap {
+        let start = map.as_mut_ptr();
+        RealMap { map, start, path }
+    }
+}
+
 impl MapMut for RealMap {
-    fn as_slice(&self) -> &[u8] {
-        &self.map
+    fn bytes(&self) -> &[AtomicU8] {
+        // SAFETY: the mapping is `map.len()` bytes from `start`, valid while `map` lives (as
+        // long as the borrow of `self`), and `AtomicU8` has the layout of `u8`. The only
+        // plain-byte view is `as_mut_slice`, which needs `&mut self`, so it never overlaps
+        // this one.
+        unsafe { std::slice::from_raw_parts(self.start.cast::<AtomicU8>(), self.map.len()) }
     }
 
     fn as_mut_slice(&mut self) -> &mut [u8] {
-        &mut self.map
+        // SAFETY: as in `bytes`, with the exclusive borrow of `self`.
+        unsafe { std::slice::from_raw_parts_mut(self.start, self.map.len()) }
     }
 
     fn flush(&self) -> Result<()> {

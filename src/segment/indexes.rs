@@ -235,7 +235,7 @@ impl Segment {
 /// once when the batch is a `witness` (a compacted log's batch that leaves a gap after the
 /// one before; see [`Segment::append`]).
 pub(super) fn index_batch(
-    ix: &mut Indexes,
+    ix: &Indexes,
     meta: &mut Meta,
     interval: u64,
     header: &BatchHeader,

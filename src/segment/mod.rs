@@ -3,7 +3,10 @@
 //! A segment is shared by the log's single writer and any number of readers. Readers see
 //! only the first [`Segment::size`] bytes, which the writer publishes (release) after the
 //! bytes are written, so a reader never sees a partially written batch. The indexes sit
-//! behind a `RwLock` that the writer holds only to add one entry.
+//! behind a `RwLock` that an append takes shared, as readers do: it stores its entries
+//! past the ones readers look at and publishes them after (see `index::file`). Only what
+//! changes the index files themselves takes it exclusively: loading them, a truncation,
+//! the trim on roll, a rebuild.
 //!
 //! The active segment's appends keep zeros written ahead of its end, up to the next
 //! multiple of [`PREFILL_BYTES`]: an append then writes over pages that the page cache
@@ -397,7 +400,8 @@ impl Segment {
         self.largest_timestamp()?; // loads the segment's timestamps if not yet known
         let mut meta = *self.meta_mut();
         let interval = self.index_interval_bytes;
-        self.with_indexes_mut(|ix| {
+        // The index's read lock: readers look entries up meanwhile (see `IndexFile`).
+        self.with_indexes(|ix| {
             let mut at = 0usize;
             let mut expected = gaps_after;
             while at < batches.len() {
@@ -410,8 +414,8 @@ impl Segment {
                 index_batch(ix, &mut meta, interval, &header, pos + at as u64, witness)?;
                 at += header.size();
             }
-            Ok(())
-        })?;
+            Ok::<(), Error>(())
+        })??;
         // Merge rather than overwrite: a reader may have filled in the timestamps since
         // the copy was taken, and a copy must never lower them.
         let mut current = self.meta_mut();
@@ -561,8 +565,12 @@ impl Segment {
     /// The header of the last batch (hopping from the last index entry), `None` when empty.
     pub fn last_batch(&self) -> Result<Option<BatchHeader>> {
         let size = self.size();
-        let mut pos =
-            self.with_indexes(|ix| ix.offset.last_entry().map_or(0, |e| e.position))? as u64;
+        // Not simply the last entry: one at or past `size` belongs to an append that has
+        // not published its batches yet.
+        let mut pos = self.with_indexes(|ix| {
+            let below_size = ix.offset.floor_entry(size.saturating_sub(1), i64::MAX);
+            below_size.map_or(0, |e| e.position)
+        })? as u64;
         let mut last = None;
         while pos < size {
             let header = self.read_header(pos, size)?;

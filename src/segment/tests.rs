@@ -336,3 +336,118 @@ fn flush_syncs_the_indexes_without_holding_their_lock() {
     flusher.join().unwrap().unwrap();
     assert!(free, "the index lock is held through a sync");
 }
+
+/// An append takes the index lock shared, as readers do: with a reader holding it, an
+/// append still adds its batches and their entries, and the reader's lookups go on
+/// meanwhile. (It took the lock exclusively before, so every lookup of the segment waited
+/// for the append's entries.)
+#[test]
+fn an_append_indexes_while_a_reader_holds_the_index_lock() {
+    let (_sim, storage) = storage();
+    let seg = Arc::new(Segment::create(storage, Path::new(DIR), 0, &config(), 0).unwrap());
+    seg.append(&batches_from(0, 5, 2), None).unwrap();
+    let entries_before = seg.with_indexes(|ix| ix.offset.entries()).unwrap();
+    let reader = seg.indexes.read().unwrap();
+    let (done_tx, done) = std::sync::mpsc::channel();
+    let appender = {
+        let seg = seg.clone();
+        std::thread::spawn(move || {
+            let appended = seg.append(&batches_from(10, 5, 2), None);
+            done_tx.send(appended).unwrap();
+        })
+    };
+    let appended = done.recv_timeout(std::time::Duration::from_secs(30));
+    let ix = reader.as_ref().unwrap();
+    let entries_after = ix.offset.entries();
+    let found = ix.offset.lookup(19);
+    drop(reader);
+    appender.join().unwrap();
+    appended
+        .expect("the append waited for the reader's lock")
+        .unwrap();
+    assert!(entries_after > entries_before, "the append added entries");
+    assert!(found.offset <= 19 && found.offset >= 10, "{found:?}");
+    check_every_read(&seg, "after an append under a reader's lock");
+}
+
+/// Readers look batches up (index, then headers) while one thread appends: every lookup
+/// of a published offset finds the batch that holds it, whatever entries were being
+/// stored at the time.
+#[test]
+fn lookups_racing_appends_find_the_batch_that_holds_the_offset() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+    let (_sim, storage) = storage();
+    let config = LogConfig {
+        index_interval_bytes: 1,
+        index_bytes_max: 64 << 10,
+        ..LogConfig::default()
+    };
+    let seg = Arc::new(Segment::create(storage, Path::new(DIR), 0, &config, 0).unwrap());
+    let batches = 500;
+    let data = batches_from(0, batches, 2);
+    let (stop, looked) = (AtomicBool::new(false), AtomicU64::new(0));
+    std::thread::scope(|s| {
+        let readers: Vec<_> = (0..2u64)
+            .map(|r| {
+                let (seg, stop, looked) = (&seg, &stop, &looked);
+                s.spawn(move || {
+                    let mut state = 0x9E37_79B9u64 ^ r;
+                    while !stop.load(Relaxed) {
+                        // The end first: the size read after it covers it.
+                        let Some(end) = seg.last_batch().unwrap().map(|h| h.next_offset()) else {
+                            std::thread::yield_now();
+                            continue;
+                        };
+                        let size = seg.size();
+                        state = state
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        let offset = (state >> 33) as i64 % end;
+                        let (_, header) = seg
+                            .locate(offset, size)
+                            .unwrap()
+                            .unwrap_or_else(|| panic!("offset {offset} below {end} not found"));
+                        assert!(
+                            header.base_offset <= offset && offset <= header.last_offset(),
+                            "offset {offset} found in {}..={}",
+                            header.base_offset,
+                            header.last_offset()
+                        );
+                        // The entries published last are whole: in order, as the appender
+                        // stored them.
+                        let last_two = seg
+                            .with_indexes(|ix| {
+                                let n = ix.offset.entries();
+                                (n >= 2).then(|| (ix.offset.entry(n - 2), ix.offset.entry(n - 1)))
+                            })
+                            .unwrap();
+                        if let Some((a, b)) = last_two {
+                            assert!(
+                                a.offset < b.offset && a.position < b.position,
+                                "{a:?} {b:?}"
+                            );
+                        }
+                        looked.fetch_add(1, Relaxed);
+                    }
+                })
+            })
+            .collect();
+        let batch_len = data.len() / batches;
+        for (i, batch) in data.chunks(batch_len).enumerate() {
+            seg.append(batch, None).unwrap();
+            // Every tenth append waits for a lookup, so that the two interleave.
+            if i % 10 == 0 {
+                let seen = looked.load(Relaxed);
+                while looked.load(Relaxed) == seen && !readers.iter().any(|r| r.is_finished()) {
+                    std::thread::yield_now();
+                }
+            }
+        }
+        stop.store(true, Relaxed);
+        for reader in readers {
+            reader.join().expect("a reader failed");
+        }
+    });
+    assert!(looked.load(Relaxed) >= (batches / 10) as u64);
+    check_every_read(&seg, "after racing lookups");
+}

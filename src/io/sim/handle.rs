@@ -3,12 +3,13 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU8;
 
 use super::file::FileData;
 use super::namespace::Ino;
 use super::{lock, os, stale_error, Inner, Shared, SimOp, EBADF, EINVAL};
 use crate::error::{Error, Result};
-use crate::io::{DirLock, MapMut, StorageFile};
+use crate::io::{shared_bytes, DirLock, MapMut, StorageFile};
 
 /// An open simulated file. It names an inode, so it keeps working after its path is
 /// renamed or removed, as a real descriptor does.
@@ -207,7 +208,7 @@ impl StorageFile for SimFile {
             path: self.path.clone(),
             ino: self.ino,
             generation: self.generation,
-            buf,
+            buf: shared_bytes::from_vec(buf),
         }))
     }
 }
@@ -220,7 +221,7 @@ pub(crate) struct SimMap {
     path: PathBuf,
     ino: Ino,
     generation: u64,
-    buf: Vec<u8>,
+    buf: Box<[AtomicU8]>,
 }
 
 impl std::fmt::Debug for SimMap {
@@ -244,7 +245,7 @@ impl SimMap {
             let end = to.min(f.written.len());
             if from < end {
                 // Within the file's length, so it cannot fail.
-                let _ = f.write(&self.buf[from..end], from as u64);
+                let _ = f.write(&shared_bytes::to_vec(&self.buf[from..end]), from as u64);
             }
         }
     }
@@ -254,7 +255,8 @@ impl SimMap {
     fn write_back(&self, inner: &mut Inner) -> io::Result<usize> {
         let f = data(inner, self.ino)?;
         let n = self.buf.len().min(f.written.len());
-        let (new, old) = (&self.buf[..n], &f.written[..n]);
+        let new = shared_bytes::to_vec(&self.buf[..n]);
+        let old = &f.written[..n];
         if let Some(first) = new.iter().zip(old).position(|(a, b)| a != b) {
             let last = n - new
                 .iter()
@@ -262,19 +264,19 @@ impl SimMap {
                 .zip(old.iter().rev())
                 .position(|(a, b)| a != b)
                 .unwrap_or(0);
-            f.write(&self.buf[first..last], first as u64)?;
+            f.write(&new[first..last], first as u64)?;
         }
         Ok(n)
     }
 }
 
 impl MapMut for SimMap {
-    fn as_slice(&self) -> &[u8] {
+    fn bytes(&self) -> &[AtomicU8] {
         &self.buf
     }
 
     fn as_mut_slice(&mut self) -> &mut [u8] {
-        &mut self.buf
+        shared_bytes::as_mut_bytes(&mut self.buf)
     }
 
     fn write_back(&self) -> Result<()> {
@@ -286,13 +288,13 @@ impl MapMut for SimMap {
         run(&mut inner).map_err(|e| Error::io("write back map", &self.path, e))
     }
 
-    fn store(&mut self, at: usize, bytes: &[u8]) {
-        self.buf[at..at + bytes.len()].copy_from_slice(bytes);
+    fn store(&self, at: usize, bytes: &[u8]) {
+        shared_bytes::store(&self.buf[at..at + bytes.len()], bytes);
         self.write_through(at, at + bytes.len());
     }
 
     fn zero(&mut self, from: usize, to: usize) {
-        self.buf[from..to].fill(0);
+        self.as_mut_slice()[from..to].fill(0);
         self.write_through(from, to);
     }
 
