@@ -260,6 +260,57 @@ fn retention_and_the_log_start_stop_at_the_high_watermark() {
     leader.advance_log_start_offset(2).unwrap();
 }
 
+/// DeleteRecords is done on every live replica once the leader's low watermark reaches
+/// it: the followers take the new log start with one fetch and report it with the next.
+/// A follower that stopped fetching for `replica_lag_time_max_ms` no longer holds it back.
+#[test]
+fn the_low_watermark_follows_the_followers_log_starts() {
+    let c = Cluster::new(3, 2, TruncationMode::LeaderEpoch);
+    let leader = c.replica(0);
+    for _ in 0..4 {
+        leader
+            .append(&mut batch(1, 20, 0), Acks::Leader, TIMEOUT_MS)
+            .unwrap();
+        leader.log().force_roll().unwrap();
+    }
+    c.replicate(0, &[1, 2]);
+    assert_eq!(leader.low_watermark(), Some(0));
+    assert_eq!(c.replica(1).low_watermark(), None, "a follower has none");
+    leader.advance_log_start_offset(3).unwrap();
+    assert_eq!(
+        leader.low_watermark(),
+        Some(0),
+        "the followers still hold 0..3"
+    );
+    c.fetch(1, 0); // takes the log start
+    assert_eq!(c.replica(1).log().log_start_offset(), 3);
+    assert_eq!(leader.low_watermark(), Some(0), "told at its next fetch");
+    c.fetch(1, 0);
+    c.fetch(2, 0);
+    assert_eq!(
+        leader.low_watermark(),
+        Some(0),
+        "broker 2 has not reported 3 yet"
+    );
+    c.fetch(2, 0);
+    assert_eq!(leader.low_watermark(), Some(3));
+    // Broker 2 stops fetching; once it has been silent for the lag time it no longer
+    // counts, and broker 1's report decides.
+    leader.advance_log_start_offset(4).unwrap();
+    c.fetch(1, 0);
+    c.fetch(1, 0);
+    assert_eq!(leader.low_watermark(), Some(3));
+    c.clock.advance_ms(31_000);
+    c.fetch(1, 0);
+    assert_eq!(leader.low_watermark(), Some(4));
+    // A diverging answer leaves the follower's state as it was (KAFKA-13141).
+    let mut request = c.replica(1).fetch_request(1 << 20);
+    request.last_fetched_epoch = 7;
+    request.log_start_offset = 0;
+    assert!(leader.fetch(&request).unwrap().diverging.is_some());
+    assert_eq!(leader.low_watermark(), Some(4));
+}
+
 /// Broker 0 leads with the batches 0..=4 and 5..=9 and its log start at 7, inside the
 /// second (DeleteRecords); broker 2 lost everything and started over at 7, empty.
 fn follower_at_a_log_start_inside_a_batch() -> Cluster {

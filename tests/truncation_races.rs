@@ -150,6 +150,7 @@ fn a_fetch_never_reads_a_log_its_replica_is_cutting() {
                     fetch_offset: rng.below(end.max(1) as u64) as i64,
                     last_fetched_epoch: partlog::log::UNDEFINED_EPOCH,
                     max_bytes: 1 + rng.below(4 << 10),
+                    log_start_offset: 0,
                 };
                 match p.fetch(&request) {
                     Ok(_) => {

@@ -90,9 +90,12 @@ impl ReplicaManager {
     /// A power loss after that does not bring the records below it back on this broker.
     /// (Kafka writes that checkpoint once a minute, `log.flush.start.offset.checkpoint.
     /// interval.ms`, and a crash in between brings them back.) The followers take the new
-    /// log start with their next fetches, and their managers write it at their next tick.
-    /// `NotLeaderOrFollower` for a replica this dir does not host or that does not lead,
-    /// and nothing moves.
+    /// log start with their next fetches, and their managers write it at their next tick;
+    /// they report it with the fetch after that, and Kafka's DeleteRecords answers once
+    /// the leader's [`Partition::low_watermark`] reaches `offset` (an embedder checks it
+    /// after the partition's fetches, as Kafka's delayed DeleteRecords does, or times the
+    /// request out). `NotLeaderOrFollower` for a replica this dir does not host or that
+    /// does not lead, and nothing moves.
     pub fn delete_records(&self, tp: &TopicPartition, offset: i64) -> Result<i64> {
         let partition = self.partition(tp).ok_or(Error::NotLeaderOrFollower)?;
         if !partition.is_leader() {

@@ -96,6 +96,9 @@ pub struct FetchRequest {
     /// The epoch of the follower's last batch ([`UNDEFINED_EPOCH`] when it has none).
     pub last_fetched_epoch: i32,
     pub max_bytes: u64,
+    /// The follower's own log start (KIP-107): the leader's low watermark, the least log
+    /// start of its live replicas, comes from these.
+    pub log_start_offset: i64,
 }
 
 /// Where the leader's log and the follower's part: the leader's end offset for the
@@ -132,6 +135,8 @@ struct FollowerState {
     last_caught_up_ms: i64,
     /// The leader's LEO and the time at the follower's previous fetch.
     previous_fetch: (i64, i64),
+    /// The follower's log start as its last fetch said; -1 before any.
+    log_start_offset: i64,
 }
 
 #[derive(Debug)]
@@ -315,6 +320,7 @@ impl Partition {
                     leo: -1,
                     last_caught_up_ms: now,
                     previous_fetch: (-1, now),
+                    log_start_offset: -1,
                 };
                 (r, state)
             })
@@ -481,6 +487,7 @@ impl Partition {
             follower.last_caught_up_ms = follower.last_caught_up_ms.max(follower.previous_fetch.1);
         }
         follower.previous_fetch = (leo, now);
+        follower.log_start_offset = request.log_start_offset;
         let hw = state.high_watermark;
         self.maybe_propose_expand(&mut state, request.replica_id, hw);
         self.advance_high_watermark(&mut state);
@@ -659,6 +666,27 @@ impl Partition {
     pub fn delete_old_segments(&self) -> Result<crate::log::RetentionOutcome> {
         let hw = self.high_watermark();
         self.log.delete_old_segments_below(hw)
+    }
+
+    /// The least log start of this leader and of the followers that fetched within
+    /// `replica_lag_time_max_ms` (Kafka's low watermark, KIP-107); `None` on a follower.
+    /// DeleteRecords is done when it reaches the requested offset: every live replica
+    /// has dropped the records below it. Kafka counts the replicas whose broker is alive;
+    /// a replica knows its followers only by their fetches, so a follower that has not
+    /// fetched for that long (by then out of the ISR) does not hold it back.
+    pub fn low_watermark(&self) -> Option<i64> {
+        let state = self.state();
+        let Role::Leader(leader) = &state.role else {
+            return None;
+        };
+        let now = self.clock.now_ms();
+        let live_since = now.saturating_sub(self.config.replica_lag_time_max_ms);
+        let followers = leader
+            .followers
+            .values()
+            .filter(|f| f.log_start_offset >= 0 && f.previous_fetch.1 >= live_since)
+            .map(|f| f.log_start_offset);
+        Some(followers.fold(self.log.log_start_offset(), i64::min))
     }
 
     /// Moves the log start (Kafka's DeleteRecords), which may not pass the HW.
