@@ -14,6 +14,7 @@ mod scrub;
 pub(crate) mod spin;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -195,6 +196,10 @@ pub struct Partition {
     config: ReplicaConfig,
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
+    /// The HW as readers see it: stored (under `state`) wherever the state's HW changes,
+    /// and loaded without the lock by consumers' reads, ListOffsets, retention and
+    /// DeleteRecords, which so never wait for a fetch's or an append's bookkeeping.
+    high_watermark: AtomicI64,
     /// Signalled, with `state` locked, when an append reaches the log and a fetch waits.
     data_arrived: Condvar,
     /// Held shared by leader appends while they write (without `state`, so that follower
@@ -229,6 +234,7 @@ impl Partition {
                 fetch_waiters: 0,
                 scratch: Vec::new(),
             }),
+            high_watermark: AtomicI64::new(hw),
             data_arrived: Condvar::new(),
             role_change: RwLock::new(()),
         }
@@ -243,7 +249,7 @@ impl Partition {
     }
 
     pub fn high_watermark(&self) -> i64 {
-        self.state().high_watermark
+        self.high_watermark.load(Ordering::Acquire)
     }
 
     pub fn leader_epoch(&self) -> i32 {
@@ -267,9 +273,15 @@ impl Partition {
         }
     }
 
-    /// Sets the HW and publishes it to the log, whose cleaner stays below it.
+    /// Sets the HW and publishes it to readers and to the log, whose cleaner stays below
+    /// it.
     fn set_high_watermark(&self, state: &mut State, hw: i64) {
         state.high_watermark = hw;
+        self.publish_high_watermark(hw);
+    }
+
+    fn publish_high_watermark(&self, hw: i64) {
+        self.high_watermark.store(hw, Ordering::Release);
         self.log.set_high_watermark(hw);
     }
 
@@ -590,7 +602,7 @@ impl Partition {
             new_hw = hw.max(lowest);
         }
         state.high_watermark = new_hw;
-        self.log.set_high_watermark(state.high_watermark);
+        self.publish_high_watermark(new_hw);
         // Also when the HW did not move: an append registers its completion after its
         // write, and a fetch may have moved the HW past it in between.
         let isr = leader.isr.len();
@@ -716,5 +728,59 @@ impl Partition {
     pub fn read_committed(&self, from: i64, max_bytes: u64) -> Result<Option<FileSlice>> {
         let hw = self.high_watermark();
         self.log.read(from, max_bytes, Some(hw))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::{Acks, Partition, ReplicaConfig};
+    use crate::io::sim::SimStorage;
+    use crate::log::{Log, LogOpenOptions};
+    use crate::record::BatchBuilder;
+    use crate::{LogConfig, ManualClock};
+
+    /// A consumer's read, ListOffsets and the HW itself need no lock of the replica's:
+    /// they go on while a fetch or an append holds its state (they used to queue behind
+    /// it, a fetch completing `acks=all` appends meanwhile).
+    #[test]
+    fn consumers_read_while_the_replica_state_is_held() {
+        let sim = SimStorage::new(1);
+        let clock = Arc::new(ManualClock::new(1_000));
+        let options = LogOpenOptions {
+            config: LogConfig {
+                index_bytes_max: 4096,
+                ..LogConfig::default()
+            },
+            clock: clock.clone(),
+            ..LogOpenOptions::new(sim.storage(), "/data/t-0")
+        };
+        let log = Arc::new(Log::open(options).expect("open").0);
+        let p = Arc::new(Partition::new(log, ReplicaConfig::new(0), clock, 0));
+        p.become_leader(1, vec![0], vec![0]).expect("lead");
+        let mut batch = BatchBuilder::new()
+            .append(1_000, None, Some(b"v"), &[])
+            .build()
+            .expect("batch");
+        p.append(&mut batch, Acks::All, 30_000).expect("append");
+        let held = p.state();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                let read = p.read_committed(0, 1 << 20).map(|s| s.map(|s| s.len()));
+                let listed = p.offset_for_timestamp(0).map(|t| t.map(|t| t.offset));
+                tx.send((p.high_watermark(), read, listed)).expect("send");
+            })
+        };
+        let answer = rx.recv_timeout(Duration::from_secs(30));
+        drop(held);
+        reader.join().expect("reader");
+        let (hw, read, listed) = answer.expect("the reads waited for the replica's state");
+        assert_eq!(hw, 1);
+        assert!(read.expect("read").is_some_and(|len| len > 0));
+        assert_eq!(listed.expect("list"), Some(0));
     }
 }
