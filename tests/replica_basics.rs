@@ -230,26 +230,26 @@ fn a_late_out_of_range_answer_is_ignored() {
     assert_eq!(contents(c.replica(1).log()), fetched);
 }
 
+/// Appends `segments` one-record batches with `acks=1`, each in a segment of its own.
+fn append_rolled(leader: &Partition, segments: usize) {
+    for _ in 0..segments {
+        leader
+            .append(&mut batch(1, 20, 0), Acks::Leader, TIMEOUT_MS)
+            .unwrap();
+        leader.log().force_roll().unwrap();
+    }
+}
+
 /// Retention and DeleteRecords never pass the high watermark: a follower may still need
 /// those records, and consumers were not allowed to see them yet.
 #[test]
 fn retention_and_the_log_start_stop_at_the_high_watermark() {
     let c = Cluster::new(3, 2, TruncationMode::LeaderEpoch);
     let leader = c.replica(0);
-    for _ in 0..2 {
-        leader
-            .append(&mut batch(1, 20, 0), Acks::Leader, TIMEOUT_MS)
-            .unwrap();
-        leader.log().force_roll().unwrap();
-    }
+    append_rolled(leader, 2);
     c.replicate(0, &[1, 2]);
     assert_eq!(leader.high_watermark(), 2);
-    for _ in 0..2 {
-        leader
-            .append(&mut batch(1, 20, 0), Acks::Leader, TIMEOUT_MS)
-            .unwrap();
-        leader.log().force_roll().unwrap();
-    }
+    append_rolled(leader, 2);
     // Every closed segment is past time retention (7 days); only those below the HW go.
     c.clock.advance_ms(8 * 24 * 3600 * 1000);
     let outcome = leader.delete_old_segments().unwrap();
@@ -267,12 +267,7 @@ fn retention_and_the_log_start_stop_at_the_high_watermark() {
 fn the_low_watermark_follows_the_followers_log_starts() {
     let c = Cluster::new(3, 2, TruncationMode::LeaderEpoch);
     let leader = c.replica(0);
-    for _ in 0..4 {
-        leader
-            .append(&mut batch(1, 20, 0), Acks::Leader, TIMEOUT_MS)
-            .unwrap();
-        leader.log().force_roll().unwrap();
-    }
+    append_rolled(leader, 4);
     c.replicate(0, &[1, 2]);
     assert_eq!(leader.low_watermark(), Some(0));
     assert_eq!(c.replica(1).low_watermark(), None, "a follower has none");
