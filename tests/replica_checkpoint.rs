@@ -188,7 +188,8 @@ fn delete_records_is_durable_when_it_returns() {
 
 /// A follower takes its leader's new log start (DeleteRecords) with a fetch; its manager
 /// writes it at the next tick, so a power loss after that tick keeps it, where one before
-/// it brings the old log start back.
+/// it brings the old log start back. Its fetches report the written one, so the leader's
+/// low watermark reaches the new start (DeleteRecords is done) only after that tick.
 #[test]
 fn a_followers_new_log_start_is_written_at_the_next_tick() {
     let clock = Arc::new(ManualClock::new(1_000_000));
@@ -222,6 +223,10 @@ fn a_followers_new_log_start_is_written_at_the_next_tick() {
         6,
         "taken from the leader"
     );
+    // Its fetches report the start a crash cannot take back: still 0, so DeleteRecords is
+    // not done (the crash below brings the records back on this broker).
+    assert_eq!(follower.fetch_request(1 << 20).log_start_offset, 0);
+    assert_eq!(leader.low_watermark(), Some(0));
     follower.log().flush().unwrap();
     drop((followers, follower));
     follower_disk.crash();
@@ -231,6 +236,9 @@ fn a_followers_new_log_start_is_written_at_the_next_tick() {
     fetch(&follower);
     assert_eq!(follower.log().log_start_offset(), 6);
     followers.tick().unwrap();
+    // Written: its next fetch reports it, and DeleteRecords is done.
+    fetch(&follower);
+    assert_eq!(leader.low_watermark(), Some(6));
     drop((followers, follower));
     follower_disk.crash();
 

@@ -103,6 +103,10 @@ pub struct Log {
     clock: Arc<dyn Clock>,
     segments: RwLock<SegmentList>,
     log_start_offset: AtomicI64,
+    /// The log start a crash cannot take back, once a log dir keeps this log's start in its
+    /// `log-start-offset-checkpoint` ([`Log::log_start_checkpointed`]); `i64::MIN` while
+    /// none does, and the log start itself then counts.
+    durable_log_start: AtomicI64,
     log_end_offset: AtomicI64,
     recovery_point: AtomicI64,
     /// Partition leader epoch of the last batch; epochs never decrease along the log.
@@ -167,6 +171,24 @@ impl Log {
     /// The first offset a reader may fetch.
     pub fn log_start_offset(&self) -> i64 {
         self.log_start_offset.load(Ordering::Acquire)
+    }
+
+    /// The log start this log comes back with after a crash, at least: the one its log
+    /// dir last checkpointed (or found at open), or, for a log no dir checkpoints, the log
+    /// start itself. A follower reports this one to its leader, so that the leader's low
+    /// watermark (DeleteRecords) counts only log starts a crash cannot undo.
+    pub fn durable_log_start_offset(&self) -> i64 {
+        let start = self.log_start_offset();
+        match self.durable_log_start.load(Ordering::Acquire) {
+            i64::MIN => start,
+            durable => durable.min(start),
+        }
+    }
+
+    /// Records that the log dir made `offset` this log's durable start (its checkpoint
+    /// holds it, or it is where the log opened).
+    pub fn log_start_checkpointed(&self, offset: i64) {
+        self.durable_log_start.store(offset, Ordering::Release);
     }
 
     /// The offset the next appended record will get.

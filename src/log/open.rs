@@ -136,6 +136,7 @@ impl Log {
             clock,
             segments: RwLock::new(Arc::new(segments)),
             log_start_offset: AtomicI64::new(log_start_offset),
+            durable_log_start: AtomicI64::new(i64::MIN),
             log_end_offset: AtomicI64::new(log_end_offset),
             recovery_point: AtomicI64::new(outcome.recovery_point.min(log_end_offset)),
             latest_epoch: AtomicI32::new(latest_epoch),

@@ -160,3 +160,24 @@ fn a_read_between_a_swaps_rename_and_its_new_list_waits_for_the_list() {
     let b = batches(&bytes).next().expect("a batch").expect("parses");
     assert_eq!(b.header().base_offset, 0);
 }
+
+/// The durable log start is the log start itself for a log no dir checkpoints, and the
+/// checkpointed one (never above the log start) once a dir does.
+#[test]
+fn the_durable_log_start_is_the_checkpointed_one() {
+    let sim = SimStorage::new(3);
+    let log = open(&sim, None);
+    append(&log, 3);
+    append(&log, 3);
+    log.advance_log_start_offset(2).expect("advance");
+    assert_eq!(
+        log.durable_log_start_offset(),
+        2,
+        "no dir: the log start counts"
+    );
+    log.log_start_checkpointed(2);
+    log.advance_log_start_offset(4).expect("advance");
+    assert_eq!(log.durable_log_start_offset(), 2, "4 is not written yet");
+    log.log_start_checkpointed(4);
+    assert_eq!(log.durable_log_start_offset(), 4);
+}

@@ -245,6 +245,9 @@ impl LogDir {
             })),
         };
         let (log, report) = Log::open(options)?;
+        // Where it opened is where a crash brings it back: the checkpoint's start, or the
+        // first segment's base, whichever is later (see `Log::open`).
+        log.log_start_checkpointed(log.log_start_offset());
         // A log the recovery-point file does not know (a new partition, or its entry lost)
         // gets an entry at once. Otherwise a power loss before the next checkpoint leaves
         // recovery without a point, and it can only guess whether damage followed by valid
@@ -301,14 +304,19 @@ impl LogDir {
             logs.iter().map(|(tp, log)| (tp.clone(), &**log)).collect();
         self.recovery_points.write(&logs)?;
         let mut starts = self.log_starts().clone();
-        for (tp, log) in logs {
-            starts.insert(tp, log.log_start_offset());
+        for (tp, log) in &logs {
+            starts.insert(tp.clone(), log.log_start_offset());
         }
         write_offsets(
             self.storage.as_ref(),
             &self.path.join(LOG_START_OFFSET_FILE),
             &starts,
         )?;
+        for (tp, log) in &logs {
+            if let Some(&start) = starts.get(tp) {
+                log.log_start_checkpointed(start);
+            }
+        }
         *self.log_starts() = starts;
         Ok(())
     }

@@ -17,7 +17,7 @@ impl Partition {
             fetch_offset: self.log.log_end_offset(),
             last_fetched_epoch: self.last_fetched_epoch(),
             max_bytes,
-            log_start_offset: self.log.log_start_offset(),
+            log_start_offset: self.log.durable_log_start_offset(),
         }
     }
 

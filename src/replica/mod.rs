@@ -97,7 +97,8 @@ pub struct FetchRequest {
     /// The epoch of the follower's last batch ([`UNDEFINED_EPOCH`] when it has none).
     pub last_fetched_epoch: i32,
     pub max_bytes: u64,
-    /// The follower's own log start (KIP-107): the leader's low watermark, the least log
+    /// The follower's log start (KIP-107), as a crash cannot take it back
+    /// ([`Log::durable_log_start_offset`]): the leader's low watermark, the least log
     /// start of its live replicas, comes from these.
     pub log_start_offset: i64,
 }
@@ -680,10 +681,11 @@ impl Partition {
         self.log.delete_old_segments_below(hw)
     }
 
-    /// The least log start of this leader and of the followers that fetched within
-    /// `replica_lag_time_max_ms` (Kafka's low watermark, KIP-107); `None` on a follower.
-    /// DeleteRecords is done when it reaches the requested offset: every live replica
-    /// has dropped the records below it. Kafka counts the replicas whose broker is alive;
+    /// The least durable log start ([`Log::durable_log_start_offset`]) of this leader and
+    /// of the followers that fetched within `replica_lag_time_max_ms` (Kafka's low
+    /// watermark, KIP-107); `None` on a follower. DeleteRecords is done when it reaches
+    /// the requested offset: every live replica has dropped the records below it, for
+    /// good (Kafka counts the log starts in memory, which a crash can take back). Kafka counts the replicas whose broker is alive;
     /// a replica knows its followers only by their fetches, so a follower that has not
     /// fetched for that long (by then out of the ISR) does not hold it back.
     pub fn low_watermark(&self) -> Option<i64> {
@@ -698,7 +700,7 @@ impl Partition {
             .values()
             .filter(|f| f.log_start_offset >= 0 && f.previous_fetch.1 >= live_since)
             .map(|f| f.log_start_offset);
-        Some(followers.fold(self.log.log_start_offset(), i64::min))
+        Some(followers.fold(self.log.durable_log_start_offset(), i64::min))
     }
 
     /// Moves the log start (Kafka's DeleteRecords), which may not pass the HW.
