@@ -187,7 +187,7 @@ impl Log {
 
     /// Records that the log dir made `offset` this log's durable start (its checkpoint
     /// holds it, or it is where the log opened).
-    pub fn log_start_checkpointed(&self, offset: i64) {
+    pub(crate) fn log_start_checkpointed(&self, offset: i64) {
         self.durable_log_start.store(offset, Ordering::Release);
     }
 

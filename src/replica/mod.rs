@@ -685,9 +685,10 @@ impl Partition {
     /// of the followers that fetched within `replica_lag_time_max_ms` (Kafka's low
     /// watermark, KIP-107); `None` on a follower. DeleteRecords is done when it reaches
     /// the requested offset: every live replica has dropped the records below it, for
-    /// good (Kafka counts the log starts in memory, which a crash can take back). Kafka counts the replicas whose broker is alive;
-    /// a replica knows its followers only by their fetches, so a follower that has not
-    /// fetched for that long (by then out of the ISR) does not hold it back.
+    /// good (Kafka counts the log starts in memory, which a crash can take back). Kafka
+    /// counts the replicas whose broker is alive; a replica knows its followers only by
+    /// their fetches, so a follower that has not fetched for that long (by then out of
+    /// the ISR) does not hold it back.
     pub fn low_watermark(&self) -> Option<i64> {
         let state = self.state();
         let Role::Leader(leader) = &state.role else {
