@@ -7,12 +7,14 @@
 //!
 //! Readers never wait for the writer: an entry's bytes are stored first, then the count is
 //! published (`Release`), and a reader loads the count (`Acquire`) and reads only the
-//! entries below it (see [`MapMut::bytes`]). Only changes to the file itself (a trim, an
-//! extension, a truncation, a reset) take `&mut self`.
+//! entries below it (see [`MapMut::bytes`]). Entries are pushed by one thread at a time:
+//! the segment's appender, which holds the log's writer lock (or a rebuild, which holds
+//! the index exclusively). Only changes to the file itself (a trim, an extension, a
+//! truncation, a reset) take `&mut self`.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::io::{shared_bytes, MapMut, OpenMode, Storage, StorageFile};
@@ -27,9 +29,6 @@ pub(crate) struct IndexFile {
     /// Entries published to readers: stored with `Release` after their bytes.
     entries: AtomicUsize,
     capacity: usize,
-    /// Held by [`IndexFile::push`], so that two pushes cannot take the same slot. Readers
-    /// never take it.
-    pushing: Mutex<()>,
     /// Set on open when the file held bytes that are not valid entries (a length that is not
     /// a multiple of the entry size, or non-zero bytes after the valid entries).
     damaged: bool,
@@ -55,7 +54,6 @@ impl IndexFile {
             entry_size,
             entries: AtomicUsize::new(0),
             capacity: 0,
-            pushing: Mutex::new(()),
             damaged: len % entry_size as u64 != 0,
         };
         let existing = (len / entry_size as u64) as usize;
@@ -90,7 +88,6 @@ impl IndexFile {
             entry_size,
             entries: AtomicUsize::new(0),
             capacity: 0,
-            pushing: Mutex::new(()),
             damaged: false,
         };
         index.reset(max_bytes)?;
@@ -149,11 +146,11 @@ impl IndexFile {
         }
     }
 
-    /// Appends one entry, then publishes it; the caller checks `is_full` first. Readers go
-    /// on reading the entries published before it meanwhile.
+    /// Appends one entry, then publishes it; the caller checks `is_full` first, and is the
+    /// index's one pusher (see the module docs). Readers go on reading the entries
+    /// published before it meanwhile.
     pub(crate) fn push(&self, entry: &[u8]) -> Result<()> {
         debug_assert_eq!(entry.len(), self.entry_size);
-        let _pushing = self.pushing.lock().unwrap_or_else(|e| e.into_inner());
         let n = self.entries.load(Ordering::Relaxed);
         if n >= self.capacity {
             return Err(Error::Corruption {

@@ -158,7 +158,9 @@ impl Log {
     }
 
     /// Publishes the replica's high watermark: compaction stays below it, since a record
-    /// above it may still be truncated and must not take its key's older record away.
+    /// above it may still be truncated and must not take its key's older record away, and
+    /// the replica's consumers read up to it. The replica that owns the log (or, for a log
+    /// no replica owns, the cleaning tool) is its only writer.
     pub fn set_high_watermark(&self, offset: i64) {
         self.high_watermark.store(offset, Ordering::Release);
     }

@@ -14,7 +14,6 @@ mod scrub;
 pub(crate) mod spin;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -197,10 +196,6 @@ pub struct Partition {
     config: ReplicaConfig,
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
-    /// The HW as readers see it: stored (under `state`) wherever the state's HW changes,
-    /// and loaded without the lock by consumers' reads, ListOffsets, retention and
-    /// DeleteRecords, which so never wait for a fetch's or an append's bookkeeping.
-    high_watermark: AtomicI64,
     /// Signalled, with `state` locked, when an append reaches the log and a fetch waits.
     data_arrived: Condvar,
     /// Held shared by leader appends while they write (without `state`, so that follower
@@ -235,7 +230,6 @@ impl Partition {
                 fetch_waiters: 0,
                 scratch: Vec::new(),
             }),
-            high_watermark: AtomicI64::new(hw),
             data_arrived: Condvar::new(),
             role_change: RwLock::new(()),
         }
@@ -249,8 +243,11 @@ impl Partition {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The HW as published to the log, under the state lock at each change: consumers'
+    /// reads, ListOffsets, retention and DeleteRecords load it without the state lock, so
+    /// they never wait for a fetch's or an append's bookkeeping.
     pub fn high_watermark(&self) -> i64 {
-        self.high_watermark.load(Ordering::Acquire)
+        self.log.high_watermark()
     }
 
     pub fn leader_epoch(&self) -> i32 {
@@ -274,15 +271,10 @@ impl Partition {
         }
     }
 
-    /// Sets the HW and publishes it to readers and to the log, whose cleaner stays below
-    /// it.
+    /// Sets the HW and publishes it to the log, for readers and for the cleaner, which
+    /// stays below it. Every change of the HW goes through here, under the state lock.
     fn set_high_watermark(&self, state: &mut State, hw: i64) {
         state.high_watermark = hw;
-        self.publish_high_watermark(hw);
-    }
-
-    fn publish_high_watermark(&self, hw: i64) {
-        self.high_watermark.store(hw, Ordering::Release);
         self.log.set_high_watermark(hw);
     }
 
@@ -602,8 +594,9 @@ impl Partition {
             }
             new_hw = hw.max(lowest);
         }
+        // As `set_high_watermark` does (which `leader`, borrowed from `state`, rules out).
         state.high_watermark = new_hw;
-        self.publish_high_watermark(new_hw);
+        self.log.set_high_watermark(new_hw);
         // Also when the HW did not move: an append registers its completion after its
         // write, and a fetch may have moved the HW past it in between.
         let isr = leader.isr.len();

@@ -3,7 +3,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU8;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use super::file::FileData;
 use super::namespace::Ino;
@@ -255,16 +255,11 @@ impl SimMap {
     fn write_back(&self, inner: &mut Inner) -> io::Result<usize> {
         let f = data(inner, self.ino)?;
         let n = self.buf.len().min(f.written.len());
-        let new = shared_bytes::to_vec(&self.buf[..n]);
-        let old = &f.written[..n];
-        if let Some(first) = new.iter().zip(old).position(|(a, b)| a != b) {
-            let last = n - new
-                .iter()
-                .rev()
-                .zip(old.iter().rev())
-                .position(|(a, b)| a != b)
-                .unwrap_or(0);
-            f.write(&new[first..last], first as u64)?;
+        let differs = |&i: &usize| self.buf[i].load(Ordering::Relaxed) != f.written[i];
+        if let Some(first) = (0..n).find(differs) {
+            let last = (first..n).rfind(differs).map_or(n, |i| i + 1);
+            let changed = shared_bytes::to_vec(&self.buf[first..last]);
+            f.write(&changed, first as u64)?;
         }
         Ok(n)
     }
