@@ -306,6 +306,56 @@ fn the_low_watermark_follows_the_followers_log_starts() {
     assert_eq!(leader.low_watermark(), Some(4));
 }
 
+/// A new leader has heard no follower's log start: until each live follower has fetched
+/// from it, the low watermark is -1 (Kafka's unknown offset), and DeleteRecords is not
+/// done, since a follower it has not heard from may still hold the records. One that stays
+/// silent for `replica_lag_time_max_ms` no longer counts.
+#[test]
+fn a_new_leader_waits_for_every_live_follower_to_report_its_log_start() {
+    let c = Cluster::new(3, 2, TruncationMode::LeaderEpoch);
+    append_rolled(c.replica(0), 4);
+    c.replicate(0, &[1, 2]);
+    c.replica(0).advance_log_start_offset(3).unwrap();
+    c.replicate(0, &[1, 2]); // take the log start, and report it
+    assert_eq!(c.replica(0).low_watermark(), Some(3));
+    // Broker 1 takes over, knowing nothing of the others' log starts.
+    let leader = c.replica(1);
+    leader
+        .become_leader(2, vec![0, 1, 2], vec![0, 1, 2])
+        .unwrap();
+    c.replica(0).become_follower(2, 1).unwrap();
+    c.replica(2).become_follower(2, 1).unwrap();
+    assert_eq!(
+        leader.low_watermark(),
+        Some(-1),
+        "no follower heard from yet"
+    );
+    c.fetch(2, 1);
+    assert_eq!(
+        leader.low_watermark(),
+        Some(-1),
+        "broker 0 not heard from yet"
+    );
+    c.fetch(0, 1);
+    assert_eq!(leader.low_watermark(), Some(3));
+    // A follower that never fetches stops counting after the lag time, as one that went
+    // silent does.
+    leader
+        .become_leader(3, vec![0, 1, 2], vec![0, 1, 2])
+        .unwrap();
+    c.replica(0).become_follower(3, 1).unwrap();
+    c.replica(2).become_follower(3, 1).unwrap();
+    c.fetch(0, 1);
+    assert_eq!(
+        leader.low_watermark(),
+        Some(-1),
+        "broker 2 not heard from yet"
+    );
+    c.clock.advance_ms(31_000);
+    c.fetch(0, 1);
+    assert_eq!(leader.low_watermark(), Some(3));
+}
+
 /// Broker 0 leads with the batches 0..=4 and 5..=9 and its log start at 7, inside the
 /// second (DeleteRecords); broker 2 lost everything and started over at 7, empty.
 fn follower_at_a_log_start_inside_a_batch() -> Cluster {

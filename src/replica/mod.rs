@@ -675,13 +675,18 @@ impl Partition {
     }
 
     /// The least durable log start ([`Log::durable_log_start_offset`]) of this leader and
-    /// of the followers that fetched within `replica_lag_time_max_ms` (Kafka's low
-    /// watermark, KIP-107); `None` on a follower. DeleteRecords is done when it reaches
-    /// the requested offset: every live replica has dropped the records below it, for
-    /// good (Kafka counts the log starts in memory, which a crash can take back). Kafka
-    /// counts the replicas whose broker is alive; a replica knows its followers only by
-    /// their fetches, so a follower that has not fetched for that long (by then out of
-    /// the ISR) does not hold it back.
+    /// of the live followers (Kafka's low watermark, KIP-107); `None` on a follower.
+    /// DeleteRecords is done when it reaches the requested offset: every live replica has
+    /// dropped the records below it, for good (Kafka counts the log starts in memory,
+    /// which a crash can take back).
+    ///
+    /// Kafka counts the replicas whose broker is alive; a replica knows its followers only
+    /// by their fetches, so a follower is live while it fetched within
+    /// `replica_lag_time_max_ms`, or became this leader's follower within that time. One
+    /// that has not told this leader its log start yet (none fetched since the leader
+    /// took over) holds the low watermark at -1, Kafka's unknown offset, as it does in
+    /// Kafka: it may still hold the records. One silent for that long (by then out of the
+    /// ISR) no longer holds it back.
     pub fn low_watermark(&self) -> Option<i64> {
         let state = self.state();
         let Role::Leader(leader) = &state.role else {
@@ -692,7 +697,7 @@ impl Partition {
         let followers = leader
             .followers
             .values()
-            .filter(|f| f.log_start_offset >= 0 && f.previous_fetch.1 >= live_since)
+            .filter(|f| f.previous_fetch.1 >= live_since)
             .map(|f| f.log_start_offset);
         Some(followers.fold(self.log.durable_log_start_offset(), i64::min))
     }
