@@ -262,7 +262,8 @@ fn retention_and_the_log_start_stop_at_the_high_watermark() {
 
 /// DeleteRecords is done on every live replica once the leader's low watermark reaches
 /// it: the followers take the new log start with one fetch and report it with the next.
-/// A follower that stopped fetching for `replica_lag_time_max_ms` no longer holds it back.
+/// A follower that stopped fetching for `replica_lag_time_max_ms` and left the ISR no
+/// longer holds it back.
 #[test]
 fn the_low_watermark_follows_the_followers_log_starts() {
     let c = Cluster::new(3, 2, TruncationMode::LeaderEpoch);
@@ -289,14 +290,27 @@ fn the_low_watermark_follows_the_followers_log_starts() {
     );
     c.fetch(2, 0);
     assert_eq!(leader.low_watermark(), Some(3));
-    // Broker 2 stops fetching; once it has been silent for the lag time it no longer
-    // counts, and broker 1's report decides.
+    // Broker 2 stops fetching; once it has been silent for the lag time and left the ISR
+    // it no longer counts, and broker 1's report decides.
     leader.advance_log_start_offset(4).unwrap();
     c.fetch(1, 0);
     c.fetch(1, 0);
     assert_eq!(leader.low_watermark(), Some(3));
     c.clock.advance_ms(31_000);
     c.fetch(1, 0);
+    assert_eq!(
+        leader.low_watermark(),
+        Some(3),
+        "in the ISR, broker 2 may be elected"
+    );
+    leader.tick();
+    assert_eq!(leader.isr_proposal(), Some(vec![0, 1]));
+    assert_eq!(
+        leader.low_watermark(),
+        Some(3),
+        "until the shrink is confirmed"
+    );
+    leader.confirm_isr(vec![0, 1]);
     assert_eq!(leader.low_watermark(), Some(4));
     // A diverging answer leaves the follower's state as it was (KAFKA-13141).
     let mut request = c.replica(1).fetch_request(1 << 20);
@@ -309,7 +323,7 @@ fn the_low_watermark_follows_the_followers_log_starts() {
 /// A new leader has heard no follower's log start: until each live follower has fetched
 /// from it, the low watermark is -1 (Kafka's unknown offset), and DeleteRecords is not
 /// done, since a follower it has not heard from may still hold the records. One that stays
-/// silent for `replica_lag_time_max_ms` no longer counts.
+/// silent for `replica_lag_time_max_ms` and leaves the ISR no longer counts.
 #[test]
 fn a_new_leader_waits_for_every_live_follower_to_report_its_log_start() {
     let c = Cluster::new(3, 2, TruncationMode::LeaderEpoch);
@@ -338,7 +352,7 @@ fn a_new_leader_waits_for_every_live_follower_to_report_its_log_start() {
     );
     c.fetch(0, 1);
     assert_eq!(leader.low_watermark(), Some(3));
-    // A follower that never fetches stops counting after the lag time, as one that went
+    // A follower that never fetches stops counting once out of the ISR, as one that went
     // silent does.
     leader
         .become_leader(3, vec![0, 1, 2], vec![0, 1, 2])
@@ -353,6 +367,13 @@ fn a_new_leader_waits_for_every_live_follower_to_report_its_log_start() {
     );
     c.clock.advance_ms(31_000);
     c.fetch(0, 1);
+    assert_eq!(
+        leader.low_watermark(),
+        Some(-1),
+        "in the ISR, broker 2 may be elected"
+    );
+    leader.tick();
+    leader.confirm_isr(vec![0, 1]);
     assert_eq!(leader.low_watermark(), Some(3));
 }
 

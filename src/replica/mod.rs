@@ -681,12 +681,12 @@ impl Partition {
     /// which a crash can take back).
     ///
     /// Kafka counts the replicas whose broker is alive; a replica knows its followers only
-    /// by their fetches, so a follower is live while it fetched within
-    /// `replica_lag_time_max_ms`, or became this leader's follower within that time. One
-    /// that has not told this leader its log start yet (none fetched since the leader
-    /// took over) holds the low watermark at -1, Kafka's unknown offset, as it does in
-    /// Kafka: it may still hold the records. One silent for that long (by then out of the
-    /// ISR) no longer holds it back.
+    /// by their fetches and the ISR, so a follower counts while it is in the ISR (it may
+    /// be elected), fetched within `replica_lag_time_max_ms`, or became this leader's
+    /// follower within that time. One that has not told this leader its log start yet
+    /// (none fetched since the leader took over) holds the low watermark at -1, Kafka's
+    /// unknown offset, as it does in Kafka: it may still hold the records. One silent for
+    /// that long and out of the ISR no longer holds it back.
     pub fn low_watermark(&self) -> Option<i64> {
         let state = self.state();
         let Role::Leader(leader) = &state.role else {
@@ -694,11 +694,14 @@ impl Partition {
         };
         let now = self.clock.now_ms();
         let live_since = now.saturating_sub(self.config.replica_lag_time_max_ms);
+        let in_sync = |id: &i32| {
+            leader.isr.contains(id) || leader.proposed_isr.as_ref().is_some_and(|p| p.contains(id))
+        };
         let followers = leader
             .followers
-            .values()
-            .filter(|f| f.previous_fetch.1 >= live_since)
-            .map(|f| f.log_start_offset);
+            .iter()
+            .filter(|&(id, f)| f.previous_fetch.1 >= live_since || in_sync(id))
+            .map(|(_, f)| f.log_start_offset);
         Some(followers.fold(self.log.durable_log_start_offset(), i64::min))
     }
 
