@@ -194,7 +194,7 @@ fn a_late_diverging_answer_does_not_cut_a_log_fetched_back_to_the_same_offset() 
 fn a_late_out_of_range_answer_is_ignored() {
     let c = Cluster::new(3, 2, TruncationMode::HighWatermark);
     // Broker 1 holds offsets 0..5, below its high watermark, that broker 2 never got.
-    c.replica(0).confirm_isr(vec![0, 1]);
+    c.replica(0).confirm_isr(vec![0, 1]).expect("confirm ISR");
     for i in 0..5 {
         c.replica(0)
             .append(&mut batch(1, 20, i), Acks::Leader, TIMEOUT_MS)
@@ -310,7 +310,7 @@ fn the_low_watermark_follows_the_followers_log_starts() {
         Some(3),
         "until the shrink is confirmed"
     );
-    leader.confirm_isr(vec![0, 1]);
+    leader.confirm_isr(vec![0, 1]).expect("confirm ISR");
     assert_eq!(leader.low_watermark(), Some(4));
     // A diverging answer leaves the follower's state as it was (KAFKA-13141).
     let mut request = c.replica(1).fetch_request(1 << 20);
@@ -373,7 +373,7 @@ fn a_new_leader_waits_for_every_live_follower_to_report_its_log_start() {
         "in the ISR, broker 2 may be elected"
     );
     leader.tick();
-    leader.confirm_isr(vec![0, 1]);
+    leader.confirm_isr(vec![0, 1]).expect("confirm ISR");
     assert_eq!(leader.low_watermark(), Some(3));
 }
 
@@ -381,7 +381,7 @@ fn a_new_leader_waits_for_every_live_follower_to_report_its_log_start() {
 /// second (DeleteRecords); broker 2 lost everything and started over at 7, empty.
 fn follower_at_a_log_start_inside_a_batch() -> Cluster {
     let mut c = Cluster::new(3, 2, TruncationMode::LeaderEpoch);
-    c.replica(0).confirm_isr(vec![0, 1]);
+    c.replica(0).confirm_isr(vec![0, 1]).expect("confirm ISR");
     for i in 0..2 {
         c.replica(0)
             .append(&mut batch(5, 20, i), Acks::Leader, TIMEOUT_MS)
@@ -517,4 +517,33 @@ fn a_batch_of_a_later_epoch_across_the_log_end_cuts_nothing() {
     let (outcome, end) = apply_foreign_batch_across_the_end(1);
     assert!(outcome.unwrap());
     assert_eq!(end, 0);
+}
+
+/// A controller's decision that names this broker nowhere, a broker outside the replicas,
+/// or one broker twice is refused with a typed error, and the replica stays as it was:
+/// an ISR member that is no replica would never fetch and hold the HW back for good, and
+/// a leader outside its own ISR would never be counted in it.
+#[test]
+fn role_and_isr_decisions_that_cannot_hold_are_refused() {
+    let c = Cluster::new(3, 2, TruncationMode::LeaderEpoch);
+    let leader = c.replica(0);
+    let refused = |result: Result<(), Error>| {
+        let err = result.expect_err("refused");
+        assert!(matches!(err, Error::InvalidRequest(_)), "{err}");
+    };
+    refused(leader.become_leader(2, vec![1, 2], vec![1, 2]));
+    refused(leader.become_leader(2, vec![0, 1, 2], vec![1, 2]));
+    refused(leader.become_leader(2, vec![0, 1, 2], vec![0, 3]));
+    refused(leader.become_leader(2, vec![0, 1, 1], vec![0, 1]));
+    refused(leader.become_leader(2, vec![0, 1, 2], vec![0, 0]));
+    assert_eq!(leader.leader_epoch(), 1, "still the leader of epoch 1");
+    assert_eq!(leader.isr(), Some(vec![0, 1, 2]));
+    refused(leader.confirm_isr(vec![1, 2]));
+    refused(leader.confirm_isr(vec![0, 5]));
+    refused(leader.confirm_isr(vec![0, 1, 0]));
+    assert_eq!(leader.isr(), Some(vec![0, 1, 2]), "unchanged");
+    leader.confirm_isr(vec![0, 2]).expect("a valid ISR");
+    assert_eq!(leader.isr(), Some(vec![0, 2]));
+    let err = c.replica(1).confirm_isr(vec![0, 1]).unwrap_err();
+    assert!(matches!(err, Error::NotLeaderOrFollower), "{err}");
 }

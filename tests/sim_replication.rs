@@ -144,7 +144,10 @@ impl Sim {
         }
         if let Some(isr) = self.c.replica(self.leader).isr_proposal() {
             self.trace.push(format!("isr -> {isr:?}"));
-            self.c.replica(self.leader).confirm_isr(isr);
+            self.c
+                .replica(self.leader)
+                .confirm_isr(isr)
+                .expect("confirm ISR");
         }
     }
 
@@ -241,7 +244,10 @@ impl Sim {
             // The controller sees the broker go and takes it out of the ISR, as Kafka's
             // does when a broker's session ends; it rejoins once caught up.
             let isr: Vec<i32> = isr.into_iter().filter(|&b| b as usize != victim).collect();
-            self.c.replica(self.leader).confirm_isr(isr);
+            self.c
+                .replica(self.leader)
+                .confirm_isr(isr)
+                .expect("confirm ISR");
             self.trace.push(format!("follower {victim} lost power"));
         }
         self.down = Some(victim);
@@ -346,7 +352,10 @@ impl Sim {
                 }
             }
             if let Some(isr) = self.c.replica(self.leader).isr_proposal() {
-                self.c.replica(self.leader).confirm_isr(isr);
+                self.c
+                    .replica(self.leader)
+                    .confirm_isr(isr)
+                    .expect("confirm ISR");
             }
         }
         self.check();

@@ -241,7 +241,7 @@ impl Cluster {
         for (f, response) in self.network.due() {
             self.deliver(f, &response, &mut report)?;
         }
-        self.apply_isr_proposal(&mut report);
+        self.apply_isr_proposal(&mut report)?;
         Ok(report)
     }
 
@@ -300,15 +300,16 @@ impl Cluster {
         Ok(())
     }
 
-    fn apply_isr_proposal(&mut self, report: &mut RoundReport) {
+    fn apply_isr_proposal(&mut self, report: &mut RoundReport) -> Result<()> {
         let Some(leader) = self.leader.and_then(|l| self.replica(l)) else {
-            return;
+            return Ok(());
         };
         if let Some(isr) = leader.isr_proposal() {
-            leader.confirm_isr(isr.clone());
+            leader.confirm_isr(isr.clone())?;
             self.isr = isr.clone();
             report.isr_changes.push(isr);
         }
+        Ok(())
     }
 
     /// Advances time by `ms`, then every running broker ticks (ISR shrink, `acks=all`
@@ -319,7 +320,7 @@ impl Cluster {
             manager.tick()?;
         }
         let mut report = RoundReport::default();
-        self.apply_isr_proposal(&mut report);
+        self.apply_isr_proposal(&mut report)?;
         Ok(report)
     }
 
@@ -352,7 +353,7 @@ impl Cluster {
         self.remove_from_isr(id);
         if self.leader != Some(id) {
             if let Some(leader) = self.leader.and_then(|l| self.replica(l)) {
-                leader.confirm_isr(self.isr.clone());
+                leader.confirm_isr(self.isr.clone())?;
             }
             return Ok(None);
         }
@@ -395,7 +396,7 @@ impl Cluster {
         self.network.forget(id);
         self.remove_from_isr(id);
         if let Some(leader) = self.leader.and_then(|l| self.replica(l)) {
-            leader.confirm_isr(self.isr.clone());
+            leader.confirm_isr(self.isr.clone())?;
         }
         Ok(election)
     }

@@ -309,7 +309,11 @@ impl Partition {
 
     /// Becomes leader of `epoch` with `replicas` (this broker among them) and `isr`. The
     /// epoch's start is recorded in the log's epoch cache before any append.
+    /// [`Error::InvalidRequest`], changing nothing, unless both lists hold this broker,
+    /// the ISR lies within the replicas, and neither names a broker twice.
     pub fn become_leader(&self, epoch: i32, replicas: Vec<i32>, isr: Vec<i32>) -> Result<()> {
+        self.check_assignment("replicas", &replicas, &replicas)?;
+        self.check_assignment("ISR", &isr, &replicas)?;
         let _exclusive = self.role_change.write().unwrap_or_else(|e| e.into_inner());
         let mut state = self.state();
         Self::check_new_epoch(&state, epoch)?;
@@ -622,16 +626,42 @@ impl Partition {
         }
     }
 
-    /// The embedder (the controller) confirmed `isr`.
-    pub fn confirm_isr(&self, isr: Vec<i32>) {
+    /// The embedder (the controller) confirmed `isr`, which may differ from the proposal.
+    /// [`Error::NotLeaderOrFollower`] on a replica that does not lead (the confirmation
+    /// came after it stepped down: Kafka ignores such an answer too), and
+    /// [`Error::InvalidRequest`] for an ISR without this broker, with a broker outside the
+    /// replicas, or with one twice; either changes nothing.
+    pub fn confirm_isr(&self, isr: Vec<i32>) -> Result<()> {
         // Exclusive: an `acks=all` append checks the ISR and writes as one step.
         let _exclusive = self.role_change.write().unwrap_or_else(|e| e.into_inner());
         let mut state = self.state();
-        if let Role::Leader(leader) = &mut state.role {
-            leader.isr = isr;
-            leader.proposed_isr = None;
-        }
+        let Role::Leader(leader) = &mut state.role else {
+            return Err(Error::NotLeaderOrFollower);
+        };
+        self.check_assignment("ISR", &isr, &leader.replicas)?;
+        leader.isr = isr;
+        leader.proposed_isr = None;
         self.advance_high_watermark(&mut state);
+        Ok(())
+    }
+
+    /// `list` (the replicas or the ISR) holds this broker, only brokers of `replicas`,
+    /// and each once: a controller's decision that breaks this would leave the HW waiting
+    /// on a broker that never fetches, or a leader outside its own ISR.
+    fn check_assignment(&self, what: &str, list: &[i32], replicas: &[i32]) -> Result<()> {
+        let me = self.config.broker_id;
+        let invalid = |why: String| Err(Error::InvalidRequest(format!("{what} {list:?}: {why}")));
+        if !list.contains(&me) {
+            return invalid(format!("this broker ({me}) is not in it"));
+        }
+        if let Some(id) = list.iter().find(|id| !replicas.contains(id)) {
+            return invalid(format!("broker {id} is not a replica"));
+        }
+        let mut earlier = list.iter().enumerate().map(|(i, id)| (&list[..i], id));
+        if let Some((_, id)) = earlier.find(|(before, id)| before.contains(id)) {
+            return invalid(format!("broker {id} is named twice"));
+        }
+        Ok(())
     }
 
     /// Time passes: proposes removing ISR members not caught up within

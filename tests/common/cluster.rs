@@ -100,7 +100,7 @@ impl Cluster {
                 self.fetch(f, leader);
             }
             if let Some(isr) = self.replica(leader).isr_proposal() {
-                self.replica(leader).confirm_isr(isr);
+                self.replica(leader).confirm_isr(isr).expect("confirm ISR");
             }
         }
     }
