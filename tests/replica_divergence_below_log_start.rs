@@ -119,3 +119,45 @@ fn a_log_start_below_the_divergence_keeps_the_shared_records() {
     assert_eq!(kept.len(), 2, "the shared records below the log start stay");
     assert_eq!(kept, leader_had);
 }
+
+/// A follower that starts over at its leader's log start takes its HW there too: its HW
+/// from before (the old leader's, 4 here) lay below the new log start, and an HW below
+/// the log start breaks invariant 2 (`log start <= HW <= log end`). Found by the
+/// `sim_replication` hunt once it checked that invariant on every replica at every step
+/// (seeds 51 and 1013 of the first 500).
+#[test]
+fn a_follower_that_starts_over_at_the_log_start_has_its_hw_there() {
+    let c = Cluster::new(2, 1, TruncationMode::LeaderEpoch);
+    for i in 0..4 {
+        c.replica(0)
+            .append(&mut batch(1, 10, i), Acks::Leader, 30_000)
+            .unwrap();
+    }
+    c.replicate(0, &[1]);
+    for i in 0..4 {
+        c.replica(0)
+            .append(&mut batch(1, 20, 100 + i), Acks::Leader, 30_000)
+            .unwrap();
+    }
+    assert_eq!(
+        c.replica(0).high_watermark(),
+        4,
+        "broker 1 never fetched 4..8"
+    );
+    c.replica(1).become_leader(2, vec![0, 1], vec![1]).unwrap();
+    for i in 0..6 {
+        c.replica(1)
+            .append(&mut batch(1, 30, 200 + i), Acks::Leader, 30_000)
+            .unwrap();
+    }
+    c.replica(1).advance_log_start_offset(8).unwrap();
+    c.replica(0).become_follower(2, 1).unwrap();
+    c.fetch(0, 1); // the logs part at the leader's log start: broker 0 starts over there
+    let follower = c.replica(0);
+    assert_eq!(follower.log().log_start_offset(), 8);
+    assert_eq!(follower.log().log_end_offset(), 8);
+    assert_eq!(follower.high_watermark(), 8);
+    c.fetch(0, 1);
+    assert_eq!(follower.log().log_end_offset(), 10, "caught up");
+    assert_eq!(follower.high_watermark(), 10);
+}

@@ -205,6 +205,21 @@ impl Sim {
     }
 
     fn check(&mut self) {
+        // Every running replica's log start, HW and log end stay in that order
+        // (invariant 2), through restarts from the dir's checkpoints and cleanings too.
+        for b in 0..3 {
+            if let Some(r) = self.c.replica(b) {
+                let (start, hw, end) = (
+                    r.log().log_start_offset(),
+                    r.high_watermark(),
+                    r.log().log_end_offset(),
+                );
+                assert!(
+                    start <= hw && hw <= end,
+                    "broker {b}: log start {start}, HW {hw}, log end {end}"
+                );
+            }
+        }
         let pending = std::mem::take(&mut self.pending);
         for (h, group, offset) in pending {
             match h.poll() {

@@ -4,8 +4,9 @@
 //! broker off (the leader too) for a while, ISR changes, ticks, power losses of one broker
 //! at a time (the leader too, which makes the controller elect an in-sync replica with a
 //! new epoch) and restarts, and DeleteRecords moving the leader's log start to any offset
-//! up to the high watermark, inside a batch too. Checked throughout: the high watermark never goes back within
-//! a leader epoch and no committed offset ever changes its record; at the end, after
+//! up to the high watermark, inside a batch too. Checked throughout: the high watermark
+//! never goes back within a leader epoch, no committed offset ever changes its record, and
+//! every running replica keeps its log start <= HW <= log end; at the end, after
 //! healing, every record acknowledged with `acks=all` is on the leader at its offset with
 //! its bytes, and the replicas are byte-identical.
 //!
@@ -278,8 +279,21 @@ impl Sim {
             .push(format!("delete records below {to} on {}", self.leader));
     }
 
-    /// The HW never goes back within an epoch, and committed offsets keep their records.
+    /// The HW never goes back within an epoch, committed offsets keep their records, and
+    /// every replica's log start, HW and log end stay in that order (invariant 2).
     fn check(&mut self) {
+        for b in self.up() {
+            let r = self.c.replica(b);
+            let (start, hw, leo) = (
+                r.log().log_start_offset(),
+                r.high_watermark(),
+                r.log().log_end_offset(),
+            );
+            assert!(
+                start <= hw && hw <= leo,
+                "broker {b}: log start {start}, HW {hw}, log end {leo}"
+            );
+        }
         let leader = self.c.replica(self.leader);
         let hw = leader.high_watermark();
         if self.last_hw.0 == self.epoch {

@@ -278,9 +278,15 @@ impl Partition {
         self.log.set_high_watermark(hw);
     }
 
-    /// After a truncation: the HW is never above the log end.
+    /// After a truncation: the HW stays within the log, never above its end nor below its
+    /// start (invariant 2). A follower that started over at the leader's log start has
+    /// its HW there: everything below it is gone, and the leader moved its log start no
+    /// further than its HW. Kafka's log clamps every HW it is given the same way.
     fn cap_high_watermark(&self, state: &mut State) {
-        let hw = state.high_watermark.min(self.log.log_end_offset());
+        let hw = state
+            .high_watermark
+            .max(self.log.log_start_offset())
+            .min(self.log.log_end_offset());
         self.set_high_watermark(state, hw);
     }
 
