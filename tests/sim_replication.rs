@@ -280,8 +280,13 @@ impl Sim {
     }
 
     /// The HW never goes back within an epoch, committed offsets keep their records, and
-    /// every replica's log start, HW and log end stay in that order (invariant 2).
+    /// on every running replica: its batches hold every offset from the log start to the
+    /// log end, once (invariant 1), its log start, HW and log end stay in that order
+    /// (invariant 2), and below its HW it has what the leader has (invariant 6); an
+    /// in-sync one holds everything below the leader's HW.
     fn check(&mut self) {
+        let leader_hw = self.c.replica(self.leader).high_watermark();
+        let isr = self.c.replica(self.leader).isr().expect("leader");
         for b in self.up() {
             let r = self.c.replica(b);
             let (start, hw, leo) = (
@@ -293,6 +298,22 @@ impl Sim {
                 start <= hw && hw <= leo,
                 "broker {b}: log start {start}, HW {hw}, log end {leo}"
             );
+            assert_consecutive(r.log(), b);
+            if isr.contains(&(b as i32)) {
+                assert!(
+                    leo >= leader_hw,
+                    "broker {b} is in sync and ends at {leo}, below the leader's HW {leader_hw}"
+                );
+            }
+            if b != self.leader {
+                let from = start.max(self.c.replica(self.leader).log().log_start_offset());
+                let mine = batch_crcs_between(r.log(), from, hw);
+                let leaders = batch_crcs_between(self.c.replica(self.leader).log(), from, hw);
+                assert_eq!(
+                    mine, leaders,
+                    "broker {b} differs from the leader below its HW {hw}"
+                );
+            }
         }
         let leader = self.c.replica(self.leader);
         let hw = leader.high_watermark();
@@ -398,6 +419,45 @@ impl Sim {
             );
         }
     }
+}
+
+/// The log's batches, read from its log start, hold every offset up to its log end once:
+/// the first holds the log start (DeleteRecords may put it inside a batch), each next one
+/// starts where the one before ended, and the last ends at the log end.
+fn assert_consecutive(log: &partlog::log::Log, broker: usize) {
+    let (start, end) = (log.log_start_offset(), log.log_end_offset());
+    let mut next = None;
+    let mut at = start;
+    while let Some(slice) = log.read(at, 1 << 20, None).expect("read") {
+        let bytes = slice.to_vec().expect("slice bytes");
+        for batch in partlog::record::batches(&bytes) {
+            let h = *batch.expect("batch").header();
+            match next {
+                None => assert!(
+                    h.base_offset <= start && start <= h.last_offset(),
+                    "broker {broker}: the first batch {}..={} does not hold the log start {start}",
+                    h.base_offset,
+                    h.last_offset()
+                ),
+                Some(n) => assert_eq!(h.base_offset, n, "broker {broker}: offsets jump"),
+            }
+            next = Some(h.next_offset());
+        }
+        at = next.unwrap_or(end);
+    }
+    assert_eq!(
+        next.unwrap_or(start),
+        end,
+        "broker {broker}: the batches end elsewhere"
+    );
+}
+
+/// `(base offset, CRC)` of the batches of `log` that hold offsets in `[from, to)`.
+fn batch_crcs_between(log: &partlog::log::Log, from: i64, to: i64) -> Vec<(i64, u32)> {
+    if from >= to {
+        return Vec::new();
+    }
+    partlog::cluster::batch_crcs_between(log, from, to).expect("read")
 }
 
 fn run_seed(seed: u64, network_faults: bool, delete_records: bool) -> Result<(), String> {
