@@ -44,6 +44,7 @@ impl Partition {
     /// returned; fetch again (Kafka's fetcher does the same on a corrupt record, for the
     /// same reason).
     pub fn apply_fetch(&self, response: &FetchResponse) -> Result<bool> {
+        check_answer(response)?;
         let mut state = self.state();
         if !matches!(state.role, Role::Follower) {
             return Err(Error::NotLeaderOrFollower);
@@ -189,6 +190,7 @@ impl Partition {
         leader_log_start: i64,
         leader_leo: i64,
     ) -> Result<bool> {
+        check_bounds("out-of-range answer", leader_log_start, leader_leo)?;
         let mut state = self.state();
         if !self.would_send(
             &state,
@@ -209,4 +211,39 @@ impl Partition {
         self.set_high_watermark(&mut state, hw);
         Ok(true)
     }
+}
+
+/// Refuses a leader's answer that no leader sends: a log start below 0 or past the log
+/// end, an HW outside them, a diverging epoch ending below -1 (the undefined offset) or
+/// past the log end. Taking one would cut this replica's log anywhere, or move its log
+/// start past anything it could fetch; refused, nothing changes, and the next fetch asks
+/// again. ([`Error::InvalidRequest`], the answer being the request's message here.)
+fn check_answer(response: &FetchResponse) -> Result<()> {
+    let (start, end) = (response.log_start_offset, response.log_end_offset);
+    check_bounds("fetch answer", start, end)?;
+    let hw = response.high_watermark;
+    if hw < start || hw > end {
+        return Err(Error::InvalidRequest(format!(
+            "fetch answer: high watermark {hw} outside the leader's log [{start}, {end}]"
+        )));
+    }
+    if let Some(d) = response.diverging {
+        if d.end_offset < -1 || d.end_offset > end {
+            return Err(Error::InvalidRequest(format!(
+                "fetch answer: epoch {} ends at {}, outside the leader's log [-1, {end}]",
+                d.epoch, d.end_offset
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A leader's log start and log end, as an answer gives them: `0 <= start <= end`.
+fn check_bounds(what: &str, start: i64, end: i64) -> Result<()> {
+    if start < 0 || end < start {
+        return Err(Error::InvalidRequest(format!(
+            "{what}: log start {start} and log end {end} bound no log"
+        )));
+    }
+    Ok(())
 }

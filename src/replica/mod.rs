@@ -442,7 +442,16 @@ impl Partition {
     /// Serves a follower's fetch (see the module docs of [`FetchResponse`]): a diverging
     /// epoch when the follower's last epoch and offset are not on this log, else records
     /// from the fetch offset, after recording the follower's progress.
+    /// [`Error::InvalidRequest`] for a log start no follower sends (below -1, the unknown
+    /// offset, or past its fetch offset, which is its log end): counted in the low
+    /// watermark, it would let DeleteRecords pass records the follower still holds.
     pub fn fetch(&self, request: &FetchRequest) -> Result<FetchResponse> {
+        if request.log_start_offset < -1 || request.log_start_offset > request.fetch_offset {
+            return Err(Error::InvalidRequest(format!(
+                "fetch from {}: log start {} is not the start of a log ending at {}",
+                request.fetch_offset, request.log_start_offset, request.fetch_offset
+            )));
+        }
         let _shared = self.role_change.read().unwrap_or_else(|e| e.into_inner());
         let mut state = self.state();
         Self::check_epoch(&state, request.leader_epoch)?;
