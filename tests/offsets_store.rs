@@ -171,6 +171,63 @@ fn a_new_leader_loads_exactly_the_acknowledged_offsets() {
     assert_eq!(offsets(new, GROUP), vec![("orders".into(), 0, 1000)]);
 }
 
+/// KIP-211: an empty group's offsets expire the retention after the group became empty,
+/// not after they were committed; a group with members keeps them all; a standalone
+/// consumer's offset (a group the embedder never mentioned) expires the retention after
+/// its commit; an offset committed into an empty group is kept the retention after its
+/// commit.
+#[test]
+fn offsets_expire_the_retention_after_their_group_became_empty() {
+    const DAY: i64 = 24 * 60 * 60 * 1000;
+    let retention = partlog::offsets::DEFAULT_RETENTION_MS;
+    let (mut c, stores) = cluster();
+    let store = &stores[0];
+    let expire = |c: &mut Cluster| {
+        for h in store.expire().unwrap() {
+            settle(c);
+            assert!(h.poll().unwrap().is_ok());
+        }
+    };
+    for group in ["quiet", "standalone", "reset"] {
+        store.commit(group, &[commit_of("t", 0, 5)]).unwrap();
+    }
+    settle(&mut c);
+    store.set_group_active("quiet", true);
+    store.set_group_active("reset", false);
+    // Day 5: an administrator resets the empty group's offset.
+    c.clock().advance_ms(5 * DAY);
+    store.commit("reset", &[commit_of("t", 0, 2)]).unwrap();
+    settle(&mut c);
+    // Day 8: the standalone consumer's offset is past the retention, the reset group's
+    // commit is not; the quiet group's consumers never committed again, and still run.
+    c.clock().advance_ms(3 * DAY);
+    expire(&mut c);
+    assert_eq!(offsets(store, "standalone"), vec![]);
+    assert_eq!(offsets(store, "reset"), vec![("t".into(), 0, 2)]);
+    assert_eq!(offsets(store, "quiet"), vec![("t".into(), 0, 5)]);
+    // The quiet group's consumers stop: its offset, committed 8 days ago, stays for the
+    // retention from now, however often the embedder says the group is empty.
+    store.set_group_active("quiet", false);
+    expire(&mut c);
+    assert_eq!(offsets(store, "quiet"), vec![("t".into(), 0, 5)]);
+    c.clock().advance_ms(retention - 1);
+    store.set_group_active("quiet", false);
+    expire(&mut c);
+    assert_eq!(
+        offsets(store, "quiet"),
+        vec![("t".into(), 0, 5)],
+        "not restarted"
+    );
+    assert_eq!(
+        offsets(store, "reset"),
+        vec![],
+        "past the retention after its commit"
+    );
+    c.clock().advance_ms(1);
+    expire(&mut c);
+    assert_eq!(offsets(store, "quiet"), vec![]);
+}
+
 #[test]
 fn deleted_groups_and_expired_offsets_are_gone_for_the_next_leader_too() {
     let (mut c, stores) = cluster();

@@ -26,7 +26,7 @@
 pub mod codec;
 mod view;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use codec::OffsetCommitValue;
@@ -160,8 +160,18 @@ pub struct OffsetsStore {
     config: OffsetsConfig,
     clock: Arc<dyn Clock>,
     hosted: Mutex<BTreeMap<u32, Hosted>>,
+    /// Membership as the embedder tells it ([`OffsetsStore::set_group_active`]).
+    groups: Mutex<Membership>,
+}
+
+/// Which groups have members, and since when the others are empty.
+#[derive(Debug, Default)]
+struct Membership {
     /// Groups with members: their offsets do not expire.
-    active: Mutex<std::collections::HashSet<String>>,
+    active: std::collections::HashSet<String>,
+    /// When each group said to be without members became so (KIP-211's
+    /// `currentStateTimestamp`).
+    empty_since: HashMap<String, i64>,
 }
 
 impl OffsetsStore {
@@ -170,7 +180,7 @@ impl OffsetsStore {
             config,
             clock,
             hosted: Mutex::new(BTreeMap::new()),
-            active: Mutex::new(Default::default()),
+            groups: Mutex::new(Membership::default()),
         }
     }
 
@@ -417,26 +427,37 @@ impl OffsetsStore {
         self.append_changes(group, changes).map(Some)
     }
 
-    /// Tells the store whether `group` has members: offsets of groups without members
-    /// expire after `retention_ms`.
+    /// Tells the store whether `group` has members (the embedder's group coordinator knows):
+    /// offsets of groups without members expire after `retention_ms`. A group said to be
+    /// without members counts as empty from the first time it is said so after it had
+    /// members (or ever): saying it again does not restart the clock.
     pub fn set_group_active(&self, group: &str, active: bool) {
-        let mut set = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        let now = self.clock.now_ms();
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
         if active {
-            set.insert(group.to_string());
+            groups.active.insert(group.to_string());
+            groups.empty_since.remove(group);
         } else {
-            set.remove(group);
+            groups.active.remove(group);
+            groups.empty_since.entry(group.to_string()).or_insert(now);
         }
     }
 
-    /// Writes tombstones for offsets committed more than `retention_ms` before now in
-    /// groups without members, on every loaded partition. Returns the handles.
+    /// Writes tombstones for the offsets that expired, on every loaded partition, and
+    /// returns the handles. As Kafka's coordinator does since KIP-211, a group with members
+    /// keeps all its offsets, and an empty one's offsets expire `retention_ms` after the
+    /// group became empty, not after they were committed: a consumer group that stopped
+    /// committing a quiet partition's offset long ago keeps it while it runs, and for
+    /// the retention after it stops. An offset committed after its group became empty
+    /// (an administrator's reset) is kept for the retention after its commit. A group the
+    /// embedder never mentioned (a standalone consumer, which only commits) has each
+    /// offset expire `retention_ms` after its commit, as in Kafka.
     pub fn expire(&self) -> Result<Vec<AppendHandle>> {
         let cutoff = self.clock.now_ms().saturating_sub(self.config.retention_ms);
-        let active = self
-            .active
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let (active, empty_since) = {
+            let groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+            (groups.active.clone(), groups.empty_since.clone())
+        };
         let mut expired: BTreeMap<String, Vec<Change>> = BTreeMap::new();
         for h in self.hosted().values_mut() {
             if let ViewState::Loaded(view) = &mut h.state {
@@ -445,8 +466,10 @@ impl OffsetsStore {
                     if active.contains(&group) {
                         continue;
                     }
+                    let empty_since = empty_since.get(&group).copied().unwrap_or(i64::MIN);
                     for (key, c) in offsets.iter() {
-                        if c.commit_timestamp < cutoff {
+                        // Kafka's rule: expired once `retention_ms` have passed.
+                        if c.commit_timestamp.max(empty_since) <= cutoff {
                             let change = (group.clone(), key, None);
                             expired.entry(group.clone()).or_default().push(change);
                         }
