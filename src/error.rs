@@ -94,6 +94,18 @@ pub enum Error {
     NotCoordinator { partition: u32 },
     /// Transactional offset commits need transactions, which partlog does not have.
     TransactionsUnsupported,
+    /// A committed offset's metadata is longer than the store takes
+    /// (`OFFSET_METADATA_TOO_LARGE`, Kafka's `offset.metadata.max.bytes`). Nothing of the
+    /// commit was written.
+    OffsetMetadataTooLarge {
+        topic: String,
+        partition: i32,
+        bytes: usize,
+        max: usize,
+    },
+    /// The group has members, so its offsets stay (`NON_EMPTY_GROUP`): deleting them would
+    /// send its running consumers back to their reset policy.
+    NonEmptyGroup { group: String },
     /// A request a store cannot take as it is (a name too long for the format, ...).
     InvalidRequest(String),
     /// A compacted log takes only records with a key (Kafka's "Compacted topic cannot
@@ -234,6 +246,20 @@ impl Error {
                 partition: *partition,
             },
             Error::TransactionsUnsupported => Error::TransactionsUnsupported,
+            Error::OffsetMetadataTooLarge {
+                topic,
+                partition,
+                bytes,
+                max,
+            } => Error::OffsetMetadataTooLarge {
+                topic: topic.clone(),
+                partition: *partition,
+                bytes: *bytes,
+                max: *max,
+            },
+            Error::NonEmptyGroup { group } => Error::NonEmptyGroup {
+                group: group.clone(),
+            },
             Error::InvalidRequest(why) => Error::InvalidRequest(why.clone()),
             Error::KeylessRecord { offset_delta } => Error::KeylessRecord {
                 offset_delta: *offset_delta,
@@ -353,6 +379,20 @@ impl fmt::Display for Error {
             }
             Error::TransactionsUnsupported => f.write_str(
                 "transactional offset commits need transactions, which partlog does not support",
+            ),
+            Error::OffsetMetadataTooLarge {
+                topic,
+                partition,
+                bytes,
+                max,
+            } => write!(
+                f,
+                "the metadata of the offset of {topic}-{partition} has {bytes} bytes, more than \
+                 the {max} the store takes (offset.metadata.max.bytes)"
+            ),
+            Error::NonEmptyGroup { group } => write!(
+                f,
+                "group {group} has members: its offsets are deleted once it is empty"
             ),
             Error::InvalidRequest(why) => write!(f, "invalid request: {why}"),
             Error::KeylessRecord { offset_delta } => write!(

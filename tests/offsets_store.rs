@@ -466,3 +466,48 @@ fn a_load_whose_replica_stepped_down_and_was_cut_says_not_coordinator() {
         "{outcome:?}"
     );
 }
+
+/// Metadata longer than Kafka's `offset.metadata.max.bytes` (4096) is refused with a typed
+/// error and nothing of the commit is written; a group with members cannot be deleted
+/// (Kafka's `NON_EMPTY_GROUP`) until it is empty.
+#[test]
+fn long_metadata_and_deleting_a_group_with_members_are_refused() {
+    let (mut c, stores) = cluster_of(offsets_log_config());
+    let store = &stores[0];
+    let mut long = commit_of("t", 1, 9);
+    long.metadata = "m".repeat(4097);
+    let err = store
+        .commit(GROUP, &[commit_of("t", 0, 7), long.clone()])
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::OffsetMetadataTooLarge {
+                partition: 1,
+                bytes: 4097,
+                max: 4096,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    settle(&mut c);
+    assert_eq!(offsets(store, GROUP), vec![], "nothing written");
+    long.metadata.pop();
+    let h = store.commit(GROUP, &[long]).unwrap();
+    settle(&mut c);
+    assert!(h.poll().unwrap().is_ok(), "4096 bytes are taken");
+
+    store.set_group_active(GROUP, true);
+    let err = store.delete_group(GROUP).unwrap_err();
+    assert!(matches!(err, Error::NonEmptyGroup { .. }), "{err}");
+    assert_eq!(offsets(store, GROUP), vec![("t".into(), 1, 9)]);
+    store.set_group_active(GROUP, false);
+    let h = store
+        .delete_group(GROUP)
+        .unwrap()
+        .expect("offsets to delete");
+    settle(&mut c);
+    assert!(h.poll().unwrap().is_ok());
+    assert_eq!(offsets(store, GROUP), vec![]);
+}

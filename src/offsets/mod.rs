@@ -58,6 +58,8 @@ pub const DEFAULT_SEGMENT_BYTES: u64 = 100 << 20;
 const LOAD_PIECE_BYTES: usize = 256 << 10;
 /// Kafka's `offsets.commit.timeout.ms` default.
 pub const DEFAULT_COMMIT_TIMEOUT_MS: i64 = 5_000;
+/// Kafka's `offset.metadata.max.bytes` default.
+pub const DEFAULT_METADATA_MAX_BYTES: usize = 4096;
 
 /// The log config of an offsets partition: compacted, 100 MiB segments.
 pub fn offsets_log_config() -> LogConfig {
@@ -79,6 +81,9 @@ pub struct OffsetsConfig {
     /// `offsets.load.buffer.size`); a step ends at the first piece boundary past them.
     pub load_buffer_bytes: u64,
     pub commit_timeout_ms: i64,
+    /// The longest metadata a committed offset may carry (Kafka's
+    /// `offset.metadata.max.bytes`, 4096 bytes).
+    pub metadata_max_bytes: usize,
 }
 
 impl Default for OffsetsConfig {
@@ -89,6 +94,7 @@ impl Default for OffsetsConfig {
             retention_ms: DEFAULT_RETENTION_MS,
             load_buffer_bytes: DEFAULT_LOAD_BUFFER_BYTES,
             commit_timeout_ms: DEFAULT_COMMIT_TIMEOUT_MS,
+            metadata_max_bytes: DEFAULT_METADATA_MAX_BYTES,
         }
     }
 }
@@ -330,6 +336,9 @@ impl OffsetsStore {
 
     /// Commits `offsets` for `group`: one batch, `acks=all`. The handle completes when the
     /// batch is committed; [`OffsetsStore::fetch`] sees the offsets from then on.
+    /// [`Error::OffsetMetadataTooLarge`] for metadata longer than `metadata_max_bytes`,
+    /// and nothing of the commit is written (Kafka refuses that partition alone and
+    /// commits the others; a caller that wants that commits the others again).
     pub fn commit(&self, group: &str, offsets: &[OffsetCommit]) -> Result<AppendHandle> {
         check_len("group", group)?;
         let now = self.clock.now_ms();
@@ -337,6 +346,14 @@ impl OffsetsStore {
         for o in offsets {
             check_len("topic", &o.topic)?;
             check_len("metadata", &o.metadata)?;
+            if o.metadata.len() > self.config.metadata_max_bytes {
+                return Err(Error::OffsetMetadataTooLarge {
+                    topic: o.topic.clone(),
+                    partition: o.partition,
+                    bytes: o.metadata.len(),
+                    max: self.config.metadata_max_bytes,
+                });
+            }
             let committed = Committed {
                 offset: o.offset,
                 leader_epoch: o.leader_epoch,
@@ -411,7 +428,16 @@ impl OffsetsStore {
     }
 
     /// Writes tombstones for every committed offset of `group`; `None` when it has none.
+    /// [`Error::NonEmptyGroup`] while the group has members ([`OffsetsStore::set_group_active`]),
+    /// as Kafka's DeleteGroups refuses.
     pub fn delete_group(&self, group: &str) -> Result<Option<AppendHandle>> {
+        let active = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        if active.active.contains(group) {
+            return Err(Error::NonEmptyGroup {
+                group: group.to_string(),
+            });
+        }
+        drop(active);
         let keys: Vec<(String, i32)> = self
             .fetch(group, None)?
             .into_iter()
