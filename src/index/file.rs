@@ -196,6 +196,45 @@ impl IndexFile {
         self.remap(len)
     }
 
+    /// The first half of a trim that readers do not wait for: with the index shared, puts
+    /// the mapped entries into the file, cuts the file to them and maps it again, and
+    /// returns the new map. Readers go on with the old map meanwhile: it stays valid below
+    /// the new length, and they read only published entries, which all lie below it. The
+    /// caller keeps entries from being pushed or cut until [`IndexFile::install_trimmed`]
+    /// (it holds the log's writer lock). On an error the old map stays, and
+    /// [`IndexFile::trim`] does it all again.
+    pub(crate) fn trimmed_map(&self) -> Result<Trimmed> {
+        let len = self.entries() * self.entry_size;
+        if let Some(map) = &self.map {
+            map.write_back()?;
+        }
+        self.file.set_len(len as u64)?;
+        let map = if len > 0 {
+            Some(self.file.map_mut(len)?)
+        } else {
+            None
+        };
+        Ok(Trimmed {
+            file: self.file.clone(),
+            map,
+        })
+    }
+
+    /// The second half, with the index exclusive: a swap of the maps. Returns `trimmed`
+    /// holding the old map, for the caller to drop (unmap) once it let the index go;
+    /// `None`, changing nothing, when `trimmed` came from another file (the index was
+    /// replaced in between) or the entries changed.
+    pub(crate) fn install_trimmed(&mut self, mut trimmed: Trimmed) -> Option<Trimmed> {
+        let len = trimmed.map.as_ref().map_or(0, |m| m.bytes().len());
+        let entries = *self.entries.get_mut();
+        if !Arc::ptr_eq(&trimmed.file, &self.file) || entries * self.entry_size != len {
+            return None;
+        }
+        self.capacity = len / self.entry_size;
+        std::mem::swap(&mut self.map, &mut trimmed.map);
+        Some(trimmed)
+    }
+
     /// Grows the file back to `max_bytes` so appends can continue (a trimmed segment that
     /// becomes active again after truncation).
     pub(crate) fn extend_to(&mut self, max_bytes: u64) -> Result<()> {
@@ -255,6 +294,14 @@ impl IndexFile {
         *self.entries.get_mut() = entries.min(self.capacity);
         Ok(())
     }
+}
+
+/// A map of an index file cut to its entries, from [`IndexFile::trimmed_map`], and which
+/// file it maps; once installed, the map it replaced.
+#[derive(Debug)]
+pub(crate) struct Trimmed {
+    file: Arc<dyn StorageFile>,
+    map: Option<Box<dyn MapMut>>,
 }
 
 fn round_down(bytes: u64, entry_size: usize) -> usize {

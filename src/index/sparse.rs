@@ -5,7 +5,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::path::Path;
 
-use super::file::IndexFile;
+use super::file::{IndexFile, Trimmed};
 use crate::error::{Error, Result};
 use crate::io::Storage;
 
@@ -137,6 +137,16 @@ impl<E: IndexEntry> SparseIndex<E> {
     /// Shrinks the file to its entries (on roll and on close).
     pub fn trim(&mut self) -> Result<()> {
         self.file.trim()
+    }
+
+    /// [`IndexFile::trimmed_map`]: the first half of a trim readers do not wait for.
+    pub(crate) fn trimmed_map(&self) -> Result<Trimmed> {
+        self.file.trimmed_map()
+    }
+
+    /// [`IndexFile::install_trimmed`]: the second half, a swap of the maps.
+    pub(crate) fn install_trimmed(&mut self, trimmed: Trimmed) -> Option<Trimmed> {
+        self.file.install_trimmed(trimmed)
     }
 
     /// Grows the file back to `max_bytes` (a segment that becomes active again).

@@ -623,14 +623,40 @@ impl Segment {
     /// written ahead go). Not made durable here: if a crash undoes the cut, recovery makes
     /// it again (`cut_zeros_written_ahead`, or the scan of a segment above the recovery
     /// point).
+    ///
+    /// Readers do not wait for the index files' cut: it happens with the indexes shared,
+    /// readers going on with the old maps, and only the swap of the maps takes them
+    /// exclusively (see `IndexFile::trimmed_map`). The caller holds the log's writer lock,
+    /// so no entry comes or goes in between.
     pub fn trim_files(&self) -> Result<()> {
         self.preallocate.store(false, Ordering::Relaxed);
-        {
-            let mut guard = self.indexes.write().unwrap_or_else(|e| e.into_inner());
-            if let Some(ix) = guard.as_mut() {
-                ix.offset.trim()?;
-                ix.time.trim()?;
-            }
+        let trimmed = {
+            let guard = self.indexes.read().unwrap_or_else(|e| e.into_inner());
+            guard
+                .as_ref()
+                .map(|ix| (ix.offset.trimmed_map(), ix.time.trimmed_map()))
+        };
+        if let Some((offset, time)) = trimmed {
+            let old_maps = {
+                let mut guard = self.indexes.write().unwrap_or_else(|e| e.into_inner());
+                match guard.as_mut() {
+                    Some(ix) => {
+                        // A half that failed (or an index replaced in between) is done
+                        // again the exclusive way, which keeps readers consistent on error.
+                        let offset = offset.ok().and_then(|t| ix.offset.install_trimmed(t));
+                        if offset.is_none() {
+                            ix.offset.trim()?;
+                        }
+                        let time = time.ok().and_then(|t| ix.time.install_trimmed(t));
+                        if time.is_none() {
+                            ix.time.trim()?;
+                        }
+                        (offset, time)
+                    }
+                    None => (None, None),
+                }
+            };
+            drop(old_maps); // unmapped here, with the indexes let go
         }
         let size = self.size();
         if self.log.len()? > size {

@@ -370,6 +370,60 @@ fn an_append_indexes_while_a_reader_holds_the_index_lock() {
     check_every_read(&seg, "after an append under a reader's lock");
 }
 
+/// The trim on roll cuts the index files while a reader holds the index lock, the reader
+/// going on with the old maps, and only the swap of the maps waits for it.
+#[test]
+fn a_roll_cuts_the_index_files_while_a_reader_holds_the_index_lock() {
+    let (_sim, storage) = storage();
+    let config = LogConfig {
+        index_interval_bytes: 1,
+        ..config()
+    };
+    let seg = Arc::new(Segment::create(storage.clone(), Path::new(DIR), 0, &config, 0).unwrap());
+    seg.append(&batches_from(0, 5, 2), None).unwrap();
+    seg.append(&batches_from(10, 5, 2), None).unwrap();
+    let entries = seg.with_indexes(|ix| ix.offset.entries()).unwrap();
+    assert!(entries >= 2, "{entries} entries");
+    let index_path = seg.path(files::INDEX_SUFFIX);
+    let index_len = || {
+        storage
+            .open(&index_path, OpenMode::Read)
+            .unwrap()
+            .len()
+            .unwrap()
+    };
+    assert!(
+        index_len() > (entries * crate::index::OFFSET_ENTRY_BYTES) as u64,
+        "preallocated"
+    );
+    let reader = seg.indexes.read().unwrap();
+    let trimmer = {
+        let seg = seg.clone();
+        std::thread::spawn(move || seg.trim_files())
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while index_len() != (entries * crate::index::OFFSET_ENTRY_BYTES) as u64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cut waited for the reader's lock"
+        );
+        std::thread::yield_now();
+    }
+    // Cut under the reader's lock; its lookups go on through the old map.
+    let ix = reader.as_ref().unwrap();
+    assert_eq!(ix.offset.entries(), entries);
+    let found = ix.offset.lookup(19);
+    assert!(found.offset >= 10 && found.offset <= 19, "{found:?}");
+    drop(reader);
+    trimmer.join().unwrap().unwrap();
+    assert_eq!(
+        seg.with_indexes(|ix| ix.offset.room()).unwrap(),
+        0,
+        "trimmed"
+    );
+    check_every_read(&seg, "after a trim under a reader's lock");
+}
+
 /// Readers look batches up (index, then headers) while one thread appends: every lookup
 /// of a published offset finds the batch that holds it, whatever entries were being
 /// stored at the time.
