@@ -369,7 +369,12 @@ impl Log {
         debug_assert!(segments
             .windows(2)
             .all(|w| w[0].base_offset() < w[1].base_offset()));
-        *self.segments.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(segments);
+        let mut list = self.segments.write().unwrap_or_else(|e| e.into_inner());
+        let old = std::mem::replace(&mut *list, Arc::new(segments));
+        drop(list);
+        // Dropped with the list let go: a segment removed from it may be dropped here,
+        // unmapping and closing its files, which readers need not wait for.
+        drop(old);
     }
 
     /// Takes the writer lock, refusing when an earlier write failed.
