@@ -221,3 +221,33 @@ fn a_full_disk_while_allocating_indexes_is_an_error() {
     assert!(err.is_disk_full(), "{err}");
     assert_eq!(read_all(&log), vec![(0, 1)]);
 }
+
+/// A process forked while the dir is open holds a copy of the lock's descriptor, and a
+/// flock lives as long as any copy: closing the dir must still release it at once (an
+/// explicit unlock does). Found as a `DirLocked` on reopening in CI while another test
+/// of this file spawned a process.
+#[test]
+fn closing_releases_the_lock_while_a_forked_child_holds_its_descriptor() {
+    let backend = common::real();
+    let dir = open(&backend).unwrap();
+    // SAFETY: the child calls only async-signal-safe functions (sleep, _exit).
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        unsafe {
+            libc::sleep(10);
+            libc::_exit(0);
+        }
+    }
+    dir.close().unwrap();
+    let reopened = open(&backend);
+    // SAFETY: plain system calls on the child's pid.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+    }
+    reopened
+        .expect("the lock went with the close, though the child holds its descriptor")
+        .close()
+        .unwrap();
+}

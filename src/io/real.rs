@@ -113,7 +113,7 @@ impl Storage for RealStorage {
             }
         })?;
         Ok(Box::new(RealDirLock {
-            _file: file,
+            file,
             dir: dir.to_path_buf(),
         }))
     }
@@ -129,13 +129,24 @@ impl Storage for RealStorage {
 
 #[derive(Debug)]
 struct RealDirLock {
-    _file: File,
+    file: File,
     dir: PathBuf,
 }
 
 impl DirLock for RealDirLock {
     fn dir(&self) -> &Path {
         &self.dir
+    }
+}
+
+/// Unlocks before the file closes: a flock lives as long as any copy of its descriptor,
+/// and a process forked meanwhile (another thread spawning a program) holds a copy until
+/// it execs or exits, so that closing the file alone could leave the dir locked for a
+/// while after it was closed. An explicit unlock releases it at once.
+impl Drop for RealDirLock {
+    fn drop(&mut self) {
+        // Nothing to report to; the close that follows releases it at the latest.
+        let _ = fs2::FileExt::unlock(&self.file);
     }
 }
 
