@@ -13,7 +13,7 @@
 mod common;
 
 use common::batch;
-use common::cluster::Cluster;
+use common::cluster::{assert_bounds, assert_consecutive, Cluster};
 use partlog::io::sim::SimRng;
 use partlog::replica::{Acks, DivergingEpoch, FetchRequest, Partition, TruncationMode};
 
@@ -41,30 +41,8 @@ fn odd_i32(rng: &mut SimRng, near: i32) -> i32 {
 
 /// Invariants 1 and 2 on one replica.
 fn check_replica(r: &Partition, who: &str) {
-    let log = r.log();
-    let (start, hw, end) = (
-        log.log_start_offset(),
-        r.high_watermark(),
-        log.log_end_offset(),
-    );
-    assert!(
-        start <= hw && hw <= end,
-        "{who}: log start {start}, HW {hw}, log end {end}"
-    );
-    let mut next = None;
-    let mut at = start;
-    while let Some(slice) = log.read(at, 1 << 20, None).expect("read") {
-        let bytes = slice.to_vec().expect("slice bytes");
-        for b in partlog::record::batches(&bytes) {
-            let h = *b.expect("batch").header();
-            if let Some(n) = next {
-                assert_eq!(h.base_offset, n, "{who}: offsets jump");
-            }
-            next = Some(h.next_offset());
-        }
-        at = next.unwrap_or(end);
-    }
-    assert_eq!(next.unwrap_or(start), end, "{who}: batches end elsewhere");
+    assert_bounds(r, who);
+    assert_consecutive(r.log(), who);
 }
 
 fn run_seed(seed: u64) -> Result<(), String> {

@@ -209,15 +209,7 @@ impl Sim {
         // (invariant 2), through restarts from the dir's checkpoints and cleanings too.
         for b in 0..3 {
             if let Some(r) = self.c.replica(b) {
-                let (start, hw, end) = (
-                    r.log().log_start_offset(),
-                    r.high_watermark(),
-                    r.log().log_end_offset(),
-                );
-                assert!(
-                    start <= hw && hw <= end,
-                    "broker {b}: log start {start}, HW {hw}, log end {end}"
-                );
+                common::cluster::assert_bounds(r, &format!("broker {b}"));
             }
         }
         let pending = std::mem::take(&mut self.pending);

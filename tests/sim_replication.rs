@@ -21,7 +21,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::batch;
-use common::cluster::{contents, contents_from, Cluster};
+use common::cluster::{assert_bounds, assert_consecutive, contents, contents_from, Cluster};
 use partlog::io::sim::SimRng;
 use partlog::replica::{Acks, AppendHandle, FetchRequest, FetchResponse, TruncationMode};
 use partlog::Error;
@@ -289,16 +289,14 @@ impl Sim {
         let isr = self.c.replica(self.leader).isr().expect("leader");
         for b in self.up() {
             let r = self.c.replica(b);
+            let who = format!("broker {b}");
+            assert_bounds(r, &who);
+            assert_consecutive(r.log(), &who);
             let (start, hw, leo) = (
                 r.log().log_start_offset(),
                 r.high_watermark(),
                 r.log().log_end_offset(),
             );
-            assert!(
-                start <= hw && hw <= leo,
-                "broker {b}: log start {start}, HW {hw}, log end {leo}"
-            );
-            assert_consecutive(r.log(), b);
             if isr.contains(&(b as i32)) {
                 assert!(
                     leo >= leader_hw,
@@ -419,37 +417,6 @@ impl Sim {
             );
         }
     }
-}
-
-/// The log's batches, read from its log start, hold every offset up to its log end once:
-/// the first holds the log start (DeleteRecords may put it inside a batch), each next one
-/// starts where the one before ended, and the last ends at the log end.
-fn assert_consecutive(log: &partlog::log::Log, broker: usize) {
-    let (start, end) = (log.log_start_offset(), log.log_end_offset());
-    let mut next = None;
-    let mut at = start;
-    while let Some(slice) = log.read(at, 1 << 20, None).expect("read") {
-        let bytes = slice.to_vec().expect("slice bytes");
-        for batch in partlog::record::batches(&bytes) {
-            let h = *batch.expect("batch").header();
-            match next {
-                None => assert!(
-                    h.base_offset <= start && start <= h.last_offset(),
-                    "broker {broker}: the first batch {}..={} does not hold the log start {start}",
-                    h.base_offset,
-                    h.last_offset()
-                ),
-                Some(n) => assert_eq!(h.base_offset, n, "broker {broker}: offsets jump"),
-            }
-            next = Some(h.next_offset());
-        }
-        at = next.unwrap_or(end);
-    }
-    assert_eq!(
-        next.unwrap_or(start),
-        end,
-        "broker {broker}: the batches end elsewhere"
-    );
 }
 
 /// `(base offset, CRC)` of the batches of `log` that hold offsets in `[from, to)`.

@@ -133,3 +133,48 @@ pub fn contents(log: &Log) -> Vec<(i64, u32)> {
 pub fn contents_from(log: &Log, from: i64) -> Vec<(i64, u32)> {
     partlog::cluster::batch_crcs_between(log, from, i64::MAX).expect("read")
 }
+
+/// Invariant 2 on a replica: its log start, HW and log end stay in that order.
+pub fn assert_bounds(r: &Partition, who: &str) {
+    let (start, hw, end) = (
+        r.log().log_start_offset(),
+        r.high_watermark(),
+        r.log().log_end_offset(),
+    );
+    assert!(
+        start <= hw && hw <= end,
+        "{who}: log start {start}, HW {hw}, log end {end}"
+    );
+}
+
+/// Invariant 1 on a log that is not compacted: its batches, read from its log start,
+/// hold every offset up to its log end once. The first holds the log start (DeleteRecords
+/// may put it inside a batch), each next one starts where the one before ended, and the
+/// last ends at the log end.
+pub fn assert_consecutive(log: &Log, who: &str) {
+    let (start, end) = (log.log_start_offset(), log.log_end_offset());
+    let mut next = None;
+    let mut at = start;
+    while let Some(slice) = log.read(at, 1 << 20, None).expect("read") {
+        let bytes = slice.to_vec().expect("slice bytes");
+        for batch in partlog::record::batches(&bytes) {
+            let h = *batch.expect("batch").header();
+            match next {
+                None => assert!(
+                    h.base_offset <= start && start <= h.last_offset(),
+                    "{who}: the first batch {}..={} does not hold the log start {start}",
+                    h.base_offset,
+                    h.last_offset()
+                ),
+                Some(n) => assert_eq!(h.base_offset, n, "{who}: offsets jump"),
+            }
+            next = Some(h.next_offset());
+        }
+        at = next.unwrap_or(end);
+    }
+    assert_eq!(
+        next.unwrap_or(start),
+        end,
+        "{who}: the batches end elsewhere"
+    );
+}
