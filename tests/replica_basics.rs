@@ -194,7 +194,9 @@ fn a_late_diverging_answer_does_not_cut_a_log_fetched_back_to_the_same_offset() 
 fn a_late_out_of_range_answer_is_ignored() {
     let c = Cluster::new(3, 2, TruncationMode::HighWatermark);
     // Broker 1 holds offsets 0..5, below its high watermark, that broker 2 never got.
-    c.replica(0).confirm_isr(vec![0, 1]).expect("confirm ISR");
+    c.replica(0)
+        .confirm_isr(c.replica(0).leader_epoch(), vec![0, 1])
+        .expect("confirm ISR");
     for i in 0..5 {
         c.replica(0)
             .append(&mut batch(1, 20, i), Acks::Leader, TIMEOUT_MS)
@@ -310,7 +312,9 @@ fn the_low_watermark_follows_the_followers_log_starts() {
         Some(3),
         "until the shrink is confirmed"
     );
-    leader.confirm_isr(vec![0, 1]).expect("confirm ISR");
+    leader
+        .confirm_isr(leader.leader_epoch(), vec![0, 1])
+        .expect("confirm ISR");
     assert_eq!(leader.low_watermark(), Some(4));
     // A diverging answer leaves the follower's state as it was (KAFKA-13141).
     let mut request = c.replica(1).fetch_request(1 << 20);
@@ -373,7 +377,9 @@ fn a_new_leader_waits_for_every_live_follower_to_report_its_log_start() {
         "in the ISR, broker 2 may be elected"
     );
     leader.tick();
-    leader.confirm_isr(vec![0, 1]).expect("confirm ISR");
+    leader
+        .confirm_isr(leader.leader_epoch(), vec![0, 1])
+        .expect("confirm ISR");
     assert_eq!(leader.low_watermark(), Some(3));
 }
 
@@ -381,7 +387,9 @@ fn a_new_leader_waits_for_every_live_follower_to_report_its_log_start() {
 /// second (DeleteRecords); broker 2 lost everything and started over at 7, empty.
 fn follower_at_a_log_start_inside_a_batch() -> Cluster {
     let mut c = Cluster::new(3, 2, TruncationMode::LeaderEpoch);
-    c.replica(0).confirm_isr(vec![0, 1]).expect("confirm ISR");
+    c.replica(0)
+        .confirm_isr(c.replica(0).leader_epoch(), vec![0, 1])
+        .expect("confirm ISR");
     for i in 0..2 {
         c.replica(0)
             .append(&mut batch(5, 20, i), Acks::Leader, TIMEOUT_MS)
@@ -519,10 +527,11 @@ fn a_batch_of_a_later_epoch_across_the_log_end_cuts_nothing() {
     assert_eq!(end, 0);
 }
 
-/// A controller's decision that names this broker nowhere, a broker outside the replicas,
-/// or one broker twice is refused with a typed error, and the replica stays as it was:
-/// an ISR member that is no replica would never fetch and hold the HW back for good, and
-/// a leader outside its own ISR would never be counted in it.
+/// A controller's decision that names this broker nowhere, a broker outside the replicas
+/// or one broker twice, or an ISR confirmed for another leader epoch, is refused with a
+/// typed error, and the replica stays as it was: an ISR member that is no replica would
+/// never fetch and hold the HW back for good, and a leader outside its own ISR would never
+/// be counted in it.
 #[test]
 fn role_and_isr_decisions_that_cannot_hold_are_refused() {
     let c = Cluster::new(3, 2, TruncationMode::LeaderEpoch);
@@ -538,12 +547,23 @@ fn role_and_isr_decisions_that_cannot_hold_are_refused() {
     refused(leader.become_leader(2, vec![0, 1, 2], vec![0, 0]));
     assert_eq!(leader.leader_epoch(), 1, "still the leader of epoch 1");
     assert_eq!(leader.isr(), Some(vec![0, 1, 2]));
-    refused(leader.confirm_isr(vec![1, 2]));
-    refused(leader.confirm_isr(vec![0, 5]));
-    refused(leader.confirm_isr(vec![0, 1, 0]));
+    refused(leader.confirm_isr(leader.leader_epoch(), vec![1, 2]));
+    refused(leader.confirm_isr(leader.leader_epoch(), vec![0, 5]));
+    refused(leader.confirm_isr(leader.leader_epoch(), vec![0, 1, 0]));
+    // A confirmation for another leadership than this one: a stale one could put a
+    // lagging follower into the ISR of a later leadership.
+    let err = leader.confirm_isr(0, vec![0, 2]).unwrap_err();
+    assert!(matches!(err, Error::FencedLeaderEpoch { .. }), "{err}");
+    let err = leader.confirm_isr(2, vec![0, 2]).unwrap_err();
+    assert!(matches!(err, Error::UnknownLeaderEpoch { .. }), "{err}");
     assert_eq!(leader.isr(), Some(vec![0, 1, 2]), "unchanged");
-    leader.confirm_isr(vec![0, 2]).expect("a valid ISR");
+    leader
+        .confirm_isr(leader.leader_epoch(), vec![0, 2])
+        .expect("a valid ISR");
     assert_eq!(leader.isr(), Some(vec![0, 2]));
-    let err = c.replica(1).confirm_isr(vec![0, 1]).unwrap_err();
+    let err = c
+        .replica(1)
+        .confirm_isr(c.replica(1).leader_epoch(), vec![0, 1])
+        .unwrap_err();
     assert!(matches!(err, Error::NotLeaderOrFollower), "{err}");
 }

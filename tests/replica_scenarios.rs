@@ -59,7 +59,9 @@ fn kip_966_last_replica_standing_commits_nothing_alone() {
     assert_eq!(committed, 2);
 
     // Broker 1 falls out of the ISR.
-    c.replica(0).confirm_isr(vec![0]).expect("confirm ISR");
+    c.replica(0)
+        .confirm_isr(c.replica(0).leader_epoch(), vec![0])
+        .expect("confirm ISR");
     let err = c
         .replica(0)
         .append(&mut batch(1, 10, 1), Acks::All, 30_000)

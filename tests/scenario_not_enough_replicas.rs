@@ -12,7 +12,9 @@ use partlog::Error;
 #[test]
 fn acks_all_below_min_isr_is_refused_and_writes_nothing() {
     let c = Cluster::new(3, 2, TruncationMode::LeaderEpoch);
-    c.replica(0).confirm_isr(vec![0]).expect("confirm ISR");
+    c.replica(0)
+        .confirm_isr(c.replica(0).leader_epoch(), vec![0])
+        .expect("confirm ISR");
     let err = c
         .replica(0)
         .append(&mut batch(1, 20, 0), Acks::All, 30_000)
@@ -47,7 +49,9 @@ fn the_isr_shrinking_below_the_minimum_fails_the_append_after_it_is_written() {
         .unwrap();
     // The controller shrinks the ISR to the leader alone (say, both followers' sessions
     // expired); the HW freezes there (KIP-966).
-    c.replica(0).confirm_isr(vec![0]).expect("confirm ISR");
+    c.replica(0)
+        .confirm_isr(c.replica(0).leader_epoch(), vec![0])
+        .expect("confirm ISR");
     assert_eq!(c.replica(0).high_watermark(), 0);
     // Broker 1 copies the batch, then tells the leader: it is proposed back into the ISR,
     // and with the proposal counted the HW passes the append while the confirmed ISR is

@@ -147,7 +147,7 @@ impl Sim {
             self.trace.push(format!("isr -> {isr:?}"));
             self.c
                 .replica(self.leader)
-                .confirm_isr(isr)
+                .confirm_isr(self.epoch, isr)
                 .expect("confirm ISR");
         }
     }
@@ -247,7 +247,7 @@ impl Sim {
             let isr: Vec<i32> = isr.into_iter().filter(|&b| b as usize != victim).collect();
             self.c
                 .replica(self.leader)
-                .confirm_isr(isr)
+                .confirm_isr(self.epoch, isr)
                 .expect("confirm ISR");
             self.trace.push(format!("follower {victim} lost power"));
         }
@@ -387,7 +387,7 @@ impl Sim {
             if let Some(isr) = self.c.replica(self.leader).isr_proposal() {
                 self.c
                     .replica(self.leader)
-                    .confirm_isr(isr)
+                    .confirm_isr(self.epoch, isr)
                     .expect("confirm ISR");
             }
         }

@@ -305,7 +305,7 @@ impl Cluster {
             return Ok(());
         };
         if let Some(isr) = leader.isr_proposal() {
-            leader.confirm_isr(isr.clone())?;
+            leader.confirm_isr(leader.leader_epoch(), isr.clone())?;
             self.isr = isr.clone();
             report.isr_changes.push(isr);
         }
@@ -353,7 +353,7 @@ impl Cluster {
         self.remove_from_isr(id);
         if self.leader != Some(id) {
             if let Some(leader) = self.leader.and_then(|l| self.replica(l)) {
-                leader.confirm_isr(self.isr.clone())?;
+                leader.confirm_isr(leader.leader_epoch(), self.isr.clone())?;
             }
             return Ok(None);
         }
@@ -396,7 +396,7 @@ impl Cluster {
         self.network.forget(id);
         self.remove_from_isr(id);
         if let Some(leader) = self.leader.and_then(|l| self.replica(l)) {
-            leader.confirm_isr(self.isr.clone())?;
+            leader.confirm_isr(leader.leader_epoch(), self.isr.clone())?;
         }
         Ok(election)
     }

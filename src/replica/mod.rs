@@ -641,15 +641,20 @@ impl Partition {
         }
     }
 
-    /// The embedder (the controller) confirmed `isr`, which may differ from the proposal.
-    /// [`Error::NotLeaderOrFollower`] on a replica that does not lead (the confirmation
-    /// came after it stepped down: Kafka ignores such an answer too), and
-    /// [`Error::InvalidRequest`] for an ISR without this broker, with a broker outside the
-    /// replicas, or with one twice; either changes nothing.
-    pub fn confirm_isr(&self, isr: Vec<i32>) -> Result<()> {
+    /// The embedder (the controller) confirmed `isr` for this replica's leadership of
+    /// `leader_epoch`; it may differ from the proposal. Refused, changing nothing:
+    /// [`Error::NotLeaderOrFollower`] on a replica that does not lead, a stale
+    /// `leader_epoch` ([`Error::FencedLeaderEpoch`]) or a newer one
+    /// ([`Error::UnknownLeaderEpoch`]), as Kafka's leader ignores an AlterPartition answer
+    /// for another leadership than its own: a confirmation that arrives after a leader
+    /// change must not put a lagging follower into the new leader's ISR, where it could be
+    /// elected without the acknowledged records. And [`Error::InvalidRequest`] for an ISR
+    /// without this broker, with a broker outside the replicas, or with one twice.
+    pub fn confirm_isr(&self, leader_epoch: i32, isr: Vec<i32>) -> Result<()> {
         // Exclusive: an `acks=all` append checks the ISR and writes as one step.
         let _exclusive = self.role_change.write().unwrap_or_else(|e| e.into_inner());
         let mut state = self.state();
+        Self::check_epoch(&state, leader_epoch)?;
         let Role::Leader(leader) = &mut state.role else {
             return Err(Error::NotLeaderOrFollower);
         };

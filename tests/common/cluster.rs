@@ -100,7 +100,10 @@ impl Cluster {
                 self.fetch(f, leader);
             }
             if let Some(isr) = self.replica(leader).isr_proposal() {
-                self.replica(leader).confirm_isr(isr).expect("confirm ISR");
+                let epoch = self.replica(leader).leader_epoch();
+                self.replica(leader)
+                    .confirm_isr(epoch, isr)
+                    .expect("confirm ISR");
             }
         }
     }

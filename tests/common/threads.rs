@@ -175,7 +175,9 @@ impl Brokers {
                         .filter(|&id| id as usize == current || id as usize != drop)
                         .collect(),
                 };
-                leader.confirm_isr(keep).expect("confirm ISR");
+                leader
+                    .confirm_isr(leader.leader_epoch(), keep)
+                    .expect("confirm ISR");
             }
             3 => {
                 self.clock.advance_ms(rng.below(lag_ms as u64 * 2) as i64);
@@ -200,7 +202,9 @@ impl Brokers {
             }
             _ => {
                 if let Some(proposal) = leader.isr_proposal() {
-                    leader.confirm_isr(proposal).expect("confirm ISR");
+                    leader
+                        .confirm_isr(leader.leader_epoch(), proposal)
+                        .expect("confirm ISR");
                 }
             }
         }
@@ -265,7 +269,9 @@ impl Brokers {
         loop {
             let leader = self.leader();
             if let Some(proposal) = leader.isr_proposal() {
-                leader.confirm_isr(proposal).expect("confirm ISR");
+                leader
+                    .confirm_isr(leader.leader_epoch(), proposal)
+                    .expect("confirm ISR");
             }
             let end = leader.log().log_end_offset();
             if self

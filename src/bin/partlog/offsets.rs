@@ -72,7 +72,7 @@ pub fn run(args: &OffsetsArgs, json: bool) -> CliResult {
         // A lone leader in a new epoch: its high watermark is its log end at once, so the
         // view serves as soon as the load reached it. All of it stays in the overlay.
         replica.become_leader(replica.log().latest_epoch().max(0) + 1, vec![0], vec![0])?;
-        replica.confirm_isr(vec![0])?;
+        replica.confirm_isr(replica.leader_epoch(), vec![0])?;
         let index = tp.partition as u32;
         let store = OffsetsStore::new(OffsetsConfig::default(), Arc::new(SystemClock));
         store.host(index, replica.clone());
