@@ -633,7 +633,9 @@ impl Partition {
         });
     }
 
-    /// The ISR change waiting for the embedder's confirmation, if any.
+    /// The ISR change waiting for the embedder's confirmation, if any: the controller
+    /// confirms it, or the ISR it decides instead, with [`Partition::confirm_isr`], naming
+    /// the leader epoch it was proposed under ([`Partition::leader_epoch`]).
     pub fn isr_proposal(&self) -> Option<Vec<i32>> {
         match &self.state().role {
             Role::Leader(l) => l.proposed_isr.clone(),
