@@ -431,13 +431,16 @@ impl OffsetsStore {
     /// [`Error::NonEmptyGroup`] while the group has members ([`OffsetsStore::set_group_active`]),
     /// as Kafka's DeleteGroups refuses.
     pub fn delete_group(&self, group: &str) -> Result<Option<AppendHandle>> {
-        let active = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-        if active.active.contains(group) {
-            return Err(Error::NonEmptyGroup {
-                group: group.to_string(),
-            });
+        {
+            let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+            if groups.active.contains(group) {
+                return Err(Error::NonEmptyGroup {
+                    group: group.to_string(),
+                });
+            }
+            // A group made again later is empty from when it is said to be.
+            groups.empty_since.remove(group);
         }
-        drop(active);
         let keys: Vec<(String, i32)> = self
             .fetch(group, None)?
             .into_iter()
