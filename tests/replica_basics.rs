@@ -567,3 +567,54 @@ fn role_and_isr_decisions_that_cannot_hold_are_refused() {
         .unwrap_err();
     assert!(matches!(err, Error::NotLeaderOrFollower), "{err}");
 }
+
+/// While a change of the ISR is pending, the HW waits for a follower about to join it.
+/// Here a proposal to add broker 2 gets a shrink on top that drops broker 1, and broker 1
+/// then fetches again: it is proposed back, the larger proposal counts, and an `acks=all`
+/// append completes only once broker 2 has it too, so that the controller's confirmation
+/// cannot make broker 2 an in-sync replica without the acknowledged record.
+#[test]
+fn a_pending_isr_change_holds_the_hw_to_both_sets() {
+    let c = Cluster::new(3, 2, TruncationMode::LeaderEpoch);
+    let leader = c.replica(0);
+    leader
+        .confirm_isr(leader.leader_epoch(), vec![0, 1])
+        .expect("confirm ISR");
+    leader
+        .append(&mut batch(1, 20, 0), Acks::All, TIMEOUT_MS)
+        .unwrap();
+    for _ in 0..2 {
+        c.fetch(1, 0);
+        c.fetch(2, 0);
+    }
+    assert_eq!(
+        leader.isr_proposal(),
+        Some(vec![0, 1, 2]),
+        "broker 2 caught up"
+    );
+    // Broker 1 goes quiet; broker 2 keeps fetching; the shrink comes on top.
+    c.clock.advance_ms(31_000);
+    c.fetch(2, 0);
+    leader.tick();
+    assert_eq!(leader.isr_proposal(), Some(vec![0, 2]));
+    assert_eq!(leader.isr(), Some(vec![0, 1]), "not confirmed yet");
+    let end = leader.log().log_end_offset();
+    let handle = leader
+        .append(&mut batch(1, 20, 1), Acks::All, TIMEOUT_MS)
+        .unwrap();
+    c.fetch(1, 0);
+    c.fetch(1, 0);
+    assert_eq!(
+        leader.high_watermark(),
+        end,
+        "broker 2, about to be in sync, has not fetched the append"
+    );
+    assert!(handle.poll().is_none());
+    c.fetch(2, 0);
+    c.fetch(2, 0);
+    assert!(handle.poll().expect("complete").is_ok());
+    leader
+        .confirm_isr(leader.leader_epoch(), vec![0, 2])
+        .expect("confirm ISR");
+    assert!(c.replica(2).log().log_end_offset() >= leader.high_watermark());
+}
