@@ -220,19 +220,25 @@ impl IndexFile {
         })
     }
 
-    /// The second half, with the index exclusive: a swap of the maps. Returns `trimmed`
-    /// holding the old map, for the caller to drop (unmap) once it let the index go;
-    /// `None`, changing nothing, when `trimmed` came from another file (the index was
-    /// replaced in between) or the entries changed.
-    pub(crate) fn install_trimmed(&mut self, mut trimmed: Trimmed) -> Option<Trimmed> {
-        let len = trimmed.map.as_ref().map_or(0, |m| m.bytes().len());
+    /// The second half, with the index exclusive: a swap of the maps. Returns what it was
+    /// given, now holding the old map, for the caller to drop (unmap) once it let the
+    /// index go. When the first half failed, came from another file (the index was
+    /// replaced in between) or the entries changed, trims the exclusive way instead
+    /// ([`IndexFile::trim`], which keeps readers consistent on error) and returns `None`.
+    pub(crate) fn install_trimmed(&mut self, trimmed: Result<Trimmed>) -> Result<Option<Trimmed>> {
         let entries = *self.entries.get_mut();
-        if !Arc::ptr_eq(&trimmed.file, &self.file) || entries * self.entry_size != len {
-            return None;
+        match trimmed {
+            Ok(mut t)
+                if Arc::ptr_eq(&t.file, &self.file)
+                    && t.map.as_ref().map_or(0, |m| m.bytes().len())
+                        == entries * self.entry_size =>
+            {
+                self.capacity = entries;
+                std::mem::swap(&mut self.map, &mut t.map);
+                Ok(Some(t))
+            }
+            _ => self.trim().map(|()| None),
         }
-        self.capacity = len / self.entry_size;
-        std::mem::swap(&mut self.map, &mut trimmed.map);
-        Some(trimmed)
     }
 
     /// Grows the file back to `max_bytes` so appends can continue (a trimmed segment that

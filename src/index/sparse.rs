@@ -145,7 +145,7 @@ impl<E: IndexEntry> SparseIndex<E> {
     }
 
     /// [`IndexFile::install_trimmed`]: the second half, a swap of the maps.
-    pub(crate) fn install_trimmed(&mut self, trimmed: Trimmed) -> Option<Trimmed> {
+    pub(crate) fn install_trimmed(&mut self, trimmed: Result<Trimmed>) -> Result<Option<Trimmed>> {
         self.file.install_trimmed(trimmed)
     }
 

@@ -640,19 +640,10 @@ impl Segment {
             let old_maps = {
                 let mut guard = self.indexes.write().unwrap_or_else(|e| e.into_inner());
                 match guard.as_mut() {
-                    Some(ix) => {
-                        // A half that failed (or an index replaced in between) is done
-                        // again the exclusive way, which keeps readers consistent on error.
-                        let offset = offset.ok().and_then(|t| ix.offset.install_trimmed(t));
-                        if offset.is_none() {
-                            ix.offset.trim()?;
-                        }
-                        let time = time.ok().and_then(|t| ix.time.install_trimmed(t));
-                        if time.is_none() {
-                            ix.time.trim()?;
-                        }
-                        (offset, time)
-                    }
+                    Some(ix) => (
+                        ix.offset.install_trimmed(offset)?,
+                        ix.time.install_trimmed(time)?,
+                    ),
                     None => (None, None),
                 }
             };
