@@ -73,6 +73,9 @@ pub enum Error {
     NotLeaderOrFollower,
     /// A request names a leader epoch newer than the replica knows (`UNKNOWN_LEADER_EPOCH`).
     UnknownLeaderEpoch { epoch: i32, current: i32 },
+    /// An ISR confirmation carries a version at or below the one the leader holds: it was
+    /// overtaken by a later one, and changes nothing (`INVALID_UPDATE_VERSION`).
+    InvalidUpdateVersion { version: i32, current: i32 },
     /// `acks` is not 0, 1 or -1 (`INVALID_REQUIRED_ACKS`).
     InvalidRequiredAcks(i16),
     /// An `acks=all` append found fewer in-sync replicas than `min.insync.replicas`;
@@ -226,6 +229,10 @@ impl Error {
                 epoch: *epoch,
                 current: *current,
             },
+            Error::InvalidUpdateVersion { version, current } => Error::InvalidUpdateVersion {
+                version: *version,
+                current: *current,
+            },
             Error::InvalidRequiredAcks(acks) => Error::InvalidRequiredAcks(*acks),
             Error::NotEnoughReplicas { isr, required } => Error::NotEnoughReplicas {
                 isr: *isr,
@@ -354,6 +361,10 @@ impl fmt::Display for Error {
             Error::UnknownLeaderEpoch { epoch, current } => write!(
                 f,
                 "leader epoch {epoch} is newer than this replica's {current}"
+            ),
+            Error::InvalidUpdateVersion { version, current } => write!(
+                f,
+                "ISR version {version} is not newer than this leader's {current}"
             ),
             Error::InvalidRequiredAcks(acks) => {
                 write!(f, "acks {acks} is not 0, 1 or -1")

@@ -7,10 +7,10 @@ mod common;
 use std::path::Path;
 
 use common::batch;
-use common::cluster::{contents, open_log, Cluster};
+use common::cluster::{contents, open_log, set_isr, Cluster};
 use partlog::io::sim::SimStorage;
 use partlog::record::{set_base_offset, set_partition_leader_epoch};
-use partlog::replica::{Acks, FetchRequest, FetchResponse, Partition, TruncationMode};
+use partlog::replica::{Acks, FetchRequest, FetchResponse, IsrProposal, Partition, TruncationMode};
 use partlog::Error;
 
 const TIMEOUT_MS: i64 = 30_000;
@@ -58,7 +58,7 @@ fn a_lagging_follower_leaves_the_isr_and_appends_time_out() {
     c.fetch(1, 0);
     c.replica(0).tick();
     // Broker 2 never fetched in 33 s; broker 1 is caught up.
-    assert_eq!(c.replica(0).isr_proposal(), Some(vec![0, 1]));
+    assert_eq!(c.replica(0).isr_proposal().map(|p| p.isr), Some(vec![0, 1]));
 }
 
 /// The leader dies after `acks=all` appends and an unreplicated `acks=1` one; an in-sync
@@ -194,9 +194,7 @@ fn a_late_diverging_answer_does_not_cut_a_log_fetched_back_to_the_same_offset() 
 fn a_late_out_of_range_answer_is_ignored() {
     let c = Cluster::new(3, 2, TruncationMode::HighWatermark);
     // Broker 1 holds offsets 0..5, below its high watermark, that broker 2 never got.
-    c.replica(0)
-        .confirm_isr(c.replica(0).leader_epoch(), vec![0, 1])
-        .expect("confirm ISR");
+    set_isr(c.replica(0), vec![0, 1]);
     for i in 0..5 {
         c.replica(0)
             .append(&mut batch(1, 20, i), Acks::Leader, TIMEOUT_MS)
@@ -306,15 +304,13 @@ fn the_low_watermark_follows_the_followers_log_starts() {
         "in the ISR, broker 2 may be elected"
     );
     leader.tick();
-    assert_eq!(leader.isr_proposal(), Some(vec![0, 1]));
+    assert_eq!(leader.isr_proposal().map(|p| p.isr), Some(vec![0, 1]));
     assert_eq!(
         leader.low_watermark(),
         Some(3),
         "until the shrink is confirmed"
     );
-    leader
-        .confirm_isr(leader.leader_epoch(), vec![0, 1])
-        .expect("confirm ISR");
+    set_isr(leader, vec![0, 1]);
     assert_eq!(leader.low_watermark(), Some(4));
     // A diverging answer leaves the follower's state as it was (KAFKA-13141).
     let mut request = c.replica(1).fetch_request(1 << 20);
@@ -377,9 +373,7 @@ fn a_new_leader_waits_for_every_live_follower_to_report_its_log_start() {
         "in the ISR, broker 2 may be elected"
     );
     leader.tick();
-    leader
-        .confirm_isr(leader.leader_epoch(), vec![0, 1])
-        .expect("confirm ISR");
+    set_isr(leader, vec![0, 1]);
     assert_eq!(leader.low_watermark(), Some(3));
 }
 
@@ -387,9 +381,7 @@ fn a_new_leader_waits_for_every_live_follower_to_report_its_log_start() {
 /// second (DeleteRecords); broker 2 lost everything and started over at 7, empty.
 fn follower_at_a_log_start_inside_a_batch() -> Cluster {
     let mut c = Cluster::new(3, 2, TruncationMode::LeaderEpoch);
-    c.replica(0)
-        .confirm_isr(c.replica(0).leader_epoch(), vec![0, 1])
-        .expect("confirm ISR");
+    set_isr(c.replica(0), vec![0, 1]);
     for i in 0..2 {
         c.replica(0)
             .append(&mut batch(5, 20, i), Acks::Leader, TIMEOUT_MS)
@@ -547,39 +539,49 @@ fn role_and_isr_decisions_that_cannot_hold_are_refused() {
     refused(leader.become_leader(2, vec![0, 1, 2], vec![0, 0]));
     assert_eq!(leader.leader_epoch(), 1, "still the leader of epoch 1");
     assert_eq!(leader.isr(), Some(vec![0, 1, 2]));
-    refused(leader.confirm_isr(leader.leader_epoch(), vec![1, 2]));
-    refused(leader.confirm_isr(leader.leader_epoch(), vec![0, 5]));
-    refused(leader.confirm_isr(leader.leader_epoch(), vec![0, 1, 0]));
+    refused(leader.confirm_isr(leader.leader_epoch(), 1, vec![1, 2]));
+    refused(leader.confirm_isr(leader.leader_epoch(), 1, vec![0, 5]));
+    refused(leader.confirm_isr(leader.leader_epoch(), 1, vec![0, 1, 0]));
     // A confirmation for another leadership than this one: a stale one could put a
     // lagging follower into the ISR of a later leadership.
-    let err = leader.confirm_isr(0, vec![0, 2]).unwrap_err();
+    let err = leader.confirm_isr(0, 1, vec![0, 2]).unwrap_err();
     assert!(matches!(err, Error::FencedLeaderEpoch { .. }), "{err}");
-    let err = leader.confirm_isr(2, vec![0, 2]).unwrap_err();
+    let err = leader.confirm_isr(2, 1, vec![0, 2]).unwrap_err();
     assert!(matches!(err, Error::UnknownLeaderEpoch { .. }), "{err}");
+    // The ISR `become_leader` gave is version 0: a controller's change is newer.
+    let err = leader.confirm_isr(1, 0, vec![0, 2]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidUpdateVersion {
+                version: 0,
+                current: 0
+            }
+        ),
+        "{err}"
+    );
     assert_eq!(leader.isr(), Some(vec![0, 1, 2]), "unchanged");
-    leader
-        .confirm_isr(leader.leader_epoch(), vec![0, 2])
-        .expect("a valid ISR");
+    assert_eq!(leader.isr_version(), Some(0));
+    set_isr(leader, vec![0, 2]);
     assert_eq!(leader.isr(), Some(vec![0, 2]));
     let err = c
         .replica(1)
-        .confirm_isr(c.replica(1).leader_epoch(), vec![0, 1])
+        .confirm_isr(c.replica(1).leader_epoch(), 1, vec![0, 1])
         .unwrap_err();
     assert!(matches!(err, Error::NotLeaderOrFollower), "{err}");
 }
 
-/// While a change of the ISR is pending, the HW waits for a follower about to join it.
-/// Here a proposal to add broker 2 gets a shrink on top that drops broker 1, and broker 1
-/// then fetches again: it is proposed back, the larger proposal counts, and an `acks=all`
-/// append completes only once broker 2 has it too, so that the controller's confirmation
-/// cannot make broker 2 an in-sync replica without the acknowledged record.
+/// While a change of the ISR awaits the controller's answer, the HW waits for a follower
+/// about to join it, and the proposal stands: a follower that goes quiet meanwhile is not
+/// proposed out on top of it, since the controller may already have taken the first
+/// change. An `acks=all` append completes only once broker 2 has it too, so that the
+/// controller's answer cannot make broker 2 an in-sync replica without the acknowledged
+/// record; the shrink is proposed once the answer came.
 #[test]
 fn a_pending_isr_change_holds_the_hw_to_both_sets() {
     let c = Cluster::new(3, 2, TruncationMode::LeaderEpoch);
     let leader = c.replica(0);
-    leader
-        .confirm_isr(leader.leader_epoch(), vec![0, 1])
-        .expect("confirm ISR");
+    set_isr(leader, vec![0, 1]);
     leader
         .append(&mut batch(1, 20, 0), Acks::All, TIMEOUT_MS)
         .unwrap();
@@ -587,16 +589,21 @@ fn a_pending_isr_change_holds_the_hw_to_both_sets() {
         c.fetch(1, 0);
         c.fetch(2, 0);
     }
+    let expand = IsrProposal {
+        leader_epoch: 1,
+        isr_version: 1,
+        isr: vec![0, 1, 2],
+    };
     assert_eq!(
         leader.isr_proposal(),
-        Some(vec![0, 1, 2]),
+        Some(expand.clone()),
         "broker 2 caught up"
     );
-    // Broker 1 goes quiet; broker 2 keeps fetching; the shrink comes on top.
+    // Broker 1 goes quiet; broker 2 keeps fetching; the proposal stands.
     c.clock.advance_ms(31_000);
     c.fetch(2, 0);
     leader.tick();
-    assert_eq!(leader.isr_proposal(), Some(vec![0, 2]));
+    assert_eq!(leader.isr_proposal(), Some(expand), "no change on top");
     assert_eq!(leader.isr(), Some(vec![0, 1]), "not confirmed yet");
     let end = leader.log().log_end_offset();
     let handle = leader
@@ -613,8 +620,69 @@ fn a_pending_isr_change_holds_the_hw_to_both_sets() {
     c.fetch(2, 0);
     c.fetch(2, 0);
     assert!(handle.poll().expect("complete").is_ok());
+    // The controller took the change; broker 1, quiet for the lag time, is proposed out.
     leader
-        .confirm_isr(leader.leader_epoch(), vec![0, 2])
+        .confirm_isr(1, 2, vec![0, 1, 2])
         .expect("confirm ISR");
-    assert!(c.replica(2).log().log_end_offset() >= leader.high_watermark());
+    c.clock.advance_ms(31_000);
+    c.fetch(2, 0);
+    leader.tick();
+    let shrink = IsrProposal {
+        leader_epoch: 1,
+        isr_version: 2,
+        isr: vec![0, 2],
+    };
+    assert_eq!(leader.isr_proposal(), Some(shrink));
+}
+
+/// The controller's answers carry the ISR's version, and one the network delayed past a
+/// later one is refused: here the controller drops broker 2 (version 1), then takes it
+/// back in on the leader's proposal (version 2), and a copy of the first answer arrives
+/// last. Taken, it would put the leader back at an ISR without broker 2, whose HW would
+/// pass broker 2 while the controller could elect it.
+#[test]
+fn a_late_isr_answer_does_not_take_back_a_later_one() {
+    let c = Cluster::new(3, 2, TruncationMode::LeaderEpoch);
+    let leader = c.replica(0);
+    leader
+        .confirm_isr(1, 1, vec![0, 1])
+        .expect("broker 2's session ended");
+    leader
+        .append(&mut batch(1, 20, 0), Acks::All, TIMEOUT_MS)
+        .unwrap();
+    for _ in 0..2 {
+        c.fetch(1, 0);
+        c.fetch(2, 0);
+    }
+    let proposal = leader.isr_proposal().expect("broker 2 caught up");
+    assert_eq!(
+        (proposal.isr_version, &proposal.isr[..]),
+        (1, &[0, 1, 2][..])
+    );
+    leader
+        .confirm_isr(1, 2, proposal.isr)
+        .expect("the controller took it");
+    let err = leader.confirm_isr(1, 1, vec![0, 1]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidUpdateVersion {
+                version: 1,
+                current: 2
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(leader.isr(), Some(vec![0, 1, 2]));
+    assert_eq!(leader.isr_version(), Some(2));
+    // The HW waits for broker 2 again.
+    let handle = leader
+        .append(&mut batch(1, 20, 1), Acks::All, TIMEOUT_MS)
+        .unwrap();
+    c.fetch(1, 0);
+    c.fetch(1, 0);
+    assert!(handle.poll().is_none(), "broker 2 does not have it yet");
+    c.fetch(2, 0);
+    c.fetch(2, 0);
+    assert!(handle.poll().expect("complete").is_ok());
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::batch;
-use common::cluster::{contents, Cluster};
+use common::cluster::{contents, set_isr, Cluster};
 use partlog::replica::{Acks, TruncationMode};
 use partlog::Error;
 
@@ -59,9 +59,7 @@ fn kip_966_last_replica_standing_commits_nothing_alone() {
     assert_eq!(committed, 2);
 
     // Broker 1 falls out of the ISR.
-    c.replica(0)
-        .confirm_isr(c.replica(0).leader_epoch(), vec![0])
-        .expect("confirm ISR");
+    set_isr(c.replica(0), vec![0]);
     let err = c
         .replica(0)
         .append(&mut batch(1, 10, 1), Acks::All, 30_000)

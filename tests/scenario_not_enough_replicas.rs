@@ -5,16 +5,14 @@
 mod common;
 
 use common::batch;
-use common::cluster::Cluster;
+use common::cluster::{set_isr, Cluster};
 use partlog::replica::{Acks, TruncationMode};
 use partlog::Error;
 
 #[test]
 fn acks_all_below_min_isr_is_refused_and_writes_nothing() {
     let c = Cluster::new(3, 2, TruncationMode::LeaderEpoch);
-    c.replica(0)
-        .confirm_isr(c.replica(0).leader_epoch(), vec![0])
-        .expect("confirm ISR");
+    set_isr(c.replica(0), vec![0]);
     let err = c
         .replica(0)
         .append(&mut batch(1, 20, 0), Acks::All, 30_000)
@@ -49,9 +47,7 @@ fn the_isr_shrinking_below_the_minimum_fails_the_append_after_it_is_written() {
         .unwrap();
     // The controller shrinks the ISR to the leader alone (say, both followers' sessions
     // expired); the HW freezes there (KIP-966).
-    c.replica(0)
-        .confirm_isr(c.replica(0).leader_epoch(), vec![0])
-        .expect("confirm ISR");
+    set_isr(c.replica(0), vec![0]);
     assert_eq!(c.replica(0).high_watermark(), 0);
     // Broker 1 copies the batch, then tells the leader: it is proposed back into the ISR,
     // and with the proposal counted the HW passes the append while the confirmed ISR is
@@ -59,7 +55,7 @@ fn the_isr_shrinking_below_the_minimum_fails_the_append_after_it_is_written() {
     c.fetch(1, 0);
     assert!(handle.poll().is_none());
     c.fetch(1, 0);
-    assert_eq!(c.replica(0).isr_proposal(), Some(vec![0, 1]));
+    assert_eq!(c.replica(0).isr_proposal().map(|p| p.isr), Some(vec![0, 1]));
     assert_eq!(c.replica(0).high_watermark(), 2);
     let err = handle.poll().expect("complete").unwrap_err();
     assert!(

@@ -4,11 +4,14 @@
 //! broker off (the leader too) for a while, ISR changes, ticks, power losses of one broker
 //! at a time (the leader too, which makes the controller elect an in-sync replica with a
 //! new epoch) and restarts, and DeleteRecords moving the leader's log start to any offset
-//! up to the high watermark, inside a batch too. Checked throughout: the high watermark
-//! never goes back within a leader epoch, no committed offset ever changes its record, and
-//! every running replica keeps its log start <= HW <= log end; at the end, after
-//! healing, every record acknowledged with `acks=all` is on the leader at its offset with
-//! its bytes, and the replicas are byte-identical.
+//! up to the high watermark, inside a batch too. The controller holds the ISR elections
+//! choose from, takes the leader's proposals made from the ISR it holds, and answers
+//! through a network that drops, duplicates, delays and reorders its answers too.
+//! Checked throughout: the high watermark never goes back within a leader epoch, no
+//! committed offset ever changes its record, every running replica keeps its log start
+//! <= HW <= log end, and every member of the controller's ISR holds everything below the
+//! leader's HW; at the end, after healing, every record acknowledged with `acks=all` is on
+//! the leader at its offset with its bytes, and the replicas are byte-identical.
 //!
 //! ```text
 //! cargo test --release --test sim_replication                       # CI: 500 seeds x 200 steps
@@ -30,6 +33,35 @@ const DEFAULT_SEEDS: u64 = 500;
 const STEPS: u64 = 200;
 const BROKERS: usize = 3;
 
+/// What may go wrong besides power losses: seeds recorded before a fault existed replay
+/// without it.
+#[derive(Clone, Copy)]
+struct Faults {
+    /// The network drops, duplicates and delays fetch answers.
+    network: bool,
+    /// DeleteRecords moves the leader's log start.
+    delete_records: bool,
+    /// The network loses proposals to the controller, and drops, duplicates and delays
+    /// its answers.
+    controller: bool,
+}
+
+const ALL_FAULTS: Faults = Faults {
+    network: true,
+    delete_records: true,
+    controller: true,
+};
+
+/// The controller's answer to a leader: the ISR it holds for that leader's epoch, at a
+/// version.
+#[derive(Debug, Clone)]
+struct IsrAnswer {
+    to: usize,
+    epoch: i32,
+    version: i32,
+    isr: Vec<i32>,
+}
+
 struct Sim {
     c: Cluster,
     rng: SimRng,
@@ -42,8 +74,17 @@ struct Sim {
     admin_rng: SimRng,
     /// Whether DeleteRecords moves the leader's log start.
     delete_records: bool,
+    /// The controller's network's choices, from a stream of their own.
+    controller_rng: SimRng,
+    /// Whether the controller's network fails.
+    controller_faults: bool,
     leader: usize,
     epoch: i32,
+    /// The ISR as the controller holds it, and its version within `epoch`.
+    isr: Vec<i32>,
+    isr_version: i32,
+    /// Controller answers the network holds back.
+    delayed_answers: Vec<IsrAnswer>,
     down: Option<usize>,
     /// `acks=all` appends not yet complete.
     pending: Vec<AppendHandle>,
@@ -61,16 +102,23 @@ struct Sim {
 }
 
 impl Sim {
-    fn new(seed: u64, network_faults: bool, delete_records: bool) -> Sim {
+    fn new(seed: u64, faults: Faults) -> Sim {
+        let c = Cluster::new(BROKERS, 2, TruncationMode::LeaderEpoch);
+        let isr = c.replica(0).isr().expect("broker 0 leads");
         Sim {
-            c: Cluster::new(BROKERS, 2, TruncationMode::LeaderEpoch),
+            c,
             rng: SimRng::new(seed),
             net_rng: SimRng::new(seed ^ 0x4E45_5457_4F52_4B00),
-            network_faults,
+            network_faults: faults.network,
             admin_rng: SimRng::new(seed ^ 0x4445_4C45_5445_0000),
-            delete_records,
+            delete_records: faults.delete_records,
+            controller_rng: SimRng::new(seed ^ 0x434F_4E54_524F_4C00),
+            controller_faults: faults.controller,
             leader: 0,
             epoch: 1,
+            isr,
+            isr_version: 0,
+            delayed_answers: Vec::new(),
             down: None,
             pending: Vec::new(),
             acked: BTreeMap::new(),
@@ -143,13 +191,82 @@ impl Sim {
                 _ => self.deliver(f, &response),
             }
         }
-        if let Some(isr) = self.c.replica(self.leader).isr_proposal() {
-            self.trace.push(format!("isr -> {isr:?}"));
-            self.c
-                .replica(self.leader)
-                .confirm_isr(self.epoch, isr)
-                .expect("confirm ISR");
+        self.send_proposal();
+    }
+
+    /// The leader's ISR proposal, if it has one, reaches the controller (unless lost): it
+    /// takes it when made from the ISR it holds, and answers either way.
+    fn send_proposal(&mut self) {
+        let Some(proposal) = self.c.replica(self.leader).isr_proposal() else {
+            return;
+        };
+        if self.controller_faults && self.controller_rng.ratio(1, 10) {
+            self.trace.push(format!("proposal {proposal:?} lost"));
+            return;
         }
+        let current =
+            proposal.leader_epoch == self.epoch && proposal.isr_version == self.isr_version;
+        if current {
+            self.isr = proposal.isr.clone();
+            self.isr_version += 1;
+        }
+        self.trace
+            .push(format!("proposal {proposal:?} taken: {current}"));
+        self.answer();
+    }
+
+    /// The controller tells the leader the ISR it holds, through its network.
+    fn answer(&mut self) {
+        let answer = IsrAnswer {
+            to: self.leader,
+            epoch: self.epoch,
+            version: self.isr_version,
+            isr: self.isr.clone(),
+        };
+        let fate = if self.controller_faults {
+            self.controller_rng.below(10)
+        } else {
+            9
+        };
+        match fate {
+            0 => self.trace.push(format!("{answer:?} dropped")),
+            1 => self.delayed_answers.push(answer),
+            2 => {
+                self.deliver_answer(&answer);
+                self.deliver_answer(&answer); // duplicated
+            }
+            _ => self.deliver_answer(&answer),
+        }
+    }
+
+    /// Hands `answer` to its broker, if it runs. One overtaken by a later answer or a
+    /// leader change is refused and changes nothing.
+    fn deliver_answer(&mut self, answer: &IsrAnswer) {
+        if Some(answer.to) == self.down {
+            return;
+        }
+        let replica = self.c.replica(answer.to);
+        let outcome = replica.confirm_isr(answer.epoch, answer.version, answer.isr.clone());
+        match outcome {
+            Ok(())
+            | Err(
+                Error::InvalidUpdateVersion { .. }
+                | Error::FencedLeaderEpoch { .. }
+                | Error::NotLeaderOrFollower,
+            ) => {}
+            Err(e) => panic!("confirm ISR on {}: {e}", answer.to),
+        }
+        self.trace.push(format!("{answer:?}: {outcome:?}"));
+    }
+
+    /// A delayed answer of the controller arrives, possibly after newer ones.
+    fn deliver_delayed_answer(&mut self) {
+        if self.delayed_answers.is_empty() {
+            return;
+        }
+        let i = self.controller_rng.below(self.delayed_answers.len() as u64) as usize;
+        let answer = self.delayed_answers.swap_remove(i);
+        self.deliver_answer(&answer);
     }
 
     /// The leader's answer to `request` of follower `f`. An out-of-range one is handled at
@@ -213,7 +330,7 @@ impl Sim {
             return;
         }
         let victim = self.rng.below(BROKERS as u64) as usize;
-        let isr = self.c.replica(self.leader).isr().expect("leader");
+        let isr = self.isr.clone();
         if victim == self.leader {
             let Some(&next) = isr.iter().find(|&&b| b as usize != victim) else {
                 return; // no in-sync replica to take over: unclean election is off
@@ -225,8 +342,9 @@ impl Sim {
             let all: Vec<i32> = (0..BROKERS as i32).collect();
             self.c
                 .replica(next)
-                .become_leader(self.epoch, all, new_isr)
+                .become_leader(self.epoch, all, new_isr.clone())
                 .expect("become leader");
+            (self.isr, self.isr_version) = (new_isr, 0);
             for b in (0..BROKERS).filter(|&b| b != victim && b != next) {
                 self.c
                     .replica(b)
@@ -244,12 +362,10 @@ impl Sim {
             self.c.brokers[victim].disk.crash();
             // The controller sees the broker go and takes it out of the ISR, as Kafka's
             // does when a broker's session ends; it rejoins once caught up.
-            let isr: Vec<i32> = isr.into_iter().filter(|&b| b as usize != victim).collect();
-            self.c
-                .replica(self.leader)
-                .confirm_isr(self.epoch, isr)
-                .expect("confirm ISR");
+            self.isr.retain(|&b| b as usize != victim);
+            self.isr_version += 1;
             self.trace.push(format!("follower {victim} lost power"));
+            self.answer();
         }
         self.down = Some(victim);
     }
@@ -282,11 +398,14 @@ impl Sim {
     /// The HW never goes back within an epoch, committed offsets keep their records, and
     /// on every running replica: its batches hold every offset from the log start to the
     /// log end, once (invariant 1), its log start, HW and log end stay in that order
-    /// (invariant 2), and below its HW it has what the leader has (invariant 6); an
-    /// in-sync one holds everything below the leader's HW.
+    /// (invariant 2), and below its HW it has what the leader has (invariant 6); one in
+    /// the controller's ISR holds everything below the leader's HW.
     fn check(&mut self) {
         let leader_hw = self.c.replica(self.leader).high_watermark();
-        let isr = self.c.replica(self.leader).isr().expect("leader");
+        // The ISR that counts is the controller's, which elections choose from. The
+        // leader's may still hold a broker the controller took out when it lost power,
+        // and came back with less.
+        let isr = self.isr.clone();
         for b in self.up() {
             let r = self.c.replica(b);
             let who = format!("broker {b}");
@@ -359,6 +478,9 @@ impl Sim {
                 if self.net_rng.ratio(1, 2) {
                     self.deliver_delayed();
                 }
+                if self.controller_faults && self.controller_rng.ratio(1, 2) {
+                    self.deliver_delayed_answer();
+                }
             }
             85..=87 => self.crash(),
             88..=92 => self.restart(),
@@ -374,6 +496,10 @@ impl Sim {
     /// Brings every broker back, lets the followers catch up, and checks the promises.
     fn finish(&mut self) {
         self.isolated = None;
+        self.controller_faults = false;
+        while !self.delayed_answers.is_empty() {
+            self.deliver_delayed_answer();
+        }
         self.restart();
         let followers: Vec<usize> = (0..BROKERS).filter(|&b| b != self.leader).collect();
         // As `Cluster::replicate`, and a follower behind the log start starts over there.
@@ -384,12 +510,7 @@ impl Sim {
                     self.deliver(f, &response);
                 }
             }
-            if let Some(isr) = self.c.replica(self.leader).isr_proposal() {
-                self.c
-                    .replica(self.leader)
-                    .confirm_isr(self.epoch, isr)
-                    .expect("confirm ISR");
-            }
+            self.send_proposal();
         }
         self.check();
         let leader = contents(self.c.replica(self.leader).log());
@@ -427,9 +548,9 @@ fn batch_crcs_between(log: &partlog::log::Log, from: i64, to: i64) -> Vec<(i64, 
     partlog::cluster::batch_crcs_between(log, from, to).expect("read")
 }
 
-fn run_seed(seed: u64, network_faults: bool, delete_records: bool) -> Result<(), String> {
+fn run_seed(seed: u64, faults: Faults) -> Result<(), String> {
     let drive = |sim: &mut Option<Sim>| {
-        let s = sim.insert(Sim::new(seed, network_faults, delete_records));
+        let s = sim.insert(Sim::new(seed, faults));
         for _ in 0..STEPS {
             s.step();
         }
@@ -438,14 +559,20 @@ fn run_seed(seed: u64, network_faults: bool, delete_records: bool) -> Result<(),
     common::run_sim_seed(seed, "SIM_REPL", "sim_replication", drive, |s| s.trace)
 }
 
-/// Runs one recorded seed, panicking with its report.
-fn replay(seed: u64, network_faults: bool, delete_records: bool) {
-    run_seed(seed, network_faults, delete_records).unwrap_or_else(|report| panic!("{report}"));
+/// Runs one seed recorded before the controller's network could fail, panicking with its
+/// report.
+fn replay(seed: u64, network: bool, delete_records: bool) {
+    let faults = Faults {
+        network,
+        delete_records,
+        controller: false,
+    };
+    run_seed(seed, faults).unwrap_or_else(|report| panic!("{report}"));
 }
 
 #[test]
 fn replicas_keep_every_acknowledged_record_through_failures() {
-    common::run_seeds("SIM_REPL", DEFAULT_SEEDS, |seed| run_seed(seed, true, true));
+    common::run_seeds("SIM_REPL", DEFAULT_SEEDS, |seed| run_seed(seed, ALL_FAULTS));
 }
 
 /// Seed 7219 (found before the network could fail, so replayed without network faults): a

@@ -101,6 +101,9 @@ pub struct Cluster {
     leader: Option<usize>,
     epoch: i32,
     isr: Vec<i32>,
+    /// The version of `isr` within the leadership of `epoch` (see
+    /// [`crate::replica::IsrProposal`]).
+    isr_version: i32,
     network: network::Network,
 }
 
@@ -125,6 +128,7 @@ impl Cluster {
             leader: None,
             epoch: 0,
             isr: Vec::new(),
+            isr_version: 0,
             network: network::Network::new(options.network, rng.next_u64()),
             options,
         };
@@ -301,13 +305,27 @@ impl Cluster {
     }
 
     fn apply_isr_proposal(&mut self, report: &mut RoundReport) -> Result<()> {
-        let Some(leader) = self.leader.and_then(|l| self.replica(l)) else {
+        let Some(leader) = self.leader.and_then(|l| self.replica(l)).cloned() else {
             return Ok(());
         };
-        if let Some(isr) = leader.isr_proposal() {
-            leader.confirm_isr(leader.leader_epoch(), isr.clone())?;
-            self.isr = isr.clone();
-            report.isr_changes.push(isr);
+        // The controller takes a proposal made from the ISR it holds, and answers with the
+        // ISR it holds then either way.
+        if let Some(proposal) = leader.isr_proposal() {
+            if proposal.leader_epoch == self.epoch && proposal.isr_version == self.isr_version {
+                self.isr = proposal.isr.clone();
+                report.isr_changes.push(proposal.isr);
+            }
+            self.isr_version += 1;
+            leader.confirm_isr(self.epoch, self.isr_version, self.isr.clone())?;
+        }
+        Ok(())
+    }
+
+    /// The controller changed the ISR on its own: it tells the leader, if there is one.
+    fn publish_isr(&mut self) -> Result<()> {
+        self.isr_version += 1;
+        if let Some(leader) = self.leader.and_then(|l| self.replica(l)) {
+            leader.confirm_isr(self.epoch, self.isr_version, self.isr.clone())?;
         }
         Ok(())
     }
@@ -352,9 +370,7 @@ impl Cluster {
         self.network.forget(id);
         self.remove_from_isr(id);
         if self.leader != Some(id) {
-            if let Some(leader) = self.leader.and_then(|l| self.replica(l)) {
-                leader.confirm_isr(leader.leader_epoch(), self.isr.clone())?;
-            }
+            self.publish_isr()?;
             return Ok(None);
         }
         self.leader = None;
@@ -395,9 +411,7 @@ impl Cluster {
         }
         self.network.forget(id);
         self.remove_from_isr(id);
-        if let Some(leader) = self.leader.and_then(|l| self.replica(l)) {
-            leader.confirm_isr(leader.leader_epoch(), self.isr.clone())?;
-        }
+        self.publish_isr()?;
         Ok(election)
     }
 
@@ -457,6 +471,7 @@ impl Cluster {
             }
         }
         self.epoch = epoch;
+        self.isr_version = 0;
         self.leader = Some(id);
         Ok(Election {
             leader: id,

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use super::{
-    spin, Acks, AppendHandle, DivergingEpoch, FetchRequest, FetchResponse, LeaderState, Partition,
-    Pending, Role, State,
+    spin, Acks, AppendHandle, DivergingEpoch, FetchRequest, FetchResponse, IsrProposal,
+    LeaderState, Partition, Pending, Role, State,
 };
 use crate::error::{Error, Result};
 use crate::log::UNDEFINED_EPOCH;
@@ -193,46 +193,48 @@ impl Partition {
         self.fetch(request)
     }
 
-    /// Proposes adding `replica` to the ISR once it reached the HW and this epoch's start.
+    /// Proposes adding `replica` to the ISR once it reached the HW and this epoch's start,
+    /// unless a proposal awaits its answer (see [`Partition::tick`]).
     fn maybe_propose_expand(&self, state: &mut State, replica: i32, hw: i64) {
         let Role::Leader(leader) = &mut state.role else {
             return;
         };
-        let current = leader.proposed_isr.as_ref().unwrap_or(&leader.isr);
         let Some(follower) = leader.followers.get(&replica) else {
             return;
         };
-        if current.contains(&replica)
+        if leader.proposed_isr.is_some()
+            || leader.isr.contains(&replica)
             || follower.leo < hw
             || follower.leo < leader.epoch_start_offset
         {
             return;
         }
-        let mut next = current.clone();
+        let mut next = leader.isr.clone();
         next.push(replica);
         next.sort_unstable();
         leader.proposed_isr = Some(next);
     }
 
-    /// Moves the HW to the smallest log end over the leader and the ISR (the larger of the
-    /// confirmed and the proposed set while a change is pending), never backwards, and not
-    /// while fewer than `min.insync.replicas` replicas are in sync (KIP-966). Completes the
-    /// `acks=all` appends it passes.
+    /// Moves the HW to the smallest log end over the leader and the ISR (the confirmed and
+    /// the proposed set together while a change is pending: Kafka's maximal ISR), never
+    /// backwards, and not while fewer than `min.insync.replicas` replicas are in sync
+    /// (KIP-966). Completes the `acks=all` appends it passes.
     fn advance_high_watermark(&self, state: &mut State) {
         let hw = state.high_watermark;
         let Role::Leader(leader) = &mut state.role else {
             return;
         };
         let required = self.min_isr(leader);
-        let members: &Vec<i32> = match &leader.proposed_isr {
-            Some(p) if p.len() > leader.isr.len() => p,
-            _ => &leader.isr,
-        };
+        let isr = &leader.isr;
+        let proposed = leader.proposed_isr.as_deref().unwrap_or(&[]);
+        let members = isr
+            .iter()
+            .chain(proposed.iter().filter(|id| !isr.contains(id)));
         let mut new_hw = hw;
-        if members.len() >= required {
+        if members.clone().count() >= required {
             let me = self.config.broker_id;
             let mut lowest = self.log.log_end_offset();
-            for id in members.iter().filter(|&&id| id != me) {
+            for id in members.filter(|&&id| id != me) {
                 let leo = leader.followers.get(id).map_or(-1, |f| f.leo);
                 lowest = lowest.min(leo);
             }
@@ -258,26 +260,38 @@ impl Partition {
         });
     }
 
-    /// The ISR change waiting for the embedder's confirmation, if any: the controller
-    /// confirms it, or the ISR it decides instead, with [`Partition::confirm_isr`], naming
-    /// the leader epoch it was proposed under ([`Partition::leader_epoch`]).
-    pub fn isr_proposal(&self) -> Option<Vec<i32>> {
-        match &self.state().role {
-            Role::Leader(l) => l.proposed_isr.clone(),
+    /// The ISR change waiting for the controller's answer, if any. The embedder sends it
+    /// to the controller, again until the answer comes (a proposal stands until then), and
+    /// hands the answer to [`Partition::confirm_isr`]: the ISR the controller holds, with
+    /// its version, whether it took this change or not.
+    pub fn isr_proposal(&self) -> Option<IsrProposal> {
+        let state = self.state();
+        match &state.role {
+            Role::Leader(l) => l.proposed_isr.as_ref().map(|isr| IsrProposal {
+                leader_epoch: state.leader_epoch,
+                isr_version: l.isr_version,
+                isr: isr.clone(),
+            }),
             Role::Follower => None,
         }
     }
 
-    /// The embedder (the controller) confirmed `isr` for this replica's leadership of
-    /// `leader_epoch`; it may differ from the proposal. Refused, changing nothing:
-    /// [`Error::NotLeaderOrFollower`] on a replica that does not lead, a stale
-    /// `leader_epoch` ([`Error::FencedLeaderEpoch`]) or a newer one
-    /// ([`Error::UnknownLeaderEpoch`]), as Kafka's leader ignores an AlterPartition answer
-    /// for another leadership than its own: a confirmation that arrives after a leader
-    /// change must not put a lagging follower into the new leader's ISR, where it could be
-    /// elected without the acknowledged records. And [`Error::InvalidRequest`] for an ISR
-    /// without this broker, with a broker outside the replicas, or with one twice.
-    pub fn confirm_isr(&self, leader_epoch: i32, isr: Vec<i32>) -> Result<()> {
+    /// The controller holds `isr` at `isr_version` for this replica's leadership of
+    /// `leader_epoch` (see [`IsrProposal`]); it may differ from the proposal, which this
+    /// answers. Refused, changing nothing:
+    ///
+    /// - [`Error::NotLeaderOrFollower`] on a replica that does not lead; a stale
+    ///   `leader_epoch` ([`Error::FencedLeaderEpoch`]) or a newer one
+    ///   ([`Error::UnknownLeaderEpoch`]), as Kafka's leader ignores an AlterPartition
+    ///   answer for another leadership than its own: a confirmation that arrives after a
+    ///   leader change must not put a lagging follower into the new leader's ISR, where
+    ///   it could be elected without the acknowledged records;
+    /// - [`Error::InvalidUpdateVersion`] for a version at or below the one this leader
+    ///   holds: an answer the network delayed past a later one, which would take back a
+    ///   member the controller added since, and the HW would pass it;
+    /// - [`Error::InvalidRequest`] for an ISR without this broker, with a broker outside
+    ///   the replicas, or with one twice.
+    pub fn confirm_isr(&self, leader_epoch: i32, isr_version: i32, isr: Vec<i32>) -> Result<()> {
         // Exclusive: an `acks=all` append checks the ISR and writes as one step.
         let _exclusive = self.role_change.write().unwrap_or_else(|e| e.into_inner());
         let mut state = self.state();
@@ -285,8 +299,15 @@ impl Partition {
         let Role::Leader(leader) = &mut state.role else {
             return Err(Error::NotLeaderOrFollower);
         };
+        if isr_version <= leader.isr_version {
+            return Err(Error::InvalidUpdateVersion {
+                version: isr_version,
+                current: leader.isr_version,
+            });
+        }
         self.check_assignment("ISR", &isr, &leader.replicas)?;
         leader.isr = isr;
+        leader.isr_version = isr_version;
         leader.proposed_isr = None;
         self.advance_high_watermark(&mut state);
         Ok(())
@@ -318,25 +339,23 @@ impl Partition {
 
     /// Time passes: proposes removing ISR members not caught up within
     /// `replica_lag_time_max_ms`, and fails `acks=all` appends past their deadline.
+    ///
+    /// No change is proposed while one awaits its answer (nor in
+    /// [`Partition::fetch`]), as Kafka's leader sends one AlterPartition at a time: the
+    /// controller may have taken the first, and a second built on it would hide that its
+    /// members count for the HW until the answer comes.
     pub fn tick(&self) {
         let now = self.clock.now_ms();
         let mut state = self.state();
         let lag = self.config.replica_lag_time_max_ms;
         let me = self.config.broker_id;
         if let Role::Leader(leader) = &mut state.role {
-            let current = leader.proposed_isr.clone().unwrap_or(leader.isr.clone());
-            let keep: Vec<i32> = current
-                .iter()
-                .copied()
-                .filter(|&id| {
-                    id == me
-                        || leader
-                            .followers
-                            .get(&id)
-                            .is_some_and(|f| now - f.last_caught_up_ms <= lag)
-                })
-                .collect();
-            if keep.len() != current.len() {
+            let caught_up = |id: &i32| {
+                *id == me
+                    || (leader.followers.get(id)).is_some_and(|f| now - f.last_caught_up_ms <= lag)
+            };
+            if leader.proposed_isr.is_none() && !leader.isr.iter().all(caught_up) {
+                let keep = leader.isr.iter().copied().filter(caught_up).collect();
                 leader.proposed_isr = Some(keep);
             }
             leader.pending.retain(|p| {

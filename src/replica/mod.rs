@@ -129,6 +129,23 @@ pub struct FetchResponse {
     pub diverging: Option<DivergingEpoch>,
 }
 
+/// An ISR change a leader asks its controller for (Kafka's AlterPartition request), from
+/// [`Partition::isr_proposal`].
+///
+/// The ISR's version counts the controller's changes to it within one leadership: 0 is
+/// the ISR [`Partition::become_leader`] was given, and each change the controller makes
+/// (one it was asked for, or its own, as when a broker's session ends) is the next. The
+/// controller takes a proposal only while its ISR is still at the proposal's
+/// `isr_version`, and answers [`Partition::confirm_isr`] with the ISR and version it
+/// holds then, taken or not (Kafka's partition epoch, KIP-497).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsrProposal {
+    pub leader_epoch: i32,
+    /// The version of the ISR the change starts from.
+    pub isr_version: i32,
+    pub isr: Vec<i32>,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct FollowerState {
     /// The follower's log end offset as its last fetch said; -1 before any.
@@ -158,7 +175,11 @@ impl Drop for Pending {
 struct LeaderState {
     replicas: Vec<i32>,
     isr: Vec<i32>,
-    /// A change proposed to the embedder and not yet confirmed.
+    /// The version of `isr` (see [`IsrProposal`]).
+    isr_version: i32,
+    /// A change proposed to the embedder and not yet answered. It stands until an answer
+    /// comes: the controller may have taken it, so its members count for the HW until the
+    /// leader learns what the controller holds.
     proposed_isr: Option<Vec<i32>>,
     followers: BTreeMap<i32, FollowerState>,
     /// The log end when this leader's epoch began: a follower joins the ISR only once it
@@ -271,6 +292,15 @@ impl Partition {
         }
     }
 
+    /// The version of the ISR the leader holds (see [`IsrProposal`]), `None` on a
+    /// follower.
+    pub fn isr_version(&self) -> Option<i32> {
+        match &self.state().role {
+            Role::Leader(l) => Some(l.isr_version),
+            Role::Follower => None,
+        }
+    }
+
     /// Sets the HW and publishes it to the log, for readers and for the cleaner, which
     /// stays below it. Every change of the HW goes through here, under the state lock.
     fn set_high_watermark(&self, state: &mut State, hw: i64) {
@@ -344,6 +374,7 @@ impl Partition {
         state.role = Role::Leader(LeaderState {
             replicas,
             isr,
+            isr_version: 0,
             proposed_isr: None,
             followers,
             epoch_start_offset: leo,

@@ -99,12 +99,7 @@ impl Cluster {
             for &f in followers {
                 self.fetch(f, leader);
             }
-            if let Some(isr) = self.replica(leader).isr_proposal() {
-                let epoch = self.replica(leader).leader_epoch();
-                self.replica(leader)
-                    .confirm_isr(epoch, isr)
-                    .expect("confirm ISR");
-            }
+            take_proposal(self.replica(leader));
         }
     }
 
@@ -128,6 +123,23 @@ impl Cluster {
 }
 
 /// `(base offset, crc)` of every batch of the log.
+/// A controller that holds the ISR `leader` holds takes its proposal, if it has one, and
+/// answers with it; returns the new ISR.
+pub fn take_proposal(leader: &Partition) -> Option<Vec<i32>> {
+    let proposal = leader.isr_proposal()?;
+    let version = proposal.isr_version + 1;
+    (leader.confirm_isr(proposal.leader_epoch, version, proposal.isr.clone()))
+        .expect("confirm ISR");
+    Some(proposal.isr)
+}
+
+/// The controller, holding the ISR `leader` holds, changes it to `isr` on its own (as when
+/// a broker's session ends) and tells the leader.
+pub fn set_isr(leader: &Partition, isr: Vec<i32>) {
+    let version = leader.isr_version().expect("a leader") + 1;
+    (leader.confirm_isr(leader.leader_epoch(), version, isr)).expect("confirm ISR");
+}
+
 pub fn contents(log: &Log) -> Vec<(i64, u32)> {
     partlog::cluster::batch_crcs(log, i64::MAX).expect("read")
 }

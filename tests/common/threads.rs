@@ -175,9 +175,7 @@ impl Brokers {
                         .filter(|&id| id as usize == current || id as usize != drop)
                         .collect(),
                 };
-                leader
-                    .confirm_isr(leader.leader_epoch(), keep)
-                    .expect("confirm ISR");
+                super::cluster::set_isr(leader, keep);
             }
             3 => {
                 self.clock.advance_ms(rng.below(lag_ms as u64 * 2) as i64);
@@ -201,11 +199,7 @@ impl Brokers {
                 }
             }
             _ => {
-                if let Some(proposal) = leader.isr_proposal() {
-                    leader
-                        .confirm_isr(leader.leader_epoch(), proposal)
-                        .expect("confirm ISR");
-                }
+                super::cluster::take_proposal(leader);
             }
         }
         Change::None
@@ -268,11 +262,7 @@ impl Brokers {
         let deadline = Instant::now() + within;
         loop {
             let leader = self.leader();
-            if let Some(proposal) = leader.isr_proposal() {
-                leader
-                    .confirm_isr(leader.leader_epoch(), proposal)
-                    .expect("confirm ISR");
-            }
+            super::cluster::take_proposal(leader);
             let end = leader.log().log_end_offset();
             if self
                 .replicas

@@ -69,10 +69,11 @@ pub fn run(args: &OffsetsArgs, json: bool) -> CliResult {
         let name = tp.dir_name();
         let (replica, _) =
             manager.open_partition(tp, offsets_log_config(), ReplicaConfig::new(0))?;
-        // A lone leader in a new epoch: its high watermark is its log end at once, so the
-        // view serves as soon as the load reached it. All of it stays in the overlay.
+        // A lone leader in a new epoch: confirming its ISR (as the controller's first
+        // change, version 1) moves its high watermark to its log end at once, so the view
+        // serves as soon as the load reached it. All of it stays in the overlay.
         replica.become_leader(replica.log().latest_epoch().max(0) + 1, vec![0], vec![0])?;
-        replica.confirm_isr(replica.leader_epoch(), vec![0])?;
+        replica.confirm_isr(replica.leader_epoch(), 1, vec![0])?;
         let index = tp.partition as u32;
         let store = OffsetsStore::new(OffsetsConfig::default(), Arc::new(SystemClock));
         store.host(index, replica.clone());
