@@ -1,15 +1,17 @@
 //! Threads against one partition replicated on three brokers, all at once: two producers
 //! append with `acks=all` to whichever broker leads, every broker runs a fetcher thread
 //! that follows the leader (truncating where its log diverged from it), a consumer reads up
-//! to the leader's high watermark, and a controller starts new leader epochs, shrinks the
-//! ISR (below min ISR too), confirms the leader's proposals to grow it back, lets time pass
+//! to the leader's high watermark, and a controller, holding its own ISR, starts new leader
+//! epochs, shrinks the ISR (below min ISR too), takes the leader's proposals to grow it
+//! back (a third of its answers arrive late and out of order), lets time pass
 //! and runs retention on every replica, and moves the leader's log start (DeleteRecords)
 //! to any offset up to its HW, inside a batch too; in the second test it also moves the
 //! leadership to another member of the ISR. The
 //! brokers never crash: the tests look for races between a role change and the appends,
 //! fetches, truncations and completions running into it.
 //!
-//! Afterwards: every append's handle completed (no wake-up or completion is lost); an
+//! At every controller step, every member of the controller's ISR holds everything below
+//! the leader's HW. Afterwards: every append's handle completed (no wake-up or completion is lost); an
 //! acknowledged batch was on at least min ISR replicas when its handle said so, and is on
 //! the final leader at its offset, exactly once (unless retention or DeleteRecords took
 //! it); the replicas,

@@ -1,9 +1,10 @@
 //! What the tests that run threads against one replicated partition share: three brokers'
-//! replicas on simulated disks with a controller that moves the leadership, a seeded
+//! replicas on simulated disks with a controller that holds its own ISR, answers the
+//! leader late and out of order now and then, and moves the leadership, a seeded
 //! pacer, the fetcher loop, and a guard that stops every thread when the test fails.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -54,6 +55,26 @@ pub struct Brokers {
     /// The broker the controller last made leader: where producers, consumers and
     /// fetchers go. For a moment after an election the others may not know yet.
     leader: AtomicUsize,
+    /// The controller's own view of the ISR, which elections choose from.
+    controller: Mutex<Controller>,
+}
+
+/// The ISR as the controller holds it, its version within `epoch` (see
+/// `partlog::replica::IsrProposal`), and its answers to the leader that it holds back, to
+/// deliver late and out of order.
+struct Controller {
+    epoch: i32,
+    isr: Vec<i32>,
+    version: i32,
+    late: Vec<Answer>,
+}
+
+/// The controller's answer to the leader `to` of `epoch`: the ISR it holds, at `version`.
+struct Answer {
+    to: usize,
+    epoch: i32,
+    version: i32,
+    isr: Vec<i32>,
 }
 
 /// What a controller step changed.
@@ -88,11 +109,22 @@ impl Brokers {
         for r in &replicas[1..] {
             r.become_follower(1, 0).expect("follower");
         }
+        let controller = Controller {
+            epoch: 1,
+            isr: Self::all(),
+            version: 0,
+            late: Vec::new(),
+        };
         Brokers {
             clock,
             replicas,
             leader: AtomicUsize::new(0),
+            controller: Mutex::new(controller),
         }
+    }
+
+    fn controller(&self) -> std::sync::MutexGuard<'_, Controller> {
+        self.controller.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn all() -> Vec<i32> {
@@ -107,10 +139,14 @@ impl Brokers {
         &self.replicas[self.leader_index()]
     }
 
-    /// Makes `next` the leader of `epoch` with the ISR the leader has, then every other
-    /// broker its follower, in an order the controller's requests might arrive in.
+    /// Makes `next` the leader of `epoch` with the ISR the controller holds, then every
+    /// other broker its follower, in an order the controller's requests might arrive in.
     pub fn elect(&self, next: usize, epoch: i32, rng: &mut Rng) {
-        let isr = self.leader().isr().expect("leader's ISR");
+        let isr = {
+            let mut controller = self.controller();
+            (controller.epoch, controller.version) = (epoch, 0);
+            controller.isr.clone()
+        };
         self.replicas[next]
             .become_leader(epoch, Self::all(), isr)
             .expect("become leader");
@@ -132,7 +168,8 @@ impl Brokers {
     /// followers from the ISR (both now and then: below min ISR the HW must stop), moves
     /// the clock by up to twice `lag_ms` and ticks the leader (it proposes to drop the
     /// followers that lag and times out appends), runs retention on every replica, scrubs
-    /// every replica, or confirms the leader's ISR proposal (to grow it back, mostly).
+    /// every replica, delivers an answer it held back, or takes the leader's ISR proposal
+    /// (to grow it back, mostly). First it checks its ISR against the leader's HW.
     pub fn control_step(
         &self,
         rng: &mut Rng,
@@ -142,9 +179,10 @@ impl Brokers {
     ) -> Change {
         let current = self.leader_index();
         let leader = &self.replicas[current];
+        self.check_controller_isr();
         match rng.below(10) {
             0 if elections => {
-                let isr = leader.isr().expect("leader's ISR");
+                let isr = self.controller().isr.clone();
                 let others: Vec<usize> = (isr.iter().map(|&id| id as usize))
                     .filter(|&id| id != current)
                     .collect();
@@ -167,15 +205,16 @@ impl Brokers {
                 };
             }
             2 => {
-                let isr = leader.isr().expect("leader's ISR");
                 let drop = rng.below(BROKERS as u64) as usize;
-                let keep: Vec<i32> = match rng.below(3) {
-                    0 => vec![current as i32],
-                    _ => (isr.into_iter())
-                        .filter(|&id| id as usize == current || id as usize != drop)
-                        .collect(),
-                };
-                super::cluster::set_isr(leader, keep);
+                let mut controller = self.controller();
+                match rng.below(3) {
+                    0 => controller.isr = vec![current as i32],
+                    _ => {
+                        (controller.isr).retain(|&id| id as usize == current || id as usize != drop)
+                    }
+                }
+                controller.version += 1;
+                self.answer(controller, current, rng);
             }
             3 => {
                 self.clock.advance_ms(rng.below(lag_ms as u64 * 2) as i64);
@@ -198,11 +237,93 @@ impl Brokers {
                     assert_eq!(outcome, ScrubOutcome::Clean, "broker {id}'s scrub");
                 }
             }
-            _ => {
-                super::cluster::take_proposal(leader);
-            }
+            6 => self.deliver_late_answer(rng),
+            _ => self.send_proposal(current, rng),
         }
         Change::None
+    }
+
+    /// The leader's ISR proposal, if it has one, reaches the controller: it takes it when
+    /// made from the ISR it holds, and answers either way.
+    fn send_proposal(&self, leader: usize, rng: &mut Rng) {
+        let Some(proposal) = self.replicas[leader].isr_proposal() else {
+            return;
+        };
+        let mut controller = self.controller();
+        if (proposal.leader_epoch, proposal.isr_version) == (controller.epoch, controller.version) {
+            controller.isr = proposal.isr;
+            controller.version += 1;
+        }
+        self.answer(controller, leader, rng);
+    }
+
+    /// The controller's answer to `leader`: now, or held back to arrive late (a third of
+    /// the time).
+    fn answer(
+        &self,
+        mut controller: std::sync::MutexGuard<'_, Controller>,
+        leader: usize,
+        rng: &mut Rng,
+    ) {
+        let answer = Answer {
+            to: leader,
+            epoch: controller.epoch,
+            version: controller.version,
+            isr: controller.isr.clone(),
+        };
+        if rng.below(3) == 0 {
+            controller.late.push(answer);
+        } else {
+            drop(controller);
+            self.deliver(answer);
+        }
+    }
+
+    fn deliver_late_answer(&self, rng: &mut Rng) {
+        let mut controller = self.controller();
+        if controller.late.is_empty() {
+            return;
+        }
+        let i = rng.below(controller.late.len() as u64) as usize;
+        let answer = controller.late.swap_remove(i);
+        drop(controller);
+        self.deliver(answer);
+    }
+
+    /// Hands `answer` to its broker. One a later answer or a leader change overtook is
+    /// refused and changes nothing.
+    fn deliver(&self, answer: Answer) {
+        let replica = &self.replicas[answer.to];
+        match replica.confirm_isr(answer.epoch, answer.version, answer.isr) {
+            Ok(())
+            | Err(
+                Error::InvalidUpdateVersion { .. }
+                | Error::FencedLeaderEpoch { .. }
+                | Error::NotLeaderOrFollower,
+            ) => {}
+            Err(e) => panic!("confirm ISR on broker {}: {e}", answer.to),
+        }
+    }
+
+    /// Every member of the controller's ISR holds everything below the leader's HW: the
+    /// controller may elect any of them. Read in this order (HW, ISR, log ends) while the
+    /// other threads run: a member's log end only grows past the HW, and only this thread
+    /// changes the controller's ISR.
+    fn check_controller_isr(&self) {
+        let leader = self.leader();
+        let hw = leader.high_watermark();
+        let controller = self.controller();
+        for &id in &controller.isr {
+            let leo = self.replicas[id as usize].log().log_end_offset();
+            assert!(
+                leo >= hw,
+                "broker {id}, in the controller's ISR {:?} (version {}), ends at {leo}, below \
+                 the leader's HW {hw}:\n  {}",
+                controller.isr,
+                controller.version,
+                self.describe()
+            );
+        }
     }
 
     /// Broker `me` follows whichever broker leads, while `fetching`, in fetches of a few
@@ -260,9 +381,13 @@ impl Brokers {
     /// is at the log end, confirming the leader's ISR proposals meanwhile.
     pub fn settle(&self, within: Duration) {
         let deadline = Instant::now() + within;
+        let mut rng = Rng::new(0, 99);
         loop {
+            while !self.controller().late.is_empty() {
+                self.deliver_late_answer(&mut rng);
+            }
             let leader = self.leader();
-            super::cluster::take_proposal(leader);
+            self.send_proposal(self.leader_index(), &mut rng);
             let end = leader.log().log_end_offset();
             if self
                 .replicas
