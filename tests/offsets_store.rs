@@ -228,6 +228,60 @@ fn offsets_expire_the_retention_after_their_group_became_empty() {
     assert_eq!(offsets(store, "quiet"), vec![]);
 }
 
+/// KIP-496: a running group whose subscription is known keeps the offsets of the topics
+/// it subscribes to, however old, and has those of other topics expire the retention
+/// after their commit; saying it has members keeps the subscription, and it is forgotten
+/// once the group is empty, when the group's offsets follow KIP-211 again. A group with
+/// members cannot be deleted either way.
+#[test]
+fn a_running_group_keeps_only_the_offsets_of_the_topics_it_subscribes_to() {
+    const DAY: i64 = 24 * 60 * 60 * 1000;
+    let retention = partlog::offsets::DEFAULT_RETENTION_MS;
+    let (mut c, stores) = cluster();
+    let store = &stores[0];
+    let expire = |c: &mut Cluster| {
+        for h in store.expire().unwrap() {
+            settle(c);
+            assert!(h.poll().unwrap().is_ok());
+        }
+    };
+    let group = "billing";
+    let commits = [commit_of("orders", 0, 7), commit_of("legacy", 3, 9)];
+    store.commit(group, &commits).unwrap();
+    settle(&mut c);
+    store.set_group_subscription(group, &["orders"]);
+    // Day 2: the group moves on in `orders`, on another partition.
+    c.clock().advance_ms(2 * DAY);
+    store.commit(group, &[commit_of("orders", 1, 4)]).unwrap();
+    settle(&mut c);
+    store.set_group_active(group, true);
+    c.clock().advance_ms(retention - 2 * DAY - 1);
+    expire(&mut c);
+    assert_eq!(
+        offsets(store, group).len(),
+        3,
+        "nothing is past the retention yet"
+    );
+    // Day 7: `legacy`'s offset, committed the retention ago and no longer subscribed to,
+    // expires; `orders` 0, as old, stays.
+    c.clock().advance_ms(1);
+    expire(&mut c);
+    let orders = vec![("orders".into(), 0, 7), ("orders".into(), 1, 4)];
+    assert_eq!(offsets(store, group), orders);
+    assert!(matches!(
+        store.delete_group(group),
+        Err(Error::NonEmptyGroup { .. })
+    ));
+    // The group empties: from now on the retention counts from then.
+    store.set_group_active(group, false);
+    c.clock().advance_ms(retention - 1);
+    expire(&mut c);
+    assert_eq!(offsets(store, group), orders);
+    c.clock().advance_ms(1);
+    expire(&mut c);
+    assert_eq!(offsets(store, group), vec![]);
+}
+
 #[test]
 fn deleted_groups_and_expired_offsets_are_gone_for_the_next_leader_too() {
     let (mut c, stores) = cluster();

@@ -26,7 +26,7 @@
 pub mod codec;
 mod view;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use codec::OffsetCommitValue;
@@ -170,11 +170,13 @@ pub struct OffsetsStore {
     groups: Mutex<Membership>,
 }
 
-/// Which groups have members, and since when the others are empty.
+/// Which groups have members (and the topics they subscribe to, when known), and since
+/// when the others are empty.
 #[derive(Debug, Default)]
 struct Membership {
-    /// Groups with members: their offsets do not expire.
-    active: std::collections::HashSet<String>,
+    /// Groups with members, and their subscriptions: the offsets of a group whose
+    /// subscription is unknown do not expire, nor those of the topics it subscribes to.
+    active: HashMap<String, Option<HashSet<String>>>,
     /// When each group said to be without members became so (KIP-211's
     /// `currentStateTimestamp`).
     empty_since: HashMap<String, i64>,
@@ -433,7 +435,7 @@ impl OffsetsStore {
     pub fn delete_group(&self, group: &str) -> Result<Option<AppendHandle>> {
         {
             let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-            if groups.active.contains(group) {
+            if groups.active.contains_key(group) {
                 return Err(Error::NonEmptyGroup {
                     group: group.to_string(),
                 });
@@ -459,12 +461,14 @@ impl OffsetsStore {
     /// Tells the store whether `group` has members (the embedder's group coordinator knows):
     /// offsets of groups without members expire after `retention_ms`. A group said to be
     /// without members counts as empty from the first time it is said so after it had
-    /// members (or ever): saying it again does not restart the clock.
+    /// members (or ever): saying it again does not restart the clock. A group said to have
+    /// members keeps the subscription [`OffsetsStore::set_group_subscription`] gave it, if
+    /// any, until it is said to be empty.
     pub fn set_group_active(&self, group: &str, active: bool) {
         let now = self.clock.now_ms();
         let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
         if active {
-            groups.active.insert(group.to_string());
+            groups.active.entry(group.to_string()).or_insert(None);
             groups.empty_since.remove(group);
         } else {
             groups.active.remove(group);
@@ -472,15 +476,30 @@ impl OffsetsStore {
         }
     }
 
+    /// Tells the store that `group` has members, and that together they subscribe to
+    /// `topics` (a stable consumer group, whose coordinator knows its members'
+    /// subscriptions): the offsets it committed for other topics expire `retention_ms`
+    /// after their commit, as in Kafka since KIP-496, instead of staying for as long as
+    /// the group runs. A group that stopped consuming a topic does not keep its offsets
+    /// forever.
+    pub fn set_group_subscription<T: AsRef<str>>(&self, group: &str, topics: &[T]) {
+        let topics = topics.iter().map(|t| t.as_ref().to_string()).collect();
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        groups.active.insert(group.to_string(), Some(topics));
+        groups.empty_since.remove(group);
+    }
+
     /// Writes tombstones for the offsets that expired, on every loaded partition, and
     /// returns the handles. As Kafka's coordinator does since KIP-211, a group with members
-    /// keeps all its offsets, and an empty one's offsets expire `retention_ms` after the
+    /// keeps its offsets, and an empty one's offsets expire `retention_ms` after the
     /// group became empty, not after they were committed: a consumer group that stopped
     /// committing a quiet partition's offset long ago keeps it while it runs, and for
     /// the retention after it stops. An offset committed after its group became empty
     /// (an administrator's reset) is kept for the retention after its commit. A group the
     /// embedder never mentioned (a standalone consumer, which only commits) has each
-    /// offset expire `retention_ms` after its commit, as in Kafka.
+    /// offset expire `retention_ms` after its commit, as in Kafka. A group with members
+    /// whose subscription is known has the offsets of the topics outside it expire
+    /// `retention_ms` after their commit (KIP-496).
     pub fn expire(&self) -> Result<Vec<AppendHandle>> {
         let cutoff = self.clock.now_ms().saturating_sub(self.config.retention_ms);
         let (active, empty_since) = {
@@ -492,13 +511,18 @@ impl OffsetsStore {
             if let ViewState::Loaded(view) = &mut h.state {
                 view.settle();
                 for (group, offsets) in view.groups() {
-                    if active.contains(&group) {
-                        continue;
-                    }
+                    // Kept regardless of age: every offset of a group with members, or
+                    // those of the topics it subscribes to when that is known.
+                    let membership = active.get(&group);
+                    let kept = |topic: &str| match membership {
+                        None => false,
+                        Some(None) => true,
+                        Some(Some(topics)) => topics.contains(topic),
+                    };
                     let empty_since = empty_since.get(&group).copied().unwrap_or(i64::MIN);
                     for (key, c) in offsets.iter() {
                         // Kafka's rule: expired once `retention_ms` have passed.
-                        if c.commit_timestamp.max(empty_since) <= cutoff {
+                        if !kept(&key.0) && c.commit_timestamp.max(empty_since) <= cutoff {
                             let change = (group.clone(), key, None);
                             expired.entry(group.clone()).or_default().push(change);
                         }
