@@ -109,6 +109,9 @@ pub enum Error {
     /// The group has members, so its offsets stay (`NON_EMPTY_GROUP`): deleting them would
     /// send its running consumers back to their reset policy.
     NonEmptyGroup { group: String },
+    /// OffsetDelete named a topic the group's members subscribe to; nothing was deleted
+    /// (`GROUP_SUBSCRIBED_TO_TOPIC`).
+    GroupSubscribedToTopic { group: String, topic: String },
     /// A request a store cannot take as it is (a name too long for the format, ...).
     InvalidRequest(String),
     /// A compacted log takes only records with a key (Kafka's "Compacted topic cannot
@@ -267,6 +270,10 @@ impl Error {
             Error::NonEmptyGroup { group } => Error::NonEmptyGroup {
                 group: group.clone(),
             },
+            Error::GroupSubscribedToTopic { group, topic } => Error::GroupSubscribedToTopic {
+                group: group.clone(),
+                topic: topic.clone(),
+            },
             Error::InvalidRequest(why) => Error::InvalidRequest(why.clone()),
             Error::KeylessRecord { offset_delta } => Error::KeylessRecord {
                 offset_delta: *offset_delta,
@@ -404,6 +411,10 @@ impl fmt::Display for Error {
             Error::NonEmptyGroup { group } => write!(
                 f,
                 "group {group} has members: its offsets are deleted once it is empty"
+            ),
+            Error::GroupSubscribedToTopic { group, topic } => write!(
+                f,
+                "group {group} subscribes to topic {topic}: its offsets there stay while it does"
             ),
             Error::InvalidRequest(why) => write!(f, "invalid request: {why}"),
             Error::KeylessRecord { offset_delta } => write!(

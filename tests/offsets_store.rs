@@ -282,6 +282,56 @@ fn a_running_group_keeps_only_the_offsets_of_the_topics_it_subscribes_to() {
     assert_eq!(offsets(store, group), vec![]);
 }
 
+/// OffsetDelete (KIP-496): an empty group's offsets for the partitions named go, and the
+/// others stay; a running group's are refused for a topic it subscribes to and deleted
+/// for others; a running group whose subscription is unknown refuses. A refusal deletes
+/// nothing.
+#[test]
+fn deleting_offsets_spares_the_topics_a_running_group_subscribes_to() {
+    let (mut c, stores) = cluster();
+    let store = &stores[0];
+    let group = "billing";
+    let commits = [
+        commit_of("orders", 0, 7),
+        commit_of("orders", 1, 8),
+        commit_of("legacy", 0, 9),
+    ];
+    store.commit(group, &commits).unwrap();
+    settle(&mut c);
+    let part = |t: &str, p: i32| (t.to_string(), p);
+    let delete = |c: &mut Cluster, partitions: &[(String, i32)]| {
+        let handle = store.delete_offsets(group, partitions).unwrap();
+        settle(c);
+        handle.map(|h| h.poll().expect("complete").is_ok())
+    };
+    store.set_group_active(group, true);
+    let err = store
+        .delete_offsets(group, &[part("legacy", 0)])
+        .unwrap_err();
+    assert!(matches!(err, Error::NonEmptyGroup { .. }), "{err}");
+    store.set_group_subscription(group, &["orders"]);
+    let err = (store.delete_offsets(group, &[part("legacy", 0), part("orders", 1)])).unwrap_err();
+    assert!(
+        matches!(&err, Error::GroupSubscribedToTopic { topic, .. } if topic == "orders"),
+        "{err}"
+    );
+    assert_eq!(offsets(store, group).len(), 3, "nothing deleted");
+    assert_eq!(
+        delete(&mut c, &[part("legacy", 0), part("legacy", 5)]),
+        Some(true)
+    );
+    assert_eq!(
+        delete(&mut c, &[part("legacy", 0)]),
+        None,
+        "none left there"
+    );
+    let orders = vec![("orders".into(), 0, 7), ("orders".into(), 1, 8)];
+    assert_eq!(offsets(store, group), orders);
+    store.set_group_active(group, false);
+    assert_eq!(delete(&mut c, &[part("orders", 1)]), Some(true));
+    assert_eq!(offsets(store, group), vec![("orders".into(), 0, 7)]);
+}
+
 #[test]
 fn deleted_groups_and_expired_offsets_are_gone_for_the_next_leader_too() {
     let (mut c, stores) = cluster();

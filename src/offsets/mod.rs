@@ -443,19 +443,58 @@ impl OffsetsStore {
             // A group made again later is empty from when it is said to be.
             groups.empty_since.remove(group);
         }
-        let keys: Vec<(String, i32)> = self
-            .fetch(group, None)?
-            .into_iter()
-            .map(|(k, _)| k)
+        self.delete_committed(group, None)
+    }
+
+    /// Tombstones for the offsets `group` committed for `partitions` (all when `None`);
+    /// `None` when it has none of them.
+    fn delete_committed(
+        &self,
+        group: &str,
+        partitions: Option<&[(String, i32)]>,
+    ) -> Result<Option<AppendHandle>> {
+        let changes: Vec<Change> = (self.fetch(group, partitions)?.into_iter())
+            .map(|(key, _)| (group.to_string(), key, None))
             .collect();
-        if keys.is_empty() {
+        if changes.is_empty() {
             return Ok(None);
         }
-        let changes = keys
-            .into_iter()
-            .map(|k| (group.to_string(), k, None))
-            .collect();
         self.append_changes(group, changes).map(Some)
+    }
+
+    /// Writes tombstones for the offsets `group` committed for `partitions` (topic and
+    /// partition; those it has none for are left out); `None` when it has none of them.
+    /// Kafka's OffsetDelete (KIP-496), for a consumer that will not read a partition again.
+    /// Refused, deleting nothing: [`Error::GroupSubscribedToTopic`] for a topic the
+    /// group's members subscribe to ([`OffsetsStore::set_group_subscription`]), and
+    /// [`Error::NonEmptyGroup`] for a group with members whose subscription is unknown.
+    /// (Kafka answers partition by partition and deletes the others; here the request is
+    /// taken whole or not at all.)
+    pub fn delete_offsets(
+        &self,
+        group: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<Option<AppendHandle>> {
+        {
+            let groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+            match groups.active.get(group) {
+                None => {}
+                Some(None) => {
+                    return Err(Error::NonEmptyGroup {
+                        group: group.to_string(),
+                    })
+                }
+                Some(Some(topics)) => {
+                    if let Some((topic, _)) = partitions.iter().find(|(t, _)| topics.contains(t)) {
+                        return Err(Error::GroupSubscribedToTopic {
+                            group: group.to_string(),
+                            topic: topic.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        self.delete_committed(group, Some(partitions))
     }
 
     /// Tells the store whether `group` has members (the embedder's group coordinator knows):
