@@ -62,6 +62,14 @@ fn settle(c: &mut Cluster) {
     }
 }
 
+/// Expires what is due in `store`'s partitions, and waits for the tombstones.
+fn expire(c: &mut Cluster, store: &OffsetsStore) {
+    for h in store.expire().unwrap() {
+        settle(c);
+        assert!(h.poll().unwrap().is_ok());
+    }
+}
+
 fn offsets(store: &OffsetsStore, group: &str) -> Vec<(String, i32, i64)> {
     store
         .fetch(group, None)
@@ -182,12 +190,6 @@ fn offsets_expire_the_retention_after_their_group_became_empty() {
     let retention = partlog::offsets::DEFAULT_RETENTION_MS;
     let (mut c, stores) = cluster();
     let store = &stores[0];
-    let expire = |c: &mut Cluster| {
-        for h in store.expire().unwrap() {
-            settle(c);
-            assert!(h.poll().unwrap().is_ok());
-        }
-    };
     for group in ["quiet", "standalone", "reset"] {
         store.commit(group, &[commit_of("t", 0, 5)]).unwrap();
     }
@@ -201,18 +203,18 @@ fn offsets_expire_the_retention_after_their_group_became_empty() {
     // Day 8: the standalone consumer's offset is past the retention, the reset group's
     // commit is not; the quiet group's consumers never committed again, and still run.
     c.clock().advance_ms(3 * DAY);
-    expire(&mut c);
+    expire(&mut c, store);
     assert_eq!(offsets(store, "standalone"), vec![]);
     assert_eq!(offsets(store, "reset"), vec![("t".into(), 0, 2)]);
     assert_eq!(offsets(store, "quiet"), vec![("t".into(), 0, 5)]);
     // The quiet group's consumers stop: its offset, committed 8 days ago, stays for the
     // retention from now, however often the embedder says the group is empty.
     store.set_group_active("quiet", false);
-    expire(&mut c);
+    expire(&mut c, store);
     assert_eq!(offsets(store, "quiet"), vec![("t".into(), 0, 5)]);
     c.clock().advance_ms(retention - 1);
     store.set_group_active("quiet", false);
-    expire(&mut c);
+    expire(&mut c, store);
     assert_eq!(
         offsets(store, "quiet"),
         vec![("t".into(), 0, 5)],
@@ -224,7 +226,7 @@ fn offsets_expire_the_retention_after_their_group_became_empty() {
         "past the retention after its commit"
     );
     c.clock().advance_ms(1);
-    expire(&mut c);
+    expire(&mut c, store);
     assert_eq!(offsets(store, "quiet"), vec![]);
 }
 
@@ -239,12 +241,6 @@ fn a_running_group_keeps_only_the_offsets_of_the_topics_it_subscribes_to() {
     let retention = partlog::offsets::DEFAULT_RETENTION_MS;
     let (mut c, stores) = cluster();
     let store = &stores[0];
-    let expire = |c: &mut Cluster| {
-        for h in store.expire().unwrap() {
-            settle(c);
-            assert!(h.poll().unwrap().is_ok());
-        }
-    };
     let group = "billing";
     let commits = [commit_of("orders", 0, 7), commit_of("legacy", 3, 9)];
     store.commit(group, &commits).unwrap();
@@ -256,7 +252,7 @@ fn a_running_group_keeps_only_the_offsets_of_the_topics_it_subscribes_to() {
     settle(&mut c);
     store.set_group_active(group, true);
     c.clock().advance_ms(retention - 2 * DAY - 1);
-    expire(&mut c);
+    expire(&mut c, store);
     assert_eq!(
         offsets(store, group).len(),
         3,
@@ -265,7 +261,7 @@ fn a_running_group_keeps_only_the_offsets_of_the_topics_it_subscribes_to() {
     // Day 7: `legacy`'s offset, committed the retention ago and no longer subscribed to,
     // expires; `orders` 0, as old, stays.
     c.clock().advance_ms(1);
-    expire(&mut c);
+    expire(&mut c, store);
     let orders = vec![("orders".into(), 0, 7), ("orders".into(), 1, 4)];
     assert_eq!(offsets(store, group), orders);
     assert!(matches!(
@@ -275,10 +271,10 @@ fn a_running_group_keeps_only_the_offsets_of_the_topics_it_subscribes_to() {
     // The group empties: from now on the retention counts from then.
     store.set_group_active(group, false);
     c.clock().advance_ms(retention - 1);
-    expire(&mut c);
+    expire(&mut c, store);
     assert_eq!(offsets(store, group), orders);
     c.clock().advance_ms(1);
-    expire(&mut c);
+    expire(&mut c, store);
     assert_eq!(offsets(store, group), vec![]);
 }
 

@@ -24,7 +24,9 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::batch;
-use common::cluster::{assert_bounds, assert_consecutive, contents, contents_from, Cluster};
+use common::cluster::{
+    assert_bounds, assert_consecutive, contents, contents_from, deliver_isr_answer, Cluster,
+};
 use partlog::io::sim::SimRng;
 use partlog::replica::{Acks, AppendHandle, FetchRequest, FetchResponse, TruncationMode};
 use partlog::Error;
@@ -245,17 +247,8 @@ impl Sim {
         if Some(answer.to) == self.down {
             return;
         }
-        let replica = self.c.replica(answer.to);
-        let outcome = replica.confirm_isr(answer.epoch, answer.version, answer.isr.clone());
-        match outcome {
-            Ok(())
-            | Err(
-                Error::InvalidUpdateVersion { .. }
-                | Error::FencedLeaderEpoch { .. }
-                | Error::NotLeaderOrFollower,
-            ) => {}
-            Err(e) => panic!("confirm ISR on {}: {e}", answer.to),
-        }
+        let a = answer.clone();
+        let outcome = deliver_isr_answer(self.c.replica(a.to), a.to, a.epoch, a.version, a.isr);
         self.trace.push(format!("{answer:?}: {outcome:?}"));
     }
 

@@ -292,17 +292,9 @@ impl Brokers {
 
     /// Hands `answer` to its broker. One a later answer or a leader change overtook is
     /// refused and changes nothing.
-    fn deliver(&self, answer: Answer) {
-        let replica = &self.replicas[answer.to];
-        match replica.confirm_isr(answer.epoch, answer.version, answer.isr) {
-            Ok(())
-            | Err(
-                Error::InvalidUpdateVersion { .. }
-                | Error::FencedLeaderEpoch { .. }
-                | Error::NotLeaderOrFollower,
-            ) => {}
-            Err(e) => panic!("confirm ISR on broker {}: {e}", answer.to),
-        }
+    fn deliver(&self, a: Answer) {
+        let replica = &self.replicas[a.to];
+        let _ = super::cluster::deliver_isr_answer(replica, a.to, a.epoch, a.version, a.isr);
     }
 
     /// Every member of the controller's ISR holds everything below the leader's HW: the
