@@ -309,13 +309,14 @@ impl Cluster {
             return Ok(());
         };
         // The controller takes a proposal made from the ISR it holds, and answers with the
-        // ISR it holds then either way.
+        // ISR it holds then either way (one made from an older ISR finds a newer one here,
+        // which the leader has not heard of yet).
         if let Some(proposal) = leader.isr_proposal() {
             if proposal.leader_epoch == self.epoch && proposal.isr_version == self.isr_version {
                 self.isr = proposal.isr.clone();
+                self.isr_version += 1;
                 report.isr_changes.push(proposal.isr);
             }
-            self.isr_version += 1;
             leader.confirm_isr(self.epoch, self.isr_version, self.isr.clone())?;
         }
         Ok(())
