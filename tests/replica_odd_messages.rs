@@ -1,5 +1,6 @@
-//! Fetch requests and answers with any field at any value, as a buggy or hostile peer, a
-//! corrupted message or a confused embedder could send them: each gets an answer or a
+//! Fetch requests and answers, and the controller's ISR answers, with any field at any
+//! value, as a buggy or hostile peer, a corrupted message or a confused embedder could
+//! send them: each gets an answer or a
 //! typed error, never a panic, and the replica that took it keeps its log start ≤ HW ≤
 //! log end, its batches consecutive, and a leader's HW never goes back (invariants 1, 2,
 //! 3 and 8).
@@ -59,7 +60,7 @@ fn run_seed(seed: u64) -> Result<(), String> {
         c.replicate(0, &[1, 2]);
         let mut last_hw = leader.high_watermark();
         for _ in 0..STEPS {
-            match rng.below(4) {
+            match rng.below(5) {
                 // An odd request to the leader, from any replica id.
                 0 | 1 => {
                     let real = follower.fetch_request(1 << 20);
@@ -98,6 +99,27 @@ fn run_seed(seed: u64) -> Result<(), String> {
                         "follower applies hw {} start {} diverging {:?}: {outcome:?}",
                         response.high_watermark, response.log_start_offset, response.diverging
                     ));
+                }
+                // A controller's ISR answer with odd fields: any epoch and version, any
+                // brokers (some no replica), any number of times.
+                3 => {
+                    let epoch = odd_i32(&mut rng, leader.leader_epoch());
+                    let version = odd_i32(&mut rng, leader.isr_version().unwrap_or(0) + 1);
+                    let isr: Vec<i32> = (0..rng.below(5))
+                        .map(|_| {
+                            let near = rng.below(3) as i32;
+                            odd_i32(&mut rng, near)
+                        })
+                        .collect();
+                    let outcome = leader.confirm_isr(epoch, version, isr.clone());
+                    trace.push(format!(
+                        "confirm ISR {isr:?} epoch {epoch} version {version}: {outcome:?}"
+                    ));
+                    let isr = leader.isr().expect("still the leader");
+                    assert!(
+                        isr.contains(&0) && isr.iter().all(|id| (0..3).contains(id)),
+                        "the leader took ISR {isr:?}"
+                    );
                 }
                 // An out-of-range answer with odd bounds.
                 _ => {
