@@ -104,7 +104,8 @@ fn run_seed(seed: u64) -> Result<(), String> {
                 // brokers (some no replica), any number of times.
                 3 => {
                     let epoch = odd_i32(&mut rng, leader.leader_epoch());
-                    let version = odd_i32(&mut rng, leader.isr_version().unwrap_or(0) + 1);
+                    let next = leader.isr_version().unwrap_or(0).saturating_add(1);
+                    let version = odd_i32(&mut rng, next);
                     let isr: Vec<i32> = (0..rng.below(5))
                         .map(|_| {
                             let near = rng.below(3) as i32;
