@@ -212,6 +212,23 @@ impl Sim {
                 common::cluster::assert_bounds(r, &format!("broker {b}"));
             }
         }
+        // Every running member of the controller's ISR, which it elects from, holds
+        // everything below the leader's HW (the controller's answers to the leader go
+        // through the network, late and out of order too).
+        if let Some(leader) = self.c.leader().and_then(|l| self.c.replica(l)) {
+            let hw = leader.high_watermark();
+            for &b in self.c.isr() {
+                if let Some(r) = self.c.replica(b as usize) {
+                    let leo = r.log().log_end_offset();
+                    assert!(
+                        leo >= hw,
+                        "broker {b}, in the controller's ISR {:?}, ends at {leo}, below the \
+                         leader's HW {hw}",
+                        self.c.isr()
+                    );
+                }
+            }
+        }
         let pending = std::mem::take(&mut self.pending);
         for (h, group, offset) in pending {
             match h.poll() {

@@ -1,8 +1,8 @@
 //! An in-process cluster: brokers holding replicas of one partition, each broker with its
 //! own log dir on its own simulated disk ([`SimStorage`], which loses unsynced writes when
-//! a broker is killed), a controller that elects leaders and applies ISR changes, and a
-//! network between the replicas that can drop, delay, duplicate and reorder messages and
-//! cut brokers off. Tests, the simulation and `partlog demo` drive replication with it; an
+//! a broker is killed), a controller that holds the ISR, elects leaders from it and
+//! decides ISR changes, and a network between the replicas (and from the controller to
+//! the leader) that can drop, delay, duplicate and reorder messages and cut brokers off. Tests, the simulation and `partlog demo` drive replication with it; an
 //! embedder can use it to try its own failure stories.
 //!
 //! Everything is deterministic for a seed: time is a [`ManualClock`] the caller advances,
@@ -13,6 +13,7 @@ mod network;
 use std::sync::Arc;
 
 pub use network::NetworkFaults;
+use network::{IsrAnswer, Message};
 
 use crate::checkpoint::TopicPartition;
 use crate::clock::ManualClock;
@@ -242,8 +243,11 @@ impl Cluster {
         for f in followers {
             self.fetch_once(f, leader, &mut report)?;
         }
-        for (f, response) in self.network.due() {
-            self.deliver(f, &response, &mut report)?;
+        for (to, message) in self.network.due() {
+            match message {
+                Message::Fetch(response) => self.deliver(to, &response, &mut report)?,
+                Message::Isr(answer) => self.deliver_isr_answer(&answer)?,
+            }
         }
         self.apply_isr_proposal(&mut report)?;
         Ok(report)
@@ -261,8 +265,10 @@ impl Cluster {
                     report.lost += 1;
                     return Ok(());
                 }
-                for response in self.network.deliveries(f, response) {
-                    self.deliver(f, &response, report)?;
+                for message in self.network.deliveries(f, Message::Fetch(response)) {
+                    if let Message::Fetch(response) = message {
+                        self.deliver(f, &response, report)?;
+                    }
                 }
                 Ok(())
             }
@@ -317,7 +323,7 @@ impl Cluster {
                 self.isr_version += 1;
                 report.isr_changes.push(proposal.isr);
             }
-            leader.confirm_isr(self.epoch, self.isr_version, self.isr.clone())?;
+            self.send_isr_answer()?;
         }
         Ok(())
     }
@@ -325,10 +331,48 @@ impl Cluster {
     /// The controller changed the ISR on its own: it tells the leader, if there is one.
     fn publish_isr(&mut self) -> Result<()> {
         self.isr_version += 1;
-        if let Some(leader) = self.leader.and_then(|l| self.replica(l)) {
-            leader.confirm_isr(self.epoch, self.isr_version, self.isr.clone())?;
+        self.send_isr_answer()
+    }
+
+    /// The controller tells the leader the ISR it holds, through the network, which may
+    /// lose, duplicate or hold back the answer. A lost one is sent again at the leader's
+    /// next proposal (which stands until an answer comes).
+    fn send_isr_answer(&mut self) -> Result<()> {
+        let Some(leader) = self.leader else {
+            return Ok(());
+        };
+        if !self.network.controller_carries() {
+            return Ok(());
+        }
+        let answer = IsrAnswer {
+            to: leader,
+            epoch: self.epoch,
+            version: self.isr_version,
+            isr: self.isr.clone(),
+        };
+        for message in self.network.deliveries(leader, Message::Isr(answer)) {
+            if let Message::Isr(answer) = message {
+                self.deliver_isr_answer(&answer)?;
+            }
         }
         Ok(())
+    }
+
+    /// Hands the controller's `answer` to its broker, if it runs. One a later answer or a
+    /// leader change overtook is refused and changes nothing.
+    fn deliver_isr_answer(&self, answer: &IsrAnswer) -> Result<()> {
+        let Some(replica) = self.replica(answer.to) else {
+            return Ok(());
+        };
+        match replica.confirm_isr(answer.epoch, answer.version, answer.isr.clone()) {
+            Ok(())
+            | Err(
+                Error::InvalidUpdateVersion { .. }
+                | Error::FencedLeaderEpoch { .. }
+                | Error::NotLeaderOrFollower,
+            ) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Advances time by `ms`, then every running broker ticks (ISR shrink, `acks=all`

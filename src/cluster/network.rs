@@ -1,5 +1,6 @@
-//! The network between the brokers of a [`super::Cluster`]: seeded message loss,
-//! duplication, delay (which reorders) and isolation of brokers.
+//! The network between the brokers of a [`super::Cluster`], and from its controller to
+//! them: seeded message loss, duplication, delay (which reorders) and isolation of
+//! brokers.
 
 use std::collections::BTreeSet;
 
@@ -17,13 +18,30 @@ pub struct NetworkFaults {
     pub delay_percent: u8,
 }
 
+/// The controller's answer to the leader `to` of `epoch`: the ISR it holds, at `version`.
+#[derive(Debug, Clone)]
+pub(super) struct IsrAnswer {
+    pub to: usize,
+    pub epoch: i32,
+    pub version: i32,
+    pub isr: Vec<i32>,
+}
+
+/// What the network carries to a broker: a leader's answer to a follower's fetch, or the
+/// controller's answer to a leader.
+#[derive(Debug, Clone)]
+pub(super) enum Message {
+    Fetch(FetchResponse),
+    Isr(IsrAnswer),
+}
+
 #[derive(Debug)]
 pub(super) struct Network {
     faults: NetworkFaults,
     rng: SimRng,
     isolated: BTreeSet<usize>,
-    /// Answers held back, with the follower they are for.
-    delayed: Vec<(usize, FetchResponse)>,
+    /// Messages held back, with the broker they are for.
+    delayed: Vec<(usize, Message)>,
 }
 
 impl Network {
@@ -60,20 +78,25 @@ impl Network {
         !self.happens(self.faults.drop_percent)
     }
 
-    /// What reaches follower `to` of an answer now: it once, twice, or not yet.
-    pub(super) fn deliveries(&mut self, to: usize, response: FetchResponse) -> Vec<FetchResponse> {
+    /// Whether a message of the controller gets through (it is never cut off).
+    pub(super) fn controller_carries(&mut self) -> bool {
+        !self.happens(self.faults.drop_percent)
+    }
+
+    /// What reaches broker `to` of a message now: it once, twice, or not yet.
+    pub(super) fn deliveries(&mut self, to: usize, message: Message) -> Vec<Message> {
         if self.happens(self.faults.delay_percent) {
-            self.delayed.push((to, response));
+            self.delayed.push((to, message));
             return Vec::new();
         }
         if self.happens(self.faults.duplicate_percent) {
-            return vec![response.clone(), response];
+            return vec![message.clone(), message];
         }
-        vec![response]
+        vec![message]
     }
 
-    /// Held-back answers arriving now: each with even odds, in a random order.
-    pub(super) fn due(&mut self) -> Vec<(usize, FetchResponse)> {
+    /// Held-back messages arriving now: each with even odds, in a random order.
+    pub(super) fn due(&mut self) -> Vec<(usize, Message)> {
         let mut due = Vec::new();
         let mut i = 0;
         while i < self.delayed.len() {
@@ -87,7 +110,7 @@ impl Network {
         due
     }
 
-    /// A broker went down: answers in flight to it are gone.
+    /// A broker went down: messages in flight to it are gone.
     pub(super) fn forget(&mut self, broker: usize) {
         self.delayed.retain(|(to, _)| *to != broker);
     }
