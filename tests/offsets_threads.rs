@@ -4,10 +4,12 @@
 //! fetcher follows the leader, a cleaner compacts every replica's log, a reader fetches
 //! the groups' offsets from the leader, and a controller moves the leadership among the
 //! ISR (the old leader's store unloads, the new one's loads step by step, so that the next
-//! change may interrupt a load), starts new epochs, shrinks and grows the ISR and moves the
-//! clock, all at once.
+//! change may interrupt a load), starts new epochs, shrinks and grows the ISR it holds
+//! (answering the leader late and out of order now and then) and moves the clock, all at
+//! once.
 //!
-//! Checked: an offset the reader sees for a partition never goes back, across failovers
+//! Checked: at every controller step, every member of its ISR holds everything below the
+//! leader's HW; an offset the reader sees for a partition never goes back, across failovers
 //! too; every commit's handle completes; at the end each partition's offset is one a
 //! committer sent and at least the last one acknowledged, and a store that loads the
 //! leader's log afresh finds the same or, where a commit failed after it was written, a
