@@ -109,8 +109,8 @@ pub enum Error {
     /// The group has members, so its offsets stay (`NON_EMPTY_GROUP`): deleting them would
     /// send its running consumers back to their reset policy.
     NonEmptyGroup { group: String },
-    /// OffsetDelete named a topic the group's members subscribe to; nothing was deleted
-    /// (`GROUP_SUBSCRIBED_TO_TOPIC`).
+    /// OffsetDelete named a partition of a topic the group's members subscribe to; its
+    /// offset stays (`GROUP_SUBSCRIBED_TO_TOPIC`).
     GroupSubscribedToTopic { group: String, topic: String },
     /// A request a store cannot take as it is (a name too long for the format, ...).
     InvalidRequest(String),

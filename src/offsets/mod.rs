@@ -113,6 +113,15 @@ pub struct OffsetCommit {
 /// lists them.
 pub type GroupCommitted = (String, Vec<((String, i32), Committed)>);
 
+/// What [`OffsetsStore::delete_offsets`] did: the tombstones' append (`None` when the
+/// group had none of the partitions it could delete), and the partitions it kept, each
+/// with why.
+#[derive(Debug)]
+pub struct OffsetDeletion {
+    pub handle: Option<AppendHandle>,
+    pub refused: Vec<((String, i32), Error)>,
+}
+
 /// How far a load got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoadProgress {
@@ -462,39 +471,43 @@ impl OffsetsStore {
         self.append_changes(group, changes).map(Some)
     }
 
-    /// Writes tombstones for the offsets `group` committed for `partitions` (topic and
-    /// partition; those it has none for are left out); `None` when it has none of them.
-    /// Kafka's OffsetDelete (KIP-496), for a consumer that will not read a partition again.
-    /// Refused, deleting nothing: [`Error::GroupSubscribedToTopic`] for a topic the
-    /// group's members subscribe to ([`OffsetsStore::set_group_subscription`]), and
-    /// [`Error::NonEmptyGroup`] for a group with members whose subscription is unknown.
-    /// (Kafka answers partition by partition and deletes the others; here the request is
-    /// taken whole or not at all.)
+    /// Kafka's OffsetDelete (KIP-496), for a consumer that will not read a partition
+    /// again: writes tombstones for the offsets `group` committed for `partitions` (topic
+    /// and partition; those it has none for are left out), except the partitions of topics
+    /// the group's members subscribe to ([`OffsetsStore::set_group_subscription`]), which
+    /// are refused one by one with [`Error::GroupSubscribedToTopic`] and kept, as Kafka
+    /// answers each partition. [`Error::NonEmptyGroup`], deleting nothing, for a group
+    /// with members whose subscription is unknown.
     pub fn delete_offsets(
         &self,
         group: &str,
         partitions: &[(String, i32)],
-    ) -> Result<Option<AppendHandle>> {
-        {
+    ) -> Result<OffsetDeletion> {
+        let (deleted, refused): (Vec<_>, Vec<_>) = {
             let groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-            match groups.active.get(group) {
-                None => {}
+            let subscribed = match groups.active.get(group) {
+                None => None,
                 Some(None) => {
                     return Err(Error::NonEmptyGroup {
                         group: group.to_string(),
                     })
                 }
-                Some(Some(topics)) => {
-                    if let Some((topic, _)) = partitions.iter().find(|(t, _)| topics.contains(t)) {
-                        return Err(Error::GroupSubscribedToTopic {
-                            group: group.to_string(),
-                            topic: topic.clone(),
-                        });
-                    }
-                }
-            }
-        }
-        self.delete_committed(group, Some(partitions))
+                Some(Some(topics)) => Some(topics),
+            };
+            (partitions.iter().cloned())
+                .partition(|(topic, _)| !subscribed.is_some_and(|s| s.contains(topic)))
+        };
+        let refused = (refused.into_iter())
+            .map(|(topic, partition)| {
+                let error = Error::GroupSubscribedToTopic {
+                    group: group.to_string(),
+                    topic: topic.clone(),
+                };
+                ((topic, partition), error)
+            })
+            .collect();
+        let handle = self.delete_committed(group, Some(&deleted))?;
+        Ok(OffsetDeletion { handle, refused })
     }
 
     /// Tells the store whether `group` has members (the embedder's group coordinator knows):
