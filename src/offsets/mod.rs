@@ -175,20 +175,38 @@ pub struct OffsetsStore {
     config: OffsetsConfig,
     clock: Arc<dyn Clock>,
     hosted: Mutex<BTreeMap<u32, Hosted>>,
-    /// Membership as the embedder tells it ([`OffsetsStore::set_group_active`]).
-    groups: Mutex<Membership>,
+    /// Each group's membership as the embedder tells it ([`OffsetsStore::set_group_active`],
+    /// [`OffsetsStore::set_group_subscription`]); a group it never mentioned has none.
+    groups: Mutex<HashMap<String, Membership>>,
 }
 
-/// Which groups have members (and the topics they subscribe to, when known), and since
-/// when the others are empty.
-#[derive(Debug, Default)]
-struct Membership {
-    /// Groups with members, and their subscriptions: the offsets of a group whose
-    /// subscription is unknown do not expire, nor those of the topics it subscribes to.
-    active: HashMap<String, Option<HashSet<String>>>,
-    /// When each group said to be without members became so (KIP-211's
-    /// `currentStateTimestamp`).
-    empty_since: HashMap<String, i64>,
+/// A group's membership, as its coordinator (the embedder) tells it.
+#[derive(Debug, Clone)]
+enum Membership {
+    /// The group has members, subscribing to these topics when known.
+    Active(Option<HashSet<String>>),
+    /// The group has no members since then (KIP-211's `currentStateTimestamp`).
+    EmptySince(i64),
+}
+
+impl Membership {
+    /// Whether `group`'s offsets of `topic` stay regardless of their age: every one of a
+    /// group with members, or those of the topics it subscribes to when that is known.
+    fn keeps(membership: Option<&Membership>, topic: &str) -> bool {
+        match membership {
+            Some(Membership::Active(None)) => true,
+            Some(Membership::Active(Some(topics))) => topics.contains(topic),
+            Some(Membership::EmptySince(_)) | None => false,
+        }
+    }
+
+    /// When the group became empty; the beginning of time for any other.
+    fn empty_since(membership: Option<&Membership>) -> i64 {
+        match membership {
+            Some(Membership::EmptySince(since)) => *since,
+            _ => i64::MIN,
+        }
+    }
 }
 
 impl OffsetsStore {
@@ -197,7 +215,7 @@ impl OffsetsStore {
             config,
             clock,
             hosted: Mutex::new(BTreeMap::new()),
-            groups: Mutex::new(Membership::default()),
+            groups: Mutex::new(HashMap::new()),
         }
     }
 
@@ -444,13 +462,13 @@ impl OffsetsStore {
     pub fn delete_group(&self, group: &str) -> Result<Option<AppendHandle>> {
         {
             let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-            if groups.active.contains_key(group) {
+            if let Some(Membership::Active(_)) = groups.get(group) {
                 return Err(Error::NonEmptyGroup {
                     group: group.to_string(),
                 });
             }
             // A group made again later is empty from when it is said to be.
-            groups.empty_since.remove(group);
+            groups.remove(group);
         }
         self.delete_committed(group, None)
     }
@@ -485,14 +503,14 @@ impl OffsetsStore {
     ) -> Result<OffsetDeletion> {
         let (deleted, refused): (Vec<_>, Vec<_>) = {
             let groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-            let subscribed = match groups.active.get(group) {
-                None => None,
-                Some(None) => {
+            let subscribed = match groups.get(group) {
+                None | Some(Membership::EmptySince(_)) => None,
+                Some(Membership::Active(None)) => {
                     return Err(Error::NonEmptyGroup {
                         group: group.to_string(),
                     })
                 }
-                Some(Some(topics)) => Some(topics),
+                Some(Membership::Active(Some(topics))) => Some(topics),
             };
             (partitions.iter().cloned())
                 .partition(|(topic, _)| !subscribed.is_some_and(|s| s.contains(topic)))
@@ -519,12 +537,18 @@ impl OffsetsStore {
     pub fn set_group_active(&self, group: &str, active: bool) {
         let now = self.clock.now_ms();
         let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-        if active {
-            groups.active.entry(group.to_string()).or_insert(None);
-            groups.empty_since.remove(group);
-        } else {
-            groups.active.remove(group);
-            groups.empty_since.entry(group.to_string()).or_insert(now);
+        let unchanged = match groups.get(group) {
+            Some(Membership::Active(_)) => active,
+            Some(Membership::EmptySince(_)) => !active,
+            None => false,
+        };
+        if !unchanged {
+            let next = if active {
+                Membership::Active(None)
+            } else {
+                Membership::EmptySince(now)
+            };
+            groups.insert(group.to_string(), next);
         }
     }
 
@@ -537,8 +561,7 @@ impl OffsetsStore {
     pub fn set_group_subscription<T: AsRef<str>>(&self, group: &str, topics: &[T]) {
         let topics = topics.iter().map(|t| t.as_ref().to_string()).collect();
         let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-        groups.active.insert(group.to_string(), Some(topics));
-        groups.empty_since.remove(group);
+        groups.insert(group.to_string(), Membership::Active(Some(topics)));
     }
 
     /// Writes tombstones for the offsets that expired, on every loaded partition, and
@@ -554,27 +577,22 @@ impl OffsetsStore {
     /// `retention_ms` after their commit (KIP-496).
     pub fn expire(&self) -> Result<Vec<AppendHandle>> {
         let cutoff = self.clock.now_ms().saturating_sub(self.config.retention_ms);
-        let (active, empty_since) = {
-            let groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-            (groups.active.clone(), groups.empty_since.clone())
-        };
+        let groups = self
+            .groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let mut expired: BTreeMap<String, Vec<Change>> = BTreeMap::new();
         for h in self.hosted().values_mut() {
             if let ViewState::Loaded(view) = &mut h.state {
                 view.settle();
                 for (group, offsets) in view.groups() {
-                    // Kept regardless of age: every offset of a group with members, or
-                    // those of the topics it subscribes to when that is known.
-                    let membership = active.get(&group);
-                    let kept = |topic: &str| match membership {
-                        None => false,
-                        Some(None) => true,
-                        Some(Some(topics)) => topics.contains(topic),
-                    };
-                    let empty_since = empty_since.get(&group).copied().unwrap_or(i64::MIN);
+                    let membership = groups.get(&group);
+                    let empty_since = Membership::empty_since(membership);
                     for (key, c) in offsets.iter() {
                         // Kafka's rule: expired once `retention_ms` have passed.
-                        if !kept(&key.0) && c.commit_timestamp.max(empty_since) <= cutoff {
+                        let age_from = c.commit_timestamp.max(empty_since);
+                        if !Membership::keeps(membership, &key.0) && age_from <= cutoff {
                             let change = (group.clone(), key, None);
                             expired.entry(group.clone()).or_default().push(change);
                         }
