@@ -24,9 +24,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::batch;
-use common::cluster::{
-    assert_bounds, assert_consecutive, contents, contents_from, deliver_isr_answer, Cluster,
-};
+use common::cluster::{assert_bounds, assert_consecutive, contents, contents_from, Cluster};
+use partlog::cluster::ControllerIsr;
 use partlog::io::sim::SimRng;
 use partlog::replica::{Acks, AppendHandle, FetchRequest, FetchResponse, TruncationMode};
 use partlog::Error;
@@ -54,14 +53,12 @@ const ALL_FAULTS: Faults = Faults {
     controller: true,
 };
 
-/// The controller's answer to a leader: the ISR it holds for that leader's epoch, at a
-/// version.
+/// The controller's answer to a leader: the ISR it holds for that leader's epoch.
 #[derive(Debug, Clone)]
 struct IsrAnswer {
     to: usize,
     epoch: i32,
-    version: i32,
-    isr: Vec<i32>,
+    isr: ControllerIsr,
 }
 
 struct Sim {
@@ -82,9 +79,8 @@ struct Sim {
     controller_faults: bool,
     leader: usize,
     epoch: i32,
-    /// The ISR as the controller holds it, and its version within `epoch`.
-    isr: Vec<i32>,
-    isr_version: i32,
+    /// The ISR as the controller holds it within `epoch`.
+    isr: ControllerIsr,
     /// Controller answers the network holds back.
     delayed_answers: Vec<IsrAnswer>,
     down: Option<usize>,
@@ -106,7 +102,7 @@ struct Sim {
 impl Sim {
     fn new(seed: u64, faults: Faults) -> Sim {
         let c = Cluster::new(BROKERS, 2, TruncationMode::LeaderEpoch);
-        let isr = c.replica(0).isr().expect("broker 0 leads");
+        let isr = ControllerIsr::new(c.replica(0).isr().expect("broker 0 leads"));
         Sim {
             c,
             rng: SimRng::new(seed),
@@ -119,7 +115,6 @@ impl Sim {
             leader: 0,
             epoch: 1,
             isr,
-            isr_version: 0,
             delayed_answers: Vec::new(),
             down: None,
             pending: Vec::new(),
@@ -206,14 +201,9 @@ impl Sim {
             self.trace.push(format!("proposal {proposal:?} lost"));
             return;
         }
-        let current =
-            proposal.leader_epoch == self.epoch && proposal.isr_version == self.isr_version;
-        if current {
-            self.isr = proposal.isr.clone();
-            self.isr_version += 1;
-        }
+        let taken = self.isr.take(self.epoch, &proposal);
         self.trace
-            .push(format!("proposal {proposal:?} taken: {current}"));
+            .push(format!("proposal {proposal:?} taken: {taken}"));
         self.answer();
     }
 
@@ -222,7 +212,6 @@ impl Sim {
         let answer = IsrAnswer {
             to: self.leader,
             epoch: self.epoch,
-            version: self.isr_version,
             isr: self.isr.clone(),
         };
         let fate = if self.controller_faults {
@@ -247,9 +236,10 @@ impl Sim {
         if Some(answer.to) == self.down {
             return;
         }
-        let a = answer.clone();
-        let outcome = deliver_isr_answer(self.c.replica(a.to), a.to, a.epoch, a.version, a.isr);
-        self.trace.push(format!("{answer:?}: {outcome:?}"));
+        let replica = self.c.replica(answer.to);
+        let taken = (answer.isr.confirm(replica, answer.epoch))
+            .unwrap_or_else(|e| panic!("confirm ISR on {}: {e}", answer.to));
+        self.trace.push(format!("{answer:?} taken: {taken}"));
     }
 
     /// A delayed answer of the controller arrives, possibly after newer ones.
@@ -323,7 +313,7 @@ impl Sim {
             return;
         }
         let victim = self.rng.below(BROKERS as u64) as usize;
-        let isr = self.isr.clone();
+        let isr = self.isr.isr.clone();
         if victim == self.leader {
             let Some(&next) = isr.iter().find(|&&b| b as usize != victim) else {
                 return; // no in-sync replica to take over: unclean election is off
@@ -337,7 +327,7 @@ impl Sim {
                 .replica(next)
                 .become_leader(self.epoch, all, new_isr.clone())
                 .expect("become leader");
-            (self.isr, self.isr_version) = (new_isr, 0);
+            self.isr = ControllerIsr::new(new_isr);
             for b in (0..BROKERS).filter(|&b| b != victim && b != next) {
                 self.c
                     .replica(b)
@@ -355,8 +345,8 @@ impl Sim {
             self.c.brokers[victim].disk.crash();
             // The controller sees the broker go and takes it out of the ISR, as Kafka's
             // does when a broker's session ends; it rejoins once caught up.
-            self.isr.retain(|&b| b as usize != victim);
-            self.isr_version += 1;
+            self.isr
+                .change(isr.into_iter().filter(|&b| b as usize != victim).collect());
             self.trace.push(format!("follower {victim} lost power"));
             self.answer();
         }
@@ -398,7 +388,7 @@ impl Sim {
         // The ISR that counts is the controller's, which elections choose from. The
         // leader's may still hold a broker the controller took out when it lost power,
         // and came back with less.
-        let isr = self.isr.clone();
+        let isr = self.isr.isr.clone();
         for b in self.up() {
             let r = self.c.replica(b);
             let who = format!("broker {b}");

@@ -24,7 +24,8 @@ use crate::log::{Log, RecoveryReport};
 use crate::manager::{LogDir, LogDirOptions};
 use crate::record::batches;
 use crate::replica::{
-    Acks, AppendHandle, FetchResponse, Partition, ReplicaConfig, ReplicaManager, TruncationMode,
+    Acks, AppendHandle, FetchResponse, IsrProposal, Partition, ReplicaConfig, ReplicaManager,
+    TruncationMode,
 };
 
 /// Bytes a follower asks for per fetch.
@@ -101,11 +102,61 @@ pub struct Cluster {
     brokers: Vec<Broker>,
     leader: Option<usize>,
     epoch: i32,
-    isr: Vec<i32>,
-    /// The version of `isr` within the leadership of `epoch` (see
-    /// [`crate::replica::IsrProposal`]).
-    isr_version: i32,
+    /// The ISR the controller holds, within the leadership of `epoch`.
+    isr: ControllerIsr,
     network: network::Network,
+}
+
+/// The ISR as a controller holds it within one leadership, with its version, and the
+/// controller's side of [`IsrProposal`]: it takes a leader's proposal only while its ISR
+/// is still the one the proposal was made from, counts every change it makes, and tells
+/// the leader what it holds with [`Partition::confirm_isr`], whether it took the
+/// proposal or not. The cluster harness, the simulations and an embedder's controller
+/// keep the rule in one place this way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControllerIsr {
+    pub isr: Vec<i32>,
+    pub version: i32,
+}
+
+impl ControllerIsr {
+    /// The ISR a leadership starts with ([`Partition::become_leader`]): version 0.
+    pub fn new(isr: Vec<i32>) -> ControllerIsr {
+        ControllerIsr { isr, version: 0 }
+    }
+
+    /// Takes `proposal` if it was made in the leadership of `leader_epoch` from this ISR,
+    /// as the next version; whether it did.
+    pub fn take(&mut self, leader_epoch: i32, proposal: &IsrProposal) -> bool {
+        let current = (proposal.leader_epoch, proposal.isr_version) == (leader_epoch, self.version);
+        if current {
+            self.change(proposal.isr.clone());
+        }
+        current
+    }
+
+    /// The controller changes the ISR on its own (a broker's session ended).
+    pub fn change(&mut self, isr: Vec<i32>) {
+        self.isr = isr;
+        self.version += 1;
+    }
+
+    /// Tells `leader`, of the leadership of `leader_epoch`, the ISR held here, as a
+    /// network that may deliver it late does: false when a later answer or a leader
+    /// change overtook it (refused, changing nothing: [`Error::InvalidUpdateVersion`],
+    /// [`Error::FencedLeaderEpoch`], [`Error::NotLeaderOrFollower`]); any other refusal of
+    /// [`Partition::confirm_isr`] is an error.
+    pub fn confirm(&self, leader: &Partition, leader_epoch: i32) -> Result<bool> {
+        match leader.confirm_isr(leader_epoch, self.version, self.isr.clone()) {
+            Ok(()) => Ok(true),
+            Err(
+                Error::InvalidUpdateVersion { .. }
+                | Error::FencedLeaderEpoch { .. }
+                | Error::NotLeaderOrFollower,
+            ) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 impl Cluster {
@@ -128,15 +179,14 @@ impl Cluster {
             brokers,
             leader: None,
             epoch: 0,
-            isr: Vec::new(),
-            isr_version: 0,
+            isr: ControllerIsr::new(Vec::new()),
             network: network::Network::new(options.network, rng.next_u64()),
             options,
         };
         for id in 0..cluster.brokers.len() {
             cluster.start(id)?;
         }
-        cluster.isr = cluster.replica_ids();
+        cluster.isr = ControllerIsr::new(cluster.replica_ids());
         cluster.elect_leader(0, false)?;
         Ok(cluster)
     }
@@ -172,7 +222,7 @@ impl Cluster {
 
     /// The ISR as the controller last confirmed it.
     pub fn isr(&self) -> &[i32] {
-        &self.isr
+        &self.isr.isr
     }
 
     pub fn is_up(&self, id: usize) -> bool {
@@ -244,10 +294,7 @@ impl Cluster {
             self.fetch_once(f, leader, &mut report)?;
         }
         for (to, message) in self.network.due() {
-            match message {
-                Message::Fetch(response) => self.deliver(to, &response, &mut report)?,
-                Message::Isr(answer) => self.deliver_isr_answer(&answer)?,
-            }
+            self.receive(to, &message, &mut report)?;
         }
         self.apply_isr_proposal(&mut report)?;
         Ok(report)
@@ -265,12 +312,7 @@ impl Cluster {
                     report.lost += 1;
                     return Ok(());
                 }
-                for message in self.network.deliveries(f, Message::Fetch(response)) {
-                    if let Message::Fetch(response) = message {
-                        self.deliver(f, &response, report)?;
-                    }
-                }
-                Ok(())
+                self.send(f, Message::Fetch(response), report)
             }
             Err(Error::OffsetOutOfRange {
                 log_start_offset,
@@ -318,20 +360,12 @@ impl Cluster {
         // ISR it holds then either way (one made from an older ISR finds a newer one here,
         // which the leader has not heard of yet).
         if let Some(proposal) = leader.isr_proposal() {
-            if proposal.leader_epoch == self.epoch && proposal.isr_version == self.isr_version {
-                self.isr = proposal.isr.clone();
-                self.isr_version += 1;
+            if self.isr.take(self.epoch, &proposal) {
                 report.isr_changes.push(proposal.isr);
             }
             self.send_isr_answer()?;
         }
         Ok(())
-    }
-
-    /// The controller changed the ISR on its own: it tells the leader, if there is one.
-    fn publish_isr(&mut self) -> Result<()> {
-        self.isr_version += 1;
-        self.send_isr_answer()
     }
 
     /// The controller tells the leader the ISR it holds, through the network, which may
@@ -345,33 +379,34 @@ impl Cluster {
             return Ok(());
         }
         let answer = IsrAnswer {
-            to: leader,
             epoch: self.epoch,
-            version: self.isr_version,
             isr: self.isr.clone(),
         };
-        for message in self.network.deliveries(leader, Message::Isr(answer)) {
-            if let Message::Isr(answer) = message {
-                self.deliver_isr_answer(&answer)?;
-            }
+        self.send(leader, Message::Isr(answer), &mut RoundReport::default())
+    }
+
+    /// Puts `message` for broker `to` on the network: it arrives now, twice, or later.
+    fn send(&mut self, to: usize, message: Message, report: &mut RoundReport) -> Result<()> {
+        for message in self.network.deliveries(to, message) {
+            self.receive(to, &message, report)?;
         }
         Ok(())
     }
 
-    /// Hands the controller's `answer` to its broker, if it runs. One a later answer or a
+    /// Broker `to` receives `message`.
+    fn receive(&self, to: usize, message: &Message, report: &mut RoundReport) -> Result<()> {
+        match message {
+            Message::Fetch(response) => self.deliver(to, response, report),
+            Message::Isr(answer) => self.deliver_isr_answer(to, answer),
+        }
+    }
+
+    /// Hands the controller's `answer` to broker `to`, if it runs. One a later answer or a
     /// leader change overtook is refused and changes nothing.
-    fn deliver_isr_answer(&self, answer: &IsrAnswer) -> Result<()> {
-        let Some(replica) = self.replica(answer.to) else {
-            return Ok(());
-        };
-        match replica.confirm_isr(answer.epoch, answer.version, answer.isr.clone()) {
-            Ok(())
-            | Err(
-                Error::InvalidUpdateVersion { .. }
-                | Error::FencedLeaderEpoch { .. }
-                | Error::NotLeaderOrFollower,
-            ) => Ok(()),
-            Err(e) => Err(e),
+    fn deliver_isr_answer(&self, to: usize, answer: &IsrAnswer) -> Result<()> {
+        match self.replica(to) {
+            Some(replica) => answer.isr.confirm(replica, answer.epoch).map(|_| ()),
+            None => Ok(()),
         }
     }
 
@@ -415,7 +450,7 @@ impl Cluster {
         self.network.forget(id);
         self.remove_from_isr(id);
         if self.leader != Some(id) {
-            self.publish_isr()?;
+            self.send_isr_answer()?;
             return Ok(None);
         }
         self.leader = None;
@@ -430,8 +465,10 @@ impl Cluster {
     /// member: as in Kafka, the ISR never empties, so that the last replica standing can
     /// lead again cleanly when it returns.
     fn remove_from_isr(&mut self, id: usize) {
-        if self.isr.len() > 1 {
-            self.isr.retain(|&b| b != id as i32);
+        let isr = &self.isr.isr;
+        if isr.len() > 1 && isr.contains(&(id as i32)) {
+            let rest = isr.iter().copied().filter(|&b| b != id as i32).collect();
+            self.isr.change(rest);
         }
     }
 
@@ -441,6 +478,7 @@ impl Cluster {
         let mut election = None;
         if self.leader == Some(id) {
             let others: Vec<i32> = self
+                .isr
                 .isr
                 .iter()
                 .copied()
@@ -456,7 +494,7 @@ impl Cluster {
         }
         self.network.forget(id);
         self.remove_from_isr(id);
-        self.publish_isr()?;
+        self.send_isr_answer()?;
         Ok(election)
     }
 
@@ -470,8 +508,8 @@ impl Cluster {
         if self.leader.is_some() {
             let leader = self.leader.map_or(-1, |l| l as i32);
             self.up_replica(id)?.become_follower(self.epoch, leader)?;
-        } else if self.isr.contains(&(id as i32)) || self.options.unclean_leader_election {
-            self.elect_leader(id, !self.isr.contains(&(id as i32)))?;
+        } else if self.isr.isr.contains(&(id as i32)) || self.options.unclean_leader_election {
+            self.elect_leader(id, !self.isr.isr.contains(&(id as i32)))?;
         }
         Ok(report)
     }
@@ -482,6 +520,7 @@ impl Cluster {
     pub fn elect(&mut self, unclean: bool) -> Result<Election> {
         let current = self.leader;
         let clean = self
+            .isr
             .isr
             .iter()
             .map(|&b| b as usize)
@@ -505,23 +544,25 @@ impl Cluster {
     /// Makes `id` the leader of the next epoch and every other running broker a follower.
     fn elect_leader(&mut self, id: usize, unclean: bool) -> Result<Election> {
         let epoch = self.epoch + 1;
-        if unclean {
-            self.isr = vec![id as i32];
-        }
+        let isr = if unclean {
+            vec![id as i32]
+        } else {
+            self.isr.isr.clone()
+        };
         self.up_replica(id)?
-            .become_leader(epoch, self.replica_ids(), self.isr.clone())?;
+            .become_leader(epoch, self.replica_ids(), isr.clone())?;
         for b in (0..self.brokers.len()).filter(|&b| b != id) {
             if let Some(r) = self.replica(b) {
                 r.become_follower(epoch, id as i32)?;
             }
         }
         self.epoch = epoch;
-        self.isr_version = 0;
+        self.isr = ControllerIsr::new(isr.clone());
         self.leader = Some(id);
         Ok(Election {
             leader: id,
             epoch,
-            isr: self.isr.clone(),
+            isr,
             unclean,
         })
     }

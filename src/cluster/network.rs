@@ -18,13 +18,11 @@ pub struct NetworkFaults {
     pub delay_percent: u8,
 }
 
-/// The controller's answer to the leader `to` of `epoch`: the ISR it holds, at `version`.
+/// The controller's answer to the leader of `epoch`: the ISR it holds.
 #[derive(Debug, Clone)]
 pub(super) struct IsrAnswer {
-    pub to: usize,
     pub epoch: i32,
-    pub version: i32,
-    pub isr: Vec<i32>,
+    pub isr: super::ControllerIsr,
 }
 
 /// What the network carries to a broker: a leader's answer to a follower's fetch, or the

@@ -140,29 +140,6 @@ pub fn set_isr(leader: &Partition, isr: Vec<i32>) {
     (leader.confirm_isr(leader.leader_epoch(), version, isr)).expect("confirm ISR");
 }
 
-/// Hands broker `to` the controller's answer (the ISR at `version` for `epoch`), as a
-/// network that may deliver it late does: one a later answer or a leader change overtook
-/// is refused, changing nothing, and that refusal is returned; any other error fails the
-/// test.
-pub fn deliver_isr_answer(
-    replica: &Partition,
-    to: usize,
-    epoch: i32,
-    version: i32,
-    isr: Vec<i32>,
-) -> Result<(), partlog::Error> {
-    use partlog::Error;
-    match replica.confirm_isr(epoch, version, isr) {
-        Ok(()) => Ok(()),
-        Err(
-            e @ (Error::InvalidUpdateVersion { .. }
-            | Error::FencedLeaderEpoch { .. }
-            | Error::NotLeaderOrFollower),
-        ) => Err(e),
-        Err(e) => panic!("confirm ISR on broker {to}: {e}"),
-    }
-}
-
 pub fn contents(log: &Log) -> Vec<(i64, u32)> {
     partlog::cluster::batch_crcs(log, i64::MAX).expect("read")
 }

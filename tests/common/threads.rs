@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use partlog::cluster::ControllerIsr;
 use partlog::io::sim::SimStorage;
 use partlog::replica::{Partition, ReplicaConfig, ScrubOutcome};
 use partlog::{Error, LogConfig, ManualClock};
@@ -59,22 +60,19 @@ pub struct Brokers {
     controller: Mutex<Controller>,
 }
 
-/// The ISR as the controller holds it, its version within `epoch` (see
-/// `partlog::replica::IsrProposal`), and its answers to the leader that it holds back, to
-/// deliver late and out of order.
+/// The ISR as the controller holds it within `epoch`, and its answers to the leader that
+/// it holds back, to deliver late and out of order.
 struct Controller {
     epoch: i32,
-    isr: Vec<i32>,
-    version: i32,
+    isr: ControllerIsr,
     late: Vec<Answer>,
 }
 
-/// The controller's answer to the leader `to` of `epoch`: the ISR it holds, at `version`.
+/// The controller's answer to the leader `to` of `epoch`: the ISR it holds.
 struct Answer {
     to: usize,
     epoch: i32,
-    version: i32,
-    isr: Vec<i32>,
+    isr: ControllerIsr,
 }
 
 /// What a controller step changed.
@@ -111,8 +109,7 @@ impl Brokers {
         }
         let controller = Controller {
             epoch: 1,
-            isr: Self::all(),
-            version: 0,
+            isr: ControllerIsr::new(Self::all()),
             late: Vec::new(),
         };
         Brokers {
@@ -144,8 +141,9 @@ impl Brokers {
     pub fn elect(&self, next: usize, epoch: i32, rng: &mut Rng) {
         let isr = {
             let mut controller = self.controller();
-            (controller.epoch, controller.version) = (epoch, 0);
-            controller.isr.clone()
+            let isr = controller.isr.isr.clone();
+            (controller.epoch, controller.isr) = (epoch, ControllerIsr::new(isr.clone()));
+            isr
         };
         self.replicas[next]
             .become_leader(epoch, Self::all(), isr)
@@ -182,7 +180,7 @@ impl Brokers {
         self.check_controller_isr();
         match rng.below(10) {
             0 if elections => {
-                let isr = self.controller().isr.clone();
+                let isr = self.controller().isr.isr.clone();
                 let others: Vec<usize> = (isr.iter().map(|&id| id as usize))
                     .filter(|&id| id != current)
                     .collect();
@@ -207,13 +205,13 @@ impl Brokers {
             2 => {
                 let drop = rng.below(BROKERS as u64) as usize;
                 let mut controller = self.controller();
-                match rng.below(3) {
-                    0 => controller.isr = vec![current as i32],
-                    _ => {
-                        (controller.isr).retain(|&id| id as usize == current || id as usize != drop)
-                    }
-                }
-                controller.version += 1;
+                let isr = match rng.below(3) {
+                    0 => vec![current as i32],
+                    _ => (controller.isr.isr.iter().copied())
+                        .filter(|&id| id as usize == current || id as usize != drop)
+                        .collect(),
+                };
+                controller.isr.change(isr);
                 self.answer(controller, current, rng);
             }
             3 => {
@@ -250,10 +248,8 @@ impl Brokers {
             return;
         };
         let mut controller = self.controller();
-        if (proposal.leader_epoch, proposal.isr_version) == (controller.epoch, controller.version) {
-            controller.isr = proposal.isr;
-            controller.version += 1;
-        }
+        let epoch = controller.epoch;
+        controller.isr.take(epoch, &proposal);
         self.answer(controller, leader, rng);
     }
 
@@ -268,7 +264,6 @@ impl Brokers {
         let answer = Answer {
             to: leader,
             epoch: controller.epoch,
-            version: controller.version,
             isr: controller.isr.clone(),
         };
         if rng.below(3) == 0 {
@@ -293,8 +288,8 @@ impl Brokers {
     /// Hands `answer` to its broker. One a later answer or a leader change overtook is
     /// refused and changes nothing.
     fn deliver(&self, a: Answer) {
-        let replica = &self.replicas[a.to];
-        let _ = super::cluster::deliver_isr_answer(replica, a.to, a.epoch, a.version, a.isr);
+        (a.isr.confirm(&self.replicas[a.to], a.epoch))
+            .unwrap_or_else(|e| panic!("confirm ISR on broker {}: {e}", a.to));
     }
 
     /// Every member of the controller's ISR holds everything below the leader's HW: the
@@ -305,14 +300,13 @@ impl Brokers {
         let leader = self.leader();
         let hw = leader.high_watermark();
         let controller = self.controller();
-        for &id in &controller.isr {
+        for &id in &controller.isr.isr {
             let leo = self.replicas[id as usize].log().log_end_offset();
             assert!(
                 leo >= hw,
-                "broker {id}, in the controller's ISR {:?} (version {}), ends at {leo}, below \
-                 the leader's HW {hw}:\n  {}",
+                "broker {id}, in the controller's ISR {:?}, ends at {leo}, below the leader's \
+                 HW {hw}:\n  {}",
                 controller.isr,
-                controller.version,
                 self.describe()
             );
         }
