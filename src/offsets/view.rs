@@ -234,7 +234,7 @@ impl Partitions {
             if let Ok(top) = usize::try_from(top) {
                 if top < 2 * count + DENSE_SLACK {
                     self.dense.reserve_exact(top + 1);
-                    self.dense.resize(top + 1, FREE);
+                    self.grow_dense(top + 1);
                 }
             }
         }
@@ -246,7 +246,7 @@ impl Partitions {
                 if self.dense.capacity() == 0 {
                     self.dense.reserve(DENSE_SLACK);
                 }
-                self.dense.resize(i + 1, FREE);
+                self.grow_dense(i + 1);
                 &mut self.dense[i]
             }
             _ => self
@@ -254,6 +254,26 @@ impl Partitions {
                 .get_or_insert_with(Default::default)
                 .entry(partition)
                 .or_insert(FREE),
+        }
+    }
+
+    /// Makes the table `len` slots long, moving into it the slots the map held for the
+    /// partitions it now covers: a partition is in the table or in the map, never in both,
+    /// and [`Partitions::get`] looks in the table alone for the ids it covers.
+    fn grow_dense(&mut self, len: usize) {
+        let Partitions { dense, sparse, .. } = self;
+        dense.resize(len, FREE);
+        if let Some(map) = sparse {
+            map.retain(|&partition, slot| match usize::try_from(partition) {
+                Ok(i) if i < len => {
+                    dense[i] = *slot;
+                    false
+                }
+                _ => true,
+            });
+            if map.is_empty() {
+                *sparse = None;
+            }
         }
     }
 

@@ -47,6 +47,44 @@ fn partitions_keep_small_ids_in_the_table_and_the_rest_aside() {
     assert!(p.is_empty() && p.iter().next().is_none());
 }
 
+/// A consumer holding a topic's high partitions commits them first, one by one: the
+/// first ids go aside, a later one grows the table past them, and they must move into it.
+/// They stayed in the map, behind empty slots of the table: a fetch of partition 20 found
+/// nothing, deleting the group left them, and a new commit of 20 stood beside the old.
+#[test]
+fn ids_put_aside_move_into_the_table_when_it_grows_past_them() {
+    for sized_at_once in [false, true] {
+        let mut p = Partitions::default();
+        let mut metadata = MetadataTable::default();
+        for id in 20..=24 {
+            fill(&mut p, id, &mut metadata, &value(i64::from(id), ""));
+        }
+        assert_eq!(p.sparse.as_ref().map_or(0, |m| m.len()), 5, "20..=24 aside");
+        if sized_at_once {
+            // A decoded commit of ten partitions up to 29 sizes the table to it at once.
+            p.reserve_to(29, 10);
+            for id in 25..=29 {
+                fill(&mut p, id, &mut metadata, &value(i64::from(id), ""));
+            }
+        } else {
+            fill(&mut p, 25, &mut metadata, &value(25, ""));
+        }
+        let top = if sized_at_once { 29 } else { 25 };
+        assert!(p.sparse.is_none(), "every id aside is in the table now");
+        for id in 20..=top {
+            assert_eq!(p.get(id).map(|c| c.offset), Some(i64::from(id)), "{id}");
+        }
+        fill(&mut p, 20, &mut metadata, &value(200, ""));
+        let ids: Vec<i32> = p.iter().map(|(id, _)| id).collect();
+        assert_eq!(ids, (20..=top).collect::<Vec<_>>(), "each id once");
+        assert_eq!(p.get(20).map(|c| c.offset), Some(200));
+        for id in 20..=top {
+            assert_eq!(p.remove(id), NO_METADATA, "{id}");
+        }
+        assert!(p.is_empty() && p.iter().next().is_none());
+    }
+}
+
 #[test]
 fn metadata_is_kept_aside_replaced_in_place_and_its_room_reused() {
     let mut p = Partitions::default();
@@ -204,7 +242,8 @@ fn replay_and_apply_agree_with_a_model() {
     let long = "x".repeat(INLINE_NAME + 5);
     let groups = ["g", "h", long.as_str()];
     let topics = ["t", "u", long.as_str()];
-    let partitions = [0, 1, 2, 3, 7, 40, 1_000, -1];
+    // 17, 20 and 24 go aside in a table of few entries and into it as it grows.
+    let partitions = [0, 1, 2, 3, 7, 17, 20, 24, 40, 1_000, -1];
     for seed in 0..300 {
         let mut rng = crate::io::sim::SimRng::new(seed);
         let mut view = View::default();
@@ -214,7 +253,7 @@ fn replay_and_apply_agree_with_a_model() {
                 .map(|_| {
                     let group = groups[rng.below(3) as usize].to_string();
                     let topic = topics[rng.below(3) as usize].to_string();
-                    let partition = partitions[rng.below(8) as usize];
+                    let partition = partitions[rng.below(partitions.len() as u64) as usize];
                     let committed = (!rng.ratio(1, 4)).then(|| Committed {
                         offset: rng.below(1_000) as i64,
                         leader_epoch: rng.below(5) as i32,
