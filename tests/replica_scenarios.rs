@@ -82,3 +82,77 @@ fn kip_966_last_replica_standing_commits_nothing_alone() {
     assert!(after.iter().any(|b| b.0 == 0), "{after:?}");
     assert!(c.replica(0).log().log_end_offset() >= committed);
 }
+
+/// KIP-966 with an expansion pending: the leader, alone in the confirmed ISR under min ISR
+/// 2, takes `acks=1` appends; the follower catches up and the leader proposes it back in.
+/// Until the controller confirms that, the HW stays: the controller may refuse it (the
+/// follower's session ended), and a leader that then loses its unflushed tail, the only
+/// replica that can be elected, would have shown consumers records it no longer has.
+/// The HW counted the proposed member towards min ISR and moved.
+#[test]
+fn kip_966_a_proposed_member_does_not_count_towards_min_isr() {
+    let c = Cluster::new(2, 2, TruncationMode::LeaderEpoch);
+    let leader = c.replica(0);
+    let h = leader
+        .append(&mut batch(2, 10, 0), Acks::All, 30_000)
+        .unwrap();
+    c.replicate(0, &[1]);
+    assert!(h.poll().expect("complete").is_ok());
+    let committed = leader.high_watermark();
+    set_isr(leader, vec![0]);
+    leader
+        .append(&mut batch(3, 10, 1), Acks::Leader, 30_000)
+        .unwrap();
+    c.fetch(1, 0);
+    c.fetch(1, 0);
+    assert_eq!(
+        leader.isr_proposal().map(|p| p.isr),
+        Some(vec![0, 1]),
+        "broker 1 caught up"
+    );
+    assert_eq!(leader.isr(), Some(vec![0]), "not confirmed");
+    assert_eq!(
+        leader.high_watermark(),
+        committed,
+        "no HW move on a proposal"
+    );
+    assert!(leader.read_committed(committed, 1 << 20).unwrap().is_none());
+    // Once the controller takes broker 1 back, the HW passes what both hold.
+    set_isr(leader, vec![0, 1]);
+    assert_eq!(leader.high_watermark(), leader.log().log_end_offset());
+}
+
+/// A follower that copied records past the HW it was told becomes leader alone in its
+/// ISR (min ISR 1): it has everything its ISR has, so its HW is its log end at once, as
+/// Kafka's `makeLeader` moves it. It stayed where it was until the next append or fetch,
+/// which for a partition nobody writes to (or an offsets partition, whose store serves
+/// only once its load end is committed, and takes no commit until then) never came.
+#[test]
+fn a_leader_alone_in_its_isr_commits_its_log_end_when_it_takes_over() {
+    let c = Cluster::new(2, 1, TruncationMode::LeaderEpoch);
+    c.replica(0)
+        .append(&mut batch(3, 10, 0), Acks::Leader, 30_000)
+        .unwrap();
+    c.fetch(1, 0);
+    let follower = c.replica(1);
+    assert_eq!(follower.log().log_end_offset(), 3);
+    assert_eq!(
+        follower.high_watermark(),
+        0,
+        "the leader's HW when it answered"
+    );
+    follower.become_leader(2, vec![0, 1], vec![1]).unwrap();
+    assert_eq!(follower.high_watermark(), 3);
+    assert!(follower.read_committed(0, 1 << 20).unwrap().is_some());
+    // Not so with the old leader still in the ISR: it may lack nothing, but it has not
+    // said so to this leader.
+    let c = Cluster::new(2, 1, TruncationMode::LeaderEpoch);
+    c.replica(0)
+        .append(&mut batch(3, 10, 0), Acks::Leader, 30_000)
+        .unwrap();
+    c.fetch(1, 0);
+    c.replica(1)
+        .become_leader(2, vec![0, 1], vec![0, 1])
+        .unwrap();
+    assert_eq!(c.replica(1).high_watermark(), 0);
+}

@@ -217,9 +217,11 @@ impl Partition {
 
     /// Moves the HW to the smallest log end over the leader and the ISR (the confirmed and
     /// the proposed set together while a change is pending: Kafka's maximal ISR), never
-    /// backwards, and not while fewer than `min.insync.replicas` replicas are in sync
-    /// (KIP-966). Completes the `acks=all` appends it passes.
-    fn advance_high_watermark(&self, state: &mut State) {
+    /// backwards, and not while the confirmed ISR has fewer than `min.insync.replicas`
+    /// members (KIP-966): a proposed expansion the controller may still refuse counts
+    /// for whose log ends hold the HW back, never towards the minimum, as in Kafka's
+    /// `maybeIncrementLeaderHW`. Completes the `acks=all` appends it passes.
+    pub(super) fn advance_high_watermark(&self, state: &mut State) {
         let hw = state.high_watermark;
         let Role::Leader(leader) = &mut state.role else {
             return;
@@ -231,7 +233,7 @@ impl Partition {
             .iter()
             .chain(proposed.iter().filter(|id| !isr.contains(id)));
         let mut new_hw = hw;
-        if members.clone().count() >= required {
+        if isr.len() >= required {
             let me = self.config.broker_id;
             let mut lowest = self.log.log_end_offset();
             for id in members.filter(|&&id| id != me) {

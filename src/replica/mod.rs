@@ -382,6 +382,9 @@ impl Partition {
         });
         state.leader_epoch = epoch;
         state.leader_id = Some(self.config.broker_id);
+        // As Kafka's `makeLeader` does: an ISR of the leader alone (at least min ISR) has
+        // everything up to its log end, and no append or fetch may come to move the HW.
+        self.advance_high_watermark(&mut state);
         Ok(())
     }
 
