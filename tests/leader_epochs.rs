@@ -58,6 +58,16 @@ fn the_cache_follows_appends_truncations_and_the_log_start() {
         assert_eq!(log.end_offset_for_epoch(4), (4, 13));
         assert_eq!(log.end_offset_for_epoch(7), (-1, -1));
 
+        // A leader of epoch 6 that appended nothing, then a truncation at the log end
+        // (a diverging answer as it follows again): the epoch the log lacks goes, as in
+        // Kafka's `truncateTo`; nothing else changes.
+        log.assign_leader_epoch(6).unwrap();
+        assert_eq!(entries(&log), vec![(0, 0), (2, 5), (4, 9), (6, 13)]);
+        assert_eq!(log.truncate_to(13).unwrap(), 0);
+        assert_eq!(entries(&log), vec![(0, 0), (2, 5), (4, 9)]);
+        assert_eq!(checkpoint_text(&backend, "t-0"), "0\n3\n0 0\n2 5\n4 9\n");
+        assert_eq!(log.log_end_offset(), 13);
+
         // The batch holding 6..=7 goes whole: the log ends at 6.
         log.truncate_to(7).unwrap();
         assert_eq!(log.log_end_offset(), 6);

@@ -17,7 +17,8 @@ impl Log {
     /// visible: the log is emptied and restarts at its log start, which does not move.
     ///
     /// A truncation below the persisted recovery point rewrites it (see
-    /// [`super::RecoveryPointCheckpoint`]) before returning.
+    /// [`super::RecoveryPointCheckpoint`]) before returning. At or past the log end nothing
+    /// is cut, and the epoch cache drops any epoch that starts at the log end.
     pub fn truncate_to(&self, offset: i64) -> Result<u64> {
         if offset < self.log_start_offset() {
             let removed = self.size_bytes();
@@ -27,6 +28,11 @@ impl Log {
         let removed = {
             let mut writer = self.writer()?;
             if offset >= self.log_end_offset() {
+                // Nothing to cut, but an epoch may have started at the log end without a
+                // batch (a leader that appended nothing): Kafka's `truncateTo` drops such
+                // entries here too, so the cache holds no epoch the log lacks.
+                let end = self.log_end_offset();
+                self.change_epochs(true, |cache| cache.truncate_from_end(end))?;
                 return Ok(0);
             }
             match self.truncate_locked(&mut writer, offset) {
