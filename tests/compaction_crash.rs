@@ -21,6 +21,10 @@ type Records = Vec<common::LogRecord>;
 const NOW: i64 = 5_000_000;
 
 fn open(disk: &Arc<SimStorage>) -> (LogDir, Arc<Log>) {
+    try_open(disk).expect("open")
+}
+
+fn try_open(disk: &Arc<SimStorage>) -> partlog::Result<(LogDir, Arc<Log>)> {
     let options = LogDirOptions {
         config: LogConfig {
             cleanup_policy: CleanupPolicy::Compact,
@@ -32,18 +36,21 @@ fn open(disk: &Arc<SimStorage>) -> (LogDir, Arc<Log>) {
         },
         clock: Arc::new(ManualClock::new(NOW)),
     };
-    let dir = LogDir::open(disk.storage(), "/data", options).expect("open dir");
-    let (log, _) = dir
-        .open_log(&TopicPartition::new("c", 0))
-        .expect("open log");
-    (dir, log)
+    let dir = LogDir::open(disk.storage(), "/data", options)?;
+    let (log, _) = dir.open_log(&TopicPartition::new("c", 0))?;
+    Ok((dir, log))
 }
 
 /// A log of several segments with keys written over and over and a few tombstones, all
 /// durable; cleaned once before, so that the cleaning under test also rewrites a clean
 /// head and drops tombstones whose horizon passed.
 fn setup() -> (Arc<SimStorage>, Cleaner) {
-    let disk = SimStorage::new(11);
+    setup_with(11)
+}
+
+/// [`setup`] on a disk whose crashes keep a prefix of the unsynced work chosen by `seed`.
+fn setup_with(seed: u64) -> (Arc<SimStorage>, Cleaner) {
+    let disk = SimStorage::new(seed);
     let cleaner = Cleaner::new(CleanerConfig::default());
     let (dir, log) = open(&disk);
     for round in 0..2 {
@@ -133,4 +140,71 @@ fn a_crash_at_any_step_of_a_cleaning_reads_as_before_or_after_it() {
         }
     }
     assert!(crashes >= 8, "only {crashes} steps");
+}
+
+/// A power loss at every step of a cleaning, then another at every step of the recovery
+/// that finishes or undoes it, on disks that keep different prefixes of the unsynced
+/// work: the log still reads as before or after the cleaning. Recovery removed the
+/// `.cleaned` files that mark a cleaning as uncommitted before its swaps, with no sync
+/// between: a crash could keep the first removal and not the second, and the next open
+/// took the swaps left for committed and put part of the cleaning in.
+#[test]
+fn a_crash_while_recovery_finishes_a_cleaning_reads_as_before_or_after_it() {
+    let (disk, cleaner) = setup();
+    let (dir, log) = open(&disk);
+    let before: Records = log_records(&log);
+    let start = disk.counters();
+    cleaner.clean_once(&dir, NOW).expect("clean");
+    let end = disk.counters();
+    let after: Records = log_records(&log);
+    drop((dir, log));
+
+    // The disk after a crash at `op` #`n` of the cleaning.
+    let crashed_cleaning = |seed: u64, op: SimOp, n: u64| {
+        let (disk, cleaner) = setup_with(seed);
+        let (dir, log) = open(&disk);
+        assert_eq!(log_records(&log), before);
+        disk.fail_nth(op, n, FaultKind::Crash).expect("arm");
+        let _ = cleaner.clean_once(&dir, NOW);
+        assert!(disk.counters().crashes > 0, "{op:?} #{n} did not crash");
+        drop((dir, log));
+        disk
+    };
+    let mut recovery_crashes = 0;
+    for seed in [11, 12, 13] {
+        for ((op, from), (_, to)) in ops(start).into_iter().zip(ops(end)) {
+            for n in 1..=(to - from) {
+                // How many steps of each kind the recovery takes.
+                let disk = crashed_cleaning(seed, op, n);
+                let opened = disk.counters();
+                let (dir, log) = open(&disk);
+                let recovery = ops(disk.counters()).into_iter().zip(ops(opened));
+                let steps: Vec<(SimOp, u64)> =
+                    recovery.map(|((r, b), (_, a))| (r, b - a)).collect();
+                drop((dir, log));
+                for (rop, count) in steps {
+                    for m in 1..=count {
+                        let disk = crashed_cleaning(seed, op, n);
+                        disk.fail_nth(rop, m, FaultKind::Crash).expect("arm");
+                        let crashes = disk.counters().crashes;
+                        let _ = try_open(&disk);
+                        assert!(disk.counters().crashes > crashes, "{rop:?} #{m}");
+                        recovery_crashes += 1;
+                        let (_, log) = open(&disk);
+                        let reopened = log_records(&log);
+                        assert!(
+                            reopened == before || reopened == after,
+                            "seed {seed}: crash at {op:?} #{n} of the cleaning, then at \
+                             {rop:?} #{m} of its recovery: the log reads as neither before \
+                             nor after the cleaning"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        recovery_crashes >= 20,
+        "only {recovery_crashes} crashes in recovery"
+    );
 }

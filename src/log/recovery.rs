@@ -122,10 +122,12 @@ pub(super) fn finish_leftovers(
         } else if name.ends_with(files::DELETED_SUFFIX) {
             remove(path, "removed file scheduled for deletion", report)?;
         } else if name.ends_with(files::CLEANED_SUFFIX) {
-            if let Some((base, ".log.cleaned")) = files::parse_name(name) {
-                cleaned.push(base);
-            }
-            remove(path, "removed unfinished cleaned segment", report)?;
+            // Removed below, after the swaps they mark as uncommitted.
+            let base = match files::parse_name(name) {
+                Some((base, ".log.cleaned")) => Some(base),
+                _ => None,
+            };
+            cleaned.push((base, path));
         } else if name.ends_with(files::SWAP_SUFFIX) {
             match files::parse_name(name) {
                 Some((base, ".log.swap")) => swaps.push((base, path)),
@@ -134,13 +136,27 @@ pub(super) fn finish_leftovers(
         }
     }
     // A cleaning renames its `.cleaned` files `.swap` newest first: a `.cleaned` left over
-    // means the cleaning had not committed, and its swaps at or above it are undone.
-    let uncommitted = cleaned.iter().min().copied().unwrap_or(i64::MAX);
+    // means the cleaning had not committed, and its swaps at or above it are undone. They
+    // go durably before the `.cleaned` files that say so: a crash after the `.cleaned`
+    // files went but before the swaps did would leave swaps that look committed, and the
+    // next open would put part of the cleaning in (as Kafka's log loader, which deletes
+    // such swaps before the cleaned files).
+    let uncommitted = cleaned
+        .iter()
+        .filter_map(|(base, _)| *base)
+        .min()
+        .unwrap_or(i64::MAX);
     let (undone, committed): (Vec<_>, Vec<_>) = swaps
         .into_iter()
         .partition(|(base, _)| *base >= uncommitted);
-    for (_, swap) in undone {
-        remove(swap, "removed swap of an unfinished cleaning", report)?;
+    if !undone.is_empty() {
+        for (_, swap) in undone {
+            remove(swap, "removed swap of an unfinished cleaning", report)?;
+        }
+        storage.sync_dir(dir)?;
+    }
+    for (_, path) in cleaned {
+        remove(path, "removed unfinished cleaned segment", report)?;
     }
     for (base, swap) in committed {
         complete_swap(storage, dir, base, &swap, report)?;
