@@ -1,7 +1,7 @@
 //! The cleaner across partitions: which log it picks, the bounds it respects (high
 //! watermark, `min.compaction.lag.ms`, `max.compaction.lag.ms`), its checkpoint, a failure
 //! that marks one partition uncleanable without stopping the others, and the background
-//! thread.
+//! thread, and segments left below a log start that moved.
 
 mod common;
 
@@ -452,6 +452,45 @@ fn a_superseded_batch_that_ends_a_group_stays_empty() {
     while let CleanOutcome::Cleaned { .. } = cleaner.clean_once(&dir, NOW).unwrap() {}
     assert_eq!(first_batch(&follower), (0, 0, 9), "the empty batch stays");
     assert_eq!(log_records(&follower), log_records(&log));
+}
+
+/// The log start moves past whole segments (DeleteRecords, or a follower's leader moved
+/// its own) before retention removes them: a group of segments wholly below the log start
+/// is left as it is, and the rest is cleaned. Such a group copied nothing, and the
+/// cleaning failed ("produced no batch"), marking the partition uncleanable.
+#[test]
+fn segments_wholly_below_the_log_start_are_left_and_the_rest_is_cleaned() {
+    let (dir, cleaner, log) = eager_log(11, config().segment_bytes);
+    // Batches of about 800 bytes: a segment each, and a group each (1,024 bytes).
+    for value in ["a", "b", "c", "d"] {
+        log.append_as_leader(&mut keys_batch(0..10, value, 60), 0)
+            .unwrap();
+        log.force_roll().unwrap();
+    }
+    log.advance_log_start_offset(20).unwrap();
+    let outcome = cleaner.clean_once(&dir, NOW).unwrap();
+    let CleanOutcome::Cleaned { report, .. } = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert_eq!(
+        report.records.superseded, 10,
+        "the c records, by the d ones"
+    );
+    assert!(cleaner.uncleanable().is_empty());
+    let expected: Vec<common::LogRecord> = (0..10)
+        .map(|k| {
+            (
+                30 + k as i64,
+                Some(format!("k{k}").into_bytes()),
+                Some(b"d".repeat(60)),
+            )
+        })
+        .collect();
+    assert_eq!(log_records(&log), expected);
+    assert!(matches!(
+        cleaner.clean_once(&dir, NOW).unwrap(),
+        CleanOutcome::Idle
+    ));
 }
 
 /// The base offset, record count and last offset of the log's first batch.

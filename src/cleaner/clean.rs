@@ -472,7 +472,8 @@ fn group_segments(
 }
 
 /// Writes the cleaned copy of `group` into its `.cleaned` file, synced. Returns the bytes
-/// written, or `None` when the group holds no batch (it is left as it is).
+/// written, or `None` when the group holds no batch above the log start (it is left as it
+/// is).
 fn clean_group(
     log: &Log,
     group: &[Arc<Segment>],
@@ -486,13 +487,19 @@ fn clean_group(
     };
     let base = first.base_offset();
     // The group's last batch stays, empty if need be, so the copy ends where it did.
-    let last_base = match group.iter().rev().find_map(|s| s.last_batch().transpose()) {
-        Some(header) => header?.base_offset,
+    let last = match group.iter().rev().find_map(|s| s.last_batch().transpose()) {
+        Some(header) => header?,
         None => return Ok(None),
     };
+    let log_start = log.log_start_offset();
+    if last.next_offset() <= log_start {
+        // Wholly below the log start (DeleteRecords, or a follower's log start moved by
+        // its leader's): nothing to copy, and retention removes the segments.
+        return Ok(None);
+    }
+    let last_base = last.base_offset;
     let mut file = log.create_cleaned(base)?;
     let mut out = Vec::with_capacity(CHUNK_BYTES * 2);
-    let log_start = log.log_start_offset();
     // The batches the map pass found superseded whole are not read again.
     let ranges: Vec<FileSlice> = group
         .iter()
