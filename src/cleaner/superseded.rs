@@ -101,6 +101,14 @@ impl Superseded {
         if header.records_count <= 0 {
             return;
         }
+        // Tracked batches follow one another in offset order; one that does not (a damaged
+        // base offset, which the CRC does not cover, in a segment below the recovery
+        // point) is copied as it is, and `settle`'s spans stay inside its bitmap.
+        let last = header.last_offset();
+        let ordered = last >= first && self.batches.last().is_none_or(|b| first > b.last);
+        if !ordered {
+            return;
+        }
         let within = self
             .batches
             .first()
@@ -114,7 +122,7 @@ impl Superseded {
             position: place.position,
             len: batch.as_bytes().len() as u64,
             first,
-            last: header.last_offset(),
+            last,
             records,
             keyless: records.saturating_sub(u32::try_from(keyed).unwrap_or(u32::MAX)),
             dead: false,
@@ -211,6 +219,50 @@ fn any_bit(bits: &[u64], from: usize, to: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::BatchBuilder;
+
+    fn plain_batch(base: i64, records: usize) -> Vec<u8> {
+        let mut builder = BatchBuilder::new();
+        builder.base_offset(base);
+        for i in 0..records {
+            builder.append(0, Some(format!("k{i}").as_bytes()), Some(b"v"), &[]);
+        }
+        builder.build().expect("batch")
+    }
+
+    /// A batch whose base offset went below the one before (a damaged base offset, outside
+    /// the CRC) is not tracked: settling sized its bitmap from the first batch to the last
+    /// and indexed it with the negative span, and panicked the cleaner thread.
+    #[test]
+    fn a_batch_out_of_offset_order_is_not_tracked() {
+        let mut superseded = Superseded::default();
+        superseded.start(&[]);
+        let mut map = OffsetMap::with_memory(1 << 16);
+        for (base, records) in [(100, 5), (50, 5), (105, 5), (103, 1)] {
+            let bytes = plain_batch(base, records);
+            let batch = Batch::parse(&bytes).expect("parse");
+            for r in batch.records().expect("records") {
+                let r = r.expect("record");
+                map.put(r.key.expect("key"), r.offset);
+            }
+            let place = Place {
+                segment_base: 0,
+                position: 0,
+            };
+            superseded.track(place, &batch, records);
+        }
+        superseded.settle(&map, 200);
+        let tracked: Vec<(i64, i64)> = superseded
+            .batches
+            .iter()
+            .map(|b| (b.first, b.last))
+            .collect();
+        assert_eq!(tracked, [(100, 104), (105, 109)]);
+        assert!(
+            superseded.batches.iter().all(|b| !b.dead),
+            "each holds a latest"
+        );
+    }
 
     #[test]
     fn any_bit_sees_exactly_its_span() {
