@@ -64,7 +64,9 @@ fn settle(c: &mut Cluster) {
 
 /// Expires what is due in `store`'s partitions, and waits for the tombstones.
 fn expire(c: &mut Cluster, store: &OffsetsStore) {
-    for h in store.expire().unwrap() {
+    let expiry = store.expire();
+    assert!(expiry.failed.is_empty(), "{:?}", expiry.failed);
+    for h in expiry.handles {
         settle(c);
         assert!(h.poll().unwrap().is_ok());
     }
@@ -230,6 +232,88 @@ fn offsets_expire_the_retention_after_their_group_became_empty() {
     assert_eq!(offsets(store, "quiet"), vec![]);
 }
 
+/// A commit still on its way (appended, its followers not caught up) when expiry or a
+/// deletion runs: expiry leaves the offset, whose newer commit would otherwise be followed
+/// by a tombstone that took it (an acknowledged commit lost), and a deletion covers it
+/// (the group would come back with it). Both looked only at the committed offsets.
+#[test]
+fn expiry_spares_and_deletion_covers_a_commit_on_its_way() {
+    const DAY: i64 = 24 * 60 * 60 * 1000;
+    let (mut c, stores) = cluster();
+    let store = &stores[0];
+    store.commit("standalone", &[commit_of("t", 0, 5)]).unwrap();
+    store.commit("doomed", &[commit_of("t", 0, 5)]).unwrap();
+    settle(&mut c);
+    c.clock().advance_ms(8 * DAY);
+    let newer = store.commit("standalone", &[commit_of("t", 0, 9)]).unwrap();
+    let later = store.commit("doomed", &[commit_of("t", 1, 3)]).unwrap();
+    let expiry = store.expire();
+    assert!(expiry.failed.is_empty(), "{:?}", expiry.failed);
+    assert_eq!(expiry.handles.len(), 1, "only doomed's t-0 is due");
+    let deleted = store.delete_group("doomed").unwrap().expect("tombstones");
+    settle(&mut c);
+    for h in [&newer, &later, &deleted] {
+        assert!(h.poll().expect("complete").is_ok());
+    }
+    assert_eq!(offsets(store, "standalone"), vec![("t".into(), 0, 9)]);
+    assert_eq!(offsets(store, "doomed"), vec![]);
+    // And so the next leader loads it.
+    c.kill(0).unwrap();
+    let leader = c.leader().unwrap();
+    stores[leader].become_leader(0).unwrap();
+    stores[leader].load(0).unwrap();
+    settle(&mut c);
+    assert_eq!(
+        offsets(&stores[leader], "standalone"),
+        vec![("t".into(), 0, 9)]
+    );
+    assert_eq!(offsets(&stores[leader], "doomed"), vec![]);
+}
+
+/// Each partition expires on its own: one whose view is loaded but whose replica no
+/// longer leads (the embedder has not yet told the store) is reported, and the
+/// partitions after it still expire. An error there stopped the whole call, every time.
+#[test]
+fn a_partition_that_cannot_expire_keeps_no_other_from_it() {
+    let (mut c, _) = cluster();
+    let store = OffsetsStore::new(
+        OffsetsConfig {
+            partitions: 2,
+            ..OffsetsConfig::default()
+        },
+        c.clock().clone(),
+    );
+    let leader = c.leader().unwrap();
+    let follower = (0..3).find(|&b| b != leader).unwrap();
+    // Partition 0 on a follower's replica, loaded as if it still led; 1 on the leader's.
+    store.host(0, c.replica(follower).unwrap().clone());
+    store.host(1, c.replica(leader).unwrap().clone());
+    let group = (0..100)
+        .map(|i| format!("g{i}"))
+        .find(|g| store.partition_for(g) == 1)
+        .unwrap();
+    for index in [0, 1] {
+        store.become_leader(index).unwrap();
+        store.load(index).unwrap();
+    }
+    store.commit(&group, &[commit_of("t", 0, 5)]).unwrap();
+    settle(&mut c);
+    for index in [0, 1] {
+        store.load(index).unwrap();
+    }
+    c.clock()
+        .advance_ms(partlog::offsets::DEFAULT_RETENTION_MS + 1);
+    let expiry = store.expire();
+    assert_eq!(expiry.failed.len(), 1, "{:?}", expiry.failed);
+    assert!(matches!(
+        expiry.failed[0],
+        (0, Error::NotCoordinator { partition: 0 })
+    ));
+    assert_eq!(expiry.handles.len(), 1, "partition 1 expired");
+    settle(&mut c);
+    assert_eq!(offsets(&store, &group), vec![]);
+}
+
 /// KIP-496: a running group whose subscription is known keeps the offsets of the topics
 /// it subscribes to, however old, and has those of other topics expire the retention
 /// after their commit; saying it has members keeps the subscription, and it is forgotten
@@ -348,8 +432,9 @@ fn deleted_groups_and_expired_offsets_are_gone_for_the_next_leader_too() {
     stores[0].set_group_active("active", true);
     c.clock()
         .advance_ms(partlog::offsets::DEFAULT_RETENTION_MS + 1);
-    let handles = stores[0].expire().unwrap();
-    assert_eq!(handles.len(), 1, "only the idle group expires");
+    let expiry = stores[0].expire();
+    assert!(expiry.failed.is_empty(), "{:?}", expiry.failed);
+    assert_eq!(expiry.handles.len(), 1, "only the idle group expires");
     settle(&mut c);
     assert_eq!(offsets(&stores[0], "idle"), vec![]);
     assert_eq!(offsets(&stores[0], "active").len(), 1);

@@ -122,6 +122,16 @@ pub struct OffsetDeletion {
     pub refused: Vec<((String, i32), Error)>,
 }
 
+/// What [`OffsetsStore::expire`] did: the tombstones' appends, and the loaded partitions
+/// it could not expire in, each with why (each partition expires on its own, as Kafka's
+/// coordinator does, so one that fails, such as a leader whose ISR fell below min ISR,
+/// keeps no other from expiring).
+#[derive(Debug, Default)]
+pub struct Expiry {
+    pub handles: Vec<AppendHandle>,
+    pub failed: Vec<(u32, Error)>,
+}
+
 /// How far a load got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoadProgress {
@@ -409,14 +419,24 @@ impl OffsetsStore {
     }
 
     fn append_changes(&self, group: &str, changes: Vec<Change>) -> Result<AppendHandle> {
-        let now = self.clock.now_ms();
-        let (timeout, acks) = (self.config.commit_timeout_ms, self.config.acks);
         self.with_view(group, |replica, view| {
-            let mut batch = changes_batch(&changes, now)?;
-            let handle = replica.append(&mut batch, acks, timeout)?;
-            view.pending.push_back((handle.clone(), changes));
-            Ok(handle)
+            self.append_to(replica, view, changes)
         })
+    }
+
+    /// Appends `changes` as one batch to `replica`, whose loaded view is `view`: they join
+    /// the view once committed.
+    fn append_to(
+        &self,
+        replica: &Partition,
+        view: &mut View,
+        changes: Vec<Change>,
+    ) -> Result<AppendHandle> {
+        let (timeout, acks) = (self.config.commit_timeout_ms, self.config.acks);
+        let mut batch = changes_batch(&changes, self.clock.now_ms())?;
+        let handle = replica.append(&mut batch, acks, timeout)?;
+        view.pending.push_back((handle.clone(), changes));
+        Ok(handle)
     }
 
     /// The committed offsets of `group` for `partitions` (all of the group's when `None`),
@@ -473,20 +493,37 @@ impl OffsetsStore {
         self.delete_committed(group, None)
     }
 
-    /// Tombstones for the offsets `group` committed for `partitions` (all when `None`);
-    /// `None` when it has none of them.
+    /// Tombstones for the offsets `group` committed for `partitions` (all when `None`),
+    /// also those whose commit is still on its way (appended, not yet committed: its
+    /// tombstone comes after it in the log, and wins); `None` when it has none of them.
+    /// Found and appended under one hold of the store's lock, so no commit comes between.
     fn delete_committed(
         &self,
         group: &str,
         partitions: Option<&[(String, i32)]>,
     ) -> Result<Option<AppendHandle>> {
-        let changes: Vec<Change> = (self.fetch(group, partitions)?.into_iter())
-            .map(|(key, _)| (group.to_string(), key, None))
-            .collect();
-        if changes.is_empty() {
-            return Ok(None);
-        }
-        self.append_changes(group, changes).map(Some)
+        let wanted: Option<HashSet<&(String, i32)>> = partitions.map(|p| p.iter().collect());
+        let wanted = |key: &(String, i32)| wanted.as_ref().is_none_or(|w| w.contains(key));
+        self.with_view(group, |replica, view| {
+            let mut keys: std::collections::BTreeSet<(String, i32)> = view
+                .group(group)
+                .map(|offsets| offsets.iter().map(|(key, _)| key).collect())
+                .unwrap_or_default();
+            let on_the_way = (view.pending.iter()).flat_map(|(_, changes)| changes);
+            keys.extend(
+                on_the_way
+                    .filter(|(g, _, committed)| g == group && committed.is_some())
+                    .map(|(_, key, _)| key.clone()),
+            );
+            let changes: Vec<Change> = (keys.into_iter())
+                .filter(|key| wanted(key))
+                .map(|key| (group.to_string(), key, None))
+                .collect();
+            if changes.is_empty() {
+                return Ok(None);
+            }
+            self.append_to(replica, view, changes).map(Some)
+        })
     }
 
     /// Kafka's OffsetDelete (KIP-496), for a consumer that will not read a partition
@@ -564,8 +601,9 @@ impl OffsetsStore {
         groups.insert(group.to_string(), Membership::Active(Some(topics)));
     }
 
-    /// Writes tombstones for the offsets that expired, on every loaded partition, and
-    /// returns the handles. As Kafka's coordinator does since KIP-211, a group with members
+    /// Writes tombstones for the offsets that expired, on every loaded partition this
+    /// broker leads, and returns their appends and the partitions that failed (see
+    /// [`Expiry`]). An offset whose newer commit is still on its way is left. As Kafka's coordinator does since KIP-211, a group with members
     /// keeps its offsets, and an empty one's offsets expire `retention_ms` after the
     /// group became empty, not after they were committed: a consumer group that stopped
     /// committing a quiet partition's offset long ago keeps it while it runs, and for
@@ -575,35 +613,62 @@ impl OffsetsStore {
     /// offset expire `retention_ms` after its commit, as in Kafka. A group with members
     /// whose subscription is known has the offsets of the topics outside it expire
     /// `retention_ms` after their commit (KIP-496).
-    pub fn expire(&self) -> Result<Vec<AppendHandle>> {
+    pub fn expire(&self) -> Expiry {
         let cutoff = self.clock.now_ms().saturating_sub(self.config.retention_ms);
         let groups = self
             .groups
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let mut expired: BTreeMap<String, Vec<Change>> = BTreeMap::new();
-        for h in self.hosted().values_mut() {
-            if let ViewState::Loaded(view) = &mut h.state {
-                view.settle();
-                for (group, offsets) in view.groups() {
-                    let membership = groups.get(&group);
-                    let empty_since = Membership::empty_since(membership);
-                    for (key, c) in offsets.iter() {
-                        // Kafka's rule: expired once `retention_ms` have passed.
-                        let age_from = c.commit_timestamp.max(empty_since);
-                        if !Membership::keeps(membership, &key.0) && age_from <= cutoff {
-                            let change = (group.clone(), key, None);
-                            expired.entry(group.clone()).or_default().push(change);
-                        }
+        let mut expiry = Expiry::default();
+        // Each partition found and appended to under one hold of the lock: no commit comes
+        // between the offsets read here and their tombstones.
+        let mut hosted = self.hosted();
+        for (&index, h) in hosted.iter_mut() {
+            h.promote_if_committed();
+            let Hosted { replica, state } = h;
+            let ViewState::Loaded(view) = state else {
+                continue;
+            };
+            if !replica.is_leader() {
+                let error = Error::NotCoordinator { partition: index };
+                expiry.failed.push((index, error));
+                continue;
+            }
+            view.settle();
+            // As Kafka's coordinator does, an offset with a commit on its way is not
+            // expired: the commit is newer, and a tombstone after it would take it.
+            let on_the_way: HashSet<(&str, &str, i32)> = (view.pending.iter())
+                .flat_map(|(_, changes)| changes)
+                .map(|(g, (t, p), _)| (g.as_str(), t.as_str(), *p))
+                .collect();
+            let mut expired: BTreeMap<String, Vec<Change>> = BTreeMap::new();
+            for (group, offsets) in view.groups() {
+                let membership = groups.get(&group);
+                let empty_since = Membership::empty_since(membership);
+                for (key, c) in offsets.iter() {
+                    // Kafka's rule: expired once `retention_ms` have passed.
+                    let age_from = c.commit_timestamp.max(empty_since);
+                    let due = !Membership::keeps(membership, &key.0) && age_from <= cutoff;
+                    if due && !on_the_way.contains(&(group.as_str(), key.0.as_str(), key.1)) {
+                        let change = (group.clone(), key, None);
+                        expired.entry(group.clone()).or_default().push(change);
+                    }
+                }
+            }
+            drop(on_the_way);
+            for changes in expired.into_values() {
+                match self.append_to(replica, view, changes) {
+                    Ok(handle) => expiry.handles.push(handle),
+                    Err(error) => {
+                        // The next call tries this partition again.
+                        expiry.failed.push((index, error));
+                        break;
                     }
                 }
             }
         }
-        expired
-            .into_iter()
-            .map(|(group, changes)| self.append_changes(&group, changes))
-            .collect()
+        expiry
     }
 
     /// Records of types the store does not model, seen by the loads of partition `index`.
