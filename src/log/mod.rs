@@ -60,6 +60,14 @@ pub trait RecoveryPointCheckpoint: Send + Sync + std::fmt::Debug {
     /// Persists `log`'s recovery point: [`Log::begin_checkpoint`], the durable write, then
     /// [`Log::recovery_point_checkpointed`].
     fn checkpoint(&self, log: &Log) -> Result<()>;
+
+    /// The log was cut back to end at `offset`: a cleaner's first dirty offset past it
+    /// comes back to it, durably, before the log can grow past it again (else a restart
+    /// would forget that the range above was replaced, and never clean it again).
+    fn truncated(&self, offset: i64) -> Result<()> {
+        let _ = offset;
+        Ok(())
+    }
 }
 
 /// The leader-epoch cache, and how many times its checkpoint text was rendered: the count,

@@ -35,7 +35,7 @@ impl Log {
                 self.change_epochs(true, |cache| cache.truncate_from_end(end))?;
                 return Ok(0);
             }
-            match self.truncate_locked(&mut writer, offset) {
+            let removed = match self.truncate_locked(&mut writer, offset) {
                 Ok(Some(bytes)) => bytes,
                 Ok(None) => {
                     let removed = self.size_bytes();
@@ -46,10 +46,22 @@ impl Log {
                     }
                 }
                 Err(err) => return Self::fail(&mut writer, err),
-            }
+            };
+            // Before the writer lets an append past the cut.
+            self.truncation_checkpointed(self.log_end_offset())?;
+            removed
         };
         self.checkpoint_if_stale()?;
         Ok(removed)
+    }
+
+    /// Tells the dir's checkpoints of a cut to `end` (see
+    /// [`super::RecoveryPointCheckpoint::truncated`]).
+    fn truncation_checkpointed(&self, end: i64) -> Result<()> {
+        match &self.recovery_checkpoint {
+            Some(checkpoint) => checkpoint.truncated(end),
+            None => Ok(()),
+        }
     }
 
     /// Cuts the log so that it ends below `offset`; `None` (and nothing changed) when the
@@ -126,6 +138,7 @@ impl Log {
             if let Err(err) = self.truncate_fully_locked(&mut writer, offset) {
                 return Self::fail(&mut writer, err);
             }
+            self.truncation_checkpointed(offset)?;
         }
         self.checkpoint_if_stale()
     }

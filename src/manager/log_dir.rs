@@ -68,8 +68,8 @@ pub struct LogDir {
     log_start_offsets: Mutex<BTreeMap<TopicPartition, i64>>,
     /// High watermarks as last checkpointed (read at open, updated by each write).
     high_watermarks: Mutex<BTreeMap<TopicPartition, i64>>,
-    /// The cleaner's first dirty offsets as last checkpointed.
-    cleaner_offsets: Mutex<BTreeMap<TopicPartition, i64>>,
+    /// The cleaner's first dirty offsets as last checkpointed, shared with the logs.
+    cleaner_offsets: Arc<CleanerOffsetsFile>,
     logs: Mutex<BTreeMap<TopicPartition, Arc<Log>>>,
     /// Partitions being opened. The first opener recovers the log holding neither map, so
     /// that the dir's other partitions stay reachable meanwhile; later openers of the same
@@ -121,8 +121,15 @@ impl LogDir {
             &path.join(REPLICATION_FILE),
             &mut warnings,
         );
-        let cleaner_offsets =
-            read_offsets(storage.as_ref(), &path.join(CLEANER_FILE), &mut warnings);
+        let cleaner_offsets = Arc::new(CleanerOffsetsFile {
+            storage: storage.clone(),
+            path: path.join(CLEANER_FILE),
+            written: Mutex::new(read_offsets(
+                storage.as_ref(),
+                &path.join(CLEANER_FILE),
+                &mut warnings,
+            )),
+        });
         Ok(LogDir {
             path,
             storage,
@@ -132,7 +139,7 @@ impl LogDir {
             recovery_points,
             log_start_offsets: Mutex::new(log_start_offsets),
             high_watermarks: Mutex::new(high_watermarks),
-            cleaner_offsets: Mutex::new(cleaner_offsets),
+            cleaner_offsets,
             logs: Mutex::new(BTreeMap::new()),
             opening: Mutex::new(BTreeMap::new()),
             checkpointing: Mutex::new(()),
@@ -241,6 +248,7 @@ impl LogDir {
             clean_shutdown: self.clean_shutdown,
             recovery_checkpoint: Some(Arc::new(PartitionCheckpoint {
                 file: self.recovery_points.clone(),
+                cleaner: self.cleaner_offsets.clone(),
                 tp: tp.clone(),
             })),
         };
@@ -418,17 +426,22 @@ impl LogDir {
 
     /// The first dirty offset `cleaner-offset-checkpoint` holds for `tp`.
     pub fn cleaner_offset(&self, tp: &TopicPartition) -> Option<i64> {
-        self.cleaner_offsets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(tp)
-            .copied()
+        let written = self.cleaner_offsets.written.lock();
+        written.unwrap_or_else(|e| e.into_inner()).get(tp).copied()
     }
 
-    /// Records `tp`'s first dirty offset and rewrites `cleaner-offset-checkpoint`.
+    /// Records `tp`'s first dirty offset and rewrites `cleaner-offset-checkpoint`; no
+    /// further than a truncation of its log that no cleaning has seen yet (the truncation
+    /// took the checkpoint back to where it cut, and a cleaning that ended meanwhile must
+    /// not put it forward again).
     pub fn write_cleaner_offset(&self, tp: &TopicPartition, offset: i64) -> Result<()> {
-        let update = [(tp.clone(), offset)];
-        self.update_offsets_file(&self.cleaner_offsets, CLEANER_FILE, &update)
+        let log = self.log(tp);
+        self.cleaner_offsets.update(tp, |_| {
+            Some(
+                log.as_ref()
+                    .map_or(offset, |l| offset.min(l.truncated_to())),
+            )
+        })
     }
 
     fn open_logs(&self) -> Vec<Arc<Log>> {
@@ -478,16 +491,56 @@ impl RecoveryPointFile {
     }
 }
 
-/// One partition's entry in the dir's recovery-point file, as its log sees it.
+/// The dir's `cleaner-offset-checkpoint`, shared with its logs so that a truncation can
+/// take a first dirty offset back (see [`RecoveryPointCheckpoint::truncated`]).
+#[derive(Debug)]
+struct CleanerOffsetsFile {
+    storage: Arc<dyn Storage>,
+    path: PathBuf,
+    /// What the file holds: read at open, then as last written. Locked through each
+    /// write, so that the writes land in the order their values were decided.
+    written: Mutex<BTreeMap<TopicPartition, i64>>,
+}
+
+impl CleanerOffsetsFile {
+    /// Sets `tp`'s entry to what `next` makes of the current one, and rewrites the file;
+    /// nothing when `next` says `None`.
+    fn update(
+        &self,
+        tp: &TopicPartition,
+        next: impl FnOnce(Option<i64>) -> Option<i64>,
+    ) -> Result<()> {
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(offset) = next(written.get(tp).copied()) else {
+            return Ok(());
+        };
+        let mut offsets = written.clone();
+        offsets.insert(tp.clone(), offset);
+        write_offsets(self.storage.as_ref(), &self.path, &offsets)?;
+        *written = offsets;
+        Ok(())
+    }
+}
+
+/// One partition's entries in the dir's recovery-point and cleaner checkpoints, as its
+/// log sees them.
 #[derive(Debug)]
 struct PartitionCheckpoint {
     file: Arc<RecoveryPointFile>,
+    cleaner: Arc<CleanerOffsetsFile>,
     tp: TopicPartition,
 }
 
 impl RecoveryPointCheckpoint for PartitionCheckpoint {
     fn checkpoint(&self, log: &Log) -> Result<()> {
         self.file.write(&[(self.tp.clone(), log)])
+    }
+
+    fn truncated(&self, offset: i64) -> Result<()> {
+        // As Kafka's `maybeTruncateCheckpoint`: only ever back.
+        (self.cleaner).update(&self.tp, |first_dirty| {
+            first_dirty.filter(|&f| f > offset).map(|_| offset)
+        })
     }
 }
 
