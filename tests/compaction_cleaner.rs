@@ -307,7 +307,11 @@ fn a_truncation_below_the_checkpoint_makes_the_range_dirty_again_also_after_a_re
     // Cut back to the middle and write k0..k9 again there (as a follower would).
     log.truncate_to(middle).unwrap();
     assert_eq!(log.truncated_to(), middle);
-    assert_eq!(dir.cleaner_offset(&tp), Some(middle), "taken back with the cut");
+    assert_eq!(
+        dir.cleaner_offset(&tp),
+        Some(middle),
+        "taken back with the cut"
+    );
     fill(&log, 10, 1, NOW);
     while log.log_end_offset() < checkpoint {
         fill(&log, 10, 1, NOW);
