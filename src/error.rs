@@ -82,7 +82,9 @@ pub enum Error {
     /// nothing was written (`NOT_ENOUGH_REPLICAS`).
     NotEnoughReplicas { isr: usize, required: usize },
     /// An `acks=all` append was written and replicated, but the in-sync replicas fell below
-    /// `min.insync.replicas` meanwhile (`NOT_ENOUGH_REPLICAS_AFTER_APPEND`).
+    /// `min.insync.replicas` meanwhile (`NOT_ENOUGH_REPLICAS_AFTER_APPEND`). Kept for the
+    /// completion rule; partlog's HW and locking rules leave no way to it (see the README's
+    /// replication section).
     NotEnoughReplicasAfterAppend { isr: usize, required: usize },
     /// An `acks=all` append did not complete in time (`REQUEST_TIMED_OUT`); it may still be
     /// replicated later.

@@ -38,6 +38,7 @@ impl Partition {
             state.leader_epoch
         };
         let info = self.log.append_as_leader(batches, epoch)?;
+        let deadline_ms = self.clock.now_ms().saturating_add(timeout_ms);
         let mut state = self.state();
         let Role::Leader(leader) = &mut state.role else {
             // Not reached: the role cannot change while an append holds `role_change`.
@@ -47,7 +48,7 @@ impl Partition {
             let handle = AppendHandle::pending(info);
             leader.pending.push(Pending {
                 handle: handle.clone(),
-                deadline_ms: self.clock.now_ms().saturating_add(timeout_ms),
+                deadline_ms,
             });
             handle
         } else {
