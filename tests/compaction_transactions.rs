@@ -249,6 +249,38 @@ fn a_hanging_transaction_holds_cleanings_until_it_is_aborted() {
     assert_eq!(committed(&read_items(&log)), committed(&appended));
 }
 
+/// A transaction open where the dirty range begins stalls the log's cleaning, which is
+/// then skipped until something changes. Its marker may already be written, above the
+/// high watermark: the HW passing it decides the transaction without a byte appended.
+/// The skip waited for the log end to move, so a quiet log stayed uncleaned for good.
+#[test]
+fn a_stalled_log_is_cleaned_once_the_high_watermark_decides_its_transaction() {
+    let (dir, log, cleaner) = open(12, 4096);
+    let mut appended = Vec::new();
+    append(&log, &mut appended, Some(7), vec![kv("b", Some("b1"))]);
+    log.force_roll().unwrap();
+    end(&log, &mut appended, 7, true);
+    append(&log, &mut appended, None, vec![kv("a", Some("a1"))]);
+    log.force_roll().unwrap();
+    append(&log, &mut appended, None, vec![kv("a", Some("a2"))]);
+    log.set_high_watermark(1); // the marker, at 1, is not committed yet
+    let first = cleaner.clean_once(&dir, NOW).expect("clean");
+    let CleanOutcome::Cleaned { report, .. } = first else {
+        panic!("{first:?}");
+    };
+    assert_eq!(report.end_offset, 0, "stalled at the open transaction");
+    assert!(matches!(
+        cleaner.clean_once(&dir, NOW).expect("clean"),
+        CleanOutcome::Idle
+    ));
+    log.set_high_watermark(log.log_end_offset());
+    let second = cleaner.clean_once(&dir, NOW).expect("clean");
+    let CleanOutcome::Cleaned { report, .. } = second else {
+        panic!("the HW decided the transaction: {second:?}");
+    };
+    assert!(report.end_offset > 0, "{report:?}");
+}
+
 /// A transactional tombstone still open at a cleaning, committed after it: its key's
 /// older record must still go, before the tombstone does. (When a cleaning went past the
 /// open transaction, the tombstone was counted in no map once committed, kept the record

@@ -42,6 +42,7 @@ pub use rewrite::{filter_batch, FilterRules, FilterScratch, FilterStats};
 use crate::checkpoint::TopicPartition;
 use crate::clock::Clock;
 use crate::error::Result;
+use crate::log::Log;
 use crate::manager::LogDir;
 
 /// Kafka's `log.cleaner.dedupe.buffer.size` default: 128 MiB.
@@ -94,10 +95,11 @@ pub struct Cleaner {
     map: Mutex<OffsetMap>,
     uncleanable: Mutex<BTreeMap<TopicPartition, String>>,
     /// Logs whose last cleaning could not begin (a transaction still open where their
-    /// dirty range begins), with that first dirty offset and their log end then: skipped
-    /// until the log grows (the transaction's marker comes), so that they neither spin
-    /// the cleaner thread nor keep it from the other logs.
-    stalled: Mutex<BTreeMap<TopicPartition, (i64, i64)>>,
+    /// dirty range begins), with what decided that (see [`stall_key`]): skipped until it
+    /// changes (the transaction's marker comes, or the high watermark passes one already
+    /// written), so that they neither spin the cleaner thread nor keep it from the other
+    /// logs.
+    stalled: Mutex<BTreeMap<TopicPartition, (i64, i64, i64)>>,
 }
 
 impl Cleaner {
@@ -144,7 +146,7 @@ impl Cleaner {
             if !range.worth_cleaning(log.config().min_cleanable_dirty_ratio) {
                 continue;
             }
-            if stalled.get(&tp) == Some(&(range.first_dirty, log.log_end_offset())) {
+            if stalled.get(&tp) == Some(&stall_key(&range, &log)) {
                 continue;
             }
             let better = best
@@ -163,7 +165,7 @@ impl Cleaner {
             Ok(report) => {
                 let mut stalled = lock(&self.stalled);
                 if !report.aborted && report.end_offset <= range.first_dirty {
-                    stalled.insert(tp.clone(), (range.first_dirty, log.log_end_offset()));
+                    stalled.insert(tp.clone(), stall_key(&range, &log));
                 } else {
                     stalled.remove(&tp);
                 }
@@ -258,4 +260,14 @@ impl Drop for CleanerThread {
 /// Locks `m`, taking over the data a panicking holder left.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a cleaning that could not begin depended on: where the dirty range begins, the
+/// log end and the high watermark (a transaction's marker counts once the HW passes it).
+fn stall_key(range: &Cleanable, log: &Log) -> (i64, i64, i64) {
+    (
+        range.first_dirty,
+        log.log_end_offset(),
+        log.high_watermark(),
+    )
 }
