@@ -561,6 +561,33 @@ fn role_and_isr_decisions_that_cannot_hold_are_refused() {
     assert!(matches!(err, Error::NotLeaderOrFollower), "{err}");
 }
 
+/// The controller's decision that made a replica leader, delivered twice: the second
+/// changes nothing. It reset the leader: the appends waiting failed (their producers
+/// would retry and write twice), the ISR went back to the decision's with version 0, and
+/// a late answer of version 1 was then taken again.
+#[test]
+fn becoming_leader_of_the_same_epoch_again_changes_nothing() {
+    let c = Cluster::new(3, 2, TruncationMode::LeaderEpoch);
+    let leader = c.replica(0);
+    let waiting = leader
+        .append(&mut batch(1, 20, 0), Acks::All, TIMEOUT_MS)
+        .unwrap();
+    set_isr(leader, vec![0, 1]);
+    leader
+        .become_leader(1, vec![0, 1, 2], vec![0, 1, 2])
+        .expect("the same decision again");
+    assert!(waiting.poll().is_none(), "still waiting");
+    assert_eq!(leader.isr(), Some(vec![0, 1]));
+    assert_eq!(leader.isr_version(), Some(1));
+    assert_stale_version(leader.confirm_isr(1, 1, vec![0, 1]), 1, 1);
+    c.fetch(1, 0);
+    c.fetch(1, 0);
+    assert!(waiting.poll().expect("complete").is_ok());
+    let err = leader.become_leader(1, vec![0, 1], vec![0, 1]).unwrap_err();
+    assert!(matches!(err, Error::InvalidRequest(_)), "{err}");
+    assert_eq!(leader.leader_epoch(), 1);
+}
+
 /// While a change of the ISR awaits the controller's answer, the HW waits for a follower
 /// about to join it, and the proposal stands: a follower that goes quiet meanwhile is not
 /// proposed out on top of it, since the controller may already have taken the first

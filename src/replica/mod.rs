@@ -344,7 +344,10 @@ impl Partition {
     }
 
     /// Becomes leader of `epoch` with `replicas` (this broker among them) and `isr`. The
-    /// epoch's start is recorded in the log's epoch cache before any append.
+    /// epoch's start is recorded in the log's epoch cache before any append. Said again
+    /// while leader of `epoch` with the same replicas, it changes nothing (not the ISR,
+    /// its version, the followers' progress nor the appends waiting), as Kafka's
+    /// `makeLeader` in the same epoch keeps them.
     /// [`Error::InvalidRequest`], changing nothing, unless both lists hold this broker,
     /// the ISR lies within the replicas, and neither names a broker twice.
     pub fn become_leader(&self, epoch: i32, replicas: Vec<i32>, isr: Vec<i32>) -> Result<()> {
@@ -353,6 +356,21 @@ impl Partition {
         let _exclusive = self.role_change.write().unwrap_or_else(|e| e.into_inner());
         let mut state = self.state();
         Self::check_new_epoch(&state, epoch)?;
+        if let (true, Role::Leader(leader)) = (epoch == state.leader_epoch, &state.role) {
+            // The decision that made this replica leader, again (the controller's message
+            // came twice): nothing changes. Its ISR may have changed since, through
+            // `confirm_isr`, whose versions order such changes; the appends waiting go on
+            // waiting, and the followers' progress stands. New replicas come with a new
+            // epoch.
+            if leader.replicas == replicas {
+                return Ok(());
+            }
+            return Err(Error::InvalidRequest(format!(
+                "already leader of epoch {epoch} with replicas {:?}: other replicas \
+                 need a new epoch",
+                leader.replicas
+            )));
+        }
         self.log.assign_leader_epoch(epoch)?;
         let now = self.clock.now_ms();
         let leo = self.log.log_end_offset();
