@@ -505,6 +505,9 @@ fn clean_group(
         .iter()
         .flat_map(|s| superseded.ranges(s, last_base, log_start, stats))
         .collect();
+    // The writes count with the reads towards the rate limit, as Kafka's cleaner counts
+    // both: the read-ahead's waits pay for them.
+    let writes = throttle.meter();
     let copied = scan_batches(&ranges, SCAN_BYTES, buffers, throttle, |batch| {
         if batch.header().next_offset() <= log_start {
             return Ok(true); // below the log start: gone already
@@ -513,12 +516,16 @@ fn clean_group(
         filter_batch(batch, rules, keep_if_empty, &mut out, stats, scratch)?;
         if out.len() >= CHUNK_BYTES {
             file.append(&out)?;
+            writes.add(out.len() as u64);
             out.clear();
         }
         Ok(true)
     })
     .and_then(|()| file.append(&out))
-    .and_then(|()| file.finish());
+    .and_then(|()| {
+        throttle.account(out.len() as u64);
+        file.finish()
+    });
     let written = match copied {
         Ok(written) => written,
         Err(err) => {
