@@ -62,6 +62,17 @@ fn settle(c: &mut Cluster) {
     }
 }
 
+/// Broker 0, the leader, dies; the store of the broker elected instead loads the
+/// partition, and its view serves. Returns that broker.
+fn fail_over(c: &mut Cluster, stores: &[OffsetsStore]) -> usize {
+    c.kill(0).unwrap();
+    let leader = c.leader().unwrap();
+    stores[leader].become_leader(0).unwrap();
+    stores[leader].load(0).unwrap();
+    settle(c);
+    leader
+}
+
 /// Expires what is due in `store`'s partitions, and waits for the tombstones.
 fn expire(c: &mut Cluster, store: &OffsetsStore) {
     let expiry = store.expire();
@@ -258,11 +269,7 @@ fn expiry_spares_and_deletion_covers_a_commit_on_its_way() {
     assert_eq!(offsets(store, "standalone"), vec![("t".into(), 0, 9)]);
     assert_eq!(offsets(store, "doomed"), vec![]);
     // And so the next leader loads it.
-    c.kill(0).unwrap();
-    let leader = c.leader().unwrap();
-    stores[leader].become_leader(0).unwrap();
-    stores[leader].load(0).unwrap();
-    settle(&mut c);
+    let leader = fail_over(&mut c, &stores);
     assert_eq!(
         offsets(&stores[leader], "standalone"),
         vec![("t".into(), 0, 9)]
@@ -439,11 +446,7 @@ fn deleted_groups_and_expired_offsets_are_gone_for_the_next_leader_too() {
     assert_eq!(offsets(&stores[0], "idle"), vec![]);
     assert_eq!(offsets(&stores[0], "active").len(), 1);
 
-    c.kill(0).unwrap();
-    let leader = c.leader().unwrap();
-    stores[leader].become_leader(0).unwrap();
-    stores[leader].load(0).unwrap();
-    settle(&mut c);
+    let leader = fail_over(&mut c, &stores);
     for group in ["idle", "doomed"] {
         assert_eq!(offsets(&stores[leader], group), vec![], "{group}");
     }
@@ -566,11 +569,7 @@ fn a_cleaning_keeps_the_commit_an_aborted_transaction_followed() {
     }
     // The leader moves: broker 1 loads its cleaned copy.
     stores[0].become_follower(0);
-    c.kill(0).unwrap();
-    let leader = c.leader().unwrap();
-    stores[leader].become_leader(0).unwrap();
-    stores[leader].load(0).unwrap();
-    settle(&mut c);
+    let leader = fail_over(&mut c, &stores);
     assert_eq!(
         offsets(&stores[leader], GROUP),
         vec![("orders".into(), 0, 40)]

@@ -63,13 +63,13 @@ pub struct LogDir {
     options: LogDirOptions,
     _lock: Box<dyn DirLock>,
     clean_shutdown: bool,
-    recovery_points: Arc<RecoveryPointFile>,
+    recovery_points: Arc<SharedOffsetsFile>,
     /// Log start offsets as last checkpointed (read at open, updated by each write).
     log_start_offsets: Mutex<BTreeMap<TopicPartition, i64>>,
     /// High watermarks as last checkpointed (read at open, updated by each write).
     high_watermarks: Mutex<BTreeMap<TopicPartition, i64>>,
     /// The cleaner's first dirty offsets as last checkpointed, shared with the logs.
-    cleaner_offsets: Arc<CleanerOffsetsFile>,
+    cleaner_offsets: Arc<SharedOffsetsFile>,
     logs: Mutex<BTreeMap<TopicPartition, Arc<Log>>>,
     /// Partitions being opened. The first opener recovers the log holding neither map, so
     /// that the dir's other partitions stay reachable meanwhile; later openers of the same
@@ -102,15 +102,11 @@ impl LogDir {
         }
         let mut warnings = Vec::new();
         remove_unfinished_checkpoints(storage.as_ref(), &path, &mut warnings)?;
-        let recovery_points = Arc::new(RecoveryPointFile {
-            storage: storage.clone(),
-            path: path.join(RECOVERY_POINT_FILE),
-            written: Mutex::new(read_offsets(
-                storage.as_ref(),
-                &path.join(RECOVERY_POINT_FILE),
-                &mut warnings,
-            )),
-        });
+        let recovery_points = Arc::new(SharedOffsetsFile::read(
+            &storage,
+            path.join(RECOVERY_POINT_FILE),
+            &mut warnings,
+        ));
         let log_start_offsets = read_offsets(
             storage.as_ref(),
             &path.join(LOG_START_OFFSET_FILE),
@@ -121,15 +117,11 @@ impl LogDir {
             &path.join(REPLICATION_FILE),
             &mut warnings,
         );
-        let cleaner_offsets = Arc::new(CleanerOffsetsFile {
-            storage: storage.clone(),
-            path: path.join(CLEANER_FILE),
-            written: Mutex::new(read_offsets(
-                storage.as_ref(),
-                &path.join(CLEANER_FILE),
-                &mut warnings,
-            )),
-        });
+        let cleaner_offsets = Arc::new(SharedOffsetsFile::read(
+            &storage,
+            path.join(CLEANER_FILE),
+            &mut warnings,
+        ));
         Ok(LogDir {
             path,
             storage,
@@ -247,7 +239,7 @@ impl LogDir {
             log_start_offset: self.log_starts().get(tp).copied(),
             clean_shutdown: self.clean_shutdown,
             recovery_checkpoint: Some(Arc::new(PartitionCheckpoint {
-                file: self.recovery_points.clone(),
+                recovery_points: self.recovery_points.clone(),
                 cleaner: self.cleaner_offsets.clone(),
                 tp: tp.clone(),
             })),
@@ -426,8 +418,7 @@ impl LogDir {
 
     /// The first dirty offset `cleaner-offset-checkpoint` holds for `tp`.
     pub fn cleaner_offset(&self, tp: &TopicPartition) -> Option<i64> {
-        let written = self.cleaner_offsets.written.lock();
-        written.unwrap_or_else(|e| e.into_inner()).get(tp).copied()
+        self.cleaner_offsets.get(tp)
     }
 
     /// Records `tp`'s first dirty offset and rewrites `cleaner-offset-checkpoint`; no
@@ -454,18 +445,30 @@ impl LogDir {
     }
 }
 
-/// The dir's `recovery-point-offset-checkpoint`, shared with its logs so that a truncation
-/// can rewrite it (see [`crate::log::RecoveryPointCheckpoint`]).
+/// A checkpoint file of the dir shared with its logs: `recovery-point-offset-checkpoint`,
+/// which a truncation rewrites (see [`crate::log::RecoveryPointCheckpoint`]), and
+/// `cleaner-offset-checkpoint`, whose entry a truncation takes back (see
+/// [`RecoveryPointCheckpoint::truncated`]).
 #[derive(Debug)]
-struct RecoveryPointFile {
+struct SharedOffsetsFile {
     storage: Arc<dyn Storage>,
     path: PathBuf,
     /// What the file holds: read at open, then as last written. Locked through each
-    /// write, so that the points written and those the logs are told of agree.
+    /// write, so that the writes land in the order their values were decided, and the
+    /// recovery points written and those the logs are told of agree.
     written: Mutex<BTreeMap<TopicPartition, i64>>,
 }
 
-impl RecoveryPointFile {
+impl SharedOffsetsFile {
+    fn read(storage: &Arc<dyn Storage>, path: PathBuf, warnings: &mut Vec<String>) -> Self {
+        let written = Mutex::new(read_offsets(storage.as_ref(), &path, warnings));
+        SharedOffsetsFile {
+            storage: storage.clone(),
+            path,
+            written,
+        }
+    }
+
     fn get(&self, tp: &TopicPartition) -> Option<i64> {
         let written = self.written.lock().unwrap_or_else(|e| e.into_inner());
         written.get(tp).copied()
@@ -489,20 +492,7 @@ impl RecoveryPointFile {
         *written = next;
         Ok(())
     }
-}
 
-/// The dir's `cleaner-offset-checkpoint`, shared with its logs so that a truncation can
-/// take a first dirty offset back (see [`RecoveryPointCheckpoint::truncated`]).
-#[derive(Debug)]
-struct CleanerOffsetsFile {
-    storage: Arc<dyn Storage>,
-    path: PathBuf,
-    /// What the file holds: read at open, then as last written. Locked through each
-    /// write, so that the writes land in the order their values were decided.
-    written: Mutex<BTreeMap<TopicPartition, i64>>,
-}
-
-impl CleanerOffsetsFile {
     /// Sets `tp`'s entry to what `next` makes of the current one, and rewrites the file;
     /// nothing when `next` says `None`.
     fn update(
@@ -526,14 +516,14 @@ impl CleanerOffsetsFile {
 /// log sees them.
 #[derive(Debug)]
 struct PartitionCheckpoint {
-    file: Arc<RecoveryPointFile>,
-    cleaner: Arc<CleanerOffsetsFile>,
+    recovery_points: Arc<SharedOffsetsFile>,
+    cleaner: Arc<SharedOffsetsFile>,
     tp: TopicPartition,
 }
 
 impl RecoveryPointCheckpoint for PartitionCheckpoint {
     fn checkpoint(&self, log: &Log) -> Result<()> {
-        self.file.write(&[(self.tp.clone(), log)])
+        self.recovery_points.write(&[(self.tp.clone(), log)])
     }
 
     fn truncated(&self, offset: i64) -> Result<()> {
@@ -552,7 +542,12 @@ fn remove_unfinished_checkpoints(
     warnings: &mut Vec<String>,
 ) -> Result<()> {
     let mut removed = false;
-    for name in [RECOVERY_POINT_FILE, LOG_START_OFFSET_FILE, REPLICATION_FILE] {
+    for name in [
+        RECOVERY_POINT_FILE,
+        LOG_START_OFFSET_FILE,
+        REPLICATION_FILE,
+        CLEANER_FILE,
+    ] {
         let tmp = checkpoint::tmp_path(&dir.join(name));
         if storage.exists(&tmp) {
             storage.remove_file(&tmp)?;
