@@ -1,6 +1,7 @@
 //! A damaged `recovery-point-offset-checkpoint` or `log-start-offset-checkpoint` does not stop
 //! a log dir from opening: it is reported, treated as absent (recover from the first
-//! segment), and the data is intact. A leftover `.tmp` checkpoint is removed on open.
+//! segment), and the data is intact. A leftover `.tmp` checkpoint is removed on open. A log
+//! start checkpointed past what survived a crash starts the log there, empty.
 //!
 //! What broke before this test: `LogDir::open` left `<checkpoint>.tmp` files of an
 //! interrupted checkpoint write in the log dir (only the next write removed them). Fixed in
@@ -139,4 +140,54 @@ fn leftover_tmp_checkpoints_are_removed_on_open() {
         // were scanned.
         assert!(report.segments_scanned < report.segments, "{report:?}");
     }
+}
+
+/// DeleteRecords moves the log start to 6 and checkpoints it, durably, inside five batches
+/// never flushed; the power fails. The log reopens empty at 6, and the next append gets
+/// offset 6: the log start came back as the recovered log end (0), and offsets 0..6,
+/// handed out and deleted, were handed out again. Kafka's loader deletes the segments
+/// and starts the log at the checkpointed start.
+#[test]
+fn a_log_start_checkpointed_past_what_survived_a_crash_starts_the_log_there() {
+    let (backend, disk) = common::sim_with_disk(21);
+    let options = || {
+        common::options(
+            &backend,
+            "t-0",
+            small_config(),
+            Arc::new(ManualClock::new(1_000_000)),
+        )
+    };
+    let (log, _) = partlog::log::Log::open(options()).unwrap();
+    for i in 0..5 {
+        log.append_as_leader(&mut batch(2, 20, i), 0).unwrap();
+    }
+    log.advance_log_start_offset(6).unwrap();
+    disk.crash();
+    drop(log);
+    // The crash kept none of the unflushed batches (it may keep any prefix of them).
+    let segment = backend.root.join("t-0").join("00000000000000000000.log");
+    disk.truncate_file(&segment, 0).unwrap();
+    let reopened = partlog::log::LogOpenOptions {
+        log_start_offset: Some(6),
+        ..options()
+    };
+    let (log, report) = partlog::log::Log::open(reopened).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (6, 6));
+    assert_eq!((report.log_start_offset, report.log_end_offset), (6, 6));
+    assert!(
+        report.warnings.iter().any(|w| w.contains("starts over")),
+        "{:?}",
+        report.warnings
+    );
+    let info = log.append_as_leader(&mut batch(1, 20, 9), 0).unwrap();
+    assert_eq!(info.first_offset, 6);
+    drop(log);
+    // And so it opens again.
+    let (log, _) = partlog::log::Log::open(partlog::log::LogOpenOptions {
+        log_start_offset: Some(6),
+        ..options()
+    })
+    .unwrap();
+    assert_eq!(log.log_start_offset(), 6);
 }

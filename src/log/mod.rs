@@ -61,11 +61,12 @@ pub trait RecoveryPointCheckpoint: Send + Sync + std::fmt::Debug {
     /// [`Log::recovery_point_checkpointed`].
     fn checkpoint(&self, log: &Log) -> Result<()>;
 
-    /// The log was cut back to end at `offset`: a cleaner's first dirty offset past it
-    /// comes back to it, durably, before the log can grow past it again (else a restart
-    /// would forget that the range above was replaced, and never clean it again).
-    fn truncated(&self, offset: i64) -> Result<()> {
-        let _ = offset;
+    /// `log` was cut back to end at `offset`: a checkpointed log start or cleaner's first
+    /// dirty offset past it comes back to it, durably, before the log can grow past it
+    /// again (else a restart would take a log start the log no longer had, or forget
+    /// that the range above the cut was replaced, and never clean it again).
+    fn truncated(&self, log: &Log, offset: i64) -> Result<()> {
+        let _ = (log, offset);
         Ok(())
     }
 }

@@ -181,6 +181,20 @@ impl Log {
         log.change_epochs(false, |cache| cache.truncate_from_start(start))?;
         log.checkpoint_if_stale()?;
         log.debug_check();
+        // A log start made durable past what survived a crash (DeleteRecords or retention
+        // checkpointed it, the batches below it were never flushed): the log starts over,
+        // empty, at that log start, as Kafka's loader does. Offsets below it were handed
+        // out and deleted; an append must not get them again.
+        if let Some(checkpointed) = options.log_start_offset.filter(|&s| s > log_end_offset) {
+            report.warnings.push(format!(
+                "the checkpointed log start {checkpointed} is past the recovered log end \
+                 {log_end_offset}: the log starts over, empty, at {checkpointed}"
+            ));
+            log.truncate_fully_and_start_at(checkpointed)?;
+            report.segments = log.segments().len();
+            report.log_start_offset = log.log_start_offset();
+            report.log_end_offset = log.log_end_offset();
+        }
         Ok((log, report))
     }
 }

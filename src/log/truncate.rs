@@ -59,7 +59,7 @@ impl Log {
     /// [`super::RecoveryPointCheckpoint::truncated`]).
     fn truncation_checkpointed(&self, end: i64) -> Result<()> {
         match &self.recovery_checkpoint {
-            Some(checkpoint) => checkpoint.truncated(end),
+            Some(checkpoint) => checkpoint.truncated(self, end),
             None => Ok(()),
         }
     }

@@ -65,7 +65,7 @@ pub struct LogDir {
     clean_shutdown: bool,
     recovery_points: Arc<SharedOffsetsFile>,
     /// Log start offsets as last checkpointed (read at open, updated by each write).
-    log_start_offsets: Mutex<BTreeMap<TopicPartition, i64>>,
+    log_start_offsets: Arc<SharedOffsetsFile>,
     /// High watermarks as last checkpointed (read at open, updated by each write).
     high_watermarks: Mutex<BTreeMap<TopicPartition, i64>>,
     /// The cleaner's first dirty offsets as last checkpointed, shared with the logs.
@@ -107,11 +107,11 @@ impl LogDir {
             path.join(RECOVERY_POINT_FILE),
             &mut warnings,
         ));
-        let log_start_offsets = read_offsets(
-            storage.as_ref(),
-            &path.join(LOG_START_OFFSET_FILE),
+        let log_start_offsets = Arc::new(SharedOffsetsFile::read(
+            &storage,
+            path.join(LOG_START_OFFSET_FILE),
             &mut warnings,
-        );
+        ));
         let high_watermarks = read_offsets(
             storage.as_ref(),
             &path.join(REPLICATION_FILE),
@@ -129,7 +129,7 @@ impl LogDir {
             _lock: lock,
             clean_shutdown,
             recovery_points,
-            log_start_offsets: Mutex::new(log_start_offsets),
+            log_start_offsets,
             high_watermarks: Mutex::new(high_watermarks),
             cleaner_offsets,
             logs: Mutex::new(BTreeMap::new()),
@@ -240,6 +240,7 @@ impl LogDir {
             clean_shutdown: self.clean_shutdown,
             recovery_checkpoint: Some(Arc::new(PartitionCheckpoint {
                 recovery_points: self.recovery_points.clone(),
+                log_starts: self.log_start_offsets.clone(),
                 cleaner: self.cleaner_offsets.clone(),
                 tp: tp.clone(),
             })),
@@ -303,7 +304,10 @@ impl LogDir {
         let logs: Vec<(TopicPartition, &Log)> =
             logs.iter().map(|(tp, log)| (tp.clone(), &**log)).collect();
         self.recovery_points.write(&logs)?;
-        let mut starts = self.log_starts().clone();
+        // Held through the write: a truncation that takes a log start back (see
+        // `PartitionCheckpoint::truncated`) comes before or after it, never between.
+        let mut written = self.log_starts();
+        let mut starts = written.clone();
         for (tp, log) in &logs {
             starts.insert(tp.clone(), log.log_start_offset());
         }
@@ -317,7 +321,7 @@ impl LogDir {
                 log.log_start_checkpointed(start);
             }
         }
-        *self.log_starts() = starts;
+        *written = starts;
         Ok(())
     }
 
@@ -332,9 +336,7 @@ impl LogDir {
     }
 
     fn log_starts(&self) -> MutexGuard<'_, BTreeMap<TopicPartition, i64>> {
-        self.log_start_offsets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        (self.log_start_offsets.written.lock()).unwrap_or_else(|e| e.into_inner())
     }
 
     /// The high watermark `replication-offset-checkpoint` holds for `tp` (to be clamped to
@@ -447,8 +449,8 @@ impl LogDir {
 
 /// A checkpoint file of the dir shared with its logs: `recovery-point-offset-checkpoint`,
 /// which a truncation rewrites (see [`crate::log::RecoveryPointCheckpoint`]), and
-/// `cleaner-offset-checkpoint`, whose entry a truncation takes back (see
-/// [`RecoveryPointCheckpoint::truncated`]).
+/// `log-start-offset-checkpoint` and `cleaner-offset-checkpoint`, whose entries a
+/// truncation takes back (see [`RecoveryPointCheckpoint::truncated`]).
 #[derive(Debug)]
 struct SharedOffsetsFile {
     storage: Arc<dyn Storage>,
@@ -517,6 +519,7 @@ impl SharedOffsetsFile {
 #[derive(Debug)]
 struct PartitionCheckpoint {
     recovery_points: Arc<SharedOffsetsFile>,
+    log_starts: Arc<SharedOffsetsFile>,
     cleaner: Arc<SharedOffsetsFile>,
     tp: TopicPartition,
 }
@@ -526,7 +529,20 @@ impl RecoveryPointCheckpoint for PartitionCheckpoint {
         self.recovery_points.write(&[(self.tp.clone(), log)])
     }
 
-    fn truncated(&self, offset: i64) -> Result<()> {
+    fn truncated(&self, log: &Log, offset: i64) -> Result<()> {
+        // A cut below the checkpointed log start (a follower starting over lower, at its
+        // leader's log): the checkpoint comes back with it, so that an open after a crash
+        // may trust a checkpointed log start past the recovered log end as one the log
+        // really had (see `Log::open`).
+        let back = |entry: Option<i64>| entry.filter(|&e| e > offset).map(|_| offset);
+        let mut lowered = false;
+        self.log_starts.update(&self.tp, |entry| {
+            lowered = back(entry).is_some();
+            back(entry)
+        })?;
+        if lowered {
+            log.log_start_checkpointed(offset);
+        }
         // As Kafka's `maybeTruncateCheckpoint`: only ever back.
         (self.cleaner).update(&self.tp, |first_dirty| {
             first_dirty.filter(|&f| f > offset).map(|_| offset)
