@@ -315,7 +315,8 @@ pub fn index_open(data: &[u8]) {
 
 /// Arbitrary bytes as a checkpoint: both parsers must return entries or a typed error, a
 /// parsed checkpoint must render back to itself, and a log dir holding it as its
-/// recovery-point and log-start checkpoints must open a valid partition log.
+/// recovery-point and log-start checkpoints must open a valid partition log: its batches,
+/// or an empty log at a checkpointed log start past them.
 pub fn checkpoint_parse(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let path = Path::new("cp");
@@ -354,12 +355,26 @@ pub fn checkpoint_parse(data: &[u8]) {
         .open_log(&TopicPartition::new("t", 0))
         .unwrap_or_else(|e| panic!("partition with a fuzzed checkpoint did not open: {e}"));
     let found = check_log(&log);
-    // Whatever the checkpoint says, the segment's batches are all still there.
+    // The segment's batches are all still there, unless the checkpoint (when it parses)
+    // puts the partition's log start past them: the log then starts over there, empty,
+    // as Kafka's loader does (offsets below a log start are never handed out again).
     let all: usize = batches(&segment).count();
-    assert_eq!(log.log_end_offset(), {
+    let batches_end = {
         let last = batches(&segment).last().expect("batches");
         last.expect("fixture parses").header().next_offset()
-    });
+    };
+    let tp = TopicPartition::new("t", 0);
+    let checkpointed_start = checkpoint::parse_offsets(path, &text)
+        .ok()
+        .and_then(|entries| entries.into_iter().rev().find(|(t, _)| *t == tp))
+        .map(|(_, start)| start);
+    match checkpointed_start {
+        Some(start) if start > batches_end => {
+            assert_eq!((log.log_start_offset(), log.log_end_offset()), (start, start));
+            assert!(found.is_empty());
+        }
+        _ => assert_eq!(log.log_end_offset(), batches_end),
+    }
     assert!(found.len() <= all);
     dir.flush()
         .unwrap_or_else(|e| panic!("checkpoint rewrite failed: {e}"));
