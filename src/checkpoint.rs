@@ -131,13 +131,19 @@ fn parse<T>(
         reason,
     };
     let mut lines = text.lines();
-    let version = lines.next().ok_or_else(|| err(1, "empty file".into()))?;
+    // Kafka creates its checkpoint files empty before it first writes them (a broker
+    // that has not cleaned yet has an empty `cleaner-offset-checkpoint`), and reads an
+    // empty file, or one that ends after its version, as no entries. partlog's own
+    // writes are atomic, so neither comes from a torn write of its own.
+    let Some(version) = lines.next() else {
+        return Ok(Vec::new());
+    };
     if version.trim() != CHECKPOINT_VERSION.to_string() {
         return Err(err(1, format!("unsupported version {version:?}")));
     }
-    let count = lines
-        .next()
-        .ok_or_else(|| err(2, "missing entry count".into()))?;
+    let Some(count) = lines.next() else {
+        return Ok(Vec::new());
+    };
     let count: usize = count
         .trim()
         .parse()
@@ -247,12 +253,21 @@ mod tests {
         assert_eq!(got, vec![(0, 0), (3, 100)]);
     }
 
+    /// As Kafka's `CheckpointFile` reads them: an empty file (Kafka creates its
+    /// checkpoints empty before their first write) and one that ends after its version
+    /// hold no entries.
+    #[test]
+    fn empty_checkpoints_hold_no_entries() {
+        for empty in ["", "0\n", "0"] {
+            assert_eq!(parse_offsets(Path::new("x"), empty).unwrap(), vec![]);
+            assert_eq!(parse_epochs(Path::new("x"), empty).unwrap(), vec![]);
+        }
+    }
+
     #[test]
     fn malformed_checkpoints_are_typed_errors() {
         for bad in [
-            "",
             "1\n0\n",
-            "0\n",
             "0\nx\n",
             "0\n2\na 0 1\n",
             "0\n1\na b 1\n",

@@ -49,10 +49,9 @@ fn build(backend: &Backend, root: &Path) -> Vec<Vec<(i64, i64)>> {
     expected
 }
 
-const DAMAGED: [(&str, &[u8]); 8] = [
+const DAMAGED: [(&str, &[u8]); 7] = [
     ("binary garbage", &[0xff, 0xfe, 0x00, 0x81, 0x7f, 0x10]),
     ("text garbage", b"hello world\nthis is not a checkpoint\n"),
-    ("empty", b""),
     ("truncated", b"0\n2\nt 0 12"),
     ("wrong version", b"1\n2\nt 0 120\nu 3 120\n"),
     ("absurd count", b"0\n99999999999\nt 0 120\nu 3 120\n"),
