@@ -370,7 +370,10 @@ pub fn checkpoint_parse(data: &[u8]) {
         .map(|(_, start)| start);
     match checkpointed_start {
         Some(start) if start > batches_end => {
-            assert_eq!((log.log_start_offset(), log.log_end_offset()), (start, start));
+            assert_eq!(
+                (log.log_start_offset(), log.log_end_offset()),
+                (start, start)
+            );
             assert!(found.is_empty());
         }
         _ => assert_eq!(log.log_end_offset(), batches_end),

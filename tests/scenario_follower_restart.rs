@@ -1,5 +1,6 @@
 //! A follower crashes, misses appends, restarts: it recovers, catches up from the leader
 //! and rejoins the ISR; meanwhile `acks=all` goes on with the remaining in-sync replicas.
+//! And the last in-sync replica, stopped cleanly, leads again when it returns.
 
 mod common;
 
@@ -56,5 +57,38 @@ fn a_cleanly_stopped_follower_restarts_without_recovery() {
         c.replicate().unwrap();
     }
     assert_eq!(c.isr(), &[0, 1, 2]);
+    assert!(c.replicas_identical_below_hw().unwrap());
+}
+
+/// The last in-sync replica, the leader, shuts down cleanly: the partition has no leader
+/// until it comes back, and then it leads again, with everything acknowledged. The
+/// controller kept it as the leader while it was down, so that on its return it followed
+/// itself and nothing could be produced or elected again.
+#[test]
+fn the_last_in_sync_leader_stopped_cleanly_leads_again_when_it_returns() {
+    let mut c = Cluster::new(ClusterOptions::default()).unwrap();
+    let acked = produce_acked(&mut c, 10);
+    c.kill(2).unwrap();
+    c.kill(1).unwrap();
+    assert_eq!(c.isr(), &[0]);
+    assert_eq!(c.shutdown(0).unwrap(), None, "no one else may lead");
+    assert_eq!(c.leader(), None);
+    c.restart(0).unwrap();
+    assert_eq!(c.leader(), Some(0));
+    let on_leader = c.batches_of(0, i64::MAX).unwrap();
+    for batch in &acked {
+        assert!(on_leader.contains(batch), "{batch:?} lost");
+    }
+    c.restart(1).unwrap();
+    c.restart(2).unwrap();
+    for _ in 0..20 {
+        if c.isr().len() == 3 {
+            break;
+        }
+        c.replicate().unwrap();
+    }
+    assert_eq!(c.isr(), &[0, 1, 2], "the others caught up and rejoined");
+    let more = produce_acked(&mut c, 5);
+    assert_eq!(more.len(), 5);
     assert!(c.replicas_identical_below_hw().unwrap());
 }

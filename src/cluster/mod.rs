@@ -477,15 +477,14 @@ impl Cluster {
     pub fn shutdown(&mut self, id: usize) -> Result<Option<Election>> {
         let mut election = None;
         if self.leader == Some(id) {
-            let others: Vec<i32> = self
-                .isr
-                .isr
-                .iter()
-                .copied()
-                .filter(|&b| b != id as i32)
-                .collect();
-            if let Some(&next) = others.first() {
-                election = Some(self.elect_leader(next as usize, false)?);
+            let next = (self.isr.isr.iter())
+                .map(|&b| b as usize)
+                .find(|&b| b != id && self.is_up(b));
+            match next {
+                Some(next) => election = Some(self.elect_leader(next, false)?),
+                // The last in-sync replica stops: the partition has no leader until it
+                // comes back, when it leads again (see `restart`).
+                None => self.leader = None,
             }
         }
         if let Some((manager, partition)) = self.brokers[id].running.take() {
