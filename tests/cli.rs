@@ -382,6 +382,33 @@ fn dump_verify_fails_on_a_flipped_byte_and_bad_index() {
         3
     );
 
+    // Entries past the largest offset, from the largest base a file name may give: each
+    // reported invalid (the sum overflowed, and debug builds panicked).
+    let top = tmp.path().join(format!("{:020}.index", i64::MAX));
+    let mut entries = Vec::new();
+    for (rel, pos) in [(1i32, 0i32), (2, 10)] {
+        entries.extend_from_slice(&rel.to_be_bytes());
+        entries.extend_from_slice(&pos.to_be_bytes());
+    }
+    std::fs::write(&top, &entries).unwrap();
+    let lines = expect(&["dump", s(&top), "--verify", "--json"], 1);
+    let past = lines
+        .iter()
+        .filter(|l| l.contains("\"reason\":\"offset past the largest offset"));
+    assert_eq!(past.count(), 2, "{lines:?}");
+    let top_time = tmp.path().join(format!("{:020}.timeindex", i64::MAX));
+    let mut entries = Vec::new();
+    for (ts, rel) in [(5i64, 1i32), (6, 2)] {
+        entries.extend_from_slice(&ts.to_be_bytes());
+        entries.extend_from_slice(&rel.to_be_bytes());
+    }
+    std::fs::write(&top_time, &entries).unwrap();
+    let lines = expect(&["dump", s(&top_time), "--verify", "--json"], 1);
+    let past = lines
+        .iter()
+        .filter(|l| l.contains("\"reason\":\"offset past the largest offset"));
+    assert_eq!(past.count(), 2, "{lines:?}");
+
     // Garbage that is no known file.
     let junk = tmp.path().join("junk");
     std::fs::write(&junk, [0xFFu8; 64]).unwrap();
@@ -600,6 +627,28 @@ fn produce_refuses_bad_topics_and_missing_dirs_before_writing() {
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(!dir.exists(), "{topic:?} created the dir");
     }
+    // Record sizes that cannot fit a batch, up to one whose length overflowed: refused
+    // before the dir is made (the check came after, and the largest one panicked).
+    for bytes in ["2000000", &usize::MAX.to_string()] {
+        let out = partlog(&[
+            "produce",
+            "--dir",
+            s(&dir),
+            "--topic",
+            "orders",
+            "--partition",
+            "0",
+            "--records",
+            "1",
+            "--record-bytes",
+            bytes,
+            "--create",
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{bytes}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("does not fit in a batch"), "{bytes}: {err}");
+        assert!(!dir.exists(), "{bytes} created the dir");
+    }
     let out = run(&dir, "orders.v2_x-1", true);
     assert!(
         out.status.success(),
@@ -691,6 +740,9 @@ fn produce_and_append_default_to_the_logs_latest_epoch() {
         "3",
     ]);
     assert_eq!(out.status.code(), Some(2));
+    // Refused input leaves the dir as it was, shut down cleanly: the open took the
+    // clean-shutdown marker away, and the error left without putting it back.
+    assert!(tmp.path().join(".kafka_cleanshutdown").exists());
 }
 
 /// `dump` parsed any unknown file as a checkpoint; it now names the kinds it reads, and

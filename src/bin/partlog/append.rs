@@ -33,10 +33,11 @@ pub struct AppendArgs {
 pub fn run(args: &AppendArgs, json: bool) -> CliResult {
     let mut input = read_input(&args.batches)?;
     let count = check_batches(&input)?;
-    let (log_dir, log) = open_partition(&args.partition, IfMissing::create_if(args.create))?;
+    let opened = open_partition(&args.partition, IfMissing::create_if(args.create))?;
+    let log = opened.log.clone();
     let epoch = args.leader_epoch.unwrap_or(log.latest_epoch().max(0));
     let info = log.append_as_leader(&mut input, epoch)?;
-    log_dir.close()?;
+    opened.close()?;
     let line = if json {
         Json::new()
             .int("first_offset", info.first_offset)

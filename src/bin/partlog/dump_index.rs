@@ -108,9 +108,13 @@ pub fn offset_index(path: &Path, json: bool) -> CliResult<Summary> {
         if i > 0 && relative == 0 && position == 0 {
             return Ok(false);
         }
-        let offset = base + i64::from(relative);
+        // Wrapping, as the log reads a relative offset; an entry past `i64::MAX` is
+        // reported (the file name's base comes from disk too).
+        let offset = base.wrapping_add(i64::from(relative));
         let mut why = None;
-        if relative < 0 || position < 0 {
+        if offset < base && relative > 0 {
+            why = Some("offset past the largest offset".to_string());
+        } else if relative < 0 || position < 0 {
             why = Some("negative relative offset or position".to_string());
         } else if let Some((r, p)) = previous.filter(|&(r, p)| relative <= r || position <= p) {
             why = Some(format!(
@@ -146,9 +150,11 @@ pub fn time_index(path: &Path, json: bool) -> CliResult<Summary> {
         if i > 0 && timestamp == 0 && relative == 0 {
             return Ok(false);
         }
-        let offset = base + i64::from(relative);
+        let offset = base.wrapping_add(i64::from(relative));
         let mut why = None;
-        if relative < 0 {
+        if offset < base && relative > 0 {
+            why = Some("offset past the largest offset".to_string());
+        } else if relative < 0 {
             why = Some("negative relative offset".to_string());
         } else if let Some((t, r)) = previous.filter(|&(t, r)| timestamp < t || relative < r) {
             why = Some(format!(

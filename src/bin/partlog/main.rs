@@ -212,12 +212,36 @@ impl IfMissing {
     }
 }
 
+/// A partition a command opened, with its log dir: closed by [`OpenedPartition::close`],
+/// or when dropped on the way out of an error, so that a command that fails on bad input
+/// (a fenced epoch, say) leaves the dir as it found it, clean-shutdown marker included.
+pub struct OpenedPartition {
+    dir: Option<LogDir>,
+    pub log: Arc<partlog::log::Log>,
+}
+
+impl OpenedPartition {
+    pub fn close(mut self) -> CliResult<()> {
+        match self.dir.take() {
+            Some(dir) => Ok(dir.close()?),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for OpenedPartition {
+    fn drop(&mut self) {
+        if let Some(dir) = self.dir.take() {
+            // The command fails with its own error; a close that fails too leaves the
+            // marker unwritten, as it should.
+            let _ = dir.close();
+        }
+    }
+}
+
 /// Opens the log dir and one partition of it. The topic name is checked first, and what
 /// is missing is created or refused as `missing` says, before anything is written.
-pub fn open_partition(
-    p: &PartitionArgs,
-    missing: IfMissing,
-) -> CliResult<(LogDir, Arc<partlog::log::Log>)> {
+pub fn open_partition(p: &PartitionArgs, missing: IfMissing) -> CliResult<OpenedPartition> {
     partlog::checkpoint::validate_topic(&p.topic)?;
     let tp = p.topic_partition();
     let storage = storage();
@@ -239,8 +263,19 @@ pub fn open_partition(
         )));
     }
     let log_dir = LogDir::open(storage, &p.dir, LogDirOptions::default())?;
-    let (log, _report) = log_dir.open_log(&tp)?;
-    Ok((log_dir, log))
+    let mut opened = OpenedPartition {
+        log: match log_dir.open_log(&tp) {
+            Ok((log, _report)) => log,
+            Err(err) => {
+                // Closed as found: the other partitions' logs are not open.
+                let _ = log_dir.close();
+                return Err(err.into());
+            }
+        },
+        dir: None,
+    };
+    opened.dir = Some(log_dir);
+    Ok(opened)
 }
 
 fn main() -> ExitCode {

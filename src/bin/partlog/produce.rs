@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Args;
+use partlog::manager::LogDirOptions;
 use partlog::record::{BatchBuilder, HEADER_LEN};
 use partlog::Clock;
 
@@ -33,14 +34,19 @@ pub struct ProduceArgs {
 }
 
 pub fn run(args: &ProduceArgs, json: bool) -> CliResult {
-    let (log_dir, log) = open_partition(&args.partition, IfMissing::create_if(args.create))?;
-    let max_batch = log.config().max_message_bytes;
-    if args.record_bytes + RECORD_OVERHEAD_BYTES + HEADER_LEN > max_batch {
+    // Checked before the dir is opened: bad input changes nothing on disk.
+    let max_batch = LogDirOptions::default().config.max_message_bytes;
+    let fits = (args.record_bytes)
+        .checked_add(RECORD_OVERHEAD_BYTES + HEADER_LEN)
+        .is_some_and(|len| len <= max_batch);
+    if !fits {
         return Err(CliError::Input(format!(
             "--record-bytes {} does not fit in a batch of at most {max_batch} bytes",
             args.record_bytes
         )));
     }
+    let opened = open_partition(&args.partition, IfMissing::create_if(args.create))?;
+    let log = opened.log.clone();
     let fit = (max_batch - HEADER_LEN) / (args.record_bytes + RECORD_OVERHEAD_BYTES);
     let per_batch = (args.batch_records as u64).min(fit as u64).max(1);
     let clock = partlog::SystemClock;
@@ -74,7 +80,7 @@ pub fn run(args: &ProduceArgs, json: bool) -> CliResult {
         progress.update(|| format!("produce: {done}/{} records", args.records));
     }
     progress.finish();
-    log_dir.close()?;
+    opened.close()?;
     let first = first.unwrap_or(0);
     let line = if json {
         Json::new()

@@ -48,7 +48,8 @@ pub struct TransactionsArgs {
 }
 
 pub fn run(args: &TransactionsArgs, json: bool) -> CliResult {
-    let (log_dir, log) = open_partition(&args.partition, IfMissing::Refuse)?;
+    let opened = open_partition(&args.partition, IfMissing::Refuse)?;
+    let log = opened.log.clone();
     let name = args.partition.topic_partition().dir_name();
     let mut progress = Progress::new(json);
     let end = log.log_end_offset();
@@ -62,7 +63,7 @@ pub fn run(args: &TransactionsArgs, json: bool) -> CliResult {
         emit(&transaction_line(txn, txn.hanging(now, timeout_ms), json))?;
     }
     let Some(producer_id) = args.abort else {
-        log_dir.close()?;
+        opened.close()?;
         emit(&if json {
             Json::new()
                 .str("type", "summary")
@@ -74,14 +75,14 @@ pub fn run(args: &TransactionsArgs, json: bool) -> CliResult {
         return Ok(ExitCode::SUCCESS);
     };
     let Some(txn) = open.iter().find(|t| t.producer_id == producer_id) else {
-        log_dir.close()?;
+        opened.close()?;
         return Err(CliError::Input(format!(
             "producer {producer_id} has no open transaction in {}; nothing appended",
             name
         )));
     };
     if !txn.hanging(now, timeout_ms) && !args.force {
-        log_dir.close()?;
+        opened.close()?;
         return Err(CliError::Input(format!(
             "producer {producer_id}'s transaction in {name} last wrote {} ms ago, within the \
              {} minute transaction timeout: its producer may still end it; nothing appended \
@@ -101,7 +102,7 @@ pub fn run(args: &TransactionsArgs, json: bool) -> CliResult {
     let epoch = args.leader_epoch.unwrap_or(log.latest_epoch().max(0));
     let info = log.append_as_leader(&mut marker, epoch)?;
     log.flush()?;
-    log_dir.close()?;
+    opened.close()?;
     emit(&if json {
         Json::new()
             .str("type", "aborted")
