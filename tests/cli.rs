@@ -384,30 +384,21 @@ fn dump_verify_fails_on_a_flipped_byte_and_bad_index() {
 
     // Entries past the largest offset, from the largest base a file name may give: each
     // reported invalid (the sum overflowed, and debug builds panicked).
-    let top = tmp.path().join(format!("{:020}.index", i64::MAX));
-    let mut entries = Vec::new();
-    for (rel, pos) in [(1i32, 0i32), (2, 10)] {
-        entries.extend_from_slice(&rel.to_be_bytes());
-        entries.extend_from_slice(&pos.to_be_bytes());
+    let (mut index, mut time) = (Vec::new(), Vec::new());
+    for rel in [1i32, 2] {
+        index.extend_from_slice(&rel.to_be_bytes());
+        index.extend_from_slice(&(rel * 10).to_be_bytes());
+        time.extend_from_slice(&i64::from(rel).to_be_bytes());
+        time.extend_from_slice(&rel.to_be_bytes());
     }
-    std::fs::write(&top, &entries).unwrap();
-    let lines = expect(&["dump", s(&top), "--verify", "--json"], 1);
-    let past = lines
-        .iter()
-        .filter(|l| l.contains("\"reason\":\"offset past the largest offset"));
-    assert_eq!(past.count(), 2, "{lines:?}");
-    let top_time = tmp.path().join(format!("{:020}.timeindex", i64::MAX));
-    let mut entries = Vec::new();
-    for (ts, rel) in [(5i64, 1i32), (6, 2)] {
-        entries.extend_from_slice(&ts.to_be_bytes());
-        entries.extend_from_slice(&rel.to_be_bytes());
+    for (suffix, entries) in [(".index", index), (".timeindex", time)] {
+        let file = tmp.path().join(format!("{:020}{suffix}", i64::MAX));
+        std::fs::write(&file, &entries).unwrap();
+        let lines = expect(&["dump", s(&file), "--verify", "--json"], 1);
+        let past =
+            (lines.iter()).filter(|l| l.contains("\"reason\":\"offset past the largest offset"));
+        assert_eq!(past.count(), 2, "{suffix}: {lines:?}");
     }
-    std::fs::write(&top_time, &entries).unwrap();
-    let lines = expect(&["dump", s(&top_time), "--verify", "--json"], 1);
-    let past = lines
-        .iter()
-        .filter(|l| l.contains("\"reason\":\"offset past the largest offset"));
-    assert_eq!(past.count(), 2, "{lines:?}");
 
     // Garbage that is no known file.
     let junk = tmp.path().join("junk");
