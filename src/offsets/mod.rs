@@ -603,7 +603,8 @@ impl OffsetsStore {
 
     /// Writes tombstones for the offsets that expired, on every loaded partition this
     /// broker leads, and returns their appends and the partitions that failed (see
-    /// [`Expiry`]). An offset whose newer commit is still on its way is left. As Kafka's coordinator does since KIP-211, a group with members
+    /// [`Expiry`]). An offset whose newer commit is still on its way is left. As Kafka's
+    /// coordinator does since KIP-211, a group with members
     /// keeps its offsets, and an empty one's offsets expire `retention_ms` after the
     /// group became empty, not after they were committed: a consumer group that stopped
     /// committing a quiet partition's offset long ago keeps it while it runs, and for
