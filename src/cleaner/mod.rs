@@ -161,7 +161,8 @@ impl Cleaner {
         };
         let mut map = lock(&self.map);
         let mut throttle = Throttle::new(self.config.io_max_bytes_per_second);
-        match clean_log(&log, &range, &mut map, now_ms, &mut throttle) {
+        let cleaned = contained(|| clean_log(&log, &range, &mut map, now_ms, &mut throttle));
+        match cleaned {
             Ok(report) => {
                 let mut stalled = lock(&self.stalled);
                 if !report.aborted && report.end_offset <= range.first_dirty {
@@ -179,7 +180,7 @@ impl Cleaner {
                     report,
                 })
             }
-            Err(err) => Ok(self.mark_uncleanable(tp, &err.to_string())),
+            Err(reason) => Ok(self.mark_uncleanable(tp, &reason)),
         }
     }
 
@@ -258,6 +259,23 @@ impl Drop for CleanerThread {
 }
 
 /// Locks `m`, taking over the data a panicking holder left.
+/// Runs one partition's cleaning, its failure as the reason to give: an error, or a panic
+/// (a bug), which marks that partition uncleanable as an error does, instead of ending
+/// the cleaner thread and with it the cleaning of every other partition. What the
+/// cleaning held is reset by the next one (the key map is cleared first; the log's
+/// cleaning claim and open files are dropped as the panic unwinds).
+fn contained<T>(clean: impl FnOnce() -> Result<T>) -> std::result::Result<T, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(clean)) {
+        Ok(outcome) => outcome.map_err(|err| err.to_string()),
+        Err(panic) => {
+            let what = (panic.downcast_ref::<&str>().copied())
+                .or(panic.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("no message");
+            Err(format!("the cleaning panicked (a bug): {what}"))
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -270,4 +288,27 @@ fn stall_key(range: &Cleanable, log: &Log) -> (i64, i64, i64) {
         log.log_end_offset(),
         log.high_watermark(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+
+    /// A cleaning that panics fails its partition with the panic's message, as one that
+    /// returns an error does; the cleaner goes on. A panic (the superseded-batch bitmap's,
+    /// on a damaged base offset) ended the cleaner thread for every partition.
+    #[test]
+    fn a_cleaning_that_panics_fails_its_partition_alone() {
+        assert_eq!(contained(|| Ok(7)), Ok(7));
+        let failed = contained::<()>(|| Err(Error::InvalidConfig("bad".into())));
+        assert_eq!(failed, Err("invalid configuration: bad".to_string()));
+        let panicked = contained::<()>(|| panic!("index {} out of bounds", 9));
+        assert_eq!(
+            panicked,
+            Err("the cleaning panicked (a bug): index 9 out of bounds".to_string())
+        );
+        let panicked = contained::<()>(|| panic!("static"));
+        assert!(panicked.is_err_and(|why| why.ends_with("static")));
+    }
 }
