@@ -54,8 +54,14 @@ impl ThrottleMeter {
 }
 
 impl Throttle {
-    /// A throttle at `bytes_per_second`; an infinite, zero or negative rate does not limit.
+    /// A throttle at `bytes_per_second`; an infinite, zero or negative rate does not limit,
+    /// and a positive rate below one byte a second counts as one (below that, the waits of
+    /// a cleaning would not fit a `Duration`, whose conversion panics).
     pub fn new(bytes_per_second: f64) -> Throttle {
+        let bytes_per_second = match bytes_per_second {
+            r if r > 0.0 && r.is_finite() => r.max(1.0),
+            r => r,
+        };
         Throttle {
             bytes_per_second,
             started: Instant::now(),
@@ -478,6 +484,14 @@ mod tests {
             "moved, still metered"
         );
         assert_eq!(Throttle::unlimited().due(), None);
+        // An absurdly small rate counts as a byte a second: its waits overflowed a
+        // `Duration` and panicked the read-ahead thread.
+        let mut tiny = Throttle::new(1e-300);
+        tiny.bytes = 1 << 30;
+        assert_eq!(tiny.due(), Some(Duration::from_secs(1 << 30)));
+        for off in [0.0, -1.0, f64::NAN] {
+            assert_eq!(Throttle::new(off).due(), None, "{off}");
+        }
     }
     use crate::io::sim::SimStorage;
     use crate::io::OpenMode;
