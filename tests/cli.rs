@@ -581,7 +581,7 @@ fn demo_failover_json_summary() {
 fn produce_refuses_bad_topics_and_missing_dirs_before_writing() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("logs");
-    let run = |dir: &Path, topic: &str, create: bool| {
+    let run_with = |dir: &Path, topic: &str, create: bool, record_bytes: &str| {
         let mut args = vec![
             "produce",
             "--dir",
@@ -593,13 +593,14 @@ fn produce_refuses_bad_topics_and_missing_dirs_before_writing() {
             "--records",
             "3",
             "--record-bytes",
-            "10",
+            record_bytes,
         ];
         if create {
             args.push("--create");
         }
         partlog(&args)
     };
+    let run = |dir: &Path, topic: &str, create: bool| run_with(dir, topic, create, "10");
     let out = run(&dir, "orders", false);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -621,20 +622,7 @@ fn produce_refuses_bad_topics_and_missing_dirs_before_writing() {
     // Record sizes that cannot fit a batch, up to one whose length overflowed: refused
     // before the dir is made (the check came after, and the largest one panicked).
     for bytes in ["2000000", &usize::MAX.to_string()] {
-        let out = partlog(&[
-            "produce",
-            "--dir",
-            s(&dir),
-            "--topic",
-            "orders",
-            "--partition",
-            "0",
-            "--records",
-            "1",
-            "--record-bytes",
-            bytes,
-            "--create",
-        ]);
+        let out = run_with(&dir, "orders", true, bytes);
         assert_eq!(out.status.code(), Some(2), "{bytes}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("does not fit in a batch"), "{bytes}: {err}");
