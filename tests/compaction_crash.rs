@@ -92,9 +92,16 @@ fn ops(c: SimCounters) -> [(SimOp, u64); 5] {
     ]
 }
 
-#[test]
-fn a_crash_at_any_step_of_a_cleaning_reads_as_before_or_after_it() {
-    // The uninterrupted cleaning: what before and after look like, and its steps.
+/// The uninterrupted cleaning: what the log reads before and after it, and the disk's
+/// counters around it (its steps).
+struct Reference {
+    before: Records,
+    after: Records,
+    start: SimCounters,
+    end: SimCounters,
+}
+
+fn reference() -> Reference {
     let (disk, cleaner) = setup();
     let (dir, log) = open(&disk);
     let before: Records = log_records(&log);
@@ -107,7 +114,22 @@ fn a_crash_at_any_step_of_a_cleaning_reads_as_before_or_after_it() {
     assert_ne!(before, after, "the cleaning changes the log");
     assert!(report.records.tombstones_dropped > 0, "{report:?}");
     assert!(report.records.superseded > 0, "{report:?}");
-    drop((dir, log));
+    Reference {
+        before,
+        after,
+        start,
+        end,
+    }
+}
+
+#[test]
+fn a_crash_at_any_step_of_a_cleaning_reads_as_before_or_after_it() {
+    let Reference {
+        before,
+        after,
+        start,
+        end,
+    } = reference();
 
     let mut crashes = 0;
     for ((op, from), (_, to)) in ops(start).into_iter().zip(ops(end)) {
@@ -150,14 +172,12 @@ fn a_crash_at_any_step_of_a_cleaning_reads_as_before_or_after_it() {
 /// took the swaps left for committed and put part of the cleaning in.
 #[test]
 fn a_crash_while_recovery_finishes_a_cleaning_reads_as_before_or_after_it() {
-    let (disk, cleaner) = setup();
-    let (dir, log) = open(&disk);
-    let before: Records = log_records(&log);
-    let start = disk.counters();
-    cleaner.clean_once(&dir, NOW).expect("clean");
-    let end = disk.counters();
-    let after: Records = log_records(&log);
-    drop((dir, log));
+    let Reference {
+        before,
+        after,
+        start,
+        end,
+    } = reference();
 
     // The disk after a crash at `op` #`n` of the cleaning.
     let crashed_cleaning = |seed: u64, op: SimOp, n: u64| {

@@ -2,8 +2,9 @@
 //! own log dir on its own simulated disk ([`SimStorage`], which loses unsynced writes when
 //! a broker is killed), a controller that holds the ISR, elects leaders from it and
 //! decides ISR changes, and a network between the replicas (and from the controller to
-//! the leader) that can drop, delay, duplicate and reorder messages and cut brokers off. Tests, the simulation and `partlog demo` drive replication with it; an
-//! embedder can use it to try its own failure stories.
+//! the leader) that can drop, delay, duplicate and reorder messages and cut brokers off.
+//! Tests, the simulation and `partlog demo` drive replication with it; an embedder can
+//! use it to try its own failure stories.
 //!
 //! Everything is deterministic for a seed: time is a [`ManualClock`] the caller advances,
 //! and each network fault is drawn from a seeded generator.

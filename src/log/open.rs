@@ -184,9 +184,9 @@ impl Log {
         // A log start made durable past what survived a crash (DeleteRecords or retention
         // checkpointed it, the batches below it were never flushed): the log starts over,
         // empty, at that log start, as Kafka's loader does. Offsets below it were handed
-        // out and deleted; an append must not get them again.
-        // Nothing visible is lost (all of it lay below the log start), so it is no
-        // warning; the report's log start and end say where the log stands.
+        // out and deleted; an append must not get them again. Nothing visible is lost (all
+        // of it lay below the log start), so it is no warning: the report's log start and
+        // end say where the log stands.
         if let Some(checkpointed) = options.log_start_offset.filter(|&s| s > log_end_offset) {
             log.truncate_fully_and_start_at(checkpointed)?;
             report.segments = log.segments().len();

@@ -67,7 +67,7 @@ pub struct LogDir {
     /// Log start offsets as last checkpointed (read at open, updated by each write).
     log_start_offsets: Arc<SharedOffsetsFile>,
     /// High watermarks as last checkpointed (read at open, updated by each write).
-    high_watermarks: Mutex<BTreeMap<TopicPartition, i64>>,
+    high_watermarks: SharedOffsetsFile,
     /// The cleaner's first dirty offsets as last checkpointed, shared with the logs.
     cleaner_offsets: Arc<SharedOffsetsFile>,
     logs: Mutex<BTreeMap<TopicPartition, Arc<Log>>>,
@@ -112,11 +112,8 @@ impl LogDir {
             path.join(LOG_START_OFFSET_FILE),
             &mut warnings,
         ));
-        let high_watermarks = read_offsets(
-            storage.as_ref(),
-            &path.join(REPLICATION_FILE),
-            &mut warnings,
-        );
+        let high_watermarks =
+            SharedOffsetsFile::read(&storage, path.join(REPLICATION_FILE), &mut warnings);
         let cleaner_offsets = Arc::new(SharedOffsetsFile::read(
             &storage,
             path.join(CLEANER_FILE),
@@ -130,7 +127,7 @@ impl LogDir {
             clean_shutdown,
             recovery_points,
             log_start_offsets,
-            high_watermarks: Mutex::new(high_watermarks),
+            high_watermarks,
             cleaner_offsets,
             logs: Mutex::new(BTreeMap::new()),
             opening: Mutex::new(BTreeMap::new()),
@@ -342,36 +339,19 @@ impl LogDir {
     /// The high watermark `replication-offset-checkpoint` holds for `tp` (to be clamped to
     /// the log by the replica, see [`crate::replica::Partition::new`]).
     pub fn checkpointed_high_watermark(&self, tp: &TopicPartition) -> Option<i64> {
-        self.high_watermarks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(tp)
-            .copied()
+        self.high_watermarks.get(tp)
     }
 
     /// Writes `replication-offset-checkpoint` with these partitions' high watermarks, and
     /// the last known ones of the others (the replica layer calls it on an interval and at
     /// clean shutdown, as Kafka does).
     pub fn write_high_watermarks(&self, hws: &[(TopicPartition, i64)]) -> Result<()> {
-        self.update_offsets_file(&self.high_watermarks, REPLICATION_FILE, hws)
-    }
-
-    /// Rewrites the offsets file `name` with `updates` over the entries `known` holds,
-    /// then remembers the result.
-    fn update_offsets_file(
-        &self,
-        known: &Mutex<BTreeMap<TopicPartition, i64>>,
-        name: &str,
-        updates: &[(TopicPartition, i64)],
-    ) -> Result<()> {
-        let _one_at_a_time = self.checkpointing.lock().unwrap_or_else(|e| e.into_inner());
-        let mut next = known.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        for (tp, offset) in updates {
-            next.insert(tp.clone(), *offset);
-        }
-        write_offsets(self.storage.as_ref(), &self.path.join(name), &next)?;
-        *known.lock().unwrap_or_else(|e| e.into_inner()) = next;
-        Ok(())
+        self.high_watermarks.update(|written| {
+            for (tp, hw) in hws {
+                written.insert(tp.clone(), *hw);
+            }
+            true
+        })
     }
 
     /// Closes every log, writes the checkpoints, then the clean-shutdown marker when the
@@ -429,11 +409,10 @@ impl LogDir {
     /// not put it forward again).
     pub fn write_cleaner_offset(&self, tp: &TopicPartition, offset: i64) -> Result<()> {
         let log = self.log(tp);
-        self.cleaner_offsets.update(tp, |_| {
-            Some(
-                log.as_ref()
-                    .map_or(offset, |l| offset.min(l.truncated_to())),
-            )
+        self.cleaner_offsets.update(|written| {
+            let truncated_to = log.as_ref().map_or(i64::MAX, |l| l.truncated_to());
+            written.insert(tp.clone(), offset.min(truncated_to));
+            true
         })
     }
 
@@ -495,27 +474,38 @@ impl SharedOffsetsFile {
         Ok(())
     }
 
-    /// Sets `tp`'s entry to what `next` makes of the current one, and rewrites the file;
-    /// nothing when `next` says `None`.
+    /// Changes the entries with `change` and rewrites the file, unless `change` says it
+    /// changed nothing; one change at a time, each written in the order it was made.
     fn update(
         &self,
-        tp: &TopicPartition,
-        next: impl FnOnce(Option<i64>) -> Option<i64>,
+        change: impl FnOnce(&mut BTreeMap<TopicPartition, i64>) -> bool,
     ) -> Result<()> {
         let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(offset) = next(written.get(tp).copied()) else {
-            return Ok(());
-        };
-        let mut offsets = written.clone();
-        offsets.insert(tp.clone(), offset);
-        write_offsets(self.storage.as_ref(), &self.path, &offsets)?;
-        *written = offsets;
+        let mut next = written.clone();
+        if change(&mut next) {
+            write_offsets(self.storage.as_ref(), &self.path, &next)?;
+            *written = next;
+        }
         Ok(())
+    }
+
+    /// Takes `tp`'s entry back to `offset` if it is past it (a truncation cut the log
+    /// there); whether it did.
+    fn lower(&self, tp: &TopicPartition, offset: i64) -> Result<bool> {
+        let mut lowered = false;
+        self.update(|written| {
+            if let Some(entry) = written.get_mut(tp).filter(|e| **e > offset) {
+                *entry = offset;
+                lowered = true;
+            }
+            lowered
+        })?;
+        Ok(lowered)
     }
 }
 
-/// One partition's entries in the dir's recovery-point and cleaner checkpoints, as its
-/// log sees them.
+/// One partition's entries in the dir's recovery-point, log-start and cleaner
+/// checkpoints, as its log sees them.
 #[derive(Debug)]
 struct PartitionCheckpoint {
     recovery_points: Arc<SharedOffsetsFile>,
@@ -534,19 +524,11 @@ impl RecoveryPointCheckpoint for PartitionCheckpoint {
         // leader's log): the checkpoint comes back with it, so that an open after a crash
         // may trust a checkpointed log start past the recovered log end as one the log
         // really had (see `Log::open`).
-        let back = |entry: Option<i64>| entry.filter(|&e| e > offset).map(|_| offset);
-        let mut lowered = false;
-        self.log_starts.update(&self.tp, |entry| {
-            lowered = back(entry).is_some();
-            back(entry)
-        })?;
-        if lowered {
+        if self.log_starts.lower(&self.tp, offset)? {
             log.log_start_checkpointed(offset);
         }
         // As Kafka's `maybeTruncateCheckpoint`: only ever back.
-        (self.cleaner).update(&self.tp, |first_dirty| {
-            first_dirty.filter(|&f| f > offset).map(|_| offset)
-        })
+        self.cleaner.lower(&self.tp, offset).map(|_| ())
     }
 }
 
