@@ -1360,6 +1360,53 @@ fn clean_stops_below_the_checkpointed_high_watermark() {
     );
 }
 
+/// A partition that `replication-offset-checkpoint` leaves out, in a dir that has one, is a
+/// replica whose high watermark is its log start (as a Kafka broker reads it): `clean`
+/// says so and changes nothing, where a dir without the file is cleaned to its active
+/// segment (the test above). Cleaning past a high watermark it does not know could drop a
+/// key's older records for a latest one that a truncation then cuts.
+#[test]
+fn clean_holds_a_replica_the_high_watermark_checkpoint_leaves_out() {
+    use partlog::manager::{LogDir, LogDirOptions};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("logs");
+    compacted_topic(&dir);
+    let other = partlog::checkpoint::TopicPartition::new("other", 0);
+    let log_dir = LogDir::open(
+        partlog::io::real::RealStorage::shared(),
+        &dir,
+        LogDirOptions::default(),
+    )
+    .unwrap();
+    log_dir.write_high_watermarks(&[(other, 7)]).unwrap();
+    log_dir.close().unwrap();
+    let before = dir_snapshot(&dir);
+
+    let lines = expect(
+        &["clean", "--dir", s(&dir), "--topic", "prices", "--json"],
+        0,
+    );
+    let held: Vec<&String> = lines
+        .iter()
+        .filter(|l| field(l, "type").as_deref() == Some("held"))
+        .collect();
+    assert_eq!(held.len(), 1, "{lines:?}");
+    assert_eq!(field(held[0], "partition").as_deref(), Some("prices-0"));
+    assert_eq!(int(lines.last().unwrap(), "cleanings"), 0, "{lines:?}");
+    let prices = dir.join("prices-0");
+    let segment_files = |snapshot: Vec<(PathBuf, Vec<u8>)>| {
+        snapshot
+            .into_iter()
+            .filter(|(path, _)| path.starts_with(&prices))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        segment_files(dir_snapshot(&dir)),
+        segment_files(before),
+        "a replica with no checkpointed high watermark was cleaned"
+    );
+}
+
 /// The offsets log cleaned by `clean` lists the same committed offsets as before: the
 /// cleaning drops only commits a later one superseded.
 #[test]

@@ -342,6 +342,13 @@ impl LogDir {
         self.high_watermarks.get(tp)
     }
 
+    /// Whether the dir has a `replication-offset-checkpoint`: its partitions are replicas,
+    /// and one the file leaves out has its high watermark at its log start (as a Kafka
+    /// broker reads it). A dir without one holds logs that no replica layer wrote.
+    pub fn tracks_high_watermarks(&self) -> bool {
+        self.storage.exists(&self.path.join(REPLICATION_FILE))
+    }
+
     /// Writes `replication-offset-checkpoint` with these partitions' high watermarks, and
     /// the last known ones of the others (the replica layer calls it on an interval and at
     /// clean shutdown, as Kafka does).
