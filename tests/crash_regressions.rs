@@ -925,3 +925,36 @@ fn two_readers_needing_one_index_rebuild_take_turns() {
     };
     common::meet_in_a_held_sync(&sim, ".index.tmp", || read(3), || read(11));
 }
+
+/// An empty active segment that an append's offsets do not fit (a follower copying a
+/// compacted leader whose offsets jump by more than a segment's `i32` index can span) is
+/// replaced by a new one. It was renamed away before the new one was created, so a power
+/// loss at the create could keep the renames: no segment at all, and the log reopened at
+/// the log start it was opened with, below the offsets it had reached. The new segment is
+/// now durable first.
+#[test]
+fn power_loss_while_replacing_an_empty_active_segment_keeps_the_log_end() {
+    let far = 100 + i64::from(i32::MAX) + 10;
+    let crash_points = (1..=4)
+        .map(|n| (SimOp::Create, n))
+        .chain((1..=4).map(|n| (SimOp::Rename, n)))
+        .chain((1..=2).map(|n| (SimOp::SyncDir, n)));
+    for (op, n) in crash_points {
+        for seed in 0..8 {
+            let sim = SimStorage::new(seed);
+            let (log, _) = Log::open(options(&sim, compacted())).expect("open");
+            log.truncate_fully_and_start_at(100).expect("start at 100");
+            sim.fail_nth(op, n, FaultKind::Crash).expect("arm");
+            let appended = log.append_as_follower(&leader_copy(2, 10, far));
+            drop(log);
+            sim.clear_faults();
+            let (log, report) = Log::open(options(&sim, compacted())).expect("reopen");
+            assert!(
+                log.log_end_offset() >= 100,
+                "crash at {op:?} {n}, seed {seed} (append: {appended:?}): the log reopened \
+                 at {} ({report:?})",
+                log.log_end_offset()
+            );
+        }
+    }
+}

@@ -137,9 +137,17 @@ impl ControllerIsr {
     }
 
     /// The controller changes the ISR on its own (a broker's session ended).
+    ///
+    /// The version is an `i32`, as Kafka's partition epoch is. A version that wrapped
+    /// would be refused by the leader as stale while the ISR it stands for is not, so
+    /// the count is checked: 2^31 changes within one leadership (centuries of changes a
+    /// second) panic rather than wrap.
     pub fn change(&mut self, isr: Vec<i32>) {
         self.isr = isr;
-        self.version += 1;
+        self.version = self
+            .version
+            .checked_add(1)
+            .expect("2^31 ISR changes within one leadership");
     }
 
     /// Tells `leader`, of the leadership of `leader_epoch`, the ISR held here, as a

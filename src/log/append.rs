@@ -338,14 +338,19 @@ impl Log {
         )?))
     }
 
+    /// The new segment is made durable before the empty one is renamed away: a power loss
+    /// in between then leaves both (the empty one holds nothing a later base overlaps), where
+    /// the other order could leave no segment at all, and the log would reopen at the
+    /// checkpointed log start, below offsets it had given out.
     fn replace_empty_active(
         &self,
         writer: &mut Writer,
         empty: Arc<Segment>,
         base_offset: i64,
     ) -> Result<Arc<Segment>> {
-        self.schedule_deletion(writer, std::slice::from_ref(&empty))?;
         let segment = self.new_segment(base_offset)?;
+        self.storage.sync_dir(&self.dir)?;
+        self.schedule_deletion(writer, std::slice::from_ref(&empty))?;
         let mut segments = Vec::clone(&self.segments());
         segments.pop();
         segments.push(segment.clone());
