@@ -344,6 +344,52 @@ fn a_marker_goes_once_its_transaction_is_gone_and_its_horizon_passed() {
     assert_eq!(step(NOW + DELETE_RETENTION_MS, "at the horizon"), 0);
 }
 
+/// A transaction's batch that a cleaning emptied, and kept because it ends its group of
+/// segments, blocked its marker's removal at every later cleaning (the marker goes only
+/// once no batch of its transaction is read before it), so the marker stayed for good.
+/// An emptied batch holds nothing a reader could be inside: it no longer counts.
+#[test]
+fn a_transaction_batch_left_empty_does_not_keep_its_marker() {
+    let (dir, log, cleaner) = open(7, 4096);
+    let mut appended = Vec::new();
+    let big = "v".repeat(1000);
+    append(&log, &mut appended, Some(7), vec![kv("a", Some(&big))]);
+    log.force_roll().unwrap();
+    // The marker's segment, with the record that supersedes the transaction's, is too
+    // large to share a group with the first, even once that one is emptied.
+    end(&log, &mut appended, 7, true);
+    append(
+        &log,
+        &mut appended,
+        None,
+        vec![kv("a", Some(&"w".repeat(1880)))],
+    );
+    let mut step = |now: i64, what: &str| {
+        append(&log, &mut appended, None, vec![kv("z", Some(what))]);
+        log.force_roll().unwrap();
+        clean_all_at(&cleaner, &dir, now, what);
+        assert_eq!(committed(&read_items(&log)), committed(&appended), "{what}");
+        let first = read_items(&log).into_iter().next();
+        let emptied = matches!(&first, Some(Item::Records(Some(7), r)) if r.is_empty());
+        (emptied, markers(&log))
+    };
+    assert_eq!(
+        step(NOW, "the transaction's record is superseded"),
+        (true, 1)
+    );
+    assert_eq!(
+        step(NOW, "the emptied batch stays, ending its group"),
+        (true, 1)
+    );
+    assert_eq!(
+        step(
+            NOW + DELETE_RETENTION_MS,
+            "past the horizon the marker goes"
+        ),
+        (true, 0)
+    );
+}
+
 /// A committed transaction with more keys than the whole map holds, where the dirty range
 /// begins: held back until its marker and then put whole, it never fit, and every
 /// cleaning ended where it began, so nothing after it was ever cleaned. Decided, its

@@ -147,7 +147,8 @@ pub fn filter_batch(
             && header.base_offset < rules.end_offset
             && header.compression() == Compression::None
             && batch.marker_commits().is_some();
-    } else if header.is_transactional() {
+    } else if header.is_transactional() && header.records_count > 0 {
+        // A batch an earlier cleaning emptied holds nothing a reader could be inside.
         scratch.transaction_read.insert(header.producer_id);
     }
     if header.compression() != Compression::None || (header.is_control() && !marker_may_go) {
@@ -198,12 +199,14 @@ pub fn filter_batch(
         None if kept_tombstone => Some(rules.now_ms.saturating_add(rules.delete_retention_ms)),
         h => h,
     };
+    // Before the copy as it is: a batch an earlier cleaning left empty at the end of its
+    // group goes once it no longer ends one, as Kafka's cleaner drops empty batches.
+    if kept == 0 && !keep_if_empty {
+        return Ok(false);
+    }
     if kept == header.records_count && horizon == old_horizon {
         out.extend_from_slice(batch.as_bytes());
         return Ok(true);
-    }
-    if kept == 0 && !keep_if_empty {
-        return Ok(false);
     }
     // Second pass: the new batch, header first (patched below), then the kept records.
     let start = out.len();
