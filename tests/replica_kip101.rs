@@ -107,3 +107,61 @@ fn kip_101_scenario_2_leader_epoch_truncation_makes_them_identical() {
         TruncationMode::LeaderEpoch
     ));
 }
+
+/// `(epoch, start offset)` of each entry of the log's leader-epoch cache.
+fn epochs(log: &partlog::log::Log) -> Vec<(i32, i64)> {
+    log.epoch_entries()
+        .iter()
+        .map(|e| (e.epoch, e.start_offset))
+        .collect()
+}
+
+/// A replica that led an epoch without appending in it, then follows, kept that epoch's
+/// entry at its log end. Its fetch carries its last batch's epoch, so the new leader saw
+/// no divergence; the first batch it copied (of the epoch before) then dropped every
+/// entry from that epoch on, the older epoch's true start included, and it answered later
+/// followers that the epoch before ended where that epoch really began: logs that
+/// differed below the HW stayed so. Stepping down now drops epochs that start at the log
+/// end, as Kafka's follower does through the divergence its cache's latest epoch brings.
+#[test]
+fn an_epoch_led_without_appends_does_not_stay_in_the_cache_of_a_follower() {
+    let c = Cluster::new(3, 1, TruncationMode::LeaderEpoch);
+    c.replica(0)
+        .append(&mut batch(2, 10, 0), Acks::Leader, 30_000)
+        .unwrap();
+    c.replicate(0, &[1, 2]);
+    // Broker 1 leads epoch 2 and writes; broker 2 copies only its first batch.
+    c.replica(1)
+        .become_leader(2, vec![0, 1, 2], vec![1, 2])
+        .unwrap();
+    c.replica(2).become_follower(2, 1).unwrap();
+    c.replica(1)
+        .append(&mut batch(2, 10, 2), Acks::Leader, 30_000)
+        .unwrap();
+    c.fetch(2, 1);
+    c.replica(1)
+        .append(&mut batch(2, 10, 4), Acks::Leader, 30_000)
+        .unwrap();
+    assert_eq!(epochs(c.replica(2).log()), vec![(1, 0), (2, 2)]);
+    // Broker 2 leads epoch 3 without appending, then follows broker 1 in epoch 4.
+    c.replica(2)
+        .become_leader(3, vec![0, 1, 2], vec![2])
+        .unwrap();
+    assert_eq!(epochs(c.replica(2).log()), vec![(1, 0), (2, 2), (3, 4)]);
+    c.replica(1)
+        .become_leader(4, vec![0, 1, 2], vec![1, 2])
+        .unwrap();
+    c.replica(2).become_follower(4, 1).unwrap();
+    c.replicate(1, &[2]);
+    assert_eq!(contents(c.replica(2).log()), contents(c.replica(1).log()));
+    assert_eq!(
+        epochs(c.replica(2).log()),
+        vec![(1, 0), (2, 2)],
+        "the follower's cache holds epoch 2 from where it began"
+    );
+    assert_eq!(
+        c.replica(2).log().end_offset_for_epoch(1),
+        (1, 2),
+        "epoch 1 ends where epoch 2 began"
+    );
+}

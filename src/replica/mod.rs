@@ -409,7 +409,8 @@ impl Partition {
     /// Becomes a follower of `leader_id` in `epoch`. Pending `acks=all` appends fail with
     /// [`Error::NotLeaderOrFollower`]. In [`TruncationMode::HighWatermark`] the log is cut
     /// to the high watermark here, and after a scrub found damage while this replica led,
-    /// it is cut where the damage starts.
+    /// it is cut where the damage starts. An epoch it led without appending (one that
+    /// starts at its log end) leaves its leader-epoch cache.
     pub fn become_follower(&self, epoch: i32, leader_id: i32) -> Result<()> {
         let _exclusive = self.role_change.write().unwrap_or_else(|e| e.into_inner());
         let mut state = self.state();
@@ -423,7 +424,18 @@ impl Partition {
         if self.config.truncation == TruncationMode::HighWatermark {
             cut = Some(cut.map_or(state.high_watermark, |c| c.min(state.high_watermark)));
         }
-        if let Some(offset) = cut {
+        // Without a cut, still as far as the log end: an epoch this replica led without
+        // appending starts there and would stay in its cache. Its fetches carry its last
+        // batch's epoch (see `last_fetched_epoch`), so no leader answers a divergence that
+        // drops it, as Kafka's follower (whose fetches carry its cache's latest epoch) is
+        // answered; the first batch it then copies, of an earlier epoch, would drop that
+        // earlier epoch's true start with it.
+        let end = self.log.log_end_offset();
+        let led_without_appends = || {
+            let entries = self.log.epoch_entries();
+            entries.last().is_some_and(|e| e.start_offset >= end)
+        };
+        if let Some(offset) = cut.or_else(|| led_without_appends().then_some(end)) {
             self.log.truncate_to(offset)?;
             self.cap_high_watermark(&mut state);
         }
