@@ -344,10 +344,11 @@ fn a_marker_goes_once_its_transaction_is_gone_and_its_horizon_passed() {
     assert_eq!(step(NOW + DELETE_RETENTION_MS, "at the horizon"), 0);
 }
 
-/// A transaction's batch that a cleaning emptied, and kept because it ends its group of
-/// segments, blocked its marker's removal at every later cleaning (the marker goes only
-/// once no batch of its transaction is read before it), so the marker stayed for good.
-/// An emptied batch holds nothing a reader could be inside: it no longer counts.
+/// A transaction's batch that a cleaning emptied is kept while it ends its group of
+/// segments, as a plain empty batch: kept as a transactional one, it blocked its marker's
+/// removal at every later cleaning (a marker goes only once no batch of its transaction
+/// is read before it), and once let through, outlived the marker as a transaction that
+/// never ends, which held back the cleaning of a replica copying the log.
 #[test]
 fn a_transaction_batch_left_empty_does_not_keep_its_marker() {
     let (dir, log, cleaner) = open(7, 4096);
@@ -370,7 +371,7 @@ fn a_transaction_batch_left_empty_does_not_keep_its_marker() {
         clean_all_at(&cleaner, &dir, now, what);
         assert_eq!(committed(&read_items(&log)), committed(&appended), "{what}");
         let first = read_items(&log).into_iter().next();
-        let emptied = matches!(&first, Some(Item::Records(Some(7), r)) if r.is_empty());
+        let emptied = matches!(&first, Some(Item::Records(None, r)) if r.is_empty());
         (emptied, markers(&log))
     };
     assert_eq!(
@@ -387,6 +388,10 @@ fn a_transaction_batch_left_empty_does_not_keep_its_marker() {
             "past the horizon the marker goes"
         ),
         (true, 0)
+    );
+    assert!(
+        log.open_transactions(|_| {}).unwrap().is_empty(),
+        "the emptied batch reads as no open transaction"
     );
 }
 

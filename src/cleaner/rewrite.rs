@@ -26,8 +26,9 @@ use crate::record::{
 };
 
 use crate::record::batch::{
-    ATTRIBUTES_AT, BASE_TIMESTAMP_AT, BATCH_LENGTH_AT, CRC_AT, DELETE_HORIZON_BIT,
-    MAX_TIMESTAMP_AT, RECORDS_COUNT_AT,
+    ATTRIBUTES_AT, BASE_SEQUENCE_AT, BASE_TIMESTAMP_AT, BATCH_LENGTH_AT, CRC_AT,
+    DELETE_HORIZON_BIT, MAX_TIMESTAMP_AT, PRODUCER_EPOCH_AT, PRODUCER_ID_AT, RECORDS_COUNT_AT,
+    TRANSACTIONAL_BIT,
 };
 use crate::record::LOG_OVERHEAD;
 
@@ -147,8 +148,7 @@ pub fn filter_batch(
             && header.base_offset < rules.end_offset
             && header.compression() == Compression::None
             && batch.marker_commits().is_some();
-    } else if header.is_transactional() && header.records_count > 0 {
-        // A batch an earlier cleaning emptied holds nothing a reader could be inside.
+    } else if header.is_transactional() {
         scratch.transaction_read.insert(header.producer_id);
     }
     if header.compression() != Compression::None || (header.is_control() && !marker_may_go) {
@@ -204,7 +204,13 @@ pub fn filter_batch(
     if kept == 0 && !keep_if_empty {
         return Ok(false);
     }
-    if kept == header.records_count && horizon == old_horizon {
+    // An emptied batch is kept only to end its group, so it keeps no producer: an emptied
+    // transactional batch would otherwise hold its marker back for as long as it ends a
+    // group, or, left past its marker, read as a transaction that never ends (to the
+    // map pass of a replica that copies the log, to the log's open transactions, to a
+    // Kafka broker's producer state).
+    let placeholder = kept == 0 && header.is_transactional();
+    if kept == header.records_count && horizon == old_horizon && !placeholder {
         out.extend_from_slice(batch.as_bytes());
         return Ok(true);
     }
@@ -224,6 +230,13 @@ pub fn filter_batch(
     let mut attributes = header.attributes & !DELETE_HORIZON_BIT;
     if horizon.is_some() {
         attributes |= DELETE_HORIZON_BIT;
+    }
+    if placeholder {
+        attributes &= !TRANSACTIONAL_BIT;
+        let b = &mut out[start..];
+        b[PRODUCER_ID_AT..PRODUCER_ID_AT + 8].copy_from_slice(&(-1i64).to_be_bytes());
+        b[PRODUCER_EPOCH_AT..PRODUCER_EPOCH_AT + 2].copy_from_slice(&(-1i16).to_be_bytes());
+        b[BASE_SEQUENCE_AT..BASE_SEQUENCE_AT + 4].copy_from_slice(&(-1i32).to_be_bytes());
     }
     if kept == 0 || header.timestamp_type() == TimestampType::LogAppendTime {
         max_timestamp = header.max_timestamp;

@@ -15,9 +15,9 @@ pub(crate) const ATTRIBUTES_AT: usize = 21;
 const LAST_OFFSET_DELTA_AT: usize = 23;
 pub(crate) const BASE_TIMESTAMP_AT: usize = 27;
 pub(crate) const MAX_TIMESTAMP_AT: usize = 35;
-const PRODUCER_ID_AT: usize = 43;
-const PRODUCER_EPOCH_AT: usize = 51;
-const BASE_SEQUENCE_AT: usize = 53;
+pub(crate) const PRODUCER_ID_AT: usize = 43;
+pub(crate) const PRODUCER_EPOCH_AT: usize = 51;
+pub(crate) const BASE_SEQUENCE_AT: usize = 53;
 pub(crate) const RECORDS_COUNT_AT: usize = 57;
 
 const _: () = assert!(RECORDS_COUNT_AT + 4 == HEADER_LEN);
@@ -26,7 +26,7 @@ const _: () = assert!(NO_PARTITION_LEADER_EPOCH < 0);
 
 const COMPRESSION_MASK: i16 = 0x07;
 const TIMESTAMP_TYPE_BIT: i16 = 1 << 3;
-const TRANSACTIONAL_BIT: i16 = 1 << 4;
+pub(crate) const TRANSACTIONAL_BIT: i16 = 1 << 4;
 const CONTROL_BIT: i16 = 1 << 5;
 pub(crate) const DELETE_HORIZON_BIT: i16 = 1 << 6;
 
