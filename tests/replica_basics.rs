@@ -588,6 +588,30 @@ fn becoming_leader_of_the_same_epoch_again_changes_nothing() {
     assert_eq!(leader.leader_epoch(), 1);
 }
 
+/// A leader that stays leader in a new epoch keeps its `acks=all` appends waiting, as
+/// Kafka's delayed produces stay in their purgatory: they complete once the new epoch's
+/// ISR holds them. They failed with `NotLeaderOrFollower` while their records stayed and
+/// were committed, so a producer retried and wrote them twice.
+#[test]
+fn a_leader_again_in_a_new_epoch_keeps_its_appends_waiting() {
+    let c = Cluster::new(3, 2, TruncationMode::LeaderEpoch);
+    let leader = c.replica(0);
+    let waiting = leader
+        .append(&mut batch(2, 20, 0), Acks::All, TIMEOUT_MS)
+        .unwrap();
+    leader
+        .become_leader(2, vec![0, 1, 2], vec![0, 1, 2])
+        .expect("a new epoch, the same leader");
+    for f in [1, 2] {
+        c.replica(f).become_follower(2, 0).unwrap();
+    }
+    assert!(waiting.poll().is_none(), "still waiting");
+    c.replicate(0, &[1, 2]);
+    let info = waiting.poll().expect("complete").expect("acknowledged");
+    assert_eq!((info.first_offset, info.last_offset), (0, 1));
+    assert_eq!(leader.high_watermark(), 2);
+}
+
 /// While a change of the ISR awaits the controller's answer, the HW waits for a follower
 /// about to join it, and the proposal stands: a follower that goes quiet meanwhile is not
 /// proposed out on top of it, since the controller may already have taken the first

@@ -347,7 +347,8 @@ impl Partition {
     /// epoch's start is recorded in the log's epoch cache before any append. Said again
     /// while leader of `epoch` with the same replicas, it changes nothing (not the ISR,
     /// its version, the followers' progress nor the appends waiting), as Kafka's
-    /// `makeLeader` in the same epoch keeps them.
+    /// `makeLeader` in the same epoch keeps them. Leader again in a new epoch, it keeps
+    /// the appends waiting, which complete once the new ISR holds them.
     /// [`Error::InvalidRequest`], changing nothing, unless both lists hold this broker,
     /// the ISR lies within the replicas, and neither names a broker twice.
     pub fn become_leader(&self, epoch: i32, replicas: Vec<i32>, isr: Vec<i32>) -> Result<()> {
@@ -388,7 +389,14 @@ impl Partition {
                 (r, state)
             })
             .collect();
-        Self::fail_pending(&mut state.role, Error::NotLeaderOrFollower);
+        // A leader that stays leader in a new epoch keeps its appends waiting, as Kafka's
+        // delayed produces stay in their purgatory: their records stay in its log and are
+        // committed once the new ISR holds them. Failing them told producers to retry
+        // records that were still committed, so they were written twice.
+        let pending = match &mut state.role {
+            Role::Leader(leader) => std::mem::take(&mut leader.pending),
+            Role::Follower => Vec::new(),
+        };
         state.role = Role::Leader(LeaderState {
             replicas,
             isr,
@@ -396,7 +404,7 @@ impl Partition {
             proposed_isr: None,
             followers,
             epoch_start_offset: leo,
-            pending: Vec::new(),
+            pending,
         });
         state.leader_epoch = epoch;
         state.leader_id = Some(self.config.broker_id);
