@@ -228,6 +228,19 @@ fn a_late_out_of_range_answer_is_ignored() {
     let fetched = contents(c.replica(1).log());
     assert!(!answer(c.replica(1)), "a late answer");
     assert_eq!(contents(c.replica(1).log()), fetched);
+
+    // Made leader of the epoch it followed in, it takes no answer to the fetch it sent as
+    // a follower: its log is cut by no fetch answer (it was, under its own appends).
+    let request = c.replica(1).fetch_request(1 << 20);
+    c.replica(1)
+        .become_leader(2, vec![0, 1, 2], vec![1])
+        .unwrap();
+    let err = c
+        .replica(1)
+        .handle_out_of_range(&request, 0, 0)
+        .unwrap_err();
+    assert!(matches!(err, Error::NotLeaderOrFollower), "{err}");
+    assert_eq!(contents(c.replica(1).log()), fetched);
 }
 
 /// Appends `segments` one-record batches with `acks=1`, each in a segment of its own.

@@ -183,7 +183,7 @@ impl Partition {
     /// end when it has less, or start over at its log start when this replica is behind
     /// it. Never a truncation to zero (KAFKA-2143). As with [`Partition::apply_fetch`], an
     /// answer to another fetch than the one this replica would send now changes nothing
-    /// and returns false.
+    /// and returns false; a leader refuses it ([`Error::NotLeaderOrFollower`]).
     pub fn handle_out_of_range(
         &self,
         request: &FetchRequest,
@@ -192,6 +192,11 @@ impl Partition {
     ) -> Result<bool> {
         check_bounds("out-of-range answer", leader_log_start, leader_leo)?;
         let mut state = self.state();
+        // As in `apply_fetch`: a leader's log is cut by no fetch answer, even one to the
+        // fetch it sent as a follower of the epoch it now leads.
+        if !matches!(state.role, Role::Follower) {
+            return Err(Error::NotLeaderOrFollower);
+        }
         if !self.would_send(
             &state,
             request.fetch_offset,
