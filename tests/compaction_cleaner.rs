@@ -339,6 +339,48 @@ fn a_truncation_below_the_checkpoint_makes_the_range_dirty_again_also_after_a_re
     assert!(dir.cleaner_offset(&tp).unwrap() > middle, "cleaned past it");
 }
 
+/// A truncation whose lowering of the cleaner checkpoint fails leaves the log failed: an
+/// append past the cut would be taken for clean after a restart, and never cleaned. (The
+/// truncation returned the error and the log took appends.)
+#[test]
+fn a_truncation_that_cannot_lower_the_cleaner_checkpoint_fails_the_log() {
+    let disk = SimStorage::new(9);
+    let dir = dir(
+        &disk,
+        LogConfig {
+            min_cleanable_dirty_ratio: 0.0,
+            ..config()
+        },
+    );
+    let cleaner = Cleaner::new(CleanerConfig::default());
+    let tp = TopicPartition::new("t", 0);
+    let (log, _) = dir.open_log(&tp).unwrap();
+    fill(&log, 10, 3, NOW);
+    while let CleanOutcome::Cleaned { .. } = cleaner.clean_once(&dir, NOW).unwrap() {}
+    let checkpoint = dir.cleaner_offset(&tp).unwrap();
+    let middle = checkpoint / 2;
+    disk.set_faults(FaultPlan {
+        write_eio: 1.0,
+        path_suffix: Some("cleaner-offset-checkpoint.tmp".into()),
+        ..FaultPlan::default()
+    });
+    assert!(
+        log.truncate_to(middle).is_err(),
+        "the checkpoint's write fails"
+    );
+    disk.clear_faults();
+    assert_eq!(dir.cleaner_offset(&tp), Some(checkpoint), "not lowered");
+    let end = log.log_end_offset();
+    assert!(end <= middle);
+    let record = (b"k0".to_vec(), Some(b"again".to_vec()));
+    assert!(
+        log.append_as_leader(&mut keyed_batch(&[record], NOW), 0)
+            .is_err(),
+        "an append past the cut while the checkpoint stands past it"
+    );
+    assert_eq!(log.log_end_offset(), end);
+}
+
 /// A compacted log refuses records without a key, as Kafka does; nothing is appended.
 #[test]
 fn a_compacted_log_refuses_keyless_records() {

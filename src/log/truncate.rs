@@ -47,8 +47,10 @@ impl Log {
                 }
                 Err(err) => return Self::fail(&mut writer, err),
             };
-            // Before the writer lets an append past the cut.
-            self.truncation_checkpointed(self.log_end_offset())?;
+            // Before the writer lets an append past the cut; failed, no append may pass it.
+            if let Err(err) = self.truncation_checkpointed(self.log_end_offset()) {
+                return Self::fail(&mut writer, err);
+            }
             removed
         };
         self.checkpoint_if_stale()?;
@@ -135,10 +137,12 @@ impl Log {
     pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<()> {
         {
             let mut writer = self.writer()?;
-            if let Err(err) = self.truncate_fully_locked(&mut writer, offset) {
+            if let Err(err) = self
+                .truncate_fully_locked(&mut writer, offset)
+                .and_then(|()| self.truncation_checkpointed(offset))
+            {
                 return Self::fail(&mut writer, err);
             }
-            self.truncation_checkpointed(offset)?;
         }
         self.checkpoint_if_stale()
     }
