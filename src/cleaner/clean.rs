@@ -223,8 +223,13 @@ fn clean_log_once(
     // a crash leaves the log as it was before the cleaning or as after it.
     let mut cleaned: Vec<Vec<Arc<Segment>>> = Vec::new();
     let mut scratch = FilterScratch::default();
+    let mut copies = Copies {
+        log,
+        bases: Vec::new(),
+    };
     for group in group_segments(&segments, &next_bases, log.config().segment_bytes) {
         let group_segments = &segments[group.clone()];
+        copies.bases.push(group_segments[0].base_offset());
         let written = clean_group(
             log,
             group_segments,
@@ -250,6 +255,28 @@ fn clean_log_once(
         report.segments_before - cleaned.iter().map(|g| g.len() - 1).sum::<usize>();
     report.aborted = !log.replace_with_cleaned(&cleaned)?;
     Ok(report)
+}
+
+/// The `.cleaned` copies a cleaning has begun, by base offset, removed if the cleaning
+/// unwinds (a panic, a bug, which the cleaner contains and goes on from). Left behind, a
+/// copy would mark a later cleaning's swap at or above its base as unfinished: a crash
+/// during that swap would make recovery undo the swap after its originals were renamed
+/// away. (An error removes them on its way out; so does recovery at the next open.)
+struct Copies<'a> {
+    log: &'a Log,
+    bases: Vec<i64>,
+}
+
+impl Drop for Copies<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for &base in &self.bases {
+                // Unwinding, the panic's report stands; a copy left despite this is
+                // removed by the next open's recovery.
+                let _ = self.log.discard_cleaned(base);
+            }
+        }
+    }
 }
 
 /// Removes the copies of groups that will not be swapped in.
@@ -540,4 +567,54 @@ fn clean_group(
         )));
     }
     Ok(Some(written))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::sim::SimStorage;
+    use crate::log::LogOpenOptions;
+
+    /// A cleaning that panics after writing copies (a bug the cleaner contains, going on
+    /// with later cleanings in the same process) removes them as it unwinds: left, one
+    /// would mark a later cleaning's swap as unfinished, and a crash during that swap
+    /// would make recovery undo it after its originals were renamed away.
+    #[test]
+    fn a_cleaning_that_panics_leaves_no_copies() {
+        let sim = SimStorage::new(5);
+        let (log, _) = Log::open(LogOpenOptions::new(sim.storage(), "/data/t-0")).unwrap();
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut copies = Copies {
+                log: &log,
+                bases: Vec::new(),
+            };
+            for base in [0, 200] {
+                copies.bases.push(base);
+                let mut file = log.create_cleaned(base).unwrap();
+                file.append(b"a copy").unwrap();
+            }
+            panic!("a bug in the second group's copy");
+        }));
+        assert!(unwound.is_err());
+        let left: Vec<String> = sim
+            .storage()
+            .list_dir(std::path::Path::new("/data/t-0"))
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .filter(|name| name.ends_with(crate::segment::files::CLEANED_SUFFIX))
+            .collect();
+        assert!(left.is_empty(), "copies left: {left:?}");
+
+        // Dropped without a panic (the swap or an error's own removal owns them then),
+        // the copies stay.
+        log.create_cleaned(400).unwrap().append(b"a copy").unwrap();
+        drop(Copies {
+            log: &log,
+            bases: vec![400],
+        });
+        assert!(sim
+            .storage()
+            .exists(&std::path::Path::new("/data/t-0").join("00000000000000000400.log.cleaned")));
+    }
 }

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::Log;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::io::StreamFile;
 use crate::segment::{files, Segment};
 
@@ -157,7 +157,7 @@ impl Log {
             }
         }
         let bases: Vec<i64> = groups.iter().map(|g| g[0].base_offset()).collect();
-        let swapped = (|| -> Result<Vec<Arc<Segment>>> {
+        let swap = || -> Result<Vec<Arc<Segment>>> {
             // Newest first, each rename durable before the next: recovery deletes the
             // swaps at or above the lowest `.cleaned` left, so a crash midway undoes all.
             for &base in bases.iter().rev() {
@@ -188,12 +188,24 @@ impl Log {
                 opened.push(Arc::new(segment));
             }
             Ok(opened)
-        })();
+        };
+        // A panic midway (a bug; the cleaner contains it) leaves the files as an error
+        // does: the log fails too, before the panic goes on.
+        let swapped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(swap));
         let opened = match swapped {
-            Ok(opened) => opened,
+            Ok(Ok(opened)) => opened,
             // The files are in a state recovery resolves, but the segment list no longer
             // matches them: refuse writes until the log is reopened.
-            Err(err) => return Self::fail(&mut writer, err),
+            Ok(Err(err)) => return Self::fail(&mut writer, err),
+            Err(panic) => {
+                let cause = Error::Io {
+                    op: "swap in cleaned segments",
+                    path: self.dir.clone(),
+                    source: std::io::Error::other("the swap panicked (a bug)"),
+                };
+                let _ = Self::fail::<()>(&mut writer, cause);
+                std::panic::resume_unwind(panic);
+            }
         };
         let mut next = Vec::with_capacity(segments.len());
         let mut from = 0;
