@@ -174,6 +174,7 @@ fn a_log_start_checkpointed_past_what_survived_a_crash_starts_the_log_there() {
     let (log, report) = partlog::log::Log::open(reopened).unwrap();
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (6, 6));
     assert_eq!((report.log_start_offset, report.log_end_offset), (6, 6));
+    assert!(report.warnings.is_empty(), "{report:?}");
     let info = log.append_as_leader(&mut batch(1, 20, 9), 0).unwrap();
     assert_eq!(info.first_offset, 6);
     drop(log);
@@ -184,4 +185,38 @@ fn a_log_start_checkpointed_past_what_survived_a_crash_starts_the_log_there() {
     })
     .unwrap();
     assert_eq!(log.log_start_offset(), 6);
+}
+
+/// After a clean shutdown a log start past the log end cannot come of a crash (everything
+/// was flushed): segment files were removed, or the checkpoint is damaged. The log still
+/// starts over there, as Kafka's loader does, but says so: it deleted every segment.
+#[test]
+fn a_log_start_past_the_end_after_a_clean_shutdown_is_a_warning() {
+    let (backend, _disk) = common::sim_with_disk(22);
+    let options = || {
+        common::options(
+            &backend,
+            "t-0",
+            small_config(),
+            Arc::new(ManualClock::new(1_000_000)),
+        )
+    };
+    let (log, _) = partlog::log::Log::open(options()).unwrap();
+    for i in 0..5 {
+        log.append_as_leader(&mut batch(2, 20, i), 0).unwrap();
+    }
+    log.close().unwrap();
+    drop(log);
+    let (log, report) = partlog::log::Log::open(partlog::log::LogOpenOptions {
+        log_start_offset: Some(900),
+        clean_shutdown: true,
+        ..options()
+    })
+    .unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (900, 900));
+    assert_eq!(report.warnings.len(), 1, "{report:?}");
+    assert!(
+        report.warnings[0].contains("after a clean shutdown"),
+        "{report:?}"
+    );
 }

@@ -263,7 +263,8 @@ impl Drop for CleanerThread {
 /// (a bug), which marks that partition uncleanable as an error does, instead of ending
 /// the cleaner thread and with it the cleaning of every other partition. What the
 /// cleaning held is reset by the next one (the key map is cleared first; the log's
-/// cleaning claim and open files are dropped as the panic unwinds).
+/// cleaning claim and open files are dropped, and its `.cleaned` copies removed, as the
+/// panic unwinds; a panic during the swap fails the log).
 fn contained<T>(clean: impl FnOnce() -> Result<T>) -> std::result::Result<T, String> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(clean)) {
         Ok(outcome) => outcome.map_err(|err| err.to_string()),

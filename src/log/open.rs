@@ -185,9 +185,19 @@ impl Log {
         // checkpointed it, the batches below it were never flushed): the log starts over,
         // empty, at that log start, as Kafka's loader does. Offsets below it were handed
         // out and deleted; an append must not get them again. Nothing visible is lost (all
-        // of it lay below the log start), so it is no warning: the report's log start and
-        // end say where the log stands.
+        // of it lay below the log start), so after a crash it is no warning: the report's
+        // log start and end say where the log stands. After a clean shutdown, which flushed
+        // everything, it cannot come of a crash: segment files were removed by hand or the
+        // checkpoint is damaged. The rule is Kafka's all the same, and Kafka warns.
         if let Some(checkpointed) = options.log_start_offset.filter(|&s| s > log_end_offset) {
+            if options.clean_shutdown {
+                report.warnings.push(format!(
+                    "the checkpointed log start {checkpointed} lies past the log end \
+                     {log_end_offset} after a clean shutdown (segment files removed, or \
+                     a damaged log-start-offset-checkpoint): the log starts over, empty, \
+                     at {checkpointed}"
+                ));
+            }
             log.truncate_fully_and_start_at(checkpointed)?;
             report.segments = log.segments().len();
             report.log_start_offset = log.log_start_offset();
