@@ -744,3 +744,43 @@ fn assert_stale_version(result: Result<(), Error>, version: i32, current: i32) {
         other => panic!("{other:?}: not refused as stale"),
     }
 }
+
+/// An answer is applied only with the bytes it was answered with. Its records are a slice
+/// of the leader's file, read when the follower applies it; a leader that stepped down
+/// meanwhile cut its log where it diverged and wrote its new leader's batches in the same
+/// place. Those are valid batches at the offsets the follower asked for, of an epoch not
+/// below its own, and the follower took them as the answer's: a late answer could so put
+/// one leader's batch after another's records, below a later HW. The answer is dropped
+/// now, as a late one is.
+#[test]
+fn an_answer_read_after_its_leader_cut_its_log_is_dropped() {
+    let c = Cluster::new(3, 1, TruncationMode::LeaderEpoch);
+    c.replica(0)
+        .append(&mut batch(1, 20, 0), Acks::Leader, TIMEOUT_MS)
+        .unwrap();
+    c.replicate(0, &[1, 2]);
+    c.replica(0)
+        .append(&mut batch(1, 20, 1), Acks::Leader, TIMEOUT_MS)
+        .unwrap();
+    // Broker 2 asks for offset 1; the answer is on its way.
+    let request = c.replica(2).fetch_request(1 << 20);
+    let answer = c.replica(0).fetch(&request).unwrap();
+    // Broker 1, without offset 1, leads epoch 2 and writes its own offset 1, of the same
+    // size; broker 0 follows it, cuts offset 1 and copies broker 1's in its place.
+    c.replica(1)
+        .become_leader(2, vec![0, 1, 2], vec![0, 1])
+        .unwrap();
+    c.replica(1)
+        .append(&mut batch(1, 20, 9), Acks::Leader, TIMEOUT_MS)
+        .unwrap();
+    c.replica(0).become_follower(2, 1).unwrap();
+    c.fetch(0, 1); // the logs diverge at 1: broker 0 cuts there
+    c.fetch(0, 1); // and copies broker 1's offset 1
+    assert_eq!(contents(c.replica(0).log()), contents(c.replica(1).log()));
+    let before = contents(c.replica(2).log());
+    assert!(
+        !c.replica(2).apply_fetch(&answer).unwrap(),
+        "the answer no longer stands"
+    );
+    assert_eq!(contents(c.replica(2).log()), before);
+}

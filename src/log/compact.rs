@@ -23,7 +23,7 @@ use std::sync::Arc;
 use super::Log;
 use crate::error::{Error, Result};
 use crate::io::StreamFile;
-use crate::segment::{files, Segment};
+use crate::segment::{files, FileSlice, Segment};
 
 /// A cleaning under way on a log; the next may start when it is dropped.
 #[derive(Debug)]
@@ -79,6 +79,13 @@ impl Log {
     /// so, about once in fifteen runs.)
     pub fn truncation_count(&self) -> u64 {
         self.truncations.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// `slice`, read from this log when its [`Log::settled_truncation_count`] was `seen`,
+    /// watching it for truncations since (see [`FileSlice::cut_since`]): a fetch answer,
+    /// whose bytes its follower reads later.
+    pub(crate) fn watch_cuts(&self, slice: FileSlice, seen: u64) -> FileSlice {
+        slice.watching(self.truncations.clone(), seen)
     }
 
     /// [`Log::truncation_count`] once no truncation is under way (even), yielding the core

@@ -129,7 +129,7 @@ pub struct Log {
     recovery_checkpoint: Option<Arc<dyn RecoveryPointCheckpoint>>,
     /// Bumped by every truncation (under the writer lock): a flush that raced one does not
     /// move the recovery point, since the bytes it synced may have been cut and replaced.
-    truncations: AtomicU64,
+    truncations: Arc<AtomicU64>,
     writer: Mutex<Writer>,
     /// Serializes flushes without blocking appends.
     flusher: Mutex<()>,

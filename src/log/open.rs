@@ -142,7 +142,7 @@ impl Log {
             latest_epoch: AtomicI32::new(latest_epoch),
             checkpoint_ceiling: AtomicI64::new(options.recovery_point.unwrap_or(i64::MIN)),
             recovery_checkpoint: options.recovery_checkpoint.clone(),
-            truncations: AtomicU64::new(0),
+            truncations: Arc::new(AtomicU64::new(0)),
             writer: Mutex::new(Writer::default()),
             flusher: Mutex::new(()),
             epochs: Mutex::new(super::Epochs {

@@ -40,9 +40,9 @@ impl Partition {
     ///
     /// The answer's records are read from the leader's files here. If the replica that
     /// answered has stepped down since and cut its log, they may be gone or hold other
-    /// batches: the read or their validation fails, nothing changes, and the error is
-    /// returned; fetch again (Kafka's fetcher does the same on a corrupt record, for the
-    /// same reason).
+    /// batches: the answer no longer stands, and is dropped as a late one is (false,
+    /// nothing changed). A read or validation that fails returns its error, nothing
+    /// changed; fetch again (Kafka's fetcher does the same on a corrupt record).
     pub fn apply_fetch(&self, response: &FetchResponse) -> Result<bool> {
         check_answer(response)?;
         let mut state = self.state();
@@ -81,6 +81,11 @@ impl Partition {
             }
             let bytes = &mut state.scratch[..len];
             records.read_to(bytes)?;
+            if records.cut_since() {
+                // The replica that answered stepped down and cut its log since: the bytes
+                // may be its new leader's batches, in the place of those it answered with.
+                return Ok(false);
+            }
             if !self.cut_to_batch_holding_end(bytes, response.leader_epoch)? {
                 // The next fetch goes on from where the cut left the log end.
                 self.cap_high_watermark(&mut state);

@@ -144,9 +144,11 @@ impl Partition {
         // The read needs `role_change` only: slices of whole batches below the log end,
         // which no truncation cuts while this replica leads.
         drop(state);
+        let cuts = self.log.settled_truncation_count();
         let records = self
             .log
-            .read(request.fetch_offset, request.max_bytes, None)?;
+            .read(request.fetch_offset, request.max_bytes, None)?
+            .map(|slice| self.log.watch_cuts(slice, cuts));
         Ok(FetchResponse {
             fetch_offset: request.fetch_offset,
             last_fetched_epoch: request.last_fetched_epoch,

@@ -1,5 +1,6 @@
 //! Zero-copy views of segment bytes handed to readers.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::error::Result;
@@ -13,6 +14,9 @@ pub struct FileSlice {
     file: Arc<dyn StorageFile>,
     position: u64,
     len: u64,
+    /// The truncation count of the log the slice was read from, and its value then (see
+    /// [`FileSlice::cut_since`]).
+    cuts: Option<(Arc<AtomicU64>, u64)>,
 }
 
 impl FileSlice {
@@ -21,7 +25,24 @@ impl FileSlice {
             file,
             position,
             len,
+            cuts: None,
         }
+    }
+
+    pub(crate) fn watching(mut self, count: Arc<AtomicU64>, seen: u64) -> Self {
+        self.cuts = Some((count, seen));
+        self
+    }
+
+    /// Whether the log the slice was read from has been cut since, for a slice a leader
+    /// answered a fetch with (others are not watched: false). A replica that steps down
+    /// cuts its log where it diverged and writes its new leader's batches in the same
+    /// place: bytes read from the slice after that, valid batches as they may be, are
+    /// not the ones it answered with. Check after reading them.
+    pub fn cut_since(&self) -> bool {
+        self.cuts
+            .as_ref()
+            .is_some_and(|(count, seen)| count.load(Ordering::Acquire) != *seen)
     }
 
     /// Start of the range in the file.
