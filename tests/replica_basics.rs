@@ -229,11 +229,16 @@ fn a_late_out_of_range_answer_is_ignored() {
     assert!(!answer(c.replica(1)), "a late answer");
     assert_eq!(contents(c.replica(1).log()), fetched);
 
-    // Made leader of the epoch it followed in, it takes no answer to the fetch it sent as
-    // a follower: its log is cut by no fetch answer (it was, under its own appends).
+    // Made leader, it takes no answer to the fetch it sent as a follower: its log is cut
+    // by no fetch answer (it was, under its own appends, when it could lead the epoch it
+    // had followed in, which is refused now).
     let request = c.replica(1).fetch_request(1 << 20);
-    c.replica(1)
+    let err = (c.replica(1))
         .become_leader(2, vec![0, 1, 2], vec![1])
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidRequest(_)), "{err}");
+    c.replica(1)
+        .become_leader(3, vec![0, 1, 2], vec![1])
         .unwrap();
     let err = c
         .replica(1)
@@ -572,6 +577,18 @@ fn role_and_isr_decisions_that_cannot_hold_are_refused() {
         .confirm_isr(c.replica(1).leader_epoch(), 1, vec![0, 1])
         .unwrap_err();
     assert!(matches!(err, Error::NotLeaderOrFollower), "{err}");
+
+    // Within an epoch its leader does not change: a follower does not take it over, the
+    // leader does not step down, and a follower does not follow another broker. The same
+    // decision again changes nothing.
+    refused(c.replica(1).become_leader(1, vec![0, 1, 2], vec![1]));
+    refused(leader.become_follower(1, 1));
+    refused(c.replica(1).become_follower(1, 2));
+    c.replica(1)
+        .become_follower(1, 0)
+        .expect("the same decision again");
+    assert_eq!(leader.leader_epoch(), 1);
+    assert!(leader.is_leader());
 }
 
 /// The controller's decision that made a replica leader, delivered twice: the second

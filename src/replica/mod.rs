@@ -357,7 +357,16 @@ impl Partition {
         let _exclusive = self.role_change.write().unwrap_or_else(|e| e.into_inner());
         let mut state = self.state();
         Self::check_new_epoch(&state, epoch)?;
-        if let (true, Role::Leader(leader)) = (epoch == state.leader_epoch, &state.role) {
+        if epoch == state.leader_epoch {
+            let Role::Leader(leader) = &state.role else {
+                // A new leader comes with a new epoch: taking over within one, this
+                // replica would write its own records at offsets the epoch's leader may
+                // have written others at, and no follower could tell them apart.
+                return Err(Error::InvalidRequest(format!(
+                    "epoch {epoch} is led by broker {:?}: a new leader needs a new epoch",
+                    state.leader_id
+                )));
+            };
             // The decision that made this replica leader, again (the controller's message
             // came twice): nothing changes. Its ISR may have changed since, through
             // `confirm_isr`, whose versions order such changes; the appends waiting go on
@@ -423,6 +432,19 @@ impl Partition {
         let _exclusive = self.role_change.write().unwrap_or_else(|e| e.into_inner());
         let mut state = self.state();
         Self::check_new_epoch(&state, epoch)?;
+        if epoch == state.leader_epoch {
+            // The same decision again (a message delivered twice) changes nothing; any
+            // other within the epoch is refused, as in `become_leader`: a leader steps
+            // down, and a follower changes leaders, only with a new epoch.
+            if matches!(state.role, Role::Follower) && state.leader_id == Some(leader_id) {
+                return Ok(());
+            }
+            return Err(Error::InvalidRequest(format!(
+                "epoch {epoch} is led by broker {:?}, not {leader_id}: a new leader needs \
+                 a new epoch",
+                state.leader_id
+            )));
+        }
         Self::fail_pending(&mut state.role, Error::NotLeaderOrFollower);
         state.role = Role::Follower;
         state.leader_epoch = epoch;
