@@ -156,3 +156,28 @@ fn recovery_drops_entries_past_the_recovered_end() {
         }
     }
 }
+
+/// A truncation at the log end drops an epoch that starts there (one led without
+/// appends). When the checkpoint's write failed, the error came back but the log went on
+/// taking appends, and nothing rewrote the file: after a restart the dropped epoch came
+/// back, and recovery took the batches of the earlier epoch appended after it for torn.
+/// The log now fails, as for every other durable change of its epochs.
+#[test]
+fn a_failed_write_of_the_dropped_epoch_fails_the_log() {
+    let (backend, disk) = sim_with_disk(31);
+    let log = build(&backend, "t-0");
+    log.assign_leader_epoch(7).unwrap();
+    assert_eq!(entries(&log).last(), Some(&(7, 13)));
+    disk.set_faults(partlog::io::sim::FaultPlan {
+        write_eio: 1.0,
+        path_suffix: Some("leader-epoch-checkpoint.tmp".into()),
+        ..Default::default()
+    });
+    assert!(log.truncate_to(13).is_err());
+    disk.clear_faults();
+    assert!(
+        log.append_as_leader(&mut batch(1, 200, 0), 4).is_err(),
+        "the log is failed"
+    );
+    assert_eq!(log.log_end_offset(), 13);
+}

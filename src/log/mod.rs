@@ -311,7 +311,12 @@ impl Log {
             Self::render_epochs(&mut epochs)
         };
         self.epochs_dirty.store(false, Ordering::Release);
-        self.write_epochs(rendered)
+        if let Err(err) = self.write_epochs(rendered) {
+            // Still to be written, as in `write_dirty_epochs`.
+            self.epochs_dirty.store(true, Ordering::Release);
+            return Err(err);
+        }
+        Ok(())
     }
 
     /// Writes the epoch checkpoint if a change is waiting for it.

@@ -32,8 +32,12 @@ impl Log {
                 // batch (a leader that appended nothing): Kafka's `truncateTo` drops such
                 // entries here too, so the cache holds no epoch the log lacks.
                 let end = self.log_end_offset();
-                self.change_epochs(true, |cache| cache.truncate_from_end(end))?;
-                return Ok(0);
+                // Failed, as every other durable change of the epochs: the file keeps the
+                // dropped entry, and no later change would rewrite it.
+                return match self.change_epochs(true, |cache| cache.truncate_from_end(end)) {
+                    Ok(()) => Ok(0),
+                    Err(err) => Self::fail(&mut writer, err),
+                };
             }
             let removed = match self.truncate_locked(&mut writer, offset) {
                 Ok(Some(bytes)) => bytes,
