@@ -699,3 +699,93 @@ fn long_metadata_and_deleting_a_group_with_members_are_refused() {
     assert!(h.poll().unwrap().is_ok());
     assert_eq!(offsets(store, GROUP), vec![]);
 }
+
+/// A view serves only while its replica leads the epoch it was loaded in. A replica that
+/// stepped down, copied another leader's commits, and led again before the store heard
+/// of either served its old view, without those commits: offsets went backwards.
+#[test]
+fn a_view_serves_only_in_the_epoch_it_was_loaded_in() {
+    let (mut c, stores) = cluster();
+    stores[0]
+        .commit(GROUP, &[commit_of("orders", 0, 5)])
+        .unwrap();
+    settle(&mut c);
+    assert_eq!(offsets(&stores[0], GROUP), vec![("orders".into(), 0, 5)]);
+    let (r0, r1) = (c.replica(0).unwrap().clone(), c.replica(1).unwrap().clone());
+    let epoch = r0.leader_epoch();
+    // Broker 1 leads the next epoch and commits 9; broker 0 follows and copies it.
+    r0.become_follower(epoch + 1, 1).unwrap();
+    r1.become_leader(epoch + 1, vec![0, 1, 2], vec![0, 1])
+        .unwrap();
+    let copy = || {
+        for _ in 0..3 {
+            let response = r1.fetch(&r0.fetch_request(1 << 20)).unwrap();
+            assert!(r0.apply_fetch(&response).unwrap());
+        }
+    };
+    copy();
+    stores[1].become_leader(0).unwrap();
+    stores[1].load(0).unwrap();
+    let handle = (stores[1].commit(GROUP, &[commit_of("orders", 0, 9)])).unwrap();
+    copy();
+    assert!(handle.poll().expect("committed").is_ok());
+    // Broker 0 leads again; its store was told neither change.
+    r1.become_follower(epoch + 2, 0).unwrap();
+    r0.become_leader(epoch + 2, vec![0, 1, 2], vec![0]).unwrap();
+    let err = stores[0].fetch(GROUP, None).unwrap_err();
+    assert!(
+        matches!(err, Error::NotCoordinator { partition: 0 }),
+        "{err}"
+    );
+    stores[0].become_leader(0).unwrap();
+    stores[0].load(0).unwrap();
+    assert_eq!(offsets(&stores[0], GROUP), vec![("orders".into(), 0, 9)]);
+}
+
+/// A load step that fails (here a read error mid-load) leaves the next step to start the
+/// load over, with a fresh view; the load then ends with every committed offset. (It
+/// went on from the failed piece, on a view that may hold part of it.)
+#[test]
+fn a_load_that_fails_midway_starts_over_on_the_next_step() {
+    let (mut c, stores) = cluster_of(offsets_log_config());
+    let metadata = "m".repeat(1000);
+    for i in 0..40 {
+        let offsets: Vec<OffsetCommit> = (0..100)
+            .map(|p| OffsetCommit {
+                metadata: metadata.clone(),
+                ..commit_of("orders", p, i)
+            })
+            .collect();
+        stores[0].commit(GROUP, &offsets).unwrap();
+        settle(&mut c);
+    }
+    stores[0].become_leader(0).unwrap();
+    let first = stores[0].load_step(0).unwrap().loaded_to;
+    for _ in 0..3 {
+        stores[0].load_step(0).unwrap();
+    }
+    let disk = c.broker(0).disk.clone();
+    disk.set_faults(partlog::io::sim::FaultPlan {
+        read_eio: 1.0,
+        path_suffix: Some(".log".into()),
+        ..Default::default()
+    });
+    let failed = loop {
+        match stores[0].load_step(0) {
+            Ok(progress) if progress.done => panic!("the load read nothing more"),
+            Ok(_) => continue,
+            Err(err) => break err,
+        }
+    };
+    assert!(matches!(failed, Error::Io { .. }), "{failed}");
+    disk.clear_faults();
+    let progress = stores[0].load_step(0).unwrap();
+    assert_eq!(progress.loaded_to, first, "started over");
+    stores[0].load(0).unwrap();
+    let loaded = offsets(&stores[0], GROUP);
+    assert_eq!(loaded.len(), 100);
+    assert!(
+        loaded.iter().all(|(_, _, offset)| *offset == 39),
+        "{loaded:?}"
+    );
+}

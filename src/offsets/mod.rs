@@ -38,7 +38,7 @@ use view::{Change, Decoded, View};
 use crate::clock::Clock;
 use crate::config::{CleanupPolicy, LogConfig};
 use crate::error::{Error, Result};
-use crate::log::Log;
+use crate::log::{Log, UNDEFINED_EPOCH};
 use crate::record::BatchBuilder;
 use crate::replica::{Acks, AppendHandle, Partition};
 use crate::segment::scan::{ReadAhead, ScanBuffers, Throttle};
@@ -159,9 +159,20 @@ enum ViewState {
 struct Hosted {
     replica: Arc<Partition>,
     state: ViewState,
+    /// The leader epoch the view was loaded in: a view serves only while the replica
+    /// still leads that epoch. Led again in a later one (stepped down and back before
+    /// the store heard), the log may hold commits the view never saw.
+    epoch: i32,
 }
 
 impl Hosted {
+    /// Whether the replica still leads the epoch the view was loaded in.
+    fn leads(&self) -> bool {
+        // Epochs only grow, and the view's was current when its load began: a leader
+        // seen now in that epoch has led it since.
+        self.replica.is_leader() && self.replica.leader_epoch() == self.epoch
+    }
+
     /// A load read to its end serves once that end is committed. Returns whether the view
     /// is loaded.
     fn promote_if_committed(&mut self) -> bool {
@@ -249,6 +260,7 @@ impl OffsetsStore {
             Hosted {
                 replica,
                 state: ViewState::Follower,
+                epoch: UNDEFINED_EPOCH,
             },
         );
     }
@@ -260,6 +272,7 @@ impl OffsetsStore {
             .get_mut(&index)
             .ok_or(Error::NotCoordinator { partition: index })?;
         let log = h.replica.log();
+        h.epoch = h.replica.leader_epoch();
         h.state = ViewState::Loading {
             next: log.log_start_offset(),
             end: log.log_end_offset(),
@@ -306,8 +319,13 @@ impl OffsetsStore {
             } => {
                 let step = self.config.load_buffer_bytes;
                 if let Err(err) = load_pieces(&log, (next, *end), view, reader, step) {
-                    // The next step starts over from `next`, with a new reader.
+                    // The next step starts the load over, with a new reader and view: the
+                    // piece that failed was applied in part, and applied again on top of
+                    // that, a transaction's records could land on the wrong side of its
+                    // marker. (An error in the bytes fails every load alike.)
                     *reader = None;
+                    *next = log.log_start_offset();
+                    *view = View::default();
                     // A replica that stepped down may have been cut under the reader (a
                     // follower truncating where it diverged): the bytes are gone, and so
                     // is the reason to load.
@@ -360,11 +378,12 @@ impl OffsetsStore {
             .get_mut(&index)
             .ok_or(Error::NotCoordinator { partition: index })?;
         h.promote_if_committed();
+        let leads = h.leads();
         match &mut h.state {
             ViewState::Follower => Err(Error::NotCoordinator { partition: index }),
             ViewState::Loading { .. } => Err(Error::CoordinatorLoadInProgress { partition: index }),
             ViewState::Loaded(view) => {
-                if !h.replica.is_leader() {
+                if !leads {
                     return Err(Error::NotCoordinator { partition: index });
                 }
                 view.settle();
@@ -627,11 +646,12 @@ impl OffsetsStore {
         let mut hosted = self.hosted();
         for (&index, h) in hosted.iter_mut() {
             h.promote_if_committed();
-            let Hosted { replica, state } = h;
+            let leads = h.leads();
+            let Hosted { replica, state, .. } = h;
             let ViewState::Loaded(view) = state else {
                 continue;
             };
-            if !replica.is_leader() {
+            if !leads {
                 let error = Error::NotCoordinator { partition: index };
                 expiry.failed.push((index, error));
                 continue;
