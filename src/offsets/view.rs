@@ -20,7 +20,7 @@ use std::hash::{Hash, Hasher};
 
 use super::codec::{self, KeyRef};
 use crate::error::{Error, Result};
-use crate::record::{batches, Batch, Record};
+use crate::record::{batches, Batch, Compression, Record};
 use crate::replica::AppendHandle;
 pub use decode::Decoded;
 use decode::Item;
@@ -597,6 +597,16 @@ impl View {
     /// Replays one batch of the log.
     pub fn replay(&mut self, batch: &Batch<'_>) -> Result<()> {
         let header = batch.header();
+        if header.compression() != Compression::None {
+            return Err(Error::OffsetsRecord {
+                offset: header.base_offset,
+                reason: format!(
+                    "a {:?}-compressed batch: partlog does not decompress (Kafka compresses \
+                     __consumer_offsets only when offsets.topic.compression.codec is set)",
+                    header.compression()
+                ),
+            });
+        }
         if header.is_control() {
             return self.replay_marker(batch);
         }

@@ -711,3 +711,31 @@ fn transactions_commit_what_no_later_record_replaced() {
         Some(1)
     );
 }
+
+/// A compressed batch (Kafka writes them when `offsets.topic.compression.codec` is set)
+/// cannot be replayed without decompressing: the load fails with the batch's offset and
+/// why, on both paths, not with the records' iterator's error alone.
+#[test]
+fn a_compressed_batch_fails_the_replay_with_its_offset() {
+    use crate::record::batch::{ATTRIBUTES_AT, CRC_AT};
+    let commit = Committed {
+        offset: 3,
+        leader_epoch: 0,
+        metadata: String::new(),
+        commit_timestamp: 0,
+    };
+    let mut bytes = batch_of(&[("g".into(), ("t".into(), 0), Some(commit))]);
+    crate::record::set_base_offset(&mut bytes, 40);
+    bytes[ATTRIBUTES_AT + 1] |= 1; // gzip
+    let crc = crate::record::crc32c(&bytes[crate::record::CRC_START as usize..]);
+    bytes[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    let mut decoded = Decoded::default();
+    decoded.decode_piece(&bytes);
+    for decoded in [None, Some(&decoded)] {
+        let err = View::default().replay_piece(&bytes, decoded).unwrap_err();
+        assert!(
+            matches!(&err, Error::OffsetsRecord { offset: 40, reason } if reason.contains("compressed")),
+            "{err}"
+        );
+    }
+}
