@@ -101,11 +101,12 @@ pub enum Error {
     TransactionsUnsupported,
     /// A committed offset's metadata is longer than the store takes
     /// (`OFFSET_METADATA_TOO_LARGE`, Kafka's `offset.metadata.max.bytes`). Nothing of the
-    /// commit was written.
+    /// commit was written. The length is counted as Kafka counts it, in UTF-16 code units
+    /// (Java's `String.length`), whatever the setting's name says.
     OffsetMetadataTooLarge {
         topic: String,
         partition: i32,
-        bytes: usize,
+        length: usize,
         max: usize,
     },
     /// The group has members, so its offsets stay (`NON_EMPTY_GROUP`): deleting them would
@@ -261,12 +262,12 @@ impl Error {
             Error::OffsetMetadataTooLarge {
                 topic,
                 partition,
-                bytes,
+                length,
                 max,
             } => Error::OffsetMetadataTooLarge {
                 topic: topic.clone(),
                 partition: *partition,
-                bytes: *bytes,
+                length: *length,
                 max: *max,
             },
             Error::NonEmptyGroup { group } => Error::NonEmptyGroup {
@@ -403,12 +404,13 @@ impl fmt::Display for Error {
             Error::OffsetMetadataTooLarge {
                 topic,
                 partition,
-                bytes,
+                length,
                 max,
             } => write!(
                 f,
-                "the metadata of the offset of {topic}-{partition} has {bytes} bytes, more than \
-                 the {max} the store takes (offset.metadata.max.bytes)"
+                "the metadata of the offset of {topic}-{partition} is {length} characters long \
+                 (UTF-16 units, as Kafka counts), more than the {max} the store takes \
+                 (offset.metadata.max.bytes)"
             ),
             Error::NonEmptyGroup { group } => write!(
                 f,

@@ -672,7 +672,7 @@ fn long_metadata_and_deleting_a_group_with_members_are_refused() {
             err,
             Error::OffsetMetadataTooLarge {
                 partition: 1,
-                bytes: 4097,
+                length: 4097,
                 max: 4096,
                 ..
             }
@@ -685,11 +685,27 @@ fn long_metadata_and_deleting_a_group_with_members_are_refused() {
     let h = store.commit(GROUP, &[long]).unwrap();
     settle(&mut c);
     assert!(h.poll().unwrap().is_ok(), "4096 bytes are taken");
+    // Counted as Kafka counts it, in UTF-16 units: 3,000 euro signs are 9,000 bytes.
+    let mut wide = commit_of("t", 2, 4);
+    wide.metadata = "\u{20ac}".repeat(3000);
+    let h = store.commit(GROUP, &[wide]).unwrap();
+    settle(&mut c);
+    assert!(h.poll().unwrap().is_ok(), "3,000 characters are taken");
+    let mut emoji = commit_of("t", 3, 4);
+    emoji.metadata = "\u{1f600}".repeat(2049); // two UTF-16 units each
+    let err = store.commit(GROUP, &[emoji]).unwrap_err();
+    assert!(
+        matches!(err, Error::OffsetMetadataTooLarge { length: 4098, .. }),
+        "{err}"
+    );
 
     store.set_group_active(GROUP, true);
     let err = store.delete_group(GROUP).unwrap_err();
     assert!(matches!(err, Error::NonEmptyGroup { .. }), "{err}");
-    assert_eq!(offsets(store, GROUP), vec![("t".into(), 1, 9)]);
+    assert_eq!(
+        offsets(store, GROUP),
+        vec![("t".into(), 1, 9), ("t".into(), 2, 4)]
+    );
     store.set_group_active(GROUP, false);
     let h = store
         .delete_group(GROUP)

@@ -82,7 +82,8 @@ pub struct OffsetsConfig {
     pub load_buffer_bytes: u64,
     pub commit_timeout_ms: i64,
     /// The longest metadata a committed offset may carry (Kafka's
-    /// `offset.metadata.max.bytes`, 4096 bytes).
+    /// `offset.metadata.max.bytes`, 4096), counted as Kafka counts it: in UTF-16 code
+    /// units (Java's `String.length`), not bytes.
     pub metadata_max_bytes: usize,
 }
 
@@ -404,11 +405,14 @@ impl OffsetsStore {
         for o in offsets {
             check_len("topic", &o.topic)?;
             check_len("metadata", &o.metadata)?;
-            if o.metadata.len() > self.config.metadata_max_bytes {
+            // Kafka's `metadata.length()`: UTF-16 code units, not bytes. (`check_len`
+            // bounds the bytes the record's string can hold.)
+            let length = o.metadata.encode_utf16().count();
+            if length > self.config.metadata_max_bytes {
                 return Err(Error::OffsetMetadataTooLarge {
                     topic: o.topic.clone(),
                     partition: o.partition,
-                    bytes: o.metadata.len(),
+                    length,
                     max: self.config.metadata_max_bytes,
                 });
             }
