@@ -805,3 +805,59 @@ fn a_load_that_fails_midway_starts_over_on_the_next_step() {
         "{loaded:?}"
     );
 }
+
+/// A version 1 value (Kafka writes one for a commit that asks for a retention time, as
+/// OffsetCommit v2-v4 may) carries an explicit expiry, and Kafka expires such an offset
+/// at that time, whatever the retention (`OffsetExpirationConditionImpl`). It expired
+/// `retention_ms` after its commit instead: too late or too early. A later plain commit
+/// of the same partition drops the explicit expiry.
+#[test]
+fn an_explicit_expiry_of_a_version_1_value_is_kept() {
+    const HOUR: i64 = 60 * 60 * 1000;
+    let (mut c, stores) = cluster();
+    let store = &stores[0];
+    let now = c.clock().now_ms();
+    let log = c.replica(0).unwrap().log().clone();
+    let v1 = |offset: i64, expire: i64| {
+        let mut v = vec![0, 1];
+        v.extend_from_slice(&offset.to_be_bytes());
+        v.extend_from_slice(&[0, 0]); // empty metadata
+        v.extend_from_slice(&now.to_be_bytes());
+        v.extend_from_slice(&expire.to_be_bytes());
+        v
+    };
+    let mut batch = BatchBuilder::new();
+    for (group, expire) in [("soon", now + HOUR), ("later", now + 30 * 24 * HOUR)] {
+        let mut key = Vec::new();
+        codec::encode_offset_commit_key(group, "t", 0, &mut key);
+        batch.append(now, Some(&key), Some(&v1(5, expire)), &[]);
+    }
+    let mut key = Vec::new();
+    codec::encode_offset_commit_key("recommitted", "t", 0, &mut key);
+    batch.append(now, Some(&key), Some(&v1(5, now + HOUR)), &[]);
+    log.append_as_leader(&mut batch.build().unwrap(), 1)
+        .unwrap();
+    settle(&mut c);
+    store.become_leader(0).unwrap();
+    store.load(0).unwrap();
+    settle(&mut c);
+    store
+        .commit("recommitted", &[commit_of("t", 0, 6)])
+        .unwrap();
+    settle(&mut c);
+    let all =
+        |store: &OffsetsStore| ["soon", "later", "recommitted"].map(|g| offsets(store, g).len());
+    c.clock().advance_ms(HOUR - 1);
+    expire(&mut c, store);
+    assert_eq!(all(store), [1, 1, 1]);
+    c.clock().advance_ms(1);
+    expire(&mut c, store);
+    assert_eq!(all(store), [0, 1, 1], "at its expiry, not the retention's");
+    // Past the retention (7 days) from the commits: the explicit 30 days hold.
+    c.clock().advance_ms(partlog::offsets::DEFAULT_RETENTION_MS);
+    expire(&mut c, store);
+    assert_eq!(all(store), [0, 1, 0]);
+    c.clock().set_ms(now + 30 * 24 * HOUR);
+    expire(&mut c, store);
+    assert_eq!(all(store), [0, 0, 0]);
+}

@@ -636,9 +636,12 @@ impl OffsetsStore {
     /// embedder never mentioned (a standalone consumer, which only commits) has each
     /// offset expire `retention_ms` after its commit, as in Kafka. A group with members
     /// whose subscription is known has the offsets of the topics outside it expire
-    /// `retention_ms` after their commit (KIP-496).
+    /// `retention_ms` after their commit (KIP-496). An offset whose value carries an
+    /// explicit expiry (version 1) expires then instead, under the same rules of whose
+    /// offsets may expire, as in Kafka.
     pub fn expire(&self) -> Expiry {
-        let cutoff = self.clock.now_ms().saturating_sub(self.config.retention_ms);
+        let now = self.clock.now_ms();
+        let cutoff = now.saturating_sub(self.config.retention_ms);
         let groups = self
             .groups
             .lock()
@@ -671,10 +674,16 @@ impl OffsetsStore {
             for (group, offsets) in view.groups() {
                 let membership = groups.get(&group);
                 let empty_since = Membership::empty_since(membership);
-                for (key, c) in offsets.iter() {
-                    // Kafka's rule: expired once `retention_ms` have passed.
+                for (key, c, expire_at) in offsets.iter_with_expiry() {
+                    // Kafka's rule: expired once `retention_ms` have passed, or at the
+                    // explicit expiry of a version 1 value (the old semantics Kafka keeps
+                    // for them).
                     let age_from = c.commit_timestamp.max(empty_since);
-                    let due = !Membership::keeps(membership, &key.0) && age_from <= cutoff;
+                    let old_enough = match expire_at {
+                        Some(at) => now >= at,
+                        None => age_from <= cutoff,
+                    };
+                    let due = !Membership::keeps(membership, &key.0) && old_enough;
                     if due && !on_the_way.contains(&(group.as_str(), key.0.as_str(), key.1)) {
                         let change = (group.clone(), key, None);
                         expired.entry(group.clone()).or_default().push(change);

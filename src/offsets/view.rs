@@ -124,9 +124,15 @@ const FREE: Slot = Slot {
 
 /// Non-empty metadata texts, by handle (index + 1); freed handles are reused. Handles stay
 /// below [`EMPTY_SLOT`]: four billion texts would not fit in memory first.
+///
+/// An offset whose value carries an explicit expiry (value version 1's `expireTimestamp`,
+/// which Kafka still writes for a commit that asks for a retention time) keeps it here
+/// too, beside its text (empty or not): both are rare, and the slots stay small.
 #[derive(Debug, Default)]
 struct MetadataTable {
     texts: Vec<String>,
+    /// Each text's offset's explicit expiry, -1 for none; side by side with `texts`.
+    expires: Vec<i64>,
     free: Vec<u32>,
 }
 
@@ -138,29 +144,49 @@ impl MetadataTable {
         }
     }
 
-    /// The handle for `text`, reusing `old`'s storage (`old` is a handle or [`EMPTY_SLOT`]).
-    fn store(&mut self, old: u32, text: &str) -> u32 {
-        if text.is_empty() {
+    /// The explicit expiry kept with `handle`, if any.
+    fn expire_at(&self, handle: u32) -> Option<i64> {
+        match handle {
+            NO_METADATA | EMPTY_SLOT => None,
+            h => self
+                .expires
+                .get(h as usize - 1)
+                .copied()
+                .filter(|&e| e >= 0),
+        }
+    }
+
+    /// The handle for `text` and `expire` (-1 for none), reusing `old`'s storage (`old` is
+    /// a handle or [`EMPTY_SLOT`]).
+    fn store(&mut self, old: u32, text: &str, expire: i64) -> u32 {
+        if text.is_empty() && expire < 0 {
             self.release(old);
             return NO_METADATA;
         }
-        if let Some(t) = self.slot_of(old) {
-            t.clear();
-            t.push_str(text);
-            return old;
-        }
-        match self.free.pop() {
-            Some(h) => {
-                if let Some(t) = self.slot_of(h) {
-                    t.push_str(text);
+        let handle = match self.slot_of(old) {
+            Some(t) => {
+                t.clear();
+                t.push_str(text);
+                old
+            }
+            None => match self.free.pop() {
+                Some(h) => {
+                    if let Some(t) = self.slot_of(h) {
+                        t.push_str(text);
+                    }
+                    h
                 }
-                h
-            }
-            None => {
-                self.texts.push(text.to_string());
-                self.texts.len() as u32
-            }
+                None => {
+                    self.texts.push(text.to_string());
+                    self.expires.push(-1);
+                    self.texts.len() as u32
+                }
+            },
+        };
+        if let Some(e) = self.expires.get_mut(handle as usize - 1) {
+            *e = expire;
         }
+        handle
     }
 
     fn slot_of(&mut self, handle: u32) -> Option<&mut String> {
@@ -174,6 +200,7 @@ impl MetadataTable {
         if let Some(t) = self.slot_of(handle) {
             t.clear();
             t.shrink_to_fit();
+            self.expires[handle as usize - 1] = -1;
             self.free.push(handle);
         }
     }
@@ -362,13 +389,23 @@ impl GroupOffsets<'_> {
 
     /// Every committed offset of the group, by topic in name order.
     pub fn iter(&self) -> impl Iterator<Item = ((String, i32), Committed)> + '_ {
+        self.iter_with_expiry()
+            .map(|(key, committed, _)| (key, committed))
+    }
+
+    /// [`GroupOffsets::iter`], with each offset's explicit expiry (a version 1 value's
+    /// `expireTimestamp`), if it has one.
+    pub(crate) fn iter_with_expiry(
+        &self,
+    ) -> impl Iterator<Item = ((String, i32), Committed, Option<i64>)> + '_ {
         self.topics
             .topics
             .iter()
             .flat_map(move |(name, partitions)| {
-                partitions
-                    .iter()
-                    .map(move |(p, slot)| ((name.text(), p), self.committed(slot)))
+                partitions.iter().map(move |(p, slot)| {
+                    let expire = self.metadata.expire_at(slot.metadata);
+                    ((name.text(), p), self.committed(slot), expire)
+                })
             })
     }
 }
@@ -436,8 +473,10 @@ fn fill(
     slot.leader_epoch = value.leader_epoch;
     slot.commit_timestamp = value.commit_timestamp;
     slot.metadata = match slot.metadata {
-        NO_METADATA | EMPTY_SLOT if value.metadata.is_empty() => NO_METADATA,
-        old => metadata.store(old, value.metadata),
+        NO_METADATA | EMPTY_SLOT if value.metadata.is_empty() && value.expire_timestamp < 0 => {
+            NO_METADATA
+        }
+        old => metadata.store(old, value.metadata, value.expire_timestamp),
     };
     if was_empty {
         partitions.len += 1;
