@@ -381,6 +381,43 @@ fn a_truncation_that_cannot_lower_the_cleaner_checkpoint_fails_the_log() {
     assert_eq!(log.log_end_offset(), end);
 }
 
+/// A failed log (a write failed: its files are in a state only a reopen resolves, maybe
+/// a swap left unfinished) is not cleaned: a cleaning's copies could overwrite or remove
+/// the `.cleaned` files that mark such a swap unfinished for recovery.
+#[test]
+fn a_failed_log_is_not_cleaned() {
+    let disk = SimStorage::new(12);
+    let dir = dir(
+        &disk,
+        LogConfig {
+            min_cleanable_dirty_ratio: 0.0,
+            ..config()
+        },
+    );
+    let cleaner = Cleaner::new(CleanerConfig::default());
+    let tp = TopicPartition::new("t", 0);
+    let (log, _) = dir.open_log(&tp).unwrap();
+    fill(&log, 10, 3, NOW);
+    // A copy an unfinished swap left behind, and a write that fails the log.
+    let leftover = Path::new("/data/t-0/00000000000000000000.log.cleaned");
+    disk.write_raw(leftover, b"copy").unwrap();
+    disk.set_faults(FaultPlan {
+        write_eio: 1.0,
+        path_suffix: Some(".log".into()),
+        ..FaultPlan::default()
+    });
+    let record = (b"k0".to_vec(), Some(b"v".to_vec()));
+    assert!(log
+        .append_as_leader(&mut keyed_batch(&[record], NOW), 0)
+        .is_err());
+    disk.clear_faults();
+    match cleaner.clean_once(&dir, NOW).unwrap() {
+        CleanOutcome::Failed { reason, .. } => assert!(reason.contains("read-only"), "{reason}"),
+        outcome => panic!("{outcome:?}"),
+    }
+    assert_eq!(disk.read_raw(leftover).as_deref(), Some(&b"copy"[..]));
+}
+
 /// A compacted log refuses records without a key, as Kafka does; nothing is appended.
 #[test]
 fn a_compacted_log_refuses_keyless_records() {

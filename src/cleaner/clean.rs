@@ -169,6 +169,9 @@ fn clean_log_once(
     now_ms: i64,
     throttle: &mut Throttle,
 ) -> Result<CleanReport> {
+    // A failed log's files may hold a swap it left unfinished, which the copies of a new
+    // cleaning would overwrite or remove: it is cleaned again once reopened.
+    log.check_writable()?;
     map.clear();
     let mut report = CleanReport {
         first_dirty: range.first_dirty,
@@ -253,6 +256,10 @@ fn clean_log_once(
     }
     report.segments_after =
         report.segments_before - cleaned.iter().map(|g| g.len() - 1).sum::<usize>();
+    // From here the swap owns the copies: it removes them when it gives up, and once it
+    // has renamed any, those left mark it unfinished for recovery, which a panic midway
+    // (the swap then fails the log) must not remove.
+    copies.bases.clear();
     report.aborted = !log.replace_with_cleaned(&cleaned)?;
     Ok(report)
 }

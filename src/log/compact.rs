@@ -121,6 +121,12 @@ impl Log {
         self.storage.create_stream(&self.cleaned_path(base_offset))
     }
 
+    /// Whether the log takes writes: [`crate::Error::ReadOnly`] once a write failed (see
+    /// [`Log::append_as_leader`]), until it is reopened.
+    pub fn check_writable(&self) -> Result<()> {
+        self.writer().map(drop)
+    }
+
     /// Removes the `.cleaned` file of an abandoned cleaning.
     pub fn discard_cleaned(&self, base_offset: i64) -> Result<()> {
         let path = self.cleaned_path(base_offset);
