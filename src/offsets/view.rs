@@ -545,7 +545,7 @@ pub(crate) fn check_decoded_replay(piece: &[u8]) {
         outcome(alone.replay_piece(piece, None)),
         "the replay of a decoded piece ends as the replay alone"
     );
-    let offsets = |view: &View| (view.every_offset(), view.skipped);
+    let offsets = |view: &View| (view.every_offset(), view.every_expiry(), view.skipped);
     assert_eq!(offsets(&by_decoding), offsets(&alone));
 }
 
@@ -564,6 +564,24 @@ impl View {
             })
             .collect();
         all.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        all
+    }
+
+    /// Every explicit expiry the view holds (see [`GroupOffsets::iter_with_expiry`]), by
+    /// group, topic and partition: for comparing views.
+    #[cfg(any(test, feature = "fuzzing"))]
+    fn every_expiry(&self) -> Vec<(String, (String, i32), i64)> {
+        let mut all: Vec<_> = self
+            .groups()
+            .flat_map(|(g, offsets)| {
+                let all: Vec<_> = offsets
+                    .iter_with_expiry()
+                    .filter_map(|(k, _, e)| Some((g.clone(), k, e?)))
+                    .collect();
+                all
+            })
+            .collect();
+        all.sort();
         all
     }
 

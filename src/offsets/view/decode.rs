@@ -175,6 +175,11 @@ impl Decoded {
                 }
             };
             let v = codec::decode_offset_commit_value_ref(value).ok()?;
+            if v.expire_timestamp >= 0 {
+                // An explicit expiry (version 1) has no place in an entry: the replay
+                // takes such a batch the general way, and keeps it.
+                return None;
+            }
             let metadata = match v.metadata {
                 "" => Span::EMPTY,
                 text => {

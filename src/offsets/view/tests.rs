@@ -739,3 +739,26 @@ fn a_compressed_batch_fails_the_replay_with_its_offset() {
         );
     }
 }
+
+/// A version 1 value's explicit expiry survives the load whichever thread decodes its
+/// piece: the decoder leaves such a batch to the replay, which keeps the expiry (the
+/// decoded entries have no place for it, and a piece the reader had time for lost it).
+#[test]
+fn an_explicit_expiry_survives_either_replay_path() {
+    let mut key = Vec::new();
+    encode_offset_commit_key("g", "t", 0, &mut key);
+    let mut value = vec![0, 1];
+    value.extend_from_slice(&5i64.to_be_bytes());
+    value.extend_from_slice(&[0, 0]);
+    value.extend_from_slice(&7i64.to_be_bytes());
+    value.extend_from_slice(&99i64.to_be_bytes());
+    let mut builder = BatchBuilder::new();
+    builder.append(7, Some(&key), Some(&value), &[]);
+    let piece = builder.build().expect("batch");
+    crate::offsets::check_decoded_replay(&piece);
+    let mut decoded = Decoded::default();
+    decoded.decode_piece(&piece);
+    let mut view = View::default();
+    view.replay_piece(&piece, Some(&decoded)).expect("replay");
+    assert_eq!(view.every_expiry(), vec![("g".into(), ("t".into(), 0), 99)]);
+}
