@@ -154,6 +154,9 @@ enum ViewState {
         reader: Option<ReadAhead<Decoded>>,
     },
     Loaded(View),
+    /// The load failed with this error: it ends there, as Kafka's coordinator unloads a
+    /// partition whose load failed, until `become_leader` starts another.
+    Failed(Error),
 }
 
 #[derive(Debug)]
@@ -294,16 +297,26 @@ impl OffsetsStore {
     /// (or the rest of it). A helper thread reads the log ahead of the replay from the
     /// first step to the last, and decodes the records of the pieces the replay has no
     /// time for (see [`ReadAhead`]), so that the copy out of the page cache and the
-    /// decoding overlap the replay. A step that fails after the replica stepped down says
-    /// [`Error::NotCoordinator`]: as a follower it may have cut the bytes being read.
+    /// decoding overlap the replay. A step that fails ends the load, as Kafka's coordinator
+    /// unloads a partition whose load failed: later steps return the same error and
+    /// requests get [`Error::NotCoordinator`] until [`OffsetsStore::become_leader`] starts
+    /// another. A step that fails after the replica stepped down says
+    /// [`Error::NotCoordinator`]: as a follower it may have cut the bytes being read. A
+    /// view loaded in an epoch its replica no longer leads says so too.
     pub fn load_step(&self, index: u32) -> Result<LoadProgress> {
         let mut hosted = self.hosted();
         let h = hosted
             .get_mut(&index)
             .ok_or(Error::NotCoordinator { partition: index })?;
         let log = h.replica.log().clone();
+        let leads = h.leads();
         let (next, end) = match &mut h.state {
             ViewState::Follower => return Err(Error::NotCoordinator { partition: index }),
+            ViewState::Failed(err) => return Err(err.duplicate()),
+            // Loaded in an epoch its replica no longer leads: `become_leader` loads anew.
+            ViewState::Loaded(_) if !leads => {
+                return Err(Error::NotCoordinator { partition: index })
+            }
             ViewState::Loaded(_) => {
                 let end = log.log_end_offset();
                 return Ok(LoadProgress {
@@ -320,19 +333,20 @@ impl OffsetsStore {
             } => {
                 let step = self.config.load_buffer_bytes;
                 if let Err(err) = load_pieces(&log, (next, *end), view, reader, step) {
-                    // The next step starts the load over, with a new reader and view: the
-                    // piece that failed was applied in part, and applied again on top of
-                    // that, a transaction's records could land on the wrong side of its
-                    // marker. (An error in the bytes fails every load alike.)
-                    *reader = None;
-                    *next = log.log_start_offset();
-                    *view = View::default();
+                    // The load ends here: the piece that failed was applied in part, and
+                    // applied again on top of that, a transaction's records could land on
+                    // the wrong side of its marker; an error in the bytes fails every load
+                    // alike. `become_leader` starts another, with a fresh view.
+                    //
                     // A replica that stepped down may have been cut under the reader (a
                     // follower truncating where it diverged): the bytes are gone, and so
                     // is the reason to load.
-                    if !h.replica.is_leader() {
-                        return Err(Error::NotCoordinator { partition: index });
-                    }
+                    let err = if leads {
+                        err
+                    } else {
+                        Error::NotCoordinator { partition: index }
+                    };
+                    h.state = ViewState::Failed(err.duplicate());
                     return Err(err);
                 }
                 (*next, *end)
@@ -381,7 +395,9 @@ impl OffsetsStore {
         h.promote_if_committed();
         let leads = h.leads();
         match &mut h.state {
-            ViewState::Follower => Err(Error::NotCoordinator { partition: index }),
+            ViewState::Follower | ViewState::Failed(_) => {
+                Err(Error::NotCoordinator { partition: index })
+            }
             ViewState::Loading { .. } => Err(Error::CoordinatorLoadInProgress { partition: index }),
             ViewState::Loaded(view) => {
                 if !leads {
