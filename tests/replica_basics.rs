@@ -792,6 +792,8 @@ fn an_answer_read_after_its_leader_cut_its_log_is_dropped() {
         .unwrap();
     c.replica(0).become_follower(2, 1).unwrap();
     c.fetch(0, 1); // the logs diverge at 1: broker 0 cuts there
+                   // The answer's bytes are gone: dropped as well (the read's error came back).
+    assert!(!c.replica(2).apply_fetch(&answer).unwrap());
     c.fetch(0, 1); // and copies broker 1's offset 1
     assert_eq!(contents(c.replica(0).log()), contents(c.replica(1).log()));
     let before = contents(c.replica(2).log());

@@ -80,12 +80,14 @@ impl Partition {
                 state.scratch.resize(len, 0);
             }
             let bytes = &mut state.scratch[..len];
-            records.read_to(bytes)?;
+            let read = records.read_to(bytes);
             if records.cut_since() {
                 // The replica that answered stepped down and cut its log since: the bytes
-                // may be its new leader's batches, in the place of those it answered with.
+                // may be its new leader's batches, in the place of those it answered with,
+                // or gone (the read failed).
                 return Ok(false);
             }
+            read?;
             if !self.cut_to_batch_holding_end(bytes, response.leader_epoch)? {
                 // The next fetch goes on from where the cut left the log end.
                 self.cap_high_watermark(&mut state);
