@@ -395,6 +395,52 @@ fn a_transaction_batch_left_empty_does_not_keep_its_marker() {
     );
 }
 
+/// Batches of the log with the control bit (markers), read raw.
+fn control_batches(log: &Log) -> usize {
+    let mut count = 0;
+    let mut next = log.log_start_offset();
+    while let Some(slice) = log.read(next, 1 << 20, None).unwrap() {
+        let bytes = slice.to_vec().unwrap();
+        for batch in partlog::record::batches(&bytes) {
+            let header = *batch.unwrap().header();
+            count += usize::from(header.is_control());
+            next = header.next_offset();
+        }
+    }
+    count
+}
+
+/// A marker that goes past its horizon while it ends its group of segments is kept as an
+/// empty batch, to end it still: as a plain one. An empty control batch is no marker
+/// (none of its records says COMMIT or ABORT), and every later cleaning copied it
+/// unopened, for good.
+#[test]
+fn a_marker_gone_at_the_end_of_its_group_leaves_no_control_batch() {
+    let (dir, log, cleaner) = open(8, 4096);
+    let mut appended = Vec::new();
+    append(&log, &mut appended, Some(7), vec![kv("a", Some("in-txn"))]);
+    end(&log, &mut appended, 7, true);
+    log.force_roll().unwrap();
+    // Too large to share a group with the marker's segment.
+    append(
+        &log,
+        &mut appended,
+        None,
+        vec![kv("a", Some(&"w".repeat(1950)))],
+    );
+    let mut step = |now: i64, what: &str| {
+        append(&log, &mut appended, None, vec![kv("z", Some(what))]);
+        log.force_roll().unwrap();
+        clean_all_at(&cleaner, &dir, now, what);
+        assert_eq!(committed(&read_items(&log)), committed(&appended), "{what}");
+        control_batches(&log)
+    };
+    assert_eq!(step(NOW, "the transaction's record is superseded"), 1);
+    assert_eq!(step(NOW, "its batch is gone: the horizon is set"), 1);
+    assert_eq!(step(NOW + DELETE_RETENTION_MS, "past the horizon"), 0);
+    assert_eq!(step(NOW + DELETE_RETENTION_MS, "and after"), 0);
+}
+
 /// A committed transaction with more keys than the whole map holds, where the dirty range
 /// begins: held back until its marker and then put whole, it never fit, and every
 /// cleaning ended where it began, so nothing after it was ever cleaned. Decided, its

@@ -26,7 +26,7 @@ use crate::record::{
 };
 
 use crate::record::batch::{
-    ATTRIBUTES_AT, BASE_SEQUENCE_AT, BASE_TIMESTAMP_AT, BATCH_LENGTH_AT, CRC_AT,
+    ATTRIBUTES_AT, BASE_SEQUENCE_AT, BASE_TIMESTAMP_AT, BATCH_LENGTH_AT, CONTROL_BIT, CRC_AT,
     DELETE_HORIZON_BIT, MAX_TIMESTAMP_AT, PRODUCER_EPOCH_AT, PRODUCER_ID_AT, RECORDS_COUNT_AT,
     TRANSACTIONAL_BIT,
 };
@@ -151,6 +151,10 @@ pub fn filter_batch(
     } else if header.is_transactional() {
         scratch.transaction_read.insert(header.producer_id);
     }
+    if header.records_count == 0 && !keep_if_empty {
+        // Kept empty only to end its group, which it no longer does.
+        return Ok(false);
+    }
     if header.compression() != Compression::None || (header.is_control() && !marker_may_go) {
         stats.batches_unopened += 1;
         out.extend_from_slice(batch.as_bytes());
@@ -208,8 +212,10 @@ pub fn filter_batch(
     // transactional batch would otherwise hold its marker back for as long as it ends a
     // group, or, left past its marker, read as a transaction that never ends (to the
     // map pass of a replica that copies the log, to the log's open transactions, to a
-    // Kafka broker's producer state).
-    let placeholder = kept == 0 && header.is_transactional();
+    // Kafka broker's producer state). A marker gone past its horizon keeps no control
+    // bit either: an empty control batch is no marker, and would be copied unopened for
+    // good.
+    let placeholder = kept == 0 && (header.is_transactional() || header.is_control());
     if kept == header.records_count && horizon == old_horizon && !placeholder {
         out.extend_from_slice(batch.as_bytes());
         return Ok(true);
@@ -232,7 +238,7 @@ pub fn filter_batch(
         attributes |= DELETE_HORIZON_BIT;
     }
     if placeholder {
-        attributes &= !TRANSACTIONAL_BIT;
+        attributes &= !(TRANSACTIONAL_BIT | CONTROL_BIT);
         let b = &mut out[start..];
         b[PRODUCER_ID_AT..PRODUCER_ID_AT + 8].copy_from_slice(&(-1i64).to_be_bytes());
         b[PRODUCER_EPOCH_AT..PRODUCER_EPOCH_AT + 2].copy_from_slice(&(-1i16).to_be_bytes());

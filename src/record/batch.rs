@@ -27,7 +27,7 @@ const _: () = assert!(NO_PARTITION_LEADER_EPOCH < 0);
 const COMPRESSION_MASK: i16 = 0x07;
 const TIMESTAMP_TYPE_BIT: i16 = 1 << 3;
 pub(crate) const TRANSACTIONAL_BIT: i16 = 1 << 4;
-const CONTROL_BIT: i16 = 1 << 5;
+pub(crate) const CONTROL_BIT: i16 = 1 << 5;
 pub(crate) const DELETE_HORIZON_BIT: i16 = 1 << 6;
 
 /// Compression codec of a batch, attribute bits 0-2.
