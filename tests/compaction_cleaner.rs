@@ -275,16 +275,8 @@ fn one_cleaning_at_a_time_per_log() {
 #[test]
 fn a_truncation_below_the_checkpoint_makes_the_range_dirty_again_also_after_a_restart() {
     let disk = SimStorage::new(7);
-    let dir = dir(
-        &disk,
-        LogConfig {
-            min_cleanable_dirty_ratio: 0.0,
-            ..config()
-        },
-    );
-    let cleaner = Cleaner::new(CleanerConfig::default());
+    let (dir, cleaner, log) = eager_dir(&disk);
     let tp = TopicPartition::new("t", 0);
-    let (log, _) = dir.open_log(&tp).unwrap();
     // Keys k0..k9 once, then k10..k19 three times: cleaned, the checkpoint is at the end.
     fill(&log, 10, 1, NOW);
     let middle = log.log_end_offset();
@@ -322,14 +314,7 @@ fn a_truncation_below_the_checkpoint_makes_the_range_dirty_again_also_after_a_re
     let end = log.log_end_offset();
     drop(log);
     dir.close().unwrap();
-    let dir = self::dir(
-        &disk,
-        LogConfig {
-            min_cleanable_dirty_ratio: 0.0,
-            ..config()
-        },
-    );
-    let (log, _) = dir.open_log(&tp).unwrap();
+    let (dir, _, log) = eager_dir(&disk);
     assert_eq!(log.log_end_offset(), end);
     assert_eq!(log.truncated_to(), i64::MAX, "a new process");
     let range = cleanable(&log, dir.cleaner_offset(&tp), NOW).unwrap();
@@ -345,16 +330,8 @@ fn a_truncation_below_the_checkpoint_makes_the_range_dirty_again_also_after_a_re
 #[test]
 fn a_truncation_that_cannot_lower_the_cleaner_checkpoint_fails_the_log() {
     let disk = SimStorage::new(9);
-    let dir = dir(
-        &disk,
-        LogConfig {
-            min_cleanable_dirty_ratio: 0.0,
-            ..config()
-        },
-    );
-    let cleaner = Cleaner::new(CleanerConfig::default());
+    let (dir, cleaner, log) = eager_dir(&disk);
     let tp = TopicPartition::new("t", 0);
-    let (log, _) = dir.open_log(&tp).unwrap();
     fill(&log, 10, 3, NOW);
     while let CleanOutcome::Cleaned { .. } = cleaner.clean_once(&dir, NOW).unwrap() {}
     let checkpoint = dir.cleaner_offset(&tp).unwrap();
@@ -387,16 +364,7 @@ fn a_truncation_that_cannot_lower_the_cleaner_checkpoint_fails_the_log() {
 #[test]
 fn a_failed_log_is_not_cleaned() {
     let disk = SimStorage::new(12);
-    let dir = dir(
-        &disk,
-        LogConfig {
-            min_cleanable_dirty_ratio: 0.0,
-            ..config()
-        },
-    );
-    let cleaner = Cleaner::new(CleanerConfig::default());
-    let tp = TopicPartition::new("t", 0);
-    let (log, _) = dir.open_log(&tp).unwrap();
+    let (dir, cleaner, log) = eager_dir(&disk);
     fill(&log, 10, 3, NOW);
     // A copy an unfinished swap left behind, and a write that fails the log.
     let leftover = Path::new("/data/t-0/00000000000000000000.log.cleaned");
@@ -470,12 +438,21 @@ fn keys_batch(keys: std::ops::Range<usize>, value: &str, len: usize) -> Vec<u8> 
 /// A log dir that cleans at any dirty ratio, a cleaner, and its log `t-0`.
 fn eager_log(seed: u64, segment_bytes: u64) -> (LogDir, Cleaner, Arc<Log>) {
     let disk = SimStorage::new(seed);
+    eager_dir_of(&disk, segment_bytes)
+}
+
+/// [`eager_log`] on `disk`, with the usual segments.
+fn eager_dir(disk: &Arc<SimStorage>) -> (LogDir, Cleaner, Arc<Log>) {
+    eager_dir_of(disk, config().segment_bytes)
+}
+
+fn eager_dir_of(disk: &Arc<SimStorage>, segment_bytes: u64) -> (LogDir, Cleaner, Arc<Log>) {
     let config = LogConfig {
         min_cleanable_dirty_ratio: 0.0,
         segment_bytes,
         ..config()
     };
-    let dir = dir(&disk, config);
+    let dir = dir(disk, config);
     let (log, _) = dir.open_log(&TopicPartition::new("t", 0)).unwrap();
     (dir, Cleaner::new(CleanerConfig::default()), log)
 }

@@ -620,12 +620,9 @@ fn a_load_left_half_way_starts_over() {
     assert!(after.iter().all(|o| o.len() == 3));
 }
 
-/// A replica that steps down mid-load and is cut (a follower truncating where it diverged)
-/// takes the bytes the load's reader was about to read: the load's next step says the
-/// store no longer coordinates those groups, not that a file ended early.
-#[test]
-fn a_load_whose_replica_stepped_down_and_was_cut_says_not_coordinator() {
-    // One segment, so that the cut shortens the file the load reads.
+/// A cluster whose offsets partition holds about 4 MiB in one segment: 40 commits of 100
+/// partitions of `orders` by [`GROUP`], each with 1,000 bytes of metadata, the last at 39.
+fn four_mib_of_commits() -> (Cluster, Vec<OffsetsStore>) {
     let (mut c, stores) = cluster_of(offsets_log_config());
     let metadata = "m".repeat(1000);
     for i in 0..40 {
@@ -638,6 +635,16 @@ fn a_load_whose_replica_stepped_down_and_was_cut_says_not_coordinator() {
         stores[0].commit(GROUP, &offsets).unwrap();
         settle(&mut c);
     }
+    (c, stores)
+}
+
+/// A replica that steps down mid-load and is cut (a follower truncating where it diverged)
+/// takes the bytes the load's reader was about to read: the load's next step says the
+/// store no longer coordinates those groups, not that a file ended early.
+#[test]
+fn a_load_whose_replica_stepped_down_and_was_cut_says_not_coordinator() {
+    // One segment, so that the cut shortens the file the load reads.
+    let (c, stores) = four_mib_of_commits();
     let replica = c.replica(0).unwrap().clone();
     assert!(replica.log().size_bytes() > 3 << 20);
     stores[0].become_leader(0).unwrap();
@@ -768,18 +775,7 @@ fn a_view_serves_only_in_the_epoch_it_was_loaded_in() {
 /// on a view that may hold part of it.)
 #[test]
 fn a_load_that_fails_midway_ends_until_the_next_become_leader() {
-    let (mut c, stores) = cluster_of(offsets_log_config());
-    let metadata = "m".repeat(1000);
-    for i in 0..40 {
-        let offsets: Vec<OffsetCommit> = (0..100)
-            .map(|p| OffsetCommit {
-                metadata: metadata.clone(),
-                ..commit_of("orders", p, i)
-            })
-            .collect();
-        stores[0].commit(GROUP, &offsets).unwrap();
-        settle(&mut c);
-    }
+    let (c, stores) = four_mib_of_commits();
     stores[0].become_leader(0).unwrap();
     let first = stores[0].load_step(0).unwrap().loaded_to;
     for _ in 0..3 {

@@ -141,6 +141,16 @@ fn leftover_tmp_checkpoints_are_removed_on_open() {
     }
 }
 
+/// Options for log `t-0` on `backend`, small segments, a manual clock.
+fn t0_options(backend: &common::Backend) -> partlog::log::LogOpenOptions {
+    common::options(
+        backend,
+        "t-0",
+        small_config(),
+        Arc::new(ManualClock::new(1_000_000)),
+    )
+}
+
 /// DeleteRecords moves the log start to 6 and checkpoints it, durably, inside five batches
 /// never flushed; the power fails. The log reopens empty at 6, and the next append gets
 /// offset 6: the log start came back as the recovered log end (0), and offsets 0..6,
@@ -149,14 +159,7 @@ fn leftover_tmp_checkpoints_are_removed_on_open() {
 #[test]
 fn a_log_start_checkpointed_past_what_survived_a_crash_starts_the_log_there() {
     let (backend, disk) = common::sim_with_disk(21);
-    let options = || {
-        common::options(
-            &backend,
-            "t-0",
-            small_config(),
-            Arc::new(ManualClock::new(1_000_000)),
-        )
-    };
+    let options = || t0_options(&backend);
     let (log, _) = partlog::log::Log::open(options()).unwrap();
     for i in 0..5 {
         log.append_as_leader(&mut batch(2, 20, i), 0).unwrap();
@@ -193,14 +196,7 @@ fn a_log_start_checkpointed_past_what_survived_a_crash_starts_the_log_there() {
 #[test]
 fn a_log_start_past_the_end_after_a_clean_shutdown_is_a_warning() {
     let (backend, _disk) = common::sim_with_disk(22);
-    let options = || {
-        common::options(
-            &backend,
-            "t-0",
-            small_config(),
-            Arc::new(ManualClock::new(1_000_000)),
-        )
-    };
+    let options = || t0_options(&backend);
     let (log, _) = partlog::log::Log::open(options()).unwrap();
     for i in 0..5 {
         log.append_as_leader(&mut batch(2, 20, i), 0).unwrap();
