@@ -313,6 +313,20 @@ fn a_tombstone_committed_after_a_cleaning_still_deletes_the_record_before_it() {
     assert_eq!(committed(&read_items(&log)), expected);
 }
 
+/// Appends something dirty (so that the step cleans), rolls, cleans at `now`, and checks
+/// that readers find what was appended.
+fn clean_step(
+    (dir, log, cleaner): (&LogDir, &Log, &Cleaner),
+    appended: &mut Vec<Item>,
+    now: i64,
+    what: &str,
+) {
+    append(log, appended, None, vec![kv("z", Some(what))]);
+    log.force_roll().unwrap();
+    clean_all_at(cleaner, dir, now, what);
+    assert_eq!(committed(&read_items(log)), committed(appended), "{what}");
+}
+
 fn markers(log: &Log) -> usize {
     read_items(log)
         .iter()
@@ -331,11 +345,7 @@ fn a_marker_goes_once_its_transaction_is_gone_and_its_horizon_passed() {
     end(&log, &mut appended, 7, true);
     append(&log, &mut appended, None, vec![kv("a", Some("later"))]);
     let mut step = |now: i64, what: &str| {
-        // Something dirty, so that each step cleans.
-        append(&log, &mut appended, None, vec![kv("z", Some(what))]);
-        log.force_roll().unwrap();
-        clean_all_at(&cleaner, &dir, now, what);
-        assert_eq!(committed(&read_items(&log)), committed(&appended), "{what}");
+        clean_step((&dir, &log, &cleaner), &mut appended, now, what);
         markers(&log)
     };
     assert_eq!(step(NOW, "the transaction's record is superseded"), 1);
@@ -366,10 +376,7 @@ fn a_transaction_batch_left_empty_does_not_keep_its_marker() {
         vec![kv("a", Some(&"w".repeat(1880)))],
     );
     let mut step = |now: i64, what: &str| {
-        append(&log, &mut appended, None, vec![kv("z", Some(what))]);
-        log.force_roll().unwrap();
-        clean_all_at(&cleaner, &dir, now, what);
-        assert_eq!(committed(&read_items(&log)), committed(&appended), "{what}");
+        clean_step((&dir, &log, &cleaner), &mut appended, now, what);
         let first = read_items(&log).into_iter().next();
         let emptied = matches!(&first, Some(Item::Records(None, r)) if r.is_empty());
         (emptied, markers(&log))
@@ -429,10 +436,7 @@ fn a_marker_gone_at_the_end_of_its_group_leaves_no_control_batch() {
         vec![kv("a", Some(&"w".repeat(1950)))],
     );
     let mut step = |now: i64, what: &str| {
-        append(&log, &mut appended, None, vec![kv("z", Some(what))]);
-        log.force_roll().unwrap();
-        clean_all_at(&cleaner, &dir, now, what);
-        assert_eq!(committed(&read_items(&log)), committed(&appended), "{what}");
+        clean_step((&dir, &log, &cleaner), &mut appended, now, what);
         control_batches(&log)
     };
     assert_eq!(step(NOW, "the transaction's record is superseded"), 1);
