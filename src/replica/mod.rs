@@ -363,8 +363,8 @@ impl Partition {
                 // replica would write its own records at offsets the epoch's leader may
                 // have written others at, and no follower could tell them apart.
                 return Err(Error::InvalidRequest(format!(
-                    "epoch {epoch} is led by broker {:?}: a new leader needs a new epoch",
-                    state.leader_id
+                    "epoch {epoch} is led by {}: a new leader needs a new epoch",
+                    leader_name(state.leader_id)
                 )));
             };
             // The decision that made this replica leader, again (the controller's message
@@ -440,9 +440,9 @@ impl Partition {
                 return Ok(());
             }
             return Err(Error::InvalidRequest(format!(
-                "epoch {epoch} is led by broker {:?}, not {leader_id}: a new leader needs \
-                 a new epoch",
-                state.leader_id
+                "epoch {epoch} is led by {}, not broker {leader_id}: a new leader needs a \
+                 new epoch",
+                leader_name(state.leader_id)
             )));
         }
         Self::fail_pending(&mut state.role, Error::NotLeaderOrFollower);
@@ -515,6 +515,11 @@ impl Partition {
         let hw = self.high_watermark();
         self.log.read(from, max_bytes, Some(hw))
     }
+}
+
+/// A leader as an error message names it.
+fn leader_name(leader: Option<i32>) -> String {
+    leader.map_or("no broker".to_string(), |id| format!("broker {id}"))
 }
 
 #[cfg(test)]
