@@ -195,14 +195,20 @@ pub trait DirLock: Send + Sync + fmt::Debug {
 
 /// Creates `path` and its missing parents durably: each directory created is made durable by
 /// syncing its parent, so a crash after this returns cannot lose the directory (and with it
-/// everything synced inside it).
+/// everything synced inside it). The parent of `path` is synced even when `path` was there
+/// already: a crash may have come after an earlier call created it and before that call
+/// synced its parent, and the entry may not be durable yet.
 pub fn create_dir_all_durable(storage: &dyn Storage, path: &Path) -> Result<()> {
     let missing: Vec<&Path> = path
         .ancestors()
         .take_while(|p| !p.as_os_str().is_empty() && !storage.exists(p))
         .collect();
     storage.create_dir_all(path)?;
-    for dir in missing.iter().rev() {
+    let mut to_sync: Vec<&Path> = missing.iter().rev().copied().collect();
+    if to_sync.is_empty() {
+        to_sync.push(path);
+    }
+    for dir in to_sync {
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
             storage.sync_dir(parent)?;
         }
