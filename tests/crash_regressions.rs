@@ -964,7 +964,6 @@ fn power_loss_while_replacing_an_empty_active_segment_keeps_the_log_end() {
 /// still take the dir, and with it data flushed inside it. The parent is synced anyway now.
 #[test]
 fn an_existing_dir_whose_entry_was_never_synced_is_made_durable() {
-    use partlog::io::Storage;
     for seed in 0..32 {
         let sim = SimStorage::new(seed);
         let storage = sim.storage();
