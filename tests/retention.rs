@@ -1,6 +1,6 @@
 //! Retention by time, by size and by log start offset: old segments are renamed `.deleted`,
-//! removed after `file_delete_delay_ms` (or on close / reopen), the active segment stays,
-//! and reads below the new log start are out of range.
+//! removed after `file_delete_delay_ms` (or on close / reopen), the active segment goes
+//! last (an empty one takes its place), and reads below the new log start are out of range.
 
 mod common;
 
@@ -93,20 +93,38 @@ fn retention_by_time_deletes_expired_segments_after_a_delay() {
     }
 }
 
+/// An expired active segment goes too once every segment before it has, as in Kafka
+/// (`deletableSegments` takes the last segment when it is not empty and the high
+/// watermark reaches the log end; `deleteSegments` rolls an empty one first): an idle
+/// partition does not keep its expired records for good, and its offsets go on from its
+/// log end. Not while part of it lies at or above the limit (a replica's high watermark),
+/// nor when it is empty.
 #[test]
-fn the_active_segment_is_never_deleted() {
+fn an_expired_active_segment_goes_once_it_is_below_the_limit() {
     for backend in backends() {
-        let (log, clock) = open_with(&backend, "t-0", config(100_000, 0));
+        let (log, clock) = open_with(&backend, "t-0", config(100_000, -1));
         fill(&log, 4, 10);
         clock.advance_ms(10_000_000);
-        let outcome = log.delete_old_segments().unwrap();
-        assert_eq!(outcome.segments_deleted, 3);
-        assert_eq!(log.segment_count(), 1);
+        let outcome = log.delete_old_segments_below(39).unwrap();
+        assert_eq!(outcome.segments_deleted, 3, "{}", backend.name);
         assert_eq!((log.log_start_offset(), log.log_end_offset()), (30, 40));
-        assert_eq!(read_all(&log).len(), 5);
-        assert_eq!(log.delete_old_segments().unwrap().segments_deleted, 0);
+        assert_eq!(read_all(&log).len(), 5, "the active segment holds 30..40");
+        let outcome = log.delete_old_segments_below(40).unwrap();
+        assert_eq!(outcome.segments_deleted, 1, "{}", backend.name);
+        assert_eq!(log.segment_count(), 1);
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (40, 40));
+        assert_out_of_range(&log, 39);
+        assert!(read_all(&log).is_empty());
+        assert_eq!(
+            log.delete_old_segments().unwrap().segments_deleted,
+            0,
+            "empty"
+        );
         let info = log.append_as_leader(&mut batch(1, 1, 0), 1).unwrap();
         assert_eq!(info.first_offset, 40);
+        drop(log);
+        let (log, _) = open_with(&backend, "t-0", config(100_000, -1));
+        assert_eq!(log.log_end_offset(), 41, "{}", backend.name);
     }
 }
 
@@ -256,7 +274,9 @@ fn a_compact_only_log_keeps_its_old_segments() {
                 let outcome = log.delete_old_segments().unwrap();
                 assert_eq!(outcome.segments_deleted, 2, "below the log start");
             } else {
-                assert_eq!(deleted, 3, "{}", backend.name);
+                // Every segment, the active one too (an empty one takes its place).
+                assert_eq!(deleted, 4, "{}", backend.name);
+                assert_eq!(log.log_start_offset(), 4);
             }
             assert_eq!(log.log_end_offset(), 4);
         }

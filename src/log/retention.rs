@@ -34,7 +34,10 @@ impl Log {
     /// Deletes, oldest first, segments that are wholly below the log start offset, whose
     /// newest record is older than `retention_ms`, or that the log can lose and still be at
     /// least `retention_bytes` large; by time and size only when the cleanup policy deletes
-    /// ([`crate::CleanupPolicy::deletes`]). The active segment is never deleted.
+    /// ([`crate::CleanupPolicy::deletes`]). The active segment goes too, by time or size,
+    /// as in Kafka, once every other has gone and it is not empty: an empty one takes its
+    /// place first, at the log end, so that an idle partition does not keep its expired
+    /// records for good.
     pub fn delete_old_segments(&self) -> Result<RetentionOutcome> {
         self.delete_old_segments_below(i64::MAX)
     }
@@ -45,7 +48,7 @@ impl Log {
     pub fn delete_old_segments_below(&self, limit: i64) -> Result<RetentionOutcome> {
         let mut writer = self.writer()?;
         let now = self.clock.now_ms();
-        let segments = self.segments();
+        let mut segments = self.segments();
         let mut total: u64 = segments.iter().map(|s| s.size()).sum();
         let start = self.log_start_offset();
         let deletes = self.config.cleanup_policy.deletes();
@@ -66,6 +69,25 @@ impl Log {
             total -= segment.size();
             bytes_deleted += segment.size();
             doomed += 1;
+        }
+        // The active segment, when every one before it goes and all of it lies below
+        // `limit` (its upper bound is the log end, as in Kafka's `deletableSegments`).
+        let end = self.log_end_offset();
+        if doomed + 1 == segments.len() && end <= limit && deletes {
+            let active = &segments[doomed];
+            let expired = self.config.retention_ms >= 0
+                && now - active.retention_timestamp()? > self.config.retention_ms;
+            let oversize = self.config.retention_bytes >= 0
+                && total - active.size() >= self.config.retention_bytes as u64;
+            if active.size() > 0 && (expired || oversize) {
+                bytes_deleted += active.size();
+                doomed += 1;
+                // Kafka's `deleteSegments` rolls first: a log always has a segment.
+                if let Err(err) = self.roll(&mut writer, end) {
+                    return Self::fail(&mut writer, err);
+                }
+                segments = self.segments();
+            }
         }
         if doomed == 0 {
             return Ok(RetentionOutcome::default());
