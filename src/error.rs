@@ -117,6 +117,9 @@ pub enum Error {
     GroupSubscribedToTopic { group: String, topic: String },
     /// A request a store cannot take as it is (a name too long for the format, ...).
     InvalidRequest(String),
+    /// The log's cleanup policy forbids the request (`POLICY_VIOLATION`): DeleteRecords on
+    /// a log that only compacts.
+    PolicyViolation(String),
     /// A compacted log takes only records with a key (Kafka's "Compacted topic cannot
     /// accept message without key"); `offset_delta` names the first without one. Nothing
     /// was appended.
@@ -278,6 +281,7 @@ impl Error {
                 topic: topic.clone(),
             },
             Error::InvalidRequest(why) => Error::InvalidRequest(why.clone()),
+            Error::PolicyViolation(why) => Error::PolicyViolation(why.clone()),
             Error::KeylessRecord { offset_delta } => Error::KeylessRecord {
                 offset_delta: *offset_delta,
             },
@@ -421,6 +425,7 @@ impl fmt::Display for Error {
                 "group {group} subscribes to topic {topic}: its offsets there stay while it does"
             ),
             Error::InvalidRequest(why) => write!(f, "invalid request: {why}"),
+            Error::PolicyViolation(why) => write!(f, "policy violation: {why}"),
             Error::KeylessRecord { offset_delta } => write!(
                 f,
                 "a compacted log takes only records with a key; record {offset_delta} has none"

@@ -276,6 +276,44 @@ fn retention_and_the_log_start_stop_at_the_high_watermark() {
     let err = leader.advance_log_start_offset(3).unwrap_err();
     assert!(matches!(err, Error::OffsetOutOfRange { .. }), "{err}");
     leader.advance_log_start_offset(2).unwrap();
+    // As Kafka's DeleteRecords: -1 is the HW, another negative offset is out of range.
+    let err = leader.advance_log_start_offset(-2).unwrap_err();
+    assert!(matches!(err, Error::OffsetOutOfRange { .. }), "{err}");
+    c.replicate(0, &[1, 2]);
+    assert_eq!(leader.high_watermark(), 4);
+    leader.advance_log_start_offset(-1).unwrap();
+    assert_eq!(leader.log().log_start_offset(), 4);
+}
+
+/// DeleteRecords on a log that only compacts is a policy violation, as in Kafka: its
+/// retention would delete the segments below the new log start, keys and all.
+#[test]
+fn delete_records_on_a_compacted_log_is_a_policy_violation() {
+    let clock = std::sync::Arc::new(partlog::ManualClock::new(1_000_000));
+    let disk = SimStorage::new(41);
+    let config = partlog::LogConfig {
+        cleanup_policy: partlog::CleanupPolicy::Compact,
+        ..partlog::LogConfig::default()
+    };
+    let (log, _) = partlog::log::Log::open(partlog::log::LogOpenOptions {
+        config,
+        clock: clock.clone(),
+        ..partlog::log::LogOpenOptions::new(disk.storage(), "/data/t-0")
+    })
+    .unwrap();
+    let leader = Partition::new(
+        std::sync::Arc::new(log),
+        partlog::replica::ReplicaConfig::new(0),
+        clock,
+        0,
+    );
+    leader.become_leader(1, vec![0], vec![0]).unwrap();
+    let mut b = common::keyed_batch(&[(b"k".to_vec(), Some(b"v".to_vec()))], 1);
+    leader.append(&mut b, Acks::Leader, TIMEOUT_MS).unwrap();
+    assert_eq!(leader.high_watermark(), 1);
+    let err = leader.advance_log_start_offset(1).unwrap_err();
+    assert!(matches!(err, Error::PolicyViolation(_)), "{err}");
+    assert_eq!(leader.log().log_start_offset(), 0);
 }
 
 /// DeleteRecords is done on every live replica once the leader's low watermark reaches

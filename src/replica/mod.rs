@@ -487,10 +487,20 @@ impl Partition {
         self.log.delete_old_segments_below(hw)
     }
 
-    /// Moves the log start (Kafka's DeleteRecords), which may not pass the HW.
+    /// Moves the log start (Kafka's DeleteRecords), which may not pass the HW. As Kafka's
+    /// `deleteRecordsOnLeader`: -1 means the HW, any other offset below 0 (or past the HW)
+    /// is [`Error::OffsetOutOfRange`], and a log whose cleanup policy does not delete is
+    /// [`Error::PolicyViolation`] (its retention would remove the segments below).
     pub fn advance_log_start_offset(&self, offset: i64) -> Result<()> {
         let hw = self.high_watermark();
-        if offset > hw {
+        let offset = if offset == -1 { hw } else { offset };
+        if !self.log.config().cleanup_policy.deletes() {
+            return Err(Error::PolicyViolation(format!(
+                "records of a log whose cleanup policy is {:?} cannot be deleted",
+                self.log.config().cleanup_policy
+            )));
+        }
+        if !(0..=hw).contains(&offset) {
             return Err(Error::OffsetOutOfRange {
                 offset,
                 log_start_offset: self.log.log_start_offset(),
