@@ -4,6 +4,7 @@ use std::sync::atomic::Ordering;
 
 use super::Log;
 use crate::error::{Error, Result};
+use crate::segment::Segment;
 
 /// What one retention pass deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -52,18 +53,21 @@ impl Log {
         let mut total: u64 = segments.iter().map(|s| s.size()).sum();
         let start = self.log_start_offset();
         let deletes = self.config.cleanup_policy.deletes();
+        // By time or by size, when the policy deletes: `total` is the log's size with the
+        // segment still in it.
+        let past_retention = |segment: &Segment, total: u64| -> Result<bool> {
+            let expired = self.config.retention_ms >= 0
+                && now - segment.retention_timestamp()? > self.config.retention_ms;
+            let oversize = self.config.retention_bytes >= 0
+                && total - segment.size() >= self.config.retention_bytes as u64;
+            Ok(deletes && (expired || oversize))
+        };
         let mut doomed = 0usize;
         let mut bytes_deleted = 0u64;
         while doomed + 1 < segments.len() && segments[doomed + 1].base_offset() <= limit {
             let segment = &segments[doomed];
             let below_start = segments[doomed + 1].base_offset() <= start;
-            let expired = deletes
-                && self.config.retention_ms >= 0
-                && now - segment.retention_timestamp()? > self.config.retention_ms;
-            let oversize = deletes
-                && self.config.retention_bytes >= 0
-                && total - segment.size() >= self.config.retention_bytes as u64;
-            if !(below_start || expired || oversize) {
+            if !(below_start || past_retention(segment, total)?) {
                 break;
             }
             total -= segment.size();
@@ -73,21 +77,19 @@ impl Log {
         // The active segment, when every one before it goes and all of it lies below
         // `limit` (its upper bound is the log end, as in Kafka's `deletableSegments`).
         let end = self.log_end_offset();
-        if doomed + 1 == segments.len() && end <= limit && deletes {
-            let active = &segments[doomed];
-            let expired = self.config.retention_ms >= 0
-                && now - active.retention_timestamp()? > self.config.retention_ms;
-            let oversize = self.config.retention_bytes >= 0
-                && total - active.size() >= self.config.retention_bytes as u64;
-            if active.size() > 0 && (expired || oversize) {
-                bytes_deleted += active.size();
-                doomed += 1;
-                // Kafka's `deleteSegments` rolls first: a log always has a segment.
-                if let Err(err) = self.roll(&mut writer, end) {
-                    return Self::fail(&mut writer, err);
-                }
-                segments = self.segments();
+        let active = &segments[doomed];
+        if doomed + 1 == segments.len()
+            && end <= limit
+            && active.size() > 0
+            && past_retention(active, total)?
+        {
+            bytes_deleted += active.size();
+            doomed += 1;
+            // Kafka's `deleteSegments` rolls first: a log always has a segment.
+            if let Err(err) = self.roll(&mut writer, end) {
+                return Self::fail(&mut writer, err);
             }
+            segments = self.segments();
         }
         if doomed == 0 {
             return Ok(RetentionOutcome::default());
