@@ -24,6 +24,7 @@ use crate::record::{batches, Batch, Compression, Record};
 use crate::replica::AppendHandle;
 pub use decode::Decoded;
 use decode::Item;
+use metadata::MetadataTable;
 use transactions::Pending;
 
 /// A committed offset as [`super::OffsetsStore::fetch`] returns it.
@@ -121,90 +122,6 @@ const FREE: Slot = Slot {
     leader_epoch: 0,
     metadata: EMPTY_SLOT,
 };
-
-/// Non-empty metadata texts, by handle (index + 1); freed handles are reused. Handles stay
-/// below [`EMPTY_SLOT`]: four billion texts would not fit in memory first.
-///
-/// An offset whose value carries an explicit expiry (value version 1's `expireTimestamp`,
-/// which Kafka still writes for a commit that asks for a retention time) keeps it here
-/// too, beside its text (empty or not): both are rare, and the slots stay small.
-#[derive(Debug, Default)]
-struct MetadataTable {
-    texts: Vec<String>,
-    /// Each text's offset's explicit expiry, -1 for none; side by side with `texts`.
-    expires: Vec<i64>,
-    free: Vec<u32>,
-}
-
-impl MetadataTable {
-    fn text(&self, handle: u32) -> &str {
-        match handle {
-            NO_METADATA | EMPTY_SLOT => "",
-            h => self.texts.get(h as usize - 1).map_or("", String::as_str),
-        }
-    }
-
-    /// The explicit expiry kept with `handle`, if any.
-    fn expire_at(&self, handle: u32) -> Option<i64> {
-        match handle {
-            NO_METADATA | EMPTY_SLOT => None,
-            h => self
-                .expires
-                .get(h as usize - 1)
-                .copied()
-                .filter(|&e| e >= 0),
-        }
-    }
-
-    /// The handle for `text` and `expire` (-1 for none), reusing `old`'s storage (`old` is
-    /// a handle or [`EMPTY_SLOT`]).
-    fn store(&mut self, old: u32, text: &str, expire: i64) -> u32 {
-        if text.is_empty() && expire < 0 {
-            self.release(old);
-            return NO_METADATA;
-        }
-        let handle = match self.slot_of(old) {
-            Some(t) => {
-                t.clear();
-                t.push_str(text);
-                old
-            }
-            None => match self.free.pop() {
-                Some(h) => {
-                    if let Some(t) = self.slot_of(h) {
-                        t.push_str(text);
-                    }
-                    h
-                }
-                None => {
-                    self.texts.push(text.to_string());
-                    self.expires.push(-1);
-                    self.texts.len() as u32
-                }
-            },
-        };
-        if let Some(e) = self.expires.get_mut(handle as usize - 1) {
-            *e = expire;
-        }
-        handle
-    }
-
-    fn slot_of(&mut self, handle: u32) -> Option<&mut String> {
-        match handle {
-            NO_METADATA | EMPTY_SLOT => None,
-            h => self.texts.get_mut(h as usize - 1),
-        }
-    }
-
-    fn release(&mut self, handle: u32) {
-        if let Some(t) = self.slot_of(handle) {
-            t.clear();
-            t.shrink_to_fit();
-            self.expires[handle as usize - 1] = -1;
-            self.free.push(handle);
-        }
-    }
-}
 
 /// A topic's committed partitions. Partition ids are small and dense (0 up to the topic's
 /// partition count), so they index a table directly; the rare id that would stretch the
@@ -838,6 +755,7 @@ impl View {
 }
 
 mod decode;
+mod metadata;
 #[cfg(test)]
 mod tests;
 mod transactions;
