@@ -199,6 +199,7 @@ impl Segment {
             )?;
             pos += header.size() as u64;
         }
+        index_largest_timestamp(ix, &meta)?;
         *self.meta_mut() = meta;
         Ok(())
     }
@@ -248,8 +249,9 @@ pub(super) fn index_batch(
         meta.offset_of_max_timestamp = header.last_offset();
     }
     // A full index (possible when rebuilding a segment written with a larger index limit)
-    // only makes lookups scan further; it is never wrong.
-    let (offset_room, time_room) = (!ix.offset.is_full(), !ix.time.is_full());
+    // only makes lookups scan further; it is never wrong. The time index's last slot is
+    // kept for the entry the segment ends with (see [`index_largest_timestamp`]).
+    let (offset_room, time_room) = (!ix.offset.is_full(), ix.time.room() > 1);
     // A witness needs only the offset index (a full time index takes no more entries, and
     // a lookup by time scans further).
     if (meta.bytes_since_index > interval && time_room || witness) && offset_room {
@@ -264,4 +266,19 @@ pub(super) fn index_batch(
     }
     meta.bytes_since_index += header.size() as u64;
     Ok(())
+}
+
+/// Ends the time index with the segment's largest timestamp, as Kafka does when a segment
+/// stops being written (on roll and on close) and after it rebuilds a segment's indexes:
+/// Kafka takes a segment's largest timestamp from its time index's last entry when it
+/// loads a cleanly shut-down log, so without this entry it would age the segment by an
+/// older timestamp and delete it early. The entry also ends a lookup's scan sooner. It
+/// uses the slot that [`index_batch`] keeps free.
+pub(super) fn index_largest_timestamp(ix: &Indexes, meta: &Meta) -> Result<()> {
+    match meta.max_timestamp {
+        Some(ts) if ts >= 0 && ix.time.room() > 0 => {
+            ix.time.maybe_append(ts, meta.offset_of_max_timestamp)
+        }
+        _ => Ok(()),
+    }
 }

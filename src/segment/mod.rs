@@ -450,7 +450,7 @@ impl Segment {
     /// True when the offset index has room for fewer than `offset_entries` more entries,
     /// or the time index for none (Kafka rolls when either is full).
     pub fn indexes_lack_room(&self, offset_entries: usize) -> Result<bool> {
-        self.with_indexes(|ix| ix.offset.room() < offset_entries.max(1) || ix.time.is_full())
+        self.with_indexes(|ix| ix.offset.room() < offset_entries.max(1) || ix.time.room() <= 1)
     }
 
     /// How long the segment has waited to roll, Kafka's way: the new batch's timestamp minus
@@ -630,6 +630,7 @@ impl Segment {
     /// so no entry comes or goes in between.
     pub fn trim_files(&self) -> Result<()> {
         self.preallocate.store(false, Ordering::Relaxed);
+        self.end_time_index()?;
         let trimmed = {
             let guard = self.indexes.read().unwrap_or_else(|e| e.into_inner());
             guard
@@ -655,6 +656,23 @@ impl Segment {
         }
         self.prefilled.store(size, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Ends the loaded time index with the segment's largest timestamp (see
+    /// [`indexes::index_largest_timestamp`]). Indexes that are not loaded were not written
+    /// since the segment was opened, and end as they did when it was last closed.
+    fn end_time_index(&self) -> Result<()> {
+        let loaded = self
+            .indexes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some();
+        if !loaded || self.size() == 0 {
+            return Ok(());
+        }
+        self.largest_timestamp()?; // known from here on: the writer's lock is held
+        let meta = *self.meta_mut();
+        self.with_indexes(|ix| indexes::index_largest_timestamp(ix, &meta))?
     }
 
     /// Makes the log bytes and loaded indexes durable. The index lock is held only to

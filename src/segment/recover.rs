@@ -5,7 +5,7 @@
 //! never holds more than one chunk in memory: a batch larger than a chunk is checksummed in
 //! pieces, so a corrupt length field cannot make it allocate.
 
-use super::indexes::index_batch;
+use super::indexes::{index_batch, index_largest_timestamp};
 use super::{zeros_written_ahead, Segment};
 use crate::error::Error;
 use crate::error::Result;
@@ -368,6 +368,7 @@ impl Segment {
                 scan.batches += 1;
                 scan.last_epoch = Some(header.partition_leader_epoch);
             }
+            index_largest_timestamp(ix, &meta)?;
             Ok(scan)
         })?;
         self.install_indexes(indexes);
