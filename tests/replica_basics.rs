@@ -347,8 +347,12 @@ fn the_low_watermark_follows_the_followers_log_starts() {
     c.fetch(2, 0);
     assert_eq!(leader.low_watermark(), Some(3));
     // Broker 2 stops fetching; once it has been silent for the lag time and left the ISR
-    // it no longer counts, and broker 1's report decides.
+    // it no longer counts, and broker 1's report decides. (It leaves once it lacks an
+    // append: a follower at the leader's end stays in the ISR, however quiet.)
     leader.advance_log_start_offset(4).unwrap();
+    leader
+        .append(&mut batch(1, 20, 1), Acks::Leader, TIMEOUT_MS)
+        .unwrap();
     c.fetch(1, 0);
     c.fetch(1, 0);
     assert_eq!(leader.low_watermark(), Some(3));
@@ -723,10 +727,16 @@ fn a_pending_isr_change_holds_the_hw_to_both_sets() {
     c.fetch(2, 0);
     c.fetch(2, 0);
     assert!(handle.poll().expect("complete").is_ok());
-    // The controller took the change; broker 1, quiet for the lag time, is proposed out.
+    // The controller took the change; broker 1, quiet for the lag time and lacking the
+    // last append, is proposed out.
     leader
         .confirm_isr(1, 2, vec![0, 1, 2])
         .expect("confirm ISR");
+    leader
+        .append(&mut batch(1, 20, 2), Acks::Leader, TIMEOUT_MS)
+        .unwrap();
+    c.fetch(2, 0);
+    c.fetch(2, 0);
     c.clock.advance_ms(31_000);
     c.fetch(2, 0);
     leader.tick();

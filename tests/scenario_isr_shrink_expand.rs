@@ -52,6 +52,37 @@ fn a_cut_off_follower_leaves_the_isr_and_rejoins_after_catching_up() {
     assert!(c.replicas_identical_below_hw().unwrap());
 }
 
+/// Kafka's `isCaughtUp`: a follower holding everything the leader has stays in the ISR
+/// however long ago it fetched, so an idle partition does not shrink its ISR because a
+/// fetch stalled. The first append that it lacks brings the lag back into play.
+#[test]
+fn a_follower_at_the_leaders_end_stays_in_the_isr_while_the_partition_is_idle() {
+    let mut c = Cluster::new(ClusterOptions::default()).unwrap();
+    produce_acked(&mut c, 5);
+    c.replicate().unwrap();
+    c.set_isolated(2, true);
+    // Neither follower fetches for three lag times (broker 1 has nothing to fetch, since
+    // nothing runs `replicate`).
+    let report = c.tick(3 * DEFAULT_REPLICA_LAG_TIME_MAX_MS).unwrap();
+    assert!(
+        report.isr_changes.is_empty(),
+        "both followers hold the leader's end: {:?}",
+        report.isr_changes
+    );
+
+    // An append it lacks: it has not caught up for longer than the lag, and leaves.
+    // Broker 1, which fetched neither, copies the append and stays.
+    let waiting = c
+        .produce(&mut batch(2, 30, 90), Acks::All, 120_000)
+        .unwrap();
+    c.replicate().unwrap();
+    c.replicate().unwrap();
+    let report = c.tick(1_000).unwrap();
+    assert_eq!(report.isr_changes, vec![vec![0, 1]]);
+    c.replicate().unwrap();
+    assert!(waiting.poll().expect("complete").is_ok());
+}
+
 /// KAFKA-7128: after a leader change, a follower whose log reaches the HW but not the new
 /// leader's epoch start is not proposed into the ISR: it could still lack records the
 /// new leader had from the old epoch above the HW.

@@ -355,9 +355,14 @@ impl Partition {
         let lag = self.config.replica_lag_time_max_ms;
         let me = self.config.broker_id;
         if let Role::Leader(leader) = &mut state.role {
+            // Kafka's `isCaughtUp`: a follower at the leader's end stays, however long ago
+            // it fetched (an idle partition does not shrink its ISR for a stalled fetch;
+            // once appends move the end, the lag decides).
+            let leo = self.log.log_end_offset();
             let caught_up = |id: &i32| {
                 *id == me
-                    || (leader.followers.get(id)).is_some_and(|f| now - f.last_caught_up_ms <= lag)
+                    || (leader.followers.get(id))
+                        .is_some_and(|f| f.leo == leo || now - f.last_caught_up_ms <= lag)
             };
             if leader.proposed_isr.is_none() && !leader.isr.iter().all(caught_up) {
                 let keep = leader.isr.iter().copied().filter(caught_up).collect();
