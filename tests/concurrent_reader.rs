@@ -256,3 +256,62 @@ fn a_time_lookup_racing_retention_and_appends_finds_a_record() {
         });
     }
 }
+
+/// A time lookup racing retention over segments whose indexes were not loaded yet (a log
+/// reopened after a clean shutdown): the lookup loads each segment's indexes as it
+/// reaches it, and found the files of one retention had just deleted gone. It answered
+/// `SegmentDeleted` where a read tries the next list of segments; the record it looks for
+/// lies in the active segment, which retention keeps.
+#[test]
+fn a_time_lookup_over_unloaded_indexes_racing_retention_finds_its_record() {
+    let config = LogConfig {
+        retention_bytes: 1,
+        retention_ms: -1,
+        file_delete_delay_ms: 0,
+        ..small_config()
+    };
+    // Many segments, so that the lookup's walk over them overlaps retention's.
+    const SEGMENTS: i64 = 40;
+    for round in 0..300 {
+        let (backend, _disk) = common::sim_with_disk(round);
+        let name = "t-0";
+        {
+            let (log, _) = common::open(&backend, name, config.clone());
+            for i in 0..SEGMENTS {
+                log.append_as_leader(&mut batch(2, 50, i), 1).unwrap();
+                log.force_roll().unwrap();
+            }
+            log.append_as_leader(&mut batch(2, 50, 1_000), 1).unwrap();
+            log.close().unwrap();
+        }
+        let (log, _) = Log::open(partlog::log::LogOpenOptions {
+            clean_shutdown: true,
+            ..common::options(
+                &backend,
+                name,
+                config.clone(),
+                Arc::new(partlog::ManualClock::new(1_000_000)),
+            )
+        })
+        .unwrap();
+        let log = Arc::new(log);
+        let start = Arc::new(std::sync::Barrier::new(2));
+        let lookup = {
+            let (log, start) = (log.clone(), start.clone());
+            thread::spawn(move || {
+                start.wait();
+                log.offset_for_timestamp(1_001)
+            })
+        };
+        start.wait();
+        log.delete_old_segments_below(2 * SEGMENTS).unwrap();
+        let found = lookup.join().unwrap();
+        let found = found.unwrap_or_else(|e| panic!("round {round}: lookup failed: {e}"));
+        assert_eq!(
+            found.map(|f| (f.offset, f.timestamp)),
+            Some((2 * SEGMENTS + 1, 1_001)),
+            "round {round}"
+        );
+        assert_eq!(log.log_start_offset(), 2 * SEGMENTS, "round {round}");
+    }
+}

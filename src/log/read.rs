@@ -111,17 +111,32 @@ impl Log {
                 // list once it is published. (Answering `OffsetOutOfRange` here would send
                 // a consumer to its offset reset policy for an offset the log still has.)
                 Err(err @ Error::SegmentDeleted { .. }) => {
-                    if Arc::ptr_eq(&segments, &self.segments()) {
-                        let since = *waiting_since.get_or_insert_with(Instant::now);
-                        if since.elapsed() > SWAP_WAIT {
-                            return Err(err);
-                        }
-                        std::thread::yield_now();
+                    if !self.segments_replaced(&segments, &mut waiting_since) {
+                        return Err(err);
                     }
                 }
                 other => return other,
             }
         }
+    }
+
+    /// After a read found a segment of the snapshot `seen` deleted: whether to read again.
+    /// At once when the log has published a newer list since; when it has not (a cleaning's
+    /// swap publishes its list after renaming the files), after a yield, for up to
+    /// [`SWAP_WAIT`] from the first call with the same `waiting_since`.
+    fn segments_replaced(
+        &self,
+        seen: &super::SegmentList,
+        waiting_since: &mut Option<Instant>,
+    ) -> bool {
+        if Arc::ptr_eq(seen, &self.segments()) {
+            let since = *waiting_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > SWAP_WAIT {
+                return false;
+            }
+            std::thread::yield_now();
+        }
+        true
     }
 
     /// The read itself, on a snapshot of the segments taken after the range check. Retention
@@ -192,23 +207,35 @@ impl Log {
         // So too when the lookup failed while a truncation cut the log: it may have read
         // bytes the truncation took (a follower cuts above its high watermark, and a
         // lookup bounded by it reads the header of the first batch past it).
-        let mut outcome = Ok(None);
-        for _ in 0..LOOKUP_ATTEMPTS {
+        // And when retention or a cleaning removed a segment under the lookup (its indexes
+        // not loaded yet, the lookup finds its files gone): on the next list, as a read
+        // does. Those retries are not counted: each waits for a list the log published.
+        let mut waiting_since = None;
+        let mut attempts = 0;
+        loop {
             let (start, cuts) = (self.log_start_offset(), self.settled_truncation_count());
-            outcome = self.offset_for_timestamp_once(timestamp, up_to);
+            let segments = self.segments();
+            let outcome = self.offset_for_timestamp_in(&segments, timestamp, up_to);
             let look_again = match &outcome {
                 Ok(found) => found.is_none() && self.log_start_offset() != start,
+                Err(Error::SegmentDeleted { .. }) => {
+                    if self.segments_replaced(&segments, &mut waiting_since) {
+                        continue;
+                    }
+                    false
+                }
                 Err(_) => self.truncation_count() != cuts,
             };
-            if !look_again {
-                break;
+            attempts += 1;
+            if !look_again || attempts == LOOKUP_ATTEMPTS {
+                return outcome;
             }
         }
-        outcome
     }
 
-    fn offset_for_timestamp_once(
+    fn offset_for_timestamp_in(
         &self,
+        segments: &[Arc<Segment>],
         timestamp: i64,
         up_to: Option<i64>,
     ) -> Result<Option<TimestampOffset>> {
@@ -229,7 +256,7 @@ impl Log {
             }
             _ => {}
         }
-        for segment in self.segments().iter() {
+        for segment in segments {
             // A segment known to end below the timestamp is skipped; one whose largest
             // timestamp is not known yet is searched up to the bound. (Finding it would
             // read the segment to its end, past the bound, where a follower may be cutting
