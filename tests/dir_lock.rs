@@ -148,6 +148,55 @@ fn lock_excludes_another_process() {
     dir.close().unwrap();
 }
 
+/// Kafka's broker locks each log dir's `.lock` with a traditional `fcntl` record lock (the
+/// JVM's `FileChannel.tryLock`), which a `flock` does not see: the CLI could then recover
+/// or clean a dir a running broker owns. partlog's lock conflicts with it both ways.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_lock_excludes_a_kafka_brokers_and_a_brokers_excludes_it() {
+    use std::os::unix::io::AsRawFd;
+
+    /// A traditional whole-file record lock, taken or released as the JVM does.
+    fn record_lock(file: &std::fs::File, kind: libc::c_int) -> std::io::Result<()> {
+        // SAFETY: all zeros is a valid `flock`.
+        let mut range: libc::flock = unsafe { std::mem::zeroed() };
+        range.l_type = kind as libc::c_short;
+        range.l_whence = libc::SEEK_SET as libc::c_short;
+        // SAFETY: the descriptor and `range` outlive the call.
+        let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &range) };
+        if rc == -1 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    let backend = common::real();
+    let root = backend.root.join("logs");
+    std::fs::create_dir_all(&root).unwrap();
+    let broker = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(root.join(".lock"))
+        .unwrap();
+    record_lock(&broker, libc::F_WRLCK).expect("the broker locks its dir");
+    let err = open(&backend).unwrap_err();
+    assert!(matches!(err, Error::DirLocked { .. }), "{err:?}");
+    // (The failed open closed its descriptor of the file, which releases this process's
+    // record locks on it, as POSIX has it: released explicitly here all the same.)
+    record_lock(&broker, libc::F_UNLCK).unwrap();
+
+    let dir = open(&backend).unwrap();
+    let err = record_lock(&broker, libc::F_WRLCK).expect_err("partlog holds the dir");
+    assert!(
+        matches!(err.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)),
+        "{err}"
+    );
+    dir.close().unwrap();
+    record_lock(&broker, libc::F_WRLCK).expect("released on close");
+}
+
 /// `Log::open` did not lock its partition: two `Log`s could write one partition's files,
 /// and one could shrink an index the other had mapped. A partition now has one owner.
 #[test]

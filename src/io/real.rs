@@ -101,10 +101,8 @@ impl Storage for RealStorage {
             .truncate(false)
             .open(&path)
             .map_err(|e| Error::io("open", &path, e))?;
-        // flock locks belong to the open file description, so a second open of the same
-        // dir in this process conflicts just as another process would.
-        file.try_lock_exclusive().map_err(|e| {
-            if e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(11) {
+        lock::try_lock(&file).map_err(|e| {
+            if lock::is_conflict(&e) {
                 Error::DirLocked {
                     dir: dir.to_path_buf(),
                 }
@@ -139,14 +137,72 @@ impl DirLock for RealDirLock {
     }
 }
 
-/// Unlocks before the file closes: a flock lives as long as any copy of its descriptor,
+/// Unlocks before the file closes: the lock lives as long as any copy of its descriptor,
 /// and a process forked meanwhile (another thread spawning a program) holds a copy until
 /// it execs or exits, so that closing the file alone could leave the dir locked for a
 /// while after it was closed. An explicit unlock releases it at once.
 impl Drop for RealDirLock {
     fn drop(&mut self) {
         // Nothing to report to; the close that follows releases it at the latest.
-        let _ = fs2::FileExt::unlock(&self.file);
+        let _ = lock::unlock(&self.file);
+    }
+}
+
+/// The lock on a dir's `.lock` file.
+///
+/// On Linux, an open file description lock (`F_OFD_SETLK`) on the whole file. It conflicts
+/// with the traditional `fcntl` record lock that Kafka's broker holds on each of its log
+/// dirs' `.lock` (the JVM's `FileChannel.tryLock`), which a `flock` does not see: so the
+/// CLI cannot recover or clean a dir a running broker owns, nor a broker start on one
+/// partlog has open. Like a `flock`, and unlike a traditional record lock, it belongs to
+/// the open file description: a second open of the same dir in this process conflicts
+/// just as another process would, and closing some other descriptor of the file does not
+/// release it. Elsewhere, a `flock`.
+mod lock {
+    use std::fs::File;
+    use std::io;
+
+    #[cfg(target_os = "linux")]
+    pub fn try_lock(file: &File) -> io::Result<()> {
+        ofd_lock(file, libc::F_WRLCK)
+    }
+
+    #[cfg(target_os = "linux")]
+    pub fn unlock(file: &File) -> io::Result<()> {
+        ofd_lock(file, libc::F_UNLCK)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn ofd_lock(file: &File, kind: libc::c_int) -> io::Result<()> {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: `flock` is a plain C struct, for which all zeros is a valid value.
+        let mut range: libc::flock = unsafe { std::mem::zeroed() };
+        range.l_type = kind as libc::c_short;
+        range.l_whence = libc::SEEK_SET as libc::c_short;
+        // l_start 0 and l_len 0: the whole file, however long; l_pid must be 0.
+        // SAFETY: the descriptor is open for as long as `file` is borrowed, and `range`
+        // is a valid `flock` that outlives the call.
+        let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &range) };
+        if rc == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn try_lock(file: &File) -> io::Result<()> {
+        fs2::FileExt::try_lock_exclusive(file)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn unlock(file: &File) -> io::Result<()> {
+        fs2::FileExt::unlock(file)
+    }
+
+    /// Whether the lock failed because someone else holds one.
+    pub fn is_conflict(err: &io::Error) -> bool {
+        err.kind() == io::ErrorKind::WouldBlock
+            || matches!(err.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES))
     }
 }
 
