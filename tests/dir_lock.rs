@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{backends, batch, read_all, sim_with_disk, small_config, Backend};
+use common::{backends, batch, check_every_offset, read_all, sim_with_disk, small_config, Backend};
 use partlog::checkpoint::TopicPartition;
 use partlog::manager::{LogDir, LogDirOptions, CLEAN_SHUTDOWN_FILE};
 use partlog::{Error, ManualClock};
@@ -251,6 +251,64 @@ fn active_index_files_are_allocated_not_sparse() {
             meta.len()
         );
     }
+}
+
+/// An active segment's index file that already has its full length may still be sparse:
+/// Kafka makes its index files by setting their length, and a crash leaves them so. Mapped
+/// as it was, a new entry written into a hole on a full disk was a SIGBUS; the blocks are
+/// now reserved when the file is mapped, whatever its length.
+#[test]
+fn a_sparse_index_file_of_full_length_is_allocated_when_mapped() {
+    use std::os::unix::fs::MetadataExt;
+    let backend = common::real();
+    // Many blocks, and whole entries of both kinds (a partial one is damage, and the
+    // index would be rebuilt).
+    let config = partlog::LogConfig {
+        index_bytes_max: 65_520,
+        ..small_config()
+    };
+    let (log, _) = common::open(&backend, "t-0", config.clone());
+    for i in 0..8 {
+        log.append_as_leader(&mut batch(2, 100, i), 0).unwrap();
+    }
+    let end = log.log_end_offset();
+    let segment = log.segments()[0].clone();
+    log.close().unwrap();
+    drop(log);
+    // As a crashed Kafka leaves them: the entries, then holes up to the full length.
+    for suffix in [".index", ".timeindex"] {
+        let path = segment.path(suffix);
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        assert!(file.metadata().unwrap().len() > 0, "{suffix} has entries");
+        file.set_len(config.index_bytes_max).unwrap();
+        let blocks = file.metadata().unwrap().blocks();
+        assert!(
+            blocks * 512 < config.index_bytes_max / 2,
+            "{suffix} is sparse"
+        );
+    }
+    let (log, _) = partlog::log::Log::open(partlog::log::LogOpenOptions {
+        clean_shutdown: true,
+        recovery_point: Some(end),
+        ..common::options(
+            &backend,
+            "t-0",
+            config.clone(),
+            Arc::new(ManualClock::new(1_000_000)),
+        )
+    })
+    .unwrap();
+    log.append_as_leader(&mut batch(2, 100, 9), 0).unwrap();
+    for suffix in [".index", ".timeindex"] {
+        let meta = std::fs::metadata(segment.path(suffix)).unwrap();
+        assert!(
+            meta.blocks() * 512 >= meta.len(),
+            "{suffix}: {} of {} bytes allocated",
+            meta.blocks() * 512,
+            meta.len()
+        );
+    }
+    check_every_offset(&log);
 }
 
 /// The simulated disk fails the allocation of a new segment's indexes with ENOSPC: the

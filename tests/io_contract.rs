@@ -321,3 +321,24 @@ contract!(
     map_writes_reach_the_file,
     stream_holds_exactly_what_was_appended,
 );
+
+/// A failed allocation reports the OS's own error (here `EBADF`: the handle is read-only),
+/// so that a full disk shows as `ENOSPC` and `Error::is_disk_full` holds: `fs2`'s
+/// allocation returned `posix_fallocate`'s result as if it set `errno`, and reported
+/// whatever `errno` held before (often "Success").
+#[cfg(target_os = "linux")]
+#[test]
+fn a_failed_allocation_reports_the_os_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = RealStorage;
+    let path = tmp.path().join("f");
+    s.open(&path, OpenMode::CreateNew).unwrap();
+    let read_only = s.open(&path, OpenMode::Read).unwrap();
+    match read_only.allocate(4096).unwrap_err() {
+        Error::Io { op, source, .. } => {
+            assert_eq!(op, "fallocate");
+            assert_eq!(source.raw_os_error(), Some(libc::EBADF), "{source}");
+        }
+        other => panic!("expected an Io error, got {other:?}"),
+    }
+}

@@ -287,8 +287,10 @@ impl IndexFile {
         let entries = std::mem::take(self.entries.get_mut());
         self.capacity = 0;
         // Growing reserves the blocks (fallocate): entries are written through the map, and
-        // a write into a sparse hole on a full disk would be SIGBUS instead of an error.
-        if len as u64 > self.file.len()? {
+        // a write into a sparse hole on a full disk would be SIGBUS instead of an error. So
+        // does a map of a file as long as it already is: one Kafka made (it only sets the
+        // length, and a crash leaves the file that way) may be sparse.
+        if len > 0 && len as u64 >= self.file.len()? {
             self.file.allocate(len as u64)?;
         } else {
             self.file.set_len(len as u64)?;

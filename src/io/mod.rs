@@ -3,8 +3,8 @@
 //! Every byte partlog reads or writes goes through [`Storage`] and [`StorageFile`]. Two
 //! backends implement them:
 //!
-//! - [`real::RealStorage`]: `std::fs` for files, `memmap2` for index maps, `fs2` for the
-//!   directory lock and preallocation.
+//! - [`real::RealStorage`]: `std::fs` for files, `memmap2` for index maps, `fcntl` and
+//!   `fallocate` for the directory lock and preallocation on Linux (`fs2` elsewhere).
 //! - [`sim::SimStorage`]: a deterministic, seeded, in-memory disk that keeps a *written* and a
 //!   *durable* image of every file and can crash, tear writes, flip bits and fail calls.
 //!

@@ -1,4 +1,5 @@
-//! The real backend: `std::fs`, `memmap2` and `fs2`.
+//! The real backend: `std::fs`, `memmap2`, and `fcntl`/`fallocate` through `libc` on Linux
+//! (`fs2` elsewhere).
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -8,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU8;
 use std::sync::Arc;
 
-use fs2::FileExt as _;
 use memmap2::MmapMut;
 
 use super::{DirEntry, DirLock, MapMut, OpenMode, Storage, StorageFile, StreamFile};
@@ -146,6 +146,26 @@ impl Drop for RealDirLock {
         // Nothing to report to; the close that follows releases it at the latest.
         let _ = lock::unlock(&self.file);
     }
+}
+
+/// Reserves the blocks of `file` up to `len`, extending it to `len` if shorter. On Linux,
+/// `fallocate`, whose failure sets `errno` (a full disk is `ENOSPC`, which
+/// [`Error::is_disk_full`] recognizes; `fs2`'s `posix_fallocate` returns its error code
+/// instead of setting `errno`, and reported whatever `errno` held before).
+#[cfg(target_os = "linux")]
+fn preallocate(file: &File, len: u64) -> io::Result<()> {
+    let len = libc::off_t::try_from(len).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: the descriptor is open for as long as `file` is borrowed.
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn preallocate(file: &File, len: u64) -> io::Result<()> {
+    fs2::FileExt::allocate(file, len)
 }
 
 /// The lock on a dir's `.lock` file.
@@ -320,13 +340,11 @@ impl StorageFile for RealFile {
     }
 
     fn allocate(&self, len: u64) -> Result<()> {
-        const ENOSYS: i32 = 38;
-        const EOPNOTSUPP: i32 = 95;
-        match self.file.allocate(len) {
+        match preallocate(&self.file, len) {
             Ok(()) => Ok(()),
             // The file system cannot preallocate (tmpfs on old kernels): writing zeros
             // allocates the blocks just as well, and a full disk fails here, not later.
-            Err(e) if matches!(e.raw_os_error(), Some(ENOSYS | EOPNOTSUPP)) => {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EOPNOTSUPP)) => {
                 self.write_zeros_to(len)
             }
             Err(e) => Err(Error::io("fallocate", &self.path, e)),
