@@ -296,11 +296,24 @@ impl Segment {
     /// Runs `op`; if it meets a bad batch header in a segment that is no longer written,
     /// the index may be what is wrong (it pointed into the middle of a batch): rebuild the
     /// index from the log once and try again. Real damage in the log fails both times.
+    ///
+    /// A segment deleted meanwhile is not rebuilt: the rebuild renames its new files over
+    /// the segment's live names, which no longer are its own (a cleaned segment with the
+    /// same base offset may hold them). The reader gets [`Error::SegmentDeleted`] and
+    /// reads the log's next list of segments. The index lock orders this with
+    /// [`Segment::rename_to_deleted`].
     fn retry_with_rebuilt_index<R>(&self, op: impl Fn() -> Result<R>) -> Result<R> {
         match op() {
             Err(Error::Corruption { .. }) if !self.preallocate.load(Ordering::Relaxed) => {
                 let size = self.size();
-                self.with_indexes_mut(|ix| self.rebuild_indexes_by_headers(ix, size))?;
+                self.with_indexes_mut(|ix| {
+                    if self.deleted.load(Ordering::Acquire) {
+                        return Err(Error::SegmentDeleted {
+                            base_offset: self.base_offset,
+                        });
+                    }
+                    self.rebuild_indexes_by_headers(ix, size)
+                })?;
                 op()
             }
             other => other,

@@ -225,12 +225,10 @@ fn a_deleted_segment_does_not_recreate_its_indexes() {
     assert!(sim.read_raw(&index).is_none());
 }
 
-/// An index entry that points past the batch holding its offset (a corrupt but well-ordered
-/// index of a closed segment) would make a read skip that offset; the segment notices the
-/// mismatch at the entry's batch and rebuilds the index.
-#[test]
-fn a_wrong_index_entry_of_a_closed_segment_is_rebuilt() {
-    let (sim, storage) = storage();
+/// A closed segment of 40 batches (offsets 0..80) whose offset index entry 1 keeps its
+/// offset but points at the next batch: a corrupt but well-ordered index, which only the
+/// batch it points at can tell. Returns the sparse config it was written with.
+fn segment_with_a_wrong_index_entry(sim: &SimStorage, storage: &Arc<dyn Storage>) -> LogConfig {
     let sparse = LogConfig {
         index_interval_bytes: 700,
         ..config()
@@ -253,8 +251,6 @@ fn a_wrong_index_entry_of_a_closed_segment_is_rebuilt() {
     let index = PathBuf::from(DIR).join(files::file_name(0, files::INDEX_SUFFIX));
     let mut bytes = sim.read_raw(&index).unwrap();
     assert!(bytes.len() >= 24, "a few entries");
-    // Entry 1 keeps its offset but points at the next batch: still increasing and inside
-    // the log, so only the batch it points at can tell.
     let pos = u32::from_be_bytes(bytes[12..16].try_into().unwrap()) as u64;
     let next = starts[starts.iter().position(|&s| s == pos).unwrap() + 1];
     let following = u32::from_be_bytes(bytes[20..24].try_into().unwrap()) as u64;
@@ -264,6 +260,16 @@ fn a_wrong_index_entry_of_a_closed_segment_is_rebuilt() {
     );
     bytes[12..16].copy_from_slice(&(next as u32).to_be_bytes());
     sim.write_raw(&index, &bytes).unwrap();
+    sparse
+}
+
+/// An index entry that points past the batch holding its offset (a corrupt but well-ordered
+/// index of a closed segment) would make a read skip that offset; the segment notices the
+/// mismatch at the entry's batch and rebuilds the index.
+#[test]
+fn a_wrong_index_entry_of_a_closed_segment_is_rebuilt() {
+    let (sim, storage) = storage();
+    let sparse = segment_with_a_wrong_index_entry(&sim, &storage);
     let seg = Segment::open(storage, Path::new(DIR), 0, &sparse, false, 0).unwrap();
     for offset in 0..80 {
         let (_, h) = seg.locate(offset, seg.size()).unwrap().unwrap();
@@ -274,6 +280,35 @@ fn a_wrong_index_entry_of_a_closed_segment_is_rebuilt() {
             h.last_offset()
         );
     }
+}
+
+/// The same wrong entry in a segment deleted while a reader holds it (retention, or a
+/// cleaning's swap): the rebuild renamed its new index files over the segment's live
+/// names, where a cleaned segment with the same base offset may keep its own (or, after
+/// retention, none should be). A deleted segment is not rebuilt: the reader gets
+/// `SegmentDeleted`, and the log's read moves to the next list of segments.
+#[test]
+fn a_deleted_segment_with_a_wrong_index_entry_is_not_rebuilt_over_the_live_names() {
+    let (sim, storage) = storage();
+    let sparse = segment_with_a_wrong_index_entry(&sim, &storage);
+    let seg = Segment::open(storage, Path::new(DIR), 0, &sparse, false, 0).unwrap();
+    seg.locate(0, seg.size()).unwrap(); // loads the indexes
+    seg.rename_to_deleted().unwrap();
+    let offsets: Vec<Result<_>> = (0..80).map(|o| seg.locate(o, seg.size())).collect();
+    for suffix in [files::INDEX_SUFFIX, files::TIME_INDEX_SUFFIX] {
+        let live = PathBuf::from(DIR).join(files::file_name(0, suffix));
+        assert!(
+            sim.read_raw(&live).is_none(),
+            "{} was written",
+            live.display()
+        );
+    }
+    assert!(
+        offsets
+            .iter()
+            .any(|r| matches!(r, Err(Error::SegmentDeleted { base_offset: 0 }))),
+        "the wrong entry was met"
+    );
 }
 
 /// A reader computing the largest timestamp (unknown after a truncation) races an append
