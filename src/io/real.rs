@@ -372,10 +372,13 @@ impl StorageFile for RealFile {
 
     fn map_mut(&self, len: usize) -> Result<Box<dyn MapMut>> {
         // SAFETY: the mapping covers `len` bytes that the caller has made part of the file
-        // (it set the length first). partlog maps only index files, each mapped by exactly
-        // one owner (the index object) inside the locked log dir, so no other process or
-        // thread resizes or writes the file while it is mapped; the index shrinks the file
-        // only after dropping the mapping.
+        // (it set the length first). partlog maps only index files, each owned by one index
+        // object inside the locked log dir, so no other process resizes or writes the file
+        // while it is mapped. The index shrinks the file under a live mapping in one place
+        // only, the trim on roll (`IndexFile::trimmed_map`), and then just past its
+        // published entries: the bytes cut are ones nobody reads or writes through the old
+        // mapping, which is dropped once the new one is installed. (A page past the end
+        // would fault with SIGBUS if touched, so nothing may read unpublished entries.)
         let map = unsafe { memmap2::MmapOptions::new().len(len).map_mut(&self.file) }
             .map_err(|e| Error::io("mmap", &self.path, e))?;
         Ok(Box::new(RealMap::new(map, self.path.clone())))

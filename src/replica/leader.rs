@@ -391,6 +391,8 @@ impl Partition {
     /// (none fetched since the leader took over) holds the low watermark at -1, Kafka's
     /// unknown offset, as it does in Kafka: it may still hold the records. One silent for
     /// that long and out of the ISR no longer holds it back.
+    ///
+    /// [`Log::durable_log_start_offset`]: crate::log::Log::durable_log_start_offset
     pub fn low_watermark(&self) -> Option<i64> {
         let state = self.state();
         let Role::Leader(leader) = &state.role else {
