@@ -3,7 +3,9 @@
 mod common;
 
 use common::{backends, batch, open, read_all, small_config, Backend};
-use partlog::log::{Log, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
+use partlog::log::{
+    Log, EARLIEST_LOCAL_TIMESTAMP, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, MAX_TIMESTAMP,
+};
 use partlog::record::BatchError;
 use partlog::{CleanupPolicy, Error, LogConfig};
 
@@ -311,6 +313,55 @@ fn offset_for_timestamp_finds_first_at_or_after() {
                 .offset,
             150
         );
+    });
+}
+
+/// Kafka's special ListOffsets values besides earliest and latest: `MAX_TIMESTAMP` (-3) is
+/// the first record with the log's largest timestamp, wherever it lies (here batch 20,
+/// and batch 30 in a later segment carries the same timestamps); `EARLIEST_LOCAL` (-4) is
+/// the log start; any other negative timestamp is refused. `-3` used to be taken as a
+/// time, which every record is at or after: the answer was the log start.
+#[test]
+fn max_timestamp_finds_the_first_record_with_the_largest_timestamp() {
+    each(|backend| {
+        let (log, _) = open(backend, "t-0", small_config());
+        for i in 0..50 {
+            let ts = if i == 20 || i == 30 { 99_000 } else { 1000 * i };
+            append(&log, 3, ts);
+        }
+        assert!(log.segment_count() > 3, "{}", backend.name);
+        let found = log.offset_for_timestamp(MAX_TIMESTAMP).unwrap().unwrap();
+        assert_eq!(
+            (found.offset, found.timestamp),
+            (62, 99_002),
+            "{}",
+            backend.name
+        );
+        // Bounded by a high watermark below it, as Kafka answers: nothing.
+        let bounded = log.offset_for_timestamp_up_to(MAX_TIMESTAMP, Some(62));
+        assert_eq!(bounded.unwrap(), None);
+        let bounded = log.offset_for_timestamp_up_to(MAX_TIMESTAMP, Some(63));
+        assert_eq!(bounded.unwrap().map(|f| f.offset), Some(62));
+        log.advance_log_start_offset(10).unwrap();
+        let local = log.offset_for_timestamp(EARLIEST_LOCAL_TIMESTAMP).unwrap();
+        assert_eq!(local.map(|f| f.offset), Some(10));
+        for t in [-5, -6, i64::MIN] {
+            let err = log.offset_for_timestamp(t).unwrap_err();
+            assert!(matches!(err, Error::InvalidRequest(_)), "{t}: {err}");
+        }
+    });
+}
+
+/// An empty log, and one whose records carry no timestamp (-1, as old clients write),
+/// have no record with a largest timestamp.
+#[test]
+fn max_timestamp_of_a_log_without_timestamps_is_none() {
+    each(|backend| {
+        let (log, _) = open(backend, "t-0", small_config());
+        assert_eq!(log.offset_for_timestamp(MAX_TIMESTAMP).unwrap(), None);
+        let mut b = batch(1, 10, -1);
+        log.append_as_leader(&mut b, 0).unwrap();
+        assert_eq!(log.offset_for_timestamp(MAX_TIMESTAMP).unwrap(), None);
     });
 }
 

@@ -39,7 +39,9 @@ pub use compact::CleaningGuard;
 use epochs::EpochCache;
 pub use epochs::{EpochEntry, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
 pub use open::LogOpenOptions;
-pub use read::{TimestampOffset, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
+pub use read::{
+    TimestampOffset, EARLIEST_LOCAL_TIMESTAMP, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, MAX_TIMESTAMP,
+};
 pub use recovery::{Damage, DamageKind, Leftover, RecoveryReport};
 pub use retention::RetentionOutcome;
 pub use transactions::{OpenTransaction, MAX_TRANSACTION_TIMEOUT_MS};

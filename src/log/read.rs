@@ -12,6 +12,12 @@ use crate::segment::{FileSlice, Segment};
 pub const EARLIEST_TIMESTAMP: i64 = -2;
 /// `offset_for_timestamp` target meaning "the log end offset" (Kafka's `LATEST`).
 pub const LATEST_TIMESTAMP: i64 = -1;
+/// `offset_for_timestamp` target meaning "the record with the largest timestamp" (Kafka's
+/// `MAX_TIMESTAMP`, KIP-734): the first record carrying the log's largest timestamp.
+pub const MAX_TIMESTAMP: i64 = -3;
+/// `offset_for_timestamp` target meaning "the first offset on local storage" (Kafka's
+/// `EARLIEST_LOCAL`, KIP-405): the log start offset, as partlog keeps no other tier.
+pub const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
 
 /// A record's offset and timestamp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,14 +193,19 @@ impl Log {
     }
 
     /// The first offset whose record timestamp is `>= timestamp`, with that timestamp;
-    /// `None` when every record is older. [`EARLIEST_TIMESTAMP`] and [`LATEST_TIMESTAMP`]
-    /// give the log start and end offsets, as Kafka's ListOffsets does.
+    /// `None` when every record is older. As Kafka's ListOffsets: [`EARLIEST_TIMESTAMP`]
+    /// and [`EARLIEST_LOCAL_TIMESTAMP`] give the log start offset, [`LATEST_TIMESTAMP`] the
+    /// log end offset, and [`MAX_TIMESTAMP`] the first record with the largest timestamp.
+    /// Any other negative timestamp is [`Error::InvalidRequest`] (Kafka's `-5`, the latest
+    /// tiered offset, among them: partlog keeps no other tier).
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>> {
         self.offset_for_timestamp_up_to(timestamp, None)
     }
 
     /// [`Log::offset_for_timestamp`] among the records below `up_to` (exclusive; a
-    /// consumer's high watermark), which [`LATEST_TIMESTAMP`] then answers.
+    /// consumer's high watermark), which [`LATEST_TIMESTAMP`] then answers. The record
+    /// with the largest timestamp is looked for in the whole log, and is `None` when it
+    /// lies at or above `up_to`, as Kafka answers it.
     pub fn offset_for_timestamp_up_to(
         &self,
         timestamp: i64,
@@ -242,7 +253,7 @@ impl Log {
         let start = self.log_start_offset();
         let end = up_to.map_or(self.log_end_offset(), |u| u.min(self.log_end_offset()));
         match timestamp {
-            EARLIEST_TIMESTAMP => {
+            EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => {
                 return Ok(Some(TimestampOffset {
                     timestamp: -1,
                     offset: start,
@@ -253,6 +264,12 @@ impl Log {
                     timestamp: -1,
                     offset: end,
                 }));
+            }
+            MAX_TIMESTAMP => return self.max_timestamp_in(segments, start, end),
+            t if t < 0 => {
+                return Err(Error::InvalidRequest(format!(
+                    "timestamp {t} is neither a time nor one of ListOffsets' special values"
+                )))
             }
             _ => {}
         }
@@ -288,6 +305,43 @@ impl Log {
                 }
                 pos += header.size() as u64;
             }
+        }
+        Ok(None)
+    }
+}
+
+impl Log {
+    /// Kafka's `MAX_TIMESTAMP`: the segment with the largest timestamp (the first of them
+    /// on a tie), the first batch in it that carries that timestamp, and the first record
+    /// in that batch that does; `None` when no record carries a timestamp, or when that
+    /// record lies at or above `end`.
+    fn max_timestamp_in(
+        &self,
+        segments: &[Arc<Segment>],
+        start: i64,
+        end: i64,
+    ) -> Result<Option<TimestampOffset>> {
+        let mut newest: Option<(&Arc<Segment>, i64)> = None;
+        for segment in segments {
+            let largest = segment.largest_timestamp()?;
+            if newest.is_none_or(|(_, ts)| largest > ts) {
+                newest = Some((segment, largest));
+            }
+        }
+        let Some((segment, timestamp)) = newest.filter(|&(_, ts)| ts >= 0) else {
+            return Ok(None);
+        };
+        let size = segment.size();
+        let mut pos = segment.time_lookup_position(timestamp)?;
+        while pos < size {
+            let header = segment.read_header(pos, size)?;
+            if header.max_timestamp == timestamp {
+                let mut bytes = vec![0u8; header.size()];
+                segment.log_file().read_exact_at(&mut bytes, pos)?;
+                let found = first_in_batch(&bytes, timestamp, start)?;
+                return Ok(found.filter(|f| f.offset < end));
+            }
+            pos += header.size() as u64;
         }
         Ok(None)
     }

@@ -511,7 +511,9 @@ impl Partition {
     }
 
     /// ListOffsets for a consumer: the first offset at or after `timestamp` among committed
-    /// records; "latest" ([`crate::log::LATEST_TIMESTAMP`]) is the high watermark.
+    /// records; "latest" ([`crate::log::LATEST_TIMESTAMP`]) is the high watermark, and the
+    /// record with the largest timestamp ([`crate::log::MAX_TIMESTAMP`]) is `None` while it
+    /// lies above it (see [`crate::log::Log::offset_for_timestamp_up_to`]).
     pub fn offset_for_timestamp(
         &self,
         timestamp: i64,
