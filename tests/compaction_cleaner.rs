@@ -146,6 +146,36 @@ fn cleaning_stops_at_the_high_watermark_and_the_compaction_lags() {
     assert!(range.first_uncleanable > old_end, "{range:?}");
 }
 
+/// The compaction lag holds from the segment that holds the first dirty offset: one that
+/// an earlier cleaning left dirty past its base (it ended at an open transaction, or its
+/// map filled) counts too, as in Kafka (`cleanableOffsets` takes the segments from the
+/// one holding the first dirty offset). Only the segments starting at or past it were
+/// asked, so young records between the first dirty offset and the next segment were
+/// cleaned when the next segment was young too.
+#[test]
+fn the_compaction_lag_counts_the_segment_holding_the_first_dirty_offset() {
+    let disk = SimStorage::new(3);
+    let lagged = LogConfig {
+        min_compaction_lag_ms: 60_000,
+        ..config()
+    };
+    let dir = dir(&disk, lagged);
+    let (log, _) = dir.open_log(&TopicPartition::new("t", 0)).unwrap();
+    fill(&log, 4, 6, NOW); // young, over several segments
+    fill(&log, 4, 1, NOW);
+    let segments = log.segments();
+    assert!(segments.len() >= 4, "{}", segments.len());
+    let (first, second) = (segments[0].base_offset(), segments[1].base_offset());
+    assert!(second - first >= 2, "room for a first dirty offset inside");
+    let checkpoint = first + 1;
+    let range = cleanable(&log, Some(checkpoint), NOW).unwrap();
+    assert_eq!(range.first_dirty, checkpoint);
+    assert_eq!(range.first_uncleanable, checkpoint, "{range:?}");
+    // Old enough, the same range is cleanable.
+    let range = cleanable(&log, Some(checkpoint), NOW + 120_000).unwrap();
+    assert!(range.first_uncleanable > second, "{range:?}");
+}
+
 #[test]
 fn an_overdue_log_is_cleaned_below_the_dirty_ratio() {
     let disk = SimStorage::new(3);
@@ -322,6 +352,52 @@ fn a_truncation_below_the_checkpoint_makes_the_range_dirty_again_also_after_a_re
     while let CleanOutcome::Cleaned { .. } = cleaner.clean_once(&dir, NOW).unwrap() {}
     assert_eq!(keys_of(&log), 10, "the first k0..k9 are superseded");
     assert!(dir.cleaner_offset(&tp).unwrap() > middle, "cleaned past it");
+}
+
+/// A truncation while a cleaning writes its copies. A transaction still open at offset 10
+/// ends the cleaning there, but its map took the records past it too (they stay in the
+/// log, standing for their keys): so `k0` at 0 is dropped, superseded by `k0` at 11.
+/// Then a truncation to 11 removes that one. The segment below 10 was still the log's, so
+/// the swap went ahead, and `k0` was gone for good. Kafka aborts a log's cleaning before
+/// it truncates; here the swap, under the writer's lock, refuses copies begun before a
+/// truncation.
+#[test]
+fn a_truncation_during_a_cleaning_aborts_the_swap() {
+    let disk = SimStorage::new(8);
+    let (dir, cleaner, log) = eager_dir(&disk);
+    fill(&log, 10, 1, NOW); // k0..k9 at 0..10
+    let mut open = partlog::record::BatchBuilder::new();
+    open.transactional(true).producer(7, 0, 0);
+    open.append(NOW, Some(b"t"), Some(b"open"), &[]);
+    log.append_as_leader(&mut open.build().unwrap(), 0).unwrap(); // at 10
+    let k0 = (b"k0".to_vec(), Some(b"v1".to_vec()));
+    log.append_as_leader(&mut keyed_batch(&[k0], NOW), 0)
+        .unwrap(); // at 11
+    log.force_roll().unwrap();
+
+    disk.hold_syncs(".cleaned");
+    let cleaning = std::thread::scope(|s| {
+        let cleaning = s.spawn(|| cleaner.clean_once(&dir, NOW));
+        while disk.syncs_waiting() < 1 {
+            std::thread::yield_now();
+        }
+        log.truncate_to(11).unwrap();
+        disk.release_syncs();
+        cleaning.join().unwrap()
+    });
+    match cleaning.unwrap() {
+        CleanOutcome::Cleaned { report, .. } => {
+            assert_eq!(report.end_offset, 10, "{report:?}");
+            assert!(report.aborted, "{report:?}");
+        }
+        outcome => panic!("{outcome:?}"),
+    }
+    let k0: Vec<i64> = log_records(&log)
+        .iter()
+        .filter(|r| r.1.as_deref() == Some(b"k0"))
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(k0, vec![0], "k0 is kept at 0, the one past the cut gone");
 }
 
 /// A truncation whose lowering of the cleaner checkpoint fails leaves the log failed: an

@@ -64,7 +64,13 @@ pub fn cleanable(log: &Log, checkpoint: Option<i64>, now_ms: i64) -> Result<Clea
     let active_base = log.segments().last().map_or(end, |s| s.base_offset());
     let mut limit = active_base.min(log.high_watermark()).max(first_dirty);
     if config.min_compaction_lag_ms > 0 {
-        for s in inactive.iter().filter(|s| s.base_offset() >= first_dirty) {
+        // From the segment holding the first dirty offset (Kafka's
+        // `nonActiveLogSegmentsFrom(firstDirtyOffset)`): a cleaning that ended inside a
+        // segment leaves its dirty rest to the lag as well.
+        let holding = inactive
+            .partition_point(|s| s.base_offset() <= first_dirty)
+            .saturating_sub(1);
+        for s in &inactive[holding..] {
             if s.largest_timestamp()? > now_ms.saturating_sub(config.min_compaction_lag_ms) {
                 limit = limit.min(s.base_offset()).max(first_dirty);
                 break;
@@ -148,7 +154,7 @@ pub fn clean_log(
     };
     let truncations = log.settled_truncation_count();
     let truncated_to = log.truncated_to();
-    match clean_log_once(log, range, map, now_ms, throttle) {
+    match clean_log_once(log, range, map, now_ms, throttle, truncations) {
         Err(_) if log.truncation_count() != truncations => Ok(aborted),
         Ok(report)
             if !report.aborted
@@ -162,12 +168,15 @@ pub fn clean_log(
     }
 }
 
+/// One cleaning of `log`, which had seen `truncations` (its settled truncation count)
+/// before anything was read: the swap refuses the copies if it changed since.
 fn clean_log_once(
     log: &Log,
     range: &Cleanable,
     map: &mut OffsetMap,
     now_ms: i64,
     throttle: &mut Throttle,
+    truncations: u64,
 ) -> Result<CleanReport> {
     // A failed log's files may hold a swap it left unfinished, which the copies of a new
     // cleaning would overwrite or remove: it is cleaned again once reopened.
@@ -260,7 +269,7 @@ fn clean_log_once(
     // has renamed any, those left mark it unfinished for recovery, which a panic midway
     // (the swap then fails the log) must not remove.
     copies.bases.clear();
-    report.aborted = !log.replace_with_cleaned(&cleaned)?;
+    report.aborted = !log.replace_with_cleaned(&cleaned, truncations)?;
     Ok(report)
 }
 

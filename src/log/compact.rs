@@ -139,12 +139,29 @@ impl Log {
     /// Swaps the synced `.cleaned` copies of `groups` (each consecutive inactive segments,
     /// the groups in offset order) in for them, as one step (see the module docs). Returns
     /// false, discarding the copies, when a group is no longer in the log as it was (a
-    /// truncation or retention removed part of it meanwhile).
-    pub fn replace_with_cleaned(&self, groups: &[Vec<Arc<Segment>>]) -> Result<bool> {
+    /// truncation or retention removed part of it meanwhile), or when the log was truncated
+    /// at all since [`Log::settled_truncation_count`] read `truncations` (before the
+    /// cleaning read the log): a cut inside a segment keeps the segment, whose copy would
+    /// bring back the records cut, and the records the cleaning dropped as superseded may
+    /// be superseded only by records the cut removed. (Kafka aborts a log's cleaning before
+    /// it truncates the log.) The writer's lock, which truncations hold, makes the check
+    /// and the swap one step.
+    pub fn replace_with_cleaned(
+        &self,
+        groups: &[Vec<Arc<Segment>>],
+        truncations: u64,
+    ) -> Result<bool> {
         if groups.is_empty() {
             return Ok(true);
         }
         let mut writer = self.writer()?;
+        if self.truncation_count() != truncations {
+            drop(writer);
+            for group in groups {
+                self.discard_cleaned(group[0].base_offset())?;
+            }
+            return Ok(false);
+        }
         let segments = self.segments();
         let mut at = Vec::with_capacity(groups.len());
         for group in groups {
