@@ -100,6 +100,39 @@ fn a_leader_reports_damage_moves_leadership_and_repairs_as_a_follower() {
     }
 }
 
+/// The leader's bad batch goes below its log start (DeleteRecords, or retention) before
+/// it is told to follow: the cut at the batch's offset, now below the log start, emptied
+/// the whole log and moved its start back (a cut below the start starts the log over),
+/// and the replica, still in the ISR, held nothing. The batch is gone: nothing is cut.
+#[test]
+fn a_leader_whose_bad_batch_went_below_its_log_start_keeps_its_log() {
+    let mut c = replicated();
+    let bad = damage_seventh_batch(&c, 0);
+    let old = c.replica(0).unwrap().clone();
+    assert!(matches!(
+        old.scrub().unwrap(),
+        ScrubOutcome::LeaderCorrupt { offset, .. } if offset == bad
+    ));
+    let start = bad + 2;
+    old.advance_log_start_offset(start).unwrap();
+    let election = c.elect(false).unwrap();
+    assert_ne!(election.leader, 0);
+    assert_eq!(
+        (old.log().log_start_offset(), old.log().log_end_offset()),
+        (start, RECORDS),
+        "nothing cut"
+    );
+    settle(&mut c);
+    // Identical from the old leader's log start (the others kept theirs at 0).
+    let hw = c.replica(election.leader).unwrap().high_watermark();
+    assert_eq!(hw, RECORDS);
+    let from_start = |b: usize| {
+        partlog::cluster::batch_crcs_between(c.replica(b).unwrap().log(), start, hw).unwrap()
+    };
+    assert_eq!(from_start(0), from_start(election.leader));
+    assert_eq!(old.scrub().unwrap(), ScrubOutcome::Clean);
+}
+
 /// Damage above the recovery point is found by recovery at restart: the log is cut there,
 /// the checkpointed HW clamped to the new end, and the rest fetched again.
 #[test]

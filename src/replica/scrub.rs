@@ -25,8 +25,10 @@ pub enum ScrubOutcome {
     /// from the leader again.
     Repaired { offset: i64 },
     /// The leader found a bad batch at `offset` in committed data. The embedder should
-    /// elect another in-sync replica; this one cuts its log at `offset` when it becomes a
-    /// follower.
+    /// elect another in-sync replica, and leave this one out of the new ISR: it cuts its
+    /// log at `offset` when it becomes a follower (unless the log start has moved past
+    /// `offset` by then, the bad batch with it), so it lacks committed records until it
+    /// has fetched them again, and its new leader proposes it back once it has.
     LeaderCorrupt { offset: i64, reason: String },
 }
 
@@ -34,11 +36,19 @@ impl Partition {
     /// Checks every batch from the log start up to the high watermark (see the module
     /// docs for what happens to a bad one).
     pub fn scrub(&self) -> Result<ScrubOutcome> {
-        let hw = self.high_watermark();
-        let Some((offset, reason)) = self.first_bad_batch(hw)? else {
-            return Ok(ScrubOutcome::Clean);
+        let (offset, reason, mut state) = loop {
+            let hw = self.high_watermark();
+            let Some((offset, reason)) = self.first_bad_batch(hw)? else {
+                return Ok(ScrubOutcome::Clean);
+            };
+            let state = self.state();
+            // Retention or DeleteRecords may have moved the log start past the bad batch
+            // since it was read: a cut below the start would empty the whole log (see
+            // `Log::truncate_to`). Look again from the new start.
+            if offset >= self.log.log_start_offset() {
+                break (offset, reason, state);
+            }
         };
-        let mut state = self.state();
         match state.role {
             Role::Leader(_) => {
                 state.corrupt_from = Some(offset);
