@@ -354,6 +354,50 @@ fn a_truncation_below_the_checkpoint_makes_the_range_dirty_again_also_after_a_re
     assert!(dir.cleaner_offset(&tp).unwrap() > middle, "cleaned past it");
 }
 
+/// A compressed batch holds `k`'s value, and a tombstone for `k` comes later. partlog does
+/// not decompress: the map pass cannot see the value, and the copy keeps it. The tombstone
+/// went once past its delete horizon, and the value it deleted was back for every reader
+/// from the start. Tombstones after a compressed batch now stay.
+#[test]
+fn a_tombstone_stays_while_a_compressed_batch_before_it_may_hold_its_key() {
+    let disk = SimStorage::new(9);
+    let (dir, cleaner, log) = eager_dir(&disk);
+    let mut compressed = keyed_batch(&[(b"k".to_vec(), Some(b"v1".to_vec()))], NOW);
+    // Marked gzip: partlog copies it unopened, whatever its payload holds.
+    compressed[22] |= 1;
+    partlog::record::recompute_crc(&mut compressed);
+    log.append_as_leader(&mut compressed, 0).unwrap();
+    fill(&log, 5, 2, NOW);
+    let tombstone = (b"k".to_vec(), None);
+    log.append_as_leader(&mut keyed_batch(&[tombstone], NOW), 0)
+        .unwrap();
+    log.force_roll().unwrap();
+    let day = 86_400_000;
+    while let CleanOutcome::Cleaned { .. } = cleaner.clean_once(&dir, NOW).unwrap() {}
+    // Later, past the horizon, with something dirty to clean again.
+    fill(&log, 5, 1, NOW + 2 * day);
+    while let CleanOutcome::Cleaned { .. } = cleaner.clean_once(&dir, NOW + 2 * day).unwrap() {}
+    let mut next = log.log_start_offset();
+    let (mut compressed_batches, mut tombstones) = (0, 0);
+    while let Some(slice) = log.read(next, 1 << 20, None).unwrap() {
+        let bytes = slice.to_vec().unwrap();
+        for b in partlog::record::batches(&bytes) {
+            let b = b.unwrap();
+            next = b.header().next_offset();
+            let Ok(records) = b.records() else {
+                compressed_batches += 1;
+                continue;
+            };
+            for r in records {
+                let r = r.unwrap();
+                tombstones += usize::from(r.key == Some(b"k") && r.value.is_none());
+            }
+        }
+    }
+    assert_eq!(compressed_batches, 1, "the compressed batch stays");
+    assert_eq!(tombstones, 1, "so does the tombstone after it");
+}
+
 /// A truncation while a cleaning writes its copies. A transaction still open at offset 10
 /// ends the cleaning there, but its map took the records past it too (they stay in the
 /// log, standing for their keys): so `k0` at 0 is dropped, superseded by `k0` at 11.

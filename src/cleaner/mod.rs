@@ -19,8 +19,9 @@
 //! a cleaning ends before a transaction still open, and a marker goes past its delete
 //! horizon once its transaction is gone.
 //!
-//! Not cleaned: compressed batches (partlog does not decompress; their records all stay)
-//! and control batches other than transaction markers (kept as they are).
+//! Not cleaned: compressed batches (partlog does not decompress; their records all stay,
+//! and so do the tombstones after them, which would otherwise bring back the values they
+//! deleted) and control batches other than transaction markers (kept as they are).
 
 mod clean;
 mod offset_map;

@@ -87,6 +87,10 @@ pub struct FilterScratch {
     /// Producers whose open transaction had a batch in this cleaning since their last
     /// marker: that marker must stay.
     transaction_read: HashSet<i64>,
+    /// A compressed batch came earlier in this cleaning, copied unopened: its records may
+    /// hold older values of any key, which stay, so no tombstone after it may go (the
+    /// value it deleted would be back; Kafka's cleaner decompresses and removes them).
+    compressed_before: bool,
 }
 
 impl FilterRules<'_> {
@@ -102,7 +106,15 @@ impl FilterRules<'_> {
         }
     }
 
-    fn retains(&self, record: &Seen, horizon: Option<i64>, stats: &mut FilterStats) -> bool {
+    /// Whether `record` stays: not superseded in the map, and not a tombstone past its
+    /// `horizon` (one may go only when `tombstones_may_go`).
+    fn retains(
+        &self,
+        record: &Seen,
+        horizon: Option<i64>,
+        tombstones_may_go: bool,
+        stats: &mut FilterStats,
+    ) -> bool {
         if record.offset >= self.end_offset {
             return true;
         }
@@ -118,7 +130,7 @@ impl FilterRules<'_> {
             stats.superseded += 1;
             return false;
         }
-        if record.tombstone && horizon.is_some_and(|h| h <= self.now_ms) {
+        if record.tombstone && tombstones_may_go && horizon.is_some_and(|h| h <= self.now_ms) {
             stats.tombstones_dropped += 1;
             return false;
         }
@@ -156,6 +168,7 @@ pub fn filter_batch(
         return Ok(false);
     }
     if header.compression() != Compression::None || (header.is_control() && !marker_may_go) {
+        scratch.compressed_before |= header.compression() != Compression::None;
         stats.batches_unopened += 1;
         out.extend_from_slice(batch.as_bytes());
         return Ok(true);
@@ -168,6 +181,7 @@ pub fn filter_batch(
     let mut max_timestamp = i64::MIN;
     // The keys' map slots are asked for together before any is probed (see
     // `OffsetMap::touch`).
+    let tombstones_may_go = !scratch.compressed_before;
     let FilterScratch {
         seen, decisions, ..
     } = scratch;
@@ -188,7 +202,7 @@ pub fn filter_batch(
             stats.markers_dropped += u64::from(!keep);
             keep
         } else {
-            rules.retains(record, old_horizon, stats)
+            rules.retains(record, old_horizon, tombstones_may_go, stats)
         };
         decisions.push(keep);
         if keep {
