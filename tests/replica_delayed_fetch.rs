@@ -63,6 +63,27 @@ fn a_held_fetch_answers_when_an_append_lands() {
     assert!(follower.log().log_end_offset() >= 1);
 }
 
+/// An embedder passing an unchecked wait (`Duration::MAX`): the deadline's sum overflowed
+/// and panicked. The wait is cut to Kafka's protocol limit, and an append still answers it.
+#[test]
+fn a_fetch_held_for_ever_answers_when_an_append_lands() {
+    let (leader, follower) = pair();
+    let request = follower.fetch_request(1 << 20);
+    let response = thread::scope(|s| {
+        let fetch = s.spawn(|| leader.fetch_wait(&request, Duration::MAX));
+        let mut i = 0;
+        while !fetch.is_finished() {
+            leader
+                .append(&mut batch(1, 10, i), Acks::Leader, 1000)
+                .unwrap();
+            i += 1;
+            thread::sleep(Duration::from_millis(5));
+        }
+        fetch.join().expect("no panic").unwrap()
+    });
+    assert!(response.records.is_some());
+}
+
 #[test]
 fn acks_all_completes_while_the_followers_next_fetch_is_held() {
     let (leader, follower) = pair();

@@ -165,12 +165,15 @@ impl Partition {
     /// yet, until data past the fetch offset arrives: Kafka's delayed fetch
     /// (`replica.fetch.wait.max.ms`, 500 ms by default), so that an idle follower neither
     /// spins nor lags by a poll interval. The follower's progress counts at once (it may
-    /// complete `acks=all` appends); only the answer waits.
+    /// complete `acks=all` appends); only the answer waits. A wait longer than Kafka's
+    /// protocol allows (`max_wait_ms` is an `i32`, about 24.8 days) is cut to that.
     pub fn fetch_wait(&self, request: &FetchRequest, max_wait: Duration) -> Result<FetchResponse> {
         let response = self.fetch(request)?;
         if response.records.is_some() || response.diverging.is_some() || max_wait.is_zero() {
             return Ok(response);
         }
+        // Unbounded, `now + max_wait` would overflow (and panic) for `Duration::MAX`.
+        let max_wait = max_wait.min(Duration::from_millis(i32::MAX as u64));
         let deadline = Instant::now() + max_wait;
         if spin::spin_until(|| self.log.log_end_offset() > request.fetch_offset) {
             return self.fetch(request);
