@@ -283,6 +283,12 @@ fn retention_and_the_log_start_stop_at_the_high_watermark() {
     assert_eq!(leader.high_watermark(), 4);
     leader.advance_log_start_offset(-1).unwrap();
     assert_eq!(leader.log().log_start_offset(), 4);
+    // DeleteRecords goes to the leader only: a follower takes its leader's log start.
+    let follower = c.replica(1);
+    let before = follower.log().log_start_offset();
+    let err = follower.advance_log_start_offset(before + 1).unwrap_err();
+    assert!(matches!(err, Error::NotLeaderOrFollower), "{err}");
+    assert_eq!(follower.log().log_start_offset(), before);
 }
 
 /// DeleteRecords on a log that only compacts is a policy violation, as in Kafka: its

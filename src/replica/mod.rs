@@ -493,8 +493,15 @@ impl Partition {
     /// Moves the log start (Kafka's DeleteRecords), which may not pass the HW. As Kafka's
     /// `deleteRecordsOnLeader`: -1 means the HW, any other offset below 0 (or past the HW)
     /// is [`Error::OffsetOutOfRange`], and a log whose cleanup policy does not delete is
-    /// [`Error::PolicyViolation`] (its retention would remove the segments below).
+    /// [`Error::PolicyViolation`] (its retention would remove the segments below). Only
+    /// the leader takes it ([`Error::NotLeaderOrFollower`] otherwise: a follower moves its
+    /// log start as its leader's moves), and it holds its role meanwhile, as Kafka's
+    /// `deleteRecordsOnLeader` holds the partition's leader lock: a role change waits.
     pub fn advance_log_start_offset(&self, offset: i64) -> Result<()> {
+        let _shared = self.role_change.read().unwrap_or_else(|e| e.into_inner());
+        if !self.is_leader() {
+            return Err(Error::NotLeaderOrFollower);
+        }
         let hw = self.high_watermark();
         let offset = if offset == -1 { hw } else { offset };
         if !self.log.config().cleanup_policy.deletes() {
