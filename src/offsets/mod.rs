@@ -143,6 +143,7 @@ pub struct OffsetsStore {
     hosted: Mutex<BTreeMap<u32, Hosted>>,
     /// Each group's membership as the embedder tells it ([`OffsetsStore::set_group_active`],
     /// [`OffsetsStore::set_group_subscription`]); a group it never mentioned has none.
+    /// Taken before `hosted` when both are held, never while holding it.
     groups: Mutex<HashMap<String, Membership>>,
 }
 
@@ -379,17 +380,20 @@ impl OffsetsStore {
     /// Writes tombstones for every committed offset of `group`; `None` when it has none.
     /// [`Error::NonEmptyGroup`] while the group has members ([`OffsetsStore::set_group_active`]),
     /// as Kafka's DeleteGroups refuses.
+    ///
+    /// The membership lock is held until the tombstones are appended, as Kafka decides and
+    /// writes in one event of the coordinator: a member joining meanwhile
+    /// ([`OffsetsStore::set_group_active`]) waits, and does not join a group whose offsets
+    /// then vanish.
     pub fn delete_group(&self, group: &str) -> Result<Option<AppendHandle>> {
-        {
-            let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(Membership::Active(_)) = groups.get(group) {
-                return Err(Error::NonEmptyGroup {
-                    group: group.to_string(),
-                });
-            }
-            // A group made again later is empty from when it is said to be.
-            groups.remove(group);
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(Membership::Active(_)) = groups.get(group) {
+            return Err(Error::NonEmptyGroup {
+                group: group.to_string(),
+            });
         }
+        // A group made again later is empty from when it is said to be.
+        groups.remove(group);
         self.delete_committed(group, None)
     }
 
@@ -438,8 +442,10 @@ impl OffsetsStore {
         group: &str,
         partitions: &[(String, i32)],
     ) -> Result<OffsetDeletion> {
+        // Held until the tombstones are appended (see `delete_group`): a subscription that
+        // changes meanwhile waits.
+        let groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
         let (deleted, refused): (Vec<_>, Vec<_>) = {
-            let groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
             let subscribed = match groups.get(group) {
                 None | Some(Membership::EmptySince(_)) => None,
                 Some(Membership::Active(None)) => {
@@ -462,6 +468,7 @@ impl OffsetsStore {
             })
             .collect();
         let handle = self.delete_committed(group, Some(&deleted))?;
+        drop(groups);
         Ok(OffsetDeletion { handle, refused })
     }
 
@@ -516,14 +523,15 @@ impl OffsetsStore {
     /// `retention_ms` after their commit (KIP-496). An offset whose value carries an
     /// explicit expiry (version 1) expires then instead, under the same rules of whose
     /// offsets may expire, as in Kafka.
+    ///
+    /// The memberships are read and the tombstones appended under one hold of the
+    /// membership lock (always taken before the store's): a group said to have members
+    /// meanwhile waits for the expiry, and does not find the offsets of a group it
+    /// joined expire after it joined.
     pub fn expire(&self) -> Expiry {
         let now = self.clock.now_ms();
         let cutoff = now.saturating_sub(self.config.retention_ms);
-        let groups = self
-            .groups
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
         let mut expiry = Expiry::default();
         // Each partition found and appended to under one hold of the lock: no commit comes
         // between the offsets read here and their tombstones.
