@@ -144,6 +144,40 @@ fn readers_race_retention() {
 /// its "not deleted" check, then create index files under the old names after retention
 /// renamed the segment's files away, leaving orphan index files behind. Loading and
 /// deleting now exclude each other.
+/// A log of `segments` closed segments of one batch each (timestamps `0..segments`), then
+/// `tail` batch in the active one (timestamp 1,000) if any; closed, and reopened cleanly:
+/// the closed segments' indexes load on first use.
+fn reopened_with_unloaded_indexes(
+    backend: &common::Backend,
+    config: &LogConfig,
+    segments: i64,
+    tail: bool,
+) -> Arc<Log> {
+    let name = "t-0";
+    {
+        let (log, _) = common::open(backend, name, config.clone());
+        for i in 0..segments {
+            log.append_as_leader(&mut batch(2, 50, i), 1).unwrap();
+            log.force_roll().unwrap();
+        }
+        if tail {
+            log.append_as_leader(&mut batch(2, 50, 1_000), 1).unwrap();
+        }
+        log.close().unwrap();
+    }
+    let (log, _) = Log::open(partlog::log::LogOpenOptions {
+        clean_shutdown: true,
+        ..common::options(
+            backend,
+            name,
+            config.clone(),
+            Arc::new(partlog::ManualClock::new(1_000_000)),
+        )
+    })
+    .unwrap();
+    Arc::new(log)
+}
+
 #[test]
 fn lazy_index_load_racing_retention_leaves_no_orphan_index() {
     // Size retention only: time retention would load the indexes itself first.
@@ -156,26 +190,7 @@ fn lazy_index_load_racing_retention_leaves_no_orphan_index() {
     for round in 0..6000 {
         let (backend, _disk) = common::sim_with_disk(round);
         let name = "t-0";
-        {
-            let (log, _) = common::open(&backend, name, config.clone());
-            for i in 0..3 {
-                log.append_as_leader(&mut batch(2, 50, i), 1).unwrap();
-                log.force_roll().unwrap();
-            }
-            log.close().unwrap();
-        }
-        // Reopened cleanly: the closed segments' indexes load on first use.
-        let (log, _) = Log::open(partlog::log::LogOpenOptions {
-            clean_shutdown: true,
-            ..common::options(
-                &backend,
-                name,
-                config.clone(),
-                Arc::new(partlog::ManualClock::new(1_000_000)),
-            )
-        })
-        .unwrap();
-        let log = Arc::new(log);
+        let log = reopened_with_unloaded_indexes(&backend, &config, 3, false);
         let start = Arc::new(std::sync::Barrier::new(2));
         let reader = {
             let (log, start) = (log.clone(), start.clone());
@@ -274,27 +289,7 @@ fn a_time_lookup_over_unloaded_indexes_racing_retention_finds_its_record() {
     const SEGMENTS: i64 = 40;
     for round in 0..300 {
         let (backend, _disk) = common::sim_with_disk(round);
-        let name = "t-0";
-        {
-            let (log, _) = common::open(&backend, name, config.clone());
-            for i in 0..SEGMENTS {
-                log.append_as_leader(&mut batch(2, 50, i), 1).unwrap();
-                log.force_roll().unwrap();
-            }
-            log.append_as_leader(&mut batch(2, 50, 1_000), 1).unwrap();
-            log.close().unwrap();
-        }
-        let (log, _) = Log::open(partlog::log::LogOpenOptions {
-            clean_shutdown: true,
-            ..common::options(
-                &backend,
-                name,
-                config.clone(),
-                Arc::new(partlog::ManualClock::new(1_000_000)),
-            )
-        })
-        .unwrap();
-        let log = Arc::new(log);
+        let log = reopened_with_unloaded_indexes(&backend, &config, SEGMENTS, true);
         let start = Arc::new(std::sync::Barrier::new(2));
         let lookup = {
             let (log, start) = (log.clone(), start.clone());

@@ -36,6 +36,19 @@ fn pair() -> (Arc<Partition>, Arc<Partition>) {
     (leader, follower)
 }
 
+/// Appends until the held fetch on `fetch` is answered: it may not be waiting yet at the
+/// first.
+fn append_until_finished<T>(leader: &Partition, fetch: &thread::ScopedJoinHandle<'_, T>) {
+    let mut i = 0;
+    while !fetch.is_finished() {
+        leader
+            .append(&mut batch(1, 10, i), Acks::Leader, 1000)
+            .unwrap();
+        i += 1;
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
 #[test]
 fn a_held_fetch_answers_when_an_append_lands() {
     let (leader, follower) = pair();
@@ -43,15 +56,7 @@ fn a_held_fetch_answers_when_an_append_lands() {
     let started = Instant::now();
     let response = thread::scope(|s| {
         let fetch = s.spawn(|| leader.fetch_wait(&request, HOLD).unwrap());
-        // Appends until the fetch is answered: it may not be waiting yet at the first.
-        let mut i = 0;
-        while !fetch.is_finished() {
-            leader
-                .append(&mut batch(1, 10, i), Acks::Leader, 1000)
-                .unwrap();
-            i += 1;
-            thread::sleep(Duration::from_millis(5));
-        }
+        append_until_finished(&leader, &fetch);
         fetch.join().unwrap()
     });
     assert!(
@@ -71,14 +76,7 @@ fn a_fetch_held_for_ever_answers_when_an_append_lands() {
     let request = follower.fetch_request(1 << 20);
     let response = thread::scope(|s| {
         let fetch = s.spawn(|| leader.fetch_wait(&request, Duration::MAX));
-        let mut i = 0;
-        while !fetch.is_finished() {
-            leader
-                .append(&mut batch(1, 10, i), Acks::Leader, 1000)
-                .unwrap();
-            i += 1;
-            thread::sleep(Duration::from_millis(5));
-        }
+        append_until_finished(&leader, &fetch);
         fetch.join().expect("no panic").unwrap()
     });
     assert!(response.records.is_some());
