@@ -54,6 +54,33 @@ fn follower_batch(records: usize, base_offset: i64) -> Vec<u8> {
     b
 }
 
+/// A batch larger than `max_message_bytes`: the leader refuses it, a follower takes it, as
+/// Kafka's does (the leader took it, maybe under a larger limit since lowered). A follower
+/// that refused it refused it at every fetch, and never caught up.
+#[test]
+fn a_follower_takes_a_batch_larger_than_max_message_bytes() {
+    each(|backend| {
+        let config = LogConfig {
+            max_message_bytes: 1_000,
+            ..LogConfig::default()
+        };
+        let (log, _) = open(backend, "t-0", config);
+        let mut large = batch(4, 400, 0);
+        assert!(large.len() > 1_000);
+        let err = log.append_as_leader(&mut large, 0).unwrap_err();
+        assert!(matches!(err, Error::RecordTooLarge { .. }), "{err}");
+        let fetched = batch(4, 400, 0); // offsets 0..=3, as its leader gave them
+        let info = log.append_as_follower(&fetched).unwrap();
+        assert_eq!(
+            (info.first_offset, info.last_offset),
+            (0, 3),
+            "{}",
+            backend.name
+        );
+        assert_eq!(read_all(&log), vec![(0, 3)]);
+    });
+}
+
 #[test]
 fn follower_append_keeps_offsets_and_rejects_old_ones() {
     each(|backend| {

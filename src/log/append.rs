@@ -35,7 +35,8 @@ impl Log {
         let now_ms = self.clock.now_ms();
         let first_offset = self.log_end_offset();
         let compacts = self.config.cleanup_policy.compacts();
-        let mut info = self.scan_input(batches, |batch, next| {
+        let max_batch_bytes = Some(self.config.max_message_bytes);
+        let mut info = self.scan_input(batches, max_batch_bytes, |batch, next| {
             batch.validate_for_leader()?;
             if compacts {
                 require_keys(batch)?;
@@ -80,7 +81,8 @@ impl Log {
     /// first batch must start at or above the log end offset and offsets must increase; on
     /// a log that does not compact ([`CleanupPolicy::compacts`]) every batch must start
     /// exactly where the log, or the previous batch, ends. Offsets that overflow an `i64`
-    /// are refused.
+    /// are refused. A batch larger than `max_message_bytes` is taken, as Kafka's follower
+    /// takes it: its leader did.
     ///
     /// [`CleanupPolicy::compacts`]: crate::config::CleanupPolicy::compacts
     pub fn append_as_follower(&self, batches: &[u8]) -> Result<AppendInfo> {
@@ -89,7 +91,7 @@ impl Log {
         let log_end_offset = self.log_end_offset();
         let mut first = None;
         let mut epoch = self.latest_epoch();
-        let info = self.scan_input(batches, |batch, next| {
+        let info = self.scan_input(batches, None, |batch, next| {
             batch.verify_crc()?;
             let header = batch.header();
             self.check_epoch(header.partition_leader_epoch, epoch)?;
@@ -123,10 +125,14 @@ impl Log {
 
     /// Walks the batches of an append, parsing each once, checking sizes and calling
     /// `check(batch, next_offset)`, which returns the batch's last offset. Fills everything
-    /// but `first_offset` of the result.
+    /// but `first_offset` of the result. `max_batch_bytes` is the leader's limit on a
+    /// batch (`max.message.bytes`); a follower has none (Kafka's `ignoreRecordSize`): the
+    /// leader took the batch, maybe under a larger limit since lowered, and a follower
+    /// that refused it would never catch up.
     fn scan_input(
         &self,
         batches: &[u8],
+        max_batch_bytes: Option<usize>,
         mut check: impl FnMut(&Batch<'_>, i64) -> Result<i64>,
     ) -> Result<AppendInfo> {
         if batches.len() < HEADER_LEN {
@@ -155,10 +161,10 @@ impl Log {
         while at < batches.len() {
             let batch = Batch::parse(&batches[at..])?;
             let header = *batch.header();
-            if header.size() > self.config.max_message_bytes {
+            if let Some(max) = max_batch_bytes.filter(|&max| header.size() > max) {
                 return Err(Error::RecordTooLarge {
                     size: header.size(),
-                    max: self.config.max_message_bytes,
+                    max,
                 });
             }
             let last = check(&batch, next)?;
