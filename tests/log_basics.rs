@@ -392,6 +392,55 @@ fn max_timestamp_of_a_log_without_timestamps_is_none() {
     });
 }
 
+/// Kafka indexes an append, not each batch: one entry names the append's last offset at
+/// its first batch's position. A truncation inside such an append kept the entry (its
+/// position lies below the cut) while it named offsets the cut removed; the next entry
+/// an append added, for a lower offset, found the index corrupt, and the log failed.
+/// Entries now go by offset as well, as Kafka's `truncateTo` drops them.
+#[test]
+fn a_truncation_inside_a_kafka_append_drops_its_index_entry() {
+    each(|backend| {
+        let config = LogConfig {
+            index_interval_bytes: 1,
+            ..LogConfig::default()
+        };
+        let (log, _) = open(backend, "t-0", config.clone());
+        for i in 0..6 {
+            append(&log, 1, 100 * i);
+        }
+        let segment = log.segments()[0].clone();
+        let third = log.read(2, 1, None).unwrap().unwrap().position();
+        log.close().unwrap();
+        drop(log);
+        // As Kafka's follower leaves it after one append of offsets 2..=5: (5, position of 2).
+        let mut entry = 5i32.to_be_bytes().to_vec();
+        entry.extend_from_slice(&(third as u32).to_be_bytes());
+        common::write_file(backend, &segment.path(".index"), &entry);
+        let mut time_entry = 500i64.to_be_bytes().to_vec();
+        time_entry.extend_from_slice(&5i32.to_be_bytes());
+        common::write_file(backend, &segment.path(".timeindex"), &time_entry);
+        // Cleanly shut down: the indexes are taken as they are.
+        let (log, _) = Log::open(partlog::log::LogOpenOptions {
+            clean_shutdown: true,
+            recovery_point: Some(6),
+            ..common::options(
+                backend,
+                "t-0",
+                config,
+                std::sync::Arc::new(partlog::ManualClock::new(1_000_000)),
+            )
+        })
+        .unwrap();
+        assert_eq!(log.log_end_offset(), 6);
+        log.truncate_to(4).unwrap();
+        for i in 0..3 {
+            append(&log, 1, 1_000 + i);
+        }
+        assert_eq!(log.log_end_offset(), 7, "{}", backend.name);
+        common::check_every_offset(&log);
+    });
+}
+
 #[test]
 fn truncate_to_removes_batches_and_later_segments() {
     each(|backend| {

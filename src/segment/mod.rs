@@ -593,22 +593,30 @@ impl Segment {
         Ok(last)
     }
 
-    /// Cuts the segment at `position` (a batch boundary) and drops index entries past it.
+    /// Cuts the segment at `position` (a batch boundary) and drops index entries past it:
+    /// those at or past the position, and those naming an offset at or past the first
+    /// batch cut, as Kafka's `truncateTo` drops them by offset. (An entry Kafka wrote for an
+    /// append names the append's last offset at its first batch's position: below the
+    /// cut, it may still name an offset the cut removed, and the next entry an append
+    /// adds, for a lower offset, would find the index corrupt.)
     pub fn truncate_at(&self, position: u64) -> Result<u64> {
         let size = self.size();
         if position >= size {
             return Ok(0);
         }
+        // Unreadable there (damage), the entries go by position and the time entries past
+        // the last offset entry left.
+        let cut_offset = self.read_header(position, size).ok().map(|h| h.base_offset);
         self.size.store(position, Ordering::Release);
         self.log.set_len(position)?;
         self.prefilled.store(position, Ordering::Relaxed);
         self.with_indexes_mut(|ix| {
             ix.offset.truncate_to_position(position as u32);
-            let next_kept = ix
-                .offset
-                .last_entry()
-                .map_or(self.base_offset, |e| e.offset + 1);
-            ix.time.truncate_to(next_kept);
+            let cut = cut_offset.unwrap_or_else(|| {
+                (ix.offset.last_entry()).map_or(self.base_offset, |e| e.offset + 1)
+            });
+            ix.offset.truncate_to(cut);
+            ix.time.truncate_to(cut);
             Ok(())
         })?;
         let mut meta = self.meta_mut();
