@@ -286,6 +286,14 @@ pub(super) fn recover_segments(
     let last = segments.len() - 1;
     let mut recovery_point = options.recovery_point;
     let start = if options.clean_shutdown {
+        // A roll's trim of the zeros written ahead is not synced: a power loss after the
+        // clean close (before the file system wrote the trim back) undoes it in a segment
+        // flushed to its end before it rolled. Cheap where there is nothing to cut (see
+        // `Segment::cut_zeros_written_ahead`). The active segment was trimmed and synced
+        // by the close.
+        for segment in &segments[..last] {
+            segment.cut_zeros_written_ahead()?;
+        }
         match segments[last].read_next_offset() {
             Ok(next) => {
                 let end = next.unwrap_or(segments[last].base_offset());
