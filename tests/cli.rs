@@ -444,6 +444,35 @@ fn check_cuts_a_corrupt_tail_and_reports_it() {
     assert_eq!(int(&lines[0], "truncated_bytes"), 0);
 }
 
+/// `check` opened every partition as a log that only deletes: after an unclean shutdown
+/// with no recovery point, recovery scanned a cleaned (compacted) partition from its start
+/// and took the cleaner's first offset gap for damage, cutting everything after it.
+/// `--compacted TOPIC` (and `__consumer_offsets`, always) lets its offsets have gaps.
+#[test]
+fn check_lets_a_compacted_topic_have_offset_gaps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("logs");
+    compacted_topic(&dir);
+    expect(&["clean", "--dir", s(&dir), "--topic", "prices"], 0);
+    // An unclean shutdown with no recovery point: recovery scans from the start.
+    std::fs::remove_file(dir.join(".kafka_cleanshutdown")).unwrap();
+    std::fs::remove_file(dir.join("recovery-point-offset-checkpoint")).unwrap();
+    let segments = || -> Vec<(PathBuf, Vec<u8>)> {
+        let mut logs: Vec<_> = dir_snapshot(&dir)
+            .into_iter()
+            .filter(|(p, _)| p.extension().is_some_and(|e| e == "log"))
+            .collect();
+        logs.sort();
+        logs
+    };
+    let before = segments();
+    let lines = expect(&["check", s(&dir), "--json", "--dry-run"], 1);
+    assert!(lines[0].contains("\"damage\":{"), "{lines:?}");
+    let lines = expect(&["check", s(&dir), "--json", "--compacted", "prices"], 0);
+    assert_eq!(int(&lines[0], "truncated_bytes"), 0, "{lines:?}");
+    assert_eq!(segments(), before, "every segment as it was");
+}
+
 #[test]
 fn check_exits_non_zero_when_a_partition_cannot_be_opened() {
     let tmp = tempfile::tempdir().unwrap();

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::Args;
 use partlog::log::RecoveryReport;
 use partlog::manager::{LogDir, LogDirOptions};
+use partlog::offsets::OFFSETS_TOPIC;
 
 use crate::json::{self, Json};
 use crate::progress::Progress;
@@ -28,6 +29,11 @@ pub struct CheckArgs {
     /// Report what recovery would do, changing nothing on disk.
     #[arg(long)]
     dry_run: bool,
+    /// A topic whose partitions compact (repeatable; `__consumer_offsets` always does).
+    /// Recovery lets a compacted log's offsets have gaps; taken for a log that only
+    /// deletes, every gap the cleaner left would read as damage, and be cut.
+    #[arg(long, value_name = "TOPIC")]
+    compacted: Vec<String>,
 }
 
 pub fn run(args: &CheckArgs, json: bool) -> CliResult {
@@ -47,7 +53,12 @@ pub fn run(args: &CheckArgs, json: bool) -> CliResult {
     for (i, tp) in partitions.iter().enumerate() {
         let name = tp.dir_name();
         progress.force(&format!("check: {}/{} {name}", i + 1, partitions.len()));
-        match log_dir.open_log(tp) {
+        let opened = if tp.topic == OFFSETS_TOPIC || args.compacted.contains(&tp.topic) {
+            log_dir.open_log_with(tp, crate::clean::topic_config(&tp.topic))
+        } else {
+            log_dir.open_log(tp)
+        };
+        match opened {
             Ok((_log, report)) => {
                 progress.finish();
                 cut += usize::from(report.damage.is_some());

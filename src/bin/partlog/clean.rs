@@ -149,7 +149,7 @@ pub fn run(args: &CleanArgs, json: bool) -> CliResult {
 }
 
 /// Kafka's defaults for a compacted topic, and for `__consumer_offsets` its own.
-fn topic_config(topic: &str) -> LogConfig {
+pub fn topic_config(topic: &str) -> LogConfig {
     if topic == OFFSETS_TOPIC {
         offsets_log_config()
     } else {
