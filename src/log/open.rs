@@ -71,7 +71,16 @@ impl Log {
         } = options.clone();
         // Durably: the partition dir's entry in the log dir must survive a crash too.
         crate::io::create_dir_all_durable(storage.as_ref(), &dir)?;
+        // A partition partlog never opened has no `.lock` (Kafka keeps its lock in the log
+        // dir, not in partition dirs): its files are Kafka's, whose appends wrote no gap
+        // witnesses (see `ScanRules::witness_gaps`). The lock file is made durable with
+        // its dir entry, before any append: from then on the dir says it is partlog's.
+        let lock_path = dir.join(crate::io::real::LOCK_FILE_NAME);
+        let opened_before = storage.exists(&lock_path);
         let lock = storage.lock_dir(&dir)?;
+        if !opened_before {
+            storage.sync_dir(&dir)?;
+        }
         let mut report = RecoveryReport {
             clean_shutdown: options.clean_shutdown,
             ..Default::default()
@@ -107,8 +116,13 @@ impl Log {
         let entries = checkpointed
             .as_ref()
             .map_or(&[][..], |cache| cache.entries());
-        let outcome =
-            recovery::recover_segments(&storage, &mut segments, &options, entries, &mut report)?;
+        let outcome = recovery::recover_segments(
+            &storage,
+            &mut segments,
+            &options,
+            (entries, opened_before),
+            &mut report,
+        )?;
         let first_base = segments[0].base_offset();
         let log_end_offset = outcome.log_end_offset;
         let log_start_offset = options

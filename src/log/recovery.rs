@@ -272,7 +272,7 @@ pub(super) fn recover_segments(
     storage: &Arc<dyn Storage>,
     segments: &mut Vec<Arc<Segment>>,
     options: &LogOpenOptions,
-    checkpointed: &[EpochEntry],
+    (checkpointed, partlogs): (&[EpochEntry], bool),
     report: &mut RecoveryReport,
 ) -> Result<Outcome> {
     let epoch_ceiling = checkpointed.last().map(|e| e.epoch);
@@ -358,9 +358,15 @@ pub(super) fn recover_segments(
             epoch_ceiling: epoch_ceiling.unwrap_or(NO_EPOCH_CEILING),
             consecutive,
             unflushed_from: recovery_point.unwrap_or(i64::MIN),
-            // Without a recovery point the files may not be partlog's (a dir from Kafka
-            // without its checkpoint): their appends wrote no witnesses.
-            witness_gaps: !consecutive && i + 1 == segments.len() && recovery_point.is_some(),
+            // Only in files partlog wrote (`partlogs`: the partition was opened by
+            // partlog before; see `Log::open`) and knows to be flushed up to a recovery
+            // point: Kafka's appends wrote no witnesses (its index names an append's last
+            // offset at its first batch), and a Kafka follower that copied cleaned
+            // segments has gap batches in its active segment.
+            witness_gaps: partlogs
+                && !consecutive
+                && i + 1 == segments.len()
+                && recovery_point.is_some(),
         };
         let scan = segment.recover_with(&mut scratch, &rules)?;
         epoch_floor = scan.last_epoch.unwrap_or(epoch_floor);
