@@ -308,9 +308,7 @@ impl Log {
         }
         Ok(None)
     }
-}
 
-impl Log {
     /// Kafka's `MAX_TIMESTAMP`: the segment with the largest timestamp (the first of them
     /// on a tie), the first batch in it that carries that timestamp, and the first record
     /// in that batch that does; `None` when no record carries a timestamp, or when that
