@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{backends, batch, open, read_all, small_config, Backend};
+use common::{backends, batch, follower_batch, open, read_all, small_config, Backend};
 use partlog::log::{
     Log, EARLIEST_LOCAL_TIMESTAMP, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, MAX_TIMESTAMP,
 };
@@ -46,12 +46,6 @@ fn compacted() -> LogConfig {
         cleanup_policy: CleanupPolicy::Compact,
         ..LogConfig::default()
     }
-}
-
-fn follower_batch(records: usize, base_offset: i64) -> Vec<u8> {
-    let mut b = batch(records, 10, 0);
-    partlog::record::set_base_offset(&mut b, base_offset);
-    b
 }
 
 /// A batch larger than `max_message_bytes`: the leader refuses it, a follower takes it, as

@@ -10,7 +10,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{backends, batch, options, read_all, Backend};
+use common::{backends, follower_batch, options, read_all, Backend};
 use partlog::log::{Log, LogOpenOptions};
 use partlog::{CleanupPolicy, LogConfig, ManualClock};
 
@@ -21,23 +21,17 @@ fn compacted() -> LogConfig {
     }
 }
 
-fn fetched(records: usize, base_offset: i64) -> Vec<u8> {
-    let mut b = batch(records, 10, 0);
-    partlog::record::set_base_offset(&mut b, base_offset);
-    b
-}
-
 /// A compacted partition: offsets 0..=1 flushed, then batches at 10, 20 and 30 (gaps
 /// before each, as a follower copies cleaned segments), not flushed; the process dies.
 /// Then its index goes, as Kafka's holds no witnesses, and with `kafka` its `.lock` too.
 /// Returns the reopened log and what its recovery did.
 fn gapped_then_reopened(backend: &Backend, kafka: bool) -> (Log, partlog::log::RecoveryReport) {
     let (log, _) = common::open(backend, "t-0", compacted());
-    log.append_as_follower(&fetched(2, 0)).unwrap();
+    log.append_as_follower(&follower_batch(2, 0)).unwrap();
     let point = log.flush().unwrap();
     assert_eq!(point, 2);
     for base in [10, 20, 30] {
-        log.append_as_follower(&fetched(2, base)).unwrap();
+        log.append_as_follower(&follower_batch(2, base)).unwrap();
     }
     let segment = log.segments()[0].clone();
     drop(log);

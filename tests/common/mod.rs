@@ -60,6 +60,14 @@ pub fn batch(records: usize, value_bytes: usize, ts: i64) -> Vec<u8> {
     builder.build().expect("non-empty batch")
 }
 
+/// One batch of `records` records of 10 bytes, at `base_offset` as a leader assigned it:
+/// what a follower appends.
+pub fn follower_batch(records: usize, base_offset: i64) -> Vec<u8> {
+    let mut b = batch(records, 10, 0);
+    partlog::record::set_base_offset(&mut b, base_offset);
+    b
+}
+
 /// A small config that rolls often, for tests that need many segments.
 pub fn small_config() -> LogConfig {
     LogConfig {
