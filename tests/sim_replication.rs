@@ -201,7 +201,7 @@ impl Sim {
             self.trace.push(format!("proposal {proposal:?} lost"));
             return;
         }
-        let taken = self.isr.take(self.epoch, &proposal);
+        let taken = (self.isr.take(self.epoch, &proposal)).expect("an ISR version within range");
         self.trace
             .push(format!("proposal {proposal:?} taken: {taken}"));
         self.answer();
@@ -346,7 +346,8 @@ impl Sim {
             // The controller sees the broker go and takes it out of the ISR, as Kafka's
             // does when a broker's session ends; it rejoins once caught up.
             self.isr
-                .change(isr.into_iter().filter(|&b| b as usize != victim).collect());
+                .change(isr.into_iter().filter(|&b| b as usize != victim).collect())
+                .expect("an ISR version within range");
             self.trace.push(format!("follower {victim} lost power"));
             self.answer();
         }

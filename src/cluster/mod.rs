@@ -127,27 +127,30 @@ impl ControllerIsr {
     }
 
     /// Takes `proposal` if it was made in the leadership of `leader_epoch` from this ISR,
-    /// as the next version; whether it did.
-    pub fn take(&mut self, leader_epoch: i32, proposal: &IsrProposal) -> bool {
+    /// as the next version; whether it did (an error as [`ControllerIsr::change`]'s).
+    pub fn take(&mut self, leader_epoch: i32, proposal: &IsrProposal) -> Result<bool> {
         let current = (proposal.leader_epoch, proposal.isr_version) == (leader_epoch, self.version);
         if current {
-            self.change(proposal.isr.clone());
+            self.change(proposal.isr.clone())?;
         }
-        current
+        Ok(current)
     }
 
     /// The controller changes the ISR on its own (a broker's session ended).
     ///
     /// The version is an `i32`, as Kafka's partition epoch is. A version that wrapped
     /// would be refused by the leader as stale while the ISR it stands for is not, so
-    /// the count is checked: 2^31 changes within one leadership (centuries of changes a
-    /// second) panic rather than wrap.
-    pub fn change(&mut self, isr: Vec<i32>) {
+    /// the count is checked: the change after 2^31 within one leadership (centuries of
+    /// changes a second) is [`Error::InvalidRequest`], and the ISR stays as it was.
+    pub fn change(&mut self, isr: Vec<i32>) -> Result<()> {
+        self.version = self.version.checked_add(1).ok_or_else(|| {
+            Error::InvalidRequest(format!(
+                "ISR version {} has no next one in this leadership",
+                self.version
+            ))
+        })?;
         self.isr = isr;
-        self.version = self
-            .version
-            .checked_add(1)
-            .expect("2^31 ISR changes within one leadership");
+        Ok(())
     }
 
     /// Tells `leader`, of the leadership of `leader_epoch`, the ISR held here, as a
@@ -369,7 +372,7 @@ impl Cluster {
         // ISR it holds then either way (one made from an older ISR finds a newer one here,
         // which the leader has not heard of yet).
         if let Some(proposal) = leader.isr_proposal() {
-            if self.isr.take(self.epoch, &proposal) {
+            if self.isr.take(self.epoch, &proposal)? {
                 report.isr_changes.push(proposal.isr);
             }
             self.send_isr_answer()?;
@@ -457,7 +460,7 @@ impl Cluster {
             self.brokers[id].disk.crash_keep_written();
         }
         self.network.forget(id);
-        self.remove_from_isr(id);
+        self.remove_from_isr(id)?;
         if self.leader != Some(id) {
             self.send_isr_answer()?;
             return Ok(None);
@@ -473,12 +476,13 @@ impl Cluster {
     /// The controller takes a broker that went away out of the ISR, except the last
     /// member: as in Kafka, the ISR never empties, so that the last replica standing can
     /// lead again cleanly when it returns.
-    fn remove_from_isr(&mut self, id: usize) {
+    fn remove_from_isr(&mut self, id: usize) -> Result<()> {
         let isr = &self.isr.isr;
         if isr.len() > 1 && isr.contains(&(id as i32)) {
             let rest = isr.iter().copied().filter(|&b| b != id as i32).collect();
-            self.isr.change(rest);
+            self.isr.change(rest)?;
         }
+        Ok(())
     }
 
     /// Shuts broker `id` down cleanly (flush, checkpoints, clean-shutdown marker), moving
@@ -501,7 +505,7 @@ impl Cluster {
             manager.close()?;
         }
         self.network.forget(id);
-        self.remove_from_isr(id);
+        self.remove_from_isr(id)?;
         self.send_isr_answer()?;
         Ok(election)
     }
@@ -620,4 +624,37 @@ pub fn batch_crcs_between(log: &Log, from: i64, up_to: i64) -> Result<Vec<(i64, 
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ISR version after `i32::MAX` changes has no next one: the change is a typed
+    /// error (it used to panic), and the ISR the controller holds stays as it was.
+    #[test]
+    fn an_isr_change_past_the_last_version_is_an_error_and_changes_nothing() {
+        let mut controller = ControllerIsr {
+            isr: vec![0, 1, 2],
+            version: i32::MAX - 1,
+        };
+        controller.change(vec![0, 1]).unwrap();
+        assert_eq!(controller.version, i32::MAX);
+        let err = controller.change(vec![0]).unwrap_err();
+        assert!(matches!(err, Error::InvalidRequest(_)), "{err}");
+        assert_eq!(
+            controller,
+            ControllerIsr {
+                isr: vec![0, 1],
+                version: i32::MAX
+            }
+        );
+        let proposal = IsrProposal {
+            leader_epoch: 3,
+            isr_version: i32::MAX,
+            isr: vec![0],
+        };
+        assert!(controller.take(3, &proposal).is_err());
+        assert_eq!(controller.isr, vec![0, 1]);
+    }
 }

@@ -211,7 +211,10 @@ impl Brokers {
                         .filter(|&id| id as usize == current || id as usize != drop)
                         .collect(),
                 };
-                controller.isr.change(isr);
+                controller
+                    .isr
+                    .change(isr)
+                    .expect("an ISR version within range");
                 self.answer(controller, current, rng);
             }
             3 => {
@@ -249,7 +252,7 @@ impl Brokers {
         };
         let mut controller = self.controller();
         let epoch = controller.epoch;
-        controller.isr.take(epoch, &proposal);
+        (controller.isr.take(epoch, &proposal)).expect("an ISR version within range");
         self.answer(controller, leader, rng);
     }
 
