@@ -165,16 +165,7 @@ fn reopened_with_unloaded_indexes(
         }
         log.close().unwrap();
     }
-    let (log, _) = Log::open(partlog::log::LogOpenOptions {
-        clean_shutdown: true,
-        ..common::options(
-            backend,
-            name,
-            config.clone(),
-            Arc::new(partlog::ManualClock::new(1_000_000)),
-        )
-    })
-    .unwrap();
+    let (log, _) = common::reopen(backend, name, config.clone(), true, None);
     Arc::new(log)
 }
 

@@ -287,17 +287,7 @@ fn a_sparse_index_file_of_full_length_is_allocated_when_mapped() {
             "{suffix} is sparse"
         );
     }
-    let (log, _) = partlog::log::Log::open(partlog::log::LogOpenOptions {
-        clean_shutdown: true,
-        recovery_point: Some(end),
-        ..common::options(
-            &backend,
-            "t-0",
-            config.clone(),
-            Arc::new(ManualClock::new(1_000_000)),
-        )
-    })
-    .unwrap();
+    let (log, _) = common::reopen(&backend, "t-0", config.clone(), true, Some(end));
     log.append_as_leader(&mut batch(2, 100, 9), 0).unwrap();
     for suffix in [".index", ".timeindex"] {
         let meta = std::fs::metadata(segment.path(suffix)).unwrap();

@@ -414,17 +414,7 @@ fn a_truncation_inside_a_kafka_append_drops_its_index_entry() {
         time_entry.extend_from_slice(&5i32.to_be_bytes());
         common::write_file(backend, &segment.path(".timeindex"), &time_entry);
         // Cleanly shut down: the indexes are taken as they are.
-        let (log, _) = Log::open(partlog::log::LogOpenOptions {
-            clean_shutdown: true,
-            recovery_point: Some(6),
-            ..common::options(
-                backend,
-                "t-0",
-                config,
-                std::sync::Arc::new(partlog::ManualClock::new(1_000_000)),
-            )
-        })
-        .unwrap();
+        let (log, _) = common::reopen(backend, "t-0", config, true, Some(6));
         assert_eq!(log.log_end_offset(), 6);
         log.truncate_to(4).unwrap();
         for i in 0..3 {

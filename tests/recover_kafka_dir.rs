@@ -8,11 +8,9 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use common::{backends, follower_batch, options, read_all, Backend};
-use partlog::log::{Log, LogOpenOptions};
-use partlog::{CleanupPolicy, LogConfig, ManualClock};
+use common::{backends, follower_batch, read_all, Backend};
+use partlog::log::Log;
+use partlog::{CleanupPolicy, LogConfig};
 
 fn compacted() -> LogConfig {
     LogConfig {
@@ -43,16 +41,7 @@ fn gapped_then_reopened(backend: &Backend, kafka: bool) -> (Log, partlog::log::R
     if kafka {
         backend.storage.remove_file(&dir.join(".lock")).unwrap();
     }
-    Log::open(LogOpenOptions {
-        recovery_point: Some(point),
-        ..options(
-            backend,
-            "t-0",
-            compacted(),
-            Arc::new(ManualClock::new(1_000_000)),
-        )
-    })
-    .unwrap()
+    common::reopen(backend, "t-0", compacted(), false, Some(point))
 }
 
 #[test]

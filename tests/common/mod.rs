@@ -101,6 +101,23 @@ pub fn open(backend: &Backend, name: &str, config: LogConfig) -> (Log, RecoveryR
     .expect("open log")
 }
 
+/// Opens the log `name` again as its log dir would after a shutdown, clean or not, with
+/// the recovery point it checkpointed.
+pub fn reopen(
+    backend: &Backend,
+    name: &str,
+    config: LogConfig,
+    clean_shutdown: bool,
+    recovery_point: Option<i64>,
+) -> (Log, RecoveryReport) {
+    Log::open(LogOpenOptions {
+        clean_shutdown,
+        recovery_point,
+        ..options(backend, name, config, Arc::new(ManualClock::new(1_000_000)))
+    })
+    .expect("reopen log")
+}
+
 /// Reads every batch from the log start, returning `(base offset, last offset)` pairs.
 pub fn read_all(log: &Log) -> Vec<(i64, i64)> {
     let mut out = Vec::new();
