@@ -67,6 +67,12 @@ impl SparseIndex<TimestampOffset> {
         n.checked_sub(1).map(|i| self.entry(i))
     }
 
+    /// Whether appends may add no more entries: the last slot is kept for the entry a
+    /// segment ends with when it stops being written (Kafka's `TimeIndex.isFull`).
+    pub fn is_full_for_appends(&self) -> bool {
+        self.room() <= 1
+    }
+
     /// Appends an entry when `timestamp` is larger than the last one's; otherwise does
     /// nothing (Kafka's `maybeAppend`).
     pub fn maybe_append(&self, timestamp: i64, offset: i64) -> Result<()> {

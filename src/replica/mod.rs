@@ -449,9 +449,10 @@ impl Partition {
         state.role = Role::Follower;
         state.leader_epoch = epoch;
         state.leader_id = Some(leader_id);
-        self.data_arrived.notify_all(); // held fetches answer now: this replica stepped down
-                                        // A scrub's bad batch that retention or DeleteRecords deleted since is no cut: one
-                                        // below the log start would empty the whole log (see `Log::truncate_to`).
+        // Held fetches answer now: this replica stepped down.
+        self.data_arrived.notify_all();
+        // A scrub's bad batch that retention or DeleteRecords deleted since is no cut: one
+        // below the log start would empty the whole log (see `Log::truncate_to`).
         let start = self.log.log_start_offset();
         let mut cut = state.corrupt_from.take().filter(|&c| c >= start);
         if self.config.truncation == TruncationMode::HighWatermark {

@@ -251,7 +251,7 @@ pub(super) fn index_batch(
     // A full index (possible when rebuilding a segment written with a larger index limit)
     // only makes lookups scan further; it is never wrong. The time index's last slot is
     // kept for the entry the segment ends with (see [`index_largest_timestamp`]).
-    let (offset_room, time_room) = (!ix.offset.is_full(), ix.time.room() > 1);
+    let (offset_room, time_room) = (!ix.offset.is_full(), !ix.time.is_full_for_appends());
     // A witness needs only the offset index (a full time index takes no more entries, and
     // a lookup by time scans further).
     if (meta.bytes_since_index > interval && time_room || witness) && offset_room {
@@ -273,7 +273,7 @@ pub(super) fn index_batch(
 /// Kafka takes a segment's largest timestamp from its time index's last entry when it
 /// loads a cleanly shut-down log, so without this entry it would age the segment by an
 /// older timestamp and delete it early. The entry also ends a lookup's scan sooner. It
-/// uses the slot that [`index_batch`] keeps free.
+/// uses the slot that appends keep free ([`crate::index::TimeIndex::is_full_for_appends`]).
 pub(super) fn index_largest_timestamp(ix: &Indexes, meta: &Meta) -> Result<()> {
     match meta.max_timestamp {
         Some(ts) if ts >= 0 && ix.time.room() > 0 => {

@@ -463,7 +463,9 @@ impl Segment {
     /// True when the offset index has room for fewer than `offset_entries` more entries,
     /// or the time index for none (Kafka rolls when either is full).
     pub fn indexes_lack_room(&self, offset_entries: usize) -> Result<bool> {
-        self.with_indexes(|ix| ix.offset.room() < offset_entries.max(1) || ix.time.room() <= 1)
+        self.with_indexes(|ix| {
+            ix.offset.room() < offset_entries.max(1) || ix.time.is_full_for_appends()
+        })
     }
 
     /// How long the segment has waited to roll, Kafka's way: the new batch's timestamp minus
