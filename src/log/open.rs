@@ -120,7 +120,8 @@ impl Log {
             &storage,
             &mut segments,
             &options,
-            (entries, opened_before),
+            entries,
+            opened_before,
             &mut report,
         )?;
         let first_base = segments[0].base_offset();

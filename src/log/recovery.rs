@@ -272,7 +272,8 @@ pub(super) fn recover_segments(
     storage: &Arc<dyn Storage>,
     segments: &mut Vec<Arc<Segment>>,
     options: &LogOpenOptions,
-    (checkpointed, partlogs): (&[EpochEntry], bool),
+    checkpointed: &[EpochEntry],
+    partlogs: bool,
     report: &mut RecoveryReport,
 ) -> Result<Outcome> {
     let epoch_ceiling = checkpointed.last().map(|e| e.epoch);
