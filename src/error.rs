@@ -124,6 +124,16 @@ pub enum Error {
     /// accept message without key"); `offset_delta` names the first without one. Nothing
     /// was appended.
     KeylessRecord { offset_delta: i32 },
+    /// A client's append held a control batch (Kafka's `INVALID_RECORD`, "Clients are not
+    /// allowed to write control records"): only a coordinator writes transaction markers,
+    /// with [`crate::log::Log::append_as_coordinator`]. Nothing was appended.
+    ControlBatchFromClient,
+    /// A client's batch has a producer id but a negative base sequence (Kafka's
+    /// `INVALID_RECORD`, "Invalid sequence number"). Nothing was appended.
+    InvalidSequence {
+        producer_id: i64,
+        base_sequence: i32,
+    },
     /// A record of an offsets partition does not decode; the load stops there, as
     /// Kafka's does.
     OffsetsRecord { offset: i64, reason: String },
@@ -285,6 +295,14 @@ impl Error {
             Error::KeylessRecord { offset_delta } => Error::KeylessRecord {
                 offset_delta: *offset_delta,
             },
+            Error::ControlBatchFromClient => Error::ControlBatchFromClient,
+            Error::InvalidSequence {
+                producer_id,
+                base_sequence,
+            } => Error::InvalidSequence {
+                producer_id: *producer_id,
+                base_sequence: *base_sequence,
+            },
             Error::OffsetsRecord { offset, reason } => Error::OffsetsRecord {
                 offset: *offset,
                 reason: reason.clone(),
@@ -429,6 +447,18 @@ impl fmt::Display for Error {
             Error::KeylessRecord { offset_delta } => write!(
                 f,
                 "a compacted log takes only records with a key; record {offset_delta} has none"
+            ),
+            Error::ControlBatchFromClient => write!(
+                f,
+                "clients may not write control batches: transaction markers come from a \
+                 coordinator"
+            ),
+            Error::InvalidSequence {
+                producer_id,
+                base_sequence,
+            } => write!(
+                f,
+                "a batch of producer {producer_id} has the invalid sequence {base_sequence}"
             ),
             Error::OffsetsRecord { offset, reason } => {
                 write!(f, "offsets record at {offset} does not decode: {reason}")

@@ -714,7 +714,7 @@ pub fn cleaner_transactions(data: &[u8]) {
                 let Ok(mut batch) = marker_batch(producer, commit, clock.now_ms()) else {
                     return;
                 };
-                if log.append_as_leader(&mut batch, 0).is_err() {
+                if log.append_as_coordinator(&mut batch, 0).is_err() {
                     return;
                 }
                 appended.push(TxnItem::Marker(producer, commit));

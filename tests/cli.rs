@@ -961,6 +961,9 @@ fn transactions_lists_open_ones_and_aborts_one() {
         s(&input),
     ];
     append.extend(partition);
+    // The marker is a coordinator's to write: as a client's, the whole input is refused.
+    expect(&append, 2);
+    append.push("--coordinator");
     expect(&append, 0);
 
     let lines = run(with(&["--json"]), 0);

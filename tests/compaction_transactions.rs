@@ -59,7 +59,7 @@ fn append(
 }
 
 fn end(log: &Log, appended: &mut Vec<Item>, producer: i64, commit: bool) {
-    log.append_as_leader(&mut marker_batch(producer, commit, NOW).expect("marker"), 0)
+    log.append_as_coordinator(&mut marker_batch(producer, commit, NOW).expect("marker"), 0)
         .expect("append marker");
     appended.push(Item::Marker(producer, commit));
 }
@@ -189,7 +189,8 @@ fn a_hanging_transaction_holds_cleanings_until_it_is_aborted() {
     // The producer's transaction before, ended by a coordinator in its epoch 4.
     append(&log, &mut appended, Some(9), vec![kv("e", Some("e1"))]);
     let mut commit = BatchBuilder::transaction_marker(9, 0, true, 4, NOW).expect("marker");
-    log.append_as_leader(&mut commit, 0).expect("append commit");
+    log.append_as_coordinator(&mut commit, 0)
+        .expect("append commit");
     appended.push(Item::Marker(9, true));
     append(
         &log,
@@ -237,7 +238,8 @@ fn a_hanging_transaction_holds_cleanings_until_it_is_aborted() {
         NOW,
     )
     .expect("marker");
-    log.append_as_leader(&mut abort, 0).expect("append abort");
+    log.append_as_coordinator(&mut abort, 0)
+        .expect("append abort");
     appended.push(Item::Marker(9, false));
     assert_eq!(log.open_transactions(|_| {}).expect("scan"), Vec::new());
     log.force_roll().unwrap();

@@ -465,6 +465,26 @@ fn truncate_fully_and_start_at() {
     });
 }
 
+/// A truncation to a negative offset (the undefined epoch end offset, -1, taken as a
+/// target) is refused and changes nothing. It used to restart the log at -1, in a
+/// segment named with a sign that the next open skipped: everything appended since was
+/// lost without a warning.
+#[test]
+fn a_truncation_to_a_negative_offset_is_refused() {
+    each(|backend| {
+        let (log, _) = open(backend, "t-0", small_config());
+        append(&log, 2, 0);
+        assert!(matches!(log.truncate_to(-1), Err(Error::InvalidRequest(_))));
+        assert!(matches!(
+            log.truncate_fully_and_start_at(-5),
+            Err(Error::InvalidRequest(_))
+        ));
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 2));
+        assert_eq!(append(&log, 2, 0), (2, 3));
+        assert_eq!(read_all(&log), vec![(0, 1), (2, 3)]);
+    });
+}
+
 #[test]
 fn reopen_after_clean_close_and_after_crash_agree() {
     each(|backend| {
@@ -583,5 +603,96 @@ fn log_append_time_batches_are_stamped_with_the_clock() {
         let found = log.offset_for_timestamp(999_999).unwrap().unwrap();
         assert_eq!((found.offset, found.timestamp), (0, 1_000_000));
         assert!(log.offset_for_timestamp(1_000_001).unwrap().is_none());
+    });
+}
+
+/// A client may not write a control batch (Kafka's "Clients are not allowed to write
+/// control records"): forged, an ABORT would end another producer's transaction and the
+/// cleaner would drop its committed records. A coordinator writes it. A client's batch with
+/// a producer id and no sequence is refused too. Refused appends write nothing.
+#[test]
+fn only_a_coordinator_writes_control_batches() {
+    use partlog::record::BatchBuilder;
+    each(|backend| {
+        let (log, _) = open(backend, "t-0", LogConfig::default());
+        let mut txn = BatchBuilder::new();
+        txn.transactional(true).producer(9, 0, 0);
+        txn.append(1_000, Some(b"k"), Some(b"v"), &[]);
+        log.append_as_leader(&mut txn.build().unwrap(), 3).unwrap();
+        let mut abort = BatchBuilder::transaction_marker(9, 0, false, 0, 1_000).unwrap();
+        assert!(matches!(
+            log.append_as_leader(&mut abort.clone(), 3),
+            Err(Error::ControlBatchFromClient)
+        ));
+        let mut unsequenced = BatchBuilder::new();
+        unsequenced.producer(11, 0, -1);
+        unsequenced.append(1_000, Some(b"k"), Some(b"v"), &[]);
+        assert!(matches!(
+            log.append_as_leader(&mut unsequenced.build().unwrap(), 3),
+            Err(Error::InvalidSequence {
+                producer_id: 11,
+                base_sequence: -1
+            })
+        ));
+        assert_eq!(log.log_end_offset(), 1);
+        assert_eq!(
+            log.open_transactions(|_| {}).unwrap().len(),
+            1,
+            "still open"
+        );
+        let info = log.append_as_coordinator(&mut abort, 3).unwrap();
+        assert_eq!((info.first_offset, info.last_offset), (1, 1));
+        assert!(log.open_transactions(|_| {}).unwrap().is_empty(), "ended");
+    });
+}
+
+/// A `CreateTime` batch's max timestamp is its records' largest, whatever the producer
+/// wrote in the header (Kafka's `LogValidator` sets it, CRC and all): a header claiming
+/// less would hide the batch from lookups by time, one claiming more would answer a
+/// `MAX_TIMESTAMP` lookup with no record.
+#[test]
+fn the_leader_writes_the_records_max_timestamp_in_the_header() {
+    use partlog::record::{set_max_timestamp, Batch, BatchBuilder};
+    each(|backend| {
+        let (log, _) = open(backend, "t-0", LogConfig::default());
+        for (claimed, first) in [(1_000, 0), (9_999, 2), (2_000, 4)] {
+            let mut b = BatchBuilder::new();
+            b.append(1_000, Some(b"a"), Some(b"1"), &[]);
+            b.append(2_000, Some(b"b"), Some(b"2"), &[]);
+            let mut bytes = b.build().unwrap();
+            set_max_timestamp(&mut bytes, claimed);
+            let info = log.append_as_leader(&mut bytes, 3).unwrap();
+            assert_eq!((info.first_offset, info.max_timestamp), (first, 2_000));
+        }
+        let bytes = log
+            .read(0, 1 << 20, None)
+            .unwrap()
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        for batch in partlog::record::batches(&bytes) {
+            let batch: Batch<'_> = batch.unwrap();
+            batch.validate().unwrap();
+            assert_eq!(batch.header().max_timestamp, 2_000);
+        }
+        let found = log.offset_for_timestamp(1_500).unwrap().unwrap();
+        assert_eq!((found.offset, found.timestamp), (1, 2_000));
+        let max = log.offset_for_timestamp(MAX_TIMESTAMP).unwrap().unwrap();
+        assert_eq!((max.offset, max.timestamp), (1, 2_000));
+    });
+}
+
+/// A `LogAppendTime` batch's max timestamp is the clock's, also in what the append
+/// returns, when the producer wrote a later one in the header.
+#[test]
+fn log_append_time_reports_the_clock_over_the_producers_timestamp() {
+    each(|backend| {
+        let (log, _) = open(backend, "t-0", LogConfig::default()); // clock at 1,000,000
+        let mut builder = partlog::record::BatchBuilder::new();
+        builder.timestamp_type(partlog::record::TimestampType::LogAppendTime);
+        builder.append(5_000_000, Some(b"a"), Some(b"1"), &[]);
+        let mut b = builder.build().unwrap();
+        let info = log.append_as_leader(&mut b, 3).unwrap();
+        assert_eq!(info.max_timestamp, 1_000_000);
     });
 }

@@ -513,7 +513,7 @@ fn loading_skips_unmodelled_records_and_follows_transaction_markers() {
             .control(true)
             .producer(producer, 0, 1);
         control.append(1, Some(&[0, 0, 0, marker]), Some(&[0, 0, 0, 0, 0, 0]), &[]);
-        log.append_as_leader(&mut control.build().unwrap(), 1)
+        log.append_as_coordinator(&mut control.build().unwrap(), 1)
             .unwrap();
     }
     stores[0].become_leader(0).unwrap();
@@ -557,7 +557,7 @@ fn a_cleaning_keeps_the_commit_an_aborted_transaction_followed() {
     txn.append(1, Some(&key), Some(&value), &[]);
     log.append_as_leader(&mut txn.build().unwrap(), 1).unwrap();
     let mut abort = partlog::fuzzing::marker_batch(21, false, 1).unwrap();
-    log.append_as_leader(&mut abort, 1).unwrap();
+    log.append_as_coordinator(&mut abort, 1).unwrap();
     settle(&mut c);
     let cleaner = Cleaner::new(CleanerConfig::default());
     let now = c.clock().now_ms();

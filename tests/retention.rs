@@ -93,6 +93,31 @@ fn retention_by_time_deletes_expired_segments_after_a_delay() {
     }
 }
 
+/// The `.deleted` files go at the first retention pass after their delay, as Kafka
+/// removes them on its own: nothing else in a running broker called for their removal,
+/// and every segment retention or a cleaning ever deleted stayed on disk until a restart.
+#[test]
+fn a_retention_pass_removes_deleted_files_once_due() {
+    for backend in backends() {
+        let (log, clock) = open_with(&backend, "t-0", config(100_000, -1));
+        fill(&log, 3, 10); // offsets 0..30, expired
+        fill(&log, 2, 950_000);
+        assert_eq!(log.delete_old_segments().unwrap().segments_deleted, 3);
+        let deleted = deleted_files(&backend, "t-0");
+        assert!(!deleted.is_empty());
+        log.delete_old_segments().unwrap();
+        assert_eq!(deleted_files(&backend, "t-0"), deleted, "not yet due");
+        clock.advance_ms(DELAY_MS);
+        log.delete_old_segments().unwrap();
+        let left = deleted_files(&backend, "t-0");
+        assert!(
+            deleted.iter().all(|name| !left.contains(name)),
+            "{}: {left:?}",
+            backend.name
+        );
+    }
+}
+
 /// An expired active segment goes too once every segment before it has, as in Kafka
 /// (`deletableSegments` takes the last segment when it is not empty and the high
 /// watermark reaches the log end; `deleteSegments` rolls an empty one first): an idle

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use super::{Log, Writer};
 use crate::error::{Error, Result};
-use crate::record::{self, Batch, BatchError, BatchHeader, TimestampType, HEADER_LEN};
+use crate::record::{
+    self, Batch, BatchError, BatchHeader, TimestampType, HEADER_LEN, NO_PRODUCER_ID, NO_TIMESTAMP,
+};
 use crate::segment::Segment;
 
 /// What an append wrote.
@@ -23,32 +25,82 @@ pub struct AppendInfo {
     pub bytes: usize,
 }
 
+/// Where an append as leader comes from, as Kafka's `AppendOrigin` tells a producer's
+/// request from a coordinator's write. Only a coordinator writes control batches (the
+/// transaction markers); a client's batch with a producer id must carry a sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOrigin {
+    /// A producer's request: Kafka's `LogValidator` checks for clients apply.
+    Client,
+    /// A coordinator of the broker that embeds partlog: a transaction coordinator's
+    /// markers (and `partlog transactions --abort`), a group coordinator's commits.
+    Coordinator,
+}
+
 impl Log {
-    /// Appends batches as the leader: validates each one completely (CRC, records, and the
-    /// header's offsets against its records, see [`Batch::validate_for_leader`]), then
-    /// assigns offsets from the log end offset and stamps `leader_epoch`, both in place
-    /// (they lie outside the CRC, so nothing is re-encoded). Batches with `LogAppendTime`
-    /// get the clock's time as their max timestamp. A refused append writes nothing.
+    /// Appends a producer's batches as the leader ([`AppendOrigin::Client`]): validates
+    /// each one completely (CRC, records, and the header's offsets against its records, see
+    /// [`Batch::validate_for_leader`]), refuses what Kafka refuses from a client (a control
+    /// batch: [`Error::ControlBatchFromClient`]; a producer id without a sequence:
+    /// [`Error::InvalidSequence`]), then assigns offsets from the log end offset and
+    /// stamps `leader_epoch`, both in place (they lie outside the CRC, so nothing is
+    /// re-encoded). The max timestamp is Kafka's: for a `CreateTime` batch the largest of
+    /// its records' timestamps, written into the header (CRC and all) when the producer
+    /// wrote another there; a batch with `LogAppendTime` gets the clock's time. A refused
+    /// append writes nothing.
     pub fn append_as_leader(&self, batches: &mut [u8], leader_epoch: i32) -> Result<AppendInfo> {
+        self.append_as_leader_from(AppendOrigin::Client, batches, leader_epoch)
+    }
+
+    /// [`Log::append_as_leader`] for a coordinator ([`AppendOrigin::Coordinator`]): control
+    /// batches are taken, such as the COMMIT and ABORT markers of
+    /// [`crate::record::BatchBuilder::transaction_marker`].
+    pub fn append_as_coordinator(
+        &self,
+        batches: &mut [u8],
+        leader_epoch: i32,
+    ) -> Result<AppendInfo> {
+        self.append_as_leader_from(AppendOrigin::Coordinator, batches, leader_epoch)
+    }
+
+    /// The leader's append, with the checks of `origin`.
+    pub fn append_as_leader_from(
+        &self,
+        origin: AppendOrigin,
+        batches: &mut [u8],
+        leader_epoch: i32,
+    ) -> Result<AppendInfo> {
         let mut writer = self.writer()?;
         self.check_epoch(leader_epoch, self.latest_epoch())?;
         let now_ms = self.clock.now_ms();
         let first_offset = self.log_end_offset();
         let compacts = self.config.cleanup_policy.compacts();
         let max_batch_bytes = Some(self.config.max_message_bytes);
+        // Whether a `CreateTime` header's max timestamp is not its records' (no client
+        // Kafka ships writes one): found again below for the batches it concerns.
+        let mut max_timestamps_differ = false;
         let mut info = self.scan_input(batches, max_batch_bytes, |batch, next| {
-            batch.validate_for_leader()?;
+            let header = batch.header();
+            // The CRC first, as Kafka checks it before the rules of the batch's origin.
+            let max_timestamp = batch.validate_for_leader()?;
+            if origin == AppendOrigin::Client {
+                check_client_batch(header)?;
+            }
+            if header.timestamp_type() == TimestampType::CreateTime {
+                max_timestamps_differ |= max_timestamp != header.max_timestamp;
+            }
             if compacts {
                 require_keys(batch)?;
             }
             // The header says where the batch was built; the leader moves it to `next`.
             let moved = BatchHeader {
                 base_offset: next,
-                ..*batch.header()
+                ..*header
             };
             Ok(moved.checked_next_offset()? - 1)
         })?;
         info.first_offset = first_offset;
+        info.max_timestamp = NO_TIMESTAMP;
         let mut next = first_offset;
         let mut at = 0usize;
         while at < batches.len() {
@@ -56,10 +108,22 @@ impl Log {
             let header = BatchHeader::parse(batch)?;
             record::set_base_offset(batch, next);
             record::set_partition_leader_epoch(batch, leader_epoch);
-            if header.timestamp_type() == TimestampType::LogAppendTime {
-                record::set_log_append_time(&mut batch[..header.size()], now_ms);
-                info.max_timestamp = info.max_timestamp.max(now_ms);
-            }
+            let batch = &mut batch[..header.size()];
+            let max_timestamp = match header.timestamp_type() {
+                TimestampType::LogAppendTime => {
+                    record::set_log_append_time(batch, now_ms);
+                    now_ms
+                }
+                TimestampType::CreateTime if max_timestamps_differ => {
+                    let max_timestamp = Batch::parse(batch)?.validate_for_leader()?;
+                    if max_timestamp != header.max_timestamp {
+                        record::set_max_timestamp(batch, max_timestamp);
+                    }
+                    max_timestamp
+                }
+                TimestampType::CreateTime => header.max_timestamp,
+            };
+            info.max_timestamp = info.max_timestamp.max(max_timestamp);
             next += header.last_offset_delta as i64 + 1;
             at += header.size();
         }
@@ -382,6 +446,22 @@ impl Log {
 /// (`i32`) index.
 fn fits_index(info: &AppendInfo, base: i64) -> bool {
     info.first_offset >= base && info.last_offset - base <= i32::MAX as i64
+}
+
+/// What Kafka's `LogValidator` refuses from a client and takes from a coordinator: a
+/// control batch (a client forging a marker would end another producer's transaction),
+/// and a batch with a producer id but no sequence.
+fn check_client_batch(header: &BatchHeader) -> Result<()> {
+    if header.is_control() {
+        return Err(Error::ControlBatchFromClient);
+    }
+    if header.producer_id > NO_PRODUCER_ID && header.base_sequence < 0 {
+        return Err(Error::InvalidSequence {
+            producer_id: header.producer_id,
+            base_sequence: header.base_sequence,
+        });
+    }
+    Ok(())
 }
 
 /// A compacted log's records need keys, as Kafka's `LogValidator` demands. Control

@@ -34,7 +34,7 @@ use crate::error::{Error, Result};
 use crate::io::Storage;
 use crate::segment::Segment;
 
-pub use append::AppendInfo;
+pub use append::{AppendInfo, AppendOrigin};
 pub use compact::CleaningGuard;
 use epochs::EpochCache;
 pub use epochs::{EpochEntry, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
@@ -151,6 +151,9 @@ pub struct Log {
     /// (`i64::MAX`: none): what lies above it may have been replaced, so it is dirty again
     /// whatever the cleaner checkpoint says (Kafka lowers the checkpoint then).
     truncated_to: AtomicI64,
+    /// When the first of the pending `.deleted` files may be removed (`i64::MAX`: none),
+    /// so that [`Log::remove_expired_deleted_files`] takes the writer's lock only then.
+    deletes_due_ms: AtomicI64,
     /// The high watermark a replica layer publishes ([`Log::set_high_watermark`]); the
     /// cleaner never cleans past it. `i64::MAX` for a log no replica owns.
     high_watermark: AtomicI64,
@@ -479,6 +482,7 @@ impl Log {
         if let Err(err) = self.active_segment().flush() {
             return Self::fail(&mut writer, err);
         }
+        self.deletes_due_ms.store(i64::MAX, Ordering::Release);
         for (_, path) in std::mem::take(&mut writer.pending_deletes) {
             if self.storage.exists(&path) {
                 self.storage.remove_file(&path)?;

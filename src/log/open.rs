@@ -168,6 +168,7 @@ impl Log {
             epochs_dirty: AtomicBool::new(false),
             cleaning: AtomicBool::new(false),
             truncated_to: AtomicI64::new(i64::MAX),
+            deletes_due_ms: AtomicI64::new(i64::MAX),
             high_watermark: AtomicI64::new(i64::MAX),
             _lock: lock,
         };

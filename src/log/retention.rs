@@ -46,7 +46,11 @@ impl Log {
     /// [`Log::delete_old_segments`], deleting only segments whose offsets all lie below
     /// `limit`: a replicated log passes its high watermark, so that retention never
     /// removes records a follower may still need and a consumer has not been allowed to see.
+    ///
+    /// It first removes the `.deleted` files whose `file_delete_delay_ms` has passed
+    /// ([`Log::remove_expired_deleted_files`]).
     pub fn delete_old_segments_below(&self, limit: i64) -> Result<RetentionOutcome> {
+        self.remove_expired_deleted_files()?;
         let mut writer = self.writer()?;
         let now = self.clock.now_ms();
         let mut segments = self.segments();

@@ -11,9 +11,9 @@
 //!
 //! [`Log::open_transactions`] finds them, and [`OpenTransaction::hanging`] says which
 //! no producer can end any more; the ABORT marker that ends one is
-//! [`crate::record::BatchBuilder::transaction_marker`], appended as leader (what Kafka's
-//! `kafka-transactions.sh abort` has the partition's leader write; `partlog transactions
-//! --abort` does the same on a log dir).
+//! [`crate::record::BatchBuilder::transaction_marker`], appended as a coordinator
+//! ([`Log::append_as_coordinator`]: what Kafka's `kafka-transactions.sh abort` has the
+//! partition's leader write; `partlog transactions --abort` does the same on a log dir).
 
 use std::collections::HashMap;
 

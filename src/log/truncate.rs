@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::{Log, Writer};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::segment::Segment;
 
 impl Log {
@@ -19,7 +19,12 @@ impl Log {
     /// A truncation below the persisted recovery point rewrites it (see
     /// [`super::RecoveryPointCheckpoint`]) before returning. At or past the log end nothing
     /// is cut, and the epoch cache drops any epoch that starts at the log end.
+    ///
+    /// A negative `offset` (such as the undefined epoch end offset, -1) is
+    /// [`Error::InvalidRequest`] and changes nothing, as Kafka's `truncateTo` refuses it:
+    /// a log restarted there would write a segment no open reads back.
     pub fn truncate_to(&self, offset: i64) -> Result<u64> {
+        check_truncation_offset(offset)?;
         if offset < self.log_start_offset() {
             let removed = self.size_bytes();
             self.truncate_fully_and_start_at(offset)?;
@@ -138,7 +143,9 @@ impl Log {
 
     /// Deletes every segment and starts an empty log at `offset` (a follower too far behind
     /// the leader's log start). The recovery point is rewritten as by [`Log::truncate_to`].
+    /// A negative `offset` is [`Error::InvalidRequest`] and changes nothing.
     pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<()> {
+        check_truncation_offset(offset)?;
         {
             let mut writer = self.writer()?;
             if let Err(err) = self
@@ -200,6 +207,7 @@ impl Log {
         for segment in segments {
             for path in segment.rename_to_deleted()? {
                 writer.pending_deletes.push((due, path));
+                self.deletes_due_ms.fetch_min(due, Ordering::AcqRel);
             }
         }
         if !segments.is_empty() {
@@ -208,13 +216,21 @@ impl Log {
         Ok(())
     }
 
-    /// Removes `.deleted` files whose delay has passed; returns how many.
+    /// Removes `.deleted` files whose delay has passed; returns how many. Each retention
+    /// pass ([`Log::delete_old_segments`]) and [`crate::replica::ReplicaManager::tick`]
+    /// call it (Kafka schedules each removal itself); until a file is due it costs an
+    /// atomic load, and takes no lock.
     pub fn remove_expired_deleted_files(&self) -> Result<usize> {
-        let mut writer = self.writer()?;
         let now = self.clock.now_ms();
+        if now < self.deletes_due_ms.load(Ordering::Acquire) {
+            return Ok(0);
+        }
+        let mut writer = self.writer()?;
         let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut writer.pending_deletes)
             .into_iter()
             .partition(|(t, _)| *t <= now);
+        let next_due = later.iter().map(|(t, _)| *t).min().unwrap_or(i64::MAX);
+        self.deletes_due_ms.store(next_due, Ordering::Release);
         writer.pending_deletes = later;
         for (_, path) in &due {
             if self.storage.exists(path) {
@@ -223,6 +239,17 @@ impl Log {
         }
         Ok(due.len())
     }
+}
+
+/// Offsets are never negative: a segment based below 0 would be named with a sign, and
+/// no open takes such a name.
+fn check_truncation_offset(offset: i64) -> Result<()> {
+    if offset < 0 {
+        return Err(Error::InvalidRequest(format!(
+            "cannot truncate a log to the negative offset {offset}"
+        )));
+    }
+    Ok(())
 }
 
 /// Counts the end of a truncation when dropped (see [`Log::truncation_count`]).

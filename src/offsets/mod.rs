@@ -335,7 +335,7 @@ impl OffsetsStore {
     ) -> Result<AppendHandle> {
         let (timeout, acks) = (self.config.commit_timeout_ms, self.config.acks);
         let mut batch = changes_batch(&changes, self.clock.now_ms())?;
-        let handle = replica.append(&mut batch, acks, timeout)?;
+        let handle = replica.append_as_coordinator(&mut batch, acks, timeout)?;
         view.pending.push_back((handle.clone(), changes));
         Ok(handle)
     }

@@ -299,25 +299,36 @@ impl<'a> Batch<'a> {
     /// in `[0, lastOffsetDelta]` and consistent lengths. Compressed batches get the CRC and
     /// header checks only — partlog does not decompress. Does not allocate.
     pub fn validate(&self) -> Result<(), BatchError> {
+        self.validate_for_max_timestamp().map(|_| ())
+    }
+
+    /// [`Batch::validate`], returning the largest timestamp of the records as Kafka's
+    /// `LogValidator` computes it for the header: the largest of `baseTimestamp` plus each
+    /// record's delta, -1 when there is none above that. A compressed batch's header says
+    /// it: partlog does not decompress.
+    fn validate_for_max_timestamp(&self) -> Result<i64, BatchError> {
         if self.header.compression() != Compression::None {
-            return self.verify_crc();
+            return self.verify_crc().map(|()| self.header.max_timestamp);
         }
-        if let Some(computed) = super::walk::walk_and_crc(&self.header, self.bytes) {
-            return match computed == self.header.crc {
-                true => Ok(()),
+        if let Some(walked) = super::walk::walk_and_crc(&self.header, self.bytes) {
+            return match walked.crc == self.header.crc {
+                true => Ok(walked.max_timestamp),
                 false => Err(BatchError::CrcMismatch {
                     stored: self.header.crc,
-                    computed,
+                    computed: walked.crc,
                 }),
             };
         }
         // Walk again, slowly, for the error that names the record and the field (after the
         // CRC's, which comes first).
         self.verify_crc()?;
+        let base = self.header.base_timestamp;
+        let mut max_timestamp = super::NO_TIMESTAMP;
         for record in self.records()? {
-            record?;
+            let timestamp = base.wrapping_add(record?.timestamp_delta);
+            max_timestamp = max_timestamp.max(timestamp);
         }
-        Ok(())
+        Ok(max_timestamp)
     }
 
     /// What a leader checks before it assigns offsets (Kafka's `LogValidator`): everything
@@ -328,7 +339,11 @@ impl<'a> Batch<'a> {
     ///
     /// A compressed batch gets the CRC and both header rules, but its records' own deltas
     /// are not seen: partlog does not decompress.
-    pub fn validate_for_leader(&self) -> Result<(), BatchError> {
+    ///
+    /// Returns the largest timestamp of the records, which a leader writes as the batch's
+    /// max timestamp when it has `CreateTime` (see [`set_max_timestamp`]); for a compressed
+    /// batch, the header's own.
+    pub fn validate_for_leader(&self) -> Result<i64, BatchError> {
         let header = &self.header;
         if header.records_count == 0 {
             return Err(BatchError::Empty);
@@ -339,7 +354,7 @@ impl<'a> Batch<'a> {
                 records_count: header.records_count,
             });
         }
-        self.validate()
+        self.validate_for_max_timestamp()
     }
 
     /// Iterates the records of an uncompressed batch; [`BatchError::Compressed`] otherwise.
@@ -428,6 +443,13 @@ pub fn set_log_append_time(batch: &mut [u8], timestamp_ms: i64) {
     }
     batch[ATTRIBUTES_AT] |= (TIMESTAMP_TYPE_BIT >> 8) as u8;
     batch[ATTRIBUTES_AT + 1] |= TIMESTAMP_TYPE_BIT as u8;
+    write_be(batch, MAX_TIMESTAMP_AT, &timestamp_ms.to_be_bytes());
+    recompute_crc(batch);
+}
+
+/// Sets the max timestamp of the whole batch at the start of `batch`, keeping its
+/// timestamp type, and recomputes its CRC (Kafka's `DefaultRecordBatch.setMaxTimestamp`).
+pub fn set_max_timestamp(batch: &mut [u8], timestamp_ms: i64) {
     write_be(batch, MAX_TIMESTAMP_AT, &timestamp_ms.to_be_bytes());
     recompute_crc(batch);
 }

@@ -4,7 +4,8 @@
 //! - [`BatchHeader`] / [`Batch`] / [`batches`] read and validate batches without copying.
 //! - [`Batch::records`] iterates records ([`Record`], [`RecordIter`]) without allocating.
 //! - [`BatchBuilder`] encodes batches; [`set_base_offset`], [`set_partition_leader_epoch`],
-//!   [`set_log_append_time`] and [`recompute_crc`] patch a finished batch in place.
+//!   [`set_log_append_time`], [`set_max_timestamp`] and [`recompute_crc`] patch a finished
+//!   batch in place.
 //!
 //! The byte layouts are documented on [`BatchHeader`] (batch) and [`Record`] (record).
 //! Compressed batches are checked at the header and CRC level only: partlog never
@@ -21,7 +22,7 @@ pub mod varint;
 mod walk;
 
 pub use batch::{
-    batch_size, batches, recompute_crc, set_base_offset, set_log_append_time,
+    batch_size, batches, recompute_crc, set_base_offset, set_log_append_time, set_max_timestamp,
     set_partition_leader_epoch, Batch, BatchHeader, BatchIter, Compression, TimestampType,
 };
 pub use builder::BatchBuilder;
@@ -57,6 +58,8 @@ pub const NO_PRODUCER_ID: i64 = -1;
 pub const NO_PRODUCER_EPOCH: i16 = -1;
 /// Base sequence of a batch written without an idempotent producer.
 pub const NO_SEQUENCE: i32 = -1;
+/// Kafka's "no timestamp" (`RecordBatch.NO_TIMESTAMP`).
+pub const NO_TIMESTAMP: i64 = -1;
 
 const _: () = assert!(LOG_OVERHEAD < BATCH_SIZE_PREFIX_LEN && BATCH_SIZE_PREFIX_LEN < HEADER_LEN);
 const _: () = assert!(MIN_BATCH_LENGTH == 49);

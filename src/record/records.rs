@@ -716,8 +716,15 @@ mod tests {
             let slow = parsed.records().unwrap().all(|r| r.is_ok());
             let fast = walk_and_crc(parsed.header(), batch);
             assert_eq!(fast.is_some(), slow, "case {case}: {batch:?}");
-            if let Some(crc) = fast {
-                assert_eq!(crc, parsed.computed_crc(), "case {case}");
+            if let Some(walked) = fast {
+                assert_eq!(walked.crc, parsed.computed_crc(), "case {case}");
+                let base = parsed.header().base_timestamp;
+                let timestamps = parsed.records().unwrap().map(|r| {
+                    let delta = r.unwrap().timestamp_delta;
+                    base.wrapping_add(delta)
+                });
+                let max = timestamps.fold(-1, i64::max);
+                assert_eq!(walked.max_timestamp, max, "case {case}");
             }
             assert_eq!(parsed.validate().is_ok(), slow, "case {case}");
         });

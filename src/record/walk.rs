@@ -5,7 +5,7 @@
 use super::varint::{decode_varint, decode_varlong, unzigzag};
 #[cfg(doc)]
 use super::RecordIter;
-use super::{BatchHeader, Crc32c, CRC_START, HEADER_LEN};
+use super::{BatchHeader, Crc32c, CRC_START, HEADER_LEN, NO_TIMESTAMP};
 
 /// Bytes checksummed at a time ahead of the record walk: the CRC streams them in from
 /// memory, and the walk then finds them in the cache. One call over a whole batch (up to
@@ -17,17 +17,27 @@ use super::{BatchHeader, Crc32c, CRC_START, HEADER_LEN};
 /// enough that a block is still in the CPU's cache when the walk reaches its end.
 const CRC_BLOCK_BYTES: usize = 256 << 10;
 
+/// What [`walk_and_crc`] found in a batch whose records pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Walked {
+    /// CRC-32C of the batch from `attributes` on.
+    pub crc: u32,
+    /// The largest record timestamp (`baseTimestamp` plus its delta, wrapping as Kafka's
+    /// `long` sum does), or -1 (no timestamp) when every one is below that: Kafka's
+    /// `LogValidator` rule for the max timestamp a leader writes in the header.
+    pub max_timestamp: i64,
+}
+
 /// The record walk of [`Batch::validate`](super::Batch::validate) without building records,
-/// with the CRC computed in the same pass: `Some(crc)` (CRC-32C of `batch[21..]`) when the
-/// records of an uncompressed batch pass every check [`RecordIter`] makes, `None`
-/// otherwise. On `None` the caller walks again with [`RecordIter`] for the error that
-/// names the record and field.
+/// with the CRC computed in the same pass: `Some` when the records of an uncompressed
+/// batch pass every check [`RecordIter`] makes, `None` otherwise. On `None` the caller
+/// walks again with [`RecordIter`] for the error that names the record and field.
 ///
 /// A leader append runs this over every byte it takes, so it is the cost that small
 /// records pay: one pass over the bytes, block by block (the CRC of a block first, which
 /// brings it into the cache, then the walk over it), and for each record a path without
 /// bounds checks for the usual layout (see [`usual_record`]).
-pub(crate) fn walk_and_crc(header: &BatchHeader, batch: &[u8]) -> Option<u32> {
+pub(crate) fn walk_and_crc(header: &BatchHeader, batch: &[u8]) -> Option<Walked> {
     let records = batch.get(HEADER_LEN..)?;
     let mut crc = Crc32c::new();
     crc.update(&batch[CRC_START as usize..HEADER_LEN]);
@@ -37,6 +47,7 @@ pub(crate) fn walk_and_crc(header: &BatchHeader, batch: &[u8]) -> Option<u32> {
     // them with it.
     let mut next = 0usize;
     let mut previous_delta = -1i64;
+    let mut max_timestamp = NO_TIMESTAMP;
     let last_delta = i64::from(header.last_offset_delta);
     for _ in 0..header.records_count {
         if next + USUAL_WINDOW_BYTES > summed && summed < records.len() {
@@ -44,24 +55,29 @@ pub(crate) fn walk_and_crc(header: &BatchHeader, batch: &[u8]) -> Option<u32> {
             crc.update(&records[summed..to]);
             summed = to;
         }
-        let (end, delta) = match usual_record(records, next) {
+        let (end, delta, timestamp_delta) = match usual_record(records, next) {
             Some(usual) => usual,
             None => {
                 let (at, end) = record_extent(records, next)?;
-                (end, record_fields(&records[..end], at)?)
+                let (delta, timestamp_delta) = record_fields(&records[..end], at)?;
+                (end, delta, timestamp_delta)
             }
         };
         if delta <= previous_delta || delta > last_delta {
             return None;
         }
         previous_delta = delta;
+        max_timestamp = max_timestamp.max(header.base_timestamp.wrapping_add(timestamp_delta));
         next = end;
     }
     if next != records.len() {
         return None;
     }
     crc.update(&records[summed..]);
-    Some(crc.finish())
+    Some(Walked {
+        crc: crc.finish(),
+        max_timestamp,
+    })
 }
 
 /// Bytes of a record's start read at once by [`usual_record`].
@@ -72,9 +88,9 @@ const USUAL_WINDOW_BYTES: usize = 16;
 /// value length, a null key, and no headers. Returns where the record ends and its offset
 /// delta, or `None` for any other record (or one too near the end of the batch for the
 /// window), which then takes the general path. Each check here is one the general path
-/// makes, so both accept the same records.
+/// makes, so both accept the same records. Also returns its timestamp delta.
 #[inline(always)]
-fn usual_record(records: &[u8], start: usize) -> Option<(usize, i64)> {
+fn usual_record(records: &[u8], start: usize) -> Option<(usize, i64, i64)> {
     let w: &[u8; USUAL_WINDOW_BYTES] = records
         .get(start..start + USUAL_WINDOW_BYTES)?
         .try_into()
@@ -86,7 +102,7 @@ fn usual_record(records: &[u8], start: usize) -> Option<(usize, i64)> {
     }
     let end = start + i + (length >> 1) as usize;
     i += 1; // attributes: one byte, any value
-    window_short(w, &mut i)?; // timestamp delta
+    let raw_timestamp_delta = window_short(w, &mut i)?;
     let raw_delta = window_short(w, &mut i)?;
     if w[i & 15] != 1 {
         return None; // not a null key (zigzag -1)
@@ -102,7 +118,8 @@ fn usual_record(records: &[u8], start: usize) -> Option<(usize, i64)> {
     if value_end + 1 != end || *records.get(value_end)? != 0 {
         return None;
     }
-    Some((end, i64::from(unzigzag(raw_delta))))
+    let timestamp_delta = i64::from(unzigzag(raw_timestamp_delta));
+    Some((end, i64::from(unzigzag(raw_delta)), timestamp_delta))
 }
 
 /// Where the record at `start` has its fields and where it ends, from its length prefix.
@@ -133,18 +150,18 @@ fn record_extent(records: &[u8], start: usize) -> Option<(usize, usize)> {
 
 /// Checks the fields of the record body `body[at..]` (the whole of `body` after `at`):
 /// attributes, timestamp delta, offset delta, key, value and headers, which must fill it
-/// exactly. Returns the offset delta.
-fn record_fields(body: &[u8], mut at: usize) -> Option<i64> {
+/// exactly. Returns the offset delta and the timestamp delta.
+fn record_fields(body: &[u8], mut at: usize) -> Option<(i64, i64)> {
     // Attributes: one byte, any value.
     at += 1;
     if at > body.len() {
         return None;
     }
-    varlong(body, &mut at)?;
+    let timestamp_delta = varlong(body, &mut at)?;
     let delta = i64::from(varint(body, &mut at)?);
     skip_bytes(body, &mut at, true)?;
     skip_bytes(body, &mut at, true)?;
-    headers_fill(body, at).then_some(delta)
+    headers_fill(body, at).then_some((delta, timestamp_delta))
 }
 
 #[inline(always)]
@@ -264,8 +281,8 @@ mod tests {
             let records_read = batch.records().expect("records").all(|r| r.is_ok());
             let walked = walk_and_crc(batch.header(), &bytes);
             assert_eq!(walked.is_some(), records_read, "case {case}");
-            if let Some(crc) = walked {
-                assert_eq!(crc, batch.computed_crc(), "case {case}");
+            if let Some(walked) = walked {
+                assert_eq!(walked.crc, batch.computed_crc(), "case {case}");
             }
             if case % 4 == 0 {
                 assert!(walked.is_some(), "case {case}: an undamaged batch walks");

@@ -8,7 +8,7 @@ use super::{
     LeaderState, Partition, Pending, Role, State,
 };
 use crate::error::{Error, Result};
-use crate::log::UNDEFINED_EPOCH;
+use crate::log::{AppendOrigin, UNDEFINED_EPOCH};
 
 impl Partition {
     fn min_isr(&self, leader: &LeaderState) -> usize {
@@ -18,10 +18,35 @@ impl Partition {
             .max(1)
     }
 
-    /// Appends as leader. `acks=all` needs at least `min.insync.replicas` in the ISR, or
-    /// nothing is written; its handle completes when the high watermark passes the append,
-    /// or fails after `timeout_ms`.
+    /// Appends a producer's batches as leader ([`Log::append_as_leader`]: a client's,
+    /// checked as Kafka checks them). `acks=all` needs at least `min.insync.replicas` in
+    /// the ISR, or nothing is written; its handle completes when the high watermark passes
+    /// the append, or fails after `timeout_ms`.
+    ///
+    /// [`Log::append_as_leader`]: crate::log::Log::append_as_leader
     pub fn append(&self, batches: &mut [u8], acks: Acks, timeout_ms: i64) -> Result<AppendHandle> {
+        self.append_from(AppendOrigin::Client, batches, acks, timeout_ms)
+    }
+
+    /// [`Partition::append`] for a coordinator of the embedding broker
+    /// ([`AppendOrigin::Coordinator`]): a transaction coordinator's markers, a group
+    /// coordinator's commits.
+    pub fn append_as_coordinator(
+        &self,
+        batches: &mut [u8],
+        acks: Acks,
+        timeout_ms: i64,
+    ) -> Result<AppendHandle> {
+        self.append_from(AppendOrigin::Coordinator, batches, acks, timeout_ms)
+    }
+
+    fn append_from(
+        &self,
+        origin: AppendOrigin,
+        batches: &mut [u8],
+        acks: Acks,
+        timeout_ms: i64,
+    ) -> Result<AppendHandle> {
         let _shared = self.role_change.read().unwrap_or_else(|e| e.into_inner());
         let epoch = {
             let state = self.state();
@@ -37,7 +62,7 @@ impl Partition {
             }
             state.leader_epoch
         };
-        let info = self.log.append_as_leader(batches, epoch)?;
+        let info = self.log.append_as_leader_from(origin, batches, epoch)?;
         let deadline_ms = self.clock.now_ms().saturating_add(timeout_ms);
         let mut state = self.state();
         let Role::Leader(leader) = &mut state.role else {

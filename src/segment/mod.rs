@@ -451,13 +451,15 @@ impl Segment {
     /// batches, so that every block of [`PREFILL_BYTES`] it starts is written whole at
     /// once, and the page cache gives it a large folio; no byte is written twice. `None`
     /// when the append stays inside the zeros, ends on a multiple, or the segment writes
-    /// no zeros (not active, or `prefill` off).
+    /// no zeros (not active, or `prefill` off). Never past [`SEGMENT_BYTES_MAX`]: a
+    /// segment file longer than that does not open, and `segment_bytes` may be as large.
     fn zeros_ahead(&self, end: u64) -> Option<u64> {
         let filled = self.prefilled.load(Ordering::Relaxed);
         if end <= filled || !self.prefill || !self.preallocate.load(Ordering::Relaxed) {
             return None;
         }
-        Some(end.next_multiple_of(PREFILL_BYTES)).filter(|&to| to > end)
+        let to = end.next_multiple_of(PREFILL_BYTES).min(SEGMENT_BYTES_MAX);
+        Some(to).filter(|&to| to > end)
     }
 
     /// True when the offset index has room for fewer than `offset_entries` more entries,
@@ -482,8 +484,10 @@ impl Segment {
             }
             None => None,
         };
+        // Wrapping as Kafka's `long` arithmetic does: a producer's timestamp may be any
+        // i64, and the subtraction must not overflow.
         Ok(match first {
-            Some(ts) if ts >= 0 => batch_timestamp - ts,
+            Some(ts) if ts >= 0 => batch_timestamp.wrapping_sub(ts),
             _ => now_ms - self.created_ms,
         })
     }

@@ -67,6 +67,36 @@ fn append_locate_and_read() {
     assert_eq!(seg.largest_timestamp().unwrap(), 1590);
 }
 
+/// The zeros an active segment writes ahead of its end stop at the largest segment
+/// file that opens: a segment of Kafka's largest `segment.bytes` (`i32::MAX`) ending in
+/// its last 64 KiB block was written to 2^31 bytes, and after a crash there the
+/// partition did not open.
+#[test]
+fn zeros_written_ahead_stop_at_the_largest_segment() {
+    let (_sim, storage) = storage();
+    let seg = Segment::create(storage, Path::new(DIR), 0, &config(), 0).unwrap();
+    assert_eq!(seg.zeros_ahead(100), Some(PREFILL_BYTES));
+    assert_eq!(
+        seg.zeros_ahead(SEGMENT_BYTES_MAX - 100),
+        Some(SEGMENT_BYTES_MAX)
+    );
+    assert_eq!(seg.zeros_ahead(SEGMENT_BYTES_MAX), None);
+}
+
+/// The time a segment waited to roll is Kafka's `long` difference, wrapping: a batch
+/// timestamped `i64::MIN` after one at 1,000 overflowed the subtraction (a panic in a
+/// debug build, with the writer's lock held).
+#[test]
+fn time_waited_for_roll_wraps_as_kafka_does() {
+    let (_sim, storage) = storage();
+    let seg = Segment::create(storage, Path::new(DIR), 100, &config(), 0).unwrap();
+    seg.append(&batches_from(100, 1, 1), None).unwrap();
+    let first = 10 * 100;
+    let waited = seg.time_waited_for_roll_ms(5_000, i64::MIN).unwrap();
+    assert_eq!(waited, i64::MIN.wrapping_sub(first));
+    assert_eq!(seg.time_waited_for_roll_ms(5_000, 3_000).unwrap(), 2_000);
+}
+
 /// What [`Segment::read`] must return, computed from the batches themselves: the first
 /// batch holding an offset `>= from`, then whole batches up to `max_bytes` (at least the
 /// first), none whose last offset reaches `up_to`.

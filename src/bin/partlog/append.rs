@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use partlog::io::OpenMode;
+use partlog::log::AppendOrigin;
 
 use crate::json::Json;
 use crate::{emit, open_partition, storage, CliError, CliResult, IfMissing, PartitionArgs};
@@ -28,6 +29,10 @@ pub struct AppendArgs {
     /// 0 for an empty log].
     #[arg(long)]
     leader_epoch: Option<i32>,
+    /// Append as a coordinator of the broker: control batches (transaction markers) are
+    /// taken, which Kafka takes from its coordinators and refuses from clients.
+    #[arg(long)]
+    coordinator: bool,
 }
 
 pub fn run(args: &AppendArgs, json: bool) -> CliResult {
@@ -36,7 +41,11 @@ pub fn run(args: &AppendArgs, json: bool) -> CliResult {
     let opened = open_partition(&args.partition, IfMissing::create_if(args.create))?;
     let log = opened.log.clone();
     let epoch = args.leader_epoch.unwrap_or(log.latest_epoch().max(0));
-    let info = log.append_as_leader(&mut input, epoch)?;
+    let origin = match args.coordinator {
+        true => AppendOrigin::Coordinator,
+        false => AppendOrigin::Client,
+    };
+    let info = log.append_as_leader_from(origin, &mut input, epoch)?;
     opened.close()?;
     let line = if json {
         Json::new()

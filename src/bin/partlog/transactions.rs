@@ -100,7 +100,7 @@ pub fn run(args: &TransactionsArgs, json: bool) -> CliResult {
     )
     .map_err(partlog::Error::from)?;
     let epoch = args.leader_epoch.unwrap_or(log.latest_epoch().max(0));
-    let info = log.append_as_leader(&mut marker, epoch)?;
+    let info = log.append_as_coordinator(&mut marker, epoch)?;
     log.flush()?;
     opened.close()?;
     emit(&if json {
