@@ -274,3 +274,88 @@ fn delete_records_racing_ticks_is_durable_when_it_returns() {
     let (_manager, p) = open(&disk, &clock);
     assert_eq!(p.log().log_start_offset(), last);
 }
+
+/// `ReplicaManager::tick` removes the `.deleted` files of its replicas once their delay
+/// (`file_delete_delay_ms`, 60 s) has passed.
+#[test]
+fn a_tick_removes_deleted_files_once_due() {
+    let disk = SimStorage::new(7);
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let (manager, p) = open(&disk, &clock);
+    lead_and_append(&p, 3);
+    p.log().force_roll().unwrap();
+    lead_and_append(&p, 3);
+    p.advance_log_start_offset(p.log().log_end_offset())
+        .unwrap();
+    assert_eq!(p.delete_old_segments().unwrap().segments_deleted, 1);
+    let deleted = || {
+        let names = disk.storage().list_dir(Path::new("/data/t-0")).unwrap();
+        names
+            .iter()
+            .filter(|e| e.name.ends_with(".deleted"))
+            .count()
+    };
+    assert!(deleted() > 0);
+    manager.tick().unwrap();
+    assert!(deleted() > 0, "not yet due");
+    clock.advance_ms(LogConfig::default().file_delete_delay_ms);
+    manager.tick().unwrap();
+    assert_eq!(deleted(), 0);
+}
+
+/// One replica's recovery (here held in the copy of its damaged tail aside, as a long
+/// scan would hold it) holds up neither `tick` nor a look-up of another replica: the
+/// manager used to open logs under the lock of its replicas, and every tick (ISR
+/// shrinks, `acks=all` timeouts, checkpoints) waited for the slowest recovery.
+#[test]
+fn a_replica_recovering_holds_up_no_tick() {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let disk = SimStorage::new(9);
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let (t, u) = (TopicPartition::new("t", 0), TopicPartition::new("u", 0));
+    let (manager, p) = open(&disk, &clock);
+    let (q, _) = manager
+        .open_partition(&u, LogConfig::default(), ReplicaConfig::new(0))
+        .unwrap();
+    lead_and_append(&p, 2);
+    lead_and_append(&q, 2);
+    drop((p, q));
+    manager.close().unwrap();
+    // An unclean stop, and bytes past `u-0`'s last batch that recovery moves aside.
+    disk.remove_raw(Path::new("/data/.kafka_cleanshutdown"))
+        .unwrap();
+    let segment = Path::new("/data/u-0/00000000000000000000.log");
+    let mut bytes = disk.read_raw(segment).unwrap();
+    bytes.extend_from_slice(&[0xab; 100]);
+    disk.write_raw(segment, &bytes).unwrap();
+
+    let (manager, _) = open(&disk, &clock);
+    disk.hold_syncs(".corrupt.tmp");
+    std::thread::scope(|s| {
+        let manager = &manager;
+        let opener =
+            s.spawn(|| manager.open_partition(&u, LogConfig::default(), ReplicaConfig::new(0)));
+        let mut waited = 0;
+        while disk.syncs_waiting() == 0 {
+            assert!(waited < 10_000, "the recovery never copied the tail aside");
+            std::thread::sleep(Duration::from_millis(1));
+            waited += 1;
+        }
+        let (done, ticked) = mpsc::channel();
+        s.spawn(move || {
+            let tick = manager.tick();
+            let found = manager.partition(&t).is_some();
+            let _ = done.send((tick, found));
+        });
+        let outcome = ticked.recv_timeout(Duration::from_secs(10));
+        disk.release_syncs();
+        let (tick, found) = outcome.expect("the tick waited for the other replica's recovery");
+        tick.unwrap();
+        assert!(found);
+        let (opened, report) = opener.join().unwrap().unwrap();
+        assert!(report.damage.is_some(), "the tail was damaged");
+        assert!(Arc::ptr_eq(&opened, &manager.partition(&u).unwrap()));
+    });
+}

@@ -63,17 +63,28 @@ impl ReplicaManager {
     /// Opens (recovering as needed, creating when missing) the replica of `tp`, with the
     /// checkpointed high watermark clamped to its log. A follower of no one until told its
     /// role. Opening an open replica returns it and an empty report.
+    ///
+    /// The log opens without the lock of the manager's replicas, as the dir opens its
+    /// partitions side by side: one replica's recovery (a scan of its unflushed tail) holds
+    /// up no other's open nor [`ReplicaManager::tick`] (ISR shrinks, `acks=all` timeouts,
+    /// checkpoints). Two openers of one replica get the same one.
     pub fn open_partition(
         &self,
         tp: &TopicPartition,
         log_config: LogConfig,
         config: ReplicaConfig,
     ) -> Result<(Arc<Partition>, RecoveryReport)> {
+        if let Some(p) = self.partition(tp) {
+            return Ok((p, RecoveryReport::default()));
+        }
+        // A second opener waits in the dir for the first, and gets the same log.
+        let (log, report) = self.dir.open_log_with(tp, log_config)?;
         let mut partitions = self.partitions();
         if let Some(p) = partitions.get(tp) {
-            return Ok((p.clone(), RecoveryReport::default()));
+            // The other opener took the map first; the report is this one's if the dir
+            // recovered the log here (the other got an empty one).
+            return Ok((p.clone(), report));
         }
-        let (log, report) = self.dir.open_log_with(tp, log_config)?;
         let hw = self.dir.checkpointed_high_watermark(tp).unwrap_or(0);
         let partition = Arc::new(Partition::new(log, config, self.clock.clone(), hw));
         partitions.insert(tp.clone(), partition.clone());
@@ -107,13 +118,17 @@ impl ReplicaManager {
         Ok(start)
     }
 
-    /// Time passes: every replica ticks (ISR shrink, `acks=all` timeouts), the log starts
-    /// that moved since they were last written are written, and the high watermarks are
-    /// checkpointed when the interval has passed since the last write.
+    /// Time passes: every replica ticks (ISR shrink, `acks=all` timeouts), the `.deleted`
+    /// files whose delay has passed are removed, the log starts that moved since they
+    /// were last written are written, and the high watermarks are checkpointed when the
+    /// interval has passed since the last write.
     pub fn tick(&self) -> Result<()> {
         let partitions: Vec<Arc<Partition>> = self.partitions().values().cloned().collect();
         for p in &partitions {
             p.tick();
+        }
+        for p in &partitions {
+            p.log().remove_expired_deleted_files()?;
         }
         if self.dir.log_starts_moved() {
             self.dir.write_checkpoints()?;
