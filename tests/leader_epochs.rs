@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{backends, batch, file_bytes, open, sim_with_disk, write_file, Backend};
+use common::{backends, batch, file_bytes, open, reopen, sim_with_disk, write_file, Backend};
 use partlog::log::{EpochEntry, Log};
 use partlog::LogConfig;
 
@@ -180,4 +180,40 @@ fn a_failed_write_of_the_dropped_epoch_fails_the_log() {
         "the log is failed"
     );
     assert_eq!(log.log_end_offset(), 13);
+}
+
+/// A Kafka broker truncated an epoch away (a follower that found it diverged), wrote the
+/// earlier epoch's batches in its place, and crashed before its background write of the
+/// checkpoint dropped the entry. Opening that dir, recovery took the checkpoint's stale
+/// epoch as the floor of the batches after it and cut them as torn, valid batches a
+/// leader may have committed; and the cache kept the stale entry, which this replica would
+/// have answered for as a leader. The batches stay and the entry goes.
+#[test]
+fn a_stale_entry_in_a_kafka_checkpoint_cuts_nothing() {
+    for backend in backends() {
+        let (log, _) = open(&backend, "t-0", config());
+        for (epoch, records) in [(0, 5), (2, 4), (4, 2)] {
+            log.append_as_leader(&mut batch(records, 200, 0), epoch)
+                .unwrap();
+        }
+        log.force_roll().unwrap();
+        log.append_as_leader(&mut batch(2, 200, 0), 4).unwrap();
+        let last_base = 11;
+        assert_eq!(log.segments().last().unwrap().base_offset(), last_base);
+        log.close().unwrap();
+        drop(log);
+        let dir = backend.root.join("t-0");
+        backend.storage.remove_file(&dir.join(".lock")).unwrap();
+        let stale = format!("0\n4\n0 0\n2 5\n4 9\n6 {last_base}\n");
+        write_file(
+            &backend,
+            &dir.join("leader-epoch-checkpoint"),
+            stale.as_bytes(),
+        );
+        let (log, report) = reopen(&backend, "t-0", config(), false, Some(0));
+        assert!(report.damage.is_none(), "{}: {report:?}", backend.name);
+        assert_eq!(log.log_end_offset(), 13);
+        assert_eq!(entries(&log), vec![(0, 0), (2, 5), (4, 9)]);
+        assert_eq!(checkpoint_text(&backend, "t-0"), "0\n3\n0 0\n2 5\n4 9\n");
+    }
 }

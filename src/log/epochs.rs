@@ -111,6 +111,18 @@ impl EpochCache {
         self.entries.len() != before
     }
 
+    /// Drops the entries of epochs above `last_epoch`, the epoch of the log's last batch,
+    /// that start below `end_offset`, where that batch ends: epochs never decrease along
+    /// the log, so such an entry outlived a truncation that never reached its file (Kafka
+    /// writes `truncateFromEnd` to the checkpoint in the background; a crash before that
+    /// keeps the epoch of records it cut). Returns true when the cache changed.
+    pub fn drop_epochs_the_log_lacks(&mut self, last_epoch: i32, end_offset: i64) -> bool {
+        let before = self.entries.len();
+        self.entries
+            .retain(|e| e.epoch <= last_epoch || e.start_offset >= end_offset);
+        self.entries.len() != before
+    }
+
     /// Drops the entries that start at or before `start_offset` (the log start moved
     /// there), except the last of them, which moves to `start_offset`: the epoch of the
     /// first batch left. Returns true when the cache changed.

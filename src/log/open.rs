@@ -176,7 +176,10 @@ impl Log {
         // rebuilt from the batches is written at once.
         let (start, end) = (log.log_start_offset(), log.log_end_offset());
         log.change_epochs(true, |cache| {
-            epochs_dirty | cache.truncate_from_end(data_end)
+            let stale = last_batch.is_some_and(|h| {
+                cache.drop_epochs_the_log_lacks(h.partition_leader_epoch, h.next_offset())
+            });
+            epochs_dirty | cache.truncate_from_end(data_end) | stale
         })?;
         // The log start can come back lower than the cache's (it is checkpointed lazily):
         // then the cache no longer covers the first batches, and is rebuilt.

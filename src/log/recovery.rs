@@ -268,6 +268,9 @@ fn next_offset_by_headers(storage: &dyn Storage, path: &Path) -> Result<Option<i
 /// covering that offset: a scan's epoch floor is at least the checkpoint's epoch at its
 /// segment's base (simulation seed 2079634: a torn write zeroed the epoch of the first
 /// batch after `truncate_fully_and_start_at`, which the checkpoint said was epoch 6).
+/// The floor holds only for partlog's files (`partlogs`): Kafka drops entries from its
+/// checkpoint after a truncation in the background, and a crash before that leaves an
+/// entry whose epoch is above the batches written at its offsets since.
 pub(super) fn recover_segments(
     storage: &Arc<dyn Storage>,
     segments: &mut Vec<Arc<Segment>>,
@@ -355,7 +358,13 @@ pub(super) fn recover_segments(
         let next_base = segments.get(i + 1).map(|s| s.base_offset());
         let rules = ScanRules {
             next_base,
-            epoch_floor: epoch_floor.max(checkpointed_at(segment.base_offset())),
+            // The checkpoint's epoch at the base is a floor only in files partlog wrote:
+            // Kafka cuts epochs from its checkpoint in the background after a
+            // truncation, so a crash can leave one above the batches written since.
+            epoch_floor: match partlogs {
+                true => epoch_floor.max(checkpointed_at(segment.base_offset())),
+                false => epoch_floor,
+            },
             epoch_ceiling: epoch_ceiling.unwrap_or(NO_EPOCH_CEILING),
             consecutive,
             unflushed_from: recovery_point.unwrap_or(i64::MIN),
