@@ -696,3 +696,36 @@ fn log_append_time_reports_the_clock_over_the_producers_timestamp() {
         assert_eq!(info.max_timestamp, 1_000_000);
     });
 }
+
+/// A record whose value length is negative but not -1 is a null value, as Kafka's reader
+/// takes it (and Kafka's leader appends it): partlog refused such a batch, and its
+/// recovery cut it out of a Kafka-written log with everything after it.
+#[test]
+fn a_negative_value_length_below_minus_one_reads_as_null() {
+    use partlog::record::{recompute_crc, Batch, BatchBuilder, HEADER_LEN};
+    each(|backend| {
+        let (log, _) = open(backend, "t-0", LogConfig::default());
+        let mut b = BatchBuilder::new();
+        b.append(1_000, Some(b"k"), None, &[]);
+        let mut bytes = b.build().unwrap();
+        // length, attributes, timestamp delta, offset delta, key length 1, "k", value length
+        assert_eq!(bytes[HEADER_LEN + 6], 1, "a null value: zigzag -1");
+        bytes[HEADER_LEN + 6] = 3; // zigzag -2
+        recompute_crc(&mut bytes);
+        log.append_as_leader(&mut bytes, 3).unwrap();
+        append(&log, 2, 0);
+        drop(log);
+        let (log, report) = common::reopen(backend, "t-0", LogConfig::default(), false, Some(0));
+        assert!(report.damage.is_none(), "{report:?}");
+        assert_eq!(read_all(&log), vec![(0, 0), (1, 2)]);
+        let bytes = log
+            .read(0, 1 << 20, None)
+            .unwrap()
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        let batch = Batch::parse(&bytes).unwrap();
+        let record = batch.records().unwrap().next().unwrap().unwrap();
+        assert_eq!((record.key, record.value), (Some(&b"k"[..]), None));
+    });
+}

@@ -470,7 +470,9 @@ impl<'a> Cursor<'a> {
         Ok(taken)
     }
 
-    /// A length-prefixed byte string; `-1` means null when `nullable`.
+    /// A length-prefixed byte string; a negative length means null when `nullable`: -1
+    /// is what every writer writes, and Kafka's `DefaultRecord.readFrom` reads any
+    /// negative key, value or header value length so (its leader takes such records).
     #[inline(always)]
     fn bytes(
         &mut self,
@@ -478,7 +480,7 @@ impl<'a> Cursor<'a> {
         nullable: bool,
     ) -> Result<Option<&'a [u8]>, RecordFault> {
         let length = self.varint(field)?;
-        if nullable && length == -1 {
+        if nullable && length < 0 {
             return Ok(None);
         }
         self.take(field, length).map(Some)
@@ -590,15 +592,14 @@ mod tests {
                 length: -2
             }
         );
+        // A key length of -2 is a null key, as Kafka reads it.
         let mut r = rec(0);
-        r[4] = 3; // key length -2
-        assert_eq!(
-            fault(&batch_with(&r, 1, 0)),
-            RecordFault::NegativeLength {
-                field: "key length",
-                length: -2
-            }
-        );
+        r[4] = 3;
+        let bytes = batch_with(&r, 1, 0);
+        let batch = Batch::parse(&bytes).unwrap();
+        batch.validate().unwrap();
+        let record = batch.records().unwrap().next().unwrap().unwrap();
+        assert_eq!(record.key, None);
         let mut r = rec(0);
         r[5] = 20; // value length 10 in a 1-byte remainder
         assert!(matches!(

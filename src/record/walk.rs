@@ -234,12 +234,12 @@ fn varlong(buf: &[u8], at: &mut usize) -> Option<i64> {
     Some(value)
 }
 
-/// Skips a length-prefixed byte field (`-1` is null where `nullable`); `None` when the
-/// length is invalid or runs past `buf`.
+/// Skips a length-prefixed byte field (a negative length is null where `nullable`, as
+/// [`RecordIter`] reads it); `None` when the length is invalid or runs past `buf`.
 #[inline(always)]
 fn skip_bytes(buf: &[u8], at: &mut usize, nullable: bool) -> Option<()> {
     match varint(buf, at)? {
-        -1 if nullable => Some(()),
+        len if len < 0 && nullable => Some(()),
         len if len >= 0 => {
             *at += len as usize;
             (*at <= buf.len()).then_some(())
