@@ -354,6 +354,31 @@ fn a_truncation_below_the_checkpoint_makes_the_range_dirty_again_also_after_a_re
     assert!(dir.cleaner_offset(&tp).unwrap() > middle, "cleaned past it");
 }
 
+/// A truncation after the cleaner found its range and before it began cleaning (a
+/// follower cutting its log below the range's end): the cleaning read the truncation
+/// count only then, so it cleaned the stale range, wrote the checkpoint at its end, above
+/// the cut, and forgot the cut. Records fetched again below that checkpoint were never
+/// cleaned, and a tombstone among them could not remove the value it deleted. The
+/// cleaning is now abandoned, and the log keeps its note of the cut.
+#[test]
+fn a_truncation_between_finding_the_range_and_cleaning_it_aborts_the_cleaning() {
+    use partlog::cleaner::{clean_log, OffsetMap, Throttle};
+    let disk = SimStorage::new(11);
+    let (_dir, _cleaner, log) = eager_dir(&disk);
+    fill(&log, 10, 3, NOW);
+    let range = cleanable(&log, None, NOW).unwrap();
+    assert!(
+        range.first_uncleanable > range.first_dirty + 10,
+        "{range:?}"
+    );
+    let cut = range.first_dirty + 10;
+    log.truncate_to(cut).unwrap();
+    let mut map = OffsetMap::with_memory(1 << 20);
+    let report = clean_log(&log, &range, &mut map, NOW, &mut Throttle::unlimited()).unwrap();
+    assert!(report.aborted, "{report:?}");
+    assert!(log.truncated_to() <= cut, "the cut is remembered");
+}
+
 /// A compressed batch holds `k`'s value, and a tombstone for `k` comes later. partlog does
 /// not decompress: the map pass cannot see the value, and the copy keeps it. The tombstone
 /// went once past its delete horizon, and the value it deleted was back for every reader

@@ -31,6 +31,11 @@ pub struct Cleanable {
     pub dirty_bytes: u64,
     /// A dirty record is older than `max_compaction_lag_ms`.
     pub overdue: bool,
+    /// The log's settled truncation count and [`Log::truncated_to`] before anything of
+    /// the range was read: a truncation after them spoils the range, and a cleaning of it
+    /// is abandoned (see [`clean_log`]).
+    pub truncations: u64,
+    pub truncated_to: i64,
 }
 
 impl Cleanable {
@@ -54,10 +59,12 @@ impl Cleanable {
 /// The cleanable range of `log` at `now_ms`, from the checkpointed first dirty offset.
 pub fn cleanable(log: &Log, checkpoint: Option<i64>, now_ms: i64) -> Result<Cleanable> {
     let config = log.config();
+    let truncations = log.settled_truncation_count();
+    let truncated_to = log.truncated_to();
     let (start, end) = (log.log_start_offset(), log.log_end_offset());
     // A truncation below the checkpoint replaced what lay above it: dirty again.
     let first_dirty = checkpoint
-        .map(|c| c.min(log.truncated_to()))
+        .map(|c| c.min(truncated_to))
         .filter(|c| (start..=end).contains(c))
         .unwrap_or(start);
     let inactive = log.inactive_segments();
@@ -108,6 +115,8 @@ pub fn cleanable(log: &Log, checkpoint: Option<i64>, now_ms: i64) -> Result<Clea
         clean_bytes,
         dirty_bytes,
         overdue,
+        truncations,
+        truncated_to,
     })
 }
 
@@ -133,9 +142,11 @@ pub struct CleanReport {
 }
 
 /// Cleans `log` over `range` with `map` (cleared first) at `now_ms`. A truncation of the
-/// log meanwhile (a follower cutting its log) aborts the cleaning, which is then reported
-/// as such and not as a failure: the cleaned copies are discarded, the checkpoint stays.
-/// So does a log another cleaning holds.
+/// log since `range` was found (a follower cutting its log) aborts the cleaning, which is
+/// then reported as such and not as a failure: the cleaned copies are discarded, the
+/// checkpoint stays. So does a log another cleaning holds. (The truncation count used to
+/// be read here, after the range: a cut in between left the range reaching past it, and
+/// the checkpoint written at its end marked clean the records fetched again below it.)
 pub fn clean_log(
     log: &Log,
     range: &Cleanable,
@@ -152,16 +163,18 @@ pub fn clean_log(
     let Some(_claim) = log.begin_cleaning() else {
         return Ok(aborted); // another cleaning holds the log
     };
-    let truncations = log.settled_truncation_count();
-    let truncated_to = log.truncated_to();
+    let (truncations, truncated_to) = (range.truncations, range.truncated_to);
     match clean_log_once(log, range, map, now_ms, throttle, truncations) {
+        // Also after a swap: its end may lie above the cut, and a checkpoint written there
+        // would mark clean what the log fetches again below it. The next cleaning starts
+        // at the cut.
         Err(_) if log.truncation_count() != truncations => Ok(aborted),
-        Ok(report)
-            if !report.aborted
-                && range.first_dirty <= truncated_to
-                && log.truncation_count() == truncations =>
-        {
-            log.truncation_seen(truncated_to);
+        Ok(report) if log.truncation_count() != truncations => Ok(CleanReport {
+            aborted: true,
+            ..report
+        }),
+        Ok(report) if !report.aborted && range.first_dirty <= truncated_to => {
+            log.truncation_seen(truncated_to, truncations);
             Ok(report)
         }
         outcome => outcome,

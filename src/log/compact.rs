@@ -57,10 +57,19 @@ impl Log {
         self.truncated_to.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// A cleaning that started at or below `offset` (read from [`Log::truncated_to`])
-    /// finished: forgets the truncation unless a newer one happened meanwhile.
-    pub fn truncation_seen(&self, offset: i64) {
+    /// A cleaning that started at or below `offset` (read from [`Log::truncated_to`] when
+    /// the settled truncation count was `truncations`) finished: forgets the truncation
+    /// unless one happened since. Under the writer's lock, which every truncation holds,
+    /// so that none lands between the check and the change (one that cut no lower than
+    /// `offset` would leave it as it was, and be forgotten with it).
+    pub fn truncation_seen(&self, offset: i64, truncations: u64) {
         use std::sync::atomic::Ordering;
+        let Ok(_writer) = self.writer() else {
+            return; // a failed log: the mark stays, which only cleans more again
+        };
+        if self.truncation_count() != truncations {
+            return;
+        }
         let _ = self.truncated_to.compare_exchange(
             offset,
             i64::MAX,
