@@ -729,3 +729,33 @@ fn a_negative_value_length_below_minus_one_reads_as_null() {
         assert_eq!((record.key, record.value), (Some(&b"k"[..]), None));
     });
 }
+
+/// Records without timestamps (-1) put no entry in the time index, as in Kafka: an entry of
+/// -1 at relative offset 0 made the zeros after it (a preallocated index whose trim at the
+/// roll a power loss undid) read as an entry of timestamp 0, which aged the segment to
+/// 1970, and time retention deleted it at its next pass.
+#[test]
+fn records_without_timestamps_are_not_indexed_by_time() {
+    each(|backend| {
+        let (log, _) = open(backend, "t-0", small_config());
+        for _ in 0..20 {
+            log.append_as_leader(&mut batch(1, 40, -1), 3).unwrap();
+        }
+        log.force_roll().unwrap();
+        append(&log, 1, 5_000);
+        log.close().unwrap();
+        drop(log);
+        let index = backend
+            .root
+            .join("t-0")
+            .join("00000000000000000000.timeindex");
+        let mut bytes = common::file_bytes(backend, &index);
+        assert!(bytes.is_empty(), "{bytes:?}");
+        bytes.resize(120, 0);
+        common::write_file(backend, &index, &bytes);
+        let (log, _) = common::reopen(backend, "t-0", small_config(), true, Some(21));
+        assert_eq!(log.segments()[0].largest_timestamp().unwrap(), -1);
+        let found = log.offset_for_timestamp(0).unwrap().unwrap();
+        assert_eq!((found.offset, found.timestamp), (20, 5_000));
+    });
+}

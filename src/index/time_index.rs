@@ -36,13 +36,15 @@ impl IndexEntry for TimestampOffset {
         }
     }
 
-    /// Counts leading entries with strictly increasing timestamps and non-decreasing,
-    /// non-negative relative offsets; a zeroed preallocated tail ends the count.
+    /// Counts leading entries with non-negative, strictly increasing timestamps (no
+    /// writer indexes a negative one) and non-decreasing, non-negative relative offsets;
+    /// a zeroed preallocated tail ends the count.
     fn valid_prefix(bytes: &[u8]) -> usize {
         let mut prev: Option<(i64, i32)> = None;
         for (i, entry) in bytes.chunks_exact(TIME_ENTRY_BYTES).enumerate() {
             let (ts, rel) = decode(entry);
             let ok = rel >= 0
+                && ts >= 0
                 && match prev {
                     None => !(ts == 0 && rel == 0),
                     Some((pt, pr)) => ts > pt && rel >= pr,
@@ -73,9 +75,15 @@ impl SparseIndex<TimestampOffset> {
         self.room() <= 1
     }
 
-    /// Appends an entry when `timestamp` is larger than the last one's; otherwise does
-    /// nothing (Kafka's `maybeAppend`).
+    /// Appends an entry when `timestamp` is larger than the last one's, or, in an empty
+    /// index, than -1 (no timestamp); otherwise does nothing (Kafka's `maybeAppend`, whose
+    /// empty index has the last entry `(NO_TIMESTAMP, baseOffset)`). An entry of -1 at
+    /// relative offset 0 made the zeros after it in a preallocated file read as an entry
+    /// of timestamp 0, which aged its segment to 1970 for time retention.
     pub fn maybe_append(&self, timestamp: i64, offset: i64) -> Result<()> {
+        if timestamp <= crate::record::NO_TIMESTAMP {
+            return Ok(());
+        }
         if let Some(last) = self.last_entry() {
             if timestamp <= last.timestamp {
                 return Ok(());

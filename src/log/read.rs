@@ -365,8 +365,9 @@ fn first_in_batch(
     }
     for record in batch.records()? {
         let record = record?;
-        let offset = header.base_offset + record.offset_delta as i64;
-        let ts = header.base_timestamp + record.timestamp_delta;
+        // The record's own, wrapping as Kafka's `long` sums do: a producer chooses the
+        // base timestamp and the deltas.
+        let (offset, ts) = (record.offset, record.timestamp);
         if offset >= min_offset && ts >= timestamp {
             return Ok(Some(TimestampOffset {
                 timestamp: ts,
