@@ -759,3 +759,45 @@ fn records_without_timestamps_are_not_indexed_by_time() {
         assert_eq!((found.offset, found.timestamp), (20, 5_000));
     });
 }
+
+/// A read of the whole log (the offsets store's load, the open transactions) that could
+/// not read a batch header in the middle of a segment (an `EIO`) ended that segment's
+/// slice there, and the next segment's followed: the batches between were skipped, and a
+/// load replaying them lost commits. A read error on any read of it now fails it, or it
+/// holds every batch.
+#[test]
+fn a_read_of_the_whole_log_fails_or_holds_every_batch() {
+    use partlog::io::sim::{FaultKind, SimOp};
+    let (backend, disk) = common::sim_with_disk(5);
+    let (log, _) = open(&backend, "t-0", small_config());
+    for i in 0..40 {
+        append(&log, 2, i);
+    }
+    let end = log.log_end_offset();
+    assert!(log.segment_count() > 2);
+    let offsets = |slices: Vec<partlog::segment::FileSlice>| -> Vec<i64> {
+        let mut offsets = Vec::new();
+        for slice in slices {
+            for b in partlog::record::batches(&slice.to_vec().unwrap()) {
+                let h = *b.unwrap().header();
+                offsets.extend(h.base_offset..h.next_offset());
+            }
+        }
+        offsets
+    };
+    assert_eq!(
+        offsets(log.read_all(0, end).unwrap()),
+        (0..end).collect::<Vec<_>>()
+    );
+    let mut failed = 0;
+    for n in 1..120 {
+        disk.fail_nth(SimOp::Read, n, FaultKind::Eio).unwrap();
+        let read = log.read_all(0, end);
+        disk.clear_faults();
+        match read {
+            Ok(slices) => assert_eq!(offsets(slices), (0..end).collect::<Vec<_>>(), "read {n}"),
+            Err(_) => failed += 1,
+        }
+    }
+    assert!(failed > 0, "some read failed");
+}

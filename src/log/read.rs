@@ -63,7 +63,9 @@ impl Log {
     /// slice per segment, oldest first (none when there is nothing to read): what
     /// [`Log::read`] would return fetch after fetch with no byte limit, from one snapshot
     /// of the segments, for a reader that goes through all of it (the offsets store's
-    /// load).
+    /// load). A batch header that does not read below `up_to_offset` fails it, where
+    /// [`Log::read`] would end its answer before it (and fail the read after): slices that
+    /// went on past it would skip the batches there.
     pub fn read_all(&self, from_offset: i64, up_to_offset: i64) -> Result<Vec<FileSlice>> {
         let bound = self.read_bound(from_offset, Some(up_to_offset))?;
         if from_offset >= bound {
@@ -72,7 +74,7 @@ impl Log {
         self.on_segments(from_offset, |segments| {
             let mut slices = Vec::new();
             for segment in self.segments_from(segments, from_offset, bound)? {
-                slices.extend(segment.read(from_offset, u64::MAX, bound)?);
+                slices.extend(segment.read_through(from_offset, bound)?);
             }
             Ok(slices)
         })

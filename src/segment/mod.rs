@@ -348,12 +348,38 @@ impl Segment {
     }
 
     /// Whole batches starting with the one that holds `from`, at most `max_bytes` of them
-    /// (but always the first), leaving out batches whose last offset is `>= up_to`.
+    /// (but always the first), leaving out batches whose last offset is `>= up_to`. A
+    /// header after the first that does not read ends the slice there: the read that
+    /// starts at it meets the damage and reports it.
     pub fn read(&self, from: i64, max_bytes: u64, up_to: i64) -> Result<Option<FileSlice>> {
-        self.retry_with_rebuilt_index(|| self.read_once(from, max_bytes, up_to))
+        self.read_until(from, max_bytes, up_to, false)
     }
 
-    fn read_once(&self, from: i64, max_bytes: u64, up_to: i64) -> Result<Option<FileSlice>> {
+    /// Every batch from the one that holds `from` to below `up_to` ([`Segment::read`]
+    /// without a byte limit), failing at a header that does not read below `up_to`: for a
+    /// reader that takes the slices of every segment at once, and would skip what lies
+    /// past it.
+    pub fn read_through(&self, from: i64, up_to: i64) -> Result<Option<FileSlice>> {
+        self.read_until(from, u64::MAX, up_to, true)
+    }
+
+    fn read_until(
+        &self,
+        from: i64,
+        max_bytes: u64,
+        up_to: i64,
+        fail_at_damage: bool,
+    ) -> Result<Option<FileSlice>> {
+        self.retry_with_rebuilt_index(|| self.read_once(from, max_bytes, up_to, fail_at_damage))
+    }
+
+    fn read_once(
+        &self,
+        from: i64,
+        max_bytes: u64,
+        up_to: i64,
+        fail_at_damage: bool,
+    ) -> Result<Option<FileSlice>> {
         let size = self.size();
         let Some((start, first)) = self.locate_once(from, size)? else {
             return Ok(None);
@@ -378,8 +404,10 @@ impl Segment {
             // Past a compaction gap that spans the bound it still does: the slice ends
             // where a header cannot be read (damage there is met and reported by the read
             // that starts at it).
-            let Ok(header) = self.read_header(end, size) else {
-                break;
+            let header = match self.read_header(end, size) {
+                Ok(header) => header,
+                Err(err) if fail_at_damage => return Err(err),
+                Err(_) => break,
             };
             let next = end + header.size() as u64;
             if next > limit || header.last_offset() >= up_to {
