@@ -131,6 +131,28 @@ fn stepping_down_releases_held_fetches() {
     );
 }
 
+/// A leader led again in a new epoch releases fetches held in the old one: they waited
+/// out their hold (Kafka's `replica.fetch.wait.max.ms`, 500 ms) and answered as of the old
+/// epoch, and each follower learned of the new one that much later.
+#[test]
+fn a_new_epoch_of_the_leader_releases_held_fetches() {
+    let (leader, follower) = pair();
+    let request = follower.fetch_request(1 << 20);
+    let started = Instant::now();
+    thread::scope(|s| {
+        let fetch = s.spawn(|| leader.fetch_wait(&request, HOLD));
+        // Long enough for the fetch to stop spinning and sleep, in a passing run.
+        thread::sleep(Duration::from_millis(100));
+        leader.become_leader(2, vec![0, 1], vec![0, 1]).unwrap();
+        // Answered as of the old epoch, or refused as fenced: not held to the end.
+        let _ = fetch.join().unwrap();
+    });
+    assert!(
+        started.elapsed() < HOLD / 2,
+        "the fetch waited out its hold"
+    );
+}
+
 #[test]
 fn no_wake_up_is_lost_between_appends_held_fetches_and_completions() {
     // Round `i` appends offset `i` with `acks=all`. In even rounds the follower takes a

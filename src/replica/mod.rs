@@ -420,6 +420,10 @@ impl Partition {
         // As Kafka's `makeLeader` does: an ISR of the leader alone (at least min ISR) has
         // everything up to its log end, and no append or fetch may come to move the HW.
         self.advance_high_watermark(&mut state);
+        // Fetches held in the old epoch answer now, and their followers learn of the new
+        // one, rather than when their wait runs out.
+        drop(state);
+        self.data_arrived.notify_all();
         Ok(())
     }
 
