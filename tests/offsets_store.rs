@@ -869,3 +869,75 @@ fn an_explicit_expiry_of_a_version_1_value_is_kept() {
     expire(&mut c, store);
     assert_eq!(all(store), [0, 0, 0]);
 }
+
+/// One offsets partition's replica busy (stepping down, its truncation held in a sync)
+/// with a request of its partition waiting on it: the store's one lock over every
+/// partition was held meanwhile, and a fetch of a group on another partition waited too.
+/// Each partition has a lock of its own now.
+#[test]
+fn one_busy_partition_holds_up_no_other() {
+    use partlog::io::sim::SimStorage;
+    use partlog::replica::{Acks, Partition, ReplicaConfig, TruncationMode};
+    use partlog::ManualClock;
+    use std::sync::{mpsc, Arc};
+    use std::time::Duration;
+
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let disks = [SimStorage::new(1), SimStorage::new(2)];
+    let replicas: Vec<Arc<Partition>> = disks
+        .iter()
+        .map(|disk| {
+            let log = common::cluster::open_log(disk, &clock);
+            let config = ReplicaConfig {
+                truncation: TruncationMode::HighWatermark,
+                ..ReplicaConfig::new(0)
+            };
+            Arc::new(Partition::new(log, config, clock.clone(), 0))
+        })
+        .collect();
+    let config = OffsetsConfig {
+        partitions: 2,
+        acks: Acks::Leader,
+        ..OffsetsConfig::default()
+    };
+    let store = OffsetsStore::new(config, clock.clone());
+    for (i, replica) in replicas.iter().enumerate() {
+        // A follower that never fetches: the HW stays below what is appended.
+        replica.become_leader(1, vec![0, 1], vec![0, 1]).unwrap();
+        store.host(i as u32, replica.clone());
+        store.become_leader(i as u32).unwrap();
+        store.load(i as u32).unwrap();
+    }
+    let group_on = |p: u32| {
+        (0..)
+            .map(|i| format!("group-{i}"))
+            .find(|g| store.partition_for(g) == p)
+            .unwrap()
+    };
+    let (busy, free) = (group_on(0), group_on(1));
+    store.commit(&busy, &[commit_of("t", 0, 5)]).unwrap();
+    disks[0].hold_syncs(".log");
+    std::thread::scope(|s| {
+        let step_down = s.spawn(|| replicas[0].become_follower(2, 1));
+        let mut waited = 0;
+        while disks[0].syncs_waiting() == 0 {
+            assert!(waited < 10_000, "the step-down never synced its cut");
+            std::thread::sleep(Duration::from_millis(1));
+            waited += 1;
+        }
+        let stuck = s.spawn(|| store.fetch(&busy, None));
+        std::thread::sleep(Duration::from_millis(50));
+        let (done, fetched) = mpsc::channel();
+        let store = &store;
+        let free = &free;
+        s.spawn(move || {
+            let _ = done.send(store.fetch(free, None));
+        });
+        let outcome = fetched.recv_timeout(Duration::from_secs(10));
+        disks[0].release_syncs();
+        let fetched = outcome.expect("the fetch waited for the other partition");
+        assert!(fetched.unwrap().is_empty());
+        step_down.join().unwrap().unwrap();
+        let _ = stuck.join().unwrap();
+    });
+}

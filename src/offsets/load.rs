@@ -83,10 +83,9 @@ impl OffsetsStore {
     /// [`Error::NotCoordinator`]: as a follower it may have cut the bytes being read. A
     /// view loaded in an epoch its replica no longer leads says so too.
     pub fn load_step(&self, index: u32) -> Result<LoadProgress> {
-        let mut hosted = self.hosted();
-        let h = hosted
-            .get_mut(&index)
-            .ok_or(Error::NotCoordinator { partition: index })?;
+        let partition = self.partition(index)?;
+        let mut hosted = super::lock(&partition);
+        let h = &mut *hosted;
         let log = h.replica.log().clone();
         let leads = h.leads();
         let (next, end) = match &mut h.state {

@@ -140,10 +140,14 @@ pub struct Expiry {
 pub struct OffsetsStore {
     config: OffsetsConfig,
     clock: Arc<dyn Clock>,
-    hosted: Mutex<BTreeMap<u32, Hosted>>,
+    /// The offsets partitions this broker holds, each under a lock of its own: one
+    /// partition's load or append (disk reads, a writer's lock held through a cleaner's
+    /// swap) holds up no other partition's commits and fetches. The map's lock is held only
+    /// to find a partition, never while taking one's.
+    hosted: Mutex<BTreeMap<u32, Arc<Mutex<Hosted>>>>,
     /// Each group's membership as the embedder tells it ([`OffsetsStore::set_group_active`],
     /// [`OffsetsStore::set_group_subscription`]); a group it never mentioned has none.
-    /// Taken before `hosted` when both are held, never while holding it.
+    /// Taken before a partition's lock when both are held, never while holding one.
     groups: Mutex<HashMap<String, Membership>>,
 }
 
@@ -176,6 +180,12 @@ impl Membership {
     }
 }
 
+/// Takes `mutex`, also after a panic in another holder (the state it guards is
+/// replaced whole by each step that changes it).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl OffsetsStore {
     pub fn new(config: OffsetsConfig, clock: Arc<dyn Clock>) -> OffsetsStore {
         OffsetsStore {
@@ -195,28 +205,34 @@ impl OffsetsStore {
         codec::partition_for(group, self.config.partitions)
     }
 
-    fn hosted(&self) -> MutexGuard<'_, BTreeMap<u32, Hosted>> {
+    fn hosted(&self) -> MutexGuard<'_, BTreeMap<u32, Arc<Mutex<Hosted>>>> {
         self.hosted.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Partition `index`, found under the map's lock and returned without it;
+    /// [`Error::NotCoordinator`] when this broker does not hold it.
+    fn partition(&self, index: u32) -> Result<Arc<Mutex<Hosted>>> {
+        let found = self.hosted().get(&index).cloned();
+        found.ok_or(Error::NotCoordinator { partition: index })
     }
 
     /// This broker holds a replica of offsets partition `index` (a follower until told).
     pub fn host(&self, index: u32, replica: Arc<Partition>) {
         self.hosted().insert(
             index,
-            Hosted {
+            Arc::new(Mutex::new(Hosted {
                 replica,
                 state: ViewState::Follower,
                 epoch: UNDEFINED_EPOCH,
-            },
+            })),
         );
     }
 
     /// The replica of `index` became leader: its view starts loading.
     pub fn become_leader(&self, index: u32) -> Result<()> {
-        let mut hosted = self.hosted();
-        let h = hosted
-            .get_mut(&index)
-            .ok_or(Error::NotCoordinator { partition: index })?;
+        let partition = self.partition(index)?;
+        let mut hosted = lock(&partition);
+        let h = &mut *hosted;
         let log = h.replica.log();
         h.epoch = h.replica.leader_epoch();
         h.state = ViewState::Loading {
@@ -230,8 +246,8 @@ impl OffsetsStore {
 
     /// The replica of `index` became follower: its view is dropped.
     pub fn become_follower(&self, index: u32) {
-        if let Some(h) = self.hosted().get_mut(&index) {
-            h.state = ViewState::Follower;
+        if let Ok(partition) = self.partition(index) {
+            lock(&partition).state = ViewState::Follower;
         }
     }
 
@@ -250,10 +266,9 @@ impl OffsetsStore {
         index: u32,
         f: impl FnOnce(&Arc<Partition>, &mut View) -> Result<T>,
     ) -> Result<T> {
-        let mut hosted = self.hosted();
-        let h = hosted
-            .get_mut(&index)
-            .ok_or(Error::NotCoordinator { partition: index })?;
+        let partition = self.partition(index)?;
+        let mut hosted = lock(&partition);
+        let h = &mut *hosted;
         h.promote_if_committed();
         let leads = h.leads();
         match &mut h.state {
@@ -400,7 +415,8 @@ impl OffsetsStore {
     /// Tombstones for the offsets `group` committed for `partitions` (all when `None`),
     /// also those whose commit is still on its way (appended, not yet committed: its
     /// tombstone comes after it in the log, and wins); `None` when it has none of them.
-    /// Found and appended under one hold of the store's lock, so no commit comes between.
+    /// Found and appended under one hold of the partition's lock, so no commit comes
+    /// between.
     fn delete_committed(
         &self,
         group: &str,
@@ -525,7 +541,7 @@ impl OffsetsStore {
     /// offsets may expire, as in Kafka.
     ///
     /// The memberships are read and the tombstones appended under one hold of the
-    /// membership lock (always taken before the store's): a group said to have members
+    /// membership lock (always taken before a partition's): a group said to have members
     /// meanwhile waits for the expiry, and does not find the offsets of a group it
     /// joined expire after it joined.
     pub fn expire(&self) -> Expiry {
@@ -533,10 +549,13 @@ impl OffsetsStore {
         let cutoff = now.saturating_sub(self.config.retention_ms);
         let groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
         let mut expiry = Expiry::default();
-        // Each partition found and appended to under one hold of the lock: no commit comes
+        // Each partition read and appended to under one hold of its lock: no commit comes
         // between the offsets read here and their tombstones.
-        let mut hosted = self.hosted();
-        for (&index, h) in hosted.iter_mut() {
+        let partitions: Vec<(u32, Arc<Mutex<Hosted>>)> =
+            self.hosted().iter().map(|(&i, p)| (i, p.clone())).collect();
+        for (index, partition) in partitions {
+            let mut hosted = lock(&partition);
+            let h = &mut *hosted;
             h.promote_if_committed();
             let leads = h.leads();
             let Hosted { replica, state, .. } = h;
@@ -592,8 +611,12 @@ impl OffsetsStore {
 
     /// Records of types the store does not model, seen by the loads of partition `index`.
     pub fn skipped_records(&self, index: u32) -> u64 {
-        match self.hosted().get(&index).map(|h| &h.state) {
-            Some(ViewState::Loaded(view) | ViewState::Loading { view, .. }) => view.skipped,
+        let Ok(partition) = self.partition(index) else {
+            return 0;
+        };
+        let hosted = lock(&partition);
+        match &hosted.state {
+            ViewState::Loaded(view) | ViewState::Loading { view, .. } => view.skipped,
             _ => 0,
         }
     }
