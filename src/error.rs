@@ -92,6 +92,13 @@ pub enum Error {
     /// No replica may lead: none of the in-sync replicas is alive, and unclean leader
     /// election is off (`LEADER_NOT_AVAILABLE`).
     LeaderNotAvailable,
+    /// A new leader's high watermark still lags the start of its epoch, so the latest
+    /// offset, or one found by time at or past the high watermark, is not known yet
+    /// (`OFFSET_NOT_AVAILABLE`, KIP-207): retry once the followers have fetched.
+    OffsetNotAvailable {
+        high_watermark: i64,
+        epoch_start_offset: i64,
+    },
     /// The offsets partition of the group is still being loaded on this broker
     /// (`COORDINATOR_LOAD_IN_PROGRESS`): retry shortly.
     CoordinatorLoadInProgress { partition: u32 },
@@ -265,6 +272,13 @@ impl Error {
             }
             Error::RequestTimedOut => Error::RequestTimedOut,
             Error::LeaderNotAvailable => Error::LeaderNotAvailable,
+            Error::OffsetNotAvailable {
+                high_watermark,
+                epoch_start_offset,
+            } => Error::OffsetNotAvailable {
+                high_watermark: *high_watermark,
+                epoch_start_offset: *epoch_start_offset,
+            },
             Error::CoordinatorLoadInProgress { partition } => Error::CoordinatorLoadInProgress {
                 partition: *partition,
             },
@@ -412,6 +426,14 @@ impl fmt::Display for Error {
             Error::RequestTimedOut => f.write_str("the append did not complete in time"),
             Error::LeaderNotAvailable => f.write_str(
                 "no in-sync replica is alive to lead, and unclean leader election is off",
+            ),
+            Error::OffsetNotAvailable {
+                high_watermark,
+                epoch_start_offset,
+            } => write!(
+                f,
+                "the high watermark {high_watermark} lags the start of the leader's epoch \
+                 {epoch_start_offset}; retry shortly"
             ),
             Error::CoordinatorLoadInProgress { partition } => write!(
                 f,

@@ -857,3 +857,44 @@ fn an_answer_read_after_its_leader_cut_its_log_is_dropped() {
     );
     assert_eq!(contents(c.replica(2).log()), before);
 }
+
+/// A new leader whose high watermark lags the start of its epoch answers ListOffsets
+/// "latest", and a lookup by time whose answer lies at or past that high watermark, with
+/// `OffsetNotAvailable`, as Kafka does (KIP-207): it answered its stale high watermark,
+/// and a consumer's end offset went back. Once its followers fetched, it answers.
+#[test]
+fn a_new_leader_lagging_its_epoch_start_answers_offset_not_available() {
+    use partlog::log::LATEST_TIMESTAMP;
+    let c = Cluster::new(3, 1, TruncationMode::LeaderEpoch);
+    c.replica(0)
+        .append(&mut batch(2, 20, 100), Acks::Leader, TIMEOUT_MS)
+        .unwrap();
+    c.replicate(0, &[1, 2]);
+    c.replica(0)
+        .append(&mut batch(2, 20, 200), Acks::Leader, TIMEOUT_MS)
+        .unwrap();
+    c.fetch(1, 0);
+    let new = c.replica(1);
+    assert_eq!((new.high_watermark(), new.log().log_end_offset()), (2, 4));
+    new.become_leader(2, vec![0, 1, 2], vec![1, 2]).unwrap();
+    let not_available = |r: partlog::Result<_>| {
+        matches!(
+            r,
+            Err(Error::OffsetNotAvailable {
+                high_watermark: 2,
+                epoch_start_offset: 4
+            })
+        )
+    };
+    assert!(not_available(new.offset_for_timestamp(LATEST_TIMESTAMP)));
+    assert!(not_available(new.offset_for_timestamp(150)));
+    assert_eq!(new.offset_for_timestamp(50).unwrap().unwrap().offset, 0);
+    c.replica(2).become_follower(2, 1).unwrap();
+    for _ in 0..3 {
+        c.fetch(2, 1);
+    }
+    assert_eq!(new.high_watermark(), 4);
+    let latest = new.offset_for_timestamp(LATEST_TIMESTAMP).unwrap().unwrap();
+    assert_eq!(latest.offset, 4);
+    assert_eq!(new.offset_for_timestamp(150).unwrap().unwrap().offset, 2);
+}

@@ -529,12 +529,42 @@ impl Partition {
     /// records; "latest" ([`crate::log::LATEST_TIMESTAMP`]) is the high watermark, and the
     /// record with the largest timestamp ([`crate::log::MAX_TIMESTAMP`]) is `None` while it
     /// lies above it (see [`crate::log::Log::offset_for_timestamp_up_to`]).
+    ///
+    /// A leader whose high watermark still lags the start of its epoch (just elected, its
+    /// followers not yet fetched) answers "latest", and a lookup whose answer lies at or
+    /// past the high watermark, with [`Error::OffsetNotAvailable`], as Kafka does (KIP-207):
+    /// its high watermark is not yet the partition's, and an answer from it would send a
+    /// consumer's end offset back.
     pub fn offset_for_timestamp(
         &self,
         timestamp: i64,
     ) -> Result<Option<crate::log::TimestampOffset>> {
-        let hw = self.high_watermark();
-        self.log.offset_for_timestamp_up_to(timestamp, Some(hw))
+        use crate::log::{EARLIEST_LOCAL_TIMESTAMP, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
+        let (hw, epoch_start) = {
+            let state = self.state();
+            let epoch_start = match &state.role {
+                Role::Leader(leader) => Some(leader.epoch_start_offset),
+                Role::Follower => None,
+            };
+            (state.high_watermark, epoch_start)
+        };
+        let lagging =
+            epoch_start
+                .filter(|&start| start > hw)
+                .map(|start| Error::OffsetNotAvailable {
+                    high_watermark: hw,
+                    epoch_start_offset: start,
+                });
+        match (timestamp, lagging) {
+            (EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP, _) | (_, None) => {
+                self.log.offset_for_timestamp_up_to(timestamp, Some(hw))
+            }
+            (LATEST_TIMESTAMP, Some(lagging)) => Err(lagging),
+            (_, Some(lagging)) => match self.log.offset_for_timestamp_up_to(timestamp, None)? {
+                Some(found) if found.offset >= hw => Err(lagging),
+                found => Ok(found),
+            },
+        }
     }
 
     /// Reads for a consumer: only up to the HW.
