@@ -15,6 +15,7 @@ mod scrub;
 pub(crate) mod spin;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
 use crate::clock::Clock;
@@ -225,6 +226,10 @@ pub struct Partition {
     /// cutting, and no fetch reads a leader's log while it steps down (after which its
     /// fetcher may cut it). Taken before `state`.
     role_change: RwLock<()>,
+    /// Where this replica's leadership began (its log end when it became leader), or
+    /// `i64::MIN` on a follower: what ListOffsets compares with the high watermark, read
+    /// without `state` (consumers never wait for the replica's state).
+    epoch_start_offset: AtomicI64,
 }
 
 impl Partition {
@@ -253,6 +258,7 @@ impl Partition {
             }),
             data_arrived: Condvar::new(),
             role_change: RwLock::new(()),
+            epoch_start_offset: AtomicI64::new(i64::MIN),
         }
     }
 
@@ -415,6 +421,7 @@ impl Partition {
             epoch_start_offset: leo,
             pending,
         });
+        self.epoch_start_offset.store(leo, Ordering::Release);
         state.leader_epoch = epoch;
         state.leader_id = Some(self.config.broker_id);
         // As Kafka's `makeLeader` does: an ISR of the leader alone (at least min ISR) has
@@ -451,6 +458,7 @@ impl Partition {
         }
         Self::fail_pending(&mut state.role, Error::NotLeaderOrFollower);
         state.role = Role::Follower;
+        self.epoch_start_offset.store(i64::MIN, Ordering::Release);
         state.leader_epoch = epoch;
         state.leader_id = Some(leader_id);
         // Held fetches answer now: this replica stepped down.
@@ -540,14 +548,9 @@ impl Partition {
         timestamp: i64,
     ) -> Result<Option<crate::log::TimestampOffset>> {
         use crate::log::{EARLIEST_LOCAL_TIMESTAMP, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
-        let (hw, epoch_start) = {
-            let state = self.state();
-            let epoch_start = match &state.role {
-                Role::Leader(leader) => Some(leader.epoch_start_offset),
-                Role::Follower => None,
-            };
-            (state.high_watermark, epoch_start)
-        };
+        // Read without `state`: a consumer never waits for the replica's state.
+        let epoch_start = Some(self.epoch_start_offset.load(Ordering::Acquire));
+        let hw = self.high_watermark();
         let lagging =
             epoch_start
                 .filter(|&start| start > hw)
