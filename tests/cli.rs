@@ -1476,3 +1476,123 @@ fn offsets_read_the_same_after_clean_compacts_the_offsets_log() {
     );
     assert_eq!(offsets(), before);
 }
+
+/// Every file of `dir` and below, with its bytes.
+fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                out.push((path, bytes));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A dir that is not a log dir (an operator's home, a partition dir named by mistake) is
+/// refused before anything is written: `check` took any existing dir, wrote a lock,
+/// checkpoints and the clean-shutdown marker into it, took a `backup-2024` directory for a
+/// partition, and reported nothing wrong.
+#[test]
+fn a_dir_that_is_not_a_log_dir_is_refused_and_left_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(home.join("backup-2024")).unwrap();
+    std::fs::write(home.join("notes.txt"), b"x").unwrap();
+    let before = snapshot(&home);
+    expect(&["check", s(&home)], 2);
+    let out = partlog(&[
+        "produce",
+        "--dir",
+        s(&home),
+        "--topic",
+        "orders",
+        "--partition",
+        "0",
+        "--records",
+        "20",
+        "--record-bytes",
+        "10",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is not a log dir"), "{stderr}");
+    assert_eq!(snapshot(&home), before);
+    assert!(!home.join(".lock").exists());
+
+    let logs = tmp.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    produce_into(&logs);
+    let partition = logs.join("orders-0");
+    let before = snapshot(&partition);
+    let out = partlog(&["check", s(&partition)]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("partition dir"), "{stderr}");
+    assert_eq!(snapshot(&partition), before);
+}
+
+fn produce_into(dir: &Path) {
+    expect(
+        &[
+            "produce",
+            "--dir",
+            s(dir),
+            "--topic",
+            "orders",
+            "--partition",
+            "0",
+            "--records",
+            "20",
+            "--record-bytes",
+            "10",
+        ],
+        0,
+    );
+}
+
+/// `clean` that fails (a mistyped topic) puts the clean-shutdown marker back: opening the
+/// dir had removed it, and the broker's next start recovered every partition.
+#[test]
+fn a_failed_clean_keeps_the_clean_shutdown_marker() {
+    let tmp = tempfile::tempdir().unwrap();
+    produce_into(tmp.path());
+    let marker = tmp.path().join(".kafka_cleanshutdown");
+    assert!(marker.exists());
+    expect(&["clean", "--dir", s(tmp.path()), "--topic", "ordres"], 2);
+    assert!(marker.exists(), "the marker is back");
+}
+
+/// Listing a partition's open transactions only reads: it opened the partition on the
+/// disk (a recovery could cut it, with the delete policy's rules on the offsets topic),
+/// wrote a lock and the checkpoints.
+#[test]
+fn listing_transactions_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    produce_into(tmp.path());
+    // As a running broker's dir, or one it left after a crash.
+    std::fs::remove_file(tmp.path().join(".kafka_cleanshutdown")).unwrap();
+    let before = snapshot(tmp.path());
+    let args = [
+        "transactions",
+        "--dir",
+        s(tmp.path()),
+        "--topic",
+        "orders",
+        "--partition",
+        "0",
+    ];
+    let lines = expect(&args, 0);
+    assert!(
+        lines.last().unwrap().contains("0 open transactions"),
+        "{lines:?}"
+    );
+    assert_eq!(snapshot(tmp.path()), before);
+}

@@ -16,7 +16,7 @@ use partlog::offsets::OFFSETS_TOPIC;
 use crate::json::{self, Json};
 use crate::progress::Progress;
 
-use crate::{emit, existing_dir, CliError, CliResult, EXIT_ERROR, EXIT_FAILED};
+use crate::{emit, existing_dir, CliError, CliResult, OpenedDir, EXIT_ERROR, EXIT_FAILED};
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -43,7 +43,7 @@ pub fn run(args: &CheckArgs, json: bool) -> CliResult {
         .or(args.dir_flag.as_ref())
         .ok_or_else(|| CliError::Input("name the log dir: DIR or --dir DIR".into()))?;
     let storage = existing_dir(dir, args.dry_run)?;
-    let log_dir = LogDir::open(storage, dir, LogDirOptions::default())?;
+    let log_dir = OpenedDir::new(LogDir::open(storage, dir, LogDirOptions::default())?);
     for warning in log_dir.warnings() {
         emit_warning(None, warning, json)?;
     }

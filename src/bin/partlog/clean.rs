@@ -24,7 +24,7 @@ use partlog::{Clock, SystemClock};
 
 use crate::json::Json;
 use crate::progress::Progress;
-use crate::{emit, existing_dir, topic_partitions, CliResult, EXIT_FAILED};
+use crate::{emit, existing_dir, topic_partitions, CliResult, OpenedDir, EXIT_FAILED};
 
 #[derive(Debug, Args)]
 pub struct CleanArgs {
@@ -73,7 +73,7 @@ pub fn run(args: &CleanArgs, json: bool) -> CliResult {
         config: config.clone(),
         clock: Arc::new(SystemClock),
     };
-    let log_dir = LogDir::open(disk, &args.dir, options)?;
+    let log_dir = OpenedDir::new(LogDir::open(disk, &args.dir, options)?);
     let partitions = topic_partitions(&log_dir, &args.topic, args.partition)?;
     for tp in &partitions {
         let (log, _) = log_dir.open_log_with(tp, config.clone())?;

@@ -142,11 +142,96 @@ pub fn existing_dir(dir: &std::path::Path, view_only: bool) -> CliResult<Arc<dyn
             dir.display()
         )));
     }
+    check_log_dir(disk.as_ref(), dir)?;
     Ok(if view_only {
         OverlayStorage::new(disk)
     } else {
         disk
     })
+}
+
+/// Files only a log dir holds: its lock, its checkpoints, the clean-shutdown marker,
+/// Kafka's `meta.properties`.
+const LOG_DIR_FILES: [&str; 7] = [
+    ".lock",
+    "recovery-point-offset-checkpoint",
+    "replication-offset-checkpoint",
+    "log-start-offset-checkpoint",
+    "cleaner-offset-checkpoint",
+    ".kafka_cleanshutdown",
+    "meta.properties",
+];
+
+/// Refuses an existing `dir` that is not a log dir: not empty (an empty one becomes a log
+/// dir, as Kafka takes an empty `log.dirs` entry), and with none of a log dir's own files
+/// and no partition directory with a segment. Opening it would write a lock, checkpoints
+/// and the clean-shutdown marker there, and take any directory named like a partition (a
+/// backup, another tool's log) for one; a partition dir named as the log dir would report
+/// nothing wrong.
+pub fn check_log_dir(storage: &dyn Storage, dir: &std::path::Path) -> CliResult<()> {
+    let entries = storage.list_dir(dir)?;
+    let is_segment = |e: &partlog::io::DirEntry| !e.is_dir && e.name.ends_with(".log");
+    let refuse = |what: &str| {
+        Err(CliError::Input(format!(
+            "{} is not a log dir{what}",
+            dir.display()
+        )))
+    };
+    // A log dir never holds segments itself (a partition dir has its own `.lock` too).
+    if entries.iter().any(is_segment) {
+        return refuse(": it holds segments, a partition dir; name the log dir above it");
+    }
+    if entries.is_empty() || LOG_DIR_FILES.iter().any(|f| storage.exists(&dir.join(f))) {
+        return Ok(());
+    }
+    for entry in entries.iter().filter(|e| e.is_dir) {
+        if TopicPartition::from_dir_name(&entry.name).is_none() {
+            continue;
+        }
+        let files = storage.list_dir(&dir.join(&entry.name))?;
+        if files.iter().any(is_segment) {
+            return Ok(());
+        }
+    }
+    refuse(": no checkpoint, no partition with a segment")
+}
+
+/// A log dir a command opened on the disk, closed when dropped on the way out of an error
+/// too (as [`OpenedPartition`]): opening it removed the clean-shutdown marker, which a
+/// broker starting after a failed command would otherwise miss, and recover every
+/// partition. A close that fails leaves the marker unwritten, as it should.
+pub struct OpenedDir(Option<LogDir>);
+
+impl OpenedDir {
+    pub fn new(dir: LogDir) -> OpenedDir {
+        OpenedDir(Some(dir))
+    }
+
+    pub fn close(mut self) -> CliResult<()> {
+        match self.0.take() {
+            Some(dir) => Ok(dir.close()?),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::ops::Deref for OpenedDir {
+    type Target = LogDir;
+
+    fn deref(&self) -> &LogDir {
+        // Set from `new` until `close` or `drop` take it.
+        self.0
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("an OpenedDir is open until closed"))
+    }
+}
+
+impl Drop for OpenedDir {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            let _ = dir.close();
+        }
+    }
 }
 
 /// The partitions of `topic` in `log_dir` (only `partition` when given); refused when
@@ -240,11 +325,21 @@ impl Drop for OpenedPartition {
 }
 
 /// Opens the log dir and one partition of it. The topic name is checked first, and what
-/// is missing is created or refused as `missing` says, before anything is written.
+/// is missing is created or refused as `missing` says, before anything is written. An
+/// existing dir that is not a log dir is refused unless `missing` creates. The offsets
+/// topic opens as it compacts (its recovery takes the cleaner's gaps for what they are).
 pub fn open_partition(p: &PartitionArgs, missing: IfMissing) -> CliResult<OpenedPartition> {
+    open_partition_in(storage(), p, missing)
+}
+
+/// [`open_partition`] on `storage` (a copy-on-write view for a command that only reads).
+pub fn open_partition_in(
+    storage: Arc<dyn Storage>,
+    p: &PartitionArgs,
+    missing: IfMissing,
+) -> CliResult<OpenedPartition> {
     partlog::checkpoint::validate_topic(&p.topic)?;
     let tp = p.topic_partition();
-    let storage = storage();
     if missing != IfMissing::Create && !storage.exists(&p.dir) {
         let hint = match missing {
             IfMissing::CreatePartition => " (pass --create to create it)",
@@ -255,6 +350,9 @@ pub fn open_partition(p: &PartitionArgs, missing: IfMissing) -> CliResult<Opened
             p.dir.display()
         )));
     }
+    if missing != IfMissing::Create {
+        check_log_dir(storage.as_ref(), &p.dir)?;
+    }
     if missing == IfMissing::Refuse && !storage.exists(&p.dir.join(tp.dir_name())) {
         return Err(CliError::Input(format!(
             "log dir {} has no partition {}",
@@ -263,8 +361,12 @@ pub fn open_partition(p: &PartitionArgs, missing: IfMissing) -> CliResult<Opened
         )));
     }
     let log_dir = LogDir::open(storage, &p.dir, LogDirOptions::default())?;
+    let opened = match tp.topic == partlog::offsets::OFFSETS_TOPIC {
+        true => log_dir.open_log_with(&tp, clean::topic_config(&tp.topic)),
+        false => log_dir.open_log(&tp),
+    };
     let mut opened = OpenedPartition {
-        log: match log_dir.open_log(&tp) {
+        log: match opened {
             Ok((log, _report)) => log,
             Err(err) => {
                 // Closed as found: the other partitions' logs are not open.

@@ -16,7 +16,7 @@ use partlog::Clock;
 
 use crate::json::Json;
 use crate::progress::Progress;
-use crate::{emit, open_partition, CliError, CliResult, IfMissing, PartitionArgs};
+use crate::{emit, existing_dir, open_partition_in, CliError, CliResult, IfMissing, PartitionArgs};
 
 #[derive(Debug, Args)]
 pub struct TransactionsArgs {
@@ -48,7 +48,11 @@ pub struct TransactionsArgs {
 }
 
 pub fn run(args: &TransactionsArgs, json: bool) -> CliResult {
-    let opened = open_partition(&args.partition, IfMissing::Refuse)?;
+    // Listing only reads: the partition opens (and recovers, if it must) on a
+    // copy-on-write view of the dir, as Kafka's tool only reads; an abort writes.
+    let listing = args.abort.is_none();
+    let storage = existing_dir(&args.partition.dir, listing)?;
+    let opened = open_partition_in(storage, &args.partition, IfMissing::Refuse)?;
     let log = opened.log.clone();
     let name = args.partition.topic_partition().dir_name();
     let mut progress = Progress::new(json);
