@@ -888,6 +888,8 @@ fn a_new_leader_lagging_its_epoch_start_answers_offset_not_available() {
     };
     assert!(not_available(new.offset_for_timestamp(LATEST_TIMESTAMP)));
     assert!(not_available(new.offset_for_timestamp(150)));
+    // No record at or after it: not known yet either (the HW may pass one soon).
+    assert!(not_available(new.offset_for_timestamp(10_000)));
     assert_eq!(new.offset_for_timestamp(50).unwrap().unwrap().offset, 0);
     c.replica(2).become_follower(2, 1).unwrap();
     for _ in 0..3 {
@@ -897,4 +899,5 @@ fn a_new_leader_lagging_its_epoch_start_answers_offset_not_available() {
     let latest = new.offset_for_timestamp(LATEST_TIMESTAMP).unwrap().unwrap();
     assert_eq!(latest.offset, 4);
     assert_eq!(new.offset_for_timestamp(150).unwrap().unwrap().offset, 2);
+    assert!(new.offset_for_timestamp(10_000).unwrap().is_none());
 }

@@ -359,3 +359,26 @@ fn a_replica_recovering_holds_up_no_tick() {
         assert!(Arc::ptr_eq(&opened, &manager.partition(&u).unwrap()));
     });
 }
+
+/// A log that failed (read-only after a write error) with `.deleted` files due made every
+/// tick fail: its removal could not take the writer's lock, and the tick returned before
+/// the checkpoints of every other replica. Its files now wait for its reopening.
+#[test]
+fn a_failed_log_with_deleted_files_due_fails_no_tick() {
+    use partlog::io::sim::{FaultKind, SimOp};
+    let disk = SimStorage::new(8);
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let (manager, p) = open(&disk, &clock);
+    lead_and_append(&p, 3);
+    p.log().force_roll().unwrap();
+    lead_and_append(&p, 3);
+    p.advance_log_start_offset(p.log().log_end_offset())
+        .unwrap();
+    assert_eq!(p.delete_old_segments().unwrap().segments_deleted, 1);
+    disk.fail_nth(SimOp::Write, 1, FaultKind::Eio).unwrap();
+    assert!(p.append(&mut batch(1, 10, 9), Acks::Leader, 1000).is_err());
+    assert!(p.log().check_writable().is_err(), "the log failed");
+    clock.advance_ms(LogConfig::default().file_delete_delay_ms);
+    manager.tick().unwrap();
+    manager.tick().unwrap();
+}

@@ -59,7 +59,9 @@ impl Cleanable {
 /// The cleanable range of `log` at `now_ms`, from the checkpointed first dirty offset.
 pub fn cleanable(log: &Log, checkpoint: Option<i64>, now_ms: i64) -> Result<Cleanable> {
     let config = log.config();
-    let truncations = log.settled_truncation_count();
+    // Not the settled count: one taken during a truncation (odd) never matches again, so
+    // a cleaning of the range is abandoned, and the choice of a log does not wait for it.
+    let truncations = log.truncation_count();
     let truncated_to = log.truncated_to();
     let (start, end) = (log.log_start_offset(), log.log_end_offset());
     // A truncation below the checkpoint replaced what lay above it: dirty again.

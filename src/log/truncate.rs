@@ -219,25 +219,41 @@ impl Log {
     /// Removes `.deleted` files whose delay has passed; returns how many. Each retention
     /// pass ([`Log::delete_old_segments`]) and [`crate::replica::ReplicaManager::tick`]
     /// call it (Kafka schedules each removal itself); until a file is due it costs an
-    /// atomic load, and takes no lock.
+    /// atomic load, and takes no lock. A log that failed (read-only) removes none: its
+    /// files go when it is reopened. A removal that fails keeps its file, and those after
+    /// it, for the next call.
     pub fn remove_expired_deleted_files(&self) -> Result<usize> {
         let now = self.clock.now_ms();
         if now < self.deletes_due_ms.load(Ordering::Acquire) {
             return Ok(0);
         }
-        let mut writer = self.writer()?;
-        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut writer.pending_deletes)
+        let Ok(mut writer) = self.writer() else {
+            return Ok(0);
+        };
+        let (due, mut later): (Vec<_>, Vec<_>) = std::mem::take(&mut writer.pending_deletes)
             .into_iter()
             .partition(|(t, _)| *t <= now);
+        let mut removed = 0;
+        let mut failure = None;
+        for (i, (_, path)) in due.iter().enumerate() {
+            let outcome = match self.storage.exists(path) {
+                true => self.storage.remove_file(path),
+                false => Ok(()),
+            };
+            if let Err(err) = outcome {
+                later.extend(due[i..].iter().cloned());
+                failure = Some(err);
+                break;
+            }
+            removed += 1;
+        }
         let next_due = later.iter().map(|(t, _)| *t).min().unwrap_or(i64::MAX);
         self.deletes_due_ms.store(next_due, Ordering::Release);
         writer.pending_deletes = later;
-        for (_, path) in &due {
-            if self.storage.exists(path) {
-                self.storage.remove_file(path)?;
-            }
+        match failure {
+            Some(err) => Err(err),
+            None => Ok(removed),
         }
-        Ok(due.len())
     }
 }
 

@@ -127,9 +127,11 @@ impl ReplicaManager {
         for p in &partitions {
             p.tick();
         }
-        for p in &partitions {
-            p.log().remove_expired_deleted_files()?;
-        }
+        // Every log's, whatever another's removal says (its files wait for the next tick).
+        let removed = partitions
+            .iter()
+            .map(|p| p.log().remove_expired_deleted_files())
+            .fold(Ok(0), |first: Result<usize>, r| first.and(r));
         if self.dir.log_starts_moved() {
             self.dir.write_checkpoints()?;
         }
@@ -138,7 +140,8 @@ impl ReplicaManager {
         if now.saturating_sub(last) >= self.checkpoint_interval_ms {
             self.checkpoint_high_watermarks()?;
         }
-        Ok(())
+        // A removal that failed is told once the checkpoints are written.
+        removed.map(|_| ())
     }
 
     /// Writes every replica's high watermark to `replication-offset-checkpoint` now.

@@ -421,12 +421,15 @@ impl Partition {
             epoch_start_offset: leo,
             pending,
         });
-        self.epoch_start_offset.store(leo, Ordering::Release);
         state.leader_epoch = epoch;
         state.leader_id = Some(self.config.broker_id);
         // As Kafka's `makeLeader` does: an ISR of the leader alone (at least min ISR) has
         // everything up to its log end, and no append or fetch may come to move the HW.
         self.advance_high_watermark(&mut state);
+        // After the HW it may have moved: ListOffsets reads this first, then the HW, and
+        // must not see a new epoch's start with the HW from before it (a lone leader's
+        // epoch start is its HW at once).
+        self.epoch_start_offset.store(leo, Ordering::Release);
         // Fetches held in the old epoch answer now, and their followers learn of the new
         // one, rather than when their wait runs out.
         drop(state);
@@ -563,9 +566,10 @@ impl Partition {
                 self.log.offset_for_timestamp_up_to(timestamp, Some(hw))
             }
             (LATEST_TIMESTAMP, Some(lagging)) => Err(lagging),
+            // Kafka's rule: an answer at or past the HW, or none, is not known yet.
             (_, Some(lagging)) => match self.log.offset_for_timestamp_up_to(timestamp, None)? {
-                Some(found) if found.offset >= hw => Err(lagging),
-                found => Ok(found),
+                Some(found) if found.offset < hw => Ok(Some(found)),
+                _ => Err(lagging),
             },
         }
     }
