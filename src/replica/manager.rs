@@ -128,10 +128,12 @@ impl ReplicaManager {
             p.tick();
         }
         // Every log's, whatever another's removal says (its files wait for the next tick).
-        let removed = partitions
-            .iter()
-            .map(|p| p.log().remove_expired_deleted_files())
-            .fold(Ok(0), |first: Result<usize>, r| first.and(r));
+        let mut removed = Ok(());
+        for p in &partitions {
+            if let Err(err) = p.log().remove_expired_deleted_files() {
+                removed = removed.and(Err(err));
+            }
+        }
         if self.dir.log_starts_moved() {
             self.dir.write_checkpoints()?;
         }
@@ -141,7 +143,7 @@ impl ReplicaManager {
             self.checkpoint_high_watermarks()?;
         }
         // A removal that failed is told once the checkpoints are written.
-        removed.map(|_| ())
+        removed
     }
 
     /// Writes every replica's high watermark to `replication-offset-checkpoint` now.
