@@ -1477,25 +1477,6 @@ fn offsets_read_the_same_after_clean_compacts_the_offsets_log() {
     assert_eq!(offsets(), before);
 }
 
-/// Every file of `dir` and below, with its bytes.
-fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let bytes = std::fs::read(&path).unwrap();
-                out.push((path, bytes));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 /// A dir that is not a log dir (an operator's home, a partition dir named by mistake) is
 /// refused before anything is written: `check` took any existing dir, wrote a lock,
 /// checkpoints and the clean-shutdown marker into it, took a `backup-2024` directory for a
@@ -1506,7 +1487,7 @@ fn a_dir_that_is_not_a_log_dir_is_refused_and_left_alone() {
     let home = tmp.path().join("home");
     std::fs::create_dir_all(home.join("backup-2024")).unwrap();
     std::fs::write(home.join("notes.txt"), b"x").unwrap();
-    let before = snapshot(&home);
+    let before = dir_snapshot(&home);
     expect(&["check", s(&home)], 2);
     let out = partlog(&[
         "produce",
@@ -1524,19 +1505,19 @@ fn a_dir_that_is_not_a_log_dir_is_refused_and_left_alone() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("is not a log dir"), "{stderr}");
-    assert_eq!(snapshot(&home), before);
+    assert_eq!(dir_snapshot(&home), before);
     assert!(!home.join(".lock").exists());
 
     let logs = tmp.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
     produce_into(&logs);
     let partition = logs.join("orders-0");
-    let before = snapshot(&partition);
+    let before = dir_snapshot(&partition);
     let out = partlog(&["check", s(&partition)]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("partition dir"), "{stderr}");
-    assert_eq!(snapshot(&partition), before);
+    assert_eq!(dir_snapshot(&partition), before);
 }
 
 fn produce_into(dir: &Path) {
@@ -1579,7 +1560,7 @@ fn listing_transactions_changes_nothing() {
     produce_into(tmp.path());
     // As a running broker's dir, or one it left after a crash.
     std::fs::remove_file(tmp.path().join(".kafka_cleanshutdown")).unwrap();
-    let before = snapshot(tmp.path());
+    let before = dir_snapshot(tmp.path());
     let args = [
         "transactions",
         "--dir",
@@ -1594,5 +1575,5 @@ fn listing_transactions_changes_nothing() {
         lines.last().unwrap().contains("0 open transactions"),
         "{lines:?}"
     );
-    assert_eq!(snapshot(tmp.path()), before);
+    assert_eq!(dir_snapshot(tmp.path()), before);
 }

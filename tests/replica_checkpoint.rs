@@ -275,11 +275,17 @@ fn delete_records_racing_ticks_is_durable_when_it_returns() {
     assert_eq!(p.log().log_start_offset(), last);
 }
 
-/// `ReplicaManager::tick` removes the `.deleted` files of its replicas once their delay
-/// (`file_delete_delay_ms`, 60 s) has passed.
-#[test]
-fn a_tick_removes_deleted_files_once_due() {
-    let disk = SimStorage::new(7);
+/// A lone leader on a disk seeded `seed` whose first segment retention deleted: its
+/// files renamed `.deleted`, due after `file_delete_delay_ms`.
+fn with_a_deleted_segment(
+    seed: u64,
+) -> (
+    Arc<SimStorage>,
+    Arc<ManualClock>,
+    ReplicaManager,
+    Arc<Partition>,
+) {
+    let disk = SimStorage::new(seed);
     let clock = Arc::new(ManualClock::new(1_000_000));
     let (manager, p) = open(&disk, &clock);
     lead_and_append(&p, 3);
@@ -288,6 +294,14 @@ fn a_tick_removes_deleted_files_once_due() {
     p.advance_log_start_offset(p.log().log_end_offset())
         .unwrap();
     assert_eq!(p.delete_old_segments().unwrap().segments_deleted, 1);
+    (disk, clock, manager, p)
+}
+
+/// `ReplicaManager::tick` removes the `.deleted` files of its replicas once their delay
+/// (`file_delete_delay_ms`, 60 s) has passed.
+#[test]
+fn a_tick_removes_deleted_files_once_due() {
+    let (disk, clock, manager, _) = with_a_deleted_segment(7);
     let deleted = || {
         let names = disk.storage().list_dir(Path::new("/data/t-0")).unwrap();
         names
@@ -366,15 +380,7 @@ fn a_replica_recovering_holds_up_no_tick() {
 #[test]
 fn a_failed_log_with_deleted_files_due_fails_no_tick() {
     use partlog::io::sim::{FaultKind, SimOp};
-    let disk = SimStorage::new(8);
-    let clock = Arc::new(ManualClock::new(1_000_000));
-    let (manager, p) = open(&disk, &clock);
-    lead_and_append(&p, 3);
-    p.log().force_roll().unwrap();
-    lead_and_append(&p, 3);
-    p.advance_log_start_offset(p.log().log_end_offset())
-        .unwrap();
-    assert_eq!(p.delete_old_segments().unwrap().segments_deleted, 1);
+    let (disk, clock, manager, p) = with_a_deleted_segment(8);
     disk.fail_nth(SimOp::Write, 1, FaultKind::Eio).unwrap();
     assert!(p.append(&mut batch(1, 10, 9), Acks::Leader, 1000).is_err());
     assert!(p.log().check_writable().is_err(), "the log failed");

@@ -566,10 +566,12 @@ impl Partition {
                 self.log.offset_for_timestamp_up_to(timestamp, Some(hw))
             }
             (LATEST_TIMESTAMP, Some(lagging)) => Err(lagging),
-            // Kafka's rule: an answer at or past the HW, or none, is not known yet.
-            (_, Some(lagging)) => match self.log.offset_for_timestamp_up_to(timestamp, None)? {
-                Some(found) if found.offset < hw => Ok(Some(found)),
-                _ => Err(lagging),
+            // Kafka's rule: an answer at or past the HW, or none, is not known yet. Found
+            // below the HW or not at all there: the same as Kafka's search of the whole
+            // log, without reading past the HW, where a cut may be under way.
+            (_, Some(lagging)) => match self.log.offset_for_timestamp_up_to(timestamp, Some(hw))? {
+                Some(found) => Ok(Some(found)),
+                None => Err(lagging),
             },
         }
     }

@@ -352,7 +352,7 @@ impl Segment {
     /// header after the first that does not read ends the slice there: the read that
     /// starts at it meets the damage and reports it.
     pub fn read(&self, from: i64, max_bytes: u64, up_to: i64) -> Result<Option<FileSlice>> {
-        self.read_until(from, max_bytes, up_to, false)
+        self.retry_with_rebuilt_index(|| self.read_once(from, max_bytes, up_to, false))
     }
 
     /// Every batch from the one that holds `from` to below `up_to` ([`Segment::read`]
@@ -360,17 +360,7 @@ impl Segment {
     /// reader that takes the slices of every segment at once, and would skip what lies
     /// past it.
     pub fn read_through(&self, from: i64, up_to: i64) -> Result<Option<FileSlice>> {
-        self.read_until(from, u64::MAX, up_to, true)
-    }
-
-    fn read_until(
-        &self,
-        from: i64,
-        max_bytes: u64,
-        up_to: i64,
-        fail_at_damage: bool,
-    ) -> Result<Option<FileSlice>> {
-        self.retry_with_rebuilt_index(|| self.read_once(from, max_bytes, up_to, fail_at_damage))
+        self.retry_with_rebuilt_index(|| self.read_once(from, u64::MAX, up_to, true))
     }
 
     fn read_once(
