@@ -483,8 +483,14 @@ fn check_exits_non_zero_when_a_partition_cannot_be_opened() {
     let lines = expect(&["check", s(tmp.path()), "--json"], 2);
     let broken = lines.iter().find(|l| l.contains("broken-0")).unwrap();
     assert!(field(broken, "error").is_some(), "{broken}");
+    assert_eq!(field(broken, "type").as_deref(), Some("error"));
     let good = lines.iter().find(|l| l.contains("orders-0")).unwrap();
     assert_eq!(int(good, "log_end_offset"), 10);
+    assert_eq!(field(good, "type").as_deref(), Some("partition"));
+    // The error on stderr too, as every error's.
+    let out = partlog(&["check", s(tmp.path())]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("broken-0: cannot open"), "{stderr}");
     let text = expect(&["check", s(tmp.path())], 2);
     assert!(
         text.iter().any(|l| l.starts_with("broken-0: cannot open")),

@@ -70,8 +70,11 @@ pub fn run(args: &CheckArgs, json: bool) -> CliResult {
             Err(err) => {
                 progress.finish();
                 failed += 1;
+                // The report's line, and the error's on stderr, as every error's.
+                eprintln!("partlog: {name}: cannot open: {err}");
                 emit(&if json {
                     Json::new()
+                        .str("type", "error")
                         .str("partition", &name)
                         .str("error", &err.to_string())
                         .finish()
@@ -135,6 +138,7 @@ fn emit_warning(partition: Option<&str>, warning: &str, json: bool) -> CliResult
 pub fn partition_line(name: &str, report: &RecoveryReport, json: bool) -> String {
     if json {
         let mut j = Json::new()
+            .str("type", "partition")
             .str("partition", name)
             .int("log_start_offset", report.log_start_offset)
             .int("log_end_offset", report.log_end_offset)

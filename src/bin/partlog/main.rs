@@ -32,10 +32,11 @@ use partlog::io::real::RealStorage;
 use partlog::io::Storage;
 use partlog::manager::{LogDir, LogDirOptions};
 
-/// Exit code of a run that found a problem it was asked to look for (invalid bytes, a
-/// partition that does not open, lost data).
+/// Exit code of a run that found a problem it was asked to look for (invalid bytes, data
+/// a recovery cut, lost data).
 pub const EXIT_FAILED: u8 = 1;
-/// Exit code of a run that could not do its work (bad arguments, unreadable input).
+/// Exit code of a run that could not do its work (bad arguments, unreadable input, a
+/// partition that does not open).
 pub const EXIT_ERROR: u8 = 2;
 
 #[derive(Debug, Parser)]
