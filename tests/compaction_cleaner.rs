@@ -729,3 +729,28 @@ fn first_batch(log: &Log) -> (i64, i32, i64) {
         header.last_offset(),
     )
 }
+
+/// A cleaned copy takes the modification time of the last segment it replaces, as
+/// Kafka's cleaner sets it: time retention ages a segment whose records carry no
+/// timestamp (-1, as old clients write) by that time, and each cleaning used to make such
+/// a segment young again, so that a regularly cleaned `compact,delete` log never expired.
+#[test]
+fn a_cleaned_segment_keeps_the_modification_time_of_what_it_replaces() {
+    let disk = SimStorage::new(12);
+    let clock = Arc::new(ManualClock::new(NOW));
+    disk.set_clock(clock.clone());
+    let (dir, cleaner, log) = eager_dir(&disk);
+    fill(&log, 10, 3, -1);
+    let written = log.segments()[0].modified_ms().unwrap();
+    assert!(written <= NOW);
+    let day = 86_400_000;
+    clock.advance_ms(day);
+    let mut cleaned = false;
+    while let CleanOutcome::Cleaned { report, .. } = cleaner.clean_once(&dir, NOW + day).unwrap() {
+        cleaned |= report.segments_after > 0;
+    }
+    assert!(cleaned, "a copy was swapped in");
+    for segment in log.inactive_segments() {
+        assert_eq!(segment.retention_timestamp().unwrap(), written);
+    }
+}

@@ -118,6 +118,9 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
     /// backend's mtime; the simulated disk stamps writes with its clock, see
     /// [`sim::SimStorage::set_clock`]).
     fn modified_ms(&self) -> Result<i64>;
+    /// Sets the file's modification time (`ms` since the Unix epoch): a cleaned copy takes
+    /// the time of the segments it replaces, as Kafka's cleaner sets it.
+    fn set_modified_ms(&self, ms: i64) -> Result<()>;
     /// Maps the first `len` bytes of the file for reading and writing. The file must be at
     /// least `len` bytes long.
     fn map_mut(&self, len: usize) -> Result<Box<dyn MapMut>>;

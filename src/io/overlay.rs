@@ -349,6 +349,11 @@ impl StorageFile for OverlayFile {
         Ok(())
     }
 
+    fn set_modified_ms(&self, ms: i64) -> Result<()> {
+        lock(&self.layer).modified_ms = ms;
+        Ok(())
+    }
+
     fn modified_ms(&self) -> Result<i64> {
         Ok(lock(&self.layer).modified_ms)
     }

@@ -351,6 +351,13 @@ impl StorageFile for RealFile {
         }
     }
 
+    fn set_modified_ms(&self, ms: i64) -> Result<()> {
+        let since = std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+        self.file
+            .set_modified(std::time::UNIX_EPOCH + since)
+            .map_err(|e| Error::io("set the modification time of", &self.path, e))
+    }
+
     fn modified_ms(&self) -> Result<i64> {
         let modified = self
             .file

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use super::Log;
 use crate::error::{Error, Result};
-use crate::io::StreamFile;
+use crate::io::{OpenMode, StreamFile};
 use crate::segment::{files, FileSlice, Segment};
 
 /// A cleaning under way on a log; the next may start when it is dropped.
@@ -197,6 +197,17 @@ impl Log {
         }
         let bases: Vec<i64> = groups.iter().map(|g| g[0].base_offset()).collect();
         let swap = || -> Result<Vec<Arc<Segment>>> {
+            // Each copy has the modification time of the last segment it replaces, as
+            // Kafka's cleaner gives it: time retention ages a segment without timestamps
+            // by it, and a cleaning would otherwise make its records young again.
+            for (group, &base) in groups.iter().zip(&bases) {
+                if let Some(last) = group.last() {
+                    let copy = self
+                        .storage
+                        .open(&self.cleaned_path(base), OpenMode::ReadWrite)?;
+                    copy.set_modified_ms(last.modified_ms()?)?;
+                }
+            }
             // Newest first, each rename durable before the next: recovery deletes the
             // swaps at or above the lowest `.cleaned` left, so a crash midway undoes all.
             for &base in bases.iter().rev() {

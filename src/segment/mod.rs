@@ -543,8 +543,13 @@ impl Segment {
     pub fn retention_timestamp(&self) -> Result<i64> {
         match self.largest_timestamp()? {
             ts if ts >= 0 => Ok(ts),
-            _ => self.log.modified_ms(),
+            _ => self.modified_ms(),
         }
+    }
+
+    /// The `.log` file's modification time.
+    pub fn modified_ms(&self) -> Result<i64> {
+        self.log.modified_ms()
     }
 
     /// The newest indexed timestamp, then the batches after the last indexed position.

@@ -178,6 +178,13 @@ impl StorageFile for SimFile {
         })
     }
 
+    fn set_modified_ms(&self, ms: i64) -> Result<()> {
+        self.with("utimes", None, |inner, ino| {
+            data(inner, ino)?.modified_ms = ms;
+            Ok(())
+        })
+    }
+
     fn modified_ms(&self) -> Result<i64> {
         self.with("stat", None, |inner, ino| Ok(data(inner, ino)?.modified_ms))
     }
