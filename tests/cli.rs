@@ -1516,7 +1516,7 @@ fn a_dir_that_is_not_a_log_dir_is_refused_and_left_alone() {
 
     let logs = tmp.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
-    produce_into(&logs);
+    produce(&logs, 20, 10);
     let partition = logs.join("orders-0");
     let before = dir_snapshot(&partition);
     let out = partlog(&["check", s(&partition)]);
@@ -1526,31 +1526,12 @@ fn a_dir_that_is_not_a_log_dir_is_refused_and_left_alone() {
     assert_eq!(dir_snapshot(&partition), before);
 }
 
-fn produce_into(dir: &Path) {
-    expect(
-        &[
-            "produce",
-            "--dir",
-            s(dir),
-            "--topic",
-            "orders",
-            "--partition",
-            "0",
-            "--records",
-            "20",
-            "--record-bytes",
-            "10",
-        ],
-        0,
-    );
-}
-
 /// `clean` that fails (a mistyped topic) puts the clean-shutdown marker back: opening the
 /// dir had removed it, and the broker's next start recovered every partition.
 #[test]
 fn a_failed_clean_keeps_the_clean_shutdown_marker() {
     let tmp = tempfile::tempdir().unwrap();
-    produce_into(tmp.path());
+    produce(tmp.path(), 20, 10);
     let marker = tmp.path().join(".kafka_cleanshutdown");
     assert!(marker.exists());
     expect(&["clean", "--dir", s(tmp.path()), "--topic", "ordres"], 2);
@@ -1563,7 +1544,7 @@ fn a_failed_clean_keeps_the_clean_shutdown_marker() {
 #[test]
 fn listing_transactions_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    produce_into(tmp.path());
+    produce(tmp.path(), 20, 10);
     // As a running broker's dir, or one it left after a crash.
     std::fs::remove_file(tmp.path().join(".kafka_cleanshutdown")).unwrap();
     let before = dir_snapshot(tmp.path());

@@ -15,6 +15,15 @@ fn each(scenario: impl Fn(&Backend)) {
     }
 }
 
+/// The bytes of the first read of `log` from offset 0 (up to 1 MiB).
+fn first_bytes(log: &Log) -> Vec<u8> {
+    log.read(0, 1 << 20, None)
+        .unwrap()
+        .expect("data at 0")
+        .to_vec()
+        .unwrap()
+}
+
 fn append(log: &Log, records: usize, ts: i64) -> (i64, i64) {
     let mut b = batch(records, 100, ts);
     let info = log.append_as_leader(&mut b, 3).expect("append");
@@ -28,12 +37,7 @@ fn leader_append_assigns_offsets_and_epoch() {
         assert_eq!(append(&log, 3, 10), (0, 2));
         assert_eq!(append(&log, 1, 20), (3, 3));
         assert_eq!(log.log_end_offset(), 4);
-        let bytes = log
-            .read(0, 1 << 20, None)
-            .unwrap()
-            .unwrap()
-            .to_vec()
-            .unwrap();
+        let bytes = first_bytes(&log);
         let first = partlog::record::Batch::parse(&bytes).unwrap();
         assert_eq!(first.header().partition_leader_epoch, 3);
         first.validate().unwrap();
@@ -592,12 +596,7 @@ fn log_append_time_batches_are_stamped_with_the_clock() {
         let mut b = builder.build().unwrap();
         let info = log.append_as_leader(&mut b, 3).unwrap();
         assert_eq!(info.max_timestamp, 1_000_000);
-        let bytes = log
-            .read(0, 1 << 20, None)
-            .unwrap()
-            .unwrap()
-            .to_vec()
-            .unwrap();
+        let bytes = first_bytes(&log);
         let batch = partlog::record::Batch::parse(&bytes).unwrap();
         batch.validate().unwrap();
         assert_eq!(batch.header().max_timestamp, 1_000_000);
@@ -673,12 +672,7 @@ fn the_leader_writes_the_records_max_timestamp_in_the_header() {
             let info = log.append_as_leader(&mut bytes, 3).unwrap();
             assert_eq!((info.first_offset, info.max_timestamp), (first, 2_000));
         }
-        let bytes = log
-            .read(0, 1 << 20, None)
-            .unwrap()
-            .unwrap()
-            .to_vec()
-            .unwrap();
+        let bytes = first_bytes(&log);
         for batch in partlog::record::batches(&bytes) {
             let batch: Batch<'_> = batch.unwrap();
             batch.validate().unwrap();
@@ -712,12 +706,7 @@ fn a_negative_value_length_below_minus_one_reads_as_null() {
         let (log, report) = common::reopen(backend, "t-0", LogConfig::default(), false, Some(0));
         assert!(report.damage.is_none(), "{report:?}");
         assert_eq!(read_all(&log), vec![(0, 0), (1, 2)]);
-        let bytes = log
-            .read(0, 1 << 20, None)
-            .unwrap()
-            .unwrap()
-            .to_vec()
-            .unwrap();
+        let bytes = first_bytes(&log);
         let batch = Batch::parse(&bytes).unwrap();
         let record = batch.records().unwrap().next().unwrap().unwrap();
         assert_eq!((record.key, record.value), (Some(&b"k"[..]), None));

@@ -285,10 +285,7 @@ fn with_a_deleted_segment(
     ReplicaManager,
     Arc<Partition>,
 ) {
-    let disk = SimStorage::new(seed);
-    let clock = Arc::new(ManualClock::new(1_000_000));
-    let (manager, p) = open(&disk, &clock);
-    lead_and_append(&p, 3);
+    let (disk, clock, manager, p) = flushed_leader(seed, 3);
     p.log().force_roll().unwrap();
     lead_and_append(&p, 3);
     p.advance_log_start_offset(p.log().log_end_offset())
