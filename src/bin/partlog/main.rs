@@ -197,10 +197,10 @@ pub fn check_log_dir(storage: &dyn Storage, dir: &std::path::Path) -> CliResult<
     refuse(": no checkpoint, no partition with a segment")
 }
 
-/// A log dir a command opened on the disk, closed when dropped on the way out of an error
-/// too (as [`OpenedPartition`]): opening it removed the clean-shutdown marker, which a
-/// broker starting after a failed command would otherwise miss, and recover every
-/// partition. A close that fails leaves the marker unwritten, as it should.
+/// A log dir a command opened, closed when dropped on the way out of an error too:
+/// opening it removed the clean-shutdown marker, which a broker starting after a failed
+/// command would otherwise miss, and recover every partition. A close that fails leaves
+/// the marker unwritten, as it should.
 pub struct OpenedDir(Option<LogDir>);
 
 impl OpenedDir {
@@ -299,29 +299,17 @@ impl IfMissing {
 }
 
 /// A partition a command opened, with its log dir: closed by [`OpenedPartition::close`],
-/// or when dropped on the way out of an error, so that a command that fails on bad input
-/// (a fenced epoch, say) leaves the dir as it found it, clean-shutdown marker included.
+/// or, as an [`OpenedDir`], when dropped on the way out of an error, so that a command
+/// that fails on bad input (a fenced epoch, say) leaves the dir as it found it,
+/// clean-shutdown marker included.
 pub struct OpenedPartition {
-    dir: Option<LogDir>,
+    dir: OpenedDir,
     pub log: Arc<partlog::log::Log>,
 }
 
 impl OpenedPartition {
-    pub fn close(mut self) -> CliResult<()> {
-        match self.dir.take() {
-            Some(dir) => Ok(dir.close()?),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for OpenedPartition {
-    fn drop(&mut self) {
-        if let Some(dir) = self.dir.take() {
-            // The command fails with its own error; a close that fails too leaves the
-            // marker unwritten, as it should.
-            let _ = dir.close();
-        }
+    pub fn close(self) -> CliResult<()> {
+        self.dir.close()
     }
 }
 
@@ -361,24 +349,14 @@ pub fn open_partition_in(
             tp.dir_name()
         )));
     }
-    let log_dir = LogDir::open(storage, &p.dir, LogDirOptions::default())?;
+    // Dropped on an error, the dir closes as it was found.
+    let dir = OpenedDir::new(LogDir::open(storage, &p.dir, LogDirOptions::default())?);
     let opened = match tp.topic == partlog::offsets::OFFSETS_TOPIC {
-        true => log_dir.open_log_with(&tp, clean::topic_config(&tp.topic)),
-        false => log_dir.open_log(&tp),
+        true => dir.open_log_with(&tp, clean::topic_config(&tp.topic)),
+        false => dir.open_log(&tp),
     };
-    let mut opened = OpenedPartition {
-        log: match opened {
-            Ok((log, _report)) => log,
-            Err(err) => {
-                // Closed as found: the other partitions' logs are not open.
-                let _ = log_dir.close();
-                return Err(err.into());
-            }
-        },
-        dir: None,
-    };
-    opened.dir = Some(log_dir);
-    Ok(opened)
+    let (log, _report) = opened?;
+    Ok(OpenedPartition { dir, log })
 }
 
 fn main() -> ExitCode {
