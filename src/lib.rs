@@ -22,5 +22,14 @@ pub mod replica;
 pub mod segment;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+
+/// Takes `mutex`, also after a panic in another holder: every state partlog keeps under a
+/// mutex is changed in steps that each leave it whole, and a panic (a bug, which the
+/// cleaner contains) must not take the other threads' locks with it.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 pub use config::{CleanupPolicy, LogConfig};
 pub use error::{Error, Result};

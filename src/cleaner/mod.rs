@@ -29,6 +29,7 @@ mod rewrite;
 mod superseded;
 mod transactions;
 
+use crate::lock;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -276,10 +277,6 @@ fn contained<T>(clean: impl FnOnce() -> Result<T>) -> std::result::Result<T, Str
             Err(format!("the cleaning panicked (a bug): {what}"))
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What a cleaning that could not begin depended on: where the dirty range begins, the

@@ -8,12 +8,13 @@
 //! its lock file already exists, so a dry run still excludes a broker that has the dir
 //! open; elsewhere they are held in memory only, so that the run creates no lock file.
 
+use crate::lock;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU8;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use super::{shared_bytes, DirEntry, DirLock, MapMut, OpenMode, Storage, StorageFile};
 use crate::error::{Error, Result};
@@ -95,10 +96,6 @@ impl Layer {
         }
         self.len = len;
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn not_found(op: &'static str, path: &Path) -> Error {

@@ -176,9 +176,8 @@ impl Log {
         // rebuilt from the batches is written at once.
         let (start, end) = (log.log_start_offset(), log.log_end_offset());
         log.change_epochs(true, |cache| {
-            let stale = last_batch.is_some_and(|h| {
-                cache.drop_epochs_the_log_lacks(h.partition_leader_epoch, h.next_offset())
-            });
+            let stale =
+                last_batch.is_some() && cache.drop_epochs_the_log_lacks(latest_epoch, data_end);
             epochs_dirty | cache.truncate_from_end(data_end) | stale
         })?;
         // The log start can come back lower than the cache's (it is checkpointed lazily):

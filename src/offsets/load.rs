@@ -84,7 +84,7 @@ impl OffsetsStore {
     /// view loaded in an epoch its replica no longer leads says so too.
     pub fn load_step(&self, index: u32) -> Result<LoadProgress> {
         let partition = self.partition(index)?;
-        let mut hosted = super::lock(&partition);
+        let mut hosted = crate::lock(&partition);
         let h = &mut *hosted;
         let log = h.replica.log().clone();
         let leads = h.leads();

@@ -27,6 +27,7 @@ pub mod codec;
 mod load;
 mod view;
 
+use crate::lock;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -180,12 +181,6 @@ impl Membership {
     }
 }
 
-/// Takes `mutex`, also after a panic in another holder (the state it guards is
-/// replaced whole by each step that changes it).
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl OffsetsStore {
     pub fn new(config: OffsetsConfig, clock: Arc<dyn Clock>) -> OffsetsStore {
         OffsetsStore {
@@ -206,7 +201,7 @@ impl OffsetsStore {
     }
 
     fn hosted(&self) -> MutexGuard<'_, BTreeMap<u32, Arc<Mutex<Hosted>>>> {
-        self.hosted.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.hosted)
     }
 
     /// Partition `index`, found under the map's lock and returned without it;

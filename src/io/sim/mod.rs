@@ -47,7 +47,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use faults::{FaultKind, FaultPlan, SimCounters, SimOp, EIO, ENOSPC};
 pub use file::{FILE_BYTES_MAX, SECTOR_BYTES};
@@ -112,10 +112,8 @@ impl fmt::Debug for Inner {
 
 type Shared = Arc<Mutex<Inner>>;
 
-fn lock(shared: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
-    // A panic while holding the lock (a failed test assertion) must not hide the disk.
-    shared.lock().unwrap_or_else(PoisonError::into_inner)
-}
+// A panic while holding the lock (a failed test assertion) must not hide the disk.
+use crate::lock;
 
 impl Inner {
     fn sync_held(&self, path: &Path) -> bool {
