@@ -24,13 +24,14 @@ pub const DEFAULT_DELETE_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// Kafka's `cleanup.policy`: what happens to old data.
 ///
-/// It also tells recovery and follower appends whether offsets may have gaps. Only
-/// compaction removes records from the middle of a log, so a log whose policy does not
-/// compact holds consecutive offsets: each batch starts at the offset after the previous
-/// one. partlog enforces that on such logs, which lets recovery catch a torn write that
-/// raised a base offset (the CRC does not cover it). A log that was ever compacted must
-/// therefore keep a compacting policy; switching one back to `Delete` makes its gaps look
-/// like damage.
+/// It also tells whether offsets may have gaps. Only compaction removes records from the
+/// middle of a log, so a log that was never compacted holds consecutive offsets: each
+/// batch starts at the offset after the previous one. partlog checks that in recovery,
+/// which so catches a torn write that raised a base offset (the CRC does not cover it).
+/// A log opened with a compacting policy is marked for good (the dir's
+/// [`crate::log::GAPS_FILE_NAME`] file), and so is one whose follower appends copied a
+/// leader's gaps: reopened under `Delete`, such a log keeps the rules of a compacted one
+/// ([`crate::log::Log::may_have_gaps`]), and its gaps are no damage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CleanupPolicy {
     /// Old segments are deleted by time and size retention (Kafka's default).

@@ -2,9 +2,10 @@
 
 mod common;
 
-use common::{backends, batch, follower_batch, open, read_all, small_config, Backend};
+use common::{backends, batch, follower_batch, open, read_all, reopen, small_config, Backend};
 use partlog::log::{
-    Log, EARLIEST_LOCAL_TIMESTAMP, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, MAX_TIMESTAMP,
+    Log, EARLIEST_LOCAL_TIMESTAMP, EARLIEST_TIMESTAMP, GAPS_FILE_NAME, LATEST_TIMESTAMP,
+    MAX_TIMESTAMP,
 };
 use partlog::record::BatchError;
 use partlog::{CleanupPolicy, Error, LogConfig};
@@ -103,35 +104,81 @@ fn follower_append_keeps_offsets_and_rejects_old_ones() {
     });
 }
 
+/// A follower takes its leader's gaps under any policy, as Kafka's does: a leader's log has
+/// them wherever it was compacted, whatever its policy now. The first gap marks the log
+/// (durably, in its dir) as one that may have gaps, and recovery then keeps them.
 #[test]
-fn follower_append_refuses_gaps_in_a_log_without_compaction() {
+fn follower_append_takes_gaps_in_a_log_without_compaction_and_marks_it() {
     each(|backend| {
-        let (log, _) = open(backend, "t-0", LogConfig::default());
+        let config = LogConfig::default();
+        let marker = backend.root.join("t-0").join(GAPS_FILE_NAME);
+        let (log, _) = open(backend, "t-0", config.clone());
         log.append_as_follower(&follower_batch(2, 0)).unwrap();
-        let err = log.append_as_follower(&follower_batch(2, 5)).unwrap_err();
+        assert!(!log.may_have_gaps());
+        assert!(!backend.storage.exists(&marker));
+        // Below the log end is still refused, and nothing is written.
+        let err = log.append_as_follower(&follower_batch(1, 1)).unwrap_err();
         assert!(
             matches!(
                 err,
                 Error::InvalidOffset {
-                    base_offset: 5,
+                    base_offset: 1,
                     expected: 2
                 }
             ),
             "{err}"
         );
-        // A gap between two batches of one append is refused too, and nothing is written.
-        let mut two = follower_batch(1, 2);
-        two.extend(follower_batch(1, 4));
-        assert!(matches!(
-            log.append_as_follower(&two),
-            Err(Error::InvalidOffset {
-                base_offset: 4,
-                expected: 3
-            })
-        ));
-        assert_eq!(log.log_end_offset(), 2);
-        log.append_as_follower(&follower_batch(1, 2)).unwrap();
-        assert_eq!(read_all(&log), vec![(0, 1), (2, 2)]);
+        log.append_as_follower(&follower_batch(2, 5)).unwrap();
+        assert!(log.may_have_gaps());
+        assert!(backend.storage.exists(&marker), "{}", backend.name);
+        // A gap between two batches of one append.
+        let mut two = follower_batch(1, 7);
+        two.extend(follower_batch(1, 9));
+        log.append_as_follower(&two).unwrap();
+        let written = vec![(0, 1), (5, 6), (7, 7), (9, 9)];
+        assert_eq!(read_all(&log), written);
+        drop(log);
+        // Recovered from its start, still under `Delete`: the gaps are no damage.
+        let (log, report) = reopen(backend, "t-0", config, false, Some(0));
+        assert!(report.damage.is_none(), "{}: {report:?}", backend.name);
+        assert!(log.may_have_gaps());
+        assert_eq!(read_all(&log), written);
+        assert_eq!(log.log_end_offset(), 10);
+    });
+}
+
+/// A log compacted once keeps its gaps when it is reopened under `Delete` (Kafka lets a
+/// topic's `cleanup.policy` go from `compact` to `delete`): recovery from its start does
+/// not read the gaps the cleaner left, inside segments and between them, as damage.
+#[test]
+fn a_compacted_log_reopened_under_delete_keeps_its_gaps() {
+    each(|backend| {
+        let compact = LogConfig {
+            cleanup_policy: CleanupPolicy::Compact,
+            ..small_config()
+        };
+        let (log, _) = open(backend, "t-0", compact.clone());
+        let mut base = 0;
+        for i in 0..160 {
+            // Gaps of 0 to 3 offsets, as a cleaned leader's segments have them.
+            base += i % 4;
+            let info = log.append_as_follower(&follower_batch(3, base)).unwrap();
+            base = info.last_offset + 1;
+        }
+        let written = read_all(&log);
+        assert!(log.segments().len() > 3, "{}", log.segments().len());
+        drop(log);
+        let delete = LogConfig {
+            cleanup_policy: CleanupPolicy::Delete,
+            ..compact
+        };
+        let (log, report) = reopen(backend, "t-0", delete, false, Some(0));
+        assert!(report.damage.is_none(), "{}: {report:?}", backend.name);
+        assert_eq!(read_all(&log), written, "{}", backend.name);
+        assert_eq!(log.log_end_offset(), base);
+        // And it goes on taking gaps after a crash-free restart too.
+        log.append_as_follower(&follower_batch(1, base + 2))
+            .unwrap();
     });
 }
 

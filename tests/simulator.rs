@@ -7,7 +7,12 @@
 //! SIM_SEED=1234 cargo test --release --test simulator    # replay one seed, with its trace
 //! SIM_SEEDS=1000000 SIM_SEED_BASE=5000000 cargo test --release --test simulator -- --nocapture
 //! SIM_STEPS=1000 SIM_THREADS=8 ...                       # longer runs, more threads
+//! SIM_SWITCH_SEEDS=100000 cargo test --release --test simulator policy_switch_seeds
 //! ```
+//!
+//! `policy_switch_seeds` runs worlds whose log goes back and forth between `Compact` and
+//! `Delete` at restarts (`World::switching`); its variables are `SIM_SWITCH_SEED`,
+//! `SIM_SWITCH_SEEDS` and `SIM_SWITCH_SEED_BASE`.
 //!
 //! Every seed runs on its own disk under `catch_unwind`, so a panic anywhere (a failed check
 //! or the engine itself) becomes a report naming the seed, its last operations and the
@@ -49,6 +54,8 @@ use world::{Restart, Stats, Trace, World};
 /// `stale_time_index_entry_after_truncation_append_and_flush`).
 const DEFAULT_SEEDS: u64 = 4_000;
 const DEFAULT_STEPS: u64 = 200;
+/// Seeds of [`World::switching`] run by default.
+const DEFAULT_SWITCH_SEEDS: u64 = 1_000;
 /// Failing seeds reported in full; the rest are only counted.
 const FAILURES_SHOWN: usize = 5;
 
@@ -87,10 +94,37 @@ fn replay_seeds(seeds: &[u64]) {
 }
 
 fn run_seed(seed: u64, steps: u64) -> Result<Stats, String> {
+    run_seed_of(Family::PLAIN, seed, steps)
+}
+
+/// A kind of world, with the test that runs it and its seed variables.
+#[derive(Clone, Copy)]
+struct Family {
+    make: fn(u64, Trace) -> World,
+    test: &'static str,
+    /// Prefix of its variables: `<prefix>_SEED`, `<prefix>_SEEDS`, `<prefix>_SEED_BASE`.
+    prefix: &'static str,
+}
+
+impl Family {
+    const PLAIN: Family = Family {
+        make: World::new,
+        test: "random_seeds",
+        prefix: "SIM",
+    };
+    const SWITCHING: Family = Family {
+        make: World::switching,
+        test: "policy_switch_seeds",
+        prefix: "SIM_SWITCH",
+    };
+}
+
+fn run_seed_of(family: Family, seed: u64, steps: u64) -> Result<Stats, String> {
     let replay = format!(
-        "SIM_SEED={seed} SIM_STEPS={steps} cargo test --release --test simulator random_seeds"
+        "{}_SEED={seed} SIM_STEPS={steps} cargo test --release --test simulator {}",
+        family.prefix, family.test
     );
-    run_world(seed, &replay, World::new, |w| {
+    run_world(seed, &replay, family.make, |w| {
         for _ in 0..steps {
             w.step();
         }
@@ -118,7 +152,13 @@ fn quiet_worker_panics() {
 }
 
 /// Runs seeds `base..base + count` on `threads` threads; returns stats and failures.
-fn run_many(base: u64, count: u64, steps: u64, threads: usize) -> (Stats, u64, Vec<String>) {
+fn run_many(
+    family: Family,
+    base: u64,
+    count: u64,
+    steps: u64,
+    threads: usize,
+) -> (Stats, u64, Vec<String>) {
     quiet_worker_panics();
     let next = Arc::new(AtomicU64::new(0));
     let shared = Arc::new(Mutex::new((Stats::default(), 0u64, Vec::new())));
@@ -132,7 +172,7 @@ fn run_many(base: u64, count: u64, steps: u64, threads: usize) -> (Stats, u64, V
                     if i >= count {
                         break;
                     }
-                    let result = run_seed(base + i, steps);
+                    let result = run_seed_of(family, base + i, steps);
                     let mut g = shared.lock().unwrap_or_else(|e| e.into_inner());
                     match result {
                         Ok(stats) => g.0.add(&stats),
@@ -156,24 +196,39 @@ fn run_many(base: u64, count: u64, steps: u64, threads: usize) -> (Stats, u64, V
 
 #[test]
 fn random_seeds() {
+    run_family(Family::PLAIN, DEFAULT_SEEDS);
+}
+
+/// Seeds of [`World::switching`]: a log compacted once, or that copied a leader's gaps,
+/// keeps its gaps through every restart, under `Delete` as under `Compact`.
+#[test]
+fn policy_switch_seeds() {
+    run_family(Family::SWITCHING, DEFAULT_SWITCH_SEEDS);
+}
+
+/// Runs `<prefix>_SEED` alone if set, else `<prefix>_SEEDS` seeds (`default`) from
+/// `<prefix>_SEED_BASE`.
+fn run_family(family: Family, default: u64) {
+    let var = |name: &str| env_u64(&format!("{}_{name}", family.prefix));
     let steps = env_u64("SIM_STEPS").unwrap_or(DEFAULT_STEPS);
-    if let Some(seed) = env_u64("SIM_SEED") {
-        match run_seed(seed, steps) {
+    if let Some(seed) = var("SEED") {
+        match run_seed_of(family, seed, steps) {
             Ok(stats) => println!("seed {seed} passed: {stats:?}"),
             Err(report) => panic!("{report}"),
         }
         return;
     }
-    let count = env_u64("SIM_SEEDS").unwrap_or(DEFAULT_SEEDS);
-    let base = env_u64("SIM_SEED_BASE").unwrap_or(0);
+    let count = var("SEEDS").unwrap_or(default);
+    let base = var("SEED_BASE").unwrap_or(0);
     let threads = env_u64("SIM_THREADS").map_or_else(
         || std::thread::available_parallelism().map_or(2, |n| n.get()),
         |t| t.max(1) as usize,
     );
     let started = Instant::now();
-    let (stats, failed, reports) = run_many(base, count, steps, threads);
+    let (stats, failed, reports) = run_many(family, base, count, steps, threads);
     println!(
-        "simulator: {count} seeds x {steps} steps on {threads} threads in {:.1?}: {stats:?}",
+        "{}: {count} seeds x {steps} steps on {threads} threads in {:.1?}: {stats:?}",
+        family.test,
         started.elapsed()
     );
     assert!(

@@ -64,8 +64,16 @@ pub struct DirEntry {
 pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// Opens `path` as `mode` says. Missing files are an `Io` error of kind `NotFound`.
     fn open(&self, path: &Path, mode: OpenMode) -> Result<Arc<dyn StorageFile>>;
-    /// True when `path` names an existing file or directory.
-    fn exists(&self, path: &Path) -> bool;
+    /// True when `path` names an existing file or directory; false also when that cannot
+    /// be told (a `stat` that fails other than with "not found"): see
+    /// [`Storage::try_exists`] where the difference matters.
+    fn exists(&self, path: &Path) -> bool {
+        self.try_exists(path).unwrap_or(false)
+    }
+    /// Whether `path` names an existing file or directory, or the error that kept it from
+    /// being told: for a decision that must not take a failed `stat` for a missing file,
+    /// as a log's open reading its dir's markers.
+    fn try_exists(&self, path: &Path) -> Result<bool>;
     /// Creates `path` and its missing parents.
     fn create_dir_all(&self, path: &Path) -> Result<()>;
     /// Lists the entries of `dir`, sorted by name.

@@ -178,11 +178,12 @@ impl Storage for OverlayStorage {
         }))
     }
 
-    fn exists(&self, path: &Path) -> bool {
+    fn try_exists(&self, path: &Path) -> Result<bool> {
         let state = lock(&self.state);
         match state.files.get(path) {
-            Some(entry) => entry.is_some(),
-            None => state.dirs.contains(path) || self.base.exists(path),
+            Some(entry) => Ok(entry.is_some()),
+            None if state.dirs.contains(path) => Ok(true),
+            None => self.base.try_exists(path),
         }
     }
 

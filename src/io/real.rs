@@ -54,8 +54,8 @@ impl Storage for RealStorage {
         }))
     }
 
-    fn exists(&self, path: &Path) -> bool {
-        path.exists()
+    fn try_exists(&self, path: &Path) -> Result<bool> {
+        path.try_exists().map_err(|e| Error::io("stat", path, e))
     }
 
     fn create_dir_all(&self, path: &Path) -> Result<()> {

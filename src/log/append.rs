@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::{Log, Writer};
 use crate::error::{Error, Result};
+use crate::io::OpenMode;
 use crate::record::{
     self, Batch, BatchError, BatchHeader, TimestampType, HEADER_LEN, NO_PRODUCER_ID, NO_TIMESTAMP,
 };
@@ -142,18 +143,18 @@ impl Log {
     }
 
     /// Appends batches as a follower: offsets are kept as the leader assigned them. The
-    /// first batch must start at or above the log end offset and offsets must increase; on
-    /// a log that does not compact ([`CleanupPolicy::compacts`]) every batch must start
-    /// exactly where the log, or the previous batch, ends. Offsets that overflow an `i64`
-    /// are refused. A batch larger than `max_message_bytes` is taken, as Kafka's follower
-    /// takes it: its leader did.
-    ///
-    /// [`CleanupPolicy::compacts`]: crate::config::CleanupPolicy::compacts
+    /// first batch must start at or above the log end offset and offsets must increase,
+    /// with gaps or without, as Kafka's follower takes them: a leader's log holds gaps
+    /// wherever it was compacted, under whatever policy it has now. The first append that
+    /// leaves a gap in a log without any syncs the log and marks it durably as one that
+    /// may have gaps ([`Log::may_have_gaps`]) before it writes. Offsets that overflow an
+    /// `i64` are refused. A batch larger than `max_message_bytes` is taken, as Kafka's
+    /// follower takes it: its leader did.
     pub fn append_as_follower(&self, batches: &[u8]) -> Result<AppendInfo> {
         let mut writer = self.writer()?;
-        let gaps_allowed = self.config.cleanup_policy.compacts();
         let log_end_offset = self.log_end_offset();
         let mut first = None;
+        let mut leaves_gap = false;
         let mut epoch = self.latest_epoch();
         let info = self.scan_input(batches, None, |batch, next| {
             batch.verify_crc()?;
@@ -165,26 +166,42 @@ impl Log {
             } else {
                 next
             };
-            let continues = if gaps_allowed {
-                header.base_offset >= expected
-            } else {
-                header.base_offset == expected
-            };
-            if !continues {
+            if header.base_offset < expected {
                 return Err(Error::InvalidOffset {
                     base_offset: header.base_offset,
                     expected,
                 });
             }
+            leaves_gap |= header.base_offset > expected;
             first.get_or_insert(header.base_offset);
             Ok(header.checked_next_offset()? - 1)
         })?;
+        if leaves_gap && !self.may_have_gaps() {
+            self.mark_gaps(&mut writer)?;
+        }
         let info = AppendInfo {
             first_offset: first.unwrap_or(log_end_offset),
             ..info
         };
         self.append_locked(&mut writer, batches, &info, epoch)?;
         Ok(info)
+    }
+
+    /// Marks the log, durably, as one whose offsets may have gaps (see
+    /// [`Log::may_have_gaps`]): at the open of a compacting log not marked yet, or before
+    /// the first batch that leaves a gap is written. Every segment is synced first: from
+    /// then on recovery no longer checks that offsets follow each other (rolls sync
+    /// instead), so a hole that a crash made in what came before would go unseen.
+    pub(super) fn mark_gaps(&self, writer: &mut Writer) -> Result<()> {
+        for segment in self.segments().iter() {
+            segment.flush()?;
+        }
+        self.storage
+            .open(&self.dir.join(super::GAPS_FILE_NAME), OpenMode::Create)?;
+        self.storage.sync_dir(&self.dir)?;
+        writer.dir_dirty = false;
+        self.may_have_gaps.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// Walks the batches of an append, parsing each once, checking sizes and calling
@@ -267,14 +284,10 @@ impl Log {
             return Self::fail(writer, err);
         }
         // A compacted log's batches may leave gaps; each that does gets its index witness.
-        let gaps_after = self
-            .config
-            .cleanup_policy
-            .compacts()
-            .then(|| match writer.file_end {
-                Some(end) if end >= active.base_offset() => end,
-                _ => self.log_end_offset().max(active.base_offset()),
-            });
+        let gaps_after = self.may_have_gaps().then(|| match writer.file_end {
+            Some(end) if end >= active.base_offset() => end,
+            _ => self.log_end_offset().max(active.base_offset()),
+        });
         if let Err(err) = active.append(batches, gaps_after) {
             return Self::fail(writer, err);
         }
@@ -346,7 +359,7 @@ impl Log {
             return self.roll(writer, base_offset);
         }
         // Room for one entry, or for a compacted log's witness per batch.
-        let entries = if self.config.cleanup_policy.compacts() {
+        let entries = if self.may_have_gaps() {
             info.batches
         } else {
             1
@@ -375,19 +388,19 @@ impl Log {
         // the next checkpoint) it can lie past the segment being closed: make the segment
         // durable then, so that skipping it is safe.
         //
-        // A compacted log is made durable at every roll, with the new segment's name: its
-        // offsets may have gaps, so recovery cannot tell a segment that a power loss took
+        // A log whose offsets may have gaps (a compacted one) is made durable at every roll,
+        // with the new segment's name: recovery cannot tell a segment that a power loss took
         // (while a later one survived) from records the cleaner removed. Synced here, a
         // closed segment is never lost, and only the active segment's tail can be, which
-        // recovery cuts and the replica fetches again. (A log that does not compact finds
+        // recovery cuts and the replica fetches again. (A log with consecutive offsets finds
         // such a hole by its offsets instead, and rolls without waiting for the disk.)
-        let compacts = self.config.cleanup_policy.compacts();
-        if compacts || self.checkpoint_ceiling.load(Ordering::Acquire) >= base_offset {
+        let gaps = self.may_have_gaps();
+        if gaps || self.checkpoint_ceiling.load(Ordering::Acquire) >= base_offset {
             active.flush()?;
         }
         let segment = self.new_segment(base_offset)?;
         writer.dir_dirty = true;
-        if compacts {
+        if gaps {
             self.storage.sync_dir(&self.dir)?;
             writer.dir_dirty = false;
         }

@@ -51,6 +51,12 @@ type SegmentList = Arc<Vec<Arc<Segment>>>;
 /// [`Log::latest_epoch`] of a log without batches (Kafka's "no partition leader epoch").
 pub const NO_EPOCH: i32 = -1;
 
+/// The file in a partition dir that marks a log whose offsets may have gaps: one opened
+/// with a compacting policy, or that took a follower append leaving a gap. It stays when
+/// the log is reopened with `Delete`, whose recovery and follower appends then take gaps
+/// as a compacted log's do (see [`crate::CleanupPolicy`]). Empty; its name is the news.
+pub const GAPS_FILE_NAME: &str = ".offset-gaps";
+
 /// Where a log's recovery point is persisted: the log dir's checkpoint file
 /// ([`crate::manager::LogDir`] gives one to each log it opens).
 ///
@@ -147,6 +153,8 @@ pub struct Log {
     epochs_dirty: AtomicBool,
     /// A cleaning holds the log (see [`Log::begin_cleaning`]).
     cleaning: AtomicBool,
+    /// The dir holds the [`GAPS_FILE_NAME`] marker: see [`Log::may_have_gaps`].
+    may_have_gaps: AtomicBool,
     /// The lowest offset a truncation cut the log to since a cleaning last saw it
     /// (`i64::MAX`: none): what lies above it may have been replaced, so it is dirty again
     /// whatever the cleaner checkpoint says (Kafka lowers the checkpoint then).
@@ -216,6 +224,15 @@ impl Log {
     /// Appends with a lower epoch are refused.
     pub fn latest_epoch(&self) -> i32 {
         self.latest_epoch.load(Ordering::Acquire)
+    }
+
+    /// Whether the log's offsets may have gaps: it was opened with a compacting policy
+    /// once, or a follower append left a gap (the dir holds [`GAPS_FILE_NAME`]). Such a
+    /// log syncs each segment it rolls, witnesses every batch that leaves a gap in the
+    /// offset index, and recovers by those rules; one without gaps holds consecutive
+    /// offsets, which recovery checks instead.
+    pub fn may_have_gaps(&self) -> bool {
+        self.may_have_gaps.load(Ordering::Acquire)
     }
 
     /// Everything below this offset is durable.

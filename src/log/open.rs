@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use super::epochs::EpochCache;
 use super::recovery::{self, RecoveryReport};
-use super::{Log, Writer, NO_EPOCH};
+use super::{Log, Writer, GAPS_FILE_NAME, NO_EPOCH};
 use crate::clock::{Clock, SystemClock};
 use crate::config::LogConfig;
 use crate::error::Result;
@@ -76,11 +76,15 @@ impl Log {
         // witnesses (see `ScanRules::witness_gaps`). The lock file is made durable with
         // its dir entry, before any append: from then on the dir says it is partlog's.
         let lock_path = dir.join(crate::io::real::LOCK_FILE_NAME);
-        let opened_before = storage.exists(&lock_path);
+        let opened_before = storage.try_exists(&lock_path)?;
         let lock = storage.lock_dir(&dir)?;
         if !opened_before {
             storage.sync_dir(&dir)?;
         }
+        // Whether offsets may have gaps: the dir says so (see `Log::may_have_gaps`), or
+        // the policy compacts. A compacting log's dir says so from this open on.
+        let gaps_marked = storage.try_exists(&dir.join(GAPS_FILE_NAME))?;
+        let may_have_gaps = gaps_marked || config.cleanup_policy.compacts();
         let mut report = RecoveryReport {
             clean_shutdown: options.clean_shutdown,
             ..Default::default()
@@ -122,6 +126,7 @@ impl Log {
             &options,
             entries,
             opened_before,
+            may_have_gaps,
             &mut report,
         )?;
         let first_base = segments[0].base_offset();
@@ -167,6 +172,7 @@ impl Log {
             epochs_written: Mutex::new(0),
             epochs_dirty: AtomicBool::new(false),
             cleaning: AtomicBool::new(false),
+            may_have_gaps: AtomicBool::new(may_have_gaps),
             truncated_to: AtomicI64::new(i64::MAX),
             deletes_due_ms: AtomicI64::new(i64::MAX),
             high_watermark: AtomicI64::new(i64::MAX),
@@ -197,6 +203,10 @@ impl Log {
             })?;
         }
         log.change_epochs(false, |cache| cache.truncate_from_start(start))?;
+        if may_have_gaps && !gaps_marked {
+            // Reopened under `Delete` later, its gaps must still be no damage.
+            log.mark_gaps(&mut *log.writer()?)?;
+        }
         log.checkpoint_if_stale()?;
         log.debug_check();
         // A log start made durable past what survived a crash (DeleteRecords or retention

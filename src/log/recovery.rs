@@ -277,6 +277,7 @@ pub(super) fn recover_segments(
     options: &LogOpenOptions,
     checkpointed: &[EpochEntry],
     partlogs: bool,
+    may_have_gaps: bool,
     report: &mut RecoveryReport,
 ) -> Result<Outcome> {
     let epoch_ceiling = checkpointed.last().map(|e| e.epoch);
@@ -332,7 +333,7 @@ pub(super) fn recover_segments(
     let mut scratch = Vec::new();
     let mut end = segments[start].base_offset();
     let mut epoch_floor = last_epoch(&segments[..start])?.unwrap_or(NO_EPOCH_FLOOR);
-    let consecutive = !options.config.cleanup_policy.compacts();
+    let consecutive = !may_have_gaps;
     // Where the next segment must start in a log without compaction.
     let mut expected_base = match start {
         0 => None,

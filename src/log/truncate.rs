@@ -121,7 +121,7 @@ impl Log {
         // A compacted log's end may now lie in a gap, past the last batch kept. (Cleared
         // first: a failed read below must not leave an earlier truncation's end.)
         writer.file_end = None;
-        if self.config.cleanup_policy.compacts() {
+        if self.may_have_gaps() {
             let kept_end = last.read_next_offset()?.unwrap_or(last.base_offset());
             writer.file_end = (kept_end < new_end).then_some(kept_end);
         }

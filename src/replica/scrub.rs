@@ -64,9 +64,9 @@ impl Partition {
 
     /// The offset of the first batch below `up_to` that fails its checks, and why.
     fn first_bad_batch(&self, up_to: i64) -> Result<Option<(i64, String)>> {
-        // Base offsets lie outside the CRC: on a log that does not compact, they must
-        // follow each other exactly.
-        let gaps_allowed = self.log.config().cleanup_policy.compacts();
+        // Base offsets lie outside the CRC: on a log without gaps (see
+        // `Log::may_have_gaps`), they must follow each other exactly.
+        let gaps_allowed = self.log.may_have_gaps();
         let mut next = self.log.log_start_offset();
         // At the log start, the first batch may begin below it (DeleteRecords moves the
         // start to any offset), or above it in a compacted log (a gap): it must hold the

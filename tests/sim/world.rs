@@ -90,6 +90,8 @@ pub struct World {
     failed: bool,
     pub trace: Trace,
     pub stats: Stats,
+    /// See [`World::switching`].
+    switches_policy: bool,
 }
 
 /// A small random config that makes segments roll and indexes fill often.
@@ -132,6 +134,16 @@ impl World {
         World::with_config(seed, config, rng, trace)
     }
 
+    /// A world of [`World::new`] whose log goes back and forth between `Compact` and
+    /// `Delete` at restarts, as a topic's `cleanup.policy` may, and whose follower appends
+    /// copy a compacted leader's gaps under either policy: a log that ever had gaps must
+    /// keep them, marked, whatever its policy ([`partlog::log::Log::may_have_gaps`]).
+    pub fn switching(seed: u64, trace: Trace) -> World {
+        let mut w = World::new(seed, trace);
+        w.switches_policy = true;
+        w
+    }
+
     pub fn with_config(seed: u64, config: LogConfig, rng: SimRng, trace: Trace) -> World {
         let sim = SimStorage::new(seed);
         let mut w = World {
@@ -150,6 +162,7 @@ impl World {
             failed: false,
             trace,
             stats: Stats::default(),
+            switches_policy: false,
         };
         w.note(format!("config {:?}", w.config));
         w.open_until_ok();
@@ -246,6 +259,13 @@ impl World {
         }
         self.log = None;
         self.dir = None;
+        if self.switches_policy && self.aux_rng.ratio(1, 2) {
+            self.config.cleanup_policy = match self.config.cleanup_policy {
+                CleanupPolicy::Delete => CleanupPolicy::Compact,
+                _ => CleanupPolicy::Delete,
+            };
+            self.note(format!("policy now {:?}", self.config.cleanup_policy));
+        }
         match how {
             Restart::Kill => self.sim.crash_keep_written(),
             Restart::Power => {
@@ -448,8 +468,9 @@ impl World {
 
     pub fn append_follower(&mut self) {
         // Gaps are drawn for every policy, so that the random stream does not depend on
-        // it, but only a compacted log gets them.
-        let gaps = self.config.cleanup_policy.compacts();
+        // it, but only a compacted log, or a follower copying a compacted leader, gets
+        // them (see `World::switching`).
+        let gaps = self.config.cleanup_policy.compacts() || self.switches_policy;
         let mut base = self.model.leo;
         if self.rng.ratio(1, 4) {
             let gap = self.rng.range_inclusive(1, 30) as i64;

@@ -31,7 +31,9 @@ pub struct CheckArgs {
     dry_run: bool,
     /// A topic whose partitions compact (repeatable; `__consumer_offsets` always does).
     /// Recovery lets a compacted log's offsets have gaps; taken for a log that only
-    /// deletes, every gap the cleaner left would read as damage, and be cut.
+    /// deletes, every gap the cleaner left would read as damage, and be cut. Needed for
+    /// dirs Kafka wrote: a partition partlog ever opened compacted is marked as one with
+    /// gaps (see `Log::may_have_gaps`).
     #[arg(long, value_name = "TOPIC")]
     compacted: Vec<String>,
 }

@@ -36,11 +36,11 @@ impl Storage for SimStorage {
         Ok(Arc::new(inner.open_handle(&self.shared, path, ino, mode)))
     }
 
-    fn exists(&self, path: &Path) -> bool {
+    fn try_exists(&self, path: &Path) -> Result<bool> {
         let inner = self.inner();
-        components(path)
+        Ok(components(path)
             .ok()
-            .is_some_and(|c| inner.ns.lookup(&c).is_some())
+            .is_some_and(|c| inner.ns.lookup(&c).is_some()))
     }
 
     fn create_dir_all(&self, path: &Path) -> Result<()> {
