@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{keyed_batch, log_records};
+use common::{keyed_batch, log_records, LogRecord};
 use partlog::checkpoint::TopicPartition;
 use partlog::cleaner::{CleanOutcome, Cleaner, CleanerConfig};
 use partlog::io::sim::SimStorage;
@@ -32,8 +32,17 @@ fn broker(
     clock: &Arc<ManualClock>,
     id: i32,
 ) -> (ReplicaManager, Arc<Partition>) {
+    broker_with(disk, clock, id, config())
+}
+
+fn broker_with(
+    disk: &Arc<SimStorage>,
+    clock: &Arc<ManualClock>,
+    id: i32,
+    config: LogConfig,
+) -> (ReplicaManager, Arc<Partition>) {
     let options = LogDirOptions {
-        config: config(),
+        config: config.clone(),
         clock: clock.clone(),
     };
     let dir = LogDir::open(disk.storage(), "/data", options).unwrap();
@@ -41,18 +50,33 @@ fn broker(
     let (p, _) = manager
         .open_partition(
             &TopicPartition::new("offsets", 0),
-            config(),
+            config,
             ReplicaConfig::new(id),
         )
         .unwrap();
     (manager, p)
 }
 
-#[test]
-fn a_follower_fetches_a_compacted_log_across_its_gaps() {
-    let clock = Arc::new(ManualClock::new(1_000_000));
-    let (leader_disk, follower_disk) = (SimStorage::new(1), SimStorage::new(2));
-    let (leader_manager, leader) = broker(&leader_disk, &clock, 0);
+/// Fetches from `leader` into `follower` until it has the leader's whole log.
+fn catch_up(leader: &Partition, follower: &Partition) {
+    let end = leader.log().log_end_offset();
+    let mut fetches = 0;
+    while follower.log().log_end_offset() < end {
+        let request = follower.fetch_request(256);
+        let response = leader.fetch(&request).unwrap();
+        assert!(follower.apply_fetch(&response).unwrap());
+        fetches += 1;
+        assert!(fetches < 100, "the follower never reached the end");
+    }
+}
+
+/// A leader on `disk` whose log the cleaner compacted, leaving gaps in and between its
+/// segments; its records after the cleaning.
+fn cleaned_leader(
+    disk: &Arc<SimStorage>,
+    clock: &Arc<ManualClock>,
+) -> (ReplicaManager, Arc<Partition>, Vec<LogRecord>) {
+    let (leader_manager, leader) = broker(disk, clock, 0);
     leader.become_leader(1, vec![0, 1], vec![0]).unwrap();
     for i in 0..60 {
         // Seven keys; every tenth record a tombstone, and the last few keys overwritten
@@ -83,19 +107,20 @@ fn a_follower_fetches_a_compacted_log_across_its_gaps() {
         end,
         "compaction keeps the end offset"
     );
+    (leader_manager, leader, on_leader)
+}
 
+#[test]
+fn a_follower_fetches_a_compacted_log_across_its_gaps() {
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let (leader_disk, follower_disk) = (SimStorage::new(1), SimStorage::new(2));
+    let (_leader_manager, leader, on_leader) = cleaned_leader(&leader_disk, &clock);
+    let end = leader.log().log_end_offset();
     check_read_all(leader.log());
 
     let (follower_manager, follower) = broker(&follower_disk, &clock, 1);
     follower.become_follower(1, 0).unwrap();
-    let mut fetches = 0;
-    while follower.log().log_end_offset() < end {
-        let request = follower.fetch_request(256);
-        let response = leader.fetch(&request).unwrap();
-        assert!(follower.apply_fetch(&response).unwrap());
-        fetches += 1;
-        assert!(fetches < 100, "the follower never reached the end");
-    }
+    catch_up(&leader, &follower);
     assert_eq!(log_records(follower.log()), on_leader);
     assert_eq!(follower.log().log_end_offset(), end);
 
@@ -105,6 +130,41 @@ fn a_follower_fetches_a_compacted_log_across_its_gaps() {
     drop((follower, follower_manager));
     follower_disk.crash();
     let (_m, follower) = broker(&follower_disk, &clock, 1);
+    assert_eq!(log_records(follower.log()), on_leader);
+    assert_eq!(follower.log().log_end_offset(), end);
+}
+
+/// A topic's `cleanup.policy` goes from `compact` to `delete` (Kafka allows it): the
+/// leader, reopened under `Delete` after a power loss, keeps the gaps its cleaner left, and
+/// a new follower under `Delete` copies them, marks its log as one with gaps, and keeps
+/// them through a power loss of its own.
+#[test]
+fn a_topic_switched_from_compact_to_delete_keeps_and_replicates_its_gaps() {
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let (leader_disk, follower_disk) = (SimStorage::new(3), SimStorage::new(4));
+    let (leader_manager, leader, on_leader) = cleaned_leader(&leader_disk, &clock);
+    let end = leader.log().log_end_offset();
+    drop((leader, leader_manager));
+    leader_disk.crash();
+    let delete = LogConfig {
+        cleanup_policy: CleanupPolicy::Delete,
+        ..config()
+    };
+    let (_leader_manager, leader) = broker_with(&leader_disk, &clock, 0, delete.clone());
+    assert_eq!(log_records(leader.log()), on_leader);
+    assert_eq!(leader.log().log_end_offset(), end);
+    assert!(leader.log().may_have_gaps());
+    leader.become_leader(2, vec![0, 1], vec![0]).unwrap();
+
+    let (follower_manager, follower) = broker_with(&follower_disk, &clock, 1, delete.clone());
+    assert!(!follower.log().may_have_gaps());
+    follower.become_follower(2, 0).unwrap();
+    catch_up(&leader, &follower);
+    assert_eq!(log_records(follower.log()), on_leader);
+    assert!(follower.log().may_have_gaps());
+    drop((follower, follower_manager));
+    follower_disk.crash();
+    let (_m, follower) = broker_with(&follower_disk, &clock, 1, delete);
     assert_eq!(log_records(follower.log()), on_leader);
     assert_eq!(follower.log().log_end_offset(), end);
 }
