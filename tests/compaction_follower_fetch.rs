@@ -162,6 +162,7 @@ fn a_topic_switched_from_compact_to_delete_keeps_and_replicates_its_gaps() {
     catch_up(&leader, &follower);
     assert_eq!(log_records(follower.log()), on_leader);
     assert!(follower.log().may_have_gaps());
+    follower.log().flush().unwrap();
     drop((follower, follower_manager));
     follower_disk.crash();
     let (_m, follower) = broker_with(&follower_disk, &clock, 1, delete);

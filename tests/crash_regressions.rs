@@ -979,3 +979,57 @@ fn an_existing_dir_whose_entry_was_never_synced_is_made_durable() {
         );
     }
 }
+
+/// One batch of `records` 10-byte records at `base_offset`, as a follower copies it.
+fn follower_batch(records: usize, base_offset: i64) -> Vec<u8> {
+    let mut b = batch(records, 10, 0);
+    partlog::record::set_base_offset(&mut b, base_offset);
+    b
+}
+
+/// The first follower append that leaves a gap in a log without any syncs the log before
+/// it marks it and writes: a power loss right after may take the gap batch, never what
+/// came before it, which recovery under the gap rules could no longer tell from a gap.
+#[test]
+fn a_power_loss_after_the_first_gap_keeps_what_came_before_it() {
+    for seed in 0..20 {
+        let sim = SimStorage::new(seed);
+        let (log, _) = Log::open(options(&sim, small())).expect("open");
+        for base in [0, 2, 4] {
+            log.append_as_follower(&follower_batch(2, base))
+                .expect("append");
+        }
+        log.append_as_follower(&follower_batch(2, 9))
+            .expect("append with a gap");
+        drop(log);
+        sim.crash();
+        let (log, report) = Log::open(options(&sim, small())).expect("reopen");
+        assert!(log.may_have_gaps(), "seed {seed}: the mark was lost");
+        let end = log.log_end_offset();
+        assert!(
+            end == 6 || end == 11,
+            "seed {seed}: end {end} after {report:?}"
+        );
+    }
+}
+
+/// A failed sync while marking a log as one with gaps fails the log, as any failed flush
+/// does: the pages it was to write may be gone, and a later sync that succeeded would hide
+/// the hole behind the mark.
+#[test]
+fn a_failed_sync_while_marking_gaps_fails_the_log() {
+    let sim = SimStorage::new(5);
+    let (log, _) = Log::open(options(&sim, small())).expect("open");
+    log.append_as_follower(&follower_batch(2, 0))
+        .expect("append");
+    sim.fail_nth(SimOp::Sync, 1, FaultKind::Eio).expect("arm");
+    assert!(log.append_as_follower(&follower_batch(2, 5)).is_err());
+    assert!(!log.may_have_gaps());
+    sim.clear_faults();
+    let again = log.append_as_follower(&follower_batch(2, 5));
+    assert!(
+        matches!(again, Err(partlog::Error::ReadOnly { .. })),
+        "{again:?}"
+    );
+    assert_eq!(log.log_end_offset(), 2);
+}

@@ -176,9 +176,7 @@ fn a_compacted_log_reopened_under_delete_keeps_its_gaps() {
         assert!(report.damage.is_none(), "{}: {report:?}", backend.name);
         assert_eq!(read_all(&log), written, "{}", backend.name);
         assert_eq!(log.log_end_offset(), base);
-        // And it goes on taking gaps after a crash-free restart too.
-        log.append_as_follower(&follower_batch(1, base + 2))
-            .unwrap();
+        assert!(log.may_have_gaps());
     });
 }
 

@@ -177,7 +177,11 @@ impl Log {
             Ok(header.checked_next_offset()? - 1)
         })?;
         if leaves_gap && !self.may_have_gaps() {
-            self.mark_gaps(&mut writer)?;
+            // A failed sync may have dropped the pages it was to write: the log takes no
+            // more writes, as after any failed flush.
+            if let Err(err) = self.mark_gaps(&mut writer) {
+                return Self::fail(&mut writer, err);
+            }
         }
         let info = AppendInfo {
             first_offset: first.unwrap_or(log_end_offset),

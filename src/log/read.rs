@@ -1,6 +1,6 @@
 //! Fetching by offset and finding offsets by time.
 
-use std::sync::Arc;
+use std::sync::{Arc, TryLockError};
 use std::time::Instant;
 
 use super::Log;
@@ -30,7 +30,7 @@ pub struct TimestampOffset {
 /// the swap to publish the new segment list. A swap renames files and syncs the directory
 /// between its steps, so it takes as long as a few fsyncs; one that failed half way never
 /// publishes, and the reader then gets [`Error::SegmentDeleted`] and retries later.
-const SWAP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+pub(super) const SWAP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Attempts of a lookup by time whose log start keeps moving under it, or that truncations
 /// keep failing.
@@ -131,13 +131,22 @@ impl Log {
     /// After a read found a segment of the snapshot `seen` deleted: whether to read again.
     /// At once when the log has published a newer list since; when it has not (a cleaning's
     /// swap publishes its list after renaming the files), after a yield, for up to
-    /// [`SWAP_WAIT`] from the first call with the same `waiting_since`.
+    /// [`SWAP_WAIT`] from the first call with the same `waiting_since`, while the writer's
+    /// lock is held. Whatever renamed the segment away (a swap, a truncation, retention)
+    /// holds that lock until it publishes its list: found free with the list unchanged, it
+    /// says that no list is coming (a swap failed half way, and the log refuses writes until
+    /// it is reopened), and the read ends at once.
     fn segments_replaced(
         &self,
         seen: &super::SegmentList,
         waiting_since: &mut Option<Instant>,
     ) -> bool {
         if Arc::ptr_eq(seen, &self.segments()) {
+            match self.writer.try_lock() {
+                Err(TryLockError::WouldBlock) => {}
+                // Free (or poisoned), and held here: the list cannot change under the check.
+                _held => return !Arc::ptr_eq(seen, &self.segments()),
+            }
             let since = *waiting_since.get_or_insert_with(Instant::now);
             if since.elapsed() > SWAP_WAIT {
                 return false;

@@ -106,16 +106,79 @@ fn checkpoint_begun_before_a_truncation_makes_rolls_below_it_durable() {
 /// cleaned copies. A read in between of an old segment whose indexes were not loaded yet
 /// fails with `SegmentDeleted`; it used to retry eight times at once and then answer
 /// `OffsetOutOfRange` for an offset the log still held (the threaded cleaning test found
-/// it about once in forty runs). The swap is stepped by hand here: the files are renamed,
-/// and the new list comes 200 ms later; the read waits for it and reads the new segment.
+/// it about once in forty runs). The swap is stepped by hand here, under the writer's lock
+/// as the cleaner's is: the files are renamed, and the new list comes 200 ms later; the
+/// read waits for it and reads the new segment.
 #[test]
 fn a_read_between_a_swaps_rename_and_its_new_list_waits_for_the_list() {
     use crate::io::Storage;
     use crate::segment::Segment;
 
     let sim = SimStorage::new(8);
+    let (log, config) = reopened_with_cold_segment(&sim);
+    let old = log.segments()[0].clone();
+    let want = old.log_path().to_path_buf();
+    let swapping = log.writer.lock().expect("writer");
+    let renamed = old.rename_to_deleted().expect("rename");
+    let reads = std::thread::scope(|s| {
+        let reader = s.spawn(|| log.read(0, 1 << 20, None));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        // The "cleaned copy": the same files under their live names, a new segment.
+        for path in &renamed {
+            // `x.log.deleted` back to `x.log`.
+            sim.rename(path, &path.with_extension(""))
+                .expect("rename back");
+        }
+        assert!(sim.exists(&want));
+        let copy = Segment::open(sim.storage(), &log.dir, 0, &config, false, 1_000).expect("open");
+        let mut next = log.segments().to_vec();
+        next[0] = Arc::new(copy);
+        log.set_segments(next);
+        drop(swapping);
+        reader.join().expect("reader")
+    });
+    let slice = reads
+        .expect("the read waits for the new list")
+        .expect("data");
+    let bytes = slice.to_vec().expect("bytes");
+    let b = batches(&bytes).next().expect("a batch").expect("parses");
+    assert_eq!(b.header().base_offset, 0);
+}
+
+/// A swap that failed after renaming a segment away publishes no list: the log refuses
+/// writes, and lets go of the writer's lock. A read of that segment used to wait five
+/// seconds for the list all the same (under the replica's role lock, holding off a change
+/// of role); it now sees the lock free and the list unchanged, and fails at once.
+#[test]
+fn a_read_of_a_segment_a_failed_swap_renamed_away_does_not_wait() {
+    let sim = SimStorage::new(9);
+    let (log, _) = reopened_with_cold_segment(&sim);
     {
-        let log = open(&sim, None);
+        let mut writer = log.writer.lock().expect("writer");
+        log.segments()[0].rename_to_deleted().expect("rename");
+        let failed: crate::Result<()> = Log::fail(
+            &mut writer,
+            crate::Error::InvalidConfig("the swap's next rename failed".into()),
+        );
+        assert!(failed.is_err());
+    }
+    let started = std::time::Instant::now();
+    let read = log.read(0, 1 << 20, None);
+    assert!(
+        matches!(read, Err(crate::Error::SegmentDeleted { base_offset: 0 })),
+        "{read:?}"
+    );
+    assert!(
+        started.elapsed() < super::read::SWAP_WAIT,
+        "the read waited for a list that never came"
+    );
+}
+
+/// A log of two segments, reopened after a clean shutdown so that nothing loaded the
+/// first segment's indexes (its read opens them, and fails on a segment renamed away).
+fn reopened_with_cold_segment(sim: &Arc<SimStorage>) -> (Log, LogConfig) {
+    {
+        let log = open(sim, None);
         append(&log, 3);
         log.force_roll().expect("roll");
         append(&log, 3);
@@ -134,31 +197,7 @@ fn a_read_between_a_swaps_rename_and_its_new_list_waits_for_the_list() {
         ..LogOpenOptions::new(sim.storage(), "/data/t-0")
     })
     .expect("reopen");
-    let old = log.segments()[0].clone();
-    let want = old.log_path().to_path_buf();
-    let renamed = old.rename_to_deleted().expect("rename");
-    let reads = std::thread::scope(|s| {
-        let reader = s.spawn(|| log.read(0, 1 << 20, None));
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        // The "cleaned copy": the same files under their live names, a new segment.
-        for path in &renamed {
-            // `x.log.deleted` back to `x.log`.
-            sim.rename(path, &path.with_extension(""))
-                .expect("rename back");
-        }
-        assert!(sim.exists(&want));
-        let copy = Segment::open(sim.storage(), &log.dir, 0, &config, false, 1_000).expect("open");
-        let mut next = log.segments().to_vec();
-        next[0] = Arc::new(copy);
-        log.set_segments(next);
-        reader.join().expect("reader")
-    });
-    let slice = reads
-        .expect("the read waits for the new list")
-        .expect("data");
-    let bytes = slice.to_vec().expect("bytes");
-    let b = batches(&bytes).next().expect("a batch").expect("parses");
-    assert_eq!(b.header().base_offset, 0);
+    (log, config)
 }
 
 /// The durable log start is the log start itself for a log no dir checkpoints, and the

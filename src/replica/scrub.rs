@@ -66,7 +66,7 @@ impl Partition {
     fn first_bad_batch(&self, up_to: i64) -> Result<Option<(i64, String)>> {
         // Base offsets lie outside the CRC: on a log without gaps (see
         // `Log::may_have_gaps`), they must follow each other exactly.
-        let gaps_allowed = self.log.may_have_gaps();
+        let mut gaps_allowed = self.log.may_have_gaps();
         let mut next = self.log.log_start_offset();
         // At the log start, the first batch may begin below it (DeleteRecords moves the
         // start to any offset), or above it in a compacted log (a gap): it must hold the
@@ -97,7 +97,13 @@ impl Partition {
                     Err(e) => return Ok(Some((next, e.to_string()))),
                 };
                 let h = b.header();
-                let misplaced = if std::mem::take(&mut at_start) {
+                let first = std::mem::take(&mut at_start);
+                // A gap in a log that was without any when the pass began may be the first
+                // a follower append took since (marking the log first): look again.
+                if !gaps_allowed && h.base_offset > next {
+                    gaps_allowed = self.log.may_have_gaps();
+                }
+                let misplaced = if first {
                     h.last_offset() < next || (!gaps_allowed && h.base_offset > next)
                 } else {
                     h.base_offset < next || (!gaps_allowed && h.base_offset != next)

@@ -92,6 +92,8 @@ pub struct World {
     pub stats: Stats,
     /// See [`World::switching`].
     switches_policy: bool,
+    /// The log said it may have gaps after an append: the mark must outlive every restart.
+    marked: bool,
 }
 
 /// A small random config that makes segments roll and indexes fill often.
@@ -163,6 +165,7 @@ impl World {
             trace,
             stats: Stats::default(),
             switches_policy: false,
+            marked: false,
         };
         w.note(format!("config {:?}", w.config));
         w.open_until_ok();
@@ -281,6 +284,10 @@ impl World {
         if report.damage.is_some() {
             self.stats.damaged_recoveries += 1;
         }
+        assert!(
+            !self.marked || self.log().may_have_gaps(),
+            "a log marked as one with gaps lost its mark in a restart"
+        );
         self.note(format!(
             "reopened after {how:?}: start {} end {} rp {} damage {:?} warnings {:?}",
             report.log_start_offset,
@@ -510,6 +517,7 @@ impl World {
                 let info = r.expect("handled");
                 assert_eq!(info.first_offset, base);
                 assert_eq!(info.last_offset + 1, written.last().unwrap().next());
+                self.marked |= self.log().may_have_gaps();
                 self.stats.appends += 1;
                 self.model.appended(written);
                 self.check_step();
