@@ -115,23 +115,37 @@ fn a_follower_fetches_a_compacted_log_across_its_gaps() {
     let clock = Arc::new(ManualClock::new(1_000_000));
     let (leader_disk, follower_disk) = (SimStorage::new(1), SimStorage::new(2));
     let (_leader_manager, leader, on_leader) = cleaned_leader(&leader_disk, &clock);
-    let end = leader.log().log_end_offset();
     check_read_all(leader.log());
 
-    let (follower_manager, follower) = broker(&follower_disk, &clock, 1);
-    follower.become_follower(1, 0).unwrap();
-    catch_up(&leader, &follower);
+    let (_m, follower) = copy_then_lose_power(&leader, &follower_disk, &clock, config(), 1);
     assert_eq!(log_records(follower.log()), on_leader);
-    assert_eq!(follower.log().log_end_offset(), end);
+}
 
-    // A power loss after a flush: recovery scans the copy and takes its gaps and empty
-    // batches as they are.
+/// A new follower on `disk` under `config` copies `leader` whole in leader epoch `epoch`,
+/// then loses power after a flush: recovery scans the copy and takes its gaps and empty
+/// batches as they are. Returns the follower reopened.
+fn copy_then_lose_power(
+    leader: &Partition,
+    disk: &Arc<SimStorage>,
+    clock: &Arc<ManualClock>,
+    config: LogConfig,
+    epoch: i32,
+) -> (ReplicaManager, Arc<Partition>) {
+    let (manager, follower) = broker_with(disk, clock, 1, config.clone());
+    follower.become_follower(epoch, 0).unwrap();
+    catch_up(leader, &follower);
+    let copied = log_records(follower.log());
+    assert_eq!(copied, log_records(leader.log()));
     follower.log().flush().unwrap();
-    drop((follower, follower_manager));
-    follower_disk.crash();
-    let (_m, follower) = broker(&follower_disk, &clock, 1);
-    assert_eq!(log_records(follower.log()), on_leader);
-    assert_eq!(follower.log().log_end_offset(), end);
+    drop((follower, manager));
+    disk.crash();
+    let (manager, follower) = broker_with(disk, clock, 1, config);
+    assert_eq!(log_records(follower.log()), copied);
+    assert_eq!(
+        follower.log().log_end_offset(),
+        leader.log().log_end_offset()
+    );
+    (manager, follower)
 }
 
 /// A topic's `cleanup.policy` goes from `compact` to `delete` (Kafka allows it): the
@@ -156,18 +170,9 @@ fn a_topic_switched_from_compact_to_delete_keeps_and_replicates_its_gaps() {
     assert!(leader.log().may_have_gaps());
     leader.become_leader(2, vec![0, 1], vec![0]).unwrap();
 
-    let (follower_manager, follower) = broker_with(&follower_disk, &clock, 1, delete.clone());
-    assert!(!follower.log().may_have_gaps());
-    follower.become_follower(2, 0).unwrap();
-    catch_up(&leader, &follower);
+    let (_m, follower) = copy_then_lose_power(&leader, &follower_disk, &clock, delete, 2);
     assert_eq!(log_records(follower.log()), on_leader);
-    assert!(follower.log().may_have_gaps());
-    follower.log().flush().unwrap();
-    drop((follower, follower_manager));
-    follower_disk.crash();
-    let (_m, follower) = broker_with(&follower_disk, &clock, 1, delete);
-    assert_eq!(log_records(follower.log()), on_leader);
-    assert_eq!(follower.log().log_end_offset(), end);
+    assert!(follower.log().may_have_gaps(), "marked by the first gap");
 }
 
 /// `read_all` from any offset up to any bound gives, a slice per segment, the bytes that
