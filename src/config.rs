@@ -151,6 +151,19 @@ impl LogConfig {
                 self.min_cleanable_dirty_ratio
             )));
         }
+        // Kafka's ranges: -1 keeps records for good; a negative delay is no delay.
+        if self.retention_ms < -1 {
+            return Err(Error::InvalidConfig(format!(
+                "retention_ms {} must be -1 (no limit) or more",
+                self.retention_ms
+            )));
+        }
+        if self.file_delete_delay_ms < 0 {
+            return Err(Error::InvalidConfig(format!(
+                "file_delete_delay_ms {} must not be negative",
+                self.file_delete_delay_ms
+            )));
+        }
         if self.min_compaction_lag_ms < 0 || self.delete_retention_ms < 0 {
             return Err(Error::InvalidConfig(
                 "min_compaction_lag_ms and delete_retention_ms must not be negative".into(),
@@ -196,6 +209,14 @@ mod tests {
             },
             LogConfig {
                 segment_bytes: 10,
+                ..LogConfig::default()
+            },
+            LogConfig {
+                retention_ms: -2,
+                ..LogConfig::default()
+            },
+            LogConfig {
+                file_delete_delay_ms: -1,
                 ..LogConfig::default()
             },
             LogConfig {

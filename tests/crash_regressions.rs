@@ -1033,3 +1033,47 @@ fn a_failed_sync_while_marking_gaps_fails_the_log() {
     );
     assert_eq!(log.log_end_offset(), 2);
 }
+
+/// A follower's log that starts over lower than where it opened, in a dir whose
+/// log-start-offset-checkpoint has no entry for it (lost, or a new dir), comes back after a
+/// crash at the lower start: its durable log start, which the leader's low watermark
+/// counts, must say so, also once the log start moves up again. It kept the start the log
+/// had opened at.
+#[test]
+fn a_cut_below_the_opened_log_start_lowers_the_durable_start_without_a_checkpoint_entry() {
+    let tp = TopicPartition::new("t", 0);
+    let sim = SimStorage::new(11);
+    {
+        let dir = LogDir::open(sim.storage(), "/data", dir_options(small())).expect("open dir");
+        let (log, _) = dir.open_log(&tp).expect("open log");
+        log.truncate_fully_and_start_at(100).expect("start at 100");
+        drop(log);
+        dir.close().expect("close");
+    }
+    sim.remove_raw(Path::new("/data/log-start-offset-checkpoint"))
+        .expect("lose the checkpoint");
+    let dir = LogDir::open(sim.storage(), "/data", dir_options(small())).expect("reopen dir");
+    let (log, _) = dir.open_log(&tp).expect("reopen log");
+    assert_eq!(log.log_start_offset(), 100);
+    log.truncate_fully_and_start_at(50)
+        .expect("start over at 50");
+    for i in 0..4 {
+        log.append_as_leader(&mut batch(10, 10, i), 0)
+            .expect("append");
+    }
+    log.advance_log_start_offset(80).expect("advance");
+    assert!(
+        log.durable_log_start_offset() <= 50,
+        "durable start {} above where a crash brings the log back",
+        log.durable_log_start_offset()
+    );
+    drop((log, dir));
+    sim.crash();
+    let dir = LogDir::open(sim.storage(), "/data", dir_options(small())).expect("reopen dir");
+    let (log, _) = dir.open_log(&tp).expect("reopen log");
+    assert_eq!(
+        log.log_start_offset(),
+        50,
+        "where the crash brought it back"
+    );
+}

@@ -215,6 +215,16 @@ impl Log {
         self.durable_log_start.store(offset, Ordering::Release);
     }
 
+    /// Records that a cut to `offset` made it the most a crash can bring the log start
+    /// back to (no lower than it was).
+    pub(crate) fn durable_log_start_lowered(&self, offset: i64) {
+        let _ =
+            self.durable_log_start
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |durable| {
+                    (durable != i64::MIN && durable > offset).then_some(offset)
+                });
+    }
+
     /// The offset the next appended record will get.
     pub fn log_end_offset(&self) -> i64 {
         self.log_end_offset.load(Ordering::Acquire)

@@ -38,20 +38,31 @@ impl Log {
     /// ([`crate::CleanupPolicy::deletes`]). The active segment goes too, by time or size,
     /// as in Kafka, once every other has gone and it is not empty: an empty one takes its
     /// place first, at the log end, so that an idle partition does not keep its expired
-    /// records for good.
+    /// records for good. Only segments below the high watermark go, on a log whose
+    /// replica publishes one (see [`Log::delete_old_segments_below`]).
     pub fn delete_old_segments(&self) -> Result<RetentionOutcome> {
         self.delete_old_segments_below(i64::MAX)
     }
 
     /// [`Log::delete_old_segments`], deleting only segments whose offsets all lie below
-    /// `limit`: a replicated log passes its high watermark, so that retention never
-    /// removes records a follower may still need and a consumer has not been allowed to see.
+    /// `limit`, and below the high watermark the log was given
+    /// ([`Log::set_high_watermark`], read under the writer's lock, which a follower's cut
+    /// holds): retention never removes records a follower may still need and a consumer has
+    /// not been allowed to see.
     ///
     /// It first removes the `.deleted` files whose `file_delete_delay_ms` has passed
-    /// ([`Log::remove_expired_deleted_files`]).
+    /// ([`Log::remove_expired_deleted_files`]). A file that cannot be removed does not hold
+    /// the pass up: its error comes after the pass, which did its work, and the next call
+    /// tries the file again.
     pub fn delete_old_segments_below(&self, limit: i64) -> Result<RetentionOutcome> {
-        self.remove_expired_deleted_files()?;
+        let removal = self.remove_expired_deleted_files();
+        let outcome = self.retention_pass(limit)?;
+        removal.map(|_| outcome)
+    }
+
+    fn retention_pass(&self, limit: i64) -> Result<RetentionOutcome> {
         let mut writer = self.writer()?;
+        let limit = limit.min(self.high_watermark());
         let now = self.clock.now_ms();
         let mut segments = self.segments();
         let mut total: u64 = segments.iter().map(|s| s.size()).sum();

@@ -531,9 +531,11 @@ impl RecoveryPointCheckpoint for PartitionCheckpoint {
         // leader's log): the checkpoint comes back with it, so that an open after a crash
         // may trust a checkpointed log start past the recovered log end as one the log
         // really had (see `Log::open`).
-        if self.log_starts.lower(&self.tp, offset)? {
-            log.log_start_checkpointed(offset);
-        }
+        self.log_starts.lower(&self.tp, offset)?;
+        // Lowered whether the file had an entry or not: without one (a new dir, a lost
+        // file), the durable start is where the log opened, and a crash now brings the
+        // log back at `offset`.
+        log.durable_log_start_lowered(offset);
         // As Kafka's `maybeTruncateCheckpoint`: only ever back.
         self.cleaner.lower(&self.tp, offset).map(|_| ())
     }
