@@ -941,3 +941,41 @@ fn one_busy_partition_holds_up_no_other() {
         let _ = stuck.join().unwrap();
     });
 }
+
+/// A group with more offsets than one batch of tombstones holds under the log's
+/// `max_message_bytes`: its deletion and its expiry write several batches, and succeed.
+/// One batch for all of them was refused as too large, every time: the group could never
+/// be deleted, and no group after it on its partition ever expired.
+#[test]
+fn tombstones_of_a_large_group_go_in_several_batches() {
+    let (mut c, stores) = cluster_of(LogConfig {
+        segment_bytes: 16 << 10,
+        index_bytes_max: 4096,
+        max_message_bytes: 2048,
+        ..offsets_log_config()
+    });
+    for group in [GROUP, "archive"] {
+        for chunk in 0..10 {
+            let commits: Vec<_> = (0..20)
+                .map(|p| commit_of("orders", chunk * 20 + p, 7))
+                .collect();
+            stores[0].commit(group, &commits).unwrap();
+            settle(&mut c);
+        }
+        assert_eq!(offsets(&stores[0], group).len(), 200);
+    }
+    let handle = stores[0].delete_group(GROUP).unwrap().expect("tombstones");
+    settle(&mut c);
+    assert!(handle.poll().unwrap().is_ok());
+    assert_eq!(offsets(&stores[0], GROUP), vec![]);
+    // Expired all at once: "archive" was never a group with members, so its offsets
+    // age from their commit.
+    c.clock()
+        .advance_ms(partlog::offsets::DEFAULT_RETENTION_MS + 1);
+    expire(&mut c, &stores[0]);
+    assert_eq!(offsets(&stores[0], "archive"), vec![]);
+    // The new leader's load finds every tombstone.
+    let leader = fail_over(&mut c, &stores);
+    assert_eq!(offsets(&stores[leader], GROUP), vec![]);
+    assert_eq!(offsets(&stores[leader], "archive"), vec![]);
+}

@@ -350,6 +350,30 @@ impl OffsetsStore {
         Ok(handle)
     }
 
+    /// Appends tombstones (`changes` without values) in as many batches as the log's
+    /// `max_message_bytes` needs, in order; the last batch's handle, which completes once
+    /// every batch is committed (the high watermark passes them in order). A group with
+    /// tens of thousands of offsets would otherwise make one batch too large to append,
+    /// and its expiry and deletion would fail for good. An error stops at the batch it hit:
+    /// those before it stand, as tombstones for offsets that go anyway.
+    fn append_tombstones(
+        &self,
+        replica: &Partition,
+        view: &mut View,
+        mut changes: Vec<Change>,
+    ) -> Result<AppendHandle> {
+        let max = replica.log().config().max_message_bytes;
+        loop {
+            let fit = tombstones_fitting(&changes, max);
+            let rest = changes.split_off(fit);
+            let handle = self.append_to(replica, view, changes)?;
+            if rest.is_empty() {
+                return Ok(handle);
+            }
+            changes = rest;
+        }
+    }
+
     /// The committed offsets of `group` for `partitions` (all of the group's when `None`),
     /// from memory.
     pub fn fetch(
@@ -437,7 +461,7 @@ impl OffsetsStore {
             if changes.is_empty() {
                 return Ok(None);
             }
-            self.append_to(replica, view, changes).map(Some)
+            self.append_tombstones(replica, view, changes).map(Some)
         })
     }
 
@@ -591,7 +615,7 @@ impl OffsetsStore {
             }
             drop(on_the_way);
             for changes in expired.into_values() {
-                match self.append_to(replica, view, changes) {
+                match self.append_tombstones(replica, view, changes) {
                     Ok(handle) => expiry.handles.push(handle),
                     Err(error) => {
                         // The next call tries this partition again.
@@ -647,6 +671,23 @@ fn changes_batch(changes: &[Change], now: i64) -> Result<Vec<u8>> {
         builder.append(now, Some(&key), value, &[]);
     }
     Ok(builder.build()?)
+}
+
+/// How many of `tombstones`, from the first, fit one batch of at most `max` bytes (at
+/// least one: a batch too large for even one says so when appended). A record costs its
+/// key and at most 16 bytes more (length, attributes, deltas, key length and the null
+/// value's, no headers: varints of at most 5 bytes but for the key's length, at most 3).
+fn tombstones_fitting(tombstones: &[Change], max: usize) -> usize {
+    let mut size = crate::record::HEADER_LEN;
+    for (i, (group, (topic, _), _)) in tombstones.iter().enumerate() {
+        // Version, two int16-length strings, the partition.
+        let key = 2 + 2 + group.len() + 2 + topic.len() + 4;
+        size += key + 16;
+        if size > max && i > 0 {
+            return i;
+        }
+    }
+    tombstones.len()
 }
 
 /// Names and metadata are int16-length strings in the format.
