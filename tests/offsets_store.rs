@@ -979,3 +979,31 @@ fn tombstones_of_a_large_group_go_in_several_batches() {
     assert_eq!(offsets(&stores[leader], GROUP), vec![]);
     assert_eq!(offsets(&stores[leader], "archive"), vec![]);
 }
+
+/// A commit whose `acks=all` wait timed out is in the leader's log, and committed once the
+/// followers fetch it: the view shows it from then on, as Kafka's coordinator runtime
+/// does. It used to be dropped until the next load, so the group read as empty, and a
+/// delete of it wrote nothing, and the commit came back at the next leader's load.
+#[test]
+fn a_commit_that_timed_out_shows_once_it_is_committed() {
+    let (mut c, stores) = cluster();
+    let handle = stores[0]
+        .commit(GROUP, &[commit_of("orders", 0, 5)])
+        .unwrap();
+    // The followers fetch nothing for longer than the commit timeout (5 s), not long
+    // enough to leave the ISR (30 s).
+    c.tick(6_000).unwrap();
+    assert!(matches!(handle.poll(), Some(Err(Error::RequestTimedOut))));
+    assert_eq!(offsets(&stores[0], GROUP), vec![], "not committed yet");
+    settle(&mut c);
+    assert_eq!(offsets(&stores[0], GROUP), vec![("orders".into(), 0, 5)]);
+    let deleted = stores[0].delete_group(GROUP).unwrap();
+    assert!(deleted.is_some(), "the delete writes a tombstone");
+    settle(&mut c);
+    let leader = fail_over(&mut c, &stores);
+    assert_eq!(
+        offsets(&stores[leader], GROUP),
+        vec![],
+        "and it stays deleted"
+    );
+}

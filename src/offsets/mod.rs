@@ -275,7 +275,7 @@ impl OffsetsStore {
                 if !leads {
                     return Err(Error::NotCoordinator { partition: index });
                 }
-                view.settle();
+                view.settle(h.replica.high_watermark());
                 f(&h.replica, view)
             }
         }
@@ -586,7 +586,7 @@ impl OffsetsStore {
                 expiry.failed.push((index, error));
                 continue;
             }
-            view.settle();
+            view.settle(replica.high_watermark());
             // As Kafka's coordinator does, an offset with a commit on its way is not
             // expired: the commit is newer, and a tombstone after it would take it.
             let on_the_way: HashSet<(&str, &str, i32)> = (view.pending.iter())

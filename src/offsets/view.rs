@@ -553,16 +553,35 @@ impl View {
         }
     }
 
-    /// Moves committed appends into the view, in the order they were appended, and forgets
-    /// failed ones (a failed append may still be in the log: the next leader's load finds
-    /// it). It stops at the first append still pending. The replica completes appends in
-    /// offset order, but one by one and while this may be looking: a later append seen
-    /// complete before an earlier one would be applied first, and the earlier, older
-    /// offset would then overwrite it.
-    pub fn settle(&mut self) {
-        while let Some(outcome) = self.pending.front().and_then(|(handle, _)| handle.poll()) {
+    /// Moves committed appends into the view, in the order they were appended, its
+    /// replica's high watermark being `high_watermark`. It stops at the first append still
+    /// pending. The replica completes appends in offset order, but one by one and while
+    /// this may be looking: a later append seen complete before an earlier one would be
+    /// applied first, and the earlier, older offset would then overwrite it.
+    ///
+    /// An append that failed after its write ([`Error::RequestTimedOut`],
+    /// [`Error::NotEnoughReplicasAfterAppend`]) is in the leader's log, and committed once
+    /// the high watermark passes it: it waits for that, as Kafka's coordinator runtime
+    /// keeps such a write, and is applied then. Forgotten, the view would lack committed
+    /// offsets until the next load (a group deleted meanwhile came back at it). Any other
+    /// failure comes of the replica stepping down, and the view goes with it.
+    pub fn settle(&mut self, high_watermark: i64) {
+        while let Some((handle, _)) = self.pending.front() {
+            let Some(outcome) = handle.poll() else {
+                return;
+            };
+            let apply = match outcome {
+                Ok(_) => true,
+                Err(Error::RequestTimedOut | Error::NotEnoughReplicasAfterAppend { .. }) => {
+                    if handle.info().last_offset >= high_watermark {
+                        return;
+                    }
+                    true
+                }
+                Err(_) => false,
+            };
             let changes = self.pending.pop_front().map(|(_, c)| c).unwrap_or_default();
-            if outcome.is_ok() {
+            if apply {
                 changes.into_iter().for_each(|c| self.apply(c));
             }
         }
