@@ -12,6 +12,7 @@ use partlog::record::BatchBuilder;
 use partlog::{Clock, Error, LogConfig};
 
 const GROUP: &str = "billing";
+const DAY: i64 = 24 * 60 * 60 * 1000;
 
 fn cluster() -> (Cluster, Vec<OffsetsStore>) {
     cluster_of(LogConfig {
@@ -199,7 +200,6 @@ fn a_new_leader_loads_exactly_the_acknowledged_offsets() {
 /// commit.
 #[test]
 fn offsets_expire_the_retention_after_their_group_became_empty() {
-    const DAY: i64 = 24 * 60 * 60 * 1000;
     let retention = partlog::offsets::DEFAULT_RETENTION_MS;
     let (mut c, stores) = cluster();
     let store = &stores[0];
@@ -249,7 +249,6 @@ fn offsets_expire_the_retention_after_their_group_became_empty() {
 /// (the group would come back with it). Both looked only at the committed offsets.
 #[test]
 fn expiry_spares_and_deletion_covers_a_commit_on_its_way() {
-    const DAY: i64 = 24 * 60 * 60 * 1000;
     let (mut c, stores) = cluster();
     let store = &stores[0];
     store.commit("standalone", &[commit_of("t", 0, 5)]).unwrap();
@@ -331,7 +330,6 @@ fn a_partition_that_cannot_expire_keeps_no_other_from_it() {
 /// members cannot be deleted either way.
 #[test]
 fn a_running_group_keeps_only_the_offsets_of_the_topics_it_subscribes_to() {
-    const DAY: i64 = 24 * 60 * 60 * 1000;
     let retention = partlog::offsets::DEFAULT_RETENTION_MS;
     let (mut c, stores) = cluster();
     let store = &stores[0];
@@ -1006,4 +1004,34 @@ fn a_commit_that_timed_out_shows_once_it_is_committed() {
         vec![],
         "and it stays deleted"
     );
+}
+
+/// A delete of an empty group that fails (its partition still loading) keeps the time the
+/// group became empty: its offsets expire 7 days after that, not 7 days after they were
+/// committed. It used to forget the group first, whose old offsets then expired at once.
+#[test]
+fn a_failed_group_delete_keeps_when_the_group_became_empty() {
+    let (mut c, stores) = cluster();
+    stores[0]
+        .commit(GROUP, &[commit_of("orders", 0, 5)])
+        .unwrap();
+    settle(&mut c);
+    c.clock().advance_ms(6 * DAY);
+    c.kill(0).unwrap();
+    let leader = c.leader().unwrap();
+    let store = &stores[leader];
+    store.become_leader(0).unwrap();
+    // The group's last member leaves now, on the new coordinator.
+    store.set_group_active(GROUP, true);
+    store.set_group_active(GROUP, false);
+    assert!(matches!(
+        store.delete_group(GROUP),
+        Err(Error::CoordinatorLoadInProgress { partition: 0 })
+    ));
+    store.load(0).unwrap();
+    settle(&mut c);
+    // 8 days after the commit, 2 after the group became empty: kept.
+    c.clock().advance_ms(2 * DAY);
+    expire(&mut c, store);
+    assert_eq!(offsets(store, GROUP), vec![("orders".into(), 0, 5)]);
 }

@@ -426,9 +426,12 @@ impl OffsetsStore {
                 group: group.to_string(),
             });
         }
-        // A group made again later is empty from when it is said to be.
+        let deleted = self.delete_committed(group, None)?;
+        // A group made again later is empty from when it is said to be. Not before the
+        // tombstones are appended: a delete that failed keeps the time the group became
+        // empty, from which its offsets expire.
         groups.remove(group);
-        self.delete_committed(group, None)
+        Ok(deleted)
     }
 
     /// Tombstones for the offsets `group` committed for `partitions` (all when `None`),
