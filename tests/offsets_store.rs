@@ -1035,3 +1035,34 @@ fn a_failed_group_delete_keeps_when_the_group_became_empty() {
     expire(&mut c, store);
     assert_eq!(offsets(store, GROUP), vec![("orders".into(), 0, 5)]);
 }
+
+/// An empty group is forgotten once it has no offsets left, as Kafka's coordinator drops
+/// it: its last offsets expired, or it never committed any. The store kept every group it
+/// was ever told of, and grew with each throwaway group id.
+#[test]
+fn an_empty_group_without_offsets_is_forgotten_at_expiry() {
+    let (mut c, stores) = cluster();
+    let store = &stores[0];
+    for group in [GROUP, "idle", "busy"] {
+        store.set_group_active(group, true);
+    }
+    store.commit(GROUP, &[commit_of("orders", 0, 5)]).unwrap();
+    store.commit("busy", &[commit_of("orders", 0, 9)]).unwrap();
+    settle(&mut c);
+    store.set_group_active(GROUP, false);
+    store.set_group_active("idle", false);
+    assert_eq!(store.known_groups(), 3);
+    // Not yet: GROUP still has an offset, and "idle" is forgotten at once.
+    expire(&mut c, store);
+    assert_eq!(store.known_groups(), 2);
+    c.clock()
+        .advance_ms(partlog::offsets::DEFAULT_RETENTION_MS + 1);
+    expire(&mut c, store);
+    assert_eq!(offsets(store, GROUP), vec![]);
+    assert_eq!(
+        store.known_groups(),
+        1,
+        "only the group with members is left"
+    );
+    assert_eq!(offsets(store, "busy"), vec![("orders".into(), 0, 9)]);
+}

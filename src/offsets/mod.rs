@@ -546,6 +546,13 @@ impl OffsetsStore {
         groups.insert(group.to_string(), Membership::Active(Some(topics)));
     }
 
+    /// How many groups the store knows the membership of (with members, or empty since a
+    /// time): Kafka's count of groups. [`OffsetsStore::expire`] forgets an empty group
+    /// once it has no offsets left, as Kafka's coordinator drops it.
+    pub fn known_groups(&self) -> usize {
+        self.groups.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// Writes tombstones for the offsets that expired, on every loaded partition this
     /// broker leads, and returns their appends and the partitions that failed (see
     /// [`Expiry`]). An offset whose newer commit is still on its way is left. As Kafka's
@@ -569,8 +576,12 @@ impl OffsetsStore {
     pub fn expire(&self) -> Expiry {
         let now = self.clock.now_ms();
         let cutoff = now.saturating_sub(self.config.retention_ms);
-        let groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
         let mut expiry = Expiry::default();
+        // Empty groups left without offsets (all expired here, or none ever) on a partition
+        // this store leads: forgotten at the end, as Kafka's coordinator drops an empty
+        // group whose last offset expired. Else the map grows with every throwaway group.
+        let mut forgotten: Vec<String> = Vec::new();
         // Each partition read and appended to under one hold of its lock: no commit comes
         // between the offsets read here and their tombstones.
         let partitions: Vec<(u32, Arc<Mutex<Hosted>>)> =
@@ -597,9 +608,12 @@ impl OffsetsStore {
                 .map(|(g, (t, p), _)| (g.as_str(), t.as_str(), *p))
                 .collect();
             let mut expired: BTreeMap<String, Vec<Change>> = BTreeMap::new();
+            // Empty groups of this partition whose every offset expires now.
+            let mut emptied: HashSet<String> = HashSet::new();
             for (group, offsets) in view.groups() {
                 let membership = groups.get(&group);
                 let empty_since = Membership::empty_since(membership);
+                let mut kept = false;
                 for (key, c, expire_at) in offsets.iter_with_expiry() {
                     // Kafka's rule: expired once `retention_ms` have passed, or at the
                     // explicit expiry of a version 1 value (the old semantics Kafka keeps
@@ -613,13 +627,34 @@ impl OffsetsStore {
                     if due && !on_the_way.contains(&(group.as_str(), key.0.as_str(), key.1)) {
                         let change = (group.clone(), key, None);
                         expired.entry(group.clone()).or_default().push(change);
+                    } else {
+                        kept = true;
                     }
                 }
+                if !kept && matches!(membership, Some(Membership::EmptySince(_))) {
+                    emptied.insert(group);
+                }
             }
-            drop(on_the_way);
-            for changes in expired.into_values() {
+            // Empty groups of this partition without any offset, none on its way either.
+            let written: HashSet<&str> = on_the_way.iter().map(|(g, _, _)| *g).collect();
+            for (group, membership) in groups.iter() {
+                let without_offsets = matches!(membership, Membership::EmptySince(_))
+                    && self.partition_for(group) == index
+                    && view.group(group).is_none()
+                    && !written.contains(group.as_str());
+                if without_offsets {
+                    forgotten.push(group.clone());
+                }
+            }
+            drop((on_the_way, written));
+            for (group, changes) in expired {
                 match self.append_tombstones(replica, view, changes) {
-                    Ok(handle) => expiry.handles.push(handle),
+                    Ok(handle) => {
+                        expiry.handles.push(handle);
+                        if emptied.contains(&group) {
+                            forgotten.push(group);
+                        }
+                    }
                     Err(error) => {
                         // The next call tries this partition again.
                         expiry.failed.push((index, error));
@@ -627,6 +662,9 @@ impl OffsetsStore {
                     }
                 }
             }
+        }
+        for group in forgotten {
+            groups.remove(&group);
         }
         expiry
     }
