@@ -135,10 +135,12 @@ fn followers_and_loading_partitions_refuse_with_typed_errors() {
         stores[0].groups(3),
         Err(Error::NotCoordinator { partition: 3 })
     ));
-    stores[1].become_leader(0).unwrap(); // as a broker would on a leader change
+    // Told to load while its replica does not lead (a late or early call): loading, it is
+    // not the coordinator either, and says so.
+    stores[1].become_leader(0).unwrap();
     assert!(matches!(
         stores[1].commit(GROUP, &[commit_of("t", 0, 1)]),
-        Err(Error::CoordinatorLoadInProgress { partition: 0 })
+        Err(Error::NotCoordinator { partition: 0 })
     ));
     stores[1].load(0).unwrap();
     // Loaded, but its replica does not lead.
@@ -1065,4 +1067,48 @@ fn an_empty_group_without_offsets_is_forgotten_at_expiry() {
         "only the group with members is left"
     );
     assert_eq!(offsets(store, "busy"), vec![("orders".into(), 0, 9)]);
+}
+
+/// An OffsetCommit without partitions succeeds and writes nothing, as in Kafka; it was
+/// refused as an empty batch.
+#[test]
+fn a_commit_of_no_offsets_succeeds_and_writes_nothing() {
+    let (c, stores) = cluster();
+    let end = c.replica(0).unwrap().log().log_end_offset();
+    let handle = stores[0].commit(GROUP, &[]).unwrap();
+    assert!(matches!(handle.poll(), Some(Ok(_))));
+    assert_eq!(c.replica(0).unwrap().log().log_end_offset(), end);
+    assert_eq!(offsets(&stores[0], GROUP), vec![]);
+    // Still only on the coordinator.
+    assert!(matches!(
+        stores[1].commit(GROUP, &[]),
+        Err(Error::NotCoordinator { partition: 0 })
+    ));
+}
+
+/// A partition whose load began but whose replica stepped down since answers
+/// `NotCoordinator`, so that clients look for the new coordinator; it answered
+/// `CoordinatorLoadInProgress`, and they retried here for as long as nobody told the
+/// store.
+#[test]
+fn a_loading_partition_whose_replica_stepped_down_is_not_the_coordinator() {
+    let (mut c, stores) = cluster();
+    stores[0].commit(GROUP, &[commit_of("t", 0, 1)]).unwrap();
+    settle(&mut c);
+    c.kill(0).unwrap();
+    let leader = c.leader().unwrap();
+    stores[leader].become_leader(0).unwrap();
+    assert!(matches!(
+        stores[leader].fetch(GROUP, None),
+        Err(Error::CoordinatorLoadInProgress { partition: 0 })
+    ));
+    let replica = c.replica(leader).unwrap();
+    let other = (0..3).find(|&b| b != leader && b != 0).unwrap() as i32;
+    replica
+        .become_follower(replica.leader_epoch() + 1, other)
+        .unwrap();
+    assert!(matches!(
+        stores[leader].fetch(GROUP, None),
+        Err(Error::NotCoordinator { partition: 0 })
+    ));
 }

@@ -270,6 +270,9 @@ impl OffsetsStore {
             ViewState::Follower | ViewState::Failed(_) => {
                 Err(Error::NotCoordinator { partition: index })
             }
+            // A load whose replica stepped down will not end: its new leader's store is
+            // the coordinator.
+            ViewState::Loading { .. } if !leads => Err(Error::NotCoordinator { partition: index }),
             ViewState::Loading { .. } => Err(Error::CoordinatorLoadInProgress { partition: index }),
             ViewState::Loaded(view) => {
                 if !leads {
@@ -282,7 +285,8 @@ impl OffsetsStore {
     }
 
     /// Commits `offsets` for `group`: one batch, `acks=all`. The handle completes when the
-    /// batch is committed; [`OffsetsStore::fetch`] sees the offsets from then on.
+    /// batch is committed; [`OffsetsStore::fetch`] sees the offsets from then on. No
+    /// offsets at all is a success that writes nothing, as in Kafka.
     /// [`Error::OffsetMetadataTooLarge`] for metadata longer than `metadata_max_bytes`,
     /// and nothing of the commit is written (Kafka refuses that partition alone and
     /// commits the others; a caller that wants that commits the others again).
@@ -331,6 +335,20 @@ impl OffsetsStore {
 
     fn append_changes(&self, group: &str, changes: Vec<Change>) -> Result<AppendHandle> {
         self.with_view(group, |replica, view| {
+            if changes.is_empty() {
+                // Kafka answers an OffsetCommit without partitions with success, writing
+                // nothing: a handle complete at once, of no records at the log end.
+                let end = replica.log().log_end_offset();
+                let handle = AppendHandle::pending(crate::log::AppendInfo {
+                    first_offset: end,
+                    last_offset: end - 1,
+                    max_timestamp: crate::record::NO_TIMESTAMP,
+                    batches: 0,
+                    bytes: 0,
+                });
+                handle.complete(Ok(handle.info()));
+                return Ok(handle);
+            }
             self.append_to(replica, view, changes)
         })
     }
