@@ -38,8 +38,8 @@ pub enum Error {
     /// The segment was deleted (retention, truncation) while a reader was using it.
     SegmentDeleted { base_offset: i64 },
     /// A follower append carried offsets that do not continue the log: a base offset below
-    /// `expected` (the log end, or the previous batch's next offset), or, on a log that
-    /// does not compact, any base offset other than `expected`.
+    /// `expected` (the log end, or the previous batch's next offset). One above it is a
+    /// gap, which a follower takes as Kafka's does (see `Log::may_have_gaps`).
     InvalidOffset { base_offset: i64, expected: i64 },
     /// One append spans more offsets than a segment's relative (`i32`) index can address,
     /// so no segment can hold it (Kafka's `ensureOffsetInRange`). Nothing was written.
