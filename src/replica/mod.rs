@@ -500,10 +500,10 @@ impl Partition {
     }
 
     /// Runs retention, never past the HW (Kafka's rule: a segment goes only once every
-    /// record in it is below the high watermark).
+    /// record in it is below the high watermark). The log reads the HW this replica gives
+    /// it, under its writer's lock (see [`Log::delete_old_segments_below`]).
     pub fn delete_old_segments(&self) -> Result<crate::log::RetentionOutcome> {
-        let hw = self.high_watermark();
-        self.log.delete_old_segments_below(hw)
+        self.log.delete_old_segments()
     }
 
     /// Moves the log start (Kafka's DeleteRecords), which may not pass the HW. As Kafka's
