@@ -240,7 +240,9 @@ impl Log {
     /// once, or a follower append left a gap (the dir holds [`GAPS_FILE_NAME`]). Such a
     /// log syncs each segment it rolls, witnesses every batch that leaves a gap in the
     /// offset index, and recovers by those rules; one without gaps holds consecutive
-    /// offsets, which recovery checks instead.
+    /// offsets, which recovery checks instead. Recovery goes by the mark, not the policy:
+    /// a log is marked before a gap is written in it (see the README's notes on
+    /// `cleanup_policy`).
     pub fn may_have_gaps(&self) -> bool {
         self.may_have_gaps.load(Ordering::Acquire)
     }

@@ -10,7 +10,7 @@ use super::{Log, Writer, GAPS_FILE_NAME, NO_EPOCH};
 use crate::clock::{Clock, SystemClock};
 use crate::config::LogConfig;
 use crate::error::Result;
-use crate::io::Storage;
+use crate::io::{OpenMode, Storage};
 use crate::segment::{files, Segment};
 
 /// How to open one partition's log. The log dir (see [`crate::manager::LogDir`]) fills the
@@ -77,14 +77,25 @@ impl Log {
         // its dir entry, before any append: from then on the dir says it is partlog's.
         let lock_path = dir.join(crate::io::real::LOCK_FILE_NAME);
         let opened_before = storage.try_exists(&lock_path)?;
+        // Whether offsets may have gaps: the dir says so (see `Log::may_have_gaps`), or
+        // the policy compacts. A compacting log's dir says so from this open on.
+        let gaps_path = dir.join(GAPS_FILE_NAME);
+        let mut gaps_marked = storage.try_exists(&gaps_path)?;
+        let compacts = config.cleanup_policy.compacts();
+        if !opened_before && compacts && !gaps_marked {
+            // Kafka's files, or none yet: marked durably before the `.lock` exists, so
+            // that a dir partlog opened before and finds unmarked never had a gap (a
+            // power loss can keep a new dir entry that was never synced). Creating the
+            // empty mark before taking the lock is harmless: nothing ever removes it.
+            storage.open(&gaps_path, OpenMode::Create)?;
+            storage.sync_dir(&dir)?;
+            gaps_marked = true;
+        }
         let lock = storage.lock_dir(&dir)?;
         if !opened_before {
             storage.sync_dir(&dir)?;
         }
-        // Whether offsets may have gaps: the dir says so (see `Log::may_have_gaps`), or
-        // the policy compacts. A compacting log's dir says so from this open on.
-        let gaps_marked = storage.try_exists(&dir.join(GAPS_FILE_NAME))?;
-        let may_have_gaps = gaps_marked || config.cleanup_policy.compacts();
+        let may_have_gaps = gaps_marked || compacts;
         let mut report = RecoveryReport {
             clean_shutdown: options.clean_shutdown,
             ..Default::default()
@@ -126,7 +137,11 @@ impl Log {
             &options,
             entries,
             opened_before,
-            may_have_gaps,
+            // By the dir's word alone: partlog marks a log before it writes a gap in it,
+            // so an unmarked one that was under `Delete` and now compacts holds
+            // consecutive offsets still, and a crash's hole in its unsynced tail is
+            // damage. It is marked after recovery, its segments synced first.
+            gaps_marked,
             &mut report,
         )?;
         let first_base = segments[0].base_offset();

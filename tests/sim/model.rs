@@ -53,17 +53,42 @@ pub struct Model {
     pub required: Vec<MBatch>,
     /// Every batch ever written (or attempted), by base offset: what a crash may bring back.
     candidates: HashMap<i64, HashSet<Vec<u8>>>,
+    /// For every batch written, the batches it was written right after (`None`: after
+    /// none the model knew of): a recovered batch must follow one of them, or a batch
+    /// between the two was lost while a later one survived (a hole).
+    preceded_by: HashMap<BatchId, HashSet<Option<BatchId>>>,
+}
+
+/// A batch as the adjacency check knows it: its base offset and its CRC.
+type BatchId = (i64, u32);
+
+fn id(b: &MBatch) -> BatchId {
+    let crc = u32::from_be_bytes(b.bytes[17..21].try_into().expect("a batch header"));
+    (b.base, crc)
 }
 
 impl Model {
-    /// Remembers batches handed to the log (successfully or not).
+    /// Remembers batches handed to the log (successfully or not), written after the
+    /// model's last batch.
     pub fn add_candidates(&mut self, batches: &[MBatch]) {
+        let mut before = self.batches.last().map(id);
         for b in batches {
             self.candidates
                 .entry(b.base)
                 .or_default()
                 .insert(b.bytes.clone());
+            self.preceded_by.entry(id(b)).or_default().insert(before);
+            before = Some(id(b));
         }
+    }
+
+    /// Whether `b` may follow `a` in a recovered log: it was written right after `a`, or
+    /// after no batch the model knew of (retention had emptied it, and a crash may bring
+    /// back what retention removed).
+    pub fn followed(&self, a: &MBatch, b: &MBatch) -> bool {
+        self.preceded_by
+            .get(&id(b))
+            .is_some_and(|set| set.contains(&Some(id(a))) || set.contains(&None))
     }
 
     pub fn is_candidate(&self, b: &MBatch) -> bool {

@@ -1012,6 +1012,20 @@ impl World {
                 b.last
             );
         }
+        // No holes: each batch follows the one it was written after. A batch lost
+        // between two that survived passes every check above on a log whose offsets may
+        // have gaps.
+        for pair in found.windows(2) {
+            assert!(
+                self.model.followed(&pair[0], &pair[1]),
+                "hole: recovered batch {}..={} follows {}..={}, which it was never written \
+                 after (a batch between them was lost)",
+                pair[1].base,
+                pair[1].last,
+                pair[0].base,
+                pair[0].last
+            );
+        }
         for r in &self.model.required {
             if r.last < start {
                 panic!(
