@@ -8,6 +8,7 @@ use std::path::Path;
 
 use common::batch;
 use common::cluster::{contents, open_log, set_isr, Cluster};
+use partlog::cluster::ControllerIsr;
 use partlog::io::sim::SimStorage;
 use partlog::record::{set_base_offset, set_partition_leader_epoch};
 use partlog::replica::{Acks, FetchRequest, FetchResponse, IsrProposal, Partition, TruncationMode};
@@ -788,6 +789,50 @@ fn a_late_isr_answer_does_not_take_back_a_later_one() {
     c.fetch(2, 0);
     c.fetch(2, 0);
     assert!(handle.poll().expect("complete").is_ok());
+}
+
+/// A controller may refuse a proposal made from the ISR it holds (Kafka's
+/// `INELIGIBLE_REPLICA`: the broker it would add is fenced). It answers with its ISR under
+/// the next version (`ControllerIsr::refuse`): the leader drops the proposal, so that the
+/// HW no longer waits for the refused broker and the next change can be proposed; a copy
+/// of the proposal the network delivers later is stale, and broker 2 gets in only by a
+/// proposal made after the refusal.
+#[test]
+fn a_refused_expansion_stops_holding_the_hw_and_is_proposed_again() {
+    let c = Cluster::new(3, 2, TruncationMode::LeaderEpoch);
+    let leader = c.replica(0);
+    set_isr(leader, vec![0, 1]);
+    let mut controller = ControllerIsr {
+        isr: vec![0, 1],
+        version: 1,
+    };
+    broker_2_catches_up(&c);
+    let proposal = leader.isr_proposal().expect("broker 2 caught up");
+    assert_eq!(proposal.isr, vec![0, 1, 2]);
+    assert!(controller.refuse(1, &proposal).expect("refuse"));
+    assert!(controller.confirm(leader, 1).expect("answer"));
+    assert_eq!(leader.isr_proposal(), None, "the refusal answered it");
+    assert_eq!(leader.isr(), Some(vec![0, 1]));
+    assert_eq!(leader.isr_version(), Some(2));
+    // Broker 2 goes quiet: an `acks=all` append needs broker 1 alone.
+    let handle = leader
+        .append(&mut batch(1, 20, 1), Acks::All, TIMEOUT_MS)
+        .unwrap();
+    c.fetch(1, 0);
+    c.fetch(1, 0);
+    assert!(handle.poll().expect("complete").is_ok());
+    // The proposal, delivered again, is stale: the controller answers with what it holds.
+    assert!(!controller.take(1, &proposal).expect("take"));
+    assert!(!controller.confirm(leader, 1).expect("answer"), "not newer");
+    assert_eq!(leader.isr(), Some(vec![0, 1]));
+    // Broker 2 catches up again and is proposed anew, from version 2, and taken.
+    c.fetch(2, 0);
+    c.fetch(2, 0);
+    let again = leader.isr_proposal().expect("proposed again");
+    assert_eq!((again.isr_version, &again.isr[..]), (2, &[0, 1, 2][..]));
+    assert!(controller.take(1, &again).expect("take"));
+    assert!(controller.confirm(leader, 1).expect("answer"));
+    assert_eq!(leader.isr(), Some(vec![0, 1, 2]));
 }
 
 /// Broker 0 leads with broker 2 out of its ISR: an `acks=all` append, then both followers

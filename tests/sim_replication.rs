@@ -192,7 +192,8 @@ impl Sim {
     }
 
     /// The leader's ISR proposal, if it has one, reaches the controller (unless lost): it
-    /// takes it when made from the ISR it holds, and answers either way.
+    /// takes it when made from the ISR it holds (or, now and then, refuses it), and
+    /// answers either way.
     fn send_proposal(&mut self) {
         let Some(proposal) = self.c.replica(self.leader).isr_proposal() else {
             return;
@@ -201,9 +202,16 @@ impl Sim {
             self.trace.push(format!("proposal {proposal:?} lost"));
             return;
         }
-        let taken = (self.isr.take(self.epoch, &proposal)).expect("an ISR version within range");
+        // Now and then the controller refuses a current proposal (a broker it would add is
+        // fenced: Kafka's INELIGIBLE_REPLICA); the leader proposes again later.
+        let (verb, changed) = if self.controller_faults && self.controller_rng.ratio(1, 8) {
+            ("refused", self.isr.refuse(self.epoch, &proposal))
+        } else {
+            ("taken", self.isr.take(self.epoch, &proposal))
+        };
+        let changed = changed.expect("an ISR version within range");
         self.trace
-            .push(format!("proposal {proposal:?} taken: {taken}"));
+            .push(format!("proposal {proposal:?} {verb}: {changed}"));
         self.answer();
     }
 

@@ -136,6 +136,23 @@ impl ControllerIsr {
         Ok(current)
     }
 
+    /// Refuses `proposal` although it was made from this ISR, as Kafka's controller
+    /// refuses an expansion to a fenced broker or one shutting down (`INELIGIBLE_REPLICA`,
+    /// KIP-841): the ISR stays as it is under the next version, so that the leader, told
+    /// with [`ControllerIsr::confirm`], drops the proposal (it stands until an answer with
+    /// a newer version comes), and a copy of it the network delivers later is stale. A
+    /// refusal at the same version would let a delayed copy of it drop a later proposal
+    /// the controller took, and the HW would stop waiting for a member the controller
+    /// holds. Whether it refused: false when the proposal was stale already, and the
+    /// answer is the ISR held (an error as [`ControllerIsr::change`]'s).
+    pub fn refuse(&mut self, leader_epoch: i32, proposal: &IsrProposal) -> Result<bool> {
+        let current = (proposal.leader_epoch, proposal.isr_version) == (leader_epoch, self.version);
+        if current {
+            self.change(self.isr.clone())?;
+        }
+        Ok(current)
+    }
+
     /// The controller changes the ISR on its own (a broker's session ended).
     ///
     /// The version is an `i32`, as Kafka's partition epoch is. A version that wrapped

@@ -245,14 +245,21 @@ impl Brokers {
     }
 
     /// The leader's ISR proposal, if it has one, reaches the controller: it takes it when
-    /// made from the ISR it holds, and answers either way.
+    /// made from the ISR it holds (or, one time in eight, refuses it, as for a fenced
+    /// broker), and answers either way.
     fn send_proposal(&self, leader: usize, rng: &mut Rng) {
         let Some(proposal) = self.replicas[leader].isr_proposal() else {
             return;
         };
+        let refuse = rng.below(8) == 0;
         let mut controller = self.controller();
         let epoch = controller.epoch;
-        (controller.isr.take(epoch, &proposal)).expect("an ISR version within range");
+        let isr = &mut controller.isr;
+        let changed = match refuse {
+            true => isr.refuse(epoch, &proposal),
+            false => isr.take(epoch, &proposal),
+        };
+        changed.expect("an ISR version within range");
         self.answer(controller, leader, rng);
     }
 
