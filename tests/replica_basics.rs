@@ -11,7 +11,9 @@ use common::cluster::{contents, open_log, set_isr, Cluster};
 use partlog::cluster::ControllerIsr;
 use partlog::io::sim::SimStorage;
 use partlog::record::{set_base_offset, set_partition_leader_epoch};
-use partlog::replica::{Acks, FetchRequest, FetchResponse, IsrProposal, Partition, TruncationMode};
+use partlog::replica::{
+    Acks, AppendHandle, FetchRequest, FetchResponse, IsrProposal, Partition, TruncationMode,
+};
 use partlog::Error;
 
 const TIMEOUT_MS: i64 = 30_000;
@@ -720,11 +722,7 @@ fn a_pending_isr_change_holds_the_hw_to_both_sets() {
     assert_eq!(leader.isr_proposal(), Some(expand), "no change on top");
     assert_eq!(leader.isr(), Some(vec![0, 1]), "not confirmed yet");
     let end = leader.log().log_end_offset();
-    let handle = leader
-        .append(&mut batch(1, 20, 1), Acks::All, TIMEOUT_MS)
-        .unwrap();
-    c.fetch(1, 0);
-    c.fetch(1, 0);
+    let handle = all_fetched_by_broker_1(&c);
     assert_eq!(
         leader.high_watermark(),
         end,
@@ -780,11 +778,7 @@ fn a_late_isr_answer_does_not_take_back_a_later_one() {
     assert_eq!(leader.isr(), Some(vec![0, 1, 2]));
     assert_eq!(leader.isr_version(), Some(2));
     // The HW waits for broker 2 again.
-    let handle = leader
-        .append(&mut batch(1, 20, 1), Acks::All, TIMEOUT_MS)
-        .unwrap();
-    c.fetch(1, 0);
-    c.fetch(1, 0);
+    let handle = all_fetched_by_broker_1(&c);
     assert!(handle.poll().is_none(), "broker 2 does not have it yet");
     c.fetch(2, 0);
     c.fetch(2, 0);
@@ -815,11 +809,7 @@ fn a_refused_expansion_stops_holding_the_hw_and_is_proposed_again() {
     assert_eq!(leader.isr(), Some(vec![0, 1]));
     assert_eq!(leader.isr_version(), Some(2));
     // Broker 2 goes quiet: an `acks=all` append needs broker 1 alone.
-    let handle = leader
-        .append(&mut batch(1, 20, 1), Acks::All, TIMEOUT_MS)
-        .unwrap();
-    c.fetch(1, 0);
-    c.fetch(1, 0);
+    let handle = all_fetched_by_broker_1(&c);
     assert!(handle.poll().expect("complete").is_ok());
     // The proposal, delivered again, is stale: the controller answers with what it holds.
     assert!(!controller.take(1, &proposal).expect("take"));
@@ -833,6 +823,16 @@ fn a_refused_expansion_stops_holding_the_hw_and_is_proposed_again() {
     assert!(controller.take(1, &again).expect("take"));
     assert!(controller.confirm(leader, 1).expect("answer"));
     assert_eq!(leader.isr(), Some(vec![0, 1, 2]));
+}
+
+/// An `acks=all` append on broker 0, which broker 1 then fetches and reports.
+fn all_fetched_by_broker_1(c: &Cluster) -> AppendHandle {
+    let handle = (c.replica(0))
+        .append(&mut batch(1, 20, 1), Acks::All, TIMEOUT_MS)
+        .unwrap();
+    c.fetch(1, 0);
+    c.fetch(1, 0);
+    handle
 }
 
 /// Broker 0 leads with broker 2 out of its ISR: an `acks=all` append, then both followers
