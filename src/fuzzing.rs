@@ -166,8 +166,9 @@ pub fn segment_recovery(data: &[u8]) {
 /// recovery point, the next two (little-endian) the length of the index bytes that follow;
 /// the rest is the segment. Above the recovery point, recovery keeps a batch that follows
 /// an offset gap only when the on-disk index names it (its witness, which appends write
-/// in a compacted log), in a partition partlog opened before (its `.lock` is there, as
-/// here), so here the index decides what is kept: whatever it says, the invariants of
+/// in a compacted log), in a partition partlog opened before and marked as one with gaps
+/// (its `.lock` and `.offset-gaps` are there, as here), so here the index decides what is
+/// kept: whatever it says, the invariants of
 /// [`segment_recovery`] hold.
 pub fn compacted_recovery(data: &[u8]) {
     let Some((&selector, rest)) = data.split_first() else {
@@ -190,8 +191,10 @@ pub fn compacted_recovery(data: &[u8]) {
         sim.write_raw(&segment_path(files::INDEX_SUFFIX), index)
             .expect("write fuzz index");
     }
-    let lock = segment_path(files::LOG_SUFFIX).with_file_name(crate::io::real::LOCK_FILE_NAME);
-    sim.write_raw(&lock, &[]).expect("write fuzz lock file");
+    for name in [crate::io::real::LOCK_FILE_NAME, crate::log::GAPS_FILE_NAME] {
+        let marker = segment_path(files::LOG_SUFFIX).with_file_name(name);
+        sim.write_raw(&marker, &[]).expect("write fuzz marker file");
+    }
     let config = fuzz_compacted_config();
     let options = open_options_with(config, sim.storage(), false, recovery_point);
     recover_and_check(&sim, segment, options);

@@ -398,7 +398,8 @@ fn compacted_files() -> (Vec<u8>, Vec<u8>) {
 /// The seeds mean what they say: above a recovery point of 0, recovery keeps every batch of
 /// the compacted segment when the index holds the gaps' witnesses, and cuts at the first
 /// gap without it (there the batch after the gap could be a torn write of the base offset,
-/// which the CRC does not cover), in a partition partlog opened before (its `.lock`).
+/// which the CRC does not cover), in a partition partlog opened before and marked as one
+/// with gaps (its `.lock` and `.offset-gaps`).
 #[test]
 fn compacted_seed_keeps_witnessed_gaps_and_cuts_at_the_first_unwitnessed_one() {
     let (segment, index) = compacted_files();
@@ -412,7 +413,9 @@ fn compacted_seed_keeps_witnessed_gaps_and_cuts_at_the_first_unwitnessed_one() {
             sim.write_raw(&dir.join("00000000000000000000.index"), &index)
                 .expect("index");
         }
-        sim.write_raw(&dir.join(".lock"), &[]).expect("lock file");
+        for name in [".lock", partlog::log::GAPS_FILE_NAME] {
+            sim.write_raw(&dir.join(name), &[]).expect("marker file");
+        }
         let options = LogOpenOptions {
             config: fuzzing::fuzz_compacted_config(),
             clock: Arc::new(ManualClock::new(0)),

@@ -12,8 +12,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::batch;
+use partlog::cluster::ControllerIsr;
 use partlog::io::sim::SimStorage;
-use partlog::replica::{Acks, Partition, ReplicaConfig};
+use partlog::replica::{Acks, FetchRequest, Partition, ReplicaConfig};
 use partlog::ManualClock;
 
 /// Long enough that a test waiting it out would be obvious; never waited in a passing run.
@@ -212,4 +213,66 @@ impl Drop for StopOnDrop<'_> {
     fn drop(&mut self) {
         self.0.store(true, Ordering::Release);
     }
+}
+
+/// A held fetch's progress counts when it comes, not again when its answer is read:
+/// meanwhile the follower may have started over lower (a restart that lost its unflushed
+/// tail), and the old fetch offset, counted again, would make the leader propose it into
+/// the ISR without the records it lost, as Kafka's delayed fetch reads without updating the
+/// follower's state.
+#[test]
+fn a_held_fetch_answered_later_does_not_count_its_progress_again() {
+    let (leader, follower) = pair();
+    for i in 0..4 {
+        leader
+            .append(&mut batch(1, 10, i), Acks::Leader, 1000)
+            .unwrap();
+    }
+    while follower.log().log_end_offset() < 4 {
+        let response = leader.fetch(&follower.fetch_request(1 << 20)).unwrap();
+        follower.apply_fetch(&response).unwrap();
+    }
+    leader.fetch(&follower.fetch_request(1 << 20)).unwrap();
+    assert_eq!(leader.high_watermark(), 4);
+    // The controller takes broker 1 out (its session ended).
+    common::cluster::set_isr(&leader, vec![0]);
+    let held = follower.fetch_request(1 << 20);
+    assert_eq!(held.fetch_offset, 4);
+    let mut controller = ControllerIsr {
+        isr: vec![0],
+        version: 1,
+    };
+    thread::scope(|s| {
+        let fetch = s.spawn(|| leader.fetch_wait(&held, HOLD).unwrap());
+        // Counted on arrival: broker 1 holds the HW, and is proposed back in.
+        let proposal = loop {
+            if let Some(p) = leader.isr_proposal() {
+                break p;
+            }
+            thread::sleep(Duration::from_millis(1));
+        };
+        assert_eq!(proposal.isr, vec![0, 1]);
+        // The controller refuses (broker 1 is fenced: it restarts), and broker 1 comes
+        // back having lost its unflushed tail: it fetches from offset 2.
+        assert!(controller.refuse(1, &proposal).unwrap());
+        assert!(controller.confirm(&leader, 1).unwrap());
+        let restarted = FetchRequest {
+            fetch_offset: 2,
+            ..held
+        };
+        leader.fetch(&restarted).unwrap();
+        assert_eq!(
+            leader.isr_proposal(),
+            None,
+            "broker 1 lacks the HW's records"
+        );
+        append_until_finished(&leader, &fetch);
+        let answer = fetch.join().unwrap();
+        assert!(answer.records.is_some());
+    });
+    assert_eq!(
+        leader.isr_proposal(),
+        None,
+        "the held fetch's old offset counted again"
+    );
 }

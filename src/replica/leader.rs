@@ -97,6 +97,15 @@ impl Partition {
     /// offset, or past its fetch offset, which is its log end): counted in the low
     /// watermark, it would let DeleteRecords pass records the follower still holds.
     pub fn fetch(&self, request: &FetchRequest) -> Result<FetchResponse> {
+        self.serve_fetch(request, true)
+    }
+
+    /// [`Partition::fetch`]; `record`: whether the request's progress counts. A held
+    /// request's answer, read when data arrived, does not count it again: it counted when
+    /// the request came, and the follower may have started over since (a restart that
+    /// lost its unflushed tail), which the old fetch offset would hide, as Kafka's
+    /// delayed fetch reads without updating the follower's state.
+    fn serve_fetch(&self, request: &FetchRequest, record: bool) -> Result<FetchResponse> {
         if request.log_start_offset < -1 || request.log_start_offset > request.fetch_offset {
             return Err(Error::InvalidRequest(format!(
                 "fetch from {}: log start {} is not the start of a log ending at {}",
@@ -153,19 +162,22 @@ impl Partition {
                 log_end_offset: leo,
             });
         }
-        follower.leo = request.fetch_offset;
-        // Kafka's rule: caught up now if it reached the leader's end, or at its previous
-        // fetch if it reached the end the leader had then.
-        if request.fetch_offset >= leo {
-            follower.last_caught_up_ms = now;
-        } else if request.fetch_offset >= follower.previous_fetch.0 {
-            follower.last_caught_up_ms = follower.last_caught_up_ms.max(follower.previous_fetch.1);
+        if record {
+            follower.leo = request.fetch_offset;
+            // Kafka's rule: caught up now if it reached the leader's end, or at its
+            // previous fetch if it reached the end the leader had then.
+            if request.fetch_offset >= leo {
+                follower.last_caught_up_ms = now;
+            } else if request.fetch_offset >= follower.previous_fetch.0 {
+                follower.last_caught_up_ms =
+                    follower.last_caught_up_ms.max(follower.previous_fetch.1);
+            }
+            follower.previous_fetch = (leo, now);
+            follower.log_start_offset = request.log_start_offset;
+            let hw = state.high_watermark;
+            self.maybe_propose_expand(&mut state, request.replica_id, hw);
+            self.advance_high_watermark(&mut state);
         }
-        follower.previous_fetch = (leo, now);
-        follower.log_start_offset = request.log_start_offset;
-        let hw = state.high_watermark;
-        self.maybe_propose_expand(&mut state, request.replica_id, hw);
-        self.advance_high_watermark(&mut state);
         // The read needs `role_change` only: slices of whole batches below the log end,
         // which no truncation cuts while this replica leads.
         drop(state);
@@ -190,7 +202,7 @@ impl Partition {
     /// yet, until data past the fetch offset arrives: Kafka's delayed fetch
     /// (`replica.fetch.wait.max.ms`, 500 ms by default), so that an idle follower neither
     /// spins nor lags by a poll interval. The follower's progress counts at once (it may
-    /// complete `acks=all` appends); only the answer waits. A wait longer than Kafka's
+    /// complete `acks=all` appends), and only then; only the answer waits. A wait longer than Kafka's
     /// protocol allows (`max_wait_ms` is an `i32`, about 24.8 days) is cut to that.
     pub fn fetch_wait(&self, request: &FetchRequest, max_wait: Duration) -> Result<FetchResponse> {
         let response = self.fetch(request)?;
@@ -200,8 +212,10 @@ impl Partition {
         // Unbounded, `now + max_wait` would overflow (and panic) for `Duration::MAX`.
         let max_wait = max_wait.min(Duration::from_millis(i32::MAX as u64));
         let deadline = Instant::now() + max_wait;
+        // The answer, once data came, reads without counting the request's progress
+        // again (see `serve_fetch`).
         if spin::spin_until(|| self.log.log_end_offset() > request.fetch_offset) {
-            return self.fetch(request);
+            return self.serve_fetch(request, false);
         }
         let mut state = self.state();
         while matches!(state.role, Role::Leader(_))
@@ -221,7 +235,7 @@ impl Partition {
             state.fetch_waiters -= 1;
         }
         drop(state);
-        self.fetch(request)
+        self.serve_fetch(request, false)
     }
 
     /// Proposes adding `replica` to the ISR once it reached the HW and this epoch's start,
