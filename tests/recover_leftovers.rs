@@ -10,9 +10,10 @@ use common::{backends, batch, file_names, open, read_all, small_config, write_fi
 use partlog::record::{set_base_offset, set_partition_leader_epoch};
 use partlog::{CleanupPolicy, LogConfig};
 
-/// Segments at 0, 10, 20 (10 offsets each, five 2-record batches) and an active one at 30.
-fn build(backend: &Backend, name: &str) -> Vec<(i64, i64)> {
-    let (log, _) = open(backend, name, small_config());
+/// Segments at 0, 10, 20 (10 offsets each, five 2-record batches) and an active one at 30,
+/// written under `config`.
+fn build(backend: &Backend, name: &str, config: LogConfig) -> Vec<(i64, i64)> {
+    let (log, _) = open(backend, name, config);
     for segment in 0..4 {
         for i in 0..5 {
             log.append_as_leader(&mut batch(2, 20, segment * 100 + i), 1)
@@ -35,7 +36,13 @@ fn file(backend: &Backend, name: &str, file: &str) -> PathBuf {
 #[test]
 fn swap_replaces_the_segments_it_covers() {
     for backend in backends() {
-        let all = build(&backend, "t-0");
+        // Cleaning leaves offset gaps, which only a compacted log may hold: a log the
+        // cleaner cleans was opened compacting, and so marked as one with gaps.
+        let compacted = LogConfig {
+            cleanup_policy: CleanupPolicy::Compact,
+            ..small_config()
+        };
+        let all = build(&backend, "t-0", compacted.clone());
         // A cleaned segment for offsets 0..20 keeping one record at each odd offset, in
         // the epoch the log was written in (a cleaning keeps each batch's epoch).
         let mut swap = Vec::new();
@@ -49,11 +56,6 @@ fn swap_replaces_the_segments_it_covers() {
         write_file(&backend, &swap_path, &swap);
         let index_swap = file(&backend, "t-0", "00000000000000000000.index.swap");
         write_file(&backend, &index_swap, &[1, 2, 3]);
-        // Cleaning leaves offset gaps, which only a compacted log may hold.
-        let compacted = LogConfig {
-            cleanup_policy: CleanupPolicy::Compact,
-            ..small_config()
-        };
         let (log, report) = open(&backend, "t-0", compacted);
         let ctx = format!("{}: {report:?}", backend.name);
         let names = file_names(&backend, &backend.root.join("t-0"));
@@ -92,7 +94,7 @@ fn swap_replaces_the_segments_it_covers() {
 #[test]
 fn cleaned_deleted_and_orphan_files_are_removed() {
     for backend in backends() {
-        let all = build(&backend, "t-0");
+        let all = build(&backend, "t-0", small_config());
         let leftovers = [
             "00000000000000000000.log.cleaned",
             "00000000000000000000.index.cleaned",

@@ -11,10 +11,10 @@ use partlog::{CleanupPolicy, LogConfig};
 
 const BATCHES: usize = 4;
 
-/// One segment of `BATCHES` two-record batches; returns the segment path and the position
-/// of the third batch.
-fn build(backend: &Backend, name: &str) -> (std::path::PathBuf, usize) {
-    let (log, _) = open(backend, name, LogConfig::default());
+/// One segment of `BATCHES` two-record batches, written under `config`; returns the
+/// segment path and the position of the third batch.
+fn build(backend: &Backend, name: &str, config: LogConfig) -> (std::path::PathBuf, usize) {
+    let (log, _) = open(backend, name, config);
     let mut third = 0;
     for i in 0..BATCHES {
         if i == 2 {
@@ -38,7 +38,7 @@ fn compacted() -> LogConfig {
 #[test]
 fn torn_raised_base_offset_is_cut_in_a_log_without_compaction() {
     for backend in backends() {
-        let (path, third) = build(&backend, "t-0");
+        let (path, third) = build(&backend, "t-0", LogConfig::default());
         let mut bytes = file_bytes(&backend, &path);
         // Offsets 4..=5 become 9..=10: still increasing, CRC still valid.
         set_base_offset(&mut bytes[third..], 9);
@@ -57,7 +57,8 @@ fn torn_raised_base_offset_is_cut_in_a_log_without_compaction() {
 #[test]
 fn a_compacted_log_keeps_its_offset_gaps() {
     for backend in backends() {
-        let (path, third) = build(&backend, "t-0");
+        // Opened compacting, and so marked as a log whose offsets may have gaps.
+        let (path, third) = build(&backend, "t-0", compacted());
         let mut bytes = file_bytes(&backend, &path);
         let fourth = third + partlog::record::batch_size(&bytes[third..]).expect("size");
         set_base_offset(&mut bytes[third..], 9);
@@ -77,14 +78,16 @@ fn a_compacted_log_keeps_its_offset_gaps() {
 fn offsets_that_overflow_are_damage_not_a_panic() {
     for backend in backends() {
         for (segment_base, batch_base) in [(0, i64::MAX - 1), (i64::MAX - 1, i64::MAX - 1)] {
-            let dir = backend.root.join(format!("t-{}", segment_base % 7));
             let mut b = batch(5, 10, 0);
             set_base_offset(&mut b, batch_base);
             recompute_crc(&mut b);
-            backend.storage.create_dir_all(&dir).expect("dir");
-            write_file(&backend, &files::path(&dir, segment_base, ".log"), &b);
-            let name = dir.file_name().and_then(|n| n.to_str()).expect("name");
-            for config in [LogConfig::default(), compacted()] {
+            // A dir of its own for each policy: a dir opened compacting is marked as one
+            // with gaps for good.
+            for (i, config) in [LogConfig::default(), compacted()].into_iter().enumerate() {
+                let dir = backend.root.join(format!("t-{}-{i}", segment_base % 7));
+                backend.storage.create_dir_all(&dir).expect("dir");
+                write_file(&backend, &files::path(&dir, segment_base, ".log"), &b);
+                let name = dir.file_name().and_then(|n| n.to_str()).expect("name");
                 let (log, report) = open(&backend, name, config.clone());
                 let damage = report.damage.expect("overflowing offsets are damage");
                 // Without compaction, the jump from the segment base is caught first.
@@ -95,8 +98,6 @@ fn offsets_that_overflow_are_damage_not_a_panic() {
                 };
                 assert!(damage.reason.contains(why), "{}", damage.reason);
                 assert_eq!(log.log_end_offset(), segment_base);
-                drop(log);
-                write_file(&backend, &files::path(&dir, segment_base, ".log"), &b);
             }
         }
     }

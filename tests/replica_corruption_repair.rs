@@ -151,3 +151,23 @@ fn damage_found_at_recovery_is_fetched_again() {
     assert_eq!(c.batches_of(1, RECORDS).unwrap(), intact);
     assert_eq!(c.isr(), &[0, 1, 2]);
 }
+
+/// A follower that cut committed records (its repair lies below the HW) leaves the ISR at
+/// its next fetch, not after the lag time: until it holds them again the controller could
+/// elect it, and the records acknowledged below the HW would be gone from every replica
+/// that follows it. It is proposed back once it has caught up.
+#[test]
+fn a_follower_that_cut_committed_records_leaves_the_isr_until_it_has_them_again() {
+    let mut c = replicated();
+    let bad = damage_seventh_batch(&c, 2);
+    let follower = c.replica(2).unwrap().clone();
+    assert_eq!(
+        follower.scrub().unwrap(),
+        ScrubOutcome::Repaired { offset: bad }
+    );
+    let report = c.replicate().unwrap();
+    assert_eq!(report.isr_changes.first(), Some(&vec![0, 1]), "{report:?}");
+    settle(&mut c);
+    assert_eq!(c.isr(), &[0, 1, 2][..], "back in once caught up");
+    assert_eq!(follower.scrub().unwrap(), ScrubOutcome::Clean);
+}

@@ -163,6 +163,12 @@ impl Partition {
             });
         }
         if record {
+            // A follower whose log end went back below the HW lost records the HW counts
+            // (a scrub cut its damaged copy, or a restart took its unflushed tail): it
+            // leaves the ISR now, not after the lag time, since the controller could
+            // elect it meanwhile (Kafka halts such a broker, whose lost session takes it
+            // out). It is proposed back once it holds the HW again.
+            let lost = request.fetch_offset < follower.leo && request.fetch_offset < high_watermark;
             follower.leo = request.fetch_offset;
             // Kafka's rule: caught up now if it reached the leader's end, or at its
             // previous fetch if it reached the end the leader had then.
@@ -174,6 +180,12 @@ impl Partition {
             }
             follower.previous_fetch = (leo, now);
             follower.log_start_offset = request.log_start_offset;
+            if lost {
+                // Out at the next tick if a proposal awaits its answer now.
+                let lag = self.config.replica_lag_time_max_ms;
+                follower.last_caught_up_ms = now.saturating_sub(lag).saturating_sub(1);
+                Self::propose_without(&mut state, request.replica_id);
+            }
             let hw = state.high_watermark;
             self.maybe_propose_expand(&mut state, request.replica_id, hw);
             self.advance_high_watermark(&mut state);
@@ -236,6 +248,18 @@ impl Partition {
         }
         drop(state);
         self.serve_fetch(request, false)
+    }
+
+    /// Proposes the ISR without `replica`, if it is a member and no proposal awaits its
+    /// answer (see [`Partition::tick`]).
+    fn propose_without(state: &mut State, replica: i32) {
+        let Role::Leader(leader) = &mut state.role else {
+            return;
+        };
+        if leader.proposed_isr.is_none() && leader.isr.contains(&replica) {
+            let keep = leader.isr.iter().copied().filter(|&id| id != replica);
+            leader.proposed_isr = Some(keep.collect());
+        }
     }
 
     /// Proposes adding `replica` to the ISR once it reached the HW and this epoch's start,

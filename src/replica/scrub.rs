@@ -22,7 +22,8 @@ pub enum ScrubOutcome {
     /// Every batch below the high watermark passed its checks.
     Clean,
     /// A follower found a bad batch at `offset` and cut its log there; it fetches the rest
-    /// from the leader again.
+    /// from the leader again. A cut below the HW takes it out of the ISR at its next fetch
+    /// (its leader proposes it out), until it holds the HW again.
     Repaired { offset: i64 },
     /// The leader found a bad batch at `offset` in committed data. The embedder should
     /// elect another in-sync replica, and leave this one out of the new ISR: it cuts its
