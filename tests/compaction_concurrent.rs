@@ -6,7 +6,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::thread;
 
@@ -119,4 +119,57 @@ fn cleaning_while_appending_and_reading() {
         let (want_offset, want_value) = &latest[&key.unwrap()];
         assert_eq!((offset, value.as_ref()), (*want_offset, Some(want_value)));
     }
+}
+
+/// The cleanable range's lag check and its limit read one segment list: a roll between
+/// two reads of it left the segment it closed out of the `min_compaction_lag_ms` check
+/// while the limit already lay past it, and records younger than the lag were cleaned.
+/// Round by round, a writer appends a batch of the round's time and rolls, while this
+/// thread computes the range at that time: every segment of an earlier round is older
+/// than the lag then, the round's own is not.
+#[test]
+fn a_roll_during_the_lag_check_leaves_young_segments_uncleanable() {
+    const LAG: i64 = 3_600_000;
+    const ROUNDS: i64 = 400;
+    let round_time = |r: i64| 10 * LAG * (r + 1);
+    let tmp = tempfile::tempdir().unwrap();
+    let options = LogDirOptions {
+        config: LogConfig {
+            cleanup_policy: CleanupPolicy::Compact,
+            index_bytes_max: 4096,
+            min_compaction_lag_ms: LAG,
+            ..LogConfig::default()
+        },
+        clock: Arc::new(partlog::ManualClock::new(0)),
+    };
+    let dir = LogDir::open(Arc::new(RealStorage), tmp.path(), options).unwrap();
+    let (log, _) = dir.open_log(&TopicPartition::new("t", 0)).unwrap();
+    let record = |i: i64| vec![(i.to_be_bytes().to_vec(), Some(vec![b'v'; 10]))];
+    // The first young offset, then the round (stored in this order, read in the other).
+    let (young, round) = (AtomicI64::new(0), AtomicI64::new(-1));
+    let done = AtomicBool::new(false);
+    thread::scope(|s| {
+        s.spawn(|| {
+            for r in 0..ROUNDS {
+                young.store(log.log_end_offset(), Ordering::Release);
+                round.store(r, Ordering::Release);
+                log.append_as_leader(&mut keyed_batch(&record(r), round_time(r)), 0)
+                    .unwrap();
+                log.force_roll().unwrap();
+            }
+            done.store(true, Ordering::Release);
+        });
+        while !done.load(Ordering::Acquire) {
+            let r = round.load(Ordering::Acquire);
+            let first_young = young.load(Ordering::Acquire);
+            if r < 0 {
+                continue;
+            }
+            let range = partlog::cleaner::cleanable(&log, None, round_time(r)).unwrap();
+            assert!(
+                range.first_uncleanable <= first_young,
+                "round {r}: records younger than the lag are cleanable: {range:?}"
+            );
+        }
+    });
 }

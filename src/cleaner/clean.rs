@@ -69,8 +69,13 @@ pub fn cleanable(log: &Log, checkpoint: Option<i64>, now_ms: i64) -> Result<Clea
         .map(|c| c.min(truncated_to))
         .filter(|c| (start..=end).contains(c))
         .unwrap_or(start);
-    let inactive = log.inactive_segments();
-    let active_base = log.segments().last().map_or(end, |s| s.base_offset());
+    // One list for both: a roll between two reads would leave the segment it closed out
+    // of the lag checks below, while the limit already lay past it.
+    let segments = log.segments();
+    let (inactive, active_base) = match segments.split_last() {
+        Some((active, inactive)) => (inactive, active.base_offset()),
+        None => (&[][..], end),
+    };
     let mut limit = active_base.min(log.high_watermark()).max(first_dirty);
     if config.min_compaction_lag_ms > 0 {
         // From the segment holding the first dirty offset (Kafka's
