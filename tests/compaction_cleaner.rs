@@ -245,6 +245,32 @@ fn a_failing_partition_is_marked_uncleanable_and_the_others_go_on() {
     assert_eq!(keys_of(&bad), 5);
 }
 
+/// A cleaning whose copy fails as it is created (here, emptying a copy an earlier failure
+/// left) removes it: left, a `.cleaned` file marks a later cleaning's swap at or above its
+/// base as unfinished, and a crash during that swap would make recovery undo the swap
+/// after its originals were renamed away.
+#[test]
+fn a_copy_that_fails_as_it_is_created_is_removed() {
+    let disk = SimStorage::new(6);
+    let dir = dir(&disk, config());
+    let cleaner = Cleaner::new(CleanerConfig::default());
+    let (log, _) = dir.open_log(&TopicPartition::new("t", 0)).unwrap();
+    fill(&log, 5, 8, NOW);
+    let copy = Path::new("/data/t-0/00000000000000000000.log.cleaned");
+    disk.write_raw(copy, b"an earlier copy").unwrap();
+    disk.set_faults(FaultPlan {
+        path_suffix: Some(".cleaned".into()),
+        ..FaultPlan::default()
+    });
+    disk.fail_nth(SimOp::Write, 1, FaultKind::Eio).unwrap();
+    let outcome = cleaner.clean_once(&dir, NOW).unwrap();
+    assert!(
+        matches!(outcome, CleanOutcome::Failed { .. }),
+        "{outcome:?}"
+    );
+    assert!(!disk.storage().exists(copy));
+}
+
 #[test]
 fn the_background_thread_cleans_until_stopped() {
     let disk = SimStorage::new(5);

@@ -561,7 +561,15 @@ fn clean_group(
         return Ok(None);
     }
     let last_base = last.base_offset;
-    let mut file = log.create_cleaned(base)?;
+    let mut file = match log.create_cleaned(base) {
+        Ok(file) => file,
+        Err(err) => {
+            // The file may exist by now (emptying a leftover failed): left, it would mark
+            // a later cleaning's swap at or above its base as unfinished.
+            log.discard_cleaned(base)?;
+            return Err(err);
+        }
+    };
     let mut out = Vec::with_capacity(CHUNK_BYTES * 2);
     // The batches the map pass found superseded whole are not read again.
     let ranges: Vec<FileSlice> = group
