@@ -146,6 +146,33 @@ fn cleaning_stops_at_the_high_watermark_and_the_compaction_lags() {
     assert!(range.first_uncleanable > old_end, "{range:?}");
 }
 
+/// Records without timestamps (-1, as old clients write) age by their segment's file time
+/// under `min_compaction_lag_ms`, and tell nothing under `max_compaction_lag_ms`, as in
+/// Kafka (`largestTimestamp`, and first-batch timestamps above 0 only): counted as older
+/// than any lag, a segment written a moment ago was cleaned at once, and the log counted
+/// overdue at any dirty ratio.
+#[test]
+fn records_without_timestamps_age_by_their_segments_file_time() {
+    let disk = SimStorage::new(12);
+    disk.set_clock(Arc::new(ManualClock::new(NOW)));
+    let lagged = LogConfig {
+        min_compaction_lag_ms: 60_000,
+        max_compaction_lag_ms: 60_000,
+        min_cleanable_dirty_ratio: 0.99,
+        ..config()
+    };
+    let dir = dir(&disk, lagged);
+    let (log, _) = dir.open_log(&TopicPartition::new("t", 0)).unwrap();
+    fill(&log, 4, 3, -1);
+    let range = cleanable(&log, None, NOW).unwrap();
+    assert_eq!(range.first_uncleanable, range.first_dirty, "{range:?}");
+    assert!(!range.overdue, "{range:?}");
+    // Once the files are older than the lag, they are cleanable.
+    let range = cleanable(&log, None, NOW + 120_000).unwrap();
+    assert!(range.first_uncleanable > range.first_dirty, "{range:?}");
+    assert!(!range.overdue, "{range:?}");
+}
+
 /// The compaction lag holds from the segment that holds the first dirty offset: one that
 /// an earlier cleaning left dirty past its base (it ended at an open transaction, or its
 /// map filled) counts too, as in Kafka (`cleanableOffsets` takes the segments from the

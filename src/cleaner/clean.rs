@@ -85,7 +85,8 @@ pub fn cleanable(log: &Log, checkpoint: Option<i64>, now_ms: i64) -> Result<Clea
             .partition_point(|s| s.base_offset() <= first_dirty)
             .saturating_sub(1);
         for s in &inactive[holding..] {
-            if s.largest_timestamp()? > now_ms.saturating_sub(config.min_compaction_lag_ms) {
+            // Kafka's `largestTimestamp`: the file's time when no batch has a timestamp.
+            if s.retention_timestamp()? > now_ms.saturating_sub(config.min_compaction_lag_ms) {
                 limit = limit.min(s.base_offset()).max(first_dirty);
                 break;
             }
@@ -111,7 +112,13 @@ pub fn cleanable(log: &Log, checkpoint: Option<i64>, now_ms: i64) -> Result<Clea
             clean_bytes += s.size();
         } else {
             dirty_bytes += s.size();
-            if s.size() > 0 && s.read_header(0, s.size())?.max_timestamp < overdue_before {
+            // A first batch without a timestamp (-1, as old clients write) says nothing
+            // of its age: Kafka counts only timestamps above 0.
+            let first = match s.size() {
+                0 => 0,
+                size => s.read_header(0, size)?.max_timestamp,
+            };
+            if first > 0 && first < overdue_before {
                 overdue = true;
             }
         }

@@ -536,7 +536,8 @@ impl Segment {
         self.meta_mut().max_timestamp
     }
 
-    /// The time retention ages the segment by (Kafka's `LogSegment.largestTimestamp`): its
+    /// The time retention and the compaction lag age the segment by (Kafka's
+    /// `LogSegment.largestTimestamp`): its
     /// largest record timestamp, or, when no batch carries one (all `-1`, as old clients
     /// write), the `.log` file's modification time. Otherwise such a segment would look
     /// older than any retention and be deleted on the first pass.
