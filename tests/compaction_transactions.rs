@@ -580,3 +580,55 @@ fn an_open_transaction_hangs_once_its_producer_is_silent_past_the_timeout() {
         "a clock behind the batches"
     );
 }
+
+/// A compressed batch of an aborted transaction goes whole, unopened, as Kafka's cleaner
+/// drops aborted batches; and its marker goes after its horizon once the batch is gone.
+/// It was copied unopened, never known as its transaction's, so it stayed for good, and
+/// its marker with it.
+#[test]
+fn a_compressed_batch_of_an_aborted_transaction_is_dropped() {
+    let (dir, log, cleaner) = open(17, 4096);
+    let mut builder = BatchBuilder::new();
+    builder.transactional(true).producer(7, 0, 0);
+    builder.append(NOW, Some(b"a"), Some(b"aborted"), &[]);
+    let mut compressed = builder.build().expect("batch");
+    // Marked gzip: partlog copies it unopened, whatever its payload holds.
+    compressed[22] |= 1;
+    partlog::record::recompute_crc(&mut compressed);
+    log.append_as_leader(&mut compressed, 0).expect("append");
+    log.append_as_coordinator(&mut marker_batch(7, false, NOW).expect("marker"), 0)
+        .expect("abort");
+    let mut plain = Vec::new();
+    append(&log, &mut plain, None, vec![kv("b", Some("plain"))]);
+    log.force_roll().expect("roll");
+    // (compressed batches, markers) in the log.
+    let count = || {
+        let mut next = log.log_start_offset();
+        let (mut compressed, mut markers) = (0, 0);
+        while let Some(slice) = log.read(next, 1 << 20, None).expect("read") {
+            let bytes = slice.to_vec().expect("bytes");
+            for b in partlog::record::batches(&bytes) {
+                let b = b.expect("batch");
+                next = b.header().next_offset();
+                compressed += usize::from(b.records().is_err());
+                markers += usize::from(b.header().is_control());
+            }
+        }
+        (compressed, markers)
+    };
+    assert_eq!(count(), (1, 1));
+    clean_all(&cleaner, &dir, "the aborted batch goes");
+    assert_eq!(count(), (0, 1), "the marker stays while its batch was read");
+    append(&log, &mut plain, None, vec![kv("b", Some("later"))]);
+    log.force_roll().expect("roll");
+    clean_all(&cleaner, &dir, "the horizon is set");
+    append(&log, &mut plain, None, vec![kv("b", Some("latest"))]);
+    log.force_roll().expect("roll");
+    clean_all_at(
+        &cleaner,
+        &dir,
+        NOW + DELETE_RETENTION_MS,
+        "past the horizon",
+    );
+    assert_eq!(count(), (0, 0));
+}

@@ -451,8 +451,25 @@ fn map_pass(
             });
             return Ok(false);
         }
-        if header.is_control() || batch.records().is_err() {
-            // Compressed: partlog does not open it, so its records are never dropped.
+        if header.is_control() {
+            return Ok(true);
+        }
+        if batch.records().is_err() {
+            // Compressed: partlog does not open it, so its records are never dropped but
+            // as a whole, as an aborted transaction's batch is (Kafka's cleaner drops
+            // those unopened too): it joins its transaction without keys.
+            if header.is_transactional() {
+                let start = TxnStart {
+                    producer,
+                    first_offset: header.base_offset,
+                };
+                if committed == Some(start) {
+                    reading = Some(producer);
+                }
+                if reading != Some(producer) {
+                    transactions.add(producer, header.base_offset, &[]);
+                }
+            }
             return Ok(true);
         }
         keys.clear();

@@ -167,6 +167,12 @@ pub fn filter_batch(
         // Kept empty only to end its group, which it no longer does.
         return Ok(false);
     }
+    let aborted = header.is_transactional() && rules.transactions.is_aborted(header.base_offset);
+    if aborted && header.compression() != Compression::None && !keep_if_empty {
+        // Dropped whole, unopened (a compressed batch cannot be emptied without opening).
+        stats.aborted_dropped += u64::try_from(header.records_count).unwrap_or(0);
+        return Ok(false);
+    }
     if header.compression() != Compression::None || (header.is_control() && !marker_may_go) {
         scratch.compressed_before |= header.compression() != Compression::None;
         stats.batches_unopened += 1;
@@ -191,7 +197,6 @@ pub fn filter_batch(
     }
     rules.map.touch(seen.iter().filter_map(|r| r.digest));
     decisions.clear();
-    let aborted = header.is_transactional() && rules.transactions.is_aborted(header.base_offset);
     for record in seen.iter() {
         stats.records_read += 1;
         let keep = if aborted {
