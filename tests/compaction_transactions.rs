@@ -477,6 +477,38 @@ fn a_committed_transaction_larger_than_the_map_is_cleaned_in_parts() {
     assert_eq!(committed(&read_items(&log)), committed(&appended));
 }
 
+/// A transaction open where the dirty range begins, whose marker lies past where the map
+/// fills: every map pass filled before the marker, found the transaction open, and ended
+/// where it began, so the log was never cleaned again. Its outcome is now looked up past
+/// the full map, and the pass runs again knowing it: committed, its records go in as they
+/// come; aborted, its batches go.
+#[test]
+fn a_transaction_decided_past_a_full_map_does_not_stall_the_cleaning() {
+    for commit in [true, false] {
+        let (dir, log, cleaner) = open(21, 64);
+        let mut appended = Vec::new();
+        append(&log, &mut appended, Some(7), vec![kv("t", Some("txn"))]);
+        let keys: Vec<String> = (0..200).map(|k| format!("k{k}")).collect();
+        for value in ["old", "new"] {
+            let records: Vec<_> = keys.iter().map(|k| kv(k, Some(value))).collect();
+            for chunk in records.chunks(20) {
+                append(&log, &mut appended, None, chunk.to_vec());
+            }
+        }
+        end(&log, &mut appended, 7, commit);
+        log.force_roll().unwrap();
+        clean_all(&cleaner, &dir, "past the full map");
+        let left = values(&log);
+        assert!(
+            !left.contains(&Some(b"old".to_vec())),
+            "commit {commit}: the old values are superseded: {} records left",
+            left.len()
+        );
+        assert_eq!(left.contains(&Some(b"txn".to_vec())), commit);
+        assert_eq!(committed(&read_items(&log)), committed(&appended));
+    }
+}
+
 fn run(seed: u64, map_slots: usize) {
     let mut rng = SimRng::new(seed);
     let (dir, log, cleaner) = open(seed, map_slots);

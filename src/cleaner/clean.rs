@@ -341,7 +341,10 @@ fn discard(log: &Log, groups: &[Vec<Arc<Segment>>]) -> Result<()> {
 ///
 /// A committed transaction the whole map cannot take, where the dirty range begins, would
 /// end every cleaning there: the pass then runs again knowing it committed, its records
-/// go in as they come, as plain ones do, and the map ends inside it if it must.
+/// go in as they come, as plain ones do, and the map ends inside it if it must. So would
+/// one that begins there and is decided past where the full map stopped the pass: its
+/// marker is looked up, and the pass runs again knowing the outcome (an aborted one's
+/// batches go, as they come).
 ///
 /// Notes in `superseded` the plain batches below that end that keep no record.
 fn build_map(
@@ -361,21 +364,37 @@ fn build_map(
         buffers,
         throttle,
     )?;
-    let end = match pass.too_large {
-        Some(committed) if committed.first_offset <= range.first_dirty => {
+    // A transaction where the range begins that the pass could not see decided: too large
+    // for the map, or open still where the full map stopped it.
+    let decided = match pass.too_large {
+        Some(committed) if committed.first_offset <= range.first_dirty => Some((committed, true)),
+        _ if pass.end <= range.first_dirty => match transactions.first_open_transaction() {
+            Some((producer, first_offset)) if first_offset <= range.first_dirty => {
+                let start = TxnStart {
+                    producer,
+                    first_offset,
+                };
+                outcome(log, range, start, buffers, throttle)?.map(|commits| (start, commits))
+            }
+            _ => None,
+        },
+        _ => None,
+    };
+    let end = match decided {
+        Some(decided) => {
             map.clear();
             map_pass(
                 log,
                 range,
                 (&mut *map, &mut *superseded),
                 transactions,
-                Some(committed),
+                Some(decided),
                 buffers,
                 throttle,
             )?
             .end
         }
-        _ => pass.end,
+        None => pass.end,
     };
     superseded.settle(map, end);
     Ok(end)
@@ -395,23 +414,28 @@ struct MapPass {
     too_large: Option<TxnStart>,
 }
 
-/// One pass of [`build_map`]; the records of `committed`, a transaction known to have
-/// committed, go in as they come.
+/// One pass of [`build_map`]; the records of `decided`, a transaction known to have
+/// committed (`true`), go in as they come, and the batches of one known to have aborted
+/// are noted as aborted as they come.
 fn map_pass(
     log: &Log,
     range: &Cleanable,
     (map, superseded): (&mut OffsetMap, &mut Superseded),
     transactions: &mut Transactions,
-    committed: Option<TxnStart>,
+    decided: Option<(TxnStart, bool)>,
     buffers: &mut ScanBuffers,
     throttle: &mut Throttle,
 ) -> Result<MapPass> {
+    let (known, commits) = match decided {
+        Some((start, commits)) => (Some(start), commits),
+        None => (None, false),
+    };
     *transactions = Transactions::with_budget(map.slots());
     let segments = dirty_segments(log, range);
     superseded.start(&segments);
     let ranges: Vec<FileSlice> = segments.iter().map(|s| s.whole()).collect();
     let (mut stopped, mut too_large) = (None, None);
-    // The producer of `committed` while its batches are read, from its first to its marker.
+    // The producer of `decided` while its batches are read, from its first to its marker.
     let mut reading = None;
     // A batch's keys are digested and their slots touched together, then put in order.
     let mut keys: Vec<(Digest, i64)> = Vec::new();
@@ -463,11 +487,13 @@ fn map_pass(
                     producer,
                     first_offset: header.base_offset,
                 };
-                if committed == Some(start) {
+                if known == Some(start) {
                     reading = Some(producer);
                 }
                 if reading != Some(producer) {
                     transactions.add(producer, header.base_offset, &[]);
+                } else if !commits {
+                    transactions.abort_batch(header.base_offset);
                 }
             }
             return Ok(true);
@@ -487,11 +513,15 @@ fn map_pass(
                 producer,
                 first_offset: header.base_offset,
             };
-            if committed == Some(start) {
+            if known == Some(start) {
                 reading = Some(producer);
             }
             if reading != Some(producer) {
                 transactions.add(producer, header.base_offset, &keys);
+                return Ok(true);
+            }
+            if !commits {
+                transactions.abort_batch(header.base_offset);
                 return Ok(true);
             }
         }
@@ -515,6 +545,34 @@ fn map_pass(
         .first_open()
         .map_or(end, |first| end.min(first));
     Ok(MapPass { end, too_large })
+}
+
+/// Whether the transaction begun at `start` commits (`Some(true)`), by its marker below
+/// the range's end; `None` while it has none there.
+fn outcome(
+    log: &Log,
+    range: &Cleanable,
+    start: TxnStart,
+    buffers: &mut ScanBuffers,
+    throttle: &mut Throttle,
+) -> Result<Option<bool>> {
+    let segments = dirty_segments(log, range);
+    let ranges: Vec<FileSlice> = segments.iter().map(|s| s.whole()).collect();
+    let mut found = None;
+    scan_batches(&ranges, SCAN_BYTES, buffers, throttle, |batch| {
+        let header = batch.header();
+        if header.base_offset >= range.first_uncleanable {
+            return Ok(false);
+        }
+        if header.producer_id == start.producer && header.base_offset > start.first_offset {
+            if let Some(commits) = batch.marker_commits() {
+                found = Some(commits);
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })?;
+    Ok(found)
 }
 
 /// The inactive segments holding `[first_dirty, first_uncleanable)`.

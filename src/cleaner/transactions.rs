@@ -110,7 +110,20 @@ impl Transactions {
             .copied()
     }
 
-    /// True for a batch of an aborted transaction the map pass saw end.
+    /// The producer and first batch of the transaction still open that began first.
+    pub fn first_open_transaction(&self) -> Option<(i64, i64)> {
+        self.open
+            .iter()
+            .filter_map(|(&producer, o)| o.batches.first().map(|&first| (producer, first)))
+            .min_by_key(|&(_, first)| first)
+    }
+
+    /// A batch of a transaction known to have aborted, whose marker lies ahead.
+    pub fn abort_batch(&mut self, base_offset: i64) {
+        self.aborted.insert(base_offset);
+    }
+
+    /// True for a batch of an aborted transaction the map pass saw end, or knew to end so.
     pub fn is_aborted(&self, base_offset: i64) -> bool {
         self.aborted.contains(&base_offset)
     }
