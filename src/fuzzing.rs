@@ -168,8 +168,7 @@ pub fn segment_recovery(data: &[u8]) {
 /// an offset gap only when the on-disk index names it (its witness, which appends write
 /// in a compacted log), in a partition partlog opened before and marked as one with gaps
 /// (its `.lock` and `.offset-gaps` are there, as here), so here the index decides what is
-/// kept: whatever it says, the invariants of
-/// [`segment_recovery`] hold.
+/// kept: whatever it says, the invariants of [`segment_recovery`] hold.
 pub fn compacted_recovery(data: &[u8]) {
     let Some((&selector, rest)) = data.split_first() else {
         return;

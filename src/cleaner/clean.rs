@@ -10,6 +10,7 @@ use super::superseded::Superseded;
 use super::transactions::{Ended, Transactions};
 use crate::error::{Error, Result};
 use crate::log::Log;
+use crate::record::BatchHeader;
 use crate::segment::scan::{scan_batches, ScanBuffers, Throttle, SCAN_BYTES};
 use crate::segment::{FileSlice, Segment};
 
@@ -426,10 +427,6 @@ fn map_pass(
     buffers: &mut ScanBuffers,
     throttle: &mut Throttle,
 ) -> Result<MapPass> {
-    let (known, commits) = match decided {
-        Some((start, commits)) => (Some(start), commits),
-        None => (None, false),
-    };
     *transactions = Transactions::with_budget(map.slots());
     let segments = dirty_segments(log, range);
     superseded.start(&segments);
@@ -483,18 +480,7 @@ fn map_pass(
             // as a whole, as an aborted transaction's batch is (Kafka's cleaner drops
             // those unopened too): it joins its transaction without keys.
             if header.is_transactional() {
-                let start = TxnStart {
-                    producer,
-                    first_offset: header.base_offset,
-                };
-                if known == Some(start) {
-                    reading = Some(producer);
-                }
-                if reading != Some(producer) {
-                    transactions.add(producer, header.base_offset, &[]);
-                } else if !commits {
-                    transactions.abort_batch(header.base_offset);
-                }
+                transactional_batch(transactions, &mut reading, decided, header, &[]);
             }
             return Ok(true);
         }
@@ -508,22 +494,10 @@ fn map_pass(
                 keys.push((map.digest(key), record.offset));
             }
         }
-        if header.is_transactional() {
-            let start = TxnStart {
-                producer,
-                first_offset: header.base_offset,
-            };
-            if known == Some(start) {
-                reading = Some(producer);
-            }
-            if reading != Some(producer) {
-                transactions.add(producer, header.base_offset, &keys);
-                return Ok(true);
-            }
-            if !commits {
-                transactions.abort_batch(header.base_offset);
-                return Ok(true);
-            }
+        if header.is_transactional()
+            && !transactional_batch(transactions, &mut reading, decided, header, &keys)
+        {
+            return Ok(true);
         }
         map.touch(keys.iter().map(|&(digest, _)| digest));
         for &(digest, offset) in &keys {
@@ -545,6 +519,35 @@ fn map_pass(
         .first_open()
         .map_or(end, |first| end.min(first));
     Ok(MapPass { end, too_large })
+}
+
+/// A transactional batch in a map pass, with its keyed records: held by its open
+/// transaction, or, from the first batch of `decided` to its marker (`reading`), noted
+/// aborted or, committed, let into the map now. Returns whether its keys go into the map.
+fn transactional_batch(
+    transactions: &mut Transactions,
+    reading: &mut Option<i64>,
+    decided: Option<(TxnStart, bool)>,
+    header: &BatchHeader,
+    keys: &[(Digest, i64)],
+) -> bool {
+    let (producer, base) = (header.producer_id, header.base_offset);
+    let start = TxnStart {
+        producer,
+        first_offset: base,
+    };
+    if decided.is_some_and(|(known, _)| known == start) {
+        *reading = Some(producer);
+    }
+    if *reading != Some(producer) {
+        transactions.add(producer, base, keys);
+        return false;
+    }
+    let commits = decided.is_some_and(|(_, commits)| commits);
+    if !commits {
+        transactions.abort_batch(base);
+    }
+    commits
 }
 
 /// Whether the transaction begun at `start` commits (`Some(true)`), by its marker below
