@@ -214,8 +214,9 @@ impl Partition {
     /// yet, until data past the fetch offset arrives: Kafka's delayed fetch
     /// (`replica.fetch.wait.max.ms`, 500 ms by default), so that an idle follower neither
     /// spins nor lags by a poll interval. The follower's progress counts at once (it may
-    /// complete `acks=all` appends), and only then; only the answer waits. A wait longer than Kafka's
-    /// protocol allows (`max_wait_ms` is an `i32`, about 24.8 days) is cut to that.
+    /// complete `acks=all` appends), and only then; only the answer waits. A wait longer
+    /// than Kafka's protocol allows (`max_wait_ms` is an `i32`, about 24.8 days) is cut to
+    /// that.
     pub fn fetch_wait(&self, request: &FetchRequest, max_wait: Duration) -> Result<FetchResponse> {
         let response = self.fetch(request)?;
         if response.records.is_some() || response.diverging.is_some() || max_wait.is_zero() {
