@@ -103,11 +103,7 @@ impl Transactions {
 
     /// Where the earliest transaction still open began.
     pub fn first_open(&self) -> Option<i64> {
-        self.open
-            .values()
-            .filter_map(|o| o.batches.first())
-            .min()
-            .copied()
+        self.first_open_transaction().map(|(_, first)| first)
     }
 
     /// The producer and first batch of the transaction still open that began first.
