@@ -2,6 +2,7 @@
 //! map over its dirty part, then rewrite every segment below where the map ends, in groups
 //! of about a segment's size, each swapped in as one cleaned segment.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::offset_map::{Digest, OffsetMap};
@@ -12,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::log::Log;
 use crate::record::BatchHeader;
 use crate::segment::scan::{scan_batches, ScanBuffers, Throttle, SCAN_BYTES};
-use crate::segment::{FileSlice, Segment};
+use crate::segment::{FileSlice, Segment, SEGMENT_BYTES_MAX};
 
 /// Bytes of a cleaned copy filtered before they go to its file: few enough to stay in the
 /// CPU's cache until they are copied on.
@@ -154,6 +155,9 @@ pub struct CleanReport {
     /// A truncation or retention changed the log meanwhile; nothing was swapped after it,
     /// and the checkpoint stays.
     pub aborted: bool,
+    /// Segments left as they were because their cleaned copy would not fit a segment's
+    /// 2 GiB of positions (see [`GroupCopy::TooLarge`]).
+    pub segments_too_large: usize,
 }
 
 /// Cleans `log` over `range` with `map` (cleared first) at `now_ms`. A truncation of the
@@ -179,7 +183,13 @@ pub fn clean_log(
         return Ok(aborted); // another cleaning holds the log
     };
     let (truncations, truncated_to) = (range.truncations, range.truncated_to);
-    match clean_log_once(log, range, map, now_ms, throttle, truncations) {
+    match clean_log_once(
+        log,
+        range,
+        map,
+        (now_ms, throttle, truncations),
+        SEGMENT_BYTES_MAX,
+    ) {
         // Also after a swap: its end may lie above the cut, and a checkpoint written there
         // would mark clean what the log fetches again below it. The next cleaning starts
         // at the cut.
@@ -197,14 +207,14 @@ pub fn clean_log(
 }
 
 /// One cleaning of `log`, which had seen `truncations` (its settled truncation count)
-/// before anything was read: the swap refuses the copies if it changed since.
+/// before anything was read: the swap refuses the copies if it changed since. No copy
+/// grows past `copy_limit` bytes (see [`GroupCopy::TooLarge`]).
 fn clean_log_once(
     log: &Log,
     range: &Cleanable,
     map: &mut OffsetMap,
-    now_ms: i64,
-    throttle: &mut Throttle,
-    truncations: u64,
+    (now_ms, throttle, truncations): (i64, &mut Throttle, u64),
+    copy_limit: u64,
 ) -> Result<CleanReport> {
     // A failed log's files may hold a swap it left unfinished, which the copies of a new
     // cleaning would overwrite or remove: it is cleaned again once reopened.
@@ -267,24 +277,33 @@ fn clean_log_once(
         log,
         bases: Vec::new(),
     };
-    for group in group_segments(&segments, &next_bases, log.config().segment_bytes) {
+    let mut groups: VecDeque<_> =
+        group_segments(&segments, &next_bases, log.config().segment_bytes).into();
+    while let Some(group) = groups.pop_front() {
         let group_segments = &segments[group.clone()];
         copies.bases.push(group_segments[0].base_offset());
         let written = clean_group(
             log,
             group_segments,
             (&rules, &superseded),
-            (&mut buffers, &mut scratch),
+            (&mut buffers, &mut scratch, copy_limit),
             throttle,
             &mut report.records,
         );
         match written {
-            Ok(Some(bytes)) => {
+            Ok(GroupCopy::Written(bytes)) => {
                 report.bytes_before += group_segments.iter().map(|s| s.size()).sum::<u64>();
                 report.bytes_after += bytes;
                 cleaned.push(group_segments.to_vec());
             }
-            Ok(None) => {}
+            Ok(GroupCopy::Nothing) => {}
+            // Halves fit more easily; a segment alone that does not fit stays as it is.
+            Ok(GroupCopy::TooLarge) if group.len() > 1 => {
+                let middle = group.start + group.len() / 2;
+                groups.push_front(middle..group.end);
+                groups.push_front(group.start..middle);
+            }
+            Ok(GroupCopy::TooLarge) => report.segments_too_large += 1,
             Err(err) => {
                 discard(log, &cleaned)?;
                 return Err(err);
@@ -619,31 +638,46 @@ fn group_segments(
     groups
 }
 
-/// Writes the cleaned copy of `group` into its `.cleaned` file, synced. Returns the bytes
-/// written, or `None` when the group holds no batch above the log start (it is left as it
-/// is).
+/// What [`clean_group`] made of a group of segments.
+#[derive(Debug, PartialEq, Eq)]
+enum GroupCopy {
+    /// Its cleaned copy, of these bytes, synced in its `.cleaned` file.
+    Written(u64),
+    /// No copy: the group holds no batch above the log start, and is left as it is.
+    Nothing,
+    /// No copy: it would have grown past the limit, [`SEGMENT_BYTES_MAX`] (whose positions
+    /// an index holds), where a segment no longer opens. A group of segments of at most
+    /// `segment.bytes` together can: a batch rewritten past its tombstones' delete horizon
+    /// has that horizon as its base timestamp, and its records' timestamp deltas from it
+    /// may take up to nine bytes more each. (Kafka's cleaner fails such a log's cleaning,
+    /// and marks it uncleanable.)
+    TooLarge,
+}
+
+/// Writes the cleaned copy of `group` into its `.cleaned` file, synced, unless it would
+/// grow past `limit` bytes.
 fn clean_group(
     log: &Log,
     group: &[Arc<Segment>],
     (rules, superseded): (&FilterRules<'_>, &Superseded),
-    (buffers, scratch): (&mut ScanBuffers, &mut FilterScratch),
+    (buffers, scratch, limit): (&mut ScanBuffers, &mut FilterScratch, u64),
     throttle: &mut Throttle,
     stats: &mut FilterStats,
-) -> Result<Option<u64>> {
+) -> Result<GroupCopy> {
     let Some(first) = group.first() else {
-        return Ok(None);
+        return Ok(GroupCopy::Nothing);
     };
     let base = first.base_offset();
     // The group's last batch stays, empty if need be, so the copy ends where it did.
     let last = match group.iter().rev().find_map(|s| s.last_batch().transpose()) {
         Some(header) => header?,
-        None => return Ok(None),
+        None => return Ok(GroupCopy::Nothing),
     };
     let log_start = log.log_start_offset();
     if last.next_offset() <= log_start {
         // Wholly below the log start (DeleteRecords, or a follower's log start moved by
         // its leader's): nothing to copy, and retention removes the segments.
-        return Ok(None);
+        return Ok(GroupCopy::Nothing);
     }
     let last_base = last.base_offset;
     let mut file = match log.create_cleaned(base) {
@@ -664,21 +698,29 @@ fn clean_group(
     // The writes count with the reads towards the rate limit, as Kafka's cleaner counts
     // both: the read-ahead's waits pay for them.
     let writes = throttle.meter();
+    let mut appended = 0u64;
     let copied = scan_batches(&ranges, SCAN_BYTES, buffers, throttle, |batch| {
         if batch.header().next_offset() <= log_start {
             return Ok(true); // below the log start: gone already
         }
         let keep_if_empty = batch.header().base_offset == last_base;
         filter_batch(batch, rules, keep_if_empty, &mut out, stats, scratch)?;
+        if appended + out.len() as u64 > limit {
+            return Ok(false);
+        }
         if out.len() >= CHUNK_BYTES {
             file.append(&out)?;
             writes.add(out.len() as u64);
+            appended += out.len() as u64;
             out.clear();
         }
         Ok(true)
-    })
-    .and_then(|()| file.append(&out))
-    .and_then(|()| {
+    });
+    if copied.is_ok() && appended + out.len() as u64 > limit {
+        log.discard_cleaned(base)?;
+        return Ok(GroupCopy::TooLarge);
+    }
+    let copied = copied.and_then(|()| file.append(&out)).and_then(|()| {
         throttle.account(out.len() as u64);
         file.finish()
     });
@@ -695,14 +737,16 @@ fn clean_group(
             "cleaning segments from {base} produced no batch; expected at least the last"
         )));
     }
-    Ok(Some(written))
+    Ok(GroupCopy::Written(written))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{CleanupPolicy, LogConfig};
     use crate::io::sim::SimStorage;
     use crate::log::LogOpenOptions;
+    use crate::record::BatchBuilder;
 
     /// A cleaning that panics after writing copies (a bug the cleaner contains, going on
     /// with later cleanings in the same process) removes them as it unwinds: left, one
@@ -745,5 +789,99 @@ mod tests {
         assert!(sim
             .storage()
             .exists(&std::path::Path::new("/data/t-0").join("00000000000000000400.log.cleaned")));
+    }
+
+    /// Three rounds over four keys, a segment each, every record its own batch.
+    fn three_rounds(sim: &Arc<SimStorage>) -> Log {
+        let mut options = LogOpenOptions::new(sim.storage(), "/data/t-0");
+        options.config = LogConfig {
+            cleanup_policy: CleanupPolicy::Compact,
+            segment_bytes: 2048,
+            ..LogConfig::default()
+        };
+        let (log, _) = Log::open(options).unwrap();
+        for round in 0..3u8 {
+            for key in 0..4u8 {
+                let mut builder = BatchBuilder::new();
+                builder.append(1_000, Some(&[b'k', key]), Some(&[round; 40]), &[]);
+                log.append_as_leader(&mut builder.build().unwrap(), 0)
+                    .unwrap();
+            }
+            log.force_roll().unwrap();
+        }
+        log
+    }
+
+    /// Every record of `log`: offset, key and value.
+    fn records(log: &Log) -> Vec<(i64, Vec<u8>, Vec<u8>)> {
+        let end = log.log_end_offset();
+        let mut out = Vec::new();
+        for slice in log.read_all(log.log_start_offset(), end).unwrap() {
+            let bytes = slice.to_vec().unwrap();
+            for batch in crate::record::batches(&bytes) {
+                for r in batch.unwrap().records().unwrap() {
+                    let r = r.unwrap();
+                    let (key, value) = (r.key.unwrap_or_default(), r.value.unwrap_or_default());
+                    out.push((r.offset, key.to_vec(), value.to_vec()));
+                }
+            }
+        }
+        out
+    }
+
+    fn clean_within(log: &Log, limit: u64) -> CleanReport {
+        let range = cleanable(log, None, 2_000).unwrap();
+        let mut map = OffsetMap::with_memory(1 << 16);
+        let mut throttle = Throttle::unlimited();
+        let truncations = log.truncation_count();
+        let _claim = log.begin_cleaning().unwrap();
+        clean_log_once(
+            log,
+            &range,
+            &mut map,
+            (2_000, &mut throttle, truncations),
+            limit,
+        )
+        .unwrap()
+    }
+
+    /// A group whose cleaned copy would grow past the limit (a segment's 2 GiB of
+    /// positions) is cleaned in halves, and a segment whose copy alone would is left as
+    /// it is: swapped in, such a copy would leave a segment that no longer opens.
+    #[test]
+    fn a_copy_that_would_pass_the_limit_is_cleaned_in_halves_or_left() {
+        let sim = SimStorage::new(6);
+        let log = three_rounds(&sim);
+        let segments = log.inactive_segments();
+        assert_eq!(segments.len(), 3);
+        let sizes: Vec<u64> = segments.iter().map(|s| s.size()).collect();
+        assert!(sizes.iter().sum::<u64>() <= 2048, "one group: {sizes:?}");
+        let before = records(&log);
+        assert_eq!(before.len(), 12);
+
+        // Below the last round's size, which is all live: the group fails, then its second
+        // half (the last two rounds), then the last round alone, which stays. The first
+        // two rounds, superseded, keep each their last batch, emptied.
+        let report = clean_within(&log, sizes[2] - 1);
+        assert_eq!(report.segments_too_large, 1, "{report:?}");
+        assert_eq!(report.segments_before, 3);
+        assert_eq!(report.segments_after, 3);
+        assert!(!report.aborted);
+        assert_eq!(records(&log), before[8..].to_vec());
+        assert_eq!(log.inactive_segments()[2].size(), sizes[2]);
+        let copies_left = sim
+            .storage()
+            .list_dir(std::path::Path::new("/data/t-0"))
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.name.ends_with(crate::segment::files::CLEANED_SUFFIX))
+            .count();
+        assert_eq!(copies_left, 0);
+
+        // With room, the same log's segments clean as one group.
+        let report = clean_within(&log, SEGMENT_BYTES_MAX);
+        assert_eq!(report.segments_too_large, 0, "{report:?}");
+        assert_eq!(report.segments_after, 1);
+        assert_eq!(records(&log), before[8..].to_vec());
     }
 }
