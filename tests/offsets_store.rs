@@ -9,20 +9,29 @@ use partlog::cleaner::{CleanOutcome, Cleaner, CleanerConfig};
 use partlog::cluster::{Cluster, ClusterOptions};
 use partlog::offsets::{codec, offsets_log_config, OffsetCommit, OffsetsConfig, OffsetsStore};
 use partlog::record::BatchBuilder;
+use partlog::replica::Acks;
 use partlog::{Clock, Error, LogConfig};
 
 const GROUP: &str = "billing";
 const DAY: i64 = 24 * 60 * 60 * 1000;
 
 fn cluster() -> (Cluster, Vec<OffsetsStore>) {
-    cluster_of(LogConfig {
+    cluster_of(cluster_config())
+}
+
+fn cluster_config() -> LogConfig {
+    LogConfig {
         segment_bytes: 4096,
         index_bytes_max: 1024,
         ..offsets_log_config()
-    })
+    }
 }
 
 fn cluster_of(log_config: LogConfig) -> (Cluster, Vec<OffsetsStore>) {
+    cluster_with(log_config, Acks::All)
+}
+
+fn cluster_with(log_config: LogConfig, acks: Acks) -> (Cluster, Vec<OffsetsStore>) {
     let c = Cluster::new(ClusterOptions {
         log_config,
         ..ClusterOptions::default()
@@ -34,6 +43,7 @@ fn cluster_of(log_config: LogConfig) -> (Cluster, Vec<OffsetsStore>) {
                 OffsetsConfig {
                     partitions: 1,
                     load_buffer_bytes: 512,
+                    acks,
                     ..OffsetsConfig::default()
                 },
                 c.clock().clone(),
@@ -116,6 +126,38 @@ fn commits_are_visible_once_committed() {
     assert_eq!(one.len(), 1);
     assert_eq!(one[0].1.offset, 20);
     assert_eq!(offsets(&stores[0], "nobody"), vec![]);
+}
+
+/// A commit with `acks=1` completes at the leader's write, and shows once committed all
+/// the same: a failover before its followers copied it then takes back nothing a
+/// consumer fetched. It used to show at once, and the new leader's view went back to
+/// the offset before it.
+#[test]
+fn a_commit_with_acks_1_shows_once_committed() {
+    let (mut c, stores) = cluster_with(cluster_config(), Acks::Leader);
+    let first = stores[0]
+        .commit(GROUP, &[commit_of("orders", 0, 10)])
+        .unwrap();
+    assert!(first.poll().unwrap().is_ok(), "acknowledged at the write");
+    assert_eq!(offsets(&stores[0], GROUP), vec![], "not committed yet");
+    settle(&mut c);
+    assert_eq!(offsets(&stores[0], GROUP), vec![("orders".into(), 0, 10)]);
+
+    let second = stores[0]
+        .commit(GROUP, &[commit_of("orders", 0, 20)])
+        .unwrap();
+    assert!(second.poll().unwrap().is_ok());
+    let fetched = offsets(&stores[0], GROUP);
+    let leader = fail_over(&mut c, &stores);
+    assert_eq!(
+        offsets(&stores[leader], GROUP),
+        vec![("orders".into(), 0, 10)]
+    );
+    assert_eq!(
+        fetched,
+        offsets(&stores[leader], GROUP),
+        "nothing taken back"
+    );
 }
 
 #[test]

@@ -278,7 +278,7 @@ impl OffsetsStore {
                 if !leads {
                     return Err(Error::NotCoordinator { partition: index });
                 }
-                view.settle(h.replica.high_watermark());
+                view.settle(|| h.replica.high_watermark());
                 f(&h.replica, view)
             }
         }
@@ -618,7 +618,7 @@ impl OffsetsStore {
                 expiry.failed.push((index, error));
                 continue;
             }
-            view.settle(replica.high_watermark());
+            view.settle(|| replica.high_watermark());
             // As Kafka's coordinator does, an offset with a commit on its way is not
             // expired: the commit is newer, and a tombstone after it would take it.
             let on_the_way: HashSet<(&str, &str, i32)> = (view.pending.iter())

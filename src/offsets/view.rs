@@ -554,26 +554,31 @@ impl View {
     }
 
     /// Moves committed appends into the view, in the order they were appended, its
-    /// replica's high watermark being `high_watermark`. It stops at the first append still
-    /// pending. The replica completes appends in offset order, but one by one and while
-    /// this may be looking: a later append seen complete before an earlier one would be
-    /// applied first, and the earlier, older offset would then overwrite it.
+    /// replica's high watermark read by `high_watermark`. It stops at the first append
+    /// still pending. The replica completes appends in offset order, but one by one and
+    /// while this may be looking: a later append seen complete before an earlier one would
+    /// be applied first, and the earlier, older offset would then overwrite it.
     ///
-    /// An append that failed after its write ([`Error::RequestTimedOut`],
+    /// An append is applied once the high watermark passes it, however it completed. One
+    /// with `acks=1` ([`super::OffsetsConfig::acks`]) completes at the leader's write, and
+    /// shown then, a failover before the followers copied it would take back an offset a
+    /// consumer had fetched. One that failed after its write ([`Error::RequestTimedOut`],
     /// [`Error::NotEnoughReplicasAfterAppend`]) is in the leader's log, and committed once
     /// the high watermark passes it: it waits for that, as Kafka's coordinator runtime
     /// keeps such a write, and is applied then. Forgotten, the view would lack committed
     /// offsets until the next load (a group deleted meanwhile came back at it). Any other
-    /// failure comes of the replica stepping down, and the view goes with it.
-    pub fn settle(&mut self, high_watermark: i64) {
+    /// failure comes of the replica stepping down, and the view goes with it. (The high
+    /// watermark is read after the outcome: an `acks=all` append completes once it passed,
+    /// and is applied at once.)
+    pub fn settle(&mut self, high_watermark: impl Fn() -> i64) {
         while let Some((handle, _)) = self.pending.front() {
             let Some(outcome) = handle.poll() else {
                 return;
             };
             let apply = match outcome {
-                Ok(_) => true,
-                Err(Error::RequestTimedOut | Error::NotEnoughReplicasAfterAppend { .. }) => {
-                    if handle.info().last_offset >= high_watermark {
+                Ok(_)
+                | Err(Error::RequestTimedOut | Error::NotEnoughReplicasAfterAppend { .. }) => {
+                    if handle.info().last_offset >= high_watermark() {
                         return;
                     }
                     true

@@ -596,14 +596,14 @@ fn settle_applies_commits_in_their_order_when_it_sees_a_later_one_complete_first
     view.pending.extend([older.clone(), newer.clone()]);
     // What the settle saw: the newer commit complete, the older one not yet.
     newer.0.complete(Ok(newer.0.info()));
-    view.settle(i64::MAX);
+    view.settle(|| i64::MAX);
     assert_eq!(
         offsets(&view, "g"),
         vec![],
         "nothing applied past a pending commit"
     );
     older.0.complete(Ok(older.0.info()));
-    view.settle(i64::MAX);
+    view.settle(|| i64::MAX);
     assert_eq!(
         offsets(&view, "g"),
         vec![("t".into(), 0, 74, String::new())]
