@@ -367,6 +367,68 @@ fn a_partition_that_cannot_expire_keeps_no_other_from_it() {
     assert_eq!(offsets(&store, &group), vec![]);
 }
 
+/// A new coordinator does not know which groups have members until their members find
+/// it: for a grace after it became leader (Kafka's `group.max.session.timeout.ms`, 30
+/// minutes, the longest a live member goes without reaching its coordinator), a group
+/// the embedder has not mentioned keeps its offsets. A running group's quiet partition,
+/// its offset past the retention, used to lose it at the first expiry after a failover,
+/// as a standalone consumer's would; its members then reset.
+#[test]
+fn a_new_coordinator_expires_nothing_of_a_group_it_has_not_heard_of_for_a_grace() {
+    let grace = partlog::offsets::DEFAULT_MEMBERSHIP_GRACE_MS;
+    let (mut c, stores) = cluster();
+    stores[0]
+        .commit(GROUP, &[commit_of("quiet", 0, 5)])
+        .unwrap();
+    stores[0].commit("lone", &[commit_of("t", 0, 1)]).unwrap();
+    settle(&mut c);
+    stores[0].set_group_active(GROUP, true);
+    c.clock().advance_ms(8 * DAY);
+    let leader = fail_over(&mut c, &stores);
+    let new = &stores[leader];
+    expire(&mut c, new);
+    assert_eq!(offsets(new, GROUP), vec![("quiet".into(), 0, 5)]);
+    assert_eq!(offsets(new, "lone"), vec![("t".into(), 0, 1)]);
+
+    // The group's members find the new coordinator within the grace; the standalone
+    // consumer never says anything, and its offset expires once the grace is over.
+    c.clock().advance_ms(grace - 1_000);
+    new.set_group_active(GROUP, true);
+    expire(&mut c, new);
+    assert_eq!(offsets(new, "lone"), vec![("t".into(), 0, 1)]);
+    c.clock().advance_ms(1_000);
+    expire(&mut c, new);
+    assert_eq!(offsets(new, GROUP), vec![("quiet".into(), 0, 5)]);
+    assert_eq!(offsets(new, "lone"), vec![]);
+}
+
+/// A store that stops leading a partition forgets what it was told of its groups'
+/// membership, as Kafka's coordinator unloads them; leading it again, it learns them
+/// anew. It used to keep a group's old empty-since time, and expired at once the offsets
+/// the group kept while another broker coordinated it, where it ran and became empty
+/// again only lately.
+#[test]
+fn a_store_forgets_the_memberships_of_a_partition_it_stopped_leading() {
+    let (mut c, stores) = cluster();
+    let store = &stores[0];
+    store.commit(GROUP, &[commit_of("orders", 0, 5)]).unwrap();
+    settle(&mut c);
+    store.set_group_active(GROUP, false);
+    assert_eq!(store.known_groups(), 1);
+    store.become_follower(0);
+    assert_eq!(store.known_groups(), 0);
+
+    // Eight days on, the partition is back: the group just became empty.
+    c.clock().advance_ms(8 * DAY);
+    store.become_leader(0).unwrap();
+    store.load(0).unwrap();
+    store.set_group_active(GROUP, false);
+    c.clock()
+        .advance_ms(partlog::offsets::DEFAULT_MEMBERSHIP_GRACE_MS);
+    expire(&mut c, store);
+    assert_eq!(offsets(store, GROUP), vec![("orders".into(), 0, 5)]);
+}
+
 /// KIP-496: a running group whose subscription is known keeps the offsets of the topics
 /// it subscribes to, however old, and has those of other topics expire the retention
 /// after their commit; saying it has members keeps the subscription, and it is forgotten

@@ -44,6 +44,8 @@ pub(super) struct Hosted {
     /// still leads that epoch. Led again in a later one (stepped down and back before
     /// the store heard), the log may hold commits the view never saw.
     pub(super) epoch: i32,
+    /// When the store last became the partition's leader (`i64::MIN` before).
+    pub(super) led_since: i64,
 }
 
 impl Hosted {

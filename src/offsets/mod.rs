@@ -63,6 +63,10 @@ const LOAD_PIECE_BYTES: usize = 256 << 10;
 pub const DEFAULT_COMMIT_TIMEOUT_MS: i64 = 5_000;
 /// Kafka's `offset.metadata.max.bytes` default.
 pub const DEFAULT_METADATA_MAX_BYTES: usize = 4096;
+/// Kafka's `group.max.session.timeout.ms` default: the longest a live member goes
+/// without reaching its coordinator, and so the longest a new coordinator waits to hear
+/// of a running group (see [`OffsetsConfig::membership_grace_ms`]).
+pub const DEFAULT_MEMBERSHIP_GRACE_MS: i64 = 30 * 60 * 1000;
 
 /// The log config of an offsets partition: compacted, 100 MiB segments.
 pub fn offsets_log_config() -> LogConfig {
@@ -88,6 +92,13 @@ pub struct OffsetsConfig {
     /// `offset.metadata.max.bytes`, 4096), counted as Kafka counts it: in UTF-16 code
     /// units (Java's `String.length`), not bytes.
     pub metadata_max_bytes: usize,
+    /// For this long after the store became a partition's leader, [`OffsetsStore::expire`]
+    /// takes none of the offsets of a group of it that the embedder has not mentioned
+    /// ([`OffsetsStore::set_group_active`]): a running group's members have not found the
+    /// new coordinator yet, and its offsets are not a standalone consumer's. (Kafka's new
+    /// coordinator knows at once, from the group metadata records its load replays; the
+    /// store models no such record.) [`DEFAULT_MEMBERSHIP_GRACE_MS`].
+    pub membership_grace_ms: i64,
 }
 
 impl Default for OffsetsConfig {
@@ -99,6 +110,7 @@ impl Default for OffsetsConfig {
             load_buffer_bytes: DEFAULT_LOAD_BUFFER_BYTES,
             commit_timeout_ms: DEFAULT_COMMIT_TIMEOUT_MS,
             metadata_max_bytes: DEFAULT_METADATA_MAX_BYTES,
+            membership_grace_ms: DEFAULT_MEMBERSHIP_GRACE_MS,
         }
     }
 }
@@ -219,6 +231,7 @@ impl OffsetsStore {
                 replica,
                 state: ViewState::Follower,
                 epoch: UNDEFINED_EPOCH,
+                led_since: i64::MIN,
             })),
         );
     }
@@ -230,6 +243,7 @@ impl OffsetsStore {
         let h = &mut *hosted;
         let log = h.replica.log();
         h.epoch = h.replica.leader_epoch();
+        h.led_since = self.clock.now_ms();
         h.state = ViewState::Loading {
             next: log.log_start_offset(),
             end: log.log_end_offset(),
@@ -239,11 +253,16 @@ impl OffsetsStore {
         Ok(())
     }
 
-    /// The replica of `index` became follower: its view is dropped.
+    /// The replica of `index` became follower: its view is dropped, and so is what the
+    /// embedder said of its groups' membership, as Kafka's coordinator unloads them: it
+    /// goes stale while another broker coordinates them, and is learned anew when this
+    /// store leads the partition again.
     pub fn become_follower(&self, index: u32) {
         if let Ok(partition) = self.partition(index) {
             lock(&partition).state = ViewState::Follower;
         }
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        groups.retain(|group, _| self.partition_for(group) != index);
     }
 
     /// Runs `f` on the loaded view of the partition of `group`.
@@ -609,7 +628,15 @@ impl OffsetsStore {
             let h = &mut *hosted;
             h.promote_if_committed();
             let leads = h.leads();
-            let Hosted { replica, state, .. } = h;
+            let Hosted {
+                replica,
+                state,
+                led_since,
+                ..
+            } = h;
+            // Groups not heard of yet may be running ones whose members have not found
+            // this new coordinator: none of theirs expire for a grace.
+            let grace = now < led_since.saturating_add(self.config.membership_grace_ms);
             let ViewState::Loaded(view) = state else {
                 continue;
             };
@@ -641,7 +668,8 @@ impl OffsetsStore {
                         Some(at) => now >= at,
                         None => age_from <= cutoff,
                     };
-                    let due = !Membership::keeps(membership, &key.0) && old_enough;
+                    let unheard = grace && membership.is_none();
+                    let due = !unheard && !Membership::keeps(membership, &key.0) && old_enough;
                     if due && !on_the_way.contains(&(group.as_str(), key.0.as_str(), key.1)) {
                         let change = (group.clone(), key, None);
                         expired.entry(group.clone()).or_default().push(change);
