@@ -712,6 +712,36 @@ fn transactions_commit_what_no_later_record_replaced() {
     );
 }
 
+/// A transaction marker whose record has no version and type fails the replay on both
+/// paths, as it fails Kafka's load; one of a type Kafka has not defined is skipped, as
+/// Kafka's coordinator skips it. The first used to be skipped too: its transaction stayed
+/// open, and its committed offsets never showed.
+#[test]
+fn a_marker_without_a_type_fails_the_replay() {
+    let marker = |key: &[u8]| {
+        let mut builder = BatchBuilder::new();
+        builder.base_offset(9);
+        builder.producer(7, 0, 0).transactional(true).control(true);
+        builder.append(0, Some(key), Some(&[0, 0, 0, 0, 0, 0]), &[]);
+        builder.build().expect("marker")
+    };
+    let (short, unknown) = (marker(&[0, 0]), marker(&[0, 0, 0, 9]));
+    let mut decoded = Decoded::default();
+    decoded.decode_piece(&short);
+    for decoded in [None, Some(&decoded)] {
+        let err = View::default().replay_piece(&short, decoded).unwrap_err();
+        assert!(
+            matches!(&err, Error::OffsetsRecord { offset: 9, reason } if reason.contains("marker")),
+            "{err}"
+        );
+    }
+    decoded.decode_piece(&unknown);
+    for decoded in [None, Some(&decoded)] {
+        let next = View::default().replay_piece(&unknown, decoded).unwrap();
+        assert_eq!(next, Some(10));
+    }
+}
+
 /// A compressed batch (Kafka writes them when `offsets.topic.compression.codec` is set)
 /// cannot be replayed without decompressing: the load fails with the batch's offset and
 /// why, on both paths, not with the records' iterator's error alone.

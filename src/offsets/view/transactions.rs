@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::hash::Hasher;
 
 use super::{record_error, remove, Change, Committed, View};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::offsets::codec::{self, KeyRef};
 use crate::record::Batch;
 
@@ -136,9 +136,22 @@ impl View {
     }
 
     /// A transaction marker ([`Batch::marker_commits`]): COMMIT applies the producer's
-    /// waiting changes, ABORT drops them. Other control batches change nothing.
+    /// waiting changes, ABORT drops them. Other control batches change nothing, and so
+    /// does a marker of a type Kafka has not defined (its coordinator logs and skips
+    /// one); a transactional control batch whose record does not read as a marker's (a
+    /// version and a type) fails the replay, as it fails Kafka's: skipped, its
+    /// transaction would stay open, and its committed offsets never show.
     pub(super) fn replay_marker(&mut self, batch: &Batch<'_>) -> Result<()> {
         let Some(commits) = batch.marker_commits() else {
+            if batch.header().is_transactional() {
+                let record = batch.records()?.next().transpose()?;
+                if !record.and_then(|r| r.key).is_some_and(|key| key.len() >= 4) {
+                    return Err(Error::OffsetsRecord {
+                        offset: batch.header().base_offset,
+                        reason: "a transaction marker without a version and a type".into(),
+                    });
+                }
+            }
             return Ok(());
         };
         let changes = self.in_transaction.take(batch.header().producer_id);
