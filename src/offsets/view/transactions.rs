@@ -145,7 +145,7 @@ impl View {
         let Some(commits) = batch.marker_commits() else {
             if batch.header().is_transactional() {
                 let record = batch.records()?.next().transpose()?;
-                if !record.and_then(|r| r.key).is_some_and(|key| key.len() >= 4) {
+                if record.and_then(|r| r.key).is_none_or(|key| key.len() < 4) {
                     return Err(Error::OffsetsRecord {
                         offset: batch.header().base_offset,
                         reason: "a transaction marker without a version and a type".into(),
