@@ -573,6 +573,35 @@ fn old_timestamps_do_not_roll_every_append() {
     });
 }
 
+/// A segment's roll waits from the largest timestamp of its first append, as Kafka's
+/// `rollingBasedTimestamp`: a follower's first fetch into an empty segment may span more
+/// than `segment_ms`, and the segment then rolls a roll period after the newest of its
+/// batches. It used to wait from the first batch's, and rolled at the next append.
+#[test]
+fn a_roll_waits_from_the_newest_batch_of_the_segments_first_append() {
+    each(|backend| {
+        let day = 24 * 3600 * 1000;
+        let config = LogConfig {
+            segment_ms: day,
+            ..LogConfig::default()
+        };
+        let (log, _) = open(backend, "t-0", config);
+        let at = |offset: i64, ts: i64| {
+            let mut b = batch(1, 100, ts);
+            partlog::record::set_base_offset(&mut b, offset);
+            b
+        };
+        let fetched: Vec<u8> = (0..4).flat_map(|i| at(i, 1_000 + i * day)).collect();
+        log.append_as_follower(&fetched).unwrap();
+        log.append_as_follower(&at(4, 1_000 + 3 * day + 100))
+            .unwrap();
+        assert_eq!(log.segment_count(), 1, "{}", backend.name);
+        log.append_as_follower(&at(5, 1_000 + 4 * day + 100))
+            .unwrap();
+        assert_eq!(log.segment_count(), 2, "{}", backend.name);
+    });
+}
+
 /// `Segment::read` added `max_bytes` to the batch position unchecked: `u64::MAX` ("no
 /// limit") from any batch but the first overflowed (a panic in debug builds, a wrapped
 /// limit that returned a single batch in release). Found by the `checkpoint_parse` fuzzer.

@@ -435,10 +435,16 @@ impl Segment {
         self.with_indexes(|ix| {
             let mut at = 0usize;
             let mut expected = gaps_after;
+            // The time a roll waits from is the largest timestamp of the segment's first
+            // append (Kafka's `rollingBasedTimestamp`), which may hold many batches (a
+            // follower's fetch); a segment that had batches already, opened since, reads
+            // its first batch's (`time_waited_for_roll_ms`), as Kafka's does.
+            let first_append = pos == 0;
             while at < batches.len() {
                 let header = BatchHeader::parse(&batches[at..])?;
-                if meta.first_batch_timestamp.is_none() {
-                    meta.first_batch_timestamp = Some(header.max_timestamp);
+                if first_append {
+                    let ts = meta.first_batch_timestamp.unwrap_or(header.max_timestamp);
+                    meta.first_batch_timestamp = Some(ts.max(header.max_timestamp));
                 }
                 let witness = expected.is_some_and(|e| header.base_offset > e);
                 expected = expected.map(|_| header.next_offset());
