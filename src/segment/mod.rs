@@ -475,14 +475,18 @@ impl Segment {
     /// batches, so that every block of [`PREFILL_BYTES`] it starts is written whole at
     /// once, and the page cache gives it a large folio; no byte is written twice. `None`
     /// when the append stays inside the zeros, ends on a multiple, or the segment writes
-    /// no zeros (not active, or `prefill` off). Never past [`SEGMENT_BYTES_MAX`]: a
-    /// segment file longer than that does not open, and `segment_bytes` may be as large.
+    /// no zeros (not active, or `prefill` off). Never past the last multiple within
+    /// [`SEGMENT_BYTES_MAX`]: a segment file longer than that does not open, and
+    /// `segment_bytes` may be as large; and zeros that end anywhere but at a multiple are
+    /// not recognised as written ahead after a crash ([`zeros_written_ahead`]), so they
+    /// would stay in the segment as a torn batch.
     fn zeros_ahead(&self, end: u64) -> Option<u64> {
+        const LAST_BLOCK_END: u64 = SEGMENT_BYTES_MAX / PREFILL_BYTES * PREFILL_BYTES;
         let filled = self.prefilled.load(Ordering::Relaxed);
         if end <= filled || !self.prefill || !self.preallocate.load(Ordering::Relaxed) {
             return None;
         }
-        let to = end.next_multiple_of(PREFILL_BYTES).min(SEGMENT_BYTES_MAX);
+        let to = end.next_multiple_of(PREFILL_BYTES).min(LAST_BLOCK_END);
         Some(to).filter(|&to| to > end)
     }
 

@@ -67,19 +67,21 @@ fn append_locate_and_read() {
     assert_eq!(seg.largest_timestamp().unwrap(), 1590);
 }
 
-/// The zeros an active segment writes ahead of its end stop at the largest segment
-/// file that opens: a segment of Kafka's largest `segment.bytes` (`i32::MAX`) ending in
-/// its last 64 KiB block was written to 2^31 bytes, and after a crash there the
-/// partition did not open.
+/// The zeros an active segment writes ahead of its end stop at the last whole block of
+/// the largest segment file that opens: a segment of Kafka's largest `segment.bytes`
+/// (`i32::MAX`) ending in its last 64 KiB block was written to 2^31 bytes, and after a
+/// crash there the partition did not open; then to `i32::MAX` bytes, where zeros ending
+/// off a block's end were not recognised as written ahead after a crash, and stayed in
+/// the segment as a torn batch.
 #[test]
-fn zeros_written_ahead_stop_at_the_largest_segment() {
+fn zeros_written_ahead_stop_at_the_largest_segment_s_last_whole_block() {
     let (_sim, storage) = storage();
     let seg = Segment::create(storage, Path::new(DIR), 0, &config(), 0).unwrap();
+    let last_block_end = SEGMENT_BYTES_MAX - SEGMENT_BYTES_MAX % PREFILL_BYTES;
     assert_eq!(seg.zeros_ahead(100), Some(PREFILL_BYTES));
-    assert_eq!(
-        seg.zeros_ahead(SEGMENT_BYTES_MAX - 100),
-        Some(SEGMENT_BYTES_MAX)
-    );
+    assert_eq!(seg.zeros_ahead(last_block_end - 100), Some(last_block_end));
+    assert_eq!(seg.zeros_ahead(last_block_end), None);
+    assert_eq!(seg.zeros_ahead(SEGMENT_BYTES_MAX - 100), None);
     assert_eq!(seg.zeros_ahead(SEGMENT_BYTES_MAX), None);
 }
 
