@@ -280,6 +280,35 @@ fn deleted_files_go_on_close_and_on_reopen() {
     }
 }
 
+/// A `.deleted` file that cannot be removed fails `close`, and stays pending with those
+/// after it: the next close removes them. The failed close used to drop them all from
+/// the list, and they stayed on disk until the log was reopened.
+#[test]
+fn a_close_that_cannot_remove_a_deleted_file_keeps_the_rest_for_the_next() {
+    for backend in backends() {
+        let (log, _) = open_with(&backend, "t-0", config(-1, -1));
+        fill(&log, 4, 10);
+        log.advance_log_start_offset(30).unwrap();
+        assert_eq!(log.delete_old_segments().unwrap().segments_deleted, 3);
+        // The first segment's first file becomes a dir with something in it.
+        let stuck = (backend.root.join("t-0")).join(&deleted_files(&backend, "t-0")[0]);
+        backend.storage.remove_file(&stuck).unwrap();
+        backend.storage.create_dir_all(&stuck.join("held")).unwrap();
+        assert!(log.close().is_err(), "{}", backend.name);
+        // The stuck one and those after it (the removals go segment by segment).
+        let left = deleted_files(&backend, "t-0").len();
+        assert!(left > 1, "{}: {left}", backend.name);
+        backend.storage.remove_dir(&stuck.join("held")).unwrap();
+        backend.storage.remove_dir(&stuck).unwrap();
+        log.close().unwrap();
+        assert!(
+            deleted_files(&backend, "t-0").is_empty(),
+            "{}",
+            backend.name
+        );
+    }
+}
+
 /// A batch whose records all carry timestamp -1 (no timestamp, as old clients write).
 fn untimed_batch() -> Vec<u8> {
     let mut builder = partlog::record::BatchBuilder::new();

@@ -511,12 +511,8 @@ impl Log {
         if let Err(err) = self.active_segment().flush() {
             return Self::fail(&mut writer, err);
         }
-        self.deletes_due_ms.store(i64::MAX, Ordering::Release);
-        for (_, path) in std::mem::take(&mut writer.pending_deletes) {
-            if self.storage.exists(&path) {
-                self.storage.remove_file(&path)?;
-            }
-        }
+        // All of them, due or not; one that fails stays pending, with those after it.
+        self.remove_deleted_files_due(&mut writer, i64::MAX)?;
         self.storage.sync_dir(&self.dir)
     }
 

@@ -230,6 +230,12 @@ impl Log {
         let Ok(mut writer) = self.writer() else {
             return Ok(0);
         };
+        self.remove_deleted_files_due(&mut writer, now)
+    }
+
+    /// Removes the pending `.deleted` files due by `now`; returns how many. A removal that
+    /// fails keeps its file, and those after it, for the next call.
+    pub(super) fn remove_deleted_files_due(&self, writer: &mut Writer, now: i64) -> Result<usize> {
         let (due, mut later): (Vec<_>, Vec<_>) = std::mem::take(&mut writer.pending_deletes)
             .into_iter()
             .partition(|(t, _)| *t <= now);

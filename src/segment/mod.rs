@@ -645,8 +645,14 @@ impl Segment {
             return Ok(0);
         }
         // Unreadable there (damage), the entries go by position and the time entries past
-        // the last offset entry left.
-        let cut_offset = self.read_header(position, size).ok().map(|h| h.base_offset);
+        // the last offset entry left. A read that failed is no damage: cut by position
+        // alone, an entry before the cut for an offset past it (Kafka's older indexes
+        // have one per append, at its first batch, for its last offset) would stay.
+        let cut_offset = match self.read_header(position, size) {
+            Ok(header) => Some(header.base_offset),
+            Err(err @ Error::Io { .. }) => return Err(err),
+            Err(_) => None,
+        };
         self.size.store(position, Ordering::Release);
         self.log.set_len(position)?;
         self.prefilled.store(position, Ordering::Relaxed);

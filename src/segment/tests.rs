@@ -190,6 +190,26 @@ fn reads_give_what_walking_the_headers_gives() {
     check_every_read(&seg, "reopened");
 }
 
+/// A cut whose read of the batch at the cut fails reports the error and cuts nothing: it
+/// used to cut by position alone, as at damage, which leaves an index entry before the
+/// cut for an offset past it (Kafka's older indexes have one per append, for its last
+/// offset), and the next append past the cut then failed the log.
+#[test]
+fn a_cut_whose_read_fails_reports_it_and_cuts_nothing() {
+    use crate::io::sim::{FaultKind, SimOp};
+    let (sim, storage) = storage();
+    let seg = Segment::create(storage, Path::new(DIR), 0, &config(), 0).unwrap();
+    seg.append(&batches_from(0, 30, 2), None).unwrap();
+    let (pos, _) = seg.locate(20, seg.size()).unwrap().unwrap();
+    let size = seg.size();
+    sim.fail_nth(SimOp::Read, 1, FaultKind::Eio).unwrap();
+    assert!(matches!(seg.truncate_at(pos), Err(Error::Io { .. })));
+    assert_eq!(seg.size(), size);
+    assert_eq!(seg.read_next_offset().unwrap(), Some(60));
+    assert!(seg.truncate_at(pos).unwrap() > 0);
+    assert_eq!(seg.read_next_offset().unwrap(), Some(20));
+}
+
 #[test]
 fn truncate_at_a_batch_boundary_drops_later_index_entries() {
     let (_sim, storage) = storage();
