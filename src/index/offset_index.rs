@@ -29,10 +29,13 @@ pub struct OffsetPosition {
 impl IndexEntry for OffsetPosition {
     const BYTES: usize = OFFSET_ENTRY_BYTES;
 
+    /// An entry whose offset would pass `i64::MAX` (a file named near it, whose entries
+    /// no writer made) claims `i64::MAX`: a lookup for any offset below passes it by, where
+    /// a wrapped, negative offset would have it start past the offset sought.
     fn decode(bytes: &[u8], base_offset: i64) -> Self {
         let (rel, pos) = decode(bytes);
         OffsetPosition {
-            offset: base_offset + rel as i64,
+            offset: base_offset.saturating_add(rel.into()),
             position: pos as u32,
         }
     }
@@ -159,6 +162,16 @@ mod tests {
             max,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn an_entry_past_the_largest_offset_claims_it() {
+        let mut entry = [0u8; OFFSET_ENTRY_BYTES];
+        entry[..4].copy_from_slice(&100i32.to_be_bytes());
+        entry[4..].copy_from_slice(&4096i32.to_be_bytes());
+        let decoded = OffsetPosition::decode(&entry, i64::MAX - 5);
+        assert_eq!(decoded.offset, i64::MAX);
+        assert_eq!(OffsetPosition::decode(&entry, 7).offset, 107);
     }
 
     #[test]

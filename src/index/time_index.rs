@@ -28,11 +28,12 @@ pub struct TimestampOffset {
 impl IndexEntry for TimestampOffset {
     const BYTES: usize = TIME_ENTRY_BYTES;
 
+    /// An entry whose offset would pass `i64::MAX` claims it, as the offset index's do.
     fn decode(bytes: &[u8], base_offset: i64) -> Self {
         let (timestamp, rel) = decode(bytes);
         TimestampOffset {
             timestamp,
-            offset: base_offset + rel as i64,
+            offset: base_offset.saturating_add(rel.into()),
         }
     }
 
@@ -144,6 +145,18 @@ mod tests {
         storage.create_dir_all(&PathBuf::from("/d")).unwrap();
         let path = PathBuf::from("/d/00000000000000000100.timeindex");
         TimeIndex::open(storage, &path, 100, max).unwrap()
+    }
+
+    #[test]
+    fn an_entry_past_the_largest_offset_claims_it() {
+        let mut entry = [0u8; TIME_ENTRY_BYTES];
+        entry[..8].copy_from_slice(&5_000i64.to_be_bytes());
+        entry[8..].copy_from_slice(&100i32.to_be_bytes());
+        assert_eq!(
+            TimestampOffset::decode(&entry, i64::MAX - 5).offset,
+            i64::MAX
+        );
+        assert_eq!(TimestampOffset::decode(&entry, 7).offset, 107);
     }
 
     #[test]
