@@ -1130,6 +1130,47 @@ fn a_hole_left_under_delete_is_cut_when_the_log_reopens_compacting() {
     );
 }
 
+/// A log of Kafka's whose offsets skip some (it was compacted once) is marked as one that
+/// may have gaps at partlog's first open of it, whatever policy it is opened under: an
+/// operator's command names none, and opened as a log without gaps, it was cut at its
+/// first gap by that open's recovery, or by any later one after an unclean shutdown (the
+/// `.lock` written then said the dir was partlog's, and unmarked).
+#[test]
+fn a_first_open_of_a_kafka_log_with_gaps_under_delete_marks_it() {
+    let written = vec![(0, 1), (5, 6), (9, 10)];
+    let sim = SimStorage::new(3);
+    let (log, _) = Log::open(options(&sim, small())).expect("open");
+    for &(base, last) in &written {
+        log.append_as_follower(&follower_batch((last - base + 1) as usize, base))
+            .expect("append");
+    }
+    log.flush().expect("flush");
+    drop(log);
+    for name in [".lock", partlog::log::GAPS_FILE_NAME] {
+        sim.remove_raw(&Path::new("/data/t-0").join(name))
+            .expect("remove");
+    }
+    for open in ["first", "second"] {
+        let (log, report) = Log::open(options(&sim, small())).expect("open");
+        assert_eq!(common::read_all(&log), written, "{open} open: {report:?}");
+        assert!(log.may_have_gaps(), "{open} open");
+    }
+    // Without a gap, the first open leaves the log unmarked.
+    let sim = SimStorage::new(4);
+    let (log, _) = Log::open(options(&sim, small())).expect("open");
+    log.append_as_follower(&follower_batch(2, 0))
+        .expect("append");
+    log.append_as_follower(&follower_batch(2, 2))
+        .expect("append");
+    log.flush().expect("flush");
+    drop(log);
+    sim.remove_raw(&Path::new("/data/t-0").join(".lock"))
+        .expect("remove");
+    let (log, _) = Log::open(options(&sim, small())).expect("open");
+    assert!(!log.may_have_gaps());
+    assert_eq!(common::read_all(&log), vec![(0, 1), (2, 3)]);
+}
+
 /// A compacted log of Kafka's (no `.lock`, no mark: its gaps are known only by its
 /// policy) that partlog opens for the first time is marked before its `.lock` is durable:
 /// once the dir says partlog opened it, an unmarked dir means a log without gaps, and a

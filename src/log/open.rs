@@ -11,6 +11,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::LogConfig;
 use crate::error::Result;
 use crate::io::{OpenMode, Storage};
+use crate::record::{BatchHeader, HEADER_LEN};
 use crate::segment::{files, Segment};
 
 /// How to open one partition's log. The log dir (see [`crate::manager::LogDir`]) fills the
@@ -82,7 +83,13 @@ impl Log {
         let gaps_path = dir.join(GAPS_FILE_NAME);
         let mut gaps_marked = storage.try_exists(&gaps_path)?;
         let compacts = config.cleanup_policy.compacts();
-        if !opened_before && compacts && !gaps_marked {
+        // Kafka's files, whatever policy they are opened under now (an operator's command
+        // names none), were compacted once if their offsets skip any.
+        let compacted_before = || -> Result<bool> {
+            let bases = segment_bases(storage.as_ref(), &dir)?;
+            offsets_skip(storage.as_ref(), &dir, &bases)
+        };
+        if !opened_before && !gaps_marked && (compacts || compacted_before()?) {
             // Kafka's files, or none yet: marked durably before the `.lock` exists, so
             // that a dir partlog opened before and finds unmarked never had a gap (a
             // power loss can keep a new dir entry that was never synced). Creating the
@@ -281,6 +288,44 @@ fn rebuild_epochs(segments: &[Arc<Segment>]) -> Result<EpochCache> {
         }
     }
     Ok(cache)
+}
+
+/// Whether the batches of the `.log` files of `dir` at `bases` (ascending) skip an
+/// offset anywhere, read up to the first batch of each file that does not read (a torn
+/// tail, which recovery deals with), in pieces of 1 MiB.
+fn offsets_skip(storage: &dyn Storage, dir: &Path, bases: &[i64]) -> Result<bool> {
+    const PIECE: usize = 1 << 20;
+    let mut expected: Option<i64> = None;
+    let mut piece = Vec::new();
+    for &base in bases {
+        let file = storage.open(&files::path(dir, base, files::LOG_SUFFIX), OpenMode::Read)?;
+        let len = file.len()?;
+        let mut pos = 0u64; // of the next batch
+        'file: while pos < len {
+            piece.resize(PIECE.min((len - pos) as usize), 0);
+            file.read_exact_at(&mut piece, pos)?;
+            let mut at = 0;
+            // A header the piece cuts is read by the next piece.
+            while let Some(bytes) = piece.get(at..at + HEADER_LEN) {
+                let Ok(header) = BatchHeader::parse(bytes) else {
+                    break 'file;
+                };
+                if expected.is_some_and(|e| e != header.base_offset) {
+                    return Ok(true);
+                }
+                expected = Some(header.next_offset());
+                at += header.size();
+                if at >= piece.len() {
+                    break;
+                }
+            }
+            if at == 0 {
+                break; // a header that runs past the file's end
+            }
+            pos += at as u64;
+        }
+    }
+    Ok(false)
 }
 
 /// Base offsets of the `.log` files in `dir`, ascending.
