@@ -488,6 +488,27 @@ fn check_lets_a_compacted_topic_have_offset_gaps() {
     assert_eq!(segments(), before, "every segment as it was");
 }
 
+/// A warning line of `check --json` is typed as the other lines are: it used to have no
+/// `type`, and a reader that goes by it met an unknown line.
+#[test]
+fn check_types_its_warning_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    produce(tmp.path(), 10, 10);
+    // A checkpoint a crash left half written, which the open removes and reports.
+    std::fs::write(
+        tmp.path().join("recovery-point-offset-checkpoint.tmp"),
+        "0\n",
+    )
+    .unwrap();
+    let lines = expect(&["check", s(tmp.path()), "--json"], 0);
+    let warning = lines.iter().find(|l| l.contains("unfinished")).unwrap();
+    assert_eq!(
+        field(warning, "type").as_deref(),
+        Some("warning"),
+        "{warning}"
+    );
+}
+
 #[test]
 fn check_exits_non_zero_when_a_partition_cannot_be_opened() {
     let tmp = tempfile::tempdir().unwrap();
@@ -925,9 +946,14 @@ fn transactions_abort_refuses_one_that_may_still_be_live() {
         "{err}"
     );
     assert_eq!(dir_snapshot(&dir), before, "nothing appended");
-    // A longer timeout does not make it hang; --force aborts it.
+    // A longer timeout does not make it hang; a timeout of none, which would make every
+    // open transaction hang, is refused; --force aborts it.
     let out = partlog(&args(&["--abort", "11", "--max-transaction-timeout", "60"]));
     assert_eq!(out.status.code(), Some(2));
+    let out = partlog(&args(&["--abort", "11", "--max-transaction-timeout", "0"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("max-transaction-timeout"));
+    assert_eq!(dir_snapshot(&dir), before, "nothing appended");
     let lines = expect(&args(&["--abort", "11", "--force", "--json"]), 0);
     assert_eq!(
         field(lines.last().unwrap(), "type").as_deref(),

@@ -123,7 +123,7 @@ pub fn run(args: &CheckArgs, json: bool) -> CliResult {
 
 fn emit_warning(partition: Option<&str>, warning: &str, json: bool) -> CliResult<()> {
     emit(&if json {
-        let mut j = Json::new();
+        let mut j = Json::new().str("type", "warning");
         if let Some(p) = partition {
             j = j.str("partition", p);
         }

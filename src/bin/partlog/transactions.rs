@@ -38,7 +38,7 @@ pub struct TransactionsArgs {
         long,
         value_name = "MINUTES",
         default_value_t = MAX_TRANSACTION_TIMEOUT_MS / 60_000,
-        value_parser = clap::value_parser!(i64).range(0..=i64::from(i32::MAX))
+        value_parser = clap::value_parser!(i64).range(1..=i64::from(i32::MAX))
     )]
     max_transaction_timeout: i64,
     /// Abort with `--abort` even a transaction that does not hang yet (its producer may
