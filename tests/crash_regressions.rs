@@ -1130,6 +1130,41 @@ fn a_hole_left_under_delete_is_cut_when_the_log_reopens_compacting() {
     );
 }
 
+/// A process that rolls to a new segment and dies before its next flush leaves the
+/// segment's dir entry in the page cache only. The process that opens the log next
+/// (uncleanly) syncs the dir at its first flush, which moves the recovery point past that
+/// segment: it used to sync the segment's file alone, and a power loss then could take
+/// the flushed segment's name away, below the recovery point.
+#[test]
+fn the_first_flush_after_an_unclean_open_syncs_the_dir() {
+    let sim = SimStorage::new(5);
+    let (log, _) = Log::open(options(&sim, small())).expect("open");
+    log.append_as_follower(&follower_batch(2, 0))
+        .expect("append");
+    log.flush().expect("flush");
+    log.force_roll().expect("roll");
+    log.append_as_follower(&follower_batch(2, 2))
+        .expect("append");
+    drop(log); // dies before the flush that would have synced the dir
+    for clean_shutdown in [false, true] {
+        let (log, _) = Log::open(LogOpenOptions {
+            clean_shutdown,
+            ..options(&sim, small())
+        })
+        .expect("open");
+        log.append_as_follower(&follower_batch(1, log.log_end_offset()))
+            .expect("append");
+        let before = sim.counters().sync_dirs;
+        log.flush().expect("flush");
+        let synced = sim.counters().sync_dirs - before;
+        assert_eq!(
+            synced,
+            u64::from(!clean_shutdown),
+            "clean: {clean_shutdown}"
+        );
+    }
+}
+
 /// A log of Kafka's whose offsets skip some (it was compacted once) is marked as one that
 /// may have gaps at partlog's first open of it, whatever policy it is opened under: an
 /// operator's command names none, and opened as a log without gaps, it was cut at its

@@ -185,7 +185,13 @@ impl Log {
             checkpoint_ceiling: AtomicI64::new(options.recovery_point.unwrap_or(i64::MIN)),
             recovery_checkpoint: options.recovery_checkpoint.clone(),
             truncations: Arc::new(AtomicU64::new(0)),
-            writer: Mutex::new(Writer::default()),
+            // After a crash, the segment files a dead process created may have dir entries
+            // that were never synced: the first flush, which moves the recovery point past
+            // them, syncs the dir too.
+            writer: Mutex::new(Writer {
+                dir_dirty: !options.clean_shutdown,
+                ..Writer::default()
+            }),
             flusher: Mutex::new(()),
             epochs: Mutex::new(super::Epochs {
                 cache: epochs,
