@@ -185,7 +185,8 @@ pub fn render_offsets(entries: &[(TopicPartition, i64)]) -> String {
 
 /// Reads a whole checkpoint file; `Ok(None)` when it does not exist.
 pub fn read_text(storage: &dyn Storage, path: &Path) -> Result<Option<String>> {
-    if !storage.exists(path) {
+    // Not `exists`: a file whose metadata cannot be read is not a missing one.
+    if !storage.try_exists(path)? {
         return Ok(None);
     }
     let file = storage.open(path, OpenMode::Read)?;

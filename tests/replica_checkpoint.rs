@@ -112,6 +112,44 @@ fn written_on_the_tick_interval_and_read_back_after_a_crash() {
     assert_eq!(p.high_watermark(), 10);
 }
 
+/// A `replication-offset-checkpoint` that does not parse fails the dir's open with the
+/// file's name, as Kafka takes such a dir offline; a recovery-point checkpoint that does
+/// not parse is a warning (recovery goes from the start). The high watermarks used to
+/// read as none: a follower in high-watermark truncation would have cut its log to its
+/// start, and the next write dropped every partition's entry for good.
+#[test]
+fn an_unreadable_high_watermark_checkpoint_fails_the_open() {
+    let disk = SimStorage::new(9);
+    let clock = Arc::new(ManualClock::new(1_000));
+    let (manager, p) = open(&disk, &clock);
+    lead_and_append(&p, 3);
+    drop(p);
+    manager.close().unwrap();
+    let storage = disk.storage();
+    let write = |name: &str, text: &str| {
+        partlog::checkpoint::write_atomic(storage.as_ref(), &Path::new("/data").join(name), text)
+            .unwrap()
+    };
+    let options = || LogDirOptions {
+        config: LogConfig::default(),
+        clock: clock.clone(),
+    };
+    write("recovery-point-offset-checkpoint", "0\n1\nt zero 5\n");
+    let dir = LogDir::open(disk.storage(), "/data", options()).unwrap();
+    assert!(
+        dir.warnings().iter().any(|w| w.contains("unreadable")),
+        "{:?}",
+        dir.warnings()
+    );
+    drop(dir);
+    write("replication-offset-checkpoint", "0\n1\nt 0 five\n");
+    let err = LogDir::open(disk.storage(), "/data", options()).unwrap_err();
+    assert!(
+        matches!(&err, Error::Parse { file, .. } if file.ends_with("replication-offset-checkpoint")),
+        "{err}"
+    );
+}
+
 #[test]
 fn written_at_clean_shutdown() {
     let disk = SimStorage::new(2);

@@ -112,8 +112,11 @@ impl LogDir {
             path.join(LOG_START_OFFSET_FILE),
             &mut warnings,
         ));
+        // Unreadable, the high watermarks fail the open, as Kafka takes such a dir offline:
+        // read as none, a follower in high-watermark truncation would cut its log to its
+        // start, and the next write would drop every entry for good.
         let high_watermarks =
-            SharedOffsetsFile::read(&storage, path.join(REPLICATION_FILE), &mut warnings);
+            SharedOffsetsFile::read_strict(&storage, path.join(REPLICATION_FILE))?;
         let cleaner_offsets = Arc::new(SharedOffsetsFile::read(
             &storage,
             path.join(CLEANER_FILE),
@@ -448,12 +451,33 @@ struct SharedOffsetsFile {
 }
 
 impl SharedOffsetsFile {
+    /// The file as it is; one that does not read counts as empty, with a warning (its
+    /// offsets are hints: recovery from the start, or a log start at the first segment).
     fn read(storage: &Arc<dyn Storage>, path: PathBuf, warnings: &mut Vec<String>) -> Self {
-        let written = Mutex::new(read_offsets(storage.as_ref(), &path, warnings));
+        let written = read_offsets(storage.as_ref(), &path).unwrap_or_else(|err| {
+            warnings.push(format!(
+                "ignoring unreadable checkpoint ({err}); recovering from the start"
+            ));
+            BTreeMap::new()
+        });
+        SharedOffsetsFile::new(storage, path, written)
+    }
+
+    /// The file as it is; an error when it does not read.
+    fn read_strict(storage: &Arc<dyn Storage>, path: PathBuf) -> Result<Self> {
+        let written = read_offsets(storage.as_ref(), &path)?;
+        Ok(SharedOffsetsFile::new(storage, path, written))
+    }
+
+    fn new(
+        storage: &Arc<dyn Storage>,
+        path: PathBuf,
+        written: BTreeMap<TopicPartition, i64>,
+    ) -> Self {
         SharedOffsetsFile {
             storage: storage.clone(),
             path,
-            written,
+            written: Mutex::new(written),
         }
     }
 
@@ -579,24 +603,13 @@ fn write_offsets(
     checkpoint::write_atomic(storage, path, &checkpoint::render_offsets(&entries))
 }
 
-fn read_offsets(
-    storage: &dyn Storage,
-    path: &Path,
-    warnings: &mut Vec<String>,
-) -> BTreeMap<TopicPartition, i64> {
-    let parsed = checkpoint::read_text(storage, path).and_then(|text| {
-        text.map(|t| checkpoint::parse_offsets(path, &t))
-            .transpose()
-    });
-    match parsed {
-        Ok(entries) => entries.unwrap_or_default().into_iter().collect(),
-        Err(err) => {
-            warnings.push(format!(
-                "ignoring unreadable checkpoint ({err}); recovering from the start"
-            ));
-            BTreeMap::new()
-        }
-    }
+/// The entries of an offsets checkpoint; none when the file does not exist.
+fn read_offsets(storage: &dyn Storage, path: &Path) -> Result<BTreeMap<TopicPartition, i64>> {
+    let entries = match checkpoint::read_text(storage, path)? {
+        Some(text) => checkpoint::parse_offsets(path, &text)?,
+        None => Vec::new(),
+    };
+    Ok(entries.into_iter().collect())
 }
 
 /// What [`LogDir::take_turn`] found.
