@@ -1165,16 +1165,11 @@ fn the_first_flush_after_an_unclean_open_syncs_the_dir() {
     }
 }
 
-/// A log of Kafka's whose offsets skip some (it was compacted once) is marked as one that
-/// may have gaps at partlog's first open of it, whatever policy it is opened under: an
-/// operator's command names none, and opened as a log without gaps, it was cut at its
-/// first gap by that open's recovery, or by any later one after an unclean shutdown (the
-/// `.lock` written then said the dir was partlog's, and unmarked).
-#[test]
-fn a_first_open_of_a_kafka_log_with_gaps_under_delete_marks_it() {
+/// A log with offset gaps on `sim` as Kafka leaves one: written by partlog, then its
+/// `.lock` and gap mark removed. Returns its batches' first and last offsets.
+fn kafka_log_with_gaps(sim: &Arc<SimStorage>) -> Vec<(i64, i64)> {
     let written = vec![(0, 1), (5, 6), (9, 10)];
-    let sim = SimStorage::new(3);
-    let (log, _) = Log::open(options(&sim, small())).expect("open");
+    let (log, _) = Log::open(options(sim, small())).expect("open");
     for &(base, last) in &written {
         log.append_as_follower(&follower_batch((last - base + 1) as usize, base))
             .expect("append");
@@ -1185,6 +1180,18 @@ fn a_first_open_of_a_kafka_log_with_gaps_under_delete_marks_it() {
         sim.remove_raw(&Path::new("/data/t-0").join(name))
             .expect("remove");
     }
+    written
+}
+
+/// A log of Kafka's whose offsets skip some (it was compacted once) is marked as one that
+/// may have gaps at partlog's first open of it, whatever policy it is opened under: an
+/// operator's command names none, and opened as a log without gaps, it was cut at its
+/// first gap by that open's recovery, or by any later one after an unclean shutdown (the
+/// `.lock` written then said the dir was partlog's, and unmarked).
+#[test]
+fn a_first_open_of_a_kafka_log_with_gaps_under_delete_marks_it() {
+    let sim = SimStorage::new(3);
+    let written = kafka_log_with_gaps(&sim);
     for open in ["first", "second"] {
         let (log, report) = Log::open(options(&sim, small())).expect("open");
         assert_eq!(common::read_all(&log), written, "{open} open: {report:?}");
@@ -1216,22 +1223,11 @@ fn a_first_open_of_a_compacted_kafka_log_marks_it_before_its_lock_is_durable() {
         cleanup_policy: partlog::CleanupPolicy::Compact,
         ..small()
     };
-    let written = vec![(0, 1), (5, 6), (9, 10)];
     let mut crashes = 0;
     for op in [SimOp::SyncDir, SimOp::Create, SimOp::Sync] {
         for nth in 1..=6 {
             let sim = SimStorage::new(nth);
-            let (log, _) = Log::open(options(&sim, small())).expect("open");
-            for &(base, last) in &written {
-                log.append_as_follower(&follower_batch((last - base + 1) as usize, base))
-                    .expect("append");
-            }
-            log.flush().expect("flush");
-            drop(log);
-            for name in [".lock", partlog::log::GAPS_FILE_NAME] {
-                sim.remove_raw(&Path::new("/data/t-0").join(name))
-                    .expect("remove");
-            }
+            let written = kafka_log_with_gaps(&sim);
             sim.fail_nth(op, nth, FaultKind::Crash).expect("arm");
             let generation = sim.generation();
             drop(Log::open(options(&sim, compacting.clone())));
