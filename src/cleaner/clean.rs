@@ -282,6 +282,10 @@ fn clean_log_once(
     while let Some(group) = groups.pop_front() {
         let group_segments = &segments[group.clone()];
         copies.bases.push(group_segments[0].base_offset());
+        // What the batches before carry to this group, for its halves if it is too large:
+        // filtered again, they must meet what the group met, not what it left. (A marker
+        // whose transaction's batch came in an earlier group must stay.)
+        let before = (scratch.clone(), report.records);
         let written = clean_group(
             log,
             group_segments,
@@ -299,11 +303,18 @@ fn clean_log_once(
             Ok(GroupCopy::Nothing) => {}
             // Halves fit more easily; a segment alone that does not fit stays as it is.
             Ok(GroupCopy::TooLarge) if group.len() > 1 => {
+                (scratch, report.records) = before;
                 let middle = group.start + group.len() / 2;
                 groups.push_front(middle..group.end);
                 groups.push_front(group.start..middle);
             }
-            Ok(GroupCopy::TooLarge) => report.segments_too_large += 1,
+            Ok(GroupCopy::TooLarge) => {
+                // Left as it is, with every batch the filter read: what they carry to
+                // the groups after stays (a marker after one of its transaction's batches
+                // stays too), what the filter would have dropped is not counted.
+                report.records = before.1;
+                report.segments_too_large += 1;
+            }
             Err(err) => {
                 discard(log, &cleaned)?;
                 return Err(err);
@@ -698,15 +709,19 @@ fn clean_group(
     // The writes count with the reads towards the rate limit, as Kafka's cleaner counts
     // both: the read-ahead's waits pay for them.
     let writes = throttle.meter();
-    let mut appended = 0u64;
+    let (mut appended, mut too_large) = (0u64, false);
     let copied = scan_batches(&ranges, SCAN_BYTES, buffers, throttle, |batch| {
         if batch.header().next_offset() <= log_start {
             return Ok(true); // below the log start: gone already
         }
         let keep_if_empty = batch.header().base_offset == last_base;
         filter_batch(batch, rules, keep_if_empty, &mut out, stats, scratch)?;
-        if appended + out.len() as u64 > limit {
-            return Ok(false);
+        if too_large || appended + out.len() as u64 > limit {
+            // Read on, writing nothing more: a group left as it is carries what all its
+            // batches carry to the groups after (see `FilterScratch`).
+            too_large = true;
+            out.clear();
+            return Ok(true);
         }
         if out.len() >= CHUNK_BYTES {
             file.append(&out)?;
@@ -716,7 +731,7 @@ fn clean_group(
         }
         Ok(true)
     });
-    if copied.is_ok() && appended + out.len() as u64 > limit {
+    if copied.is_ok() && (too_large || appended + out.len() as u64 > limit) {
         log.discard_cleaned(base)?;
         return Ok(GroupCopy::TooLarge);
     }
@@ -864,6 +879,9 @@ mod tests {
         // two rounds, superseded, keep each their last batch, emptied.
         let report = clean_within(&log, sizes[2] - 1);
         assert_eq!(report.segments_too_large, 1, "{report:?}");
+        // The records of the first two rounds, counted once: not those of the group, nor
+        // of the half, whose copies were given up, nor those of the round left.
+        assert_eq!(report.records.records_read, 8, "{report:?}");
         assert_eq!(report.segments_before, 3);
         assert_eq!(report.segments_after, 3);
         assert!(!report.aborted);

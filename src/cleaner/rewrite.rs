@@ -80,7 +80,7 @@ struct Seen {
 
 /// Scratch space of [`filter_batch`], reused across calls, and what it carries from one
 /// batch of a cleaning to the next: one for the whole of a cleaning, in offset order.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct FilterScratch {
     seen: Vec<Seen>,
     decisions: Vec<bool>,
