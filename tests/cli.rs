@@ -705,6 +705,15 @@ fn produce_refuses_bad_topics_and_missing_dirs_before_writing() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A partition dir named with --create is refused as without it, and nothing is
+    // written into it: --create used to skip the check of a dir that exists.
+    let partition = dir.join("orders.v2_x-1-0");
+    let before = dir_snapshot(&partition);
+    let out = run(&partition, "orders", true);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not a log dir"), "{err}");
+    assert_eq!(dir_snapshot(&partition), before);
 }
 
 /// A Kafka-written partition has batches of a leader epoch above 0; produce and append

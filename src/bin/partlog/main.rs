@@ -339,7 +339,10 @@ pub fn open_partition_in(
             p.dir.display()
         )));
     }
-    if missing != IfMissing::Create {
+    // `--create` makes a dir that is missing; one that exists must be a log dir all the
+    // same (a partition dir named by mistake would get a log dir's files, and a `.lock`
+    // that says partlog wrote its segments).
+    if missing != IfMissing::Create || storage.exists(&p.dir) {
         check_log_dir(storage.as_ref(), &p.dir)?;
     }
     if missing == IfMissing::Refuse && !storage.exists(&p.dir.join(tp.dir_name())) {
