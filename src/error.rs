@@ -148,6 +148,10 @@ pub enum Error {
     /// the state of the file after a failed write is unknown. `cause` is that failure, with
     /// its kind: for example [`Error::is_disk_full`] tells a full disk from a failing one.
     ReadOnly { cause: std::sync::Arc<Error> },
+    /// The log's [`crate::manager::LogDir`] was closed: the log takes no more writes (the
+    /// dir's clean-shutdown marker vouches for the files as the close left them). Reads go
+    /// on.
+    LogClosed { dir: PathBuf },
 }
 
 impl Error {
@@ -324,6 +328,7 @@ impl Error {
             Error::ReadOnly { cause } => Error::ReadOnly {
                 cause: cause.clone(),
             },
+            Error::LogClosed { dir } => Error::LogClosed { dir: dir.clone() },
         }
     }
 }
@@ -489,6 +494,13 @@ impl fmt::Display for Error {
                 write!(
                     f,
                     "log is read-only after an earlier write failure: {cause}"
+                )
+            }
+            Error::LogClosed { dir } => {
+                write!(
+                    f,
+                    "the log at {} was closed with its log dir",
+                    dir.display()
                 )
             }
         }

@@ -807,3 +807,38 @@ fn a_cleaned_segment_keeps_the_modification_time_of_what_it_replaces() {
         assert_eq!(segment.retention_timestamp().unwrap(), written);
     }
 }
+
+/// A batch whose bytes rotted on disk after recovery read them (a record's value here,
+/// which still decodes) is not rewritten: the cleaning fails, the partition is marked
+/// uncleanable, and the segment keeps the rotten batch with the CRC that tells. The
+/// cleaner used to rebuild it around its surviving records under a fresh CRC, which
+/// sealed the damage in where no reader, follower or scrub could find it.
+#[test]
+fn a_batch_whose_crc_fails_is_not_rewritten_under_a_new_one() {
+    let disk = SimStorage::new(13);
+    let (dir, cleaner, log) = eager_dir_of(&disk, 1 << 20);
+    let mut first = keys_batch(0..10, "a", 8);
+    log.append_as_leader(&mut first, 0).unwrap();
+    log.append_as_leader(&mut keys_batch(0..5, "b", 8), 0)
+        .unwrap();
+    log.force_roll().unwrap();
+    log.flush().unwrap();
+    // The last byte of the first batch's last value (its record ends with a header count).
+    let segment = Path::new("/data/t-0/00000000000000000000.log");
+    let rotten = first.len() as u64 - 2;
+    assert_eq!(disk.read_raw(segment).unwrap()[rotten as usize], b'a');
+    disk.flip_bit(segment, rotten, 0).unwrap();
+    let before = disk.read_raw(segment).unwrap();
+
+    let outcome = cleaner.clean_once(&dir, NOW).unwrap();
+    let CleanOutcome::Failed { partition, reason } = outcome else {
+        panic!("the cleaning must fail: {outcome:?}");
+    };
+    assert_eq!(partition, TopicPartition::new("t", 0));
+    assert!(reason.contains("CRC"), "{reason}");
+    assert_eq!(disk.read_raw(segment).unwrap(), before);
+    let slice = log.read(0, 1 << 20, None).unwrap().expect("a batch");
+    let bytes = slice.to_vec().unwrap();
+    let batch = partlog::record::batches(&bytes).next().unwrap().unwrap();
+    assert!(batch.verify_crc().is_err(), "the damage still shows");
+}

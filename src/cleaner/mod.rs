@@ -11,7 +11,10 @@
 //! ([`CleanReport::partial`]), and the next one goes on from there. A log whose cleaning
 //! fails is marked uncleanable with the reason and skipped; the others go on. The rewrite
 //! reads only the batches that keep a record: the ones the map pass found superseded whole
-//! are read once (see `superseded`).
+//! are read once (see `superseded`). A batch that loses records is rebuilt under a new
+//! CRC only once its old one verified: a byte that rotted on disk since recovery read it
+//! fails the cleaning instead of being sealed in (Kafka's cleaner does not check, and
+//! would seal it).
 //! [`Cleaner::spawn`] runs it on a thread, with an I/O rate limit.
 //!
 //! Transactions are followed as Kafka's cleaner follows them (see `transactions`): a

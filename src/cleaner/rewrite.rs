@@ -239,6 +239,10 @@ pub fn filter_batch(
         out.extend_from_slice(batch.as_bytes());
         return Ok(true);
     }
+    // The copy gets a CRC of its own: the original's must hold first, or a byte that rotted
+    // on disk since recovery read it would be sealed in under a CRC that verifies, where no
+    // reader, follower or scrub could find it. (Copied as it is, a batch keeps its CRC.)
+    batch.verify_crc()?;
     // Second pass: the new batch, header first (patched below), then the kept records.
     let start = out.len();
     out.extend_from_slice(&batch.as_bytes()[..HEADER_LEN]);

@@ -100,6 +100,8 @@ struct Writer {
     /// it, inside a compacted log's gap: the next append's first batch leaves a gap from
     /// there, and gets its index witness (see [`crate::segment::Segment::append`]).
     file_end: Option<i64>,
+    /// Set by [`Log::close_for_good`]: the log refuses writes for good.
+    closed: bool,
 }
 
 /// The state a flush starts from.
@@ -426,7 +428,21 @@ impl Log {
     }
 
     /// Takes the writer lock, refusing when an earlier write failed.
+    /// The writer lock, for a change to the log: refused once a write failed or the log
+    /// was closed for good.
     fn writer(&self) -> Result<MutexGuard<'_, Writer>> {
+        let writer = self.writer_even_closed()?;
+        if writer.closed {
+            return Err(Error::LogClosed {
+                dir: self.dir.clone(),
+            });
+        }
+        Ok(writer)
+    }
+
+    /// The writer lock, for making durable what the log holds (a flush, a close): refused
+    /// once a write failed, but not once the log was closed for good.
+    fn writer_even_closed(&self) -> Result<MutexGuard<'_, Writer>> {
         let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         match &writer.failure {
             Some(cause) => Err(Error::ReadOnly {
@@ -460,7 +476,7 @@ impl Log {
 
     /// What a flush is about to make durable; read under the writer lock.
     fn flush_begin(&self) -> Result<FlushTicket> {
-        let mut writer = self.writer()?;
+        let mut writer = self.writer_even_closed()?;
         Ok(FlushTicket {
             from: self.recovery_point(),
             end: self.log_end_offset(),
@@ -503,7 +519,7 @@ impl Log {
     /// state a clean shutdown leaves. The log stays usable.
     pub fn close(&self) -> Result<()> {
         self.flush()?;
-        let mut writer = self.writer()?;
+        let mut writer = self.writer_even_closed()?;
         if let Err(err) = self.active_segment().trim_files() {
             return Self::fail(&mut writer, err);
         }
@@ -514,6 +530,17 @@ impl Log {
         // All of them, due or not; one that fails stays pending, with those after it.
         self.remove_deleted_files_due(&mut writer, i64::MAX)?;
         self.storage.sync_dir(&self.dir)
+    }
+
+    /// [`Log::close`], after which the log refuses every write ([`Error::LogClosed`]) while
+    /// reads go on: what a [`crate::manager::LogDir`] does to each of its logs before it
+    /// writes its clean-shutdown marker, which vouches for the files as they are then. A
+    /// holder of the log that appended after the close would otherwise leave bytes the
+    /// marker spares from recovery, unsynced, and a torn tail no scan would cut.
+    pub(crate) fn close_for_good(&self) -> Result<()> {
+        // Writes are refused from here on, so that the close makes durable all there is.
+        self.writer()?.closed = true;
+        self.close()
     }
 
     /// Checks invariant 1 and the offset bounds (debug builds only).

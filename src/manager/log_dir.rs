@@ -364,14 +364,15 @@ impl LogDir {
         })
     }
 
-    /// Closes every log, writes the checkpoints, then the clean-shutdown marker when the
-    /// whole dir is clean (see the module docs), and releases the lock. A log that fails to
-    /// close does not stop the others nor the checkpoints, but the marker is then not
+    /// Closes every log for good (a holder of one can still read it, but no longer write:
+    /// [`Error::LogClosed`]), writes the checkpoints, then the clean-shutdown marker when
+    /// the whole dir is clean (see the module docs), and releases the lock. A log that fails
+    /// to close does not stop the others nor the checkpoints, but the marker is then not
     /// written. Returns the first error.
     pub fn close(self) -> Result<()> {
         let mut first_error = None;
         for log in self.open_logs() {
-            if let Err(err) = log.close() {
+            if let Err(err) = log.close_for_good() {
                 first_error.get_or_insert(err);
             }
         }

@@ -42,6 +42,33 @@ fn lock_checkpoints_and_clean_marker() {
     assert_eq!((report.segments_scanned, log.log_end_offset()), (0, 2));
 }
 
+/// A log still held when its dir closes (a replica the broker did not stop first) takes no
+/// more writes: the clean-shutdown marker vouches for the files as the close left them,
+/// and an append after it, unsynced, would be spared from recovery at the next open. Reads
+/// go on.
+#[test]
+fn a_log_held_past_its_dirs_close_refuses_writes() {
+    let sim = SimStorage::new(5);
+    let tp = TopicPartition::new("orders", 0);
+    let dir = LogDir::open(sim.storage(), "/d", LogDirOptions::default()).unwrap();
+    let (log, _) = dir.open_log(&tp).unwrap();
+    log.append_as_leader(&mut batch(), 0).unwrap();
+    dir.close().unwrap();
+    assert!(marker_exists(&sim));
+    let refused = log.append_as_leader(&mut batch(), 0).unwrap_err();
+    assert!(matches!(refused, Error::LogClosed { .. }), "{refused}");
+    assert!(matches!(log.truncate_to(0), Err(Error::LogClosed { .. })));
+    assert!(matches!(log.force_roll(), Err(Error::LogClosed { .. })));
+    assert!(log.read(0, 1 << 20, None).unwrap().is_some(), "reads go on");
+    log.flush().unwrap();
+    drop(log);
+
+    let dir = LogDir::open(sim.storage(), "/d", LogDirOptions::default()).unwrap();
+    assert!(dir.was_clean_shutdown());
+    let (log, _) = dir.open_log(&tp).unwrap();
+    assert_eq!(log.log_end_offset(), 1);
+}
+
 #[test]
 fn a_corrupt_checkpoint_is_a_warning_not_a_refusal() {
     let sim = SimStorage::new(4);

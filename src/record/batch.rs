@@ -449,7 +449,14 @@ pub fn set_log_append_time(batch: &mut [u8], timestamp_ms: i64) {
 
 /// Sets the max timestamp of the whole batch at the start of `batch`, keeping its
 /// timestamp type, and recomputes its CRC (Kafka's `DefaultRecordBatch.setMaxTimestamp`).
+/// Does nothing when `batch` does not hold the whole batch (debug builds assert): the
+/// field is not written unless the CRC can be recomputed over it.
 pub fn set_max_timestamp(batch: &mut [u8], timestamp_ms: i64) {
+    let ok = batch_size(batch).is_ok_and(|s| s <= batch.len());
+    debug_assert!(ok, "set_max_timestamp needs a whole batch");
+    if !ok {
+        return;
+    }
     write_be(batch, MAX_TIMESTAMP_AT, &timestamp_ms.to_be_bytes());
     recompute_crc(batch);
 }
