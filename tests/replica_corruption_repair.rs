@@ -127,7 +127,7 @@ fn a_leader_whose_bad_batch_went_below_its_log_start_keeps_its_log() {
     let hw = c.replica(election.leader).unwrap().high_watermark();
     assert_eq!(hw, RECORDS);
     let from_start = |b: usize| {
-        partlog::cluster::batch_crcs_between(c.replica(b).unwrap().log(), start, hw).unwrap()
+        partlog::cluster::batches_between(c.replica(b).unwrap().log(), start, hw).unwrap()
     };
     assert_eq!(from_start(0), from_start(election.leader));
     assert_eq!(old.scrub().unwrap(), ScrubOutcome::Clean);

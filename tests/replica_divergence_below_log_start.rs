@@ -20,7 +20,7 @@ use common::cluster::{contents, Cluster};
 use partlog::replica::{Acks, TruncationMode};
 
 /// `(base offset, crc)` of batches.
-type Batches = Vec<(i64, u32)>;
+type Batches = Vec<partlog::cluster::BatchBytes>;
 
 /// Broker 0's records below broker 1's log start once broker 0 has followed broker 1 and
 /// then lost power: `(base offset, crc)` of each, and of each that broker 1 had at the
@@ -74,13 +74,13 @@ fn below_log_start_after_power_loss(
     let below = |log: &partlog::log::Log| -> Batches {
         contents(log)
             .into_iter()
-            .filter(|&(base, _)| base < delete_below)
+            .filter(|(base, _)| *base < delete_below)
             .collect()
     };
     let kept = below(c.replica(0).log());
     let leader_had = leader_had
         .into_iter()
-        .filter(|&(base, _)| base < delete_below)
+        .filter(|(base, _)| *base < delete_below)
         .collect();
     (kept, leader_had)
 }

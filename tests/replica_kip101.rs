@@ -49,7 +49,7 @@ fn second_ack_survives(mode: TruncationMode) -> bool {
     c.replica(1).become_leader(2, vec![0, 1], vec![1]).unwrap();
     contents(c.replica(1).log())
         .iter()
-        .any(|&(base, _)| base == acked.first_offset)
+        .any(|(base, _)| *base == acked.first_offset)
 }
 
 #[test]

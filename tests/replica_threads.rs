@@ -275,7 +275,7 @@ fn check_seed(seed: u64, elections: bool) {
         acked > 0,
         "nothing was acknowledged: the run proved nothing"
     );
-    let from_start = |r: &Partition| -> Vec<(i64, u32)> {
+    let from_start = |r: &Partition| -> Vec<partlog::cluster::BatchBytes> {
         let all = contents(r.log());
         all.into_iter().filter(|(base, _)| *base >= start).collect()
     };

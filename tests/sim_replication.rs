@@ -4,14 +4,20 @@
 //! broker off (the leader too) for a while, ISR changes, ticks, power losses of one broker
 //! at a time (the leader too, which makes the controller elect an in-sync replica with a
 //! new epoch) and restarts, and DeleteRecords moving the leader's log start to any offset
-//! up to the high watermark, inside a batch too. The controller holds the ISR elections
-//! choose from, takes the leader's proposals made from the ISR it holds, and answers
-//! through a network that drops, duplicates, delays and reorders its answers too.
+//! up to the high watermark, inside a batch too. A leader cut off by the network may be
+//! deposed while it runs: the controller elects an in-sync replica with a new epoch, and
+//! the old leader, which has not heard, goes on taking produce requests (of producers on
+//! its side of the cut) until the cut heals and it learns that it follows. The controller
+//! holds the ISR elections choose from, takes the leader's proposals made from the ISR it
+//! holds, and answers through a network that drops, duplicates, delays and reorders its
+//! answers too. Every batch produced is distinct (its values hold a produce count), and
+//! batches are compared whole, byte for byte (leader epoch included).
 //! Checked throughout: the high watermark never goes back within a leader epoch, no
-//! committed offset ever changes its record, every running replica keeps its log start
-//! <= HW <= log end, and every member of the controller's ISR holds everything below the
-//! leader's HW; at the end, after healing, every record acknowledged with `acks=all` is on
-//! the leader at its offset with its bytes, and the replicas are byte-identical.
+//! committed offset ever changes its record or leaves the leader (a record a consumer saw
+//! is never taken back), every running replica keeps its log start <= HW <= log end, and
+//! every member of the controller's ISR holds everything below the leader's HW; at the
+//! end, after healing, every batch acknowledged with `acks=all` is on the leader at its
+//! offset with the bytes its producer sent, and the replicas are byte-identical.
 //!
 //! ```text
 //! cargo test --release --test sim_replication                       # CI: 500 seeds x 200 steps
@@ -23,10 +29,10 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::batch;
 use common::cluster::{assert_bounds, assert_consecutive, contents, contents_from, Cluster};
-use partlog::cluster::ControllerIsr;
+use partlog::cluster::{BatchBytes, ControllerIsr};
 use partlog::io::sim::SimRng;
+use partlog::record::BatchBuilder;
 use partlog::replica::{Acks, AppendHandle, FetchRequest, FetchResponse, TruncationMode};
 use partlog::Error;
 
@@ -45,12 +51,15 @@ struct Faults {
     /// The network loses proposals to the controller, and drops, duplicates and delays
     /// its answers.
     controller: bool,
+    /// The controller deposes a leader the network cut off, which runs on unaware.
+    elections: bool,
 }
 
 const ALL_FAULTS: Faults = Faults {
     network: true,
     delete_records: true,
     controller: true,
+    elections: true,
 };
 
 /// The controller's answer to a leader: the ISR it holds for that leader's epoch.
@@ -77,6 +86,14 @@ struct Sim {
     controller_rng: SimRng,
     /// Whether the controller's network fails.
     controller_faults: bool,
+    /// The choices of elections while a leader runs, from a stream of their own.
+    election_rng: SimRng,
+    /// Whether the controller deposes a leader the network cut off.
+    elections: bool,
+    /// A deposed leader that has not heard: it still leads its old epoch.
+    deposed: Option<usize>,
+    /// Batches produced so far, which makes each one's values distinct.
+    produced: u64,
     leader: usize,
     epoch: i32,
     /// The ISR as the controller holds it within `epoch`.
@@ -84,12 +101,14 @@ struct Sim {
     /// Controller answers the network holds back.
     delayed_answers: Vec<IsrAnswer>,
     down: Option<usize>,
-    /// `acks=all` appends not yet complete.
-    pending: Vec<AppendHandle>,
-    /// Base offset → CRC and last offset of every batch acknowledged with `acks=all`.
-    acked: BTreeMap<i64, (u32, i64)>,
-    /// Base offset → CRC of every batch seen below a leader's high watermark.
-    committed: BTreeMap<i64, u32>,
+    /// `acks=all` appends not yet complete, with the batch as the leader took it (its
+    /// base offset and leader epoch assigned).
+    pending: Vec<(AppendHandle, Vec<u8>)>,
+    /// Base offset → bytes and last offset of every batch acknowledged with `acks=all`.
+    acked: BTreeMap<i64, (Vec<u8>, i64)>,
+    /// Base offset → bytes and last offset of every batch seen below a leader's high
+    /// watermark.
+    committed: BTreeMap<i64, (Vec<u8>, i64)>,
     /// The leader's high watermark, and the epoch it was read in.
     last_hw: (i32, i64),
     /// Fetch answers the network holds back, with the follower they are for.
@@ -112,6 +131,10 @@ impl Sim {
             delete_records: faults.delete_records,
             controller_rng: SimRng::new(seed ^ 0x434F_4E54_524F_4C00),
             controller_faults: faults.controller,
+            election_rng: SimRng::new(seed ^ 0x454C_4543_5400_0000),
+            elections: faults.elections,
+            deposed: None,
+            produced: 0,
             leader: 0,
             epoch: 1,
             isr,
@@ -138,29 +161,55 @@ impl Sim {
             _ => Acks::All,
         };
         let records = self.rng.range_inclusive(1, 4) as usize;
-        let mut b = batch(records, 20, self.rng.below(1000) as i64);
-        match self.c.replica(self.leader).append(&mut b, acks, 5_000) {
+        let ts = self.rng.below(1000) as i64;
+        let mut b = self.batch(records, ts);
+        // A producer on the deposed leader's side of the cut still sends to it.
+        let to = match self.deposed {
+            Some(d) if self.election_rng.ratio(1, 3) => d,
+            _ => self.leader,
+        };
+        match self.c.replica(to).append(&mut b, acks, 5_000) {
             Ok(handle) => {
                 self.trace.push(format!(
-                    "produce {acks:?} at {} on {}",
+                    "produce {acks:?} at {} on {to}",
                     handle.info().first_offset,
-                    self.leader
                 ));
                 if acks == Acks::All {
-                    self.pending.push(handle);
+                    self.pending.push((handle, b));
                 }
             }
             Err(Error::NotEnoughReplicas { .. }) => self.trace.push("not enough replicas".into()),
-            Err(e) => panic!("produce: {e}"),
+            Err(e) => panic!("produce on {to}: {e}"),
         }
+    }
+
+    /// A batch of `records` records of 20-byte values, timestamps from `ts`: the values
+    /// hold the number of batches produced before, so that no two batches are alike.
+    fn batch(&mut self, records: usize, ts: i64) -> Vec<u8> {
+        let value = format!("{:020}", self.produced);
+        self.produced += 1;
+        let mut builder = BatchBuilder::new();
+        for i in 0..records {
+            let key = format!("k{i}");
+            builder.append(
+                ts + i as i64,
+                Some(key.as_bytes()),
+                Some(value.as_bytes()),
+                &[],
+            );
+        }
+        builder.build().expect("non-empty batch")
     }
 
     fn fetch(&mut self) {
         let followers: Vec<usize> = self
             .up()
             .into_iter()
-            .filter(|&b| b != self.leader)
+            .filter(|&b| b != self.leader && Some(b) != self.deposed)
             .collect();
+        if followers.is_empty() {
+            return;
+        }
         let f = followers[self.rng.below(followers.len() as u64) as usize];
         let request = self.c.replica(f).fetch_request(1 << 16);
         let cut_off = self.isolated.is_some_and(|b| b == f || b == self.leader);
@@ -283,7 +332,7 @@ impl Sim {
 
     /// Hands `response` to follower `f`, if it is up and still a follower.
     fn deliver(&mut self, f: usize, response: &FetchResponse) {
-        if Some(f) == self.down || f == self.leader {
+        if Some(f) == self.down || f == self.leader || Some(f) == self.deposed {
             return;
         }
         let applied = self
@@ -305,7 +354,8 @@ impl Sim {
         self.deliver(f, &response);
     }
 
-    /// Cuts a random broker off from the others, or heals the cut.
+    /// Cuts a random broker off from the others, or heals the cut (and a leader deposed
+    /// behind it hears that it follows).
     fn partition_network(&mut self) {
         self.isolated = match self.isolated {
             Some(_) => None,
@@ -313,6 +363,60 @@ impl Sim {
         };
         self.trace
             .push(format!("network: {:?} cut off", self.isolated));
+        if self.isolated.is_none() {
+            self.tell_deposed();
+        }
+    }
+
+    /// The controller, which no longer hears from the leader the network cut off, elects
+    /// an in-sync replica with a new epoch. The old leader does not hear of it: it leads
+    /// its epoch on, and producers on its side of the cut still send to it.
+    fn depose_cut_off_leader(&mut self) {
+        if self.isolated != Some(self.leader) || self.deposed.is_some() {
+            return;
+        }
+        let old = self.leader;
+        let isr = self.isr.isr.clone();
+        let Some(next) = isr
+            .iter()
+            .map(|&b| b as usize)
+            .find(|&b| b != old && Some(b) != self.down)
+        else {
+            return; // no in-sync replica to take over: unclean election is off
+        };
+        self.epoch += 1;
+        let new_isr: Vec<i32> = isr.into_iter().filter(|&b| b as usize != old).collect();
+        let all: Vec<i32> = (0..BROKERS as i32).collect();
+        self.c
+            .replica(next)
+            .become_leader(self.epoch, all, new_isr.clone())
+            .expect("become leader");
+        self.isr = ControllerIsr::new(new_isr);
+        for b in (0..BROKERS).filter(|&b| b != old && b != next && Some(b) != self.down) {
+            self.c
+                .replica(b)
+                .become_follower(self.epoch, next as i32)
+                .expect("follow");
+        }
+        self.trace.push(format!(
+            "leader {old} cut off and deposed; {next} leads epoch {}",
+            self.epoch
+        ));
+        self.leader = next;
+        self.deposed = Some(old);
+    }
+
+    /// A deposed leader hears that it follows the current one.
+    fn tell_deposed(&mut self) {
+        let Some(d) = self.deposed.take() else {
+            return;
+        };
+        self.c
+            .replica(d)
+            .become_follower(self.epoch, self.leader as i32)
+            .expect("follow");
+        self.trace
+            .push(format!("deposed {d} follows {}", self.leader));
     }
 
     /// Power loss of one broker; the leader's makes the controller elect an in-sync one.
@@ -336,7 +440,9 @@ impl Sim {
                 .become_leader(self.epoch, all, new_isr.clone())
                 .expect("become leader");
             self.isr = ControllerIsr::new(new_isr);
-            for b in (0..BROKERS).filter(|&b| b != victim && b != next) {
+            // A deposed leader behind the network's cut does not hear.
+            let told = |b: usize| b != victim && b != next && Some(b) != self.deposed;
+            for b in (0..BROKERS).filter(|&b| told(b)) {
                 self.c
                     .replica(b)
                     .become_follower(self.epoch, next as i32)
@@ -351,6 +457,9 @@ impl Sim {
             self.leader = next;
         } else {
             self.c.brokers[victim].disk.crash();
+            if self.deposed == Some(victim) {
+                self.deposed = None; // it restarts as a follower
+            }
             // The controller sees the broker go and takes it out of the ISR, as Kafka's
             // does when a broker's session ends; it rejoins once caught up.
             self.isr
@@ -416,8 +525,8 @@ impl Sim {
             }
             if b != self.leader {
                 let from = start.max(self.c.replica(self.leader).log().log_start_offset());
-                let mine = batch_crcs_between(r.log(), from, hw);
-                let leaders = batch_crcs_between(self.c.replica(self.leader).log(), from, hw);
+                let mine = batches_between(r.log(), from, hw);
+                let leaders = batches_between(self.c.replica(self.leader).log(), from, hw);
                 assert_eq!(
                     mine, leaders,
                     "broker {b} differs from the leader below its HW {hw}"
@@ -434,25 +543,43 @@ impl Sim {
             );
         }
         self.last_hw = (self.epoch, hw);
-        for (base, crc) in contents(leader.log()) {
-            if base >= hw {
-                break;
-            }
-            let seen = *self.committed.entry(base).or_insert(crc);
-            assert_eq!(seen, crc, "committed offset {base} changed its record");
+        let on_leader: BTreeMap<i64, Vec<u8>> = contents(leader.log()).into_iter().collect();
+        for (base, bytes) in on_leader.range(..hw) {
+            let last = partlog::record::Batch::parse(bytes)
+                .expect("a batch")
+                .header()
+                .last_offset();
+            let seen = &self
+                .committed
+                .entry(*base)
+                .or_insert((bytes.clone(), last))
+                .0;
+            assert!(seen == bytes, "committed offset {base} changed its record");
         }
-        let (acked, waiting): (Vec<_>, Vec<_>) =
-            self.pending.drain(..).partition(|h| h.poll().is_some());
+        // A record a consumer may have read (below a leader's HW) stays on the leader,
+        // unless DeleteRecords took it.
+        let start = leader.log().log_start_offset();
+        for (base, (bytes, _)) in self
+            .committed
+            .iter()
+            .filter(|(_, (_, last))| *last >= start)
+        {
+            assert!(
+                on_leader.get(base) == Some(bytes),
+                "committed batch at {base} left the leader"
+            );
+        }
+        let (acked, waiting): (Vec<_>, Vec<_>) = self
+            .pending
+            .drain(..)
+            .partition(|(h, _)| h.poll().is_some());
         self.pending = waiting;
-        for h in acked {
+        for (h, sent) in acked {
             if let Some(Ok(info)) = h.poll() {
-                let crc = contents(self.c.replica(self.leader).log())
-                    .into_iter()
-                    .find(|b| b.0 == info.first_offset)
-                    .map(|b| b.1)
-                    .expect("an acknowledged batch is on the leader");
+                self.trace
+                    .push(format!("acks=all at {} acknowledged", info.first_offset));
                 self.acked
-                    .insert(info.first_offset, (crc, info.last_offset));
+                    .insert(info.first_offset, (sent, info.last_offset));
             }
         }
     }
@@ -467,6 +594,12 @@ impl Sim {
                     self.partition_network();
                 }
                 self.c.replica(self.leader).tick();
+                if let Some(d) = self.deposed {
+                    self.c.replica(d).tick();
+                }
+                if self.elections && self.election_rng.ratio(1, 2) {
+                    self.depose_cut_off_leader();
+                }
                 if self.net_rng.ratio(1, 2) {
                     self.deliver_delayed();
                 }
@@ -488,6 +621,7 @@ impl Sim {
     /// Brings every broker back, lets the followers catch up, and checks the promises.
     fn finish(&mut self) {
         self.isolated = None;
+        self.tell_deposed();
         self.controller_faults = false;
         while !self.delayed_answers.is_empty() {
             self.deliver_delayed_answer();
@@ -508,11 +642,11 @@ impl Sim {
         let leader = contents(self.c.replica(self.leader).log());
         let leader_start = self.c.replica(self.leader).log().log_start_offset();
         // DeleteRecords removes acknowledged records too: those wholly below the log start.
-        let kept = |(_, (_, last)): &(&i64, &(u32, i64))| *last >= leader_start;
-        for (base, (crc, _)) in self.acked.iter().filter(kept) {
+        let kept = |(_, (_, last)): &(&i64, &(Vec<u8>, i64))| *last >= leader_start;
+        for (base, (sent, _)) in self.acked.iter().filter(kept) {
             assert!(
-                leader.contains(&(*base, *crc)),
-                "acks=all batch at {base} is not on the final leader"
+                leader.iter().any(|(b, bytes)| b == base && bytes == sent),
+                "acks=all batch at {base} is not on the final leader as its producer sent it"
             );
         }
         // Identical from the highest log start on: a follower keeps the log start it last
@@ -532,12 +666,12 @@ impl Sim {
     }
 }
 
-/// `(base offset, CRC)` of the batches of `log` that hold offsets in `[from, to)`.
-fn batch_crcs_between(log: &partlog::log::Log, from: i64, to: i64) -> Vec<(i64, u32)> {
+/// The batches of `log` that hold offsets in `[from, to)`, whole.
+fn batches_between(log: &partlog::log::Log, from: i64, to: i64) -> Vec<BatchBytes> {
     if from >= to {
         return Vec::new();
     }
-    partlog::cluster::batch_crcs_between(log, from, to).expect("read")
+    partlog::cluster::batches_between(log, from, to).expect("read")
 }
 
 fn run_seed(seed: u64, faults: Faults) -> Result<(), String> {
@@ -558,6 +692,7 @@ fn replay(seed: u64, network: bool, delete_records: bool) {
         network,
         delete_records,
         controller: false,
+        elections: false,
     };
     run_seed(seed, faults).unwrap_or_else(|report| panic!("{report}"));
 }

@@ -23,7 +23,6 @@ use crate::error::{Error, Result};
 use crate::io::sim::{SimRng, SimStorage};
 use crate::log::{Log, RecoveryReport};
 use crate::manager::{LogDir, LogDirOptions};
-use crate::record::batches;
 use crate::replica::{
     Acks, AppendHandle, FetchResponse, IsrProposal, Partition, ReplicaConfig, ReplicaManager,
     TruncationMode,
@@ -511,7 +510,14 @@ impl Cluster {
                 .map(|&b| b as usize)
                 .find(|&b| b != id && self.is_up(b));
             match next {
-                Some(next) => election = Some(self.elect_leader(next, false)?),
+                // The stopping broker leaves the ISR in the election's own change, as in
+                // Kafka's controlled shutdown: told apart, through a network that may lose
+                // the word, the new leader would count it for acks=all and hold its HW at
+                // it until its own shrink.
+                Some(next) => {
+                    self.remove_from_isr(id)?;
+                    election = Some(self.elect_leader(next, false)?);
+                }
                 // The last in-sync replica stops: the partition has no leader until it
                 // comes back, when it leads again (see `restart`).
                 None => self.leader = None,
@@ -596,13 +602,13 @@ impl Cluster {
         })
     }
 
-    /// `(base offset, CRC)` of every batch broker `id` holds below `up_to`.
-    pub fn batches_of(&self, id: usize, up_to: i64) -> Result<Vec<(i64, u32)>> {
-        batch_crcs(self.up_replica(id)?.log(), up_to)
+    /// Every batch broker `id` holds below `up_to`, whole.
+    pub fn batches_of(&self, id: usize, up_to: i64) -> Result<Vec<BatchBytes>> {
+        batches(self.up_replica(id)?.log(), up_to)
     }
 
     /// Whether every running replica holds the same batches below the leader's high
-    /// watermark.
+    /// watermark, byte for byte.
     pub fn replicas_identical_below_hw(&self) -> Result<bool> {
         let Some(leader) = self.leader else {
             return Ok(false);
@@ -618,15 +624,19 @@ impl Cluster {
     }
 }
 
-/// `(base offset, CRC)` of every batch of `log` below `up_to`: what two replicas compare
-/// to tell whether they hold the same batches.
-pub fn batch_crcs(log: &Log, up_to: i64) -> Result<Vec<(i64, u32)>> {
-    batch_crcs_between(log, log.log_start_offset(), up_to)
+/// A batch as two replicas compare it: its base offset, and all its bytes (the leader
+/// epoch too, which the CRC does not cover).
+pub type BatchBytes = (i64, Vec<u8>);
+
+/// Every batch of `log` below `up_to`, whole: what two replicas compare to tell whether
+/// they hold the same batches.
+pub fn batches(log: &Log, up_to: i64) -> Result<Vec<BatchBytes>> {
+    batches_between(log, log.log_start_offset(), up_to)
 }
 
-/// [`batch_crcs`] from the batch that holds `from` on: replicas may have moved their log
+/// [`batches`] from the batch that holds `from` on: replicas may have moved their log
 /// starts differently (a follower keeps the highest it heard of).
-pub fn batch_crcs_between(log: &Log, from: i64, up_to: i64) -> Result<Vec<(i64, u32)>> {
+pub fn batches_between(log: &Log, from: i64, up_to: i64) -> Result<Vec<BatchBytes>> {
     let mut out = Vec::new();
     let mut next = from;
     while next < up_to {
@@ -634,9 +644,10 @@ pub fn batch_crcs_between(log: &Log, from: i64, up_to: i64) -> Result<Vec<(i64, 
             break;
         };
         let bytes = slice.to_vec()?;
-        for batch in batches(&bytes) {
-            let header = *batch?.header();
-            out.push((header.base_offset, header.crc));
+        for batch in crate::record::batches(&bytes) {
+            let batch = batch?;
+            let header = *batch.header();
+            out.push((header.base_offset, batch.as_bytes().to_vec()));
             next = header.next_offset();
         }
     }
@@ -646,6 +657,28 @@ pub fn batch_crcs_between(log: &Log, from: i64, up_to: i64) -> Result<Vec<(i64, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A controlled shutdown of the leader takes it out of the ISR in the election itself,
+    /// so that the new leader never counts the stopped broker, even when the network loses
+    /// every answer of the controller. (The ISR change used to follow the election, as a
+    /// message the network could lose.)
+    #[test]
+    fn a_leader_shut_down_leaves_the_isr_in_the_election() {
+        let mut c = Cluster::new(ClusterOptions {
+            network: NetworkFaults {
+                drop_percent: 100,
+                ..NetworkFaults::default()
+            },
+            ..ClusterOptions::default()
+        })
+        .unwrap();
+        let old = c.leader().expect("a leader") as i32;
+        let election = c.shutdown(old as usize).unwrap().expect("a new leader");
+        assert!(!election.isr.contains(&old), "{election:?}");
+        let new_leader = c.replica(election.leader).unwrap();
+        assert!(!new_leader.isr().unwrap().contains(&old));
+        assert!(!c.isr().contains(&old));
+    }
 
     /// The ISR version after `i32::MAX` changes has no next one: the change is a typed
     /// error (it used to panic), and the ISR the controller holds stays as it was.

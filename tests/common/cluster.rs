@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use partlog::cluster::BatchBytes;
 use partlog::io::sim::SimStorage;
 use partlog::log::{Log, LogOpenOptions};
 use partlog::replica::{Partition, ReplicaConfig, TruncationMode};
@@ -122,7 +123,6 @@ impl Cluster {
     }
 }
 
-/// `(base offset, crc)` of every batch of the log.
 /// A controller that holds the ISR `leader` holds takes its proposal, if it has one, and
 /// answers with it; returns the new ISR.
 pub fn take_proposal(leader: &Partition) -> Option<Vec<i32>> {
@@ -140,13 +140,14 @@ pub fn set_isr(leader: &Partition, isr: Vec<i32>) {
     (leader.confirm_isr(leader.leader_epoch(), version, isr)).expect("confirm ISR");
 }
 
-pub fn contents(log: &Log) -> Vec<(i64, u32)> {
-    partlog::cluster::batch_crcs(log, i64::MAX).expect("read")
+/// Every batch of the log, whole, with its base offset.
+pub fn contents(log: &Log) -> Vec<BatchBytes> {
+    partlog::cluster::batches(log, i64::MAX).expect("read")
 }
 
 /// [`contents`] from the batch that holds `from` on.
-pub fn contents_from(log: &Log, from: i64) -> Vec<(i64, u32)> {
-    partlog::cluster::batch_crcs_between(log, from, i64::MAX).expect("read")
+pub fn contents_from(log: &Log, from: i64) -> Vec<BatchBytes> {
+    partlog::cluster::batches_between(log, from, i64::MAX).expect("read")
 }
 
 /// Invariant 2 on a replica: its log start, HW and log end stay in that order.

@@ -328,16 +328,17 @@ pub fn run_seeds(prefix: &str, default_seeds: u64, run_seed: impl Fn(u64) -> Res
 }
 
 /// Produces `batches` batches with `acks=all` on the library cluster, replicating after
-/// each until it completes; returns each batch's `(base offset, CRC)`.
-pub fn produce_acked(c: &mut partlog::cluster::Cluster, batches: usize) -> Vec<(i64, u32)> {
+/// each until it completes; returns each batch as the leader took it (base offset and
+/// leader epoch assigned), with its base offset.
+pub fn produce_acked(
+    c: &mut partlog::cluster::Cluster,
+    batches: usize,
+) -> Vec<partlog::cluster::BatchBytes> {
     let mut acked = Vec::new();
     for i in 0..batches {
+        let mut sent = batch(2, 30, i as i64);
         let h = c
-            .produce(
-                &mut batch(2, 30, i as i64),
-                partlog::replica::Acks::All,
-                30_000,
-            )
+            .produce(&mut sent, partlog::replica::Acks::All, 30_000)
             .expect("produce");
         for _ in 0..10 {
             if h.poll().is_some() {
@@ -346,14 +347,7 @@ pub fn produce_acked(c: &mut partlog::cluster::Cluster, batches: usize) -> Vec<(
             c.replicate().expect("replicate");
         }
         let info = h.poll().expect("complete").expect("acknowledged");
-        let leader = c.leader().expect("leader");
-        let on_leader = c.batches_of(leader, info.last_offset + 1).expect("read");
-        let crc = on_leader
-            .iter()
-            .find(|b| b.0 == info.first_offset)
-            .expect("on the leader")
-            .1;
-        acked.push((info.first_offset, crc));
+        acked.push((info.first_offset, sent));
     }
     acked
 }

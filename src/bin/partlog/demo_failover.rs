@@ -469,7 +469,11 @@ pub fn run(seed: u64, records: u64, json: bool) -> CliResult<ExitCode> {
             .group
             .position_at_failure
             .is_some_and(|p| group.resumed_from <= p);
-    let ok = verdict.lost == 0
+    // The story must have happened, not only have lost nothing: records acknowledged, and
+    // the leader's death answered by an election.
+    let ok = verdict.acked > 0
+        && story.leader_changes > 0
+        && verdict.lost == 0
         && verdict.duplicates == 0
         && verdict.out_of_order == 0
         && identical
