@@ -214,6 +214,7 @@ fn run_in(
     report.acks_all_p50_us = acks.acks_all_p50_us - acks.acks1_p50_us;
     report.acks_all_p99_us = acks.acks_all_p99_us - acks.acks1_p99_us;
     report.acks1_p50_us = acks.acks1_p50_us;
+    report.acks1_p99_us = acks.acks1_p99_us;
     report.acks1_mb_s = acks.acks1_mb_s;
     report.acks_all_mb_s = acks.acks_all_mb_s;
     report.acks1_replicated_mb_s = acks.acks1_replicated_mb_s;

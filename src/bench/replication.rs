@@ -92,26 +92,37 @@ pub fn follower_catchup(
     batch_len: usize,
     reps: usize,
 ) -> Result<(Duration, Duration)> {
-    // Chunk by chunk: the leader appends a chunk, then the follower fetches it, each timed
-    // on its own side. Both meet the same page-cache and write-back state, as the append
-    // workload's log and raw sides do; a whole gigabyte on one side, then on the other,
-    // would throttle whichever came second. Best of `reps` summed runs.
+    // Chunk by chunk, each side timed on its own: the leader appends a chunk while the
+    // follower fetches the chunk half a corpus behind it (the first half the leader appends
+    // alone, the last half the follower fetches alone). Both meet the same page-cache and
+    // write-back state, as the append workload's log and raw sides do, where a whole
+    // gigabyte on one side, then on the other, would throttle whichever came second; and
+    // the follower reads what a catching-up follower reads, batches long out of the CPU
+    // cache (the chunk just appended would still be in it). Best of `reps` summed runs.
     let chunk_len = ((CATCHUP_CHUNK_BYTES / batch_len).max(1) * batch_len).min(corpus.len());
+    let chunks = corpus.len().div_ceil(chunk_len.max(1));
+    let lag = chunks / 2;
     let (mut append_best, mut catchup_best) = (Duration::MAX, Duration::MAX);
     for _ in 0..reps {
         let (leader, followers) = replica_set(root, 1)?;
         let follower = &followers[0];
         let (mut append, mut catchup) = (Duration::ZERO, Duration::ZERO);
-        for chunk in corpus.chunks_mut(chunk_len) {
-            let start = Instant::now();
-            append_all(&leader, chunk, batch_len)?;
-            append += start.elapsed();
-            let end = leader.log().log_end_offset();
-            let start = Instant::now();
-            while follower.log().log_end_offset() < end {
-                fetch_once(&leader, follower, Duration::ZERO)?;
+        let mut ends = Vec::with_capacity(chunks);
+        let mut pieces = corpus.chunks_mut(chunk_len);
+        for i in 0..chunks + lag {
+            if let Some(chunk) = pieces.next() {
+                let start = Instant::now();
+                append_all(&leader, chunk, batch_len)?;
+                append += start.elapsed();
+                ends.push(leader.log().log_end_offset());
             }
-            catchup += start.elapsed();
+            if let Some(&end) = i.checked_sub(lag).and_then(|behind| ends.get(behind)) {
+                let start = Instant::now();
+                while follower.log().log_end_offset() < end {
+                    fetch_once(&leader, follower, Duration::ZERO)?;
+                }
+                catchup += start.elapsed();
+            }
         }
         append_best = append_best.min(append);
         catchup_best = catchup_best.min(catchup);
