@@ -17,6 +17,7 @@
 mod append;
 mod compact;
 pub mod epochs;
+mod kafka_files;
 mod open;
 mod read;
 pub mod recovery;

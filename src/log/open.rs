@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::epochs::EpochCache;
+use super::kafka_files;
 use super::recovery::{self, RecoveryReport};
 use super::{Log, Writer, GAPS_FILE_NAME, NO_EPOCH};
 use crate::clock::{Clock, SystemClock};
@@ -160,6 +161,15 @@ impl Log {
             .min(log_end_offset);
         let last = &segments[segments.len() - 1];
         last.make_active()?;
+        if report.damage.is_some() {
+            // Kafka's files must not describe the tail recovery cut: Kafka would trust
+            // them once partlog shut down cleanly.
+            let bases: Vec<i64> = segments.iter().map(|s| s.base_offset()).collect();
+            let (end, dir) = (log_end_offset, dir.as_path());
+            if kafka_files::reconcile(storage.as_ref(), dir, &bases, end, end)? {
+                storage.sync_dir(dir)?;
+            }
+        }
         report.segments = segments.len();
         report.log_start_offset = log_start_offset;
         report.log_end_offset = log_end_offset;

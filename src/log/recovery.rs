@@ -200,6 +200,7 @@ fn complete_swap(
             files::LOG_SUFFIX,
             files::INDEX_SUFFIX,
             files::TIME_INDEX_SUFFIX,
+            files::TXN_INDEX_SUFFIX,
         ]
         .contains(&suffix);
         if covered && live {
@@ -214,7 +215,8 @@ fn complete_swap(
     Ok(())
 }
 
-/// Index files without their `.log` are removed (a crash between deletions can leave them).
+/// Index files without their `.log` are removed (a crash between deletions can leave them),
+/// a Kafka-written transaction index too, as Kafka's loader removes it.
 fn remove_orphan_indexes(
     storage: &dyn Storage,
     dir: &Path,
@@ -224,7 +226,12 @@ fn remove_orphan_indexes(
         let Some((base, suffix)) = files::parse_name(&entry.name) else {
             continue;
         };
-        let is_index = suffix == files::INDEX_SUFFIX || suffix == files::TIME_INDEX_SUFFIX;
+        let is_index = [
+            files::INDEX_SUFFIX,
+            files::TIME_INDEX_SUFFIX,
+            files::TXN_INDEX_SUFFIX,
+        ]
+        .contains(&suffix);
         if is_index && !storage.exists(&files::path(dir, base, files::LOG_SUFFIX)) {
             let path = dir.join(&entry.name);
             storage.remove_file(&path)?;

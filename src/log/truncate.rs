@@ -126,6 +126,8 @@ impl Log {
             writer.file_end = (kept_end < new_end).then_some(kept_end);
         }
         last.make_active()?;
+        let bases: Vec<i64> = kept.iter().map(|s| s.base_offset()).collect();
+        super::kafka_files::reconcile(self.storage.as_ref(), &self.dir, &bases, new_end, new_end)?;
         let epoch = super::recovery::last_epoch(kept)?.unwrap_or(super::NO_EPOCH);
         self.latest_epoch.store(epoch, Ordering::Release);
         self.make_truncation_durable(last)?;
@@ -176,6 +178,8 @@ impl Log {
         drop(replacing);
         writer.dir_dirty = true;
         writer.file_end = None;
+        // Kafka's producer snapshots describe the history that went: all of them go.
+        super::kafka_files::reconcile(self.storage.as_ref(), &self.dir, &[offset], offset, -1)?;
         self.make_truncation_durable(&fresh)?;
         self.change_epochs(true, |cache| {
             let had_entries = !cache.entries().is_empty();

@@ -576,7 +576,11 @@ impl Partition {
         }
     }
 
-    /// Reads for a consumer: only up to the HW.
+    /// Reads for a consumer: only up to the HW, what Kafka serves a consumer with its
+    /// default isolation (`read_uncommitted`). A `read_committed` consumer stops at the
+    /// last stable offset and gets the aborted transactions of the range: partlog keeps
+    /// no producer state, so a broker that serves transactional producers keeps those
+    /// itself.
     pub fn read_committed(&self, from: i64, max_bytes: u64) -> Result<Option<FileSlice>> {
         let hw = self.high_watermark();
         self.log.read(from, max_bytes, Some(hw))

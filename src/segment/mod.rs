@@ -761,6 +761,8 @@ impl Segment {
     }
 
     /// Renames every file of the segment with `.deleted` appended; returns the new paths.
+    /// A Kafka-written segment's transaction index goes with it, as Kafka's does (see
+    /// `log::kafka_files`).
     pub fn rename_to_deleted(&self) -> Result<Vec<PathBuf>> {
         // Loaded indexes stay mapped for readers still holding this segment (a mapping
         // outlives the rename and the removal); unloaded ones are never created again. The
@@ -773,6 +775,7 @@ impl Segment {
             files::LOG_SUFFIX,
             files::INDEX_SUFFIX,
             files::TIME_INDEX_SUFFIX,
+            files::TXN_INDEX_SUFFIX,
         ] {
             let from = self.path(suffix);
             if self.storage.exists(&from) {

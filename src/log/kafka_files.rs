@@ -1,0 +1,137 @@
+//! Files of a Kafka-written partition that partlog keeps no state for: each segment's
+//! aborted-transaction index (`<base>.txnindex`) and the producer-state snapshots
+//! (`<offset>.snapshot`).
+//!
+//! partlog neither reads nor writes them, but a log dir it took over from Kafka may go back
+//! to Kafka, which trusts them after a clean shutdown. So partlog keeps them true to the
+//! log as Kafka does: a segment's transaction index goes with the segment (retention,
+//! truncation, cleaning: [`crate::segment::Segment::rename_to_deleted`]), and a cut of the
+//! log ([`reconcile`]) drops the index entries of transactions that end at or past the new
+//! end (Kafka's `TransactionIndex.truncateTo`), the indexes of segments no longer in the
+//! log, and the snapshots past the new end (`ProducerStateManager.truncateAndReload`; all
+//! of them when the log starts over). Left, an index entry would tell Kafka's
+//! `read_committed` fetches that records written at those offsets since belong to an
+//! aborted transaction, and a snapshot would bring back producer state of a history that
+//! was cut.
+
+use std::path::Path;
+
+use crate::error::Result;
+use crate::io::{OpenMode, Storage};
+use crate::segment::files;
+
+/// Bytes of one aborted-transaction entry: version (i16), producer id, first offset, last
+/// offset and last stable offset (i64 each), big-endian.
+const ENTRY_BYTES: usize = 34;
+/// Where an entry's last offset is.
+const LAST_OFFSET_AT: usize = 18;
+/// Entries read at a time.
+const ENTRIES_PER_READ: usize = 1024;
+
+/// Makes the Kafka files of the log in `dir` agree with a log whose segments start at
+/// `bases` (ascending) and that ends at `end`: the last segment's transaction index loses
+/// the entries ending at or past `end`, the indexes of other bases go, and so do the
+/// snapshots past `snapshots_up_to`. Returns whether a file was removed (the caller syncs
+/// the directory).
+pub(super) fn reconcile(
+    storage: &dyn Storage,
+    dir: &Path,
+    bases: &[i64],
+    end: i64,
+    snapshots_up_to: i64,
+) -> Result<bool> {
+    let mut removed = false;
+    for entry in storage.list_dir(dir)? {
+        let Some((offset, suffix)) = files::parse_name(&entry.name) else {
+            continue;
+        };
+        let stale = match suffix {
+            files::TXN_INDEX_SUFFIX if Some(&offset) == bases.last() => {
+                truncate_txn_index(storage, &dir.join(&entry.name), end)?;
+                false
+            }
+            files::TXN_INDEX_SUFFIX => bases.binary_search(&offset).is_err(),
+            files::SNAPSHOT_SUFFIX => offset > snapshots_up_to,
+            _ => false,
+        };
+        if stale && !entry.is_dir {
+            storage.remove_file(&dir.join(&entry.name))?;
+            removed = true;
+        }
+    }
+    Ok(removed)
+}
+
+/// Cuts the transaction index at `path` before its first entry that ends at or past `end`
+/// (and before a torn entry at its end), durably.
+fn truncate_txn_index(storage: &dyn Storage, path: &Path, end: i64) -> Result<()> {
+    let file = storage.open(path, OpenMode::ReadWrite)?;
+    let len = file.len()?;
+    let whole = len - len % ENTRY_BYTES as u64;
+    let mut buf = vec![0u8; ENTRY_BYTES * ENTRIES_PER_READ];
+    let mut pos = 0u64;
+    'scan: while pos < whole {
+        let n = (whole - pos).min(buf.len() as u64) as usize;
+        file.read_exact_at(&mut buf[..n], pos)?;
+        for entry in buf[..n].chunks_exact(ENTRY_BYTES) {
+            let mut last = [0u8; 8];
+            last.copy_from_slice(&entry[LAST_OFFSET_AT..LAST_OFFSET_AT + 8]);
+            if i64::from_be_bytes(last) >= end {
+                break 'scan;
+            }
+            pos += ENTRY_BYTES as u64;
+        }
+    }
+    if pos < len {
+        file.set_len(pos)?;
+        file.sync_data()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::sim::SimStorage;
+
+    fn entry(producer_id: i64, first: i64, last: i64) -> Vec<u8> {
+        let mut e = Vec::with_capacity(ENTRY_BYTES);
+        e.extend_from_slice(&0i16.to_be_bytes());
+        for field in [producer_id, first, last, first] {
+            e.extend_from_slice(&field.to_be_bytes());
+        }
+        e
+    }
+
+    #[test]
+    fn a_cut_keeps_the_entries_that_end_below_it() {
+        let sim = SimStorage::new(1);
+        let path = Path::new("/d/00000000000000000000.txnindex");
+        let entries: Vec<u8> = (0..3000)
+            .flat_map(|i| entry(7, i * 10, i * 10 + 5))
+            .collect();
+        sim.write_raw(path, &entries).unwrap();
+        // Entry 2,500 (lastOffset 25,005) is the first to end at or past 25,003: beyond
+        // the first read of 1,024 entries and the second.
+        truncate_txn_index(sim.storage().as_ref(), path, 25_003).unwrap();
+        let left = sim.read_raw(path).unwrap();
+        assert_eq!(left, entries[..2500 * ENTRY_BYTES]);
+        truncate_txn_index(sim.storage().as_ref(), path, 6).unwrap();
+        assert_eq!(sim.read_raw(path).unwrap(), entry(7, 0, 5));
+        truncate_txn_index(sim.storage().as_ref(), path, 5).unwrap();
+        assert!(sim.read_raw(path).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_torn_entry_at_the_end_goes_and_a_whole_index_stays() {
+        let sim = SimStorage::new(2);
+        let path = Path::new("/d/00000000000000000000.txnindex");
+        let mut bytes = entry(1, 0, 3);
+        bytes.extend_from_slice(&entry(2, 4, 9)[..20]);
+        sim.write_raw(path, &bytes).unwrap();
+        truncate_txn_index(sim.storage().as_ref(), path, 100).unwrap();
+        assert_eq!(sim.read_raw(path).unwrap(), entry(1, 0, 3));
+        truncate_txn_index(sim.storage().as_ref(), path, 100).unwrap();
+        assert_eq!(sim.read_raw(path).unwrap(), entry(1, 0, 3));
+    }
+}
