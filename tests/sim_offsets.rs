@@ -2,10 +2,12 @@
 //! offsets, the network drops, duplicates and delays fetch answers, brokers die and come
 //! back (power losses while another in-sync replica runs, process deaths otherwise),
 //! leaders change (each new coordinator loading its view from its log, in chunks), and the
-//! replicas' logs are compacted now and then, each by its own cleaning. Checked after every
-//! step, for every group the coordinator serves: its committed offset is never below the
-//! last one acknowledged (never lost), and never below one a fetch returned before (never
-//! backwards).
+//! replicas' logs are compacted now and then, each by its own cleaning; brokers shut down
+//! cleanly too (a leader's controlled shutdown moves leadership first), and the network
+//! cuts brokers off for a while. Checked after every step: the leader's high watermark
+//! never goes back within an epoch, and for every group the coordinator serves, its
+//! committed offset is never below the last one acknowledged (never lost), and never below
+//! one a fetch returned before (never backwards).
 //!
 //! ```text
 //! cargo test --release --test sim_offsets                      # CI: 200 seeds x 150 steps
@@ -39,6 +41,15 @@ struct Sim {
     seen: BTreeMap<&'static str, i64>,
     pending: Vec<(AppendHandle, &'static str, i64)>,
     cleaner: Cleaner,
+    /// The leader's high watermark and the epoch it was read in.
+    last_hw: Option<(i32, i64)>,
+    /// Whether brokers also shut down cleanly and the network cuts brokers off: seeds
+    /// recorded before those faults existed replay without them.
+    more_faults: bool,
+    /// Their choices, from a stream of their own.
+    fault_rng: SimRng,
+    /// Brokers the network cuts off.
+    isolated: [bool; 3],
     trace: Vec<String>,
 }
 
@@ -54,7 +65,7 @@ fn store(c: &Cluster) -> OffsetsStore {
 }
 
 impl Sim {
-    fn new(seed: u64) -> Sim {
+    fn new(seed: u64, more_faults: bool) -> Sim {
         let c = Cluster::new(ClusterOptions {
             seed,
             log_config: LogConfig {
@@ -86,6 +97,10 @@ impl Sim {
                 ..CleanerConfig::default()
             }),
             trace: Vec::new(),
+            last_hw: None,
+            more_faults,
+            fault_rng: SimRng::new(seed ^ 0x5348_5554_0000_0000),
+            isolated: [false; 3],
         };
         for b in 0..3 {
             sim.stores[b].host(0, sim.c.replica(b).expect("up").clone());
@@ -178,6 +193,30 @@ impl Sim {
             .push(format!("kill {b} (power loss {power_loss}): {election:?}"));
     }
 
+    /// A clean shutdown of a running broker: a leader's moves leadership to an in-sync
+    /// replica first, as Kafka's controlled shutdown does.
+    fn shutdown(&mut self) {
+        let b = self.fault_rng.below(3) as usize;
+        if !self.c.is_up(b) {
+            return;
+        }
+        let election = self.c.shutdown(b).expect("shutdown");
+        self.stores[b] = store(&self.c);
+        if self.coordinator.is_some_and(|(c, _)| c == b) {
+            self.coordinator = None;
+        }
+        self.trace.push(format!("shutdown {b}: {election:?}"));
+    }
+
+    /// The network cuts a broker off, or heals its cut.
+    fn isolate(&mut self) {
+        let b = self.fault_rng.below(3) as usize;
+        self.isolated[b] = !self.isolated[b];
+        self.c.set_isolated(b, self.isolated[b]);
+        self.trace
+            .push(format!("broker {b} cut off: {}", self.isolated[b]));
+    }
+
     fn restart(&mut self) {
         let b = self.rng.below(3) as usize;
         if self.c.is_up(b) {
@@ -205,6 +244,16 @@ impl Sim {
     }
 
     fn check(&mut self) {
+        if let Some(leader) = self.c.leader().and_then(|l| self.c.replica(l)) {
+            let (epoch, hw) = (self.c.epoch(), leader.high_watermark());
+            if let Some((last_epoch, last_hw)) = self.last_hw {
+                assert!(
+                    last_epoch != epoch || hw >= last_hw,
+                    "the HW went back from {last_hw} to {hw} in epoch {epoch}"
+                );
+            }
+            self.last_hw = Some((epoch, hw));
+        }
         // Every running replica's log start, HW and log end stay in that order
         // (invariant 2), through restarts from the dir's checkpoints and cleanings too.
         for b in 0..3 {
@@ -290,14 +339,21 @@ impl Sim {
                 }
             }
         }
+        if self.more_faults {
+            match self.fault_rng.below(100) {
+                0..=1 => self.shutdown(),
+                2..=4 => self.isolate(),
+                _ => {}
+            }
+        }
         self.follow_leadership();
         self.check();
     }
 }
 
-fn run_seed(seed: u64) -> Result<(), String> {
+fn run_seed(seed: u64, more_faults: bool) -> Result<(), String> {
     let drive = |sim: &mut Option<Sim>| {
-        let s = sim.insert(Sim::new(seed));
+        let s = sim.insert(Sim::new(seed, more_faults));
         s.follow_leadership();
         for _ in 0..STEPS {
             s.step();
@@ -308,7 +364,7 @@ fn run_seed(seed: u64) -> Result<(), String> {
 
 #[test]
 fn committed_offsets_never_go_back_and_are_never_lost() {
-    common::run_seeds("SIM_OFFSETS", DEFAULT_SEEDS, run_seed);
+    common::run_seeds("SIM_OFFSETS", DEFAULT_SEEDS, |seed| run_seed(seed, true));
 }
 
 /// Seed 789: broker 0 lost power while leading; the power loss kept its newer segment and
@@ -318,5 +374,5 @@ fn committed_offsets_never_go_back_and_are_never_lost() {
 /// syncs the segment it closes at every roll.
 #[test]
 fn a_power_loss_that_took_an_older_segment_of_a_compacted_log() {
-    run_seed(789).unwrap_or_else(|report| panic!("{report}"));
+    run_seed(789, false).unwrap_or_else(|report| panic!("{report}"));
 }

@@ -220,9 +220,89 @@ pub fn create_dir_all_durable(storage: &dyn Storage, path: &Path) -> Result<()> 
         to_sync.push(path);
     }
     for dir in to_sync {
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            storage.sync_dir(parent)?;
-        }
+        let parent = match dir.parent() {
+            // A relative path of one component (`data`) lives in the working directory.
+            Some(p) if p.as_os_str().is_empty() => Path::new("."),
+            Some(p) => p,
+            None => continue, // the root
+        };
+        storage.sync_dir(parent)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::Error;
+
+    /// A file system of directories alone: it has those it was asked to create, and
+    /// records the ones synced.
+    #[derive(Debug, Default)]
+    struct Dirs {
+        made: Mutex<Vec<PathBuf>>,
+        synced: Mutex<Vec<PathBuf>>,
+    }
+
+    fn no_files() -> Error {
+        Error::InvalidConfig("a file system of directories alone".into())
+    }
+
+    impl Storage for Dirs {
+        fn open(&self, _: &Path, _: OpenMode) -> Result<Arc<dyn StorageFile>> {
+            Err(no_files())
+        }
+        fn try_exists(&self, path: &Path) -> Result<bool> {
+            Ok(self.made.lock().unwrap().iter().any(|p| p == path))
+        }
+        fn create_dir_all(&self, path: &Path) -> Result<()> {
+            let mut made = self.made.lock().unwrap();
+            made.extend(path.ancestors().map(Path::to_path_buf));
+            Ok(())
+        }
+        fn list_dir(&self, _: &Path) -> Result<Vec<DirEntry>> {
+            Ok(Vec::new())
+        }
+        fn rename(&self, _: &Path, _: &Path) -> Result<()> {
+            Err(no_files())
+        }
+        fn remove_file(&self, _: &Path) -> Result<()> {
+            Err(no_files())
+        }
+        fn remove_dir(&self, _: &Path) -> Result<()> {
+            Err(no_files())
+        }
+        fn sync_dir(&self, dir: &Path) -> Result<()> {
+            self.synced.lock().unwrap().push(dir.to_path_buf());
+            Ok(())
+        }
+        fn lock_dir(&self, _: &Path) -> Result<Box<dyn DirLock>> {
+            Err(no_files())
+        }
+    }
+
+    fn synced_for(path: &str) -> Vec<PathBuf> {
+        let dirs = Dirs::default();
+        create_dir_all_durable(&dirs, Path::new(path)).unwrap();
+        dirs.synced.into_inner().unwrap()
+    }
+
+    /// Each directory created is made durable by a sync of its parent: the working
+    /// directory for a relative path of one component, which used to be synced by no one
+    /// (its parent is the empty path), so that a crash could lose `data` and all in it.
+    #[test]
+    fn every_directory_created_has_its_parent_synced() {
+        assert_eq!(synced_for("data"), vec![PathBuf::from(".")]);
+        assert_eq!(
+            synced_for("data/t-0"),
+            vec![PathBuf::from("."), PathBuf::from("data")]
+        );
+        assert_eq!(
+            synced_for("/srv/data"),
+            vec![PathBuf::from("/"), PathBuf::from("/srv")]
+        );
+    }
 }
