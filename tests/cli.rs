@@ -483,6 +483,10 @@ fn check_lets_a_compacted_topic_have_offset_gaps() {
     unclean();
     let lines = expect(&["check", s(&dir), "--json", "--dry-run"], 1);
     assert!(lines[0].contains("\"damage\":{"), "{lines:?}");
+    // A misspelt name is refused before any log opens: it used to be taken silently, and
+    // the gaps read as damage and were cut.
+    expect(&["check", s(&dir), "--json", "--compacted", "price"], 2);
+    assert_eq!(segments(), before, "nothing cut");
     let lines = expect(&["check", s(&dir), "--json", "--compacted", "prices"], 0);
     assert_eq!(int(&lines[0], "truncated_bytes"), 0, "{lines:?}");
     assert_eq!(segments(), before, "every segment as it was");

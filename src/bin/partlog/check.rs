@@ -50,6 +50,16 @@ pub fn run(args: &CheckArgs, json: bool) -> CliResult {
         emit_warning(None, warning, json)?;
     }
     let partitions = log_dir.partitions()?;
+    // A misspelt name would leave the compacted topic's offset gaps to read as damage,
+    // and recovery would cut everything after the first: refused before any log opens.
+    if let Some(unknown) =
+        (args.compacted.iter()).find(|t| !partitions.iter().any(|tp| &tp.topic == *t))
+    {
+        return Err(CliError::Input(format!(
+            "--compacted {unknown}: log dir {} has no topic of that name",
+            dir.display()
+        )));
+    }
     let mut progress = Progress::new(json);
     let (mut failed, mut cut) = (0usize, 0usize);
     for (i, tp) in partitions.iter().enumerate() {
