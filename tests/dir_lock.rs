@@ -348,3 +348,32 @@ fn closing_releases_the_lock_while_a_forked_child_holds_its_descriptor() {
         .close()
         .unwrap();
 }
+
+/// A view of a dir through the overlay (the CLI's `--dry-run`, `offsets`) takes a shared
+/// lock on the dir's lock file, opened for reading only: it still excludes a running
+/// broker's (exclusive) lock both ways, but not another view, and needs no write permission
+/// on the lock file, so that a dir on read-only media can be looked at (the overlay used to
+/// take the exclusive lock, which opens the file for writing).
+#[test]
+fn a_view_takes_a_shared_lock_that_excludes_the_writer_only() {
+    use partlog::io::overlay::OverlayStorage;
+    use partlog::io::real::RealStorage;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("logs");
+    let disk: Arc<dyn partlog::io::Storage> = Arc::new(RealStorage);
+    LogDir::open(disk.clone(), &root, dir_options())
+        .unwrap()
+        .close()
+        .unwrap();
+    let view = || LogDir::open(OverlayStorage::new(disk.clone()), &root, dir_options());
+    let first = view().unwrap();
+    let second = view().expect("views share the lock");
+    let writer = LogDir::open(disk.clone(), &root, dir_options());
+    assert!(matches!(writer, Err(Error::DirLocked { .. })), "{writer:?}");
+    drop((first, second));
+    let writer = LogDir::open(disk.clone(), &root, dir_options()).unwrap();
+    assert!(matches!(view(), Err(Error::DirLocked { .. })));
+    writer.close().unwrap();
+    view().unwrap();
+}

@@ -89,6 +89,13 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// Takes the exclusive lock of `dir`; fails with [`crate::Error::DirLocked`] while another
     /// holder (another process, or another guard in this one) has it. Released on drop.
     fn lock_dir(&self, dir: &Path) -> Result<Box<dyn DirLock>>;
+    /// Takes a shared lock of `dir`'s existing lock file, for a reader that changes
+    /// nothing in it: it conflicts with [`Storage::lock_dir`]'s holder (a running broker)
+    /// as that one does, but not with another reader's, and needs no write permission, so
+    /// that a dir on read-only media can be looked at. By default, [`Storage::lock_dir`].
+    fn lock_dir_shared(&self, dir: &Path) -> Result<Box<dyn DirLock>> {
+        self.lock_dir(dir)
+    }
     /// Creates `path`, emptying a leftover, for bytes written once, front to back, then
     /// synced, and not read again soon (see [`StreamFile`]). A backend may write them
     /// around its page cache; by default they go through [`StorageFile::write_at`].

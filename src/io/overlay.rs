@@ -265,7 +265,9 @@ impl Storage for OverlayStorage {
 
     fn lock_dir(&self, dir: &Path) -> Result<Box<dyn DirLock>> {
         if self.base.exists(&dir.join(super::real::LOCK_FILE_NAME)) {
-            return self.base.lock_dir(dir);
+            // A shared lock: the overlay changes nothing underneath, and the base may be
+            // read-only.
+            return self.base.lock_dir_shared(dir);
         }
         let mut state = lock(&self.state);
         if !state.locks.insert(dir.to_path_buf()) {

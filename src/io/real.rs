@@ -116,6 +116,24 @@ impl Storage for RealStorage {
         }))
     }
 
+    fn lock_dir_shared(&self, dir: &Path) -> Result<Box<dyn DirLock>> {
+        let path = dir.join(LOCK_FILE_NAME);
+        let file = File::open(&path).map_err(|e| Error::io("open", &path, e))?;
+        lock::try_lock_shared(&file).map_err(|e| {
+            if lock::is_conflict(&e) {
+                Error::DirLocked {
+                    dir: dir.to_path_buf(),
+                }
+            } else {
+                Error::io("lock", &path, e)
+            }
+        })?;
+        Ok(Box::new(RealDirLock {
+            file,
+            dir: dir.to_path_buf(),
+        }))
+    }
+
     /// Writes around the page cache (`O_DIRECT`) where the file system allows it.
     fn create_stream(&self, path: &Path) -> Result<Box<dyn StreamFile>> {
         match DirectStream::create(path)? {
@@ -187,6 +205,12 @@ mod lock {
         ofd_lock(file, libc::F_WRLCK)
     }
 
+    /// A read lock: it needs the file open for reading only.
+    #[cfg(target_os = "linux")]
+    pub fn try_lock_shared(file: &File) -> io::Result<()> {
+        ofd_lock(file, libc::F_RDLCK)
+    }
+
     #[cfg(target_os = "linux")]
     pub fn unlock(file: &File) -> io::Result<()> {
         ofd_lock(file, libc::F_UNLCK)
@@ -212,6 +236,11 @@ mod lock {
     #[cfg(not(target_os = "linux"))]
     pub fn try_lock(file: &File) -> io::Result<()> {
         fs2::FileExt::try_lock_exclusive(file)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn try_lock_shared(file: &File) -> io::Result<()> {
+        fs2::FileExt::try_lock_shared(file)
     }
 
     #[cfg(not(target_os = "linux"))]
