@@ -280,3 +280,41 @@ fn recovery_keeps_a_crc_valid_batch_whose_records_do_not_parse_as_kafka_does() {
         assert!(batch.validate().is_err(), "the records do not parse");
     }
 }
+
+/// A log shut down cleanly whose active segment then does not read (a length field hit
+/// on the media): the close had synced it whole, so recovery reports the damage as
+/// corruption. It used to take the segment's base for the recovery point and call damage
+/// past it a torn tail, which no crash after a clean shutdown explains.
+#[test]
+fn damage_after_a_clean_shutdown_is_corruption() {
+    for backend in backends() {
+        let (log, _) = common::open(&backend, "clean-0", small_config());
+        let mut last = (0, 0);
+        for i in 0..6 {
+            last = (log.size_bytes(), log.log_end_offset());
+            log.append_as_leader(&mut batch(2, 30, i * 10), 1).unwrap();
+        }
+        let segment = log.segments()[0].log_path().to_path_buf();
+        log.close().unwrap();
+        drop(log);
+        // The last batch's length now claims a gigabyte more.
+        flip(&backend, &segment, last.0 + 8, 6);
+        let mut opts = options(
+            &backend,
+            "clean-0",
+            small_config(),
+            Arc::new(ManualClock::new(1_000_000)),
+        );
+        opts.clean_shutdown = true;
+        let (log, report) = Log::open(opts).expect("open");
+        let damage = report.damage.expect(backend.name);
+        assert_eq!(
+            damage.kind,
+            DamageKind::Corruption,
+            "{}: {damage:?}",
+            backend.name
+        );
+        assert_eq!(damage.position, last.0, "{}", backend.name);
+        assert_eq!(log.log_end_offset(), last.1, "{}", backend.name);
+    }
+}

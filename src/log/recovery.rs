@@ -297,6 +297,8 @@ pub(super) fn recover_segments(
     };
     let last = segments.len() - 1;
     let mut recovery_point = options.recovery_point;
+    // Below it, the bytes had been synced: damage there is no crash's doing.
+    let mut synced_to = recovery_point;
     let start = if options.clean_shutdown {
         // A roll's trim of the zeros written ahead is not synced: a power loss after the
         // clean close (before the file system wrote the trim back) undoes it in a segment
@@ -320,6 +322,8 @@ pub(super) fn recover_segments(
                     "clean shutdown but active segment unreadable: {err}"
                 ));
                 recovery_point = Some(segments[last].base_offset());
+                // The close synced it whole: damage in it is corruption, not a torn tail.
+                synced_to = Some(i64::MAX);
                 last
             }
         }
@@ -359,7 +363,7 @@ pub(super) fn recover_segments(
                 segment.base_offset()
             );
             let stop = ScanStop::at(0, reason);
-            let kind = damage_kind(recovery_point, expected, || Ok(true))?;
+            let kind = damage_kind(synced_to, expected, || Ok(true))?;
             damage_at = Some((i, stop, kind));
             break;
         }
@@ -395,7 +399,7 @@ pub(super) fn recover_segments(
         let Some(stop) = scan.stop else { continue };
         let valid_end = scan.next_offset.unwrap_or(segment.base_offset());
         let max = options.config.max_message_bytes;
-        let kind = damage_kind(recovery_point, valid_end, || {
+        let kind = damage_kind(synced_to, valid_end, || {
             Ok(segment
                 .find_valid_batch_in(stop.position + 1..u64::MAX, max, &mut scratch)?
                 .is_some()
