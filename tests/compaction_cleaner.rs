@@ -842,3 +842,45 @@ fn a_batch_whose_crc_fails_is_not_rewritten_under_a_new_one() {
     let batch = partlog::record::batches(&bytes).next().unwrap().unwrap();
     assert!(batch.verify_crc().is_err(), "the damage still shows");
 }
+
+/// A Kafka-written transaction index of the segments a cleaning replaces is kept for the
+/// cleaned segment, with the entries of every segment it replaces (as Kafka's cleaner
+/// gives its copy the aborted transactions whose markers stay): the swap used to rename
+/// them all away, and Kafka, taking the dir back, would have shown a kept aborted batch
+/// as committed.
+#[test]
+fn a_cleaning_keeps_the_transaction_indexes_of_what_it_replaces() {
+    let disk = SimStorage::new(14);
+    // Segments of a round each, far below the segment size: the cleaning takes them as
+    // one group.
+    let (dir, cleaner, log) = eager_dir_of(&disk, 1 << 20);
+    for _ in 0..4 {
+        fill(&log, 5, 1, NOW);
+    }
+    let bases: Vec<i64> = log.segments().iter().map(|s| s.base_offset()).collect();
+    assert_eq!(bases.len(), 5, "{bases:?}");
+    let entry = |producer_id: i64, first: i64| -> Vec<u8> {
+        let mut e = 0i16.to_be_bytes().to_vec();
+        for field in [producer_id, first, first + 1, first] {
+            e.extend_from_slice(&field.to_be_bytes());
+        }
+        e
+    };
+    let index = |base: i64| format!("/data/t-0/{base:020}.txnindex");
+    let mut expected = Vec::new();
+    for (i, &base) in bases[..2].iter().enumerate() {
+        let entries = [entry(i as i64, base), entry(10 + i as i64, base + 1)].concat();
+        disk.write_raw(Path::new(&index(base)), &entries).unwrap();
+        expected.extend(entries);
+    }
+    let outcome = cleaner.clean_once(&dir, NOW).unwrap();
+    assert!(
+        matches!(outcome, CleanOutcome::Cleaned { .. }),
+        "{outcome:?}"
+    );
+    let first = log.segments()[0].base_offset();
+    assert_eq!(first, bases[0]);
+    assert!(log.segments()[1].base_offset() > bases[1], "one group");
+    assert_eq!(disk.read_raw(Path::new(&index(first))), Some(expected));
+    assert_eq!(disk.read_raw(Path::new(&index(bases[1]))), None);
+}

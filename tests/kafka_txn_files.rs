@@ -179,3 +179,37 @@ fn the_tail_recovery_cuts_leaves_no_kafka_file_describing_it() {
         );
     }
 }
+
+/// An open after an unclean shutdown makes the Kafka files agree with the log even where
+/// recovery cut nothing: a truncation that a crash or a failed write stopped after its
+/// cut, before the files, leaves them describing what it cut.
+#[test]
+fn an_unclean_open_finishes_what_a_stopped_truncation_left() {
+    for backend in backends() {
+        let log = build(&backend);
+        log.flush().unwrap();
+        drop(log);
+        let dir = backend.root.join(NAME);
+        write_file(
+            &backend,
+            &dir.join(name(20, ".txnindex")),
+            &[aborted(3, 20, 21), aborted(4, 24, 30)].concat(),
+        );
+        write_file(&backend, &dir.join(name(40, ".snapshot")), b"cut history");
+        let (log, report) = reopen(&backend, NAME, LogConfig::default(), false, Some(26));
+        assert!(report.damage.is_none(), "{}: {report:?}", backend.name);
+        assert_eq!(log.log_end_offset(), 26, "{}", backend.name);
+        let index = file_bytes(&backend, &dir.join(name(20, ".txnindex")));
+        assert_eq!(index, aborted(3, 20, 21), "{}", backend.name);
+        assert_eq!(
+            live_files(&backend, ".snapshot"),
+            vec![
+                name(5, ".snapshot"),
+                name(12, ".snapshot"),
+                name(25, ".snapshot")
+            ],
+            "{}",
+            backend.name
+        );
+    }
+}

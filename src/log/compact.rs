@@ -20,7 +20,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::Log;
+use super::{kafka_files, Log};
 use crate::error::{Error, Result};
 use crate::io::{OpenMode, StreamFile};
 use crate::segment::{files, FileSlice, Segment};
@@ -215,8 +215,16 @@ impl Log {
                     .rename(&self.cleaned_path(base), &self.swap_path(base))?;
                 self.storage.sync_dir(&self.dir)?;
             }
+            // A Kafka-written transaction index of the group's first segment stays for the
+            // copy that takes its base, holding the group's entries (see `kafka_files`).
             for group in groups {
-                self.schedule_deletion(&mut writer, group)?;
+                let bases: Vec<i64> = group.iter().map(|s| s.base_offset()).collect();
+                kafka_files::merge_txn_indexes(self.storage.as_ref(), &self.dir, &bases)?;
+                let mut renamed = group[0].rename_to_deleted_but_txn_index()?;
+                for segment in &group[1..] {
+                    renamed.extend(segment.rename_to_deleted()?);
+                }
+                self.schedule_removal(&mut writer, renamed);
             }
             self.storage.sync_dir(&self.dir)?;
             let mut opened = Vec::with_capacity(bases.len());

@@ -5,14 +5,16 @@
 //! partlog neither reads nor writes them, but a log dir it took over from Kafka may go back
 //! to Kafka, which trusts them after a clean shutdown. So partlog keeps them true to the
 //! log as Kafka does: a segment's transaction index goes with the segment (retention,
-//! truncation, cleaning: [`crate::segment::Segment::rename_to_deleted`]), and a cut of the
+//! truncation: [`crate::segment::Segment::rename_to_deleted`]), a cleaning's copy takes
+//! over the indexes of the segments it replaces ([`merge_txn_indexes`]), and a cut of the
 //! log ([`reconcile`]) drops the index entries of transactions that end at or past the new
 //! end (Kafka's `TransactionIndex.truncateTo`), the indexes of segments no longer in the
 //! log, and the snapshots past the new end (`ProducerStateManager.truncateAndReload`; all
 //! of them when the log starts over). Left, an index entry would tell Kafka's
 //! `read_committed` fetches that records written at those offsets since belong to an
 //! aborted transaction, and a snapshot would bring back producer state of a history that
-//! was cut.
+//! was cut. An open after an unclean shutdown reconciles them too, for a truncation that a
+//! crash or a failure stopped between its cut and its files.
 
 use std::path::Path;
 
@@ -46,6 +48,7 @@ pub(super) fn reconcile(
             continue;
         };
         let stale = match suffix {
+            _ if entry.is_dir => false,
             files::TXN_INDEX_SUFFIX if Some(&offset) == bases.last() => {
                 truncate_txn_index(storage, &dir.join(&entry.name), end)?;
                 false
@@ -54,12 +57,60 @@ pub(super) fn reconcile(
             files::SNAPSHOT_SUFFIX => offset > snapshots_up_to,
             _ => false,
         };
-        if stale && !entry.is_dir {
+        if stale {
             storage.remove_file(&dir.join(&entry.name))?;
             removed = true;
         }
     }
     Ok(removed)
+}
+
+/// Appends the entries of the transaction indexes of the segments at `bases[1..]` to the
+/// one of `bases[0]` (made if need be), durably: a cleaning that replaces those segments
+/// with one at `bases[0]` keeps that index for it, as Kafka's cleaner gives its copy the
+/// entries of the aborted transactions whose markers stay. (Entries whose batches the
+/// cleaning dropped are harmless: a reader skips aborted records that are not there.) A
+/// crash before the swap leaves the first index with entries the later ones hold too,
+/// which a reader takes once.
+pub(super) fn merge_txn_indexes(storage: &dyn Storage, dir: &Path, bases: &[i64]) -> Result<()> {
+    let Some((&first, rest)) = bases.split_first() else {
+        return Ok(());
+    };
+    let mut target = None;
+    let mut at = 0u64;
+    let mut buf = vec![0u8; ENTRY_BYTES * ENTRIES_PER_READ];
+    for &base in rest {
+        let path = files::path(dir, base, files::TXN_INDEX_SUFFIX);
+        if !storage.try_exists(&path)? {
+            continue;
+        }
+        let source = storage.open(&path, OpenMode::Read)?;
+        let len = source.len()?;
+        let whole = len - len % ENTRY_BYTES as u64;
+        let into = match &target {
+            Some(file) => file,
+            None => {
+                let path = files::path(dir, first, files::TXN_INDEX_SUFFIX);
+                let file = storage.open(&path, OpenMode::Create)?;
+                let len = file.len()?;
+                at = len - len % ENTRY_BYTES as u64; // past a torn entry's start
+                target.insert(file)
+            }
+        };
+        let mut pos = 0u64;
+        while pos < whole {
+            let n = (whole - pos).min(buf.len() as u64) as usize;
+            source.read_exact_at(&mut buf[..n], pos)?;
+            into.write_at(&buf[..n], at)?;
+            (pos, at) = (pos + n as u64, at + n as u64);
+        }
+    }
+    if let Some(file) = target {
+        file.set_len(at)?;
+        file.sync_data()?;
+        storage.sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 /// Cuts the transaction index at `path` before its first entry that ends at or past `end`

@@ -161,8 +161,9 @@ impl Log {
             .min(log_end_offset);
         let last = &segments[segments.len() - 1];
         last.make_active()?;
-        if report.damage.is_some() {
-            // Kafka's files must not describe the tail recovery cut: Kafka would trust
+        if report.damage.is_some() || !options.clean_shutdown {
+            // Kafka's files must not describe the tail recovery cut, nor what a truncation
+            // cut before a crash or a failure stopped it short of them: Kafka would trust
             // them once partlog shut down cleanly.
             let bases: Vec<i64> = segments.iter().map(|s| s.base_offset()).collect();
             let (end, dir) = (log_end_offset, dir.as_path());

@@ -196,6 +196,11 @@ fn complete_swap(
             continue;
         };
         let covered = seg_base >= base && seg_base < next.max(base + 1);
+        // The first segment's Kafka transaction index holds the group's entries (the swap
+        // merged them into it first): the cleaned segment takes it over.
+        if seg_base == base && suffix == files::TXN_INDEX_SUFFIX {
+            continue;
+        }
         let live = [
             files::LOG_SUFFIX,
             files::INDEX_SUFFIX,

@@ -1,5 +1,6 @@
 //! Truncation: cutting the log back (a follower diverged) or replacing it entirely.
 
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -204,20 +205,24 @@ impl Log {
         writer: &mut Writer,
         segments: &[Arc<Segment>],
     ) -> Result<()> {
+        for segment in segments {
+            let renamed = segment.rename_to_deleted()?;
+            self.schedule_removal(writer, renamed);
+        }
+        Ok(())
+    }
+
+    /// Schedules the removal of files renamed `.deleted` after `file_delete_delay_ms`.
+    pub(super) fn schedule_removal(&self, writer: &mut Writer, renamed: Vec<PathBuf>) {
         let due = self
             .clock
             .now_ms()
             .saturating_add(self.config.file_delete_delay_ms);
-        for segment in segments {
-            for path in segment.rename_to_deleted()? {
-                writer.pending_deletes.push((due, path));
-                self.deletes_due_ms.fetch_min(due, Ordering::AcqRel);
-            }
-        }
-        if !segments.is_empty() {
+        for path in renamed {
+            writer.pending_deletes.push((due, path));
+            self.deletes_due_ms.fetch_min(due, Ordering::AcqRel);
             writer.dir_dirty = true;
         }
-        Ok(())
     }
 
     /// Removes `.deleted` files whose delay has passed; returns how many. Each retention

@@ -764,6 +764,17 @@ impl Segment {
     /// A Kafka-written segment's transaction index goes with it, as Kafka's does (see
     /// `log::kafka_files`).
     pub fn rename_to_deleted(&self) -> Result<Vec<PathBuf>> {
+        self.rename_files_to_deleted(true)
+    }
+
+    /// [`Segment::rename_to_deleted`], but a Kafka transaction index stays, for the
+    /// cleaned segment that takes this one's base offset (see
+    /// `Log::replace_with_cleaned`).
+    pub(crate) fn rename_to_deleted_but_txn_index(&self) -> Result<Vec<PathBuf>> {
+        self.rename_files_to_deleted(false)
+    }
+
+    fn rename_files_to_deleted(&self, txn_index: bool) -> Result<Vec<PathBuf>> {
         // Loaded indexes stay mapped for readers still holding this segment (a mapping
         // outlives the rename and the removal); unloaded ones are never created again. The
         // index lock makes this exclusive with a lazy load, which could otherwise create
@@ -777,6 +788,9 @@ impl Segment {
             files::TIME_INDEX_SUFFIX,
             files::TXN_INDEX_SUFFIX,
         ] {
+            if suffix == files::TXN_INDEX_SUFFIX && !txn_index {
+                continue;
+            }
             let from = self.path(suffix);
             if self.storage.exists(&from) {
                 let to = self.path(&format!("{suffix}{}", files::DELETED_SUFFIX));
