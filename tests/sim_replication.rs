@@ -384,26 +384,37 @@ impl Sim {
         else {
             return; // no in-sync replica to take over: unclean election is off
         };
-        self.epoch += 1;
-        let new_isr: Vec<i32> = isr.into_iter().filter(|&b| b as usize != old).collect();
-        let all: Vec<i32> = (0..BROKERS as i32).collect();
-        self.c
-            .replica(next)
-            .become_leader(self.epoch, all, new_isr.clone())
-            .expect("become leader");
-        self.isr = ControllerIsr::new(new_isr);
-        for b in (0..BROKERS).filter(|&b| b != old && b != next && Some(b) != self.down) {
-            self.c
-                .replica(b)
-                .become_follower(self.epoch, next as i32)
-                .expect("follow");
-        }
+        self.elect(old, next);
         self.trace.push(format!(
             "leader {old} cut off and deposed; {next} leads epoch {}",
             self.epoch
         ));
         self.leader = next;
         self.deposed = Some(old);
+    }
+
+    /// The controller elects `next`, an in-sync replica, in a new epoch, with the ISR it
+    /// holds less `old` (the leader it replaces), and tells the running brokers, but for a
+    /// deposed leader behind the network's cut, which does not hear.
+    fn elect(&mut self, old: usize, next: usize) {
+        self.epoch += 1;
+        let new_isr: Vec<i32> = (self.isr.isr.iter().copied())
+            .filter(|&b| b as usize != old)
+            .collect();
+        let all: Vec<i32> = (0..BROKERS as i32).collect();
+        self.c
+            .replica(next)
+            .become_leader(self.epoch, all, new_isr.clone())
+            .expect("become leader");
+        self.isr = ControllerIsr::new(new_isr);
+        let told =
+            |b: usize| b != old && b != next && Some(b) != self.down && Some(b) != self.deposed;
+        for b in (0..BROKERS).filter(|&b| told(b)) {
+            self.c
+                .replica(b)
+                .become_follower(self.epoch, next as i32)
+                .expect("follow");
+        }
     }
 
     /// A deposed leader hears that it follows the current one.
@@ -432,22 +443,7 @@ impl Sim {
             };
             let next = next as usize;
             self.c.brokers[victim].disk.crash();
-            self.epoch += 1;
-            let new_isr: Vec<i32> = isr.into_iter().filter(|&b| b as usize != victim).collect();
-            let all: Vec<i32> = (0..BROKERS as i32).collect();
-            self.c
-                .replica(next)
-                .become_leader(self.epoch, all, new_isr.clone())
-                .expect("become leader");
-            self.isr = ControllerIsr::new(new_isr);
-            // A deposed leader behind the network's cut does not hear.
-            let told = |b: usize| b != victim && b != next && Some(b) != self.deposed;
-            for b in (0..BROKERS).filter(|&b| told(b)) {
-                self.c
-                    .replica(b)
-                    .become_follower(self.epoch, next as i32)
-                    .expect("follow");
-            }
+            self.elect(victim, next);
             // The old leader's pending appends die with it; the producer does not know.
             self.pending.clear();
             self.trace.push(format!(

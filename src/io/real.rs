@@ -101,37 +101,13 @@ impl Storage for RealStorage {
             .truncate(false)
             .open(&path)
             .map_err(|e| Error::io("open", &path, e))?;
-        lock::try_lock(&file).map_err(|e| {
-            if lock::is_conflict(&e) {
-                Error::DirLocked {
-                    dir: dir.to_path_buf(),
-                }
-            } else {
-                Error::io("lock", &path, e)
-            }
-        })?;
-        Ok(Box::new(RealDirLock {
-            file,
-            dir: dir.to_path_buf(),
-        }))
+        RealDirLock::take(file, lock::try_lock, dir, &path)
     }
 
     fn lock_dir_shared(&self, dir: &Path) -> Result<Box<dyn DirLock>> {
         let path = dir.join(LOCK_FILE_NAME);
         let file = File::open(&path).map_err(|e| Error::io("open", &path, e))?;
-        lock::try_lock_shared(&file).map_err(|e| {
-            if lock::is_conflict(&e) {
-                Error::DirLocked {
-                    dir: dir.to_path_buf(),
-                }
-            } else {
-                Error::io("lock", &path, e)
-            }
-        })?;
-        Ok(Box::new(RealDirLock {
-            file,
-            dir: dir.to_path_buf(),
-        }))
+        RealDirLock::take(file, lock::try_lock_shared, dir, &path)
     }
 
     /// Writes around the page cache (`O_DIRECT`) where the file system allows it.
@@ -147,6 +123,31 @@ impl Storage for RealStorage {
 struct RealDirLock {
     file: File,
     dir: PathBuf,
+}
+
+impl RealDirLock {
+    /// Locks `file`, the lock file at `path` of `dir`, with `try_lock`; a lock someone
+    /// else holds is [`Error::DirLocked`].
+    fn take(
+        file: File,
+        try_lock: fn(&File) -> io::Result<()>,
+        dir: &Path,
+        path: &Path,
+    ) -> Result<Box<dyn DirLock>> {
+        try_lock(&file).map_err(|e| {
+            if lock::is_conflict(&e) {
+                Error::DirLocked {
+                    dir: dir.to_path_buf(),
+                }
+            } else {
+                Error::io("lock", path, e)
+            }
+        })?;
+        Ok(Box::new(RealDirLock {
+            file,
+            dir: dir.to_path_buf(),
+        }))
+    }
 }
 
 impl DirLock for RealDirLock {
