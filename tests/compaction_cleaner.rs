@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::{keyed_batch, log_records};
 use partlog::checkpoint::TopicPartition;
 use partlog::cleaner::{cleanable, CleanOutcome, Cleaner, CleanerConfig};
-use partlog::io::sim::{FaultKind, FaultPlan, SimOp, SimStorage};
+use partlog::io::sim::{FaultKind, FaultPlan, SimCounters, SimOp, SimStorage};
 use partlog::log::Log;
 use partlog::manager::{LogDir, LogDirOptions};
 use partlog::{CleanupPolicy, LogConfig, ManualClock};
@@ -644,13 +644,17 @@ fn eager_dir(disk: &Arc<SimStorage>) -> (LogDir, Cleaner, Arc<Log>) {
     eager_dir_of(disk, config().segment_bytes)
 }
 
-fn eager_dir_of(disk: &Arc<SimStorage>, segment_bytes: u64) -> (LogDir, Cleaner, Arc<Log>) {
-    let config = LogConfig {
+/// The config of [`eager_dir_of`]: segments of `segment_bytes`, any dirt cleanable.
+fn eager_config(segment_bytes: u64) -> LogConfig {
+    LogConfig {
         min_cleanable_dirty_ratio: 0.0,
         segment_bytes,
         ..config()
-    };
-    let dir = dir(disk, config);
+    }
+}
+
+fn eager_dir_of(disk: &Arc<SimStorage>, segment_bytes: u64) -> (LogDir, Cleaner, Arc<Log>) {
+    let dir = dir(disk, eager_config(segment_bytes));
     let (log, _) = dir.open_log(&TopicPartition::new("t", 0)).unwrap();
     (dir, Cleaner::new(CleanerConfig::default()), log)
 }
@@ -843,17 +847,17 @@ fn a_batch_whose_crc_fails_is_not_rewritten_under_a_new_one() {
     assert!(batch.verify_crc().is_err(), "the damage still shows");
 }
 
-/// A Kafka-written transaction index of the segments a cleaning replaces is kept for the
-/// cleaned segment, with the entries of every segment it replaces (as Kafka's cleaner
-/// gives its copy the aborted transactions whose markers stay): the swap used to rename
-/// them all away, and Kafka, taking the dir back, would have shown a kept aborted batch
-/// as committed.
-#[test]
-fn a_cleaning_keeps_the_transaction_indexes_of_what_it_replaces() {
-    let disk = SimStorage::new(14);
-    // Segments of a round each, far below the segment size: the cleaning takes them as
-    // one group.
-    let (dir, cleaner, log) = eager_dir_of(&disk, 1 << 20);
+/// The path of the Kafka transaction index of segment `base` of partition `t-0`.
+fn txn_index_path(base: i64) -> String {
+    format!("/data/t-0/{base:020}.txnindex")
+}
+
+/// A durable log of five one-round segments, far below the segment size (a cleaning takes
+/// them as one group), with Kafka-written transaction indexes on the first two; returns
+/// the segments' bases and the indexes' entries, in order.
+fn log_with_txn_indexes(seed: u64) -> (Arc<SimStorage>, LogDir, Arc<Log>, Vec<i64>, Vec<u8>) {
+    let disk = SimStorage::new(seed);
+    let (dir, _, log) = eager_dir_of(&disk, 1 << 20);
     for _ in 0..4 {
         fill(&log, 5, 1, NOW);
     }
@@ -866,13 +870,26 @@ fn a_cleaning_keeps_the_transaction_indexes_of_what_it_replaces() {
         }
         e
     };
-    let index = |base: i64| format!("/data/t-0/{base:020}.txnindex");
     let mut expected = Vec::new();
     for (i, &base) in bases[..2].iter().enumerate() {
         let entries = [entry(i as i64, base), entry(10 + i as i64, base + 1)].concat();
-        disk.write_raw(Path::new(&index(base)), &entries).unwrap();
+        disk.write_raw(Path::new(&txn_index_path(base)), &entries)
+            .unwrap();
         expected.extend(entries);
     }
+    disk.sync_all();
+    (disk, dir, log, bases, expected)
+}
+
+/// A Kafka-written transaction index of the segments a cleaning replaces is kept for the
+/// cleaned segment, with the entries of every segment it replaces (as Kafka's cleaner
+/// gives its copy the aborted transactions whose markers stay): the swap used to rename
+/// them all away, and Kafka, taking the dir back, would have shown a kept aborted batch
+/// as committed.
+#[test]
+fn a_cleaning_keeps_the_transaction_indexes_of_what_it_replaces() {
+    let (disk, dir, log, bases, expected) = log_with_txn_indexes(14);
+    let cleaner = Cleaner::new(CleanerConfig::default());
     let outcome = cleaner.clean_once(&dir, NOW).unwrap();
     assert!(
         matches!(outcome, CleanOutcome::Cleaned { .. }),
@@ -881,6 +898,62 @@ fn a_cleaning_keeps_the_transaction_indexes_of_what_it_replaces() {
     let first = log.segments()[0].base_offset();
     assert_eq!(first, bases[0]);
     assert!(log.segments()[1].base_offset() > bases[1], "one group");
-    assert_eq!(disk.read_raw(Path::new(&index(first))), Some(expected));
-    assert_eq!(disk.read_raw(Path::new(&index(bases[1]))), None);
+    assert_eq!(
+        disk.read_raw(Path::new(&txn_index_path(first))),
+        Some(expected)
+    );
+    assert_eq!(disk.read_raw(Path::new(&txn_index_path(bases[1]))), None);
+}
+
+/// A power loss at any step of a cleaning keeps every entry of the transaction indexes
+/// of the segments it replaces, in the index of a segment the log still has. The swap
+/// merged the later segments' entries into the first one's index only after the swap had
+/// committed: a crash in between let recovery finish the swap, delete the later indexes
+/// and lose their entries.
+#[test]
+fn a_crash_at_any_step_of_a_cleaning_keeps_the_transaction_indexes() {
+    let ops = |c: SimCounters| {
+        [
+            (SimOp::Write, c.writes),
+            (SimOp::Sync, c.syncs),
+            (SimOp::SyncDir, c.sync_dirs),
+            (SimOp::Rename, c.renames),
+            (SimOp::Create, c.creates),
+        ]
+    };
+    let (disk, uninterrupted, _log, _, _) = log_with_txn_indexes(14);
+    let start = disk.counters();
+    let cleaner = Cleaner::new(CleanerConfig::default());
+    cleaner.clean_once(&uninterrupted, NOW).unwrap();
+    let end = disk.counters();
+    let entry_bytes = 34;
+    let mut crashes = 0;
+    for ((op, from), (_, to)) in ops(start).into_iter().zip(ops(end)) {
+        for n in 1..=(to - from) {
+            let (disk, crashed, log, _, expected) = log_with_txn_indexes(14);
+            disk.fail_nth(op, n, FaultKind::Crash).unwrap();
+            let outcome = Cleaner::new(CleanerConfig::default()).clean_once(&crashed, NOW);
+            assert!(
+                disk.counters().crashes > 0,
+                "{op:?} #{n} did not crash: {outcome:?}"
+            );
+            crashes += 1;
+            drop((crashed, log));
+            let reopened = dir(&disk, eager_config(1 << 20));
+            let (log, _) = reopened.open_log(&TopicPartition::new("t", 0)).unwrap();
+            let mut held = Vec::new();
+            for segment in log.segments().iter() {
+                let index = disk.read_raw(Path::new(&txn_index_path(segment.base_offset())));
+                held.extend(index.unwrap_or_default());
+            }
+            let held: Vec<&[u8]> = held.chunks(entry_bytes).collect();
+            for wanted in expected.chunks(entry_bytes) {
+                assert!(
+                    held.contains(&wanted),
+                    "crash at {op:?} #{n}: an entry of the transaction indexes is lost"
+                );
+            }
+        }
+    }
+    assert!(crashes >= 8, "only {crashes} steps");
 }

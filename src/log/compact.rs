@@ -208,6 +208,14 @@ impl Log {
                     copy.set_modified_ms(last.modified_ms()?)?;
                 }
             }
+            // A Kafka-written transaction index of the group's first segment stays for the
+            // copy that takes its base, holding the group's entries (see `kafka_files`):
+            // merged before the renames below commit the swap, as recovery finishing it
+            // keeps the first index alone.
+            for group in groups {
+                let bases: Vec<i64> = group.iter().map(|s| s.base_offset()).collect();
+                kafka_files::merge_txn_indexes(self.storage.as_ref(), &self.dir, &bases)?;
+            }
             // Newest first, each rename durable before the next: recovery deletes the
             // swaps at or above the lowest `.cleaned` left, so a crash midway undoes all.
             for &base in bases.iter().rev() {
@@ -215,11 +223,7 @@ impl Log {
                     .rename(&self.cleaned_path(base), &self.swap_path(base))?;
                 self.storage.sync_dir(&self.dir)?;
             }
-            // A Kafka-written transaction index of the group's first segment stays for the
-            // copy that takes its base, holding the group's entries (see `kafka_files`).
             for group in groups {
-                let bases: Vec<i64> = group.iter().map(|s| s.base_offset()).collect();
-                kafka_files::merge_txn_indexes(self.storage.as_ref(), &self.dir, &bases)?;
                 let mut renamed = group[0].rename_to_deleted_but_txn_index()?;
                 for segment in &group[1..] {
                     renamed.extend(segment.rename_to_deleted()?);
