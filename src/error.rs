@@ -152,6 +152,11 @@ pub enum Error {
     /// dir's clean-shutdown marker vouches for the files as the close left them). Reads go
     /// on.
     LogClosed { dir: PathBuf },
+    /// A cleaning cannot copy the segment at `base_offset` within a segment's `limit` bytes
+    /// of positions (its tombstones' delete horizons lengthen its records): the partition
+    /// stays as it is, as Kafka's cleaner leaves a log whose cleaned segment would
+    /// overflow, and is uncleanable until reopened. A smaller `segment.bytes` avoids it.
+    CleanedSegmentTooLarge { base_offset: i64, limit: u64 },
 }
 
 impl Error {
@@ -329,6 +334,10 @@ impl Error {
                 cause: cause.clone(),
             },
             Error::LogClosed { dir } => Error::LogClosed { dir: dir.clone() },
+            Error::CleanedSegmentTooLarge { base_offset, limit } => Error::CleanedSegmentTooLarge {
+                base_offset: *base_offset,
+                limit: *limit,
+            },
         }
     }
 }
@@ -503,6 +512,12 @@ impl fmt::Display for Error {
                     dir.display()
                 )
             }
+            Error::CleanedSegmentTooLarge { base_offset, limit } => write!(
+                f,
+                "the cleaned copy of segment {base_offset} would pass {limit} bytes, where a \
+                 segment no longer opens; the log stays as it is (a smaller segment.bytes \
+                 avoids this)"
+            ),
         }
     }
 }

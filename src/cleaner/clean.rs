@@ -155,9 +155,6 @@ pub struct CleanReport {
     /// A truncation or retention changed the log meanwhile; nothing was swapped after it,
     /// and the checkpoint stays.
     pub aborted: bool,
-    /// Segments left as they were because their cleaned copy would not fit a segment's
-    /// 2 GiB of positions (see [`GroupCopy::TooLarge`]).
-    pub segments_too_large: usize,
 }
 
 /// Cleans `log` over `range` with `map` (cleared first) at `now_ms`. A truncation of the
@@ -301,19 +298,24 @@ fn clean_log_once(
                 cleaned.push(group_segments.to_vec());
             }
             Ok(GroupCopy::Nothing) => {}
-            // Halves fit more easily; a segment alone that does not fit stays as it is.
+            // Halves fit more easily.
             Ok(GroupCopy::TooLarge) if group.len() > 1 => {
                 (scratch, report.records) = before;
                 let middle = group.start + group.len() / 2;
                 groups.push_front(middle..group.end);
                 groups.push_front(group.start..middle);
             }
+            // A segment alone that does not fit fails the cleaning, as Kafka's does. Left
+            // as it is under a checkpoint past it, it would keep values that later records
+            // of their keys superseded, and a later cleaning would drop those records'
+            // tombstones (past their horizon, with nothing in its map to tell) and bring
+            // the values back.
             Ok(GroupCopy::TooLarge) => {
-                // Left as it is, with every batch the filter read: what they carry to
-                // the groups after stays (a marker after one of its transaction's batches
-                // stays too), what the filter would have dropped is not counted.
-                report.records = before.1;
-                report.segments_too_large += 1;
+                discard(log, &cleaned)?;
+                return Err(Error::CleanedSegmentTooLarge {
+                    base_offset: group_segments[0].base_offset(),
+                    limit: copy_limit,
+                });
             }
             Err(err) => {
                 discard(log, &cleaned)?;
@@ -716,12 +718,9 @@ fn clean_group(
         }
         let keep_if_empty = batch.header().base_offset == last_base;
         filter_batch(batch, rules, keep_if_empty, &mut out, stats, scratch)?;
-        if too_large || appended + out.len() as u64 > limit {
-            // Read on, writing nothing more: a group left as it is carries what all its
-            // batches carry to the groups after (see `FilterScratch`).
+        if appended + out.len() as u64 > limit {
             too_large = true;
-            out.clear();
-            return Ok(true);
+            return Ok(false);
         }
         if out.len() >= CHUNK_BYTES {
             file.append(&out)?;
@@ -808,6 +807,12 @@ mod tests {
 
     /// Three rounds over four keys, a segment each, every record its own batch.
     fn three_rounds(sim: &Arc<SimStorage>) -> Log {
+        three_rounds_of(sim, 0)
+    }
+
+    /// Three segments of four one-record batches each, round `r` writing keys `r * step`
+    /// to `r * step + 3` (with a step of 0 the later rounds supersede the earlier).
+    fn three_rounds_of(sim: &Arc<SimStorage>, step: u8) -> Log {
         let mut options = LogOpenOptions::new(sim.storage(), "/data/t-0");
         options.config = LogConfig {
             cleanup_policy: CleanupPolicy::Compact,
@@ -818,6 +823,7 @@ mod tests {
         for round in 0..3u8 {
             for key in 0..4u8 {
                 let mut builder = BatchBuilder::new();
+                let key = round * step + key;
                 builder.append(1_000, Some(&[b'k', key]), Some(&[round; 40]), &[]);
                 log.append_as_leader(&mut builder.build().unwrap(), 0)
                     .unwrap();
@@ -844,7 +850,7 @@ mod tests {
         out
     }
 
-    fn clean_within(log: &Log, limit: u64) -> CleanReport {
+    fn clean_within(log: &Log, limit: u64) -> Result<CleanReport> {
         let range = cleanable(log, None, 2_000).unwrap();
         let mut map = OffsetMap::with_memory(1 << 16);
         let mut throttle = Throttle::unlimited();
@@ -857,16 +863,25 @@ mod tests {
             (2_000, &mut throttle, truncations),
             limit,
         )
-        .unwrap()
+    }
+
+    fn copies_left(sim: &Arc<SimStorage>) -> usize {
+        sim.storage()
+            .list_dir(std::path::Path::new("/data/t-0"))
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.name.ends_with(crate::segment::files::CLEANED_SUFFIX))
+            .count()
     }
 
     /// A group whose cleaned copy would grow past the limit (a segment's 2 GiB of
-    /// positions) is cleaned in halves, and a segment whose copy alone would is left as
-    /// it is: swapped in, such a copy would leave a segment that no longer opens.
+    /// positions) is cleaned in halves: swapped in, such a copy would leave a segment that
+    /// no longer opens.
     #[test]
-    fn a_copy_that_would_pass_the_limit_is_cleaned_in_halves_or_left() {
+    fn a_copy_that_would_pass_the_limit_is_cleaned_in_halves() {
         let sim = SimStorage::new(6);
-        let log = three_rounds(&sim);
+        // Every record live: a copy is as large as what it copies.
+        let log = three_rounds_of(&sim, 4);
         let segments = log.inactive_segments();
         assert_eq!(segments.len(), 3);
         let sizes: Vec<u64> = segments.iter().map(|s| s.size()).collect();
@@ -874,32 +889,47 @@ mod tests {
         let before = records(&log);
         assert_eq!(before.len(), 12);
 
-        // Below the last round's size, which is all live: the group fails, then its second
-        // half (the last two rounds), then the last round alone, which stays. The first
-        // two rounds, superseded, keep each their last batch, emptied.
-        let report = clean_within(&log, sizes[2] - 1);
-        assert_eq!(report.segments_too_large, 1, "{report:?}");
-        // The records of the first two rounds, counted once: not those of the group, nor
-        // of the half, whose copies were given up, nor those of the round left.
-        assert_eq!(report.records.records_read, 8, "{report:?}");
+        // Room for the last two rounds, not for all three: the group fails, and its halves
+        // (the first round; the last two) fit.
+        let report = clean_within(&log, sizes[1] + sizes[2]).unwrap();
         assert_eq!(report.segments_before, 3);
-        assert_eq!(report.segments_after, 3);
+        assert_eq!(report.segments_after, 2, "{report:?}");
+        // The records of the halves, counted once: not those of the group given up.
+        assert_eq!(report.records.records_read, 12, "{report:?}");
         assert!(!report.aborted);
-        assert_eq!(records(&log), before[8..].to_vec());
-        assert_eq!(log.inactive_segments()[2].size(), sizes[2]);
-        let copies_left = sim
-            .storage()
-            .list_dir(std::path::Path::new("/data/t-0"))
-            .unwrap()
-            .into_iter()
-            .filter(|e| e.name.ends_with(crate::segment::files::CLEANED_SUFFIX))
-            .count();
-        assert_eq!(copies_left, 0);
+        assert_eq!(records(&log), before);
+        assert_eq!(copies_left(&sim), 0);
 
         // With room, the same log's segments clean as one group.
-        let report = clean_within(&log, SEGMENT_BYTES_MAX);
-        assert_eq!(report.segments_too_large, 0, "{report:?}");
+        let report = clean_within(&log, SEGMENT_BYTES_MAX).unwrap();
         assert_eq!(report.segments_after, 1);
-        assert_eq!(records(&log), before[8..].to_vec());
+        assert_eq!(records(&log), before);
+    }
+
+    /// A segment whose cleaned copy alone would pass the limit fails the cleaning, which
+    /// leaves the log as it was. It used to be left as it was while the groups after it
+    /// were cleaned and the checkpoint passed it: it kept values that later records of
+    /// their keys superseded, so that a later cleaning, dropping those records' tombstones
+    /// past their horizon, brought the values back.
+    #[test]
+    fn a_segment_whose_copy_would_pass_the_limit_fails_the_cleaning() {
+        let sim = SimStorage::new(6);
+        let log = three_rounds(&sim);
+        let segments = log.inactive_segments();
+        let sizes: Vec<u64> = segments.iter().map(|s| s.size()).collect();
+        let before = records(&log);
+
+        // Below the last round's size, which is all live: the group fails, then its second
+        // half (the last two rounds), then the last round alone.
+        let failed = clean_within(&log, sizes[2] - 1);
+        let Err(Error::CleanedSegmentTooLarge { base_offset, limit }) = failed else {
+            panic!("the cleaning must fail: {failed:?}");
+        };
+        assert_eq!(base_offset, segments[2].base_offset());
+        assert_eq!(limit, sizes[2] - 1);
+        assert_eq!(records(&log), before);
+        let now: Vec<u64> = log.inactive_segments().iter().map(|s| s.size()).collect();
+        assert_eq!(now, sizes);
+        assert_eq!(copies_left(&sim), 0);
     }
 }

@@ -174,7 +174,6 @@ fn cleaned_line(tp: &TopicPartition, dirty_ratio: f64, r: &CleanReport, json: bo
             .int("keys", r.keys as u64)
             .int("segments_before", r.segments_before as u64)
             .int("segments_after", r.segments_after as u64)
-            .int("segments_too_large", r.segments_too_large as u64)
             .int("bytes_before", r.bytes_before)
             .int("bytes_after", r.bytes_after)
             .int("records_read", r.records.records_read)
