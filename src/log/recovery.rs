@@ -201,13 +201,7 @@ fn complete_swap(
         if seg_base == base && suffix == files::TXN_INDEX_SUFFIX {
             continue;
         }
-        let live = [
-            files::LOG_SUFFIX,
-            files::INDEX_SUFFIX,
-            files::TIME_INDEX_SUFFIX,
-            files::TXN_INDEX_SUFFIX,
-        ]
-        .contains(&suffix);
+        let live = files::SEGMENT_SUFFIXES.contains(&suffix);
         if covered && live {
             storage.remove_file(&dir.join(&entry.name))?;
         }
@@ -231,12 +225,7 @@ fn remove_orphan_indexes(
         let Some((base, suffix)) = files::parse_name(&entry.name) else {
             continue;
         };
-        let is_index = [
-            files::INDEX_SUFFIX,
-            files::TIME_INDEX_SUFFIX,
-            files::TXN_INDEX_SUFFIX,
-        ]
-        .contains(&suffix);
+        let is_index = files::INDEX_SUFFIXES.contains(&suffix);
         if is_index && !storage.exists(&files::path(dir, base, files::LOG_SUFFIX)) {
             let path = dir.join(&entry.name);
             storage.remove_file(&path)?;

@@ -7,6 +7,15 @@ pub const INDEX_SUFFIX: &str = ".index";
 pub const TIME_INDEX_SUFFIX: &str = ".timeindex";
 pub const TXN_INDEX_SUFFIX: &str = ".txnindex";
 pub const SNAPSHOT_SUFFIX: &str = ".snapshot";
+/// The indexes of a segment, each in a file of its own beside its `.log`.
+pub const INDEX_SUFFIXES: [&str; 3] = [INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX];
+/// The files of a live segment: its `.log` and its indexes.
+pub const SEGMENT_SUFFIXES: [&str; 4] = [
+    LOG_SUFFIX,
+    INDEX_SUFFIX,
+    TIME_INDEX_SUFFIX,
+    TXN_INDEX_SUFFIX,
+];
 /// A file scheduled for removal (retention, truncation).
 pub const DELETED_SUFFIX: &str = ".deleted";
 /// A segment being written by the cleaner; incomplete, so recovery removes it.

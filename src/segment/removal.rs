@@ -30,12 +30,7 @@ impl Segment {
         let _no_loading = self.indexes.write().unwrap_or_else(|e| e.into_inner());
         self.deleted.store(true, Ordering::Release);
         let mut out = Vec::new();
-        for suffix in [
-            files::LOG_SUFFIX,
-            files::INDEX_SUFFIX,
-            files::TIME_INDEX_SUFFIX,
-            files::TXN_INDEX_SUFFIX,
-        ] {
+        for suffix in files::SEGMENT_SUFFIXES {
             if suffix == files::TXN_INDEX_SUFFIX && !txn_index {
                 continue;
             }
