@@ -524,6 +524,49 @@ fn a_damaged_batch_across_the_log_end_moves_nothing() {
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (7, 7));
 }
 
+/// An answer whose first batch reaches across the log end cuts the log back to that
+/// batch's base before it appends. When the append then fails (here a later batch of the
+/// answer is damaged on the leader), the HW comes down to the new log end with it: it was
+/// left above the end, where the log start never is and a consumer reading at the HW got
+/// `OffsetOutOfRange`.
+#[test]
+fn a_failed_append_after_a_cut_leaves_the_hw_within_the_log() {
+    let c = follower_at_a_log_start_inside_a_batch();
+    c.replica(0)
+        .append(&mut batch(5, 20, 2), Acks::Leader, TIMEOUT_MS)
+        .unwrap();
+    let position = c
+        .replica(0)
+        .log()
+        .read(10, 1, None)
+        .unwrap()
+        .unwrap()
+        .position();
+    let segment = Path::new("/data/t-0/00000000000000000000.log");
+    c.brokers[0]
+        .disk
+        .flip_bit(segment, position + 100, 3)
+        .unwrap();
+    let follower = c.replica(2);
+    assert_eq!(follower.high_watermark(), 7);
+    let response = c
+        .replica(0)
+        .fetch(&follower.fetch_request(1 << 20))
+        .unwrap();
+    let err = follower.apply_fetch(&response).unwrap_err();
+    assert!(matches!(err, Error::InvalidBatch(_)), "{err}");
+    let log = follower.log();
+    let (start, hw, end) = (
+        log.log_start_offset(),
+        follower.high_watermark(),
+        log.log_end_offset(),
+    );
+    assert!(
+        start <= hw && hw <= end,
+        "log start {start}, HW {hw}, log end {end}"
+    );
+}
+
 /// The log start and end that `leader` answers `request` with, which must be out of its
 /// range.
 fn out_of_range(leader: &Partition, request: &FetchRequest) -> (i64, i64) {

@@ -41,8 +41,10 @@ impl Partition {
     /// The answer's records are read from the leader's files here. If the replica that
     /// answered has stepped down since and cut its log, they may be gone or hold other
     /// batches: the answer no longer stands, and is dropped as a late one is (false,
-    /// nothing changed). A read or validation that fails returns its error, nothing
-    /// changed; fetch again (Kafka's fetcher does the same on a corrupt record).
+    /// nothing changed). A read or validation that fails returns its error; fetch again
+    /// (Kafka's fetcher does the same on a corrupt record). Nothing changed then, unless
+    /// the log was cut back to the answer's first batch, which reached across its end
+    /// (see `cut_to_batch_holding_end`): the next fetch starts from there.
     pub fn apply_fetch(&self, response: &FetchResponse) -> Result<bool> {
         check_answer(response)?;
         let mut state = self.state();
@@ -88,12 +90,20 @@ impl Partition {
                 return Ok(false);
             }
             read?;
+            let cut = self.log.log_end_offset();
             if !self.cut_to_batch_holding_end(bytes, response.leader_epoch)? {
                 // The next fetch goes on from where the cut left the log end.
                 self.cap_high_watermark(&mut state);
                 return Ok(true);
             }
-            self.log.append_as_follower(bytes)?;
+            if let Err(err) = self.log.append_as_follower(bytes) {
+                if self.log.log_end_offset() < cut {
+                    // Cut back to the answer's first batch, which did not append: the HW
+                    // comes down with the log end, as it does after any truncation.
+                    self.cap_high_watermark(&mut state);
+                }
+                return Err(err);
+            }
         }
         let (start, leo) = (self.log.log_start_offset(), self.log.log_end_offset());
         if response.log_start_offset > start {
