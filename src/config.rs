@@ -137,10 +137,14 @@ impl LogConfig {
                 i32::MAX
             )));
         }
-        if self.index_interval_bytes == 0 {
-            return Err(Error::InvalidConfig(
-                "index_interval_bytes must be positive".into(),
-            ));
+        // Kafka's `index.interval.bytes` is an int; far larger would overflow the sums
+        // that judge a segment's index sparse.
+        if self.index_interval_bytes == 0 || self.index_interval_bytes > i32::MAX as u64 {
+            return Err(Error::InvalidConfig(format!(
+                "index_interval_bytes {} must be in [1, {}]",
+                self.index_interval_bytes,
+                i32::MAX
+            )));
         }
         if self.segment_ms <= 0 {
             return Err(Error::InvalidConfig("segment_ms must be positive".into()));
@@ -225,6 +229,10 @@ mod tests {
             },
             LogConfig {
                 index_interval_bytes: 0,
+                ..LogConfig::default()
+            },
+            LogConfig {
+                index_interval_bytes: i32::MAX as u64 + 1,
                 ..LogConfig::default()
             },
             LogConfig {

@@ -116,7 +116,7 @@ impl Log {
             self.storage.sync_dir(&self.dir)?;
         }
         if let Some((position, _)) = cut {
-            bytes += last.truncate_at(position)?;
+            bytes += last.truncate_at(position, self.clock.now_ms())?;
         }
         drop(cutting);
         // A compacted log's end may now lie in a gap, past the last batch kept. (Cleared

@@ -27,7 +27,7 @@ pub mod scan;
 mod slice;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::config::LogConfig;
@@ -106,7 +106,9 @@ pub struct Segment {
     deleted: AtomicBool,
     index_bytes_max: u64,
     index_interval_bytes: u64,
-    created_ms: i64,
+    /// When the segment was created, or last cut back to empty: the reference for
+    /// time-based rolling while it holds no batch with a timestamp.
+    created_ms: AtomicI64,
 }
 
 impl Segment {
@@ -228,7 +230,7 @@ impl Segment {
             deleted: AtomicBool::new(false),
             index_bytes_max: config.index_bytes_max,
             index_interval_bytes: config.index_interval_bytes,
-            created_ms: now_ms,
+            created_ms: AtomicI64::new(now_ms),
         }
     }
 
@@ -517,7 +519,7 @@ impl Segment {
         // i64, and the subtraction must not overflow.
         Ok(match first {
             Some(ts) if ts >= 0 => batch_timestamp.wrapping_sub(ts),
-            _ => now_ms - self.created_ms,
+            _ => now_ms - self.created_ms.load(Ordering::Relaxed),
         })
     }
 
@@ -639,8 +641,9 @@ impl Segment {
     /// batch cut, as Kafka's `truncateTo` drops them by offset. (An entry Kafka wrote for an
     /// append names the append's last offset at its first batch's position: below the
     /// cut, it may still name an offset the cut removed, and the next entry an append
-    /// adds, for a lower offset, would find the index corrupt.)
-    pub fn truncate_at(&self, position: u64) -> Result<u64> {
+    /// adds, for a lower offset, would find the index corrupt.) Cut back to empty, the
+    /// segment counts as created at `now_ms`.
+    pub fn truncate_at(&self, position: u64, now_ms: i64) -> Result<u64> {
         let size = self.size();
         if position >= size {
             return Ok(0);
@@ -671,7 +674,10 @@ impl Segment {
         meta.max_timestamp = None;
         meta.bytes_since_index = 0;
         if position == 0 {
+            // Empty again, the segment rolls by time as a new one does (Kafka's
+            // `LogSegment.truncateTo` resets its creation time too).
             meta.first_batch_timestamp = None;
+            self.created_ms.store(now_ms, Ordering::Relaxed);
         }
         Ok(size - position)
     }

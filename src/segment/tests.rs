@@ -99,6 +99,19 @@ fn time_waited_for_roll_wraps_as_kafka_does() {
     assert_eq!(seg.time_waited_for_roll_ms(5_000, 3_000).unwrap(), 2_000);
 }
 
+/// A segment cut back to empty waits to roll by time from the cut, as a new one does: it
+/// kept its creation time, and a cut segment created long before rolled at its next
+/// append with no timestamp.
+#[test]
+fn a_segment_cut_back_to_empty_waits_to_roll_from_the_cut() {
+    let (_sim, storage) = storage();
+    let seg = Segment::create(storage, Path::new(DIR), 100, &config(), 0).unwrap();
+    assert_eq!(seg.time_waited_for_roll_ms(9_000, -1).unwrap(), 9_000);
+    seg.append(&batches_from(100, 1, 1), None).unwrap();
+    seg.truncate_at(0, 8_000).unwrap();
+    assert_eq!(seg.time_waited_for_roll_ms(9_000, -1).unwrap(), 1_000);
+}
+
 /// What [`Segment::read`] must return, computed from the batches themselves: the first
 /// batch holding an offset `>= from`, then whole batches up to `max_bytes` (at least the
 /// first), none whose last offset reaches `up_to`.
@@ -178,7 +191,7 @@ fn reads_give_what_walking_the_headers_gives() {
     }
     // A cut drops the index entries past it; appends index on from there.
     let (pos, _) = seg.locate(60, seg.size()).unwrap().unwrap();
-    seg.truncate_at(pos).unwrap();
+    seg.truncate_at(pos, 0).unwrap();
     check_every_read(&seg, "after the cut");
     let next = seg.read_next_offset().unwrap().unwrap();
     seg.append(&batches_from(next, 2, 3), None).unwrap();
@@ -203,10 +216,10 @@ fn a_cut_whose_read_fails_reports_it_and_cuts_nothing() {
     let (pos, _) = seg.locate(20, seg.size()).unwrap().unwrap();
     let size = seg.size();
     sim.fail_nth(SimOp::Read, 1, FaultKind::Eio).unwrap();
-    assert!(matches!(seg.truncate_at(pos), Err(Error::Io { .. })));
+    assert!(matches!(seg.truncate_at(pos, 0), Err(Error::Io { .. })));
     assert_eq!(seg.size(), size);
     assert_eq!(seg.read_next_offset().unwrap(), Some(60));
-    assert!(seg.truncate_at(pos).unwrap() > 0);
+    assert!(seg.truncate_at(pos, 0).unwrap() > 0);
     assert_eq!(seg.read_next_offset().unwrap(), Some(20));
 }
 
@@ -216,7 +229,7 @@ fn truncate_at_a_batch_boundary_drops_later_index_entries() {
     let seg = Segment::create(storage, Path::new(DIR), 0, &config(), 0).unwrap();
     seg.append(&batches_from(0, 30, 2), None).unwrap();
     let (pos, _) = seg.locate(20, seg.size()).unwrap().unwrap();
-    let cut = seg.truncate_at(pos).unwrap();
+    let cut = seg.truncate_at(pos, 0).unwrap();
     assert!(cut > 0);
     assert_eq!(seg.size(), pos);
     assert_eq!(seg.read_next_offset().unwrap(), Some(20));
@@ -373,7 +386,7 @@ fn largest_timestamp_of_a_racing_reader_does_not_lower_the_appenders() {
     let seg = Segment::create(storage, Path::new(DIR), 0, &config(), 0).unwrap();
     seg.append(&batches_from(0, 4, 2), None).unwrap();
     let (pos, _) = seg.locate(4, seg.size()).unwrap().unwrap();
-    seg.truncate_at(pos).unwrap();
+    seg.truncate_at(pos, 0).unwrap();
     // The reader reads the generation and computes from the bytes it sees ...
     let generation = seg.meta_mut().generation;
     let (stale, stale_offset) = seg.compute_largest_timestamp().unwrap();
@@ -397,7 +410,7 @@ fn largest_timestamp_computed_before_a_truncation_is_not_stored() {
     let generation = seg.meta_mut().generation;
     let (stale, stale_offset) = seg.compute_largest_timestamp().unwrap();
     assert_eq!(stale, 70);
-    seg.truncate_at(pos).unwrap();
+    seg.truncate_at(pos, 0).unwrap();
     seg.store_largest_timestamp(generation, stale, stale_offset);
     assert_eq!(seg.largest_timestamp().unwrap(), 50);
 }
