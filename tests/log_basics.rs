@@ -7,7 +7,7 @@ use partlog::log::{
     Log, EARLIEST_LOCAL_TIMESTAMP, EARLIEST_TIMESTAMP, GAPS_FILE_NAME, LATEST_TIMESTAMP,
     MAX_TIMESTAMP,
 };
-use partlog::record::BatchError;
+use partlog::record::{BatchBuilder, BatchError};
 use partlog::{CleanupPolicy, Error, LogConfig};
 
 fn each(scenario: impl Fn(&Backend)) {
@@ -419,6 +419,34 @@ fn max_timestamp_finds_the_first_record_with_the_largest_timestamp() {
             let err = log.offset_for_timestamp(t).unwrap_err();
             assert!(matches!(err, Error::InvalidRequest(_)), "{t}: {err}");
         }
+    });
+}
+
+/// `MAX_TIMESTAMP` counts only the records at or above the log start. A record below it
+/// (DeleteRecords inside a segment) with the largest timestamp made the answer `None`,
+/// for as long as its segment lived, although later records have timestamps.
+#[test]
+fn max_timestamp_looks_at_the_records_from_the_log_start_only() {
+    each(|backend| {
+        let (log, _) = open(backend, "t-0", small_config());
+        append(&log, 3, 1_000); // 0..=2
+        let mut straddling = BatchBuilder::new();
+        for ts in [99_000, 5_000, 600] {
+            straddling.append(ts, None, Some(b"v"), &[]);
+        }
+        log.append_as_leader(&mut straddling.build().unwrap(), 3)
+            .unwrap(); // 3..=5
+        append(&log, 3, 2_000); // 6..=8, timestamps 2,000..=2,002
+        let max = |log: &Log| {
+            let found = log.offset_for_timestamp(MAX_TIMESTAMP).unwrap();
+            found.map(|f| (f.offset, f.timestamp))
+        };
+        assert_eq!(max(&log), Some((3, 99_000)), "{}", backend.name);
+        // Inside the batch: its record at 4 has the largest timestamp from there.
+        log.advance_log_start_offset(4).unwrap();
+        assert_eq!(max(&log), Some((4, 5_000)), "{}", backend.name);
+        log.advance_log_start_offset(6).unwrap();
+        assert_eq!(max(&log), Some((8, 2_002)), "{}", backend.name);
     });
 }
 

@@ -320,10 +320,12 @@ impl Log {
         Ok(None)
     }
 
-    /// Kafka's `MAX_TIMESTAMP`: the segment with the largest timestamp (the first of them
-    /// on a tie), the first batch in it that carries that timestamp, and the first record
-    /// in that batch that does; `None` when no record carries a timestamp, or when that
-    /// record lies at or above `end`.
+    /// Kafka's `MAX_TIMESTAMP`, among the records at or above the log start `start`: the
+    /// segment with the largest timestamp (the first of them on a tie), the first batch in
+    /// it that carries that timestamp, and the first record in that batch that does;
+    /// `None` when no record carries a timestamp, or when that record lies at or above
+    /// `end`. Records below the log start (DeleteRecords inside a segment) do not count:
+    /// their timestamp would name a record that is gone, or none at all.
     fn max_timestamp_in(
         &self,
         segments: &[Arc<Segment>],
@@ -331,8 +333,16 @@ impl Log {
         end: i64,
     ) -> Result<Option<TimestampOffset>> {
         let mut newest: Option<(&Arc<Segment>, i64)> = None;
-        for segment in segments {
-            let largest = segment.largest_timestamp()?;
+        for (i, segment) in segments.iter().enumerate() {
+            let next_base = segments.get(i + 1).map(|n| n.base_offset());
+            if next_base.is_some_and(|next| next <= start) {
+                continue; // wholly below the log start
+            }
+            let largest = if segment.base_offset() < start {
+                largest_timestamp_from(segment, start)?
+            } else {
+                segment.largest_timestamp()?
+            };
             if newest.is_none_or(|(_, ts)| largest > ts) {
                 newest = Some((segment, largest));
             }
@@ -344,16 +354,51 @@ impl Log {
         let mut pos = segment.time_lookup_position(timestamp)?;
         while pos < size {
             let header = segment.read_header(pos, size)?;
-            if header.max_timestamp == timestamp {
+            if header.max_timestamp >= timestamp && header.last_offset() >= start {
                 let mut bytes = vec![0u8; header.size()];
                 segment.log_file().read_exact_at(&mut bytes, pos)?;
-                let found = first_in_batch(&bytes, timestamp, start)?;
-                return Ok(found.filter(|f| f.offset < end));
+                // None for a batch across the log start whose record with that timestamp
+                // lies below it: a later batch has it.
+                if let Some(found) = first_in_batch(&bytes, timestamp, start)? {
+                    return Ok(Some(found).filter(|f| f.offset < end));
+                }
             }
             pos += header.size() as u64;
         }
         Ok(None)
     }
+}
+
+/// The largest timestamp of the records of `segment` at or above `start` (`-1` for none):
+/// the batches' own from the one holding `start` on, and for that one, when it begins
+/// below `start`, its records' (a compressed batch's or a log-append-time batch's own
+/// stands for them, as in [`first_in_batch`]).
+fn largest_timestamp_from(segment: &Segment, start: i64) -> Result<i64> {
+    let size = segment.size();
+    let Some((mut pos, first)) = segment.locate(start, size)? else {
+        return Ok(-1);
+    };
+    let mut largest = -1;
+    if first.base_offset < start
+        && first.compression() == Compression::None
+        && first.timestamp_type() != TimestampType::LogAppendTime
+    {
+        let mut bytes = vec![0u8; first.size()];
+        segment.log_file().read_exact_at(&mut bytes, pos)?;
+        for record in Batch::parse(&bytes)?.records()? {
+            let record = record?;
+            if record.offset >= start {
+                largest = largest.max(record.timestamp);
+            }
+        }
+        pos += first.size() as u64;
+    }
+    while pos < size {
+        let header = segment.read_header(pos, size)?;
+        largest = largest.max(header.max_timestamp);
+        pos += header.size() as u64;
+    }
+    Ok(largest)
 }
 
 /// The first record of a batch at or after `timestamp` and at or above `min_offset`.
