@@ -492,6 +492,35 @@ fn check_lets_a_compacted_topic_have_offset_gaps() {
     assert_eq!(segments(), before, "every segment as it was");
 }
 
+/// Kafka always compacts its transaction coordinator's `__transaction_state`, as it does
+/// `__consumer_offsets`: `check` opens it compacted without being told, and the cleaner's
+/// offset gaps in a dir Kafka wrote (no partlog mark) are not taken for damage. Only
+/// `__consumer_offsets` was, and a check after an unclean shutdown cut the transaction
+/// state at its first gap.
+#[test]
+fn check_takes_the_transaction_state_topic_as_compacted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("logs");
+    compacted_topic_named(&dir, "__transaction_state");
+    expect(
+        &["clean", "--dir", s(&dir), "--topic", "__transaction_state"],
+        0,
+    );
+    let partition = dir.join("__transaction_state-0");
+    std::fs::remove_file(partition.join(partlog::log::GAPS_FILE_NAME)).unwrap();
+    std::fs::remove_file(partition.join(".lock")).unwrap();
+    std::fs::remove_file(dir.join(".kafka_cleanshutdown")).unwrap();
+    std::fs::remove_file(dir.join("recovery-point-offset-checkpoint")).unwrap();
+    let before = dir_snapshot(&partition);
+    let lines = expect(&["check", s(&dir), "--json"], 0);
+    assert_eq!(int(&lines[0], "truncated_bytes"), 0, "{lines:?}");
+    let logs = |snapshot: Vec<(PathBuf, Vec<u8>)>| -> Vec<(PathBuf, Vec<u8>)> {
+        let is_log = |p: &PathBuf| p.extension().is_some_and(|e| e == "log");
+        snapshot.into_iter().filter(|(p, _)| is_log(p)).collect()
+    };
+    assert_eq!(logs(dir_snapshot(&partition)), logs(before), "nothing cut");
+}
+
 /// A warning line of `check --json` is typed as the other lines are: it used to have no
 /// `type`, and a reader that goes by it met an unknown line.
 #[test]
@@ -1083,6 +1112,15 @@ fn transactions_lists_open_ones_and_aborts_one() {
     assert_eq!(marker.marker_commits(), Some(false), "an ABORT marker");
     let h = marker.header();
     assert_eq!((h.producer_id, h.producer_epoch), (9, 3));
+    // Kafka's aborted-transaction entry for it, in the marker's segment's index: version
+    // 0, producer 9, its first offset 2, the marker at 5, and the last stable offset 6
+    // (no other transaction open). A Kafka broker taking the dir back trusts that index.
+    let index = files.last().unwrap().with_extension("txnindex");
+    let mut entry = 0i16.to_be_bytes().to_vec();
+    for field in [9i64, 2, 5, 6] {
+        entry.extend(field.to_be_bytes());
+    }
+    assert_eq!(std::fs::read(&index).unwrap(), entry, "{index:?}");
 
     // `dump --records` shows the markers as kafka-dump-log does.
     let markers: Vec<(String, i64)> = files
@@ -1264,6 +1302,14 @@ fn offsets_lists_the_committed_offsets_and_changes_nothing() {
 /// batches of 5 records, 4 KiB segments, key `k3` ending in a tombstone; the log dir
 /// closed as a broker closes it. Returns each key's latest value (`None`: deleted).
 fn compacted_topic(dir: &Path) -> std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>> {
+    compacted_topic_named(dir, "prices")
+}
+
+/// [`compacted_topic`] under the name `topic`.
+fn compacted_topic_named(
+    dir: &Path,
+    topic: &str,
+) -> std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>> {
     use partlog::config::{CleanupPolicy, LogConfig};
     use partlog::manager::{LogDir, LogDirOptions};
 
@@ -1277,7 +1323,7 @@ fn compacted_topic(dir: &Path) -> std::collections::BTreeMap<Vec<u8>, Option<Vec
         clock: std::sync::Arc::new(partlog::SystemClock),
     };
     let log_dir = LogDir::open(partlog::io::real::RealStorage::shared(), dir, options).unwrap();
-    let tp = partlog::checkpoint::TopicPartition::new("prices", 0);
+    let tp = partlog::checkpoint::TopicPartition::new(topic, 0);
     let (log, _) = log_dir.open_log(&tp).unwrap();
     let mut latest = std::collections::BTreeMap::new();
     let mut n = 0;

@@ -213,3 +213,42 @@ fn an_unclean_open_finishes_what_a_stopped_truncation_left() {
         );
     }
 }
+
+/// An abort partlog makes itself ([`Log::abort_transaction`]) adds Kafka's entry for it to
+/// the marker's segment's index, as Kafka's leader does on the marker's append: the
+/// transaction's first offset, the marker's, and the last stable offset after it, here
+/// the first offset of the other transaction still open. Without it, a Kafka broker
+/// taking the dir back after a clean shutdown would serve the aborted records to
+/// `read_committed` consumers as committed.
+#[test]
+fn an_abort_adds_its_entry_to_the_transaction_index() {
+    for backend in backends() {
+        let (log, _) = open(&backend, NAME, LogConfig::default());
+        log.append_as_leader(&mut batch(2, 20, 0), 1).unwrap(); // 0..=1
+        let transactional = |producer_id: i64| {
+            let mut b = partlog::record::BatchBuilder::new();
+            b.transactional(true).producer(producer_id, 4, 0);
+            b.append(1_000, Some(b"k"), Some(b"v"), &[]);
+            b.build().unwrap()
+        };
+        log.append_as_leader(&mut transactional(7), 1).unwrap(); // 2
+        log.append_as_leader(&mut transactional(8), 1).unwrap(); // 3
+        log.append_as_leader(&mut transactional(7), 1).unwrap(); // 4
+        let open = log.open_transactions(|_| {}).unwrap();
+        assert_eq!(open.len(), 2);
+        let info = log.abort_transaction(&open, 7, 1, 5_000).unwrap();
+        assert_eq!(info.first_offset, 5);
+        let index = backend.root.join(NAME).join(name(0, ".txnindex"));
+        let mut entry = 0i16.to_be_bytes().to_vec();
+        for field in [7i64, 2, 5, 3] {
+            entry.extend_from_slice(&field.to_be_bytes());
+        }
+        assert_eq!(file_bytes(&backend, &index), entry, "{}", backend.name);
+        let open = log.open_transactions(|_| {}).unwrap();
+        assert_eq!(open.iter().map(|t| t.producer_id).collect::<Vec<_>>(), [8]);
+        // A producer with nothing open is refused, and nothing is appended.
+        let err = log.abort_transaction(&open, 7, 1, 5_000).unwrap_err();
+        assert!(matches!(err, partlog::Error::InvalidRequest(_)), "{err}");
+        assert_eq!(log.log_end_offset(), 6);
+    }
+}

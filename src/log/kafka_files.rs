@@ -14,7 +14,9 @@
 //! `read_committed` fetches that records written at those offsets since belong to an
 //! aborted transaction, and a snapshot would bring back producer state of a history that
 //! was cut. An open after an unclean shutdown reconciles them too, for a truncation that a
-//! crash or a failure stopped between its cut and its files.
+//! crash or a failure stopped between its cut and its files. The one entry partlog adds is
+//! for a transaction it aborts itself ([`append_aborted_txn`], for
+//! [`crate::log::Log::abort_transaction`]).
 
 use std::path::Path;
 
@@ -108,6 +110,40 @@ pub(super) fn merge_txn_indexes(storage: &dyn Storage, dir: &Path, bases: &[i64]
     if let Some(file) = target {
         file.set_len(at)?;
         file.sync_data()?;
+        storage.sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Kafka's entry for an aborted transaction (`AbortedTxn`, version 0): the producer, the
+/// transaction's first offset, its ABORT marker's offset, and the last stable offset once
+/// it ended.
+pub(super) fn aborted_txn_entry(producer_id: i64, first: i64, last: i64, lso: i64) -> [u8; 34] {
+    let mut entry = [0u8; ENTRY_BYTES];
+    entry[..2].copy_from_slice(&0i16.to_be_bytes());
+    for (i, field) in [producer_id, first, last, lso].into_iter().enumerate() {
+        entry[2 + i * 8..10 + i * 8].copy_from_slice(&field.to_be_bytes());
+    }
+    entry
+}
+
+/// Appends `entry` to the transaction index of the segment at `base` (made if need be),
+/// durably, after its last whole entry.
+pub(super) fn append_aborted_txn(
+    storage: &dyn Storage,
+    dir: &Path,
+    base: i64,
+    entry: &[u8; ENTRY_BYTES],
+) -> Result<()> {
+    let path = files::path(dir, base, files::TXN_INDEX_SUFFIX);
+    let created = !storage.try_exists(&path)?;
+    let file = storage.open(&path, OpenMode::Create)?;
+    let len = file.len()?;
+    let at = len - len % ENTRY_BYTES as u64; // past a torn entry's start
+    file.write_at(entry, at)?;
+    file.set_len(at + ENTRY_BYTES as u64)?;
+    file.sync_data()?;
+    if created {
         storage.sync_dir(dir)?;
     }
     Ok(())

@@ -10,15 +10,16 @@
 //! cleaner cleans nothing past it.
 //!
 //! [`Log::open_transactions`] finds them, and [`OpenTransaction::hanging`] says which
-//! no producer can end any more; the ABORT marker that ends one is
-//! [`crate::record::BatchBuilder::transaction_marker`], appended as a coordinator
-//! ([`Log::append_as_coordinator`]: what Kafka's `kafka-transactions.sh abort` has the
-//! partition's leader write; `partlog transactions --abort` does the same on a log dir).
+//! no producer can end any more; [`Log::abort_transaction`] ends one as Kafka's
+//! `kafka-transactions.sh abort` has the partition's leader do: an ABORT marker appended
+//! as a coordinator, and Kafka's aborted-transaction index entry for it (`partlog
+//! transactions --abort` does the same on a log dir).
 
 use std::collections::HashMap;
 
-use super::Log;
-use crate::error::Result;
+use super::{kafka_files, AppendInfo, Log};
+use crate::error::{Error, Result};
+use crate::record::BatchBuilder;
 use crate::segment::scan::{scan_batches, ScanBuffers, Throttle, SCAN_BYTES};
 
 /// A producer's transaction with batches in the log and no marker after them.
@@ -108,5 +109,58 @@ impl Log {
         let mut open: Vec<OpenTransaction> = open.into_values().collect();
         open.sort_by_key(|txn| txn.first_offset);
         Ok(open)
+    }
+
+    /// Ends producer `producer_id`'s transaction, one of `open` (what
+    /// [`Log::open_transactions`] found at the log end), with an ABORT marker appended as a
+    /// coordinator in `leader_epoch` at `now_ms`, with the transaction's producer epoch
+    /// and the producer's last coordinator epoch; then adds Kafka's entry for it to the
+    /// transaction index of the marker's segment, durably, as Kafka's leader does on the
+    /// marker's append (a Kafka broker that takes the dir back after a clean shutdown
+    /// trusts that index for its `read_committed` fetches). The entry's last stable offset
+    /// is the first offset of the oldest other transaction still open, else the offset
+    /// after the marker (Kafka's `ProducerStateManager.lastStableOffset`). The log is
+    /// flushed. Call it with nothing appended since `open` was read: the caller holds the
+    /// log alone, as the CLI does.
+    pub fn abort_transaction(
+        &self,
+        open: &[OpenTransaction],
+        producer_id: i64,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo> {
+        let txn = open
+            .iter()
+            .find(|t| t.producer_id == producer_id)
+            .ok_or_else(|| {
+                Error::InvalidRequest(format!("producer {producer_id} has no open transaction"))
+            })?;
+        let mut marker = BatchBuilder::transaction_marker(
+            producer_id,
+            txn.producer_epoch,
+            false,
+            txn.coordinator_epoch,
+            now_ms,
+        )?;
+        let info = self.append_as_coordinator(&mut marker, leader_epoch)?;
+        let marker_offset = info.first_offset;
+        let lso = open
+            .iter()
+            .filter(|t| t.producer_id != producer_id)
+            .map(|t| t.first_offset)
+            .min()
+            .unwrap_or(marker_offset + 1);
+        let entry =
+            kafka_files::aborted_txn_entry(producer_id, txn.first_offset, marker_offset, lso);
+        let base = self
+            .segments()
+            .iter()
+            .rev()
+            .map(|s| s.base_offset())
+            .find(|&base| base <= marker_offset)
+            .unwrap_or(marker_offset);
+        kafka_files::append_aborted_txn(self.storage.as_ref(), &self.dir, base, &entry)?;
+        self.flush()?;
+        Ok(info)
     }
 }

@@ -11,7 +11,6 @@ use std::process::ExitCode;
 use clap::Args;
 use partlog::log::RecoveryReport;
 use partlog::manager::{LogDir, LogDirOptions};
-use partlog::offsets::OFFSETS_TOPIC;
 
 use crate::json::{self, Json};
 use crate::progress::Progress;
@@ -29,7 +28,8 @@ pub struct CheckArgs {
     /// Report what recovery would do, changing nothing on disk.
     #[arg(long)]
     dry_run: bool,
-    /// A topic whose partitions compact (repeatable; `__consumer_offsets` always does).
+    /// A topic whose partitions compact (repeatable; `__consumer_offsets` and
+    /// `__transaction_state` always do).
     /// Recovery lets a compacted log's offsets have gaps; taken for a log that only
     /// deletes, every gap the cleaner left would read as damage, and be cut. Needed for
     /// dirs Kafka wrote: a partition partlog ever opened compacted is marked as one with
@@ -65,11 +65,12 @@ pub fn run(args: &CheckArgs, json: bool) -> CliResult {
     for (i, tp) in partitions.iter().enumerate() {
         let name = tp.dir_name();
         progress.force(&format!("check: {}/{} {name}", i + 1, partitions.len()));
-        let opened = if tp.topic == OFFSETS_TOPIC || args.compacted.contains(&tp.topic) {
-            log_dir.open_log_with(tp, crate::clean::topic_config(&tp.topic))
-        } else {
-            log_dir.open_log(tp)
-        };
+        let opened =
+            if crate::clean::always_compacted(&tp.topic) || args.compacted.contains(&tp.topic) {
+                log_dir.open_log_with(tp, crate::clean::topic_config(&tp.topic))
+            } else {
+                log_dir.open_log(tp)
+            };
         match opened {
             Ok((_log, report)) => {
                 progress.finish();

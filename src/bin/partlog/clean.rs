@@ -148,15 +148,29 @@ pub fn run(args: &CleanArgs, json: bool) -> CliResult {
     })
 }
 
-/// Kafka's defaults for a compacted topic, and for `__consumer_offsets` its own.
+/// The transaction coordinator's state topic, which Kafka always compacts.
+pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
+
+/// Whether Kafka always compacts `topic`: its internal topics, the consumer offsets and
+/// the transaction coordinator's state.
+pub fn always_compacted(topic: &str) -> bool {
+    topic == OFFSETS_TOPIC || topic == TRANSACTION_STATE_TOPIC
+}
+
+/// Kafka's defaults for a compacted topic, and for its internal topics their own.
 pub fn topic_config(topic: &str) -> LogConfig {
-    if topic == OFFSETS_TOPIC {
-        offsets_log_config()
-    } else {
-        LogConfig {
+    match topic {
+        OFFSETS_TOPIC => offsets_log_config(),
+        // `transaction.state.log.segment.bytes`: 100 MiB.
+        TRANSACTION_STATE_TOPIC => LogConfig {
+            cleanup_policy: CleanupPolicy::Compact,
+            segment_bytes: 100 << 20,
+            ..LogConfig::default()
+        },
+        _ => LogConfig {
             cleanup_policy: CleanupPolicy::Compact,
             ..LogConfig::default()
-        }
+        },
     }
 }
 

@@ -354,7 +354,7 @@ pub fn open_partition_in(
     }
     // Dropped on an error, the dir closes as it was found.
     let dir = OpenedDir::new(LogDir::open(storage, &p.dir, LogDirOptions::default())?);
-    let opened = match tp.topic == partlog::offsets::OFFSETS_TOPIC {
+    let opened = match clean::always_compacted(&tp.topic) {
         true => dir.open_log_with(&tp, clean::topic_config(&tp.topic)),
         false => dir.open_log(&tp),
     };

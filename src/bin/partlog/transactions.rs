@@ -11,7 +11,6 @@ use std::process::ExitCode;
 
 use clap::Args;
 use partlog::log::{OpenTransaction, MAX_TRANSACTION_TIMEOUT_MS};
-use partlog::record::BatchBuilder;
 use partlog::Clock;
 
 use crate::json::Json;
@@ -95,17 +94,8 @@ pub fn run(args: &TransactionsArgs, json: bool) -> CliResult {
             args.max_transaction_timeout
         )));
     }
-    let mut marker = BatchBuilder::transaction_marker(
-        txn.producer_id,
-        txn.producer_epoch,
-        false,
-        txn.coordinator_epoch,
-        now,
-    )
-    .map_err(partlog::Error::from)?;
     let epoch = args.leader_epoch.unwrap_or(log.latest_epoch().max(0));
-    let info = log.append_as_coordinator(&mut marker, epoch)?;
-    log.flush()?;
+    let info = log.abort_transaction(&open, producer_id, epoch, now)?;
     opened.close()?;
     emit(&if json {
         Json::new()
