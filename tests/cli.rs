@@ -646,6 +646,23 @@ fn demo_single_two_rounds_json() {
     assert!(!Path::new(&dir).exists(), "temp dir {dir} not removed");
 }
 
+/// `demo --single --dir D` runs only in an empty dir or one a run before left: a broker's
+/// log dir (another partition in it) is refused before anything is written. It used to
+/// write its partition and checkpoints into any dir, and take a Kafka dir's
+/// clean-shutdown marker.
+#[test]
+fn demo_single_refuses_a_dir_that_is_not_its_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    produce(tmp.path(), 10, 1);
+    let before = dir_snapshot(tmp.path());
+    let args = ["demo", "--single", "--rounds", "1", "--dir", s(tmp.path())];
+    let out = partlog(&args);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("holds the partition"), "{err}");
+    assert_eq!(dir_snapshot(tmp.path()), before, "nothing written");
+}
+
 /// The failover story: the leader is killed mid-stream, an in-sync follower takes over,
 /// the dead broker comes back and rejoins; nothing acknowledged is lost or doubled.
 #[test]

@@ -18,6 +18,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
+use partlog::checkpoint::TopicPartition;
 use partlog::log::{Log, RecoveryReport};
 use partlog::manager::LogDir;
 use partlog::record::{batches, Batch};
@@ -57,6 +58,27 @@ pub struct DemoArgs {
     keep: bool,
 }
 
+/// Refuses a `--dir` that exists and is not the demo's own: anything but an empty dir or
+/// a log dir whose only partition is the demo's (a run before left it). The rounds kill
+/// the writer in it and open its partition alone, so a broker's dir would lose its
+/// clean-shutdown marker and gain a stray partition.
+fn check_demo_dir(dir: &Path) -> CliResult<()> {
+    crate::check_log_dir(storage().as_ref(), dir)?;
+    let demo = demo_partition().dir_name();
+    let foreign = storage()
+        .list_dir(dir)?
+        .into_iter()
+        .find(|e| e.is_dir && e.name != demo && TopicPartition::from_dir_name(&e.name).is_some());
+    match foreign {
+        Some(entry) => Err(CliError::Input(format!(
+            "{} holds the partition {}: the demo runs in an empty dir or its own",
+            dir.display(),
+            entry.name
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// What one round saw.
 struct Round {
     delay_ms: u64,
@@ -80,6 +102,9 @@ pub fn run(args: &DemoArgs, json: bool) -> CliResult {
     };
     if temp && storage().exists(&dir) {
         remove_tree(&dir)?;
+    }
+    if !temp && storage().exists(&dir) {
+        check_demo_dir(&dir)?;
     }
     storage().create_dir_all(&dir)?;
     emit(&if json {
