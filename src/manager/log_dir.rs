@@ -55,6 +55,22 @@ impl Default for LogDirOptions {
     }
 }
 
+/// The bytes of the clean-shutdown marker at `path`: Kafka's is a line of JSON; one
+/// larger than [`MARKER_BYTES_MAX`] is not Kafka's and is written back empty.
+fn read_marker(storage: &dyn Storage, path: &std::path::Path) -> Result<Vec<u8>> {
+    let file = storage.open(path, OpenMode::Read)?;
+    let len = file.len()?;
+    if len > MARKER_BYTES_MAX {
+        return Ok(Vec::new());
+    }
+    let mut content = vec![0u8; len as usize];
+    file.read_exact_at(&mut content, 0)?;
+    Ok(content)
+}
+
+/// The largest clean-shutdown marker whose content a clean close writes back.
+const MARKER_BYTES_MAX: u64 = 4096;
+
 /// An open, locked log directory.
 #[derive(Debug)]
 pub struct LogDir {
@@ -63,6 +79,9 @@ pub struct LogDir {
     options: LogDirOptions,
     _lock: Box<dyn DirLock>,
     clean_shutdown: bool,
+    /// What the clean-shutdown marker held when the dir opened (Kafka writes its broker
+    /// epoch there, `{"version":0,"brokerEpoch":N}`): a clean close writes it back.
+    marker_content: Vec<u8>,
     recovery_points: Arc<SharedOffsetsFile>,
     /// Log start offsets as last checkpointed (read at open, updated by each write).
     log_start_offsets: Arc<SharedOffsetsFile>,
@@ -83,7 +102,8 @@ pub struct LogDir {
 impl LogDir {
     /// Locks and opens the log dir (creating it when missing). A second open of the same dir,
     /// from this process or another, fails with [`crate::Error::DirLocked`]. The
-    /// clean-shutdown marker is read and removed, so a crash while loading counts as unclean.
+    /// clean-shutdown marker is read and removed, so a crash while loading counts as unclean
+    /// (an open that fails leaves it; a clean close writes back what it held).
     /// A corrupt checkpoint is reported in [`LogDir::warnings`] and treated as absent: its
     /// partitions recover from their first segment, the safe choice.
     pub fn open(
@@ -96,10 +116,10 @@ impl LogDir {
         let lock = storage.lock_dir(&path)?;
         let marker = path.join(CLEAN_SHUTDOWN_FILE);
         let clean_shutdown = storage.exists(&marker);
-        if clean_shutdown {
-            storage.remove_file(&marker)?;
-            storage.sync_dir(&path)?;
-        }
+        let marker_content = match clean_shutdown {
+            true => read_marker(storage.as_ref(), &marker)?,
+            false => Vec::new(),
+        };
         let mut warnings = Vec::new();
         remove_unfinished_checkpoints(storage.as_ref(), &path, &mut warnings)?;
         let recovery_points = Arc::new(SharedOffsetsFile::read(
@@ -122,12 +142,20 @@ impl LogDir {
             path.join(CLEANER_FILE),
             &mut warnings,
         ));
+        // Removed once nothing can fail the open any more (a failed open leaves the dir
+        // as it found it), and before any log opens: a crash while loading counts as
+        // unclean.
+        if clean_shutdown {
+            storage.remove_file(&marker)?;
+            storage.sync_dir(&path)?;
+        }
         Ok(LogDir {
             path,
             storage,
             options,
             _lock: lock,
             clean_shutdown,
+            marker_content,
             recovery_points,
             log_start_offsets,
             high_watermarks,
@@ -384,6 +412,8 @@ impl LogDir {
             let marker = self
                 .storage
                 .open(&self.path.join(CLEAN_SHUTDOWN_FILE), OpenMode::Create)?;
+            marker.set_len(0)?;
+            marker.write_at(&self.marker_content, 0)?;
             marker.sync_data()?;
         }
         self.storage.sync_dir(&self.path)

@@ -83,6 +83,36 @@ fn a_corrupt_checkpoint_is_a_warning_not_a_refusal() {
     assert_eq!((report.segments_scanned, log.log_end_offset()), (1, 0));
 }
 
+/// Kafka writes its broker epoch into the clean-shutdown marker, which it reads back at
+/// its next start (KIP-966's clean-shutdown evidence): a clean close writes back what the
+/// marker held. It came back empty, and the broker registered as if it had no epoch.
+#[test]
+fn a_clean_close_writes_back_what_the_marker_held() {
+    let sim = SimStorage::new(6);
+    let marker = Path::new("/d/.kafka_cleanshutdown");
+    let kafkas = br#"{"version":0,"brokerEpoch":42}"#;
+    sim.write_raw(marker, kafkas).unwrap();
+    let dir = LogDir::open(sim.storage(), "/d", LogDirOptions::default()).unwrap();
+    assert!(dir.was_clean_shutdown());
+    assert!(!marker_exists(&sim));
+    dir.close().unwrap();
+    assert_eq!(sim.read_durable(marker).as_deref(), Some(&kafkas[..]));
+}
+
+/// An open that fails (here on an unreadable `replication-offset-checkpoint`) leaves the
+/// clean-shutdown marker where it was: it was removed first, and the broker starting
+/// after the failed command recovered every partition.
+#[test]
+fn a_failed_open_keeps_the_clean_shutdown_marker() {
+    let sim = SimStorage::new(7);
+    let marker = Path::new("/d/.kafka_cleanshutdown");
+    sim.write_raw(marker, b"").unwrap();
+    let replication = Path::new("/d/replication-offset-checkpoint");
+    sim.write_raw(replication, b"0\n9\nx y z\n").unwrap();
+    assert!(LogDir::open(sim.storage(), "/d", LogDirOptions::default()).is_err());
+    assert!(marker_exists(&sim));
+}
+
 fn marker_exists(sim: &SimStorage) -> bool {
     sim.read_raw(Path::new("/d/.kafka_cleanshutdown")).is_some()
 }
