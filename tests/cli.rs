@@ -1158,6 +1158,42 @@ fn transactions_lists_open_ones_and_aborts_one() {
     assert_eq!(abort.map(|l| int(l, "producer_epoch")), Some(3));
 }
 
+/// `offsets` loads each partition as the leader of the epoch after its latest: a latest
+/// epoch of `i32::MAX` (the field is outside the batch CRC) has none after it, and is a
+/// clear error. The increment overflowed: a panic in a debug build, a confusing fenced
+/// epoch in a release one.
+#[test]
+fn offsets_refuses_a_partition_at_the_last_leader_epoch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("logs");
+    let input = tmp.path().join("batch.bin");
+    let mut b = BatchBuilder::new();
+    b.append(1_000, Some(b"key"), Some(b"value"), &[]);
+    std::fs::write(&input, b.build().unwrap()).unwrap();
+    let max = i32::MAX.to_string();
+    expect(
+        &[
+            "append",
+            "--dir",
+            s(&dir),
+            "--topic",
+            "__consumer_offsets",
+            "--partition",
+            "0",
+            "--create",
+            "--batches",
+            s(&input),
+            "--leader-epoch",
+            &max,
+        ],
+        0,
+    );
+    let out = partlog(&["offsets", "--dir", s(&dir)]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no epoch above it"), "{err}");
+}
+
 /// Commits of a few groups to partitions 0 and 1 of `__consumer_offsets` in `dir`, one
 /// group deleted, the log dir closed as a broker closes it. With `churn`, that many
 /// earlier commits of the same partitions come first, in 4 KiB segments: a log for the

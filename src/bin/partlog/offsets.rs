@@ -26,7 +26,7 @@ use partlog::SystemClock;
 
 use crate::json::Json;
 use crate::progress::Progress;
-use crate::{emit, existing_dir, topic_partitions, CliResult};
+use crate::{emit, existing_dir, topic_partitions, CliError, CliResult};
 
 #[derive(Debug, Args)]
 pub struct OffsetsArgs {
@@ -72,7 +72,14 @@ pub fn run(args: &OffsetsArgs, json: bool) -> CliResult {
         // A lone leader in a new epoch: confirming its ISR (as the controller's first
         // change, version 1) moves its high watermark to its log end at once, so the view
         // serves as soon as the load reached it. All of it stays in the overlay.
-        replica.become_leader(replica.log().latest_epoch().max(0) + 1, vec![0], vec![0])?;
+        // (A last epoch of i32::MAX, outside the batches' CRC, leaves no epoch above it.)
+        let latest = replica.log().latest_epoch().max(0);
+        let epoch = latest.checked_add(1).ok_or_else(|| {
+            CliError::Input(format!(
+                "{name}: its latest leader epoch is {latest}, with no epoch above it to load in"
+            ))
+        })?;
+        replica.become_leader(epoch, vec![0], vec![0])?;
         replica.confirm_isr(replica.leader_epoch(), 1, vec![0])?;
         let index = tp.partition as u32;
         let store = OffsetsStore::new(OffsetsConfig::default(), Arc::new(SystemClock));
