@@ -171,3 +171,38 @@ fn a_follower_that_cut_committed_records_leaves_the_isr_until_it_has_them_again(
     assert_eq!(c.isr(), &[0, 1, 2][..], "back in once caught up");
     assert_eq!(follower.scrub().unwrap(), ScrubOutcome::Clean);
 }
+
+/// The scrub checks what Kafka's `ensureValid` checks, the CRC: a batch a Kafka leader
+/// took whose records' offset deltas repeat (its validator does not look at them) is no
+/// damage. The scrub walked the records as a leader's append does and reported it, and a
+/// follower would have cut it and fetched the same bytes again at every pass.
+#[test]
+fn a_batch_whose_record_deltas_repeat_is_no_damage_to_the_scrub() {
+    use partlog::record::{recompute_crc, BatchBuilder, HEADER_LEN};
+    use partlog::replica::{Partition, ReplicaConfig};
+
+    // Two 17-byte records (see `leader_append_validation`): the second's offset delta, at
+    // byte 3 of it, made 0 as the first's.
+    let mut builder = BatchBuilder::new();
+    for _ in 0..2 {
+        builder.append(1_000, None, Some(b"0123456789"), &[]);
+    }
+    let mut odd = builder.build().unwrap();
+    assert_eq!(odd.len(), HEADER_LEN + 2 * 17);
+    assert_eq!(odd[HEADER_LEN + 17 + 3], 2, "zigzag 1");
+    odd[HEADER_LEN + 17 + 3] = 0;
+    recompute_crc(&mut odd);
+    let batch = partlog::record::Batch::parse(&odd).unwrap();
+    assert!(batch.verify_crc().is_ok() && batch.validate().is_err());
+
+    let disk = partlog::io::sim::SimStorage::new(3);
+    let clock = std::sync::Arc::new(partlog::ManualClock::new(1_000));
+    let mut options = partlog::log::LogOpenOptions::new(disk.storage(), "/data/t-0");
+    options.clock = clock.clone();
+    let (log, _) = partlog::log::Log::open(options).unwrap();
+    log.append_as_follower(&odd).unwrap();
+    let replica = Partition::new(std::sync::Arc::new(log), ReplicaConfig::new(0), clock, 0);
+    replica.become_leader(1, vec![0], vec![0]).unwrap();
+    assert_eq!(replica.high_watermark(), 2);
+    assert_eq!(replica.scrub().unwrap(), ScrubOutcome::Clean);
+}

@@ -742,6 +742,35 @@ fn a_marker_without_a_type_fails_the_replay() {
     }
 }
 
+/// Kafka's cleaner keeps a transaction marker past its delete horizon as an empty batch,
+/// its control and transactional flags kept: the load reads it as nothing, on both paths,
+/// as Kafka's loader does. It failed the whole load, as a marker without a type.
+#[test]
+fn an_emptied_marker_changes_nothing() {
+    use crate::record::batch::{BATCH_LENGTH_AT, CRC_AT, RECORDS_COUNT_AT};
+    let mut builder = BatchBuilder::new();
+    builder.base_offset(9);
+    builder.producer(7, 0, 0).transactional(true).control(true);
+    builder.append(0, Some(&[0, 0, 0, 1]), Some(&[0, 0, 0, 0, 0, 0]), &[]);
+    let marker = builder.build().expect("marker");
+    // As Kafka's `writeEmptyHeader` leaves it: the header alone, no record.
+    let mut empty = marker[..crate::record::HEADER_LEN].to_vec();
+    let length = (crate::record::HEADER_LEN - 12) as i32;
+    empty[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&length.to_be_bytes());
+    empty[RECORDS_COUNT_AT..RECORDS_COUNT_AT + 4].copy_from_slice(&0i32.to_be_bytes());
+    let crc = crate::record::crc32c(&empty[crate::record::CRC_START as usize..]);
+    empty[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    let batch = Batch::parse(&empty).expect("an empty batch");
+    assert!(batch.header().is_control() && batch.header().is_transactional());
+    assert_eq!(batch.header().records_count, 0);
+    let mut decoded = Decoded::default();
+    decoded.decode_piece(&empty);
+    for decoded in [None, Some(&decoded)] {
+        let next = View::default().replay_piece(&empty, decoded).unwrap();
+        assert_eq!(next, Some(10));
+    }
+}
+
 /// A compressed batch (Kafka writes them when `offsets.topic.compression.codec` is set)
 /// cannot be replayed without decompressing: the load fails with the batch's offset and
 /// why, on both paths, not with the records' iterator's error alone.

@@ -140,12 +140,16 @@ impl View {
     /// does a marker of a type Kafka has not defined (its coordinator logs and skips
     /// one); a transactional control batch whose record does not read as a marker's (a
     /// version and a type) fails the replay, as it fails Kafka's: skipped, its
-    /// transaction would stay open, and its committed offsets never show.
+    /// transaction would stay open, and its committed offsets never show. One with no
+    /// record at all changes nothing, as Kafka's loader reads it: Kafka's cleaner keeps a
+    /// marker past its delete horizon as such an empty batch, its flags kept.
     pub(super) fn replay_marker(&mut self, batch: &Batch<'_>) -> Result<()> {
         let Some(commits) = batch.marker_commits() else {
             if batch.header().is_transactional() {
-                let record = batch.records()?.next().transpose()?;
-                if record.and_then(|r| r.key).is_none_or(|key| key.len() < 4) {
+                let Some(record) = batch.records()?.next().transpose()? else {
+                    return Ok(());
+                };
+                if record.key.is_none_or(|key| key.len() < 4) {
                     return Err(Error::OffsetsRecord {
                         offset: batch.header().base_offset,
                         reason: "a transaction marker without a version and a type".into(),
