@@ -484,7 +484,8 @@ pub fn cleaner_model(data: &[u8]) {
         return;
     };
     let mut model = CleanerModel::default();
-    for op in data.chunks(2) {
+    // Byte 0 chose the map's size (see `cleaner_fixture`); the program follows it.
+    for op in data.get(1..).unwrap_or_default().chunks(2) {
         let (code, arg) = (op[0], op.get(1).copied().unwrap_or(0));
         match code % 8 {
             0..=4 => {
@@ -498,19 +499,13 @@ pub fn cleaner_model(data: &[u8]) {
                     v.as_ref().map(|v| &v[..]),
                     &[],
                 );
-                let Ok(mut batch) = builder.build() else {
-                    return;
-                };
-                let Ok(info) = log.append_as_leader(&mut batch, 0) else {
-                    return;
-                };
+                let mut batch = builder.build().expect("a batch of one keyed record");
+                let info = log.append_as_leader(&mut batch, 0).expect("append");
                 model
                     .appended
                     .push((info.first_offset, key, value, Vec::new()));
             }
-            5 => {
-                let _ = log.force_roll();
-            }
+            5 => log.force_roll().expect("roll"),
             6 => clock.advance_ms(i64::from(arg) * 10),
             _ => {
                 let now = clock.now_ms();
@@ -539,7 +534,7 @@ impl CleanerModel {
     fn check(&self, log: &Log, end: i64, retention_ms: i64) {
         let mut present: Vec<(i64, u8, Option<u8>)> = Vec::new();
         let mut next = log.log_start_offset();
-        while let Ok(Some(slice)) = log.read(next, 1 << 16, None) {
+        while let Some(slice) = log.read(next, 1 << 16, None).expect("a cleaned log reads") {
             let bytes = slice.to_vec().expect("bytes of a slice");
             for batch in batches(&bytes) {
                 let batch = batch.expect("a cleaned log reads back");
@@ -551,6 +546,16 @@ impl CleanerModel {
                 }
                 next = batch.header().next_offset();
             }
+        }
+        // Nothing is there that was not appended there.
+        for p in &present {
+            let appended = self.appended.iter().find(|a| a.0 == p.0);
+            assert_eq!(
+                appended.map(|a| (a.0, a.1, a.2)),
+                Some(*p),
+                "record at {} is not the one appended there",
+                p.0
+            );
         }
         for (i, (offset, key, value, cleanings)) in self.appended.iter().enumerate() {
             let later = self.appended[i + 1..].iter().filter(|r| r.1 == *key);
@@ -689,7 +694,8 @@ pub fn cleaner_transactions(data: &[u8]) {
         return;
     };
     let mut appended = Vec::new();
-    for op in data.chunks(2) {
+    // Byte 0 chose the map's size (see `cleaner_fixture`); the program follows it.
+    for op in data.get(1..).unwrap_or_default().chunks(2) {
         let (code, arg) = (op[0], op.get(1).copied().unwrap_or(0));
         // The producer, key and value come from the argument's bits.
         let producer = i64::from(arg & 3) + 1;
@@ -703,26 +709,19 @@ pub fn cleaner_transactions(data: &[u8]) {
                     builder.transactional(true).producer(p, 0, 0);
                 }
                 builder.append(clock.now_ms(), Some(&key), value.as_deref(), &[]);
-                let Ok(mut batch) = builder.build() else {
-                    return;
-                };
-                let Ok(info) = log.append_as_leader(&mut batch, 0) else {
-                    return;
-                };
+                let mut batch = builder.build().expect("a batch of one keyed record");
+                let info = log.append_as_leader(&mut batch, 0).expect("append");
                 appended.push(TxnItem::Records(txn, vec![(info.first_offset, key, value)]));
             }
             5 => {
                 let commit = arg & 0x10 != 0;
-                let Ok(mut batch) = marker_batch(producer, commit, clock.now_ms()) else {
-                    return;
-                };
-                if log.append_as_coordinator(&mut batch, 0).is_err() {
-                    return;
-                }
+                let mut batch = marker_batch(producer, commit, clock.now_ms()).expect("marker");
+                log.append_as_coordinator(&mut batch, 0)
+                    .expect("a coordinator's marker");
                 appended.push(TxnItem::Marker(producer, commit));
             }
             6 => {
-                let _ = log.force_roll();
+                log.force_roll().expect("roll");
                 // Up to 2.5 delete horizons: tombstones and markers go now and then.
                 clock.advance_ms(i64::from(arg) * 10);
             }

@@ -145,6 +145,11 @@ fn a_crash_at_any_step_of_a_cleaning_reads_as_before_or_after_it() {
                 disk.counters().crashes > 0,
                 "{op:?} #{n} did not crash: {outcome:?}"
             );
+            // A cleaning the disk crashed under does not report itself done.
+            assert!(
+                !matches!(outcome, Ok(CleanOutcome::Cleaned { .. })),
+                "{op:?} #{n}: {outcome:?}"
+            );
             crashes += 1;
             drop((dir, log));
             let (dir, log) = open(&disk);

@@ -287,9 +287,11 @@ fn write_offsets_and_cleaner_corpus() {
     piece.extend(txn(5, 8, None, Some(false)));
     write("offsets_replay", "transactions", &piece);
 
-    // Cleaner programs: pairs (op, arg): 0-3 value, 4 tombstone, 5 roll, 6 time, 7 clean.
+    // Cleaner programs: a byte choosing the map (odd: a tiny one), then pairs (op, arg):
+    // 0-3 value, 4 tombstone, 5 roll, 6 time, 7 clean.
     let rounds: Vec<u8> = [
-        &[0, 1, 0, 2, 1, 1, 2, 3, 4, 2, 5, 0, 7, 0][..],
+        &[0][..],
+        &[0, 1, 0, 2, 1, 1, 2, 3, 4, 2, 5, 0, 7, 0],
         &[0, 1, 3, 4, 5, 0, 6, 150, 7, 0, 6, 150, 7, 0, 5, 0, 7, 0],
     ]
     .concat();
@@ -299,17 +301,17 @@ fn write_offsets_and_cleaner_corpus() {
         .chain([5, 0, 7, 0, 7, 0, 7, 0])
         .collect();
     write("cleaner_model", "tiny_map", &tiny_map);
-    let tombstones: Vec<u8> = (0..8u8)
-        .flat_map(|k| [4, k])
+    let tombstones: Vec<u8> = std::iter::once(0u8)
+        .chain((0..8u8).flat_map(|k| [4, k]))
         .chain([5, 0, 7, 0, 6, 200, 7, 0, 6, 200, 5, 0, 7, 0])
         .collect();
     write("cleaner_model", "tombstones", &tombstones);
 
-    // Transaction programs: pairs (op, arg): 0-1 plain append, 2-4 transactional append,
+    // Transaction programs: a byte choosing the map, then pairs (op, arg): 0-1 plain append, 2-4 transactional append,
     // 5 marker (commit when arg & 0x10), 6 roll, 7 clean; the producer is arg & 3, the key
     // (arg >> 2) % 6, a tombstone when arg & 0x80.
     // A committed record, then an aborted one of its key: the committed one must stay.
-    let aborted_after_committed: Vec<u8> = [0, 0x10, 2, 0x11, 5, 0x01, 6, 0, 7, 0].to_vec();
+    let aborted_after_committed: Vec<u8> = [0, 0, 0x10, 2, 0x11, 5, 0x01, 6, 0, 7, 0].to_vec();
     write(
         "cleaner_transactions",
         "aborted_after_committed",
@@ -318,7 +320,8 @@ fn write_offsets_and_cleaner_corpus() {
     // Two producers interleaved, one commits, one aborts, one left open across a cleaning
     // and committed after it.
     let interleaved: Vec<u8> = [
-        &[2, 0x04, 3, 0x05, 0, 0x08, 2, 0x08, 5, 0x10, 5, 0x01][..],
+        &[0][..],
+        &[2, 0x04, 3, 0x05, 0, 0x08, 2, 0x08, 5, 0x10, 5, 0x01],
         &[2, 0x06, 6, 0, 7, 0, 0, 0x84, 5, 0x12, 6, 0, 7, 0],
     ]
     .concat();

@@ -39,6 +39,8 @@ struct Sim {
     next_offset: BTreeMap<&'static str, i64>,
     acked: BTreeMap<&'static str, i64>,
     seen: BTreeMap<&'static str, i64>,
+    /// Every offset a commit was taken for, by group.
+    sent: BTreeMap<&'static str, Vec<i64>>,
     pending: Vec<(AppendHandle, &'static str, i64)>,
     cleaner: Cleaner,
     /// The leader's high watermark and the epoch it was read in.
@@ -91,6 +93,7 @@ impl Sim {
             next_offset: BTreeMap::new(),
             acked: BTreeMap::new(),
             seen: BTreeMap::new(),
+            sent: BTreeMap::new(),
             pending: Vec::new(),
             cleaner: Cleaner::new(CleanerConfig {
                 dedupe_buffer_bytes: 64 * 24,
@@ -151,6 +154,7 @@ impl Sim {
         match store.commit(group, &[commit]) {
             Ok(h) => {
                 self.next_offset.insert(group, offset);
+                self.sent.entry(group).or_default().push(offset);
                 self.pending.push((h, group, offset));
                 self.trace.push(format!("commit {group} {offset}"));
             }
@@ -351,6 +355,60 @@ impl Sim {
     }
 }
 
+impl Sim {
+    /// The end of a seed: the network heals, every broker runs again and the replicas
+    /// catch up. The coordinator then loads its view to the end, and has for every group
+    /// an offset that was committed, at least the last one acknowledged.
+    fn finish(&mut self) {
+        for b in 0..3 {
+            if self.isolated[b] {
+                self.isolated[b] = false;
+                self.c.set_isolated(b, false);
+            }
+        }
+        for b in 0..3 {
+            if !self.c.is_up(b) {
+                self.c.restart(b).expect("restart");
+                self.stores[b].host(0, self.c.replica(b).expect("up").clone());
+            }
+        }
+        let mut done = false;
+        for _ in 0..200 {
+            self.c.replicate().expect("replicate");
+            self.c.tick(100).expect("tick");
+            self.follow_leadership();
+            self.check();
+            let Some((b, _)) = self.coordinator else {
+                continue;
+            };
+            match self.stores[b].load_step(0) {
+                Ok(progress) if progress.done && self.pending.is_empty() => {
+                    done = true;
+                    break;
+                }
+                Ok(_) | Err(Error::NotCoordinator { .. }) => {}
+                Err(e) => panic!("load: {e}"),
+            }
+        }
+        assert!(done, "no coordinator loaded once every broker ran");
+        let (b, _) = self.coordinator.expect("a coordinator");
+        for group in GROUPS {
+            let offsets = self.stores[b].fetch(group, None).expect("fetch");
+            let fetched = offsets.first().map(|(_, c)| c.offset);
+            if let Some(&acked) = self.acked.get(group) {
+                assert!(
+                    fetched.is_some_and(|f| f >= acked),
+                    "{group}: acknowledged {acked}, the loaded coordinator has {fetched:?}"
+                );
+            }
+            if let Some(f) = fetched {
+                let sent = self.sent.get(group).map(Vec::as_slice).unwrap_or_default();
+                assert!(sent.contains(&f), "{group}: {f} was never committed");
+            }
+        }
+    }
+}
+
 fn run_seed(seed: u64, more_faults: bool) -> Result<(), String> {
     let drive = |sim: &mut Option<Sim>| {
         let s = sim.insert(Sim::new(seed, more_faults));
@@ -358,6 +416,7 @@ fn run_seed(seed: u64, more_faults: bool) -> Result<(), String> {
         for _ in 0..STEPS {
             s.step();
         }
+        s.finish();
     };
     common::run_sim_seed(seed, "SIM_OFFSETS", "sim_offsets", drive, |s| s.trace)
 }

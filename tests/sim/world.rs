@@ -311,7 +311,7 @@ impl World {
                 .collect::<Vec<_>>()
         ));
         let strict = matches!(how, Restart::Clean | Restart::Kill) && !self.failed;
-        self.check_recovered(strict);
+        self.check_recovered(strict, strict && matches!(how, Restart::Clean));
         self.failed = false;
     }
 
@@ -970,8 +970,10 @@ impl World {
 
     /// After a reopen: the recovered log is valid, keeps every batch the engine had promised
     /// durable, holds nothing that was never written, and (`strict`: clean close or a kill
-    /// with no failed write) lost nothing at all. The model becomes what was recovered.
-    fn check_recovered(&mut self, strict: bool) {
+    /// with no failed write) lost nothing at all, nor moved the log start past where it was
+    /// (`clean`, a clean close with no failed write: not moved it at all). The model
+    /// becomes what was recovered.
+    fn check_recovered(&mut self, strict: bool, clean: bool) {
         let log = self.log().clone();
         let (start, end) = (log.log_start_offset(), log.log_end_offset());
         assert!(start <= end && log.recovery_point() <= end);
@@ -1061,7 +1063,20 @@ impl World {
             for (a, b) in found_visible.iter().zip(&model_visible) {
                 assert_eq!(a, b, "batch changed by a clean restart or kill");
             }
-            assert!(end <= self.model.leo && start >= self.model.log_start.min(start));
+            assert!(end <= self.model.leo, "log end {end} past the model's");
+            // A kill may bring back an older log start (its checkpoint is written now
+            // and then, as Kafka's), never a later one; a clean close keeps it.
+            assert!(
+                start <= self.model.log_start,
+                "log start {start} past the model's {}",
+                self.model.log_start
+            );
+            if clean {
+                assert_eq!(
+                    start, self.model.log_start,
+                    "log start moved by a clean restart"
+                );
+            }
         }
         self.model.batches = found;
         self.model.log_start = start;
