@@ -43,16 +43,21 @@ fn the_offsets_log_stays_bounded_by_the_live_set() {
         .open_partition(&tp, config, ReplicaConfig::new(0))
         .unwrap();
     replica.become_leader(1, vec![0], vec![0]).unwrap();
-    let store = OffsetsStore::new(
-        OffsetsConfig {
-            partitions: 1,
-            ..OffsetsConfig::default()
-        },
-        clock.clone(),
-    );
-    store.host(0, replica.clone());
-    store.become_leader(0).unwrap();
-    store.load(0).unwrap();
+    // A store of the one offsets partition, its view loaded.
+    let loaded_store = || {
+        let store = OffsetsStore::new(
+            OffsetsConfig {
+                partitions: 1,
+                ..OffsetsConfig::default()
+            },
+            clock.clone(),
+        );
+        store.host(0, replica.clone());
+        store.become_leader(0).unwrap();
+        store.load(0).unwrap();
+        store
+    };
+    let store = loaded_store();
     let cleaner = Cleaner::new(CleanerConfig::default());
     let log = replica.log().clone();
 
@@ -117,16 +122,7 @@ fn the_offsets_log_stays_bounded_by_the_live_set() {
     );
     // The compacted log still holds every group's last commits: a new coordinator that
     // loads it finds them all.
-    let reloaded = OffsetsStore::new(
-        OffsetsConfig {
-            partitions: 1,
-            ..OffsetsConfig::default()
-        },
-        clock.clone(),
-    );
-    reloaded.host(0, replica.clone());
-    reloaded.become_leader(0).unwrap();
-    reloaded.load(0).unwrap();
+    let reloaded = loaded_store();
     for g in 0..GROUPS {
         let group = format!("group-{g}");
         let mut fetched: Vec<(i32, i64)> = (reloaded.fetch(&group, None).unwrap())

@@ -501,27 +501,32 @@ fn a_follower_starting_at_a_log_start_inside_a_batch_takes_the_whole_batch() {
 #[test]
 fn a_damaged_batch_across_the_log_end_moves_nothing() {
     let c = follower_at_a_log_start_inside_a_batch();
-    let position = c
-        .replica(0)
-        .log()
-        .read(7, 1, None)
-        .unwrap()
-        .unwrap()
-        .position();
+    damage_leaders_batch_holding(&c, 7);
+    let err = broker_2_fetch_fails(&c);
+    assert!(matches!(err, Error::InvalidBatch(_)), "{err}");
+    let log = c.replica(2).log();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (7, 7));
+}
+
+/// Flips a bit inside broker 0's batch that holds `offset`.
+fn damage_leaders_batch_holding(c: &Cluster, offset: i64) {
+    let log = c.replica(0).log();
+    let position = log.read(offset, 1, None).unwrap().unwrap().position();
     let segment = Path::new("/data/t-0/00000000000000000000.log");
     c.brokers[0]
         .disk
         .flip_bit(segment, position + 100, 3)
         .unwrap();
+}
+
+/// The error broker 2's fetch from broker 0 fails with as broker 2 applies it.
+fn broker_2_fetch_fails(c: &Cluster) -> Error {
     let follower = c.replica(2);
     let response = c
         .replica(0)
         .fetch(&follower.fetch_request(1 << 20))
         .unwrap();
-    let err = follower.apply_fetch(&response).unwrap_err();
-    assert!(matches!(err, Error::InvalidBatch(_)), "{err}");
-    let log = follower.log();
-    assert_eq!((log.log_start_offset(), log.log_end_offset()), (7, 7));
+    follower.apply_fetch(&response).unwrap_err()
 }
 
 /// An answer whose first batch reaches across the log end cuts the log back to that
@@ -535,25 +540,10 @@ fn a_failed_append_after_a_cut_leaves_the_hw_within_the_log() {
     c.replica(0)
         .append(&mut batch(5, 20, 2), Acks::Leader, TIMEOUT_MS)
         .unwrap();
-    let position = c
-        .replica(0)
-        .log()
-        .read(10, 1, None)
-        .unwrap()
-        .unwrap()
-        .position();
-    let segment = Path::new("/data/t-0/00000000000000000000.log");
-    c.brokers[0]
-        .disk
-        .flip_bit(segment, position + 100, 3)
-        .unwrap();
+    damage_leaders_batch_holding(&c, 10);
     let follower = c.replica(2);
     assert_eq!(follower.high_watermark(), 7);
-    let response = c
-        .replica(0)
-        .fetch(&follower.fetch_request(1 << 20))
-        .unwrap();
-    let err = follower.apply_fetch(&response).unwrap_err();
+    let err = broker_2_fetch_fails(&c);
     assert!(matches!(err, Error::InvalidBatch(_)), "{err}");
     let log = follower.log();
     let (start, hw, end) = (

@@ -101,17 +101,25 @@ fn compaction_once(root: &Path, data_bytes: u64) -> Result<Cleanings> {
     let mut value = vec![0u8; VALUE_BYTES];
     let mut batch = Vec::new();
     let now = workload::now_ms();
+    // The keys the appended batches hold: the records a full cleaning keeps, one each.
+    let mut written = vec![false; keys as usize];
+    let mut in_builder = Vec::with_capacity(RECORDS_PER_BATCH);
     for i in 0..records {
         // Keys in a scattered order, each written `WRITES_PER_KEY` times over the log.
-        let key = (i.wrapping_mul(0x9E37_79B9) % keys).to_be_bytes();
+        let key = i.wrapping_mul(0x9E37_79B9) % keys;
         value[..8].copy_from_slice(&i.to_le_bytes());
-        builder.append(now, Some(&key), Some(&value), &[]);
+        builder.append(now, Some(&key.to_be_bytes()), Some(&value), &[]);
+        in_builder.push(key);
         if builder.len() == RECORDS_PER_BATCH {
             batch.clear();
             builder.build_into(&mut batch)?;
             log.append_as_leader(&mut batch, 0)?;
+            for key in in_builder.drain(..) {
+                written[key as usize] = true;
+            }
         }
     }
+    let live = written.iter().filter(|&&w| w).count() as u64;
     log.force_roll()?;
     // On disk before the clock starts, as the inactive segments a cleaner takes have long
     // been: the writeback of a gigabyte just appended would otherwise run during the
@@ -127,6 +135,14 @@ fn compaction_once(root: &Path, data_bytes: u64) -> Result<Cleanings> {
     let clean = start.elapsed();
     let batches = records / RECORDS_PER_BATCH as u64; // a last partial batch is not appended
     let skipped_share = match outcome {
+        // A cleaning that skipped work would show a ratio it did not earn: it must keep
+        // exactly the latest record of every key.
+        CleanOutcome::Cleaned { report, .. } if report.records.records_kept != live => {
+            return Err(Error::InvalidConfig(format!(
+                "bench compaction: the cleaning kept {} records of {live} keys",
+                report.records.records_kept
+            )))
+        }
         CleanOutcome::Cleaned { report, .. } if !report.partial => {
             report.records.batches_skipped as f64 / batches as f64
         }
@@ -210,6 +226,9 @@ pub fn commits_per_second(root: &Path, commits: usize) -> Result<f64> {
     Ok((commits * PARTITIONS_PER_COMMIT) as f64 / took.as_secs_f64().max(1e-9))
 }
 
+/// Consumer groups of the load workload; each commit is of all its partitions.
+const LOAD_GROUPS: usize = 10_000;
+
 /// Builds an offsets partition of about `data_bytes`, then loads it into a fresh store's
 /// view `reps` times, each load followed by a raw read of its files. Returns the best
 /// load's time, the best raw read's time and the bytes.
@@ -222,7 +241,7 @@ pub fn offsets_load(
     let (manager, replica, store) = offsets_partition(root, Acks::Leader)?;
     let commit_bytes = 61 + PARTITIONS_PER_COMMIT as u64 * 60;
     let commits = (data_bytes / commit_bytes).max(1) as usize;
-    commit_workload(&store, commits, 10_000)?;
+    commit_workload(&store, commits, LOAD_GROUPS)?;
     drop(store);
     // Rolled, so that the raw read reads the batches and not the zeros the active segment
     // keeps written ahead of its end.
@@ -247,6 +266,17 @@ pub fn offsets_load(
         fresh.become_leader(0)?;
         fresh.load(0)?;
         load = load.min(start.elapsed());
+        // A load that skipped work would show a ratio it did not earn: every group's
+        // partitions must be in the view.
+        for g in 0..LOAD_GROUPS.min(commits) {
+            let offsets = fresh.fetch(&format!("group-{g}"), None)?;
+            if offsets.len() != PARTITIONS_PER_COMMIT {
+                return Err(Error::InvalidConfig(format!(
+                    "bench offsets load: group-{g} has {} of {PARTITIONS_PER_COMMIT} offsets",
+                    offsets.len()
+                )));
+            }
+        }
         drop(fresh);
         raw = raw.min(raw_read(&partition_dir)?.0);
     }
