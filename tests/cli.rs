@@ -1133,10 +1133,7 @@ fn transactions_lists_open_ones_and_aborts_one() {
     // 0, producer 9, its first offset 2, the marker at 5, and the last stable offset 6
     // (no other transaction open). A Kafka broker taking the dir back trusts that index.
     let index = files.last().unwrap().with_extension("txnindex");
-    let mut entry = 0i16.to_be_bytes().to_vec();
-    for field in [9i64, 2, 5, 6] {
-        entry.extend(field.to_be_bytes());
-    }
+    let entry = common::aborted_txn_entry(9, 2, 5, 6);
     assert_eq!(std::fs::read(&index).unwrap(), entry, "{index:?}");
 
     // `dump --records` shows the markers as kafka-dump-log does.

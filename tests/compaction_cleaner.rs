@@ -863,12 +863,8 @@ fn log_with_txn_indexes(seed: u64) -> (Arc<SimStorage>, LogDir, Arc<Log>, Vec<i6
     }
     let bases: Vec<i64> = log.segments().iter().map(|s| s.base_offset()).collect();
     assert_eq!(bases.len(), 5, "{bases:?}");
-    let entry = |producer_id: i64, first: i64| -> Vec<u8> {
-        let mut e = 0i16.to_be_bytes().to_vec();
-        for field in [producer_id, first, first + 1, first] {
-            e.extend_from_slice(&field.to_be_bytes());
-        }
-        e
+    let entry = |producer_id: i64, first: i64| {
+        common::aborted_txn_entry(producer_id, first, first + 1, first)
     };
     let mut expected = Vec::new();
     for (i, &base) in bases[..2].iter().enumerate() {

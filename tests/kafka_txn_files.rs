@@ -17,11 +17,7 @@ const NAME: &str = "t-0";
 
 /// An aborted-transaction index entry (version 0), as Kafka's `AbortedTxn` lays it out.
 fn aborted(producer_id: i64, first: i64, last: i64) -> Vec<u8> {
-    let mut e = 0i16.to_be_bytes().to_vec();
-    for field in [producer_id, first, last, first] {
-        e.extend_from_slice(&field.to_be_bytes());
-    }
-    e
+    common::aborted_txn_entry(producer_id, first, last, first)
 }
 
 fn name(base: i64, suffix: &str) -> String {
@@ -239,10 +235,7 @@ fn an_abort_adds_its_entry_to_the_transaction_index() {
         let info = log.abort_transaction(&open, 7, 1, 5_000).unwrap();
         assert_eq!(info.first_offset, 5);
         let index = backend.root.join(NAME).join(name(0, ".txnindex"));
-        let mut entry = 0i16.to_be_bytes().to_vec();
-        for field in [7i64, 2, 5, 3] {
-            entry.extend_from_slice(&field.to_be_bytes());
-        }
+        let entry = common::aborted_txn_entry(7, 2, 5, 3);
         assert_eq!(file_bytes(&backend, &index), entry, "{}", backend.name);
         let open = log.open_transactions(|_| {}).unwrap();
         assert_eq!(open.iter().map(|t| t.producer_id).collect::<Vec<_>>(), [8]);

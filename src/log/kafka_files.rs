@@ -118,7 +118,12 @@ pub(super) fn merge_txn_indexes(storage: &dyn Storage, dir: &Path, bases: &[i64]
 /// Kafka's entry for an aborted transaction (`AbortedTxn`, version 0): the producer, the
 /// transaction's first offset, its ABORT marker's offset, and the last stable offset once
 /// it ended.
-pub(super) fn aborted_txn_entry(producer_id: i64, first: i64, last: i64, lso: i64) -> [u8; 34] {
+pub(super) fn aborted_txn_entry(
+    producer_id: i64,
+    first: i64,
+    last: i64,
+    lso: i64,
+) -> [u8; ENTRY_BYTES] {
     let mut entry = [0u8; ENTRY_BYTES];
     entry[..2].copy_from_slice(&0i16.to_be_bytes());
     for (i, field) in [producer_id, first, last, lso].into_iter().enumerate() {

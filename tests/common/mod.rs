@@ -146,6 +146,16 @@ pub fn sim_with_disk(seed: u64) -> (Backend, Arc<partlog::io::sim::SimStorage>) 
     (backend, disk)
 }
 
+/// A Kafka aborted-transaction index entry (`AbortedTxn`, version 0): the producer, the
+/// transaction's first offset, its marker's offset and the last stable offset after it.
+pub fn aborted_txn_entry(producer_id: i64, first: i64, last: i64, lso: i64) -> Vec<u8> {
+    let mut e = 0i16.to_be_bytes().to_vec();
+    for field in [producer_id, first, last, lso] {
+        e.extend_from_slice(&field.to_be_bytes());
+    }
+    e
+}
+
 /// The whole file at `path`, read through the backend's io layer.
 pub fn file_bytes(backend: &Backend, path: &std::path::Path) -> Vec<u8> {
     let file = backend
