@@ -117,13 +117,22 @@ impl Model {
         self.batches.extend(new);
     }
 
-    /// The engine says everything below `recovery_point` is durable.
+    /// The engine says everything below `recovery_point` is durable. Promises made
+    /// before stand too, for the batches still in the model: a recovery that reported
+    /// a lower recovery point than it had (one that ignored its checkpoint) must not
+    /// release them.
     pub fn promise_durable(&mut self, recovery_point: i64) {
         let start = self.log_start;
+        let before = std::mem::take(&mut self.required);
+        let promised = |b: &MBatch| {
+            before
+                .binary_search_by_key(&b.base, |r| r.base)
+                .is_ok_and(|i| before[i] == *b)
+        };
         self.required = self
             .batches
             .iter()
-            .filter(|b| b.last >= start && b.next() <= recovery_point)
+            .filter(|b| b.last >= start && (b.next() <= recovery_point || promised(b)))
             .cloned()
             .collect();
     }

@@ -82,7 +82,10 @@ pub struct SimCounters {
     pub sync_dirs: u64,
     pub renames: u64,
     pub creates: u64,
+    /// Ends of the process, power losses and kills alike.
     pub crashes: u64,
+    /// Power losses alone: [`super::SimStorage::crash`] and injected crashes.
+    pub power_losses: u64,
 }
 
 impl SimCounters {

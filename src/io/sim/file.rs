@@ -175,11 +175,6 @@ impl FileData {
         }
     }
 
-    /// Process death without power loss: the page cache reaches the disk.
-    pub(crate) fn keep_written(&mut self) {
-        self.sync();
-    }
-
     /// Damage applied to both images at once (and so never undone by a crash).
     pub(crate) fn damage(&mut self, f: impl Fn(&mut Vec<u8>)) {
         f(&mut self.written);

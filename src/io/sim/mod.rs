@@ -157,6 +157,7 @@ impl Inner {
 
     fn power_loss(&mut self) {
         self.end_process();
+        self.faults.counters.power_losses += 1;
         self.ns.crash(&mut self.rng);
         let live = self.ns.reachable_now();
         self.files.retain(|ino, _| live.contains(ino));
@@ -165,12 +166,11 @@ impl Inner {
         }
     }
 
+    /// The page cache outlives the process: what it wrote stays readable, and stays as
+    /// undurable as it was (a power loss later can still lose it), as do its unsynced
+    /// namespace changes.
     fn process_death(&mut self) {
         self.end_process();
-        self.ns.commit_all();
-        for f in self.files.values_mut() {
-            f.keep_written();
-        }
         self.gc();
     }
 
@@ -288,7 +288,9 @@ impl SimStorage {
     }
 
     /// Process death only (SIGKILL): the page cache survives, so everything written and every
-    /// namespace change is kept. Locks are released and old handles go stale.
+    /// namespace change stays visible, durable only as far as it was synced (a later
+    /// [`SimStorage::crash`] loses the rest as it would have before). Locks are released
+    /// and old handles go stale.
     pub fn crash_keep_written(&self) {
         self.inner().process_death();
     }
