@@ -82,6 +82,10 @@ struct Sim {
     admin_rng: SimRng,
     /// Whether DeleteRecords moves the leader's log start.
     delete_records: bool,
+    /// The highest offset DeleteRecords was asked to delete below: no replica's log start
+    /// may pass it (nothing else moves a log start here), so the checks that excuse
+    /// records below a log start excuse only what DeleteRecords took.
+    deleted_below: i64,
     /// The controller's network's choices, from a stream of their own.
     controller_rng: SimRng,
     /// Whether the controller's network fails.
@@ -129,6 +133,7 @@ impl Sim {
             network_faults: faults.network,
             admin_rng: SimRng::new(seed ^ 0x4445_4C45_5445_0000),
             delete_records: faults.delete_records,
+            deleted_below: 0,
             controller_rng: SimRng::new(seed ^ 0x434F_4E54_524F_4C00),
             controller_faults: faults.controller,
             election_rng: SimRng::new(seed ^ 0x454C_4543_5400_0000),
@@ -494,6 +499,7 @@ impl Sim {
             return;
         }
         let to = self.admin_rng.range_inclusive(start as u64, hw as u64) as i64;
+        self.deleted_below = self.deleted_below.max(to);
         leader.advance_log_start_offset(to).expect("delete records");
         leader.delete_old_segments().expect("retention");
         self.trace
@@ -521,10 +527,25 @@ impl Sim {
                 r.high_watermark(),
                 r.log().log_end_offset(),
             );
+            assert!(
+                start <= self.deleted_below,
+                "broker {b} starts at {start}, above {} where DeleteRecords was asked to \
+                 delete",
+                self.deleted_below
+            );
             if isr.contains(&(b as i32)) {
                 assert!(
                     leo >= leader_hw,
                     "broker {b} is in sync and ends at {leo}, below the leader's HW {leader_hw}"
+                );
+                // Its batches, not only its end: one that kept a diverging tail of an
+                // older epoch over the same offsets would be electable with it.
+                let leader_log = self.c.replica(self.leader).log();
+                let from = start.max(leader_log.log_start_offset());
+                assert_eq!(
+                    batches_between(r.log(), from, leader_hw),
+                    batches_between(leader_log, from, leader_hw),
+                    "broker {b} is in sync and differs from the leader below its HW {leader_hw}"
                 );
             }
             if b != self.leader {

@@ -340,7 +340,7 @@ impl Cluster {
                     report.lost += 1;
                     return Ok(());
                 }
-                self.send(f, Message::Fetch(response), report)
+                self.send(Some(leader), f, Message::Fetch(response), report)
             }
             Err(Error::OffsetOutOfRange {
                 log_start_offset,
@@ -410,12 +410,24 @@ impl Cluster {
             epoch: self.epoch,
             isr: self.isr.clone(),
         };
-        self.send(leader, Message::Isr(answer), &mut RoundReport::default())
+        self.send(
+            None,
+            leader,
+            Message::Isr(answer),
+            &mut RoundReport::default(),
+        )
     }
 
-    /// Puts `message` for broker `to` on the network: it arrives now, twice, or later.
-    fn send(&mut self, to: usize, message: Message, report: &mut RoundReport) -> Result<()> {
-        for message in self.network.deliveries(to, message) {
+    /// Puts `message` from broker `from` (none: the controller) for broker `to` on the
+    /// network: it arrives now, twice, or later.
+    fn send(
+        &mut self,
+        from: Option<usize>,
+        to: usize,
+        message: Message,
+        report: &mut RoundReport,
+    ) -> Result<()> {
+        for message in self.network.deliveries(from, to, message) {
             self.receive(to, &message, report)?;
         }
         Ok(())
@@ -459,7 +471,8 @@ impl Cluster {
     }
 
     /// Kills broker `id`'s process only (SIGKILL, an OOM kill): the page cache survives, so
-    /// everything it wrote is kept. Otherwise as [`Cluster::kill`].
+    /// everything it wrote is kept, durable only as far as it was synced (a power loss
+    /// later loses the rest). Otherwise as [`Cluster::kill`].
     pub fn kill_process(&mut self, id: usize) -> Result<Option<Election>> {
         self.stop_dead(id, false)
     }
@@ -578,7 +591,10 @@ impl Cluster {
 
     /// Makes `id` the leader of the next epoch and every other running broker a follower.
     fn elect_leader(&mut self, id: usize, unclean: bool) -> Result<Election> {
+        // The controller commits the new epoch before it tells any broker, as Kafka's does:
+        // an election that fails halfway never hands the same epoch to a second leader.
         let epoch = self.epoch + 1;
+        self.epoch = epoch;
         let isr = if unclean {
             vec![id as i32]
         } else {
@@ -591,7 +607,6 @@ impl Cluster {
                 r.become_follower(epoch, id as i32)?;
             }
         }
-        self.epoch = epoch;
         self.isr = ControllerIsr::new(isr.clone());
         self.leader = Some(id);
         Ok(Election {

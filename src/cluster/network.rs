@@ -38,8 +38,9 @@ pub(super) struct Network {
     faults: NetworkFaults,
     rng: SimRng,
     isolated: BTreeSet<usize>,
-    /// Messages held back, with the broker they are for.
-    delayed: Vec<(usize, Message)>,
+    /// Messages held back, with the broker they are from (none for the controller's) and
+    /// the one they are for.
+    delayed: Vec<(Option<usize>, usize, Message)>,
 }
 
 impl Network {
@@ -81,10 +82,16 @@ impl Network {
         !self.happens(self.faults.drop_percent)
     }
 
-    /// What reaches broker `to` of a message now: it once, twice, or not yet.
-    pub(super) fn deliveries(&mut self, to: usize, message: Message) -> Vec<Message> {
+    /// What reaches broker `to` of a message from broker `from` (none: the controller)
+    /// now: it once, twice, or not yet.
+    pub(super) fn deliveries(
+        &mut self,
+        from: Option<usize>,
+        to: usize,
+        message: Message,
+    ) -> Vec<Message> {
         if self.happens(self.faults.delay_percent) {
-            self.delayed.push((to, message));
+            self.delayed.push((from, to, message));
             return Vec::new();
         }
         if self.happens(self.faults.duplicate_percent) {
@@ -93,14 +100,20 @@ impl Network {
         vec![message]
     }
 
-    /// Held-back messages arriving now: each with even odds, in a random order.
+    /// Held-back messages arriving now: each with even odds, in a random order. One
+    /// between brokers either of which is cut off by then is lost, as a partition loses
+    /// what is in flight across it.
     pub(super) fn due(&mut self) -> Vec<(usize, Message)> {
         let mut due = Vec::new();
         let mut i = 0;
         while i < self.delayed.len() {
             if self.rng.ratio(1, 2) {
                 let j = self.rng.below(self.delayed.len() as u64) as usize;
-                due.push(self.delayed.swap_remove(j));
+                let (from, to, message) = self.delayed.swap_remove(j);
+                let cut = |b: usize| self.isolated.contains(&b);
+                if from.is_none_or(|f| !cut(f) && !cut(to)) {
+                    due.push((to, message));
+                }
             } else {
                 i += 1;
             }
@@ -110,6 +123,6 @@ impl Network {
 
     /// A broker went down: messages in flight to it are gone.
     pub(super) fn forget(&mut self, broker: usize) {
-        self.delayed.retain(|(to, _)| *to != broker);
+        self.delayed.retain(|(_, to, _)| *to != broker);
     }
 }

@@ -122,12 +122,16 @@ pub fn run(args: &DemoArgs, json: bool) -> CliResult {
         )
     })?;
     let mut failures = 0u32;
+    // The end each round verified and closed cleanly: durable, so no later round may
+    // recover below it, whatever its own writer flushed.
+    let mut closed_end = None;
     for round in 1..=args.rounds {
         let delay_ms = KILL_DELAY_MIN_MS + mix(seed ^ u64::from(round)) % KILL_DELAY_SPREAD_MS;
-        let outcome = run_round(&dir, round, delay_ms, json)?;
+        let (outcome, end) = run_round(&dir, round, delay_ms, json, closed_end)?;
         if !outcome {
             failures += 1;
         }
+        closed_end = closed_end.max(Some(end));
     }
     if !crate::demo_power_loss::run(seed, json)? {
         failures += 1;
@@ -163,13 +167,20 @@ pub fn run(args: &DemoArgs, json: bool) -> CliResult {
     })
 }
 
-/// One kill / recover / verify cycle; `Ok(false)` when verification failed.
-fn run_round(dir: &Path, round: u32, delay_ms: u64, json: bool) -> CliResult<bool> {
+/// One kill / recover / verify cycle, over a log closed cleanly at `closed_end` by the
+/// round before (if any); whether verification passed, and the end it closed the log at.
+fn run_round(
+    dir: &Path,
+    round: u32,
+    delay_ms: u64,
+    json: bool,
+    closed_end: Option<i64>,
+) -> CliResult<(bool, i64)> {
     let seen = write_and_kill(dir, round, delay_ms)?;
     let log_dir = LogDir::open(storage(), dir, demo_options())?;
     let tp = demo_partition();
     let (log, report) = log_dir.open_log(&tp)?;
-    let verdict = verify(&log, seen.last_flushed);
+    let verdict = verify(&log, seen.last_flushed.max(closed_end));
     let ok = verdict.is_ok();
     let end = log.log_end_offset();
     log_dir.close()?;
@@ -186,7 +197,7 @@ fn run_round(dir: &Path, round: u32, delay_ms: u64, json: bool) -> CliResult<boo
         seen.last_flushed.map_or("none".into(), |o| o.to_string()),
     );
     emit_round(json, head, &line, end, &report, &verdict)?;
-    Ok(ok)
+    Ok((ok, end))
 }
 
 /// Prints what a round saw: `head` (JSON) or `line` (text), then the recovery report and
@@ -301,13 +312,15 @@ fn read_lines(child: &mut Child) -> mpsc::Receiver<String> {
     rx
 }
 
-/// Reads the whole log back and checks it; returns the number of records.
-pub fn verify(log: &Log, last_flushed: Option<i64>) -> Result<u64, String> {
+/// Reads the whole log back and checks it, and that it ends at `durable_end` or later;
+/// returns the number of records.
+pub fn verify(log: &Log, durable_end: Option<i64>) -> Result<u64, String> {
     let start = log.log_start_offset();
     let end = log.log_end_offset();
-    if let Some(flushed) = last_flushed.filter(|&f| end < f) {
+    if let Some(durable) = durable_end.filter(|&f| end < f) {
         return Err(format!(
-            "recovered end {end} is below the last flushed offset {flushed}: flushed records lost"
+            "recovered end {end} is below {durable}, the last flushed offset or a clean \
+             close's end: durable records lost"
         ));
     }
     let (mut next, mut records) = (start, 0u64);

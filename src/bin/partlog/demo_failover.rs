@@ -246,14 +246,16 @@ impl Story {
 
     /// Rounds without producing until every in-flight append has its outcome and every
     /// running broker is in the ISR (or `max_rounds` passed).
-    fn settle(&mut self, max_rounds: u32) -> CliResult<()> {
+    /// Runs rounds until no append is in flight, every running broker is in the ISR and
+    /// the group caught up; whether that happened within `max_rounds`.
+    fn settle(&mut self, max_rounds: u32) -> CliResult<bool> {
         for _ in 0..max_rounds {
             let all_in_sync = (0..self.cluster.brokers())
                 .filter(|&b| self.cluster.is_up(b))
                 .all(|b| self.cluster.isr().contains(&(b as i32)));
             let hw = self.high_watermark();
             if self.producer.in_flight.is_empty() && all_in_sync && self.group.caught_up(hw) {
-                return Ok(());
+                return Ok(true);
             }
             let report = self.cluster.replicate()?;
             self.cluster.tick(ROUND_MS)?;
@@ -263,7 +265,7 @@ impl Story {
             }
             self.group_round()?;
         }
-        Ok(())
+        Ok(false)
     }
 
     fn high_watermark(&self) -> i64 {
@@ -451,8 +453,14 @@ pub fn run(seed: u64, records: u64, json: bool) -> CliResult<ExitCode> {
             ))?;
         }
     }
-    story.settle(10_000)?;
-    story.event("producer stops; every in-flight append has its outcome")?;
+    // An append still in flight at the end is neither acknowledged nor lost: the story
+    // fails unless every one has its outcome.
+    let settled = story.settle(10_000)? && story.producer.count(Sent::InFlight) == 0;
+    story.event(if settled {
+        "producer stops; every in-flight append has its outcome"
+    } else {
+        "producer stops; the cluster did not settle: appends still in flight"
+    })?;
 
     let verdict = verify(&story.cluster, &story.producer)?;
     let identical = story.cluster.replicas_identical_below_hw()?;
@@ -471,7 +479,8 @@ pub fn run(seed: u64, records: u64, json: bool) -> CliResult<ExitCode> {
             .is_some_and(|p| group.resumed_from <= p);
     // The story must have happened, not only have lost nothing: records acknowledged, and
     // the leader's death answered by an election.
-    let ok = verdict.acked > 0
+    let ok = settled
+        && verdict.acked > 0
         && story.leader_changes > 0
         && verdict.lost == 0
         && verdict.duplicates == 0
@@ -496,6 +505,7 @@ pub fn run(seed: u64, records: u64, json: bool) -> CliResult<ExitCode> {
                 .raw("final_isr", &int_array(c.isr()))
                 .int("final_high_watermark", hw)
                 .bool("replicas_identical_below_hw", identical)
+                .bool("settled", settled)
                 .int("group_committed_offset", group.committed_before)
                 .int("group_resumed_from", group.resumed_from)
                 .int("reprocessed_records", group.reprocessed)
