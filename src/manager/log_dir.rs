@@ -38,6 +38,9 @@ use crate::log::{Log, LogOpenOptions, RecoveryPointCheckpoint, RecoveryReport};
 
 /// The marker Kafka writes when a log dir was shut down cleanly.
 pub const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
+/// KRaft's metadata topic, whose log a Kafka log dir may hold (with `metadata.log.dir`
+/// unset): the Raft layer's, not a data partition (see [`LogDir::partitions`]).
+pub const METADATA_TOPIC: &str = "__cluster_metadata";
 
 /// Settings shared by the partitions of a log dir.
 #[derive(Debug, Clone)]
@@ -181,7 +184,11 @@ impl LogDir {
         &self.warnings
     }
 
-    /// The partitions that have a directory here, sorted.
+    /// The partitions that have a directory here, sorted. KRaft's metadata log
+    /// ([`METADATA_TOPIC`]), which a Kafka log dir may hold beside the data partitions, is
+    /// not one: Kafka's `LogManager` leaves it to the Raft layer, and so does partlog (it
+    /// is neither opened by [`LogDir::open_all`] nor waited for by the clean-shutdown
+    /// marker). [`LogDir::open_log`] still opens it when asked by name.
     pub fn partitions(&self) -> Result<Vec<TopicPartition>> {
         Ok(self
             .storage
@@ -189,6 +196,7 @@ impl LogDir {
             .into_iter()
             .filter(|e| e.is_dir)
             .filter_map(|e| TopicPartition::from_dir_name(&e.name))
+            .filter(|tp| tp.topic != METADATA_TOPIC)
             .collect())
     }
 

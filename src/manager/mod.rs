@@ -2,7 +2,7 @@
 
 mod log_dir;
 
-pub use log_dir::{LogDir, LogDirOptions, CLEAN_SHUTDOWN_FILE};
+pub use log_dir::{LogDir, LogDirOptions, CLEAN_SHUTDOWN_FILE, METADATA_TOPIC};
 
 #[cfg(test)]
 mod tests;

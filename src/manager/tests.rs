@@ -5,6 +5,7 @@ use std::path::Path;
 use super::*;
 use crate::checkpoint::TopicPartition;
 use crate::io::sim::SimStorage;
+use crate::io::{OpenMode, Storage};
 use crate::record::BatchBuilder;
 use crate::Error;
 
@@ -227,5 +228,44 @@ fn high_watermarks_are_checkpointed_and_read_back() {
     assert!(
         matches!(&err, Error::Parse { file, line: 3, .. } if file.ends_with("replication-offset-checkpoint")),
         "{err}"
+    );
+}
+
+/// KRaft's metadata log in a Kafka log dir is the Raft layer's, as Kafka's `LogManager`
+/// has it: not listed, not opened by `open_all` (its files untouched), and a broker that
+/// never opens it still writes the clean-shutdown marker after an unclean start.
+#[test]
+fn the_metadata_log_is_not_a_partition_of_the_dir() {
+    let sim = SimStorage::new(11);
+    let meta = Path::new("/d/__cluster_metadata-0");
+    sim.create_dir_all(meta).unwrap();
+    let segment = meta.join("00000000000000000000.log");
+    let f = sim.open(&segment, OpenMode::CreateNew).unwrap();
+    f.write_at(&batch(), 0).unwrap();
+    drop(f);
+    let tp = TopicPartition::new("orders", 0);
+    let dir = LogDir::open(sim.storage(), "/d", LogDirOptions::default()).unwrap();
+    assert!(!dir.was_clean_shutdown());
+    dir.open_log(&tp).unwrap();
+    assert_eq!(dir.partitions().unwrap(), vec![tp.clone()]);
+    let opened: Vec<_> = dir
+        .open_all()
+        .unwrap()
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
+    assert!(opened.is_empty(), "{opened:?}");
+    assert!(dir.log(&TopicPartition::new(METADATA_TOPIC, 0)).is_none());
+    let names: Vec<_> = sim
+        .list_dir(meta)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, vec!["00000000000000000000.log".to_string()]);
+    dir.close().unwrap();
+    assert!(
+        marker_exists(&sim),
+        "the metadata log held back the clean-shutdown marker"
     );
 }
