@@ -197,6 +197,23 @@ mod tests {
         assert_eq!(ix.floor_entry(100, i64::MAX), None);
     }
 
+    /// An offset a whole `i64` away from the base (a hostile header's, met by a rebuild
+    /// that trusts the headers) is out of the index's range: an error, not an overflow
+    /// (a panic in builds with overflow checks, the fuzz targets' among them).
+    #[test]
+    fn an_offset_an_i64_away_from_the_base_is_out_of_range() {
+        let sim = SimStorage::new(3);
+        let ix = open(sim.as_ref(), Some(80));
+        for offset in [i64::MIN, -1, 99, 100 + i64::from(i32::MAX) + 1, i64::MAX] {
+            let err = ix.append(offset, 10).unwrap_err();
+            assert!(
+                matches!(err, crate::Error::Corruption { .. }),
+                "{offset}: {err}"
+            );
+        }
+        ix.append(100 + i64::from(i32::MAX), 10).unwrap();
+    }
+
     #[test]
     fn appends_must_increase_and_stop_when_full() {
         let sim = SimStorage::new(2);

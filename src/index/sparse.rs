@@ -164,10 +164,15 @@ impl<E: IndexEntry> SparseIndex<E> {
         self.file.write_back()
     }
 
-    /// `offset` relative to the base offset, as stored in an entry.
+    /// `offset` relative to the base offset, as stored in an entry: from 0 to
+    /// `i32::MAX`, as Kafka's `AbstractIndex.toRelative` has it.
     pub(crate) fn relative(&self, offset: i64) -> Result<i32> {
-        i32::try_from(offset - self.base_offset)
-            .map_err(|_| self.corrupt(0, format!("offset {offset} is out of the index's range")))
+        // Checked: a hostile header's offset may lie a whole `i64` away from the base.
+        offset
+            .checked_sub(self.base_offset)
+            .and_then(|d| i32::try_from(d).ok())
+            .filter(|&d| d >= 0)
+            .ok_or_else(|| self.corrupt(0, format!("offset {offset} is out of the index's range")))
     }
 
     /// A corruption error about entry `i` of this index.

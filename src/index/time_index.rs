@@ -113,7 +113,7 @@ impl SparseIndex<TimestampOffset> {
     pub fn sanity_check(&self, next_offset: i64) -> Result<()> {
         let base = self.base_offset();
         if let Some(last) = self.last_entry() {
-            if last.offset < base || last.offset >= next_offset.max(base + 1) {
+            if last.offset < base || last.offset >= next_offset.max(base.saturating_add(1)) {
                 return Err(self.corrupt(
                     self.entries() - 1,
                     format!(

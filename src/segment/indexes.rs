@@ -116,7 +116,7 @@ impl Segment {
             pos += header.size() as u64;
         }
         if let Some(e) = last {
-            if e.offset >= next.max(self.base_offset + 1) && size > 0 {
+            if e.offset >= next.max(self.base_offset.saturating_add(1)) && size > 0 {
                 return false;
             }
         }
