@@ -347,6 +347,39 @@ fn segments_without_timestamps_age_by_file_mtime_not_at_the_first_pass() {
     }
 }
 
+/// A segment without timestamps ages from its last append, not from its roll: the roll
+/// cuts the zeros written ahead of the data off the `.log` file, and that cut used to
+/// stamp the file's modification time, which put off its deletion by as long as the
+/// segment took to fill. (The recovery of an unclean shutdown cuts them the same way.)
+#[test]
+fn a_roll_does_not_restart_the_age_of_a_segment_without_timestamps() {
+    let (backend, disk) = common::sim_with_disk(5);
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    disk.set_clock(clock.clone());
+    let config = LogConfig {
+        prefill: true,
+        ..config(10_000, -1)
+    };
+    let (log, _) = Log::open(options(&backend, "t-0", config, clock.clone())).unwrap();
+    for _ in 0..5 {
+        log.append_as_leader(&mut untimed_batch(), 1).unwrap();
+    }
+    let written = log.segments()[0].modified_ms().unwrap();
+    assert_eq!(written, 1_000_000);
+    clock.advance_ms(8_000);
+    log.force_roll().unwrap();
+    assert_eq!(
+        log.segments()[0].modified_ms().unwrap(),
+        written,
+        "the roll's cut"
+    );
+    log.append_as_leader(&mut untimed_batch(), 1).unwrap();
+    clock.advance_ms(2_001); // 10,001 ms after the first segment's last append
+    let outcome = log.delete_old_segments().unwrap();
+    assert_eq!(outcome.segments_deleted, 1);
+    assert_eq!(log.log_start_offset(), 10);
+}
+
 /// Time and size retention delete only where the cleanup policy says delete, as in Kafka:
 /// a compact-only log (the consumer offsets) keeps its old segments, whose records may be
 /// the latest of their keys, and loses only what lies below its log start. A

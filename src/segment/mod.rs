@@ -194,7 +194,25 @@ impl Segment {
             }
         }
         if zeros_written_ahead(self.log.as_ref(), pos, file_len)? {
-            self.cut_file_at(pos)?;
+            self.cut_written_ahead(pos)?;
+            self.cut_done(pos)?;
+        }
+        Ok(())
+    }
+
+    /// Cuts the `.log` file to `len`, dropping zeros written ahead of the data, and keeps
+    /// its modification time: the time retention ages a segment without timestamps by
+    /// ([`Segment::retention_timestamp`]) is its last write of data, as in Kafka, whose
+    /// appends write no zeros ahead to cut later (a cut would make a roll look like the
+    /// segment's last write, and delay its deletion by as long as it took to fill).
+    /// The time is kept at best: a file system that cannot stat or stamp the file ages
+    /// the segment from the cut, which fails no roll and no recovery.
+    pub(crate) fn cut_written_ahead(&self, len: u64) -> Result<()> {
+        let modified = self.log.modified_ms().ok();
+        self.log.set_len(len)?;
+        if let Some(ms) = modified {
+            // At best, as said: an error here costs only a later deletion.
+            let _ = self.log.set_modified_ms(ms);
         }
         Ok(())
     }
@@ -726,7 +744,7 @@ impl Segment {
         }
         let size = self.size();
         if self.log.len()? > size {
-            self.log.set_len(size)?;
+            self.cut_written_ahead(size)?;
         }
         self.prefilled.store(size, Ordering::Relaxed);
         Ok(())
@@ -775,6 +793,11 @@ impl Segment {
     /// cut bytes back under batches appended and synced after them.
     pub(crate) fn cut_file_at(&self, position: u64) -> Result<()> {
         self.log.set_len(position)?;
+        self.cut_done(position)
+    }
+
+    /// After the `.log` file was cut at `position`: the segment ends there, durably.
+    fn cut_done(&self, position: u64) -> Result<()> {
         if self.size() > position {
             self.size.store(position, Ordering::Release);
         }

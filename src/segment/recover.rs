@@ -377,7 +377,7 @@ impl Segment {
             .store(scan.valid_bytes, std::sync::atomic::Ordering::Release);
         if prefilled {
             // Not synced: if a crash undoes the cut, the next recovery makes it again.
-            self.log.set_len(scan.valid_bytes)?;
+            self.cut_written_ahead(scan.valid_bytes)?;
         }
         self.prefilled
             .store(scan.valid_bytes, std::sync::atomic::Ordering::Relaxed);
