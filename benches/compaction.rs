@@ -19,7 +19,8 @@ fn cleaning(c: &mut Criterion) {
     let mut group = c.benchmark_group("compaction");
     group.throughput(Throughput::Bytes(BYTES));
     bench_sides(&mut group, ["clean", "raw_read"], || {
-        let cleanings = compaction::compaction(&root, BYTES, 1).expect("clean");
+        let cleanings =
+            compaction::compaction(&root, BYTES, compaction::KeyOrder::Rounds, 1).expect("clean");
         (cleanings.clean, cleanings.raw)
     });
     group.finish();

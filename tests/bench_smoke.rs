@@ -40,6 +40,10 @@ fn bench_run_at_tiny_size_reports_finite_figures() {
         report.recovery_ratio,
         report.append_mb_s,
         report.raw_write_mb_s,
+        report.raw_write_prefilled_mb_s,
+        report.append_prefilled_raw_ratio,
+        report.raw_write_small_prefilled_mb_s,
+        report.append_small_prefilled_raw_ratio,
         report.clean_open_ms_1000_segments,
         report.read_mb_s,
         report.raw_read_mb_s,
@@ -62,6 +66,8 @@ fn bench_run_at_tiny_size_reports_finite_figures() {
         report.compaction_ratio,
         report.compaction_mb_s,
         report.compaction_skipped_share,
+        report.compaction_scattered_ratio,
+        report.compaction_scattered_skipped_share,
         report.offsets_load_ratio,
         report.offsets_load_mb_s,
         report.commits_per_s,
@@ -83,11 +89,20 @@ fn bench_run_at_tiny_size_reports_finite_figures() {
     assert!(report.parallel_copy_ratio_acks > 0.0 && report.parallel_copy_ratio_load > 0.0);
     assert!(report.handoff_copy_ratio_load > 0.0);
     assert!(report.fresh_page_write_ratio_start > 0.0);
+    assert!(report.raw_write_prefilled_mb_s > 0.0 && report.raw_write_small_prefilled_mb_s > 0.0);
     assert!(report.fresh_page_write_ratio_compaction > 0.0);
     // Every key is written ten times, in rounds: the rewrite skips the earlier rounds.
     assert!(
         report.compaction_skipped_share > 0.5 && report.compaction_skipped_share <= 1.0,
         "{}",
+        report.compaction_skipped_share
+    );
+    // At random places, a key's latest record is often not in the last tenth: fewer
+    // batches are superseded whole.
+    assert!(
+        report.compaction_scattered_skipped_share < report.compaction_skipped_share,
+        "{} scattered, {} in rounds",
+        report.compaction_scattered_skipped_share,
         report.compaction_skipped_share
     );
     // Differences of latencies: finite, of either sign on a tiny run.
@@ -102,6 +117,9 @@ fn bench_run_at_tiny_size_reports_finite_figures() {
         "recovery_ratio",
         "append_mb_s",
         "raw_write_mb_s",
+        "raw_write_prefilled_mb_s",
+        "append_prefilled_raw_ratio",
+        "append_small_prefilled_raw_ratio",
         "clean_open_ms_1000_segments",
         "follower_catchup_ratio",
         "acks_all_p50_us",
@@ -111,6 +129,8 @@ fn bench_run_at_tiny_size_reports_finite_figures() {
         "acks_all_cpu_cores",
         "compaction_ratio",
         "compaction_skipped_share",
+        "compaction_scattered_ratio",
+        "compaction_scattered_skipped_share",
         "offsets_load_ratio",
         "commits_per_s",
         "parallel_copy_ratio_acks",

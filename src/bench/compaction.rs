@@ -2,7 +2,8 @@
 //!
 //! - compaction of a dirty log whose records' keys are 10% distinct (each key written ten
 //!   times, 1 KiB values), one full cleaning, against a raw sequential read of the same
-//!   segment files;
+//!   segment files: with the keys written in rounds ([`KeyOrder::Rounds`], the floor's
+//!   workload), and at random places ([`KeyOrder::Scattered`], reported beside it);
 //! - loading an offsets partition (commits of 100 partitions each) into a store's view,
 //!   against a raw sequential read of its files;
 //! - commits of 100 partition offsets each with `acks=1`, in partition offsets per second.
@@ -51,6 +52,19 @@ fn raw_read(dir: &Path) -> Result<(Duration, u64)> {
     Ok((start.elapsed(), bytes))
 }
 
+/// Where the compaction workload writes each key's ten records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyOrder {
+    /// In ten rounds over every key, as consumer groups committing in turn do: the last
+    /// round holds every key's latest record, and the cleaning's rewrite reads only the
+    /// last tenth of the log (the others are superseded whole).
+    Rounds,
+    /// Each record's key drawn at random (about ten records per key, placed anywhere),
+    /// as a changelog of random updates: latest records all over the log, in about a
+    /// third of its batches.
+    Scattered,
+}
+
 /// What [`compaction`] measured.
 #[derive(Debug, Clone, Copy)]
 pub struct Cleanings {
@@ -65,9 +79,9 @@ pub struct Cleanings {
     pub skipped_share: f64,
 }
 
-/// Builds a compacted log of about `data_bytes` in `root` and cleans it once, `reps`
-/// times.
-pub fn compaction(root: &Path, data_bytes: u64, reps: usize) -> Result<Cleanings> {
+/// Builds a compacted log of about `data_bytes` in `root`, its keys in `order`, and cleans
+/// it once, `reps` times.
+pub fn compaction(root: &Path, data_bytes: u64, order: KeyOrder, reps: usize) -> Result<Cleanings> {
     let mut best = Cleanings {
         clean: Duration::MAX,
         raw: Duration::MAX,
@@ -75,7 +89,7 @@ pub fn compaction(root: &Path, data_bytes: u64, reps: usize) -> Result<Cleanings
         skipped_share: 0.0,
     };
     for _ in 0..reps.max(1) {
-        let once = compaction_once(root, data_bytes)?;
+        let once = compaction_once(root, data_bytes, order)?;
         best = Cleanings {
             clean: best.clean.min(once.clean),
             raw: best.raw.min(once.raw),
@@ -85,7 +99,7 @@ pub fn compaction(root: &Path, data_bytes: u64, reps: usize) -> Result<Cleanings
     Ok(best)
 }
 
-fn compaction_once(root: &Path, data_bytes: u64) -> Result<Cleanings> {
+fn compaction_once(root: &Path, data_bytes: u64, order: KeyOrder) -> Result<Cleanings> {
     workload::remove_tree(root)?;
     let config = LogConfig {
         cleanup_policy: CleanupPolicy::Compact,
@@ -105,8 +119,11 @@ fn compaction_once(root: &Path, data_bytes: u64) -> Result<Cleanings> {
     let mut written = vec![false; keys as usize];
     let mut in_builder = Vec::with_capacity(RECORDS_PER_BATCH);
     for i in 0..records {
-        // Keys in a scattered order, each written `WRITES_PER_KEY` times over the log.
-        let key = i.wrapping_mul(0x9E37_79B9) % keys;
+        let key = match order {
+            // Each round the keys in a scattered order, each written once.
+            KeyOrder::Rounds => i.wrapping_mul(0x9E37_79B9) % keys,
+            KeyOrder::Scattered => mix(i) % keys,
+        };
         value[..8].copy_from_slice(&i.to_le_bytes());
         builder.append(now, Some(&key.to_be_bytes()), Some(&value), &[]);
         in_builder.push(key);
@@ -161,6 +178,14 @@ fn compaction_once(root: &Path, data_bytes: u64) -> Result<Cleanings> {
         bytes,
         skipped_share,
     })
+}
+
+/// SplitMix64's finalizer: a key drawn at random for record `i`, the same every run.
+fn mix(i: u64) -> u64 {
+    let mut z = i.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// A lone leader replica of an offsets partition in `root`, and a store hosting it.
@@ -267,12 +292,16 @@ pub fn offsets_load(
         fresh.load(0)?;
         load = load.min(start.elapsed());
         // A load that skipped work would show a ratio it did not earn: every group's
-        // partitions must be in the view.
+        // partitions must be in the view, each at the group's last commit (commit `i`,
+        // of group `i % LOAD_GROUPS`, committed offset `i` for all its partitions).
         for g in 0..LOAD_GROUPS.min(commits) {
+            let last = g + (commits - 1 - g) / LOAD_GROUPS * LOAD_GROUPS;
             let offsets = fresh.fetch(&format!("group-{g}"), None)?;
-            if offsets.len() != PARTITIONS_PER_COMMIT {
+            let current = offsets.iter().filter(|(_, c)| c.offset == last as i64);
+            if offsets.len() != PARTITIONS_PER_COMMIT || current.count() != offsets.len() {
                 return Err(Error::InvalidConfig(format!(
-                    "bench offsets load: group-{g} has {} of {PARTITIONS_PER_COMMIT} offsets",
+                    "bench offsets load: group-{g} has {} of {PARTITIONS_PER_COMMIT} offsets, \
+                     not all at its last commit {last}",
                     offsets.len()
                 )));
             }

@@ -104,20 +104,23 @@ fn run_in(
     };
     let log_root = root.join("log");
     let log_dir = workload::partition_dir(&log_root);
-    let raw_path = root.join("raw.bin");
+    let raw_paths = [root.join("raw.bin"), root.join("raw-prefilled.bin")];
 
     report.fresh_page_write_ratio_start = workload::fresh_page_write_ratio(root)?;
     // Small records first: their log is not needed afterwards.
     progress("append-small");
-    let small = append_stage(&log_root, &raw_path, workload::SMALL, data_bytes)?;
+    let small = append_stage(&log_root, &raw_paths, workload::SMALL, data_bytes)?;
     report.append_small_mb_s = mb_s(small.bytes, small.log);
     report.raw_write_small_mb_s = mb_s(small.bytes, small.raw);
     report.append_small_ratio = report.append_small_mb_s / report.raw_write_small_mb_s;
+    report.raw_write_small_prefilled_mb_s = mb_s(small.bytes, small.raw_prefilled);
+    report.append_small_prefilled_raw_ratio =
+        report.append_small_mb_s / report.raw_write_small_prefilled_mb_s;
     report.validate_small_mb_s = mb_s(small.bytes, small.validate);
     drop(small.log_left_open);
 
     progress("append");
-    let large = append_stage(&log_root, &raw_path, workload::LARGE, data_bytes)?;
+    let large = append_stage(&log_root, &raw_paths, workload::LARGE, data_bytes)?;
     let bytes = large.bytes;
     report.data_bytes = bytes;
     report.validate_mb_s = mb_s(bytes, large.validate);
@@ -125,6 +128,8 @@ fn run_in(
     report.append_mb_s = mb_s(bytes, large.log);
     report.raw_write_mb_s = mb_s(bytes, large.raw);
     report.append_ratio = report.append_mb_s / report.raw_write_mb_s;
+    report.raw_write_prefilled_mb_s = mb_s(bytes, large.raw_prefilled);
+    report.append_prefilled_raw_ratio = report.append_mb_s / report.raw_write_prefilled_mb_s;
     let log = large.log_left_open;
 
     progress("read");
@@ -160,7 +165,8 @@ fn run_in(
         for raw in [raw_first, !raw_first] {
             let start = Instant::now();
             if raw {
-                let (n, _crc) = workload::read_crc_raw(&segments, &mut buf)?;
+                let (n, crc) = workload::read_crc_raw(&segments, &mut buf)?;
+                std::hint::black_box(crc);
                 raw_best = raw_best.min(start.elapsed());
                 check_bytes("raw read+crc", n, bytes)?;
             } else {
@@ -228,11 +234,19 @@ fn run_in(
     progress("compaction");
     report.fresh_page_write_ratio_compaction = workload::fresh_page_write_ratio(root)?;
     let compaction_root = root.join("compaction");
-    let cleanings = compaction::compaction(&compaction_root, data_bytes, COMPACTION_REPS)?;
+    let rounds = compaction::KeyOrder::Rounds;
+    let cleanings = compaction::compaction(&compaction_root, data_bytes, rounds, COMPACTION_REPS)?;
     report.compaction_mb_s = mb_s(cleanings.bytes, cleanings.clean);
     report.raw_read_compaction_mb_s = mb_s(cleanings.bytes, cleanings.raw);
     report.compaction_skipped_share = cleanings.skipped_share;
     report.compaction_ratio = report.compaction_mb_s / report.raw_read_compaction_mb_s;
+    // The same with each key's records at random places: the floor's workload lets the
+    // rewrite skip nine tenths of the log, this one about two thirds.
+    let scattered = compaction::KeyOrder::Scattered;
+    let cleanings = compaction::compaction(&compaction_root, data_bytes, scattered, 1)?;
+    report.compaction_scattered_ratio =
+        mb_s(cleanings.bytes, cleanings.clean) / mb_s(cleanings.bytes, cleanings.raw);
+    report.compaction_scattered_skipped_share = cleanings.skipped_share;
 
     progress("offsets-load");
     report.parallel_copy_ratio_load = workload::parallel_copy_ratio();
@@ -256,6 +270,8 @@ struct AppendTimes {
     bytes: u64,
     log: Duration,
     raw: Duration,
+    /// The raw twin that writes zeros ahead as the log does.
+    raw_prefilled: Duration,
     create: Duration,
     /// Validation alone, in memory, of the same batches.
     validate: Duration,
@@ -267,28 +283,34 @@ struct AppendTimes {
 /// log and writes them raw, [`REPS`] times, keeping the best of each.
 fn append_stage(
     log_root: &Path,
-    raw_path: &Path,
+    raw_paths: &[PathBuf; 2],
     shape: workload::Shape,
     data_bytes: u64,
 ) -> Result<AppendTimes> {
     let count = batches_for(shape, data_bytes);
     let (mut corpus, batch_len) = workload::corpus(shape, count);
     let log_dir = workload::partition_dir(log_root);
-    let (mut log_best, mut raw_best) = (Duration::MAX, Duration::MAX);
+    let (mut log_best, mut raw_best) = (Duration::MAX, [Duration::MAX; 2]);
     let mut create_best = Duration::MAX;
     let mut log = None;
     for _ in 0..REPS {
         drop(log.take());
         workload::remove_tree(log_root)?;
-        workload::remove_file(raw_path)?;
+        for path in raw_paths {
+            workload::remove_file(path)?;
+        }
         let (log_took, raw_took, create_took, appended) =
-            append_interleaved(&log_dir, raw_path, &mut corpus, batch_len)?;
+            append_interleaved(&log_dir, raw_paths, &mut corpus, batch_len)?;
         create_best = create_best.min(create_took);
         log_best = log_best.min(log_took);
-        raw_best = raw_best.min(raw_took);
+        for (best, took) in raw_best.iter_mut().zip(raw_took) {
+            *best = (*best).min(took);
+        }
         log = Some(appended);
     }
-    workload::remove_file(raw_path)?;
+    for path in raw_paths {
+        workload::remove_file(path)?;
+    }
     // In memory, no I/O: the validation every leader append pays, which bounds the ratio.
     let mut validate_best = Duration::MAX;
     for _ in 0..REPS {
@@ -300,53 +322,70 @@ fn append_stage(
     Ok(AppendTimes {
         bytes: corpus.len() as u64,
         log: log_best,
-        raw: raw_best,
+        raw: raw_best[0],
+        raw_prefilled: raw_best[1],
         create: create_best,
         validate: validate_best,
         log_left_open: log.ok_or_else(|| Error::InvalidConfig("no repetitions".into()))?,
     })
 }
 
-/// Appends the batches of `corpus` to a new log and writes them to a new raw file,
-/// alternating chunks of about [`APPEND_CHUNK_BYTES`] between the two (and which goes
-/// first), so that both meet the same page-cache and writeback state and the same noise.
-/// The raw side writes the chunk half a corpus away from the log's, so that neither finds
-/// the other's batches in the CPU cache. Returns the time each spent writing, the time
-/// creating the log took (its first segment, with preallocated indexes: once per
-/// `segment_bytes` of appends, so not part of the per-byte figure), and the log, still
-/// open. Creating and closing the raw file are not timed either.
+/// Appends the batches of `corpus` to a new log and writes them to two new raw files
+/// (`raw_paths`: one `pwrite` per batch, and the same with zeros written ahead as the log
+/// writes them, see [`workload::write_batches_prefilled`]), in turn by chunks of about
+/// [`APPEND_CHUNK_BYTES`] (the order rotating), so that all three meet the same page-cache
+/// and writeback state and the same noise. Each side writes the chunk a third of the
+/// corpus away from the one before it, so that none finds another's batches in the CPU
+/// cache. Returns the time each spent writing (log, then the raw twins), the time creating
+/// the log took (its first segment, with preallocated indexes: once per `segment_bytes`
+/// of appends, so not part of the per-byte figure), and the log, still open. Creating and
+/// closing the raw files are not timed either.
 fn append_interleaved(
     log_dir: &Path,
-    raw_path: &Path,
+    raw_paths: &[PathBuf; 2],
     corpus: &mut [u8],
     batch_len: usize,
-) -> Result<(Duration, Duration, Duration, crate::log::Log)> {
+) -> Result<(Duration, [Duration; 2], Duration, crate::log::Log)> {
     let start = Instant::now();
     let log = workload::create_log(log_dir)?;
     let create_took = start.elapsed();
-    let raw = workload::create_raw(raw_path)?;
-    let (mut log_took, mut raw_took) = (Duration::ZERO, Duration::ZERO);
+    let raw = workload::create_raw(&raw_paths[0])?;
+    let prefilled_raw = workload::create_raw(&raw_paths[1])?;
+    let (mut log_took, mut raw_took) = (Duration::ZERO, [Duration::ZERO; 2]);
     let chunk_len = (APPEND_CHUNK_BYTES / batch_len).max(1) * batch_len;
     let chunks = corpus.len().div_ceil(chunk_len);
-    let mut raw_pos = 0u64;
+    let (mut raw_pos, mut prefilled_pos, mut prefilled) = (0u64, 0u64, 0u64);
     for chunk in 0..chunks {
-        let raw_first = chunk % 2 == 0;
-        for is_raw in [raw_first, !raw_first] {
+        for turn in 0..3 {
+            let side = (chunk + turn) % 3;
+            let at = ((chunk + side * chunks / 3) % chunks) * chunk_len;
+            let end = (at + chunk_len).min(corpus.len());
             let start = Instant::now();
-            if is_raw {
-                let at = ((chunk + chunks / 2) % chunks) * chunk_len;
-                let bytes = &corpus[at..(at + chunk_len).min(corpus.len())];
-                raw_pos = workload::write_batches(raw.as_ref(), raw_pos, bytes, batch_len)?;
-                raw_took += start.elapsed();
-            } else {
-                let at = chunk * chunk_len;
-                let end = (at + chunk_len).min(corpus.len());
-                workload::append_batches(&log, &mut corpus[at..end], batch_len)?;
-                log_took += start.elapsed();
+            match side {
+                0 => {
+                    workload::append_batches(&log, &mut corpus[at..end], batch_len)?;
+                    log_took += start.elapsed();
+                }
+                1 => {
+                    let bytes = &corpus[at..end];
+                    raw_pos = workload::write_batches(raw.as_ref(), raw_pos, bytes, batch_len)?;
+                    raw_took[0] += start.elapsed();
+                }
+                _ => {
+                    let (file, bytes) = (prefilled_raw.as_ref(), &corpus[at..end]);
+                    prefilled_pos = workload::write_batches_prefilled(
+                        file,
+                        prefilled_pos,
+                        &mut prefilled,
+                        bytes,
+                        batch_len,
+                    )?;
+                    raw_took[1] += start.elapsed();
+                }
             }
         }
     }
-    drop(raw);
+    drop((raw, prefilled_raw));
     // Rolled (untimed), so that the log's files hold its batches and nothing else: the
     // active segment keeps zeros written ahead of its end (see `segment::PREFILL_BYTES`),
     // and the raw twins of the read and recovery workloads read the files.

@@ -227,6 +227,9 @@ fn measure_acks(
         let at = (i % batches) * batch_len;
         let batch = &mut corpus[at..at + batch_len];
         let acks = if i % 2 == 0 { Acks::Leader } else { Acks::All };
+        // Untimed: each append starts with the followers idle, so that an `acks=all` one
+        // does not wait out the fetch of the `acks=1` append just before it.
+        caught_up(leader, followers)?;
         let start = Instant::now();
         let handle = leader.append(batch, acks, APPEND_TIMEOUT_MS)?;
         wait(&handle)?;

@@ -37,12 +37,19 @@ pub struct BenchReport {
     pub append_small_ratio: f64,
     pub append_small_mb_s: f64,
     pub raw_write_small_mb_s: f64,
+    /// The raw twin that writes zeros ahead as the log does (one `pwritev` per batch that
+    /// passes a 64 KiB boundary), and the append against it; reported, no floor.
+    pub raw_write_small_prefilled_mb_s: f64,
+    pub append_small_prefilled_raw_ratio: f64,
     /// Validation alone of the small-record batches, in memory.
     pub validate_small_mb_s: f64,
     pub read_ratio: f64,
     pub recovery_ratio: f64,
     pub append_mb_s: f64,
     pub raw_write_mb_s: f64,
+    /// As `raw_write_small_prefilled_mb_s`, for the 16 KiB batches.
+    pub raw_write_prefilled_mb_s: f64,
+    pub append_prefilled_raw_ratio: f64,
     pub clean_open_ms_1000_segments: f64,
     pub read_mb_s: f64,
     pub raw_read_mb_s: f64,
@@ -104,6 +111,10 @@ pub struct BenchReport {
     /// The share of that log's batches the cleaning's rewrite did not read (superseded
     /// whole: the bench writes every key ten times, in rounds).
     pub compaction_skipped_share: f64,
+    /// The same cleaning, one run, of a log whose keys' records lie at random places
+    /// ([`super::compaction::KeyOrder::Scattered`]); reported, no floor.
+    pub compaction_scattered_ratio: f64,
+    pub compaction_scattered_skipped_share: f64,
     /// Loading an offsets partition into a view ÷ a raw read of its files.
     pub offsets_load_ratio: f64,
     pub offsets_load_mb_s: f64,
@@ -137,6 +148,8 @@ impl BenchReport {
                 "\"read_ratio\":{:.3},\"recovery_ratio\":{:.3},",
                 "\"append_small_mb_s\":{:.1},\"raw_write_small_mb_s\":{:.1},\"validate_small_mb_s\":{:.1},",
                 "\"append_mb_s\":{:.1},\"raw_write_mb_s\":{:.1},",
+                "\"raw_write_prefilled_mb_s\":{:.1},\"append_prefilled_raw_ratio\":{:.3},",
+                "\"raw_write_small_prefilled_mb_s\":{:.1},\"append_small_prefilled_raw_ratio\":{:.3},",
                 "\"clean_open_ms_1000_segments\":{:.2},",
                 "\"read_mb_s\":{:.1},\"raw_read_mb_s\":{:.1},",
                 "\"recovery_mb_s\":{:.1},\"raw_crc_mb_s\":{:.1},\"validate_mb_s\":{:.1},\"log_create_ms\":{:.2},\"recovery_first_mb_s\":{:.1},",
@@ -146,6 +159,7 @@ impl BenchReport {
                 "\"acks1_replicated_mb_s\":{:.1},\"acks_all_ceiling_ratio\":{:.3},",
                 "\"acks1_cpu_cores\":{:.2},\"acks_all_cpu_cores\":{:.2},\"acks_spin_pauses\":{},",
                 "\"compaction_ratio\":{:.3},\"compaction_mb_s\":{:.1},\"raw_read_compaction_mb_s\":{:.1},\"compaction_skipped_share\":{:.3},",
+                "\"compaction_scattered_ratio\":{:.3},\"compaction_scattered_skipped_share\":{:.3},",
                 "\"offsets_load_ratio\":{:.3},\"offsets_load_mb_s\":{:.1},\"raw_read_offsets_mb_s\":{:.1},",
                 "\"commits_per_s\":{:.0},",
                 "\"parallel_copy_ratio_acks\":{:.2},\"parallel_copy_ratio_load\":{:.2},\"handoff_copy_ratio_load\":{:.2},",
@@ -161,6 +175,10 @@ impl BenchReport {
             self.validate_small_mb_s,
             self.append_mb_s,
             self.raw_write_mb_s,
+            self.raw_write_prefilled_mb_s,
+            self.append_prefilled_raw_ratio,
+            self.raw_write_small_prefilled_mb_s,
+            self.append_small_prefilled_raw_ratio,
             self.clean_open_ms_1000_segments,
             self.read_mb_s,
             self.raw_read_mb_s,
@@ -188,6 +206,8 @@ impl BenchReport {
             self.compaction_mb_s,
             self.raw_read_compaction_mb_s,
             self.compaction_skipped_share,
+            self.compaction_scattered_ratio,
+            self.compaction_scattered_skipped_share,
             self.offsets_load_ratio,
             self.offsets_load_mb_s,
             self.raw_read_offsets_mb_s,
@@ -319,6 +339,14 @@ impl BenchReport {
         }
         let _ = writeln!(
             out,
+            "against a raw twin that writes zeros ahead as the log does: {:.0} MB/s, append {:.2}; {:.0} MB/s, small records {:.2}",
+            self.raw_write_prefilled_mb_s,
+            self.append_prefilled_raw_ratio,
+            self.raw_write_small_prefilled_mb_s,
+            self.append_small_prefilled_raw_ratio
+        );
+        let _ = writeln!(
+            out,
             "batch validation alone (CRC-32C + records, in memory): {:.0} MB/s for 1 KiB records, {:.0} MB/s for 100 B",
             self.validate_mb_s, self.validate_small_mb_s
         );
@@ -349,6 +377,13 @@ impl BenchReport {
             self.acks_all_cpu_cores,
             std::thread::available_parallelism().map_or(0, |n| n.get()),
             self.acks_spin_pauses
+        );
+        let _ = writeln!(
+            out,
+            "compaction skipped {:.0}% of the batches (keys in rounds); with keys at random places: ratio {:.2}, {:.0}% skipped",
+            self.compaction_skipped_share * 100.0,
+            self.compaction_scattered_ratio,
+            self.compaction_scattered_skipped_share * 100.0
         );
         let _ = writeln!(
             out,
