@@ -542,6 +542,32 @@ fn check_types_its_warning_lines() {
     );
 }
 
+/// A Kafka dir's KRaft metadata log is not a partition of the dir (the Raft layer's, as
+/// in Kafka's `LogManager`): `check` leaves it alone, files and all, and says so.
+#[test]
+fn check_names_the_metadata_log_it_leaves_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    produce(tmp.path(), 10, 10);
+    let meta = tmp.path().join("__cluster_metadata-0");
+    std::fs::create_dir(&meta).unwrap();
+    std::fs::write(meta.join("00000000000000000000.log"), b"not a batch").unwrap();
+    let lines = expect(&["check", s(tmp.path()), "--json"], 0);
+    let note = lines
+        .iter()
+        .find(|l| l.contains("__cluster_metadata-0"))
+        .unwrap();
+    assert_eq!(field(note, "type").as_deref(), Some("warning"), "{note}");
+    assert!(note.contains("not checked"), "{note}");
+    assert!(lines
+        .iter()
+        .any(|l| field(l, "partition").as_deref() == Some("orders-0")));
+    let names: Vec<_> = std::fs::read_dir(&meta)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["00000000000000000000.log"], "its files untouched");
+}
+
 #[test]
 fn check_exits_non_zero_when_a_partition_cannot_be_opened() {
     let tmp = tempfile::tempdir().unwrap();

@@ -227,9 +227,11 @@ fn measure_acks(
         let at = (i % batches) * batch_len;
         let batch = &mut corpus[at..at + batch_len];
         let acks = if i % 2 == 0 { Acks::Leader } else { Acks::All };
-        // Untimed: each append starts with the followers idle, so that an `acks=all` one
-        // does not wait out the fetch of the `acks=1` append just before it.
+        // Untimed: each append starts with the followers idle (each holding the log, and
+        // the leader's HW at its end: their next fetches arrived), so that an `acks=all`
+        // one does not wait out the fetches of the `acks=1` append just before it.
         caught_up(leader, followers)?;
+        settled_hw(leader)?;
         let start = Instant::now();
         let handle = leader.append(batch, acks, APPEND_TIMEOUT_MS)?;
         wait(&handle)?;
@@ -331,6 +333,19 @@ fn caught_up(leader: &Partition, followers: &[Arc<Partition>]) -> Result<()> {
             return Err(Error::RequestTimedOut);
         }
         // Short naps: the `acks=1` runs time this wait.
+        thread::sleep(Duration::from_micros(20));
+    }
+    Ok(())
+}
+
+/// Waits until the leader's high watermark reaches its log end: the followers' fetches
+/// after their last append arrived.
+fn settled_hw(leader: &Partition) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while leader.high_watermark() < leader.log().log_end_offset() {
+        if Instant::now() > deadline {
+            return Err(Error::RequestTimedOut);
+        }
         thread::sleep(Duration::from_micros(20));
     }
     Ok(())

@@ -591,15 +591,18 @@ impl Cluster {
 
     /// Makes `id` the leader of the next epoch and every other running broker a follower.
     fn elect_leader(&mut self, id: usize, unclean: bool) -> Result<Election> {
-        // The controller commits the new epoch before it tells any broker, as Kafka's does:
-        // an election that fails halfway never hands the same epoch to a second leader.
+        // The controller commits the election (leader, epoch, ISR) before it tells any
+        // broker, as Kafka's does: one that fails halfway never hands the same epoch to a
+        // second leader, and the brokers told so far follow the leader it recorded.
         let epoch = self.epoch + 1;
-        self.epoch = epoch;
         let isr = if unclean {
             vec![id as i32]
         } else {
             self.isr.isr.clone()
         };
+        self.epoch = epoch;
+        self.isr = ControllerIsr::new(isr.clone());
+        self.leader = Some(id);
         self.up_replica(id)?
             .become_leader(epoch, self.replica_ids(), isr.clone())?;
         for b in (0..self.brokers.len()).filter(|&b| b != id) {
@@ -607,8 +610,6 @@ impl Cluster {
                 r.become_follower(epoch, id as i32)?;
             }
         }
-        self.isr = ControllerIsr::new(isr.clone());
-        self.leader = Some(id);
         Ok(Election {
             leader: id,
             epoch,

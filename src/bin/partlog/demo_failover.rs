@@ -244,19 +244,25 @@ impl Story {
         Ok(())
     }
 
-    /// Rounds without producing until every in-flight append has its outcome and every
-    /// running broker is in the ISR (or `max_rounds` passed).
-    /// Runs rounds until no append is in flight, every running broker is in the ISR and
-    /// the group caught up; whether that happened within `max_rounds`.
-    fn settle(&mut self, max_rounds: u32) -> CliResult<bool> {
+    /// Runs rounds without producing until no append is in flight, every running broker
+    /// is in the ISR and the group caught up; `None` when that happened within
+    /// `max_rounds`, else what was still wanting.
+    fn settle(&mut self, max_rounds: u32) -> CliResult<Option<&'static str>> {
+        let mut wanting = None;
         for _ in 0..max_rounds {
             let all_in_sync = (0..self.cluster.brokers())
                 .filter(|&b| self.cluster.is_up(b))
                 .all(|b| self.cluster.isr().contains(&(b as i32)));
             let hw = self.high_watermark();
-            if self.producer.in_flight.is_empty() && all_in_sync && self.group.caught_up(hw) {
-                return Ok(true);
-            }
+            wanting = if !self.producer.in_flight.is_empty() {
+                Some("appends still in flight")
+            } else if !all_in_sync {
+                Some("a running broker out of the ISR")
+            } else if !self.group.caught_up(hw) {
+                Some("the consumer group behind the HW")
+            } else {
+                return Ok(None);
+            };
             let report = self.cluster.replicate()?;
             self.cluster.tick(ROUND_MS)?;
             self.producer.collect();
@@ -265,7 +271,7 @@ impl Story {
             }
             self.group_round()?;
         }
-        Ok(false)
+        Ok(wanting)
     }
 
     fn high_watermark(&self) -> i64 {
@@ -455,11 +461,14 @@ pub fn run(seed: u64, records: u64, json: bool) -> CliResult<ExitCode> {
     }
     // An append still in flight at the end is neither acknowledged nor lost: the story
     // fails unless every one has its outcome.
-    let settled = story.settle(10_000)? && story.producer.count(Sent::InFlight) == 0;
-    story.event(if settled {
-        "producer stops; every in-flight append has its outcome"
-    } else {
-        "producer stops; the cluster did not settle: appends still in flight"
+    let wanting = match story.settle(10_000)? {
+        None if story.producer.count(Sent::InFlight) > 0 => Some("appends still in flight"),
+        wanting => wanting,
+    };
+    let settled = wanting.is_none();
+    story.event(&match wanting {
+        None => "producer stops; every in-flight append has its outcome".to_string(),
+        Some(what) => format!("producer stops; the cluster did not settle: {what}"),
     })?;
 
     let verdict = verify(&story.cluster, &story.producer)?;
