@@ -696,6 +696,53 @@ mod tests {
         assert!(!c.isr().contains(&old));
     }
 
+    /// A fetch answer the network held back is lost when it comes due across a broker
+    /// cut off meanwhile, as a partition loses what is in flight over it: the follower
+    /// learns nothing while cut off. (It used to arrive, and the follower caught up.)
+    #[test]
+    fn a_held_back_answer_does_not_cross_a_cut() {
+        let mut held = 0;
+        for seed in 1..13 {
+            let mut c = Cluster::new(ClusterOptions {
+                network: NetworkFaults {
+                    delay_percent: 100,
+                    ..NetworkFaults::default()
+                },
+                seed,
+                ..ClusterOptions::default()
+            })
+            .unwrap();
+            let leader = c.leader().expect("a leader");
+            let follower = (leader + 1) % 3;
+            let mut batch = crate::record::BatchBuilder::new();
+            batch.append(1, None, Some(b"v"), &[]);
+            let mut batch = batch.build().unwrap();
+            c.produce(&mut batch, Acks::Leader, 1_000).unwrap();
+            c.replicate().unwrap();
+            let log_end = |c: &Cluster| c.replica(follower).unwrap().log().log_end_offset();
+            if log_end(&c) != 0 {
+                continue; // the answer came due in the same round: nothing to show here
+            }
+            held += 1;
+            c.set_isolated(follower, true);
+            for _ in 0..20 {
+                c.replicate().unwrap();
+            }
+            assert_eq!(
+                log_end(&c),
+                0,
+                "seed {seed}: a held-back answer crossed the cut"
+            );
+            c.set_isolated(follower, false);
+            c.network().delay_percent = 0;
+            for _ in 0..5 {
+                c.replicate().unwrap();
+            }
+            assert_eq!(log_end(&c), 1, "seed {seed}: caught up once connected");
+        }
+        assert!(held > 2, "{held} seeds held the answer back past its round");
+    }
+
     /// The ISR version after `i32::MAX` changes has no next one: the change is a typed
     /// error (it used to panic), and the ISR the controller holds stays as it was.
     #[test]
