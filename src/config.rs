@@ -1,6 +1,7 @@
 //! Limits and policies of one log, with Apache Kafka's defaults.
 
 use crate::error::{Error, Result};
+use crate::record::TimestampType;
 
 /// Kafka's `log.segment.bytes` default: 1 GiB.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 1 << 30;
@@ -95,6 +96,12 @@ pub struct LogConfig {
     /// holds, about a third faster for 16 KiB batches. Off spares the extra copy of the
     /// zeros where it does not. Either way recovery recognises the zeros.
     pub prefill: bool,
+    /// Kafka's `message.timestamp.type`: the timestamp type a leader gives every batch it
+    /// appends, whatever the producer marked, as Kafka's `LogValidator` does. `CreateTime`
+    /// (the default) keeps the producer's timestamps: a batch a client marked
+    /// `LogAppendTime` is stored as `CreateTime`, its max timestamp its records' largest.
+    /// `LogAppendTime` stamps every batch with the leader's clock.
+    pub message_timestamp_type: TimestampType,
 }
 
 impl Default for LogConfig {
@@ -114,6 +121,7 @@ impl Default for LogConfig {
             max_compaction_lag_ms: i64::MAX,
             delete_retention_ms: DEFAULT_DELETE_RETENTION_MS,
             prefill: true,
+            message_timestamp_type: TimestampType::CreateTime,
         }
     }
 }

@@ -7,7 +7,7 @@ use partlog::log::{
     Log, EARLIEST_LOCAL_TIMESTAMP, EARLIEST_TIMESTAMP, GAPS_FILE_NAME, LATEST_TIMESTAMP,
     MAX_TIMESTAMP,
 };
-use partlog::record::{BatchBuilder, BatchError};
+use partlog::record::{BatchBuilder, BatchError, TimestampType};
 use partlog::{CleanupPolicy, Error, LogConfig};
 
 fn each(scenario: impl Fn(&Backend)) {
@@ -684,15 +684,19 @@ fn appends_from_an_older_leader_epoch_are_fenced() {
     });
 }
 
-/// A batch with `LogAppendTime` gets the broker's clock as its max timestamp (with a
-/// recomputed CRC), and time lookups use that time for all its records; the append
-/// reports the clock's time too when the producer wrote a later one.
+/// Under `message.timestamp.type=LogAppendTime`, a batch gets the broker's clock as its
+/// max timestamp (with a recomputed CRC), and time lookups use that time for all its
+/// records; the append reports the clock's time too when the producer wrote a later one.
 #[test]
 fn log_append_time_batches_are_stamped_with_the_clock() {
     each(|backend| {
-        let (log, _) = open(backend, "t-0", LogConfig::default()); // clock at 1,000,000
+        let config = LogConfig {
+            message_timestamp_type: TimestampType::LogAppendTime,
+            ..LogConfig::default()
+        };
+        let (log, _) = open(backend, "t-0", config); // clock at 1,000,000
         let mut builder = partlog::record::BatchBuilder::new();
-        builder.timestamp_type(partlog::record::TimestampType::LogAppendTime);
+        builder.timestamp_type(TimestampType::LogAppendTime);
         builder.append(5, Some(b"a"), Some(b"1"), &[]);
         builder.append(6, Some(b"b"), Some(b"2"), &[]);
         let mut b = builder.build().unwrap();
@@ -707,12 +711,59 @@ fn log_append_time_batches_are_stamped_with_the_clock() {
         assert!(log.offset_for_timestamp(1_000_001).unwrap().is_none());
         // Also what the append returns when the producer wrote a later time: the clock's.
         let mut later = partlog::record::BatchBuilder::new();
-        later.timestamp_type(partlog::record::TimestampType::LogAppendTime);
+        later.timestamp_type(TimestampType::LogAppendTime);
         later.append(5_000_000, Some(b"c"), Some(b"3"), &[]);
         let info = log
             .append_as_leader(&mut later.build().unwrap(), 3)
             .unwrap();
         assert_eq!(info.max_timestamp, 1_000_000);
+        // A batch the producer marked `CreateTime` is stamped all the same.
+        let mut create = partlog::record::BatchBuilder::new();
+        create.append(7, Some(b"d"), Some(b"4"), &[]);
+        log.append_as_leader(&mut create.build().unwrap(), 3)
+            .unwrap();
+        let bytes = log
+            .read(2, 1 << 20, None)
+            .unwrap()
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        let batch = partlog::record::Batch::parse(&bytes).unwrap();
+        batch.validate().unwrap();
+        let header = batch.header();
+        assert_eq!(header.timestamp_type(), TimestampType::LogAppendTime);
+        assert_eq!(header.max_timestamp, 1_000_000);
+    });
+}
+
+/// Under the default `message.timestamp.type=CreateTime`, a batch a client marked
+/// `LogAppendTime` is stored as Kafka's `LogValidator` stores it: marked `CreateTime`,
+/// its max timestamp its records' largest, its CRC recomputed; time lookups find its
+/// records by their own times. (It used to be stamped with the broker's clock.)
+#[test]
+fn a_client_log_append_time_batch_takes_the_topics_create_time() {
+    each(|backend| {
+        let (log, _) = open(backend, "t-0", LogConfig::default()); // clock at 1,000,000
+        let mut builder = partlog::record::BatchBuilder::new();
+        builder.timestamp_type(TimestampType::LogAppendTime);
+        builder.append(5_000, Some(b"a"), Some(b"1"), &[]);
+        builder.append(7_000, Some(b"b"), Some(b"2"), &[]);
+        builder.append(6_000, Some(b"c"), Some(b"3"), &[]);
+        let info = log
+            .append_as_leader(&mut builder.build().unwrap(), 3)
+            .unwrap();
+        assert_eq!(info.max_timestamp, 7_000);
+        let bytes = first_bytes(&log);
+        let batch = partlog::record::Batch::parse(&bytes).unwrap();
+        batch.validate().unwrap();
+        assert_eq!(batch.header().timestamp_type(), TimestampType::CreateTime);
+        assert_eq!(batch.header().max_timestamp, 7_000);
+        let found = log.offset_for_timestamp(6_500).unwrap().unwrap();
+        assert_eq!((found.offset, found.timestamp), (1, 7_000));
+        let found = log.offset_for_timestamp(5_500).unwrap().unwrap();
+        assert_eq!((found.offset, found.timestamp), (1, 7_000));
+        let found = log.offset_for_timestamp(4_000).unwrap().unwrap();
+        assert_eq!((found.offset, found.timestamp), (0, 5_000));
     });
 }
 

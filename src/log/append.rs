@@ -47,7 +47,10 @@ impl Log {
     /// stamps `leader_epoch`, both in place (they lie outside the CRC, so nothing is
     /// re-encoded). The max timestamp is Kafka's: for a `CreateTime` batch the largest of
     /// its records' timestamps, written into the header (CRC and all) when the producer
-    /// wrote another there; a batch with `LogAppendTime` gets the clock's time. A refused
+    /// wrote another there. Each batch takes the topic's timestamp type
+    /// ([`crate::LogConfig::message_timestamp_type`]): under `LogAppendTime` it gets the
+    /// clock's time; under `CreateTime` (the default) one a client marked `LogAppendTime`
+    /// is marked `CreateTime`, with its records' largest time. A refused
     /// append writes nothing.
     pub fn append_as_leader(&self, batches: &mut [u8], leader_epoch: i32) -> Result<AppendInfo> {
         self.append_as_leader_from(AppendOrigin::Client, batches, leader_epoch)
@@ -110,19 +113,29 @@ impl Log {
             record::set_base_offset(batch, next);
             record::set_partition_leader_epoch(batch, leader_epoch);
             let batch = &mut batch[..header.size()];
-            let max_timestamp = match header.timestamp_type() {
-                TimestampType::LogAppendTime => {
+            // The topic's timestamp type, not the producer's mark, as Kafka's
+            // `LogValidator` has it (see `LogConfig::message_timestamp_type`).
+            let stored = self.config.message_timestamp_type;
+            let max_timestamp = match (stored, header.timestamp_type()) {
+                (TimestampType::LogAppendTime, _) => {
                     record::set_log_append_time(batch, now_ms);
                     now_ms
                 }
-                TimestampType::CreateTime if max_timestamps_differ => {
+                (TimestampType::CreateTime, TimestampType::LogAppendTime) => {
+                    // Marked by a client: its records' own times, the largest the max.
+                    record::set_create_time(batch);
+                    let max_timestamp = Batch::parse(batch)?.validate_for_leader()?;
+                    record::set_max_timestamp(batch, max_timestamp);
+                    max_timestamp
+                }
+                (TimestampType::CreateTime, TimestampType::CreateTime) if max_timestamps_differ => {
                     let max_timestamp = Batch::parse(batch)?.validate_for_leader()?;
                     if max_timestamp != header.max_timestamp {
                         record::set_max_timestamp(batch, max_timestamp);
                     }
                     max_timestamp
                 }
-                TimestampType::CreateTime => header.max_timestamp,
+                (TimestampType::CreateTime, TimestampType::CreateTime) => header.max_timestamp,
             };
             info.max_timestamp = info.max_timestamp.max(max_timestamp);
             next += header.last_offset_delta as i64 + 1;

@@ -447,6 +447,20 @@ pub fn set_log_append_time(batch: &mut [u8], timestamp_ms: i64) {
     recompute_crc(batch);
 }
 
+/// Marks the batch at the start of `batch` `CreateTime` (clears the timestamp type bit)
+/// and recomputes its CRC; its max timestamp is left as it was. Does nothing when `batch`
+/// does not hold the whole batch (debug builds assert).
+pub fn set_create_time(batch: &mut [u8]) {
+    let ok = BatchHeader::parse(batch).is_ok_and(|h| h.size() <= batch.len());
+    debug_assert!(ok, "set_create_time needs a whole batch");
+    if !ok {
+        return;
+    }
+    batch[ATTRIBUTES_AT] &= !((TIMESTAMP_TYPE_BIT >> 8) as u8);
+    batch[ATTRIBUTES_AT + 1] &= !(TIMESTAMP_TYPE_BIT as u8);
+    recompute_crc(batch);
+}
+
 /// Sets the max timestamp of the whole batch at the start of `batch`, keeping its
 /// timestamp type, and recomputes its CRC (Kafka's `DefaultRecordBatch.setMaxTimestamp`).
 /// Does nothing when `batch` does not hold the whole batch (debug builds assert): the

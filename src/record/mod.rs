@@ -4,8 +4,8 @@
 //! - [`BatchHeader`] / [`Batch`] / [`batches`] read and validate batches without copying.
 //! - [`Batch::records`] iterates records ([`Record`], [`RecordIter`]) without allocating.
 //! - [`BatchBuilder`] encodes batches; [`set_base_offset`], [`set_partition_leader_epoch`],
-//!   [`set_log_append_time`], [`set_max_timestamp`] and [`recompute_crc`] patch a finished
-//!   batch in place.
+//!   [`set_log_append_time`], [`set_create_time`], [`set_max_timestamp`] and
+//!   [`recompute_crc`] patch a finished batch in place.
 //!
 //! The byte layouts are documented on [`BatchHeader`] (batch) and [`Record`] (record).
 //! Compressed batches are checked at the header and CRC level only: partlog never
@@ -22,8 +22,9 @@ pub mod varint;
 mod walk;
 
 pub use batch::{
-    batch_size, batches, recompute_crc, set_base_offset, set_log_append_time, set_max_timestamp,
-    set_partition_leader_epoch, Batch, BatchHeader, BatchIter, Compression, TimestampType,
+    batch_size, batches, recompute_crc, set_base_offset, set_create_time, set_log_append_time,
+    set_max_timestamp, set_partition_leader_epoch, Batch, BatchHeader, BatchIter, Compression,
+    TimestampType,
 };
 pub use builder::BatchBuilder;
 pub use crc::{crc32c, Crc32c};
