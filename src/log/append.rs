@@ -80,9 +80,13 @@ impl Log {
         let first_offset = self.log_end_offset();
         let compacts = self.config.cleanup_policy.compacts();
         let max_batch_bytes = Some(self.config.max_message_bytes);
-        // Whether a `CreateTime` header's max timestamp is not its records' (no client
-        // Kafka ships writes one): found again below for the batches it concerns.
-        let mut max_timestamps_differ = false;
+        // The topic's timestamp type, not the producer's mark, as Kafka's `LogValidator`
+        // has it (see `LogConfig::message_timestamp_type`).
+        let stored = self.config.message_timestamp_type;
+        // Whether a batch stored as `CreateTime` needs its header rewritten: marked
+        // `LogAppendTime` by its client, or with a max timestamp not its records' (no
+        // client Kafka ships writes one). Found again below for the batches it concerns.
+        let mut headers_to_fix = false;
         let mut info = self.scan_input(batches, max_batch_bytes, |batch, next| {
             let header = batch.header();
             // The CRC first, as Kafka checks it before the rules of the batch's origin.
@@ -90,8 +94,9 @@ impl Log {
             if origin == AppendOrigin::Client {
                 check_client_batch(header)?;
             }
-            if header.timestamp_type() == TimestampType::CreateTime {
-                max_timestamps_differ |= max_timestamp != header.max_timestamp;
+            if stored == TimestampType::CreateTime {
+                headers_to_fix |= header.timestamp_type() == TimestampType::LogAppendTime
+                    || max_timestamp != header.max_timestamp;
             }
             if compacts {
                 require_keys(batch)?;
@@ -113,29 +118,23 @@ impl Log {
             record::set_base_offset(batch, next);
             record::set_partition_leader_epoch(batch, leader_epoch);
             let batch = &mut batch[..header.size()];
-            // The topic's timestamp type, not the producer's mark, as Kafka's
-            // `LogValidator` has it (see `LogConfig::message_timestamp_type`).
-            let stored = self.config.message_timestamp_type;
-            let max_timestamp = match (stored, header.timestamp_type()) {
-                (TimestampType::LogAppendTime, _) => {
+            let max_timestamp = match stored {
+                TimestampType::LogAppendTime => {
                     record::set_log_append_time(batch, now_ms);
                     now_ms
                 }
-                (TimestampType::CreateTime, TimestampType::LogAppendTime) => {
-                    // Marked by a client: its records' own times, the largest the max.
-                    record::set_create_time(batch);
+                TimestampType::CreateTime if headers_to_fix => {
+                    // The records' own times (a `LogAppendTime` mark does not change
+                    // them), the largest the max.
                     let max_timestamp = Batch::parse(batch)?.validate_for_leader()?;
-                    record::set_max_timestamp(batch, max_timestamp);
-                    max_timestamp
-                }
-                (TimestampType::CreateTime, TimestampType::CreateTime) if max_timestamps_differ => {
-                    let max_timestamp = Batch::parse(batch)?.validate_for_leader()?;
-                    if max_timestamp != header.max_timestamp {
-                        record::set_max_timestamp(batch, max_timestamp);
+                    if header.timestamp_type() == TimestampType::LogAppendTime
+                        || max_timestamp != header.max_timestamp
+                    {
+                        record::set_create_time(batch, max_timestamp);
                     }
                     max_timestamp
                 }
-                (TimestampType::CreateTime, TimestampType::CreateTime) => header.max_timestamp,
+                TimestampType::CreateTime => header.max_timestamp,
             };
             info.max_timestamp = info.max_timestamp.max(max_timestamp);
             next += header.last_offset_delta as i64 + 1;

@@ -341,7 +341,7 @@ impl<'a> Batch<'a> {
     /// are not seen: partlog does not decompress.
     ///
     /// Returns the largest timestamp of the records, which a leader writes as the batch's
-    /// max timestamp when it has `CreateTime` (see [`set_max_timestamp`]); for a compressed
+    /// max timestamp when it has `CreateTime` (see [`set_create_time`]); for a compressed
     /// batch, the header's own.
     pub fn validate_for_leader(&self) -> Result<i64, BatchError> {
         let header = &self.header;
@@ -447,10 +447,11 @@ pub fn set_log_append_time(batch: &mut [u8], timestamp_ms: i64) {
     recompute_crc(batch);
 }
 
-/// Marks the batch at the start of `batch` `CreateTime` (clears the timestamp type bit)
-/// and recomputes its CRC; its max timestamp is left as it was. Does nothing when `batch`
-/// does not hold the whole batch (debug builds assert).
-pub fn set_create_time(batch: &mut [u8]) {
+/// Marks the batch at the start of `batch` `CreateTime` (clears the timestamp type bit),
+/// sets its max timestamp to `max_timestamp` (its records' largest) and recomputes its
+/// CRC once (Kafka's `setMaxTimestamp(CREATE_TIME, ...)`). Does nothing when `batch` does
+/// not hold the whole batch (debug builds assert).
+pub fn set_create_time(batch: &mut [u8], max_timestamp: i64) {
     let ok = BatchHeader::parse(batch).is_ok_and(|h| h.size() <= batch.len());
     debug_assert!(ok, "set_create_time needs a whole batch");
     if !ok {
@@ -458,6 +459,7 @@ pub fn set_create_time(batch: &mut [u8]) {
     }
     batch[ATTRIBUTES_AT] &= !((TIMESTAMP_TYPE_BIT >> 8) as u8);
     batch[ATTRIBUTES_AT + 1] &= !(TIMESTAMP_TYPE_BIT as u8);
+    write_be(batch, MAX_TIMESTAMP_AT, &max_timestamp.to_be_bytes());
     recompute_crc(batch);
 }
 
