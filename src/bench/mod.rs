@@ -337,10 +337,10 @@ fn append_stage(
 /// and writeback state and the same noise. Each side writes the chunk a third of the
 /// corpus away from the one before it, so that none finds another's batches in the CPU
 /// cache (with fewer than three chunks, two sides write the same one in a round: quick
-/// runs have eight, full ones sixty-four). Returns the time each spent writing (log, then the raw twins), the time creating
-/// the log took (its first segment, with preallocated indexes: once per `segment_bytes`
-/// of appends, so not part of the per-byte figure), and the log, still open. Creating and
-/// closing the raw files are not timed either.
+/// runs have eight, full ones sixty-four). Returns the time each spent writing (log, then
+/// the raw twins), the time creating the log took (its first segment, with preallocated
+/// indexes: once per `segment_bytes` of appends, so not part of the per-byte figure), and
+/// the log, still open. Creating and closing the raw files are not timed either.
 fn append_interleaved(
     log_dir: &Path,
     raw_paths: &[PathBuf; 2],

@@ -326,23 +326,21 @@ fn wait(handle: &AppendHandle) -> Result<()> {
 
 /// Waits until every follower has the leader's whole log.
 fn caught_up(leader: &Partition, followers: &[Arc<Partition>]) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(120);
     let end = leader.log().log_end_offset();
-    while followers.iter().any(|f| f.log().log_end_offset() < end) {
-        if Instant::now() > deadline {
-            return Err(Error::RequestTimedOut);
-        }
-        // Short naps: the `acks=1` runs time this wait.
-        thread::sleep(Duration::from_micros(20));
-    }
-    Ok(())
+    wait_until(|| followers.iter().all(|f| f.log().log_end_offset() >= end))
 }
 
 /// Waits until the leader's high watermark reaches its log end: the followers' fetches
 /// after their last append arrived.
 fn settled_hw(leader: &Partition) -> Result<()> {
+    wait_until(|| leader.high_watermark() >= leader.log().log_end_offset())
+}
+
+/// Polls `done` in short naps (the `acks=1` runs time a wait for the followers) until it
+/// holds, for two minutes at most.
+fn wait_until(done: impl Fn() -> bool) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
-    while leader.high_watermark() < leader.log().log_end_offset() {
+    while !done() {
         if Instant::now() > deadline {
             return Err(Error::RequestTimedOut);
         }

@@ -188,9 +188,6 @@ pub fn write_batches(
     Ok(pos)
 }
 
-/// Zeros the prefilled raw twin writes ahead of its batches.
-static ZEROS: [u8; segment::PREFILL_BYTES as usize] = [0; segment::PREFILL_BYTES as usize];
-
 /// [`write_batches`] with the log's own trick: a write that passes `*prefilled` also
 /// writes zeros up to the next [`segment::PREFILL_BYTES`] boundary, in the same
 /// `pwritev`, so that later batches land on pages already in the page cache (see
@@ -206,7 +203,8 @@ pub fn write_batches_prefilled(
         let end = pos + batch.len() as u64;
         if end > *prefilled {
             let to = end.next_multiple_of(segment::PREFILL_BYTES);
-            file.write_all_vectored_at(&[batch, &ZEROS[..(to - end) as usize]], pos)?;
+            let zeros = &segment::ZEROS[..(to - end) as usize];
+            file.write_all_vectored_at(&[batch, zeros], pos)?;
             *prefilled = to;
         } else {
             file.write_at(batch, pos)?;

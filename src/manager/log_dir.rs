@@ -190,13 +190,27 @@ impl LogDir {
     /// is neither opened by [`LogDir::open_all`] nor waited for by the clean-shutdown
     /// marker). [`LogDir::open_log`] still opens it when asked by name.
     pub fn partitions(&self) -> Result<Vec<TopicPartition>> {
+        let mut all = self.partition_dirs()?;
+        all.retain(|tp| tp.topic != METADATA_TOPIC);
+        Ok(all)
+    }
+
+    /// The KRaft metadata logs that have a directory here, which [`LogDir::partitions`]
+    /// leaves out (for tools to say so).
+    pub fn metadata_logs(&self) -> Result<Vec<TopicPartition>> {
+        let mut all = self.partition_dirs()?;
+        all.retain(|tp| tp.topic == METADATA_TOPIC);
+        Ok(all)
+    }
+
+    /// Every directory here named as a partition's, sorted.
+    fn partition_dirs(&self) -> Result<Vec<TopicPartition>> {
         Ok(self
             .storage
             .list_dir(&self.path)?
             .into_iter()
             .filter(|e| e.is_dir)
             .filter_map(|e| TopicPartition::from_dir_name(&e.name))
-            .filter(|tp| tp.topic != METADATA_TOPIC)
             .collect())
     }
 

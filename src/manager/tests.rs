@@ -248,6 +248,8 @@ fn the_metadata_log_is_not_a_partition_of_the_dir() {
     assert!(!dir.was_clean_shutdown());
     dir.open_log(&tp).unwrap();
     assert_eq!(dir.partitions().unwrap(), vec![tp.clone()]);
+    let metadata = TopicPartition::new(METADATA_TOPIC, 0);
+    assert_eq!(dir.metadata_logs().unwrap(), vec![metadata]);
     let opened: Vec<_> = dir
         .open_all()
         .unwrap()

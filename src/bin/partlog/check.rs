@@ -9,9 +9,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use partlog::checkpoint::TopicPartition;
 use partlog::log::RecoveryReport;
-use partlog::manager::{LogDir, LogDirOptions, METADATA_TOPIC};
+use partlog::manager::{LogDir, LogDirOptions};
 
 use crate::json::{self, Json};
 use crate::progress::Progress;
@@ -46,24 +45,18 @@ pub fn run(args: &CheckArgs, json: bool) -> CliResult {
         .or(args.dir_flag.as_ref())
         .ok_or_else(|| CliError::Input("name the log dir: DIR or --dir DIR".into()))?;
     let storage = existing_dir(dir, args.dry_run)?;
-    let log_dir = OpenedDir::new(LogDir::open(
-        storage.clone(),
-        dir,
-        LogDirOptions::default(),
-    )?);
+    let log_dir = OpenedDir::new(LogDir::open(storage, dir, LogDirOptions::default())?);
     for warning in log_dir.warnings() {
         emit_warning(None, warning, json)?;
     }
     // Not a partition of the dir (see `LogDir::partitions`): said, so that a Kafka dir's
     // metadata log is not taken for checked.
-    for entry in storage.list_dir(dir)?.into_iter().filter(|e| e.is_dir) {
-        if TopicPartition::from_dir_name(&entry.name).is_some_and(|tp| tp.topic == METADATA_TOPIC) {
-            let note = format!(
-                "{}: KRaft's metadata log, the Raft layer's: not checked",
-                entry.name
-            );
-            emit_warning(None, &note, json)?;
-        }
+    for tp in log_dir.metadata_logs()? {
+        let note = format!(
+            "{}: KRaft's metadata log, the Raft layer's: not checked",
+            tp.dir_name()
+        );
+        emit_warning(None, &note, json)?;
     }
     let partitions = log_dir.partitions()?;
     // A misspelt name would leave the compacted topic's offset gaps to read as damage,
