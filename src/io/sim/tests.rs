@@ -24,13 +24,19 @@ fn create(sim: &SimStorage, path: &str, bytes: &[u8]) -> Arc<dyn StorageFile> {
     f
 }
 
+/// [`create`], the file's data and its entry in `/d` synced.
+fn create_durable(sim: &SimStorage, path: &str, bytes: &[u8]) -> Arc<dyn StorageFile> {
+    let f = create(sim, path, bytes);
+    f.sync_data().unwrap();
+    sim.sync_dir(Path::new("/d")).unwrap();
+    f
+}
+
 #[test]
 fn synced_data_and_entry_survive_every_crash() {
     for seed in 0..50 {
         let sim = disk(seed);
-        let f = create(&sim, "/d/a", b"durable");
-        f.sync_data().unwrap();
-        sim.sync_dir(Path::new("/d")).unwrap();
+        let f = create_durable(&sim, "/d/a", b"durable");
         f.write_at(b"more", 7).unwrap();
         sim.crash();
         let img = sim
@@ -47,9 +53,7 @@ fn unsynced_data_may_vanish_and_torn_tails_stay_in_the_unsynced_region() {
     let (mut lost, mut kept, mut torn) = (false, false, false);
     for seed in 0..200 {
         let sim = disk(seed);
-        let f = create(&sim, "/d/a", &[1u8; 100]);
-        f.sync_data().unwrap();
-        sim.sync_dir(Path::new("/d")).unwrap();
+        let f = create_durable(&sim, "/d/a", &[1u8; 100]);
         f.write_at(&[2u8; 1000], 100).unwrap();
         sim.crash();
         let img = sim.read_raw(Path::new("/d/a")).unwrap();
@@ -161,9 +165,7 @@ fn a_kill_keeps_the_page_cache_without_making_it_durable() {
     let (mut data_lost, mut entry_lost) = (false, false);
     for seed in 0..100 {
         let sim = disk(seed);
-        let f = create(&sim, "/d/a", b"durable");
-        f.sync_data().unwrap();
-        sim.sync_dir(Path::new("/d")).unwrap();
+        let f = create_durable(&sim, "/d/a", b"durable");
         f.write_at(b" and more", 7).unwrap();
         create(&sim, "/d/b", b"new");
         sim.crash_keep_written();
@@ -236,9 +238,7 @@ fn one_shot_faults_hit_the_nth_call_on_matching_paths() {
 #[test]
 fn crash_fault_crashes_at_the_chosen_write() {
     let sim = disk(4);
-    let f = create(&sim, "/d/a", b"x");
-    f.sync_data().unwrap();
-    sim.sync_dir(Path::new("/d")).unwrap();
+    let f = create_durable(&sim, "/d/a", b"x");
     sim.fail_nth(SimOp::Write, 3, FaultKind::Crash).unwrap();
     f.write_at(b"a", 1).unwrap();
     f.write_at(b"b", 2).unwrap();

@@ -630,12 +630,18 @@ fn a_compressed_batch_fails_the_replay_with_its_offset() {
     bytes[ATTRIBUTES_AT + 1] |= 1; // gzip
     let crc = crate::record::crc32c(&bytes[crate::record::CRC_START as usize..]);
     bytes[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    replay_fails_both_ways(&bytes, 40, "compressed");
+}
+
+/// Replays `piece` into a fresh view both ways (decoded first, and batch by batch): each
+/// fails with [`Error::OffsetsRecord`] at `offset`, its reason naming `what`.
+fn replay_fails_both_ways(piece: &[u8], offset: i64, what: &str) {
     let mut decoded = Decoded::default();
-    decoded.decode_piece(&bytes);
+    decoded.decode_piece(piece);
     for decoded in [None, Some(&decoded)] {
-        let err = View::default().replay_piece(&bytes, decoded).unwrap_err();
+        let err = View::default().replay_piece(piece, decoded).unwrap_err();
         assert!(
-            matches!(&err, Error::OffsetsRecord { offset: 40, reason } if reason.contains("compressed")),
+            matches!(&err, Error::OffsetsRecord { offset: o, reason } if *o == offset && reason.contains(what)),
             "{err}"
         );
     }
