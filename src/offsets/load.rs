@@ -77,8 +77,8 @@ impl OffsetsStore {
     /// Replays at least `load_buffer_bytes` more of partition `index`'s log into its view
     /// (or the rest of it). A helper thread reads the log ahead of the replay from the
     /// first step to the last, and decodes the records of the pieces the replay has no
-    /// time for (see [`ReadAhead`]), so that the copy out of the page cache and the
-    /// decoding overlap the replay. A step that fails ends the load, as Kafka's coordinator
+    /// time for (see [`ReadAhead`]; the replay decodes the others itself, the same way),
+    /// so that the copy out of the page cache and the decoding overlap the replay. A step that fails ends the load, as Kafka's coordinator
     /// unloads a partition whose load failed: later steps return the same error and
     /// requests get [`Error::NotCoordinator`] until [`OffsetsStore::become_leader`] starts
     /// another. A step that fails after the replica stepped down says
@@ -178,9 +178,18 @@ fn load_pieces(
         }
     };
     let mut done = 0u64;
+    // For the pieces the reader sent undecoded.
+    let mut own = Decoded::default();
     while done < step {
         let more = ahead.next(|piece, decoded| {
-            *next = view.replay_piece(piece, decoded)?.unwrap_or(*next);
+            let decoded = match decoded {
+                Some(decoded) => decoded,
+                None => {
+                    own.decode_piece(piece);
+                    &own
+                }
+            };
+            *next = view.replay_piece(piece, Some(decoded))?.unwrap_or(*next);
             done += piece.len() as u64;
             Ok(())
         })?;

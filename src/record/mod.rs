@@ -31,7 +31,12 @@ pub use crc::{crc32c, Crc32c};
 pub use error::{BatchError, RecordFault};
 pub use fuzz::fuzz_batch_decode;
 pub use legacy::{encode_message_v1, legacy_message_size};
+/// The pieces of the usual record's reading (one- or two-byte varints), for a reader
+/// that walks records itself.
+pub(crate) use records::short_bytes;
 pub use records::{HeaderIter, Record, RecordIter, UsualRecords};
+pub(crate) use varint::unzigzag;
+pub(crate) use walk::short_unsigned;
 
 /// Size of the RecordBatch v2 header, from `baseOffset` through `recordsCount`.
 pub const HEADER_LEN: usize = 61;

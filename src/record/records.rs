@@ -382,7 +382,7 @@ impl<'a> RecordIter<'a> {
 /// `Some(None)` for null, `None` for a longer length, a negative one other than -1, or one
 /// past the end of `body`.
 #[inline(always)]
-fn short_bytes<'a>(body: &'a [u8], at: &mut usize) -> Option<Option<&'a [u8]>> {
+pub(crate) fn short_bytes<'a>(body: &'a [u8], at: &mut usize) -> Option<Option<&'a [u8]>> {
     let raw = short_unsigned(body, at)?;
     if raw == 1 {
         return Some(None);

@@ -64,7 +64,7 @@ pub fn decode_varint(buf: &[u8]) -> Result<(i32, usize), VarintError> {
 
 /// The signed value of a zigzag-encoded 32-bit one.
 #[inline(always)]
-pub(super) fn unzigzag(raw: u32) -> i32 {
+pub(crate) fn unzigzag(raw: u32) -> i32 {
     (raw >> 1) as i32 ^ -((raw & 1) as i32)
 }
 

@@ -198,7 +198,7 @@ fn headers_fill(body: &[u8], mut at: usize) -> bool {
 /// when the varint is longer (or `buf` ends first). Most fields of a record are that short:
 /// lengths below 8 KiB, deltas below 8,192.
 #[inline(always)]
-pub(super) fn short_unsigned(buf: &[u8], at: &mut usize) -> Option<u32> {
+pub(crate) fn short_unsigned(buf: &[u8], at: &mut usize) -> Option<u32> {
     let first = u32::from(*buf.get(*at)?);
     if first < 0x80 {
         *at += 1;

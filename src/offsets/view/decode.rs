@@ -3,15 +3,22 @@
 //! A load's work divides into what needs only the log's bytes (walking the records,
 //! decoding keys and values) and what needs the view (finding tables, filling slots).
 //! The reading thread does the first for the next piece while the loading thread does
-//! the second for this one, so that each does about half. The usual batch (offset
-//! commits of one group, with values) becomes a list of offsets by group and topic;
-//! anything else (tombstones, group metadata, transactions, markers, a record that does
-//! not decode) stays a batch that the view replays itself, and that reports any error.
+//! the second for this one, so that each does about half (a piece the reading thread
+//! had no time for, the loading thread decodes itself). The usual batch (offset commits
+//! of one group, with values) becomes a list of offsets by group and topic; anything
+//! else (tombstones, group metadata, transactions, markers, a record that does not
+//! decode) stays a batch that the view replays itself, and that reports any error.
+//!
+//! A commit's records mostly repeat the one before but for their partition, offset
+//! delta and value fields, so the decoder reads them by that record's [`Template`]: a
+//! few word compares and the fields' loads, where walking every varint and comparing the
+//! names cost twice as much.
 
 use std::ops::Range;
 
 use super::{same_bytes, Batch};
 use crate::offsets::codec::{self, KeyRef};
+use crate::record::{short_bytes, short_unsigned, unzigzag, Compression, HEADER_LEN};
 
 /// Bytes of a name in [`Decoded::names`], or of a text in [`Decoded::texts`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,15 +152,63 @@ impl Decoded {
     }
 
     /// The records of a batch as runs; `None` at the first record that is not an offset
-    /// commit with a value.
+    /// commit with a value, or not usual (as [`crate::record::UsualRecords`] takes them:
+    /// one- or two-byte varints, no headers).
     fn decode_records(&mut self, batch: &Batch<'_>) -> Option<()> {
+        let header = batch.header();
+        if header.compression() != Compression::None {
+            return None;
+        }
+        let count = usize::try_from(header.records_count).ok()?;
+        let mut rest = batch.as_bytes().get(HEADER_LEN..)?;
+        let mut previous = -1i32;
         // A key that repeats the bytes up to the partition (version, group, topic) of a
         // key decoded before in this batch continues its run without decoding the names.
         // Only a decoded key opens a run: a batch's first key always decodes.
         let mut prefix: Option<&[u8]> = None;
-        let mut records = batch.usual_records().ok()?;
-        records.try_for_each(|record| {
-            let (key, value) = (record.key?, record.value?);
+        let mut top = -1i32;
+        // The record before, when the next ones may repeat it (see `Template`).
+        let mut template: Option<Template> = None;
+        for _ in 0..count {
+            if let Some((offset_delta, entry, len)) = template.as_ref().and_then(|t| t.read(rest)) {
+                if offset_delta <= previous || offset_delta > header.last_offset_delta {
+                    return None;
+                }
+                previous = offset_delta;
+                top = top.max(entry.partition);
+                self.entries.push(entry);
+                rest = &rest[len..];
+                continue;
+            }
+            let record = rest;
+            let mut head = 0;
+            let length = short_unsigned(rest, &mut head)?;
+            if length & 1 == 1 {
+                return None;
+            }
+            let body = rest.get(head..head + (length >> 1) as usize)?;
+            rest = &rest[head + body.len()..];
+            // No headers: the count, zero, is the record's last byte.
+            if *body.last()? != 0 {
+                return None;
+            }
+            let mut at = 1; // past the attributes
+            short_unsigned(body, &mut at)?; // the timestamp delta
+            let offset_delta_at = at;
+            let offset_delta = unzigzag(short_unsigned(body, &mut at)?);
+            if offset_delta <= previous || offset_delta > header.last_offset_delta {
+                return None;
+            }
+            let offset_delta_len = at - offset_delta_at;
+            let short_timestamp = offset_delta_at == 2; // a one-byte delta
+            previous = offset_delta;
+            let key = short_bytes(body, &mut at)??;
+            let key_end = at;
+            let value = short_bytes(body, &mut at)??;
+            let value_at = at - value.len();
+            if at + 1 != body.len() {
+                return None;
+            }
             let partition = match prefix {
                 Some(p) if key.len() == p.len() + 4 && same_bytes(&key[..p.len()], p) => {
                     let mut id = [0u8; 4];
@@ -169,6 +224,8 @@ impl Decoded {
                     else {
                         return None;
                     };
+                    self.set_top(top);
+                    top = -1;
                     self.start_run(group.as_bytes(), topic.as_bytes())?;
                     prefix = Some(&key[..key.len() - 4]);
                     partition
@@ -191,9 +248,7 @@ impl Decoded {
                     }
                 }
             };
-            if let Some(run) = self.runs.last_mut() {
-                run.top = run.top.max(partition);
-            }
+            top = top.max(partition);
             self.entries.push(Entry {
                 partition,
                 leader_epoch: v.leader_epoch,
@@ -201,14 +256,31 @@ impl Decoded {
                 commit_timestamp: v.commit_timestamp,
                 metadata,
             });
-            Some(())
-        })?;
+            template = short_timestamp
+                .then(|| {
+                    let fields = Fields {
+                        offset_delta: (head + offset_delta_at, offset_delta_len),
+                        partition: head + key_end - 4,
+                        value: head + value_at,
+                    };
+                    Template::new(&record[..head + body.len()], fields, value)
+                })
+                .flatten();
+        }
         // Every record was usual, and nothing follows them.
-        if records.rest().next().is_some() {
+        if !rest.is_empty() {
             return None;
         }
+        self.set_top(top);
         self.close_run();
         Some(())
+    }
+
+    /// Raises the last run's highest partition to `top`.
+    fn set_top(&mut self, top: i32) {
+        if let Some(run) = self.runs.last_mut() {
+            run.top = run.top.max(top);
+        }
     }
 
     /// Ends the last run at the last entry.
@@ -246,6 +318,118 @@ impl Decoded {
         }
         Some(())
     }
+}
+
+/// Bytes of a record a [`Template`] holds at most.
+const TEMPLATE_BYTES: usize = 128;
+
+/// Where a record's varying fields lie, from its first byte.
+#[derive(Debug, Clone, Copy)]
+struct Fields {
+    /// The offset delta, and its length (one or two bytes).
+    offset_delta: (usize, usize),
+    /// The key's last four bytes.
+    partition: usize,
+    /// The value (version 3, empty metadata: 24 bytes).
+    value: usize,
+}
+
+/// A record of a commit that the next ones usually repeat byte for byte, but for their
+/// offset delta, partition and value fields: a commit's records share their group, topic,
+/// timestamp and layout. A record that repeats it reads from those fields' places alone,
+/// where the general decoding walks every varint and compares the key's names; it is
+/// then exactly the record the general decoding would read (every byte that tells the
+/// layout is the same, and the offset delta is still one byte).
+struct Template {
+    record: [u8; TEMPLATE_BYTES],
+    len: usize,
+    /// Per word of `record`: the bits that a repeat has the same.
+    same: [u64; TEMPLATE_BYTES / 8],
+    fields: Fields,
+}
+
+impl Template {
+    /// The template of `record`, whose fields lie at `fields`, if it is short enough and
+    /// its value is the usual one (the fixed layout `Template::read` reads).
+    fn new(record: &[u8], fields: Fields, value: &[u8]) -> Option<Template> {
+        let usual = value.len() == 24 && value[..2] == [0, 3] && value[14..16] == [0, 0];
+        if !usual || record.len() > TEMPLATE_BYTES {
+            return None;
+        }
+        let mut copy = [0u8; TEMPLATE_BYTES];
+        copy[..record.len()].copy_from_slice(record);
+        let mut mask = [0u8; TEMPLATE_BYTES];
+        mask[..record.len()].fill(0xff);
+        let (delta, delta_len) = fields.offset_delta;
+        mask[delta..delta + delta_len].fill(0);
+        mask[fields.partition..fields.partition + 4].fill(0);
+        // The value's offset and leader epoch, then its commit timestamp.
+        mask[fields.value + 2..fields.value + 14].fill(0);
+        mask[fields.value + 16..fields.value + 24].fill(0);
+        let mut same = [0u64; TEMPLATE_BYTES / 8];
+        for (word, bytes) in same.iter_mut().zip(mask.chunks_exact(8)) {
+            *word = u64::from_ne_bytes(word_of(bytes));
+        }
+        Some(Template {
+            record: copy,
+            len: record.len(),
+            same,
+            fields,
+        })
+    }
+
+    /// The offset delta, the entry and the length of the record at the start of `rest`
+    /// if it repeats the template; `None` otherwise (or when fewer than the template's
+    /// whole words are left, at a batch's last record: the general decoding reads it).
+    #[inline(always)]
+    fn read(&self, rest: &[u8]) -> Option<(i32, Entry, usize)> {
+        let words = self.len.div_ceil(8);
+        let next = rest.get(..words * 8)?;
+        let mut differ = 0u64;
+        for ((a, b), same) in next
+            .chunks_exact(8)
+            .zip(self.record.chunks_exact(8))
+            .zip(&self.same)
+        {
+            differ |= (u64::from_ne_bytes(word_of(a)) ^ u64::from_ne_bytes(word_of(b))) & same;
+        }
+        // The offset delta is as long as the template's: its bytes but the last have the
+        // high bit set.
+        let (at, len) = self.fields.offset_delta;
+        let first = u32::from(next[at]);
+        let delta = match len {
+            1 if first < 0x80 => first,
+            _ if first >= 0x80 && next[at + 1] < 0x80 => {
+                (first & 0x7f) | u32::from(next[at + 1]) << 7
+            }
+            _ => return None,
+        };
+        if differ != 0 {
+            return None;
+        }
+        let value = self.fields.value;
+        let at = |i: usize| u64::from_be_bytes(word_of(&next[i..i + 8])) as i64;
+        let at4 = |i: usize| {
+            let mut b = [0u8; 4];
+            b.copy_from_slice(&next[i..i + 4]);
+            i32::from_be_bytes(b)
+        };
+        let entry = Entry {
+            partition: at4(self.fields.partition),
+            leader_epoch: at4(value + 10),
+            offset: at(value + 2),
+            commit_timestamp: at(value + 16),
+            metadata: Span::EMPTY,
+        };
+        Some((unzigzag(delta), entry, self.len))
+    }
+}
+
+#[inline(always)]
+fn word_of(bytes: &[u8]) -> [u8; 8] {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&bytes[..8]);
+    w
 }
 
 fn push_name(names: &mut Vec<u8>, name: &[u8]) -> Option<Span> {
