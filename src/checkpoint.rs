@@ -80,11 +80,14 @@ impl TopicPartition {
         format!("{}-{}", self.topic, self.partition)
     }
 
-    /// Parses a partition directory name; the topic may itself contain `-`.
+    /// Parses a partition directory name; the topic may itself contain `-`. Only the
+    /// name [`TopicPartition::dir_name`] gives: `topic-01` or `topic-+1` is no partition
+    /// here (opened, it would be another directory, `topic-1`).
     pub fn from_dir_name(name: &str) -> Option<TopicPartition> {
-        let (topic, partition) = name.rsplit_once('-')?;
-        let partition = partition.parse::<i32>().ok().filter(|p| *p >= 0)?;
-        (!topic.is_empty()).then(|| TopicPartition::new(topic, partition))
+        let (topic, number) = name.rsplit_once('-')?;
+        let partition = number.parse::<i32>().ok().filter(|p| *p >= 0)?;
+        let canonical = partition.to_string() == number;
+        (canonical && !topic.is_empty()).then(|| TopicPartition::new(topic, partition))
     }
 }
 

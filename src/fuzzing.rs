@@ -15,6 +15,7 @@ use std::sync::Arc;
 use crate::checkpoint::{self, TopicPartition, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE};
 use crate::clock::ManualClock;
 use crate::config::{CleanupPolicy, LogConfig};
+use crate::error::Error;
 use crate::io::sim::SimStorage;
 use crate::io::Storage;
 use crate::log::{Log, LogOpenOptions};
@@ -320,8 +321,10 @@ pub fn index_open(data: &[u8]) {
 
 /// Arbitrary bytes as a checkpoint: both parsers must return entries or a typed error, a
 /// parsed checkpoint must render back to itself, and a log dir holding it as its
-/// recovery-point and log-start checkpoints must open a valid partition log: its batches,
-/// or an empty log at a checkpointed log start past them.
+/// recovery-point and log-start checkpoints must open a valid partition log (its batches,
+/// or an empty log at a checkpointed log start past them) if it parses, and refuse to
+/// open with a typed error if not (an unreadable log-start checkpoint takes the dir
+/// offline, as in Kafka).
 pub fn checkpoint_parse(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let path = Path::new("cp");
@@ -354,8 +357,19 @@ pub fn checkpoint_parse(data: &[u8]) {
         config: fuzz_config(),
         clock: Arc::new(ManualClock::new(1_700_000_000_000)),
     };
-    let dir = LogDir::open(sim.storage(), LOG_DIR, options)
-        .unwrap_or_else(|e| panic!("log dir with a fuzzed checkpoint did not open: {e}"));
+    let parses =
+        std::str::from_utf8(data).is_ok_and(|t| checkpoint::parse_offsets(path, t).is_ok());
+    let dir = match LogDir::open(sim.storage(), LOG_DIR, options) {
+        Ok(dir) => {
+            assert!(
+                parses,
+                "a log dir opened with a log-start checkpoint that does not parse"
+            );
+            dir
+        }
+        Err(Error::Parse { .. }) if !parses => return,
+        Err(e) => panic!("log dir with a fuzzed checkpoint did not open: {e}"),
+    };
     let (log, _) = dir
         .open_log(&TopicPartition::new("t", 0))
         .unwrap_or_else(|e| panic!("partition with a fuzzed checkpoint did not open: {e}"));

@@ -568,6 +568,23 @@ fn check_names_the_metadata_log_it_leaves_alone() {
     assert_eq!(names, ["00000000000000000000.log"], "its files untouched");
 }
 
+/// A replica that Kafka was moving into the dir (`-future`) is a log to Kafka, recovered
+/// or vouched for by the clean-shutdown marker, but no partition `check` opens: `check`
+/// says so, and writes no marker while it is there (Kafka would trust its tail).
+#[test]
+fn check_names_a_future_replica_it_leaves_alone_and_writes_no_marker() {
+    let tmp = tempfile::tempdir().unwrap();
+    produce(tmp.path(), 10, 10);
+    let future = "orders-0.9f1c2e7a4b6d4e0f8a1b2c3d4e5f6071-future";
+    std::fs::create_dir(tmp.path().join(future)).unwrap();
+    let _ = std::fs::remove_file(tmp.path().join(".kafka_cleanshutdown"));
+    let lines = expect(&["check", s(tmp.path()), "--json"], 0);
+    let note = lines.iter().find(|l| l.contains(future)).unwrap();
+    assert_eq!(field(note, "type").as_deref(), Some("warning"), "{note}");
+    assert!(note.contains("not checked"), "{note}");
+    assert!(!tmp.path().join(".kafka_cleanshutdown").exists());
+}
+
 #[test]
 fn check_exits_non_zero_when_a_partition_cannot_be_opened() {
     let tmp = tempfile::tempdir().unwrap();

@@ -41,6 +41,9 @@ pub const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
 /// KRaft's metadata topic, whose log a Kafka log dir may hold (with `metadata.log.dir`
 /// unset): the Raft layer's, not a data partition (see [`LogDir::partitions`]).
 pub const METADATA_TOPIC: &str = "__cluster_metadata";
+/// The directory of Kafka's tiered-storage index cache, the one subdirectory of a log
+/// dir that Kafka's loader does not take for a log.
+const REMOTE_INDEX_CACHE_DIR: &str = "remote-log-index-cache";
 
 /// Settings shared by the partitions of a log dir.
 #[derive(Debug, Clone)]
@@ -107,8 +110,13 @@ impl LogDir {
     /// from this process or another, fails with [`crate::Error::DirLocked`]. The
     /// clean-shutdown marker is read and removed, so a crash while loading counts as unclean
     /// (an open that fails leaves it; a clean close writes back what it held).
-    /// A corrupt checkpoint is reported in [`LogDir::warnings`] and treated as absent: its
-    /// partitions recover from their first segment, the safe choice.
+    /// A corrupt `recovery-point-offset-checkpoint` or `cleaner-offset-checkpoint` is
+    /// reported in [`LogDir::warnings`] and treated as absent: its partitions recover (or
+    /// are cleaned) from their first segment, the safe choice. An unreadable
+    /// `log-start-offset-checkpoint` or `replication-offset-checkpoint` fails the open
+    /// (with [`crate::Error::Parse`] or the I/O error), as Kafka takes such a dir offline:
+    /// read as none, records deleted below a log start would be served again, and the
+    /// next checkpoint written would forget every entry for good.
     pub fn open(
         storage: Arc<dyn Storage>,
         path: impl Into<PathBuf>,
@@ -130,14 +138,15 @@ impl LogDir {
             path.join(RECOVERY_POINT_FILE),
             &mut warnings,
         ));
-        let log_start_offsets = Arc::new(SharedOffsetsFile::read(
+        // Unreadable, the log starts and the high watermarks fail the open, as Kafka
+        // takes such a dir offline: read as none, the log starts would go back to the
+        // first segments' bases (deleted records served again), a follower in
+        // high-watermark truncation would cut its log to its start, and the next write
+        // would drop every entry for good.
+        let log_start_offsets = Arc::new(SharedOffsetsFile::read_strict(
             &storage,
             path.join(LOG_START_OFFSET_FILE),
-            &mut warnings,
-        ));
-        // Unreadable, the high watermarks fail the open, as Kafka takes such a dir offline:
-        // read as none, a follower in high-watermark truncation would cut its log to its
-        // start, and the next write would drop every entry for good.
+        )?);
         let high_watermarks =
             SharedOffsetsFile::read_strict(&storage, path.join(REPLICATION_FILE))?;
         let cleaner_offsets = Arc::new(SharedOffsetsFile::read(
@@ -287,7 +296,9 @@ impl LogDir {
             clock: self.options.clock.clone(),
             recovery_point,
             log_start_offset: self.log_starts().get(tp).copied(),
-            clean_shutdown: self.clean_shutdown,
+            // The marker never vouches for the metadata log (see
+            // `every_partition_recovered`): Kafka recovers it at every start.
+            clean_shutdown: self.clean_shutdown && tp.topic != METADATA_TOPIC,
             recovery_checkpoint: Some(Arc::new(PartitionCheckpoint {
                 recovery_points: self.recovery_points.clone(),
                 log_starts: self.log_start_offsets.clone(),
@@ -441,14 +452,35 @@ impl LogDir {
         self.storage.sync_dir(&self.path)
     }
 
-    /// True when no partition of the dir may hold unrecovered data: the dir was clean when
-    /// opened, or every partition in it is open.
+    /// True when no log of the dir may hold unrecovered data: the dir was clean when
+    /// opened, or every directory Kafka would load as a log is a partition open here.
+    /// Kafka's loader takes every subdirectory but its remote index cache for a log (and
+    /// the marker vouches for all of them), also those partlog does not open: a replica
+    /// being moved (`topic-0.<id>-future`), one marked for deletion (`-delete`) or stray
+    /// (`-stray`), a name whose partition is not written the usual way (`topic-01`).
+    /// The KRaft metadata log is left out: Kafka recovers it at every start.
     fn every_partition_recovered(&self) -> Result<bool> {
         if self.clean_shutdown {
             return Ok(true);
         }
+        if !self.unopenable_dirs()?.is_empty() {
+            return Ok(false);
+        }
         let logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
         Ok(self.partitions()?.iter().all(|tp| logs.contains_key(tp)))
+    }
+
+    /// The subdirectories that Kafka's loader would take for logs and partlog does not
+    /// open (see `every_partition_recovered`), sorted: while one is here, a close after
+    /// an unclean start writes no clean-shutdown marker.
+    pub fn unopenable_dirs(&self) -> Result<Vec<String>> {
+        let entries = self.storage.list_dir(&self.path)?;
+        Ok(entries
+            .into_iter()
+            .filter(|e| e.is_dir && e.name != REMOTE_INDEX_CACHE_DIR)
+            .filter(|e| TopicPartition::from_dir_name(&e.name).is_none())
+            .map(|e| e.name)
+            .collect())
     }
 
     /// The open logs with their partitions.

@@ -271,3 +271,87 @@ fn the_metadata_log_is_not_a_partition_of_the_dir() {
         "the metadata log held back the clean-shutdown marker"
     );
 }
+
+/// Kafka's loader takes every subdirectory of a log dir for a log (its remote index cache
+/// and the metadata log aside), and the marker vouches for all of them: a replica being
+/// moved here (`-future`), one marked for deletion or stray, a partition named `t-01`.
+/// partlog opens none of them, so after an unclean start it writes no marker while one is
+/// there; it wrote it, and Kafka trusted their unrecovered tails.
+#[test]
+fn directories_kafka_loads_and_partlog_does_not_hold_back_the_marker() {
+    let tp = TopicPartition::new("orders", 0);
+    let uuid = "9f1c2e7a4b6d4e0f8a1b2c3d4e5f6071";
+    for (seed, other, holds_back) in [
+        (21, format!("orders-0.{uuid}-future"), true),
+        (22, format!("orders-1.{uuid}-delete"), true),
+        (23, format!("orders-2.{uuid}-stray"), true),
+        (24, "orders-01".to_string(), true),
+        (25, "remote-log-index-cache".to_string(), false),
+    ] {
+        let sim = SimStorage::new(seed);
+        sim.create_dir_all(&Path::new("/d").join(&other)).unwrap();
+        let dir = LogDir::open(sim.storage(), "/d", LogDirOptions::default()).unwrap();
+        assert!(!dir.was_clean_shutdown());
+        assert_eq!(dir.partitions().unwrap(), vec![], "{other}");
+        let unopenable = if holds_back {
+            vec![other.clone()]
+        } else {
+            vec![]
+        };
+        assert_eq!(dir.unopenable_dirs().unwrap(), unopenable);
+        dir.open_log(&tp).unwrap();
+        dir.close().unwrap();
+        assert_eq!(marker_exists(&sim), !holds_back, "{other}");
+    }
+}
+
+/// The metadata log, opened by name after a clean shutdown, is recovered all the same:
+/// the marker never vouched for it (Kafka recovers it at every start). It was trusted,
+/// and a torn batch in a rolled segment stayed, with the segment after it.
+#[test]
+fn the_metadata_log_opened_by_name_is_recovered_after_a_clean_shutdown() {
+    let sim = SimStorage::new(26);
+    let meta = Path::new("/d/__cluster_metadata-0");
+    sim.create_dir_all(meta).unwrap();
+    let whole = batch();
+    let rolled = sim
+        .open(&meta.join("00000000000000000000.log"), OpenMode::CreateNew)
+        .unwrap();
+    rolled.write_at(&whole, 0).unwrap();
+    rolled.write_at(&whole[..20], whole.len() as u64).unwrap(); // torn
+    drop(rolled);
+    let mut next = whole.clone();
+    crate::record::set_base_offset(&mut next, 1);
+    let active = sim
+        .open(&meta.join("00000000000000000001.log"), OpenMode::CreateNew)
+        .unwrap();
+    active.write_at(&next, 0).unwrap();
+    drop(active);
+    sim.write_raw(Path::new("/d/.kafka_cleanshutdown"), b"")
+        .unwrap();
+    let dir = LogDir::open(sim.storage(), "/d", LogDirOptions::default()).unwrap();
+    assert!(dir.was_clean_shutdown());
+    let (log, _) = dir
+        .open_log(&TopicPartition::new(METADATA_TOPIC, 0))
+        .unwrap();
+    assert_eq!(log.log_end_offset(), 1, "recovery cut at the torn batch");
+    assert_eq!(log.size_bytes(), whole.len() as u64);
+}
+
+/// An unreadable `log-start-offset-checkpoint` fails the open, as Kafka takes such a dir
+/// offline, and is left as it was. Read as none, it took the log starts back to the first
+/// segments' bases (records deleted below them served again), and the next checkpoint
+/// written forgot them for good.
+#[test]
+fn an_unreadable_log_start_checkpoint_fails_the_open_and_stays() {
+    let sim = SimStorage::new(27);
+    let file = Path::new("/d/log-start-offset-checkpoint");
+    let damaged = b"0\n2\norders 0 5000\norders 1\n";
+    sim.write_raw(file, damaged).unwrap();
+    let err = LogDir::open(sim.storage(), "/d", LogDirOptions::default()).unwrap_err();
+    assert!(
+        matches!(&err, Error::Parse { file, line: 4, .. } if file.ends_with("log-start-offset-checkpoint")),
+        "{err}"
+    );
+    assert_eq!(sim.read_raw(file).as_deref(), Some(&damaged[..]));
+}

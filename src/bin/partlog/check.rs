@@ -58,6 +58,14 @@ pub fn run(args: &CheckArgs, json: bool) -> CliResult {
         );
         emit_warning(None, &note, json)?;
     }
+    for name in log_dir.unopenable_dirs()? {
+        let note = format!(
+            "{name}: not a partition partlog opens (a replica being moved, deleted or \
+             stray, or an unusual name): not checked, and no clean-shutdown marker is \
+             written while it is here"
+        );
+        emit_warning(None, &note, json)?;
+    }
     let partitions = log_dir.partitions()?;
     // A misspelt name would leave the compacted topic's offset gaps to read as damage,
     // and recovery would cut everything after the first: refused before any log opens.
