@@ -248,21 +248,10 @@ impl Story {
     /// is in the ISR and the group caught up; `None` when that happened within
     /// `max_rounds`, else what was still wanting.
     fn settle(&mut self, max_rounds: u32) -> CliResult<Option<&'static str>> {
-        let mut wanting = None;
         for _ in 0..max_rounds {
-            let all_in_sync = (0..self.cluster.brokers())
-                .filter(|&b| self.cluster.is_up(b))
-                .all(|b| self.cluster.isr().contains(&(b as i32)));
-            let hw = self.high_watermark();
-            wanting = if !self.producer.in_flight.is_empty() {
-                Some("appends still in flight")
-            } else if !all_in_sync {
-                Some("a running broker out of the ISR")
-            } else if !self.group.caught_up(hw) {
-                Some("the consumer group behind the HW")
-            } else {
+            if self.wanting().is_none() {
                 return Ok(None);
-            };
+            }
             let report = self.cluster.replicate()?;
             self.cluster.tick(ROUND_MS)?;
             self.producer.collect();
@@ -271,7 +260,24 @@ impl Story {
             }
             self.group_round()?;
         }
-        Ok(wanting)
+        // Looked at again after the last round, which may have settled it.
+        Ok(self.wanting())
+    }
+
+    /// What keeps the story from being settled, if anything (see `settle`).
+    fn wanting(&self) -> Option<&'static str> {
+        let all_in_sync = (0..self.cluster.brokers())
+            .filter(|&b| self.cluster.is_up(b))
+            .all(|b| self.cluster.isr().contains(&(b as i32)));
+        if !self.producer.in_flight.is_empty() {
+            Some("appends still in flight")
+        } else if !all_in_sync {
+            Some("a running broker out of the ISR")
+        } else if !self.group.caught_up(self.high_watermark()) {
+            Some("the consumer group behind the HW")
+        } else {
+            None
+        }
     }
 
     fn high_watermark(&self) -> i64 {
