@@ -97,10 +97,11 @@ pub struct LogConfig {
     /// zeros where it does not. Either way recovery recognises the zeros.
     pub prefill: bool,
     /// Kafka's `message.timestamp.type`: the timestamp type a leader gives every batch it
-    /// appends, whatever the producer marked, as Kafka's `LogValidator` does. `CreateTime`
-    /// (the default) keeps the producer's timestamps: a batch a client marked
-    /// `LogAppendTime` is stored as `CreateTime`, its max timestamp its records' largest.
-    /// `LogAppendTime` stamps every batch with the leader's clock.
+    /// appends, as Kafka's `LogValidator` does. `CreateTime` (the default) keeps the
+    /// producer's timestamps (a batch its producer marked `LogAppendTime` is stored as
+    /// `CreateTime` with its header's max, the time Kafka reads each of its records at).
+    /// `LogAppendTime` stamps every batch with the leader's clock, and refuses a batch its
+    /// producer marked `LogAppendTime`, as Kafka does.
     pub message_timestamp_type: TimestampType,
 }
 

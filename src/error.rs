@@ -141,6 +141,11 @@ pub enum Error {
         producer_id: i64,
         base_sequence: i32,
     },
+    /// A producer marked its batch `LogAppendTime`, which Kafka's `LogValidator` takes
+    /// only under the topic's `CreateTime`, and only with a max timestamp (Kafka's
+    /// `INVALID_TIMESTAMP`, "Producer should not set timestamp type to LogAppendTime").
+    /// Nothing was appended.
+    LogAppendTimeFromProducer { max_timestamp: i64 },
     /// A record of an offsets partition does not decode; the load stops there, as
     /// Kafka's does.
     OffsetsRecord { offset: i64, reason: String },
@@ -326,6 +331,11 @@ impl Error {
                 producer_id: *producer_id,
                 base_sequence: *base_sequence,
             },
+            Error::LogAppendTimeFromProducer { max_timestamp } => {
+                Error::LogAppendTimeFromProducer {
+                    max_timestamp: *max_timestamp,
+                }
+            }
             Error::OffsetsRecord { offset, reason } => Error::OffsetsRecord {
                 offset: *offset,
                 reason: reason.clone(),
@@ -495,6 +505,12 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "a batch of producer {producer_id} has the invalid sequence {base_sequence}"
+            ),
+            Error::LogAppendTimeFromProducer { max_timestamp } => write!(
+                f,
+                "a batch marked LogAppendTime by its producer (max timestamp \
+                 {max_timestamp}): producers should not set that timestamp type, and it is \
+                 taken only under the topic's CreateTime, with a max timestamp"
             ),
             Error::OffsetsRecord { offset, reason } => {
                 write!(f, "offsets record at {offset} does not decode: {reason}")

@@ -687,6 +687,9 @@ fn appends_from_an_older_leader_epoch_are_fenced() {
 /// Under `message.timestamp.type=LogAppendTime`, a batch gets the broker's clock as its
 /// max timestamp (with a recomputed CRC), and time lookups use that time for all its
 /// records; the append reports the clock's time too when the producer wrote a later one.
+/// A batch its producer marked `LogAppendTime` is refused there, as Kafka's
+/// `LogValidator` refuses it ("Producer should not set timestamp type to
+/// LogAppendTime"), and nothing is written.
 #[test]
 fn log_append_time_batches_are_stamped_with_the_clock() {
     each(|backend| {
@@ -696,7 +699,6 @@ fn log_append_time_batches_are_stamped_with_the_clock() {
         };
         let (log, _) = open(backend, "t-0", config); // clock at 1,000,000
         let mut builder = partlog::record::BatchBuilder::new();
-        builder.timestamp_type(TimestampType::LogAppendTime);
         builder.append(5, Some(b"a"), Some(b"1"), &[]);
         builder.append(6, Some(b"b"), Some(b"2"), &[]);
         let mut b = builder.build().unwrap();
@@ -705,41 +707,44 @@ fn log_append_time_batches_are_stamped_with_the_clock() {
         let bytes = first_bytes(&log);
         let batch = partlog::record::Batch::parse(&bytes).unwrap();
         batch.validate().unwrap();
+        assert_eq!(
+            batch.header().timestamp_type(),
+            TimestampType::LogAppendTime
+        );
         assert_eq!(batch.header().max_timestamp, 1_000_000);
         let found = log.offset_for_timestamp(999_999).unwrap().unwrap();
         assert_eq!((found.offset, found.timestamp), (0, 1_000_000));
         assert!(log.offset_for_timestamp(1_000_001).unwrap().is_none());
         // Also what the append returns when the producer wrote a later time: the clock's.
         let mut later = partlog::record::BatchBuilder::new();
-        later.timestamp_type(TimestampType::LogAppendTime);
         later.append(5_000_000, Some(b"c"), Some(b"3"), &[]);
         let info = log
             .append_as_leader(&mut later.build().unwrap(), 3)
             .unwrap();
         assert_eq!(info.max_timestamp, 1_000_000);
-        // A batch the producer marked `CreateTime` is stamped all the same.
-        let mut create = partlog::record::BatchBuilder::new();
-        create.append(7, Some(b"d"), Some(b"4"), &[]);
-        log.append_as_leader(&mut create.build().unwrap(), 3)
-            .unwrap();
-        let bytes = log
-            .read(2, 1 << 20, None)
-            .unwrap()
-            .unwrap()
-            .to_vec()
-            .unwrap();
-        let batch = partlog::record::Batch::parse(&bytes).unwrap();
-        batch.validate().unwrap();
-        let header = batch.header();
-        assert_eq!(header.timestamp_type(), TimestampType::LogAppendTime);
-        assert_eq!(header.max_timestamp, 1_000_000);
+        let mut marked = partlog::record::BatchBuilder::new();
+        marked.timestamp_type(TimestampType::LogAppendTime);
+        marked.append(7, Some(b"d"), Some(b"4"), &[]);
+        let refused = log
+            .append_as_leader(&mut marked.build().unwrap(), 3)
+            .unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                Error::LogAppendTimeFromProducer { max_timestamp: 7 }
+            ),
+            "{refused}"
+        );
+        assert_eq!(log.log_end_offset(), 3);
     });
 }
 
-/// Under the default `message.timestamp.type=CreateTime`, a batch a client marked
-/// `LogAppendTime` is stored as Kafka's `LogValidator` stores it: marked `CreateTime`,
-/// its max timestamp its records' largest, its CRC recomputed; time lookups find its
-/// records by their own times. (It used to be stamped with the broker's clock.)
+/// Under the default `message.timestamp.type=CreateTime`, a batch its producer marked
+/// `LogAppendTime` is stored as Kafka's `LogValidator` stores it: Kafka reads each of its
+/// records at the header's max, so it is marked `CreateTime` with that max (its CRC
+/// recomputed), its records keeping their own times, by which time lookups find them.
+/// Without a max timestamp it is refused. (It used to be stamped with the broker's
+/// clock, then given its records' own largest time.)
 #[test]
 fn a_client_log_append_time_batch_takes_the_topics_create_time() {
     each(|backend| {
@@ -749,21 +754,33 @@ fn a_client_log_append_time_batch_takes_the_topics_create_time() {
         builder.append(5_000, Some(b"a"), Some(b"1"), &[]);
         builder.append(7_000, Some(b"b"), Some(b"2"), &[]);
         builder.append(6_000, Some(b"c"), Some(b"3"), &[]);
-        let info = log
-            .append_as_leader(&mut builder.build().unwrap(), 3)
-            .unwrap();
-        assert_eq!(info.max_timestamp, 7_000);
+        let original = builder.build().unwrap();
+        let mut marked = original.clone();
+        partlog::record::set_max_timestamp(&mut marked, 9_000);
+        let info = log.append_as_leader(&mut marked, 3).unwrap();
+        assert_eq!(info.max_timestamp, 9_000);
         let bytes = first_bytes(&log);
         let batch = partlog::record::Batch::parse(&bytes).unwrap();
         batch.validate().unwrap();
         assert_eq!(batch.header().timestamp_type(), TimestampType::CreateTime);
-        assert_eq!(batch.header().max_timestamp, 7_000);
+        assert_eq!(batch.header().max_timestamp, 9_000);
         let found = log.offset_for_timestamp(6_500).unwrap().unwrap();
         assert_eq!((found.offset, found.timestamp), (1, 7_000));
         let found = log.offset_for_timestamp(5_500).unwrap().unwrap();
         assert_eq!((found.offset, found.timestamp), (1, 7_000));
         let found = log.offset_for_timestamp(4_000).unwrap().unwrap();
         assert_eq!((found.offset, found.timestamp), (0, 5_000));
+        let mut untimed = original;
+        partlog::record::set_max_timestamp(&mut untimed, -1);
+        let refused = log.append_as_leader(&mut untimed, 3).unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                Error::LogAppendTimeFromProducer { max_timestamp: -1 }
+            ),
+            "{refused}"
+        );
+        assert_eq!(log.log_end_offset(), 3);
     });
 }
 

@@ -49,9 +49,11 @@ impl Log {
     /// its records' timestamps, written into the header (CRC and all) when the producer
     /// wrote another there. Each batch takes the topic's timestamp type
     /// ([`crate::LogConfig::message_timestamp_type`]): under `LogAppendTime` it gets the
-    /// clock's time; under `CreateTime` (the default) one a client marked `LogAppendTime`
-    /// is marked `CreateTime`, with its records' largest time. A refused
-    /// append writes nothing.
+    /// clock's time. A producer's `LogAppendTime` mark is Kafka's `LogValidator`'s case
+    /// too: each record reads at the header's max, so under `CreateTime` (the default)
+    /// the batch is marked `CreateTime` and keeps that max; under `LogAppendTime`, or
+    /// without a max timestamp, it is refused ([`Error::LogAppendTimeFromProducer`]).
+    /// A refused append writes nothing.
     pub fn append_as_leader(&self, batches: &mut [u8], leader_epoch: i32) -> Result<AppendInfo> {
         self.append_as_leader_from(AppendOrigin::Client, batches, leader_epoch)
     }
@@ -94,9 +96,18 @@ impl Log {
             if origin == AppendOrigin::Client {
                 check_client_batch(header)?;
             }
+            let marked_log_append_time = header.timestamp_type() == TimestampType::LogAppendTime;
+            // Kafka's `LogValidator` reads each record of such a batch at the header's
+            // max, and refuses it unless that is a time checked under `CreateTime`.
+            if marked_log_append_time
+                && (stored == TimestampType::LogAppendTime || header.max_timestamp == NO_TIMESTAMP)
+            {
+                return Err(Error::LogAppendTimeFromProducer {
+                    max_timestamp: header.max_timestamp,
+                });
+            }
             if stored == TimestampType::CreateTime {
-                headers_to_fix |= header.timestamp_type() == TimestampType::LogAppendTime
-                    || max_timestamp != header.max_timestamp;
+                headers_to_fix |= marked_log_append_time || max_timestamp != header.max_timestamp;
             }
             if compacts {
                 require_keys(batch)?;
@@ -124,10 +135,15 @@ impl Log {
                     now_ms
                 }
                 TimestampType::CreateTime if headers_to_fix => {
-                    // The records' own times (a `LogAppendTime` mark does not change
-                    // them), the largest the max.
-                    let max_timestamp = Batch::parse(batch)?.validate_for_leader()?;
-                    if header.timestamp_type() == TimestampType::LogAppendTime
+                    // Kafka's max, the largest of the records' times: a batch marked
+                    // `LogAppendTime` has each at the header's max (and keeps that max,
+                    // now as `CreateTime`), any other its records' own.
+                    let marked = header.timestamp_type();
+                    let max_timestamp = match marked {
+                        TimestampType::LogAppendTime => header.max_timestamp,
+                        TimestampType::CreateTime => Batch::parse(batch)?.validate_for_leader()?,
+                    };
+                    if marked == TimestampType::LogAppendTime
                         || max_timestamp != header.max_timestamp
                     {
                         record::set_create_time(batch, max_timestamp);
