@@ -1216,3 +1216,68 @@ fn a_loading_partition_whose_replica_stepped_down_is_not_the_coordinator() {
         Err(Error::NotCoordinator { partition: 0 })
     ));
 }
+
+/// A transactional offset commit in a Kafka-written log, left open: `producer`'s batch of
+/// `group`'s `t-0` at `offset`, appended to `log`.
+fn open_transaction(log: &partlog::log::Log, producer: i64, group: &str, offset: i64) {
+    let (mut key, mut value) = (Vec::new(), Vec::new());
+    codec::encode_offset_commit_key(group, "t", 0, &mut key);
+    let committed = codec::OffsetCommitValue {
+        offset,
+        leader_epoch: -1,
+        metadata: String::new(),
+        commit_timestamp: 1,
+        expire_timestamp: -1,
+    };
+    codec::encode_offset_commit_value(&committed, &mut value);
+    let mut txn = BatchBuilder::new();
+    txn.transactional(true).producer(producer, 0, 0);
+    txn.append(1, Some(&key), Some(&value), &[]);
+    log.append_as_leader(&mut txn.build().unwrap(), 1).unwrap();
+}
+
+/// `producer`'s COMMIT marker, appended to `log` as its transaction coordinator does.
+fn commit_transaction(log: &partlog::log::Log, producer: i64) {
+    let mut marker = BatchBuilder::transaction_marker(producer, 0, true, 0, 1).unwrap();
+    log.append_as_coordinator(&mut marker, 1).unwrap();
+}
+
+/// As Kafka's coordinator does, deleting a group writes tombstones for the offsets its
+/// open transactions hold too, and expiry spares those: the group's offset of `t-0`,
+/// committed by the transaction after the deletion, stays deleted at the next load; an
+/// idle group's expired offset that a transaction wrote again is not taken from it. The
+/// deletion used to leave the transaction's offset to come back, and the expiry's
+/// tombstone dropped the transaction's newer offset.
+#[test]
+fn deletion_covers_and_expiry_spares_the_offsets_of_open_transactions() {
+    let (mut c, stores) = cluster();
+    let log = c.replica(0).unwrap().log().clone();
+    stores[0].commit("doomed", &[commit_of("t", 1, 5)]).unwrap();
+    stores[0].commit("idle", &[commit_of("t", 0, 100)]).unwrap();
+    settle(&mut c);
+    open_transaction(&log, 11, "doomed", 500);
+    open_transaction(&log, 12, "idle", 200);
+    stores[0].become_leader(0).unwrap();
+    stores[0].load(0).unwrap();
+    settle(&mut c);
+
+    let h = stores[0].delete_group("doomed").unwrap().unwrap();
+    settle(&mut c);
+    assert!(h.poll().unwrap().is_ok());
+    c.clock()
+        .advance_ms(partlog::offsets::DEFAULT_RETENTION_MS + 1);
+    let expiry = stores[0].expire();
+    assert!(expiry.failed.is_empty(), "{:?}", expiry.failed);
+    assert!(
+        expiry.handles.is_empty(),
+        "idle's t-0 waits for its transaction"
+    );
+    for producer in [11, 12] {
+        commit_transaction(&log, producer);
+    }
+    settle(&mut c);
+
+    let leader = fail_over(&mut c, &stores);
+    assert_eq!(offsets(&stores[leader], "doomed"), vec![]);
+    assert_eq!(offsets(&stores[leader], "idle"), vec![("t".into(), 0, 200)]);
+}

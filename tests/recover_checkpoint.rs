@@ -1,7 +1,10 @@
-//! A damaged `recovery-point-offset-checkpoint` or `log-start-offset-checkpoint` does not stop
-//! a log dir from opening: it is reported, treated as absent (recover from the first
-//! segment), and the data is intact. A leftover `.tmp` checkpoint is removed on open. A log
-//! start checkpointed past what survived a crash starts the log there, empty.
+//! A damaged `recovery-point-offset-checkpoint` does not stop a log dir from opening: it
+//! is reported, treated as absent (recover from the first segment), and the data is
+//! intact. A damaged `log-start-offset-checkpoint` fails the open with an error naming it,
+//! and stays as it was (Kafka takes such a dir offline: read as absent, the log starts
+//! went back, and records deleted below them were served again). A leftover `.tmp`
+//! checkpoint is removed on open. A log start checkpointed past what survived a crash
+//! starts the log there, empty.
 //!
 //! What broke before this test: `LogDir::open` left `<checkpoint>.tmp` files of an
 //! interrupted checkpoint write in the log dir (only the next write removed them). Fixed in
@@ -14,8 +17,9 @@ use std::sync::Arc;
 
 use common::{backends, batch, read_all, small_config, write_file, Backend};
 use partlog::checkpoint::{TopicPartition, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE};
+use partlog::io::OpenMode;
 use partlog::manager::{LogDir, LogDirOptions};
-use partlog::ManualClock;
+use partlog::{Error, ManualClock};
 
 fn dir_options() -> LogDirOptions {
     LogDirOptions {
@@ -101,8 +105,28 @@ fn damaged_recovery_point_checkpoint_recovers_from_zero() {
 }
 
 #[test]
-fn damaged_log_start_offset_checkpoint_is_ignored() {
-    scenario(LOG_START_OFFSET_FILE);
+fn damaged_log_start_offset_checkpoint_fails_the_open_and_stays() {
+    for backend in backends() {
+        for (case, (what, bytes)) in DAMAGED.iter().enumerate() {
+            let root = backend.root.join(format!("dir{case}"));
+            let ctx = format!("{} {what}", backend.name);
+            build(&backend, &root);
+            let file = root.join(LOG_START_OFFSET_FILE);
+            write_file(&backend, &file, bytes);
+            let err = LogDir::open(backend.storage.clone(), &root, dir_options())
+                .map(|_| ())
+                .unwrap_err();
+            assert!(
+                matches!(&err, Error::Parse { file: f, .. } if *f == file),
+                "{ctx}: {err}"
+            );
+            let mut left = vec![0u8; bytes.len()];
+            let f = backend.storage.open(&file, OpenMode::Read).unwrap();
+            assert_eq!(f.len().unwrap(), bytes.len() as u64, "{ctx}");
+            f.read_exact_at(&mut left, 0).unwrap();
+            assert_eq!(&left[..], *bytes, "{ctx}");
+        }
+    }
 }
 
 #[test]

@@ -473,7 +473,9 @@ impl OffsetsStore {
 
     /// Tombstones for the offsets `group` committed for `partitions` (all when `None`),
     /// also those whose commit is still on its way (appended, not yet committed: its
-    /// tombstone comes after it in the log, and wins); `None` when it has none of them.
+    /// tombstone comes after it in the log, and wins) and those an open transaction holds
+    /// (as Kafka's `deleteAllOffsets` writes them: committed later, the offset would come
+    /// back at the next load); `None` when it has none of them.
     /// Found and appended under one hold of the partition's lock, so no commit comes
     /// between.
     fn delete_committed(
@@ -493,6 +495,11 @@ impl OffsetsStore {
                 on_the_way
                     .filter(|(g, _, committed)| g == group && committed.is_some())
                     .map(|(_, key, _)| key.clone()),
+            );
+            keys.extend(
+                (view.open_transactions_offsets())
+                    .filter(|(g, _, _)| *g == group)
+                    .map(|(_, t, p)| (t.to_string(), p)),
             );
             let changes: Vec<Change> = (keys.into_iter())
                 .filter(|key| wanted(key))
@@ -647,10 +654,13 @@ impl OffsetsStore {
             }
             view.settle(|| replica.high_watermark());
             // As Kafka's coordinator does, an offset with a commit on its way is not
-            // expired: the commit is newer, and a tombstone after it would take it.
+            // expired: the commit is newer, and a tombstone after it would take it. Nor
+            // one an open transaction holds (Kafka's `hasPendingTransactionalOffsets`):
+            // the tombstone would drop the transaction's offset, committed later.
             let on_the_way: HashSet<(&str, &str, i32)> = (view.pending.iter())
                 .flat_map(|(_, changes)| changes)
                 .map(|(g, (t, p), _)| (g.as_str(), t.as_str(), *p))
+                .chain(view.open_transactions_offsets())
                 .collect();
             let mut expired: BTreeMap<String, Vec<Change>> = BTreeMap::new();
             // Empty groups of this partition whose every offset expires now.

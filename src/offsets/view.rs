@@ -511,6 +511,16 @@ impl View {
         })
     }
 
+    /// The keys (group, topic, partition) of the offsets that open transactions hold,
+    /// waiting for their producers' markers: found in a log Kafka wrote (partlog's store
+    /// commits no transactional offsets). As Kafka's coordinator does, a group's deletion
+    /// writes tombstones for them too, and expiry spares them.
+    pub fn open_transactions_offsets(&self) -> impl Iterator<Item = (&str, &str, i32)> {
+        self.in_transaction
+            .changes()
+            .map(|(g, (t, p), _)| (g.as_str(), t.as_str(), *p))
+    }
+
     /// Every group's committed offsets.
     pub fn groups(&self) -> impl Iterator<Item = (String, GroupOffsets<'_>)> {
         self.groups.iter().map(|(name, topics)| {
@@ -587,7 +597,17 @@ impl View {
             };
             let changes = self.pending.pop_front().map(|(_, c)| c).unwrap_or_default();
             if apply {
-                changes.into_iter().for_each(|c| self.apply(c));
+                for change in changes {
+                    // Newer than what open transactions hold for its key, which it drops,
+                    // as the replay of its record does (see
+                    // [`View::open_transactions_offsets`]).
+                    if !self.in_transaction.is_empty() {
+                        let (g, (t, p), _) = &change;
+                        let key = (g.as_bytes(), t.as_bytes(), *p);
+                        self.in_transaction.drop_older(key, i64::MAX);
+                    }
+                    self.apply(change);
+                }
             }
         }
     }

@@ -25,6 +25,14 @@ impl Pending {
         self.by_producer.is_empty()
     }
 
+    /// Every change waiting for its producer's marker.
+    pub(super) fn changes(&self) -> impl Iterator<Item = &Change> {
+        self.by_producer
+            .values()
+            .flatten()
+            .map(|(_, change)| change)
+    }
+
     pub(super) fn key_hash((group, topic, partition): (&[u8], &[u8], i32)) -> u64 {
         let mut h = std::hash::DefaultHasher::new();
         h.write_usize(group.len());
