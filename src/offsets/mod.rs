@@ -21,7 +21,13 @@
 //!   while a transaction holds the key wins over the transaction's older record; a
 //!   tombstone takes effect at once, in a transaction too, and drops the open
 //!   transactions' changes to its key. Writing transactional commits is refused
-//!   ([`Error::TransactionsUnsupported`]): partlog has no transactions.
+//!   ([`Error::TransactionsUnsupported`]): partlog has no transactions. A transaction a
+//!   load finds open (in a log Kafka wrote) stays open in the view: a marker appended to
+//!   the partition afterwards, past the store (Kafka's coordinator writes it through its
+//!   own `completeTransaction`), shows only at the next load, so such markers belong
+//!   before [`OffsetsStore::become_leader`] (`partlog transactions --abort` on the dir).
+//!   Meanwhile a group's deletion covers the open transactions' offsets and expiry
+//!   spares them, as Kafka's coordinator does.
 
 pub mod codec;
 mod load;
