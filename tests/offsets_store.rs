@@ -1281,3 +1281,28 @@ fn deletion_covers_and_expiry_spares_the_offsets_of_open_transactions() {
     assert_eq!(offsets(&stores[leader], "doomed"), vec![]);
     assert_eq!(offsets(&stores[leader], "idle"), vec![("t".into(), 0, 200)]);
 }
+
+/// An empty group whose every committed offset expires is kept while an open transaction
+/// holds one of its offsets, as Kafka's coordinator keeps a group with open transactions:
+/// forgotten, its offset committed later would age from its commit alone, not from when
+/// the group became empty.
+#[test]
+fn expiry_keeps_an_empty_group_with_an_open_transaction() {
+    let (mut c, stores) = cluster();
+    let log = c.replica(0).unwrap().log().clone();
+    stores[0].commit("g", &[commit_of("t", 1, 5)]).unwrap();
+    settle(&mut c);
+    open_transaction(&log, 13, "g", 300);
+    stores[0].become_leader(0).unwrap();
+    stores[0].load(0).unwrap();
+    settle(&mut c);
+    stores[0].set_group_active("g", true);
+    stores[0].set_group_active("g", false);
+    let known = stores[0].known_groups();
+    c.clock()
+        .advance_ms(partlog::offsets::DEFAULT_RETENTION_MS + 1);
+    let expiry = stores[0].expire();
+    assert!(expiry.failed.is_empty(), "{:?}", expiry.failed);
+    assert_eq!(expiry.handles.len(), 1, "t-1 expires");
+    assert_eq!(stores[0].known_groups(), known, "g is kept");
+}

@@ -668,6 +668,9 @@ impl OffsetsStore {
                 .map(|(g, (t, p), _)| (g.as_str(), t.as_str(), *p))
                 .chain(view.open_transactions_offsets())
                 .collect();
+            // Groups with a commit on its way or an open transaction: kept, as Kafka's
+            // coordinator keeps a group with open transactions.
+            let written: HashSet<&str> = on_the_way.iter().map(|(g, _, _)| *g).collect();
             let mut expired: BTreeMap<String, Vec<Change>> = BTreeMap::new();
             // Empty groups of this partition whose every offset expires now.
             let mut emptied: HashSet<String> = HashSet::new();
@@ -693,12 +696,12 @@ impl OffsetsStore {
                         kept = true;
                     }
                 }
-                if !kept && matches!(membership, Some(Membership::EmptySince(_))) {
+                let empty = matches!(membership, Some(Membership::EmptySince(_)));
+                if !kept && empty && !written.contains(group.as_str()) {
                     emptied.insert(group);
                 }
             }
             // Empty groups of this partition without any offset, none on its way either.
-            let written: HashSet<&str> = on_the_way.iter().map(|(g, _, _)| *g).collect();
             for (group, membership) in groups.iter() {
                 let without_offsets = matches!(membership, Membership::EmptySince(_))
                     && self.partition_for(group) == index

@@ -12,7 +12,7 @@ const MAGIC_AT: usize = 16;
 pub(crate) const CRC_AT: usize = 17;
 /// The CRC covers the batch from `attributes` to its end.
 pub(crate) const ATTRIBUTES_AT: usize = 21;
-const LAST_OFFSET_DELTA_AT: usize = 23;
+pub(crate) const LAST_OFFSET_DELTA_AT: usize = 23;
 pub(crate) const BASE_TIMESTAMP_AT: usize = 27;
 pub(crate) const MAX_TIMESTAMP_AT: usize = 35;
 pub(crate) const PRODUCER_ID_AT: usize = 43;

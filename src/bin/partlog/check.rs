@@ -61,8 +61,8 @@ pub fn run(args: &CheckArgs, json: bool) -> CliResult {
     for name in log_dir.unopenable_dirs()? {
         let note = format!(
             "{name}: not a partition partlog opens (a replica being moved, deleted or \
-             stray, or an unusual name): not checked, and no clean-shutdown marker is \
-             written while it is here"
+             stray, or an unusual name): not checked; while it is here, a dir that was \
+             not shut down cleanly gets no clean-shutdown marker"
         );
         emit_warning(None, &note, json)?;
     }

@@ -399,7 +399,7 @@ impl Template {
         let first = u32::from(next[at]);
         let delta = match len {
             1 if first < 0x80 => first,
-            _ if first >= 0x80 && next[at + 1] < 0x80 => {
+            2 if first >= 0x80 && next[at + 1] < 0x80 => {
                 (first & 0x7f) | u32::from(next[at + 1]) << 7
             }
             _ => return None,

@@ -728,3 +728,46 @@ fn a_commit_read_by_its_records_template_decodes_as_the_replay_reads_it() {
         }
     }
 }
+
+/// A record that repeats a one-byte-delta template byte for byte but for a delta byte
+/// with its high bit set reads, the general way, as a two-byte delta with every field
+/// after it a byte later: malformed. The template read it as its own layout with a
+/// two-byte delta (found by review): the decoded replay took an offset the replay alone
+/// refused. Both now fail alike.
+#[test]
+fn a_longer_offset_delta_under_a_one_byte_template_is_not_read_by_it() {
+    use crate::record::batch::{BATCH_LENGTH_AT, LAST_OFFSET_DELTA_AT, RECORDS_COUNT_AT};
+    let (mut key, mut value) = (Vec::new(), Vec::new());
+    encode_offset_commit_key("g", "t", 0, &mut key);
+    let v = OffsetCommitValue {
+        offset: 1,
+        leader_epoch: 0,
+        metadata: String::new(),
+        commit_timestamp: 0,
+        expire_timestamp: -1,
+    };
+    encode_offset_commit_value(&v, &mut value);
+    let mut builder = BatchBuilder::new();
+    builder.append(0, Some(&key), Some(&value), &[]);
+    let one = builder.build().expect("batch");
+    let header = crate::record::HEADER_LEN;
+    let first = one[header..].to_vec(); // length, attributes, timestamp delta, delta 0, ...
+    assert_eq!(first[3], 0, "a one-byte delta");
+    // The second record: the first with its delta's byte high: read the general way, a
+    // two-byte delta whose second byte is the key's length.
+    let mut second = first.clone();
+    second[3] = 0x82;
+    // The third: delta 1,538 as two bytes, and one byte longer for it; the misread delta
+    // (1,537) lies below it, so the decoder takes the batch to its end.
+    let mut third = vec![first[0] + 2, first[1], first[2], 0x84, 0x18];
+    third.extend_from_slice(&first[4..]);
+    let mut batch = one[..header].to_vec();
+    for record in [&first, &second, &third] {
+        batch.extend_from_slice(record);
+    }
+    let length = (batch.len() - 12) as i32;
+    batch[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&length.to_be_bytes());
+    batch[RECORDS_COUNT_AT..RECORDS_COUNT_AT + 4].copy_from_slice(&3i32.to_be_bytes());
+    batch[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4].copy_from_slice(&1_538i32.to_be_bytes());
+    crate::offsets::check_decoded_replay(&batch);
+}
