@@ -286,6 +286,24 @@ fn write_offsets_and_cleaner_corpus() {
     piece.extend(txn(4, 7, None, Some(true)));
     piece.extend(txn(5, 8, None, Some(false)));
     write("offsets_replay", "transactions", &piece);
+    // A commit of 100 partitions, as a store writes one: the decoder reads most of its
+    // records by the template of the one before (offset deltas of one byte, then two).
+    let mut usual = Vec::new();
+    let no_metadata = codec::OffsetCommitValue {
+        metadata: String::new(),
+        ..value.clone()
+    };
+    codec::encode_offset_commit_value(&no_metadata, &mut usual);
+    let mut commit = BatchBuilder::new();
+    for partition in 0..100 {
+        let key = commit_key("group", "orders", partition);
+        commit.append(1_000, Some(&key), Some(&usual), &[]);
+    }
+    write(
+        "offsets_replay",
+        "long_commit",
+        &commit.build().expect("batch"),
+    );
 
     // Cleaner programs: a byte choosing the map (odd: a tiny one), then pairs (op, arg):
     // 0-3 value, 4 tombstone, 5 roll, 6 time, 7 clean.
