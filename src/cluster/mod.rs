@@ -321,7 +321,9 @@ impl Cluster {
         for f in followers {
             self.fetch_once(f, leader, &mut report)?;
         }
-        for (to, message) in self.network.due() {
+        let (due, lost) = self.network.due();
+        report.lost += lost;
+        for (to, message) in due {
             self.receive(to, &message, &mut report)?;
         }
         self.apply_isr_proposal(&mut report)?;
@@ -725,9 +727,12 @@ mod tests {
             }
             held += 1;
             c.set_isolated(follower, true);
+            let mut lost = 0;
             for _ in 0..20 {
-                c.replicate().unwrap();
+                lost += c.replicate().unwrap().lost;
             }
+            // Twenty fetches that could not leave, and the answer that came due.
+            assert_eq!(lost, 21, "seed {seed}: the lost answer is counted");
             assert_eq!(
                 log_end(&c),
                 0,

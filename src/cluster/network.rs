@@ -100,11 +100,11 @@ impl Network {
         vec![message]
     }
 
-    /// Held-back messages arriving now: each with even odds, in a random order. One
-    /// between brokers either of which is cut off by then is lost, as a partition loses
-    /// what is in flight across it.
-    pub(super) fn due(&mut self) -> Vec<(usize, Message)> {
-        let mut due = Vec::new();
+    /// Held-back messages arriving now: each with even odds, in a random order; and how
+    /// many came due and were lost. One between brokers either of which is cut off by
+    /// then is lost, as a partition loses what is in flight across it.
+    pub(super) fn due(&mut self) -> (Vec<(usize, Message)>, usize) {
+        let (mut due, mut lost) = (Vec::new(), 0);
         let mut i = 0;
         while i < self.delayed.len() {
             if self.rng.ratio(1, 2) {
@@ -113,12 +113,14 @@ impl Network {
                 let cut = |b: usize| self.isolated.contains(&b);
                 if from.is_none_or(|f| !cut(f) && !cut(to)) {
                     due.push((to, message));
+                } else {
+                    lost += 1;
                 }
             } else {
                 i += 1;
             }
         }
-        due
+        (due, lost)
     }
 
     /// A broker went down: messages in flight to it are gone.
