@@ -578,23 +578,6 @@ fn deleted_groups_and_expired_offsets_are_gone_for_the_next_leader_too() {
 fn loading_skips_unmodelled_records_and_follows_transaction_markers() {
     let (mut c, stores) = cluster();
     let log = c.replica(0).unwrap().log().clone();
-    let key = |group: &str, offset_partition: i32| {
-        let mut k = Vec::new();
-        codec::encode_offset_commit_key(group, "t", offset_partition, &mut k);
-        k
-    };
-    let value = |offset: i64| {
-        let mut v = Vec::new();
-        let value = codec::OffsetCommitValue {
-            offset,
-            leader_epoch: -1,
-            metadata: String::new(),
-            commit_timestamp: 1,
-            expire_timestamp: -1,
-        };
-        codec::encode_offset_commit_value(&value, &mut v);
-        v
-    };
     // A KIP-848 record (key version 5) and a group metadata record.
     let mut unmodelled = BatchBuilder::new();
     unmodelled.append(
@@ -606,19 +589,9 @@ fn loading_skips_unmodelled_records_and_follows_transaction_markers() {
     unmodelled.append(1, Some(&[0, 2, 0, 1, b'g']), Some(b"opaque"), &[]);
     log.append_as_leader(&mut unmodelled.build().unwrap(), 1)
         .unwrap();
-    for (producer, group, marker) in [(11i64, "committed", 1u8), (12, "aborted", 0)] {
-        let mut txn = BatchBuilder::new();
-        txn.transactional(true).producer(producer, 0, 0);
-        txn.append(1, Some(&key(group, 0)), Some(&value(77)), &[]);
-        log.append_as_leader(&mut txn.build().unwrap(), 1).unwrap();
-        let mut control = BatchBuilder::new();
-        control
-            .transactional(true)
-            .control(true)
-            .producer(producer, 0, 1);
-        control.append(1, Some(&[0, 0, 0, marker]), Some(&[0, 0, 0, 0, 0, 0]), &[]);
-        log.append_as_coordinator(&mut control.build().unwrap(), 1)
-            .unwrap();
+    for (producer, group, commit) in [(11i64, "committed", true), (12, "aborted", false)] {
+        open_transaction(&log, producer, group, 77);
+        end_transaction(&log, producer, commit);
     }
     stores[0].become_leader(0).unwrap();
     stores[0].load(0).unwrap();
@@ -1236,9 +1209,10 @@ fn open_transaction(log: &partlog::log::Log, producer: i64, group: &str, offset:
     log.append_as_leader(&mut txn.build().unwrap(), 1).unwrap();
 }
 
-/// `producer`'s COMMIT marker, appended to `log` as its transaction coordinator does.
-fn commit_transaction(log: &partlog::log::Log, producer: i64) {
-    let mut marker = BatchBuilder::transaction_marker(producer, 0, true, 0, 1).unwrap();
+/// `producer`'s COMMIT (or ABORT) marker, appended to `log` as its transaction
+/// coordinator does.
+fn end_transaction(log: &partlog::log::Log, producer: i64, commit: bool) {
+    let mut marker = BatchBuilder::transaction_marker(producer, 0, commit, 0, 1).unwrap();
     log.append_as_coordinator(&mut marker, 1).unwrap();
 }
 
@@ -1273,7 +1247,7 @@ fn deletion_covers_and_expiry_spares_the_offsets_of_open_transactions() {
         "idle's t-0 waits for its transaction"
     );
     for producer in [11, 12] {
-        commit_transaction(&log, producer);
+        end_transaction(&log, producer, true);
     }
     settle(&mut c);
 
