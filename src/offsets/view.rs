@@ -712,12 +712,13 @@ impl View {
                         let partitions = &mut topics.topics[i].1;
                         partitions.reserve_to(run.top, run.entries.len());
                         touch(&partitions.dense);
+                        let metadata = decoded.text(run.metadata);
                         for e in &decoded.entries[run.entries.clone()] {
                             let value = codec::ValueRef {
                                 offset: e.offset,
                                 leader_epoch: e.leader_epoch,
-                                metadata: decoded.text(e.metadata),
-                                commit_timestamp: e.commit_timestamp,
+                                metadata,
+                                commit_timestamp: run.commit_timestamp,
                                 expire_timestamp: -1,
                             };
                             fill(partitions, e.partition, &mut self.metadata, &value);

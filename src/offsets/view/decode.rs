@@ -10,9 +10,11 @@
 //! decode) stays a batch that the view replays itself, and that reports any error.
 //!
 //! A commit's records mostly repeat the one before but for their partition, offset
-//! delta and value fields, so the decoder reads them by that record's [`Template`]: a
-//! few word compares and the fields' loads, where walking every varint and comparing the
-//! names cost twice as much.
+//! delta, offset and leader epoch, so the decoder reads them by that record's
+//! [`Template`]: a few word compares and the fields' loads, where walking every varint
+//! and comparing the names cost twice as much. Their commit time and metadata, the same
+//! for a whole commit, are kept once per run: an entry is 16 bytes, which the loading
+//! thread reads back out of the other core's cache.
 
 use std::ops::Range;
 
@@ -35,23 +37,26 @@ impl Span {
     }
 }
 
-/// One committed offset of a run.
+/// One committed offset of a run: 16 bytes, written by one thread and read by the other.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Entry {
     pub partition: i32,
     pub leader_epoch: i32,
     pub offset: i64,
-    pub commit_timestamp: i64,
-    pub metadata: Span,
 }
 
-/// Offsets of one topic: `entries` of [`Decoded::entries`], in log order, the highest
-/// partition among them `top` (for the view to size a new table once).
+/// Offsets of one topic, committed at one time with the same metadata: `entries` of
+/// [`Decoded::entries`], in log order, the highest partition among them `top` (for the
+/// view to size a new table once). A commit's offsets share their commit time and nearly
+/// always their metadata, so these live here rather than in every entry; a record with
+/// others starts another run.
 #[derive(Debug, Clone)]
 pub(super) struct Run {
     pub topic: Span,
     pub entries: Range<usize>,
     pub top: i32,
+    pub commit_timestamp: i64,
+    pub metadata: Span,
 }
 
 /// What the view applies, in log order.
@@ -171,6 +176,7 @@ impl Decoded {
         let mut template: Option<Template> = None;
         for _ in 0..count {
             if let Some((offset_delta, entry, len)) = template.as_ref().and_then(|t| t.read(rest)) {
+                // The same commit time and metadata as the template, so the same run.
                 if offset_delta <= previous || offset_delta > header.last_offset_delta {
                     return None;
                 }
@@ -233,28 +239,20 @@ impl Decoded {
             };
             let v = codec::decode_offset_commit_value_ref(value).ok()?;
             if v.expire_timestamp >= 0 {
-                // An explicit expiry (version 1) has no place in an entry: the replay
-                // takes such a batch the general way, and keeps it.
+                // An explicit expiry (version 1) has no place in a run: the replay takes
+                // such a batch the general way, and keeps it.
                 return None;
             }
-            let metadata = match v.metadata {
-                "" => Span::EMPTY,
-                text => {
-                    let at = u32::try_from(self.texts.len()).ok()?;
-                    self.texts.push_str(text);
-                    Span {
-                        at,
-                        len: u32::try_from(text.len()).ok()?,
-                    }
-                }
-            };
+            if !self.run_takes(v.commit_timestamp, v.metadata) {
+                self.set_top(top);
+                top = -1;
+                self.split_run(v.commit_timestamp, v.metadata)?;
+            }
             top = top.max(partition);
             self.entries.push(Entry {
                 partition,
                 leader_epoch: v.leader_epoch,
                 offset: v.offset,
-                commit_timestamp: v.commit_timestamp,
-                metadata,
             });
             template = short_timestamp
                 .then(|| {
@@ -307,16 +305,50 @@ impl Decoded {
                 runs: at..at,
             });
         }
+        self.push_run(topic, 0, Span::EMPTY);
+        Some(())
+    }
+
+    /// Whether the last run takes an offset committed at `commit_timestamp` with
+    /// `metadata`: it has them, or no offsets yet (and then takes them).
+    fn run_takes(&mut self, commit_timestamp: i64, metadata: &str) -> bool {
+        let Some(run) = self.runs.last_mut() else {
+            return false;
+        };
+        if run.entries.start == self.entries.len() {
+            run.commit_timestamp = commit_timestamp;
+            run.metadata = match push_text(&mut self.texts, metadata) {
+                Some(span) => span,
+                None => return false,
+            };
+            return true;
+        }
+        run.commit_timestamp == commit_timestamp && &self.texts[run.metadata.range()] == metadata
+    }
+
+    /// Ends the last run and opens another for its topic, committed at `commit_timestamp`
+    /// with `metadata`.
+    fn split_run(&mut self, commit_timestamp: i64, metadata: &str) -> Option<()> {
+        self.close_run();
+        let topic = self.runs.last()?.topic;
+        let metadata = push_text(&mut self.texts, metadata)?;
+        self.push_run(topic, commit_timestamp, metadata);
+        Some(())
+    }
+
+    /// Adds a run without offsets to the group run open.
+    fn push_run(&mut self, topic: Span, commit_timestamp: i64, metadata: Span) {
         let at = self.entries.len();
         self.runs.push(Run {
             topic,
             entries: at..at,
             top: -1,
+            commit_timestamp,
+            metadata,
         });
         if let Some(Item::Group { runs, .. }) = self.items.last_mut() {
             runs.end = self.runs.len();
         }
-        Some(())
     }
 }
 
@@ -335,11 +367,12 @@ struct Fields {
 }
 
 /// A record of a commit that the next ones usually repeat byte for byte, but for their
-/// offset delta, partition and value fields: a commit's records share their group, topic,
-/// timestamp and layout. A record that repeats it reads from those fields' places alone,
-/// where the general decoding walks every varint and compares the key's names; it is
-/// then exactly the record the general decoding would read (every byte that tells the
-/// layout is the same, and the offset delta is still one byte).
+/// offset delta, partition, offset and leader epoch: a commit's records share their
+/// group, topic, timestamps, metadata and layout. A record that repeats it reads from
+/// those fields' places alone, where the general decoding walks every varint and
+/// compares the key's names; it is then exactly the record the general decoding would
+/// read (every byte that tells the layout is the same, and the offset delta is as long),
+/// and belongs to the same run (its commit time and metadata are the template's).
 struct Template {
     record: [u8; TEMPLATE_BYTES],
     len: usize,
@@ -363,9 +396,8 @@ impl Template {
         let (delta, delta_len) = fields.offset_delta;
         mask[delta..delta + delta_len].fill(0);
         mask[fields.partition..fields.partition + 4].fill(0);
-        // The value's offset and leader epoch, then its commit timestamp.
+        // The value's offset and leader epoch.
         mask[fields.value + 2..fields.value + 14].fill(0);
-        mask[fields.value + 16..fields.value + 24].fill(0);
         let mut same = [0u64; TEMPLATE_BYTES / 8];
         for (word, bytes) in same.iter_mut().zip(mask.chunks_exact(8)) {
             *word = u64::from_ne_bytes(word_of(bytes));
@@ -418,8 +450,6 @@ impl Template {
             partition: at4(self.fields.partition),
             leader_epoch: at4(value + 10),
             offset: at(value + 2),
-            commit_timestamp: at(value + 16),
-            metadata: Span::EMPTY,
         };
         Some((unzigzag(delta), entry, self.len))
     }
@@ -430,6 +460,18 @@ fn word_of(bytes: &[u8]) -> [u8; 8] {
     let mut w = [0u8; 8];
     w.copy_from_slice(&bytes[..8]);
     w
+}
+
+fn push_text(texts: &mut String, text: &str) -> Option<Span> {
+    if text.is_empty() {
+        return Some(Span::EMPTY);
+    }
+    let at = u32::try_from(texts.len()).ok()?;
+    texts.push_str(text);
+    Some(Span {
+        at,
+        len: u32::try_from(text.len()).ok()?,
+    })
 }
 
 fn push_name(names: &mut Vec<u8>, name: &[u8]) -> Option<Span> {

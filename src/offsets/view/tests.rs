@@ -488,6 +488,49 @@ fn decoding_groups_runs_by_group_and_topic() {
     );
 }
 
+/// A run's offsets share their commit time and metadata (kept once, in the run): an
+/// offset committed at another time or with other metadata starts another run of the
+/// same topic, and the view holds every offset's own, as the replay alone does.
+#[test]
+fn an_offset_of_another_commit_time_or_metadata_starts_another_run() {
+    let offset = |p: i32, commit_timestamp: i64, metadata: &str| {
+        let c = Committed {
+            offset: 10 + i64::from(p),
+            leader_epoch: 1,
+            metadata: metadata.into(),
+            commit_timestamp,
+        };
+        ("g".to_string(), ("t".to_string(), p), Some(c))
+    };
+    let changes = [
+        offset(0, 5, ""),
+        offset(1, 5, ""),
+        offset(2, 6, ""),
+        offset(3, 6, "m"),
+        offset(4, 6, "m"),
+        offset(5, 6, ""),
+    ];
+    let piece = batch_of(&changes);
+    let mut decoded = Decoded::default();
+    decoded.decode_piece(&piece);
+    let runs: Vec<_> = decoded
+        .runs
+        .iter()
+        .map(|r| {
+            (
+                r.entries.len(),
+                r.commit_timestamp,
+                decoded.text(r.metadata),
+            )
+        })
+        .collect();
+    assert_eq!(runs, [(2, 5, ""), (1, 6, ""), (2, 6, "m"), (1, 6, "")]);
+    let mut view = View::default();
+    view.replay_piece(&piece, Some(&decoded)).expect("replay");
+    assert_eq!(view.every_offset(), changes);
+    crate::offsets::check_decoded_replay(&piece);
+}
+
 /// A record whose key is four bytes, as long as a partition id alone, opening a batch:
 /// the decoder took it for the next partition of the run before it (the previous batch's,
 /// of another topic) and the view applied an offset that no key named, where the replay
