@@ -1,13 +1,15 @@
 //! ISR shrink and expand: a follower cut off by the network is not caught up for
 //! `replica.lag.time.max.ms` (30 s) and leaves the ISR; once the network heals it catches
 //! up and is proposed back, but only after it reached the start of the leader's epoch
-//! (KAFKA-7128).
+//! (KAFKA-7128). A caught-up follower outside the ISR holds the HW back so that it can
+//! join under steady appends (KAFKA-15021).
 
 mod common;
 
+use common::cluster as pair;
 use common::{batch, produce_acked};
 use partlog::cluster::{Cluster, ClusterOptions};
-use partlog::replica::{Acks, DEFAULT_REPLICA_LAG_TIME_MAX_MS};
+use partlog::replica::{Acks, TruncationMode, DEFAULT_REPLICA_LAG_TIME_MAX_MS};
 
 #[test]
 fn a_cut_off_follower_leaves_the_isr_and_rejoins_after_catching_up() {
@@ -115,4 +117,78 @@ fn a_follower_joins_only_after_reaching_the_leaders_epoch_start() {
     // At the next it is at the epoch start: proposed and confirmed.
     let second = c.replicate().unwrap();
     assert_eq!(second.isr_changes, vec![vec![1, 2]]);
+}
+
+/// KAFKA-15021: a follower outside the ISR that is caught up holds the HW back, so that
+/// it can join under steady appends. With the HW at the leader's end after every append,
+/// each fetch it made was below the HW, and it was never proposed back: the partition
+/// ran on one copy for as long as the appends went on.
+#[test]
+fn a_caught_up_follower_outside_the_isr_rejoins_under_steady_appends() {
+    let c = pair::Cluster::new(2, 1, TruncationMode::LeaderEpoch);
+    let leader = c.replica(0);
+    leader
+        .append(&mut batch(1, 20, 0), Acks::Leader, 30_000)
+        .unwrap();
+    c.replicate(0, &[1]);
+    // The controller took broker 1 out (as when its session blinked); it fetches on.
+    pair::set_isr(leader, vec![0]);
+    let mut rejoined = None;
+    for i in 1..20 {
+        let before = leader.high_watermark();
+        leader
+            .append(&mut batch(1, 20, i), Acks::Leader, 30_000)
+            .unwrap();
+        // Held at the follower's end, never back.
+        assert_eq!(leader.high_watermark(), before, "append {i}");
+        c.clock.advance_ms(1);
+        c.fetch(1, 0);
+        if pair::take_proposal(leader) == Some(vec![0, 1]) {
+            rejoined = Some(i);
+            break;
+        }
+    }
+    assert_eq!(rejoined, Some(1), "broker 1 joins at its first fetch");
+    c.replicate(0, &[1]);
+    assert_eq!(leader.high_watermark(), leader.log().log_end_offset());
+}
+
+/// A follower outside the ISR that is not caught up holds nothing back: not one behind
+/// for longer than the lag time, nor one a new leader hears from for the first time
+/// (its first fetch earns no credit for the time before it, as in Kafka's
+/// `resetReplicaState`), however far behind it is.
+#[test]
+fn a_follower_outside_the_isr_and_behind_does_not_hold_the_hw() {
+    let c = pair::Cluster::new(2, 1, TruncationMode::LeaderEpoch);
+    let leader = c.replica(0);
+    c.replicate(0, &[1]);
+    pair::set_isr(leader, vec![0]);
+    // Not caught up for longer than the lag time: the HW goes on without it.
+    c.clock.advance_ms(DEFAULT_REPLICA_LAG_TIME_MAX_MS + 1);
+    for i in 0..3 {
+        leader
+            .append(&mut batch(1, 20, i), Acks::Leader, 30_000)
+            .unwrap();
+    }
+    assert_eq!(leader.high_watermark(), 3);
+    c.fetch(1, 0); // at offset 0, behind
+    leader
+        .append(&mut batch(1, 20, 3), Acks::Leader, 30_000)
+        .unwrap();
+    assert_eq!(leader.high_watermark(), 4);
+
+    // Leader again in a new epoch with broker 1 still out: its first fetch, behind.
+    for i in 4..8 {
+        leader
+            .append(&mut batch(1, 20, i), Acks::Leader, 30_000)
+            .unwrap();
+    }
+    leader.become_leader(2, vec![0, 1], vec![0]).unwrap();
+    c.replica(1).become_follower(2, 0).unwrap();
+    assert_eq!(c.replica(1).log().log_end_offset(), 3);
+    c.fetch(1, 0);
+    leader
+        .append(&mut batch(1, 20, 8), Acks::Leader, 30_000)
+        .unwrap();
+    assert_eq!(leader.high_watermark(), 9);
 }

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use super::{
-    spin, Acks, AppendHandle, DivergingEpoch, FetchRequest, FetchResponse, IsrProposal,
-    LeaderState, Partition, Pending, Role, State,
+    spin, Acks, AppendHandle, DivergingEpoch, FetchRequest, FetchResponse, FollowerState,
+    IsrProposal, LeaderState, Partition, Pending, Role, State,
 };
 use crate::error::{Error, Result};
 use crate::log::{AppendOrigin, UNDEFINED_EPOCH};
@@ -171,10 +171,14 @@ impl Partition {
             let lost = request.fetch_offset < follower.leo && request.fetch_offset < high_watermark;
             follower.leo = request.fetch_offset;
             // Kafka's rule: caught up now if it reached the leader's end, or at its
-            // previous fetch if it reached the end the leader had then.
+            // previous fetch if it reached the end the leader had then. Before its first
+            // fetch to this leader there is no such end (Kafka's unknown offset, at a
+            // time of 0): the first earns no credit.
             if request.fetch_offset >= leo {
                 follower.last_caught_up_ms = now;
-            } else if request.fetch_offset >= follower.previous_fetch.0 {
+            } else if follower.previous_fetch.0 >= 0
+                && request.fetch_offset >= follower.previous_fetch.0
+            {
                 follower.last_caught_up_ms =
                     follower.last_caught_up_ms.max(follower.previous_fetch.1);
             }
@@ -291,6 +295,11 @@ impl Partition {
     /// members (KIP-966): a proposed expansion the controller may still refuse counts
     /// for whose log ends hold the HW back, never towards the minimum, as in Kafka's
     /// `maybeIncrementLeaderHW`. Completes the `acks=all` appends it passes.
+    ///
+    /// A follower outside the ISR that is caught up (see [`FollowerState::caught_up`])
+    /// holds the HW back too, as since KAFKA-15021: it joins once it holds the HW, and
+    /// under steady appends an HW at the leader's end would stay ahead of every fetch it
+    /// makes, so it would never join. It holds the HW for at most the lag time.
     pub(super) fn advance_high_watermark(&self, state: &mut State) {
         let hw = state.high_watermark;
         let Role::Leader(leader) = &mut state.role else {
@@ -299,16 +308,29 @@ impl Partition {
         let required = self.min_isr(leader);
         let isr = &leader.isr;
         let proposed = leader.proposed_isr.as_deref().unwrap_or(&[]);
-        let members = isr
-            .iter()
-            .chain(proposed.iter().filter(|id| !isr.contains(id)));
         let mut new_hw = hw;
         if isr.len() >= required {
             let me = self.config.broker_id;
-            let mut lowest = self.log.log_end_offset();
+            let end = self.log.log_end_offset();
+            let mut lowest = end;
+            let members = isr
+                .iter()
+                .chain(proposed.iter().filter(|id| !isr.contains(id)));
             for id in members.filter(|&&id| id != me) {
                 let leo = leader.followers.get(id).map_or(-1, |f| f.leo);
                 lowest = lowest.min(leo);
+            }
+            let outside =
+                |(id, _): &(&i32, &FollowerState)| !isr.contains(id) && !proposed.contains(id);
+            let mut now = None;
+            for (_, f) in leader.followers.iter().filter(outside) {
+                if f.leo >= lowest {
+                    continue;
+                }
+                let now = *now.get_or_insert_with(|| self.clock.now_ms());
+                if f.caught_up(end, now, self.config.replica_lag_time_max_ms) {
+                    lowest = f.leo;
+                }
             }
             new_hw = hw.max(lowest);
         }
@@ -422,14 +444,9 @@ impl Partition {
         let lag = self.config.replica_lag_time_max_ms;
         let me = self.config.broker_id;
         if let Role::Leader(leader) = &mut state.role {
-            // Kafka's `isCaughtUp`: a follower at the leader's end stays, however long ago
-            // it fetched (an idle partition does not shrink its ISR for a stalled fetch;
-            // once appends move the end, the lag decides).
             let leo = self.log.log_end_offset();
             let caught_up = |id: &i32| {
-                *id == me
-                    || (leader.followers.get(id))
-                        .is_some_and(|f| f.leo == leo || now - f.last_caught_up_ms <= lag)
+                *id == me || (leader.followers.get(id)).is_some_and(|f| f.caught_up(leo, now, lag))
             };
             if leader.proposed_isr.is_none() && !leader.isr.iter().all(caught_up) {
                 let keep = leader.isr.iter().copied().filter(caught_up).collect();

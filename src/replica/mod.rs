@@ -158,6 +158,15 @@ struct FollowerState {
     log_start_offset: i64,
 }
 
+impl FollowerState {
+    /// Kafka's `isCaughtUp`: at the leader's end `end`, however long ago it fetched (an
+    /// idle partition does not shrink its ISR for a stalled fetch; once appends move the
+    /// end, the lag decides), or caught up within `lag` ms of `now`.
+    fn caught_up(&self, end: i64, now: i64, lag: i64) -> bool {
+        self.leo == end || now.saturating_sub(self.last_caught_up_ms) <= lag
+    }
+}
+
 #[derive(Debug)]
 struct Pending {
     handle: AppendHandle,
@@ -395,9 +404,17 @@ impl Partition {
             .iter()
             .filter(|&&r| r != me)
             .map(|&r| {
+                // As Kafka's `resetReplicaState`: a follower outside the ISR is not caught
+                // up until a fetch says so, and so holds no HW back before it.
+                let last_caught_up_ms = if isr.contains(&r) {
+                    now
+                } else {
+                    now.saturating_sub(self.config.replica_lag_time_max_ms)
+                        .saturating_sub(1)
+                };
                 let state = FollowerState {
                     leo: -1,
-                    last_caught_up_ms: now,
+                    last_caught_up_ms,
                     previous_fetch: (-1, now),
                     log_start_offset: -1,
                 };
