@@ -299,7 +299,8 @@ impl Partition {
     /// A follower outside the ISR that is caught up (see [`FollowerState::caught_up`])
     /// holds the HW back too, as since KAFKA-15021: it joins once it holds the HW, and
     /// under steady appends an HW at the leader's end would stay ahead of every fetch it
-    /// makes, so it would never join. It holds the HW for at most the lag time.
+    /// makes, so it would never join. It holds the HW for at most the lag time, and not
+    /// before a fetch since the controller left it out (see [`Partition::confirm_isr`]).
     pub(super) fn advance_high_watermark(&self, state: &mut State) {
         let hw = state.high_watermark;
         let Role::Leader(leader) = &mut state.role else {
@@ -400,6 +401,22 @@ impl Partition {
             });
         }
         self.check_assignment("ISR", &isr, &leader.replicas)?;
+        // A follower the controller left out (refused, or removed on its own) counts as
+        // not caught up until a later fetch shows it is: Kafka's leader waits only for
+        // ISR-eligible replicas (neither fenced nor shutting down), which such a one may
+        // not be, and this replica cannot tell.
+        let lag = self.config.replica_lag_time_max_ms;
+        let long_ago = self.clock.now_ms().saturating_sub(lag).saturating_sub(1);
+        let maximal = leader
+            .isr
+            .iter()
+            .chain(leader.proposed_isr.iter().flatten());
+        let left_out: Vec<i32> = maximal.filter(|id| !isr.contains(id)).copied().collect();
+        for id in left_out {
+            if let Some(follower) = leader.followers.get_mut(&id) {
+                follower.last_caught_up_ms = follower.last_caught_up_ms.min(long_ago);
+            }
+        }
         leader.isr = isr;
         leader.isr_version = isr_version;
         leader.proposed_isr = None;
