@@ -683,8 +683,13 @@ fn clean_group(
     let base = first.base_offset();
     // The group's last batch stays, empty if need be, so the copy ends where it did.
     let last = match group.iter().rev().find_map(|s| s.last_batch().transpose()) {
-        Some(header) => header?,
-        None => return Ok(GroupCopy::Nothing),
+        Some(Ok(header)) => header,
+        // Retention removed the group's segments during the cleaning (oldest first, so
+        // all of them, below the log start now): a segment deleted since the cleaning
+        // listed it no longer loads its indexes. Nothing to copy, as below. (A truncation
+        // that removed them abandons the cleaning; see `clean_log`.)
+        Some(Err(Error::SegmentDeleted { .. })) | None => return Ok(GroupCopy::Nothing),
+        Some(Err(err)) => return Err(err),
     };
     let log_start = log.log_start_offset();
     if last.next_offset() <= log_start {

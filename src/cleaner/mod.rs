@@ -46,7 +46,7 @@ pub use rewrite::{filter_batch, FilterRules, FilterScratch, FilterStats};
 
 use crate::checkpoint::TopicPartition;
 use crate::clock::Clock;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::log::Log;
 use crate::manager::LogDir;
 
@@ -146,6 +146,9 @@ impl Cleaner {
             }
             let range = match cleanable(&log, dir.cleaner_offset(&tp), now_ms) {
                 Ok(range) => range,
+                // Retention deleted a segment while the range was being found: the next
+                // pass finds it again without that segment.
+                Err(Error::SegmentDeleted { .. }) => continue,
                 Err(err) => return Ok(self.mark_uncleanable(tp, &err.to_string())),
             };
             if !range.worth_cleaning(log.config().min_cleanable_dirty_ratio) {

@@ -176,3 +176,46 @@ fn a_segment_whose_copy_would_pass_the_limit_fails_the_cleaning() {
     assert_eq!(now, sizes);
     assert_eq!(copies_left(&sim), 0);
 }
+
+/// Retention may delete a cleaning's segments while it runs (Kafka's goes on deleting
+/// from a compacted log's start while it cleans): a group whose segments it removed
+/// copies nothing. Its last batch was read through its indexes, which a deleted segment
+/// no longer loads (a cleaned copy's come in unloaded): the cleaning failed, and the
+/// cleaner marked the partition uncleanable until it was forgiven, so that nothing of it
+/// was compacted any more.
+#[test]
+fn a_group_that_retention_removed_during_the_cleaning_copies_nothing() {
+    let sim = SimStorage::new(8);
+    let log = three_rounds(&sim);
+    // The cleaned copy comes in with its indexes not loaded.
+    clean_within(&log, SEGMENT_BYTES_MAX).unwrap();
+    let group = log.inactive_segments();
+    assert_eq!(group.len(), 1);
+    // As the cleaning lists the group, DeleteRecords passes it and retention deletes it.
+    log.set_high_watermark(log.log_end_offset());
+    log.advance_log_start_offset(log.log_end_offset()).unwrap();
+    assert_eq!(log.delete_old_segments().unwrap().segments_deleted, 1);
+
+    let (map, transactions) = (OffsetMap::with_memory(1 << 16), Transactions::default());
+    let rules = FilterRules {
+        map: &map,
+        now_ms: 2_000,
+        delete_retention_ms: log.config().delete_retention_ms,
+        end_offset: log.log_end_offset(),
+        transactions: &transactions,
+    };
+    let copied = clean_group(
+        &log,
+        &group,
+        (&rules, &Superseded::default()),
+        (
+            &mut ScanBuffers::default(),
+            &mut FilterScratch::default(),
+            SEGMENT_BYTES_MAX,
+        ),
+        &mut Throttle::unlimited(),
+        &mut FilterStats::default(),
+    );
+    assert!(matches!(copied, Ok(GroupCopy::Nothing)), "{copied:?}");
+    assert_eq!(copies_left(&sim), 0);
+}
