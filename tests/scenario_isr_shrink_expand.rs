@@ -193,3 +193,36 @@ fn a_follower_outside_the_isr_and_behind_does_not_hold_the_hw() {
         .unwrap();
     assert_eq!(leader.high_watermark(), 9);
 }
+
+/// A caught-up follower outside the ISR that stops fetching holds the HW for its lag time
+/// at most: `tick` then moves the HW, with no append or fetch to move it, and the
+/// `acks=all` append it held completes rather than times out.
+#[test]
+fn a_tick_moves_the_hw_past_a_silent_follower_outside_the_isr() {
+    let c = pair::Cluster::new(2, 1, TruncationMode::LeaderEpoch);
+    let leader = c.replica(0);
+    leader
+        .append(&mut batch(1, 20, 0), Acks::Leader, 30_000)
+        .unwrap();
+    c.replicate(0, &[1]);
+    pair::set_isr(leader, vec![0]);
+    leader
+        .append(&mut batch(1, 20, 1), Acks::Leader, 30_000)
+        .unwrap();
+    assert_eq!(leader.high_watermark(), 2, "broker 1 is not caught up");
+    // Its next fetch reaches the end the leader had at its previous one: caught up as
+    // of then, below the HW (so not proposed). Then it stops.
+    c.fetch(1, 0);
+    assert_eq!(leader.isr_proposal(), None);
+    let waiting = leader
+        .append(&mut batch(1, 20, 2), Acks::All, 120_000)
+        .unwrap();
+    assert!(waiting.poll().is_none(), "the HW waits for broker 1");
+    c.clock.advance_ms(DEFAULT_REPLICA_LAG_TIME_MAX_MS / 2);
+    leader.tick();
+    assert!(waiting.poll().is_none(), "within the lag time");
+    c.clock.advance_ms(DEFAULT_REPLICA_LAG_TIME_MAX_MS / 2 + 1);
+    leader.tick();
+    assert!(waiting.poll().expect("complete").is_ok());
+    assert_eq!(leader.high_watermark(), leader.log().log_end_offset());
+}

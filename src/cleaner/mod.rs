@@ -147,8 +147,9 @@ impl Cleaner {
             let range = match cleanable(&log, dir.cleaner_offset(&tp), now_ms) {
                 Ok(range) => range,
                 // Retention deleted a segment while the range was being found: the next
-                // pass finds it again without that segment.
-                Err(Error::SegmentDeleted { .. }) => continue,
+                // pass finds it again without that segment. (A failed log may still list
+                // segments it deleted: it is reported as the other errors are.)
+                Err(Error::SegmentDeleted { .. }) if log.check_writable().is_ok() => continue,
                 Err(err) => return Ok(self.mark_uncleanable(tp, &err.to_string())),
             };
             if !range.worth_cleaning(log.config().min_cleanable_dirty_ratio) {

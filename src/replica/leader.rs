@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::{
     spin, Acks, AppendHandle, DivergingEpoch, FetchRequest, FetchResponse, FollowerState,
-    IsrProposal, LeaderState, Partition, Pending, Role, State,
+    IsrProposal, LeaderState, Partition, Pending, Role, State, NEVER_CAUGHT_UP,
 };
 use crate::error::{Error, Result};
 use crate::log::{AppendOrigin, UNDEFINED_EPOCH};
@@ -186,8 +186,7 @@ impl Partition {
             follower.log_start_offset = request.log_start_offset;
             if lost {
                 // Out at the next tick if a proposal awaits its answer now.
-                let lag = self.config.replica_lag_time_max_ms;
-                follower.last_caught_up_ms = now.saturating_sub(lag).saturating_sub(1);
+                follower.last_caught_up_ms = NEVER_CAUGHT_UP;
                 Self::propose_without(&mut state, request.replica_id);
             }
             let hw = state.high_watermark;
@@ -405,8 +404,6 @@ impl Partition {
         // not caught up until a later fetch shows it is: Kafka's leader waits only for
         // ISR-eligible replicas (neither fenced nor shutting down), which such a one may
         // not be, and this replica cannot tell.
-        let lag = self.config.replica_lag_time_max_ms;
-        let long_ago = self.clock.now_ms().saturating_sub(lag).saturating_sub(1);
         let maximal = leader
             .isr
             .iter()
@@ -414,7 +411,7 @@ impl Partition {
         let left_out: Vec<i32> = maximal.filter(|id| !isr.contains(id)).copied().collect();
         for id in left_out {
             if let Some(follower) = leader.followers.get_mut(&id) {
-                follower.last_caught_up_ms = follower.last_caught_up_ms.min(long_ago);
+                follower.last_caught_up_ms = NEVER_CAUGHT_UP;
             }
         }
         leader.isr = isr;
@@ -449,7 +446,8 @@ impl Partition {
     }
 
     /// Time passes: proposes removing ISR members not caught up within
-    /// `replica_lag_time_max_ms`, and fails `acks=all` appends past their deadline.
+    /// `replica_lag_time_max_ms`, moves the HW past a follower outside the ISR whose
+    /// caught-up time ran out, and fails `acks=all` appends past their deadline.
     ///
     /// No change is proposed while one awaits its answer (nor in
     /// [`Partition::fetch`]), as Kafka's leader sends one AlterPartition at a time: the
@@ -469,6 +467,13 @@ impl Partition {
                 let keep = leader.isr.iter().copied().filter(caught_up).collect();
                 leader.proposed_isr = Some(keep);
             }
+        }
+        // A follower outside the ISR holds the HW only while it is caught up: once the
+        // lag time ran out, the HW moves on without it, though nothing is appended or
+        // fetched (a lone leader's followers may all be gone), and the appends it held
+        // complete rather than time out below.
+        self.advance_high_watermark(&mut state);
+        if let Role::Leader(leader) = &mut state.role {
             leader.pending.retain(|p| {
                 if now < p.deadline_ms {
                     return true;

@@ -151,6 +151,8 @@ pub struct IsrProposal {
 struct FollowerState {
     /// The follower's log end offset as its last fetch said; -1 before any.
     leo: i64,
+    /// When it was last caught up; [`NEVER_CAUGHT_UP`] when it is not until a fetch
+    /// shows it is.
     last_caught_up_ms: i64,
     /// The leader's LEO and the time at the follower's previous fetch.
     previous_fetch: (i64, i64),
@@ -158,12 +160,18 @@ struct FollowerState {
     log_start_offset: i64,
 }
 
+/// A follower's last caught-up time when it is not caught up, whatever the lag time (a
+/// time that far back, `now - lag - 1`, does not fit an `i64` for the longest lags).
+const NEVER_CAUGHT_UP: i64 = i64::MIN;
+
 impl FollowerState {
     /// Kafka's `isCaughtUp`: at the leader's end `end`, however long ago it fetched (an
     /// idle partition does not shrink its ISR for a stalled fetch; once appends move the
     /// end, the lag decides), or caught up within `lag` ms of `now`.
     fn caught_up(&self, end: i64, now: i64, lag: i64) -> bool {
-        self.leo == end || now.saturating_sub(self.last_caught_up_ms) <= lag
+        self.leo == end
+            || (self.last_caught_up_ms != NEVER_CAUGHT_UP
+                && now.saturating_sub(self.last_caught_up_ms) <= lag)
     }
 }
 
@@ -409,8 +417,7 @@ impl Partition {
                 let last_caught_up_ms = if isr.contains(&r) {
                     now
                 } else {
-                    now.saturating_sub(self.config.replica_lag_time_max_ms)
-                        .saturating_sub(1)
+                    NEVER_CAUGHT_UP
                 };
                 let state = FollowerState {
                     leo: -1,
@@ -660,5 +667,31 @@ mod tests {
         assert_eq!(hw, 1);
         assert!(read.expect("read").is_some_and(|len| len > 0));
         assert_eq!(listed.expect("list"), Some(0));
+    }
+
+    /// A follower outside the ISR that never fetched is not caught up, whatever the lag
+    /// time: with the longest, its "long ago" (`now - lag - 1`) saturated, and the time
+    /// since then came out within the lag, so that it held the HW at -1 for good.
+    #[test]
+    fn a_follower_outside_the_isr_holds_no_hw_back_under_the_longest_lag() {
+        let sim = SimStorage::new(2);
+        let clock = Arc::new(ManualClock::new(1_000));
+        let options = LogOpenOptions {
+            clock: clock.clone(),
+            ..LogOpenOptions::new(sim.storage(), "/data/t-0")
+        };
+        let log = Arc::new(Log::open(options).expect("open").0);
+        let config = ReplicaConfig {
+            replica_lag_time_max_ms: i64::MAX,
+            ..ReplicaConfig::new(0)
+        };
+        let p = Partition::new(log, config, clock, 0);
+        p.become_leader(1, vec![0, 1], vec![0]).expect("lead");
+        let mut batch = BatchBuilder::new()
+            .append(1_000, None, Some(b"v"), &[])
+            .build()
+            .expect("batch");
+        p.append(&mut batch, Acks::Leader, 30_000).expect("append");
+        assert_eq!(p.high_watermark(), 1);
     }
 }
