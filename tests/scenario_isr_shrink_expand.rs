@@ -119,20 +119,28 @@ fn a_follower_joins_only_after_reaching_the_leaders_epoch_start() {
     assert_eq!(second.isr_changes, vec![vec![1, 2]]);
 }
 
-/// KAFKA-15021: a follower outside the ISR that is caught up holds the HW back, so that
-/// it can join under steady appends. With the HW at the leader's end after every append,
-/// each fetch it made was below the HW, and it was never proposed back: the partition
-/// ran on one copy for as long as the appends went on.
-#[test]
-fn a_caught_up_follower_outside_the_isr_rejoins_under_steady_appends() {
+/// Two replicas with min ISR 1: broker 0 leads, both hold one batch, and the controller
+/// then left broker 1 out of the ISR.
+fn broker_1_left_out_after_one_batch() -> pair::Cluster {
     let c = pair::Cluster::new(2, 1, TruncationMode::LeaderEpoch);
     let leader = c.replica(0);
     leader
         .append(&mut batch(1, 20, 0), Acks::Leader, 30_000)
         .unwrap();
     c.replicate(0, &[1]);
-    // The controller took broker 1 out (as when its session blinked); it fetches on.
     pair::set_isr(leader, vec![0]);
+    c
+}
+
+/// KAFKA-15021: a follower outside the ISR that is caught up holds the HW back, so that
+/// it can join under steady appends. With the HW at the leader's end after every append,
+/// each fetch it made was below the HW, and it was never proposed back: the partition
+/// ran on one copy for as long as the appends went on.
+#[test]
+fn a_caught_up_follower_outside_the_isr_rejoins_under_steady_appends() {
+    // The controller took broker 1 out (as when its session blinked); it fetches on.
+    let c = broker_1_left_out_after_one_batch();
+    let leader = c.replica(0);
     let mut rejoined = None;
     for i in 1..20 {
         let before = leader.high_watermark();
@@ -199,13 +207,8 @@ fn a_follower_outside_the_isr_and_behind_does_not_hold_the_hw() {
 /// `acks=all` append it held completes rather than times out.
 #[test]
 fn a_tick_moves_the_hw_past_a_silent_follower_outside_the_isr() {
-    let c = pair::Cluster::new(2, 1, TruncationMode::LeaderEpoch);
+    let c = broker_1_left_out_after_one_batch();
     let leader = c.replica(0);
-    leader
-        .append(&mut batch(1, 20, 0), Acks::Leader, 30_000)
-        .unwrap();
-    c.replicate(0, &[1]);
-    pair::set_isr(leader, vec![0]);
     leader
         .append(&mut batch(1, 20, 1), Acks::Leader, 30_000)
         .unwrap();
