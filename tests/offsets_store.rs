@@ -590,7 +590,7 @@ fn loading_skips_unmodelled_records_and_follows_transaction_markers() {
     log.append_as_leader(&mut unmodelled.build().unwrap(), 1)
         .unwrap();
     for (producer, group, commit) in [(11i64, "committed", true), (12, "aborted", false)] {
-        open_transaction(&log, producer, group, 77);
+        open_transaction(&log, producer, (group, "t"), 77);
         end_transaction(&log, producer, commit);
     }
     stores[0].become_leader(0).unwrap();
@@ -618,21 +618,7 @@ fn a_cleaning_keeps_the_commit_an_aborted_transaction_followed() {
         .unwrap();
     settle(&mut c);
     let log = c.replica(0).unwrap().log().clone();
-    let mut key = Vec::new();
-    codec::encode_offset_commit_key(GROUP, "orders", 0, &mut key);
-    let mut value = Vec::new();
-    let aborted = codec::OffsetCommitValue {
-        offset: 99,
-        leader_epoch: -1,
-        metadata: String::new(),
-        commit_timestamp: 1,
-        expire_timestamp: -1,
-    };
-    codec::encode_offset_commit_value(&aborted, &mut value);
-    let mut txn = BatchBuilder::new();
-    txn.transactional(true).producer(21, 0, 0);
-    txn.append(1, Some(&key), Some(&value), &[]);
-    log.append_as_leader(&mut txn.build().unwrap(), 1).unwrap();
+    open_transaction(&log, 21, (GROUP, "orders"), 99);
     let mut abort = partlog::fuzzing::marker_batch(21, false, 1).unwrap();
     log.append_as_coordinator(&mut abort, 1).unwrap();
     settle(&mut c);
@@ -1191,10 +1177,15 @@ fn a_loading_partition_whose_replica_stepped_down_is_not_the_coordinator() {
 }
 
 /// A transactional offset commit in a Kafka-written log, left open: `producer`'s batch of
-/// `group`'s `t-0` at `offset`, appended to `log`.
-fn open_transaction(log: &partlog::log::Log, producer: i64, group: &str, offset: i64) {
+/// `group`'s offset `offset` for partition 0 of `topic`, appended to `log`.
+fn open_transaction(
+    log: &partlog::log::Log,
+    producer: i64,
+    (group, topic): (&str, &str),
+    offset: i64,
+) {
     let (mut key, mut value) = (Vec::new(), Vec::new());
-    codec::encode_offset_commit_key(group, "t", 0, &mut key);
+    codec::encode_offset_commit_key(group, topic, 0, &mut key);
     let committed = codec::OffsetCommitValue {
         offset,
         leader_epoch: -1,
@@ -1229,8 +1220,8 @@ fn deletion_covers_and_expiry_spares_the_offsets_of_open_transactions() {
     stores[0].commit("doomed", &[commit_of("t", 1, 5)]).unwrap();
     stores[0].commit("idle", &[commit_of("t", 0, 100)]).unwrap();
     settle(&mut c);
-    open_transaction(&log, 11, "doomed", 500);
-    open_transaction(&log, 12, "idle", 200);
+    open_transaction(&log, 11, ("doomed", "t"), 500);
+    open_transaction(&log, 12, ("idle", "t"), 200);
     stores[0].become_leader(0).unwrap();
     stores[0].load(0).unwrap();
     settle(&mut c);
@@ -1266,7 +1257,7 @@ fn expiry_keeps_an_empty_group_with_an_open_transaction() {
     let log = c.replica(0).unwrap().log().clone();
     stores[0].commit("g", &[commit_of("t", 1, 5)]).unwrap();
     settle(&mut c);
-    open_transaction(&log, 13, "g", 300);
+    open_transaction(&log, 13, ("g", "t"), 300);
     stores[0].become_leader(0).unwrap();
     stores[0].load(0).unwrap();
     settle(&mut c);
