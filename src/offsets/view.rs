@@ -544,15 +544,9 @@ impl View {
             let changes = self.pending.pop_front().map(|(_, c)| c).unwrap_or_default();
             if apply {
                 for change in changes {
-                    // Newer than what open transactions hold for its key, which it drops,
-                    // as the replay of its record does (see
-                    // [`View::open_transactions_offsets`]).
-                    if !self.in_transaction.is_empty() {
-                        let (g, (t, p), _) = &change;
-                        let key = (g.as_bytes(), t.as_bytes(), *p);
-                        self.in_transaction.drop_older(key, i64::MAX);
-                    }
-                    self.apply(change);
+                    // Newer than what open transactions hold for its key, as the replay
+                    // of its record finds it.
+                    self.apply_over_transactions(change, i64::MAX);
                 }
             }
         }

@@ -169,14 +169,22 @@ impl View {
         let changes = self.in_transaction.take(batch.header().producer_id);
         if commits {
             for (at, change) in changes {
-                // Other transactions' older changes to the key lose to this one.
-                let (group, (topic, partition), _) = &change;
-                self.in_transaction
-                    .drop_older((group.as_bytes(), topic.as_bytes(), *partition), at);
-                self.apply(change);
+                self.apply_over_transactions(change, at);
             }
         }
         Ok(())
+    }
+
+    /// Applies `change`, written at `offset`: the changes open transactions hold for its
+    /// key, written below it, lose to it (Kafka's coordinator keeps the value of the last
+    /// record written for a key).
+    pub(super) fn apply_over_transactions(&mut self, change: Change, offset: i64) {
+        if !self.in_transaction.is_empty() {
+            let (group, (topic, partition), _) = &change;
+            let key = (group.as_bytes(), topic.as_bytes(), *partition);
+            self.in_transaction.drop_older(key, offset);
+        }
+        self.apply(change);
     }
 }
 
