@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use super::{
-    spin, Acks, AppendHandle, DivergingEpoch, FetchRequest, FetchResponse, FollowerState,
-    IsrProposal, LeaderState, Partition, Pending, Role, State, NEVER_CAUGHT_UP,
+    spin, Acks, AppendHandle, DivergingEpoch, FetchRequest, FetchResponse, IsrProposal,
+    LeaderState, Partition, Pending, Role, State, NEVER_CAUGHT_UP,
 };
 use crate::error::{Error, Result};
 use crate::log::{AppendOrigin, UNDEFINED_EPOCH};
@@ -295,7 +295,7 @@ impl Partition {
     /// for whose log ends hold the HW back, never towards the minimum, as in Kafka's
     /// `maybeIncrementLeaderHW`. Completes the `acks=all` appends it passes.
     ///
-    /// A follower outside the ISR that is caught up (see [`FollowerState::caught_up`])
+    /// A follower outside the ISR that is caught up (see `FollowerState::caught_up`)
     /// holds the HW back too, as since KAFKA-15021: it joins once it holds the HW, and
     /// under steady appends an HW at the leader's end would stay ahead of every fetch it
     /// makes, so it would never join. It holds the HW for at most the lag time, and not
@@ -310,25 +310,17 @@ impl Partition {
         let proposed = leader.proposed_isr.as_deref().unwrap_or(&[]);
         let mut new_hw = hw;
         if isr.len() >= required {
-            let me = self.config.broker_id;
             let end = self.log.log_end_offset();
+            let lag = self.config.replica_lag_time_max_ms;
             let mut lowest = end;
-            let members = isr
-                .iter()
-                .chain(proposed.iter().filter(|id| !isr.contains(id)));
-            for id in members.filter(|&&id| id != me) {
-                let leo = leader.followers.get(id).map_or(-1, |f| f.leo);
-                lowest = lowest.min(leo);
-            }
-            let outside =
-                |(id, _): &(&i32, &FollowerState)| !isr.contains(id) && !proposed.contains(id);
             let mut now = None;
-            for (_, f) in leader.followers.iter().filter(outside) {
+            for (id, f) in &leader.followers {
                 if f.leo >= lowest {
                     continue;
                 }
-                let now = *now.get_or_insert_with(|| self.clock.now_ms());
-                if f.caught_up(end, now, self.config.replica_lag_time_max_ms) {
+                let member = isr.contains(id) || proposed.contains(id);
+                if member || f.caught_up(end, *now.get_or_insert_with(|| self.clock.now_ms()), lag)
+                {
                     lowest = f.leo;
                 }
             }
@@ -408,9 +400,8 @@ impl Partition {
             .isr
             .iter()
             .chain(leader.proposed_isr.iter().flatten());
-        let left_out: Vec<i32> = maximal.filter(|id| !isr.contains(id)).copied().collect();
-        for id in left_out {
-            if let Some(follower) = leader.followers.get_mut(&id) {
+        for id in maximal.filter(|id| !isr.contains(id)) {
+            if let Some(follower) = leader.followers.get_mut(id) {
                 follower.last_caught_up_ms = NEVER_CAUGHT_UP;
             }
         }
