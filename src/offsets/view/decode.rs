@@ -32,6 +32,14 @@ pub(super) struct Span {
 impl Span {
     const EMPTY: Span = Span { at: 0, len: 0 };
 
+    /// The span of `len` bytes from `at`, if both fit.
+    fn of(at: usize, len: usize) -> Option<Span> {
+        Some(Span {
+            at: u32::try_from(at).ok()?,
+            len: u32::try_from(len).ok()?,
+        })
+    }
+
     fn range(self) -> Range<usize> {
         self.at as usize..(self.at + self.len) as usize
     }
@@ -466,19 +474,13 @@ fn push_text(texts: &mut String, text: &str) -> Option<Span> {
     if text.is_empty() {
         return Some(Span::EMPTY);
     }
-    let at = u32::try_from(texts.len()).ok()?;
+    let span = Span::of(texts.len(), text.len())?;
     texts.push_str(text);
-    Some(Span {
-        at,
-        len: u32::try_from(text.len()).ok()?,
-    })
+    Some(span)
 }
 
 fn push_name(names: &mut Vec<u8>, name: &[u8]) -> Option<Span> {
-    let at = u32::try_from(names.len()).ok()?;
+    let span = Span::of(names.len(), name.len())?;
     names.extend_from_slice(name);
-    Some(Span {
-        at,
-        len: u32::try_from(name.len()).ok()?,
-    })
+    Some(span)
 }
