@@ -89,6 +89,13 @@ pub enum Error {
     /// An `acks=all` append did not complete in time (`REQUEST_TIMED_OUT`); it may still be
     /// replicated later.
     RequestTimedOut,
+    /// This replica may not lead: a repair cut records below the high watermark it knew
+    /// and it has not fetched them back to `high_watermark`, while other in-sync replicas
+    /// may hold them. Elect one of those.
+    LacksCommittedRecords {
+        log_end_offset: i64,
+        high_watermark: i64,
+    },
     /// No replica may lead: none of the in-sync replicas is alive, and unclean leader
     /// election is off (`LEADER_NOT_AVAILABLE`).
     LeaderNotAvailable,
@@ -285,6 +292,13 @@ impl Error {
                 }
             }
             Error::RequestTimedOut => Error::RequestTimedOut,
+            Error::LacksCommittedRecords {
+                log_end_offset,
+                high_watermark,
+            } => Error::LacksCommittedRecords {
+                log_end_offset: *log_end_offset,
+                high_watermark: *high_watermark,
+            },
             Error::LeaderNotAvailable => Error::LeaderNotAvailable,
             Error::OffsetNotAvailable {
                 high_watermark,
@@ -448,6 +462,15 @@ impl fmt::Display for Error {
                 "appended, but the in-sync replicas fell to {isr}, below {required}"
             ),
             Error::RequestTimedOut => f.write_str("the append did not complete in time"),
+            Error::LacksCommittedRecords {
+                log_end_offset,
+                high_watermark,
+            } => write!(
+                f,
+                "a repair cut this replica's log to {log_end_offset}, below the high \
+                 watermark {high_watermark} it knew: it may not lead while other in-sync \
+                 replicas may hold those records"
+            ),
             Error::LeaderNotAvailable => f.write_str(
                 "no in-sync replica is alive to lead, and unclean leader election is off",
             ),

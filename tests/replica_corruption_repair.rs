@@ -206,3 +206,63 @@ fn a_batch_whose_record_deltas_repeat_is_no_damage_to_the_scrub() {
     assert_eq!(replica.high_watermark(), 2);
     assert_eq!(replica.scrub().unwrap(), ScrubOutcome::Clean);
 }
+
+/// A follower's scrub cut records below the HW, and the leader dies before the follower's
+/// next fetch tells it: the follower is still in the controller's ISR, but the election
+/// passes over it, for it would make the others cut what `acks=all` acknowledged away to
+/// match it. Asked to lead by an ISR naming others, it refuses, changing nothing; alone
+/// (an unclean election's ISR) it leads.
+#[test]
+fn a_follower_that_cut_committed_records_is_not_elected_before_it_has_them_again() {
+    let mut c = replicated();
+    let intact = c.batches_of(0, RECORDS).unwrap();
+    let bad = damage_seventh_batch(&c, 1);
+    let repaired = c.replica(1).unwrap().clone();
+    assert_eq!(
+        repaired.scrub().unwrap(),
+        ScrubOutcome::Repaired { offset: bad }
+    );
+    assert_eq!(repaired.lacks_committed_records(), Some(RECORDS));
+    assert_eq!(c.isr(), &[0, 1, 2][..], "the leader has not heard yet");
+    assert!(matches!(
+        repaired.become_leader(9, vec![0, 1, 2], vec![0, 1, 2]),
+        Err(partlog::Error::LacksCommittedRecords { log_end_offset, high_watermark })
+            if (log_end_offset, high_watermark) == (bad, RECORDS)
+    ));
+    assert_eq!(repaired.leader_epoch(), 1, "nothing changed");
+
+    let election = c.kill(0).unwrap().expect("a new leader");
+    assert_eq!(election.leader, 2);
+    settle(&mut c);
+    assert_eq!(c.batches_of(2, RECORDS).unwrap(), intact);
+    assert_eq!(c.batches_of(1, RECORDS).unwrap(), intact);
+    assert_eq!(repaired.lacks_committed_records(), None, "fetched back");
+}
+
+/// The same for a leader that found its data damaged: it cuts when it follows, and until
+/// it has fetched the records back it is passed over (here the controller's ISR still
+/// holds it, as nothing took it out), and an ISR of itself alone is taken.
+#[test]
+fn a_damaged_leader_that_cut_on_following_is_not_elected_before_it_has_them_again() {
+    let mut c = replicated();
+    let bad = damage_seventh_batch(&c, 0);
+    let old = c.replica(0).unwrap().clone();
+    assert!(matches!(
+        old.scrub().unwrap(),
+        ScrubOutcome::LeaderCorrupt { .. }
+    ));
+    let first = c.elect(false).unwrap();
+    assert_eq!(old.log().log_end_offset(), bad);
+    assert_eq!(old.lacks_committed_records(), Some(RECORDS));
+    // The new leader steps down at once (a controlled shutdown): the other one leads.
+    let second = c.shutdown(first.leader).unwrap().expect("a new leader");
+    assert_ne!(second.leader, 0);
+    assert_eq!(
+        c.replica(second.leader).unwrap().log().log_end_offset(),
+        RECORDS
+    );
+    // Alone in its ISR, it may lead: nobody else is said to hold the records.
+    old.become_leader(second.epoch + 1, vec![0, 1, 2], vec![0])
+        .unwrap();
+    assert_eq!(old.lacks_committed_records(), None);
+}

@@ -156,3 +156,47 @@ fn a_leader_alone_in_its_isr_commits_its_log_end_when_it_takes_over() {
         .unwrap();
     assert_eq!(c.replica(1).high_watermark(), 0);
 }
+
+/// A follower's HW is the one its leader's last answer gave, as Kafka's follower takes it:
+/// a new leader's HW lags its predecessor's until every ISR member has fetched from it,
+/// and meanwhile its followers show its HW, not a higher one they heard before.
+#[test]
+fn a_follower_takes_a_new_leaders_lower_high_watermark() {
+    let c = Cluster::new(3, 1, TruncationMode::LeaderEpoch);
+    c.replica(0)
+        .append(&mut batch(3, 10, 0), Acks::Leader, 30_000)
+        .unwrap();
+    c.replicate(0, &[1, 2]);
+    c.replica(0)
+        .append(&mut batch(2, 10, 1), Acks::Leader, 30_000)
+        .unwrap();
+    // Broker 2 copies the batch and reports it before broker 1 does: broker 1's report
+    // moves the HW, and broker 1 alone fetches again and hears of it.
+    for follower in [2, 1, 2, 1, 1] {
+        c.fetch(follower, 0);
+    }
+    let hws = |c: &Cluster| [0, 1, 2].map(|b| c.replica(b).high_watermark());
+    assert_eq!(hws(&c), [5, 5, 3]);
+
+    // A leader change with all three alive and in sync: broker 2 starts at its own HW.
+    c.replica(2)
+        .become_leader(2, vec![0, 1, 2], vec![0, 1, 2])
+        .unwrap();
+    for b in [0, 1] {
+        c.replica(b).become_follower(2, 2).unwrap();
+    }
+    c.fetch(1, 2);
+    // Broker 0 has not fetched: the new leader cannot count its log end yet.
+    assert_eq!(c.replica(2).high_watermark(), 3);
+    assert_eq!(
+        c.replica(1).high_watermark(),
+        3,
+        "the leader's HW, not the old one"
+    );
+    // Broker 0's report moves it; the answer carrying it back is each one's next.
+    c.fetch(0, 2);
+    assert_eq!(hws(&c), [3, 3, 5]);
+    c.fetch(0, 2);
+    c.fetch(1, 2);
+    assert_eq!(hws(&c), [5, 5, 5]);
+}

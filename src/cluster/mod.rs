@@ -523,7 +523,7 @@ impl Cluster {
         if self.leader == Some(id) {
             let next = (self.isr.isr.iter())
                 .map(|&b| b as usize)
-                .find(|&b| b != id && self.is_up(b));
+                .find(|&b| b != id && self.may_lead_cleanly(b));
             match next {
                 // The stopping broker leaves the ISR in the election's own change, as in
                 // Kafka's controlled shutdown: told apart, through a network that may lose
@@ -564,9 +564,10 @@ impl Cluster {
         Ok(report)
     }
 
-    /// Elects a leader: the first running ISR member other than the current leader, or,
-    /// when `unclean` and none runs, the running broker with the longest log. Without
-    /// one: [`Error::LeaderNotAvailable`].
+    /// Elects a leader: the first running ISR member other than the current leader that
+    /// holds what it committed (see [`Partition::lacks_committed_records`]), or, when
+    /// `unclean` and there is none, the running broker with the longest log. Without one:
+    /// [`Error::LeaderNotAvailable`].
     pub fn elect(&mut self, unclean: bool) -> Result<Election> {
         let current = self.leader;
         let clean = self
@@ -574,7 +575,7 @@ impl Cluster {
             .isr
             .iter()
             .map(|&b| b as usize)
-            .find(|&b| Some(b) != current && self.is_up(b));
+            .find(|&b| Some(b) != current && self.may_lead_cleanly(b));
         if let Some(b) = clean {
             return self.elect_leader(b, false);
         }
@@ -589,6 +590,14 @@ impl Cluster {
             Some((_, b)) => self.elect_leader(b, true),
             None => Err(Error::LeaderNotAvailable),
         }
+    }
+
+    /// Whether broker `id` runs and has not cut committed records in a repair since: an
+    /// ISR member the controller may elect. One that did is still in the ISR until its
+    /// leader sees the cut at its next fetch and the ISR change comes back.
+    fn may_lead_cleanly(&self, id: usize) -> bool {
+        self.replica(id)
+            .is_some_and(|r| r.lacks_committed_records().is_none())
     }
 
     /// Makes `id` the leader of the next epoch and every other running broker a follower.

@@ -110,11 +110,16 @@ impl Partition {
             self.log
                 .advance_log_start_offset(response.log_start_offset.min(leo))?;
         }
+        // The leader's HW as it answered, within this log, as Kafka's follower takes it
+        // (`maybeUpdateHighWatermark`), even when lower than the one known before: a new
+        // leader's HW lags its predecessor's until every ISR member has fetched from it.
+        // What the follower shows (to its readers, cleaner and retention) is then what
+        // its leader shows, never more.
         let hw = response
             .high_watermark
             .clamp(self.log.log_start_offset(), leo);
-        let hw = state.high_watermark.max(hw).min(leo);
         self.set_high_watermark(&mut state, hw);
+        state.repaired_below = self.still_lacking(&state);
         Ok(true)
     }
 

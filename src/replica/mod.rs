@@ -222,6 +222,10 @@ struct State {
     /// Where a scrub found committed data damaged while this replica led: cut there on
     /// becoming a follower (see [`Partition::scrub`]).
     corrupt_from: Option<i64>,
+    /// The HW before this replica cut committed records of its own accord (a repair), while
+    /// its log end stays below it: the records it lacks until it fetches them back (see
+    /// [`Partition::lacks_committed_records`]).
+    repaired_below: Option<i64>,
     /// Fetches waiting in [`Partition::fetch_wait`] for data to arrive.
     fetch_waiters: usize,
     /// A follower's buffer for the fetched batches, kept across fetches.
@@ -270,6 +274,7 @@ impl Partition {
                 leader_id: None,
                 high_watermark: hw,
                 corrupt_from: None,
+                repaired_below: None,
                 fetch_waiters: 0,
                 scratch: Vec::new(),
             }),
@@ -331,6 +336,36 @@ impl Partition {
         self.log.set_high_watermark(hw);
     }
 
+    /// Cuts the log at `offset` of this replica's own accord (a repair, not a leader's
+    /// word): when that cuts committed records, the replica lacks them until it has
+    /// fetched them back, and may not lead meanwhile (see [`Partition::become_leader`]).
+    fn cut_for_repair(&self, state: &mut State, offset: i64) -> Result<()> {
+        let hw = state.high_watermark;
+        self.log.truncate_to(offset)?;
+        if self.log.log_end_offset() < hw {
+            state.repaired_below = state.repaired_below.max(Some(hw));
+        }
+        self.cap_high_watermark(state);
+        Ok(())
+    }
+
+    /// The offset this replica's log must reach again before it may lead, while a repair
+    /// (a follower's scrub, or the cut a leader that found its data damaged makes when it
+    /// follows) has cut records below the HW it knew and it has not fetched them back.
+    /// Until its leader hears of the cut and the controller takes it out of the ISR, it
+    /// still looks in sync: a controller should elect another ISR member, and
+    /// `become_leader` refuses it one that names others (see there).
+    pub fn lacks_committed_records(&self) -> Option<i64> {
+        let state = self.state();
+        self.still_lacking(&state)
+    }
+
+    fn still_lacking(&self, state: &State) -> Option<i64> {
+        state
+            .repaired_below
+            .filter(|&hw| self.log.log_end_offset() < hw)
+    }
+
     /// After a truncation: the HW stays within the log, never above its end nor below its
     /// start (invariant 2). A follower that started over at the leader's log start has
     /// its HW there: everything below it is gone, and the leader moved its log start no
@@ -374,6 +409,12 @@ impl Partition {
     /// the appends waiting, which complete once the new ISR holds them.
     /// [`Error::InvalidRequest`], changing nothing, unless both lists hold this broker,
     /// the ISR lies within the replicas, and neither names a broker twice.
+    ///
+    /// [`Error::LacksCommittedRecords`], changing nothing, while a repair has cut records
+    /// below the HW this replica knew (see [`Partition::lacks_committed_records`]) and the
+    /// ISR names other brokers, which may hold them: elected, it would make every
+    /// follower cut acknowledged records away to match it. An ISR of this broker alone
+    /// (an unclean election's, or the last replica standing) is taken.
     pub fn become_leader(&self, epoch: i32, replicas: Vec<i32>, isr: Vec<i32>) -> Result<()> {
         self.check_assignment("replicas", &replicas, &replicas)?;
         self.check_assignment("ISR", &isr, &replicas)?;
@@ -404,10 +445,19 @@ impl Partition {
                 leader.replicas
             )));
         }
+        let me = self.config.broker_id;
+        if let Some(high_watermark) = self.still_lacking(&state) {
+            if isr.iter().any(|&r| r != me) {
+                return Err(Error::LacksCommittedRecords {
+                    log_end_offset: self.log.log_end_offset(),
+                    high_watermark,
+                });
+            }
+        }
+        state.repaired_below = None;
         self.log.assign_leader_epoch(epoch)?;
         let now = self.clock.now_ms();
         let leo = self.log.log_end_offset();
-        let me = self.config.broker_id;
         let followers = replicas
             .iter()
             .filter(|&&r| r != me)
@@ -509,8 +559,7 @@ impl Partition {
             entries.last().is_some_and(|e| e.start_offset >= end)
         };
         if let Some(offset) = cut.or_else(|| led_without_appends().then_some(end)) {
-            self.log.truncate_to(offset)?;
-            self.cap_high_watermark(&mut state);
+            self.cut_for_repair(&mut state, offset)?;
         }
         Ok(())
     }

@@ -23,7 +23,8 @@ pub enum ScrubOutcome {
     Clean,
     /// A follower found a bad batch at `offset` and cut its log there; it fetches the rest
     /// from the leader again. A cut below the HW takes it out of the ISR at its next fetch
-    /// (its leader proposes it out), until it holds the HW again.
+    /// (its leader proposes it out), until it holds the HW again; until it has fetched
+    /// back what it cut, it refuses to lead (see [`Partition::lacks_committed_records`]).
     Repaired { offset: i64 },
     /// The leader found a bad batch at `offset` in committed data. The embedder should
     /// elect another in-sync replica, and leave this one out of the new ISR: it cuts its
@@ -56,8 +57,7 @@ impl Partition {
                 Ok(ScrubOutcome::LeaderCorrupt { offset, reason })
             }
             Role::Follower => {
-                self.log.truncate_to(offset)?;
-                self.cap_high_watermark(&mut state);
+                self.cut_for_repair(&mut state, offset)?;
                 Ok(ScrubOutcome::Repaired { offset })
             }
         }
