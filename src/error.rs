@@ -126,6 +126,12 @@ pub enum Error {
     /// The group has members, so its offsets stay (`NON_EMPTY_GROUP`): deleting them would
     /// send its running consumers back to their reset policy.
     NonEmptyGroup { group: String },
+    /// The store became the group's coordinator less than `membership_grace_ms` ago and
+    /// has not been told whether the group has members: it may be a running group whose
+    /// members have not found the new coordinator yet, so its offsets are not deleted.
+    /// Tell the store (`set_group_active`) or retry after the grace; a broker answers
+    /// `COORDINATOR_LOAD_IN_PROGRESS`, which clients retry.
+    GroupMembershipUnknown { group: String, partition: u32 },
     /// OffsetDelete named a partition of a topic the group's members subscribe to; its
     /// offset stays (`GROUP_SUBSCRIBED_TO_TOPIC`).
     GroupSubscribedToTopic { group: String, topic: String },
@@ -328,6 +334,10 @@ impl Error {
             Error::NonEmptyGroup { group } => Error::NonEmptyGroup {
                 group: group.clone(),
             },
+            Error::GroupMembershipUnknown { group, partition } => Error::GroupMembershipUnknown {
+                group: group.clone(),
+                partition: *partition,
+            },
             Error::GroupSubscribedToTopic { group, topic } => Error::GroupSubscribedToTopic {
                 group: group.clone(),
                 topic: topic.clone(),
@@ -506,6 +516,11 @@ impl fmt::Display for Error {
             Error::NonEmptyGroup { group } => write!(
                 f,
                 "group {group} has members: its offsets are deleted once it is empty"
+            ),
+            Error::GroupMembershipUnknown { group, partition } => write!(
+                f,
+                "offsets partition {partition} changed coordinator lately and has not heard \
+                 whether group {group} has members: its offsets are not deleted until it does"
             ),
             Error::GroupSubscribedToTopic { group, topic } => write!(
                 f,

@@ -372,10 +372,14 @@ fn a_partition_that_cannot_expire_keeps_no_other_from_it() {
 /// minutes, the longest a live member goes without reaching its coordinator), a group
 /// the embedder has not mentioned keeps its offsets. A running group's quiet partition,
 /// its offset past the retention, used to lose it at the first expiry after a failover,
-/// as a standalone consumer's would; its members then reset.
+/// as a standalone consumer's would; its members then reset. After the grace, a group
+/// still not heard of has its offsets age from the takeover at the earliest: it may be
+/// one that was empty when the coordinator changed, whose offsets Kafka keeps for the
+/// retention after it became empty (see the test below).
 #[test]
 fn a_new_coordinator_expires_nothing_of_a_group_it_has_not_heard_of_for_a_grace() {
     let grace = partlog::offsets::DEFAULT_MEMBERSHIP_GRACE_MS;
+    let retention = partlog::offsets::DEFAULT_RETENTION_MS;
     let (mut c, stores) = cluster();
     stores[0]
         .commit(GROUP, &[commit_of("quiet", 0, 5)])
@@ -385,21 +389,97 @@ fn a_new_coordinator_expires_nothing_of_a_group_it_has_not_heard_of_for_a_grace(
     stores[0].set_group_active(GROUP, true);
     c.clock().advance_ms(8 * DAY);
     let leader = fail_over(&mut c, &stores);
+    let took_over = c.clock().now_ms();
     let new = &stores[leader];
     expire(&mut c, new);
     assert_eq!(offsets(new, GROUP), vec![("quiet".into(), 0, 5)]);
     assert_eq!(offsets(new, "lone"), vec![("t".into(), 0, 1)]);
 
     // The group's members find the new coordinator within the grace; the standalone
-    // consumer never says anything, and its offset expires once the grace is over.
+    // consumer never says anything, and its offset, committed 8 days ago, expires the
+    // retention after the takeover.
     c.clock().advance_ms(grace - 1_000);
     new.set_group_active(GROUP, true);
     expire(&mut c, new);
-    assert_eq!(offsets(new, "lone"), vec![("t".into(), 0, 1)]);
     c.clock().advance_ms(1_000);
+    expire(&mut c, new);
+    assert_eq!(offsets(new, "lone"), vec![("t".into(), 0, 1)]);
+    c.clock().set_ms(took_over + retention - 1);
+    expire(&mut c, new);
+    assert_eq!(offsets(new, "lone"), vec![("t".into(), 0, 1)]);
+    c.clock().advance_ms(1);
     expire(&mut c, new);
     assert_eq!(offsets(new, GROUP), vec![("quiet".into(), 0, 5)]);
     assert_eq!(offsets(new, "lone"), vec![]);
+}
+
+/// A group that was already empty when its coordinator failed over has no members to
+/// tell the new one about it. Kafka's new coordinator knows from the group metadata it
+/// loads, and keeps the offsets for the retention after the group became empty. Its
+/// quiet partition's offset, committed long before, used to expire at the first expiry
+/// after the grace, a week early: a consumer restarting the group the next day reset.
+#[test]
+fn an_empty_groups_offsets_outlive_a_coordinator_failover_for_the_retention() {
+    let (mut c, stores) = cluster();
+    stores[0]
+        .commit(GROUP, &[commit_of("quiet", 0, 5)])
+        .unwrap();
+    settle(&mut c);
+    stores[0].set_group_active(GROUP, true);
+    c.clock().advance_ms(8 * DAY);
+    stores[0].set_group_active(GROUP, false);
+    c.clock().advance_ms(DAY / 24);
+    let leader = fail_over(&mut c, &stores);
+    let took_over = c.clock().now_ms();
+    let new = &stores[leader];
+    c.clock()
+        .advance_ms(DAY / 48 + partlog::offsets::DEFAULT_MEMBERSHIP_GRACE_MS);
+    expire(&mut c, new);
+    c.clock().advance_ms(DAY);
+    expire(&mut c, new);
+    assert_eq!(offsets(new, GROUP), vec![("quiet".into(), 0, 5)]);
+    // Nobody ever mentions it: it goes the retention after the takeover, an hour after
+    // Kafka's coordinator would have taken it.
+    c.clock()
+        .set_ms(took_over + partlog::offsets::DEFAULT_RETENTION_MS);
+    expire(&mut c, new);
+    assert_eq!(offsets(new, GROUP), vec![]);
+}
+
+/// Within a new coordinator's grace, a group it has not heard of may be a running one:
+/// deleting it or some of its offsets is refused with a typed error, and deletes nothing,
+/// as Kafka's coordinator, which knows the group from its load, refuses a running one.
+/// Once the embedder says the group is empty, or after the grace, they are deleted.
+#[test]
+fn a_new_coordinator_deletes_nothing_of_a_group_it_has_not_heard_of_for_a_grace() {
+    let (mut c, stores) = cluster();
+    for group in [GROUP, "told"] {
+        stores[0].commit(group, &[commit_of("t", 0, 5)]).unwrap();
+    }
+    settle(&mut c);
+    let leader = fail_over(&mut c, &stores);
+    let new = &stores[leader];
+    let unknown =
+        |e: &Error| matches!(e, Error::GroupMembershipUnknown { group, .. } if group == GROUP);
+    assert!(unknown(&new.delete_group(GROUP).unwrap_err()));
+    let partitions = [("t".to_string(), 0)];
+    assert!(unknown(
+        &new.delete_offsets(GROUP, &partitions).unwrap_err()
+    ));
+    settle(&mut c);
+    assert_eq!(offsets(new, GROUP), vec![("t".into(), 0, 5)]);
+
+    new.set_group_active("told", false);
+    let h = new.delete_group("told").unwrap().expect("tombstones");
+    c.clock()
+        .advance_ms(partlog::offsets::DEFAULT_MEMBERSHIP_GRACE_MS);
+    let deletion = new.delete_offsets(GROUP, &partitions).unwrap();
+    assert!(deletion.refused.is_empty());
+    settle(&mut c);
+    assert!(h.poll().unwrap().is_ok());
+    assert!(deletion.handle.expect("tombstones").poll().unwrap().is_ok());
+    assert_eq!(offsets(new, "told"), vec![]);
+    assert_eq!(offsets(new, GROUP), vec![]);
 }
 
 /// A store that stops leading a partition forgets what it was told of its groups'
@@ -537,6 +617,7 @@ fn deleted_groups_and_expired_offsets_are_gone_for_the_next_leader_too() {
         stores[0].commit(group, &[commit_of("t", 0, 5)]).unwrap();
     }
     settle(&mut c);
+    stores[0].set_group_active("doomed", false);
     let h = stores[0].delete_group("doomed").unwrap().unwrap();
     settle(&mut c);
     assert!(h.poll().unwrap().is_ok());
@@ -1027,6 +1108,7 @@ fn tombstones_of_a_large_group_go_in_several_batches() {
         }
         assert_eq!(offsets(&stores[0], group).len(), 200);
     }
+    stores[0].set_group_active(GROUP, false);
     let handle = stores[0].delete_group(GROUP).unwrap().expect("tombstones");
     settle(&mut c);
     assert!(handle.poll().unwrap().is_ok());
@@ -1060,6 +1142,7 @@ fn a_commit_that_timed_out_shows_once_it_is_committed() {
     assert_eq!(offsets(&stores[0], GROUP), vec![], "not committed yet");
     settle(&mut c);
     assert_eq!(offsets(&stores[0], GROUP), vec![("orders".into(), 0, 5)]);
+    stores[0].set_group_active(GROUP, false);
     let deleted = stores[0].delete_group(GROUP).unwrap();
     assert!(deleted.is_some(), "the delete writes a tombstone");
     settle(&mut c);
@@ -1226,6 +1309,7 @@ fn deletion_covers_and_expiry_spares_the_offsets_of_open_transactions() {
     stores[0].load(0).unwrap();
     settle(&mut c);
 
+    stores[0].set_group_active("doomed", false);
     let h = stores[0].delete_group("doomed").unwrap().unwrap();
     settle(&mut c);
     assert!(h.poll().unwrap().is_ok());

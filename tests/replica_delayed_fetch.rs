@@ -276,3 +276,26 @@ fn a_held_fetch_answered_later_does_not_count_its_progress_again() {
         "the held fetch's old offset counted again"
     );
 }
+
+/// A held fetch that no data answers is read again when its wait ends, as Kafka's delayed
+/// fetch is on expiry: the HW its own progress moved (the answer read before that
+/// progress counted carries the old one) reaches the follower with this answer, not a
+/// hold later. It used to send the answer read before the wait.
+#[test]
+fn a_held_fetch_that_times_out_carries_the_high_watermark_of_its_end() {
+    let (leader, follower) = pair();
+    leader
+        .append(&mut batch(2, 10, 0), Acks::Leader, 1000)
+        .unwrap();
+    let response = leader.fetch(&follower.fetch_request(1 << 20)).unwrap();
+    follower.apply_fetch(&response).unwrap();
+    assert_eq!(leader.high_watermark(), 0);
+    // Nothing more to fetch: the fetch is held, and its progress moves the HW.
+    let held = follower.fetch_request(1 << 20);
+    let response = leader.fetch_wait(&held, Duration::from_millis(20)).unwrap();
+    assert!(response.records.is_none());
+    assert_eq!(leader.high_watermark(), 2);
+    assert_eq!(response.high_watermark, 2);
+    follower.apply_fetch(&response).unwrap();
+    assert_eq!(follower.high_watermark(), 2);
+}

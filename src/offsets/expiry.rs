@@ -20,7 +20,10 @@ impl OffsetsStore {
     /// the retention after it stops. An offset committed after its group became empty
     /// (an administrator's reset) is kept for the retention after its commit. A group the
     /// embedder never mentioned (a standalone consumer, which only commits) has each
-    /// offset expire `retention_ms` after its commit, as in Kafka. A group with members
+    /// offset expire `retention_ms` after its commit, as in Kafka, or after the store
+    /// became the partition's leader when that was later: such a group may also be one
+    /// that was empty when this coordinator took over, whose offsets Kafka keeps for the
+    /// retention after it became empty, which only the previous coordinator knew. A group with members
     /// whose subscription is known has the offsets of the topics outside it expire
     /// `retention_ms` after their commit (KIP-496). An offset whose value carries an
     /// explicit expiry (version 1) expires then instead, under the same rules of whose
@@ -48,15 +51,11 @@ impl OffsetsStore {
             let h = &mut *hosted;
             h.promote_if_committed();
             let leads = h.leads();
-            let Hosted {
-                replica,
-                state,
-                led_since,
-                ..
-            } = h;
             // Groups not heard of yet may be running ones whose members have not found
             // this new coordinator: none of theirs expire for a grace.
-            let grace = now < led_since.saturating_add(self.config.membership_grace_ms);
+            let grace = h.in_membership_grace(now, self.config.membership_grace_ms);
+            let led_since = h.led_since;
+            let Hosted { replica, state, .. } = h;
             let ViewState::Loaded(view) = state else {
                 continue;
             };
@@ -83,13 +82,13 @@ impl OffsetsStore {
             let mut emptied: HashSet<String> = HashSet::new();
             for (group, offsets) in view.groups() {
                 let membership = groups.get(&group);
-                let empty_since = Membership::empty_since(membership);
+                let aging_since = Membership::aging_since(membership, led_since);
                 let mut kept = false;
                 for (key, c, expire_at) in offsets.iter_with_expiry() {
                     // Kafka's rule: expired once `retention_ms` have passed, or at the
                     // explicit expiry of a version 1 value (the old semantics Kafka keeps
                     // for them).
-                    let age_from = c.commit_timestamp.max(empty_since);
+                    let age_from = c.commit_timestamp.max(aging_since);
                     let old_enough = match expire_at {
                         Some(at) => now >= at,
                         None => age_from <= cutoff,

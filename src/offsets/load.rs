@@ -56,6 +56,13 @@ impl Hosted {
         self.replica.is_leader() && self.replica.leader_epoch() == self.epoch
     }
 
+    /// Whether the store became the partition's leader less than `grace_ms` before `now`:
+    /// a group of it the embedder has not mentioned yet may be a running one whose members
+    /// have not found this new coordinator (see [`super::OffsetsConfig::membership_grace_ms`]).
+    pub(super) fn in_membership_grace(&self, now: i64, grace_ms: i64) -> bool {
+        now < self.led_since.saturating_add(grace_ms)
+    }
+
     /// A load read to its end serves once that end is committed. Returns whether the view
     /// is loaded.
     pub(super) fn promote_if_committed(&mut self) -> bool {

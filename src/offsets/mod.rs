@@ -102,9 +102,12 @@ pub struct OffsetsConfig {
     /// For this long after the store became a partition's leader, [`OffsetsStore::expire`]
     /// takes none of the offsets of a group of it that the embedder has not mentioned
     /// ([`OffsetsStore::set_group_active`]): a running group's members have not found the
-    /// new coordinator yet, and its offsets are not a standalone consumer's. (Kafka's new
-    /// coordinator knows at once, from the group metadata records its load replays; the
-    /// store models no such record.) [`DEFAULT_MEMBERSHIP_GRACE_MS`].
+    /// new coordinator yet, and its offsets are not a standalone consumer's; nor does
+    /// [`OffsetsStore::delete_group`] or [`OffsetsStore::delete_offsets`] delete them.
+    /// (Kafka's new coordinator knows at once, from the group metadata records its load
+    /// replays; the store models no such record.) After it, such a group's offsets age
+    /// from their commit or from the takeover, whichever is later (see
+    /// [`OffsetsStore::expire`]). [`DEFAULT_MEMBERSHIP_GRACE_MS`].
     pub membership_grace_ms: i64,
 }
 
@@ -191,11 +194,16 @@ impl Membership {
         }
     }
 
-    /// When the group became empty; the beginning of time for any other.
-    fn empty_since(membership: Option<&Membership>) -> i64 {
+    /// From when a group's offsets age at the earliest (they age from their commit when
+    /// that is later): when the group became empty; for one the store has not heard of,
+    /// when it became the partition's leader (`led_since`), since the group may have
+    /// been empty since any time before; the beginning of time for a group with members
+    /// (whose offsets outside its subscription age from their commit).
+    fn aging_since(membership: Option<&Membership>, led_since: i64) -> i64 {
         match membership {
             Some(Membership::EmptySince(since)) => *since,
-            _ => i64::MIN,
+            Some(Membership::Active(_)) => i64::MIN,
+            None => led_since,
         }
     }
 }
@@ -457,7 +465,9 @@ impl OffsetsStore {
 
     /// Writes tombstones for every committed offset of `group`; `None` when it has none.
     /// [`Error::NonEmptyGroup`] while the group has members ([`OffsetsStore::set_group_active`]),
-    /// as Kafka's DeleteGroups refuses.
+    /// as Kafka's DeleteGroups refuses; [`Error::GroupMembershipUnknown`] for a group the
+    /// embedder has not mentioned, within `membership_grace_ms` after the store became its
+    /// partition's leader (it may be running). Deleted, the group counts as empty from then.
     ///
     /// The membership lock is held until the tombstones are appended, as Kafka decides and
     /// writes in one event of the coordinator: a member joining meanwhile
@@ -465,17 +475,45 @@ impl OffsetsStore {
     /// then vanish.
     pub fn delete_group(&self, group: &str) -> Result<Option<AppendHandle>> {
         let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(Membership::Active(_)) = groups.get(group) {
-            return Err(Error::NonEmptyGroup {
-                group: group.to_string(),
-            });
+        match groups.get(group) {
+            Some(Membership::Active(_)) => {
+                return Err(Error::NonEmptyGroup {
+                    group: group.to_string(),
+                })
+            }
+            None => self.check_membership_heard(group)?,
+            Some(Membership::EmptySince(_)) => {}
         }
         let deleted = self.delete_committed(group, None)?;
-        // A group made again later is empty from when it is said to be. Not before the
-        // tombstones are appended: a delete that failed keeps the time the group became
-        // empty, from which its offsets expire.
-        groups.remove(group);
+        // Known to be empty from now: a group made again later ages its offsets from
+        // their commits (all later), or from when it is said to be empty after it had
+        // members; and a second deletion within a new coordinator's grace is not refused
+        // as one of a group not heard of. Not before the tombstones are appended: a
+        // delete that failed keeps the time the group became empty, from which its
+        // offsets expire. [`OffsetsStore::expire`] forgets it once it has no offsets.
+        let now = self.clock.now_ms();
+        groups.insert(group.to_string(), Membership::EmptySince(now));
         Ok(deleted)
+    }
+
+    /// [`Error::GroupMembershipUnknown`] while the store has not heard of `group`, which
+    /// the embedder has not mentioned, for `membership_grace_ms` after it became the
+    /// leader of its partition: Kafka's coordinator knows a running group from the group
+    /// metadata its load replays, and refuses to delete its offsets (`NON_EMPTY_GROUP`);
+    /// this store learns it only when its members come.
+    fn check_membership_heard(&self, group: &str) -> Result<()> {
+        let index = self.partition_for(group);
+        let Ok(partition) = self.partition(index) else {
+            return Ok(()); // the deletion says `NotCoordinator`
+        };
+        let grace = self.config.membership_grace_ms;
+        if lock(&partition).in_membership_grace(self.clock.now_ms(), grace) {
+            return Err(Error::GroupMembershipUnknown {
+                group: group.to_string(),
+                partition: index,
+            });
+        }
+        Ok(())
     }
 
     /// Tombstones for the offsets `group` committed for `partitions` (all when `None`),
@@ -525,7 +563,8 @@ impl OffsetsStore {
     /// the group's members subscribe to ([`OffsetsStore::set_group_subscription`]), which
     /// are refused one by one with [`Error::GroupSubscribedToTopic`] and kept, as Kafka
     /// answers each partition. [`Error::NonEmptyGroup`], deleting nothing, for a group
-    /// with members whose subscription is unknown.
+    /// with members whose subscription is unknown; [`Error::GroupMembershipUnknown`],
+    /// deleting nothing, within the grace as [`OffsetsStore::delete_group`] says.
     pub fn delete_offsets(
         &self,
         group: &str,
@@ -536,7 +575,11 @@ impl OffsetsStore {
         let groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
         let (deleted, refused): (Vec<_>, Vec<_>) = {
             let subscribed = match groups.get(group) {
-                None | Some(Membership::EmptySince(_)) => None,
+                None => {
+                    self.check_membership_heard(group)?;
+                    None
+                }
+                Some(Membership::EmptySince(_)) => None,
                 Some(Membership::Active(None)) => {
                     return Err(Error::NonEmptyGroup {
                         group: group.to_string(),
