@@ -953,3 +953,53 @@ fn a_crash_at_any_step_of_a_cleaning_keeps_the_transaction_indexes() {
     }
     assert!(crashes >= 8, "only {crashes} steps");
 }
+
+/// A truncation mark below the log start (a follower cut its log, then its start moved
+/// past the cut, by DeleteRecords or its leader's log start, before any cleaning) counts
+/// as one at the start: the first cleaning from there sees it. It stayed for good: every
+/// cleaning checkpointed at the cut, below the log start, and the next began at the log
+/// start again, so the whole log was cleaned over and over, and no other log was.
+#[test]
+fn a_truncation_below_the_log_start_is_seen_by_the_next_cleaning() {
+    let disk = SimStorage::new(12);
+    let (dir, cleaner, log) = eager_dir(&disk);
+    let tp = TopicPartition::new("t", 0);
+    fill(&log, 10, 3, NOW);
+    let cut = log.log_end_offset() - 5;
+    log.truncate_to(cut).unwrap();
+    fill(&log, 10, 3, NOW);
+    let start = cut + 10;
+    log.advance_log_start_offset(start).unwrap();
+    log.delete_old_segments().unwrap();
+    assert!(log.truncated_to() < log.log_start_offset());
+    let mut cleanings = 0;
+    while let CleanOutcome::Cleaned { report, .. } = cleaner.clean_once(&dir, NOW).unwrap() {
+        assert!(!report.aborted, "{report:?}");
+        cleanings += 1;
+        assert!(cleanings < 5, "cleaned again and again: {report:?}");
+    }
+    assert_eq!(log.truncated_to(), i64::MAX, "seen");
+    assert!(dir.cleaner_offset(&tp).unwrap() >= start);
+}
+
+/// A compacted log's retention waits while a cleaning of it runs, as Kafka's cleaner
+/// thread runs the two in turn: a segment deleted under the cleaning made its swap refuse
+/// every copy, and a log whose retention kept deleting under its cleanings never finished
+/// one. The pass after the cleaning deletes what is due.
+#[test]
+fn retention_of_a_compacted_log_waits_for_its_cleaning() {
+    let disk = SimStorage::new(13);
+    let config = LogConfig {
+        cleanup_policy: CleanupPolicy::CompactDelete,
+        retention_ms: 1_000,
+        ..eager_config(1024)
+    };
+    let dir = dir(&disk, config);
+    let (log, _) = dir.open_log(&TopicPartition::new("t", 0)).unwrap();
+    fill(&log, 10, 3, NOW - 10_000);
+    fill(&log, 10, 1, NOW);
+    let cleaning = log.begin_cleaning().expect("no cleaning runs");
+    assert_eq!(log.delete_old_segments().unwrap().segments_deleted, 0);
+    drop(cleaning);
+    assert!(log.delete_old_segments().unwrap().segments_deleted > 0);
+}

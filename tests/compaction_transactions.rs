@@ -283,6 +283,43 @@ fn a_stalled_log_is_cleaned_once_the_high_watermark_decides_its_transaction() {
     assert!(report.end_offset > 0, "{report:?}");
 }
 
+/// A stalled log stays skipped while appends land in its active segment: they cannot
+/// bring the transaction's marker into the cleanable range, which ends at that segment's
+/// base. The skip lasted only while the log end stayed put, so on a busy partition whose
+/// producer never ended its transaction, every pass cleaned the log again from the same
+/// offset, and, its dirty ratio only growing, no other log of the dir was cleaned again.
+#[test]
+fn a_stalled_log_stays_skipped_while_appends_land_in_its_active_segment() {
+    let (dir, log, cleaner) = open(13, 4096);
+    let mut appended = Vec::new();
+    append(&log, &mut appended, Some(7), vec![kv("b", Some("b1"))]);
+    append(&log, &mut appended, None, vec![kv("a", Some("a1"))]);
+    log.force_roll().unwrap();
+    log.set_high_watermark(log.log_end_offset());
+    let first = cleaner.clean_once(&dir, NOW).expect("clean");
+    assert!(
+        matches!(&first, CleanOutcome::Cleaned { report, .. } if report.end_offset == 0),
+        "stalled at the open transaction: {first:?}"
+    );
+    for i in 0..3 {
+        let value = format!("a{}", i + 2);
+        append(&log, &mut appended, None, vec![kv("a", Some(&value))]);
+        log.set_high_watermark(log.log_end_offset());
+        let again = cleaner.clean_once(&dir, NOW).expect("clean");
+        assert!(matches!(again, CleanOutcome::Idle), "append {i}: {again:?}");
+    }
+    // The marker, once in a closed segment below the HW, ends the stall.
+    end(&log, &mut appended, 7, true);
+    log.force_roll().unwrap();
+    log.set_high_watermark(log.log_end_offset());
+    let decided = cleaner.clean_once(&dir, NOW).expect("clean");
+    assert!(
+        matches!(&decided, CleanOutcome::Cleaned { report, .. } if report.end_offset > 0),
+        "{decided:?}"
+    );
+    assert_eq!(committed(&read_items(&log)), committed(&appended));
+}
+
 /// A transactional tombstone still open at a cleaning, committed after it: its key's
 /// older record must still go, before the tombstone does. (When a cleaning went past the
 /// open transaction, the tombstone was counted in no map once committed, kept the record

@@ -419,3 +419,33 @@ fn a_compact_only_log_keeps_its_old_segments() {
         }
     }
 }
+
+/// A batch header of an old segment that cannot be read (a flipped bit in its magic byte,
+/// past the time index's last entry) leaves the segment its time index's age, as Kafka's
+/// `largestTimestamp` reads nothing else: retention deletes it when due. The error of
+/// the header read failed every retention pass of the log, for good, and it grew until
+/// the disk was full.
+#[test]
+fn a_damaged_header_in_an_old_segment_does_not_stop_retention() {
+    let (backend, disk) = common::sim_with_disk(21);
+    let name = "t-0";
+    let (log, _) = open_with(&backend, name, config(10_000, -1));
+    fill(&log, 3, 1_000_000);
+    let end = log.log_end_offset();
+    log.close().unwrap();
+    drop(log);
+    let first = backend.root.join(name).join("00000000000000000000.log");
+    let batch_bytes = common::file_bytes(&backend, &first).len() as u64 / 5;
+    disk.flip_bit(&first, 4 * batch_bytes + 16, 0).unwrap();
+    // Shut down cleanly, recovered up to the end: the open reads no old segment.
+    let clock = Arc::new(ManualClock::new(1_020_000));
+    let (log, _) = Log::open(partlog::log::LogOpenOptions {
+        clean_shutdown: true,
+        recovery_point: Some(end),
+        ..options(&backend, name, config(10_000, -1), clock)
+    })
+    .unwrap();
+    assert_eq!(log.segments().len(), 3);
+    let outcome = log.delete_old_segments().unwrap();
+    assert_eq!(outcome.segments_deleted, 3, "{outcome:?}");
+}

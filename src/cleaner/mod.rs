@@ -47,7 +47,6 @@ pub use rewrite::{filter_batch, FilterRules, FilterScratch, FilterStats};
 use crate::checkpoint::TopicPartition;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::log::Log;
 use crate::manager::LogDir;
 
 /// Kafka's `log.cleaner.dedupe.buffer.size` default: 128 MiB.
@@ -100,11 +99,11 @@ pub struct Cleaner {
     map: Mutex<OffsetMap>,
     uncleanable: Mutex<BTreeMap<TopicPartition, String>>,
     /// Logs whose last cleaning could not begin (a transaction still open where their
-    /// dirty range begins), with what decided that (see [`stall_key`]): skipped until it
-    /// changes (the transaction's marker comes, or the high watermark passes one already
-    /// written), so that they neither spin the cleaner thread nor keep it from the other
-    /// logs.
-    stalled: Mutex<BTreeMap<TopicPartition, (i64, i64, i64)>>,
+    /// dirty range begins), with the range it had (see [`stall_key`]): skipped until the
+    /// range changes (a roll, or the high watermark passing into another segment, brings
+    /// the transaction's marker into it), so that they neither spin the cleaner thread
+    /// nor keep it from the other logs.
+    stalled: Mutex<BTreeMap<TopicPartition, (i64, i64)>>,
 }
 
 impl Cleaner {
@@ -155,7 +154,7 @@ impl Cleaner {
             if !range.worth_cleaning(log.config().min_cleanable_dirty_ratio) {
                 continue;
             }
-            if stalled.get(&tp) == Some(&stall_key(&range, &log)) {
+            if stalled.get(&tp) == Some(&stall_key(&range)) {
                 continue;
             }
             let better = best
@@ -175,7 +174,7 @@ impl Cleaner {
             Ok(report) => {
                 let mut stalled = lock(&self.stalled);
                 if !report.aborted && report.end_offset <= range.first_dirty {
-                    stalled.insert(tp.clone(), stall_key(&range, &log));
+                    stalled.insert(tp.clone(), stall_key(&range));
                 } else {
                     stalled.remove(&tp);
                 }
@@ -203,7 +202,7 @@ impl Cleaner {
     }
 
     /// Runs [`Cleaner::clean_once`] on a thread until the handle is stopped or dropped,
-    /// sleeping `backoff` whenever nothing needed cleaning. `on_outcome` hears of every
+    /// sleeping `backoff` whenever nothing needed cleaning or a cleaning was aborted. `on_outcome` hears of every
     /// cleaning (for logs and metrics).
     pub fn spawn(
         self: Arc<Self>,
@@ -217,7 +216,12 @@ impl Cleaner {
         let handle = std::thread::spawn(move || {
             while !stopping2.load(Ordering::Acquire) {
                 let outcome = self.clean_once(&dir, clock.now_ms());
-                let idle = !matches!(outcome, Ok(CleanOutcome::Cleaned { .. }));
+                // A cleaning that a truncation or another cleaning of the log aborted
+                // waits too: tried again at once, it may meet the same again.
+                let idle = !matches!(
+                    &outcome,
+                    Ok(CleanOutcome::Cleaned { report, .. }) if !report.aborted
+                );
                 on_outcome(outcome);
                 if idle {
                     let (stopped, wake) = &*stop2;
@@ -286,14 +290,16 @@ fn contained<T>(clean: impl FnOnce() -> Result<T>) -> std::result::Result<T, Str
     }
 }
 
-/// What a cleaning that could not begin depended on: where the dirty range begins, the
-/// log end and the high watermark (a transaction's marker counts once the HW passes it).
-fn stall_key(range: &Cleanable, log: &Log) -> (i64, i64, i64) {
-    (
-        range.first_dirty,
-        log.log_end_offset(),
-        log.high_watermark(),
-    )
+/// What a cleaning that could not begin depended on: its range. The marker that ends the
+/// transaction open at its start counts only inside it, below the first uncleanable
+/// offset (a segment's base at or below the active segment's and the high watermark), so
+/// only a new range can hold one. Not the log end: appends to the active segment, which
+/// a busy partition has all the time, bring none into the range, and a log skipped only
+/// while they stopped was cleaned again from the same offset at every pass, the dirtiest
+/// log for good as its dirty part grew, and no other log was cleaned (Kafka bounds the
+/// range by the last stable offset, which then leaves nothing to clean).
+fn stall_key(range: &Cleanable) -> (i64, i64) {
+    (range.first_dirty, range.first_uncleanable)
 }
 
 #[cfg(test)]

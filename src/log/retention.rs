@@ -50,6 +50,9 @@ impl Log {
     /// holds): retention never removes records a follower may still need and a consumer has
     /// not been allowed to see.
     ///
+    /// On a compacted log, a pass while a cleaning runs deletes nothing (see
+    /// `retention_pass`): call again later.
+    ///
     /// It first removes the `.deleted` files whose `file_delete_delay_ms` has passed
     /// ([`Log::remove_expired_deleted_files`]). A file that cannot be removed does not hold
     /// the pass up: its error comes after the pass, which did its work, and the next call
@@ -61,6 +64,19 @@ impl Log {
     }
 
     fn retention_pass(&self, limit: i64) -> Result<RetentionOutcome> {
+        // A compacted log's retention and its cleanings take turns, as Kafka's cleaner
+        // thread runs both: a segment deleted under a cleaning makes its swap refuse every
+        // copy (its first group begins at the log's oldest segment), and a log whose
+        // retention kept deleting under its cleanings would never finish one. The pass
+        // deletes nothing while a cleaning runs; the next one does.
+        let _turn = if self.config.cleanup_policy.compacts() {
+            let Some(claim) = self.begin_cleaning() else {
+                return Ok(RetentionOutcome::default());
+            };
+            Some(claim)
+        } else {
+            None
+        };
         let mut writer = self.writer()?;
         let limit = limit.min(self.high_watermark());
         let now = self.clock.now_ms();

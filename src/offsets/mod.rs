@@ -427,7 +427,9 @@ impl OffsetsStore {
     }
 
     /// The committed offsets of `group` for `partitions` (all of the group's when `None`),
-    /// from memory.
+    /// from memory, in the order asked. A partition without a committed offset is left
+    /// out: a broker's OffsetFetch answers it with offset -1, leader epoch -1 and empty
+    /// metadata, as Kafka's does.
     pub fn fetch(
         &self,
         group: &str,

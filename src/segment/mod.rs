@@ -491,8 +491,21 @@ impl Segment {
     /// largest record timestamp, or, when no batch carries one (all `-1`, as old clients
     /// write), the `.log` file's modification time. Otherwise such a segment would look
     /// older than any retention and be deleted on the first pass.
+    ///
+    /// A batch header that cannot be read (damage, an I/O error) past the time index's
+    /// last entry leaves the time index's word for it: that entry's timestamp, or the
+    /// file's time without one, which is all Kafka's `largestTimestamp` ever reads. The
+    /// segment then ages as Kafka's would, where an error kept every retention pass from
+    /// deleting anything of the log, for good.
     pub fn retention_timestamp(&self) -> Result<i64> {
-        match self.largest_timestamp()? {
+        let largest = match self.largest_timestamp() {
+            Ok(ts) => ts,
+            Err(_) => (self.with_indexes(|ix| ix.time.last_entry()))
+                .ok()
+                .flatten()
+                .map_or(-1, |entry| entry.timestamp),
+        };
+        match largest {
             ts if ts >= 0 => Ok(ts),
             _ => self.modified_ms(),
         }

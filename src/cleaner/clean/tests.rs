@@ -177,9 +177,9 @@ fn a_segment_whose_copy_would_pass_the_limit_fails_the_cleaning() {
     assert_eq!(copies_left(&sim), 0);
 }
 
-/// Retention may delete a cleaning's segments while it runs (Kafka's goes on deleting
-/// from a compacted log's start while it cleans): a group whose segments it removed
-/// copies nothing. Its last batch was read through its indexes, which a deleted segment
+/// A cleaning's segments may go while it runs (a follower starting over at its leader's
+/// log start deletes them; retention, which did too, now waits for the cleaning): a
+/// group whose segments were removed copies nothing. Its last batch was read through its indexes, which a deleted segment
 /// no longer loads (a cleaned copy's come in unloaded): the cleaning failed, and the
 /// cleaner marked the partition uncleanable until it was forgiven, so that nothing of it
 /// was compacted any more.
