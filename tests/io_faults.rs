@@ -140,3 +140,65 @@ fn eio_on_read_is_a_typed_error() {
     log.append_as_leader(&mut batch(1, 1, 0), 1).unwrap();
     assert_eq!(read_all(&log).len(), 34);
 }
+
+/// A full disk does not keep a log from opening. Its active segment's indexes, which the
+/// clean close trimmed, cannot grow back to full size (growth reserves their blocks): they
+/// open as long as they are, full. The log serves reads and runs retention, which frees
+/// space; an append on the full disk rolls, and the new segment's indexes, refused room,
+/// fail it as a full disk, as before; once there is room, a reopened log appends. The
+/// open failed, and with it every way to free space but deleting files by hand.
+#[test]
+fn a_log_opens_on_a_full_disk_and_its_retention_frees_space() {
+    use partlog::{LogConfig, ManualClock};
+    use std::sync::Arc;
+    let (backend, disk) = sim_with_disk(31);
+    let config = LogConfig {
+        retention_ms: 10_000,
+        ..small_config()
+    };
+    let open = |now: i64| {
+        let clock = Arc::new(ManualClock::new(now));
+        let options = common::options(&backend, "t-0", config.clone(), clock);
+        Log::open(partlog::log::LogOpenOptions {
+            clean_shutdown: true,
+            ..options
+        })
+    };
+    let (log, _) = open(1_000_000).unwrap();
+    for i in 0..30 {
+        log.append_as_leader(&mut batch(2, 60, 1_000_000), 1)
+            .unwrap();
+        if i == 20 {
+            log.force_roll().unwrap();
+        }
+    }
+    // The active segment's batches are young at the reopen; the others are past retention.
+    log.force_roll().unwrap();
+    log.append_as_leader(&mut batch(2, 60, 1_020_000), 1)
+        .unwrap();
+    let before = read_all(&log);
+    let segments = log.segments().len();
+    log.flush().unwrap();
+    log.close().unwrap();
+    drop(log);
+
+    disk.set_faults(FaultPlan {
+        write_enospc: 1.0,
+        path_suffix: Some("index".into()),
+        ..FaultPlan::default()
+    });
+    let (log, _) = open(1_020_000).expect("opens on a full disk");
+    assert_eq!(read_all(&log), before);
+    let outcome = log.delete_old_segments().unwrap();
+    assert_eq!(outcome.segments_deleted, segments - 1, "{outcome:?}");
+    let err = log
+        .append_as_leader(&mut batch(1, 1, 1_020_000), 1)
+        .unwrap_err();
+    assert!(err.is_disk_full(), "{err:?}");
+    drop(log);
+
+    disk.clear_faults();
+    let (log, _) = open(1_020_000).unwrap();
+    log.append_as_leader(&mut batch(1, 1, 1_020_000), 1)
+        .unwrap();
+}

@@ -45,6 +45,7 @@ impl IndexFile {
         max_bytes: Option<u64>,
         valid_prefix: impl Fn(&[u8]) -> usize,
     ) -> Result<IndexFile> {
+        let existed = storage.exists(path);
         let file = storage.open(path, OpenMode::Create)?;
         let len = file.len()?;
         let mut index = IndexFile {
@@ -57,9 +58,22 @@ impl IndexFile {
             damaged: len % entry_size as u64 != 0,
         };
         let existing = (len / entry_size as u64) as usize;
-        match max_bytes {
-            Some(max) => index.remap(round_down(max.max(len), entry_size))?,
-            None => index.remap(existing * entry_size)?,
+        let want = match max_bytes {
+            Some(max) => round_down(max.max(len), entry_size),
+            None => existing * entry_size,
+        };
+        let mut full_disk = false;
+        match index.remap(want) {
+            Ok(()) => {}
+            // A full disk: an index that was there opens as long as it is, full (see
+            // `remap`), so that its log opens, serves reads and runs retention, which
+            // frees space; its segment rolls at the next append, and the new segment's
+            // index (a new file) asks for room again, failing that append if there is none.
+            Err(err) if err.is_disk_full() && existed => {
+                index.map_as_long_as_it_is(existing)?;
+                full_disk = true;
+            }
+            Err(err) => return Err(err),
         }
         let stored_len = existing.min(index.capacity) * entry_size;
         let stored = match index.map.as_mut() {
@@ -70,6 +84,9 @@ impl IndexFile {
         let junk = stored[entries * entry_size..].iter().any(|&b| b != 0);
         *index.entries.get_mut() = entries;
         index.damaged |= junk;
+        if full_disk {
+            index.capacity = entries;
+        }
         Ok(index)
     }
 
@@ -272,8 +289,10 @@ impl IndexFile {
     }
 
     /// Resizes the file to `len` and maps it again. A failure leaves the index consistent
-    /// for readers: either the old map stays (the write-back failed) or the index holds no
-    /// entries (lookups then scan from the segment start), never entries without a map.
+    /// for readers: either the old map stays (the write-back failed), or a growth the disk
+    /// had no room for leaves the file mapped as long as it was, its entries kept, or the
+    /// index holds no entries (lookups then scan from the segment start), never entries
+    /// without a map.
     /// Nothing is synced here: the map's bytes go to the page cache, and the next flush of
     /// the segment makes them and the new length durable.
     fn remap(&mut self, len: usize) -> Result<()> {
@@ -291,10 +310,29 @@ impl IndexFile {
         // does a map of a file as long as it already is: one Kafka made (it only sets the
         // length, and a crash leaves the file that way) may be sparse.
         if len > 0 && len as u64 >= self.file.len()? {
-            self.file.allocate(len as u64)?;
+            if let Err(err) = self.file.allocate(len as u64) {
+                if err.is_disk_full() {
+                    // Mapped as it was, which needs no more blocks than it held; full, so
+                    // that no append writes where the file may be sparse.
+                    self.map_as_long_as_it_is(entries)?;
+                    self.capacity = *self.entries.get_mut();
+                }
+                return Err(err);
+            }
         } else {
             self.file.set_len(len as u64)?;
         }
+        if len > 0 {
+            self.map = Some(self.file.map_mut(len)?);
+        }
+        self.capacity = len / self.entry_size;
+        *self.entries.get_mut() = entries.min(self.capacity);
+        Ok(())
+    }
+
+    /// Maps the file at its whole length (whole entries), keeping up to `entries` of them.
+    fn map_as_long_as_it_is(&mut self, entries: usize) -> Result<()> {
+        let len = round_down(self.file.len()?, self.entry_size);
         if len > 0 {
             self.map = Some(self.file.map_mut(len)?);
         }

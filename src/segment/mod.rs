@@ -632,14 +632,21 @@ impl Segment {
         Ok(size - position)
     }
 
-    /// Makes the segment the active one again (its indexes grow back to full size).
+    /// Makes the segment the active one again (its indexes grow back to full size). On a
+    /// full disk they stay as long as they are (see `IndexFile::remap`): the segment rolls
+    /// when they fill, and the roll asks for room again. Else a log on a full disk could
+    /// not open, and no retention could free space.
     pub fn make_active(&self) -> Result<()> {
         self.preallocate.store(true, Ordering::Relaxed);
         let max = self.index_bytes_max;
-        self.with_indexes_mut(|ix| {
+        let grown = self.with_indexes_mut(|ix| {
             ix.offset.extend_to(max)?;
             ix.time.extend_to(max)
-        })
+        });
+        match grown {
+            Err(err) if err.is_disk_full() => Ok(()),
+            grown => grown,
+        }
     }
 
     /// Shrinks the files to what they hold, when the segment stops being written (on roll
