@@ -18,7 +18,7 @@ use std::sync::Arc;
 use super::epochs::EpochEntry;
 use super::open::LogOpenOptions;
 use crate::error::Result;
-use crate::io::{OpenMode, Storage};
+use crate::io::{OpenMode, Storage, StorageFile};
 use crate::record::{BatchHeader, HEADER_LEN};
 use crate::segment::{files, ScanRules, ScanStop, Segment, NO_EPOCH_CEILING, NO_EPOCH_FLOOR};
 
@@ -483,9 +483,17 @@ fn cut(
     let first_renamed = if whole {
         i
     } else {
-        let (bytes, aside) = copy_tail_aside(storage, &segment, stop.position, scratch)?;
-        damage.bytes += bytes;
-        damage.moved_to.push(aside);
+        match zero_tail_bytes(&segment, stop.position, scratch)? {
+            // Zeros hold nothing to keep: pages a crash left unwritten, or the end of a
+            // segment Kafka preallocated (`log.preallocate`, up to `segment.bytes` of
+            // them), which a copy would write out for real, filling the disk.
+            Some(bytes) => damage.bytes += bytes,
+            None => {
+                let (bytes, aside) = copy_tail_aside(storage, &segment, stop.position, scratch)?;
+                damage.bytes += bytes;
+                damage.moved_to.push(aside);
+            }
+        }
         i + 1
     };
     for later in segments.drain(first_renamed..) {
@@ -584,6 +592,39 @@ fn copy_tail_aside(
     Ok((len.saturating_sub(position), aside))
 }
 
+/// The bytes from `position` to the end of the segment's file, if they are all zeros.
+fn zero_tail_bytes(segment: &Segment, position: u64, scratch: &mut Vec<u8>) -> Result<Option<u64>> {
+    let source = segment.log_file();
+    let len = source.len()?;
+    let zeros = read_chunks(source.as_ref(), position..len, scratch, |_, chunk| {
+        Ok(chunk.iter().all(|&b| b == 0))
+    })?;
+    Ok(zeros.then(|| len.saturating_sub(position)))
+}
+
+/// Reads `range` of `source` in pieces of `scratch` (1 MiB when empty), handing each and
+/// its position to `f` until it returns false; true when every piece was handed over.
+fn read_chunks(
+    source: &dyn StorageFile,
+    range: std::ops::Range<u64>,
+    scratch: &mut Vec<u8>,
+    mut f: impl FnMut(u64, &[u8]) -> Result<bool>,
+) -> Result<bool> {
+    if scratch.is_empty() {
+        scratch.resize(1 << 20, 0);
+    }
+    let mut pos = range.start;
+    while pos < range.end {
+        let n = ((range.end - pos) as usize).min(scratch.len());
+        source.read_exact_at(&mut scratch[..n], pos)?;
+        if !f(pos, &scratch[..n])? {
+            return Ok(false);
+        }
+        pos += n as u64;
+    }
+    Ok(true)
+}
+
 /// Copies `[position, len)` of the segment's file into a fresh, synced file at `to`;
 /// returns the segment file's length.
 fn copy_range(
@@ -597,16 +638,10 @@ fn copy_range(
     let len = source.len()?;
     let target = storage.open(to, OpenMode::Create)?;
     target.set_len(0)?;
-    if scratch.is_empty() {
-        scratch.resize(1 << 20, 0);
-    }
-    let mut pos = position;
-    while pos < len {
-        let n = ((len - pos) as usize).min(scratch.len());
-        source.read_exact_at(&mut scratch[..n], pos)?;
-        target.write_at(&scratch[..n], pos - position)?;
-        pos += n as u64;
-    }
+    read_chunks(source.as_ref(), position..len, scratch, |pos, chunk| {
+        target.write_at(chunk, pos - position)?;
+        Ok(true)
+    })?;
     target.sync_data()?;
     Ok(len)
 }
