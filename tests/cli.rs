@@ -706,6 +706,50 @@ fn demo_single_refuses_a_dir_that_is_not_its_own() {
     assert_eq!(dir_snapshot(tmp.path()), before, "nothing written");
 }
 
+/// `demo --single --dir D` runs again in the dir a run before left (its rounds stamped
+/// epochs 1 and 2): this run's rounds lead the epochs after those. They used to start at
+/// epoch 1 again, which the log fenced, and the run failed.
+#[test]
+fn demo_single_runs_again_in_the_dir_a_run_before_left() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let args = [
+        "demo",
+        "--single",
+        "--rounds",
+        "2",
+        "--json",
+        "--seed",
+        "7",
+        "--dir",
+        s(&dir),
+    ];
+    for run in 0..2 {
+        let lines = expect(&args, 0);
+        let summary = lines.last().unwrap();
+        assert_eq!(
+            field(summary, "ok").as_deref(),
+            Some("true"),
+            "run {run}: {lines:?}"
+        );
+    }
+}
+
+/// The single-log demo's flags need `--single`, and the failover story's `--records`
+/// refuses it: a flag the chosen story does not read was ignored, and the run said ok.
+#[test]
+fn demo_flags_of_the_other_story_are_refused() {
+    for args in [
+        &["demo", "--rounds", "5"][..],
+        &["demo", "--keep"],
+        &["demo", "--dir", "/nonexistent/partlog-demo"],
+        &["demo", "--single", "--records", "100"],
+    ] {
+        let out = partlog(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}
+
 /// The failover story: the leader is killed mid-stream, an in-sync follower takes over,
 /// the dead broker comes back and rejoins; nothing acknowledged is lost or doubled.
 #[test]
@@ -1351,6 +1395,8 @@ fn offsets_lists_the_committed_offsets_and_changes_nothing() {
     for p in &partitions {
         assert_eq!(int(p, "skipped_records"), 0);
         assert!(int(p, "log_end_offset") > 0, "{p}");
+        // Always there, as the README lists it (`null` without a checkpoint).
+        assert!(p.contains(r#""checkpointed_high_watermark":"#), "{p}");
     }
     let summary = lines.last().unwrap();
     assert_eq!(
@@ -1719,6 +1765,54 @@ fn a_dir_that_is_not_a_log_dir_is_refused_and_left_alone() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("partition dir"), "{stderr}");
     assert_eq!(dir_snapshot(&partition), before);
+}
+
+/// `clean` naming a topic that deletes (its records have no key; a compacted topic's all
+/// have one) refuses before it cleans anything. It cleaned it under compaction's rules,
+/// dropping every keyless record for good, and said so only in its counts afterwards.
+#[test]
+fn clean_refuses_a_topic_whose_records_have_no_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Keyed records, then keyless ones, as a producer without keys writes.
+    produce(tmp.path(), 500, 10);
+    let mut builder = BatchBuilder::new();
+    for i in 0..3 {
+        builder.append(1_000 + i, None, Some(b"value"), &[]);
+    }
+    let input = tmp.path().join("keyless.bin");
+    std::fs::write(&input, builder.build().unwrap()).unwrap();
+    let append = [
+        "append",
+        "--dir",
+        s(tmp.path()),
+        "--topic",
+        "orders",
+        "--partition",
+        "0",
+    ];
+    let args: Vec<&str> = append
+        .iter()
+        .copied()
+        .chain(["--batches", s(&input)])
+        .collect();
+    expect(&args, 0);
+    produce(tmp.path(), 500, 10);
+    let segment = tmp.path().join("orders-0").join("00000000000000000000.log");
+    let before = std::fs::read(&segment).unwrap();
+    let args = [
+        "clean",
+        "--dir",
+        s(tmp.path()),
+        "--topic",
+        "orders",
+        "--min-dirty-ratio",
+        "0",
+    ];
+    let out = partlog(&args);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("has no key"), "{err}");
+    assert_eq!(std::fs::read(&segment).unwrap(), before, "nothing cleaned");
 }
 
 /// `clean` that fails (a mistyped topic) puts the clean-shutdown marker back: opening the

@@ -18,13 +18,15 @@ use clap::Args;
 use partlog::checkpoint::TopicPartition;
 use partlog::cleaner::{CleanOutcome, CleanReport, Cleaner, CleanerConfig};
 use partlog::config::{CleanupPolicy, LogConfig};
+use partlog::log::Log;
 use partlog::manager::{LogDir, LogDirOptions};
 use partlog::offsets::{offsets_log_config, OFFSETS_TOPIC};
+use partlog::record::{batches, Compression};
 use partlog::{Clock, SystemClock};
 
 use crate::json::Json;
 use crate::progress::Progress;
-use crate::{emit, existing_dir, topic_partitions, CliResult, OpenedDir, EXIT_FAILED};
+use crate::{emit, existing_dir, topic_partitions, CliError, CliResult, OpenedDir, EXIT_FAILED};
 
 #[derive(Debug, Args)]
 pub struct CleanArgs {
@@ -102,6 +104,9 @@ pub fn run(args: &CleanArgs, json: bool) -> CliResult {
         if let Some(hw) = hw {
             log.set_high_watermark(hw);
         }
+        if !always_compacted(&args.topic) {
+            refuse_keyless(tp, &log)?;
+        }
     }
     let cleaner = Cleaner::new(CleanerConfig::default());
     let mut progress = Progress::new(json);
@@ -146,6 +151,39 @@ pub fn run(args: &CleanArgs, json: bool) -> CliResult {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Refuses, before anything is cleaned, a partition holding a record without a key: a
+/// compacted topic's records all have one (Kafka refuses others there), so the topic named
+/// is most likely one that deletes, mistyped, whose cleaning would drop every keyless
+/// record and every older record of a repeated key, for good. (Compressed batches are not
+/// opened.) A scan of the whole partition, before the cleaning reads it again.
+fn refuse_keyless(tp: &TopicPartition, log: &Log) -> CliResult<()> {
+    let mut next = log.log_start_offset();
+    while let Some(slice) = log.read(next, 1 << 20, None)? {
+        let bytes = slice.to_vec()?;
+        for batch in batches(&bytes) {
+            let batch = batch.map_err(partlog::Error::from)?;
+            let header = batch.header();
+            next = header.next_offset();
+            if header.is_control() || header.compression() != Compression::None {
+                continue;
+            }
+            for record in batch.records().map_err(partlog::Error::from)? {
+                let record = record.map_err(partlog::Error::from)?;
+                if record.key.is_none() {
+                    return Err(CliError::Input(format!(
+                        "{}: the record at offset {} has no key, which a compacted topic's \
+                         records all have: is {} compacted? Nothing was cleaned",
+                        tp.dir_name(),
+                        record.offset,
+                        tp.topic
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The transaction coordinator's state topic, which Kafka always compacts.

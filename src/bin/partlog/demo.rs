@@ -42,19 +42,20 @@ pub struct DemoArgs {
     #[arg(long)]
     single: bool,
     /// Failover story: records the producer sends in all.
-    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(30..=10_000_000))]
+    #[arg(long, conflicts_with = "single", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(30..=10_000_000))]
     records: u64,
     /// With `--single`: kill / recover / continue cycles, all in the same log dir.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, requires = "single", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
     rounds: u32,
-    /// The log dir; a fresh temp dir (removed afterwards unless `--keep`) by default.
-    #[arg(long)]
+    /// With `--single`: the log dir; a fresh temp dir (removed afterwards unless `--keep`)
+    /// by default.
+    #[arg(long, requires = "single")]
     dir: Option<PathBuf>,
     /// Seed of the kill delays; printed so that a run can be repeated.
     #[arg(long)]
     seed: Option<u64>,
-    /// Keep the temp dir.
-    #[arg(long)]
+    /// With `--single`: keep the temp dir.
+    #[arg(long, requires = "single")]
     keep: bool,
 }
 
@@ -125,9 +126,13 @@ pub fn run(args: &DemoArgs, json: bool) -> CliResult {
     // The end each round verified and closed cleanly: durable, so no later round may
     // recover below it, whatever its own writer flushed.
     let mut closed_end = None;
+    // A dir a run before left holds that run's leader epochs: this run's rounds lead the
+    // epochs after them, as a lower one would be fenced.
+    let epoch_before = latest_demo_epoch(&dir)?;
     for round in 1..=args.rounds {
         let delay_ms = KILL_DELAY_MIN_MS + mix(seed ^ u64::from(round)) % KILL_DELAY_SPREAD_MS;
-        let (outcome, end) = run_round(&dir, round, delay_ms, json, closed_end)?;
+        let epoch = epoch_before.saturating_add_unsigned(round);
+        let (outcome, end) = run_round(&dir, (round, epoch), delay_ms, json, closed_end)?;
         if !outcome {
             failures += 1;
         }
@@ -171,12 +176,12 @@ pub fn run(args: &DemoArgs, json: bool) -> CliResult {
 /// round before (if any); whether verification passed, and the end it closed the log at.
 fn run_round(
     dir: &Path,
-    round: u32,
+    (round, epoch): (u32, i32),
     delay_ms: u64,
     json: bool,
     closed_end: Option<i64>,
 ) -> CliResult<(bool, i64)> {
-    let seen = write_and_kill(dir, round, delay_ms)?;
+    let seen = write_and_kill(dir, epoch, delay_ms)?;
     let log_dir = LogDir::open(storage(), dir, demo_options())?;
     let tp = demo_partition();
     let (log, report) = log_dir.open_log(&tp)?;
@@ -232,16 +237,30 @@ pub fn emit_round(
     })
 }
 
-/// Runs the writer and kills it after `delay_ms`; returns the last flushed offset it
-/// reported.
-fn write_and_kill(dir: &Path, round: u32, delay_ms: u64) -> CliResult<Round> {
+/// The latest leader epoch of the demo's partition in `dir`; 0 without one.
+fn latest_demo_epoch(dir: &Path) -> CliResult<i32> {
+    let tp = demo_partition();
+    if !storage().exists(&dir.join(tp.dir_name())) {
+        return Ok(0);
+    }
+    let log_dir = LogDir::open(storage(), dir, demo_options())?;
+    let (log, _) = log_dir.open_log(&tp)?;
+    let epoch = log.latest_epoch().max(0);
+    drop(log);
+    log_dir.close()?;
+    Ok(epoch)
+}
+
+/// Runs the writer, stamping `epoch`, and kills it after `delay_ms`; returns the last
+/// flushed offset it reported.
+fn write_and_kill(dir: &Path, epoch: i32, delay_ms: u64) -> CliResult<Round> {
     let exe = std::env::current_exe().map_err(CliError::Stdio)?;
     let mut child = Command::new(exe)
         .arg("demo-writer")
         .arg("--dir")
         .arg(dir)
         .arg("--epoch")
-        .arg(round.to_string())
+        .arg(epoch.to_string())
         .arg("--max-ms")
         .arg(WRITER_MAX_MS.to_string())
         .stdin(Stdio::null())

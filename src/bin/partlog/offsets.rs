@@ -184,9 +184,11 @@ impl PartitionLine<'_> {
                 .int("log_end_offset", self.log_end_offset)
                 .int("groups", self.groups)
                 .int("skipped_records", self.skipped_records);
-            if let Some(hw) = self.high_watermark {
-                line = line.int("checkpointed_high_watermark", hw);
-            }
+            // Always there, as the README lists it: `null` without a checkpoint.
+            line = match self.high_watermark {
+                Some(hw) => line.int("checkpointed_high_watermark", hw),
+                None => line.raw("checkpointed_high_watermark", "null"),
+            };
             return line.finish();
         }
         let hw = self
