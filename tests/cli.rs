@@ -79,30 +79,38 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
+/// The arguments naming partition `orders-0` of `dir`.
+fn orders_0(dir: &Path) -> [&str; 6] {
+    ["--dir", s(dir), "--topic", "orders", "--partition", "0"]
+}
+
 fn produce(dir: &Path, records: u64, bytes: u64) -> String {
-    let records = records.to_string();
-    let bytes = bytes.to_string();
-    let lines = expect(
-        &[
-            "produce",
-            "--dir",
-            s(dir),
-            "--topic",
-            "orders",
-            "--partition",
-            "0",
-            "--records",
-            &records,
-            "--record-bytes",
-            &bytes,
-            "--batch-records",
-            "50",
-            "--json",
-        ],
-        0,
-    );
+    let (records, bytes) = (records.to_string(), bytes.to_string());
+    let rest = [
+        "--records",
+        &records,
+        "--record-bytes",
+        &bytes,
+        "--batch-records",
+        "50",
+        "--json",
+    ];
+    let args: Vec<&str> = (std::iter::once("produce"))
+        .chain(orders_0(dir))
+        .chain(rest)
+        .collect();
+    let lines = expect(&args, 0);
     assert_eq!(lines.len(), 1, "{lines:?}");
     lines[0].clone()
+}
+
+/// `partlog append` of the batches in `input` to `orders-0` of `dir`: its JSON lines.
+fn append_batches(dir: &Path, input: &Path) -> Vec<String> {
+    let args: Vec<&str> = (std::iter::once("append"))
+        .chain(orders_0(dir))
+        .chain(["--batches", s(input), "--json"])
+        .collect();
+    expect(&args, 0)
 }
 
 /// Every file under `dir` with its bytes, sorted by path.
@@ -887,21 +895,7 @@ fn produce_and_append_default_to_the_logs_latest_epoch() {
     assert_eq!(int(&lines[0], "first_offset"), 6);
     let input = tmp.path().join("batches.bin");
     std::fs::write(&input, three_batches()).unwrap();
-    let lines = expect(
-        &[
-            "append",
-            "--dir",
-            s(tmp.path()),
-            "--topic",
-            "orders",
-            "--partition",
-            "0",
-            "--batches",
-            s(&input),
-            "--json",
-        ],
-        0,
-    );
+    let lines = append_batches(tmp.path(), &input);
     assert_eq!(int(&lines[0], "first_offset"), 10);
     // The old timestamps of `three_batches` make the log roll: dump every segment.
     let mut epochs = Vec::new();
@@ -1781,21 +1775,7 @@ fn clean_refuses_a_topic_whose_records_have_no_key() {
     }
     let input = tmp.path().join("keyless.bin");
     std::fs::write(&input, builder.build().unwrap()).unwrap();
-    let append = [
-        "append",
-        "--dir",
-        s(tmp.path()),
-        "--topic",
-        "orders",
-        "--partition",
-        "0",
-    ];
-    let args: Vec<&str> = append
-        .iter()
-        .copied()
-        .chain(["--batches", s(&input)])
-        .collect();
-    expect(&args, 0);
+    append_batches(tmp.path(), &input);
     produce(tmp.path(), 500, 10);
     let segment = tmp.path().join("orders-0").join("00000000000000000000.log");
     let before = std::fs::read(&segment).unwrap();
