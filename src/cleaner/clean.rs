@@ -195,13 +195,7 @@ pub fn clean_log(
             aborted: true,
             ..report
         }),
-        // A truncation below the log start counts as one at the start (nothing lies
-        // below it): its mark is seen by a cleaning from there, and would otherwise stay
-        // for good, every cleaning checkpointed at it and the next starting over at the
-        // log start.
-        Ok(report)
-            if !report.aborted && range.first_dirty <= truncated_to.max(log.log_start_offset()) =>
-        {
+        Ok(report) if !report.aborted && range.first_dirty <= truncated_to => {
             log.truncation_seen(truncated_to, truncations);
             Ok(report)
         }

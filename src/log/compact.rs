@@ -57,6 +57,16 @@ impl Log {
         self.truncated_to.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// The log start moved up to `start`: a truncation mark below it rises to it, as a cut
+    /// below the log start is one at it (nothing lies below). Left below, it was seen by
+    /// no cleaning (each begins at the log start, above it), so every one checkpointed at
+    /// the mark and the next cleaned the whole log again, for good.
+    pub(super) fn raise_truncation_mark(&self, start: i64) {
+        // `i64::MAX` (no mark) stays as it is.
+        self.truncated_to
+            .fetch_max(start, std::sync::atomic::Ordering::AcqRel);
+    }
+
     /// A cleaning that started at or below `offset` (read from [`Log::truncated_to`] when
     /// the settled truncation count was `truncations`) finished: forgets the truncation
     /// unless one happened since. Under the writer's lock, which every truncation holds,

@@ -29,6 +29,7 @@ impl Log {
         }
         self.log_start_offset.fetch_max(offset, Ordering::AcqRel);
         let start = self.log_start_offset();
+        self.raise_truncation_mark(start);
         self.change_epochs(false, |cache| cache.truncate_from_start(start))
     }
 
@@ -128,6 +129,7 @@ impl Log {
         let new_start = segments[doomed].base_offset();
         self.log_start_offset.fetch_max(new_start, Ordering::AcqRel);
         let start = self.log_start_offset();
+        self.raise_truncation_mark(start);
         self.change_epochs(false, |cache| cache.truncate_from_start(start))?;
         self.set_segments(segments[doomed..].to_vec());
         if let Err(err) = self.schedule_deletion(&mut writer, &segments[..doomed]) {

@@ -173,6 +173,7 @@ impl Log {
         self.truncated_to.fetch_min(offset, Ordering::AcqRel);
         self.log_end_offset.store(offset, Ordering::Release);
         self.log_start_offset.store(offset, Ordering::Release);
+        self.raise_truncation_mark(offset);
         self.recovery_point.store(offset, Ordering::Release);
         self.latest_epoch.store(super::NO_EPOCH, Ordering::Release);
         self.set_segments(vec![fresh.clone()]);

@@ -501,12 +501,11 @@ impl LogDir {
     /// Records `tp`'s first dirty offset and rewrites `cleaner-offset-checkpoint`; no
     /// further than a truncation of its log that no cleaning has seen yet (the truncation
     /// took the checkpoint back to where it cut, and a cleaning that ended meanwhile must
-    /// not put it forward again), counting one below the log start as one at the start.
+    /// not put it forward again).
     pub fn write_cleaner_offset(&self, tp: &TopicPartition, offset: i64) -> Result<()> {
         let log = self.log(tp);
         self.cleaner_offsets.update(|written| {
-            let truncated_to =
-                (log.as_ref()).map_or(i64::MAX, |l| l.truncated_to().max(l.log_start_offset()));
+            let truncated_to = log.as_ref().map_or(i64::MAX, |l| l.truncated_to());
             written.insert(tp.clone(), offset.min(truncated_to));
             true
         })

@@ -336,9 +336,10 @@ impl Partition {
         self.log.set_high_watermark(hw);
     }
 
-    /// Cuts the log at `offset` of this replica's own accord (a repair, not a leader's
-    /// word): when that cuts committed records, the replica lacks them until it has
-    /// fetched them back, and may not lead meanwhile (see [`Partition::become_leader`]).
+    /// Cuts the log at `offset` of this replica's own accord, not at a leader's word (a
+    /// scrub's repair, or the cut on becoming a follower): when that cuts committed
+    /// records (only a repair does), the replica lacks them until it has fetched them
+    /// back, and may not lead meanwhile (see [`Partition::become_leader`]).
     fn cut_for_repair(&self, state: &mut State, offset: i64) -> Result<()> {
         let hw = state.high_watermark;
         self.log.truncate_to(offset)?;
