@@ -163,14 +163,14 @@ fn refuse_keyless(tp: &TopicPartition, log: &Log) -> CliResult<()> {
     while let Some(slice) = log.read(next, 1 << 20, None)? {
         let bytes = slice.to_vec()?;
         for batch in batches(&bytes) {
-            let batch = batch.map_err(partlog::Error::from)?;
+            let batch = batch?;
             let header = batch.header();
             next = header.next_offset();
             if header.is_control() || header.compression() != Compression::None {
                 continue;
             }
-            for record in batch.records().map_err(partlog::Error::from)? {
-                let record = record.map_err(partlog::Error::from)?;
+            for record in batch.records()? {
+                let record = record?;
                 if record.key.is_none() {
                     return Err(CliError::Input(format!(
                         "{}: the record at offset {} has no key, which a compacted topic's \
