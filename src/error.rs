@@ -126,6 +126,10 @@ pub enum Error {
     /// The group has members, so its offsets stay (`NON_EMPTY_GROUP`): deleting them would
     /// send its running consumers back to their reset policy.
     NonEmptyGroup { group: String },
+    /// The store knows nothing of the group: it has no offsets, and the embedder never
+    /// said whether it has members (`GROUP_ID_NOT_FOUND`, as Kafka's DeleteGroups and
+    /// OffsetDelete answer for a group the coordinator does not have).
+    GroupIdNotFound { group: String },
     /// The store became the group's coordinator less than `membership_grace_ms` ago and
     /// has not been told whether the group has members: it may be a running group whose
     /// members have not found the new coordinator yet, so its offsets are not deleted.
@@ -334,6 +338,9 @@ impl Error {
             Error::NonEmptyGroup { group } => Error::NonEmptyGroup {
                 group: group.clone(),
             },
+            Error::GroupIdNotFound { group } => Error::GroupIdNotFound {
+                group: group.clone(),
+            },
             Error::GroupMembershipUnknown { group, partition } => Error::GroupMembershipUnknown {
                 group: group.clone(),
                 partition: *partition,
@@ -516,6 +523,10 @@ impl fmt::Display for Error {
             Error::NonEmptyGroup { group } => write!(
                 f,
                 "group {group} has members: its offsets are deleted once it is empty"
+            ),
+            Error::GroupIdNotFound { group } => write!(
+                f,
+                "group {group} is not known here: it has no offsets and no members"
             ),
             Error::GroupMembershipUnknown { group, partition } => write!(
                 f,

@@ -482,6 +482,39 @@ fn a_new_coordinator_deletes_nothing_of_a_group_it_has_not_heard_of_for_a_grace(
     assert_eq!(offsets(new, GROUP), vec![]);
 }
 
+/// A group the store knows nothing of (no offsets, never mentioned) is not found, as
+/// Kafka's DeleteGroups and OffsetDelete answer `GROUP_ID_NOT_FOUND`, and nothing is
+/// written; a group known to be empty without offsets (one deleted before) deletes
+/// nothing, and is no error. Both used to answer "nothing deleted" alike.
+#[test]
+fn deleting_a_group_the_store_knows_nothing_of_is_group_id_not_found() {
+    let (mut c, stores) = cluster();
+    let store = &stores[0];
+    store.commit(GROUP, &[commit_of("orders", 0, 5)]).unwrap();
+    settle(&mut c);
+    c.clock()
+        .advance_ms(partlog::offsets::DEFAULT_MEMBERSHIP_GRACE_MS);
+    let log_end = |c: &Cluster| c.replica(0).unwrap().log().log_end_offset();
+    let end = log_end(&c);
+    let not_found = |e: &Error| matches!(e, Error::GroupIdNotFound { group } if group == "nobody");
+    assert!(not_found(&store.delete_group("nobody").unwrap_err()));
+    let partitions = [("orders".to_string(), 0)];
+    let err = store.delete_offsets("nobody", &partitions).unwrap_err();
+    assert!(not_found(&err), "{err}");
+    settle(&mut c);
+    assert_eq!(log_end(&c), end, "nothing written");
+
+    // Never mentioned but with offsets: deleted as before.
+    let h = store.delete_group(GROUP).unwrap().expect("tombstones");
+    settle(&mut c);
+    assert!(h.poll().unwrap().is_ok());
+    assert_eq!(offsets(store, GROUP), vec![]);
+    // Deleted, it is known to be empty: nothing left to delete, and no error.
+    assert!(store.delete_group(GROUP).unwrap().is_none());
+    let deletion = store.delete_offsets(GROUP, &partitions).unwrap();
+    assert!(deletion.handle.is_none() && deletion.refused.is_empty());
+}
+
 /// A store that stops leading a partition forgets what it was told of its groups'
 /// membership, as Kafka's coordinator unloads them; leading it again, it learns them
 /// anew. It used to keep a group's old empty-since time, and expired at once the offsets

@@ -465,11 +465,13 @@ impl OffsetsStore {
         })
     }
 
-    /// Writes tombstones for every committed offset of `group`; `None` when it has none.
-    /// [`Error::NonEmptyGroup`] while the group has members ([`OffsetsStore::set_group_active`]),
-    /// as Kafka's DeleteGroups refuses; [`Error::GroupMembershipUnknown`] for a group the
-    /// embedder has not mentioned, within `membership_grace_ms` after the store became its
-    /// partition's leader (it may be running). Deleted, the group counts as empty from then.
+    /// Writes tombstones for every committed offset of `group`; `None` when it has none
+    /// but is known to be empty. [`Error::NonEmptyGroup`] while the group has members
+    /// ([`OffsetsStore::set_group_active`]), as Kafka's DeleteGroups refuses;
+    /// [`Error::GroupMembershipUnknown`] for a group the embedder has not mentioned,
+    /// within `membership_grace_ms` after the store became its partition's leader (it may
+    /// be running); [`Error::GroupIdNotFound`] for one it has not mentioned and that has
+    /// no offsets. Deleted, the group counts as empty from then.
     ///
     /// The membership lock is held until the tombstones are appended, as Kafka decides and
     /// writes in one event of the coordinator: a member joining meanwhile
@@ -477,16 +479,19 @@ impl OffsetsStore {
     /// then vanish.
     pub fn delete_group(&self, group: &str) -> Result<Option<AppendHandle>> {
         let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-        match groups.get(group) {
+        let known = match groups.get(group) {
             Some(Membership::Active(_)) => {
                 return Err(Error::NonEmptyGroup {
                     group: group.to_string(),
                 })
             }
-            None => self.check_membership_heard(group)?,
-            Some(Membership::EmptySince(_)) => {}
-        }
-        let deleted = self.delete_committed(group, None)?;
+            None => {
+                self.check_membership_heard(group)?;
+                false
+            }
+            Some(Membership::EmptySince(_)) => true,
+        };
+        let deleted = self.delete_committed(group, None, known)?;
         // Known to be empty from now: a group made again later ages its offsets from
         // their commits (all later), or from when it is said to be empty after it had
         // members; and a second deletion within a new coordinator's grace is not refused
@@ -522,13 +527,15 @@ impl OffsetsStore {
     /// also those whose commit is still on its way (appended, not yet committed: its
     /// tombstone comes after it in the log, and wins) and those an open transaction holds
     /// (as Kafka's `deleteAllOffsets` writes them: committed later, the offset would come
-    /// back at the next load); `None` when it has none of them.
+    /// back at the next load); `None` when it has none of them. [`Error::GroupIdNotFound`]
+    /// when the group has no offsets at all and is not `known` (by its membership).
     /// Found and appended under one hold of the partition's lock, so no commit comes
     /// between.
     fn delete_committed(
         &self,
         group: &str,
         partitions: Option<&[(String, i32)]>,
+        known: bool,
     ) -> Result<Option<AppendHandle>> {
         let wanted: Option<HashSet<&(String, i32)>> = partitions.map(|p| p.iter().collect());
         let wanted = |key: &(String, i32)| wanted.as_ref().is_none_or(|w| w.contains(key));
@@ -548,6 +555,11 @@ impl OffsetsStore {
                     .filter(|(g, _, _)| *g == group)
                     .map(|(_, t, p)| (t.to_string(), p)),
             );
+            if keys.is_empty() && !known {
+                return Err(Error::GroupIdNotFound {
+                    group: group.to_string(),
+                });
+            }
             let changes: Vec<Change> = (keys.into_iter())
                 .filter(|key| wanted(key))
                 .map(|key| (group.to_string(), key, None))
@@ -566,7 +578,8 @@ impl OffsetsStore {
     /// are refused one by one with [`Error::GroupSubscribedToTopic`] and kept, as Kafka
     /// answers each partition. [`Error::NonEmptyGroup`], deleting nothing, for a group
     /// with members whose subscription is unknown; [`Error::GroupMembershipUnknown`],
-    /// deleting nothing, within the grace as [`OffsetsStore::delete_group`] says.
+    /// deleting nothing, within the grace as [`OffsetsStore::delete_group`] says;
+    /// [`Error::GroupIdNotFound`], as there, for a group the store knows nothing of.
     pub fn delete_offsets(
         &self,
         group: &str,
@@ -575,6 +588,7 @@ impl OffsetsStore {
         // Held until the tombstones are appended (see `delete_group`): a subscription that
         // changes meanwhile waits.
         let groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        let known;
         let (deleted, refused): (Vec<_>, Vec<_>) = {
             let subscribed = match groups.get(group) {
                 None => {
@@ -589,6 +603,7 @@ impl OffsetsStore {
                 }
                 Some(Membership::Active(Some(topics))) => Some(topics),
             };
+            known = groups.contains_key(group);
             (partitions.iter().cloned())
                 .partition(|(topic, _)| !subscribed.is_some_and(|s| s.contains(topic)))
         };
@@ -601,7 +616,7 @@ impl OffsetsStore {
                 ((topic, partition), error)
             })
             .collect();
-        let handle = self.delete_committed(group, Some(&deleted))?;
+        let handle = self.delete_committed(group, Some(&deleted), known)?;
         drop(groups);
         Ok(OffsetDeletion { handle, refused })
     }
