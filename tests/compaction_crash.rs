@@ -233,3 +233,63 @@ fn a_crash_while_recovery_finishes_a_cleaning_reads_as_before_or_after_it() {
         "only {recovery_crashes} crashes in recovery"
     );
 }
+
+/// DeleteRecords moves the log start above a key's old value; the cleaner drops the key's
+/// tombstone once its horizon passed; the power fails before the log dir wrote the new log
+/// start down: the log opens at its old start, and the old value must not be back. The
+/// cleaner used to leave segments wholly below the log start as they were, so the value
+/// outlived its tombstone there; it now cleans down to the durable log start, as Kafka's
+/// cleaner cleans every segment.
+#[test]
+fn a_crash_before_the_log_start_is_checkpointed_brings_no_value_back_from_below_it() {
+    let disk = SimStorage::new(5);
+    let cleaner = Cleaner::new(CleanerConfig::default());
+    let (dir, log) = open(&disk);
+    let fill = |log: &Log, round: &str| {
+        for i in 0..20 {
+            let key = format!("{round}-{i}").into_bytes();
+            let mut batch = keyed_batch(&[(key, Some(b"filler".to_vec()))], NOW);
+            log.append_as_leader(&mut batch, 0).expect("append");
+        }
+        log.force_roll().expect("roll");
+    };
+    let mut batch = keyed_batch(&[(b"gone".to_vec(), Some(b"old value".to_vec()))], NOW);
+    log.append_as_leader(&mut batch, 0).expect("append");
+    fill(&log, "a");
+    let start = log.log_end_offset();
+    let mut batch = keyed_batch(&[(b"gone".to_vec(), None)], NOW);
+    log.append_as_leader(&mut batch, 0).expect("append");
+    fill(&log, "b");
+    disk.sync_all();
+    log.advance_log_start_offset(start).expect("delete records");
+
+    // The first cleaning sets the tombstone's horizon; the one after it drops it.
+    let day = LogConfig::default().delete_retention_ms;
+    for (round, now) in [("c", NOW), ("d", NOW + day + 1)] {
+        assert!(matches!(
+            cleaner.clean_once(&dir, now).expect("clean"),
+            CleanOutcome::Cleaned { .. }
+        ));
+        fill(&log, round);
+    }
+    let of_gone = |r: &common::LogRecord| r.1.as_deref() == Some(b"gone".as_slice());
+    assert!(
+        !log_records(&log).iter().any(of_gone),
+        "the tombstone and the old value went"
+    );
+
+    disk.crash();
+    drop((dir, log));
+    let (_dir, log) = open(&disk);
+    assert_eq!(
+        log.log_start_offset(),
+        0,
+        "the new start was never written down"
+    );
+    let records = log_records(&log);
+    assert!(
+        !records.iter().any(of_gone),
+        "the old value of a deleted key came back: {:?}",
+        records.iter().find(|r| of_gone(r))
+    );
+}

@@ -691,7 +691,10 @@ fn clean_group(
         Some(Err(Error::SegmentDeleted { .. })) | None => return Ok(GroupCopy::Nothing),
         Some(Err(err)) => return Err(err),
     };
-    let log_start = log.log_start_offset();
+    // The start a crash cannot take back: one the log dir has not written down yet may
+    // go back to it, and what lies between must read cleaned as well. (Left as they were,
+    // a key's old values there outlived its tombstone once this cleaning dropped it.)
+    let log_start = log.durable_log_start_offset();
     if last.next_offset() <= log_start {
         // Wholly below the log start (DeleteRecords, or a follower's log start moved by
         // its leader's): nothing to copy, and retention removes the segments.
