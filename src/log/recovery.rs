@@ -496,18 +496,26 @@ fn cut(
         }
         i + 1
     };
-    for later in segments.drain(first_renamed..) {
-        let (bytes, aside) = rename_aside(storage, &later)?;
+    // The later segments go first, durably, and only then is the damaged one cut, as a
+    // truncation does: a crash in between must leave the log whole (merely not cut yet),
+    // never a cut segment followed by later ones, nor a later segment without the one
+    // before it. Newest first, so that a crash between two renames (metadata reaches the
+    // disk in order) leaves the oldest of them, which still continue the log. A log whose
+    // offsets may skip would take such a hole for a gap; and a crash that brought a
+    // removed segment back would put its old batches after the new ones.
+    let moved_before = damage.moved_to.len();
+    let later: Vec<Arc<Segment>> = segments.drain(first_renamed..).collect();
+    for later in later.iter().rev() {
+        let (bytes, aside) = rename_aside(storage, later)?;
         damage.bytes += bytes;
         damage.moved_to.push(aside);
     }
-    if !whole {
-        segment.cut_file_at(stop.position)?;
-    }
-    // The removals must be durable before anything is appended: a crash that brought a
-    // removed segment back would put its old batches after the new ones.
+    damage.moved_to[moved_before..].reverse();
     if let Some(dir) = segment.log_path().parent() {
         storage.sync_dir(dir)?;
+    }
+    if !whole {
+        segment.cut_file_at(stop.position)?;
     }
     Ok(damage)
 }
