@@ -328,3 +328,51 @@ fn damaged_offset_index_after_crash() {
 fn damaged_time_index_after_crash() {
     scenario(false, Kind::Time);
 }
+
+/// A middle entry of a trusted offset index (a segment closed cleanly) names an offset
+/// lower than its batch's, still between its neighbours, so the index opens as it is.
+/// A read bounded below the batch's offsets (a high watermark) took the entry for one
+/// below the bound and served every batch before its position: records above the bound.
+/// The read now checks the batch an entry it jumps to points at, and rebuilds the index.
+#[test]
+fn a_read_bounded_below_a_lowered_index_entry_serves_nothing_above_the_bound() {
+    for backend in backends() {
+        build(&backend, "t-0", true);
+        let path = backend.root.join("t-0").join(format!("{:020}.index", 0));
+        let mut index = file_bytes(&backend, &path);
+        let entries: Vec<(i32, i32)> = index
+            .chunks_exact(8)
+            .map(|e| {
+                let word = |at: usize| i32::from_be_bytes(e[at..at + 4].try_into().unwrap());
+                (word(0), word(4))
+            })
+            .take_while(|&(_, position)| position > 0)
+            .collect();
+        assert!(entries.len() >= 4, "{entries:?}");
+        // An entry whose offset lies more than one past the one before it.
+        let k = (1..entries.len() - 1)
+            .find(|&k| entries[k].0 > entries[k - 1].0 + 2)
+            .expect("entries a few batches apart");
+        let lowered = entries[k - 1].0 + 1;
+        index[k * 8..k * 8 + 4].copy_from_slice(&lowered.to_be_bytes());
+        write_file(&backend, &path, &index);
+
+        let (log, _) = common::reopen(&backend, "t-0", small_config(), true, None);
+        let up_to = i64::from(lowered) + 1;
+        let slice = log.read(0, 1 << 20, Some(up_to)).unwrap().expect("a slice");
+        let bytes = slice.to_vec().unwrap();
+        let read: Vec<(i64, i64)> = batches(&bytes)
+            .map(|b| {
+                let header = *b.expect("whole batches").header();
+                (header.base_offset, header.last_offset())
+            })
+            .collect();
+        assert!(
+            read.iter().all(|&(_, last)| last < up_to),
+            "{}: a read bounded at {up_to} served {read:?}",
+            backend.name
+        );
+        assert_eq!(read.first().map(|b| b.0), Some(0), "{}", backend.name);
+        assert_eq!(check_every_offset(&log), (2 * BATCHES) as usize);
+    }
+}

@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::config::LogConfig;
 use crate::error::{Error, Result};
-use crate::index::{OffsetIndex, TimeIndex};
+use crate::index::{OffsetIndex, OffsetPosition, TimeIndex};
 use crate::io::{OpenMode, Storage, StorageFile};
 use crate::record::{BatchHeader, HEADER_LEN};
 use indexes::index_batch;
@@ -287,18 +287,8 @@ impl Segment {
         let mut check_entry = pos > 0;
         while pos < limit {
             let header = self.read_header(pos, limit)?;
-            // The batch an entry points at holds the entry's offset or ends before it (Kafka
-            // writes the last offset of the batch, or of the append it began). A batch that
-            // starts after it means the entry is wrong: the scan would skip `offset`.
-            if std::mem::take(&mut check_entry) && header.base_offset > entry.offset {
-                return Err(Error::Corruption {
-                    file: self.path(files::INDEX_SUFFIX),
-                    position: pos,
-                    reason: format!(
-                        "index entry for offset {} points at a batch starting at {}",
-                        entry.offset, header.base_offset
-                    ),
-                });
+            if std::mem::take(&mut check_entry) {
+                self.check_entry(entry, &header)?;
             }
             if header.last_offset() >= offset {
                 return Ok(Some((pos, header)));
@@ -324,6 +314,24 @@ impl Segment {
         self.retry_with_rebuilt_index(|| self.read_once(from, u64::MAX, up_to, true))
     }
 
+    /// The batch an index entry points at holds the entry's offset or ends before it
+    /// (Kafka writes the last offset of the batch, or of the append it began). A batch that
+    /// starts after it means the entry is wrong: a scan from it would skip offsets, and a
+    /// read would take the batches before it for ones below the entry's offset.
+    fn check_entry(&self, entry: OffsetPosition, header: &BatchHeader) -> Result<()> {
+        if header.base_offset > entry.offset {
+            return Err(Error::Corruption {
+                file: self.path(files::INDEX_SUFFIX),
+                position: entry.position as u64,
+                reason: format!(
+                    "index entry for offset {} points at a batch starting at {}",
+                    entry.offset, header.base_offset
+                ),
+            });
+        }
+        Ok(())
+    }
+
     fn read_once(
         &self,
         from: i64,
@@ -344,9 +352,11 @@ impl Segment {
         // The slice holds every offset below `reached` from `from` on.
         let mut reached = first.next_offset();
         // Jump over whole batches with the index, then hop the last few headers.
-        let hint = self.with_indexes(|ix| ix.offset.floor_entry(limit.min(size), up_to))?;
-        if let Some(entry) = hint.filter(|e| e.position as u64 > end) {
-            // The batch there holds the entry's offset, which lies below the bound.
+        let mut hint = self.with_indexes(|ix| ix.offset.floor_entry(limit.min(size), up_to))?;
+        hint = hint.filter(|e| e.position as u64 > end);
+        if let Some(entry) = hint {
+            // The batch there holds the entry's offset, which lies below the bound (checked
+            // at the first header the loop reads, which is that batch's).
             (end, reached) = (entry.position as u64, entry.offset);
         }
         // Stopping at the bound, a read bounded by a high watermark never reads the header
@@ -354,12 +364,17 @@ impl Segment {
         while end < size && reached < up_to {
             // Past a compaction gap that spans the bound it still does: the slice ends
             // where a header cannot be read (damage there is met and reported by the read
-            // that starts at it).
+            // that starts at it). A header the index pointed at must read, and start at
+            // or below the entry's offset: else the slice would end inside a batch, or
+            // hold batches above the bound; the index is rebuilt and the read retried.
             let header = match self.read_header(end, size) {
                 Ok(header) => header,
-                Err(err) if fail_at_damage => return Err(err),
+                Err(err) if fail_at_damage || hint.is_some() => return Err(err),
                 Err(_) => break,
             };
+            if let Some(entry) = hint.take() {
+                self.check_entry(entry, &header)?;
+            }
             let next = end + header.size() as u64;
             if next > limit || header.last_offset() >= up_to {
                 break;
