@@ -1,5 +1,6 @@
 //! Files of interrupted work found on open: `.cleaned` and `.deleted` files go, a `.log.swap`
-//! (a finished cleaning) replaces the live segments it covers, index `.swap` files and
+//! (a finished cleaning) replaces the live segments it covers, as a Kafka cleaning's
+//! `.txnindex.swap` does the transaction index at its base; other index `.swap` files and
 //! indexes without a `.log` go, and the report lists each.
 
 mod common;
@@ -128,5 +129,67 @@ fn cleaned_deleted_and_orphan_files_are_removed() {
         assert_eq!(read_all(&log), all, "{ctx}");
         assert_eq!(log.segment_count(), 4, "{ctx}");
         common::check_every_offset(&log);
+    }
+}
+
+/// Kafka's cleaner swaps a cleaned segment's transaction index with its `.log`: a
+/// `.txnindex.swap` of a committed cleaning goes in place (the live one at its base holds
+/// only the first merged segment's aborted transactions), one of a cleaning that had not
+/// committed goes. Every index `.swap` used to be removed as one the log rebuilds.
+#[test]
+fn a_kafka_transaction_index_swap_goes_in_place_when_its_cleaning_committed() {
+    for backend in backends() {
+        let compacted = LogConfig {
+            cleanup_policy: CleanupPolicy::Compact,
+            ..small_config()
+        };
+        build(&backend, "t-0", compacted.clone());
+        let entry = |first: i64, last: i64| common::aborted_txn_entry(7, first, last, last);
+        let old_index = entry(2, 3);
+        let merged = [entry(2, 3), entry(12, 13)].concat();
+        write_file(
+            &backend,
+            &file(&backend, "t-0", "00000000000000000000.txnindex"),
+            &old_index,
+        );
+        let mut swap = Vec::new();
+        for offset in (1..20).step_by(2) {
+            let mut b = batch(1, 7, offset);
+            set_base_offset(&mut b, offset);
+            set_partition_leader_epoch(&mut b, 1);
+            swap.extend_from_slice(&b);
+        }
+        write_file(
+            &backend,
+            &file(&backend, "t-0", "00000000000000000000.log.swap"),
+            &swap,
+        );
+        let txn_swap = file(&backend, "t-0", "00000000000000000000.txnindex.swap");
+        write_file(&backend, &txn_swap, &merged);
+        // A cleaning from 20 on that had not committed: its swaps go.
+        write_file(
+            &backend,
+            &file(&backend, "t-0", "00000000000000000020.log.cleaned"),
+            &[],
+        );
+        let undone = file(&backend, "t-0", "00000000000000000020.txnindex.swap");
+        write_file(&backend, &undone, &entry(22, 23));
+
+        let (log, report) = open(&backend, "t-0", compacted);
+        let ctx = format!("{}: {report:?}", backend.name);
+        let names = file_names(&backend, &backend.root.join("t-0"));
+        assert!(
+            !names.iter().any(|n| n.ends_with(".swap")),
+            "{ctx}: {names:?}"
+        );
+        let live = file(&backend, "t-0", "00000000000000000000.txnindex");
+        assert_eq!(common::file_bytes(&backend, &live), merged, "{ctx}");
+        assert!(report.leftovers.iter().any(|l| l.path == txn_swap), "{ctx}");
+        assert!(report.leftovers.iter().any(|l| l.path == undone), "{ctx}");
+        assert!(
+            !names.iter().any(|n| n == "00000000000000000020.txnindex"),
+            "{ctx}: {names:?}"
+        );
+        assert_eq!(log.segment_count(), 3, "{ctx}");
     }
 }

@@ -109,6 +109,9 @@ pub(super) fn finish_leftovers(
             Ok(())
         };
     let mut swaps = Vec::new();
+    // Kafka's: partlog's cleaning merges a group's transaction index into its first
+    // segment's before the swap, and writes none.
+    let mut txn_index_swaps = Vec::new();
     let mut cleaned = Vec::new();
     for entry in entries.iter().filter(|e| !e.is_dir) {
         let path = dir.join(&entry.name);
@@ -131,6 +134,7 @@ pub(super) fn finish_leftovers(
         } else if name.ends_with(files::SWAP_SUFFIX) {
             match files::parse_name(name) {
                 Some((base, ".log.swap")) => swaps.push((base, path)),
+                Some((base, ".txnindex.swap")) => txn_index_swaps.push((base, path)),
                 _ => remove(path, "removed swap index (rebuilt from the log)", report)?,
             }
         }
@@ -149,6 +153,10 @@ pub(super) fn finish_leftovers(
     let (undone, committed): (Vec<_>, Vec<_>) = swaps
         .into_iter()
         .partition(|(base, _)| *base >= uncommitted);
+    let (txn_undone, txn_committed): (Vec<_>, Vec<_>) = txn_index_swaps
+        .into_iter()
+        .partition(|(base, _)| *base >= uncommitted);
+    let undone: Vec<_> = undone.into_iter().chain(txn_undone).collect();
     if !undone.is_empty() {
         for (_, swap) in undone {
             remove(swap, "removed swap of an unfinished cleaning", report)?;
@@ -160,6 +168,18 @@ pub(super) fn finish_leftovers(
     }
     for (base, swap) in committed {
         complete_swap(storage, dir, base, &swap, report)?;
+        changed = true;
+    }
+    // Kafka's cleaned transaction index holds the aborted transactions of every segment
+    // its cleaning merged, where the live one at its base holds the first's alone: it goes
+    // in place, as Kafka's log loader renames every swap file, after the swap of its
+    // `.log` (or once that was done). One without a segment goes as an orphan below.
+    for (base, swap) in txn_committed {
+        storage.rename(&swap, &files::path(dir, base, files::TXN_INDEX_SUFFIX))?;
+        report.leftovers.push(Leftover {
+            path: swap,
+            action: "completed swap of transaction index",
+        });
         changed = true;
     }
     remove_orphan_indexes(storage, dir, report)?;
