@@ -75,6 +75,20 @@ impl TopicPartition {
         }
     }
 
+    /// [`Error::InvalidTopic`] for a topic name that breaks Kafka's rule
+    /// ([`validate_topic`]) or a negative partition: neither names a partition directory,
+    /// nor writes a checkpoint line that reads back.
+    pub fn validate(&self) -> Result<()> {
+        validate_topic(&self.topic)?;
+        if self.partition < 0 {
+            return Err(Error::InvalidTopic {
+                topic: self.topic.clone(),
+                reason: format!("has a negative partition {}", self.partition),
+            });
+        }
+        Ok(())
+    }
+
     /// The partition directory name, `<topic>-<partition>`.
     pub fn dir_name(&self) -> String {
         format!("{}-{}", self.topic, self.partition)

@@ -239,13 +239,7 @@ impl LogDir {
         tp: &TopicPartition,
         config: LogConfig,
     ) -> Result<(Arc<Log>, RecoveryReport)> {
-        checkpoint::validate_topic(&tp.topic)?;
-        if tp.partition < 0 {
-            return Err(crate::Error::InvalidTopic {
-                topic: tp.topic.clone(),
-                reason: format!("has a negative partition {}", tp.partition),
-            });
-        }
+        tp.validate()?;
         loop {
             let slot = match self.take_turn(tp) {
                 Turn::Open(log) => return Ok((log, RecoveryReport::default())),
@@ -415,8 +409,13 @@ impl LogDir {
 
     /// Writes `replication-offset-checkpoint` with these partitions' high watermarks, and
     /// the last known ones of the others (the replica layer calls it on an interval and at
-    /// clean shutdown, as Kafka does).
+    /// clean shutdown, as Kafka does). [`crate::Error::InvalidTopic`], writing nothing,
+    /// for a partition no directory could be named after ([`TopicPartition::validate`]):
+    /// its line would not read back, and the file is read strictly.
     pub fn write_high_watermarks(&self, hws: &[(TopicPartition, i64)]) -> Result<()> {
+        for (tp, _) in hws {
+            tp.validate()?;
+        }
         self.high_watermarks.update(|written| {
             for (tp, hw) in hws {
                 written.insert(tp.clone(), *hw);
@@ -501,8 +500,10 @@ impl LogDir {
     /// Records `tp`'s first dirty offset and rewrites `cleaner-offset-checkpoint`; no
     /// further than a truncation of its log that no cleaning has seen yet (the truncation
     /// took the checkpoint back to where it cut, and a cleaning that ended meanwhile must
-    /// not put it forward again).
+    /// not put it forward again). [`crate::Error::InvalidTopic`] as
+    /// [`LogDir::write_high_watermarks`] says.
     pub fn write_cleaner_offset(&self, tp: &TopicPartition, offset: i64) -> Result<()> {
+        tp.validate()?;
         let log = self.log(tp);
         self.cleaner_offsets.update(|written| {
             let truncated_to = log.as_ref().map_or(i64::MAX, |l| l.truncated_to());

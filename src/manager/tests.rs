@@ -355,3 +355,33 @@ fn an_unreadable_log_start_checkpoint_fails_the_open_and_stays() {
     );
     assert_eq!(sim.read_raw(file).as_deref(), Some(&damaged[..]));
 }
+
+/// A high watermark or cleaner offset for a partition no directory could be named after
+/// (a topic with a space, an empty one, a negative partition) is refused with a typed
+/// error and writes nothing. Written, its line did not read back: the strictly read
+/// `replication-offset-checkpoint` failed every later open of the dir.
+#[test]
+fn checkpoint_writes_refuse_partitions_no_directory_could_be_named_after() {
+    let sim = SimStorage::new(28);
+    let dir = LogDir::open(sim.storage(), "/d", LogDirOptions::default()).unwrap();
+    let good = TopicPartition::new("orders", 0);
+    dir.write_high_watermarks(&[(good.clone(), 5)]).unwrap();
+    let file = Path::new("/d/replication-offset-checkpoint");
+    let before = sim.read_raw(file);
+    for bad in [
+        TopicPartition::new("a b", 0),
+        TopicPartition::new("", 0),
+        TopicPartition::new("orders", -1),
+    ] {
+        let err = dir
+            .write_high_watermarks(&[(good.clone(), 6), (bad.clone(), 5)])
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidTopic { .. }), "{bad:?}: {err}");
+        let err = dir.write_cleaner_offset(&bad, 5).unwrap_err();
+        assert!(matches!(err, Error::InvalidTopic { .. }), "{bad:?}: {err}");
+    }
+    assert_eq!(sim.read_raw(file), before, "nothing written");
+    dir.close().unwrap();
+    let dir = LogDir::open(sim.storage(), "/d", LogDirOptions::default()).unwrap();
+    assert_eq!(dir.checkpointed_high_watermark(&good), Some(5));
+}
