@@ -282,10 +282,14 @@ impl LogDir {
         tp: &TopicPartition,
         config: LogConfig,
     ) -> Result<(Arc<Log>, RecoveryReport)> {
+        let dir = self.path.join(tp.dir_name());
+        if !self.storage.try_exists(&dir)? {
+            self.forget(tp)?;
+        }
         let recovery_point = self.recovery_points.get(tp);
         let options = LogOpenOptions {
             storage: self.storage.clone(),
-            dir: self.path.join(tp.dir_name()),
+            dir,
             config,
             clock: self.options.clock.clone(),
             recovery_point,
@@ -312,6 +316,23 @@ impl LogDir {
             self.recovery_points.write(&[(tp.clone(), &log)])?;
         }
         Ok((Arc::new(log), report))
+    }
+
+    /// Drops `tp`'s entries from every checkpoint of the dir, durably: its directory is
+    /// gone (removed while the dir was closed: a deleted topic, made again later), and
+    /// what its old log left there would start the new one at the old log start, trust
+    /// the old recovery point and serve the old high watermark. Kafka writes entries only
+    /// for the logs it holds.
+    fn forget(&self, tp: &TopicPartition) -> Result<()> {
+        for file in [
+            &*self.recovery_points,
+            &*self.log_start_offsets,
+            &self.high_watermarks,
+            &*self.cleaner_offsets,
+        ] {
+            file.update(|written| written.remove(tp).is_some())?;
+        }
+        Ok(())
     }
 
     /// An open partition's log.
@@ -352,7 +373,9 @@ impl LogDir {
     }
 
     /// Writes the checkpoint files: entries of open logs, plus the old entries of
-    /// partitions not opened in this session (so they keep their recovery points).
+    /// partitions not opened in this session (so they keep their recovery points). A
+    /// partition opened without a directory (made again after its directory went) drops
+    /// its old entries first.
     pub fn write_checkpoints(&self) -> Result<()> {
         let _one_at_a_time = self.checkpointing.lock().unwrap_or_else(|e| e.into_inner());
         let logs = self.logs.lock().unwrap_or_else(|e| e.into_inner()).clone();

@@ -385,3 +385,48 @@ fn checkpoint_writes_refuse_partitions_no_directory_could_be_named_after() {
     let dir = LogDir::open(sim.storage(), "/d", LogDirOptions::default()).unwrap();
     assert_eq!(dir.checkpointed_high_watermark(&good), Some(5));
 }
+
+/// A partition whose directory was removed while the dir was closed (a deleted topic)
+/// and that is made again starts anew: at offset 0, with no high watermark, recovery
+/// point or cleaner offset of the old log. The old entries stayed in the checkpoints and
+/// started the new log at the old log start.
+#[test]
+fn a_partition_made_again_after_its_directory_went_takes_no_old_checkpoint_entry() {
+    let sim = SimStorage::new(29);
+    let tp = TopicPartition::new("orders", 0);
+    let dir = LogDir::open(sim.storage(), "/d", LogDirOptions::default()).unwrap();
+    let (log, _) = dir.open_log(&tp).unwrap();
+    for _ in 0..10 {
+        log.append_as_leader(&mut batch(), 0).unwrap();
+    }
+    log.advance_log_start_offset(6).unwrap();
+    dir.write_high_watermarks(&[(tp.clone(), 10)]).unwrap();
+    dir.write_cleaner_offset(&tp, 8).unwrap();
+    drop(log);
+    dir.close().unwrap();
+
+    let partition = Path::new("/d/orders-0");
+    for entry in sim.storage().list_dir(partition).unwrap() {
+        sim.storage()
+            .remove_file(&partition.join(&entry.name))
+            .unwrap();
+    }
+    sim.storage().remove_dir(partition).unwrap();
+
+    let dir = LogDir::open(sim.storage(), "/d", LogDirOptions::default()).unwrap();
+    assert_eq!(
+        dir.checkpointed_high_watermark(&tp),
+        Some(10),
+        "not opened yet"
+    );
+    let (log, _) = dir.open_log(&tp).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 0));
+    assert_eq!(dir.checkpointed_high_watermark(&tp), None);
+    assert_eq!(dir.cleaner_offset(&tp), None);
+    drop(log);
+    dir.close().unwrap();
+    let dir = LogDir::open(sim.storage(), "/d", LogDirOptions::default()).unwrap();
+    assert_eq!(dir.checkpointed_high_watermark(&tp), None);
+    let (log, _) = dir.open_log(&tp).unwrap();
+    assert_eq!(log.log_start_offset(), 0);
+}
