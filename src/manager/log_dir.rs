@@ -61,6 +61,13 @@ impl Default for LogDirOptions {
     }
 }
 
+/// The partition a subdirectory named `name` holds, if it is one partlog opens: named as
+/// [`TopicPartition::dir_name`] names it, after a topic Kafka's rule allows (`bad topic-0`
+/// parses, but does not open, and stopped every partition after it in `open_all`).
+fn partition_named(name: &str) -> Option<TopicPartition> {
+    TopicPartition::from_dir_name(name).filter(|tp| tp.validate().is_ok())
+}
+
 /// The bytes of the clean-shutdown marker at `path`: Kafka's is a line of JSON; one
 /// larger than [`MARKER_BYTES_MAX`] is not Kafka's and is written back empty.
 fn read_marker(storage: &dyn Storage, path: &std::path::Path) -> Result<Vec<u8>> {
@@ -219,7 +226,7 @@ impl LogDir {
             .list_dir(&self.path)?
             .into_iter()
             .filter(|e| e.is_dir)
-            .filter_map(|e| TopicPartition::from_dir_name(&e.name))
+            .filter_map(|e| partition_named(&e.name))
             .collect())
     }
 
@@ -500,7 +507,7 @@ impl LogDir {
         Ok(entries
             .into_iter()
             .filter(|e| e.is_dir && e.name != REMOTE_INDEX_CACHE_DIR)
-            .filter(|e| TopicPartition::from_dir_name(&e.name).is_none())
+            .filter(|e| partition_named(&e.name).is_none())
             .map(|e| e.name)
             .collect())
     }

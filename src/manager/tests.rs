@@ -276,7 +276,9 @@ fn the_metadata_log_is_not_a_partition_of_the_dir() {
 /// and the metadata log aside), and the marker vouches for all of them: a replica being
 /// moved here (`-future`), one marked for deletion or stray, a partition named `t-01`.
 /// partlog opens none of them, so after an unclean start it writes no marker while one is
-/// there; it wrote it, and Kafka trusted their unrecovered tails.
+/// there; it wrote it, and Kafka trusted their unrecovered tails. A directory named as a
+/// partition of a topic Kafka's rule refuses (`bad topic-0`) counts among them: listed as
+/// a partition, it failed `open_all` before the partitions after it were recovered.
 #[test]
 fn directories_kafka_loads_and_partlog_does_not_hold_back_the_marker() {
     let tp = TopicPartition::new("orders", 0);
@@ -286,6 +288,7 @@ fn directories_kafka_loads_and_partlog_does_not_hold_back_the_marker() {
         (22, format!("orders-1.{uuid}-delete"), true),
         (23, format!("orders-2.{uuid}-stray"), true),
         (24, "orders-01".to_string(), true),
+        (30, "bad topic-0".to_string(), true),
         (25, "remote-log-index-cache".to_string(), false),
     ] {
         let sim = SimStorage::new(seed);
@@ -300,6 +303,7 @@ fn directories_kafka_loads_and_partlog_does_not_hold_back_the_marker() {
         };
         assert_eq!(dir.unopenable_dirs().unwrap(), unopenable);
         dir.open_log(&tp).unwrap();
+        dir.open_all().unwrap();
         dir.close().unwrap();
         assert_eq!(marker_exists(&sim), !holds_back, "{other}");
     }
