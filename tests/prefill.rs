@@ -207,7 +207,9 @@ fn bytes_past_the_batches_that_are_not_the_zeros_written_ahead_are_a_torn_tail()
 /// seeds): a segment flushed to its end and then rolled had its trim, which is not synced,
 /// undone by a power loss; recovery trusted the segment (it lies below the recovery point)
 /// and reads met the zeros as a corrupt batch. Recovery now cuts such zeros from the
-/// segments it trusts.
+/// segments it trusts. (A roll after such a flush now syncs its trim; one that races the
+/// flush, trimming after the flush synced the segment and before it moved the recovery
+/// point, still leaves it to the page cache. The test undoes the trim on the disk.)
 #[test]
 fn a_rolled_segment_whose_trim_a_power_loss_undid_is_cut_by_recovery() {
     rolled_segment_whose_trim_a_power_loss_undid(false);
@@ -223,7 +225,6 @@ fn a_rolled_segment_whose_trim_a_power_loss_after_a_clean_close_undid_is_cut_on_
 }
 
 fn rolled_segment_whose_trim_a_power_loss_undid(clean_close: bool) {
-    let mut undone = 0;
     for seed in 0..32 {
         let (backend, sim) = sim_with_disk(seed);
         let (log, _) = open(&backend, "t-0", config());
@@ -239,7 +240,9 @@ fn rolled_segment_whose_trim_a_power_loss_undid(clean_close: bool) {
         }
         drop(log);
         sim.crash();
-        undone += usize::from(file_bytes(&backend, &rolled).len() as u64 == PREFILL_BYTES);
+        let mut untrimmed = file_bytes(&backend, &rolled);
+        untrimmed.resize(PREFILL_BYTES as usize, 0);
+        sim.write_raw(&rolled, &untrimmed).expect("undo the trim");
         let options = LogOpenOptions {
             clean_shutdown: clean_close,
             ..sim_options(&sim, Some(point))
@@ -257,8 +260,4 @@ fn rolled_segment_whose_trim_a_power_loss_undid(clean_close: bool) {
             assert_eq!(read, written, "seed {seed}: a clean close lost nothing");
         }
     }
-    assert!(
-        undone > 0,
-        "no seed undid the trim: the scenario did not happen"
-    );
 }

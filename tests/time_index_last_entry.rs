@@ -127,3 +127,46 @@ fn rebuilt_time_indexes_end_with_the_largest_timestamp() {
         assert!(check_time_indexes(&backend, &dir) >= 4);
     }
 }
+
+/// A flush reaches the end of the active segment, which then rolls: no later flush
+/// covers the closed segment (it ends at the recovery point), and recovery trusts it once
+/// that point is checkpointed. Its roll's trim, the time index's last entry and the
+/// shortened files, is durable by the time the roll returns; it was left to the page
+/// cache, and a power loss took the entry Kafka reads the segment's age from.
+#[test]
+fn a_segment_that_rolls_right_after_a_flush_has_its_last_time_entry_durable() {
+    let (backend, disk) = common::sim_with_disk(31);
+    let config = LogConfig {
+        index_interval_bytes: 300,
+        ..LogConfig::default()
+    };
+    let (log, _) = open(&backend, "t-0", config);
+    append_rising(&log, 12);
+    let end = log.flush().expect("flush");
+    assert_eq!(end, log.log_end_offset());
+    log.force_roll().expect("roll");
+    append_rising(&log, 2);
+
+    let dir = backend.root.join("t-0");
+    let closed = &log.segments()[0];
+    let durable = disk
+        .read_durable(&dir.join(format!("{:020}.timeindex", 0)))
+        .expect("a durable time index");
+    let entries: Vec<(i64, i64)> = durable
+        .chunks_exact(12)
+        .map(|e| {
+            let ts = i64::from_be_bytes(e[..8].try_into().unwrap());
+            let rel = i32::from_be_bytes(e[8..].try_into().unwrap());
+            (ts, rel as i64)
+        })
+        .collect();
+    let (largest, at) = largest_timestamp(&backend, closed.log_path());
+    let written: Vec<_> = entries.iter().filter(|e| e.0 != 0).collect();
+    assert_eq!(
+        (entries.last().copied(), entries.len()),
+        (Some((largest, at)), written.len()),
+        "durably trimmed to its entries, the last the largest timestamp: {written:?}"
+    );
+    let log_bytes = disk.read_durable(closed.log_path()).expect("durable log");
+    assert_eq!(log_bytes.len() as u64, closed.size(), "the trim is durable");
+}

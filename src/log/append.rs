@@ -426,8 +426,16 @@ impl Log {
         // closed segment is never lost, and only the active segment's tail can be, which
         // recovery cuts and the replica fetches again. (A log with consecutive offsets finds
         // such a hole by its offsets instead, and rolls without waiting for the disk.)
+        //
+        // And a flush that reached the segment's end (the recovery point is there) synced
+        // it before this trim: no later flush covers it (they start at the recovery point),
+        // so the trim, the time index's last entry and the shortened files, is synced here,
+        // as Kafka's roll flushes the segment it closes.
         let gaps = self.may_have_gaps();
-        if gaps || self.checkpoint_ceiling.load(Ordering::Acquire) >= base_offset {
+        if gaps
+            || self.checkpoint_ceiling.load(Ordering::Acquire) >= base_offset
+            || self.recovery_point() >= base_offset
+        {
             active.flush()?;
         }
         let segment = self.new_segment(base_offset)?;
