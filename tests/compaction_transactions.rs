@@ -701,3 +701,34 @@ fn a_compressed_batch_of_an_aborted_transaction_is_dropped() {
     );
     assert_eq!(count(), (0, 0));
 }
+
+/// An ABORT marker that a transaction index names (Kafka's entry for the aborted
+/// transaction: a Kafka-written log, or an abort partlog made itself) stays past its
+/// horizon, as its entry does; one no index names goes. The cleaner dropped both and kept
+/// the entry: Kafka, taking the dir back, would have found no marker to end that
+/// transaction, and taken its producer's later committed batches for aborted ones (its
+/// `read_committed` fetches skipped them, its cleaner deleted them).
+#[test]
+fn an_abort_marker_a_transaction_index_names_stays_with_its_entry() {
+    let (dir, log, cleaner) = open(5, 4096);
+    let mut appended = Vec::new();
+    append(&log, &mut appended, Some(7), vec![kv("a", Some("aborted"))]);
+    let open_txns = log.open_transactions(|_| {}).expect("open transactions");
+    log.abort_transaction(&open_txns, 7, 0, NOW).expect("abort");
+    appended.push(Item::Marker(7, false));
+    append(&log, &mut appended, Some(8), vec![kv("b", Some("aborted"))]);
+    end(&log, &mut appended, 8, false);
+    let mut step = |now: i64, what: &str| {
+        clean_step((&dir, &log, &cleaner), &mut appended, now, what);
+        read_items(&log)
+            .into_iter()
+            .filter_map(|item| match item {
+                Item::Marker(producer, _) => Some(producer),
+                Item::Records(..) => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(step(NOW, "the aborted batches go"), [7, 8]);
+    assert_eq!(step(NOW, "the horizons are set"), [7, 8]);
+    assert_eq!(step(NOW + DELETE_RETENTION_MS, "past the horizons"), [7]);
+}

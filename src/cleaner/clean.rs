@@ -241,18 +241,20 @@ fn clean_log_once(
         report.end_offset = range.first_dirty;
         return Ok(report);
     }
+    let segments: Vec<Arc<Segment>> = log
+        .inactive_segments()
+        .into_iter()
+        .filter(|s| s.base_offset() < end_offset)
+        .collect();
+    let indexed_aborts = log.indexed_abort_markers(&segments)?;
     let rules = FilterRules {
         map,
         now_ms,
         delete_retention_ms: log.config().delete_retention_ms,
         end_offset,
         transactions: &transactions,
+        indexed_aborts: &indexed_aborts,
     };
-    let segments: Vec<Arc<Segment>> = log
-        .inactive_segments()
-        .into_iter()
-        .filter(|s| s.base_offset() < end_offset)
-        .collect();
     report.segments_before = segments.len();
     let next_bases: Vec<i64> = {
         let all = log.segments();

@@ -65,6 +65,9 @@ pub struct FilterRules<'a> {
     pub end_offset: i64,
     /// The transactions the map pass saw: the batches of aborted ones are dropped.
     pub transactions: &'a Transactions,
+    /// The ABORT markers a transaction index names, sorted: they stay with their entries
+    /// (see `Log::indexed_abort_markers`).
+    pub indexed_aborts: &'a [i64],
 }
 
 /// What the first pass over a batch learns of one record.
@@ -159,7 +162,11 @@ pub fn filter_batch(
         marker_may_go = !read
             && header.base_offset < rules.end_offset
             && header.compression() == Compression::None
-            && batch.marker_commits().is_some();
+            && batch.marker_commits().is_some()
+            && rules
+                .indexed_aborts
+                .binary_search(&header.base_offset)
+                .is_err();
     } else if header.is_transactional() {
         scratch.transaction_read.insert(header.producer_id);
     }

@@ -146,6 +146,13 @@ impl Log {
         self.writer().map(drop)
     }
 
+    /// The ABORT markers the transaction indexes of `segments` name, sorted: a cleaning
+    /// keeps them (see `kafka_files::indexed_abort_markers`).
+    pub(crate) fn indexed_abort_markers(&self, segments: &[Arc<Segment>]) -> Result<Vec<i64>> {
+        let bases: Vec<i64> = segments.iter().map(|s| s.base_offset()).collect();
+        kafka_files::indexed_abort_markers(self.storage.as_ref(), &self.dir, &bases)
+    }
+
     /// Removes the `.cleaned` file of an abandoned cleaning.
     pub fn discard_cleaned(&self, base_offset: i64) -> Result<()> {
         let path = self.cleaned_path(base_offset);

@@ -21,7 +21,7 @@
 use std::path::Path;
 
 use crate::error::Result;
-use crate::io::{OpenMode, Storage};
+use crate::io::{OpenMode, Storage, StorageFile};
 use crate::segment::files;
 
 /// Bytes of one aborted-transaction entry: version (i16), producer id, first offset, last
@@ -70,7 +70,8 @@ pub(super) fn reconcile(
 /// Appends the entries of the transaction indexes of the segments at `bases[1..]` to the
 /// one of `bases[0]` (made if need be), durably: a cleaning that replaces those segments
 /// with one at `bases[0]` keeps that index for it, as Kafka's cleaner gives its copy the
-/// entries of the aborted transactions whose markers stay. (Entries whose batches the
+/// entries of the aborted transactions whose markers stay (every one: the cleaner keeps
+/// the markers an index names, see [`indexed_abort_markers`]). (Entries whose batches the
 /// cleaning dropped are harmless: a reader skips aborted records that are not there.) A
 /// crash before the swap leaves the first index with entries the later ones hold too,
 /// which a reader takes once.
@@ -159,26 +160,61 @@ pub(super) fn append_aborted_txn(
 fn truncate_txn_index(storage: &dyn Storage, path: &Path, end: i64) -> Result<()> {
     let file = storage.open(path, OpenMode::ReadWrite)?;
     let len = file.len()?;
-    let whole = len - len % ENTRY_BYTES as u64;
-    let mut buf = vec![0u8; ENTRY_BYTES * ENTRIES_PER_READ];
-    let mut pos = 0u64;
-    'scan: while pos < whole {
-        let n = (whole - pos).min(buf.len() as u64) as usize;
-        file.read_exact_at(&mut buf[..n], pos)?;
-        for entry in buf[..n].chunks_exact(ENTRY_BYTES) {
-            let mut last = [0u8; 8];
-            last.copy_from_slice(&entry[LAST_OFFSET_AT..LAST_OFFSET_AT + 8]);
-            if i64::from_be_bytes(last) >= end {
-                break 'scan;
-            }
-            pos += ENTRY_BYTES as u64;
-        }
-    }
+    let pos = scan_entries(file.as_ref(), |last| last < end)?;
     if pos < len {
         file.set_len(pos)?;
         file.sync_data()?;
     }
     Ok(())
+}
+
+/// The offsets of the ABORT markers the transaction indexes of the segments at `bases`
+/// name (each entry's last offset), sorted. The cleaner keeps those markers, whose
+/// entries stay (see [`merge_txn_indexes`]): an entry whose marker went would tell Kafka's
+/// `read_committed` fetches that its producer's later batches are aborted, as no marker
+/// ends that transaction for them, and Kafka's cleaner would drop those batches.
+pub(super) fn indexed_abort_markers(
+    storage: &dyn Storage,
+    dir: &Path,
+    bases: &[i64],
+) -> Result<Vec<i64>> {
+    let mut markers = Vec::new();
+    for &base in bases {
+        let path = files::path(dir, base, files::TXN_INDEX_SUFFIX);
+        if !storage.try_exists(&path)? {
+            continue;
+        }
+        let file = storage.open(&path, OpenMode::Read)?;
+        scan_entries(file.as_ref(), |last| {
+            markers.push(last);
+            true
+        })?;
+    }
+    markers.sort_unstable();
+    Ok(markers)
+}
+
+/// Calls `visit` with the last offset of each whole entry of the index `file`, in order,
+/// until it returns false; returns the position of the entry it stopped at (the whole
+/// entries' end if none).
+fn scan_entries(file: &dyn StorageFile, mut visit: impl FnMut(i64) -> bool) -> Result<u64> {
+    let len = file.len()?;
+    let whole = len - len % ENTRY_BYTES as u64;
+    let mut buf = vec![0u8; ENTRY_BYTES * ENTRIES_PER_READ];
+    let mut pos = 0u64;
+    while pos < whole {
+        let n = (whole - pos).min(buf.len() as u64) as usize;
+        file.read_exact_at(&mut buf[..n], pos)?;
+        for entry in buf[..n].chunks_exact(ENTRY_BYTES) {
+            let mut last = [0u8; 8];
+            last.copy_from_slice(&entry[LAST_OFFSET_AT..LAST_OFFSET_AT + 8]);
+            if !visit(i64::from_be_bytes(last)) {
+                return Ok(pos);
+            }
+            pos += ENTRY_BYTES as u64;
+        }
+    }
+    Ok(pos)
 }
 
 #[cfg(test)]

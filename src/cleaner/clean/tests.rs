@@ -203,6 +203,7 @@ fn a_group_that_retention_removed_during_the_cleaning_copies_nothing() {
         delete_retention_ms: log.config().delete_retention_ms,
         end_offset: log.log_end_offset(),
         transactions: &transactions,
+        indexed_aborts: &[],
     };
     let copied = clean_group(
         &log,
