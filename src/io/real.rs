@@ -174,12 +174,19 @@ impl Drop for RealDirLock {
 #[cfg(target_os = "linux")]
 fn preallocate(file: &File, len: u64) -> io::Result<()> {
     let len = libc::off_t::try_from(len).map_err(|_| io::ErrorKind::InvalidInput)?;
-    // SAFETY: the descriptor is open for as long as `file` is borrowed.
-    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) };
-    if rc == -1 {
-        return Err(io::Error::last_os_error());
+    loop {
+        // SAFETY: the descriptor is open for as long as `file` is borrowed.
+        let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) };
+        if rc == 0 {
+            return Ok(());
+        }
+        // Interrupted by a signal (a handler without `SA_RESTART`): asked again, as the
+        // standard library asks again for the calls it wraps.
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
     }
-    Ok(())
 }
 
 #[cfg(not(target_os = "linux"))]
