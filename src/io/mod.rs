@@ -226,7 +226,25 @@ pub fn create_dir_all_durable(storage: &dyn Storage, path: &Path) -> Result<()> 
     if to_sync.is_empty() {
         to_sync.push(path);
     }
-    for dir in to_sync {
+    sync_parents(storage, &to_sync)
+}
+
+/// [`create_dir_all_durable`] for a path whose parents an earlier call may have created and
+/// then been stopped before it synced them (a killed first open of a log dir): the parent
+/// of every component of `path` is synced, present or not. A log dir's path takes it, once
+/// per open; a partition's, one level below, need not.
+pub fn create_dir_chain_durable(storage: &dyn Storage, path: &Path) -> Result<()> {
+    storage.create_dir_all(path)?;
+    let chain: Vec<&Path> = path
+        .ancestors()
+        .take_while(|p| !p.as_os_str().is_empty())
+        .collect();
+    sync_parents(storage, &chain)
+}
+
+/// Syncs the parent of each of `dirs`, making their entries durable.
+fn sync_parents(storage: &dyn Storage, dirs: &[&Path]) -> Result<()> {
+    for &dir in dirs {
         let parent = match dir.parent() {
             // A relative path of one component (`data`) lives in the working directory.
             Some(p) if p.as_os_str().is_empty() => Path::new("."),

@@ -130,7 +130,7 @@ impl LogDir {
         options: LogDirOptions,
     ) -> Result<LogDir> {
         let path = path.into();
-        crate::io::create_dir_all_durable(storage.as_ref(), &path)?;
+        crate::io::create_dir_chain_durable(storage.as_ref(), &path)?;
         let lock = storage.lock_dir(&path)?;
         let marker = path.join(CLEAN_SHUTDOWN_FILE);
         let clean_shutdown = storage.exists(&marker);

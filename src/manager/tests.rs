@@ -434,3 +434,31 @@ fn a_partition_made_again_after_its_directory_went_takes_no_old_checkpoint_entry
     let (log, _) = dir.open_log(&tp).unwrap();
     assert_eq!(log.log_start_offset(), 0);
 }
+
+/// A first open of a log dir created its parents and was stopped before it synced them
+/// (killed: the page cache kept the new entries). The next open found every directory
+/// there and synced only the log dir's parent: a power loss later could take the
+/// grandparent's entry, and the whole log dir, flushed data and all, with it. An open now
+/// syncs the parent of every component of the path.
+#[test]
+fn a_log_dir_whose_parents_an_earlier_open_left_unsynced_survives_a_power_loss() {
+    let tp = TopicPartition::new("orders", 0);
+    for seed in 0..16 {
+        let sim = SimStorage::new(40 + seed);
+        sim.create_dir_all(Path::new("/srv/kafka/data")).unwrap();
+        let dir = LogDir::open(sim.storage(), "/srv/kafka/data", LogDirOptions::default()).unwrap();
+        let (log, _) = dir.open_log(&tp).unwrap();
+        log.append_as_leader(&mut batch(), 0).unwrap();
+        dir.flush().unwrap();
+        drop(log);
+        sim.crash();
+        drop(dir);
+        let dir = LogDir::open(sim.storage(), "/srv/kafka/data", LogDirOptions::default()).unwrap();
+        let (log, _) = dir.open_log(&tp).unwrap();
+        assert_eq!(
+            log.log_end_offset(),
+            1,
+            "seed {seed}: the flushed batch is there"
+        );
+    }
+}
