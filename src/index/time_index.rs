@@ -39,23 +39,35 @@ impl IndexEntry for TimestampOffset {
 
     /// Counts leading entries with non-negative, strictly increasing timestamps (no
     /// writer indexes a negative one) and non-decreasing, non-negative relative offsets;
-    /// a zeroed preallocated tail ends the count.
+    /// a zeroed preallocated tail ends the count. A first entry of timestamp 0 at the
+    /// base offset, which Kafka writes for a first batch stamped 0, reads as zeros: it
+    /// counts when an entry follows it, and is taken for the tail otherwise (alone, it
+    /// tells a lookup nothing a scan from the segment's start does not). Counted as
+    /// zeros always, the entries after it made the index look damaged, and rebuilt it at
+    /// every open.
     fn valid_prefix(bytes: &[u8]) -> usize {
         let mut prev: Option<(i64, i32)> = None;
-        for (i, entry) in bytes.chunks_exact(TIME_ENTRY_BYTES).enumerate() {
+        let mut entries = bytes.chunks_exact(TIME_ENTRY_BYTES).peekable();
+        let mut i = 0;
+        while let Some(entry) = entries.next() {
             let (ts, rel) = decode(entry);
             let ok = rel >= 0
                 && ts >= 0
                 && match prev {
-                    None => !(ts == 0 && rel == 0),
+                    None if ts == 0 && rel == 0 => entries.peek().is_some_and(|next| {
+                        let (ts, rel) = decode(next);
+                        ts > 0 && rel >= 0
+                    }),
+                    None => true,
                     Some((pt, pr)) => ts > pt && rel >= pr,
                 };
             if !ok {
                 return i;
             }
             prev = Some((ts, rel));
+            i += 1;
         }
-        bytes.len() / TIME_ENTRY_BYTES
+        i
     }
 }
 
@@ -204,5 +216,43 @@ mod tests {
         assert_eq!(ix.entries(), 2);
         ix.sanity_check(110).unwrap();
         assert!(ix.sanity_check(104).is_err());
+    }
+
+    /// Kafka indexes a first batch stamped 0 at the base offset as `(0, 0)`, all zeros:
+    /// followed by entries, it is an entry; alone, the zeros of a preallocated tail.
+    #[test]
+    fn a_first_entry_of_timestamp_zero_counts_when_entries_follow_it() {
+        let entry = |ts: i64, rel: i32| [ts.to_be_bytes().to_vec(), rel.to_be_bytes().to_vec()];
+        let file = |entries: &[(i64, i32)], zeros: usize| -> Vec<u8> {
+            let mut bytes: Vec<u8> = entries
+                .iter()
+                .flat_map(|&(t, r)| entry(t, r).concat())
+                .collect();
+            bytes.resize(bytes.len() + zeros * TIME_ENTRY_BYTES, 0);
+            bytes
+        };
+        let valid = TimestampOffset::valid_prefix;
+        assert_eq!(valid(&file(&[(0, 0), (50, 3), (70, 5)], 4)), 3);
+        assert_eq!(valid(&file(&[(0, 0), (50, 3)], 0)), 2);
+        assert_eq!(valid(&file(&[], 4)), 0, "zeros alone");
+        assert_eq!(valid(&file(&[(0, 0)], 0)), 0, "one entry of zeros");
+        assert_eq!(
+            valid(&file(&[(0, 0), (0, 3)], 0)),
+            0,
+            "timestamps must rise"
+        );
+        assert_eq!(valid(&file(&[(40, 0), (50, 3)], 4)), 2);
+
+        // Reopened, such an index is whole, not damaged, and answers from its first entry.
+        let sim = SimStorage::new(3);
+        let ix = open(sim.as_ref(), Some(120));
+        ix.maybe_append(0, 100).unwrap();
+        ix.maybe_append(50, 103).unwrap();
+        ix.flush().unwrap();
+        drop(ix);
+        let ix = open(sim.as_ref(), Some(120));
+        assert_eq!(ix.entries(), 2);
+        assert!(!ix.is_damaged());
+        assert_eq!(ix.lookup(40).map(|e| e.offset), Some(100));
     }
 }
