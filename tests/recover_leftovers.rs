@@ -34,25 +34,34 @@ fn file(backend: &Backend, name: &str, file: &str) -> PathBuf {
     backend.root.join(name).join(file)
 }
 
+/// Cleaning leaves offset gaps, which only a compacted log may hold: a log the cleaner
+/// cleans was opened compacting, and so marked as one with gaps.
+fn compacted() -> LogConfig {
+    LogConfig {
+        cleanup_policy: CleanupPolicy::Compact,
+        ..small_config()
+    }
+}
+
+/// A cleaned segment for offsets 0..20 of [`build`]'s log, keeping one record at each odd
+/// offset, in the epoch the log was written in (a cleaning keeps each batch's epoch).
+fn cleaned_odd_offsets() -> Vec<u8> {
+    let mut swap = Vec::new();
+    for offset in (1..20).step_by(2) {
+        let mut b = batch(1, 7, offset);
+        set_base_offset(&mut b, offset);
+        set_partition_leader_epoch(&mut b, 1);
+        swap.extend_from_slice(&b);
+    }
+    swap
+}
+
 #[test]
 fn swap_replaces_the_segments_it_covers() {
     for backend in backends() {
-        // Cleaning leaves offset gaps, which only a compacted log may hold: a log the
-        // cleaner cleans was opened compacting, and so marked as one with gaps.
-        let compacted = LogConfig {
-            cleanup_policy: CleanupPolicy::Compact,
-            ..small_config()
-        };
+        let compacted = compacted();
         let all = build(&backend, "t-0", compacted.clone());
-        // A cleaned segment for offsets 0..20 keeping one record at each odd offset, in
-        // the epoch the log was written in (a cleaning keeps each batch's epoch).
-        let mut swap = Vec::new();
-        for offset in (1..20).step_by(2) {
-            let mut b = batch(1, 7, offset);
-            set_base_offset(&mut b, offset);
-            set_partition_leader_epoch(&mut b, 1);
-            swap.extend_from_slice(&b);
-        }
+        let swap = cleaned_odd_offsets();
         let swap_path = file(&backend, "t-0", "00000000000000000000.log.swap");
         write_file(&backend, &swap_path, &swap);
         let index_swap = file(&backend, "t-0", "00000000000000000000.index.swap");
@@ -139,10 +148,7 @@ fn cleaned_deleted_and_orphan_files_are_removed() {
 #[test]
 fn a_kafka_transaction_index_swap_goes_in_place_when_its_cleaning_committed() {
     for backend in backends() {
-        let compacted = LogConfig {
-            cleanup_policy: CleanupPolicy::Compact,
-            ..small_config()
-        };
+        let compacted = compacted();
         build(&backend, "t-0", compacted.clone());
         let entry = |first: i64, last: i64| common::aborted_txn_entry(7, first, last, last);
         let old_index = entry(2, 3);
@@ -152,13 +158,7 @@ fn a_kafka_transaction_index_swap_goes_in_place_when_its_cleaning_committed() {
             &file(&backend, "t-0", "00000000000000000000.txnindex"),
             &old_index,
         );
-        let mut swap = Vec::new();
-        for offset in (1..20).step_by(2) {
-            let mut b = batch(1, 7, offset);
-            set_base_offset(&mut b, offset);
-            set_partition_leader_epoch(&mut b, 1);
-            swap.extend_from_slice(&b);
-        }
+        let swap = cleaned_odd_offsets();
         write_file(
             &backend,
             &file(&backend, "t-0", "00000000000000000000.log.swap"),
