@@ -542,6 +542,44 @@ fn a_store_forgets_the_memberships_of_a_partition_it_stopped_leading() {
     assert_eq!(offsets(store, GROUP), vec![("orders".into(), 0, 5)]);
 }
 
+/// A store led again in a new term forgets what it was told of the partition's groups in
+/// the old one, also when the embedder never told it that it had stepped down (it heard
+/// of the new leadership only): another broker coordinated the group meanwhile, where it
+/// may have members. It kept the group's old `EmptySince`, and expired at once the offset
+/// of a quiet partition that the running group had kept for a week.
+#[test]
+fn a_store_led_again_in_a_new_term_forgets_the_memberships_of_the_old_one() {
+    let (mut c, stores) = cluster();
+    let store = &stores[0];
+    store.commit(GROUP, &[commit_of("quiet", 0, 5)]).unwrap();
+    settle(&mut c);
+    store.set_group_active(GROUP, false);
+    // Broker 1 coordinates the group for eight days, its members running; then broker 0
+    // leads again, and its store hears only that.
+    let away = c.elect(false).unwrap();
+    assert_ne!(away.leader, 0);
+    stores[away.leader].become_leader(0).unwrap();
+    stores[away.leader].load(0).unwrap();
+    settle(&mut c);
+    stores[away.leader].set_group_active(GROUP, true);
+    c.clock().advance_ms(8 * DAY);
+    let back = c.elect(false).unwrap();
+    assert_eq!(back.leader, 0);
+    store.become_leader(0).unwrap();
+    store.load(0).unwrap();
+    settle(&mut c);
+    assert_eq!(
+        store.known_groups(),
+        0,
+        "the old term's memberships are gone"
+    );
+    expire(&mut c, store);
+    c.clock()
+        .advance_ms(partlog::offsets::DEFAULT_MEMBERSHIP_GRACE_MS);
+    expire(&mut c, store);
+    assert_eq!(offsets(store, GROUP), vec![("quiet".into(), 0, 5)]);
+}
+
 /// KIP-496: a running group whose subscription is known keeps the offsets of the topics
 /// it subscribes to, however old, and has those of other topics expire the retention
 /// after their commit; saying it has members keeps the subscription, and it is forgotten

@@ -251,13 +251,23 @@ impl OffsetsStore {
         );
     }
 
-    /// The replica of `index` became leader: its view starts loading.
+    /// The replica of `index` became leader: its view starts loading. In a new term (a
+    /// leader epoch the store did not lead in), what the embedder said of the partition's
+    /// groups goes, as [`OffsetsStore::become_follower`] drops it: the store may not have
+    /// been told that it stepped down, and another broker coordinated the groups since.
     pub fn become_leader(&self, index: u32) -> Result<()> {
         let partition = self.partition(index)?;
+        // The groups' lock before the partition's, as the deletions take them.
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
         let mut hosted = lock(&partition);
         let h = &mut *hosted;
         let log = h.replica.log();
-        h.epoch = h.replica.leader_epoch();
+        let epoch = h.replica.leader_epoch();
+        if epoch != h.epoch {
+            groups.retain(|group, _| self.partition_for(group) != index);
+        }
+        drop(groups);
+        h.epoch = epoch;
         h.led_since = self.clock.now_ms();
         h.state = ViewState::Loading {
             next: log.log_start_offset(),

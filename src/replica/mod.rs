@@ -455,8 +455,10 @@ impl Partition {
                 });
             }
         }
-        state.repaired_below = None;
         self.log.assign_leader_epoch(epoch)?;
+        // Only once nothing can refuse the leadership: a refusal changes nothing, and
+        // keeps the guard.
+        state.repaired_below = None;
         let now = self.clock.now_ms();
         let leo = self.log.log_end_offset();
         let followers = replicas
