@@ -239,9 +239,16 @@ fn a_crash_while_recovery_finishes_a_cleaning_reads_as_before_or_after_it() {
 /// start down: the log opens at its old start, and the old value must not be back. The
 /// cleaner used to leave segments wholly below the log start as they were, so the value
 /// outlived its tombstone there; it now cleans down to the durable log start, as Kafka's
-/// cleaner cleans every segment.
+/// cleaner cleans every segment. Also when the new start passes the tombstone itself: the
+/// map pass began at the log start, and never saw it.
 #[test]
 fn a_crash_before_the_log_start_is_checkpointed_brings_no_value_back_from_below_it() {
+    for past_the_tombstone in [0, 1] {
+        crash_before_the_log_start_is_checkpointed(past_the_tombstone);
+    }
+}
+
+fn crash_before_the_log_start_is_checkpointed(past_the_tombstone: i64) {
     let disk = SimStorage::new(5);
     let cleaner = Cleaner::new(CleanerConfig::default());
     let (dir, log) = open(&disk);
@@ -261,7 +268,8 @@ fn a_crash_before_the_log_start_is_checkpointed_brings_no_value_back_from_below_
     log.append_as_leader(&mut batch, 0).expect("append");
     fill(&log, "b");
     disk.sync_all();
-    log.advance_log_start_offset(start).expect("delete records");
+    log.advance_log_start_offset(start + past_the_tombstone)
+        .expect("delete records");
 
     // The first cleaning sets the tombstone's horizon; the one after it drops it.
     let day = LogConfig::default().delete_retention_ms;

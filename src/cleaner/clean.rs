@@ -65,7 +65,10 @@ pub fn cleanable(log: &Log, checkpoint: Option<i64>, now_ms: i64) -> Result<Clea
     // a cleaning of the range is abandoned, and the choice of a log does not wait for it.
     let truncations = log.truncation_count();
     let truncated_to = log.truncated_to();
-    let (start, end) = (log.log_start_offset(), log.log_end_offset());
+    // From the start a crash cannot take back (see `clean_group`): what lies between it
+    // and the log start may be read again after one, and must read cleaned, its keys in
+    // the map (a tombstone there supersedes the values before it).
+    let (start, end) = (log.durable_log_start_offset(), log.log_end_offset());
     // A truncation below the checkpoint replaced what lay above it: dirty again.
     let first_dirty = checkpoint
         .map(|c| c.min(truncated_to))
