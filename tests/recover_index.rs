@@ -329,6 +329,45 @@ fn damaged_time_index_after_crash() {
     scenario(false, Kind::Time);
 }
 
+/// The first segment's offset index entries `(relative offset, position)`, up to its
+/// zeros, and the index's bytes.
+fn first_index(backend: &Backend) -> (PathBuf, Vec<u8>, Vec<(i32, i32)>) {
+    let path = backend.root.join("t-0").join(format!("{:020}.index", 0));
+    let index = file_bytes(backend, &path);
+    let entries: Vec<(i32, i32)> = index
+        .chunks_exact(8)
+        .map(|e| {
+            let word = |at: usize| i32::from_be_bytes(e[at..at + 4].try_into().unwrap());
+            (word(0), word(4))
+        })
+        .take_while(|&(_, position)| position > 0)
+        .collect();
+    assert!(entries.len() >= 4, "{entries:?}");
+    (path, index, entries)
+}
+
+/// An entry, not the first nor the last, whose offset lies more than one past the one
+/// before it.
+fn middle_entry(entries: &[(i32, i32)]) -> usize {
+    (1..entries.len() - 1)
+        .find(|&k| entries[k].0 > entries[k - 1].0 + 2)
+        .expect("entries a few batches apart")
+}
+
+/// The batches a read from offset 0 of `max_bytes` below `up_to` returns, each whole and
+/// valid.
+fn read_from_start(log: &Log, max_bytes: u64, up_to: Option<i64>) -> Vec<(i64, i64)> {
+    let slice = log.read(0, max_bytes, up_to).unwrap().expect("a slice");
+    let bytes = slice.to_vec().unwrap();
+    batches(&bytes)
+        .map(|b| {
+            let b = b.expect("whole batches");
+            b.validate().expect("a valid batch");
+            (b.header().base_offset, b.header().last_offset())
+        })
+        .collect()
+}
+
 /// A middle entry of a trusted offset index (a segment closed cleanly) names an offset
 /// lower than its batch's, still between its neighbours, so the index opens as it is.
 /// A read bounded below the batch's offsets (a high watermark) took the entry for one
@@ -338,35 +377,15 @@ fn damaged_time_index_after_crash() {
 fn a_read_bounded_below_a_lowered_index_entry_serves_nothing_above_the_bound() {
     for backend in backends() {
         build(&backend, "t-0", true);
-        let path = backend.root.join("t-0").join(format!("{:020}.index", 0));
-        let mut index = file_bytes(&backend, &path);
-        let entries: Vec<(i32, i32)> = index
-            .chunks_exact(8)
-            .map(|e| {
-                let word = |at: usize| i32::from_be_bytes(e[at..at + 4].try_into().unwrap());
-                (word(0), word(4))
-            })
-            .take_while(|&(_, position)| position > 0)
-            .collect();
-        assert!(entries.len() >= 4, "{entries:?}");
-        // An entry whose offset lies more than one past the one before it.
-        let k = (1..entries.len() - 1)
-            .find(|&k| entries[k].0 > entries[k - 1].0 + 2)
-            .expect("entries a few batches apart");
+        let (path, mut index, entries) = first_index(&backend);
+        let k = middle_entry(&entries);
         let lowered = entries[k - 1].0 + 1;
         index[k * 8..k * 8 + 4].copy_from_slice(&lowered.to_be_bytes());
         write_file(&backend, &path, &index);
 
         let (log, _) = common::reopen(&backend, "t-0", small_config(), true, None);
         let up_to = i64::from(lowered) + 1;
-        let slice = log.read(0, 1 << 20, Some(up_to)).unwrap().expect("a slice");
-        let bytes = slice.to_vec().unwrap();
-        let read: Vec<(i64, i64)> = batches(&bytes)
-            .map(|b| {
-                let header = *b.expect("whole batches").header();
-                (header.base_offset, header.last_offset())
-            })
-            .collect();
+        let read = read_from_start(&log, 1 << 20, Some(up_to));
         assert!(
             read.iter().all(|&(_, last)| last < up_to),
             "{}: a read bounded at {up_to} served {read:?}",
@@ -374,5 +393,55 @@ fn a_read_bounded_below_a_lowered_index_entry_serves_nothing_above_the_bound() {
         );
         assert_eq!(read.first().map(|b| b.0), Some(0), "{}", backend.name);
         assert_eq!(check_every_offset(&log), (2 * BATCHES) as usize);
+    }
+}
+
+/// A middle entry whose position points inside a batch: the read that jumps there meets
+/// no header, and ended its slice at that position, inside the batch before. It now walks
+/// from the first batch instead, and serves whole batches.
+#[test]
+fn a_read_through_an_entry_pointing_inside_a_batch_serves_whole_batches() {
+    for backend in backends() {
+        build(&backend, "t-0", true);
+        let (path, mut index, entries) = first_index(&backend);
+        let k = middle_entry(&entries);
+        let inside = entries[k].1 + 7;
+        index[k * 8 + 4..k * 8 + 8].copy_from_slice(&inside.to_be_bytes());
+        write_file(&backend, &path, &index);
+
+        let (log, _) = common::reopen(&backend, "t-0", small_config(), true, None);
+        let up_to = i64::from(entries[k].0) + 1;
+        let read = read_from_start(&log, 1 << 20, Some(up_to));
+        assert!(read.iter().all(|&(_, last)| last < up_to), "{read:?}");
+        assert_eq!(read.first().map(|b| b.0), Some(0), "{}", backend.name);
+        assert_eq!(check_every_offset(&log), (2 * BATCHES) as usize);
+    }
+}
+
+/// A damaged header at a position the (healthy) index names, where a read's byte limit
+/// makes it jump: the read serves the batches before the damage, as it did before reads
+/// checked where entries point, rather than failing, or rebuilding the index at every
+/// read.
+#[test]
+fn a_read_that_meets_a_damaged_header_the_index_points_at_serves_what_lies_before() {
+    for backend in backends() {
+        build(&backend, "t-0", true);
+        let (_, _, entries) = first_index(&backend);
+        let k = middle_entry(&entries);
+        let segment = backend.root.join("t-0").join(format!("{:020}.log", 0));
+        let mut bytes = file_bytes(&backend, &segment);
+        let magic = entries[k].1 as usize + 16;
+        bytes[magic] ^= 0x40;
+        write_file(&backend, &segment, &bytes);
+
+        let (log, _) = common::reopen(&backend, "t-0", small_config(), true, None);
+        let read = read_from_start(&log, entries[k].1 as u64 + 1, None);
+        let damaged_base = read.last().map_or(0, |b| b.1 + 1);
+        assert!(!read.is_empty(), "{}", backend.name);
+        assert!(
+            damaged_base <= i64::from(entries[k].0),
+            "{}: the read stops before the damaged batch: {read:?}",
+            backend.name
+        );
     }
 }

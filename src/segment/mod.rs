@@ -354,6 +354,7 @@ impl Segment {
         // Jump over whole batches with the index, then hop the last few headers.
         let mut hint = self.with_indexes(|ix| ix.offset.floor_entry(limit.min(size), up_to))?;
         hint = hint.filter(|e| e.position as u64 > end);
+        let walk_from = (end, reached);
         if let Some(entry) = hint {
             // The batch there holds the entry's offset, which lies below the bound (checked
             // at the first header the loop reads, which is that batch's).
@@ -364,12 +365,18 @@ impl Segment {
         while end < size && reached < up_to {
             // Past a compaction gap that spans the bound it still does: the slice ends
             // where a header cannot be read (damage there is met and reported by the read
-            // that starts at it). A header the index pointed at must read, and start at
-            // or below the entry's offset: else the slice would end inside a batch, or
-            // hold batches above the bound; the index is rebuilt and the read retried.
+            // that starts at it). The batch an index entry points at must start at or
+            // below the entry's offset: else the slice would hold batches above the
+            // bound, and the index is rebuilt and the read retried. A header there that
+            // does not read is a wrong position (inside a batch) or damage: the walk from
+            // the first batch tells them apart, stopping at damage as ever.
             let header = match self.read_header(end, size) {
                 Ok(header) => header,
-                Err(err) if fail_at_damage || hint.is_some() => return Err(err),
+                Err(err) if fail_at_damage => return Err(err),
+                Err(_) if hint.take().is_some() => {
+                    (end, reached) = walk_from;
+                    continue;
+                }
                 Err(_) => break,
             };
             if let Some(entry) = hint.take() {
