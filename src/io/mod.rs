@@ -230,16 +230,23 @@ pub fn create_dir_all_durable(storage: &dyn Storage, path: &Path) -> Result<()> 
 }
 
 /// [`create_dir_all_durable`] for a path whose parents an earlier call may have created and
-/// then been stopped before it synced them (a killed first open of a log dir): the parent
-/// of every component of `path` is synced, present or not. A log dir's path takes it, once
-/// per open; a partition's, one level below, need not.
+/// then been stopped before it synced them (a killed first open of a log dir): the parents
+/// of the components above are synced too, present or not. Those syncs are best effort:
+/// an ancestor this process may pass through but not read (a home directory of mode
+/// 0711), or a file system that refuses to sync a directory, must not keep a log dir
+/// from opening, as neither kept it before. A log dir's path takes it, once per open; a
+/// partition's, one level below, need not.
 pub fn create_dir_chain_durable(storage: &dyn Storage, path: &Path) -> Result<()> {
-    storage.create_dir_all(path)?;
-    let chain: Vec<&Path> = path
+    create_dir_all_durable(storage, path)?;
+    let above: Vec<&Path> = path
         .ancestors()
+        .skip(1)
         .take_while(|p| !p.as_os_str().is_empty())
         .collect();
-    sync_parents(storage, &chain)
+    for dir in above {
+        let _ = sync_parents(storage, &[dir]);
+    }
+    Ok(())
 }
 
 /// Syncs the parent of each of `dirs`, making their entries durable.

@@ -462,3 +462,21 @@ fn a_log_dir_whose_parents_an_earlier_open_left_unsynced_survives_a_power_loss()
         );
     }
 }
+
+/// The syncs above a log dir's parent are best effort: an ancestor the process may pass
+/// through but not read, or a file system that refuses to sync a directory, keeps no log
+/// dir from opening (here `/srv` refuses every sync). (Directories it creates must be
+/// synced, as ever.)
+#[test]
+fn a_log_dir_opens_when_an_ancestor_above_its_parent_cannot_be_synced() {
+    let sim = SimStorage::new(57);
+    sim.create_dir_all(Path::new("/srv/kafka/data")).unwrap();
+    sim.sync_all();
+    sim.set_faults(crate::io::sim::FaultPlan {
+        sync_eio: 1.0,
+        path_suffix: Some("srv".into()),
+        ..Default::default()
+    });
+    LogDir::open(sim.storage(), "/srv/kafka/data", LogDirOptions::default())
+        .expect("the log dir opens");
+}
