@@ -193,3 +193,37 @@ fn a_kafka_transaction_index_swap_goes_in_place_when_its_cleaning_committed() {
         assert_eq!(log.segment_count(), 3, "{ctx}");
     }
 }
+
+/// Kafka renames a cleaned segment's `.log` to `.swap` first, then its indexes: a crash in
+/// between leaves a `.log.swap` beside a `.txnindex.cleaned`, a cleaning that had not
+/// committed, which Kafka's loader undoes (any `.cleaned` file counts). partlog counted a
+/// `.log.cleaned` alone, and put the swap in with the transaction index of the first
+/// segment only.
+#[test]
+fn a_kafka_swap_beside_a_cleaned_index_is_undone() {
+    for backend in backends() {
+        let all = build(&backend, "t-0", compacted());
+        let log_swap = file(&backend, "t-0", "00000000000000000000.log.swap");
+        write_file(&backend, &log_swap, &cleaned_odd_offsets());
+        let txn_cleaned = file(&backend, "t-0", "00000000000000000000.txnindex.cleaned");
+        write_file(
+            &backend,
+            &txn_cleaned,
+            &common::aborted_txn_entry(7, 2, 3, 3),
+        );
+
+        let (log, report) = open(&backend, "t-0", compacted());
+        let ctx = format!("{}: {report:?}", backend.name);
+        assert_eq!(read_all(&log), all, "{ctx}");
+        let names = file_names(&backend, &backend.root.join("t-0"));
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.ends_with(".swap") || n.ends_with(".cleaned")),
+            "{ctx}: {names:?}"
+        );
+        for path in [log_swap, txn_cleaned] {
+            assert!(report.leftovers.iter().any(|l| l.path == path), "{ctx}");
+        }
+    }
+}

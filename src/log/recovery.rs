@@ -125,11 +125,10 @@ pub(super) fn finish_leftovers(
         } else if name.ends_with(files::DELETED_SUFFIX) {
             remove(path, "removed file scheduled for deletion", report)?;
         } else if name.ends_with(files::CLEANED_SUFFIX) {
-            // Removed below, after the swaps they mark as uncommitted.
-            let base = match files::parse_name(name) {
-                Some((base, ".log.cleaned")) => Some(base),
-                _ => None,
-            };
+            // Removed below, after the swaps they mark as uncommitted: any of a segment's
+            // files, as Kafka's loader counts them (Kafka renames a cleaned segment's
+            // `.log` to `.swap` first, then its indexes).
+            let base = files::parse_name(name).map(|(base, _)| base);
             cleaned.push((base, path));
         } else if name.ends_with(files::SWAP_SUFFIX) {
             match files::parse_name(name) {
@@ -166,8 +165,11 @@ pub(super) fn finish_leftovers(
     for (_, path) in cleaned {
         remove(path, "removed unfinished cleaned segment", report)?;
     }
+    let mut set_aside = Vec::new();
     for (base, swap) in committed {
-        complete_swap(storage, dir, base, &swap, report)?;
+        if !complete_swap(storage, dir, base, &swap, report)? {
+            set_aside.push(base);
+        }
         changed = true;
     }
     // Kafka's cleaned transaction index holds the aborted transactions of every segment
@@ -175,11 +177,14 @@ pub(super) fn finish_leftovers(
     // in place, as Kafka's log loader renames every swap file, after the swap of its
     // `.log` (or once that was done). One without a segment goes as an orphan below.
     for (base, swap) in txn_committed {
-        storage.rename(&swap, &files::path(dir, base, files::TXN_INDEX_SUFFIX))?;
-        report.leftovers.push(Leftover {
-            path: swap,
-            action: "completed swap of transaction index",
-        });
+        let action = if set_aside.contains(&base) {
+            storage.remove_file(&swap)?;
+            "removed swap of a cleaning whose segment was unreadable"
+        } else {
+            storage.rename(&swap, &files::path(dir, base, files::TXN_INDEX_SUFFIX))?;
+            "completed swap of transaction index"
+        };
+        report.leftovers.push(Leftover { path: swap, action });
         changed = true;
     }
     remove_orphan_indexes(storage, dir, report)?;
@@ -191,13 +196,14 @@ pub(super) fn finish_leftovers(
 
 /// A `.log.swap` is a cleaned segment that was complete before the crash: it replaces the
 /// live segments whose offsets it covers. An unreadable swap file is moved aside instead.
+/// Whether it replaced them.
 fn complete_swap(
     storage: &dyn Storage,
     dir: &Path,
     base: i64,
     swap: &Path,
     report: &mut RecoveryReport,
-) -> Result<()> {
+) -> Result<bool> {
     let Some(next) = next_offset_by_headers(storage, swap)? else {
         let aside = dir.join(format!(
             "{}{}",
@@ -209,7 +215,7 @@ fn complete_swap(
             path: swap.to_path_buf(),
             action: "moved unreadable swap aside",
         });
-        return Ok(());
+        return Ok(false);
     };
     for entry in storage.list_dir(dir)? {
         let Some((seg_base, suffix)) = files::parse_name(&entry.name) else {
@@ -231,7 +237,7 @@ fn complete_swap(
         path: swap.to_path_buf(),
         action: "completed swap of cleaned segment",
     });
-    Ok(())
+    Ok(true)
 }
 
 /// Index files without their `.log` are removed (a crash between deletions can leave them),
