@@ -56,6 +56,27 @@ fn cleaned_odd_offsets() -> Vec<u8> {
     swap
 }
 
+/// Opens `t-0` under `config` after leftovers were laid: the log, its report, a context
+/// line for failures, and the file names left in the partition dir, none of them a swap.
+fn open_leftovers(
+    backend: &Backend,
+    config: LogConfig,
+) -> (
+    partlog::log::Log,
+    partlog::log::RecoveryReport,
+    String,
+    Vec<String>,
+) {
+    let (log, report) = open(backend, "t-0", config);
+    let ctx = format!("{}: {report:?}", backend.name);
+    let names = file_names(backend, &backend.root.join("t-0"));
+    assert!(
+        !names.iter().any(|n| n.ends_with(".swap")),
+        "{ctx}: {names:?}"
+    );
+    (log, report, ctx, names)
+}
+
 #[test]
 fn swap_replaces_the_segments_it_covers() {
     for backend in backends() {
@@ -66,13 +87,7 @@ fn swap_replaces_the_segments_it_covers() {
         write_file(&backend, &swap_path, &swap);
         let index_swap = file(&backend, "t-0", "00000000000000000000.index.swap");
         write_file(&backend, &index_swap, &[1, 2, 3]);
-        let (log, report) = open(&backend, "t-0", compacted);
-        let ctx = format!("{}: {report:?}", backend.name);
-        let names = file_names(&backend, &backend.root.join("t-0"));
-        assert!(
-            !names.iter().any(|n| n.ends_with(".swap")),
-            "{ctx}: {names:?}"
-        );
+        let (log, report, ctx, names) = open_leftovers(&backend, compacted);
         assert!(
             !names.iter().any(|n| n.starts_with("00000000000000000010")),
             "{ctx}: {names:?}"
@@ -175,13 +190,7 @@ fn a_kafka_transaction_index_swap_goes_in_place_when_its_cleaning_committed() {
         let undone = file(&backend, "t-0", "00000000000000000020.txnindex.swap");
         write_file(&backend, &undone, &entry(22, 23));
 
-        let (log, report) = open(&backend, "t-0", compacted);
-        let ctx = format!("{}: {report:?}", backend.name);
-        let names = file_names(&backend, &backend.root.join("t-0"));
-        assert!(
-            !names.iter().any(|n| n.ends_with(".swap")),
-            "{ctx}: {names:?}"
-        );
+        let (log, report, ctx, names) = open_leftovers(&backend, compacted);
         let live = file(&backend, "t-0", "00000000000000000000.txnindex");
         assert_eq!(common::file_bytes(&backend, &live), merged, "{ctx}");
         assert!(report.leftovers.iter().any(|l| l.path == txn_swap), "{ctx}");
