@@ -427,14 +427,16 @@ impl Log {
         // recovery cuts and the replica fetches again. (A log with consecutive offsets finds
         // such a hole by its offsets instead, and rolls without waiting for the disk.)
         //
-        // And a flush that reached the segment's end (the recovery point is there) synced
-        // it before this trim: no later flush covers it (they start at the recovery point),
-        // so the trim, the time index's last entry and the shortened files, is synced here,
-        // as Kafka's roll flushes the segment it closes.
+        // And a flush that reached the segment's end (the recovery point is there, or will
+        // be once a flush under way finishes) synced it before this trim: no later flush
+        // covers it (they start at the recovery point), so the trim, the time index's last
+        // entry and the shortened files, is synced here, as Kafka's roll flushes the
+        // segment it closes.
         let gaps = self.may_have_gaps();
         if gaps
             || self.checkpoint_ceiling.load(Ordering::Acquire) >= base_offset
             || self.recovery_point() >= base_offset
+            || self.flushing_to.load(Ordering::Acquire) >= base_offset
         {
             active.flush()?;
         }

@@ -136,6 +136,10 @@ pub struct Log {
     /// none is persisted. Raised before a checkpoint is written (under the writer lock, see
     /// [`Log::begin_checkpoint`]) and set to the written value after.
     checkpoint_ceiling: AtomicI64,
+    /// The log end a flush under way read when it began (`i64::MIN`: none), set and
+    /// cleared under the writer lock: the flush moves the recovery point there once its
+    /// syncs are done, so a roll in between treats it as the recovery point already.
+    flushing_to: AtomicI64,
     /// Persists the recovery point when a truncation leaves the persisted one stale.
     recovery_checkpoint: Option<Arc<dyn RecoveryPointCheckpoint>>,
     /// Bumped by every truncation (under the writer lock): a flush that raced one does not
@@ -478,9 +482,11 @@ impl Log {
     /// What a flush is about to make durable; read under the writer lock.
     fn flush_begin(&self) -> Result<FlushTicket> {
         let mut writer = self.writer_even_closed()?;
+        let end = self.log_end_offset();
+        self.flushing_to.store(end, Ordering::Release);
         Ok(FlushTicket {
             from: self.recovery_point(),
-            end: self.log_end_offset(),
+            end,
             dir_dirty: std::mem::take(&mut writer.dir_dirty),
             truncations: self.truncations.load(Ordering::Acquire),
         })
@@ -490,6 +496,7 @@ impl Log {
     /// came in between.
     fn flush_finish(&self, ticket: &FlushTicket, synced: Result<()>) -> Result<i64> {
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.flushing_to.store(i64::MIN, Ordering::Release);
         if let Err(err) = synced {
             writer.dir_dirty |= ticket.dir_dirty;
             return Self::fail(&mut writer, err);

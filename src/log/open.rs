@@ -194,6 +194,7 @@ impl Log {
             recovery_point: AtomicI64::new(outcome.recovery_point.min(log_end_offset)),
             latest_epoch: AtomicI32::new(latest_epoch),
             checkpoint_ceiling: AtomicI64::new(options.recovery_point.unwrap_or(i64::MIN)),
+            flushing_to: AtomicI64::new(i64::MIN),
             recovery_checkpoint: options.recovery_checkpoint.clone(),
             truncations: Arc::new(AtomicU64::new(0)),
             // After a crash, the segment files a dead process created may have dir entries

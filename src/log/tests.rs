@@ -220,3 +220,33 @@ fn the_durable_log_start_is_the_checkpointed_one() {
     log.log_start_checkpointed(4);
     assert_eq!(log.durable_log_start_offset(), 4);
 }
+
+/// A flush synced the active segment and a roll closed it before the flush moved the
+/// recovery point to its end. The roll's trim (the time index's last entry, the files cut
+/// to their contents) came after the flush's syncs, and the roll did not sync it, since
+/// the recovery point still lay below the segment: recovery would then trust a segment
+/// whose largest timestamp, read from its time index's last entry, was lost.
+#[test]
+fn a_roll_during_a_flush_makes_the_segment_it_closes_durable() {
+    let sim = SimStorage::new(9);
+    let log = open(&sim, None);
+    for _ in 0..3 {
+        append(&log, 2);
+    }
+    let closed = log.active_segment();
+    let ticket = log.flush_begin().expect("begin");
+    let synced = log.flush_range(ticket.from, ticket.end, ticket.dir_dirty);
+    log.force_roll().expect("roll");
+    let point = log.flush_finish(&ticket, synced).expect("finish");
+    assert_eq!(point, 6);
+    assert_eq!(log.active_segment().base_offset(), 6);
+    for suffix in [".log", ".index", ".timeindex"] {
+        let path = closed.path(suffix);
+        assert_eq!(
+            sim.read_durable(&path),
+            sim.read_raw(&path),
+            "{} below the recovery point is not durable as written",
+            path.display()
+        );
+    }
+}
