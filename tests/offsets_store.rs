@@ -482,6 +482,36 @@ fn a_new_coordinator_deletes_nothing_of_a_group_it_has_not_heard_of_for_a_grace(
     assert_eq!(offsets(new, GROUP), vec![]);
 }
 
+/// The grace runs from when the new coordinator's view serves, not from when it began
+/// loading: a running group's members find it only then (they are told the load is in
+/// progress before). A load that took longer than the grace used to leave no grace at all,
+/// and a group not heard of yet could be deleted at once.
+#[test]
+fn a_new_coordinators_grace_runs_from_when_its_view_serves() {
+    let (mut c, stores) = cluster();
+    stores[0].commit(GROUP, &[commit_of("t", 0, 5)]).unwrap();
+    settle(&mut c);
+    c.kill(0).unwrap();
+    let new = &stores[c.leader().unwrap()];
+    new.become_leader(0).unwrap();
+    // A long load.
+    c.clock()
+        .advance_ms(partlog::offsets::DEFAULT_MEMBERSHIP_GRACE_MS);
+    new.load(0).unwrap();
+    settle(&mut c);
+    let err = new.delete_group(GROUP).unwrap_err();
+    assert!(
+        matches!(&err, Error::GroupMembershipUnknown { group, .. } if group == GROUP),
+        "{err}"
+    );
+    c.clock()
+        .advance_ms(partlog::offsets::DEFAULT_MEMBERSHIP_GRACE_MS);
+    let h = new.delete_group(GROUP).unwrap().expect("tombstones");
+    settle(&mut c);
+    assert!(h.poll().unwrap().is_ok());
+    assert_eq!(offsets(new, GROUP), vec![]);
+}
+
 /// A group the store knows nothing of (no offsets, never mentioned) is not found, as
 /// Kafka's DeleteGroups and OffsetDelete answer `GROUP_ID_NOT_FOUND`, and nothing is
 /// written; a group known to be empty without offsets (one deleted before) deletes

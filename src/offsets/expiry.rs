@@ -49,12 +49,12 @@ impl OffsetsStore {
         for (index, partition) in partitions {
             let mut hosted = lock(&partition);
             let h = &mut *hosted;
-            h.promote_if_committed();
+            h.promote_if_committed(now);
             let leads = h.leads();
             // Groups not heard of yet may be running ones whose members have not found
             // this new coordinator: none of theirs expire for a grace.
             let grace = h.in_membership_grace(now, self.config.membership_grace_ms);
-            let led_since = h.led_since;
+            let serving_since = h.serving_since;
             let Hosted { replica, state, .. } = h;
             let ViewState::Loaded(view) = state else {
                 continue;
@@ -82,7 +82,7 @@ impl OffsetsStore {
             let mut emptied: HashSet<String> = HashSet::new();
             for (group, offsets) in view.groups() {
                 let membership = groups.get(&group);
-                let aging_since = Membership::aging_since(membership, led_since);
+                let aging_since = Membership::aging_since(membership, serving_since);
                 let mut kept = false;
                 for (key, c, expire_at) in offsets.iter_with_expiry() {
                     // Kafka's rule: expired once `retention_ms` have passed, or at the

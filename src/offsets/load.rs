@@ -44,8 +44,10 @@ pub(super) struct Hosted {
     /// still leads that epoch. Led again in a later one (stepped down and back before
     /// the store heard), the log may hold commits the view never saw.
     pub(super) epoch: i32,
-    /// When the store last became the partition's leader (`i64::MIN` before).
-    pub(super) led_since: i64,
+    /// When the view of the store's current term as the partition's leader began to serve
+    /// (while it loads, when the store became the leader; `i64::MIN` before): a running
+    /// group's members find the new coordinator from then on.
+    pub(super) serving_since: i64,
 }
 
 impl Hosted {
@@ -56,16 +58,17 @@ impl Hosted {
         self.replica.is_leader() && self.replica.leader_epoch() == self.epoch
     }
 
-    /// Whether the store became the partition's leader less than `grace_ms` before `now`:
+    /// Whether the store's view began to serve (or the store became the partition's leader,
+    /// while it loads) less than `grace_ms` before `now`:
     /// a group of it the embedder has not mentioned yet may be a running one whose members
     /// have not found this new coordinator (see [`super::OffsetsConfig::membership_grace_ms`]).
     pub(super) fn in_membership_grace(&self, now: i64, grace_ms: i64) -> bool {
-        now < self.led_since.saturating_add(grace_ms)
+        now < self.serving_since.saturating_add(grace_ms)
     }
 
-    /// A load read to its end serves once that end is committed. Returns whether the view
-    /// is loaded.
-    pub(super) fn promote_if_committed(&mut self) -> bool {
+    /// A load read to its end serves once that end is committed, from `now_ms` on. Returns
+    /// whether the view is loaded.
+    pub(super) fn promote_if_committed(&mut self, now_ms: i64) -> bool {
         if let ViewState::Loading { next, end, .. } = &self.state {
             if *next < *end || self.replica.high_watermark() < *end {
                 return false;
@@ -74,6 +77,7 @@ impl Hosted {
                 std::mem::replace(&mut self.state, ViewState::Follower)
             {
                 self.state = ViewState::Loaded(view);
+                self.serving_since = now_ms;
             }
         }
         matches!(self.state, ViewState::Loaded(_))
@@ -139,7 +143,7 @@ impl OffsetsStore {
                 (*next, *end)
             }
         };
-        let done = h.promote_if_committed();
+        let done = h.promote_if_committed(self.clock.now_ms());
         Ok(LoadProgress {
             loaded_to: next.min(end),
             end,

@@ -99,7 +99,9 @@ pub struct OffsetsConfig {
     /// `offset.metadata.max.bytes`, 4096), counted as Kafka counts it: in UTF-16 code
     /// units (Java's `String.length`), not bytes.
     pub metadata_max_bytes: usize,
-    /// For this long after the store became a partition's leader, [`OffsetsStore::expire`]
+    /// For this long after the store's view of a partition it became the leader of began to
+    /// serve (the members of a running group find the new coordinator only then: before,
+    /// they are told its load is in progress), [`OffsetsStore::expire`]
     /// takes none of the offsets of a group of it that the embedder has not mentioned
     /// ([`OffsetsStore::set_group_active`]): a running group's members have not found the
     /// new coordinator yet, and its offsets are not a standalone consumer's; nor does
@@ -196,14 +198,14 @@ impl Membership {
 
     /// From when a group's offsets age at the earliest (they age from their commit when
     /// that is later): when the group became empty; for one the store has not heard of,
-    /// when it became the partition's leader (`led_since`), since the group may have
+    /// when the store's view of the partition began to serve (`serving_since`), since the group may have
     /// been empty since any time before; the beginning of time for a group with members
     /// (whose offsets outside its subscription age from their commit).
-    fn aging_since(membership: Option<&Membership>, led_since: i64) -> i64 {
+    fn aging_since(membership: Option<&Membership>, serving_since: i64) -> i64 {
         match membership {
             Some(Membership::EmptySince(since)) => *since,
             Some(Membership::Active(_)) => i64::MIN,
-            None => led_since,
+            None => serving_since,
         }
     }
 }
@@ -246,7 +248,7 @@ impl OffsetsStore {
                 replica,
                 state: ViewState::Follower,
                 epoch: UNDEFINED_EPOCH,
-                led_since: i64::MIN,
+                serving_since: i64::MIN,
             })),
         );
     }
@@ -268,7 +270,7 @@ impl OffsetsStore {
         }
         drop(groups);
         h.epoch = epoch;
-        h.led_since = self.clock.now_ms();
+        h.serving_since = self.clock.now_ms();
         h.state = ViewState::Loading {
             next: log.log_start_offset(),
             end: log.log_end_offset(),
@@ -308,7 +310,7 @@ impl OffsetsStore {
         let partition = self.partition(index)?;
         let mut hosted = lock(&partition);
         let h = &mut *hosted;
-        h.promote_if_committed();
+        h.promote_if_committed(self.clock.now_ms());
         let leads = h.leads();
         match &mut h.state {
             ViewState::Follower | ViewState::Failed(_) => {
@@ -479,8 +481,8 @@ impl OffsetsStore {
     /// but is known to be empty. [`Error::NonEmptyGroup`] while the group has members
     /// ([`OffsetsStore::set_group_active`]), as Kafka's DeleteGroups refuses;
     /// [`Error::GroupMembershipUnknown`] for a group the embedder has not mentioned,
-    /// within `membership_grace_ms` after the store became its partition's leader (it may
-    /// be running); [`Error::GroupIdNotFound`] for one it has not mentioned and that has
+    /// within `membership_grace_ms` after the store's view of its partition began to serve
+    /// (it may be running); [`Error::GroupIdNotFound`] for one it has not mentioned and that has
     /// no offsets. Deleted, the group counts as empty from then.
     ///
     /// The membership lock is held until the tombstones are appended, as Kafka decides and
@@ -514,8 +516,8 @@ impl OffsetsStore {
     }
 
     /// [`Error::GroupMembershipUnknown`] while the store has not heard of `group`, which
-    /// the embedder has not mentioned, for `membership_grace_ms` after it became the
-    /// leader of its partition: Kafka's coordinator knows a running group from the group
+    /// the embedder has not mentioned, for `membership_grace_ms` after its view of the
+    /// group's partition began to serve: Kafka's coordinator knows a running group from the group
     /// metadata its load replays, and refuses to delete its offsets (`NON_EMPTY_GROUP`);
     /// this store learns it only when its members come.
     fn check_membership_heard(&self, group: &str) -> Result<()> {
