@@ -245,3 +245,96 @@ fn an_abort_adds_its_entry_to_the_transaction_index() {
         assert_eq!(log.log_end_offset(), 6);
     }
 }
+
+/// Indexes of 4 KiB, quick to make on the simulated disk.
+fn small_indexes() -> LogConfig {
+    LogConfig {
+        index_bytes_max: 4096,
+        ..LogConfig::default()
+    }
+}
+
+/// A log at 0..=4: a plain batch, then producers 7, 8 and 7 in transactions, on disk.
+fn with_open_transactions(backend: &Backend) -> Log {
+    let (log, _) = open(backend, NAME, small_indexes());
+    log.append_as_leader(&mut batch(2, 20, 0), 1).unwrap(); // 0..=1
+    for producer_id in [7, 8, 7] {
+        let mut b = partlog::record::BatchBuilder::new();
+        b.transactional(true).producer(producer_id, 4, 0);
+        b.append(1_000, Some(b"k"), Some(b"v"), &[]);
+        log.append_as_leader(&mut b.build().unwrap(), 1).unwrap(); // 2, 3, 4
+    }
+    log.flush().unwrap();
+    log
+}
+
+/// Whether the log holds producer 7's ABORT marker at 5, and whether the index holds its
+/// entry (the index is only ever that entry or nothing).
+fn marker_and_entry(backend: &Backend, log: &Log) -> (bool, bool) {
+    let marker = log.log_end_offset() > 5 && {
+        let slice = log.read(5, 1 << 20, None).unwrap().expect("data at 5");
+        let bytes = slice.to_vec().unwrap();
+        let b = partlog::record::batches(&bytes).next().unwrap().unwrap();
+        let h = b.header();
+        h.base_offset == 5 && h.producer_id == 7 && b.marker_commits() == Some(false)
+    };
+    let path = backend.root.join(NAME).join(name(0, ".txnindex"));
+    let entry = backend.storage.exists(&path) && {
+        let index = file_bytes(backend, &path);
+        match index.len() {
+            0 => false,
+            _ => {
+                assert_eq!(index, common::aborted_txn_entry(7, 2, 5, 3));
+                true
+            }
+        }
+    };
+    (marker, entry)
+}
+
+/// A crash at any step of an abort leaves its marker and its index entry together, or
+/// neither (and then the transaction is still open, and aborting it again works). The
+/// marker used to be appended before the entry was written: a crash in between, with the
+/// marker's unsynced bytes kept, left a marker without an entry, and a Kafka broker
+/// taking the dir back would serve the aborted records to `read_committed` consumers.
+#[test]
+fn a_crash_at_any_step_of_an_abort_leaves_its_marker_and_entry_together() {
+    use partlog::io::sim::{FaultKind, SimOp};
+    let (backend, disk) = common::sim_with_disk(1);
+    let log = with_open_transactions(&backend);
+    let open_txns = log.open_transactions(|_| {}).unwrap();
+    let start = disk.counters();
+    log.abort_transaction(&open_txns, 7, 1, 5_000).unwrap();
+    let end = disk.counters();
+    assert_eq!(marker_and_entry(&backend, &log), (true, true));
+    let steps = [
+        (SimOp::Write, end.writes - start.writes),
+        (SimOp::Sync, end.syncs - start.syncs),
+        (SimOp::SyncDir, end.sync_dirs - start.sync_dirs),
+        (SimOp::Create, end.creates - start.creates),
+    ];
+    let mut both = [0; 2];
+    for seed in 0..8 {
+        for (op, count) in steps {
+            for n in 1..=count {
+                let (backend, disk) = common::sim_with_disk(seed);
+                let log = with_open_transactions(&backend);
+                let open_txns = log.open_transactions(|_| {}).unwrap();
+                disk.fail_nth(op, n, FaultKind::Crash).unwrap();
+                assert!(log.abort_transaction(&open_txns, 7, 1, 5_000).is_err());
+                drop(log);
+                let (log, _) = reopen(&backend, NAME, small_indexes(), false, None);
+                let found = marker_and_entry(&backend, &log);
+                let at = format!("seed {seed}, crash at {op:?} #{n}");
+                assert_eq!(found.0, found.1, "{at}: marker, entry: {found:?}");
+                both[usize::from(found.0)] += 1;
+                if !found.0 {
+                    let open_txns = log.open_transactions(|_| {}).unwrap();
+                    log.abort_transaction(&open_txns, 7, 1, 5_000).unwrap();
+                    assert_eq!(marker_and_entry(&backend, &log), (true, true), "{at}");
+                }
+            }
+        }
+    }
+    assert!(both[0] > 0 && both[1] > 0, "both outcomes seen: {both:?}");
+}

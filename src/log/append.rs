@@ -76,6 +76,19 @@ impl Log {
         batches: &mut [u8],
         leader_epoch: i32,
     ) -> Result<AppendInfo> {
+        self.append_as_leader_then(origin, batches, leader_epoch, |_, _| Ok(()))
+    }
+
+    /// [`Log::append_as_leader_from`], calling `before_write` with the segment the batches
+    /// go to and their offsets once both are settled, before a byte of them is written;
+    /// an error from it appends nothing and stops the log's writes, as a failed write does.
+    pub(super) fn append_as_leader_then(
+        &self,
+        origin: AppendOrigin,
+        batches: &mut [u8],
+        leader_epoch: i32,
+        before_write: impl FnOnce(&Segment, &AppendInfo) -> Result<()>,
+    ) -> Result<AppendInfo> {
         let mut writer = self.writer()?;
         self.check_epoch(leader_epoch, self.latest_epoch())?;
         let now_ms = self.clock.now_ms();
@@ -157,7 +170,7 @@ impl Log {
             at += header.size();
         }
         debug_assert_eq!(info.last_offset, next - 1);
-        self.append_locked(&mut writer, batches, &info, leader_epoch)?;
+        self.append_locked(&mut writer, batches, &info, leader_epoch, before_write)?;
         Ok(info)
     }
 
@@ -215,7 +228,7 @@ impl Log {
             first_offset: first.unwrap_or(log_end_offset),
             ..info
         };
-        self.append_locked(&mut writer, batches, &info, epoch)?;
+        self.append_locked(&mut writer, batches, &info, epoch, |_, _| Ok(()))?;
         Ok(info)
     }
 
@@ -292,13 +305,15 @@ impl Log {
     }
 
     /// Writes validated batches whose offsets are final, rolling first when needed, then
-    /// publishes the new log end offset.
+    /// publishes the new log end offset. `before_write` runs once the segment is chosen
+    /// (see [`Log::append_as_leader_then`]).
     fn append_locked(
         &self,
         writer: &mut Writer,
         batches: &[u8],
         info: &AppendInfo,
         last_epoch: i32,
+        before_write: impl FnOnce(&Segment, &AppendInfo) -> Result<()>,
     ) -> Result<()> {
         if !fits_index(info, info.first_offset.max(self.log_end_offset())) {
             return Err(Error::OffsetSpanTooLarge {
@@ -310,6 +325,9 @@ impl Log {
             Ok(active) => active,
             Err(err) => return Self::fail(writer, err),
         };
+        if let Err(err) = before_write(&active, info) {
+            return Self::fail(writer, err);
+        }
         // The cache learns a new epoch before its first batch is written, and durably: a
         // crash must never leave batches of an epoch the checkpoint does not know.
         if let Err(err) = self.assign_epochs(batches) {

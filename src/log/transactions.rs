@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 
-use super::{kafka_files, AppendInfo, Log};
+use super::{kafka_files, AppendInfo, AppendOrigin, Log};
 use crate::error::{Error, Result};
 use crate::record::BatchBuilder;
 use crate::segment::scan::{scan_batches, ScanBuffers, Throttle, SCAN_BYTES};
@@ -114,14 +114,16 @@ impl Log {
     /// Ends producer `producer_id`'s transaction, one of `open` (what
     /// [`Log::open_transactions`] found at the log end), with an ABORT marker appended as a
     /// coordinator in `leader_epoch` at `now_ms`, with the transaction's producer epoch
-    /// and the producer's last coordinator epoch; then adds Kafka's entry for it to the
-    /// transaction index of the marker's segment, durably, as Kafka's leader does on the
-    /// marker's append (a Kafka broker that takes the dir back after a clean shutdown
-    /// trusts that index for its `read_committed` fetches). The entry's last stable offset
-    /// is the first offset of the oldest other transaction still open, else the offset
-    /// after the marker (Kafka's `ProducerStateManager.lastStableOffset`). The log is
-    /// flushed. Call it with nothing appended since `open` was read: the caller holds the
-    /// log alone, as the CLI does.
+    /// and the producer's last coordinator epoch; and adds Kafka's entry for it to the
+    /// transaction index of the marker's segment, as Kafka's leader does on the marker's
+    /// append (a Kafka broker that takes the dir back after a clean shutdown trusts that
+    /// index for its `read_committed` fetches). The entry's last stable offset is the
+    /// first offset of the oldest other transaction still open, else the offset after the
+    /// marker (Kafka's `ProducerStateManager.lastStableOffset`). The entry is made durable
+    /// before the marker is written, and the marker after: a crash in between leaves the
+    /// entry past the log end, which the next open cuts (see [`kafka_files`]), where the
+    /// other order could leave the marker without its entry. Call it with nothing appended
+    /// since `open` was read: the caller holds the log alone, as the CLI does.
     pub fn abort_transaction(
         &self,
         open: &[OpenTransaction],
@@ -142,24 +144,25 @@ impl Log {
             txn.coordinator_epoch,
             now_ms,
         )?;
-        let info = self.append_as_coordinator(&mut marker, leader_epoch)?;
-        let marker_offset = info.first_offset;
-        let lso = open
-            .iter()
-            .filter(|t| t.producer_id != producer_id)
-            .map(|t| t.first_offset)
-            .min()
-            .unwrap_or(marker_offset + 1);
-        let entry =
-            kafka_files::aborted_txn_entry(producer_id, txn.first_offset, marker_offset, lso);
-        let base = self
-            .segments()
-            .iter()
-            .rev()
-            .map(|s| s.base_offset())
-            .find(|&base| base <= marker_offset)
-            .unwrap_or(marker_offset);
-        kafka_files::append_aborted_txn(self.storage.as_ref(), &self.dir, base, &entry)?;
+        let origin = AppendOrigin::Coordinator;
+        let info =
+            self.append_as_leader_then(origin, &mut marker, leader_epoch, |segment, info| {
+                let marker_offset = info.first_offset;
+                let lso = open
+                    .iter()
+                    .filter(|t| t.producer_id != producer_id)
+                    .map(|t| t.first_offset)
+                    .min()
+                    .unwrap_or(marker_offset + 1);
+                let entry = kafka_files::aborted_txn_entry(
+                    producer_id,
+                    txn.first_offset,
+                    marker_offset,
+                    lso,
+                );
+                let base = segment.base_offset();
+                kafka_files::append_aborted_txn(self.storage.as_ref(), &self.dir, base, &entry)
+            })?;
         self.flush()?;
         Ok(info)
     }
