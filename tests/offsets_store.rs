@@ -512,6 +512,35 @@ fn a_new_coordinators_grace_runs_from_when_its_view_serves() {
     assert_eq!(offsets(new, GROUP), vec![]);
 }
 
+/// The same when the view begins to serve in the deletion's own call: the load read to
+/// the log end while the new leader's high watermark lay below it, and the first request
+/// after the followers' fetches moved it is the deletion. The grace was checked against
+/// the time of `become_leader` before the view was promoted, and a running group's
+/// offsets went.
+#[test]
+fn a_deletion_that_finds_the_view_newly_serving_is_within_the_grace() {
+    let (mut c, stores) = cluster();
+    stores[0].commit(GROUP, &[commit_of("t", 0, 5)]).unwrap();
+    // The followers fetch the commit; they learn that it is committed at their next fetch.
+    c.replicate().unwrap();
+    c.kill(0).unwrap();
+    let new = &stores[c.leader().unwrap()];
+    let replica = c.replica(c.leader().unwrap()).unwrap().clone();
+    assert!(replica.high_watermark() < replica.log().log_end_offset());
+    new.become_leader(0).unwrap();
+    new.load(0).unwrap();
+    c.clock()
+        .advance_ms(partlog::offsets::DEFAULT_MEMBERSHIP_GRACE_MS);
+    settle(&mut c);
+    assert_eq!(replica.high_watermark(), replica.log().log_end_offset());
+    let err = new.delete_group(GROUP).unwrap_err();
+    assert!(
+        matches!(&err, Error::GroupMembershipUnknown { group, .. } if group == GROUP),
+        "{err}"
+    );
+    assert_eq!(offsets(new, GROUP), vec![("t".into(), 0, 5)]);
+}
+
 /// A group the store knows nothing of (no offsets, never mentioned) is not found, as
 /// Kafka's DeleteGroups and OffsetDelete answer `GROUP_ID_NOT_FOUND`, and nothing is
 /// written; a group known to be empty without offsets (one deleted before) deletes

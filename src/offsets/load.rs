@@ -66,6 +66,28 @@ impl Hosted {
         now < self.serving_since.saturating_add(grace_ms)
     }
 
+    /// The replica and the view, once the view serves (promoted here if its load is done):
+    /// [`Error::CoordinatorLoadInProgress`] while it loads, [`Error::NotCoordinator`] when
+    /// the replica no longer leads the epoch it loaded in, or the load failed or never
+    /// began.
+    pub(super) fn serving(
+        &mut self,
+        index: u32,
+        now_ms: i64,
+    ) -> Result<(&Arc<Partition>, &mut View)> {
+        self.promote_if_committed(now_ms);
+        let leads = self.leads();
+        match &mut self.state {
+            ViewState::Loaded(view) if leads => Ok((&self.replica, view)),
+            // A load whose replica stepped down will not end: its new leader's store is
+            // the coordinator.
+            ViewState::Loading { .. } if leads => {
+                Err(Error::CoordinatorLoadInProgress { partition: index })
+            }
+            _ => Err(Error::NotCoordinator { partition: index }),
+        }
+    }
+
     /// A load read to its end serves once that end is committed, from `now_ms` on. Returns
     /// whether the view is loaded.
     pub(super) fn promote_if_committed(&mut self, now_ms: i64) -> bool {

@@ -285,10 +285,15 @@ impl OffsetsStore {
     /// goes stale while another broker coordinates them, and is learned anew when this
     /// store leads the partition again.
     pub fn become_follower(&self, index: u32) {
-        if let Ok(partition) = self.partition(index) {
-            lock(&partition).state = ViewState::Follower;
-        }
+        // Both locks held through, groups first as everywhere: a `become_leader` for a
+        // newer term could otherwise come between, and the new term's memberships, said
+        // since, would go with the old ones.
         let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        let partition = self.partition(index).ok();
+        let hosted = partition.as_ref().map(|p| lock(p));
+        if let Some(mut hosted) = hosted {
+            hosted.state = ViewState::Follower;
+        }
         groups.retain(|group, _| self.partition_for(group) != index);
     }
 
@@ -309,25 +314,9 @@ impl OffsetsStore {
     ) -> Result<T> {
         let partition = self.partition(index)?;
         let mut hosted = lock(&partition);
-        let h = &mut *hosted;
-        h.promote_if_committed(self.clock.now_ms());
-        let leads = h.leads();
-        match &mut h.state {
-            ViewState::Follower | ViewState::Failed(_) => {
-                Err(Error::NotCoordinator { partition: index })
-            }
-            // A load whose replica stepped down will not end: its new leader's store is
-            // the coordinator.
-            ViewState::Loading { .. } if !leads => Err(Error::NotCoordinator { partition: index }),
-            ViewState::Loading { .. } => Err(Error::CoordinatorLoadInProgress { partition: index }),
-            ViewState::Loaded(view) => {
-                if !leads {
-                    return Err(Error::NotCoordinator { partition: index });
-                }
-                view.settle(|| h.replica.high_watermark());
-                f(&h.replica, view)
-            }
-        }
+        let (replica, view) = hosted.serving(index, self.clock.now_ms())?;
+        view.settle(|| replica.high_watermark());
+        f(replica, view)
     }
 
     /// Commits `offsets` for `group`: one batch, `acks=all`. The handle completes when the
@@ -520,13 +509,19 @@ impl OffsetsStore {
     /// group's partition began to serve: Kafka's coordinator knows a running group from the group
     /// metadata its load replays, and refuses to delete its offsets (`NON_EMPTY_GROUP`);
     /// this store learns it only when its members come.
+    ///
+    /// The view is promoted first if its load is done, so that a view that begins to serve
+    /// in the deletion's own call counts its grace from then; one that does not serve
+    /// answers as the deletion would. (It cannot begin to serve between this check and
+    /// the deletion: both run under the groups' lock, which a new load's `become_leader`
+    /// takes, and a view that serves goes on serving until one does, or stops.)
     fn check_membership_heard(&self, group: &str) -> Result<()> {
         let index = self.partition_for(group);
-        let Ok(partition) = self.partition(index) else {
-            return Ok(()); // the deletion says `NotCoordinator`
-        };
-        let grace = self.config.membership_grace_ms;
-        if lock(&partition).in_membership_grace(self.clock.now_ms(), grace) {
+        let partition = self.partition(index)?;
+        let mut hosted = lock(&partition);
+        let now = self.clock.now_ms();
+        hosted.serving(index, now)?;
+        if hosted.in_membership_grace(now, self.config.membership_grace_ms) {
             return Err(Error::GroupMembershipUnknown {
                 group: group.to_string(),
                 partition: index,
