@@ -266,3 +266,30 @@ fn a_damaged_leader_that_cut_on_following_is_not_elected_before_it_has_them_agai
         .unwrap();
     assert_eq!(old.lacks_committed_records(), None);
 }
+
+/// A repair whose cut fails after the log end came down (here the segment's sync) still
+/// marks the replica as lacking the committed records it cut, and brings its HW down to
+/// its log end. The error used to return before either: the replica kept an HW past its
+/// log end, and an election could pick it, whose followers would then cut the
+/// acknowledged records to match it.
+#[test]
+fn a_repair_whose_cut_fails_midway_still_guards_the_replica() {
+    let c = replicated();
+    let bad = damage_seventh_batch(&c, 1);
+    let repaired = c.replica(1).unwrap().clone();
+    let disk = &c.broker(1).disk;
+    disk.set_faults(partlog::io::sim::FaultPlan {
+        sync_eio: 1.0,
+        path_suffix: Some(".log".into()),
+        ..Default::default()
+    });
+    assert!(repaired.scrub().is_err());
+    disk.clear_faults();
+    assert_eq!(repaired.log().log_end_offset(), bad, "the cut came first");
+    assert_eq!(repaired.high_watermark(), bad);
+    assert_eq!(repaired.lacks_committed_records(), Some(RECORDS));
+    assert!(matches!(
+        repaired.become_leader(9, vec![0, 1, 2], vec![0, 1, 2]),
+        Err(partlog::Error::LacksCommittedRecords { .. })
+    ));
+}

@@ -61,20 +61,21 @@ impl Partition {
         }
         if let Some(diverging) = response.diverging {
             let known = diverging.epoch != UNDEFINED_EPOCH;
-            if known && diverging.end_offset <= response.log_start_offset {
+            let cut = if known && diverging.end_offset <= response.log_start_offset {
                 // The logs part at or below the leader's log start, where it keeps nothing
                 // to compare: this replica's records there are hidden by the log start the
                 // fetch brings, but only until a power loss takes its unflushed log start
                 // back, and they need not be the leader's. It starts over at the leader's
                 // log start, durably, as a replica behind it does.
                 self.log
-                    .truncate_fully_and_start_at(response.log_start_offset)?;
+                    .truncate_fully_and_start_at(response.log_start_offset)
             } else {
                 let to = self.divergence_point(diverging, state.high_watermark);
-                self.log.truncate_to(to)?;
-            }
+                self.log.truncate_to(to).map(drop)
+            };
+            // Failed or not: a cut that failed may have lowered the log end already.
             self.cap_high_watermark(&mut state);
-            return Ok(true);
+            return cut.map(|()| true);
         }
         if let Some(records) = &response.records {
             let len = records.len() as usize;
@@ -91,10 +92,12 @@ impl Partition {
             }
             read?;
             let cut = self.log.log_end_offset();
-            if !self.cut_to_batch_holding_end(bytes, response.leader_epoch)? {
-                // The next fetch goes on from where the cut left the log end.
+            let whole = self.cut_to_batch_holding_end(bytes, response.leader_epoch);
+            if !matches!(whole, Ok(true)) {
+                // The next fetch goes on from where the cut left the log end (a cut that
+                // failed may have lowered it too).
                 self.cap_high_watermark(&mut state);
-                return Ok(true);
+                return whole.map(|_| true);
             }
             if let Err(err) = self.log.append_as_follower(bytes) {
                 if self.log.log_end_offset() < cut {
@@ -228,15 +231,16 @@ impl Partition {
             return Ok(false);
         }
         let leo = self.log.log_end_offset();
-        if leader_leo < leo {
-            self.log.truncate_to(leader_leo)?;
+        let cut = if leader_leo < leo {
+            self.log.truncate_to(leader_leo).map(drop)
         } else if leader_log_start > leo {
-            self.log.truncate_fully_and_start_at(leader_log_start)?;
-        }
-        let end = self.log.log_end_offset();
-        let hw = state.high_watermark.clamp(self.log.log_start_offset(), end);
-        self.set_high_watermark(&mut state, hw);
-        Ok(true)
+            self.log.truncate_fully_and_start_at(leader_log_start)
+        } else {
+            Ok(())
+        };
+        // Failed or not, as in `apply_fetch`.
+        self.cap_high_watermark(&mut state);
+        cut.map(|()| true)
     }
 }
 

@@ -342,12 +342,14 @@ impl Partition {
     /// back, and may not lead meanwhile (see [`Partition::become_leader`]).
     fn cut_for_repair(&self, state: &mut State, offset: i64) -> Result<()> {
         let hw = state.high_watermark;
-        self.log.truncate_to(offset)?;
+        let cut = self.log.truncate_to(offset);
+        // Even a cut that failed may have brought the log end down (see
+        // [`Partition::cap_high_watermark`]): the guard goes by the log end as it is.
         if self.log.log_end_offset() < hw {
             state.repaired_below = state.repaired_below.max(Some(hw));
         }
         self.cap_high_watermark(state);
-        Ok(())
+        cut.map(drop)
     }
 
     /// The offset this replica's log must reach again before it may lead, while a repair
@@ -371,6 +373,10 @@ impl Partition {
     /// start (invariant 2). A follower that started over at the leader's log start has
     /// its HW there: everything below it is gone, and the leader moved its log start no
     /// further than its HW. Kafka's log clamps every HW it is given the same way.
+    ///
+    /// After a truncation that failed too: the log end comes down first, then the files
+    /// and the checkpoints are cut, and a failure there returns an error with the log end
+    /// already lowered.
     fn cap_high_watermark(&self, state: &mut State) {
         let hw = state
             .high_watermark
