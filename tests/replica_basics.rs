@@ -979,3 +979,32 @@ fn a_new_leader_lagging_its_epoch_start_answers_offset_not_available() {
     assert_eq!(new.offset_for_timestamp(150).unwrap().unwrap().offset, 2);
     assert!(new.offset_for_timestamp(10_000).unwrap().is_none());
 }
+
+/// An answer delayed on the way (the network held it while a later one to the same fetch
+/// came first) carries an older HW: within one leader epoch the follower's HW does not go
+/// back for it. It used to: the answer held no records, so nothing told it from the later
+/// one, and the follower took its lower HW (shown to its readers, checkpointed, and cut
+/// to by a truncation in HW mode).
+#[test]
+fn a_delayed_answer_does_not_take_a_followers_hw_back() {
+    let c = Cluster::new(3, 2, TruncationMode::LeaderEpoch);
+    c.replica(0)
+        .append(&mut batch(3, 20, 0), Acks::Leader, TIMEOUT_MS)
+        .unwrap();
+    c.fetch(1, 0);
+    c.fetch(2, 0);
+    let (leader, follower) = (c.replica(0), c.replica(1));
+    // Broker 1 has the records; its next fetch is answered before broker 2 says it has
+    // them too, with the HW at 0, and that answer is held on the way.
+    let request = follower.fetch_request(1 << 20);
+    let delayed = leader.fetch(&request).unwrap();
+    assert_eq!(delayed.high_watermark, 0);
+    c.fetch(2, 0);
+    assert_eq!(leader.high_watermark(), 3);
+    // Broker 1 fetches again and learns the HW.
+    c.fetch(1, 0);
+    assert_eq!(follower.high_watermark(), 3);
+    // The held answer arrives.
+    follower.apply_fetch(&delayed).unwrap();
+    assert_eq!(follower.high_watermark(), 3);
+}

@@ -117,10 +117,17 @@ impl Partition {
         // (`maybeUpdateHighWatermark`), even when lower than the one known before: a new
         // leader's HW lags its predecessor's until every ISR member has fetched from it.
         // What the follower shows (to its readers, cleaner and retention) is then what
-        // its leader shows, never more.
-        let hw = response
-            .high_watermark
-            .clamp(self.log.log_start_offset(), leo);
+        // its leader shows, never more. Within one leader epoch, though, the leader's HW
+        // never goes back, so a lower one is an older answer's, overtaken on the way by a
+        // later answer to the same fetch (Kafka's answers come in order on one
+        // connection; an embedder's transport need not keep them so): the HW stays.
+        let answered = if state.hw_answered_in == response.leader_epoch {
+            response.high_watermark.max(state.high_watermark)
+        } else {
+            response.high_watermark
+        };
+        state.hw_answered_in = response.leader_epoch;
+        let hw = answered.clamp(self.log.log_start_offset(), leo);
         self.set_high_watermark(&mut state, hw);
         state.repaired_below = self.still_lacking(&state);
         Ok(true)

@@ -219,6 +219,9 @@ struct State {
     /// The leader as the controller last said (this broker when it leads).
     leader_id: Option<i32>,
     high_watermark: i64,
+    /// The leader epoch of the last fetch answer whose HW a follower took
+    /// (`UNDEFINED_EPOCH` before any): within it, the HW only goes forward.
+    hw_answered_in: i32,
     /// Where a scrub found committed data damaged while this replica led: cut there on
     /// becoming a follower (see [`Partition::scrub`]).
     corrupt_from: Option<i64>,
@@ -273,6 +276,7 @@ impl Partition {
                 leader_epoch: UNDEFINED_EPOCH,
                 leader_id: None,
                 high_watermark: hw,
+                hw_answered_in: UNDEFINED_EPOCH,
                 corrupt_from: None,
                 repaired_below: None,
                 fetch_waiters: 0,
