@@ -423,3 +423,61 @@ fn a_failed_log_with_deleted_files_due_fails_no_tick() {
     manager.tick().unwrap();
     manager.tick().unwrap();
 }
+
+/// A log of a dir whose partitions are replicas opens with its checkpointed high watermark
+/// published (its log start without an entry), before the dir shows it to anyone. It used
+/// to open unbounded, as a log no replica owns, until the replica layer set the HW a
+/// moment later: the dir's cleaner, running meanwhile, cleaned past the HW, and took a
+/// committed record away for a later one of its key that a truncation could still cut.
+#[test]
+fn a_replicas_log_opens_with_its_checkpointed_high_watermark() {
+    use partlog::cleaner::{CleanOutcome, Cleaner, CleanerConfig};
+    let disk = SimStorage::new(3);
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let compacted = LogConfig {
+        cleanup_policy: partlog::CleanupPolicy::Compact,
+        segment_bytes: 1024,
+        index_bytes_max: 1024,
+        ..LogConfig::default()
+    };
+    let options = || LogDirOptions {
+        config: compacted.clone(),
+        clock: clock.clone(),
+    };
+    let (t0, t1) = (TopicPartition::new("t", 0), TopicPartition::new("t", 1));
+    let dir = LogDir::open(disk.storage(), "/data", options()).unwrap();
+    let mut committed = 0;
+    for tp in [&t0, &t1] {
+        let (log, _) = dir.open_log(tp).unwrap();
+        for round in 0..3 {
+            for k in 0..4 {
+                let record = (format!("k{k}").into_bytes(), Some(vec![round]));
+                log.append_as_leader(&mut common::keyed_batch(&[record], 1_000), 0)
+                    .unwrap();
+            }
+            log.force_roll().unwrap();
+            if round == 0 {
+                committed = log.log_end_offset();
+            }
+        }
+    }
+    // Only `t-0` has an entry: committed up to the end of the first round.
+    dir.write_high_watermarks(&[(t0.clone(), committed)])
+        .unwrap();
+    dir.close().unwrap();
+
+    let dir = LogDir::open(disk.storage(), "/data", options()).unwrap();
+    let (log0, _) = dir.open_log(&t0).unwrap();
+    let (log1, _) = dir.open_log(&t1).unwrap();
+    assert_eq!(log0.high_watermark(), committed);
+    assert_eq!(log1.high_watermark(), log1.log_start_offset());
+    let cleaner = Cleaner::new(CleanerConfig::default());
+    while let CleanOutcome::Cleaned { .. } = cleaner.clean_once(&dir, 2_000_000).unwrap() {}
+    for log in [&log0, &log1] {
+        assert_eq!(
+            common::log_records(log).len(),
+            12,
+            "nothing cleaned above the HW"
+        );
+    }
+}

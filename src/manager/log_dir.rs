@@ -244,17 +244,43 @@ impl LogDir {
     /// Kafka's rule is refused before anything is written. A partition's recovery holds
     /// up no other partition of the dir; a second opener of the same partition waits for
     /// the first and gets the same log.
+    ///
+    /// A log of a dir whose partitions are replicas ([`LogDir::tracks_high_watermarks`])
+    /// opens with its checkpointed high watermark published ([`Log::set_high_watermark`];
+    /// its log start when the checkpoint has no entry for it), as a Kafka broker's log
+    /// opens at its log start: the dir's cleaner, which cleans any log the dir shows,
+    /// never goes past it, and the replica layer taking the log moves it from there. A log
+    /// of a dir without one opens unbounded, as a log no replica owns.
     pub fn open_log_with(
         &self,
         tp: &TopicPartition,
         config: LogConfig,
+    ) -> Result<(Arc<Log>, RecoveryReport)> {
+        self.open_log_as(tp, config, self.tracks_high_watermarks())
+    }
+
+    /// [`LogDir::open_log_with`] for a replica's log, which opens with its high
+    /// watermark published whether the dir has written its checkpoint yet or not.
+    pub(crate) fn open_replica_log(
+        &self,
+        tp: &TopicPartition,
+        config: LogConfig,
+    ) -> Result<(Arc<Log>, RecoveryReport)> {
+        self.open_log_as(tp, config, true)
+    }
+
+    fn open_log_as(
+        &self,
+        tp: &TopicPartition,
+        config: LogConfig,
+        replica: bool,
     ) -> Result<(Arc<Log>, RecoveryReport)> {
         tp.validate()?;
         loop {
             let slot = match self.take_turn(tp) {
                 Turn::Open(log) => return Ok((log, RecoveryReport::default())),
                 Turn::Mine(turn) => {
-                    let outcome = self.recover_log(tp, config);
+                    let outcome = self.recover_log(tp, config, replica);
                     turn.end(outcome.as_ref().map(|(log, _)| log.clone()));
                     return outcome;
                 }
@@ -291,6 +317,7 @@ impl LogDir {
         &self,
         tp: &TopicPartition,
         config: LogConfig,
+        replica: bool,
     ) -> Result<(Arc<Log>, RecoveryReport)> {
         let dir = self.path.join(tp.dir_name());
         if !self.storage.try_exists(&dir)? {
@@ -315,6 +342,11 @@ impl LogDir {
             })),
         };
         let (log, report) = Log::open(options)?;
+        if replica {
+            // Before the dir shows the log to its cleaner (see `open_log_with`).
+            let hw = self.high_watermarks.get(tp).unwrap_or(i64::MIN);
+            log.set_high_watermark(hw.max(log.log_start_offset()).min(log.log_end_offset()));
+        }
         // Where it opened is where a crash brings it back: the checkpoint's start, or the
         // first segment's base, whichever is later (see `Log::open`).
         log.log_start_checkpointed(log.log_start_offset());

@@ -78,7 +78,7 @@ impl ReplicaManager {
             return Ok((p, RecoveryReport::default()));
         }
         // A second opener waits in the dir for the first, and gets the same log.
-        let (log, report) = self.dir.open_log_with(tp, log_config)?;
+        let (log, report) = self.dir.open_replica_log(tp, log_config)?;
         let mut partitions = self.partitions();
         if let Some(p) = partitions.get(tp) {
             // The other opener took the map first; the report is this one's if the dir

@@ -80,29 +80,21 @@ pub fn run(args: &CleanArgs, json: bool) -> CliResult {
     for tp in &partitions {
         let (log, _) = log_dir.open_log_with(tp, config.clone())?;
         // As a broker's cleaner does, nothing at or above the high watermark: a record
-        // there may be cut yet, and must not have stood for its key's latest meanwhile. A
-        // replica the checkpoint leaves out has its high watermark at its log start, and
-        // nothing to clean.
-        let hw = match log_dir.checkpointed_high_watermark(tp) {
-            Some(hw) => Some(hw),
-            None if log_dir.tracks_high_watermarks() => {
-                let reason = "replication-offset-checkpoint has no high watermark for it: \
-                              it stays at the log start, and nothing is cleaned";
-                emit(&if json {
-                    Json::new()
-                        .str("type", "held")
-                        .str("partition", &tp.dir_name())
-                        .str("reason", reason)
-                        .finish()
-                } else {
-                    format!("{}: {reason}", tp.dir_name())
-                })?;
-                Some(log.log_start_offset())
-            }
-            None => None,
-        };
-        if let Some(hw) = hw {
-            log.set_high_watermark(hw);
+        // there may be cut yet, and must not have stood for its key's latest meanwhile.
+        // The dir opened the log with its checkpointed one; a replica the checkpoint
+        // leaves out has it at its log start, and nothing to clean.
+        if log_dir.tracks_high_watermarks() && log_dir.checkpointed_high_watermark(tp).is_none() {
+            let reason = "replication-offset-checkpoint has no high watermark for it: \
+                          it stays at the log start, and nothing is cleaned";
+            emit(&if json {
+                Json::new()
+                    .str("type", "held")
+                    .str("partition", &tp.dir_name())
+                    .str("reason", reason)
+                    .finish()
+            } else {
+                format!("{}: {reason}", tp.dir_name())
+            })?;
         }
         if !always_compacted(&args.topic) {
             refuse_keyless(tp, &log)?;
