@@ -5,6 +5,8 @@
 //! (written and synced by the cleaner), and swaps all of them in as one step, under the
 //! writer lock, so no truncation, retention or roll interleaves:
 //!
+//! 0. Any other `.cleaned` file in the dir (one an earlier cleaning failed to remove) is
+//!    removed, durably: recovery would take it for this cleaning's mark, below.
 //! 1. Each `.log.cleaned` is renamed `.log.swap`, newest first, the directory synced after
 //!    each rename. Recovery removes every swap at or above the lowest `.cleaned` file it
 //!    finds, so until the last rename is durable a crash undoes them all; after it,
@@ -214,6 +216,7 @@ impl Log {
         }
         let bases: Vec<i64> = groups.iter().map(|g| g[0].base_offset()).collect();
         let swap = || -> Result<Vec<Arc<Segment>>> {
+            self.remove_stray_cleaned(&bases)?;
             // Each copy has the modification time of the last segment it replaces, as
             // Kafka's cleaner gives it: time retention ages a segment without timestamps
             // by it, and a cleaning would otherwise make its records young again.
@@ -296,6 +299,30 @@ impl Log {
         next.extend_from_slice(&segments[from..]);
         self.set_segments(next);
         Ok(true)
+    }
+
+    /// Removes, durably, every `.cleaned` file of the dir but the copies at `bases`: one
+    /// an earlier cleaning could not remove (its removal failed) would otherwise mark this
+    /// swap as unfinished to a recovery after a crash midway, which would undo the swaps
+    /// above it after their old segments had gone (step 0 of the module docs).
+    fn remove_stray_cleaned(&self, bases: &[i64]) -> Result<()> {
+        let mut removed = false;
+        for entry in self.storage.list_dir(&self.dir)? {
+            if entry.is_dir || !entry.name.ends_with(files::CLEANED_SUFFIX) {
+                continue;
+            }
+            let path = self.dir.join(&entry.name);
+            let ours = files::parse_name(&entry.name)
+                .is_some_and(|(base, _)| bases.contains(&base) && path == self.cleaned_path(base));
+            if !ours {
+                self.storage.remove_file(&path)?;
+                removed = true;
+            }
+        }
+        if removed {
+            self.storage.sync_dir(&self.dir)?;
+        }
+        Ok(())
     }
 
     fn swap_path(&self, base_offset: i64) -> PathBuf {
