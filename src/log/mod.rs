@@ -112,6 +112,10 @@ struct FlushTicket {
     end: i64,
     dir_dirty: bool,
     truncations: u64,
+    /// The segments then: those that hold the bytes below `end`, also when retention or
+    /// a cleaning took them out of the log since (their bytes below `end` still count,
+    /// until a crash would bring them back).
+    segments: SegmentList,
 }
 
 /// One partition replica's log.
@@ -474,7 +478,7 @@ impl Log {
         let _flushing = self.flusher.lock().unwrap_or_else(|e| e.into_inner());
         let ticket = self.flush_begin()?;
         let result = self
-            .flush_range(ticket.from, ticket.end, ticket.dir_dirty)
+            .flush_range(&ticket)
             .and_then(|()| self.write_dirty_epochs());
         self.flush_finish(&ticket, result)
     }
@@ -489,6 +493,7 @@ impl Log {
             end,
             dir_dirty: std::mem::take(&mut writer.dir_dirty),
             truncations: self.truncations.load(Ordering::Acquire),
+            segments: self.segments(),
         })
     }
 
@@ -509,15 +514,17 @@ impl Log {
         Ok(self.recovery_point())
     }
 
-    fn flush_range(&self, from: i64, to: i64, dir_dirty: bool) -> Result<()> {
-        let segments = self.segments();
+    /// Syncs the segments of `ticket` that hold its bytes (those from the recovery point to
+    /// the end it read), and the dir if a file was made since the last flush.
+    fn flush_range(&self, ticket: &FlushTicket) -> Result<()> {
+        let segments = &ticket.segments;
         for (i, segment) in segments.iter().enumerate() {
             let next_base = segments.get(i + 1).map_or(i64::MAX, |s| s.base_offset());
-            if next_base > from && segment.base_offset() <= to {
+            if next_base > ticket.from && segment.base_offset() <= ticket.end {
                 segment.flush()?;
             }
         }
-        if dir_dirty {
+        if ticket.dir_dirty {
             self.storage.sync_dir(&self.dir)?;
         }
         Ok(())
