@@ -9,8 +9,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU8;
 use std::sync::Arc;
 
-use memmap2::MmapMut;
-
 use super::{DirEntry, DirLock, MapMut, OpenMode, Storage, StorageFile, StreamFile};
 use crate::error::{Error, Result};
 
@@ -415,17 +413,24 @@ impl StorageFile for RealFile {
     }
 
     fn map_mut(&self, len: usize) -> Result<Box<dyn MapMut>> {
-        // SAFETY: the mapping covers `len` bytes that the caller has made part of the file
-        // (it set the length first). partlog maps only index files, each owned by one index
-        // object inside the locked log dir, so no other process resizes or writes the file
-        // while it is mapped. The index shrinks the file under a live mapping in one place
-        // only, the trim on roll (`IndexFile::trimmed_map`), and then just past its
-        // published entries: the bytes cut are ones nobody reads or writes through the old
-        // mapping, which is dropped once the new one is installed. (A page past the end
-        // would fault with SIGBUS if touched, so nothing may read unpublished entries.)
-        let map = unsafe { memmap2::MmapOptions::new().len(len).map_mut(&self.file) }
+        // A raw mapping: it hands out a pointer, never a reference to the bytes, which
+        // threads change under each other's reads (see `RealMap`). The mapping covers `len`
+        // bytes that the caller has made part of the file (it set the length first).
+        // partlog maps only index files, each owned by one index object inside the locked
+        // log dir, so no other process resizes or writes the file while it is mapped. The
+        // index shrinks the file under a live mapping in one place only, the trim on roll
+        // (`IndexFile::trimmed_map`), and then just past its published entries: the bytes
+        // cut are ones nobody reads or writes through the old mapping, which is dropped
+        // once the new one is installed. (A page past the end would fault with SIGBUS if
+        // touched, so nothing may read unpublished entries.)
+        let map = memmap2::MmapOptions::new()
+            .len(len)
+            .map_raw(&self.file)
             .map_err(|e| Error::io("mmap", &self.path, e))?;
-        Ok(Box::new(RealMap::new(map, self.path.clone())))
+        Ok(Box::new(RealMap {
+            map,
+            path: self.path.clone(),
+        }))
     }
 
     fn raw_fd(&self) -> Option<i32> {
@@ -433,41 +438,31 @@ impl StorageFile for RealFile {
     }
 }
 
+/// A shared mapping of an index file. Its bytes are reached from other threads as atomics
+/// only ([`MapMut::bytes`]); the one plain-byte view ([`MapMut::as_mut_slice`]) needs
+/// `&mut self`. `MmapRaw` makes no reference to the bytes of its own (its length, flush
+/// and debug output read only the pointer and length), so none is ever alive while
+/// another thread stores an entry.
 #[derive(Debug)]
 struct RealMap {
-    map: MmapMut,
-    /// The start of the mapping, taken once from `map` when it was exclusively held: the
-    /// shared view ([`MapMut::bytes`]) is built from it rather than from a borrow of the
-    /// mapping as plain bytes.
-    start: *mut u8,
+    map: memmap2::MmapRaw,
     path: PathBuf,
-}
-
-// SAFETY: `start` points into the mapping `map` owns, which lives as long as the struct
-// and is reached from other threads only as atomics (`bytes`) or through `&mut self`.
-unsafe impl Send for RealMap {}
-// SAFETY: as for `Send`: shared access goes through `AtomicU8`s only.
-unsafe impl Sync for RealMap {}
-
-impl RealMap {
-    fn new(mut map: MmapMut, path: PathBuf) -> RealMap {
-        let start = map.as_mut_ptr();
-        RealMap { map, start, path }
-    }
 }
 
 impl MapMut for RealMap {
     fn bytes(&self) -> &[AtomicU8] {
-        // SAFETY: the mapping is `map.len()` bytes from `start`, valid while `map` lives (as
-        // long as the borrow of `self`), and `AtomicU8` has the layout of `u8`. The only
-        // plain-byte view is `as_mut_slice`, which needs `&mut self`, so it never overlaps
-        // this one.
-        unsafe { std::slice::from_raw_parts(self.start.cast::<AtomicU8>(), self.map.len()) }
+        // SAFETY: the mapping is `map.len()` bytes from its start, valid while `map` lives
+        // (as long as the borrow of `self`), and `AtomicU8` has the layout of `u8`. The
+        // only plain-byte view is `as_mut_slice`, which needs `&mut self`, so it never
+        // overlaps this one.
+        unsafe {
+            std::slice::from_raw_parts(self.map.as_mut_ptr().cast::<AtomicU8>(), self.map.len())
+        }
     }
 
     fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: as in `bytes`, with the exclusive borrow of `self`.
-        unsafe { std::slice::from_raw_parts_mut(self.start, self.map.len()) }
+        unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr(), self.map.len()) }
     }
 
     fn flush(&self) -> Result<()> {
