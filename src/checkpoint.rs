@@ -227,7 +227,7 @@ pub fn read_text(storage: &dyn Storage, path: &Path) -> Result<Option<String>> {
 /// Replaces `path` with `text` atomically: temp file, sync, rename, sync dir.
 pub fn write_atomic(storage: &dyn Storage, path: &Path, text: &str) -> Result<()> {
     let tmp = tmp_path(path);
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = crate::io::parent_dir(path);
     if storage.exists(&tmp) {
         storage.remove_file(&tmp)?;
     }

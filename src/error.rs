@@ -194,12 +194,16 @@ impl Error {
     /// True when the error is an `ENOSPC` "disk full" (from the OS or the simulator), also
     /// as the cause of [`Error::ReadOnly`].
     ///
-    /// Matches the raw OS error (28 on Linux and macOS) rather than
-    /// `io::ErrorKind::StorageFull`, which is newer than the crate's MSRV.
+    /// Matches the raw OS error rather than `io::ErrorKind::StorageFull`, which is newer
+    /// than the crate's MSRV: `ENOSPC` (28), and Linux's `EDQUOT` (122), a quota's full
+    /// disk.
     pub fn is_disk_full(&self) -> bool {
         const ENOSPC: i32 = 28;
+        const EDQUOT: i32 = 122;
         match self {
-            Error::Io { source, .. } => source.raw_os_error() == Some(ENOSPC),
+            Error::Io { source, .. } => {
+                matches!(source.raw_os_error(), Some(ENOSPC) | Some(EDQUOT))
+            }
             Error::ReadOnly { cause } => cause.is_disk_full(),
             _ => false,
         }

@@ -587,7 +587,7 @@ fn corrupt_path(storage: &dyn Storage, segment: &Segment, position: u64) -> (Pat
         .and_then(|n| n.to_str())
         .unwrap_or("segment")
         .to_string();
-    let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let dir = crate::io::parent_dir(path).to_path_buf();
     let mut aside = dir.join(format!("{name}.{position}{}", files::CORRUPT_SUFFIX));
     let mut n = 1;
     while storage.exists(&aside) {

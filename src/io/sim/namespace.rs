@@ -103,7 +103,11 @@ fn unlink_in(dirs: &mut Dirs, dir: Ino, name: &str, ino: Ino) {
 }
 
 /// Splits a path into the names walked from [`ROOT`]: `/a/./b/../c` → `["/", "a", "c"]`.
+/// The empty path names nothing (`ENOENT`), as on Linux.
 pub(crate) fn components(path: &Path) -> io::Result<Vec<String>> {
+    if path.as_os_str().is_empty() {
+        return Err(io::Error::from_raw_os_error(super::ENOENT));
+    }
     let mut out: Vec<String> = Vec::new();
     for c in path.components() {
         match c {
