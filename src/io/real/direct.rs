@@ -45,6 +45,28 @@ const O_DIRECT: Option<i32> = Some(0o200000);
 )))]
 const O_DIRECT: Option<i32> = None;
 
+/// Turns `O_DIRECT` off on `file`'s own descriptor, as Linux allows (`F_SETFL`): the rest
+/// of the stream goes through the page cache into the same file, where one reopened by its
+/// path could be another by then.
+fn clear_direct(file: &File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let Some(flag) = O_DIRECT else {
+        return Ok(());
+    };
+    let fd = file.as_raw_fd();
+    // SAFETY: `fd` is `file`'s, open for the whole call; `F_GETFL` takes no argument and
+    // returns the status flags or -1.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: as above; `F_SETFL` takes the new flags as an int.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !flag) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `EINVAL`: the file system takes no direct I/O (tmpfs), or not at this alignment.
 const EINVAL: i32 = 22;
 
@@ -115,10 +137,7 @@ impl Target {
             match self.file.write_all_at(chunk.padded(), at) {
                 Ok(()) => return Ok(()),
                 Err(e) if e.raw_os_error() == Some(EINVAL) => {
-                    self.file = OpenOptions::new()
-                        .write(true)
-                        .open(&self.path)
-                        .map_err(|e| Error::io("open", &self.path, e))?;
+                    clear_direct(&self.file).map_err(|e| Error::io("fcntl", &self.path, e))?;
                     self.direct = false;
                 }
                 Err(e) => return Err(Error::io("write", &self.path, e)),
@@ -129,13 +148,12 @@ impl Target {
             .map_err(|e| Error::io("write", &self.path, e))
     }
 
-    /// Cuts a direct tail's padding, then syncs.
+    /// Cuts a direct tail's padding (also one a refused direct write left in part), then
+    /// syncs.
     fn finish(self, len: u64) -> Result<()> {
-        if self.direct {
-            self.file
-                .set_len(len)
-                .map_err(|e| Error::io("set_len", &self.path, e))?;
-        }
+        self.file
+            .set_len(len)
+            .map_err(|e| Error::io("set_len", &self.path, e))?;
         self.file
             .sync_data()
             .map_err(|e| Error::io("sync", &self.path, e))
@@ -333,6 +351,26 @@ mod tests {
             // the fallback was not exercised.
             eprintln!("the file system took a misaligned direct write: no fallback tested");
         }
+    }
+
+    /// The fallback goes on in the file the stream made, also when its name now holds
+    /// another: it used to reopen the file by its name, and wrote the rest of the stream
+    /// into whatever file was there.
+    #[test]
+    fn a_refused_direct_write_goes_on_in_the_same_file() {
+        let Some((dir, path, mut stream)) = new_stream(1) else {
+            return;
+        };
+        let moved = dir.path().join("moved");
+        std::fs::rename(&path, &moved).unwrap();
+        std::fs::write(&path, b"").unwrap();
+        let bytes = pattern(DIRECT_CHUNK_BYTES * 2 + 12_345);
+        for piece in bytes.chunks(100_003) {
+            stream.append(piece).unwrap();
+        }
+        assert_eq!(Box::new(stream).finish().unwrap(), bytes.len() as u64);
+        assert_eq!(std::fs::read(&moved).unwrap(), bytes);
+        assert!(std::fs::read(&path).unwrap().is_empty());
     }
 
     /// The usual direct stream: whole chunks, a padded tail cut back to the length; many
