@@ -251,10 +251,19 @@ fn a_time_lookup_racing_retention_and_appends_finds_a_record() {
             while !done.load(Ordering::Acquire) {
                 let from = log.log_start_offset();
                 let found = log.offset_for_timestamp(1_000 + from).expect("time lookup");
+                let Some(found) = found else {
+                    panic!("{}: lookup of {from} found nothing", backend.name);
+                };
+                // Each record's timestamp is 1,000 past its offset. The answer is the first
+                // record at or after the target that the log held as the lookup ran: at
+                // `from`, or at a log start retention moved past it meanwhile.
+                let start_after = log.log_start_offset();
+                assert_eq!(found.timestamp, 1_000 + found.offset, "{}", backend.name);
                 assert!(
-                    found.is_some(),
-                    "{}: lookup of {from} found nothing",
-                    backend.name
+                    (from..=start_after.max(from)).contains(&found.offset),
+                    "{}: lookup of {from} found {}, the log starting at {start_after} after it",
+                    backend.name,
+                    found.offset
                 );
                 lookups += 1;
             }

@@ -144,6 +144,7 @@ fn power_loss_during_full_truncation_never_leaves_overlapping_segments() {
         segment_bytes: 2048,
         ..small()
     };
+    let mut crashes = 0;
     for seed in 0..24u64 {
         for crash_at in 1..=4 {
             let sim = SimStorage::new(seed);
@@ -155,7 +156,11 @@ fn power_loss_during_full_truncation_never_leaves_overlapping_segments() {
             log.flush().expect("flush");
             sim.fail_nth(SimOp::Rename, crash_at, FaultKind::Crash)
                 .expect("arm");
-            let _ = log.truncate_fully_and_start_at(20);
+            // Fails when the power does; the reopen below is what is checked.
+            let truncated = log.truncate_fully_and_start_at(20);
+            let crashed = sim.counters().crashes > 0;
+            assert!(crashed || truncated.is_ok(), "seed {seed}: {truncated:?}");
+            crashes += usize::from(crashed);
             drop(log);
             sim.clear_faults();
             let (log, _) = Log::open(LogOpenOptions {
@@ -181,6 +186,8 @@ fn power_loss_during_full_truncation_never_leaves_overlapping_segments() {
             }
         }
     }
+    // At least the first rename of each seed's truncation is reached.
+    assert!(crashes >= 24, "only {crashes} crashes");
 }
 
 /// Appends six batches of two records, the `i`th of leader epoch `epoch_of(i)`, tears the
@@ -618,6 +625,7 @@ fn power_loss_during_an_index_rebuild_leaves_no_torn_index() {
         index_interval_bytes: 512,
         ..small()
     };
+    let mut crashes = 0;
     for seed in 0..30 {
         for nth in 1..=4 {
             let sim = SimStorage::new(seed);
@@ -662,6 +670,7 @@ fn power_loss_during_an_index_rebuild_leaves_no_torn_index() {
             let opened = Log::open(below_end(&sim));
             let crashed = sim.generation() != generation;
             assert!(crashed || opened.is_ok(), "seed {seed}: {:?}", opened.err());
+            crashes += usize::from(crashed);
             sim.clear_faults();
             drop(opened);
             let (log, _) = Log::open(below_end(&sim)).expect("reopen after the power loss");
@@ -672,6 +681,8 @@ fn power_loss_during_an_index_rebuild_leaves_no_torn_index() {
             );
         }
     }
+    // The rebuild syncs at least its two `.tmp` files.
+    assert!(crashes >= 60, "only {crashes} crashes");
 }
 
 /// A truncation below the checkpointed recovery point left the file claiming that the
@@ -939,6 +950,7 @@ fn power_loss_while_replacing_an_empty_active_segment_keeps_the_log_end() {
         .map(|n| (SimOp::Create, n))
         .chain((1..=4).map(|n| (SimOp::Rename, n)))
         .chain((1..=2).map(|n| (SimOp::SyncDir, n)));
+    let mut crashes = 0;
     for (op, n) in crash_points {
         for seed in 0..8 {
             let sim = SimStorage::new(seed);
@@ -946,6 +958,7 @@ fn power_loss_while_replacing_an_empty_active_segment_keeps_the_log_end() {
             log.truncate_fully_and_start_at(100).expect("start at 100");
             sim.fail_nth(op, n, FaultKind::Crash).expect("arm");
             let appended = log.append_as_follower(&leader_copy(2, 10, far));
+            crashes += usize::from(sim.counters().crashes > 0);
             drop(log);
             sim.clear_faults();
             let (log, report) = Log::open(options(&sim, compacted())).expect("reopen");
@@ -957,6 +970,8 @@ fn power_loss_while_replacing_an_empty_active_segment_keeps_the_log_end() {
             );
         }
     }
+    // The replacement's create, rename and directory sync are each reached.
+    assert!(crashes >= 3 * 8, "only {crashes} crashes");
 }
 
 /// A partition dir created by a call that crashed before syncing its parent is there at

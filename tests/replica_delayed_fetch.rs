@@ -112,6 +112,17 @@ fn acks_all_completes_while_the_followers_next_fetch_is_held() {
     });
 }
 
+/// Waits until a fetch is held on `leader` (past its spin, asleep on the condition).
+fn until_held(leader: &Partition) {
+    let started = Instant::now();
+    while leader.fetches_waiting() == 0 {
+        assert!(started.elapsed() < HOLD / 4, "the fetch was never held");
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A held fetch wakes when its replica steps down, and is refused: it names the epoch the
+/// replica led, older than the one it follows in now (Kafka checks the epoch first).
 #[test]
 fn stepping_down_releases_held_fetches() {
     let (leader, follower) = pair();
@@ -119,12 +130,19 @@ fn stepping_down_releases_held_fetches() {
     let started = Instant::now();
     thread::scope(|s| {
         let fetch = s.spawn(|| leader.fetch_wait(&request, HOLD));
-        while !fetch.is_finished() && started.elapsed() < HOLD {
-            leader.become_follower(2, 1).unwrap_or(());
-            thread::sleep(Duration::from_millis(5));
-        }
-        // Answered (possibly refused, as the replica no longer leads), not held to the end.
-        let _ = fetch.join().unwrap();
+        until_held(&leader);
+        leader.become_follower(2, 1).unwrap();
+        let answer = fetch.join().unwrap();
+        assert!(
+            matches!(
+                answer,
+                Err(partlog::Error::FencedLeaderEpoch {
+                    epoch: 1,
+                    latest: 2
+                })
+            ),
+            "{answer:?}"
+        );
     });
     assert!(
         started.elapsed() < HOLD / 2,
@@ -142,11 +160,14 @@ fn a_new_epoch_of_the_leader_releases_held_fetches() {
     let started = Instant::now();
     thread::scope(|s| {
         let fetch = s.spawn(|| leader.fetch_wait(&request, HOLD));
-        // Long enough for the fetch to stop spinning and sleep, in a passing run.
-        thread::sleep(Duration::from_millis(100));
+        until_held(&leader);
         leader.become_leader(2, vec![0, 1], vec![0, 1]).unwrap();
-        // Answered as of the old epoch, or refused as fenced: not held to the end.
-        let _ = fetch.join().unwrap();
+        // Refused as fenced: the fetch names the old epoch.
+        let answer = fetch.join().unwrap();
+        assert!(
+            matches!(answer, Err(partlog::Error::FencedLeaderEpoch { .. })),
+            "{answer:?}"
+        );
     });
     assert!(
         started.elapsed() < HOLD / 2,

@@ -335,7 +335,9 @@ impl<'a> Batch<'a> {
     /// [`Batch::validate`] checks, plus at least one record and `lastOffsetDelta =
     /// recordsCount - 1`. With the record walk's rule that deltas increase strictly within
     /// `[0, lastOffsetDelta]`, that makes the deltas exactly `0..recordsCount`: the batch
-    /// claims no offsets its records do not hold.
+    /// claims no offsets its records do not hold. (Stricter than Kafka, which assigns
+    /// offsets by position and never reads a record's delta; every Kafka client writes
+    /// them so.)
     ///
     /// A compressed batch gets the CRC and both header rules, but its records' own deltas
     /// are not seen: partlog does not decompress.

@@ -213,6 +213,13 @@ impl Partition {
         })
     }
 
+    /// Fetches held in [`Partition::fetch_wait`] now, waiting for data (Kafka's delayed
+    /// fetches in purgatory): a gauge for an embedder, and what a test waits on before it
+    /// changes the role under them.
+    pub fn fetches_waiting(&self) -> usize {
+        self.state().fetch_waiters
+    }
+
     /// [`Partition::fetch`], holding the answer up to `max_wait` when it has no records
     /// yet, until data past the fetch offset arrives: Kafka's delayed fetch
     /// (`replica.fetch.wait.max.ms`, 500 ms by default), so that an idle follower neither

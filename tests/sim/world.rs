@@ -94,6 +94,9 @@ pub struct World {
     switches_policy: bool,
     /// The log said it may have gaps after an append: the mark must outlive every restart.
     marked: bool,
+    /// The disk's count of injected faults when the step began: an I/O error with none
+    /// injected since is the engine's own, and a bug.
+    faults_before_step: u64,
 }
 
 /// A small random config that makes segments roll and indexes fill often.
@@ -166,6 +169,7 @@ impl World {
             stats: Stats::default(),
             switches_policy: false,
             marked: false,
+            faults_before_step: 0,
         };
         w.note(format!("config {:?}", w.config));
         w.open_until_ok();
@@ -339,6 +343,10 @@ impl World {
             assert!(
                 is_io_failure(err),
                 "{what}: unexpected error kind without a fault: {err}"
+            );
+            assert!(
+                self.sim.counters().faults > self.faults_before_step,
+                "{what}: an I/O error, and no fault was injected in this step: {err}"
             );
             // Reads keep working after a failed write (or fail cleanly on a further fault).
             if log.log_end_offset() > log.log_start_offset() {
@@ -838,6 +846,7 @@ impl World {
 
     /// One random operation.
     pub fn step(&mut self) {
+        self.faults_before_step = self.sim.counters().faults;
         self.clock.advance_ms(self.rng.below(200) as i64);
         let pick = self.rng.below(1000);
         self.note(format!("step {pick} at {} ms", self.clock.now_ms()));

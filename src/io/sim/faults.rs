@@ -86,6 +86,9 @@ pub struct SimCounters {
     pub crashes: u64,
     /// Power losses alone: [`super::SimStorage::crash`] and injected crashes.
     pub power_losses: u64,
+    /// Calls a fault failed: a [`FaultPlan`]'s or a one-shot's (its crashes too). A test
+    /// that sees an I/O error can tell one it injected from one the engine made up.
+    pub faults: u64,
 }
 
 impl SimCounters {
@@ -152,6 +155,14 @@ impl Faults {
     /// Counts the call and decides whether it fails.
     pub(crate) fn roll(&mut self, op: SimOp, path: &Path, rng: &mut SimRng) -> Option<FaultKind> {
         self.counters.bump(op);
+        let fault = self.decide(op, path, rng);
+        if fault.is_some() {
+            self.counters.faults += 1;
+        }
+        fault
+    }
+
+    fn decide(&mut self, op: SimOp, path: &Path, rng: &mut SimRng) -> Option<FaultKind> {
         if let Some(suffix) = &self.plan.path_suffix {
             let matches = path
                 .file_name()
