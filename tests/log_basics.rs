@@ -770,6 +770,17 @@ fn a_client_log_append_time_batch_takes_the_topics_create_time() {
         assert_eq!((found.offset, found.timestamp), (1, 7_000));
         let found = log.offset_for_timestamp(4_000).unwrap().unwrap();
         assert_eq!((found.offset, found.timestamp), (0, 5_000));
+        // A max below -1 reads as none for the header, as Kafka's max starts at -1.
+        let mut below = original.clone();
+        partlog::record::set_max_timestamp(&mut below, -5);
+        let info = log.append_as_leader(&mut below, 3).unwrap();
+        assert_eq!(info.max_timestamp, -1);
+        let slice = log.read(info.first_offset, 1 << 20, None).unwrap().unwrap();
+        let bytes = slice.to_vec().unwrap();
+        let batch = partlog::record::Batch::parse(&bytes).unwrap();
+        batch.validate().unwrap();
+        assert_eq!(batch.header().timestamp_type(), TimestampType::CreateTime);
+        assert_eq!(batch.header().max_timestamp, -1);
         let mut untimed = original;
         partlog::record::set_max_timestamp(&mut untimed, -1);
         let refused = log.append_as_leader(&mut untimed, 3).unwrap_err();
@@ -780,7 +791,7 @@ fn a_client_log_append_time_batch_takes_the_topics_create_time() {
             ),
             "{refused}"
         );
-        assert_eq!(log.log_end_offset(), 3);
+        assert_eq!(log.log_end_offset(), 6);
     });
 }
 

@@ -153,7 +153,9 @@ impl Log {
                     // now as `CreateTime`), any other its records' own.
                     let marked = header.timestamp_type();
                     let max_timestamp = match marked {
-                        TimestampType::LogAppendTime => header.max_timestamp,
+                        // Kafka's max starts at -1 and takes only larger times: a max
+                        // below it (-5) reads as none.
+                        TimestampType::LogAppendTime => header.max_timestamp.max(NO_TIMESTAMP),
                         TimestampType::CreateTime => Batch::parse(batch)?.validate_for_leader()?,
                     };
                     if marked == TimestampType::LogAppendTime
