@@ -443,10 +443,28 @@ pub fn set_log_append_time(batch: &mut [u8], timestamp_ms: i64) {
     if !ok {
         return;
     }
-    batch[ATTRIBUTES_AT] |= (TIMESTAMP_TYPE_BIT >> 8) as u8;
-    batch[ATTRIBUTES_AT + 1] |= TIMESTAMP_TYPE_BIT as u8;
+    write_attributes(batch, TimestampType::LogAppendTime);
     write_be(batch, MAX_TIMESTAMP_AT, &timestamp_ms.to_be_bytes());
     recompute_crc(batch);
+}
+
+/// Attribute bits Kafka's `DefaultRecordBatch.computeAttributes` writes: compression
+/// (0-2), timestamp type (3), transactional (4), control (5), delete horizon (6).
+const KNOWN_ATTRIBUTES: i16 = 0x7F;
+
+/// Rewrites the attributes of the batch at the start of `batch` as Kafka's header rewrite
+/// (`setMaxTimestamp`) does: from the bits it knows, with `timestamp_type`; any other bit
+/// a producer set is dropped. The caller recomputes the CRC.
+fn write_attributes(batch: &mut [u8], timestamp_type: TimestampType) {
+    let Some(&[hi, lo]) = batch.get(ATTRIBUTES_AT..ATTRIBUTES_AT + 2) else {
+        return;
+    };
+    let kept = i16::from_be_bytes([hi, lo]) & KNOWN_ATTRIBUTES & !TIMESTAMP_TYPE_BIT;
+    let attributes = match timestamp_type {
+        TimestampType::LogAppendTime => kept | TIMESTAMP_TYPE_BIT,
+        TimestampType::CreateTime => kept,
+    };
+    write_be(batch, ATTRIBUTES_AT, &attributes.to_be_bytes());
 }
 
 /// Marks the batch at the start of `batch` `CreateTime` (clears the timestamp type bit),
@@ -459,8 +477,7 @@ pub fn set_create_time(batch: &mut [u8], max_timestamp: i64) {
     if !ok {
         return;
     }
-    batch[ATTRIBUTES_AT] &= !((TIMESTAMP_TYPE_BIT >> 8) as u8);
-    batch[ATTRIBUTES_AT + 1] &= !(TIMESTAMP_TYPE_BIT as u8);
+    write_attributes(batch, TimestampType::CreateTime);
     write_be(batch, MAX_TIMESTAMP_AT, &max_timestamp.to_be_bytes());
     recompute_crc(batch);
 }

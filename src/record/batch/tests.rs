@@ -294,3 +294,27 @@ fn a_marker_carries_its_coordinator_epoch() {
     data.append(1, Some(&[0, 0, 0, 1]), Some(&[0; 6]), &[]);
     assert_eq!(epoch(&data.build().unwrap()), None, "a data batch");
 }
+
+/// A header rewrite keeps only the attribute bits Kafka's `computeAttributes` writes, as
+/// Kafka's leader does when it stamps a batch's time: an unknown bit a producer set used
+/// to stay, and the stored bytes and CRC differed from a Kafka leader's.
+#[test]
+fn a_header_time_rewrite_drops_unknown_attribute_bits() {
+    for log_append_time in [false, true] {
+        let mut bytes = sample(0, 2);
+        bytes[ATTRIBUTES_AT] |= 0x01; // bit 8
+        bytes[ATTRIBUTES_AT + 1] |= 0x80 | 0x10; // bit 7, and transactional (bit 4)
+        recompute_crc(&mut bytes);
+        if log_append_time {
+            set_log_append_time(&mut bytes, 5_000);
+        } else {
+            set_create_time(&mut bytes, 5_000);
+        }
+        let batch = parse(&bytes);
+        batch.verify_crc().unwrap();
+        let attributes = i16::from_be_bytes([bytes[ATTRIBUTES_AT], bytes[ATTRIBUTES_AT + 1]]);
+        let expected = 0x10 | if log_append_time { 0x08 } else { 0 };
+        assert_eq!(attributes, expected);
+        assert_eq!(batch.header().max_timestamp, 5_000);
+    }
+}
