@@ -70,8 +70,13 @@ fn commit(store: &OffsetsStore, group: &str) {
 
 /// Runs `decide` (an expiry or a deletion of the groups) on one thread while another lets
 /// the other start, waits `head_start`, then joins `GROUP` and reads its offsets; checks
-/// that offsets it read stay.
-fn race(seed: u64, decide: impl Fn(&OffsetsStore) + Sync, head_start: Duration) {
+/// that offsets it read stay, and that offsets it did not read are gone (the decision came
+/// first and took them). Returns what `decide` returned and whether the member read them.
+fn race<T: Send>(
+    seed: u64,
+    decide: impl Fn(&OffsetsStore) -> T + Sync,
+    head_start: Duration,
+) -> (T, bool) {
     let clock = Arc::new(ManualClock::new(1_000_000));
     let (_manager, _replica, store) = lone_store(seed, &clock);
     commit(&store, GROUP);
@@ -81,10 +86,10 @@ fn race(seed: u64, decide: impl Fn(&OffsetsStore) + Sync, head_start: Duration) 
     store.set_group_active(GROUP, false);
     clock.advance_ms(8 * 24 * 3600 * 1000); // past the 7 days of retention
     let start = Barrier::new(2);
-    let seen_after_join = thread::scope(|s| {
-        s.spawn(|| {
+    let (decided, seen_after_join) = thread::scope(|s| {
+        let decision = s.spawn(|| {
             start.wait();
-            decide(&store);
+            decide(&store)
         });
         start.wait();
         let until = Instant::now() + head_start;
@@ -92,31 +97,42 @@ fn race(seed: u64, decide: impl Fn(&OffsetsStore) + Sync, head_start: Duration) 
             std::hint::spin_loop();
         }
         store.set_group_active(GROUP, true);
-        store.fetch(GROUP, None).expect("fetch")
+        let seen = store.fetch(GROUP, None).expect("fetch");
+        (decision.join().expect("decision"), seen)
     });
     let now = store.fetch(GROUP, None).expect("fetch");
-    if !seen_after_join.is_empty() {
-        assert_eq!(
-            now,
-            seen_after_join,
-            "seed {seed}: the offsets the joined member read went away (now {}s)",
-            clock.now_ms() / 1000
-        );
-    }
+    assert_eq!(
+        now,
+        seen_after_join,
+        "seed {seed}: the offsets the joined member read changed (now {}s)",
+        clock.now_ms() / 1000
+    );
+    (decided, !seen_after_join.is_empty())
 }
 
 #[test]
 fn a_member_joining_during_an_expiry_keeps_the_offsets_it_read() {
     for seed in 0..ROUNDS {
         let head_start = Duration::from_micros(50 * (seed % 6));
-        race(seed, |store| drop(store.expire()), head_start);
+        let (expiry, _) = race(seed, |store| store.expire(), head_start);
+        assert!(expiry.failed.is_empty(), "seed {seed}: {:?}", expiry.failed);
     }
 }
 
+/// The deletion and the join, in either order: a deletion that came first wrote the
+/// tombstones and the member read nothing; one that came second found a member and
+/// refused (`NonEmptyGroup`), and the member's offsets stay.
 #[test]
 fn a_member_joining_during_a_group_deletion_keeps_the_offsets_it_read() {
     for seed in 0..ROUNDS {
         let head_start = Duration::from_micros(5 * (seed % 6));
-        race(seed, |store| drop(store.delete_group(GROUP)), head_start);
+        let (deleted, read) = race(seed, |store| store.delete_group(GROUP), head_start);
+        match deleted {
+            Ok(Some(_)) => assert!(!read, "seed {seed}: deleted, yet the member read them"),
+            Err(partlog::Error::NonEmptyGroup { .. }) => {
+                assert!(read, "seed {seed}: refused, yet the member read nothing")
+            }
+            other => panic!("seed {seed}: {other:?}"),
+        }
     }
 }
