@@ -141,6 +141,7 @@ fn a_fetch_never_reads_a_log_its_replica_is_cutting() {
             let _stop = StopAll([&running]);
             let cutter = s.spawn(|| lead_fill_and_cut(&p, 0, &running, &answered, seed));
             let mut rng = Rng::new(seed, 3);
+            let mut checked = 0u64;
             while running.load(Ordering::Acquire) {
                 // A follower somewhere in the log, asking the epoch it last heard of.
                 let end = p.log().log_end_offset();
@@ -153,7 +154,24 @@ fn a_fetch_never_reads_a_log_its_replica_is_cutting() {
                     log_start_offset: 0,
                 };
                 match p.fetch(&request) {
-                    Ok(_) => {
+                    Ok(response) => {
+                        // Read as a follower reads an answer: the bytes, then whether the
+                        // log was cut since. Not cut, they are the answer's batches, from
+                        // the one holding the fetch offset on.
+                        if let Some(slice) = &response.records {
+                            let bytes = slice.to_vec();
+                            if !slice.cut_since() {
+                                let bytes = bytes.expect("an answer's bytes, not cut since");
+                                let mut batches = batches(&bytes).peekable();
+                                let first = batches.peek().expect("a batch");
+                                let first = first.as_ref().expect("the first batch");
+                                assert!(first.header().last_offset() >= request.fetch_offset);
+                                for b in batches {
+                                    b.expect("batch").validate().expect("valid batch");
+                                }
+                                checked += 1;
+                            }
+                        }
                         answered.fetch_add(1, Ordering::Release);
                     }
                     // Stepped down, or moved on to another epoch, or cut below the offset.
@@ -166,6 +184,7 @@ fn a_fetch_never_reads_a_log_its_replica_is_cutting() {
                     Err(e) => panic!("fetch at {}: {e}", request.fetch_offset),
                 }
             }
+            assert!(checked > 0, "seed {seed}: no answer's bytes were checked");
             join(cutter);
         });
     }
