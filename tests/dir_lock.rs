@@ -132,19 +132,30 @@ fn child_process_probe() {
     )
     .unwrap_err();
     assert!(matches!(err, Error::DirLocked { .. }), "{err:?}");
+    // Tells the parent the probe ran: a filter that matched no test would pass too.
+    if let Ok(mark) = std::env::var("PARTLOG_LOCK_PROBE_MARK") {
+        std::fs::write(mark, b"refused").unwrap();
+    }
 }
 
 #[test]
 fn lock_excludes_another_process() {
     let backend = common::real();
     let dir = open(&backend).unwrap();
+    let mark = backend.root.join("probe-ran");
     let status = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--ignored", "--exact", "child_process_probe", "--quiet"])
         .env("PARTLOG_LOCK_PROBE_DIR", backend.root.join("logs"))
+        .env("PARTLOG_LOCK_PROBE_MARK", &mark)
         .stdout(std::process::Stdio::null())
         .status()
         .unwrap();
     assert!(status.success(), "the child could open the locked dir");
+    assert_eq!(
+        std::fs::read(&mark).unwrap(),
+        b"refused",
+        "the probe did not run"
+    );
     dir.close().unwrap();
 }
 
