@@ -215,8 +215,16 @@ impl Log {
             }
         }
         let bases: Vec<i64> = groups.iter().map(|g| g[0].base_offset()).collect();
+        // Nothing is renamed yet: a failure here leaves the files as the segment list has
+        // them, and ends this cleaning alone, not the log's writes.
+        if let Err(err) = self.remove_stray_cleaned(&bases) {
+            drop(writer);
+            for &base in &bases {
+                self.discard_cleaned(base)?;
+            }
+            return Err(err);
+        }
         let swap = || -> Result<Vec<Arc<Segment>>> {
-            self.remove_stray_cleaned(&bases)?;
             // Each copy has the modification time of the last segment it replaces, as
             // Kafka's cleaner gives it: time retention ages a segment without timestamps
             // by it, and a cleaning would otherwise make its records young again.
