@@ -455,7 +455,7 @@ fn cleaner_fixture(
     data: &[u8],
     clock: Arc<ManualClock>,
     delete_retention_ms: i64,
-) -> Option<(LogDir, Arc<Log>, crate::cleaner::Cleaner)> {
+) -> (LogDir, Arc<Log>, crate::cleaner::Cleaner) {
     use crate::cleaner::{Cleaner, CleanerConfig, SLOT_BYTES};
 
     let config = LogConfig {
@@ -482,7 +482,7 @@ fn cleaner_fixture(
         dedupe_buffer_bytes: slots * SLOT_BYTES,
         ..CleanerConfig::default()
     });
-    Some((dir, log, cleaner))
+    (dir, log, cleaner)
 }
 
 /// The cleaner against a model: the input is a program of appends (keys from a small set,
@@ -497,9 +497,7 @@ pub fn cleaner_model(data: &[u8]) {
 
     const RETENTION_MS: i64 = 1_000;
     let clock = Arc::new(ManualClock::new(1_000_000));
-    let Some((dir, log, cleaner)) = cleaner_fixture(data, clock.clone(), RETENTION_MS) else {
-        return;
-    };
+    let (dir, log, cleaner) = cleaner_fixture(data, clock.clone(), RETENTION_MS);
     let mut model = CleanerModel::default();
     // Byte 0 chose the map's size (see `cleaner_fixture`); the program follows it.
     for op in data.get(1..).unwrap_or_default().chunks(2) {
@@ -713,9 +711,7 @@ pub fn cleaner_transactions(data: &[u8]) {
 
     const RETENTION_MS: i64 = 1_000;
     let clock = Arc::new(ManualClock::new(1_000_000));
-    let Some((dir, log, cleaner)) = cleaner_fixture(data, clock.clone(), RETENTION_MS) else {
-        return;
-    };
+    let (dir, log, cleaner) = cleaner_fixture(data, clock.clone(), RETENTION_MS);
     let mut appended = Vec::new();
     // Byte 0 chose the map's size (see `cleaner_fixture`); the program follows it.
     for op in data.get(1..).unwrap_or_default().chunks(2) {

@@ -320,9 +320,7 @@ impl Log {
                 continue;
             }
             let path = self.dir.join(&entry.name);
-            let ours = files::parse_name(&entry.name)
-                .is_some_and(|(base, _)| bases.contains(&base) && path == self.cleaned_path(base));
-            if !ours {
+            if !bases.iter().any(|&base| path == self.cleaned_path(base)) {
                 self.storage.remove_file(&path)?;
                 removed = true;
             }

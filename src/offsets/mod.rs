@@ -101,8 +101,8 @@ pub struct OffsetsConfig {
     pub metadata_max_bytes: usize,
     /// For this long after the store's view of a partition it became the leader of began to
     /// serve (the members of a running group find the new coordinator only then: before,
-    /// they are told its load is in progress), [`OffsetsStore::expire`]
-    /// takes none of the offsets of a group of it that the embedder has not mentioned
+    /// they are told its load is in progress), [`OffsetsStore::expire`] takes none of the
+    /// offsets of a group of it that the embedder has not mentioned
     /// ([`OffsetsStore::set_group_active`]): a running group's members have not found the
     /// new coordinator yet, and its offsets are not a standalone consumer's; nor does
     /// [`OffsetsStore::delete_group`] or [`OffsetsStore::delete_offsets`] delete them.
@@ -198,9 +198,9 @@ impl Membership {
 
     /// From when a group's offsets age at the earliest (they age from their commit when
     /// that is later): when the group became empty; for one the store has not heard of,
-    /// when the store's view of the partition began to serve (`serving_since`), since the group may have
-    /// been empty since any time before; the beginning of time for a group with members
-    /// (whose offsets outside its subscription age from their commit).
+    /// when the store's view of the partition began to serve (`serving_since`), since the
+    /// group may have been empty since any time before; the beginning of time for a group
+    /// with members (whose offsets outside its subscription age from their commit).
     fn aging_since(membership: Option<&Membership>, serving_since: i64) -> i64 {
         match membership {
             Some(Membership::EmptySince(since)) => *since,
@@ -289,10 +289,8 @@ impl OffsetsStore {
         // newer term could otherwise come between, and the new term's memberships, said
         // since, would go with the old ones.
         let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-        let partition = self.partition(index).ok();
-        let hosted = partition.as_ref().map(|p| lock(p));
-        if let Some(mut hosted) = hosted {
-            hosted.state = ViewState::Follower;
+        if let Ok(partition) = self.partition(index) {
+            lock(&partition).state = ViewState::Follower;
         }
         groups.retain(|group, _| self.partition_for(group) != index);
     }
@@ -471,8 +469,8 @@ impl OffsetsStore {
     /// ([`OffsetsStore::set_group_active`]), as Kafka's DeleteGroups refuses;
     /// [`Error::GroupMembershipUnknown`] for a group the embedder has not mentioned,
     /// within `membership_grace_ms` after the store's view of its partition began to serve
-    /// (it may be running); [`Error::GroupIdNotFound`] for one it has not mentioned and that has
-    /// no offsets. Deleted, the group counts as empty from then.
+    /// (it may be running); [`Error::GroupIdNotFound`] for one it has not mentioned and
+    /// that has no offsets. Deleted, the group counts as empty from then.
     ///
     /// The membership lock is held until the tombstones are appended, as Kafka decides and
     /// writes in one event of the coordinator: a member joining meanwhile
@@ -506,9 +504,9 @@ impl OffsetsStore {
 
     /// [`Error::GroupMembershipUnknown`] while the store has not heard of `group`, which
     /// the embedder has not mentioned, for `membership_grace_ms` after its view of the
-    /// group's partition began to serve: Kafka's coordinator knows a running group from the group
-    /// metadata its load replays, and refuses to delete its offsets (`NON_EMPTY_GROUP`);
-    /// this store learns it only when its members come.
+    /// group's partition began to serve: Kafka's coordinator knows a running group from
+    /// the group metadata its load replays, and refuses to delete its offsets
+    /// (`NON_EMPTY_GROUP`); this store learns it only when its members come.
     ///
     /// The view is promoted first if its load is done, so that a view that begins to serve
     /// in the deletion's own call counts its grace from then; one that does not serve

@@ -73,9 +73,7 @@ impl Partition {
                 let to = self.divergence_point(diverging, state.high_watermark);
                 self.log.truncate_to(to).map(drop)
             };
-            // Failed or not: a cut that failed may have lowered the log end already.
-            self.cap_high_watermark(&mut state);
-            return cut.map(|()| true);
+            return self.after_cut(&mut state, cut).map(|()| true);
         }
         if let Some(records) = &response.records {
             let len = records.len() as usize;
@@ -94,10 +92,8 @@ impl Partition {
             let cut = self.log.log_end_offset();
             let whole = self.cut_to_batch_holding_end(bytes, response.leader_epoch);
             if !matches!(whole, Ok(true)) {
-                // The next fetch goes on from where the cut left the log end (a cut that
-                // failed may have lowered it too).
-                self.cap_high_watermark(&mut state);
-                return whole.map(|_| true);
+                // The next fetch goes on from where the cut left the log end.
+                return self.after_cut(&mut state, whole).map(|_| true);
             }
             if let Err(err) = self.log.append_as_follower(bytes) {
                 if self.log.log_end_offset() < cut {
@@ -245,9 +241,7 @@ impl Partition {
         } else {
             Ok(())
         };
-        // Failed or not, as in `apply_fetch`.
-        self.cap_high_watermark(&mut state);
-        cut.map(|()| true)
+        self.after_cut(&mut state, cut).map(|()| true)
     }
 }
 

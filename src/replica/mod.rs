@@ -348,12 +348,11 @@ impl Partition {
         let hw = state.high_watermark;
         let cut = self.log.truncate_to(offset);
         // Even a cut that failed may have brought the log end down (see
-        // [`Partition::cap_high_watermark`]): the guard goes by the log end as it is.
+        // [`Partition::after_cut`]): the guard goes by the log end as it is.
         if self.log.log_end_offset() < hw {
             state.repaired_below = state.repaired_below.max(Some(hw));
         }
-        self.cap_high_watermark(state);
-        cut.map(drop)
+        self.after_cut(state, cut).map(drop)
     }
 
     /// The offset this replica's log must reach again before it may lead, while a repair
@@ -377,16 +376,20 @@ impl Partition {
     /// start (invariant 2). A follower that started over at the leader's log start has
     /// its HW there: everything below it is gone, and the leader moved its log start no
     /// further than its HW. Kafka's log clamps every HW it is given the same way.
-    ///
-    /// After a truncation that failed too: the log end comes down first, then the files
-    /// and the checkpoints are cut, and a failure there returns an error with the log end
-    /// already lowered.
     fn cap_high_watermark(&self, state: &mut State) {
         let hw = state
             .high_watermark
             .max(self.log.log_start_offset())
             .min(self.log.log_end_offset());
         self.set_high_watermark(state, hw);
+    }
+
+    /// Caps the HW after a cut of the log, whether `cut` succeeded or not, and returns its
+    /// outcome: a truncation lowers the log end first, then cuts the files and the
+    /// checkpoints, and a failure there returns an error with the log end already lowered.
+    fn after_cut<T>(&self, state: &mut State, cut: Result<T>) -> Result<T> {
+        self.cap_high_watermark(state);
+        cut
     }
 
     /// Refuses an epoch below the current one; accepts it or a newer one.
